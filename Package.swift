@@ -1,0 +1,52 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// Finch: LoRA / QLoRA fine-tuning of LLMs in Swift.
+///
+/// Layers (lower know nothing of higher):
+///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
+///   -> FinchCore -> FinchFormats -> FinchTokenizer -> FinchModels -> finch (CLI)
+let package = Package(
+    name: "Finch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "finch", targets: ["finch"]),
+        .library(name: "FinchModels", targets: ["FinchModels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .target(
+            name: "CFinchKernels",
+            path: "Sources/CFinchKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
+        .target(
+            name: "FinchCore",
+            dependencies: ["CDNNL", "COpenBLAS", "CFinchKernels"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .target(name: "FinchFormats", dependencies: ["FinchCore"]),
+        .target(name: "FinchTokenizer", dependencies: ["FinchFormats"]),
+        .target(
+            name: "FinchModels",
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .executableTarget(
+            name: "finch",
+            dependencies: [
+                "FinchModels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "FinchCoreTests", dependencies: ["FinchCore"]),
+        .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats"]),
+        .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
+        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,3 @@
+import CFinchKernels
+import CDNNL
+import COpenBLAS

@@ -1,0 +1,2 @@
+// Placeholder; replaced by the GGUF/safetensors readers.
+import FinchCore

@@ -1,0 +1,3 @@
+import FinchCore
+import FinchFormats
+import FinchTokenizer

@@ -1,0 +1,1 @@
+@main struct FinchCLI { static func main() {} }

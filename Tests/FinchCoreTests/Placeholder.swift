@@ -1,0 +1,3 @@
+import XCTest
+@testable import FinchCore
+final class CorePlaceholderTests: XCTestCase { func testPlaceholder() {} }

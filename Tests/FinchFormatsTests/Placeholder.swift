@@ -1,0 +1,3 @@
+import XCTest
+@testable import FinchFormats
+final class FormatsPlaceholderTests: XCTestCase { func testPlaceholder() {} }

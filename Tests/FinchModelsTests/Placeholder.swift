@@ -1,0 +1,3 @@
+import XCTest
+@testable import FinchModels
+final class ModelsPlaceholderTests: XCTestCase { func testPlaceholder() {} }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import FinchTokenizer
+final class TokenizerPlaceholderTests: XCTestCase { func testPlaceholder() {} }
