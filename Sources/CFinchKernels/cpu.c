@@ -1,9 +1,78 @@
 #include "CFinchKernels.h"
-int finch_cpu_has_avx512f(void) {
+#include <dlfcn.h>
+#include <stddef.h>
+
+int finch_cpu_avx512_level(void) {
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = 0;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+            level = 1;
+            if (__builtin_cpu_supports("avx512bf16")) level = 2;
+        }
+    }
+    return level;
 #else
     return 0;
 #endif
+}
+
+int finch_cpu_has_avx2(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+const char *finch_kernel_path(void) {
+    if (finch_cpu_avx512_level() > 0) return "avx512";
+    if (finch_cpu_has_avx2()) return "avx2";
+    return "portable";
+}
+
+// --- parallel runner over libgomp's team (the runtime Debian's oneDNN is built with) ---
+typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+static gomp_parallel_t p_parallel;
+static int (*p_thread_num)(void);
+static int (*p_num_threads)(void);
+static int (*p_max_threads)(void);
+static int (*p_in_parallel)(void);
+static int resolved;
+
+static void resolve(void) {
+    if (resolved) return;
+    void *h = RTLD_DEFAULT;
+    if (!dlsym(h, "GOMP_parallel")) h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL);
+    if (h) {
+        p_parallel = (gomp_parallel_t)dlsym(h, "GOMP_parallel");
+        p_thread_num = (int (*)(void))dlsym(h, "omp_get_thread_num");
+        p_num_threads = (int (*)(void))dlsym(h, "omp_get_num_threads");
+        p_max_threads = (int (*)(void))dlsym(h, "omp_get_max_threads");
+        p_in_parallel = (int (*)(void))dlsym(h, "omp_in_parallel");
+        if (!p_thread_num || !p_num_threads || !p_max_threads || !p_in_parallel) p_parallel = NULL;
+    }
+    __atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
+}
+
+struct job { void (*fn)(void *, int, int); void *ctx; };
+
+static void trampoline(void *data) {
+    struct job *j = (struct job *)data;
+    j->fn(j->ctx, p_thread_num(), p_num_threads());
+}
+
+int finch_max_threads(void) {
+    resolve();
+    return p_parallel ? p_max_threads() : 1;
+}
+
+void finch_parallel_run(void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
+    resolve();
+    if (!p_parallel || p_in_parallel() || p_max_threads() <= 1) { fn(ctx, 0, 1); return; }
+    struct job j = { fn, ctx };
+    p_parallel(trampoline, &j, 0, 0);
 }

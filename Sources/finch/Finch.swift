@@ -1,1 +1,73 @@
-@main struct FinchCLI { static func main() {} }
+import ArgumentParser
+import FinchModels
+import Foundation
+
+@main
+struct Finch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finch",
+        abstract: "LoRA and QLoRA fine-tuning of large language models, in Swift.",
+        subcommands: [Generate.self, Chat.self, Inspect.self, Bench.self])
+}
+
+/// Options shared by every command that loads a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
+    var model: String?
+
+    @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
+    var dtype: String = "f32"
+
+    @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
+    var adapter: String?
+
+    func load() throws -> LanguageModel {
+        guard let dt = WeightDType(rawValue: dtype) else {
+            throw ValidationError("--dtype must be f32 or bf16 (got '\(dtype)')")
+        }
+        if let adapter {
+            throw ValidationError("--adapter \(adapter): LoRA adapters are not supported by this build yet")
+        }
+        let start = Date()
+        let lm = try LanguageModel.load(model, dtype: dt)
+        stderrPrint(String(format: "loaded %@ (%@, %.0f MiB of weights) in %.2f s", lm.path, dt.rawValue,
+                           Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
+        return lm
+    }
+}
+
+/// Sampling flags shared by generate and chat.
+struct SamplingFlags: ParsableArguments {
+    @Option(name: .long, help: "Maximum number of new tokens.")
+    var maxNewTokens: Int = 256
+    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+    @Option(name: .long, help: "Keep only the k most likely tokens (0 = off).")
+    var topK: Int = 0
+    @Option(name: .long, help: "Nucleus sampling: keep tokens up to this cumulative probability (1 = off).")
+    var topP: Float = 1
+    @Option(name: .long, help: "Drop tokens less likely than this fraction of the most likely one (0 = off).")
+    var minP: Float = 0
+    @Option(name: .long, help: "Penalty > 1 for tokens already seen (1 = off).")
+    var repetitionPenalty: Float = 1
+    @Option(name: .long, help: "Random seed.")
+    var seed: UInt64 = 0
+    @Option(name: .long, help: "Stop when the output contains this string (repeatable).")
+    var stop: [String] = []
+
+    var options: GenerationOptions {
+        GenerationOptions(maxNewTokens: maxNewTokens,
+                          sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, minP: minP,
+                                                    repetitionPenalty: repetitionPenalty),
+                          seed: seed, stopStrings: stop)
+    }
+}
+
+func stderrPrint(_ s: String) {
+    FileHandle.standardError.write((s + "\n").data(using: .utf8)!)
+}
+
+/// Writes to stdout without buffering delays (for streaming).
+func stdoutWrite(_ s: String) {
+    FileHandle.standardOutput.write(s.data(using: .utf8)!)
+}

@@ -1,7 +1,36 @@
 #ifndef CFINCH_KERNELS_H
 #define CFINCH_KERNELS_H
+/// SIMD micro-kernels for Finch. Every entry point picks its widest code path at run time
+/// (AVX-512, AVX2+FMA, portable C), so one binary runs on any x86-64 (or other) CPU.
 #include <stdint.h>
 #include <stddef.h>
-/// 1 when the CPU supports AVX-512F (kernels choose their widest path at run time).
-int finch_cpu_has_avx512f(void);
+
+/// 1 when the CPU supports AVX-512F, 2 when it also has AVX512-BF16, 0 otherwise.
+int finch_cpu_avx512_level(void);
+/// Name of the code path the kernels use on this CPU ("avx512", "avx2", "portable").
+const char *finch_kernel_path(void);
+
+/// Runs fn(ctx, tid, nthreads) on every thread of the OpenMP team that oneDNN uses
+/// (found at run time; runs fn(ctx, 0, 1) when no OpenMP runtime is loaded).
+/// Nested calls from inside a team run on the calling thread alone.
+void finch_parallel_run(void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
+/// Threads a finch_parallel_run call uses.
+int finch_max_threads(void);
+
+/// dst[i] = bf16(src[i]) with round-to-nearest-even (NaN stays NaN).
+void finch_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+/// dst[i] = float(src[i]).
+void finch_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+/// y[M,N] (+)= x[M,K] · W[N,K]ᵀ for small M (decode), W f32, parallel over N.
+/// ldx / ldy are the row strides of x and y. accumulate != 0 adds into y.
+void finch_linear_small_f32(float *y, size_t ldy, const float *x, size_t ldx,
+                            const float *w, int M, int N, int K, int accumulate);
+/// Same with W in bfloat16 (f32 accumulation).
+void finch_linear_small_bf16(float *y, size_t ldy, const float *x, size_t ldx,
+                             const uint16_t *w, int M, int N, int K, int accumulate);
+/// Single-thread dot product of two f32 vectors.
+float finch_dot_f32(const float *a, const float *b, size_t n);
+/// y[i] += a * x[i].
+void finch_axpy_f32(float *y, float a, const float *x, size_t n);
 #endif

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Everything Finch needs on a fresh Debian machine: system libraries, the default model, a release build.
+#   Scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+[ -e /usr/include/oneapi/dnnl/dnnl.h ] || need+=(libdnnl-dev)
+[ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+Scripts/fetch-model.sh smollm2-135m >/dev/null
+[ "${1:-}" = "--no-build" ] && exit 0
+swift build -c release --product finch >&2

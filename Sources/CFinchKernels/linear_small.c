@@ -1,0 +1,165 @@
+// y[M,N] (+)= x[M,K] · W[N,K]ᵀ for the small M of decoding: memory-bound on W, so each
+// thread streams a contiguous slice of W's rows once and reuses them for every row of x.
+#include "CFinchKernels.h"
+#include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+int finch_cpu_has_avx2(void);
+
+enum { WF32 = 0, WBF16 = 1 };
+
+struct lin_args {
+    float *y; size_t ldy; const float *x; size_t ldx; const void *w;
+    int M, N, K, acc, wtype;
+};
+
+static inline float bf16_to_f32_1(uint16_t v) {
+    uint32_t u = (uint32_t)v << 16; float f; memcpy(&f, &u, 4); return f;
+}
+
+static void rows_portable(const struct lin_args *a, int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        for (int m = 0; m < a->M; m++) {
+            const float *x = a->x + (size_t)m * a->ldx;
+            float s = 0;
+            if (a->wtype == WF32) {
+                const float *w = (const float *)a->w + (size_t)n * a->K;
+                for (int k = 0; k < a->K; k++) s += x[k] * w[k];
+            } else {
+                const uint16_t *w = (const uint16_t *)a->w + (size_t)n * a->K;
+                for (int k = 0; k < a->K; k++) s += x[k] * bf16_to_f32_1(w[k]);
+            }
+            float *y = a->y + (size_t)m * a->ldy + n;
+            *y = a->acc ? *y + s : s;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static inline __m512 load16(const void *w, int wtype, size_t off, __mmask16 mask) {
+    if (wtype == WF32) return _mm512_maskz_loadu_ps(mask, (const float *)w + off);
+    __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + off);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/// Four W rows at a time against up to four x rows: 16 accumulators, W loaded once.
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void rows_avx512(const struct lin_args *a, int n0, int n1) {
+    const int K = a->K;
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        for (int m0 = 0; m0 < a->M; m0 += 4) {
+            int mc = a->M - m0 < 4 ? a->M - m0 : 4;
+            __m512 acc[4][4];
+            for (int i = 0; i < 4; i++) for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
+            for (int k = 0; k < K; k += 16) {
+                __mmask16 mask = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+                __m512 w0 = load16(a->w, a->wtype, (size_t)(n + 0) * K + k, mask);
+                __m512 w1 = load16(a->w, a->wtype, (size_t)(n + 1) * K + k, mask);
+                __m512 w2 = load16(a->w, a->wtype, (size_t)(n + 2) * K + k, mask);
+                __m512 w3 = load16(a->w, a->wtype, (size_t)(n + 3) * K + k, mask);
+                for (int i = 0; i < mc; i++) {
+                    __m512 xv = _mm512_maskz_loadu_ps(mask, a->x + (size_t)(m0 + i) * a->ldx + k);
+                    acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
+                    acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
+                    acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
+                    acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
+                }
+            }
+            for (int i = 0; i < mc; i++) {
+                float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
+                for (int r = 0; r < 4; r++) {
+                    float s = _mm512_reduce_add_ps(acc[i][r]);
+                    y[r] = a->acc ? y[r] + s : s;
+                }
+            }
+        }
+    }
+    if (n < n1) rows_portable(a, n, n1);
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 load8(const void *w, int wtype, size_t off) {
+    if (wtype == WF32) return _mm256_loadu_ps((const float *)w + off);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + off));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma")))
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma")))
+static void rows_avx2(const struct lin_args *a, int n0, int n1) {
+    const int K = a->K, K8 = K & ~7;
+    int n = n0;
+    for (; n + 2 <= n1; n += 2) {
+        for (int m0 = 0; m0 < a->M; m0 += 4) {
+            int mc = a->M - m0 < 4 ? a->M - m0 : 4;
+            __m256 acc[4][2];
+            for (int i = 0; i < 4; i++) { acc[i][0] = _mm256_setzero_ps(); acc[i][1] = _mm256_setzero_ps(); }
+            for (int k = 0; k < K8; k += 8) {
+                __m256 w0 = load8(a->w, a->wtype, (size_t)n * K + k);
+                __m256 w1 = load8(a->w, a->wtype, (size_t)(n + 1) * K + k);
+                for (int i = 0; i < mc; i++) {
+                    __m256 xv = _mm256_loadu_ps(a->x + (size_t)(m0 + i) * a->ldx + k);
+                    acc[i][0] = _mm256_fmadd_ps(xv, w0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(xv, w1, acc[i][1]);
+                }
+            }
+            for (int i = 0; i < mc; i++) {
+                const float *x = a->x + (size_t)(m0 + i) * a->ldx;
+                float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
+                for (int r = 0; r < 2; r++) {
+                    float s = hsum8(acc[i][r]);
+                    for (int k = K8; k < K; k++) {
+                        float wv = a->wtype == WF32 ? ((const float *)a->w)[(size_t)(n + r) * K + k]
+                                                    : bf16_to_f32_1(((const uint16_t *)a->w)[(size_t)(n + r) * K + k]);
+                        s += x[k] * wv;
+                    }
+                    y[r] = a->acc ? y[r] + s : s;
+                }
+            }
+        }
+    }
+    if (n < n1) rows_portable(a, n, n1);
+}
+#endif
+
+static void lin_worker(void *ctx, int tid, int nt) {
+    const struct lin_args *a = (const struct lin_args *)ctx;
+    // Slices of 16 rows so every thread's W range starts on a 64-byte boundary.
+    int chunks = (a->N + 15) / 16;
+    int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
+    int n0 = c0 * 16, n1 = c1 * 16 < a->N ? c1 * 16 : a->N;
+    if (n0 >= n1) return;
+#if defined(__x86_64__)
+    if (finch_cpu_avx512_level() > 0) { rows_avx512(a, n0, n1); return; }
+    if (finch_cpu_has_avx2()) { rows_avx2(a, n0, n1); return; }
+#endif
+    rows_portable(a, n0, n1);
+}
+
+static void run_linear(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
+                       int M, int N, int K, int acc, int wtype) {
+    struct lin_args a = { y, ldy, x, ldx, w, M, N, K, acc, wtype };
+    if ((long)N * K < 32768) { lin_worker(&a, 0, 1); return; }
+    finch_parallel_run(lin_worker, &a);
+}
+
+void finch_linear_small_f32(float *y, size_t ldy, const float *x, size_t ldx,
+                            const float *w, int M, int N, int K, int accumulate) {
+    run_linear(y, ldy, x, ldx, w, M, N, K, accumulate, WF32);
+}
+
+void finch_linear_small_bf16(float *y, size_t ldy, const float *x, size_t ldx,
+                             const uint16_t *w, int M, int N, int K, int accumulate) {
+    run_linear(y, ldy, x, ldx, w, M, N, K, accumulate, WBF16);
+}

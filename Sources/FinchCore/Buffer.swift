@@ -1,0 +1,44 @@
+/// An owned, 64-byte-aligned, uninitialized-then-filled array of a trivial element type.
+///
+/// Tensors in Finch are plain buffers plus a shape comment at the use site (llm.c style);
+/// this type only owns memory. Memory comes zeroed.
+public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
+    /// First element.
+    public let pointer: UnsafeMutablePointer<Element>
+    /// Number of elements.
+    public let count: Int
+
+    /// Allocates `count` zeroed elements.
+    public init(count: Int) {
+        precondition(count >= 0)
+        self.count = count
+        let bytes = max(count, 1) * MemoryLayout<Element>.stride
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+    }
+
+    /// Copies `array` into a new buffer.
+    public convenience init(_ array: [Element]) {
+        self.init(count: array.count)
+        array.withUnsafeBufferPointer { src in
+            if let base = src.baseAddress { pointer.update(from: base, count: array.count) }
+        }
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    /// The elements as a buffer pointer.
+    public var buffer: UnsafeMutableBufferPointer<Element> { .init(start: pointer, count: count) }
+
+    /// A copy of the elements as an array.
+    public var array: [Element] { Array(buffer) }
+
+    /// Size in bytes.
+    public var byteCount: Int { count * MemoryLayout<Element>.stride }
+
+    public subscript(i: Int) -> Element {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+}

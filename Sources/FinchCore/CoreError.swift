@@ -1,0 +1,18 @@
+/// Errors from the compute core: what failed and what to do about it.
+public enum CoreError: Error, CustomStringConvertible, Sendable {
+    /// A oneDNN call failed; `status` is its dnnl_status_t.
+    case dnnl(call: String, status: Int32)
+    /// Shapes that cannot be combined.
+    case shapeMismatch(String)
+    /// An operation that this dtype does not support.
+    case unsupportedDType(String)
+
+    public var description: String {
+        switch self {
+        case .dnnl(let call, let status):
+            return "oneDNN \(call) failed with status \(status); check that libdnnl2 is installed and the CPU supports the requested data type"
+        case .shapeMismatch(let what): return "shape mismatch: \(what)"
+        case .unsupportedDType(let what): return "unsupported data type: \(what)"
+        }
+    }
+}

@@ -1,3 +1,0 @@
-import CFinchKernels
-import CDNNL
-import COpenBLAS

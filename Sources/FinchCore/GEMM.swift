@@ -1,0 +1,191 @@
+import CDNNL
+import CFinchKernels
+import COpenBLAS
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Element type of the operands of a matrix product.
+public enum GEMMType: Sendable, Hashable {
+    case f32
+    /// bfloat16 operands, float32 accumulation and output.
+    case bf16
+}
+
+/// Matrix products through oneDNN (f32 and bf16) or OpenBLAS (f32).
+///
+/// `C[M,N] (+)= A[M,K] · op(B)`, all row-major with leading dimensions; `op(B)` is `B[K,N]`,
+/// or `Bᵀ` when B is stored `[N,K]` (an `nn.Linear` weight). C is always float32.
+/// oneDNN primitives are created once per shape and kept (creating one costs far more than
+/// running a small product).
+public enum GEMM {
+    /// Which library multiplies f32 matrices. `FINCH_GEMM=openblas` selects OpenBLAS; bf16 always uses oneDNN.
+    public enum Backend: String, Sendable { case dnnl, openblas }
+
+    /// The f32 backend in use (from the `FINCH_GEMM` environment variable, default oneDNN).
+    public static let f32Backend: Backend = {
+        if let v = getenvString("FINCH_GEMM"), let b = Backend(rawValue: v) { return b }
+        return .dnnl
+    }()
+
+    /// f32 product. `bTransposed`: B is stored `[N,K]` with row stride `ldb`.
+    public static func f32(m: Int, n: Int, k: Int,
+                           a: UnsafePointer<Float>, lda: Int,
+                           b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        if m == 0 || n == 0 { return }
+        if f32Backend == .openblas {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
+                        accumulate ? 1 : 0, c, Int32(ldc))
+            return
+        }
+        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, bTransposed: bTransposed,
+                              type: .f32, accumulate: accumulate),
+                        a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+    }
+
+    /// bf16 × bf16 → f32 product (f32 accumulation).
+    public static func bf16(m: Int, n: Int, k: Int,
+                            a: UnsafePointer<BF16Bits>, lda: Int,
+                            b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        if m == 0 || n == 0 { return }
+        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, bTransposed: bTransposed,
+                              type: .bf16, accumulate: accumulate),
+                        a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+    }
+
+    /// Single-threaded OpenBLAS product, for use inside a parallel loop (e.g. one attention head each).
+    public static func f32Serial(m: Int, n: Int, k: Int,
+                                 a: UnsafePointer<Float>, lda: Int,
+                                 b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, accumulate: Bool) {
+        _ = openBLASSingleThreaded
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                    accumulate ? 1 : 0, c, Int32(ldc))
+    }
+
+    /// OpenBLAS is only called from inside Finch's own parallel loops, so it must not start threads of its own.
+    private static let openBLASSingleThreaded: Void = {
+        if f32Backend != .openblas { openblas_set_num_threads(1) }
+    }()
+}
+
+func getenvString(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    return String(cString: p)
+}
+
+/// Cached oneDNN matmul primitives, one per problem shape.
+final class DNNL: @unchecked Sendable {
+    static let shared = DNNL()
+
+    struct Key: Hashable {
+        var m, n, k, lda, ldb, ldc: Int
+        var bTransposed: Bool
+        var type: GEMMType
+        var accumulate: Bool
+    }
+
+    final class Entry {
+        var primitive: dnnl_primitive_t?
+        var a: dnnl_memory_t?, b: dnnl_memory_t?, c: dnnl_memory_t?
+        deinit {
+            dnnl_primitive_destroy(primitive)
+            dnnl_memory_destroy(a); dnnl_memory_destroy(b); dnnl_memory_destroy(c)
+        }
+    }
+
+    private var engine: dnnl_engine_t?
+    private var stream: dnnl_stream_t?
+    private let cache = Mutex<[Key: Entry]>([:])
+    /// oneDNN streams are not thread-safe: products run one at a time (each is itself parallel).
+    private let running = Mutex<Void>(())
+
+    private init() {
+        check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
+        check(dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
+    }
+
+    private func check(_ status: dnnl_status_t, _ call: String) {
+        if status != dnnl_success {
+            fatalError(CoreError.dnnl(call: call, status: Int32(status.rawValue)).description)
+        }
+    }
+
+    func run(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) {
+        running.withLock { _ in
+            let e = entry(for: key)
+            check(dnnl_memory_set_data_handle(e.a, a), "dnnl_memory_set_data_handle")
+            check(dnnl_memory_set_data_handle(e.b, b), "dnnl_memory_set_data_handle")
+            check(dnnl_memory_set_data_handle(e.c, c), "dnnl_memory_set_data_handle")
+            var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a),
+                        dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b),
+                        dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)]
+            check(dnnl_primitive_execute(e.primitive, stream, 3, &args), "dnnl_primitive_execute")
+            check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+        }
+    }
+
+    private func entry(for key: Key) -> Entry {
+        cache.withLock { cache in
+            if let e = cache[key] { return e }
+            if cache.count > 256 { cache.removeAll() }
+            let e = make(key)
+            cache[key] = e
+            return e
+        }
+    }
+
+    private func desc(_ rows: Int, _ cols: Int, _ rowStride: Int, _ colStride: Int, _ type: dnnl_data_type_t) -> dnnl_memory_desc_t {
+        var md = dnnl_memory_desc_t()
+        var dims: dnnl_dims_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var strides: dnnl_dims_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        dims.0 = Int64(rows); dims.1 = Int64(cols)
+        strides.0 = Int64(rowStride); strides.1 = Int64(colStride)
+        withUnsafePointer(to: &dims) { d in
+            withUnsafePointer(to: &strides) { s in
+                d.withMemoryRebound(to: Int64.self, capacity: 12) { dp in
+                    s.withMemoryRebound(to: Int64.self, capacity: 12) { sp in
+                        check(dnnl_memory_desc_init_by_strides(&md, 2, dp, type, sp), "dnnl_memory_desc_init_by_strides")
+                    }
+                }
+            }
+        }
+        return md
+    }
+
+    private func make(_ key: Key) -> Entry {
+        let t: dnnl_data_type_t = key.type == .f32 ? dnnl_f32 : dnnl_bf16
+        var aMD = desc(key.m, key.k, key.lda, 1, t)
+        // op(B) is [K,N]: stored [N,K] (transposed) → strides (1, ldb); stored [K,N] → (ldb, 1).
+        var bMD = key.bTransposed ? desc(key.k, key.n, 1, key.ldb, t) : desc(key.k, key.n, key.ldb, 1, t)
+        var cMD = desc(key.m, key.n, key.ldc, 1, dnnl_f32)
+        var op = dnnl_matmul_desc_t()
+        check(dnnl_matmul_desc_init(&op, &aMD, &bMD, nil, &cMD), "dnnl_matmul_desc_init")
+        var attr: dnnl_primitive_attr_t?
+        check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
+        defer { dnnl_primitive_attr_destroy(attr) }
+        if key.accumulate {
+            var ops: dnnl_post_ops_t?
+            check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
+            check(dnnl_post_ops_append_sum(ops, 1.0), "dnnl_post_ops_append_sum")
+            check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
+            dnnl_post_ops_destroy(ops)
+        }
+        var pd: dnnl_primitive_desc_t?
+        check(dnnl_primitive_desc_create(&pd, &op, attr, engine, nil), "dnnl_primitive_desc_create")
+        defer { dnnl_primitive_desc_destroy(pd) }
+        let e = Entry()
+        check(dnnl_primitive_create(&e.primitive, pd), "dnnl_primitive_create")
+        check(dnnl_memory_create(&e.a, &aMD, engine, nil), "dnnl_memory_create")
+        check(dnnl_memory_create(&e.b, &bMD, engine, nil), "dnnl_memory_create")
+        check(dnnl_memory_create(&e.c, &cMD, engine, nil), "dnnl_memory_create")
+        return e
+    }
+}

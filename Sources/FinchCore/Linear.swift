@@ -1,0 +1,108 @@
+import CFinchKernels
+
+/// Storage type of frozen weights.
+public enum WeightDType: String, Sendable, CaseIterable {
+    case f32, bf16
+}
+
+/// A frozen linear weight `W[out, in]` (PyTorch `nn.Linear` layout): `y = x · Wᵀ`.
+///
+/// Small batches (decoding) run Finch's own memory-bound kernel; larger ones run a
+/// oneDNN (or OpenBLAS) GEMM. bf16 weights multiply bf16-rounded activations with
+/// f32 accumulation and f32 output.
+public final class LinearWeight: @unchecked Sendable {
+    public enum Storage: Sendable {
+        case f32(Buffer<Float>)
+        case bf16(Buffer<BF16Bits>)
+    }
+
+    public let outFeatures: Int
+    public let inFeatures: Int
+    public let storage: Storage
+
+    /// Rows at or below this use the decode kernel instead of a GEMM.
+    public static let smallBatchRows = 4
+
+    public init(outFeatures: Int, inFeatures: Int, storage: Storage) {
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+        self.storage = storage
+    }
+
+    /// Wraps f32 values `[out, in]`, converting to `dtype`.
+    public convenience init(outFeatures: Int, inFeatures: Int, values: Buffer<Float>, dtype: WeightDType) {
+        precondition(values.count == outFeatures * inFeatures)
+        switch dtype {
+        case .f32:
+            self.init(outFeatures: outFeatures, inFeatures: inFeatures, storage: .f32(values))
+        case .bf16:
+            let b = Buffer<BF16Bits>(count: values.count)
+            BFloat16.convert(values.pointer, to: b.pointer, count: values.count)
+            self.init(outFeatures: outFeatures, inFeatures: inFeatures, storage: .bf16(b))
+        }
+    }
+
+    public var dtype: WeightDType {
+        switch storage { case .f32: .f32; case .bf16: .bf16 }
+    }
+
+    /// Bytes held by the weight.
+    public var byteCount: Int {
+        switch storage { case .f32(let b): b.byteCount; case .bf16(let b): b.byteCount }
+    }
+
+    /// The weight as f32 values `[out, in]` (a copy for bf16).
+    public func floatValues() -> Buffer<Float> {
+        switch storage {
+        case .f32(let b): return b
+        case .bf16(let b):
+            let f = Buffer<Float>(count: b.count)
+            BFloat16.convert(b.pointer, to: f.pointer, count: b.count)
+            return f
+        }
+    }
+
+    /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs.
+    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int,
+                        accumulate: Bool = false, scratch: Scratch) {
+        let n = outFeatures, k = inFeatures
+        switch storage {
+        case .f32(let w):
+            if m <= Self.smallBatchRows {
+                finch_linear_small_f32(y, n, x, k, w.pointer, Int32(m), Int32(n), Int32(k), accumulate ? 1 : 0)
+            } else {
+                GEMM.f32(m: m, n: n, k: k, a: x, lda: k, b: w.pointer, ldb: k, bTransposed: true,
+                         c: y, ldc: n, accumulate: accumulate)
+            }
+        case .bf16(let w):
+            if m <= Self.smallBatchRows {
+                finch_linear_small_bf16(y, n, x, k, w.pointer, Int32(m), Int32(n), Int32(k), accumulate ? 1 : 0)
+            } else {
+                let xb = scratch.bf16(m * k)
+                BFloat16.convert(x, to: xb, count: m * k)
+                GEMM.bf16(m: m, n: n, k: k, a: xb, lda: k, b: w.pointer, ldb: k, bTransposed: true,
+                          c: y, ldc: n, accumulate: accumulate)
+            }
+        }
+    }
+}
+
+/// Reusable scratch memory for kernels that need a temporary (grows, never shrinks).
+public final class Scratch: @unchecked Sendable {
+    private var bf16Buffer = Buffer<BF16Bits>(count: 0)
+    private var floatBuffer = Buffer<Float>(count: 0)
+
+    public init() {}
+
+    /// At least `count` bf16 slots (contents undefined).
+    public func bf16(_ count: Int) -> UnsafeMutablePointer<BF16Bits> {
+        if bf16Buffer.count < count { bf16Buffer = Buffer(count: count) }
+        return bf16Buffer.pointer
+    }
+
+    /// At least `count` float slots (contents undefined).
+    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if floatBuffer.count < count { floatBuffer = Buffer(count: count) }
+        return floatBuffer.pointer
+    }
+}

@@ -1,3 +1,0 @@
-import FinchCore
-import FinchFormats
-import FinchTokenizer

@@ -1,0 +1,41 @@
+import FinchCore
+import FinchFormats
+import FinchTokenizer
+import Foundation
+
+/// A loaded model with its tokenizer: what `finch generate` and `finch chat` work with.
+public final class LanguageModel: @unchecked Sendable {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    /// Where it was loaded from.
+    public let path: String
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, path: String) {
+        self.model = model; self.tokenizer = tokenizer; self.path = path
+    }
+
+    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model).
+    public static func load(_ spec: String?, dtype: WeightDType = .f32) throws -> LanguageModel {
+        let path = try ModelStore.resolve(spec)
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        if isDir.boolValue {
+            let config = try LlamaConfig.load(configJSON: (path as NSString).appendingPathComponent("config.json"))
+            let source = try SafeTensorsWeightSource(directory: path)
+            let model = try LlamaModel.load(from: source, config: config, dtype: dtype)
+            let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
+            let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
+            guard FileManager.default.fileExists(atPath: tjson) else {
+                throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
+            }
+            let tok = try Tokenizer(tokenizerJSONAt: tjson,
+                                    configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
+            return LanguageModel(model: model, tokenizer: tok, path: path)
+        }
+        let file = try GGUFFile(path: path)
+        let config = try LlamaConfig.load(gguf: file)
+        let model = try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype)
+        let tok = try Tokenizer(gguf: file)
+        return LanguageModel(model: model, tokenizer: tok, path: path)
+    }
+}

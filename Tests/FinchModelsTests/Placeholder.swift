@@ -1,3 +1,0 @@
-import XCTest
-@testable import FinchModels
-final class ModelsPlaceholderTests: XCTestCase { func testPlaceholder() {} }
