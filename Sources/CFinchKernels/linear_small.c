@@ -38,48 +38,76 @@ static void rows_portable(const struct lin_args *a, int n0, int n1) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw,avx512vl")))
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
 static inline __m512 load16(const void *w, int wtype, size_t off, __mmask16 mask) {
     if (wtype == WF32) return _mm512_maskz_loadu_ps(mask, (const float *)w + off);
     __m256i h = _mm256_maskz_loadu_epi16(mask, (const uint16_t *)w + off);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/// Four W rows at a time against up to four x rows: 16 accumulators, W loaded once.
-__attribute__((target("avx512f,avx512bw,avx512vl")))
-static void rows_avx512(const struct lin_args *a, int n0, int n1) {
+/// Four W rows at a time against MC rows of x: 4·MC accumulators kept in registers
+/// (MC and WT are compile-time constants in each instantiation), W streamed once.
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
+static inline void block_avx512(const struct lin_args *a, int n, int m0, const int MC, const int WT) {
     const int K = a->K;
-    int n = n0;
-    for (; n + 4 <= n1; n += 4) {
-        for (int m0 = 0; m0 < a->M; m0 += 4) {
-            int mc = a->M - m0 < 4 ? a->M - m0 : 4;
-            __m512 acc[4][4];
-            for (int i = 0; i < 4; i++) for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
-            for (int k = 0; k < K; k += 16) {
-                __mmask16 mask = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-                __m512 w0 = load16(a->w, a->wtype, (size_t)(n + 0) * K + k, mask);
-                __m512 w1 = load16(a->w, a->wtype, (size_t)(n + 1) * K + k, mask);
-                __m512 w2 = load16(a->w, a->wtype, (size_t)(n + 2) * K + k, mask);
-                __m512 w3 = load16(a->w, a->wtype, (size_t)(n + 3) * K + k, mask);
-                for (int i = 0; i < mc; i++) {
-                    __m512 xv = _mm512_maskz_loadu_ps(mask, a->x + (size_t)(m0 + i) * a->ldx + k);
-                    acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
-                    acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
-                    acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
-                    acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
-                }
-            }
-            for (int i = 0; i < mc; i++) {
-                float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
-                for (int r = 0; r < 4; r++) {
-                    float s = _mm512_reduce_add_ps(acc[i][r]);
-                    y[r] = a->acc ? y[r] + s : s;
-                }
-            }
+    __m512 acc[4][4];
+    for (int i = 0; i < MC; i++) for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
+    const int K16 = K & ~15;
+    int k = 0;
+    for (; k < K16; k += 16) {
+        __m512 w0 = load16(a->w, WT, (size_t)(n + 0) * K + k, 0xFFFF);
+        __m512 w1 = load16(a->w, WT, (size_t)(n + 1) * K + k, 0xFFFF);
+        __m512 w2 = load16(a->w, WT, (size_t)(n + 2) * K + k, 0xFFFF);
+        __m512 w3 = load16(a->w, WT, (size_t)(n + 3) * K + k, 0xFFFF);
+        for (int i = 0; i < MC; i++) {
+            __m512 xv = _mm512_loadu_ps(a->x + (size_t)(m0 + i) * a->ldx + k);
+            acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
         }
     }
-    if (n < n1) rows_portable(a, n, n1);
+    if (k < K) {
+        __mmask16 mask = (__mmask16)((1u << (K - k)) - 1);
+        __m512 w0 = load16(a->w, WT, (size_t)(n + 0) * K + k, mask);
+        __m512 w1 = load16(a->w, WT, (size_t)(n + 1) * K + k, mask);
+        __m512 w2 = load16(a->w, WT, (size_t)(n + 2) * K + k, mask);
+        __m512 w3 = load16(a->w, WT, (size_t)(n + 3) * K + k, mask);
+        for (int i = 0; i < MC; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(mask, a->x + (size_t)(m0 + i) * a->ldx + k);
+            acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < MC; i++) {
+        float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
+        for (int r = 0; r < 4; r++) {
+            float s = _mm512_reduce_add_ps(acc[i][r]);
+            y[r] = a->acc ? y[r] + s : s;
+        }
+    }
 }
+
+#define FINCH_AVX512_ROWS(WT, NAME) \
+__attribute__((target("avx512f,avx512bw,avx512vl"))) \
+static void NAME(const struct lin_args *a, int n0, int n1) { \
+    int n = n0; \
+    for (; n + 4 <= n1; n += 4) { \
+        int m0 = 0; \
+        for (; m0 + 4 <= a->M; m0 += 4) block_avx512(a, n, m0, 4, WT); \
+        switch (a->M - m0) { \
+        case 3: block_avx512(a, n, m0, 3, WT); break; \
+        case 2: block_avx512(a, n, m0, 2, WT); break; \
+        case 1: block_avx512(a, n, m0, 1, WT); break; \
+        default: break; \
+        } \
+    } \
+    if (n < n1) rows_portable(a, n, n1); \
+}
+FINCH_AVX512_ROWS(WF32, rows_avx512_f32)
+FINCH_AVX512_ROWS(WBF16, rows_avx512_bf16)
 
 __attribute__((target("avx2,fma")))
 static inline __m256 load8(const void *w, int wtype, size_t off) {
@@ -141,7 +169,10 @@ static void lin_worker(void *ctx, int tid, int nt) {
     int n0 = c0 * 16, n1 = c1 * 16 < a->N ? c1 * 16 : a->N;
     if (n0 >= n1) return;
 #if defined(__x86_64__)
-    if (finch_cpu_avx512_level() > 0) { rows_avx512(a, n0, n1); return; }
+    if (finch_cpu_avx512_level() > 0) {
+        if (a->wtype == WF32) rows_avx512_f32(a, n0, n1); else rows_avx512_bf16(a, n0, n1);
+        return;
+    }
     if (finch_cpu_has_avx2()) { rows_avx2(a, n0, n1); return; }
 #endif
     rows_portable(a, n0, n1);

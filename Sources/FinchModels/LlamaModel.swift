@@ -170,6 +170,7 @@ public final class LlamaModel: @unchecked Sendable {
 
         // x [N, C] = embedding rows
         embedRows(tokens, into: w.x.pointer)
+        let angles = rope.table(positions: positions)
 
         for (li, layer) in layers.enumerated() {
             // Attention block.
@@ -178,10 +179,8 @@ public final class LlamaModel: @unchecked Sendable {
             layer.q.forward(y: w.q.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, H·D]
             layer.k.forward(y: w.k.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
             layer.v.forward(y: w.v.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
-            positions.withUnsafeBufferPointer { pos in
-                rope.apply(w.q.pointer, rows: n, heads: hq, positions: pos.baseAddress!)
-                rope.apply(w.k.pointer, rows: n, heads: g, positions: pos.baseAddress!)
-            }
+            rope.apply(w.q.pointer, heads: hq, table: angles)
+            rope.apply(w.k.pointer, heads: g, table: angles)
             var attSegments: [AttentionSegment] = []
             for s in segments {
                 s.cache.store(layer: li, k: w.k.pointer + s.start * g * d, v: w.v.pointer + s.start * g * d, rows: s.count)

@@ -52,29 +52,47 @@ public struct RoPE: Sendable {
         RoPE(headDim: headDim, invFreq: zip(invFreq, factors).map { $0 / $1 })
     }
 
-    /// Applies the rotation in place to x [N, H, D] where row n sits at `positions[n]`.
-    /// `inverse` rotates by the negative angle (the backward of the forward rotation).
-    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int,
-                      positions: UnsafePointer<Int32>, inverse: Bool = false) {
-        let d = headDim, half = d / 2
+    /// cos and sin of every (row, frequency) angle: [N, D/2] each, computed in f32 as transformers does.
+    public struct Table: @unchecked Sendable {
+        public let rows: Int
+        public let cos: Buffer<Float>
+        public let sin: Buffer<Float>
+    }
+
+    /// The angles for rows at `positions`, shared by every layer of a forward pass.
+    public func table(positions: [Int32]) -> Table {
+        let half = headDim / 2, n = positions.count
+        let c = Buffer<Float>(count: n * half), s = Buffer<Float>(count: n * half)
         invFreq.withUnsafeBufferPointer { inv in
-            Parallel.forEachRange(rows, costPerItem: heads * d * 4) { range in
-                var cosv = [Float](repeating: 0, count: half), sinv = cosv
-                for n in range {
-                    let p = Float(positions[n])
+            Parallel.forEachRange(n, costPerItem: half * 40) { range in
+                for r in range {
+                    let p = Float(positions[r])
                     for i in 0..<half {
                         let a = p * inv[i]          // f32 product, as transformers computes it
-                        cosv[i] = cos(a)
-                        sinv[i] = inverse ? -sin(a) : sin(a)
+                        c[r * half + i] = Foundation.cos(a)
+                        s[r * half + i] = Foundation.sin(a)
                     }
-                    for h in 0..<heads {
-                        let v = x + (n * heads + h) * d
-                        for i in 0..<half {
-                            let x1 = v[i], x2 = v[i + half]
-                            let c = cosv[i], s = sinv[i]
-                            v[i] = x1 * c - x2 * s
-                            v[i + half] = x2 * c + x1 * s
-                        }
+                }
+            }
+        }
+        return Table(rows: n, cos: c, sin: s)
+    }
+
+    /// Rotates x [N, H, D] in place by the table's angles (row n at table row n).
+    /// `inverse` rotates by the negative angle: the backward of the forward rotation.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, table: Table, inverse: Bool = false) {
+        let d = headDim, half = d / 2
+        let sign: Float = inverse ? -1 : 1
+        Parallel.forEachRange(table.rows, costPerItem: heads * d * 2) { range in
+            for n in range {
+                let cs = table.cos.pointer + n * half, sn = table.sin.pointer + n * half
+                for h in 0..<heads {
+                    let v = x + (n * heads + h) * d
+                    for i in 0..<half {
+                        let x1 = v[i], x2 = v[i + half]
+                        let c = cs[i], s = sign * sn[i]
+                        v[i] = x1 * c - x2 * s
+                        v[i + half] = x2 * c + x1 * s
                     }
                 }
             }

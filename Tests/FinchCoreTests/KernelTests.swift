@@ -1,0 +1,197 @@
+import CFinchKernels
+@testable import FinchCore
+import Foundation
+import XCTest
+
+/// Deterministic pseudo-random values in [-1, 1).
+func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
+    var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+    return (0..<n).map { _ in
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17
+        return Float(Double(s >> 11) / Double(1 << 53) * 2 - 1)
+    }
+}
+
+/// y[M,N] = x[M,K] · W[N,K]ᵀ in double precision.
+func referenceLinear(_ x: [Float], _ w: [Float], m: Int, n: Int, k: Int) -> [Double] {
+    var y = [Double](repeating: 0, count: m * n)
+    for i in 0..<m { for j in 0..<n {
+        var s = 0.0
+        for p in 0..<k { s += Double(x[i * k + p]) * Double(w[j * k + p]) }
+        y[i * n + j] = s
+    } }
+    return y
+}
+
+func maxRelErr(_ got: UnsafeBufferPointer<Float>, _ ref: [Double]) -> Double {
+    let scale = ref.map(abs).max() ?? 1
+    return zip(got, ref).map { abs(Double($0) - $1) }.max()! / max(scale, 1e-30)
+}
+
+final class LinearTests: XCTestCase {
+    /// Shapes that hit every path: decode kernel tails (K % 16, N % 4), GEMM, accumulate.
+    let shapes: [(m: Int, n: Int, k: Int)] = [(1, 7, 5), (1, 64, 48), (2, 37, 33), (3, 16, 576), (4, 130, 70),
+                                              (5, 33, 17), (17, 96, 64), (64, 200, 96)]
+
+    func check(_ dtype: WeightDType, tolerance: Double) {
+        for (m, n, k) in shapes {
+            let x = randomFloats(m * k, seed: UInt64(m * 1000 + k))
+            var wv = randomFloats(n * k, seed: UInt64(n * 7 + k))
+            if dtype == .bf16 { wv = wv.map { BFloat16.toFloat(BFloat16.from($0)) } }
+            let w = LinearWeight(outFeatures: n, inFeatures: k, values: Buffer(wv), dtype: dtype)
+            let xb = Buffer(x), y = Buffer<Float>(count: m * n)
+            // bf16 GEMMs round x to bf16 as well; the decode kernel keeps x in f32.
+            let xr = dtype == .bf16 && m > LinearWeight.smallBatchRows ? x.map { BFloat16.toFloat(BFloat16.from($0)) } : x
+            let ref = referenceLinear(xr, wv, m: m, n: n, k: k)
+            w.forward(y: y.pointer, x: xb.pointer, rows: m, scratch: Scratch())
+            XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(y.buffer), ref), tolerance, "\(dtype) m=\(m) n=\(n) k=\(k)")
+            // accumulate adds onto what is there
+            w.forward(y: y.pointer, x: xb.pointer, rows: m, accumulate: true, scratch: Scratch())
+            XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(y.buffer), ref.map { 2 * $0 }), tolerance, "\(dtype) accumulate m=\(m)")
+        }
+    }
+
+    func testF32MatchesDoublePrecision() { check(.f32, tolerance: 1e-5) }
+    func testBF16MatchesDoublePrecisionOfRoundedInputs() { check(.bf16, tolerance: 1e-5) }
+
+    func testGEMMBackendsAndTransposes() {
+        let m = 9, n = 11, k = 13
+        let a = randomFloats(m * k, seed: 1), b = randomFloats(k * n, seed: 2)
+        var ref = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for p in 0..<k { ref[i * n + j] += Double(a[i * k + p]) * Double(b[p * n + j]) } } }
+        let c = Buffer<Float>(count: m * n)
+        GEMM.f32(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, bTransposed: false, c: c.pointer, ldc: n, accumulate: false)
+        XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(c.buffer), ref), 1e-5)
+        GEMM.f32Serial(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, bTransposed: false, c: c.pointer, ldc: n, accumulate: false)
+        XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(c.buffer), ref), 1e-5)
+        let ab = a.map(BFloat16.from), bb = b.map(BFloat16.from)
+        let refB = (0..<(m * n)).map { idx -> Double in
+            let i = idx / n, j = idx % n
+            return (0..<k).reduce(0.0) { $0 + Double(BFloat16.toFloat(ab[i * k + $1])) * Double(BFloat16.toFloat(bb[$1 * n + j])) }
+        }
+        GEMM.bf16(m: m, n: n, k: k, a: ab, lda: k, b: bb, ldb: n, bTransposed: false, c: c.pointer, ldc: n, accumulate: false)
+        XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(c.buffer), refB), 1e-5)
+    }
+}
+
+final class BFloat16Tests: XCTestCase {
+    func testRoundToNearestEvenAndVectorPathAgree() {
+        var values: [Float] = [0, -0, 1, -1, 1.00390625, 1.01171875, 3.14159265, 65504, 1e-40, .infinity, -.infinity, .nan,
+                               Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x3F80_7FFF)]
+        values += randomFloats(1000, seed: 9).map { $0 * 1000 }
+        let out = [BF16Bits](unsafeUninitializedCapacity: values.count) { b, n in
+            BFloat16.convert(values, to: b.baseAddress!, count: values.count); n = values.count
+        }
+        for (v, o) in zip(values, out) {
+            XCTAssertEqual(o, BFloat16.from(v), "\(v)")
+            if v.isNaN { XCTAssertTrue(BFloat16.toFloat(o).isNaN) }
+        }
+        XCTAssertEqual(BFloat16.from(Float(bitPattern: 0x3F80_8000)), 0x3F80)   // tie → even
+        XCTAssertEqual(BFloat16.from(Float(bitPattern: 0x3F81_8000)), 0x3F82)   // tie → even (up)
+        XCTAssertEqual(BFloat16.from(Float(bitPattern: 0x3F80_8001)), 0x3F81)   // above half → up
+        let back = [Float](unsafeUninitializedCapacity: out.count) { b, n in
+            BFloat16.convert(out, to: b.baseAddress!, count: out.count); n = out.count
+        }
+        for (o, f) in zip(out, back) where !f.isNaN { XCTAssertEqual(f, BFloat16.toFloat(o)) }
+    }
+}
+
+final class OpTests: XCTestCase {
+    func testRMSNorm() {
+        let rows = 3, c = 37
+        let x = randomFloats(rows * c, seed: 4), w = randomFloats(c, seed: 5)
+        let out = Buffer<Float>(count: rows * c), rstd = Buffer<Float>(count: rows)
+        RMSNorm.forward(out: out.pointer, rstd: rstd.pointer, x: x, weight: w, rows: rows, channels: c, eps: 1e-5)
+        for r in 0..<rows {
+            let ms = (0..<c).reduce(0.0) { $0 + Double(x[r * c + $1]) * Double(x[r * c + $1]) } / Double(c)
+            let s = 1 / (ms + 1e-5).squareRoot()
+            XCTAssertEqual(Double(rstd[r]), s, accuracy: s * 1e-6)
+            for i in 0..<c { XCTAssertEqual(Double(out[r * c + i]), Double(w[i]) * Double(x[r * c + i]) * s, accuracy: 1e-5) }
+        }
+    }
+
+    func testRoPERotatesHalvesAndInverts() {
+        let d = 8, heads = 2, rows = 3
+        let rope = RoPE(headDim: d, theta: 10000)
+        XCTAssertEqual(rope.invFreq[1], 1 / Float(pow(10000.0, 0.25)), accuracy: 1e-7)
+        let x = randomFloats(rows * heads * d, seed: 6)
+        let buf = Buffer(x)
+        let positions: [Int32] = [0, 5, 1000]
+        let table = rope.table(positions: positions)
+        rope.apply(buf.pointer, heads: heads, table: table)
+        for r in 0..<rows { for h in 0..<heads { for i in 0..<(d / 2) {
+            let a = Double(Float(positions[r]) * rope.invFreq[i])
+            let b = (r * heads + h) * d
+            let x1 = Double(x[b + i]), x2 = Double(x[b + i + d / 2])
+            XCTAssertEqual(Double(buf[b + i]), x1 * cos(a) - x2 * sin(a), accuracy: 1e-5)
+            XCTAssertEqual(Double(buf[b + i + d / 2]), x2 * cos(a) + x1 * sin(a), accuracy: 1e-5)
+        } } }
+        rope.apply(buf.pointer, heads: heads, table: table, inverse: true)
+        XCTAssertLessThan(zip(buf.array, x).map { abs($0 - $1) }.max()!, 1e-5)
+    }
+
+    func testLlama3ScalingKeepsHighFrequenciesAndDividesLowOnes() {
+        let plain = RoPE(headDim: 64, theta: 500_000)
+        let scaled = RoPE(headDim: 64, theta: 500_000,
+                          scaling: .llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 8192))
+        XCTAssertEqual(scaled.invFreq[0], plain.invFreq[0])
+        XCTAssertEqual(scaled.invFreq[31], plain.invFreq[31] / 8, accuracy: 1e-12)
+        let linear = RoPE(headDim: 64, theta: 10000, scaling: .linear(factor: 4))
+        XCTAssertEqual(linear.invFreq[3], RoPE(headDim: 64, theta: 10000).invFreq[3] / 4)
+    }
+
+    /// Naive causal GQA attention over a cache with past tokens, several segments, blocks > rowBlock.
+    func testAttentionMatchesNaive() {
+        let h = 4, g = 2, d = 8, cap = 150
+        let specs = [(past: 0, rows: 70), (past: 30, rows: 3), (past: 9, rows: 1)]
+        var q: [Float] = [], segments: [AttentionSegment] = []
+        var keys: [Buffer<Float>] = [], values: [Buffer<Float>] = []
+        var start = 0
+        for (i, s) in specs.enumerated() {
+            q += randomFloats(s.rows * h * d, seed: UInt64(10 + i))
+            keys.append(Buffer(randomFloats(g * cap * d, seed: UInt64(20 + i))))
+            values.append(Buffer(randomFloats(g * cap * d, seed: UInt64(30 + i))))
+            segments.append(AttentionSegment(rowStart: start, rowCount: s.rows, pastLength: s.past,
+                                             keys: keys[i].pointer, values: values[i].pointer, capacity: cap))
+            start += s.rows
+        }
+        let out = Buffer<Float>(count: start * h * d)
+        let scale = 1 / Float(d).squareRoot()
+        Attention.forward(out: out.pointer, q: q, segments: segments, heads: h, kvHeads: g, headDim: d, scale: scale)
+        for (si, s) in specs.enumerated() {
+            for r in 0..<s.rows { for head in 0..<h {
+                let kv = head / (h / g), row = segments[si].rowStart + r
+                let visible = s.past + r + 1
+                var sc = (0..<visible).map { j -> Double in
+                    (0..<d).reduce(0.0) { $0 + Double(q[(row * h + head) * d + $1]) * Double(keys[si][(kv * cap + j) * d + $1]) } * Double(scale)
+                }
+                let mx = sc.max()!
+                sc = sc.map { exp($0 - mx) }
+                let z = sc.reduce(0, +)
+                for e in 0..<d {
+                    let ref = (0..<visible).reduce(0.0) { $0 + sc[$1] / z * Double(values[si][(kv * cap + $1) * d + e]) }
+                    XCTAssertEqual(Double(out[(row * h + head) * d + e]), ref, accuracy: 1e-5, "segment \(si) row \(r) head \(head)")
+                }
+            } }
+        }
+    }
+
+    func testSwiGLU() {
+        let g = randomFloats(100, seed: 7).map { $0 * 8 }, u = randomFloats(100, seed: 8)
+        let h = Buffer<Float>(count: 100)
+        SwiGLU.forward(h: h.pointer, gate: g, up: u, count: 100)
+        for i in 0..<100 {
+            let ref = Double(g[i]) / (1 + exp(-Double(g[i]))) * Double(u[i])
+            XCTAssertEqual(Double(h[i]), ref, accuracy: 1e-6)
+        }
+    }
+
+    func testParallelCoversEveryIndexOnce() {
+        let n = 100_003
+        let hits = Buffer<Int32>(count: n)
+        Parallel.forEachRange(n, costPerItem: 1_000) { r in for i in r { hits[i] += 1 } }
+        XCTAssertTrue(hits.array.allSatisfy { $0 == 1 })
+        XCTAssertGreaterThanOrEqual(Parallel.threadCount, 1)
+        XCTAssertFalse(String(cString: finch_kernel_path()).isEmpty)
+    }
+}

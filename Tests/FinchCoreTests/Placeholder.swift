@@ -1,3 +1,0 @@
-import XCTest
-@testable import FinchCore
-final class CorePlaceholderTests: XCTestCase { func testPlaceholder() {} }
