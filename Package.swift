@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchModels",
+                "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

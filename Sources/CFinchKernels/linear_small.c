@@ -45,66 +45,56 @@ static inline __m512 load16(const void *w, int wtype, size_t off, __mmask16 mask
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/// Four W rows at a time against MC rows of x: 4·MC accumulators kept in registers
-/// (MC and WT are compile-time constants in each instantiation), W streamed once.
+/// One W row at a time, read front to back (a single sequential stream per thread, which
+/// the hardware prefetcher follows at full DRAM bandwidth; software prefetch 4 KiB ahead),
+/// against MC rows of x held in L1. 2·MC accumulators stay in registers (MC and WT are
+/// compile-time constants in each instantiation).
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
-static inline void block_avx512(const struct lin_args *a, int n, int m0, const int MC, const int WT) {
+static inline void row_avx512(const struct lin_args *a, int n, int m0, const int MC, const int WT) {
     const int K = a->K;
-    __m512 acc[4][4];
-    for (int i = 0; i < MC; i++) for (int r = 0; r < 4; r++) acc[i][r] = _mm512_setzero_ps();
-    const int K16 = K & ~15;
+    const size_t esz = WT == WF32 ? 4 : 2;
+    const char *wrow = (const char *)a->w + (size_t)n * K * esz;
+    __m512 acc[4][2];
+    for (int i = 0; i < MC; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    const int K32 = K & ~31;
     int k = 0;
-    for (; k < K16; k += 16) {
-        __m512 w0 = load16(a->w, WT, (size_t)(n + 0) * K + k, 0xFFFF);
-        __m512 w1 = load16(a->w, WT, (size_t)(n + 1) * K + k, 0xFFFF);
-        __m512 w2 = load16(a->w, WT, (size_t)(n + 2) * K + k, 0xFFFF);
-        __m512 w3 = load16(a->w, WT, (size_t)(n + 3) * K + k, 0xFFFF);
+    for (; k < K32; k += 32) {
+        _mm_prefetch(wrow + k * esz + 4096, _MM_HINT_T0);
+        if (WT == WF32) _mm_prefetch(wrow + k * esz + 4096 + 64, _MM_HINT_T0);
+        __m512 w0 = load16(a->w, WT, (size_t)n * K + k, 0xFFFF);
+        __m512 w1 = load16(a->w, WT, (size_t)n * K + k + 16, 0xFFFF);
         for (int i = 0; i < MC; i++) {
-            __m512 xv = _mm512_loadu_ps(a->x + (size_t)(m0 + i) * a->ldx + k);
-            acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
-            acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
+            const float *x = a->x + (size_t)(m0 + i) * a->ldx + k;
+            acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x), w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + 16), w1, acc[i][1]);
         }
     }
-    if (k < K) {
-        __mmask16 mask = (__mmask16)((1u << (K - k)) - 1);
-        __m512 w0 = load16(a->w, WT, (size_t)(n + 0) * K + k, mask);
-        __m512 w1 = load16(a->w, WT, (size_t)(n + 1) * K + k, mask);
-        __m512 w2 = load16(a->w, WT, (size_t)(n + 2) * K + k, mask);
-        __m512 w3 = load16(a->w, WT, (size_t)(n + 3) * K + k, mask);
+    for (; k < K; k += 16) {
+        __mmask16 mask = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 w0 = load16(a->w, WT, (size_t)n * K + k, mask);
         for (int i = 0; i < MC; i++) {
             __m512 xv = _mm512_maskz_loadu_ps(mask, a->x + (size_t)(m0 + i) * a->ldx + k);
             acc[i][0] = _mm512_fmadd_ps(xv, w0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(xv, w1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(xv, w2, acc[i][2]);
-            acc[i][3] = _mm512_fmadd_ps(xv, w3, acc[i][3]);
         }
     }
     for (int i = 0; i < MC; i++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
         float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
-        for (int r = 0; r < 4; r++) {
-            float s = _mm512_reduce_add_ps(acc[i][r]);
-            y[r] = a->acc ? y[r] + s : s;
-        }
+        *y = a->acc ? *y + s : s;
     }
 }
 
 #define FINCH_AVX512_ROWS(WT, NAME) \
 __attribute__((target("avx512f,avx512bw,avx512vl"))) \
 static void NAME(const struct lin_args *a, int n0, int n1) { \
-    int n = n0; \
-    for (; n + 4 <= n1; n += 4) { \
-        int m0 = 0; \
-        for (; m0 + 4 <= a->M; m0 += 4) block_avx512(a, n, m0, 4, WT); \
+    for (int m0 = 0; m0 < a->M; m0 += 4) { \
         switch (a->M - m0) { \
-        case 3: block_avx512(a, n, m0, 3, WT); break; \
-        case 2: block_avx512(a, n, m0, 2, WT); break; \
-        case 1: block_avx512(a, n, m0, 1, WT); break; \
-        default: break; \
+        case 1: for (int n = n0; n < n1; n++) row_avx512(a, n, m0, 1, WT); break; \
+        case 2: for (int n = n0; n < n1; n++) row_avx512(a, n, m0, 2, WT); break; \
+        case 3: for (int n = n0; n < n1; n++) row_avx512(a, n, m0, 3, WT); break; \
+        default: for (int n = n0; n < n1; n++) row_avx512(a, n, m0, 4, WT); break; \
         } \
     } \
-    if (n < n1) rows_portable(a, n, n1); \
 }
 FINCH_AVX512_ROWS(WF32, rows_avx512_f32)
 FINCH_AVX512_ROWS(WBF16, rows_avx512_bf16)

@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
 /// Peak resident set size of this process so far, in MiB.
 func peakRSSMiB() -> Double {
     var usage = rusage()
-    getrusage(RUSAGE_SELF, &usage)
+    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
     return Double(usage.ru_maxrss) / 1024
 }
 

@@ -1,5 +1,7 @@
 import ArgumentParser
+import FinchCore
 import FinchModels
+import FinchTokenizer
 import Foundation
 
 struct Chat: ParsableCommand {

@@ -1,2 +1,0 @@
-// Placeholder; replaced by the GGUF/safetensors readers.
-import FinchCore

@@ -1,0 +1,48 @@
+import Foundation
+
+/// A normalizer: rewrites text before pre-tokenization (HF `tokenizers` normalizers).
+indirect enum Normalizer: Sendable {
+    case nfc, nfd, nfkc, nfkd
+    case lowercase
+    /// Replaces every occurrence of a literal string or a regex with `content`.
+    case replace(SplitPattern, content: String)
+    case prepend(String)
+    case strip(left: Bool, right: Bool)
+    case sequence([Normalizer])
+
+    func normalize(_ s: String) -> String {
+        switch self {
+        case .nfc: return s.precomposedStringWithCanonicalMapping
+        case .nfd: return s.decomposedStringWithCanonicalMapping
+        case .nfkc: return s.precomposedStringWithCompatibilityMapping
+        case .nfkd: return s.decomposedStringWithCompatibilityMapping
+        case .lowercase: return s.lowercased()
+        case let .replace(pattern, content):
+            switch pattern {
+            case .string(let needle):
+                return needle.isEmpty ? s : s.replacingOccurrences(of: needle, with: content)
+            case let .regex(_, _, matcher):
+                guard let matcher else { return s }
+                let bytes = Array(s.utf8)
+                var out: [UInt8] = []
+                var prev = 0
+                for r in matcher.matches(in: bytes[...]) {
+                    out.append(contentsOf: bytes[prev ..< r.lowerBound])
+                    out.append(contentsOf: content.utf8)
+                    prev = r.upperBound
+                }
+                out.append(contentsOf: bytes[prev...])
+                return String(decoding: out, as: UTF8.self)
+            }
+        case .prepend(let p):
+            return s.isEmpty ? s : p + s
+        case let .strip(left, right):
+            var scalars = Substring(s).unicodeScalars[...]
+            if left { while let f = scalars.first, f.properties.isWhitespace { scalars.removeFirst() } }
+            if right { while let l = scalars.last, l.properties.isWhitespace { scalars.removeLast() } }
+            return String(String.UnicodeScalarView(scalars))
+        case .sequence(let steps):
+            return steps.reduce(s) { $1.normalize($0) }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+
+extension Tokenizer {
+    /// Renders `messages` with the tokenizer's chat template, passing its special tokens
+    /// (`bos_token`, `eos_token`, `unk_token`, `pad_token`) as transformers does; `variables`
+    /// override or add to them.
+    /// - Throws: `TemplateError` from the template, or `TemplateError.runtime` when the tokenizer has no template.
+    public func applyChatTemplate(_ messages: [ChatMessage], addGenerationPrompt: Bool, tools: [TemplateValue]? = nil,
+                                  variables: [String: TemplateValue] = [:]) throws -> String {
+        guard let source = chatTemplate else {
+            throw TemplateError.runtime(message: "this tokenizer has no chat template", line: 0, column: 0)
+        }
+        let template = try cachedTemplate(source)
+        var vars: [String: TemplateValue] = specialTokensMap.mapValues { .string($0) }
+        for (k, v) in variables { vars[k] = v }
+        return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, tools: tools, variables: vars)
+    }
+
+    /// `applyChatTemplate` followed by `encode` without added special tokens (transformers'
+    /// `apply_chat_template(tokenize=True)`).
+    public func encodeChat(_ messages: [ChatMessage], addGenerationPrompt: Bool, tools: [TemplateValue]? = nil,
+                           variables: [String: TemplateValue] = [:]) throws -> [Int] {
+        encode(try applyChatTemplate(messages, addGenerationPrompt: addGenerationPrompt, tools: tools,
+                                     variables: variables))
+    }
+
+    private func cachedTemplate(_ source: String) throws -> ChatTemplate {
+        try templateCache.get(source)
+    }
+}
+
+/// Parses a tokenizer's template once.
+final class TemplateCache: @unchecked Sendable {
+    private var parsed: (String, ChatTemplate)?
+    private let lock = NSLock()
+
+    func get(_ source: String) throws -> ChatTemplate {
+        lock.lock(); defer { lock.unlock() }
+        if let p = parsed, p.0 == source { return p.1 }
+        let t = try ChatTemplate(source)
+        parsed = (source, t)
+        return t
+    }
+}

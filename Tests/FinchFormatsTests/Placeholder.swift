@@ -1,3 +1,0 @@
-import XCTest
-@testable import FinchFormats
-final class FormatsPlaceholderTests: XCTestCase { func testPlaceholder() {} }

@@ -1,0 +1,91 @@
+import XCTest
+import FinchFormats
+
+final class SafeTensorsCollectionTests: XCTestCase {
+    var tmp: TempDir!
+    override func setUp() { tmp = TempDir() }
+    override func tearDown() { tmp.cleanup() }
+
+    func testShardedCheckpoint() throws {
+        let dir = Fixtures.path("sharded")
+        let c = try SafeTensorsCollection(directory: dir)
+        XCTAssertEqual(c.names, ["model.embed.weight", "model.layers.0.w", "model.layers.1.w", "lm_head.weight"])
+        XCTAssertEqual(c.files.count, 2)
+        XCTAssertEqual(try c.floats("model.embed.weight"), (0..<12).map(Float.init))
+        XCTAssertEqual(try c.floats("model.layers.0.w"), [0.5, 0.5, 0.5, 0.5])
+        XCTAssertEqual(try c.floats("model.layers.1.w"), [1, 2, 3])
+        XCTAssertEqual(c.info("lm_head.weight")?.shape, [2, 2])
+        XCTAssertEqual(c.info("model.layers.1.w")?.dtype, .i32)
+        XCTAssertEqual(try c.bytes("model.layers.1.w").count, 12)
+        XCTAssertTrue(c.file(containing: "lm_head.weight")!.path.hasSuffix("model-00002-of-00002.safetensors"))
+        XCTAssertEqual(c.metadata["total_size"], "84")
+        assertFormatError(try c.floats("missing"), path: dir) {
+            if case .missingTensor(_, "missing") = $0 { return true }
+            return false
+        }
+    }
+
+    func testIndexNamingATensorTheShardLacks() throws {
+        let shard = tmp.file("model-00001-of-00001.safetensors")
+        try SafeTensorsWriter.write([.float32(name: "a", shape: [1], values: [1])], to: shard)
+        let index = #"{"metadata": {}, "weight_map": {"a": "model-00001-of-00001.safetensors", "b": "model-00001-of-00001.safetensors"}}"#
+        _ = tmp.write("model.safetensors.index.json", Array(index.utf8))
+        assertFormatError(try SafeTensorsCollection(directory: tmp.path), path: shard) {
+            if case .missingTensor(_, "b") = $0 { return true }
+            return false
+        }
+    }
+
+    func testIndexProblems() throws {
+        let indexPath = tmp.file("model.safetensors.index.json")
+        let cases: [(String, String)] = [
+            (#"{"weight_map": {"a": "../escape.safetensors"}}"#, "outside"),
+            (#"{"weight_map": {"a": 3}}"#, "expected a file name"),
+            (#"{"metadata": {}}"#, "weight_map"),
+            (#"{"weight_map": {"a": "x.safetensors",}}"#, "invalid JSON"),
+        ]
+        for (json, needle) in cases {
+            _ = tmp.write("model.safetensors.index.json", Array(json.utf8))
+            assertFormatError(try SafeTensorsCollection(directory: tmp.path), path: indexPath) {
+                if case .badHeader(_, let r) = $0 { return r.contains(needle) }
+                return false
+            }
+        }
+        // A shard file that does not exist.
+        _ = tmp.write("model.safetensors.index.json", Array(#"{"weight_map": {"a": "gone.safetensors"}}"#.utf8))
+        assertFormatError(try SafeTensorsCollection(directory: tmp.path), path: tmp.file("gone.safetensors")) {
+            if case .io = $0 { return true }
+            return false
+        }
+    }
+
+    func testSingleFileAndFallback() throws {
+        try SafeTensorsWriter.write([.float32(name: "w", shape: [2], values: [1, 2])], metadata: ["k": "v"],
+                                    to: tmp.file("model.safetensors"))
+        var c = try SafeTensorsCollection(directory: tmp.path)
+        XCTAssertEqual(c.names, ["w"])
+        XCTAssertEqual(c.metadata, ["k": "v"])
+        XCTAssertEqual(try c.floats("w"), [1, 2])
+
+        let other = TempDir()
+        defer { other.cleanup() }
+        try SafeTensorsWriter.write([.float32(name: "lora_A", shape: [1], values: [3])], to: other.file("adapter_model.safetensors"))
+        try SafeTensorsWriter.write([.float32(name: "extra", shape: [1], values: [4])], to: other.file("b.safetensors"))
+        c = try SafeTensorsCollection(directory: other.path + "/")
+        XCTAssertEqual(c.names, ["lora_A", "extra"])
+        XCTAssertEqual(try c.floats("extra"), [4])
+
+        try SafeTensorsWriter.write([.float32(name: "extra", shape: [1], values: [5])], to: other.file("c.safetensors"))
+        assertFormatError(try SafeTensorsCollection(directory: other.path), path: other.file("c.safetensors")) {
+            if case .badHeader(_, let r) = $0 { return r.contains("extra") }
+            return false
+        }
+
+        let empty = TempDir()
+        defer { empty.cleanup() }
+        assertFormatError(try SafeTensorsCollection(directory: empty.path), path: empty.path) {
+            if case .io = $0 { return true }
+            return false
+        }
+    }
+}

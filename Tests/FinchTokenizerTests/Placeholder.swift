@@ -1,3 +1,0 @@
-import XCTest
-@testable import FinchTokenizer
-final class TokenizerPlaceholderTests: XCTestCase { func testPlaceholder() {} }
