@@ -125,8 +125,7 @@ def sentencepiece_style():
     tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials, show_progress=False,
-                                  limit_alphabet=60)
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=specials, show_progress=False)
     tok.train_from_iterator([t.replace(" ", "\u2581") for t in TRAIN], trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     return write(tok, "spm", {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",

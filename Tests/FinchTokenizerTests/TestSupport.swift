@@ -33,13 +33,28 @@ enum TokFixtures {
         if let d = ProcessInfo.processInfo.environment["FINCH_MODEL_DIR"] {
             candidates.append(d.hasSuffix(".gguf") ? d : (d as NSString).appendingPathComponent(name))
         }
-        candidates.append((NSHomeDirectory() as NSString).appendingPathComponent(".cache/finch/models/" + name))
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+        candidates.append((home as NSString).appendingPathComponent(".cache/finch/models/" + name))
         for c in candidates where FileManager.default.fileExists(atPath: c) { return c }
         if ProcessInfo.processInfo.environment["CI"] != nil {
             XCTFail("the model \(name) is required on CI but was not found in \(candidates)")
             throw XCTSkip("model missing")
         }
         throw XCTSkip("\(name) not found (set FINCH_MODEL_DIR)")
+    }
+
+    /// A file of the shared reference data (`$FINCH_REFERENCE_DIR`, else `<repo>/../shared/reference`).
+    /// Skips the test when absent, unless `CI` is set.
+    static func reference(_ name: String) throws -> Data {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dir = ProcessInfo.processInfo.environment["FINCH_REFERENCE_DIR"]
+            ?? repo.deletingLastPathComponent().appendingPathComponent("shared/reference").path
+        let path = (dir as NSString).appendingPathComponent(name)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("reference file \(path) is missing") }
+            throw XCTSkip("reference file \(path) not found (set FINCH_REFERENCE_DIR)")
+        }
+        return data
     }
 
     private static let lock = NSLock()

@@ -271,7 +271,7 @@ final class Interpreter {
         default:
             break
         }
-        guard let x = a.numeric, let y = b.numeric, !(a.isBoolOrNumber == false || b.isBoolOrNumber == false) else {
+        guard let x = a.numeric, let y = b.numeric else {
             throw operandError(op, a, b, loc)
         }
         let bothInt = a.isIntLike && b.isIntLike
@@ -558,9 +558,6 @@ final class Interpreter {
 }
 
 extension Value {
-    var isBoolOrNumber: Bool {
-        switch self { case .bool, .int, .double: return true; default: return false }
-    }
     var isIntLike: Bool {
         switch self { case .bool, .int: return true; default: return false }
     }
