@@ -62,8 +62,17 @@ public final class LinearWeight: @unchecked Sendable {
         }
     }
 
-    /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs.
-    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int,
+    /// Whether a product over `rows` rows multiplies a bf16 copy of x (then callers sharing one
+    /// input between several weights can convert it once and pass it as `xBF16`).
+    public func wantsBF16Input(rows: Int) -> Bool {
+        if case .bf16 = storage { return rows > Self.smallBatchRows }
+        return false
+    }
+
+    /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs;
+    /// `xBF16` is that copy when the caller already made it.
+    public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                        xBF16: UnsafePointer<BF16Bits>? = nil, rows m: Int,
                         accumulate: Bool = false, scratch: Scratch) {
         let n = outFeatures, k = inFeatures
         switch storage {
@@ -78,9 +87,13 @@ public final class LinearWeight: @unchecked Sendable {
             if m <= Self.smallBatchRows {
                 finch_linear_small_bf16(y, n, x, k, w.pointer, Int32(m), Int32(n), Int32(k), accumulate ? 1 : 0)
             } else {
-                let xb = scratch.bf16(m * k)
-                BFloat16.convert(x, to: xb, count: m * k)
-                GEMM.bf16(m: m, n: n, k: k, a: xb, lda: k, b: w.pointer, ldb: k, bTransposed: true,
+                var xb = xBF16
+                if xb == nil {
+                    let tmp = scratch.bf16(m * k)
+                    BFloat16.convert(x, to: tmp, count: m * k)
+                    xb = UnsafePointer(tmp)
+                }
+                GEMM.bf16(m: m, n: n, k: k, a: xb!, lda: k, b: w.pointer, ldb: k, bTransposed: true,
                           c: y, ldc: n, accumulate: accumulate)
             }
         }

@@ -129,6 +129,8 @@ public final class LlamaModel: @unchecked Sendable {
     struct Workspace {
         let rows: Int
         let x, xn, q, k, v, att, gate, up, h: Buffer<Float>
+        /// bf16 copy of xn shared by the products that read it (bf16 weights only).
+        let xnBF16: Buffer<BF16Bits>
         init(rows: Int, config: LlamaConfig?) {
             self.rows = rows
             let c = config?.hiddenSize ?? 0, f = config?.intermediateSize ?? 0
@@ -138,6 +140,14 @@ public final class LlamaModel: @unchecked Sendable {
             q = Buffer(count: rows * qd); k = Buffer(count: rows * kvd); v = Buffer(count: rows * kvd)
             att = Buffer(count: rows * qd)
             gate = Buffer(count: rows * f); up = Buffer(count: rows * f); h = Buffer(count: rows * f)
+            xnBF16 = Buffer(count: rows * c)
+        }
+
+        /// xn as bf16 when `weight` multiplies bf16 inputs at this size, else nil.
+        func sharedBF16(for weight: LinearWeight, rows n: Int, channels c: Int) -> UnsafePointer<BF16Bits>? {
+            guard weight.wantsBF16Input(rows: n) else { return nil }
+            BFloat16.convert(xn.pointer, to: xnBF16.pointer, count: n * c)
+            return UnsafePointer(xnBF16.pointer)
         }
     }
 
@@ -176,9 +186,10 @@ public final class LlamaModel: @unchecked Sendable {
             // Attention block.
             RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.inputNorm.pointer,
                             rows: n, channels: c, eps: cfg.rmsNormEps)
-            layer.q.forward(y: w.q.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, H·D]
-            layer.k.forward(y: w.k.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
-            layer.v.forward(y: w.v.pointer, x: w.xn.pointer, rows: n, scratch: scratch)   // [N, G·D]
+            var xb = w.sharedBF16(for: layer.q, rows: n, channels: c)
+            layer.q.forward(y: w.q.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, H·D]
+            layer.k.forward(y: w.k.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, G·D]
+            layer.v.forward(y: w.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, G·D]
             rope.apply(w.q.pointer, heads: hq, table: angles)
             rope.apply(w.k.pointer, heads: g, table: angles)
             var attSegments: [AttentionSegment] = []
@@ -195,8 +206,9 @@ public final class LlamaModel: @unchecked Sendable {
             // MLP block.
             RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.postAttentionNorm.pointer,
                             rows: n, channels: c, eps: cfg.rmsNormEps)
-            layer.gate.forward(y: w.gate.pointer, x: w.xn.pointer, rows: n, scratch: scratch)  // [N, F]
-            layer.up.forward(y: w.up.pointer, x: w.xn.pointer, rows: n, scratch: scratch)      // [N, F]
+            xb = w.sharedBF16(for: layer.gate, rows: n, channels: c)
+            layer.gate.forward(y: w.gate.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)  // [N, F]
+            layer.up.forward(y: w.up.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)      // [N, F]
             SwiGLU.forward(h: w.h.pointer, gate: w.gate.pointer, up: w.up.pointer, count: n * f)
             layer.down.forward(y: w.x.pointer, x: w.h.pointer, rows: n, accumulate: true, scratch: scratch)  // x += h·Wdᵀ
         }

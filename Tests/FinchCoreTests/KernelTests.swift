@@ -177,12 +177,31 @@ final class OpTests: XCTestCase {
     }
 
     func testSwiGLU() {
-        let g = randomFloats(100, seed: 7).map { $0 * 8 }, u = randomFloats(100, seed: 8)
-        let h = Buffer<Float>(count: 100)
-        SwiGLU.forward(h: h.pointer, gate: g, up: u, count: 100)
-        for i in 0..<100 {
+        // Odd count: vector body and scalar tail; gates far into both tails of the sigmoid.
+        let n = 1001
+        var g = randomFloats(n, seed: 7).map { $0 * 12 }
+        g[0] = -100; g[1] = 100; g[2] = 0
+        let u = randomFloats(n, seed: 8)
+        let h = Buffer<Float>(count: n)
+        SwiGLU.forward(h: h.pointer, gate: g, up: u, count: n)
+        for i in 0..<n {
             let ref = Double(g[i]) / (1 + exp(-Double(g[i]))) * Double(u[i])
-            XCTAssertEqual(Double(h[i]), ref, accuracy: 1e-6)
+            XCTAssertEqual(Double(h[i]), ref, accuracy: 3e-7 * max(1, abs(ref)), "gate \(g[i])")
+        }
+    }
+
+    func testSoftmaxMatchesDouble() {
+        for n in [1, 7, 16, 100, 1000] {
+            let x = randomFloats(n, seed: UInt64(n)).map { $0 * 30 }
+            let buf = Buffer(x)
+            Attention.softmaxInPlace(buf.pointer, count: n)
+            let m = Double(x.max()!)
+            let z = x.reduce(0.0) { $0 + exp(Double($1) - m) }
+            for i in 0..<n {
+                let ref = exp(Double(x[i]) - m) / z
+                XCTAssertEqual(Double(buf[i]), ref, accuracy: 1e-6 * max(ref, 1e-30) + 1e-12, "n \(n) i \(i)")
+            }
+            XCTAssertEqual(buf.array.reduce(0, +), 1, accuracy: 1e-5)
         }
     }
 

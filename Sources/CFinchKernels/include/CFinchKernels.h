@@ -33,4 +33,8 @@ void finch_linear_small_bf16(float *y, size_t ldy, const float *x, size_t ldx,
 float finch_dot_f32(const float *a, const float *b, size_t n);
 /// y[i] += a * x[i].
 void finch_axpy_f32(float *y, float a, const float *x, size_t n);
+/// h[i] = silu(gate[i]) * up[i] (silu(x) = x / (1 + e^-x)).
+void finch_silu_mul(float *h, const float *gate, const float *up, size_t n);
+/// In-place softmax of n values (max-subtracted, f32).
+void finch_softmax(float *x, size_t n);
 #endif

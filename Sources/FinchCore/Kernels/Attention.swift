@@ -1,4 +1,4 @@
-import Foundation
+import CFinchKernels
 
 // Dimension letters: N rows (new tokens of all sequences), H query heads, G key/value heads,
 // D head dim, T cached positions, S capacity of a cache.
@@ -85,15 +85,6 @@ public enum Attention {
     /// Numerically stable softmax of `count` values in place.
     @inline(__always)
     public static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        var m = -Float.infinity
-        for j in 0..<n { m = max(m, x[j]) }
-        var sum: Float = 0
-        for j in 0..<n {
-            let e = exp(x[j] - m)
-            x[j] = e
-            sum += e
-        }
-        let inv = 1 / sum
-        for j in 0..<n { x[j] *= inv }
+        finch_softmax(x, n)
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import CFinchKernels
 
 // Dimension letters: N rows, F intermediate features.
 
@@ -7,11 +7,8 @@ public enum SwiGLU {
     /// h [N·F] = silu(gate [N·F]) * up [N·F].
     public static func forward(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>,
                                up: UnsafePointer<Float>, count: Int) {
-        Parallel.forEachRange(count, costPerItem: 20) { range in
-            for i in range {
-                let g = gate[i]
-                h[i] = g / (1 + exp(-g)) * up[i]
-            }
+        Parallel.forEachRange(count, costPerItem: 4) { range in
+            finch_silu_mul(h + range.lowerBound, gate + range.lowerBound, up + range.lowerBound, range.count)
         }
     }
 }
