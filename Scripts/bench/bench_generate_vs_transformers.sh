@@ -2,7 +2,7 @@
 # Inference benchmark, Finch next to transformers in the same run on the same machine:
 # prefill of a 512-token prompt, greedy decode of 128 tokens at batch 1, peak RSS, f32 and bf16.
 #   Scripts/bench/bench_generate_vs_transformers.sh [VENV]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, gguf, safetensors;
+# VENV (default /work/venv, outside the repo) needs torch, transformers, accelerate, peft, gguf, safetensors;
 # it runs ../shared/reference/scripts/bench_infer.py on the f32 safetensors copy of the model
 # that ../shared/reference/scripts/goldens.py writes (made once, cached in $WORK).
 set -euo pipefail

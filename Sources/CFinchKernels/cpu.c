@@ -2,7 +2,21 @@
 #include <dlfcn.h>
 #include <stddef.h>
 
+static int forced = -1;   // -1: detect; else 0 portable, 1 avx2, 2 avx512, 3 avx512+bf16
+
+int finch_force_kernel_path(const char *name) {
+    if (!name) { forced = -1; return 1; }
+    const char *names[] = { "portable", "avx2", "avx512", "avx512bf16" };
+    for (int i = 0; i < 4; i++) {
+        const char *a = name, *b = names[i];
+        while (*a && *a == *b) { a++; b++; }
+        if (*a == 0 && *b == 0) { forced = i; return 1; }
+    }
+    return 0;
+}
+
 int finch_cpu_avx512_level(void) {
+    if (forced >= 0) return forced >= 2 ? forced - 1 : 0;
 #if defined(__x86_64__)
     static int level = -1;
     if (level < 0) {
@@ -20,6 +34,7 @@ int finch_cpu_avx512_level(void) {
 }
 
 int finch_cpu_has_avx2(void) {
+    if (forced >= 0) return forced >= 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -45,9 +60,14 @@ static int resolved;
 
 static void resolve(void) {
     if (resolved) return;
+    // RTLD_DEFAULT is the null handle, so "found" is tracked apart from the handle.
     void *h = RTLD_DEFAULT;
-    if (!dlsym(h, "GOMP_parallel")) h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL);
-    if (h) {
+    int found = dlsym(h, "GOMP_parallel") != NULL;
+    if (!found) {
+        h = dlopen("libgomp.so.1", RTLD_NOW | RTLD_GLOBAL);
+        found = h != NULL;
+    }
+    if (found) {
         p_parallel = (gomp_parallel_t)dlsym(h, "GOMP_parallel");
         p_thread_num = (int (*)(void))dlsym(h, "omp_get_thread_num");
         p_num_threads = (int (*)(void))dlsym(h, "omp_get_num_threads");

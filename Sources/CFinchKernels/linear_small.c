@@ -1,6 +1,7 @@
 // y[M,N] (+)= x[M,K] · W[N,K]ᵀ for the small M of decoding: memory-bound on W, so each
 // thread streams a contiguous slice of W's rows once and reuses them for every row of x.
 #include "CFinchKernels.h"
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -13,6 +14,7 @@ enum { WF32 = 0, WBF16 = 1 };
 struct lin_args {
     float *y; size_t ldy; const float *x; size_t ldx; const void *w;
     int M, N, K, acc, wtype;
+    const uint16_t *xb;   // x rounded to bf16, [M, K] dense (AVX512-BF16 path only), else NULL
 };
 
 static inline float bf16_to_f32_1(uint16_t v) {
@@ -96,6 +98,55 @@ static void NAME(const struct lin_args *a, int n0, int n1) { \
         } \
     } \
 }
+/// bf16 weights × bf16-rounded x with VDPBF16PS (pairs of products summed in f32): one
+/// 512-bit load covers 32 weights, no widening. Same streaming order as row_avx512.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"), always_inline))
+static inline void row_dpbf16(const struct lin_args *a, int n, int m0, const int MC) {
+    const int K = a->K;
+    const uint16_t *wrow = (const uint16_t *)a->w + (size_t)n * K;
+    __m512 acc[4][2];
+    for (int i = 0; i < MC; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    const int K64 = K & ~63;
+    int k = 0;
+    for (; k < K64; k += 64) {
+        _mm_prefetch((const char *)(wrow + k) + 4096, _MM_HINT_T0);
+        _mm_prefetch((const char *)(wrow + k) + 4096 + 64, _MM_HINT_T0);
+        __m512bh w0 = (__m512bh)_mm512_loadu_si512(wrow + k);
+        __m512bh w1 = (__m512bh)_mm512_loadu_si512(wrow + k + 32);
+        for (int i = 0; i < MC; i++) {
+            const uint16_t *x = a->xb + (size_t)(m0 + i) * K + k;
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_loadu_si512(x), w0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_loadu_si512(x + 32), w1);
+        }
+    }
+    for (; k < K; k += 32) {   // K is even: the tail is whole pairs
+        int pairs = (K - k) / 2 < 16 ? (K - k) / 2 : 16;
+        __mmask16 mask = (__mmask16)((1u << pairs) - 1);
+        __m512bh w0 = (__m512bh)_mm512_maskz_loadu_epi32(mask, wrow + k);
+        for (int i = 0; i < MC; i++) {
+            __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi32(mask, a->xb + (size_t)(m0 + i) * K + k);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], xv, w0);
+        }
+    }
+    for (int i = 0; i < MC; i++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+        float *y = a->y + (size_t)(m0 + i) * a->ldy + n;
+        *y = a->acc ? *y + s : s;
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void rows_dpbf16(const struct lin_args *a, int n0, int n1) {
+    for (int m0 = 0; m0 < a->M; m0 += 4) {
+        switch (a->M - m0) {
+        case 1: for (int n = n0; n < n1; n++) row_dpbf16(a, n, m0, 1); break;
+        case 2: for (int n = n0; n < n1; n++) row_dpbf16(a, n, m0, 2); break;
+        case 3: for (int n = n0; n < n1; n++) row_dpbf16(a, n, m0, 3); break;
+        default: for (int n = n0; n < n1; n++) row_dpbf16(a, n, m0, 4); break;
+        }
+    }
+}
+
 FINCH_AVX512_ROWS(WF32, rows_avx512_f32)
 FINCH_AVX512_ROWS(WBF16, rows_avx512_bf16)
 
@@ -159,6 +210,7 @@ static void lin_worker(void *ctx, int tid, int nt) {
     int n0 = c0 * 16, n1 = c1 * 16 < a->N ? c1 * 16 : a->N;
     if (n0 >= n1) return;
 #if defined(__x86_64__)
+    if (a->xb) { rows_dpbf16(a, n0, n1); return; }
     if (finch_cpu_avx512_level() > 0) {
         if (a->wtype == WF32) rows_avx512_f32(a, n0, n1); else rows_avx512_bf16(a, n0, n1);
         return;
@@ -170,9 +222,36 @@ static void lin_worker(void *ctx, int tid, int nt) {
 
 static void run_linear(float *y, size_t ldy, const float *x, size_t ldx, const void *w,
                        int M, int N, int K, int acc, int wtype) {
-    struct lin_args a = { y, ldy, x, ldx, w, M, N, K, acc, wtype };
-    if ((long)N * K < 32768) { lin_worker(&a, 0, 1); return; }
-    finch_parallel_run(lin_worker, &a);
+    struct lin_args a = { y, ldy, x, ldx, w, M, N, K, acc, wtype, NULL };
+    // bf16 weights always multiply bf16-rounded x (as the bf16 GEMM path does), so results
+    // do not depend on the CPU: with AVX512-BF16 as a bf16 copy fed to VDPBF16PS, elsewhere
+    // as a rounded f32 copy fed to the widening kernels.
+    uint16_t xb_stack[4 * 2048];
+    uint16_t *xb = NULL;
+    float *xr = NULL;
+    if (wtype == WBF16) {
+        size_t need = (size_t)M * K;
+        if ((K % 2) == 0 && finch_cpu_avx512_level() >= 2) {
+            xb = need <= sizeof xb_stack / sizeof xb_stack[0] ? xb_stack : (uint16_t *)malloc(need * sizeof(uint16_t));
+            if (!xb) return;
+            for (int m = 0; m < M; m++) finch_f32_to_bf16(xb + (size_t)m * K, x + (size_t)m * ldx, (size_t)K);
+            a.xb = xb;
+        } else {
+            xr = (float *)malloc(need * sizeof(float));
+            uint16_t *tmp = (uint16_t *)malloc((size_t)K * sizeof(uint16_t));
+            if (!xr || !tmp) { free(xr); free(tmp); return; }
+            for (int m = 0; m < M; m++) {
+                finch_f32_to_bf16(tmp, x + (size_t)m * ldx, (size_t)K);
+                finch_bf16_to_f32(xr + (size_t)m * K, tmp, (size_t)K);
+            }
+            free(tmp);
+            a.x = xr; a.ldx = (size_t)K;
+        }
+    }
+    if ((long)N * K < 32768) lin_worker(&a, 0, 1);
+    else finch_parallel_run(lin_worker, &a);
+    if (xb && xb != xb_stack) free(xb);
+    free(xr);
 }
 
 void finch_linear_small_f32(float *y, size_t ldy, const float *x, size_t ldx,

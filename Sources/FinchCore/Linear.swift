@@ -9,7 +9,7 @@ public enum WeightDType: String, Sendable, CaseIterable {
 ///
 /// Small batches (decoding) run Finch's own memory-bound kernel; larger ones run a
 /// oneDNN (or OpenBLAS) GEMM. bf16 weights multiply bf16-rounded activations with
-/// f32 accumulation and f32 output.
+/// f32 accumulation and f32 output, on every path and CPU.
 public final class LinearWeight: @unchecked Sendable {
     public enum Storage: Sendable {
         case f32(Buffer<Float>)

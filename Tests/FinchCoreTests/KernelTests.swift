@@ -40,19 +40,34 @@ final class LinearTests: XCTestCase {
             if dtype == .bf16 { wv = wv.map { BFloat16.toFloat(BFloat16.from($0)) } }
             let w = LinearWeight(outFeatures: n, inFeatures: k, values: Buffer(wv), dtype: dtype)
             let xb = Buffer(x), y = Buffer<Float>(count: m * n)
-            // bf16 GEMMs round x to bf16 as well; the decode kernel keeps x in f32.
-            let xr = dtype == .bf16 && m > LinearWeight.smallBatchRows ? x.map { BFloat16.toFloat(BFloat16.from($0)) } : x
+            // bf16 weights multiply bf16-rounded activations on every path.
+            let xr = dtype == .bf16 ? x.map { BFloat16.toFloat(BFloat16.from($0)) } : x
             let ref = referenceLinear(xr, wv, m: m, n: n, k: k)
             w.forward(y: y.pointer, x: xb.pointer, rows: m, scratch: Scratch())
-            XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(y.buffer), ref), tolerance, "\(dtype) m=\(m) n=\(n) k=\(k)")
+            XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(y.buffer), ref), tolerance,
+                              "\(dtype) m=\(m) n=\(n) k=\(k) path \(String(cString: finch_kernel_path()))")
             // accumulate adds onto what is there
             w.forward(y: y.pointer, x: xb.pointer, rows: m, accumulate: true, scratch: Scratch())
             XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(y.buffer), ref.map { 2 * $0 }), tolerance, "\(dtype) accumulate m=\(m)")
         }
     }
 
-    func testF32MatchesDoublePrecision() { check(.f32, tolerance: 1e-5) }
-    func testBF16MatchesDoublePrecisionOfRoundedInputs() { check(.bf16, tolerance: 1e-5) }
+    /// Runs `body` on each code path this CPU can run.
+    func forEachKernelPath(_ body: (String) -> Void) {
+        let native = String(cString: finch_kernel_path())
+        let level = Int(finch_cpu_avx512_level())
+        var paths = ["portable", "avx2"]
+        if native == "avx512" { paths.append("avx512"); if level >= 2 { paths.append("avx512bf16") } }
+        if native == "portable" { paths = ["portable"] }
+        for p in paths {
+            XCTAssertEqual(finch_force_kernel_path(p), 1)
+            body(p)
+        }
+        finch_force_kernel_path(nil)
+    }
+
+    func testF32MatchesDoublePrecision() { forEachKernelPath { _ in check(.f32, tolerance: 1e-5) } }
+    func testBF16MatchesDoublePrecisionOfRoundedInputs() { forEachKernelPath { _ in check(.bf16, tolerance: 1e-5) } }
 
     func testGEMMBackendsAndTransposes() {
         let m = 9, n = 11, k = 13
@@ -210,7 +225,12 @@ final class OpTests: XCTestCase {
         let hits = Buffer<Int32>(count: n)
         Parallel.forEachRange(n, costPerItem: 1_000) { r in for i in r { hits[i] += 1 } }
         XCTAssertTrue(hits.array.allSatisfy { $0 == 1 })
-        XCTAssertGreaterThanOrEqual(Parallel.threadCount, 1)
+        // Every core works: as many distinct thread ids as the OpenMP runtime offers.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        XCTAssertEqual(Parallel.threadCount, ProcessInfo.processInfo.environment["OMP_NUM_THREADS"].flatMap(Int.init) ?? cores)
+        let seen = Buffer<Int32>(count: 64)
+        Parallel.forEachRange(64, costPerItem: 1_000_000) { r in seen[r.lowerBound] = 1 }
+        XCTAssertEqual(Int(seen.array.reduce(0, +)), min(Parallel.threadCount, 64))
         XCTAssertFalse(String(cString: finch_kernel_path()).isEmpty)
     }
 }

@@ -7,6 +7,10 @@
 
 /// 1 when the CPU supports AVX-512F, 2 when it also has AVX512-BF16, 0 otherwise.
 int finch_cpu_avx512_level(void);
+/// Makes every kernel use a narrower code path ("portable", "avx2", "avx512", "avx512bf16"),
+/// for tests of the fallbacks; NULL restores detection. The caller must only force a path
+/// the CPU supports (see finch_kernel_path / finch_cpu_avx512_level). Returns 0 for an unknown name.
+int finch_force_kernel_path(const char *name);
 /// Name of the code path the kernels use on this CPU ("avx512", "avx2", "portable").
 const char *finch_kernel_path(void);
 
