@@ -35,9 +35,10 @@ public enum GEMM {
     public static func f32(m: Int, n: Int, k: Int,
                            a: UnsafePointer<Float>, lda: Int,
                            b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, backend: Backend? = nil) {
         if m == 0 || n == 0 { return }
-        if f32Backend == .openblas {
+        if (backend ?? f32Backend) == .openblas {
+            _ = openBLASThreads
             cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
                         accumulate ? 1 : 0, c, Int32(ldc))
@@ -70,9 +71,24 @@ public enum GEMM {
                     accumulate ? 1 : 0, c, Int32(ldc))
     }
 
-    /// OpenBLAS is only called from inside Finch's own parallel loops, so it must not start threads of its own.
+    /// With the oneDNN backend OpenBLAS is only called from inside Finch's own parallel loops
+    /// (one attention head each), so it must not start threads of its own.
     private static let openBLASSingleThreaded: Void = {
         if f32Backend != .openblas { openblas_set_num_threads(1) }
+    }()
+
+    /// Runs `body` with OpenBLAS using `threads` threads (for benchmarks comparing backends
+    /// fairly), then restores the setting Finch runs with.
+    public static func withOpenBLASThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+        _ = openBLASSingleThreaded; _ = openBLASThreads
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(f32Backend == .openblas ? Int32(Parallel.threadCount) : 1) }
+        return try body()
+    }
+
+    /// When OpenBLAS multiplies whole matrices it uses every core.
+    private static let openBLASThreads: Void = {
+        if f32Backend == .openblas { openblas_set_num_threads(Int32(Parallel.threadCount)) }
     }()
 }
 
