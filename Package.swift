@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer -> FinchModels -> finch (CLI)
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchLoRA -> FinchModels -> finch (CLI)
 let package = Package(
     name: "Finch",
     platforms: [.macOS(.v14)],
@@ -32,21 +32,27 @@ let package = Package(
         .target(name: "FinchFormats", dependencies: ["FinchCore"]),
         .target(name: "FinchTokenizer", dependencies: ["FinchFormats"]),
         .target(
+            name: "FinchLoRA",
+            dependencies: ["FinchCore", "FinchFormats"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .target(
             name: "FinchModels",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer"],
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "CFinchKernels",
+                "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "FinchCoreTests", dependencies: ["FinchCore"]),
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
-        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels"]),
+        .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA"]),
+        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA"]),
     ],
     swiftLanguageModes: [.v6]
 )

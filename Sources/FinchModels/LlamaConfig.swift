@@ -223,7 +223,9 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
             ropeScaling: scaling,
             tieWordEmbeddings: gguf.tensor(named: "output.weight") == nil,
             vocabSize: vocab, maxPositionEmbeddings: m["\(arch).context_length"]?.intValue ?? 2048,
-            bosTokenId: m["tokenizer.ggml.bos_token_id"]?.intValue, eosTokenIds: eos)
+            bosTokenId: m["tokenizer.ggml.bos_token_id"]?.intValue, eosTokenIds: eos,
+            attentionBias: gguf.tensor(named: "blk.0.attn_q.bias") != nil,
+            mlpBias: gguf.tensor(named: "blk.0.ffn_up.bias") != nil)
         try cfg.validate(path: gguf.path)
         return cfg
     }

@@ -1,4 +1,5 @@
 import FinchCore
+import FinchLoRA
 import Foundation
 
 // Dimension letters: N rows (new tokens of all sequences in a call), C hidden size,
@@ -31,12 +32,43 @@ public struct LlamaLogits {
     }
 }
 
-/// One decoder block's frozen weights.
+/// One decoder block: frozen norms and its seven linear layers (frozen weights, or the same
+/// wrapped with adapters: layers are swapped, see LlamaModel+LoRA.swift).
 final class LlamaLayer: @unchecked Sendable {
     let inputNorm: Buffer<Float>          // [C]
     let postAttentionNorm: Buffer<Float>  // [C]
-    let q: LinearWeight, k: LinearWeight, v: LinearWeight, o: LinearWeight
-    let gate: LinearWeight, up: LinearWeight, down: LinearWeight
+    var q: any LinearLayer, k: any LinearLayer, v: any LinearLayer, o: any LinearLayer
+    var gate: any LinearLayer, up: any LinearLayer, down: any LinearLayer
+
+    /// Module names of the linear layers, relative to `model.layers.N.`, as Hugging Face names them.
+    static let linearNames = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+    /// The linear layer with a `linearNames` name.
+    func linear(_ name: String) -> any LinearLayer {
+        switch name {
+        case "self_attn.q_proj": q
+        case "self_attn.k_proj": k
+        case "self_attn.v_proj": v
+        case "self_attn.o_proj": o
+        case "mlp.gate_proj": gate
+        case "mlp.up_proj": up
+        default: down
+        }
+    }
+
+    /// Replaces the linear layer with a `linearNames` name.
+    func setLinear(_ name: String, _ layer: any LinearLayer) {
+        switch name {
+        case "self_attn.q_proj": q = layer
+        case "self_attn.k_proj": k = layer
+        case "self_attn.v_proj": v = layer
+        case "self_attn.o_proj": o = layer
+        case "mlp.gate_proj": gate = layer
+        case "mlp.up_proj": up = layer
+        default: down = layer
+        }
+    }
 
     init(inputNorm: Buffer<Float>, postAttentionNorm: Buffer<Float>, q: LinearWeight, k: LinearWeight,
          v: LinearWeight, o: LinearWeight, gate: LinearWeight, up: LinearWeight, down: LinearWeight) {
@@ -114,7 +146,7 @@ public final class LlamaModel: @unchecked Sendable {
         if lmHead !== embedding { total += lmHead.byteCount }
         for l in layers {
             total += l.inputNorm.byteCount + l.postAttentionNorm.byteCount
-            for w in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { total += w.byteCount }
+            for name in LlamaLayer.linearNames { total += Self.baseWeight(l.linear(name)).byteCount }
         }
         return total
     }
@@ -144,7 +176,7 @@ public final class LlamaModel: @unchecked Sendable {
         }
 
         /// xn as bf16 when `weight` multiplies bf16 inputs at this size, else nil.
-        func sharedBF16(for weight: LinearWeight, rows n: Int, channels c: Int) -> UnsafePointer<BF16Bits>? {
+        func sharedBF16(for weight: any LinearLayer, rows n: Int, channels c: Int) -> UnsafePointer<BF16Bits>? {
             guard weight.wantsBF16Input(rows: n) else { return nil }
             BFloat16.convert(xn.pointer, to: xnBF16.pointer, count: n * c)
             return UnsafePointer(xnBF16.pointer)
@@ -187,9 +219,9 @@ public final class LlamaModel: @unchecked Sendable {
             RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.inputNorm.pointer,
                             rows: n, channels: c, eps: cfg.rmsNormEps)
             var xb = w.sharedBF16(for: layer.q, rows: n, channels: c)
-            layer.q.forward(y: w.q.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, H·D]
-            layer.k.forward(y: w.k.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, G·D]
-            layer.v.forward(y: w.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)   // [N, G·D]
+            layer.q.forward(y: w.q.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, scratch: scratch)   // [N, H·D]
+            layer.k.forward(y: w.k.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, scratch: scratch)   // [N, G·D]
+            layer.v.forward(y: w.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, scratch: scratch)   // [N, G·D]
             rope.apply(w.q.pointer, heads: hq, table: angles)
             rope.apply(w.k.pointer, heads: g, table: angles)
             var attSegments: [AttentionSegment] = []
@@ -201,16 +233,16 @@ public final class LlamaModel: @unchecked Sendable {
             }
             Attention.forward(out: w.att.pointer, q: w.q.pointer, segments: attSegments, heads: hq, kvHeads: g,
                               headDim: d, scale: 1 / Float(d).squareRoot())
-            layer.o.forward(y: w.x.pointer, x: w.att.pointer, rows: n, accumulate: true, scratch: scratch)  // x += att·Woᵀ
+            layer.o.forward(y: w.x.pointer, x: w.att.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch)  // x += att·Woᵀ
 
             // MLP block.
             RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: w.x.pointer, weight: layer.postAttentionNorm.pointer,
                             rows: n, channels: c, eps: cfg.rmsNormEps)
             xb = w.sharedBF16(for: layer.gate, rows: n, channels: c)
-            layer.gate.forward(y: w.gate.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)  // [N, F]
-            layer.up.forward(y: w.up.pointer, x: w.xn.pointer, xBF16: xb, rows: n, scratch: scratch)      // [N, F]
+            layer.gate.forward(y: w.gate.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, scratch: scratch)  // [N, F]
+            layer.up.forward(y: w.up.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, scratch: scratch)      // [N, F]
             SwiGLU.forward(h: w.h.pointer, gate: w.gate.pointer, up: w.up.pointer, count: n * f)
-            layer.down.forward(y: w.x.pointer, x: w.h.pointer, rows: n, accumulate: true, scratch: scratch)  // x += h·Wdᵀ
+            layer.down.forward(y: w.x.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch)  // x += h·Wdᵀ
         }
         for s in segments { s.cache.advance(by: s.count) }
 

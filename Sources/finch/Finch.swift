@@ -27,11 +27,12 @@ struct ModelOptions: ParsableArguments {
         guard let dt = WeightDType(rawValue: dtype) else {
             throw ValidationError("--dtype must be f32 or bf16 (got '\(dtype)')")
         }
-        if let adapter {
-            throw ValidationError("--adapter \(adapter): LoRA adapters are not supported by this build yet")
-        }
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt)
+        if let adapter {
+            try lm.model.loadAdapter(directory: adapter)
+            stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")
+        }
         stderrPrint(String(format: "loaded %@ (%@, %.0f MiB of weights) in %.2f s", lm.path, dt.rawValue,
                            Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm

@@ -95,4 +95,20 @@ final class SmolLM2Tests: XCTestCase {
         print("[plain, bf16 weights] max |logit diff| vs transformers f32: \(d)")
         XCTAssertLessThan(d, 0.5)
     }
+
+    /// transformers' own f32 safetensors copy of the model (made by ../shared/reference/scripts/goldens.py,
+    /// e.g. through Scripts/bench/bench_generate_vs_transformers.sh): an HF directory gives the same logits.
+    func testHFDirectoryFromTransformersMatches() throws {
+        let env = ProcessInfo.processInfo.environment
+        let dir = env["FINCH_SMOLLM2_HF_DIR"] ?? NSHomeDirectory() + "/.cache/finch/bench-ref/models/smollm2-f32"
+        guard FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
+            throw XCTSkip("no f32 HF copy of SmolLM2 at \(dir) (set FINCH_SMOLLM2_HF_DIR)")
+        }
+        let lm = try LanguageModel.load(dir)
+        let g = try Self.golden()["chat"]!
+        XCTAssertEqual(lm.tokenizer.encode(g.text), g.ids)
+        let out = try lm.model.forward([LlamaSequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
+        let ref = try SafeTensorsFile(path: Fixtures.reference + "/logits_golden.safetensors").floats("chat.logits")
+        XCTAssertLessThanOrEqual(maxAbsDiff(out.values.array, ref), 2e-3)
+    }
 }

@@ -1,0 +1,89 @@
+import FinchCore
+import FinchFormats
+import Foundation
+
+/// A named LoRA adapter: its config and one `LoRAModule` per wrapped linear layer, in PEFT's
+/// on-disk format (`adapter_config.json` + `adapter_model.safetensors`, keys
+/// `base_model.model.<module>.lora_A.weight` [R, I], `.lora_B.weight` [O, R],
+/// `.lora_magnitude_vector` [O] for DoRA).
+public final class LoRAAdapter: @unchecked Sendable {
+    public var config: AdapterConfig
+    /// Module name (e.g. `model.layers.0.self_attn.q_proj`) → factors.
+    public var modules: [String: LoRAModule]
+
+    public init(config: AdapterConfig, modules: [String: LoRAModule]) {
+        self.config = config
+        self.modules = modules
+    }
+
+    static let prefix = "base_model.model."
+
+    /// Loads a PEFT adapter directory. `linears` maps each linear layer of the base model to
+    /// its (out, in) features; every tensor must name one of them with matching shapes.
+    public static func load(directory: String, linears: [String: (out: Int, in: Int)]) throws -> LoRAAdapter {
+        let cfgPath = (directory as NSString).appendingPathComponent("adapter_config.json")
+        let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
+        guard FileManager.default.fileExists(atPath: cfgPath), FileManager.default.fileExists(atPath: wPath) else {
+            throw AdapterError.notFound(path: directory)
+        }
+        let config = try AdapterConfig.load(path: cfgPath)
+        let file = try SafeTensorsFile(path: wPath)
+        // Group tensors by module; accept PEFT's saved names and the in-memory ones with ".default".
+        var parts: [String: [String: String]] = [:]
+        for key in file.tensorNames {
+            var k = key
+            if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
+            let kinds = ["lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_A.default.weight",
+                         "lora_B.default.weight", "lora_magnitude_vector.default.weight", "lora_magnitude_vector.weight"]
+            guard let kind = kinds.first(where: { k.hasSuffix("." + $0) }) else {
+                throw AdapterError.unsupported("\(wPath): tensor '\(key)' is not a LoRA factor (only lora_A / lora_B / lora_magnitude_vector are supported)")
+            }
+            let module = String(k.dropLast(kind.count + 1))
+            let short = kind.hasPrefix("lora_A") ? "A" : kind.hasPrefix("lora_B") ? "B" : "m"
+            parts[module, default: [:]][short] = key
+        }
+        var modules: [String: LoRAModule] = [:]
+        for (module, names) in parts {
+            guard let dims = linears[module] else { throw AdapterError.unknownModule(path: wPath, name: module) }
+            guard let aName = names["A"] else { throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_A.weight") }
+            guard let bName = names["B"] else { throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_B.weight") }
+            let r = config.rank(for: module)
+            func tensor(_ n: String, _ shape: [Int]) throws -> Buffer<Float> {
+                guard let info = file.info(n) else { throw AdapterError.missingTensor(path: wPath, name: n) }
+                guard info.shape == shape else { throw AdapterError.badShape(path: wPath, name: n, expected: shape, actual: info.shape) }
+                return Buffer(try file.floats(n))
+            }
+            let a = try tensor(aName, [r, dims.in])
+            let b = try tensor(bName, [dims.out, r])
+            var mag: Buffer<Float>?
+            if config.useDoRA {
+                guard let mName = names["m"] else {
+                    throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_magnitude_vector")
+                }
+                mag = try tensor(mName, [dims.out])
+            }
+            modules[module] = LoRAModule(rank: r, scaling: Float(config.scaling(for: module)), a: a, b: b, magnitude: mag,
+                                         inFeatures: dims.in, outFeatures: dims.out)
+        }
+        if modules.isEmpty { throw AdapterError.invalidConfig(path: wPath, reason: "the adapter has no LoRA tensors") }
+        return LoRAAdapter(config: config, modules: modules)
+    }
+
+    /// Writes the adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
+    /// (f32, metadata `format: pt`), each replaced atomically.
+    public func save(to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var entries: [SafeTensorsWriter.Entry] = []
+        for name in modules.keys.sorted() {
+            let m = modules[name]!
+            entries.append(.float32(name: Self.prefix + name + ".lora_A.weight", shape: [m.rank, m.inFeatures], values: m.a.array))
+            entries.append(.float32(name: Self.prefix + name + ".lora_B.weight", shape: [m.outFeatures, m.rank], values: m.b.array))
+            if let mag = m.magnitude {
+                entries.append(.float32(name: Self.prefix + name + ".lora_magnitude_vector", shape: [m.outFeatures], values: mag.array))
+            }
+        }
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],
+                                    to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
+        try config.write(to: (directory as NSString).appendingPathComponent("adapter_config.json"))
+    }
+}

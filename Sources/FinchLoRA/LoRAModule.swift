@@ -1,0 +1,59 @@
+import FinchCore
+
+// Dimension letters: M rows, I in features, O out features, R rank.
+
+/// One adapter's factors for one linear layer: ΔW = scaling · B · A, with DoRA's magnitude.
+public final class LoRAModule: @unchecked Sendable {
+    public let rank: Int
+    public let scaling: Float
+    /// A [R, I] (PEFT `lora_A.weight`).
+    public let a: Buffer<Float>
+    /// B [O, R] (PEFT `lora_B.weight`).
+    public let b: Buffer<Float>
+    /// DoRA magnitude m [O] (PEFT `lora_magnitude_vector`), nil for plain LoRA.
+    public let magnitude: Buffer<Float>?
+    public let inFeatures: Int, outFeatures: Int
+
+    public init(rank: Int, scaling: Float, a: Buffer<Float>, b: Buffer<Float>, magnitude: Buffer<Float>?,
+                inFeatures: Int, outFeatures: Int) {
+        precondition(a.count == rank * inFeatures && b.count == outFeatures * rank)
+        precondition(magnitude == nil || magnitude!.count == outFeatures)
+        self.rank = rank; self.scaling = scaling; self.a = a; self.b = b; self.magnitude = magnitude
+        self.inFeatures = inFeatures; self.outFeatures = outFeatures
+    }
+
+    /// A and B as linear weights, for the products x·Aᵀ and t·Bᵀ.
+    lazy var aLinear = LinearWeight(outFeatures: rank, inFeatures: inFeatures, storage: .f32(a))
+    lazy var bLinear = LinearWeight(outFeatures: outFeatures, inFeatures: rank, storage: .f32(b))
+
+    /// Row o of W + scaling · B·A, into `row` [I].
+    func adaptedRow(_ o: Int, base: UnsafePointer<Float>, into row: UnsafeMutablePointer<Float>) {
+        let i = inFeatures
+        if UnsafePointer(row) != base { row.update(from: base, count: i) }
+        for r in 0..<rank {
+            let coef = scaling * b[o * rank + r]
+            let ar = a.pointer + r * i
+            for c in 0..<i { row[c] += coef * ar[c] }
+        }
+    }
+
+    /// DoRA's per-output factor m / ‖W + scaling·B·A‖ (row norms over the input dimension), [O].
+    func doraScale(base: LinearWeight) -> [Float] {
+        guard let m = magnitude else { return Array(repeating: 1, count: outFeatures) }
+        let w = base.floatValues()
+        var out = [Float](repeating: 1, count: outFeatures)
+        out.withUnsafeMutableBufferPointer { out in
+            Parallel.forEachRange(outFeatures, costPerItem: inFeatures * (rank + 2)) { range in
+                let row = UnsafeMutablePointer<Float>.allocate(capacity: inFeatures)
+                defer { row.deallocate() }
+                for o in range {
+                    adaptedRow(o, base: w.pointer + o * inFeatures, into: row)
+                    var ss = 0.0
+                    for c in 0..<inFeatures { ss += Double(row[c]) * Double(row[c]) }
+                    out[o] = m[o] / Float(ss.squareRoot())
+                }
+            }
+        }
+        return out
+    }
+}

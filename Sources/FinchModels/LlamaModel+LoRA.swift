@@ -1,0 +1,90 @@
+import FinchCore
+import FinchLoRA
+
+/// LoRA adapters on a LLaMA model: loading PEFT adapters, switching, disabling, merging.
+/// Adapters wrap the targeted linear layers (`LoRALinear`); the base weights stay as loaded.
+extension LlamaModel {
+    /// Every linear layer but the LM head: full module name → (out, in) features.
+    public var linearModules: [String: (out: Int, in: Int)] {
+        var out: [String: (out: Int, in: Int)] = [:]
+        for (i, l) in layers.enumerated() {
+            for name in LlamaLayer.linearNames {
+                let layer = l.linear(name)
+                out["model.layers.\(i).\(name)"] = (layer.outFeatures, layer.inFeatures)
+            }
+        }
+        return out
+    }
+
+    /// Names of the loaded adapters.
+    public var adapterNames: [String] {
+        var names = Set<String>()
+        forEachLoRALinear { names.formUnion($0.adapters.keys) }
+        return names.sorted()
+    }
+
+    /// Loads a PEFT adapter directory under `name` and makes it active.
+    public func loadAdapter(directory: String, name: String = "default") throws {
+        let adapter = try LoRAAdapter.load(directory: directory, linears: linearModules)
+        addAdapter(adapter, name: name)
+    }
+
+    /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
+    public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") {
+        for (module, lora) in adapter.modules {
+            let (li, sub) = Self.split(module)
+            let current = layers[li].linear(sub)
+            let wrapped: LoRALinear
+            if let w = current as? LoRALinear {
+                wrapped = w
+            } else {
+                wrapped = LoRALinear(base: current as! LinearWeight, name: module)
+                layers[li].setLinear(sub, wrapped)
+            }
+            wrapped.add(lora, as: name)
+        }
+        setActiveAdapter(name)
+    }
+
+    /// Makes `name` the adapter every wrapped layer applies; nil disables adapters (the base model answers).
+    public func setActiveAdapter(_ name: String?) {
+        forEachLoRALinear { $0.active = (name != nil && $0.adapters[name!] != nil) ? name : nil }
+    }
+
+    /// The adapter in use, if any.
+    public var activeAdapter: String? {
+        var found: String?
+        forEachLoRALinear { if let a = $0.active { found = a } }
+        return found
+    }
+
+    /// Folds the active adapter into the base weights (forward then skips the adapter products).
+    public func mergeActiveAdapter() throws { try forEachLoRALinearThrowing { try $0.merge() } }
+
+    /// Restores the base weights of a merged adapter (f32 exactly up to rounding; bf16 re-rounds).
+    public func unmergeAdapter() { forEachLoRALinear { $0.unmerge() } }
+
+    /// The frozen weight under a layer that may be wrapped.
+    static func baseWeight(_ layer: any LinearLayer) -> LinearWeight {
+        if let w = layer as? LoRALinear { return w.base }
+        return layer as! LinearWeight
+    }
+
+    func forEachLoRALinear(_ body: (LoRALinear) -> Void) {
+        for l in layers {
+            for name in LlamaLayer.linearNames { if let w = l.linear(name) as? LoRALinear { body(w) } }
+        }
+    }
+
+    func forEachLoRALinearThrowing(_ body: (LoRALinear) throws -> Void) throws {
+        for l in layers {
+            for name in LlamaLayer.linearNames { if let w = l.linear(name) as? LoRALinear { try body(w) } }
+        }
+    }
+
+    /// "model.layers.3.mlp.up_proj" → (3, "mlp.up_proj"); names come from `linearModules`.
+    static func split(_ module: String) -> (Int, String) {
+        let parts = module.split(separator: ".")
+        return (Int(parts[2])!, parts[3...].joined(separator: "."))
+    }
+}
