@@ -1,7 +1,11 @@
+import FinchCore
+
 /// Bit-exact conversions between `Float` and the 16- and 8-bit float formats found in checkpoints.
 ///
 /// Widening conversions are exact (NaN payloads are kept, as NumPy does). Narrowing ones round
 /// to nearest, ties to even, like NumPy's `astype(float16)` and ggml's `ggml_compute_fp32_to_bf16`.
+/// binary16 and FP8 live here; bfloat16 is FinchCore's ``BFloat16`` (scalar and vectorized), which
+/// the bf16 members below forward to.
 extension Float {
     /// The IEEE binary16 value with bit pattern `h`, widened exactly
     /// (subnormals, infinities and NaN payloads are preserved, as in NumPy).
@@ -23,10 +27,11 @@ extension Float {
         }
     }
 
-    /// The bfloat16 value with bit pattern `b` (the top 16 bits of a Float), widened exactly.
+    /// The bfloat16 value with bit pattern `b` (the top 16 bits of a Float), widened exactly
+    /// (``BFloat16/toFloat(_:)``).
     @inlinable
     public init(bf16Bits b: UInt16) {
-        self.init(bitPattern: UInt32(b) << 16)
+        self = BFloat16.toFloat(b)
     }
 
     /// The OCP FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 is NaN) value with bits `b`.
@@ -76,12 +81,10 @@ extension Float {
     }
 
     /// This value rounded to bfloat16 (nearest, ties to even; NaN is kept quiet), exactly as
-    /// ggml's `ggml_compute_fp32_to_bf16` and gguf-py's BF16 quantizer.
+    /// ggml's `ggml_compute_fp32_to_bf16` and gguf-py's BF16 quantizer (``BFloat16/from(_:)``).
     @inlinable
     public var bf16Bits: UInt16 {
-        let u = bitPattern
-        if (u & 0x7fff_ffff) > 0x7f80_0000 { return UInt16(truncatingIfNeeded: (u >> 16) | 0x40) }
-        return UInt16(truncatingIfNeeded: (u &+ 0x7fff &+ ((u >> 16) & 1)) >> 16)
+        BFloat16.from(self)
     }
 }
 
@@ -95,10 +98,15 @@ public enum HalfConversion {
         }
     }
 
-    /// Converts `count` bfloat16 values at `src` (unaligned allowed) to Float at `dst`.
+    /// Converts `count` bfloat16 values at `src` (unaligned allowed) to Float at `dst`
+    /// (with FinchCore's vectorized ``BFloat16`` conversion when `src` is 2-byte aligned).
     public static func bf16ToFloat(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, count: Int) {
+        if Int(bitPattern: src) % MemoryLayout<BF16Bits>.alignment == 0 {
+            BFloat16.convert(src.assumingMemoryBound(to: BF16Bits.self), to: dst, count: count)
+            return
+        }
         for i in 0..<count {
-            dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+            dst[i] = BFloat16.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: BF16Bits.self))
         }
     }
 
@@ -107,9 +115,9 @@ public enum HalfConversion {
         for i in 0..<count { dst[i] = src[i].f16Bits }
     }
 
-    /// Rounds `count` floats to bfloat16 bits (nearest-even).
+    /// Rounds `count` floats to bfloat16 bits (nearest-even), with FinchCore's vectorized ``BFloat16`` conversion.
     public static func floatToBF16(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, count: Int) {
-        for i in 0..<count { dst[i] = src[i].bf16Bits }
+        BFloat16.convert(src, to: dst, count: count)
     }
 }
 

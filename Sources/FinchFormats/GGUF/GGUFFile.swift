@@ -1,3 +1,5 @@
+import FinchCore
+
 /// A GGUF file (llama.cpp's model format), versions 2 and 3, memory-mapped and read lazily.
 ///
 /// Opening parses the header — magic `GGUF`, version, tensor and metadata counts, metadata
@@ -95,7 +97,7 @@ public final class GGUFFile: @unchecked Sendable {
         }
         guard n > 0, let base = src.baseAddress, let dst = out.baseAddress else { return }
         let typeSize = t.type.typeSize, blockSize = t.type.blockSize
-        parallelChunks(blocks, serialBelow: max(1, (1 << 16) / blockSize)) { r in
+        Parallel.forEachRange(blocks, costPerItem: 1, grain: max(1, (1 << 16) / blockSize)) { r in
             kernel(base + r.lowerBound * typeSize, dst + r.lowerBound * blockSize, r.count)
         }
     }

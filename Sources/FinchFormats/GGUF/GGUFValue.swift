@@ -154,7 +154,7 @@ extension GGUFValue: CustomStringConvertible {
         case .float32(let v): return "\(v)"
         case .float64(let v): return "\(v)"
         case .bool(let v): return "\(v)"
-        case .string(let s): return jsonQuoted(s)
+        case .string(let s): return JSONValue.quoted(s)
         case .array(let a):
             let head = a.prefix(8).map(\.description).joined(separator: ", ")
             return a.count > 8 ? "[\(head), ... (\(a.count) items)]" : "[\(head)]"

@@ -1,21 +1,50 @@
-/// A strict RFC 8259 JSON parser over raw bytes, keeping object members in order.
+/// An order-preserving JSON parser over raw bytes: the one JSON reader of Finch.
 ///
-/// Used for safetensors headers and `model.safetensors.index.json`. It rejects trailing
-/// commas, leading zeros, control characters in strings, invalid UTF-8 and nesting deeper
-/// than `maxDepth`; trailing whitespace after the value is allowed (safetensors pads with spaces).
-struct JSONParser {
-    struct Failure: Error {
-        let message: String
-        let offset: Int
+/// With ``Options/strict`` (the default) it follows RFC 8259 to the letter: it rejects trailing
+/// commas, leading zeros, control characters in strings, invalid UTF-8 and unpaired surrogate
+/// escapes; safetensors headers and `model.safetensors.index.json` are read this way.
+/// ``Options/lenient`` reads what Python's `json` module and other loose writers produce
+/// (tokenizer.json, tokenizer_config.json, chat-template data). In both, trailing whitespace
+/// after the value is allowed (safetensors pads headers with spaces), object members keep
+/// their order and duplicate keys are all kept (``JSONValue/subscript(_:)`` finds the first).
+///
+/// ```swift
+/// let v = try JSONParser.parse(#"{"a": [1, 2]}"#)
+/// v["a"]?.arrayValue?.count  // 2
+/// ```
+public struct JSONParser {
+    /// What the parser accepts beyond RFC 8259.
+    public struct Options: Sendable {
+        /// Deepest nesting of arrays and objects accepted (a top-level container is depth 1).
+        public var maxDepth: Int
+        /// Accept `NaN`, `Infinity` and `-Infinity` (as Python's `json` writes them; stored as
+        /// `"nan"`, `"inf"`, `"-inf"`) and any number literal made of digits, `.`, `e`, `E`, `+`
+        /// and `-` that `Double` reads (`01`, `1.`, `.5`, `+1`).
+        public var allowsNonStandardNumbers: Bool
+        /// Repair strings instead of rejecting them: invalid UTF-8 and unpaired surrogate escapes
+        /// become U+FFFD, and raw control characters are kept as they are.
+        public var repairsStrings: Bool
+
+        public init(maxDepth: Int, allowsNonStandardNumbers: Bool, repairsStrings: Bool) {
+            self.maxDepth = maxDepth
+            self.allowsNonStandardNumbers = allowsNonStandardNumbers
+            self.repairsStrings = repairsStrings
+        }
+
+        /// RFC 8259, nesting up to 64 deep.
+        public static let strict = Options(maxDepth: 64, allowsNonStandardNumbers: false, repairsStrings: false)
+        /// Python-style numbers and repaired strings, nesting up to 512 deep.
+        public static let lenient = Options(maxDepth: 512, allowsNonStandardNumbers: true, repairsStrings: true)
     }
 
     private let bytes: UnsafeRawBufferPointer
     private var pos = 0
-    private let maxDepth: Int
+    private let options: Options
 
     /// Parses one complete JSON document from `bytes`.
-    static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws(Failure) -> JSONValue {
-        var p = JSONParser(bytes: bytes, maxDepth: maxDepth)
+    /// - Throws: ``JSONParseError`` with the byte offset of the problem.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, options: Options = .strict) throws(JSONParseError) -> JSONValue {
+        var p = JSONParser(bytes: bytes, options: options)
         p.skipWhitespace()
         let v = try p.parseValue(depth: 0)
         p.skipWhitespace()
@@ -23,14 +52,23 @@ struct JSONParser {
         return v
     }
 
-    private init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
-        self.bytes = bytes
-        self.maxDepth = maxDepth
+    /// Parses one complete JSON document from UTF-8 `bytes`.
+    public static func parse(_ bytes: [UInt8], options: Options = .strict) throws(JSONParseError) -> JSONValue {
+        try bytes.withUnsafeBytes { raw in Result { () throws(JSONParseError) in try parse(raw, options: options) } }.get()
     }
 
-    private func fail(_ message: String) -> Failure { Failure(message: message, offset: pos) }
+    /// Parses one complete JSON document from `text`.
+    public static func parse(_ text: String, options: Options = .strict) throws(JSONParseError) -> JSONValue {
+        try parse(Array(text.utf8), options: options)
+    }
 
-    private var atEnd: Bool { pos >= bytes.count }
+    private init(bytes: UnsafeRawBufferPointer, options: Options) {
+        self.bytes = bytes
+        self.options = options
+    }
+
+    private func fail(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: pos) }
+
     private func peek() -> UInt8? { pos < bytes.count ? bytes[pos] : nil }
 
     private mutating func skipWhitespace() {
@@ -40,7 +78,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func expect(_ literal: StaticString) throws(Failure) {
+    private mutating func expect(_ literal: StaticString) throws(JSONParseError) {
         let n = literal.utf8CodeUnitCount
         guard bytes.count - pos >= n else { throw fail("unexpected end of input") }
         let lit = UnsafeRawBufferPointer(start: literal.utf8Start, count: n)
@@ -48,7 +86,8 @@ struct JSONParser {
         pos += n
     }
 
-    private mutating func parseValue(depth: Int) throws(Failure) -> JSONValue {
+    /// `depth`: how many containers enclose the value.
+    private mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         guard let c = peek() else { throw fail("unexpected end of input") }
         switch c {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
@@ -57,15 +96,17 @@ struct JSONParser {
         case UInt8(ascii: "t"): try expect("true"); return .bool(true)
         case UInt8(ascii: "f"): try expect("false"); return .bool(false)
         case UInt8(ascii: "n"): try expect("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        default: throw fail("unexpected character '\(Character(Unicode.Scalar(c)))'")
+        default:
+            if options.allowsNonStandardNumbers { return try parseNonStandardNumber() }
+            if c == UInt8(ascii: "-") || isDigit(c) { return try parseNumber() }
+            throw fail("unexpected character '\(Character(Unicode.Scalar(c)))'")
         }
     }
 
-    private mutating func parseObject(depth: Int) throws(Failure) -> JSONValue {
-        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
+    private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
+        if depth > options.maxDepth { throw fail("nesting deeper than \(options.maxDepth)") }
         pos += 1
-        var members: [JSONMember] = []
+        var members: [(key: String, value: JSONValue)] = []
         skipWhitespace()
         if peek() == UInt8(ascii: "}") { pos += 1; return .object(members) }
         while true {
@@ -77,7 +118,7 @@ struct JSONParser {
             pos += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            members.append(JSONMember(key: key, value: value))
+            members.append((key, value))
             skipWhitespace()
             guard let c = peek() else { throw fail("unexpected end of input in object") }
             pos += 1
@@ -86,8 +127,8 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseArray(depth: Int) throws(Failure) -> JSONValue {
-        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
+    private mutating func parseArray(depth: Int) throws(JSONParseError) -> JSONValue {
+        if depth > options.maxDepth { throw fail("nesting deeper than \(options.maxDepth)") }
         pos += 1
         var items: [JSONValue] = []
         skipWhitespace()
@@ -103,7 +144,8 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseNumber() throws(Failure) -> JSONValue {
+    /// An RFC 8259 number, kept as its literal text.
+    private mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = pos
         if peek() == UInt8(ascii: "-") { pos += 1 }
         guard let first = peek(), isDigit(first) else { throw fail("invalid number") }
@@ -124,8 +166,43 @@ struct JSONParser {
             guard let c = peek(), isDigit(c) else { throw fail("invalid exponent") }
             while let c = peek(), isDigit(c) { pos += 1 }
         }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
-        return .number(text)
+        return .number(text(start..<pos))
+    }
+
+    /// `NaN`, `Infinity`, `-Infinity`, or a run of number characters that `Double` reads
+    /// (``Options/allowsNonStandardNumbers``). Errors point at the start of the number.
+    private mutating func parseNonStandardNumber() throws(JSONParseError) -> JSONValue {
+        let start = pos
+        switch bytes[pos] {
+        case UInt8(ascii: "N"): try expect("NaN"); return .number("nan")
+        case UInt8(ascii: "I"): try expect("Infinity"); return .number("inf")
+        case UInt8(ascii: "-"):
+            pos += 1
+            if peek() == UInt8(ascii: "I") { try expect("Infinity"); return .number("-inf") }
+        default: break
+        }
+        var digits = 0
+        while let c = peek() {
+            if isDigit(c) {
+                digits += 1
+            } else if c != UInt8(ascii: ".") && c != UInt8(ascii: "e") && c != UInt8(ascii: "E")
+                        && c != UInt8(ascii: "+") && c != UInt8(ascii: "-") {
+                break
+            }
+            pos += 1
+        }
+        let literal = text(start..<pos)
+        guard digits > 0, Double(literal) != nil else {
+            let message = pos == start ? "unexpected character '\(Character(Unicode.Scalar(bytes[start])))'"
+                                       : "invalid number \(literal)"
+            pos = start
+            throw fail(message)
+        }
+        return .number(literal)
+    }
+
+    private func text(_ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
     private func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
@@ -139,7 +216,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func parseHex4() throws(Failure) -> UInt32 {
+    private mutating func parseHex4() throws(JSONParseError) -> UInt32 {
         guard bytes.count - pos >= 4 else { throw fail("truncated \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
@@ -150,22 +227,53 @@ struct JSONParser {
         return v
     }
 
-    private mutating func parseString() throws(Failure) -> String {
+    /// The scalar of a `\uXXXX` escape (after the `u`), joining a surrogate pair.
+    private mutating func parseUnicodeEscape() throws(JSONParseError) -> Unicode.Scalar {
+        var code = try parseHex4()
+        if code >= 0xd800 && code < 0xdc00 {
+            if bytes.count - pos >= 6, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") {
+                let save = pos
+                pos += 2
+                let low = try parseHex4()
+                if low >= 0xdc00 && low < 0xe000 {
+                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00)
+                } else if options.repairsStrings {
+                    pos = save  // the high half alone becomes U+FFFD; the next escape stands on its own
+                } else {
+                    throw fail("unpaired surrogate in \\u escape")
+                }
+            } else if !options.repairsStrings {
+                throw fail("unpaired surrogate in \\u escape")
+            }
+        } else if code >= 0xdc00 && code < 0xe000 && !options.repairsStrings {
+            throw fail("unpaired surrogate in \\u escape")
+        }
+        return Unicode.Scalar(code) ?? "\u{FFFD}"
+    }
+
+    /// The string's bytes decoded: validated, or repaired with ``Options/repairsStrings``.
+    private func decode(_ raw: UnsafeRawBufferPointer, start: Int) throws(JSONParseError) -> String {
+        if options.repairsStrings { return String(decoding: raw, as: UTF8.self) }
+        guard let s = validatedUTF8String(raw) else {
+            throw JSONParseError(message: "invalid UTF-8 in string", offset: start)
+        }
+        return s
+    }
+
+    private mutating func parseString() throws(JSONParseError) -> String {
         pos += 1  // opening quote
         let start = pos
+        let allowsControl = options.repairsStrings
         // Fast path: no escapes.
         while pos < bytes.count {
             let c = bytes[pos]
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<pos])
                 pos += 1
-                guard let s = validatedUTF8String(raw) else {
-                    throw Failure(message: "invalid UTF-8 in string", offset: start)
-                }
-                return s
+                return try decode(raw, start: start)
             }
             if c == UInt8(ascii: "\\") { break }
-            if c < 0x20 { throw fail("control character in string") }
+            if c < 0x20 && !allowsControl { throw fail("control character in string") }
             pos += 1
         }
         // Slow path with escapes.
@@ -175,7 +283,7 @@ struct JSONParser {
             let c = bytes[pos]
             pos += 1
             if c == UInt8(ascii: "\"") { break }
-            if c < 0x20 { pos -= 1; throw fail("control character in string") }
+            if c < 0x20 && !allowsControl { pos -= 1; throw fail("control character in string") }
             if c != UInt8(ascii: "\\") { out.append(c); continue }
             guard pos < bytes.count else { throw fail("unterminated escape") }
             let e = bytes[pos]
@@ -190,27 +298,27 @@ struct JSONParser {
             case UInt8(ascii: "r"): out.append(0x0d)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
-                var code = try parseHex4()
-                if code >= 0xd800 && code < 0xdc00 {
-                    guard bytes.count - pos >= 6, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else {
-                        throw fail("unpaired surrogate in \\u escape")
-                    }
-                    pos += 2
-                    let low = try parseHex4()
-                    guard low >= 0xdc00 && low < 0xe000 else { throw fail("unpaired surrogate in \\u escape") }
-                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00)
-                } else if code >= 0xdc00 && code < 0xe000 {
-                    throw fail("unpaired surrogate in \\u escape")
-                }
-                guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
-                out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                UTF8.encode(try parseUnicodeEscape()) { out.append($0) }
             default:
                 pos -= 1
                 throw fail("invalid escape")
             }
         }
-        let decoded = out.withUnsafeBytes { validatedUTF8String($0) }
-        guard let s = decoded else { throw Failure(message: "invalid UTF-8 in string", offset: start) }
-        return s
+        return try out.withUnsafeBytes { raw in Result { () throws(JSONParseError) in try decode(raw, start: start) } }.get()
     }
+}
+
+/// Why a JSON document could not be parsed, and where.
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong ("expected ',' or '}'", "invalid UTF-8 in string", ...).
+    public let message: String
+    /// Byte offset of the problem in the parsed text.
+    public let offset: Int
+
+    public init(message: String, offset: Int) {
+        self.message = message
+        self.offset = offset
+    }
+
+    public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }

@@ -1,3 +1,5 @@
+import FinchCore
+
 /// A safetensors file, memory-mapped and read lazily.
 ///
 /// Opening parses and validates only the JSON header; tensor bytes are touched when asked for.
@@ -93,7 +95,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                         into dst: UnsafeMutablePointer<Float>, count: Int) {
         guard count > 0, let base = src.baseAddress else { return }
         let size = dtype.byteSize
-        parallelChunks(count, serialBelow: 1 << 18) { r in
+        Parallel.forEachRange(count, costPerItem: 1, grain: 1 << 18) { r in
             dtype.convertToFloat(base + r.lowerBound * size, dst + r.lowerBound, count: r.count)
         }
     }

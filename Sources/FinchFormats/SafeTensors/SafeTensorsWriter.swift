@@ -97,7 +97,7 @@ public enum SafeTensorsWriter {
         if !metadata.isEmpty {
             json += "\"__metadata__\":{"
             let keys = metadata.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            json += keys.map { jsonQuoted($0) + ":" + jsonQuoted(metadata[$0]!) }.joined(separator: ",")
+            json += keys.map { JSONValue.quoted($0) + ":" + JSONValue.quoted(metadata[$0]!) }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -106,7 +106,7 @@ public enum SafeTensorsWriter {
             if !first { json += "," }
             first = false
             let end = offset + t.bytes.count
-            json += jsonQuoted(t.name)
+            json += JSONValue.quoted(t.name)
             json += ":{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":["
             json += t.shape.map(String.init).joined(separator: ",")
             json += "],\"data_offsets\":[\(offset),\(end)]}"

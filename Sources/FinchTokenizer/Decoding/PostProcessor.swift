@@ -1,3 +1,5 @@
+import FinchFormats
+
 /// What `encode(addSpecialTokens: true)` adds around a single sequence (HF post-processors).
 indirect enum PostProcessor: Sendable {
     enum Piece: Sendable, Equatable {
@@ -10,9 +12,9 @@ indirect enum PostProcessor: Sendable {
     /// `TemplateProcessing`: `single` / `pair` templates; `specialTokens` maps a name to its ids.
     case template(single: [Piece], pair: [Piece], specialTokens: [(name: String, ids: [Int], tokens: [String])])
     /// `RobertaProcessing` / `BertProcessing`: `cls` A `sep`.
-    case clsSep(kind: String, cls: (String, Int), sep: (String, Int), json: TokJSON)
+    case clsSep(kind: String, cls: (String, Int), sep: (String, Int), json: JSONValue)
     /// `ByteLevel` post-processing only trims offsets: ids are unchanged.
-    case byteLevel(json: TokJSON)
+    case byteLevel(json: JSONValue)
     case sequence([PostProcessor])
 
     /// The ids of one sequence with the special tokens added.

@@ -1,3 +1,4 @@
+import FinchFormats
 import Foundation
 
 extension Tokenizer {
@@ -10,7 +11,7 @@ extension Tokenizer {
     /// - Throws: `TokenizerError` naming the file and field that is wrong or unsupported.
     public convenience init(tokenizerJSONAt path: String, configAt configPath: String? = nil) throws {
         let json = try Tokenizer.readJSON(path)
-        var config: TokJSON? = nil
+        var config: JSONValue? = nil
         if let configPath { config = try Tokenizer.readJSON(configPath) }
         var templateFromFile: String? = nil
         if let configPath {
@@ -24,18 +25,18 @@ extension Tokenizer {
         try self.init(tokenizerJSON: json, config: config, source: path, chatTemplateFile: templateFromFile)
     }
 
-    static func readJSON(_ path: String) throws -> TokJSON {
+    static func readJSON(_ path: String) throws -> JSONValue {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TokenizerError.io(path: path, reason: "file not found or unreadable")
         }
         do {
-            return try TokJSON.parse([UInt8](data))
-        } catch let e as TokJSONParseError {
-            throw TokenizerError.invalidJSON(path: path, offset: e.offset, reason: e.reason)
+            return try JSONParser.parse([UInt8](data), options: .lenient)
+        } catch {
+            throw TokenizerError.invalidJSON(path: path, offset: error.offset, reason: error.message)
         }
     }
 
-    convenience init(tokenizerJSON json: TokJSON, config: TokJSON?, source: String, chatTemplateFile: String? = nil) throws {
+    convenience init(tokenizerJSON json: JSONValue, config: JSONValue?, source: String, chatTemplateFile: String? = nil) throws {
         guard let modelJSON = json["model"] else { throw TokenizerError.missingField(field: "model", source: source) }
         let modelType = modelJSON["type"]?.stringValue ?? (modelJSON["merges"] != nil ? "BPE" : "unknown")
         guard modelType == "BPE" else {
@@ -52,7 +53,7 @@ extension Tokenizer {
         var vocab: [String: Int32] = [:]
         vocab.reserveCapacity(vocabJSON.count)
         for (k, v) in vocabJSON {
-            guard let id = v.intValue else {
+            guard let id = v.wholeNumberValue else {
                 throw TokenizerError.invalidField(field: "model.vocab[\"\(k)\"]", source: source, reason: "not an integer id")
             }
             vocab[k] = Int32(id)
@@ -95,7 +96,7 @@ extension Tokenizer {
 
         var added: [AddedToken] = []
         for (i, t) in (json["added_tokens"]?.arrayValue ?? []).enumerated() {
-            guard let id = t["id"]?.intValue, let content = t["content"]?.stringValue else {
+            guard let id = t["id"]?.wholeNumberValue, let content = t["content"]?.stringValue else {
                 throw TokenizerError.invalidField(field: "added_tokens[\(i)]", source: source, reason: "needs `id` and `content`")
             }
             let special = t["special"]?.boolValue ?? false
@@ -118,7 +119,7 @@ extension Tokenizer {
             settings.unkToken = tokenString("unk_token")
             // `add_bos_token` / `add_eos_token` are ignored: with a tokenizer.json, transformers (5.x)
             // drops them and the post-processor alone decides what `add_special_tokens` adds.
-            settings.modelMaxLength = config["model_max_length"]?.intValue
+            settings.modelMaxLength = config["model_max_length"]?.wholeNumberValue
             switch config["chat_template"] {
             case .string(let s)?:
                 settings.chatTemplate = s
@@ -151,7 +152,7 @@ extension Tokenizer {
 // MARK: - Component specs
 
 extension PreTokenizer {
-    init?(json: TokJSON, source: String) throws {
+    init?(json: JSONValue, source: String) throws {
         if json.isNull { return nil }
         guard let type = json["type"]?.stringValue else {
             throw TokenizerError.invalidField(field: "pre_tokenizer", source: source, reason: "no `type`")
@@ -195,7 +196,7 @@ extension PreTokenizer {
 }
 
 extension SplitPattern {
-    init(json: TokJSON?, field: String, source: String) throws {
+    init(json: JSONValue?, field: String, source: String) throws {
         if let s = json?["String"]?.stringValue {
             self = .string(s)
         } else if let r = json?["Regex"]?.stringValue {
@@ -212,7 +213,7 @@ extension SplitPattern {
 }
 
 extension Normalizer {
-    init?(json: TokJSON, source: String) throws {
+    init?(json: JSONValue, source: String) throws {
         if json.isNull { return nil }
         guard let type = json["type"]?.stringValue else {
             throw TokenizerError.invalidField(field: "normalizer", source: source, reason: "no `type`")
@@ -245,7 +246,7 @@ extension Normalizer {
 }
 
 extension TokenDecoder {
-    init?(json: TokJSON, source: String) throws {
+    init?(json: JSONValue, source: String) throws {
         if json.isNull { return nil }
         guard let type = json["type"]?.stringValue else {
             throw TokenizerError.invalidField(field: "decoder", source: source, reason: "no `type`")
@@ -261,7 +262,7 @@ extension TokenDecoder {
             self = .replace(pattern: p, content: json["content"]?.stringValue ?? "")
         case "Strip":
             let c = json["content"]?.stringValue?.unicodeScalars.first ?? " "
-            self = .strip(content: c, start: json["start"]?.intValue ?? 0, stop: json["stop"]?.intValue ?? 0)
+            self = .strip(content: c, start: json["start"]?.wholeNumberValue ?? 0, stop: json["stop"]?.wholeNumberValue ?? 0)
         case "Metaspace":
             let rep = json["replacement"]?.stringValue?.unicodeScalars.first ?? "\u{2581}"
             var scheme = json["prepend_scheme"]?.stringValue ?? "always"
@@ -288,20 +289,20 @@ extension TokenDecoder {
 }
 
 extension PostProcessor {
-    init?(json: TokJSON, source: String) throws {
+    init?(json: JSONValue, source: String) throws {
         if json.isNull { return nil }
         guard let type = json["type"]?.stringValue else {
             throw TokenizerError.invalidField(field: "post_processor", source: source, reason: "no `type`")
         }
         switch type {
         case "TemplateProcessing":
-            func pieces(_ j: TokJSON?, _ name: String) throws -> [Piece] {
+            func pieces(_ j: JSONValue?, _ name: String) throws -> [Piece] {
                 try (j?.arrayValue ?? []).map { item in
                     if let s = item["SpecialToken"] {
-                        return .special(s["id"]?.stringValue ?? "", typeId: s["type_id"]?.intValue ?? 0)
+                        return .special(s["id"]?.stringValue ?? "", typeId: s["type_id"]?.wholeNumberValue ?? 0)
                     }
                     if let s = item["Sequence"] {
-                        return .sequence(s["id"]?.stringValue ?? "A", typeId: s["type_id"]?.intValue ?? 0)
+                        return .sequence(s["id"]?.stringValue ?? "A", typeId: s["type_id"]?.wholeNumberValue ?? 0)
                     }
                     throw TokenizerError.invalidField(field: "post_processor.\(name)", source: source,
                                                       reason: "expected SpecialToken or Sequence items")
@@ -309,14 +310,14 @@ extension PostProcessor {
             }
             var specials: [(name: String, ids: [Int], tokens: [String])] = []
             for (name, spec) in json["special_tokens"]?.objectValue ?? [] {
-                specials.append((name, (spec["ids"]?.arrayValue ?? []).compactMap(\.intValue),
+                specials.append((name, (spec["ids"]?.arrayValue ?? []).compactMap(\.wholeNumberValue),
                                  (spec["tokens"]?.arrayValue ?? []).compactMap(\.stringValue)))
             }
             self = .template(single: try pieces(json["single"], "single"), pair: try pieces(json["pair"], "pair"),
                              specialTokens: specials)
         case "RobertaProcessing", "BertProcessing":
             func pair(_ key: String) throws -> (String, Int) {
-                guard let a = json[key]?.arrayValue, a.count == 2, let s = a[0].stringValue, let i = a[1].intValue else {
+                guard let a = json[key]?.arrayValue, a.count == 2, let s = a[0].stringValue, let i = a[1].wholeNumberValue else {
                     throw TokenizerError.invalidField(field: "post_processor.\(key)", source: source, reason: "expected [token, id]")
                 }
                 return (s, i)

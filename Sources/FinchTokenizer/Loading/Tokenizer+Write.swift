@@ -1,3 +1,4 @@
+import FinchFormats
 import Foundation
 
 extension Tokenizer {
@@ -24,8 +25,8 @@ extension Tokenizer {
         }
     }
 
-    func addedTokenJSON(_ t: AddedToken, withId: Bool) -> TokJSON {
-        var m: [(key: String, value: TokJSON)] = []
+    func addedTokenJSON(_ t: AddedToken, withId: Bool) -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
         if withId { m.append(("id", .number(String(t.id)))) }
         m += [("content", .string(t.content)), ("single_word", .bool(t.singleWord)), ("lstrip", .bool(t.lstrip)),
               ("rstrip", .bool(t.rstrip)), ("normalized", .bool(t.normalized)), ("special", .bool(t.special))]
@@ -33,13 +34,13 @@ extension Tokenizer {
     }
 
     /// The tokenizer.json document.
-    func tokenizerJSONValue() -> TokJSON {
-        var vocabMembers: [(key: String, value: TokJSON)] = []
+    func tokenizerJSONValue() -> JSONValue {
+        var vocabMembers: [(key: String, value: JSONValue)] = []
         vocabMembers.reserveCapacity(model.idToToken.count)
         for (id, t) in model.idToToken.enumerated() {
             if let t { vocabMembers.append((t, .number(String(id)))) }
         }
-        let modelJSON: TokJSON = .object([
+        let modelJSON: JSONValue = .object([
             ("type", .string("BPE")),
             ("dropout", .null),
             ("unk_token", model.unkToken.map { .string($0) } ?? .null),
@@ -65,8 +66,8 @@ extension Tokenizer {
     }
 
     /// The tokenizer_config.json document (transformers' settings and the chat template).
-    func tokenizerConfigValue() -> TokJSON {
-        var m: [(key: String, value: TokJSON)] = []
+    func tokenizerConfigValue() -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = []
         m.append(("add_bos_token", .bool(addsBOS)))
         m.append(("add_eos_token", .bool(addsEOS)))
         m.append(("added_tokens_decoder", .object(addedTokens.map { (String($0.id), addedTokenJSON($0, withId: false)) })))
@@ -83,7 +84,7 @@ extension Tokenizer {
 }
 
 extension SplitPattern {
-    var json: TokJSON {
+    var json: JSONValue {
         switch self {
         case .string(let s): return .object([("String", .string(s))])
         case .regex(let r, _, _): return .object([("Regex", .string(r))])
@@ -92,7 +93,7 @@ extension SplitPattern {
 }
 
 extension PreTokenizer {
-    var json: TokJSON {
+    var json: JSONValue {
         switch self {
         case let .byteLevel(addPrefixSpace, trimOffsets, useRegex):
             return .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(addPrefixSpace)),
@@ -114,7 +115,7 @@ extension PreTokenizer {
 }
 
 extension Normalizer {
-    var json: TokJSON {
+    var json: JSONValue {
         switch self {
         case .nfc: return .object([("type", .string("NFC"))])
         case .nfd: return .object([("type", .string("NFD"))])
@@ -133,7 +134,7 @@ extension Normalizer {
 }
 
 extension TokenDecoder {
-    var json: TokJSON {
+    var json: JSONValue {
         switch self {
         case .byteLevel:
             return .object([("type", .string("ByteLevel")), ("add_prefix_space", .bool(true)), ("trim_offsets", .bool(true)),
@@ -155,10 +156,10 @@ extension TokenDecoder {
 }
 
 extension PostProcessor {
-    var json: TokJSON {
+    var json: JSONValue {
         switch self {
         case let .template(single, pair, specials):
-            func pieces(_ p: [Piece]) -> TokJSON {
+            func pieces(_ p: [Piece]) -> JSONValue {
                 .array(p.map { piece in
                     switch piece {
                     case let .special(name, typeId):

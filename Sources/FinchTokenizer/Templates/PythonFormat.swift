@@ -1,3 +1,5 @@
+import FinchFormats
+
 /// Python's text formatting of values, which chat templates expose (`{{ 1.0 }}` prints "1.0",
 /// `{{ ['a'] }}` prints "['a']", `tojson` is `json.dumps`).
 enum PythonFormat {
@@ -119,7 +121,7 @@ struct PythonJSON {
         case .double(let d):
             if d.isNaN { out += "NaN" } else if d.isInfinite { out += d < 0 ? "-Infinity" : "Infinity" }
             else { out += PythonFormat.floatRepr(d) }
-        case .string(let s): out += jsonQuote(s, asciiOnly: ensureASCII)
+        case .string(let s): out += JSONValue.quoted(s, asciiOnly: ensureASCII)
         case .list(let a), .tuple(let a):
             if a.isEmpty { out += "[]"; return }
             out += "["
@@ -138,21 +140,13 @@ struct PythonJSON {
         if d.count == 0 { out += "{}"; return }
         var pairs: [(String, Value)] = []
         for (k, v) in d.pairs {
-            let key: String
-            switch k {
-            case .string(let s): key = s
-            case .int(let i): key = String(i)
-            case .double(let x): key = PythonFormat.floatRepr(x)
-            case .bool(let b): key = b ? "true" : "false"
-            case .none: key = "null"
-            default: throw NotSerializable(typeName: "dict key of type \(k.typeName)")
-            }
+            guard let key = k.jsonKey else { throw NotSerializable(typeName: "dict key of type \(k.typeName)") }
             pairs.append((key, v))
         }
         if sortKeys { pairs.sort { $0.0.unicodeScalars.lexicographicallyPrecedes($1.0.unicodeScalars) } }
         out += "{"
         try items(pairs.count, &out, level: level) { k, o in
-            o += jsonQuote(pairs[k].0, asciiOnly: ensureASCII) + keySeparator
+            o += JSONValue.quoted(pairs[k].0, asciiOnly: ensureASCII) + keySeparator
             try write(pairs[k].1, &o, level: level + 1)
         }
         out += "}"

@@ -1,3 +1,5 @@
+import FinchFormats
+
 /// A value passed into a chat template: the JSON data model (strings, numbers, booleans,
 /// null, arrays, and objects whose keys keep their order, since `tojson` output shows it).
 public enum TemplateValue: Sendable, Equatable {
@@ -33,13 +35,13 @@ public enum TemplateValue: Sendable, Equatable {
     /// Parses JSON text (e.g. a tool schema) keeping key order.
     public init(json text: String) throws {
         do {
-            self = TemplateValue(try TokJSON.parse(text))
-        } catch let e as TokJSONParseError {
-            throw TokenizerError.invalidJSON(path: "<string>", offset: e.offset, reason: e.reason)
+            self = TemplateValue(try JSONParser.parse(text, options: .lenient))
+        } catch {
+            throw TokenizerError.invalidJSON(path: "<string>", offset: error.offset, reason: error.message)
         }
     }
 
-    init(_ j: TokJSON) {
+    init(_ j: JSONValue) {
         switch j {
         case .null: self = .null
         case .bool(let b): self = .bool(b)

@@ -201,6 +201,19 @@ extension Value {
 // MARK: - Conversion back to data
 
 extension Value {
+    /// The object key `json.dumps` writes for this dict key: a string as is, a number, boolean
+    /// or None as its JSON text; nil for keys of other kinds (not serializable).
+    var jsonKey: String? {
+        switch self {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let x): return PythonFormat.floatRepr(x)
+        case .bool(let b): return b ? "true" : "false"
+        case .none: return "null"
+        default: return nil
+        }
+    }
+
     /// The value as plain data (for `tojson`), or nil if it has none.
     var templateValue: TemplateValue? {
         switch self {
@@ -216,16 +229,7 @@ extension Value {
         case .dict(let d):
             var out: [(key: String, value: TemplateValue)] = []
             for (k, v) in d.pairs {
-                guard let t = v.templateValue else { return nil }
-                let key: String
-                switch k {
-                case .string(let s): key = s
-                case .int(let i): key = String(i)
-                case .double(let x): key = PythonFormat.floatRepr(x)
-                case .bool(let b): key = b ? "true" : "false"
-                case .none: key = "null"
-                default: return nil
-                }
+                guard let t = v.templateValue, let key = k.jsonKey else { return nil }
                 out.append((key, t))
             }
             return .object(out)
