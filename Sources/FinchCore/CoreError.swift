@@ -6,6 +6,8 @@ public enum CoreError: Error, CustomStringConvertible, Sendable {
     case shapeMismatch(String)
     /// An operation that this dtype does not support.
     case unsupportedDType(String)
+    /// A loss target that is neither a token id (0 ..< vocab) nor the ignore index -100.
+    case invalidTarget(row: Int, target: Int, vocab: Int)
 
     public var description: String {
         switch self {
@@ -13,6 +15,8 @@ public enum CoreError: Error, CustomStringConvertible, Sendable {
             return "oneDNN \(call) failed with status \(status); check that libdnnl2 is installed and the CPU supports the requested data type"
         case .shapeMismatch(let what): return "shape mismatch: \(what)"
         case .unsupportedDType(let what): return "unsupported data type: \(what)"
+        case .invalidTarget(let row, let target, let vocab):
+            return "label \(target) at row \(row) is not a token id below the vocabulary size \(vocab) or -100 (ignored); check the tokenizer matches the model"
         }
     }
 }

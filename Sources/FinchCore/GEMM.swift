@@ -17,8 +17,9 @@ public enum GEMMType: Sendable, Hashable {
 
 /// Matrix products through oneDNN (f32 and bf16) or OpenBLAS (f32).
 ///
-/// `C[M,N] (+)= A[M,K] · op(B)`, all row-major with leading dimensions; `op(B)` is `B[K,N]`,
-/// or `Bᵀ` when B is stored `[N,K]` (an `nn.Linear` weight). C is always float32.
+/// `C[M,N] (+)= op(A) · op(B)`, all row-major with leading dimensions; `op(A)` is `A[M,K]`,
+/// or `Aᵀ` when A is stored `[K,M]` (`aTransposed`, e.g. a weight gradient `dW = dyᵀ·x`);
+/// `op(B)` is `B[K,N]`, or `Bᵀ` when B is stored `[N,K]` (an `nn.Linear` weight). C is always float32.
 /// oneDNN primitives are created once per shape and kept (creating one costs far more than
 /// running a small product).
 public enum GEMM {
@@ -31,42 +32,52 @@ public enum GEMM {
         return .dnnl
     }()
 
-    /// f32 product. `bTransposed`: B is stored `[N,K]` with row stride `ldb`.
+    /// f32 product. `aTransposed`: A is stored `[K,M]` with row stride `lda`;
+    /// `bTransposed`: B is stored `[N,K]` with row stride `ldb`.
     public static func f32(m: Int, n: Int, k: Int,
-                           a: UnsafePointer<Float>, lda: Int,
+                           a: UnsafePointer<Float>, lda: Int, aTransposed: Bool = false,
                            b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, backend: Backend? = nil) {
         if m == 0 || n == 0 { return }
+        if k == 0 {   // an empty sum: C = 0 (or unchanged)
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
+        }
         if (backend ?? f32Backend) == .openblas {
             _ = openBLASThreads
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+            cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
                         accumulate ? 1 : 0, c, Int32(ldc))
             return
         }
-        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, bTransposed: bTransposed,
-                              type: .f32, accumulate: accumulate),
+        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
+                              bTransposed: bTransposed, type: .f32, accumulate: accumulate),
                         a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
     }
 
-    /// bf16 × bf16 → f32 product (f32 accumulation).
+    /// bf16 × bf16 → f32 product (f32 accumulation). Transposes as in `f32`.
     public static func bf16(m: Int, n: Int, k: Int,
-                            a: UnsafePointer<BF16Bits>, lda: Int,
+                            a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool = false,
                             b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         if m == 0 || n == 0 { return }
-        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, bTransposed: bTransposed,
-                              type: .bf16, accumulate: accumulate),
+        if k == 0 {
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
+        }
+        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
+                              bTransposed: bTransposed, type: .bf16, accumulate: accumulate),
                         a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
     }
 
-    /// Single-threaded OpenBLAS product, for use inside a parallel loop (e.g. one attention head each).
+    /// Single-threaded OpenBLAS product, for use inside a parallel loop (e.g. one attention head each):
+    /// `C (+)= alpha · op(A) · op(B)`, transposes as in `f32`.
     public static func f32Serial(m: Int, n: Int, k: Int,
-                                 a: UnsafePointer<Float>, lda: Int,
+                                 a: UnsafePointer<Float>, lda: Int, aTransposed: Bool = false,
                                  b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
                                  c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float = 1, accumulate: Bool) {
         _ = openBLASSingleThreaded
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+        cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
                     accumulate ? 1 : 0, c, Int32(ldc))
     }
@@ -103,6 +114,7 @@ final class DNNL: @unchecked Sendable {
 
     struct Key: Hashable {
         var m, n, k, lda, ldb, ldc: Int
+        var aTransposed: Bool
         var bTransposed: Bool
         var type: GEMMType
         var accumulate: Bool
@@ -178,7 +190,8 @@ final class DNNL: @unchecked Sendable {
 
     private func make(_ key: Key) -> Entry {
         let t: dnnl_data_type_t = key.type == .f32 ? dnnl_f32 : dnnl_bf16
-        var aMD = desc(key.m, key.k, key.lda, 1, t)
+        // op(A) is [M,K]: stored [K,M] (transposed) → strides (1, lda); stored [M,K] → (lda, 1).
+        var aMD = key.aTransposed ? desc(key.m, key.k, 1, key.lda, t) : desc(key.m, key.k, key.lda, 1, t)
         // op(B) is [K,N]: stored [N,K] (transposed) → strides (1, ldb); stored [K,N] → (ldb, 1).
         var bMD = key.bTransposed ? desc(key.k, key.n, 1, key.ldb, t) : desc(key.k, key.n, key.ldb, 1, t)
         var cMD = desc(key.m, key.n, key.ldc, 1, dnnl_f32)

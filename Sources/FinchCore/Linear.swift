@@ -100,6 +100,28 @@ public final class LinearWeight: @unchecked Sendable {
     }
 }
 
+extension LinearWeight {
+    /// Backward of `forward` through the frozen weight: dx[M, in] (+)= dy[M, out] · W[out, in].
+    ///
+    /// Accumulates into dx (set `accumulate: false` to overwrite). bf16 weights multiply a
+    /// bf16-rounded copy of dy (held in `scratch`) with f32 accumulation, like `forward`.
+    /// W gets no gradient (it is frozen); trainable weights use `Dense`.
+    public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int,
+                              accumulate: Bool = true, scratch: Scratch) {
+        let n = inFeatures, k = outFeatures
+        switch storage {
+        case .f32(let w):
+            GEMM.f32(m: m, n: n, k: k, a: dy, lda: k, b: w.pointer, ldb: n, bTransposed: false,
+                     c: dx, ldc: n, accumulate: accumulate)
+        case .bf16(let w):
+            let dyb = scratch.bf16(m * k)
+            BFloat16.convert(dy, to: dyb, count: m * k)
+            GEMM.bf16(m: m, n: n, k: k, a: dyb, lda: k, b: w.pointer, ldb: n, bTransposed: false,
+                      c: dx, ldc: n, accumulate: accumulate)
+        }
+    }
+}
+
 /// Reusable scratch memory for kernels that need a temporary (grows, never shrinks).
 public final class Scratch: @unchecked Sendable {
     private var bf16Buffer = Buffer<BF16Bits>(count: 0)

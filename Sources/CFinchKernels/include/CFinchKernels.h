@@ -41,4 +41,16 @@ void finch_axpy_f32(float *y, float a, const float *x, size_t n);
 void finch_silu_mul(float *h, const float *gate, const float *up, size_t n);
 /// In-place softmax of n values (max-subtracted, f32).
 void finch_softmax(float *x, size_t n);
+/// In-place softmax of n values that also returns their log-sum-exp, max + log Σ e^(x − max)
+/// (what attention saves for its backward; -inf for n = 0).
+float finch_softmax_lse(float *x, size_t n);
+/// log Σ e^x[i] of n values (max-subtracted; -inf for n = 0, +inf if a value is +inf).
+float finch_logsumexp(const float *x, size_t n);
+/// y[i] = scale · e^(x[i] − shift), or y[i] += that when accumulate != 0. y may be x.
+/// (Softmax probabilities from a saved log-sum-exp: shift = lse.)
+void finch_exp_shift(float *y, const float *x, float shift, float scale, size_t n, int accumulate);
+/// Backward of finch_silu_mul, accumulating: dgate[i] += dh[i]·up[i]·silu'(gate[i]),
+/// dup[i] += dh[i]·silu(gate[i]), where silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
+void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const float *gate,
+                             const float *up, size_t n);
 #endif

@@ -98,4 +98,12 @@ public struct RoPE: Sendable {
             }
         }
     }
+
+    /// Backward of `apply`, in place: dx [N, H, D] holds the gradient of the rotated values on
+    /// entry and that of the values before rotation on exit. The rotation is orthogonal, so its
+    /// adjoint is the rotation by the negative angle. (In place rather than accumulating: the
+    /// gradients of q and k are rotated where they lie, before flowing into their projections.)
+    public func backward(_ dx: UnsafeMutablePointer<Float>, heads: Int, table: Table) {
+        apply(dx, heads: heads, table: table, inverse: true)
+    }
 }
