@@ -106,7 +106,10 @@ public final class Generator {
                         states[i].finish = .length
                     }
                 }
-                if states[i].finish != nil { states[i].text += states[i].finish == .length || states[i].finish == .endOfSequence ? states[i].decoder.flush() : "" }
+                // A finished sequence releases bytes the decoder held back (a stop string already cut the text).
+                if states[i].finish == .length || states[i].finish == .endOfSequence {
+                    states[i].text += states[i].decoder.flush()
+                }
                 // Emit what can no longer change.
                 let safe = states[i].finish != nil ? states[i].text.count
                     : states[i].text.count - Self.heldBack(states[i].text, stops: options.stopStrings)
