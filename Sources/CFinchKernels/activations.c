@@ -118,15 +118,7 @@ void finch_silu_mul(float *h, const float *gate, const float *up, size_t n) {
 }
 
 void finch_softmax(float *x, size_t n) {
-    if (n == 0) return;
-#if defined(__x86_64__)
-    if (finch_cpu_avx512_level() > 0) { softmax_avx512(x, n); return; }
-#endif
-    float m = x[0];
-    for (size_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    float s = 0;
-    for (size_t i = 0; i < n; i++) { x[i] = expf(x[i] - m); s += x[i]; }
-    for (size_t i = 0; i < n; i++) x[i] *= 1.0f / s;
+    (void)finch_softmax_lse(x, n);
 }
 
 float finch_softmax_lse(float *x, size_t n) {
