@@ -5,16 +5,18 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchLoRA -> FinchModels -> finch (CLI)
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchLoRA -> FinchModels -> FinchTrain -> finch (CLI)
 let package = Package(
     name: "Finch",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "finch", targets: ["finch"]),
         .library(name: "FinchModels", targets: ["FinchModels"]),
+        .library(name: "FinchTrain", targets: ["FinchTrain"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
@@ -41,10 +43,16 @@ let package = Package(
             dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
+        .target(
+            name: "FinchTrain",
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "FinchModels",
+                           .product(name: "Yams", package: "Yams")],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "CFinchKernels",
+                "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +61,7 @@ let package = Package(
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
         .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA"]),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA"]),
+        .testTarget(name: "FinchTrainTests", dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchTokenizer"]),
     ],
     swiftLanguageModes: [.v6]
 )
