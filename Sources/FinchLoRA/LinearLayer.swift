@@ -10,6 +10,16 @@ public protocol LinearLayer: AnyObject, Sendable {
     /// y[M, out] (+)= layer(x[M, in]).
     func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                  rows: Int, accumulate: Bool, scratch: Scratch)
+    /// Backward of `forward`: dx[M, in] (+)= ∂y/∂x · dy (`accumulate: false` overwrites), and the
+    /// gradients of whatever trains in the layer added to its gradient buffers. `x` is the
+    /// forward's input; dy [M, out]. Frozen weights get no gradient.
+    func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                  rows: Int, accumulate: Bool, scratch: Scratch)
 }
 
-extension LinearWeight: LinearLayer {}
+extension LinearWeight: LinearLayer {
+    public func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                         rows: Int, accumulate: Bool, scratch: Scratch) {
+        backwardInput(dx: dx, dy: dy, rows: rows, accumulate: accumulate, scratch: scratch)
+    }
+}

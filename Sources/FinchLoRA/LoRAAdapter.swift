@@ -62,8 +62,10 @@ public final class LoRAAdapter: @unchecked Sendable {
                 }
                 mag = try tensor(mName, [dims.out])
             }
-            modules[module] = LoRAModule(rank: r, scaling: Float(config.scaling(for: module)), a: a, b: b, magnitude: mag,
-                                         inFeatures: dims.in, outFeatures: dims.out)
+            let lora = LoRAModule(rank: r, scaling: Float(config.scaling(for: module)), a: a, b: b, magnitude: mag,
+                                  inFeatures: dims.in, outFeatures: dims.out)
+            lora.dropout = Float(config.loraDropout)
+            modules[module] = lora
         }
         if modules.isEmpty { throw AdapterError.invalidConfig(path: wPath, reason: "the adapter has no LoRA tensors") }
         return LoRAAdapter(config: config, modules: modules)

@@ -3,7 +3,9 @@ import FinchCore
 // Dimension letters: M rows, I in features, O out features, R rank.
 
 /// A frozen linear layer with LoRA adapters, as PEFT's `lora.Linear`:
-/// `y = W·x + scaling · B·(A·x)`; with DoRA `y = m/‖W + scaling·B·A‖ ⊙ (W·x + scaling · B·(A·x))`.
+/// `y = W·x + scaling · B·(A·dropout(x))`; with DoRA (s = m/‖W + scaling·B·A‖, the norm detached)
+/// `y = W·x + (s − 1) ⊙ W·dropout(x) + s ⊙ scaling · B·A·dropout(x)`, which is
+/// `s ⊙ (W·x + scaling·B·A·x)` without dropout.
 /// Several adapters can be loaded; one (or none) is active. Merging folds the active adapter
 /// into the base weight (in its storage type; bf16 merges round as PEFT's do).
 public final class LoRALinear: LinearLayer, @unchecked Sendable {
@@ -15,11 +17,19 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     public var active: String?
     /// The adapter currently merged into `base`, and the DoRA factors used for it.
     public private(set) var merged: (name: String, doraScale: [Float]?)? = nil
-    private var doraCache: [String: [Float]] = [:]
+    /// Training: the dropout key of the current micro-batch (nil = evaluation, no dropout).
+    /// The mask of a call is a function of this key and the layer's name, so backward and a
+    /// recomputed forward see the same mask.
+    public var dropoutKey: UInt64?
+    private var doraCache: [String: (norm: [Float], scale: [Float])] = [:]
+    private let nameHash: UInt64
 
     public init(base: LinearWeight, name: String) {
         self.base = base
         self.name = name
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a of the name
+        for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        self.nameHash = h
     }
 
     public var inFeatures: Int { base.inFeatures }
@@ -37,45 +47,150 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         if active == adapter { active = nil }
     }
 
+    /// Call after an adapter's factors change (an optimizer step): DoRA's norms are recomputed.
+    public func parametersChanged() { doraCache.removeAll() }
+
     public func wantsBF16Input(rows: Int) -> Bool { base.wantsBF16Input(rows: rows) }
 
     /// The adapter forward must add (nil when disabled or already merged).
-    var applied: LoRAModule? {
-        guard let a = active, merged?.name != a else { return nil }
-        return adapters[a]
+    var applied: (name: String, module: LoRAModule)? {
+        guard let a = active, merged?.name != a, let m = adapters[a] else { return nil }
+        return (a, m)
+    }
+
+    /// The dropout key of this layer's call, when dropout applies.
+    private func dropKey(_ lora: LoRAModule) -> UInt64? {
+        guard let key = dropoutKey, lora.dropout > 0 else { return nil }
+        return key ^ nameHash
+    }
+
+    /// x with the adapter's dropout applied [M, I], or nil when no dropout applies.
+    private func droppedInput(_ x: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule) -> Buffer<Float>? {
+        guard let key = dropKey(lora) else { return nil }
+        let xd = Buffer<Float>(count: m * inFeatures)
+        Dropout.apply(out: xd.pointer, x: x, count: m * inFeatures, p: lora.dropout, key: key)
+        return xd
     }
 
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                         rows m: Int, accumulate: Bool, scratch: Scratch) {
-        guard let lora = applied, let name = active else {
+        guard let (name, lora) = applied else {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
             return
         }
         let o = outFeatures, r = lora.rank
-        let t = Buffer<Float>(count: m * r)                      // [M, R] = x·Aᵀ
-        lora.aLinear.forward(y: t.pointer, x: x, rows: m, scratch: scratch)
+        let dropped = droppedInput(x, rows: m, lora)
+        defer { withExtendedLifetime(dropped) {} }               // xd points into it
+        let xd = dropped.map { UnsafePointer($0.pointer) } ?? x
+        let t = Buffer<Float>(count: m * r)                      // [M, R] = scaling · xd·Aᵀ
+        lora.aLinear.forward(y: t.pointer, x: xd, rows: m, scratch: scratch)
         for i in 0..<(m * r) { t[i] *= lora.scaling }
         if lora.magnitude == nil {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
             lora.bLinear.forward(y: y, x: t.pointer, rows: m, accumulate: true, scratch: scratch)   // y += t·Bᵀ
             return
         }
-        // DoRA: (W·x + scaling·B·A·x) scaled per output column, then stored or added.
-        let scale = doraScale(name, lora)
+        let scale = dora(name, lora).scale
         let tmp = Buffer<Float>(count: m * o)
-        base.forward(y: tmp.pointer, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
-        lora.bLinear.forward(y: tmp.pointer, x: t.pointer, rows: m, accumulate: true, scratch: scratch)
+        if dropped == nil {
+            // s ⊙ (W·x + t·Bᵀ), stored or added.
+            base.forward(y: tmp.pointer, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
+            lora.bLinear.forward(y: tmp.pointer, x: t.pointer, rows: m, accumulate: true, scratch: scratch)
+            for row in 0..<m {
+                let src = tmp.pointer + row * o, dst = y + row * o
+                for c in 0..<o { dst[c] = accumulate ? dst[c] + scale[c] * src[c] : scale[c] * src[c] }
+            }
+            return
+        }
+        // W·x + (s − 1) ⊙ W·xd + s ⊙ t·Bᵀ
+        base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+        let lb = Buffer<Float>(count: m * o)
+        base.forward(y: tmp.pointer, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+        lora.bLinear.forward(y: lb.pointer, x: t.pointer, rows: m, accumulate: false, scratch: scratch)
         for row in 0..<m {
-            let src = tmp.pointer + row * o, dst = y + row * o
-            for c in 0..<o { dst[c] = accumulate ? dst[c] + scale[c] * src[c] : scale[c] * src[c] }
+            let w = tmp.pointer + row * o, l = lb.pointer + row * o, dst = y + row * o
+            for c in 0..<o { dst[c] += (scale[c] - 1) * w[c] + scale[c] * l[c] }
         }
     }
 
-    func doraScale(_ name: String, _ lora: LoRAModule) -> [Float] {
+    public func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                         rows m: Int, accumulate: Bool, scratch: Scratch) {
+        guard let (name, lora) = applied else {
+            base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+            return
+        }
+        lora.enableGradients()
+        let i = inFeatures, o = outFeatures, r = lora.rank
+        let dropped = droppedInput(x, rows: m, lora)
+        let ds = lora.magnitude == nil ? nil : Buffer<Float>(count: m * o)   // [M, O] dy ⊙ s (DoRA)
+        defer { withExtendedLifetime((dropped, ds)) {} }         // xd and dyLoRA point into them
+        let xd = dropped.map { UnsafePointer($0.pointer) } ?? x
+        let t = Buffer<Float>(count: m * r)                      // [M, R] = scaling · xd·Aᵀ (recomputed)
+        lora.aLinear.forward(y: t.pointer, x: xd, rows: m, scratch: scratch)
+        for e in 0..<(m * r) { t[e] *= lora.scaling }
+
+        // dyBase: the gradient through W·x; dyLoRA: the gradient of the adapter's output t·Bᵀ.
+        var dyBase = dy, dyLoRA = dy
+        if let ds, let gm = lora.gradMagnitude {
+            let (norm, scale) = dora(name, lora)
+            // z = W·xd + t·Bᵀ (recomputed); dm += Σ_rows dy ⊙ z / ‖·‖
+            let z = Buffer<Float>(count: m * o)
+            base.forward(y: z.pointer, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+            lora.bLinear.forward(y: z.pointer, x: t.pointer, rows: m, accumulate: true, scratch: scratch)
+            for c in 0..<o {
+                var s: Float = 0
+                for row in 0..<m { s += dy[row * o + c] * z[row * o + c] }
+                gm[c] += s / norm[c]
+            }
+            for row in 0..<m { for c in 0..<o { ds[row * o + c] = dy[row * o + c] * scale[c] } }
+            dyLoRA = UnsafePointer(ds.pointer)
+            if dropped == nil {
+                dyBase = UnsafePointer(ds.pointer)               // y = s ⊙ (W·x + t·Bᵀ)
+            } else {
+                // y = W·x + (s − 1) ⊙ W·xd + …: the W·xd path's gradient goes to xd.
+                let d1 = Buffer<Float>(count: m * o)
+                for row in 0..<m { for c in 0..<o { d1[row * o + c] = dy[row * o + c] * (scale[c] - 1) } }
+                base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+                let dxd = Buffer<Float>(count: m * i)
+                base.backward(dx: dxd.pointer, dy: d1.pointer, x: xd, rows: m, accumulate: false, scratch: scratch)
+                loraBackward(dxd: dxd.pointer, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+                Dropout.applyAdding(out: dx, x: dxd.pointer, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+                return
+            }
+        }
+        base.backward(dx: dx, dy: dyBase, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+        if dropped == nil {
+            loraBackward(dxd: dx, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+        } else {
+            let dxd = Buffer<Float>(count: m * i)
+            loraBackward(dxd: dxd.pointer, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+            Dropout.applyAdding(out: dx, x: dxd.pointer, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+        }
+    }
+
+    /// The adapter path's backward, for out = t·Bᵀ with t = scaling · xd·Aᵀ:
+    /// dB += dyᵀ·t, du = scaling · dy·B, dA += duᵀ·xd, dxd (+)= du·A.
+    private func loraBackward(dxd: UnsafeMutablePointer<Float>, accumulate: Bool, dy: UnsafePointer<Float>,
+                              t: Buffer<Float>, xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
+                              _ scratch: Scratch) {
+        let i = inFeatures, o = outFeatures, r = lora.rank
+        Dense.backwardWeight(dweight: lora.gradB!.pointer, dy: dy, x: t.pointer, rows: m, outFeatures: o, inFeatures: r)
+        let du = Buffer<Float>(count: m * r)                      // [M, R]
+        Dense.backwardInput(dx: du.pointer, dy: dy, weight: lora.b.pointer, rows: m, outFeatures: o, inFeatures: r,
+                            accumulate: false)
+        for e in 0..<(m * r) { du[e] *= lora.scaling }
+        Dense.backwardWeight(dweight: lora.gradA!.pointer, dy: du.pointer, x: xd, rows: m, outFeatures: r, inFeatures: i)
+        Dense.backwardInput(dx: dxd, dy: du.pointer, weight: lora.a.pointer, rows: m, outFeatures: r, inFeatures: i,
+                            accumulate: accumulate)
+    }
+
+    /// DoRA's detached weight norm and factor m / norm for an adapter (cached until the weights change).
+    func dora(_ name: String, _ lora: LoRAModule) -> (norm: [Float], scale: [Float]) {
         if let s = doraCache[name] { return s }
-        let s = lora.doraScale(base: base)
-        doraCache[name] = s
-        return s
+        let norm = lora.doraNorm(base: base)
+        let scale = lora.magnitude.map { m in (0..<outFeatures).map { m[$0] / norm[$0] } } ?? norm.map { _ in 1 }
+        doraCache[name] = (norm, scale)
+        return (norm, scale)
     }
 
     /// Folds the active adapter into the base weight: W ← W + scaling·B·A (DoRA: the rescaled sum).
@@ -85,7 +200,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             if m.name == name { return }
             throw AdapterError.unsupported("\(self.name): adapter '\(m.name)' is merged; unmerge it before merging '\(name)'")
         }
-        let scale = lora.magnitude == nil ? nil : doraScale(name, lora)
+        let scale = lora.magnitude == nil ? nil : dora(name, lora).scale
         updateBase { o, row in
             lora.adaptedRow(o, base: row, into: row)
             if let scale { for c in 0..<inFeatures { row[c] *= scale[o] } }

@@ -2,7 +2,8 @@ import FinchCore
 
 // Dimension letters: M rows, I in features, O out features, R rank.
 
-/// One adapter's factors for one linear layer: ΔW = scaling · B · A, with DoRA's magnitude.
+/// One adapter's factors for one linear layer: ΔW = scaling · B · A, with DoRA's magnitude,
+/// and (once training starts) their gradients.
 public final class LoRAModule: @unchecked Sendable {
     public let rank: Int
     public let scaling: Float
@@ -13,6 +14,13 @@ public final class LoRAModule: @unchecked Sendable {
     /// DoRA magnitude m [O] (PEFT `lora_magnitude_vector`), nil for plain LoRA.
     public let magnitude: Buffer<Float>?
     public let inFeatures: Int, outFeatures: Int
+    /// Probability of zeroing an input element on the adapter's path while training (PEFT `lora_dropout`).
+    public var dropout: Float = 0
+
+    /// Gradients, [R, I], [O, R], [O]; allocated by `enableGradients()`.
+    public private(set) var gradA: Buffer<Float>?
+    public private(set) var gradB: Buffer<Float>?
+    public private(set) var gradMagnitude: Buffer<Float>?
 
     public init(rank: Int, scaling: Float, a: Buffer<Float>, b: Buffer<Float>, magnitude: Buffer<Float>?,
                 inFeatures: Int, outFeatures: Int) {
@@ -20,6 +28,26 @@ public final class LoRAModule: @unchecked Sendable {
         precondition(magnitude == nil || magnitude!.count == outFeatures)
         self.rank = rank; self.scaling = scaling; self.a = a; self.b = b; self.magnitude = magnitude
         self.inFeatures = inFeatures; self.outFeatures = outFeatures
+    }
+
+    /// Allocates (zeroed) gradient buffers if there are none.
+    public func enableGradients() {
+        if gradA == nil { gradA = Buffer(count: a.count) }
+        if gradB == nil { gradB = Buffer(count: b.count) }
+        if let m = magnitude, gradMagnitude == nil { gradMagnitude = Buffer(count: m.count) }
+    }
+
+    /// Sets the gradients to zero.
+    public func zeroGradients() {
+        for g in [gradA, gradB, gradMagnitude] { if let g { g.pointer.update(repeating: 0, count: g.count) } }
+    }
+
+    /// The trainable tensors with their gradients, named by PEFT's key suffixes
+    /// (`lora_A.weight`, `lora_B.weight`, `lora_magnitude_vector`). Call `enableGradients()` first.
+    public var parameters: [(suffix: String, value: Buffer<Float>, grad: Buffer<Float>)] {
+        var out = [("lora_A.weight", a, gradA!), ("lora_B.weight", b, gradB!)]
+        if let m = magnitude { out.append(("lora_magnitude_vector", m, gradMagnitude!)) }
+        return out
     }
 
     /// A and B as linear weights, for the products x·Aᵀ and t·Bᵀ.
@@ -37,9 +65,8 @@ public final class LoRAModule: @unchecked Sendable {
         }
     }
 
-    /// DoRA's per-output factor m / ‖W + scaling·B·A‖ (row norms over the input dimension), [O].
-    func doraScale(base: LinearWeight) -> [Float] {
-        guard let m = magnitude else { return Array(repeating: 1, count: outFeatures) }
+    /// DoRA's weight norm ‖W + scaling·B·A‖ per output row (over the input dimension), [O].
+    func doraNorm(base: LinearWeight) -> [Float] {
         let w = base.floatValues()
         var out = [Float](repeating: 1, count: outFeatures)
         out.withUnsafeMutableBufferPointer { out in
@@ -50,7 +77,7 @@ public final class LoRAModule: @unchecked Sendable {
                     adaptedRow(o, base: w.pointer + o * inFeatures, into: row)
                     var ss = 0.0
                     for c in 0..<inFeatures { ss += Double(row[c]) * Double(row[c]) }
-                    out[o] = m[o] / Float(ss.squareRoot())
+                    out[o] = Float(ss.squareRoot())
                 }
             }
         }

@@ -64,6 +64,29 @@ extension LlamaModel {
     /// Restores the base weights of a merged adapter (f32 exactly up to rounding; bf16 re-rounds).
     public func unmergeAdapter() { forEachLoRALinear { $0.unmerge() } }
 
+    /// The active adapter's trainable tensors with their gradient buffers (allocated here), in a
+    /// fixed order (by module name, then A, B, magnitude), named as in PEFT's
+    /// adapter_model.safetensors (`base_model.model.<module>.lora_A.weight`, …).
+    public func trainableParameters() -> [(name: String, value: Buffer<Float>, grad: Buffer<Float>)] {
+        var wrapped: [LoRALinear] = []
+        forEachLoRALinear { if $0.active != nil { wrapped.append($0) } }
+        var out: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)] = []
+        for l in wrapped.sorted(by: { $0.name < $1.name }) {
+            guard let a = l.active, let m = l.adapters[a] else { continue }
+            m.enableGradients()
+            for p in m.parameters { out.append(("base_model.model.\(l.name).\(p.suffix)", p.value, p.grad)) }
+        }
+        return out
+    }
+
+    /// Sets the active adapter's gradients to zero.
+    public func zeroGradients() {
+        forEachLoRALinear { l in if let a = l.active, let m = l.adapters[a] { m.enableGradients(); m.zeroGradients() } }
+    }
+
+    /// Tells the wrapped layers that adapter values changed (after an optimizer step or a restore).
+    public func adapterParametersChanged() { forEachLoRALinear { $0.parametersChanged() } }
+
     /// The frozen weight under a layer that may be wrapped.
     static func baseWeight(_ layer: any LinearLayer) -> LinearWeight {
         if let w = layer as? LoRALinear { return w.base }

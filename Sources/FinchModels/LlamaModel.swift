@@ -91,6 +91,8 @@ public final class LlamaModel: @unchecked Sendable {
     let rope: RoPE
     let scratch = Scratch()
     private var work = Workspace(rows: 0, config: nil)
+    /// Training buffers, kept between steps (see LlamaModel+Training.swift).
+    var trainingWork: LlamaTrainingWorkspace?
 
     init(config: LlamaConfig, dtype: WeightDType, embedding: LinearWeight, lmHead: LinearWeight,
          finalNorm: Buffer<Float>, layers: [LlamaLayer], rope: RoPE) {
