@@ -43,6 +43,7 @@ extension LlamaModel {
             }
             wrapped.add(lora, as: name)
         }
+        adapterConfigs[name] = adapter.config
         setActiveAdapter(name)
     }
 
@@ -109,5 +110,33 @@ extension LlamaModel {
     static func split(_ module: String) -> (Int, String) {
         let parts = module.split(separator: ".")
         return (Int(parts[2])!, parts[3...].joined(separator: "."))
+    }
+}
+
+extension LlamaModel {
+    /// Adds a freshly initialized adapter (PEFT's init, seeded; see `LoRAAdapter.initialized`)
+    /// under `name` and makes it active.
+    @discardableResult
+    public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
+        let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
+            let (li, sub) = Self.split(module)
+            let w = Self.baseWeight(self.layers[li].linear(sub)).floatValues()
+            let i = w.count / Self.baseWeight(self.layers[li].linear(sub)).outFeatures
+            return (0..<(w.count / i)).map { o in
+                var ss = 0.0
+                for c in 0..<i { ss += Double(w[o * i + c]) * Double(w[o * i + c]) }
+                return Float(ss.squareRoot())
+            }
+        }
+        addAdapter(adapter, name: name)
+        return adapter
+    }
+
+    /// The adapter loaded under `name`, gathered from the wrapped layers (its factors are the
+    /// live buffers the model trains), with `config`.
+    public func adapter(named name: String, config: AdapterConfig) -> LoRAAdapter {
+        var modules: [String: LoRAModule] = [:]
+        forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
+        return LoRAAdapter(config: config, modules: modules)
     }
 }

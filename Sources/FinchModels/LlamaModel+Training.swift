@@ -13,8 +13,13 @@ public struct TrainingSequence: Sendable, Equatable {
     public init(tokens: [Int32], labels: [Int32]) { self.tokens = tokens; self.labels = labels }
     /// A sequence trained on every token (labels = tokens).
     public init(tokens: [Int32]) { self.init(tokens: tokens, labels: tokens) }
-    /// Rows whose loss counts: next-token targets that are not -100.
-    public var targetCount: Int { labels.dropFirst().filter { $0 != CrossEntropy.ignoreIndex }.count }
+    /// Positions that take a loss after the causal shift (labels at positions 1... that are
+    /// not -100). A sequence with none teaches nothing.
+    public var lossTokenCount: Int {
+        var n = 0
+        for i in labels.indices.dropFirst() where labels[i] != CrossEntropy.ignoreIndex { n += 1 }
+        return n
+    }
 }
 
 /// A summed loss: `sum` of the counted tokens' cross-entropies, and their `count`.

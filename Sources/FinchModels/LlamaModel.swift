@@ -93,6 +93,8 @@ public final class LlamaModel: @unchecked Sendable {
     private var work = Workspace(rows: 0, config: nil)
     /// Training buffers, kept between steps (see LlamaModel+Training.swift).
     var trainingWork: LlamaTrainingWorkspace?
+    /// The PEFT config of each loaded adapter, by name.
+    public internal(set) var adapterConfigs: [String: AdapterConfig] = [:]
 
     init(config: LlamaConfig, dtype: WeightDType, embedding: LinearWeight, lmHead: LinearWeight,
          finalNorm: Buffer<Float>, layers: [LlamaLayer], rope: RoPE) {

@@ -11,11 +11,7 @@ struct Bench: ParsableCommand {
 }
 
 /// Peak resident set size of this process so far, in MiB.
-func peakRSSMiB() -> Double {
-    var usage = rusage()
-    getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-    return Double(usage.ru_maxrss) / 1024
-}
+func peakRSSMiB() -> Double { Memory.peakRSSMiB() }
 
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()

@@ -5,19 +5,11 @@
 /// function of (key, i), so backward (and a recomputed forward under gradient checkpointing)
 /// regenerates it instead of storing it.
 public enum Dropout {
-    /// SplitMix64's finalizer: a well-mixed 64-bit hash of `z`.
-    @inline(__always)
-    static func mix(_ z: UInt64) -> UInt64 {
-        var z = z
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 
     /// Whether element i of the call keyed `key` is kept (probability 1 − p).
     @inline(__always)
     public static func keeps(_ i: Int, key: UInt64, p: Float) -> Bool {
-        let u = Float(mix(key &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15) >> 40) * (1 / Float(1 << 24))   // [0, 1)
+        let u = Float(SplitMix64.mix(key &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15) >> 40) * (1 / Float(1 << 24))   // [0, 1)
         return u >= p
     }
 

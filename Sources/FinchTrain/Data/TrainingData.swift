@@ -1,0 +1,98 @@
+import FinchTokenizer
+
+/// Reads a training data file into tokenized examples with label masks.
+///
+/// ```swift
+/// let tokenizer = try Tokenizer(tokenizerJSONAt: "tokenizer.json", configAt: "tokenizer_config.json")
+/// let data = try TrainingData.load(path: "alpaca.json", options: DatasetOptions(maxSeqLen: 256), tokenizer: tokenizer)
+/// ```
+///
+/// See ``DatasetFormat`` for the formats, ``ExampleBuilder`` for tokenization and truncation
+/// (qlora's), and ``FormatDetection`` for how a format is told from a file.
+public enum TrainingData {
+    /// The examples of the file at `path`, in file order. Records with nothing left to
+    /// train on after truncation are dropped; ``loadDataset(path:options:tokenizer:)`` says how many.
+    /// - Throws: ``DataError``, naming the file and line of a bad record.
+    public static func load(path: String, options: DatasetOptions, tokenizer: Tokenizer) throws -> [TrainingExample] {
+        try loadDataset(path: path, options: options, tokenizer: tokenizer).examples
+    }
+
+    /// The examples of the file at `path` with counts of records read, dropped and truncated.
+    /// - Throws: ``DataError``; ``DataError/emptyDataset(path:dropped:)`` when no example is left.
+    public static func loadDataset(path: String, options: DatasetOptions, tokenizer: Tokenizer) throws -> LoadedDataset {
+        try options.validate()
+        if options.addEOS && tokenizer.eosTokenId == nil && options.format != .chat {
+            throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to append; set addEOS to false")
+        }
+        let format = try options.format ?? FormatDetection.detect(path: path)
+        let builder = ExampleBuilder(tokenizer: tokenizer, options: options)
+        var result = LoadedDataset(examples: [], format: format, recordCount: 0, droppedCount: 0, truncatedCount: 0)
+
+        if FormatDetection.layout(path: path, format: format) == .rawText {
+            let (examples, dropped) = builder.chunks(of: try DataFileReader.text(path: path))
+            result.examples = examples
+            result.recordCount = 1
+            result.droppedCount = dropped
+        } else {
+            if format == .chat && tokenizer.chatTemplate == nil { throw DataError.noChatTemplate(path: path) }
+            let records = try DataFileReader.records(path: path)
+            result.recordCount = records.count
+            for record in records {
+                try add(record, format: format, path: path, builder: builder, to: &result)
+            }
+        }
+        if result.examples.isEmpty { throw DataError.emptyDataset(path: path, dropped: result.droppedCount) }
+        return result
+    }
+
+    /// The format of the file at `path`, from its extension and its first record's keys
+    /// (see ``FormatDetection``).
+    /// - Throws: ``DataError/unknownExtension(path:extension:)``, ``DataError/undetectableFormat(path:line:keys:)``,
+    ///   or the error of a malformed first record.
+    public static func detectFormat(path: String) throws -> DatasetFormat {
+        try FormatDetection.detect(path: path)
+    }
+
+    /// Tokenizes one record and adds the outcome to `result`.
+    static func add(_ record: DataRecord, format: DatasetFormat, path: String, builder: ExampleBuilder,
+                    to result: inout LoadedDataset) throws(DataError) {
+        let opts = builder.options
+        switch format {
+        case .alpaca:
+            let instruction = try record.string("instruction", path: path, format: format)
+            let input = try record.optionalString("input", path: path, format: format)
+            let output = try record.string("output", path: path, format: format)
+            count(builder.sourceTarget(source: AlpacaPrompt.source(instruction: instruction, input: input), target: output), &result)
+        case .inputOutput:
+            let input = try record.string("input", path: path, format: format)
+            let output = try record.string("output", path: path, format: format)
+            count(builder.sourceTarget(source: input, target: output), &result)
+        case .selfInstruct:
+            let prompt = try record.string("prompt", path: path, format: format)
+            let completion = try record.string("completion", path: path, format: format)
+            count(builder.sourceTarget(source: prompt, target: completion), &result)
+        case .oasst:
+            let segments = OasstTranscript.segments(of: try record.string("text", path: path, format: format))
+            count(builder.segments(segments, eosAfterLast: segments.last?.trained ?? false), &result)
+        case .chat:
+            let conversation = try ChatConversation(record: record, path: path)
+            let segments = try conversation.segments(tokenizer: builder.tokenizer, trainOnSource: opts.trainOnSource,
+                                                     record: record, path: path)
+            count(builder.segments(segments, eosAfterLast: false, withBOS: false), &result)
+        case .text:
+            let (examples, dropped) = builder.chunks(of: try record.string("text", path: path, format: format))
+            result.examples += examples
+            result.droppedCount += dropped
+        }
+    }
+
+    private static func count(_ outcome: ExampleBuilder.Outcome, _ result: inout LoadedDataset) {
+        switch outcome {
+        case let .example(e, truncated):
+            result.examples.append(e)
+            if truncated { result.truncatedCount += 1 }
+        case .dropped:
+            result.droppedCount += 1
+        }
+    }
+}

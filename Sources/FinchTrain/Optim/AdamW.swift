@@ -1,0 +1,91 @@
+import FinchCore
+import FinchFormats
+import Foundation
+
+/// AdamW with decoupled weight decay, step for step as PyTorch's `torch.optim.AdamW`
+/// (single-tensor path, f32 state):
+/// `p ← p·(1 − lr·λ)`, `m ← m + (1 − β1)(g − m)`, `v ← β2·v + (1 − β2)·g²`,
+/// `p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)`.
+public final class AdamW: @unchecked Sendable {
+    public struct Hyperparameters: Sendable, Codable, Equatable {
+        public var beta1: Double = 0.9
+        public var beta2: Double = 0.999
+        public var epsilon: Double = 1e-8
+        public var weightDecay: Double = 0
+        public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0) {
+            self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon; self.weightDecay = weightDecay
+        }
+    }
+
+    /// The tensors it updates, by name; `grad` is read at each step.
+    public let parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)]
+    public let hyper: Hyperparameters
+    /// First and second moments, one per parameter (zero before the first step).
+    public private(set) var expAvg: [Buffer<Float>]
+    public private(set) var expAvgSq: [Buffer<Float>]
+    /// Steps taken (t in the bias corrections).
+    public private(set) var step = 0
+
+    public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: Hyperparameters) {
+        self.parameters = parameters
+        self.hyper = hyper
+        expAvg = parameters.map { Buffer(count: $0.value.count) }
+        expAvgSq = parameters.map { Buffer(count: $0.value.count) }
+    }
+
+    /// Bytes of optimizer state.
+    public var stateBytes: Int { expAvg.reduce(0) { $0 + $1.byteCount } * 2 }
+
+    /// One update of every parameter with learning rate `lr`.
+    public func update(lr: Double) {
+        step += 1
+        let t = Double(step)
+        let bc1 = 1 - pow(hyper.beta1, t), bc2Sqrt = (1 - pow(hyper.beta2, t)).squareRoot()
+        let decay = Float(1 - lr * hyper.weightDecay)
+        let w1 = Float(1 - hyper.beta1), b2 = Float(hyper.beta2), w2 = Float(1 - hyper.beta2)
+        let stepSize = Float(lr / bc1), bc2 = Float(bc2Sqrt), eps = Float(hyper.epsilon)
+        for (k, p) in parameters.enumerated() {
+            let v = p.value.pointer, g = p.grad.pointer, m = expAvg[k].pointer, s = expAvgSq[k].pointer
+            Parallel.forEachRange(p.value.count, costPerItem: 16) { range in
+                for i in range {
+                    if decay != 1 { v[i] *= decay }
+                    m[i] += w1 * (g[i] - m[i])
+                    s[i] = s[i] * b2 + w2 * g[i] * g[i]
+                    v[i] -= stepSize * (m[i] / (s[i].squareRoot() / bc2 + eps))
+                }
+            }
+        }
+    }
+
+    /// Writes the moments and the step count (safetensors: `<name>.exp_avg`, `<name>.exp_avg_sq`;
+    /// metadata `step`), atomically.
+    public func save(to path: String) throws {
+        var entries: [SafeTensorsWriter.Entry] = []
+        for (k, p) in parameters.enumerated() {
+            entries.append(.float32(name: p.name + ".exp_avg", shape: [p.value.count], values: expAvg[k].array))
+            entries.append(.float32(name: p.name + ".exp_avg_sq", shape: [p.value.count], values: expAvgSq[k].array))
+        }
+        try SafeTensorsWriter.write(entries, metadata: ["step": String(step), "optimizer": "adamw"], to: path)
+    }
+
+    /// Restores what `save` wrote; every parameter must be present with its size.
+    public func load(from path: String) throws {
+        let file = try SafeTensorsFile(path: path)
+        guard let s = file.metadata["step"], let st = Int(s), st >= 0 else {
+            throw TrainError.badCheckpoint(path: path, reason: "optimizer state has no step count")
+        }
+        for (k, p) in parameters.enumerated() {
+            for (suffix, buffer) in [(".exp_avg", expAvg[k]), (".exp_avg_sq", expAvgSq[k])] {
+                guard file.info(p.name + suffix) != nil else {
+                    throw TrainError.badCheckpoint(path: path, reason: "no optimizer state for \(p.name); was it saved by a run with other LoRA settings?")
+                }
+                let values = try file.floats(p.name + suffix)
+                guard values.count == buffer.count else {
+                    throw TrainError.badCheckpoint(path: path, reason: "\(p.name + suffix) has \(values.count) values, expected \(buffer.count)")
+                }
+                values.withUnsafeBufferPointer { buffer.pointer.update(from: $0.baseAddress!, count: values.count) }
+            }
+        }
+        step = st
+    }
+}

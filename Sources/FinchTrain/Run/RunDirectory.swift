@@ -1,0 +1,57 @@
+import Foundation
+
+/// The files of a training run's directory besides checkpoints: the resolved settings
+/// (`train_config.json`), one JSON line per logged step and evaluation (`metrics.jsonl`), and
+/// the loss curve (`loss.svg`), rewritten as the run goes.
+public final class RunDirectory: @unchecked Sendable {
+    public let path: String
+    private(set) var steps: [StepMetrics] = []
+    private(set) var evals: [EvalMetrics] = []
+
+    public init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    func writeConfig(_ config: TrainingConfig) throws {
+        try config.jsonData().write(to: URL(fileURLWithPath: file("train_config.json")), options: .atomic)
+    }
+
+    /// Keeps the metrics of steps ≤ `step` (a resumed run continues the same file).
+    func truncate(after step: Int) {
+        let lines = (try? String(contentsOfFile: file("metrics.jsonl"), encoding: .utf8))?.split(separator: "\n") ?? []
+        let d = JSONDecoder()
+        var kept: [Substring] = []
+        for line in lines {
+            let data = Data(line.utf8)
+            if let m = try? d.decode(StepMetrics.self, from: data), m.step <= step { steps.append(m); kept.append(line) }
+            else if let e = try? d.decode(EvalMetrics.self, from: data), e.step <= step { evals.append(e); kept.append(line) }
+        }
+        try? (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n"))
+            .write(toFile: file("metrics.jsonl"), atomically: true, encoding: .utf8)
+    }
+
+    func append(_ m: StepMetrics) { steps.append(m); appendLine(m) }
+    func append(_ e: EvalMetrics) { evals.append(e); appendLine(e) }
+
+    private func appendLine(_ value: some Encodable) {
+        let e = JSONEncoder()
+        e.outputFormatting = .sortedKeys
+        guard var data = try? e.encode(value) else { return }
+        data.append(0x0A)
+        let url = URL(fileURLWithPath: file("metrics.jsonl"))
+        if let h = try? FileHandle(forWritingTo: url) {
+            h.seekToEndOfFile(); h.write(data); try? h.close()
+        } else {
+            try? data.write(to: url)
+        }
+    }
+
+    /// Rewrites loss.svg from the metrics so far.
+    func drawLossCurve() {
+        let svg = LossCurve.svg(train: steps.map { ($0.step, $0.loss) }, eval: evals.map { ($0.step, $0.loss) })
+        try? svg.write(toFile: file("loss.svg"), atomically: true, encoding: .utf8)
+    }
+}

@@ -1,0 +1,90 @@
+import FinchCore
+import FinchLoRA
+import Foundation
+
+/// What a checkpoint records besides the adapter and optimizer state (`trainer_state.json`).
+public struct TrainerState: Codable, Sendable, Equatable {
+    public var globalStep: Int
+    public var totalSteps: Int
+    public var sampler: BatchSampler.State
+    /// Fingerprint of the training examples (their tokens and labels) and their count, so a
+    /// resume with other data is refused instead of silently diverging.
+    public var dataFingerprint: String
+    public var trainExamples: Int
+    public var losses: [Double]
+    public var seconds: Double
+    public var config: TrainingConfig
+
+    enum CodingKeys: String, CodingKey {
+        case globalStep = "global_step", totalSteps = "total_steps", sampler, dataFingerprint = "data_fingerprint"
+        case trainExamples = "train_examples", losses, seconds, config
+    }
+}
+
+/// A checkpoint directory `checkpoint-<step>`: `adapter_config.json`, `adapter_model.safetensors`
+/// (PEFT's format, usable as an adapter on its own), `optimizer.safetensors`, `trainer_state.json`.
+/// Written into a hidden sibling first and renamed into place, so a checkpoint is either whole or absent.
+public enum Checkpoint {
+    public static let prefix = "checkpoint-"
+
+    /// Writes a checkpoint of `step` into `runDirectory`; returns its path.
+    static func write(runDirectory: String, step: Int, adapter: LoRAAdapter, optimizer: AdamW,
+                      state: TrainerState) throws -> String {
+        let fm = FileManager.default
+        let final = (runDirectory as NSString).appendingPathComponent(prefix + String(step))
+        let partial = (runDirectory as NSString).appendingPathComponent(".\(prefix)\(step).partial")
+        try? fm.removeItem(atPath: partial)
+        try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
+        try adapter.save(to: partial)
+        try optimizer.save(to: (partial as NSString).appendingPathComponent("optimizer.safetensors"))
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try e.encode(state).write(to: URL(fileURLWithPath: (partial as NSString).appendingPathComponent("trainer_state.json")),
+                                  options: .atomic)
+        if fm.fileExists(atPath: final) {
+            let old = final + ".old"
+            try? fm.removeItem(atPath: old)
+            try fm.moveItem(atPath: final, toPath: old)
+            try fm.moveItem(atPath: partial, toPath: final)
+            try? fm.removeItem(atPath: old)
+        } else {
+            try fm.moveItem(atPath: partial, toPath: final)
+        }
+        return final
+    }
+
+    /// Checkpoints in a run directory, oldest (lowest step) first.
+    public static func list(runDirectory: String) -> [(step: Int, path: String)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
+        return names.compactMap { n -> (Int, String)? in
+            guard n.hasPrefix(prefix), let s = Int(n.dropFirst(prefix.count)) else { return nil }
+            return (s, (runDirectory as NSString).appendingPathComponent(n))
+        }.sorted { $0.0 < $1.0 }
+    }
+
+    /// Deletes the oldest checkpoints beyond `limit`.
+    static func rotate(runDirectory: String, limit: Int?) {
+        guard let limit else { return }
+        let all = list(runDirectory: runDirectory)
+        for c in all.dropLast(limit) { try? FileManager.default.removeItem(atPath: c.path) }
+    }
+
+    /// The checkpoint a `--resume` path names: a checkpoint directory itself, or a run
+    /// directory (its latest checkpoint).
+    public static func resolve(_ path: String) throws -> String {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: (path as NSString).appendingPathComponent("trainer_state.json")) { return path }
+        if let last = list(runDirectory: path).last { return last.path }
+        throw TrainError.badCheckpoint(path: path, reason: "neither a checkpoint (no trainer_state.json) nor a run directory with checkpoint-N folders")
+    }
+
+    /// Reads a checkpoint's trainer state.
+    static func readState(_ checkpoint: String) throws -> TrainerState {
+        let path = (checkpoint as NSString).appendingPathComponent("trainer_state.json")
+        do {
+            return try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw TrainError.badCheckpoint(path: path, reason: "unreadable trainer state (\(error))")
+        }
+    }
+}

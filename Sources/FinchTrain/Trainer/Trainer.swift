@@ -1,0 +1,226 @@
+import FinchCore
+import FinchLoRA
+import FinchModels
+import Foundation
+
+/// Trains the active LoRA adapter of a model (creating one from the settings if none is
+/// active): batches from a seeded sampler, gradient accumulation, clipping, AdamW, a schedule,
+/// evaluation, checkpoints and exact resume. Progress goes to a callback; files go to the run
+/// directory when one is given.
+///
+/// Exactness: everything random is a pure function of the seed and the step (the batch order
+/// of each epoch, the dropout masks of each micro-batch), and the kernels are deterministic,
+/// so a run resumed from a checkpoint computes the same losses as one that never stopped.
+public final class Trainer: @unchecked Sendable {
+    public let model: LlamaModel
+    public let config: TrainingConfig
+    public let train: [TrainingSequence]
+    public let eval: [TrainingSequence]
+    public let run: RunDirectory?
+    /// The trained adapter's name in the model and its PEFT config.
+    public let adapterName: String
+    public let adapterConfig: AdapterConfig
+    public let optimizer: AdamW
+    private var sampler: BatchSampler
+    private let lock = NSLock()
+    private var stopRequested = false
+
+    /// Optimizer steps per epoch (at least 1) and in the whole run.
+    public let stepsPerEpoch: Int
+    public let totalSteps: Int
+
+    public init(model: LlamaModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
+                runDirectory: String? = nil) throws {
+        try config.validate()
+        guard !train.isEmpty else { throw TrainError.invalidSetting("there are no training examples") }
+        self.model = model; self.config = config; self.train = train; self.eval = eval
+        if let a = model.activeAdapter {
+            adapterName = a
+            var c = config.adapterConfig
+            if let existing = model.adapterConfigs[a] { c = existing }
+            adapterConfig = c
+        } else {
+            adapterName = "default"
+            adapterConfig = config.adapterConfig
+            try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
+        }
+        model.zeroGradients()
+        optimizer = AdamW(parameters: model.trainableParameters(),
+                          hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
+                                       weightDecay: config.weightDecay))
+        sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
+                                   shuffle: true, groupByLength: config.groupByLength)
+        stepsPerEpoch = max(1, sampler.batchesPerEpoch / config.gradAccum)
+        totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
+        run = try runDirectory.map { try RunDirectory(path: $0) }
+    }
+
+    /// Asks a running `train` to stop after the current step, write a checkpoint and return
+    /// (safe to call from a signal handler's queue).
+    public func requestStop() { lock.lock(); stopRequested = true; lock.unlock() }
+    var shouldStop: Bool { lock.lock(); defer { lock.unlock() }; return stopRequested }
+
+    /// The schedule of this run.
+    public var schedule: LRSchedule {
+        let warmup = config.warmupSteps > 0 ? config.warmupSteps : LRSchedule.warmup(ratio: config.warmupRatio, totalSteps: totalSteps)
+        return LRSchedule(kind: config.lrScheduler, base: config.learningRate, warmupSteps: warmup, totalSteps: totalSteps)
+    }
+
+    /// Trainable values (adapter factors and DoRA magnitudes).
+    public var trainableParameterCount: Int { optimizer.parameters.reduce(0) { $0 + $1.value.count } }
+
+    /// A hash of the training examples, recorded in checkpoints.
+    var dataFingerprint: String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        func add(_ v: Int32) { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x0000_0100_0000_01B3 }
+        for s in train { add(Int32(s.tokens.count)); s.tokens.forEach(add); s.labels.forEach(add) }
+        return String(h, radix: 16)
+    }
+
+    /// The dropout key of micro-batch `micro` of step `step`.
+    func dropoutKey(step: Int, micro: Int) -> UInt64? {
+        guard adapterConfig.loraDropout > 0 else { return nil }
+        return SplitMix64.mix(config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) << 16 &+ UInt64(micro))
+    }
+
+    /// Runs until `totalSteps` (or a stop request); `resumeFrom`: a checkpoint (or run directory)
+    /// whose adapter, optimizer state, schedule position and data position are restored first.
+    @discardableResult
+    public func train(resumeFrom: String? = nil, progress: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let started = Date()
+        var step = 0
+        var losses: [Double] = []
+        var secondsBefore = 0.0
+        if let resumeFrom {
+            let state = try restore(from: try Checkpoint.resolve(resumeFrom))
+            step = state.globalStep; losses = state.losses; secondsBefore = state.seconds
+            run?.truncate(after: step)
+        }
+        if let run { try run.writeConfig(config) }
+        progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: train.count, evalExamples: eval.count,
+                          trainableParameters: trainableParameterCount))
+        let schedule = self.schedule
+        let grads = optimizer.parameters.map(\.grad)
+        var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
+        var lastEval: EvalMetrics?
+        var interrupted = false
+        while step < totalSteps {
+            let t0 = Date()
+            var micro: [[TrainingSequence]] = []
+            for _ in 0..<config.gradAccum { micro.append(sampler.next().indices.map { train[$0] }) }
+            let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.lossTokenCount } }
+            model.zeroGradients()
+            var loss = LossSum()
+            if counted > 0 {
+                for (k, batch) in micro.enumerated() {
+                    loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
+                                                            checkpointing: config.gradientCheckpointing,
+                                                            dropoutKey: dropoutKey(step: step, micro: k)))
+                }
+            }
+            let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
+            if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
+                throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint)
+            }
+            let lr = schedule.rate(at: step)
+            optimizer.update(lr: lr)
+            model.adapterParametersChanged()
+            step += 1
+            losses.append(counted > 0 ? loss.mean : .nan)
+            let seconds = Date().timeIntervalSince(t0)
+            let tokens = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.tokens.count } }
+            let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: losses.last!, learningRate: lr,
+                                gradNorm: norm, tokens: tokens, seconds: seconds, tokensPerSecond: Double(tokens) / seconds,
+                                peakRSSMiB: Memory.peakRSSMiB())
+            if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
+                run?.append(m)
+                run?.drawLossCurve()
+            }
+            progress(.step(m, totalSteps: totalSteps))
+            if !eval.isEmpty && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
+                let e = try evaluate(step: step)
+                lastEval = e
+                run?.append(e); run?.drawLossCurve()
+                progress(.evaluation(e))
+            }
+            interrupted = shouldStop && step < totalSteps
+            if let run, (config.saveSteps > 0 && step % config.saveSteps == 0) || interrupted {
+                lastCheckpoint = try saveCheckpoint(run: run, step: step, losses: losses,
+                                                    seconds: secondsBefore + Date().timeIntervalSince(started))
+                progress(.checkpoint(step: step, path: lastCheckpoint!))
+            }
+            if interrupted { break }
+        }
+        if !eval.isEmpty && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
+            let e = try evaluate(step: step)   // one evaluation at the end when none was scheduled
+            lastEval = e
+            run?.append(e); run?.drawLossCurve()
+            progress(.evaluation(e))
+        }
+        var output: String? = lastCheckpoint
+        if let run, !interrupted {
+            try model.adapter(named: adapterName, config: adapterConfig).save(to: run.path)
+            output = run.path
+        }
+        let summary = TrainingSummary(steps: step, totalSteps: totalSteps, losses: losses, lastEval: lastEval,
+                                      interrupted: interrupted, outputPath: output,
+                                      seconds: secondsBefore + Date().timeIntervalSince(started))
+        progress(.finished(summary))
+        return summary
+    }
+
+    /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout).
+    public func evaluate(step: Int) throws -> EvalMetrics {
+        var total = LossSum()
+        var i = 0
+        while i < eval.count {
+            total = total + (try model.evaluate(Array(eval[i..<min(i + config.batchSize, eval.count)])))
+            i += config.batchSize
+        }
+        return EvalMetrics(step: step, loss: total.mean, perplexity: exp(total.mean), tokens: total.count)
+    }
+
+    func saveCheckpoint(run: RunDirectory, step: Int, losses: [Double], seconds: Double) throws -> String {
+        let state = TrainerState(globalStep: step, totalSteps: totalSteps, sampler: sampler.state,
+                                 dataFingerprint: dataFingerprint, trainExamples: train.count, losses: losses,
+                                 seconds: seconds, config: config)
+        let path = try Checkpoint.write(runDirectory: run.path, step: step,
+                                        adapter: model.adapter(named: adapterName, config: adapterConfig),
+                                        optimizer: optimizer, state: state)
+        Checkpoint.rotate(runDirectory: run.path, limit: config.saveTotalLimit)
+        return path
+    }
+
+    /// Loads a checkpoint's adapter values, optimizer state and data position into this trainer.
+    func restore(from checkpoint: String) throws -> TrainerState {
+        let state = try Checkpoint.readState(checkpoint)
+        let c = state.config
+        func mismatch(_ what: String, _ a: Any, _ b: Any) -> TrainError {
+            .badCheckpoint(path: checkpoint, reason: "it was made with \(what) \(a), this run has \(b); resume with the same settings")
+        }
+        if c.loraR != config.loraR { throw mismatch("lora_r", c.loraR, config.loraR) }
+        if c.targetModules != config.targetModules { throw mismatch("target_modules", c.targetModules, config.targetModules) }
+        if c.useDoRA != config.useDoRA { throw mismatch("use_dora", c.useDoRA, config.useDoRA) }
+        if c.batchSize != config.batchSize { throw mismatch("batch_size", c.batchSize, config.batchSize) }
+        if c.gradAccum != config.gradAccum { throw mismatch("grad_accum", c.gradAccum, config.gradAccum) }
+        if c.seed != config.seed { throw mismatch("seed", c.seed, config.seed) }
+        if c.groupByLength != config.groupByLength { throw mismatch("group_by_length", c.groupByLength, config.groupByLength) }
+        if state.trainExamples != train.count || state.dataFingerprint != dataFingerprint {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(train.count) now)")
+        }
+        let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules)
+        let live = model.adapter(named: adapterName, config: adapterConfig)
+        for (name, m) in live.modules {
+            guard let s = saved.modules[name], s.a.count == m.a.count, s.b.count == m.b.count else {
+                throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no matching factors for \(name)")
+            }
+            m.a.pointer.update(from: s.a.pointer, count: m.a.count)
+            m.b.pointer.update(from: s.b.pointer, count: m.b.count)
+            if let mm = m.magnitude, let sm = s.magnitude { mm.pointer.update(from: sm.pointer, count: mm.count) }
+        }
+        model.adapterParametersChanged()
+        try optimizer.load(from: (checkpoint as NSString).appendingPathComponent("optimizer.safetensors"))
+        sampler.state = state.sampler
+        return state
+    }
+}

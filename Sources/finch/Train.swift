@@ -1,0 +1,250 @@
+import ArgumentParser
+import FinchCore
+import FinchModels
+import FinchTrain
+import Foundation
+
+/// `finch train`: LoRA fine-tuning of a model on a data file; the adapter lands in --output.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a model with LoRA on your data; the PEFT adapter lands in --output.",
+        discussion: """
+        Settings come from the defaults, then --config run.yaml, then these flags (a flag wins).
+        The run directory gets train_config.json, metrics.jsonl, loss.svg, checkpoint-N/ folders
+        and, at the end, adapter_config.json + adapter_model.safetensors (PEFT's format).
+        Ctrl-C writes a checkpoint and exits; --resume DIR continues a run exactly.
+        qlora's flag names are accepted too (--lora_r, --per_device_train_batch_size, ...).
+        """)
+
+    @Option(name: .long, help: "YAML file of settings (keys as in train_config.json; qlora/HF names accepted).")
+    var config: String?
+    @Option(name: [.long, .customLong("model_name_or_path")], help: "Base model: GGUF file, HF directory or known name (default smollm2-135m).")
+    var model: String?
+    @Option(name: [.long, .customLong("dataset")], help: "Training data file (.json, .jsonl, .txt).")
+    var data: String?
+    @Option(name: [.long, .customLong("dataset_format")], help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected).")
+    var format: String?
+    @Option(name: [.customLong("eval-data"), .customLong("eval_dataset")], help: "Held-out data file for evaluation.")
+    var evalData: String?
+    @Option(name: .customLong("eval-fraction"), help: "Hold out this fraction of --data for evaluation when there is no --eval-data.")
+    var evalFraction: Double?
+    @Option(name: [.long, .customLong("output_dir")], help: "Run directory (the adapter lands here).")
+    var output: String?
+    @Option(name: .long, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters).")
+    var dtype: String?
+    @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
+    var bf16 = false
+
+    @Option(name: [.customLong("lora-r"), .customLong("lora_r")], help: "LoRA rank.")
+    var loraR: Int?
+    @Option(name: [.customLong("lora-alpha"), .customLong("lora_alpha")], help: "LoRA alpha (scaling = alpha / r).")
+    var loraAlpha: Double?
+    @Option(name: [.customLong("lora-dropout"), .customLong("lora_dropout")], help: "Dropout on the adapter's input.")
+    var loraDropout: Double?
+    @Option(name: [.customLong("target-modules"), .customLong("target_modules")], help: "Comma-separated module names, or all-linear.")
+    var targetModules: String?
+    @Flag(name: [.customLong("use-rslora"), .customLong("use_rslora")], help: "Scale by alpha / sqrt(r).")
+    var useRSLoRA = false
+    @Flag(name: [.customLong("use-dora"), .customLong("use_dora")], help: "Weight-decomposed LoRA (DoRA).")
+    var useDoRA = false
+
+    @Option(name: [.customLong("learning-rate"), .customLong("learning_rate")], help: "Peak learning rate.")
+    var learningRate: Double?
+    @Option(name: [.customLong("lr-scheduler"), .customLong("lr_scheduler_type")], help: "constant | linear | cosine.")
+    var lrScheduler: String?
+    @Option(name: [.customLong("warmup-steps"), .customLong("warmup_steps")], help: "Linear warmup steps.")
+    var warmupSteps: Int?
+    @Option(name: [.customLong("warmup-ratio"), .customLong("warmup_ratio")], help: "Warmup as a fraction of all steps.")
+    var warmupRatio: Double?
+    @Option(name: [.customLong("batch-size"), .customLong("per_device_train_batch_size")], help: "Sequences per micro-batch.")
+    var batchSize: Int?
+    @Option(name: [.customLong("grad-accum"), .customLong("gradient_accumulation_steps")], help: "Micro-batches per optimizer step.")
+    var gradAccum: Int?
+    @Option(name: [.customLong("max-seq-len"), .customLong("model_max_length")], help: "Longest sequence in tokens.")
+    var maxSeqLen: Int?
+    @Option(name: [.customLong("source-max-len"), .customLong("source_max_len")], help: "Longest prompt in tokens.")
+    var sourceMaxLen: Int?
+    @Option(name: [.customLong("target-max-len"), .customLong("target_max_len")], help: "Longest response in tokens.")
+    var targetMaxLen: Int?
+    @Option(name: [.customLong("max-steps"), .customLong("max_steps")], help: "Optimizer steps (overrides --epochs).")
+    var maxSteps: Int?
+    @Option(name: [.long, .customLong("num_train_epochs")], help: "Epochs over the data.")
+    var epochs: Double?
+    @Option(name: [.customLong("max-grad-norm"), .customLong("max_grad_norm")], help: "Clip the gradient norm (0 = off).")
+    var maxGradNorm: Double?
+    @Option(name: [.customLong("weight-decay"), .customLong("weight_decay")], help: "AdamW weight decay.")
+    var weightDecay: Double?
+    @Option(name: [.customLong("eval-steps"), .customLong("eval_steps")], help: "Evaluate every N steps (0 = at the end).")
+    var evalSteps: Int?
+    @Option(name: [.customLong("save-steps"), .customLong("save_steps")], help: "Checkpoint every N steps (0 = never).")
+    var saveSteps: Int?
+    @Option(name: [.customLong("save-total-limit"), .customLong("save_total_limit")], help: "Keep only the last N checkpoints.")
+    var saveTotalLimit: Int?
+    @Option(name: [.customLong("logging-steps"), .customLong("logging_steps")], help: "Write metrics every N steps.")
+    var loggingSteps: Int?
+    @Option(name: .long, help: "Random seed (adapter init, batch order, dropout).")
+    var seed: UInt64?
+    @Flag(name: [.customLong("gradient-checkpointing"), .customLong("gradient_checkpointing")], help: "Recompute each block in backward: less memory, same gradients.")
+    var gradientCheckpointing = false
+    @Flag(name: [.customLong("group-by-length"), .customLong("group_by_length")], help: "Batch sequences of similar length together.")
+    var groupByLength = false
+    @Flag(name: [.customLong("train-on-source"), .customLong("train_on_source")], help: "Also take the loss on the prompt.")
+    var trainOnSource = false
+    @Option(name: .long, help: "Continue from a checkpoint directory, or a run directory's latest checkpoint.")
+    var resume: String?
+
+    /// Defaults ← the resumed run's settings ← --config ← flags.
+    func resolvedConfig() throws -> TrainingConfig {
+        var c = TrainingConfig()
+        if let resume {
+            let path = try Checkpoint.resolve(resume)
+            c = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: path + "/trainer_state.json"))).config
+        }
+        if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
+        func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
+        func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
+        setOpt(model, \.model); setOpt(data, \.data); setOpt(format, \.format); setOpt(evalData, \.evalData)
+        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
+        if bf16 { c.dtype = "bf16" }
+        set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
+        if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if useRSLoRA { c.useRSLoRA = true }
+        if useDoRA { c.useDoRA = true }
+        set(learningRate, \.learningRate)
+        if let s = lrScheduler {
+            guard let k = LRSchedule.Kind(rawValue: s) ?? (s == "constant_with_warmup" ? .constant : nil) else {
+                throw ValidationError("--lr-scheduler must be constant, linear or cosine (got '\(s)')")
+            }
+            c.lrScheduler = k
+        }
+        set(warmupSteps, \.warmupSteps); set(warmupRatio, \.warmupRatio); set(batchSize, \.batchSize)
+        set(gradAccum, \.gradAccum); set(maxSeqLen, \.maxSeqLen); setOpt(sourceMaxLen, \.sourceMaxLen)
+        setOpt(targetMaxLen, \.targetMaxLen); setOpt(maxSteps, \.maxSteps); set(epochs, \.epochs)
+        if epochs != nil && maxSteps == nil { c.maxSteps = nil }
+        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(evalSteps, \.evalSteps)
+        set(saveSteps, \.saveSteps); setOpt(saveTotalLimit, \.saveTotalLimit); set(loggingSteps, \.loggingSteps)
+        set(seed, \.seed)
+        if gradientCheckpointing { c.gradientCheckpointing = true }
+        if groupByLength { c.groupByLength = true }
+        if trainOnSource { c.trainOnSource = true }
+        try c.validate()
+        return c
+    }
+
+    func run() throws {
+        let c = try resolvedConfig()
+        guard let dataPath = c.data else { throw ValidationError("--data FILE is required (or `data:` in --config)") }
+        guard let out = c.output else { throw ValidationError("--output DIR is required (or `output:` in --config)") }
+        if resume == nil && FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors") {
+            throw TrainError.outputExists(path: out)
+        }
+        guard let dt = WeightDType(rawValue: c.dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
+        let t0 = Date()
+        let lm = try LanguageModel.load(c.model, dtype: dt)
+        stderrPrint(String(format: "loaded %@ (%@) in %.1f s", lm.path, dt.rawValue, Date().timeIntervalSince(t0)))
+
+        var format: DatasetFormat?
+        if let f = c.format {
+            guard let parsed = DatasetFormat(rawValue: f) else {
+                throw ValidationError("--format must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(f)')")
+            }
+            format = parsed
+        }
+        let options = DatasetOptions(format: format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
+                                     targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
+        let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: lm.tokenizer)
+        stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
+                    + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
+                    + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
+        var train = loaded.examples.map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+        var eval: [TrainingSequence] = []
+        if let e = c.evalData {
+            eval = try TrainingData.load(path: e, options: options, tokenizer: lm.tokenizer)
+                .map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+        } else if c.evalFraction > 0 {
+            (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
+            stderrPrint("held out \(eval.count) examples for evaluation")
+        }
+
+        let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: out)
+        let bar = ProgressBar()
+        let interrupts = InterruptHandler { [trainer] count in
+            if count == 1 {
+                stderrPrint("\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)")
+                trainer.requestStop()
+            } else {
+                Foundation.exit(130)
+            }
+        }
+        defer { interrupts.cancel() }
+        let summary = try trainer.train(resumeFrom: resume) { bar.handle($0) }
+        bar.finish()
+        if summary.interrupted {
+            print("stopped at step \(summary.steps)/\(summary.totalSteps); continue with: finch train --resume \(out)")
+        } else {
+            print("adapter written to \(out) (PEFT format); try it: finch generate --adapter \(out) \"...\"")
+        }
+    }
+}
+
+/// A terminal progress line (on stderr): step, loss, learning rate, tokens/s, ETA; plain lines
+/// when stderr is not a terminal.
+final class ProgressBar: @unchecked Sendable {
+    let tty = isatty(2) != 0
+    var startStep = 0
+    var started = Date()
+
+    func handle(_ event: TrainerEvent) {
+        switch event {
+        case let .started(total, start, train, eval, params):
+            startStep = start; started = Date()
+            stderrPrint("training \(params) parameters on \(train) examples (\(eval) for evaluation), \(total) steps"
+                        + (start > 0 ? ", resuming at step \(start)" : ""))
+        case let .step(m, total):
+            let done = m.step - startStep
+            let eta = done > 0 ? Date().timeIntervalSince(started) / Double(done) * Double(total - m.step) : 0
+            let width = 24, filled = total > 0 ? width * m.step / total : 0
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            let line = String(format: "%@ %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %@", bar, m.step, total,
+                              m.loss, m.learningRate, m.gradNorm, m.tokensPerSecond, Self.duration(eta))
+            if tty { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8)) } else { stderrPrint(line) }
+        case .evaluation(let e):
+            clearLine()
+            stderrPrint(String(format: "step %d: eval loss %.4f, perplexity %.2f (%d tokens)", e.step, e.loss, e.perplexity, e.tokens))
+        case let .checkpoint(step, path):
+            clearLine()
+            stderrPrint("step \(step): checkpoint \(path)")
+        case .finished(let s):
+            clearLine()
+            let last = s.losses.last.map { String(format: "%.4f", $0) } ?? "-"
+            stderrPrint(String(format: "%d steps in %@, last loss %@", s.steps, Self.duration(s.seconds), last))
+        }
+    }
+
+    func clearLine() { if tty { FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8)) } }
+    func finish() { clearLine() }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
+
+/// Ctrl-C (SIGINT) delivered on a dispatch queue instead of killing the process; the handler
+/// gets how many times it was pressed.
+final class InterruptHandler: @unchecked Sendable {
+    private let source: DispatchSourceSignal
+    private var count = 0
+
+    init(_ handler: @escaping @Sendable (Int) -> Void) {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: DispatchQueue(label: "finch.sigint"))
+        source.setEventHandler { [unowned self] in
+            self.count += 1
+            handler(self.count)
+        }
+        source.resume()
+    }
+
+    func cancel() { source.cancel(); signal(SIGINT, SIG_DFL) }
+}

@@ -1,0 +1,242 @@
+import FinchCore
+import FinchFormats
+import FinchLoRA
+@testable import FinchModels
+import FinchTokenizer
+import Foundation
+import XCTest
+
+/// Exporting the tiny fixture model with a LoRA adapter as a Hugging Face directory: the
+/// reloaded checkpoint computes the adapter model's logits, with HF's names, config and tokenizer.
+final class ExportTests: XCTestCase {
+    static let fixture = Fixtures.path("tiny-llama/hf")
+    static let ids = [1, 17, 42, 99, 250, 7, 3, 128, 64, 300, 5]
+    var scratch: String!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-export-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+
+    /// The fixture model (f32 unless told) and its tokenizer.
+    func loadFixture(_ dtype: WeightDType = .f32) throws -> LanguageModel {
+        try LanguageModel.load(Self.fixture, dtype: dtype)
+    }
+
+    /// A deterministic adapter on every linear layer (B non-zero, so it changes the model);
+    /// with `dora`, the attention projections also get DoRA magnitudes.
+    func makeAdapter(for model: LlamaModel, rank: Int = 4, dora: Bool = false) -> LoRAAdapter {
+        var rng = SplitMix(seed: 7)
+        var modules: [String: LoRAModule] = [:]
+        for (name, dims) in model.linearModules.sorted(by: { $0.key < $1.key }) {
+            let a = Buffer((0..<(rank * dims.in)).map { _ in rng.uniform() * 0.2 })
+            let b = Buffer((0..<(dims.out * rank)).map { _ in rng.uniform() * 0.2 })
+            let mag = dora && name.contains("self_attn")
+                ? Buffer((0..<dims.out).map { _ in 0.5 + abs(rng.uniform()) }) : nil
+            modules[name] = LoRAModule(rank: rank, scaling: 2, a: a, b: b, magnitude: mag,
+                                       inFeatures: dims.in, outFeatures: dims.out)
+        }
+        return LoRAAdapter(config: AdapterConfig(r: rank, loraAlpha: Double(2 * rank), targetModules: .allLinear,
+                                                 useDoRA: dora), modules: modules)
+    }
+
+    func logits(_ m: LlamaModel, _ ids: [Int] = ExportTests.ids) throws -> [Float] {
+        try m.forward([LlamaSequenceInput(tokens: ids, cache: m.makeCache())], logits: .all).values.array
+    }
+
+    /// Loads an exported directory the way an HF-directory user would: config.json + safetensors.
+    func reload(_ dir: String, _ dtype: WeightDType = .f32) throws -> LlamaModel {
+        let config = try LlamaConfig.load(configJSON: dir + "/config.json")
+        return try LlamaModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: dtype)
+    }
+
+    func readJSON(_ path: String) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+    }
+
+    func testMergedAdapterExportReloadsWithTheAdapterLogits() throws {
+        let lm = try loadFixture()
+        let base = try logits(lm.model)
+        lm.model.addAdapter(makeAdapter(for: lm.model))
+        let withAdapter = try logits(lm.model)
+        XCTAssertGreaterThan(maxAbsDiff(withAdapter, base), 0.1, "the test adapter must change the model")
+        try lm.model.mergeActiveAdapter()
+        let out = scratch + "/merged"
+        let result = try lm.model.saveHuggingFace(to: out, tokenizer: lm.tokenizer)
+        XCTAssertEqual(result.adapters, ["default"])
+        XCTAssertEqual(result.files, ["config.json", "generation_config.json", "model.safetensors",
+                                      "tokenizer.json", "tokenizer_config.json"])
+        let d = maxAbsDiff(try logits(try reload(out)), withAdapter)
+        print("merged export vs adapter model: max |logit diff| = \(d)")
+        XCTAssertLessThanOrEqual(d, 1e-5)
+    }
+
+    func testActiveUnmergedAdapterIsFoldedIntoACopy() throws {
+        let lm = try loadFixture()
+        lm.model.addAdapter(makeAdapter(for: lm.model, dora: true))
+        let withAdapter = try logits(lm.model)
+        let out = scratch + "/folded"
+        let result = try lm.model.saveHuggingFace(to: out, tokenizer: nil)
+        XCTAssertEqual(result.adapters, ["default"])
+        XCTAssertFalse(result.files.contains("tokenizer.json"))
+        XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(out)), withAdapter), 1e-5)
+        // The model itself is unchanged: still unmerged, same logits, and disabling still gives the base.
+        XCTAssertEqual(lm.model.activeAdapter, "default")
+        XCTAssertTrue(try logits(lm.model) == withAdapter)
+        lm.model.setActiveAdapter(nil)
+        let baseOut = scratch + "/base"
+        XCTAssertEqual(try lm.model.saveHuggingFace(to: baseOut, tokenizer: nil).adapters, [])
+        XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(baseOut)), try logits(try loadFixture().model)), 1e-6)
+    }
+
+    func testConfigRoundTripsAndNamesAreHuggingFaces() throws {
+        let lm = try loadFixture()
+        let out = scratch + "/cfg"
+        try lm.model.saveHuggingFace(to: out, tokenizer: lm.tokenizer)
+        let original = try LlamaConfig.load(configJSON: Self.fixture + "/config.json")
+        XCTAssertEqual(try LlamaConfig.load(configJSON: out + "/config.json"), original)
+        let json = try readJSON(out + "/config.json")
+        XCTAssertEqual(json["architectures"] as? [String], ["LlamaForCausalLM"])
+        XCTAssertEqual(json["model_type"] as? String, "llama")
+        XCTAssertEqual(json["torch_dtype"] as? String, "float32")
+        XCTAssertEqual(json["dtype"] as? String, "float32")
+        XCTAssertEqual(json["rms_norm_eps"] as? Double, 1e-5)
+        XCTAssertEqual((json["rope_scaling"] as? [String: Any])?["rope_type"] as? String, "llama3")
+        XCTAssertEqual(json["tie_word_embeddings"] as? Bool, false)
+        let gen = try readJSON(out + "/generation_config.json")
+        XCTAssertEqual(gen["bos_token_id"] as? Int, 1)
+        XCTAssertEqual(gen["eos_token_id"] as? Int, 2)
+        // Same tensor names and shapes as the checkpoint transformers saved.
+        let ref = try SafeTensorsCollection(directory: Self.fixture)
+        let got = try SafeTensorsFile(path: out + "/model.safetensors")
+        XCTAssertEqual(Set(got.tensorNames), Set(ref.names))
+        for name in ref.names { XCTAssertEqual(got.info(name)?.shape, ref.info(name)?.shape, name) }
+        XCTAssertEqual(got.metadata["format"], "pt")
+    }
+
+    func testTokenizerAndChatTemplateRoundTrip() throws {
+        let lm = try loadFixture()
+        let out = scratch + "/tok"
+        try lm.model.saveHuggingFace(to: out, tokenizer: lm.tokenizer)
+        let tok = try Tokenizer(tokenizerJSONAt: out + "/tokenizer.json", configAt: out + "/tokenizer_config.json")
+        XCTAssertEqual(tok.chatTemplate, lm.tokenizer.chatTemplate)
+        let text = "Hello world, the quick brown fox! 123"
+        XCTAssertEqual(tok.encode(text, addSpecialTokens: true), lm.tokenizer.encode(text, addSpecialTokens: true))
+        if lm.tokenizer.chatTemplate != nil {
+            let msgs = [ChatMessage(role: "user", content: "What is 2+2?")]
+            XCTAssertEqual(try tok.applyChatTemplate(msgs, addGenerationPrompt: true),
+                           try lm.tokenizer.applyChatTemplate(msgs, addGenerationPrompt: true))
+        }
+    }
+
+    func testTiedEmbeddingsWriteNoLMHead() throws {
+        var config = try LlamaConfig.load(configJSON: Self.fixture + "/config.json")
+        config.tieWordEmbeddings = true
+        let source = WithoutLMHead(base: try SafeTensorsWeightSource(directory: Self.fixture))
+        let model = try LlamaModel.load(from: source, config: config, dtype: .f32)
+        let out = scratch + "/tied"
+        try model.saveHuggingFace(to: out, tokenizer: nil)
+        let file = try SafeTensorsFile(path: out + "/model.safetensors")
+        XCTAssertNil(file.info("lm_head.weight"))
+        XCTAssertEqual(try readJSON(out + "/config.json")["tie_word_embeddings"] as? Bool, true)
+        XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(out)), try logits(model)), 1e-6)
+    }
+
+    func testBF16AndF16ExportsLoad() throws {
+        let lm = try loadFixture()
+        lm.model.addAdapter(makeAdapter(for: lm.model))
+        try lm.model.mergeActiveAdapter()
+        let f32Dir = scratch + "/f32"
+        try lm.model.saveHuggingFace(to: f32Dir, tokenizer: nil)
+        let f32 = try SafeTensorsFile(path: f32Dir + "/model.safetensors")
+        let ref = try logits(lm.model)
+        for dtype in [ExportDType.bf16, .f16] {
+            let dir = scratch + "/" + dtype.rawValue
+            try lm.model.saveHuggingFace(to: dir, tokenizer: lm.tokenizer, dtype: dtype)
+            XCTAssertEqual(try readJSON(dir + "/config.json")["torch_dtype"] as? String, dtype.torchName)
+            let file = try SafeTensorsFile(path: dir + "/model.safetensors")
+            for name in f32.tensorNames {
+                XCTAssertEqual(file.info(name)?.dtype, dtype.safeTensorsDType, name)
+                // Each value is the f32 export's value rounded to the type.
+                let rounded = try f32.floats(name).map {
+                    dtype == .bf16 ? Float(bf16Bits: $0.bf16Bits) : Float(f16Bits: $0.f16Bits)
+                }
+                XCTAssertTrue(try file.floats(name) == rounded, name)
+            }
+            let d = maxAbsDiff(try logits(try reload(dir)), ref)
+            print("\(dtype.rawValue) export vs f32 model: max |logit diff| = \(d)")
+            XCTAssertLessThan(d, 0.05)
+            // A bf16 model loads it too.
+            XCTAssertLessThan(maxAbsDiff(try logits(try reload(dir, .bf16)), ref), 0.1)
+        }
+    }
+
+    func testShardedExportHasAnIndexAndReloads() throws {
+        let lm = try loadFixture()
+        let out = scratch + "/sharded"
+        let result = try lm.model.saveHuggingFace(to: out, tokenizer: nil, maxShardBytes: 40_000)
+        let shards = result.files.filter { $0.hasPrefix("model-") }
+        XCTAssertGreaterThan(shards.count, 2)
+        XCTAssertEqual(shards.first, String(format: "model-00001-of-%05d.safetensors", shards.count))
+        let index = try readJSON(out + "/model.safetensors.index.json")
+        XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int, result.tensorBytes)
+        XCTAssertEqual((index["weight_map"] as? [String: String])?.count, result.tensorCount)
+        XCTAssertTrue(try logits(try reload(out)) == (try logits(lm.model)))
+        XCTAssertThrowsError(try lm.model.saveHuggingFace(to: scratch + "/bad", tokenizer: nil, maxShardBytes: 0))
+    }
+
+    func testExistingDirectoryIsAnErrorUnlessOverwrite() throws {
+        let lm = try loadFixture()
+        let out = scratch + "/existing"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: out + "/notes.txt"))
+        XCTAssertThrowsError(try lm.model.saveHuggingFace(to: out, tokenizer: nil)) { error in
+            guard case ExportError.outputExists(let path) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(path, out)
+            XCTAssertTrue("\(error)".contains("overwrite"))
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out), ["notes.txt"])
+        try lm.model.saveHuggingFace(to: out, tokenizer: nil, overwrite: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/notes.txt"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model.safetensors"))
+        // An empty directory is simply filled; a file in the way is an error.
+        let empty = scratch + "/empty"
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        try lm.model.saveHuggingFace(to: empty, tokenizer: nil)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: empty + "/config.json"))
+        try Data().write(to: URL(fileURLWithPath: scratch + "/file"))
+        XCTAssertThrowsError(try lm.model.saveHuggingFace(to: scratch + "/file", tokenizer: nil, overwrite: true)) {
+            guard case ExportError.notADirectory = $0 else { return XCTFail("\($0)") }
+        }
+        // No temporary or moved-aside directories are left behind.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: scratch).filter { $0.hasPrefix(".") }
+        XCTAssertEqual(leftovers, [])
+    }
+}
+
+/// A weight source that hides `lm_head.weight` (to build a tied model from an untied checkpoint).
+private struct WithoutLMHead: WeightSource {
+    let base: SafeTensorsWeightSource
+    var path: String { base.path }
+    func shape(of name: String) -> [Int]? { name == "lm_head.weight" ? nil : base.shape(of: name) }
+    func load(_ name: String) throws -> Buffer<Float> { try base.load(name) }
+}
+
+/// A small deterministic generator (SplitMix64) for test weights.
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    /// Uniform in [-1, 1).
+    mutating func uniform() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49EB_133D_11EB
+        z ^= z >> 31
+        return Float(z >> 40) / Float(1 << 23) - 1
+    }
+}
