@@ -1,7 +1,7 @@
 /// An owned, 64-byte-aligned, uninitialized-then-filled array of a trivial element type.
 ///
 /// Tensors in Finch are plain buffers plus a shape comment at the use site (llm.c style);
-/// this type only owns memory. Memory comes zeroed.
+/// this type only owns memory. Memory comes zeroed unless asked for uninitialized.
 public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
     /// First element.
     public let pointer: UnsafeMutablePointer<Element>
@@ -9,12 +9,17 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
     public let count: Int
 
     /// Allocates `count` zeroed elements.
-    public init(count: Int) {
+    public convenience init(count: Int) {
+        self.init(uninitializedCount: count)
+        UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0, count: max(count, 1) * MemoryLayout<Element>.stride)
+    }
+
+    /// Allocates `count` elements without clearing them (for buffers about to be overwritten).
+    public init(uninitializedCount count: Int) {
         precondition(count >= 0)
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Element>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
         pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
     }
 

@@ -123,21 +123,24 @@ extension LinearWeight {
 }
 
 /// Reusable scratch memory for kernels that need a temporary (grows, never shrinks).
+/// Numbered float slots let one caller hold several temporaries at once; a slot's contents are
+/// undefined on return and valid until the next request of the same slot. Not thread-safe.
 public final class Scratch: @unchecked Sendable {
     private var bf16Buffer = Buffer<BF16Bits>(count: 0)
-    private var floatBuffer = Buffer<Float>(count: 0)
+    private var floatBuffers: [Buffer<Float>] = []
 
     public init() {}
 
     /// At least `count` bf16 slots (contents undefined).
     public func bf16(_ count: Int) -> UnsafeMutablePointer<BF16Bits> {
-        if bf16Buffer.count < count { bf16Buffer = Buffer(count: count) }
+        if bf16Buffer.count < count { bf16Buffer = Buffer(uninitializedCount: count) }
         return bf16Buffer.pointer
     }
 
-    /// At least `count` float slots (contents undefined).
-    public func floats(_ count: Int) -> UnsafeMutablePointer<Float> {
-        if floatBuffer.count < count { floatBuffer = Buffer(count: count) }
-        return floatBuffer.pointer
+    /// At least `count` floats in slot `slot` (contents undefined).
+    public func floats(_ count: Int, slot: Int = 0) -> UnsafeMutablePointer<Float> {
+        while floatBuffers.count <= slot { floatBuffers.append(Buffer(count: 0)) }
+        if floatBuffers[slot].count < count { floatBuffers[slot] = Buffer(uninitializedCount: count) }
+        return floatBuffers[slot].pointer
     }
 }

@@ -64,12 +64,26 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         return key ^ nameHash
     }
 
-    /// x with the adapter's dropout applied [M, I], or nil when no dropout applies.
-    private func droppedInput(_ x: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule) -> Buffer<Float>? {
-        guard let key = dropKey(lora) else { return nil }
-        let xd = Buffer<Float>(count: m * inFeatures)
-        Dropout.apply(out: xd.pointer, x: x, count: m * inFeatures, p: lora.dropout, key: key)
-        return xd
+    // Scratch slots of this layer's temporaries (see `Scratch`); base layers use only bf16 scratch.
+    private enum Slot { static let xd = 1, t = 2, z = 3, w = 4, d1 = 5, dxd = 6, du = 7 }
+
+    /// x with the adapter's dropout applied [M, I] (in scratch), or x itself when no dropout applies.
+    private func droppedInput(_ x: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
+                              _ scratch: Scratch) -> UnsafePointer<Float> {
+        guard let key = dropKey(lora) else { return x }
+        let xd = scratch.floats(m * inFeatures, slot: Slot.xd)
+        Dropout.apply(out: xd, x: x, count: m * inFeatures, p: lora.dropout, key: key)
+        return UnsafePointer(xd)
+    }
+
+    /// t [M, R] = scaling · xd·Aᵀ, in scratch.
+    private func down(_ xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule, _ scratch: Scratch) -> UnsafeMutablePointer<Float> {
+        let r = lora.rank
+        let t = scratch.floats(m * r, slot: Slot.t)
+        lora.aLinear.forward(y: t, x: xd, rows: m, scratch: scratch)
+        let s = lora.scaling
+        for e in 0..<(m * r) { t[e] *= s }
+        return t
     }
 
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
@@ -78,37 +92,35 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
             return
         }
-        let o = outFeatures, r = lora.rank
-        let dropped = droppedInput(x, rows: m, lora)
-        defer { withExtendedLifetime(dropped) {} }               // xd points into it
-        let xd = dropped.map { UnsafePointer($0.pointer) } ?? x
-        let t = Buffer<Float>(count: m * r)                      // [M, R] = scaling · xd·Aᵀ
-        lora.aLinear.forward(y: t.pointer, x: xd, rows: m, scratch: scratch)
-        for i in 0..<(m * r) { t[i] *= lora.scaling }
+        let o = outFeatures
+        let xd = droppedInput(x, rows: m, lora, scratch)
+        let dropped = xd != x
+        let t = down(xd, rows: m, lora, scratch)                  // [M, R]
         if lora.magnitude == nil {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
-            lora.bLinear.forward(y: y, x: t.pointer, rows: m, accumulate: true, scratch: scratch)   // y += t·Bᵀ
+            lora.bLinear.forward(y: y, x: t, rows: m, accumulate: true, scratch: scratch)   // y += t·Bᵀ
             return
         }
         let scale = dora(name, lora).scale
-        let tmp = Buffer<Float>(count: m * o)
-        if dropped == nil {
+        let z = scratch.floats(m * o, slot: Slot.z)              // [M, O]
+        if !dropped {
             // s ⊙ (W·x + t·Bᵀ), stored or added.
-            base.forward(y: tmp.pointer, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
-            lora.bLinear.forward(y: tmp.pointer, x: t.pointer, rows: m, accumulate: true, scratch: scratch)
+            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
+            lora.bLinear.forward(y: z, x: t, rows: m, accumulate: true, scratch: scratch)
             for row in 0..<m {
-                let src = tmp.pointer + row * o, dst = y + row * o
-                for c in 0..<o { dst[c] = accumulate ? dst[c] + scale[c] * src[c] : scale[c] * src[c] }
+                let src = z + row * o, dst = y + row * o
+                if accumulate { for c in 0..<o { dst[c] += scale[c] * src[c] } }
+                else { for c in 0..<o { dst[c] = scale[c] * src[c] } }
             }
             return
         }
         // W·x + (s − 1) ⊙ W·xd + s ⊙ t·Bᵀ
         base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
-        let lb = Buffer<Float>(count: m * o)
-        base.forward(y: tmp.pointer, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-        lora.bLinear.forward(y: lb.pointer, x: t.pointer, rows: m, accumulate: false, scratch: scratch)
+        let lb = scratch.floats(m * o, slot: Slot.w)
+        base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+        lora.bLinear.forward(y: lb, x: t, rows: m, accumulate: false, scratch: scratch)
         for row in 0..<m {
-            let w = tmp.pointer + row * o, l = lb.pointer + row * o, dst = y + row * o
+            let w = z + row * o, l = lb + row * o, dst = y + row * o
             for c in 0..<o { dst[c] += (scale[c] - 1) * w[c] + scale[c] * l[c] }
         }
     }
@@ -120,67 +132,65 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             return
         }
         lora.enableGradients()
-        let i = inFeatures, o = outFeatures, r = lora.rank
-        let dropped = droppedInput(x, rows: m, lora)
-        let ds = lora.magnitude == nil ? nil : Buffer<Float>(count: m * o)   // [M, O] dy ⊙ s (DoRA)
-        defer { withExtendedLifetime((dropped, ds)) {} }         // xd and dyLoRA point into them
-        let xd = dropped.map { UnsafePointer($0.pointer) } ?? x
-        let t = Buffer<Float>(count: m * r)                      // [M, R] = scaling · xd·Aᵀ (recomputed)
-        lora.aLinear.forward(y: t.pointer, x: xd, rows: m, scratch: scratch)
-        for e in 0..<(m * r) { t[e] *= lora.scaling }
+        let i = inFeatures, o = outFeatures
+        let xd = droppedInput(x, rows: m, lora, scratch)        // recomputed, same mask
+        let dropped = xd != x
+        let t = down(xd, rows: m, lora, scratch)                 // [M, R] recomputed
 
         // dyBase: the gradient through W·x; dyLoRA: the gradient of the adapter's output t·Bᵀ.
         var dyBase = dy, dyLoRA = dy
-        if let ds, let gm = lora.gradMagnitude {
+        if lora.magnitude != nil, let gm = lora.gradMagnitude {
             let (norm, scale) = dora(name, lora)
             // z = W·xd + t·Bᵀ (recomputed); dm += Σ_rows dy ⊙ z / ‖·‖
-            let z = Buffer<Float>(count: m * o)
-            base.forward(y: z.pointer, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-            lora.bLinear.forward(y: z.pointer, x: t.pointer, rows: m, accumulate: true, scratch: scratch)
+            let z = scratch.floats(m * o, slot: Slot.z)
+            base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+            lora.bLinear.forward(y: z, x: t, rows: m, accumulate: true, scratch: scratch)
             for c in 0..<o {
                 var s: Float = 0
                 for row in 0..<m { s += dy[row * o + c] * z[row * o + c] }
                 gm[c] += s / norm[c]
             }
+            let ds = scratch.floats(m * o, slot: Slot.w)          // dy ⊙ s
             for row in 0..<m { for c in 0..<o { ds[row * o + c] = dy[row * o + c] * scale[c] } }
-            dyLoRA = UnsafePointer(ds.pointer)
-            if dropped == nil {
-                dyBase = UnsafePointer(ds.pointer)               // y = s ⊙ (W·x + t·Bᵀ)
+            dyLoRA = UnsafePointer(ds)
+            if !dropped {
+                dyBase = UnsafePointer(ds)                        // y = s ⊙ (W·x + t·Bᵀ)
             } else {
                 // y = W·x + (s − 1) ⊙ W·xd + …: the W·xd path's gradient goes to xd.
-                let d1 = Buffer<Float>(count: m * o)
+                let d1 = scratch.floats(m * o, slot: Slot.d1)
                 for row in 0..<m { for c in 0..<o { d1[row * o + c] = dy[row * o + c] * (scale[c] - 1) } }
                 base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
-                let dxd = Buffer<Float>(count: m * i)
-                base.backward(dx: dxd.pointer, dy: d1.pointer, x: xd, rows: m, accumulate: false, scratch: scratch)
-                loraBackward(dxd: dxd.pointer, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-                Dropout.applyAdding(out: dx, x: dxd.pointer, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+                let dxd = scratch.floats(m * i, slot: Slot.dxd)
+                base.backward(dx: dxd, dy: d1, x: xd, rows: m, accumulate: false, scratch: scratch)
+                loraBackward(dxd: dxd, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+                Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora)!)
                 return
             }
         }
         base.backward(dx: dx, dy: dyBase, x: x, rows: m, accumulate: accumulate, scratch: scratch)
-        if dropped == nil {
+        if !dropped {
             loraBackward(dxd: dx, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
         } else {
-            let dxd = Buffer<Float>(count: m * i)
-            loraBackward(dxd: dxd.pointer, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-            Dropout.applyAdding(out: dx, x: dxd.pointer, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+            let dxd = scratch.floats(m * i, slot: Slot.dxd)
+            loraBackward(dxd: dxd, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+            Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora)!)
         }
     }
 
     /// The adapter path's backward, for out = t·Bᵀ with t = scaling · xd·Aᵀ:
     /// dB += dyᵀ·t, du = scaling · dy·B, dA += duᵀ·xd, dxd (+)= du·A.
     private func loraBackward(dxd: UnsafeMutablePointer<Float>, accumulate: Bool, dy: UnsafePointer<Float>,
-                              t: Buffer<Float>, xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
+                              t: UnsafePointer<Float>, xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
                               _ scratch: Scratch) {
         let i = inFeatures, o = outFeatures, r = lora.rank
-        Dense.backwardWeight(dweight: lora.gradB!.pointer, dy: dy, x: t.pointer, rows: m, outFeatures: o, inFeatures: r)
-        let du = Buffer<Float>(count: m * r)                      // [M, R]
-        Dense.backwardInput(dx: du.pointer, dy: dy, weight: lora.b.pointer, rows: m, outFeatures: o, inFeatures: r,
+        Dense.backwardWeight(dweight: lora.gradB!.pointer, dy: dy, x: t, rows: m, outFeatures: o, inFeatures: r)
+        let du = scratch.floats(m * r, slot: Slot.du)            // [M, R]
+        Dense.backwardInput(dx: du, dy: dy, weight: lora.b.pointer, rows: m, outFeatures: o, inFeatures: r,
                             accumulate: false)
-        for e in 0..<(m * r) { du[e] *= lora.scaling }
-        Dense.backwardWeight(dweight: lora.gradA!.pointer, dy: du.pointer, x: xd, rows: m, outFeatures: r, inFeatures: i)
-        Dense.backwardInput(dx: dxd, dy: du.pointer, weight: lora.a.pointer, rows: m, outFeatures: r, inFeatures: i,
+        let s = lora.scaling
+        for e in 0..<(m * r) { du[e] *= s }
+        Dense.backwardWeight(dweight: lora.gradA!.pointer, dy: du, x: xd, rows: m, outFeatures: r, inFeatures: i)
+        Dense.backwardInput(dx: dxd, dy: du, weight: lora.a.pointer, rows: m, outFeatures: r, inFeatures: i,
                             accumulate: accumulate)
     }
 

@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and memory; prints JSON lines.",
-        subcommands: [BenchGenerate.self, BenchGEMM.self])
+        subcommands: [BenchGenerate.self, BenchTrain.self, BenchGEMM.self])
 }
 
 /// Peak resident set size of this process so far, in MiB.

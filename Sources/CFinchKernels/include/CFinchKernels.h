@@ -53,4 +53,10 @@ void finch_exp_shift(float *y, const float *x, float shift, float scale, size_t 
 /// dup[i] += dh[i]·silu(gate[i]), where silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
 void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const float *gate,
                              const float *up, size_t n);
+/// Inverted dropout with a counter-based mask: out[i] (+)= x[i] / (1 − p) where element
+/// offset + i of the call keyed `key` is kept, else 0 (+0). The mask is a pure function of
+/// (key, offset + i), so a backward or recomputed forward regenerates it. `accumulate` != 0 adds.
+void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p, uint64_t key, int accumulate);
+/// Whether element i of the call keyed `key` is kept by finch_dropout.
+int finch_dropout_keeps(uint64_t key, uint64_t i, float p);
 #endif
