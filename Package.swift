@@ -60,8 +60,11 @@ let package = Package(
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
         .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA"]),
-        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA"]),
-        .testTarget(name: "FinchTrainTests", dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchTokenizer"]),
+        // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
+        .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
+        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchTestSupport"]),
+        .testTarget(name: "FinchTrainTests",
+                    dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,6 +4,7 @@ import FinchLoRA
 @testable import FinchModels
 import FinchTokenizer
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// Exporting the tiny fixture model with a LoRA adapter as a Hugging Face directory: the

@@ -1,6 +1,7 @@
 import FinchCore
 import FinchTokenizer
 @testable import FinchModels
+import FinchTestSupport
 import XCTest
 
 /// Generation on the tiny checkpoint loaded as a user would (HF directory with its tokenizer).

@@ -3,6 +3,7 @@ import FinchFormats
 import FinchLoRA
 @testable import FinchModels
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// PEFT adapters from ../shared/reference/peft on SmolLM2 (f32): Finch's logits with each

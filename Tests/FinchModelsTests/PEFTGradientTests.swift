@@ -3,6 +3,7 @@ import FinchFormats
 import FinchLoRA
 @testable import FinchModels
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// Gradients of the three PEFT reference adapters on SmolLM2 (f32): the loss of `batch_ids`

@@ -2,6 +2,7 @@ import FinchCore
 import FinchFormats
 @testable import FinchModels
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// The real SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to f32) against transformers'

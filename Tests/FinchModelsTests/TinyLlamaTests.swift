@@ -2,6 +2,7 @@ import FinchCore
 import FinchFormats
 @testable import FinchModels
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// The tiny generated checkpoint (Scripts/fixtures/make_tiny_llama.py) against transformers' outputs.

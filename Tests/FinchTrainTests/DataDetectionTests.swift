@@ -1,4 +1,5 @@
 @testable import FinchTrain
+import FinchTestSupport
 import XCTest
 
 /// Format detection from extensions and first-record keys.

@@ -1,4 +1,5 @@
 @testable import FinchTrain
+import FinchTestSupport
 import XCTest
 
 /// Malformed records are reported with the file, the 1-based line, and what is wrong.

@@ -1,5 +1,6 @@
 import FinchTokenizer
 @testable import FinchTrain
+import FinchTestSupport
 import XCTest
 
 /// Each format's tokens and label masks, checked by decoding the trained runs.

@@ -1,6 +1,7 @@
 import FinchTokenizer
 @testable import FinchTrain
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// Fixtures and helpers shared by the Data*Tests files.

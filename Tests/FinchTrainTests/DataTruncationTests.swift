@@ -1,5 +1,6 @@
 import FinchTokenizer
 @testable import FinchTrain
+import FinchTestSupport
 import XCTest
 
 /// sourceMaxLen / targetMaxLen / maxSeqLen, dropped examples and option validation.

@@ -4,13 +4,14 @@ import FinchLoRA
 import FinchModels
 @testable import FinchTrain
 import Foundation
+import FinchTestSupport
 import XCTest
 
 /// The trainer on the tiny fixture model: exact resume, checkpoints, stop requests, non-finite
 /// losses, gradient accumulation; and the 12-step AdamW loss curve of PEFT on SmolLM2.
 final class TrainerTests: XCTestCase {
     static func tinyModel() throws -> LlamaModel {
-        let dir = TrainFixtures.path("tiny-llama/hf")
+        let dir = Fixtures.path("tiny-llama/hf")
         let config = try LlamaConfig.load(configJSON: dir + "/config.json")
         return try LlamaModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: .f32)
     }
@@ -161,10 +162,10 @@ final class TrainerTests: XCTestCase {
     func testTwelveStepLossCurveMatchesPEFT() throws {
         struct Curve: Decodable { let losses: [Double] }
         struct Golden: Decodable { let batch_ids: [[Int32]] }
-        let ref = TrainFixtures.reference + "/peft"
+        let ref = Fixtures.reference + "/peft"
         let curve = try JSONDecoder().decode(Curve.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/loss_curve_lora_all_linear_r8.json")))
         let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/lora_all_linear_r8/golden.json")))
-        let lm = try LanguageModel.load(try TrainFixtures.smolLM2(), dtype: .f32)
+        let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
         try lm.model.loadAdapter(directory: ref + "/lora_all_linear_r8")
         var c = TrainingConfig()
         c.learningRate = 1e-3; c.lrScheduler = .constant; c.maxGradNorm = 0; c.weightDecay = 0
