@@ -11,18 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV="${1:-/work/venv}"
 STEPS="${2:-6}"
-REF="$(cd ../shared/reference/scripts && pwd)"
-WORK="${FINCH_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/finch/bench-ref}"
-GGUF="$(Scripts/fetch-model.sh smollm2-135m)"
-swift build -c release --product finch >&2
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
-if [ ! -f "$WORK/models/smollm2-f32/model.safetensors" ]; then
-  mkdir -p "$WORK/models"
-  cp "$REF"/*.py "$WORK/"
-  ln -sf "$GGUF" "$WORK/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-  (cd "$WORK" && "$VENV/bin/python" goldens.py >&2)
-fi
-cp "$REF/bench_peft.py" "$WORK/"
+source Scripts/bench/common.sh
 OUT="$(mktemp)"
 # targets r dtype checkpointing
 CONFIGS=("qv 8 f32 no" "all 16 f32 no" "all 16 f32 yes" "qv 8 bf16 no" "all 16 bf16 no")
