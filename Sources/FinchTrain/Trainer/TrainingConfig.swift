@@ -1,4 +1,5 @@
 import FinchLoRA
+import FinchModels
 import Foundation
 import Yams
 
@@ -180,6 +181,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                               useRSLoRA: useRSLoRA, useDoRA: useDoRA)
         c.initLoRAWeights = initLoRAWeights
         c.layersToTransform = layersToTransform
+        c.baseModelNameOrPath = model ?? ModelStore.defaultModelName
         return c
     }
 
