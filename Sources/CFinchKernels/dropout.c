@@ -20,10 +20,6 @@ static inline uint32_t threshold(float p) {
     return t >= 16777216.0 ? 16777216u : (uint32_t)t;
 }
 
-int finch_dropout_keeps(uint64_t key, uint64_t i, float p) {
-    return (fmix32((uint32_t)i * 0x9E3779B1u + seed32(key)) >> 8) >= threshold(p);
-}
-
 static inline __attribute__((always_inline))
 void dropout_body(float *out, const float *x, size_t n, size_t offset, float p, uint64_t key, int accumulate) {
     const uint32_t s = seed32(key), t = threshold(p);

@@ -4,16 +4,10 @@ import Foundation
 public struct SeededRandom: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
+    /// State from four outputs of SplitMix64 seeded with `seed` (the xoshiro authors' recipe).
     public init(seed: UInt64) {
-        var z = seed
-        func splitmix() -> UInt64 {
-            z &+= 0x9E37_79B9_7F4A_7C15
-            var x = z
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            return x ^ (x >> 31)
-        }
-        s = (splitmix(), splitmix(), splitmix(), splitmix())
+        var z = SplitMix64(seed: seed)
+        s = (z.next(), z.next(), z.next(), z.next())
     }
 
     public mutating func next() -> UInt64 {

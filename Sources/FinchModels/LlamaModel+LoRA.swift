@@ -120,9 +120,9 @@ extension LlamaModel {
     public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
         let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
             let (li, sub) = Self.split(module)
-            let w = Self.baseWeight(self.layers[li].linear(sub)).floatValues()
-            let i = w.count / Self.baseWeight(self.layers[li].linear(sub)).outFeatures
-            return (0..<(w.count / i)).map { o in
+            let base = Self.baseWeight(self.layers[li].linear(sub))
+            let w = base.floatValues(), i = base.inFeatures
+            return (0..<base.outFeatures).map { o in
                 var ss = 0.0
                 for c in 0..<i { ss += Double(w[o * i + c]) * Double(w[o * i + c]) }
                 return Float(ss.squareRoot())

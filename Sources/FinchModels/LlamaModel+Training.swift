@@ -75,16 +75,6 @@ final class LlamaTrainingWorkspace {
         dq = Buffer(count: n * qd); dk = Buffer(count: n * kvd); dv = Buffer(count: n * kvd); datt = Buffer(count: n * qd)
         dh = Buffer(count: n * f); dgate = Buffer(count: n * f); dup = Buffer(count: n * f)
     }
-
-    /// Bytes held.
-    var byteCount: Int {
-        var total = residual.reduce(0) { $0 + $1.byteCount }
-        for a in layers {
-            total += [a.q, a.k, a.v, a.att, a.lse, a.xMid, a.gate, a.up, a.rstd1, a.rstd2].reduce(0) { $0 + $1.byteCount }
-        }
-        for b in [xn, h, finalNormed, finalRstd, dx, dxn, dq, dk, dv, datt, dh, dgate, dup] { total += b.byteCount }
-        return total + xnBF16.byteCount
-    }
 }
 
 /// Training: forward with saved activations, the loss, and backward through the frozen model
@@ -186,10 +176,9 @@ extension LlamaModel {
     /// The summed loss of a batch without gradients (evaluation; adapters' dropout off).
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
         let p = try pack(batch)
-        let n = p.tokens.count, c = config.hiddenSize, vocab = config.vocabSize
-        try CrossEntropy.validate(targets: p.targets, rows: n, vocab: vocab)
-        let counted = (0..<n).filter { p.targets[$0] != CrossEntropy.ignoreIndex }
-        if counted.isEmpty { return LossSum() }
+        let n = p.tokens.count, c = config.hiddenSize
+        try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
+        if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
         let w = trainingWorkspace(rows: n, checkpointing: true)
         let table = rope.table(positions: p.positions)
         embedRows(p.tokens, into: w.residual[0].pointer)
@@ -199,24 +188,11 @@ extension LlamaModel {
         }
         RMSNorm.forward(out: w.finalNormed.pointer, rstd: nil, x: w.residual[layers.count].pointer,
                         weight: finalNorm.pointer, rows: n, channels: c, eps: config.rmsNormEps)
-        let chunk = min(256, counted.count)
-        let xc = Buffer<Float>(count: chunk * c), logits = Buffer<Float>(count: chunk * vocab)
-        let tc = Buffer<Int32>(count: chunk)
-        var total = LossSum()
-        var first = 0
-        while first < counted.count {
-            let rows = counted[first..<min(first + chunk, counted.count)]
-            for (i, r) in rows.enumerated() {
-                (xc.pointer + i * c).update(from: w.finalNormed.pointer + r * c, count: c)
-                tc[i] = p.targets[r]
-            }
-            lmHead.forward(y: logits.pointer, x: xc.pointer, rows: rows.count, scratch: scratch)
-            let s = try CrossEntropy.forward(losses: nil, logsumexp: nil, logits: logits.pointer, targets: tc.pointer,
-                                             rows: rows.count, vocab: vocab)
-            total = total + LossSum(sum: s.sum, count: s.count)
-            first += rows.count
+        let loss = try p.targets.withUnsafeBufferPointer { t in
+            try CrossEntropy.linearForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
+                                           scratch: scratch)
         }
-        return total
+        return LossSum(sum: loss.sum, count: loss.count)
     }
 
     /// One decoder block in training: out [N, C] = block(x [N, C]), saving `acts`.

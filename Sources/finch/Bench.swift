@@ -10,8 +10,6 @@ struct Bench: ParsableCommand {
         subcommands: [BenchGenerate.self, BenchTrain.self, BenchGEMM.self])
 }
 
-/// Peak resident set size of this process so far, in MiB.
-func peakRSSMiB() -> Double { Memory.peakRSSMiB() }
 
 func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()
@@ -76,7 +74,7 @@ struct BenchGenerate: ParsableCommand {
             "kernels": String(cString: finch_kernel_path()), "gemm_f32": GEMM.f32Backend.rawValue,
             "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
             "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,
-            "peak_rss_mib": peakRSSMiB().rounded(),
+            "peak_rss_mib": Memory.peakRSSMiB().rounded(),
         ]
         let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

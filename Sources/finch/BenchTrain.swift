@@ -63,7 +63,7 @@ struct BenchTrain: ParsableCommand {
             "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
             "tokens_per_s": (Double(batch * seq) / med * 10).rounded() / 10,
             "s_per_step": (med * 1000).rounded() / 1000, "min_s": ((times.min() ?? 0) * 1000).rounded() / 1000,
-            "max_s": ((times.max() ?? 0) * 1000).rounded() / 1000, "peak_rss_mib": peakRSSMiB().rounded(),
+            "max_s": ((times.max() ?? 0) * 1000).rounded() / 1000, "peak_rss_mib": Memory.peakRSSMiB().rounded(),
             "trainable_params": trainer.trainableParameterCount, "first_loss": (firstLoss * 1e4).rounded() / 1e4,
         ]
         let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])

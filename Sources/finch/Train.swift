@@ -97,8 +97,7 @@ struct Train: ParsableCommand {
     func resolvedConfig() throws -> TrainingConfig {
         var c = TrainingConfig()
         if let resume {
-            let path = try Checkpoint.resolve(resume)
-            c = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: path + "/trainer_state.json"))).config
+            c = try Checkpoint.readState(try Checkpoint.resolve(resume)).config
         }
         if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }

@@ -57,6 +57,4 @@ void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const fl
 /// offset + i of the call keyed `key` is kept, else 0 (+0). The mask is a pure function of
 /// (key, offset + i), so a backward or recomputed forward regenerates it. `accumulate` != 0 adds.
 void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p, uint64_t key, int accumulate);
-/// Whether element i of the call keyed `key` is kept by finch_dropout.
-int finch_dropout_keeps(uint64_t key, uint64_t i, float p);
 #endif

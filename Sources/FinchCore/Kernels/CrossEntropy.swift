@@ -98,6 +98,52 @@ public enum CrossEntropy {
         }
     }
 
+    /// Runs `body` over chunks of up to `chunkRows` counted rows (target not -100) with the
+    /// chunk's logits = x·Wᵀ computed: body(logits [m, V], targets [m], the chunk's rows, m).
+    /// Only [chunk, V] logits exist at a time.
+    private static func forEachCountedChunk(x: UnsafePointer<Float>, head: LinearWeight,
+                                            targets: UnsafePointer<Int32>, rows: Int, chunkRows: Int,
+                                            scratch: Scratch,
+                                            _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Int32>, ArraySlice<Int>, Int) throws(CoreError) -> Void)
+                                            throws(CoreError) -> Int {
+        let v = head.outFeatures, c = head.inFeatures
+        try validate(targets: targets, rows: rows, vocab: v)
+        let counted = (0..<rows).filter { targets[$0] != ignoreIndex }
+        if counted.isEmpty { return 0 }
+        let chunk = max(1, min(chunkRows, counted.count))
+        let xc = Buffer<Float>(count: chunk * c)        // [chunk, C] gathered inputs
+        let logits = Buffer<Float>(count: chunk * v)    // [chunk, V]
+        let tc = Buffer<Int32>(count: chunk)             // [chunk] targets
+        var first = 0
+        while first < counted.count {
+            let picked = counted[first..<min(first + chunk, counted.count)]
+            let m = picked.count
+            for (i, r) in picked.enumerated() {
+                (xc.pointer + i * c).update(from: x + r * c, count: c)
+                tc[i] = targets[r]
+            }
+            head.forward(y: logits.pointer, x: xc.pointer, rows: m, scratch: scratch)
+            try body(logits.pointer, UnsafePointer(tc.pointer), picked, m)
+            first += m
+        }
+        return counted.count
+    }
+
+    /// The LM head and the loss over chunks of rows, without a gradient (evaluation): the loss
+    /// sum and count of the counted rows, as `forward` returns them, never holding [N, V] logits.
+    /// x [N, C] the head's input (after the final norm); `head` W [V, C]; targets [N].
+    public static func linearForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>,
+                                     rows: Int, chunkRows: Int = 256,
+                                     scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
+        let v = head.outFeatures
+        var sum = 0.0
+        let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
+                                            scratch: scratch) { (logits, tc, _, m) throws(CoreError) in
+            sum += try forward(losses: nil, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+        }
+        return (sum, count)
+    }
+
     /// The LM head, the loss and their backward over chunks of rows, so that all [N, V] logits
     /// never exist at once: for each chunk of up to `chunkRows` counted rows, logits = x·Wᵀ,
     /// the loss, dlogits (in place) and dx += dlogits · W. Rows whose target is -100 are skipped.
@@ -111,35 +157,18 @@ public enum CrossEntropy {
                                              scale: Float, chunkRows: Int = 256,
                                              scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         let v = head.outFeatures, c = head.inFeatures
-        try validate(targets: targets, rows: rows, vocab: v)
-        let counted = (0..<rows).filter { targets[$0] != ignoreIndex }
-        if counted.isEmpty { return (0, 0) }
-        let chunk = max(1, min(chunkRows, counted.count))
-        let xc = Buffer<Float>(count: chunk * c)        // [chunk, C] gathered inputs
-        let dxc = Buffer<Float>(count: chunk * c)       // [chunk, C] their gradient
-        let logits = Buffer<Float>(count: chunk * v)    // [chunk, V] logits, then dlogits
-        let tc = Buffer<Int32>(count: chunk)             // [chunk] targets
+        let dxc = Buffer<Float>(count: max(1, min(chunkRows, rows)) * c)   // [chunk, C] the gradient of a chunk's inputs
         var sum = 0.0
-        var first = 0
-        while first < counted.count {
-            let picked = counted[first..<min(first + chunk, counted.count)]
-            let m = picked.count
-            for (i, r) in picked.enumerated() {
-                (xc.pointer + i * c).update(from: x + r * c, count: c)
-                tc[i] = targets[r]
-            }
-            head.forward(y: logits.pointer, x: xc.pointer, rows: m, scratch: scratch)
-            sum += try forward(losses: nil, logsumexp: nil, logits: logits.pointer, targets: tc.pointer,
-                               rows: m, vocab: v).sum
-            backward(dlogits: logits.pointer, logsumexp: nil, logits: logits.pointer, targets: tc.pointer,
-                     rows: m, vocab: v, scale: scale)
-            head.backwardInput(dx: dxc.pointer, dy: logits.pointer, rows: m, accumulate: false, scratch: scratch)
+        let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
+                                            scratch: scratch) { (logits, tc, picked, m) throws(CoreError) in
+            sum += try forward(losses: nil, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+            backward(dlogits: logits, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v, scale: scale)
+            head.backwardInput(dx: dxc.pointer, dy: logits, rows: m, accumulate: false, scratch: scratch)
             for (i, r) in picked.enumerated() {
                 let d = dx + r * c, s = dxc.pointer + i * c
                 for e in 0..<c { d[e] += s[e] }
             }
-            first += m
         }
-        return (sum, counted.count)
+        return (sum, count)
     }
 }

@@ -8,11 +8,6 @@ import CFinchKernels
 /// regenerates it instead of storing it. (The mask is not PyTorch's: no two libraries share
 /// dropout random streams.)
 public enum Dropout {
-    /// Whether element i of the call keyed `key` is kept (probability 1 − p).
-    public static func keeps(_ i: Int, key: UInt64, p: Float) -> Bool {
-        finch_dropout_keeps(key, UInt64(i), p) != 0
-    }
-
     /// out [N] = x [N] · mask / (1 − p) (out may alias x). Also the backward: the gradient of the
     /// input is this same map applied to the gradient of the output.
     public static func apply(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count n: Int,

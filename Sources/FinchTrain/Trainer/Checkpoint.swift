@@ -79,7 +79,7 @@ public enum Checkpoint {
     }
 
     /// Reads a checkpoint's trainer state.
-    static func readState(_ checkpoint: String) throws -> TrainerState {
+    public static func readState(_ checkpoint: String) throws -> TrainerState {
         let path = (checkpoint as NSString).appendingPathComponent("trainer_state.json")
         do {
             return try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: path)))

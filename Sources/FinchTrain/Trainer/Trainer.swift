@@ -69,13 +69,13 @@ public final class Trainer: @unchecked Sendable {
     /// Trainable values (adapter factors and DoRA magnitudes).
     public var trainableParameterCount: Int { optimizer.parameters.reduce(0) { $0 + $1.value.count } }
 
-    /// A hash of the training examples, recorded in checkpoints.
-    var dataFingerprint: String {
+    /// A hash of the training examples, recorded in checkpoints (computed once: the data is fixed).
+    lazy var dataFingerprint: String = {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         func add(_ v: Int32) { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x0000_0100_0000_01B3 }
         for s in train { add(Int32(s.tokens.count)); s.tokens.forEach(add); s.labels.forEach(add) }
         return String(h, radix: 16)
-    }
+    }()
 
     /// The dropout key of micro-batch `micro` of step `step`.
     func dropoutKey(step: Int, micro: Int) -> UInt64? {
