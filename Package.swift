@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchLoRA -> FinchModels -> FinchTrain -> finch (CLI)
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain -> finch (CLI)
 let package = Package(
     name: "Finch",
     platforms: [.macOS(.v14)],
@@ -32,6 +32,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(name: "FinchFormats", dependencies: ["FinchCore"]),
+        .target(
+            name: "FinchQuant",
+            dependencies: ["FinchCore", "FinchFormats", "CFinchKernels"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
         .target(name: "FinchTokenizer", dependencies: ["FinchFormats"]),
         .target(
             name: "FinchLoRA",
@@ -60,6 +65,7 @@ let package = Package(
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
         .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA"]),
+        .testTarget(name: "FinchQuantTests", dependencies: ["FinchQuant", "FinchFormats", "FinchTestSupport"]),
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchTestSupport"]),

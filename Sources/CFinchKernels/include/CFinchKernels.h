@@ -57,4 +57,10 @@ void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const fl
 /// offset + i of the call keyed `key` is kept, else 0 (+0). The mask is a pure function of
 /// (key, offset + i), so a backward or recomputed forward regenerates it. `accumulate` != 0 adds.
 void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p, uint64_t key, int accumulate);
+
+/// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte
+/// e/2 when e is even, else the low one): out[i] = code[nibble(start+i)] · absmax[(start+i)/blocksize]
+/// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.
+void finch_dequant4_f32(float *out, const uint8_t *packed, const float *absmax, const float *code,
+                        size_t blocksize, size_t start, size_t count);
 #endif
