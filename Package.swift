@@ -45,19 +45,19 @@ let package = Package(
         ),
         .target(
             name: "FinchModels",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA"],
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(
             name: "FinchTrain",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "FinchModels",
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchLoRA", "CFinchKernels",
+                "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "FinchQuantTests", dependencies: ["FinchQuant", "FinchFormats", "FinchTestSupport"]),
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
-        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchTestSupport"]),
+        .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
         .testTarget(name: "FinchTrainTests",
                     dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport"]),
     ],

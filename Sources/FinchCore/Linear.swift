@@ -1,7 +1,7 @@
 import CFinchKernels
 
 /// Storage type of frozen weights.
-public enum WeightDType: String, Sendable, CaseIterable {
+public enum WeightDType: String, Sendable, CaseIterable, Codable {
     case f32, bf16
 }
 
@@ -14,6 +14,8 @@ public final class LinearWeight: @unchecked Sendable {
     public enum Storage: Sendable {
         case f32(Buffer<Float>)
         case bf16(Buffer<BF16Bits>)
+        /// Compressed (4-bit), multiplied in `compute` precision (f32, or bf16 with f32 accumulation).
+        case quantized(any QuantizedMatrix, compute: WeightDType)
     }
 
     public let outFeatures: Int
@@ -42,16 +44,27 @@ public final class LinearWeight: @unchecked Sendable {
         }
     }
 
+    /// The precision products run in (the storage type, or a quantized weight's compute type).
     public var dtype: WeightDType {
-        switch storage { case .f32: .f32; case .bf16: .bf16 }
+        switch storage { case .f32: .f32; case .bf16: .bf16; case .quantized(_, let c): c }
+    }
+
+    /// The compressed matrix, when the weight is quantized.
+    public var quantized: (any QuantizedMatrix)? {
+        if case .quantized(let q, _) = storage { return q }
+        return nil
     }
 
     /// Bytes held by the weight.
     public var byteCount: Int {
-        switch storage { case .f32(let b): b.byteCount; case .bf16(let b): b.byteCount }
+        switch storage {
+        case .f32(let b): b.byteCount
+        case .bf16(let b): b.byteCount
+        case .quantized(let q, _): q.byteCount
+        }
     }
 
-    /// The weight as f32 values `[out, in]` (a copy for bf16).
+    /// The weight as f32 values `[out, in]` (a copy for bf16 and quantized weights).
     public func floatValues() -> Buffer<Float> {
         switch storage {
         case .f32(let b): return b
@@ -59,14 +72,29 @@ public final class LinearWeight: @unchecked Sendable {
             let f = Buffer<Float>(count: b.count)
             BFloat16.convert(b.pointer, to: f.pointer, count: b.count)
             return f
+        case .quantized(let q, _):
+            let f = Buffer<Float>(uninitializedCount: outFeatures * inFeatures)
+            q.dequantize(into: f.pointer)
+            return f
         }
     }
 
     /// Whether a product over `rows` rows multiplies a bf16 copy of x (then callers sharing one
     /// input between several weights can convert it once and pass it as `xBF16`).
     public func wantsBF16Input(rows: Int) -> Bool {
-        if case .bf16 = storage { return rows > Self.smallBatchRows }
-        return false
+        dtype == .bf16 && rows > Self.smallBatchRows
+    }
+
+    /// A quantized weight expanded into scratch, f32 or bf16 (the compute type: a bf16 product
+    /// rounds the weight to bf16 on every path, as a bf16 weight does).
+    private func expanded(_ q: any QuantizedMatrix, bf16: Bool, scratch: Scratch) -> Storage {
+        let count = outFeatures * inFeatures
+        let f = scratch.weightF32(count)
+        q.dequantize(into: f.pointer)
+        guard bf16 else { return .f32(f) }
+        let b = scratch.weightBF16(count)
+        BFloat16.convert(f.pointer, to: b.pointer, count: count)
+        return .bf16(b)
     }
 
     /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs;
@@ -75,6 +103,10 @@ public final class LinearWeight: @unchecked Sendable {
                         xBF16: UnsafePointer<BF16Bits>? = nil, rows m: Int,
                         accumulate: Bool = false, scratch: Scratch) {
         let n = outFeatures, k = inFeatures
+        var storage = self.storage
+        if case .quantized(let q, let compute) = storage {
+            storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
+        }
         switch storage {
         case .f32(let w):
             if m <= Self.smallBatchRows {
@@ -96,6 +128,7 @@ public final class LinearWeight: @unchecked Sendable {
                 GEMM.bf16(m: m, n: n, k: k, a: xb!, lda: k, b: w.pointer, ldb: k, bTransposed: true,
                           c: y, ldc: n, accumulate: accumulate)
             }
+        case .quantized: fatalError("unreachable: expanded above")
         }
     }
 }
@@ -109,6 +142,10 @@ extension LinearWeight {
     public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int,
                               accumulate: Bool = true, scratch: Scratch) {
         let n = inFeatures, k = outFeatures
+        var storage = self.storage
+        if case .quantized(let q, let compute) = storage {
+            storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
+        }
         switch storage {
         case .f32(let w):
             GEMM.f32(m: m, n: n, k: k, a: dy, lda: k, b: w.pointer, ldb: n, bTransposed: false,
@@ -118,6 +155,7 @@ extension LinearWeight {
             BFloat16.convert(dy, to: dyb, count: m * k)
             GEMM.bf16(m: m, n: n, k: k, a: dyb, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                       c: dx, ldc: n, accumulate: accumulate)
+        case .quantized: fatalError("unreachable: expanded above")
         }
     }
 }
@@ -128,6 +166,20 @@ extension LinearWeight {
 public final class Scratch: @unchecked Sendable {
     private var bf16Buffer = Buffer<BF16Bits>(count: 0)
     private var floatBuffers: [Buffer<Float>] = []
+    private var weightF32Buffer = Buffer<Float>(count: 0)
+    private var weightBF16Buffer = Buffer<BF16Bits>(count: 0)
+
+    /// A quantized weight expanded to f32 (one layer's worth; reused by every layer).
+    func weightF32(_ count: Int) -> Buffer<Float> {
+        if weightF32Buffer.count < count { weightF32Buffer = Buffer(uninitializedCount: count) }
+        return weightF32Buffer
+    }
+
+    /// A quantized weight expanded to bf16.
+    func weightBF16(_ count: Int) -> Buffer<BF16Bits> {
+        if weightBF16Buffer.count < count { weightBF16Buffer = Buffer(uninitializedCount: count) }
+        return weightBF16Buffer
+    }
 
     public init() {}
 

@@ -234,10 +234,19 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         doraCache.removeAll()
     }
 
-    /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and rounded back).
+    /// For a quantized base: max |W − (W + ΔW)| after requantizing, of the last merge or unmerge
+    /// (the rounding a 4-bit merge costs; 0 for f32 and bf16 rounding is not tracked).
+    public private(set) var lastMergeRoundingError: Float = 0
+
+    /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
+    /// rounded back; a quantized weight is dequantized, updated and quantized again).
     private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let i = inFeatures
         switch base.storage {
+        case .quantized(let q, _):
+            let w = base.floatValues()
+            Parallel.forEach(outFeatures, costPerItem: i * 8) { o in f(o, w.pointer + o * i) }
+            lastMergeRoundingError = q.requantize(from: w.pointer)
         case .f32(let w):
             Parallel.forEach(outFeatures, costPerItem: i * 8) { o in f(o, w.pointer + o * i) }
         case .bf16(let w):

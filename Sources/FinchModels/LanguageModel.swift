@@ -1,5 +1,6 @@
 import FinchCore
 import FinchFormats
+import FinchQuant
 import FinchTokenizer
 import Foundation
 
@@ -14,15 +15,17 @@ public final class LanguageModel: @unchecked Sendable {
         self.model = model; self.tokenizer = tokenizer; self.path = path
     }
 
-    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model).
-    public static func load(_ spec: String?, dtype: WeightDType = .f32) throws -> LanguageModel {
+    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model);
+    /// with `quantization`, the blocks' linear layers are quantized to 4 bits as they load.
+    public static func load(_ spec: String?, dtype: WeightDType = .f32,
+                            quantization: QuantizationConfig? = nil) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
         FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         if isDir.boolValue {
             let config = try LlamaConfig.load(configJSON: (path as NSString).appendingPathComponent("config.json"))
             let source = try SafeTensorsWeightSource(directory: path)
-            let model = try LlamaModel.load(from: source, config: config, dtype: dtype)
+            let model = try LlamaModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
             let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
             let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
             guard FileManager.default.fileExists(atPath: tjson) else {
@@ -34,7 +37,8 @@ public final class LanguageModel: @unchecked Sendable {
         }
         let file = try GGUFFile(path: path)
         let config = try LlamaConfig.load(gguf: file)
-        let model = try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype)
+        let model = try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype,
+                                        quantization: quantization)
         let tok = try Tokenizer(gguf: file)
         return LanguageModel(model: model, tokenizer: tok, path: path)
     }

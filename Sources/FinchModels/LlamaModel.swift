@@ -1,5 +1,6 @@
 import FinchCore
 import FinchLoRA
+import FinchQuant
 import Foundation
 
 // Dimension letters: N rows (new tokens of all sequences in a call), C hidden size,
@@ -103,11 +104,19 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Builds the model from named weights, storing linear and embedding weights as `dtype`.
-    public static func load(from source: WeightSource, config: LlamaConfig, dtype: WeightDType) throws -> LlamaModel {
+    /// With `quantization` the linear layers of the blocks are quantized as they load (QLoRA);
+    /// embeddings, norms and the LM head stay in `dtype`, as bitsandbytes + transformers leave them.
+    public static func load(from source: WeightSource, config: LlamaConfig, dtype: WeightDType,
+                            quantization: QuantizationConfig? = nil) throws -> LlamaModel {
         let c = config.hiddenSize, f = config.intermediateSize
         let qd = config.numAttentionHeads * config.headDim, kvd = config.numKeyValueHeads * config.headDim
+        try quantization?.validate()
         func linear(_ name: String, _ out: Int, _ inp: Int) throws -> LinearWeight {
             LinearWeight(outFeatures: out, inFeatures: inp, values: try source.load(name, shape: [out, inp]), dtype: dtype)
+        }
+        func blockLinear(_ name: String, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            guard let quantization else { return try linear(name, out, inp) }
+            return try quantization.linear(outFeatures: out, inFeatures: inp, values: try source.load(name, shape: [out, inp]))
         }
         let embedding = try linear("model.embed_tokens.weight", config.vocabSize, c)
         var lmHead = embedding
@@ -124,13 +133,13 @@ public final class LlamaModel: @unchecked Sendable {
             layers.append(LlamaLayer(
                 inputNorm: try source.load(p + "input_layernorm.weight", shape: [c]),
                 postAttentionNorm: try source.load(p + "post_attention_layernorm.weight", shape: [c]),
-                q: try linear(p + "self_attn.q_proj.weight", qd, c),
-                k: try linear(p + "self_attn.k_proj.weight", kvd, c),
-                v: try linear(p + "self_attn.v_proj.weight", kvd, c),
-                o: try linear(p + "self_attn.o_proj.weight", c, qd),
-                gate: try linear(p + "mlp.gate_proj.weight", f, c),
-                up: try linear(p + "mlp.up_proj.weight", f, c),
-                down: try linear(p + "mlp.down_proj.weight", c, f)))
+                q: try blockLinear(p + "self_attn.q_proj.weight", qd, c),
+                k: try blockLinear(p + "self_attn.k_proj.weight", kvd, c),
+                v: try blockLinear(p + "self_attn.v_proj.weight", kvd, c),
+                o: try blockLinear(p + "self_attn.o_proj.weight", c, qd),
+                gate: try blockLinear(p + "mlp.gate_proj.weight", f, c),
+                up: try blockLinear(p + "mlp.up_proj.weight", f, c),
+                down: try blockLinear(p + "mlp.down_proj.weight", c, f)))
         }
         let norm = try source.load("model.norm.weight", shape: [c])
         var rope = config.rope
@@ -278,6 +287,7 @@ public final class LlamaModel: @unchecked Sendable {
             switch embedding.storage {
             case .f32(let e): (x + i * c).update(from: e.pointer + t * c, count: c)
             case .bf16(let e): BFloat16.convert(e.pointer + t * c, to: x + i * c, count: c)
+            case .quantized: preconditionFailure("embeddings are never quantized")
             }
         }
     }

@@ -38,7 +38,7 @@ public final class FourBitTensor: @unchecked Sendable {
     public let blocksize: Int
     /// [⌈N/2⌉] packed nibbles.
     public let packed: Buffer<UInt8>
-    public let scales: Scales
+    public internal(set) var scales: Scales
     /// The 16 values of `type`, float32.
     public let code: [Float]
 
