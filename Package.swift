@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
         .testTarget(name: "FinchTrainTests",
-                    dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport"]),
+                    dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchQuant", "FinchTokenizer", "FinchTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,6 +2,7 @@ import ArgumentParser
 import CFinchKernels
 import FinchCore
 import FinchModels
+import FinchQuant
 import FinchTrain
 import Foundation
 
@@ -33,11 +34,14 @@ struct BenchTrain: ParsableCommand {
     var steps: Int = 6
     @Flag(name: .customLong("gradient-checkpointing"), help: "Recompute each block in backward.")
     var gradientCheckpointing = false
+    @Flag(name: .long, help: "QLoRA: block linears in NF4 with double quantization, products in --dtype.")
+    var qlora = false
 
     func run() throws {
         guard let dt = WeightDType(rawValue: dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
-        let lm = try LanguageModel.load(model, dtype: dt)
+        let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
+        let lm = try LanguageModel.load(model, dtype: dt, quantization: quant)
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
         c.targetModules = targets == "qv" ? ["q_proj", "v_proj"] : ["all-linear"]
@@ -59,6 +63,7 @@ struct BenchTrain: ParsableCommand {
         let out: [String: Any] = [
             "engine": "finch", "dtype": dt.rawValue, "targets": targets, "r": r, "batch": batch, "seq": seq,
             "steps": steps, "gradient_checkpointing": gradientCheckpointing, "threads": Parallel.threadCount,
+            "qlora": qlora, "weight_mib": (Double(lm.model.weightBytes) / 1_048_576).rounded(),
             "kernels": String(cString: finch_kernel_path()), "gemm_f32": GEMM.f32Backend.rawValue,
             "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
             "tokens_per_s": (Double(batch * seq) / med * 10).rounded() / 10,

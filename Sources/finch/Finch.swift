@@ -1,6 +1,7 @@
 import ArgumentParser
 import FinchCore
 import FinchModels
+import FinchQuant
 import FinchTokenizer
 import Foundation
 
@@ -23,12 +24,23 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
     var adapter: String?
 
+    @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (products in --dtype).")
+    var quantize: String?
+
+    @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
+    var doubleQuant = false
+
     func load() throws -> LanguageModel {
         guard let dt = WeightDType(rawValue: dtype) else {
             throw ValidationError("--dtype must be f32 or bf16 (got '\(dtype)')")
         }
+        var quantization: QuantizationConfig?
+        if let quantize {
+            guard let t = FourBitType(rawValue: quantize) else { throw ValidationError("--quantize must be nf4 or fp4 (got '\(quantize)')") }
+            quantization = QuantizationConfig(type: t, blocksize: 64, doubleQuant: doubleQuant, computeDType: dt)
+        }
         let start = Date()
-        let lm = try LanguageModel.load(model, dtype: dt)
+        let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         if let adapter {
             try lm.model.loadAdapter(directory: adapter)
             stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")

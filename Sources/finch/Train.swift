@@ -35,6 +35,15 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
+    @Option(name: [.long, .customLong("quant_type")], help: "QLoRA: quantize the frozen block linears to nf4 or fp4 as they load (bitsandbytes' format, bit for bit).")
+    var quantize: String?
+    @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "QLoRA: double-quantize the 4-bit scales (8-bit, blocks of 256).")
+    var doubleQuant = false
+    @Option(name: .customLong("quant-blocksize"), help: "QLoRA: values per 4-bit block (32 … 4096, default 64).")
+    var quantBlocksize: Int?
+    @Option(name: .customLong("compute-dtype"), help: "QLoRA: precision of the 4-bit layers' products, f32 or bf16 (default: --dtype).")
+    var computeDType: String?
+
     @Option(name: [.customLong("lora-r"), .customLong("lora_r")], help: "LoRA rank.")
     var loraR: Int?
     @Option(name: [.customLong("lora-alpha"), .customLong("lora_alpha")], help: "LoRA alpha (scaling = alpha / r).")
@@ -105,6 +114,8 @@ struct Train: ParsableCommand {
         setOpt(model, \.model); setOpt(data, \.data); setOpt(format, \.format); setOpt(evalData, \.evalData)
         set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
         if bf16 { c.dtype = "bf16" }
+        setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
+        if doubleQuant { c.doubleQuant = true }
         set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
         if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         if useRSLoRA { c.useRSLoRA = true }
@@ -139,8 +150,10 @@ struct Train: ParsableCommand {
         }
         guard let dt = WeightDType(rawValue: c.dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
         let t0 = Date()
-        let lm = try LanguageModel.load(c.model, dtype: dt)
-        stderrPrint(String(format: "loaded %@ (%@) in %.1f s", lm.path, dt.rawValue, Date().timeIntervalSince(t0)))
+        let lm = try LanguageModel.load(c.model, dtype: dt, quantization: c.quantization)
+        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, dt.rawValue,
+                           c.quantization.map { "; block linears " + $0.summary } ?? "", Date().timeIntervalSince(t0),
+                           Double(lm.model.weightBytes) / 1_048_576))
 
         var format: DatasetFormat?
         if let f = c.format {

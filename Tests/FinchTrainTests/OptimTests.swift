@@ -1,5 +1,6 @@
 import FinchCore
-@testable import FinchTrain
+@testable import FinchQuant
+import FinchTrain
 import Foundation
 import XCTest
 
@@ -55,6 +56,21 @@ final class OptimTests: XCTestCase {
         try text.write(toFile: p, atomically: true, encoding: .utf8)
         addTeardownBlock { try? FileManager.default.removeItem(atPath: p) }
         return p
+    }
+
+    /// qlora's 4-bit keys (`bits`, `quant_type`, `double_quant`) and bitsandbytes' names map to
+    /// the quantization of the frozen layers; bad values are errors naming the setting.
+    func testRunFileQuantizationKeys() throws {
+        let c = try TrainingConfig.load(yamlAt: try yaml("bits: 4\ndouble_quant: true\nbnb_4bit_compute_dtype: bf16\n"))
+        XCTAssertEqual(c.quantization, QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: .bf16))
+        let f = try TrainingConfig.load(yamlAt: try yaml("quant_type: fp4\nquant_blocksize: 128\n"))
+        XCTAssertEqual(f.quantization, QuantizationConfig(type: .fp4, blocksize: 128, doubleQuant: false, computeDType: .f32))
+        XCTAssertNil(try TrainingConfig.load(yamlAt: try yaml("bits: 16\n")).quantization)
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("bits: 8\n"))) { XCTAssertTrue("\($0)".contains("bits")) }
+        var bad = TrainingConfig(); bad.quantize = "int8"
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quantize")) }
+        bad = TrainingConfig(); bad.quantize = "nf4"; bad.quantBlocksize = 100
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quant_blocksize")) }
     }
 
     /// A YAML run file with qlora's key names; unknown keys and bad types are errors naming them.

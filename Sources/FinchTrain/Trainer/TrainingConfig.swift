@@ -1,5 +1,7 @@
+import FinchCore
 import FinchLoRA
 import FinchModels
+import FinchQuant
 import Foundation
 import Yams
 
@@ -20,6 +22,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var output: String? = nil
     /// Storage / compute type of the frozen weights: f32, or bf16 (bf16 products, f32 accumulation and adapters).
     public var dtype: String = "f32"
+
+    // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit frozen block linears.
+    /// nf4 or fp4; nil = no quantization.
+    public var quantize: String? = nil
+    public var doubleQuant: Bool = false
+    public var quantBlocksize: Int = 64
+    /// Precision of the 4-bit layers' products (f32 or bf16); nil = `dtype`.
+    public var computeDType: String? = nil
 
     // Data.
     public var maxSeqLen: Int = 512
@@ -69,6 +79,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, format, evalData = "eval_data", evalFraction = "eval_fraction", output, dtype
+        case quantize, doubleQuant = "double_quant", quantBlocksize = "quant_blocksize", computeDType = "compute_dtype"
         case maxSeqLen = "max_seq_len", sourceMaxLen = "source_max_len", targetMaxLen = "target_max_len"
         case trainOnSource = "train_on_source", groupByLength = "group_by_length"
         case loraR = "lora_r", loraAlpha = "lora_alpha", loraDropout = "lora_dropout", targetModules = "target_modules"
@@ -89,6 +100,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
         "num_train_epochs": "epochs", "lr_scheduler_type": "lr_scheduler", "model_max_length": "max_seq_len",
         "max_seq_length": "max_seq_len", "bf16": "bf16", "train_on_inputs": "train_on_source",
+        "quant_type": "quantize", "bnb_4bit_quant_type": "quantize", "bnb_4bit_use_double_quant": "double_quant",
+        "bnb_4bit_compute_dtype": "compute_dtype", "bnb_4bit_blocksize": "quant_blocksize",
     ]
 
     public init(from decoder: Decoder) throws {
@@ -98,6 +111,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         func opt<T: Decodable>(_ k: CodingKeys, _ into: inout T?) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
         try opt(.model, &d.model); try opt(.data, &d.data); try opt(.format, &d.format); try opt(.evalData, &d.evalData)
         try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output); try get(.dtype, &d.dtype)
+        try opt(.quantize, &d.quantize); try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
+        try opt(.computeDType, &d.computeDType)
         try get(.maxSeqLen, &d.maxSeqLen); try opt(.sourceMaxLen, &d.sourceMaxLen); try opt(.targetMaxLen, &d.targetMaxLen)
         try get(.trainOnSource, &d.trainOnSource); try get(.groupByLength, &d.groupByLength)
         try get(.loraR, &d.loraR); try get(.loraAlpha, &d.loraAlpha); try get(.loraDropout, &d.loraDropout)
@@ -135,6 +150,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         let known = Set(CodingKeys.allCases.map(\.rawValue))
         var canonical = (try JSONSerialization.jsonObject(with: try JSONEncoder().encode(base)) as? [String: Any]) ?? [:]
         if let bf16 = dict.removeValue(forKey: "bf16") as? Bool, bf16 { canonical["dtype"] = "bf16" }
+        if let bits = dict.removeValue(forKey: "bits") {   // qlora: bits 4 = QLoRA (quant_type, default nf4)
+            switch bits as? Int {
+            case 4: if dict["quant_type"] == nil && dict["quantize"] == nil { canonical["quantize"] = "nf4" }
+            case 16, 32: break
+            default: throw TrainError.invalidSetting("\(path): bits must be 4, 16 or 32 (got \(bits))")
+            }
+        }
         for (k, v) in dict {
             let key = aliases[k] ?? k
             guard known.contains(key) else {
@@ -169,9 +191,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if maxGradNorm < 0 { throw bad("max_grad_norm must be ≥ 0 (0 = no clipping)") }
         if !(evalFraction >= 0 && evalFraction < 1) { throw bad("eval_fraction must be in [0, 1)") }
         if !["f32", "bf16"].contains(dtype) { throw bad("dtype must be f32 or bf16 (got \(dtype))") }
+        if let q = quantize, FourBitType(rawValue: q) == nil { throw bad("quantize must be nf4 or fp4 (got \(q))") }
+        if let c = computeDType, !["f32", "bf16"].contains(c) { throw bad("compute_dtype must be f32 or bf16 (got \(c))") }
+        if !FourBitTensor.blocksizes.contains(quantBlocksize) {
+            throw bad("quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(quantBlocksize))")
+        }
         if loggingSteps < 0 || evalSteps < 0 || saveSteps < 0 { throw bad("logging_steps, eval_steps and save_steps must be ≥ 0") }
         if let l = saveTotalLimit, l < 1 { throw bad("save_total_limit must be at least 1") }
         if targetModules.isEmpty { throw bad("target_modules is empty") }
+    }
+
+    /// The 4-bit quantization of the frozen block linears, when `quantize` is set.
+    public var quantization: QuantizationConfig? {
+        guard let q = quantize, let type = FourBitType(rawValue: q) else { return nil }
+        return QuantizationConfig(type: type, blocksize: quantBlocksize, doubleQuant: doubleQuant,
+                                  computeDType: WeightDType(rawValue: computeDType ?? dtype) ?? .f32)
     }
 
     /// The PEFT adapter config these settings describe.
