@@ -49,12 +49,6 @@ public final class LinearWeight: @unchecked Sendable {
         switch storage { case .f32: .f32; case .bf16: .bf16; case .quantized(_, let c): c }
     }
 
-    /// The compressed matrix, when the weight is quantized.
-    public var quantized: (any QuantizedMatrix)? {
-        if case .quantized(let q, _) = storage { return q }
-        return nil
-    }
-
     /// Bytes held by the weight.
     public var byteCount: Int {
         switch storage {

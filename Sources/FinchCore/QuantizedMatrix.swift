@@ -3,12 +3,8 @@
 /// into reused scratch memory — and running the same GEMM as an uncompressed weight; the model
 /// never holds a full-precision copy of more than one layer at a time.
 public protocol QuantizedMatrix: AnyObject, Sendable {
-    var rows: Int { get }
-    var columns: Int { get }
     /// Bytes held by the compressed form.
     var byteCount: Int { get }
-    /// A short description for logs, e.g. "nf4, blocksize 64, double-quantized".
-    var summary: String { get }
     /// W [rows, columns] in float32 into `out`.
     func dequantize(into out: UnsafeMutablePointer<Float>)
     /// Replaces the contents by the quantization of `values` [rows, columns] with the same

@@ -34,17 +34,11 @@ public struct Blockwise8: Sendable {
         return Blockwise8(codes: codes, absmax: absmax, blocksize: blocksize)
     }
 
-    /// code[q] · absmax of its block, float32.
-    public func dequantize(code: [Float]) -> [Float] {
-        codes.indices.map { code[Int(codes[$0])] * absmax[$0 / blocksize] }
-    }
-
     /// bitsandbytes' `norm_to_lut_index`: (v + 1)·½·65535 + ½, truncated; GCC contracts the
     /// last multiply-add into one FMA (one rounding), so this does too.
-    static func lutIndex(_ value: Float, fused: Bool = true) -> Int {
+    static func lutIndex(_ value: Float) -> Int {
         let v = min(max(value, -1), 1)
-        let t = (v + 1) * 0.5
-        return Int(UInt16(fused ? Float(0.5).addingProduct(t, 65535) : t * 65535 + 0.5))
+        return Int(UInt16(Float(0.5).addingProduct((v + 1) * 0.5, 65535)))
     }
 
     /// Entry i covers the value −1 + 2i/65535 and holds the number of code midpoints below it.

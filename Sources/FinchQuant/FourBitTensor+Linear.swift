@@ -1,15 +1,6 @@
 import FinchCore
 
 extension FourBitTensor: QuantizedMatrix {
-    /// Rows of the matrix (the first dimension; out features of a linear weight).
-    public var rows: Int { shape.first ?? 1 }
-    /// Columns (the product of the other dimensions; in features).
-    public var columns: Int { count / max(rows, 1) }
-
-    public var summary: String {
-        "\(type.rawValue), blocksize \(blocksize)\(isDoubleQuantized ? ", double-quantized" : "")"
-    }
-
     public func dequantize(into out: UnsafeMutablePointer<Float>) { dequantizeAll(into: out) }
 
     public func requantize(from values: UnsafePointer<Float>) -> Float {

@@ -4,6 +4,11 @@ import FinchTestSupport
 @testable import FinchQuant
 import XCTest
 
+/// The code value element `e` stores: the high nibble of byte e/2 when e is even, else the low one.
+func codeValue(_ q: FourBitTensor, _ e: Int) -> Float {
+    q.code[Int(e % 2 == 0 ? q.packed[e / 2] >> 4 : q.packed[e / 2] & 15)]
+}
+
 /// Finch's 4-bit quantization against bitsandbytes 0.50 (../shared/reference/bnb, made by
 /// scripts/bnb_goldens.py): three tensors × NF4/FP4 × blocksize 64/128 × with/without double
 /// quantization. Packed bytes and 8-bit nested codes must be identical, float32 scales and
@@ -68,15 +73,9 @@ final class BitsAndBytesTests: XCTestCase {
                             // values re-indexed the buggy way, which shows the difference is that bug.
                             let a = q.absmax()
                             let perRow = cols / bs
-                            let buggy = (0..<deq.count).map { e -> Float in
-                                let nib = e % 2 == 0 ? q.packed[e / 2] >> 4 : q.packed[e / 2] & 15
-                                return q.code[Int(nib)] * a[(e / cols) * perRow + (e % cols) / bs]
-                            }
+                            let buggy = (0..<deq.count).map { codeValue(q, $0) * a[($0 / cols) * perRow + ($0 % cols) / bs] }
                             XCTAssertLessThanOrEqual(maxAbsDiff(buggy, ref), 1e-6 * norm, key)
-                            let flat = (0..<deq.count).map { e -> Float in
-                                let nib = e % 2 == 0 ? q.packed[e / 2] >> 4 : q.packed[e / 2] & 15
-                                return q.code[Int(nib)] * a[e / bs]
-                            }
+                            let flat = (0..<deq.count).map { codeValue(q, $0) * a[$0 / bs] }
                             XCTAssertEqual(deq, flat, key)
                         } else {
                             XCTAssertLessThanOrEqual(maxAbsDiff(deq, ref), 1e-6 * norm, key)
@@ -124,10 +123,7 @@ final class DequantKernelTests: XCTestCase {
                         try FourBitTensor.quantize($0, shape: [values.count], type: type, blocksize: bs, doubleQuant: dq)
                     }
                     let a = q.absmax()
-                    let expected = (0..<values.count).map { e -> Float in
-                        let nib = e % 2 == 0 ? q.packed[e / 2] >> 4 : q.packed[e / 2] & 15
-                        return q.code[Int(nib)] * a[e / bs]
-                    }
+                    let expected = (0..<values.count).map { codeValue(q, $0) * a[$0 / bs] }
                     for (start, count) in [(0, values.count), (1, 100), (31, 33), (63, 4000), (4097, values.count - 4097), (5, 0)] {
                         var out = [Float](repeating: .nan, count: count)
                         out.withUnsafeMutableBufferPointer { q.dequantize(elements: start, count: count, absmax: a, into: $0.baseAddress!) }
