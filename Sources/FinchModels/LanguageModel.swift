@@ -16,14 +16,22 @@ public final class LanguageModel: @unchecked Sendable {
     }
 
     /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model);
-    /// with `quantization`, the blocks' linear layers are quantized to 4 bits as they load.
+    /// with `quantization`, the blocks' linear layers are quantized to 4 bits as they load. A
+    /// directory saved in 4 bits (`finch quantize`, or transformers + bitsandbytes `load_in_4bit`)
+    /// loads its 4-bit layers as stored, products in `quantization?.computeDType ?? dtype`.
     public static func load(_ spec: String?, dtype: WeightDType = .f32,
                             quantization: QuantizationConfig? = nil) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
         FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         if isDir.boolValue {
-            let config = try LlamaConfig.load(configJSON: (path as NSString).appendingPathComponent("config.json"))
+            let configPath = (path as NSString).appendingPathComponent("config.json")
+            let config = try LlamaConfig.load(configJSON: configPath)
+            // Refuses what Finch cannot read (8-bit, other methods) before the weights are touched.
+            if let bytes = FileManager.default.contents(atPath: configPath),
+               let json = try? JSONParser.parse([UInt8](bytes)) {
+                _ = try QuantizationConfig(huggingFace: json, path: configPath)
+            }
             let source = try SafeTensorsWeightSource(directory: path)
             let model = try LlamaModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
             let tjson = (path as NSString).appendingPathComponent("tokenizer.json")

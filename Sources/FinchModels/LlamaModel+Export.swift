@@ -1,6 +1,7 @@
 import FinchCore
 import FinchFormats
 import FinchLoRA
+import FinchQuant
 import FinchTokenizer
 import Foundation
 
@@ -83,6 +84,13 @@ extension LlamaModel {
     /// folded into a copy of each weight as it is written (`W + scaling·B·A`, DoRA rescaled), so
     /// the model itself is left unchanged; a disabled adapter (`setActiveAdapter(nil)`) is left out.
     /// `q_proj` / `k_proj` are kept in Hugging Face row order (GGUF loading already un-permutes them).
+    ///
+    /// Linears held in 4 bits (QLoRA, `finch quantize`) are written in bitsandbytes' serialized
+    /// layout (see `FourBitTensor.safeTensorsEntries`) with a `quantization_config` in
+    /// `config.json`, as transformers saves a `load_in_4bit` model, unless `dequantize` is true
+    /// (then they are written as `dtype` values). An active adapter that is not merged cannot be
+    /// folded into 4-bit weights without requantizing: merge it first (`mergeActiveAdapter()`,
+    /// which reports the rounding) or export dequantized.
     /// `lm_head.weight` is written only when the head is not tied to the embedding.
     ///
     /// The directory appears atomically: everything is written into a temporary sibling directory,
@@ -93,7 +101,8 @@ extension LlamaModel {
     ///   from the writers.
     @discardableResult
     public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
-                                maxShardBytes: Int? = nil, overwrite: Bool = false) throws -> HuggingFaceExport {
+                                maxShardBytes: Int? = nil, overwrite: Bool = false,
+                                dequantize: Bool = false) throws -> HuggingFaceExport {
         if let m = maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
         let rotary = config.rope.invFreq
         guard rotary.count == rope.invFreq.count,
@@ -103,10 +112,20 @@ extension LlamaModel {
         }
         var cfg = config
         cfg.tieWordEmbeddings = lmHead === embedding
+        let plan = try exportPlan(keepQuantized: !dequantize, path: directory)
+        var configJSON = cfg.huggingFaceConfigJSON(torchDType: dtype.torchName)
+        if let q = plan.lazy.compactMap(\.quantized).first, case .object(var m) = configJSON {
+            let compute = plan.compactMap { $0.quantized?.compute }.first ?? .f32
+            let qc = QuantizationConfig(type: q.tensor.type, blocksize: q.tensor.blocksize,
+                                        doubleQuant: q.tensor.isDoubleQuantized, computeDType: compute)
+            m.append(("quantization_config", qc.huggingFaceJSON))
+            m.sort { $0.key < $1.key }
+            configJSON = .object(m)
+        }
 
         return try AtomicDirectory.write(to: directory, overwrite: overwrite) { tmp in
-            var files = try writeWeights(into: tmp, dtype: dtype, maxShardBytes: maxShardBytes)
-            try Self.writeJSON(cfg.huggingFaceConfigJSON(torchDType: dtype.torchName), to: tmp + "/config.json")
+            var files = try writeWeights(plan, into: tmp, dtype: dtype, maxShardBytes: maxShardBytes)
+            try Self.writeJSON(configJSON, to: tmp + "/config.json")
             try Self.writeJSON(cfg.generationConfigJSON(), to: tmp + "/generation_config.json")
             files.names += ["config.json", "generation_config.json"]
             if let tokenizer {
@@ -120,17 +139,19 @@ extension LlamaModel {
 
     /// Hugging Face names and shapes of the tensors an export writes, in checkpoint order.
     public var huggingFaceTensorShapes: [(name: String, shape: [Int])] {
-        exportPlan().map { ($0.name, $0.shape) }
+        ((try? exportPlan(keepQuantized: false, path: "")) ?? []).map { ($0.name, $0.shape) }
     }
 
-    /// One tensor to export: its name, shape and a producer of its f32 values (called once, when written).
+    /// One tensor to export: its name, shape and a producer of its f32 values (called once, when
+    /// written), or the 4-bit tensor written as is (with its layer's compute type).
     struct ExportTensor {
         let name: String
         let shape: [Int]
         let values: () -> Buffer<Float>
+        var quantized: (tensor: FourBitTensor, compute: WeightDType)? = nil
     }
 
-    func exportPlan() -> [ExportTensor] {
+    func exportPlan(keepQuantized: Bool, path: String) throws -> [ExportTensor] {
         let c = config.hiddenSize
         var plan = [ExportTensor(name: "model.embed_tokens.weight", shape: [embedding.outFeatures, embedding.inFeatures],
                                  values: { [embedding] in embedding.floatValues() })]
@@ -139,8 +160,16 @@ extension LlamaModel {
             plan.append(ExportTensor(name: p + "input_layernorm.weight", shape: [c], values: { layer.inputNorm }))
             for name in LlamaLayer.linearNames {
                 let l = layer.linear(name)
-                plan.append(ExportTensor(name: p + name + ".weight", shape: [l.outFeatures, l.inFeatures],
-                                         values: { Self.effectiveWeight(l) }))
+                var t = ExportTensor(name: p + name + ".weight", shape: [l.outFeatures, l.inFeatures],
+                                     values: { Self.effectiveWeight(l) })
+                if keepQuantized, case .quantized(let q, let compute) = Self.baseWeight(l).storage, let four = q as? FourBitTensor {
+                    if let w = l as? LoRALinear, let a = w.active, w.adapters[a] != nil, w.merged?.name != a {
+                        throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the 4-bit "
+                            + "weights of \(t.name): merge it first (it is requantized and the rounding reported) or export dequantized")
+                    }
+                    t.quantized = (four, compute)
+                }
+                plan.append(t)
             }
             plan.append(ExportTensor(name: p + "post_attention_layernorm.weight", shape: [c],
                                      values: { layer.postAttentionNorm }))
@@ -194,14 +223,15 @@ extension LlamaModel {
     }
 
     /// Writes the safetensors file(s) (and the index when sharded) into `dir`.
-    private func writeWeights(into dir: String, dtype: ExportDType,
+    private func writeWeights(_ plan: [ExportTensor], into dir: String, dtype: ExportDType,
                               maxShardBytes: Int?) throws -> (names: [String], tensors: Int, bytes: Int) {
-        let plan = exportPlan()
         let size = dtype.safeTensorsDType.byteSize
         var shards: [[ExportTensor]] = [[]]
         var shardBytes = 0, total = 0
         for t in plan {
-            let bytes = t.shape.reduce(1, *) * size
+            let bytes = t.quantized.map { q in
+                q.tensor.safeTensorsEntries(name: t.name, dtype: dtype.torchName).reduce(0) { $0 + $1.bytes.count }
+            } ?? t.shape.reduce(1, *) * size
             if let limit = maxShardBytes, !shards[shards.count - 1].isEmpty, shardBytes + bytes > limit {
                 shards.append([])
                 shardBytes = 0
@@ -217,9 +247,16 @@ extension LlamaModel {
         var weightMap: [(key: String, value: JSONValue)] = []
         for (k, shard) in shards.enumerated() {
             let path = dir + "/" + shardName(k)
-            let entries = try shard.map { t in try Self.entry(t, dtype: dtype, path: path) }
+            var entries: [SafeTensorsWriter.Entry] = []
+            for t in shard {
+                if let q = t.quantized {
+                    entries += q.tensor.safeTensorsEntries(name: t.name, dtype: dtype.torchName)
+                } else {
+                    entries.append(try Self.entry(t, dtype: dtype, path: path))
+                }
+            }
             try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: path)
-            weightMap += shard.map { ($0.name, .string(shardName(k))) }
+            weightMap += entries.map { ($0.name, .string(shardName(k))) }
         }
         var names = (0..<n).map(shardName)
         if n > 1 {
@@ -229,7 +266,7 @@ extension LlamaModel {
             try Self.writeJSON(index, to: dir + "/model.safetensors.index.json")
             names.append("model.safetensors.index.json")
         }
-        return (names, plan.count, total)
+        return (names, weightMap.count, total)
     }
 
     /// A safetensors entry holding `t`'s values rounded to `dtype`.

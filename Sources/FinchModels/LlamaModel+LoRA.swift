@@ -62,6 +62,14 @@ extension LlamaModel {
     /// Folds the active adapter into the base weights (forward then skips the adapter products).
     public func mergeActiveAdapter() throws { try forEachLoRALinearThrowing { try $0.merge() } }
 
+    /// Largest |W_stored − (W + ΔW)| of the last merge over all layers: 0 for float bases, the
+    /// requantization error for 4-bit ones.
+    public var lastMergeRoundingError: Float {
+        var m: Float = 0
+        forEachLoRALinear { m = max(m, $0.lastMergeRoundingError) }
+        return m
+    }
+
     /// Restores the base weights of a merged adapter (f32 exactly up to rounding; bf16 re-rounds).
     public func unmergeAdapter() { forEachLoRALinear { $0.unmerge() } }
 

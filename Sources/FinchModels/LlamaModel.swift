@@ -106,6 +106,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// Builds the model from named weights, storing linear and embedding weights as `dtype`.
     /// With `quantization` the linear layers of the blocks are quantized as they load (QLoRA);
     /// embeddings, norms and the LM head stay in `dtype`, as bitsandbytes + transformers leave them.
+    /// Linears the source already holds in 4 bits (a checkpoint in bitsandbytes' layout) are used
+    /// as stored, with products in `quantization?.computeDType ?? dtype`; asking for other 4-bit
+    /// settings than the stored ones is an error (a quantized model is quantized once).
     public static func load(from source: WeightSource, config: LlamaConfig, dtype: WeightDType,
                             quantization: QuantizationConfig? = nil) throws -> LlamaModel {
         let c = config.hiddenSize, f = config.intermediateSize
@@ -115,6 +118,16 @@ public final class LlamaModel: @unchecked Sendable {
             LinearWeight(outFeatures: out, inFeatures: inp, values: try source.load(name, shape: [out, inp]), dtype: dtype)
         }
         func blockLinear(_ name: String, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            if let stored = try source.quantizedWeight(name) {
+                guard stored.shape == [out, inp] else {
+                    throw ModelError.badWeightShape(path: source.path, name: name, expected: [out, inp], actual: stored.shape)
+                }
+                if let q = quantization, q.type != stored.type || q.blocksize != stored.blocksize || q.doubleQuant != stored.isDoubleQuantized {
+                    let has = QuantizationConfig(type: stored.type, blocksize: stored.blocksize, doubleQuant: stored.isDoubleQuantized)
+                    throw ModelError.invalidConfig(path: source.path, reason: "'\(name)' is stored in 4 bits (\(has.type.rawValue), blocksize \(has.blocksize)\(has.doubleQuant ? ", double quantization" : "")) but \(q.type.rawValue), blocksize \(q.blocksize)\(q.doubleQuant ? ", double quantization" : "") was asked for; a quantized checkpoint is used as stored: leave out --quantize or ask for the stored settings")
+                }
+                return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(stored, compute: quantization?.computeDType ?? dtype))
+            }
             guard let quantization else { return try linear(name, out, inp) }
             return try quantization.linear(outFeatures: out, inFeatures: inp, values: try source.load(name, shape: [out, inp]))
         }
@@ -151,6 +164,32 @@ public final class LlamaModel: @unchecked Sendable {
         }
         return LlamaModel(config: config, dtype: dtype, embedding: embedding, lmHead: lmHead, finalNorm: norm,
                           layers: layers, rope: rope)
+    }
+
+    /// Whether any block linear is held in 4 bits.
+    public var isQuantized: Bool {
+        layers.contains { l in
+            LlamaLayer.linearNames.contains { if case .quantized = Self.baseWeight(l.linear($0)).storage { true } else { false } }
+        }
+    }
+
+    /// Replaces every 4-bit block linear by its dequantized values stored as `dtype` (before an
+    /// adapter is attached: merging into full precision instead of requantizing).
+    /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a 4-bit layer.
+    public func dequantizeLinears() throws {
+        for l in layers {
+            for name in LlamaLayer.linearNames {
+                guard let w = l.linear(name) as? LinearWeight else {
+                    if case .quantized = Self.baseWeight(l.linear(name)).storage {
+                        throw ModelError.badInput("dequantize the base before loading an adapter")
+                    }
+                    continue
+                }
+                guard case .quantized = w.storage else { continue }
+                l.setLinear(name, LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures,
+                                               values: w.floatValues(), dtype: dtype))
+            }
+        }
     }
 
     /// Bytes held by the weights.

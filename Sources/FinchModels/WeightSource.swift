@@ -1,5 +1,6 @@
 import FinchCore
 import FinchFormats
+import FinchQuant
 
 /// Tensors by their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`), as f32,
 /// whatever file they come from.
@@ -12,10 +13,13 @@ public protocol WeightSource: Sendable {
     func load(_ name: String) throws -> Buffer<Float>
     /// Per-frequency rotary divisors stored as a tensor (llama.cpp's `rope_freqs.weight`), if any.
     func ropeFrequencyFactors() throws -> [Float]?
+    /// `name` as stored 4-bit (bitsandbytes' serialized layout), or nil when it is stored as plain values.
+    func quantizedWeight(_ name: String) throws -> FourBitTensor?
 }
 
 extension WeightSource {
     public func ropeFrequencyFactors() throws -> [Float]? { nil }
+    public func quantizedWeight(_ name: String) throws -> FourBitTensor? { nil }
 
     /// Loads `name`, checking its shape.
     func load(_ name: String, shape expected: [Int]) throws -> Buffer<Float> {
@@ -122,5 +126,9 @@ public struct SafeTensorsWeightSource: WeightSource {
 
     public func load(_ name: String) throws -> Buffer<Float> {
         Buffer(try collection.floats(name))
+    }
+
+    public func quantizedWeight(_ name: String) throws -> FourBitTensor? {
+        try FourBitTensor.load(name, from: collection)
     }
 }

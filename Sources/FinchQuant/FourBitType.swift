@@ -16,12 +16,13 @@ public enum FourBitType: String, Sendable, CaseIterable, Codable {
                     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0]
         case .fp4:
             // Bit patterns 0b000…0b111 of the magnitude, then the same negated; divided by the largest (12) in float32.
-            let raw: [Float] = [0, 0.0625, 8, 12, 4, 6, 2, 3, -0.0, -0.0625, -8, -12, -4, -6, -2, -3]
+            // Nibble 8 is +0.0: bitsandbytes' list says `-0`, which Python reads as the integer 0.
+            let raw: [Float] = [0, 0.0625, 8, 12, 4, 6, 2, 3, 0, -0.0625, -8, -12, -4, -6, -2, -3]
             return raw.map { $0 / 12 }
         }
     }
 
-    /// Nibbles in ascending order of value (stable: +0 before −0), and the midpoints between
+    /// Nibbles in ascending order of value (stable: equal values by nibble), and the midpoints between
     /// neighbours: quantizing picks the first bucket whose upper midpoint is ≥ the value
     /// (`torch.bucketize`, so an exact tie goes to the lower value), as bitsandbytes' CPU path does.
     var buckets: (order: [UInt8], bounds: [Float]) {

@@ -40,6 +40,9 @@ struct Merge: ParsableCommand {
     @Flag(name: .long, help: "Wrap the check prompt in the model's chat template as a user message.")
     var checkChat = false
 
+    @Flag(name: .customLong("keep-4bit"), help: "With a 4-bit base: merge into the 4-bit weights (requantized, rounding reported) and save them in bitsandbytes' layout, instead of dequantizing to --dtype first.")
+    var keep4bit = false
+
     @Option(name: .long, help: "Also save the check's token ids and logits (adapter, merged, exported) to this safetensors file.")
     var saveCheck: String?
 
@@ -50,6 +53,9 @@ struct Merge: ParsableCommand {
         let shardBytes = try maxShardSize.map(Self.parseSize)
         var start = Date()
         let lm = try LanguageModel.load(model, dtype: .f32)
+        let quantizedBase = lm.model.isQuantized
+        // PEFT's advice for QLoRA: merge into the dequantized base, not back into 4 bits.
+        if quantizedBase && !keep4bit { try lm.model.dequantizeLinears() }
         try lm.model.loadAdapter(directory: adapter)
         stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
 
@@ -76,6 +82,11 @@ struct Merge: ParsableCommand {
             print("  \(f)  \(Self.formatSize(size))")
         }
         print("merged adapter(s): \(result.adapters.joined(separator: ", "))")
+        if quantizedBase {
+            print(keep4bit
+                  ? String(format: "merged into the 4-bit base and requantized: max |W_4bit - (W + dW)| = %.3g", lm.model.lastMergeRoundingError)
+                  : "the 4-bit base was dequantized to f32 before merging (pass --keep-4bit to requantize instead)")
+        }
         print("self-check on \(tokens.count) prompt tokens, max |logit diff| vs the adapter model:")
         print(String(format: "  merged in memory:   %.3g", Self.maxAbsDiff(withAdapter, merged)))
         print(String(format: "  exported, reloaded: %.3g%@", Self.maxAbsDiff(withAdapter, exported),

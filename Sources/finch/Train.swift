@@ -152,7 +152,8 @@ struct Train: ParsableCommand {
         let t0 = Date()
         let lm = try LanguageModel.load(c.model, dtype: dt, quantization: c.quantization)
         stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, dt.rawValue,
-                           c.quantization.map { "; block linears " + $0.summary } ?? "", Date().timeIntervalSince(t0),
+                           c.quantization.map { "; block linears " + $0.summary }
+                               ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), Date().timeIntervalSince(t0),
                            Double(lm.model.weightBytes) / 1_048_576))
 
         var format: DatasetFormat?

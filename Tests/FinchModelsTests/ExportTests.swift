@@ -228,7 +228,7 @@ private struct WithoutLMHead: WeightSource {
 }
 
 /// A small deterministic generator (SplitMix64) for test weights.
-private struct SplitMix {
+struct SplitMix {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     /// Uniform in [-1, 1).
