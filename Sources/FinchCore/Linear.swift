@@ -99,6 +99,9 @@ public final class LinearWeight: @unchecked Sendable {
         let n = outFeatures, k = inFeatures
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
+            // Decoding: straight from the compressed form when it has a kernel (f32 products in
+            // either compute type; they differ from the expanded product by rounding only).
+            if m <= Self.smallBatchRows && q.multiplySmall(y: y, x: x, rows: m, accumulate: accumulate) { return }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
         }
         switch storage {

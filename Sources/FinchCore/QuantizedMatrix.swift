@@ -11,4 +11,14 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     /// settings (merging an adapter into a quantized base); returns max |W_new − values|,
     /// the rounding error of the merge.
     func requantize(from values: UnsafePointer<Float>) -> Float
+    /// y[M, rows] (+)= x[M, columns] · Wᵀ for the few rows of decoding, straight from the
+    /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
+    /// then expands it and runs the float kernel).
+    func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
+}
+
+extension QuantizedMatrix {
+    public func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
+        false
+    }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CFinchKernels
 import FinchCore
 import FinchModels
+import FinchQuant
 import Foundation
 
 struct Bench: ParsableCommand {
@@ -28,6 +29,10 @@ struct BenchGenerate: ParsableCommand {
     var dtype: String?
     @Option(name: .long, help: "Prompt length for prefill.")
     var promptTokens: Int = 512
+    @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (or give a 4-bit --model directory).")
+    var quantize: String?
+    @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
+    var doubleQuant = false
     @Option(name: .long, help: "Tokens to decode.")
     var decodeTokens: Int = 128
 
@@ -40,6 +45,7 @@ struct BenchGenerate: ParsableCommand {
                 var args = ["bench", "generate", "--dtype", d.rawValue, "--prompt-tokens", "\(promptTokens)",
                             "--decode-tokens", "\(decodeTokens)"]
                 if let model { args += ["--model", model] }
+                if let quantize { args += ["--quantize", quantize] + (doubleQuant ? ["--double-quant"] : []) }
                 p.arguments = args
                 try p.run()
                 p.waitUntilExit()
@@ -48,7 +54,12 @@ struct BenchGenerate: ParsableCommand {
             return
         }
         guard let dt = WeightDType(rawValue: dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
-        let lm = try LanguageModel.load(model, dtype: dt)
+        var quantization: QuantizationConfig?
+        if let quantize {
+            guard let t = FourBitType(rawValue: quantize) else { throw ValidationError("--quantize must be nf4 or fp4 (got '\(quantize)')") }
+            quantization = QuantizationConfig(type: t, doubleQuant: doubleQuant, computeDType: dt)
+        }
+        let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         let m = lm.model
         var rng = SeededRandom(seed: 3)
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }
@@ -71,6 +82,8 @@ struct BenchGenerate: ParsableCommand {
         }
         let out: [String: Any] = [
             "engine": "finch", "dtype": dt.rawValue, "threads": Parallel.threadCount,
+            "block_linears": m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue,
+            "weight_mib": (Double(m.weightBytes) / 1_048_576).rounded(),
             "kernels": String(cString: finch_kernel_path()), "gemm_f32": GEMM.f32Backend.rawValue,
             "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
             "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,

@@ -1,3 +1,4 @@
+import CFinchKernels
 import FinchCore
 import FinchFormats
 import FinchTestSupport
@@ -130,7 +131,7 @@ final class DequantKernelTests: XCTestCase {
                         XCTAssertEqual(out, Array(expected[start..<(start + count)]), "\(type) bs\(bs) \(start)+\(count)")
                     }
                     // Quantizing the dequantized values again gives the same values (codes are fixed
-                    // points; FP4's −0 comes back as +0, as in bitsandbytes, hence values, not bytes).
+                    // points; compared as values: FP4's two zero nibbles decode alike).
                     let again = try expected.withUnsafeBufferPointer {
                         try FourBitTensor.quantize($0, shape: [values.count], type: type, blocksize: bs)
                     }
@@ -138,6 +139,58 @@ final class DequantKernelTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// The fused decode product (`multiplySmall`, straight from the nibbles) against the
+    /// dequantized weight multiplied in double precision, on every code path this CPU runs:
+    /// M = 1…5 rows of x, plain and double-quantized scales, odd N, accumulate.
+    func testFusedSmallProductMatchesDequantizedWeight() throws {
+        var rng = SeededRandom(seed: 11)
+        let native = String(cString: finch_kernel_path())
+        let paths = native == "portable" ? ["portable"] : ["portable", native]
+        for (bs, n, k) in [(64, 37, 576), (32, 19, 96), (128, 21, 384), (256, 5, 512)] {
+            let values = (0..<(n * k)).map { _ in rng.nextGaussian() }
+            for type in FourBitType.allCases {
+                for dq in [false, true] {
+                    let q = try values.withUnsafeBufferPointer {
+                        try FourBitTensor.quantize($0, shape: [n, k], type: type, blocksize: bs, doubleQuant: dq)
+                    }
+                    let w = q.dequantize()
+                    for m in 1...5 {
+                        let x = (0..<(m * k)).map { _ in rng.nextGaussian() }
+                        var expected = [Double](repeating: 0, count: m * n), scale = [Double](repeating: 0, count: m * n)
+                        for r in 0..<m {
+                            for o in 0..<n {
+                                for i in 0..<k {
+                                    expected[r * n + o] += Double(x[r * k + i]) * Double(w[o * k + i])
+                                    scale[r * n + o] += abs(Double(x[r * k + i]) * Double(w[o * k + i]))
+                                }
+                            }
+                        }
+                        for p in paths {
+                            XCTAssertEqual(finch_force_kernel_path(p), 1)
+                            for accumulate in [false, true] {
+                                var y = [Float](repeating: accumulate ? 1 : .nan, count: m * n)
+                                let ok = y.withUnsafeMutableBufferPointer { yp in
+                                    x.withUnsafeBufferPointer { q.multiplySmall(y: yp.baseAddress!, x: $0.baseAddress!, rows: m, accumulate: accumulate) }
+                                }
+                                XCTAssertTrue(ok)
+                                let worst = (0..<(m * n)).map { abs(Double(y[$0]) - expected[$0] - (accumulate ? 1 : 0)) / (scale[$0] + 1e-30) }.max()!
+                                XCTAssertLessThan(worst, 2e-6, "\(p) \(type) bs\(bs) dq=\(dq) m=\(m) accumulate=\(accumulate)")
+                            }
+                        }
+                        finch_force_kernel_path(nil)
+                    }
+                }
+            }
+        }
+        // A row that does not start on a block is declined (the caller expands instead).
+        let odd = try [Float](repeating: 0.5, count: 3 * 96).withUnsafeBufferPointer {
+            try FourBitTensor.quantize($0, shape: [3, 96], type: .nf4, blocksize: 64)
+        }
+        var y = [Float](repeating: 0, count: 3)
+        let x = [Float](repeating: 1, count: 96)
+        XCTAssertFalse(y.withUnsafeMutableBufferPointer { yp in x.withUnsafeBufferPointer { odd.multiplySmall(y: yp.baseAddress!, x: $0.baseAddress!, rows: 1, accumulate: false) } })
     }
 
     func testRejectsBadBlocksize() {

@@ -63,4 +63,13 @@ void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p,
 /// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.
 void finch_dequant4_f32(float *out, const uint8_t *packed, const float *absmax, const float *code,
                         size_t blocksize, size_t start, size_t count);
+
+/// y[M,N] (+)= x[M,K] · W[N,K]ᵀ for small M, W in bitsandbytes' 4-bit layout multiplied straight
+/// from the packed nibbles (`code` 16 entries). Scales: `absmax` [N·K/blocksize], or when it is
+/// NULL double-quantized ones, absmax[b] = ncode[qabs[b]] · nabs[b / nblock] + offset. Needs K a
+/// multiple of blocksize (rows start on a block); returns 0 (and does nothing) otherwise.
+int finch_linear4_small(float *y, size_t ldy, const float *x, size_t ldx, int M, int N, int K,
+                        const uint8_t *packed, const float *code, int blocksize, const float *absmax,
+                        const uint8_t *qabs, const float *nabs, const float *ncode, int nblock, float offset,
+                        int accumulate);
 #endif

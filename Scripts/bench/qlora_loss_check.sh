@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# QLoRA against f32 LoRA on a real dataset: same seed, data, batches and schedule; SmolLM2,
+# r=16 all-linear, alpha 32, lr 2e-4, B=4, T≤256, STEPS steps, eval every STEPS/4 on a 5% split.
+# The issue's check: the QLoRA run's final eval loss within 3% of the f32 LoRA run's.
+#   Scripts/bench/qlora_loss_check.sh [FINCH] [STEPS] [DATA]
+# FINCH defaults to .build/release/finch; DATA to ../shared/datasets/oa_questions.jsonl
+# (OpenAssistant question/answer pairs, input/output JSON lines). Prints one JSON line per run
+# and a summary line; the run directories stay under $OUT_DIR (default: a temporary directory).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+FINCH="${1:-.build/release/finch}"
+STEPS="${2:-200}"
+DATA="${3:-../shared/datasets/oa_questions.jsonl}"
+OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
+common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear
+        --learning-rate 2e-4 --warmup-steps 10 --batch-size 4 --max-seq-len 256 --max-steps "$STEPS"
+        --eval-steps $((STEPS / 4)) --save-steps 100000 --logging-steps 10 --seed 42)
+"$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" >&2
+"$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" >&2
+python3 - "$OUT_DIR" "$STEPS" <<'PY'
+import json, sys, os
+out, steps = sys.argv[1], int(sys.argv[2])
+runs = {}
+for name in ("lora-f32", "qlora-nf4-dq"):
+    rows = [json.loads(l) for l in open(os.path.join(out, name, "metrics.jsonl")) if l.strip()]
+    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    train = [r["loss"] for r in rows if "loss" in r and "eval_loss" not in r]
+    rss = max((r.get("peak_rss_mib", 0) for r in rows), default=0)
+    runs[name] = evals
+    print(json.dumps({"run": name, "steps": steps, "eval_loss": evals, "last_train_loss": train[-1] if train else None,
+                      "peak_rss_mib": rss}))
+a, b = runs["lora-f32"][-1][1], runs["qlora-nf4-dq"][-1][1]
+rel = abs(b - a) / a
+print(json.dumps({"summary": "final eval loss", "lora_f32": a, "qlora_nf4_dq": b, "relative_difference": round(rel, 4),
+                  "within_3_percent": rel <= 0.03}))
+PY
