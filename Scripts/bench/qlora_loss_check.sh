@@ -6,6 +6,7 @@
 # FINCH defaults to .build/release/finch; DATA to ../shared/datasets/oa_questions.jsonl
 # (OpenAssistant question/answer pairs, input/output JSON lines). Prints one JSON line per run
 # and a summary line; the run directories stay under $OUT_DIR (default: a temporary directory).
+# PARALLEL=1 runs the two trainings at once (on a many-core machine; set OMP_NUM_THREADS to half).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FINCH="${1:-.build/release/finch}"
@@ -15,8 +16,14 @@ OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
 common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear
         --learning-rate 2e-4 --warmup-steps 10 --batch-size 4 --max-seq-len 256 --max-steps "$STEPS"
         --eval-steps $((STEPS / 4)) --save-steps 100000 --logging-steps 10 --seed 42)
-"$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" >&2
-"$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" >&2
+if [ "${PARALLEL:-0}" = 1 ]; then
+  "$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" > "$OUT_DIR/lora-f32.log" 2>&1 &
+  "$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" > "$OUT_DIR/qlora-nf4-dq.log" 2>&1
+  wait
+else
+  "$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" >&2
+  "$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" >&2
+fi
 python3 - "$OUT_DIR" "$STEPS" <<'PY'
 import json, sys, os
 out, steps = sys.argv[1], int(sys.argv[2])

@@ -7,6 +7,8 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Element>
     /// Number of elements.
     public let count: Int
+    /// Releases memory the buffer does not own (see `init(external:count:release:)`); nil = allocated here.
+    private let release: (@Sendable () -> Void)?
 
     /// Allocates `count` zeroed elements.
     public convenience init(count: Int) {
@@ -21,6 +23,15 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
         let bytes = max(count, 1) * MemoryLayout<Element>.stride
         let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+        release = nil
+    }
+
+    /// Wraps memory obtained elsewhere (e.g. a file mapping), already initialized; `release`
+    /// runs when the buffer is freed (e.g. `munmap`).
+    public init(external pointer: UnsafeMutablePointer<Element>, count: Int, release: @escaping @Sendable () -> Void) {
+        self.pointer = pointer
+        self.count = count
+        self.release = release
     }
 
     /// Copies `array` into a new buffer.
@@ -31,7 +42,9 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
         }
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit {
+        if let release { release() } else { UnsafeMutableRawPointer(pointer).deallocate() }
+    }
 
     /// The elements as a buffer pointer.
     public var buffer: UnsafeMutableBufferPointer<Element> { .init(start: pointer, count: count) }

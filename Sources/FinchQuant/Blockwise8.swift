@@ -22,16 +22,30 @@ public struct Blockwise8: Sendable {
         let blocks = (n + blocksize - 1) / blocksize
         var codes = [UInt8](repeating: 0, count: n)
         var absmax = [Float](repeating: 0, count: blocks)
-        for b in 0..<blocks {
-            let start = b * blocksize, end = min(start + blocksize, n)
-            var m: Float = 0
-            for i in start..<end { m = max(m, abs(values[i])) }
-            absmax[b] = m
-            if m == 0 { continue }   // codes stay 0
-            let inv = 1 / m
-            for i in start..<end { codes[i] = lut[lutIndex(values[i] * inv)] }
+        lut.withUnsafeBufferPointer { l in
+            codes.withUnsafeMutableBufferPointer { c in
+                absmax.withUnsafeMutableBufferPointer { a in
+                    for b in 0..<blocks {
+                        quantizeBlock(values.baseAddress! + b * blocksize, count: min(blocksize, n - b * blocksize), lut: l.baseAddress!,
+                                      codes: c.baseAddress! + b * blocksize, absmax: &a[b])
+                    }
+                }
+            }
         }
         return Blockwise8(codes: codes, absmax: absmax, blocksize: blocksize)
+    }
+
+    /// One block: absmax = max |x| and each code from the table `lut` (= `lookupTable(code)`);
+    /// an all-zero block keeps codes 0.
+    @inline(__always)
+    public static func quantizeBlock(_ x: UnsafePointer<Float>, count: Int, lut: UnsafePointer<UInt8>,
+                                     codes: UnsafeMutablePointer<UInt8>, absmax: inout Float) {
+        var m: Float = 0
+        for i in 0..<count { m = max(m, abs(x[i])) }
+        absmax = m
+        if m == 0 { for i in 0..<count { codes[i] = 0 }; return }
+        let inv = 1 / m
+        for i in 0..<count { codes[i] = lut[lutIndex(x[i] * inv)] }
     }
 
     /// bitsandbytes' `norm_to_lut_index`: (v + 1)·½·65535 + ½, truncated; GCC contracts the
@@ -42,7 +56,7 @@ public struct Blockwise8: Sendable {
     }
 
     /// Entry i covers the value −1 + 2i/65535 and holds the number of code midpoints below it.
-    static func lookupTable(_ code: [Float]) -> [UInt8] {
+    public static func lookupTable(_ code: [Float]) -> [UInt8] {
         let mid = (0..<255).map { 0.5 * (code[$0] + code[$0 + 1]) }
         var lut = [UInt8](repeating: 0, count: lutSize)
         var c = 0

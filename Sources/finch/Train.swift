@@ -83,6 +83,8 @@ struct Train: ParsableCommand {
     var maxGradNorm: Double?
     @Option(name: [.customLong("weight-decay"), .customLong("weight_decay")], help: "AdamW weight decay.")
     var weightDecay: Double?
+    @Option(name: [.long, .customLong("optim")], help: "adamw, paged_adamw (state in file-backed paged memory), adamw_8bit (bitsandbytes' 8-bit blockwise state) or paged_adamw_8bit.")
+    var optimizer: String?
     @Option(name: [.customLong("eval-steps"), .customLong("eval_steps")], help: "Evaluate every N steps (0 = at the end).")
     var evalSteps: Int?
     @Option(name: [.customLong("save-steps"), .customLong("save_steps")], help: "Checkpoint every N steps (0 = never).")
@@ -131,7 +133,7 @@ struct Train: ParsableCommand {
         set(gradAccum, \.gradAccum); set(maxSeqLen, \.maxSeqLen); setOpt(sourceMaxLen, \.sourceMaxLen)
         setOpt(targetMaxLen, \.targetMaxLen); setOpt(maxSteps, \.maxSteps); set(epochs, \.epochs)
         if epochs != nil && maxSteps == nil { c.maxSteps = nil }
-        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(evalSteps, \.evalSteps)
+        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer, \.optimizer); set(evalSteps, \.evalSteps)
         set(saveSteps, \.saveSteps); setOpt(saveTotalLimit, \.saveTotalLimit); set(loggingSteps, \.loggingSteps)
         set(seed, \.seed)
         if gradientCheckpointing { c.gradientCheckpointing = true }
@@ -180,6 +182,8 @@ struct Train: ParsableCommand {
         }
 
         let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: out)
+        stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
+                           Double(trainer.optimizer.stateBytes) / 1_048_576))
         let bar = ProgressBar()
         let interrupts = InterruptHandler { [trainer] count in
             if count == 1 {

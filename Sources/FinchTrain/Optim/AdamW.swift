@@ -6,7 +6,10 @@ import Foundation
 /// (single-tensor path, f32 state):
 /// `p ← p·(1 − lr·λ)`, `m ← m + (1 − β1)(g − m)`, `v ← β2·v + (1 − β2)·g²`,
 /// `p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)`.
-public final class AdamW: @unchecked Sendable {
+///
+/// With `paged`, the moments live in file-backed memory (`PagedMemory`): the same numbers,
+/// pages the OS can evict under pressure (`--optimizer paged_adamw`).
+public final class AdamW: Optimizer, @unchecked Sendable {
     public struct Hyperparameters: Sendable, Codable, Equatable {
         public var beta1: Double = 0.9
         public var beta2: Double = 0.999
@@ -26,12 +29,30 @@ public final class AdamW: @unchecked Sendable {
     /// Steps taken (t in the bias corrections).
     public private(set) var step = 0
 
+    /// Whether the moments are in file-backed paged memory.
+    public let paged: Bool
+
     public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: Hyperparameters) {
         self.parameters = parameters
         self.hyper = hyper
+        self.paged = false
         expAvg = parameters.map { Buffer(count: $0.value.count) }
         expAvgSq = parameters.map { Buffer(count: $0.value.count) }
     }
+
+    /// With `paged`, the moments are allocated in `PagedMemory`.
+    /// - Throws: ``TrainError/io(path:reason:)`` when paged memory cannot be set up.
+    public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: Hyperparameters,
+                paged: Bool) throws {
+        self.parameters = parameters
+        self.hyper = hyper
+        self.paged = paged
+        func make(_ n: Int) throws -> Buffer<Float> { paged ? try PagedMemory.buffer(count: n) : Buffer(count: n) }
+        expAvg = try parameters.map { try make($0.value.count) }
+        expAvgSq = try parameters.map { try make($0.value.count) }
+    }
+
+    public var name: String { paged ? "paged_adamw" : "adamw" }
 
     /// Bytes of optimizer state.
     public var stateBytes: Int { expAvg.reduce(0) { $0 + $1.byteCount } * 2 }
@@ -65,7 +86,7 @@ public final class AdamW: @unchecked Sendable {
             entries.append(.float32(name: p.name + ".exp_avg", shape: [p.value.count], values: expAvg[k].array))
             entries.append(.float32(name: p.name + ".exp_avg_sq", shape: [p.value.count], values: expAvgSq[k].array))
         }
-        try SafeTensorsWriter.write(entries, metadata: ["step": String(step), "optimizer": "adamw"], to: path)
+        try SafeTensorsWriter.write(entries, metadata: ["step": String(step), "optimizer": name], to: path)
     }
 
     /// Restores what `save` wrote; every parameter must be present with its size.
@@ -74,6 +95,7 @@ public final class AdamW: @unchecked Sendable {
         guard let s = file.metadata["step"], let st = Int(s), st >= 0 else {
             throw TrainError.badCheckpoint(path: path, reason: "optimizer state has no step count")
         }
+        try checkKind(file.metadata["optimizer"], path: path)
         for (k, p) in parameters.enumerated() {
             for (suffix, buffer) in [(".exp_avg", expAvg[k]), (".exp_avg_sq", expAvgSq[k])] {
                 guard file.info(p.name + suffix) != nil else {

@@ -28,7 +28,7 @@ public enum Checkpoint {
     public static let prefix = "checkpoint-"
 
     /// Writes a checkpoint of `step` into `runDirectory`; returns its path.
-    static func write(runDirectory: String, step: Int, adapter: LoRAAdapter, optimizer: AdamW,
+    static func write(runDirectory: String, step: Int, adapter: LoRAAdapter, optimizer: any Optimizer,
                       state: TrainerState) throws -> String {
         let fm = FileManager.default
         let final = (runDirectory as NSString).appendingPathComponent(prefix + String(step))

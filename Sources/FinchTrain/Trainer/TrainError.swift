@@ -4,6 +4,8 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
     case badCheckpoint(path: String, reason: String)
     case nonFiniteLoss(step: Int, loss: Double, lastCheckpoint: String?)
     case outputExists(path: String)
+    /// A file the run needs could not be created or written (paged optimizer state).
+    case io(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -13,6 +15,8 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
             return "step \(step): the loss became \(loss); training stopped without applying this update. "
                 + (last.map { "The last good checkpoint is \($0). " } ?? "No checkpoint was saved yet. ")
                 + "Lower the learning rate, set --max-grad-norm, or check the data."
+        case .io(let p, let r):
+            return "\(p): \(r); set FINCH_PAGED_DIR to a writable directory with free space, or use --optimizer adamw"
         case .outputExists(let p):
             return "\(p) already holds a finished run (adapter_model.safetensors); choose another --output, or --resume to continue it"
         }

@@ -20,7 +20,7 @@ public final class Trainer: @unchecked Sendable {
     /// The trained adapter's name in the model and its PEFT config.
     public let adapterName: String
     public let adapterConfig: AdapterConfig
-    public let optimizer: AdamW
+    public let optimizer: any Optimizer
     private var sampler: BatchSampler
     private let lock = NSLock()
     private var stopRequested = false
@@ -45,9 +45,12 @@ public final class Trainer: @unchecked Sendable {
             try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
         }
         model.zeroGradients()
-        optimizer = AdamW(parameters: model.trainableParameters(),
-                          hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
-                                       weightDecay: config.weightDecay))
+        guard let kind = OptimizerKind(name: config.optimizer) else {
+            throw TrainError.invalidSetting("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(config.optimizer))")
+        }
+        optimizer = try kind.make(parameters: model.trainableParameters(),
+                                  hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
+                                               weightDecay: config.weightDecay))
         sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
                                    shuffle: true, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / config.gradAccum)

@@ -65,6 +65,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var adamBeta1: Double = 0.9
     public var adamBeta2: Double = 0.999
     public var adamEpsilon: Double = 1e-8
+    /// adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (`OptimizerKind`).
+    public var optimizer: String = "adamw"
     public var seed: UInt64 = 42
     public var gradientCheckpointing: Bool = false
 
@@ -88,7 +90,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case learningRate = "learning_rate", lrScheduler = "lr_scheduler", warmupSteps = "warmup_steps"
         case warmupRatio = "warmup_ratio", batchSize = "batch_size", gradAccum = "grad_accum", maxSteps = "max_steps"
         case epochs, maxGradNorm = "max_grad_norm", weightDecay = "weight_decay", adamBeta1 = "adam_beta1"
-        case adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", seed, gradientCheckpointing = "gradient_checkpointing"
+        case adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", optimizer, seed, gradientCheckpointing = "gradient_checkpointing"
         case loggingSteps = "logging_steps", evalSteps = "eval_steps", saveSteps = "save_steps"
         case saveTotalLimit = "save_total_limit"
     }
@@ -101,7 +103,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         "num_train_epochs": "epochs", "lr_scheduler_type": "lr_scheduler", "model_max_length": "max_seq_len",
         "max_seq_length": "max_seq_len", "bf16": "bf16", "train_on_inputs": "train_on_source",
         "quant_type": "quantize", "bnb_4bit_quant_type": "quantize", "bnb_4bit_use_double_quant": "double_quant",
-        "bnb_4bit_compute_dtype": "compute_dtype", "bnb_4bit_blocksize": "quant_blocksize",
+        "bnb_4bit_compute_dtype": "compute_dtype", "bnb_4bit_blocksize": "quant_blocksize", "optim": "optimizer",
     ]
 
     public init(from decoder: Decoder) throws {
@@ -126,7 +128,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try get(.warmupRatio, &d.warmupRatio); try get(.batchSize, &d.batchSize); try get(.gradAccum, &d.gradAccum)
         try opt(.maxSteps, &d.maxSteps); try get(.epochs, &d.epochs); try get(.maxGradNorm, &d.maxGradNorm)
         try get(.weightDecay, &d.weightDecay); try get(.adamBeta1, &d.adamBeta1); try get(.adamBeta2, &d.adamBeta2)
-        try get(.adamEpsilon, &d.adamEpsilon); try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
+        try get(.adamEpsilon, &d.adamEpsilon); try get(.optimizer, &d.optimizer); try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
         try get(.loggingSteps, &d.loggingSteps); try get(.evalSteps, &d.evalSteps); try get(.saveSteps, &d.saveSteps)
         try opt(.saveTotalLimit, &d.saveTotalLimit)
         if d.maxSteps == -1 { d.maxSteps = nil }   // HF's "not set"
@@ -192,6 +194,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if !(evalFraction >= 0 && evalFraction < 1) { throw bad("eval_fraction must be in [0, 1)") }
         if !["f32", "bf16"].contains(dtype) { throw bad("dtype must be f32 or bf16 (got \(dtype))") }
         if let q = quantize, FourBitType(rawValue: q) == nil { throw bad("quantize must be nf4 or fp4 (got \(q))") }
+        if OptimizerKind(name: optimizer) == nil {
+            throw bad("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(optimizer))")
+        }
         if let c = computeDType, !["f32", "bf16"].contains(c) { throw bad("compute_dtype must be f32 or bf16 (got \(c))") }
         if !FourBitTensor.blocksizes.contains(quantBlocksize) {
             throw bad("quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(quantBlocksize))")

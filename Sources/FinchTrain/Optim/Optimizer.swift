@@ -1,0 +1,62 @@
+import FinchCore
+
+/// What the trainer needs of an optimizer: one update per step, its state size, and a
+/// checkpoint of its state that resumes exactly.
+public protocol Optimizer: AnyObject, Sendable {
+    /// The tensors it updates, by name; `grad` is read at each step.
+    var parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)] { get }
+    /// Steps taken.
+    var step: Int { get }
+    /// Bytes of optimizer state.
+    var stateBytes: Int { get }
+    /// The `--optimizer` name (`adamw`, `paged_adamw`, `adamw_8bit`, `paged_adamw_8bit`).
+    var name: String { get }
+    /// One update of every parameter with learning rate `lr`.
+    func update(lr: Double)
+    /// Writes the state (safetensors, metadata `step` and `optimizer`), atomically.
+    func save(to path: String) throws
+    /// Restores what `save` wrote.
+    func load(from path: String) throws
+}
+
+extension Optimizer {
+    /// Refuses a checkpoint written by an optimizer whose state has another layout (32-bit vs
+    /// 8-bit); paged and unpaged variants share theirs.
+    func checkKind(_ saved: String?, path: String) throws {
+        guard let saved else { return }
+        let eightBit = { (n: String) in n.hasSuffix("_8bit") }
+        if eightBit(saved) != eightBit(name) {
+            throw TrainError.badCheckpoint(path: path, reason: "its optimizer state is \(saved), this run uses \(name); resume with --optimizer \(saved)")
+        }
+    }
+}
+
+/// `--optimizer`: AdamW with 32-bit or 8-bit state, in ordinary or paged memory.
+public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
+    case adamw
+    case pagedAdamW = "paged_adamw"
+    case adamw8bit = "adamw_8bit"
+    case pagedAdamW8bit = "paged_adamw_8bit"
+
+    /// Also accepts the names qlora / transformers use (`paged_adamw_32bit`, `adamw_torch`, `adamw_bnb_8bit`).
+    public init?(name: String) {
+        switch name.lowercased() {
+        case "adamw", "adamw_torch", "adamw_hf", "adamw_32bit": self = .adamw
+        case "paged_adamw", "paged_adamw_32bit": self = .pagedAdamW
+        case "adamw_8bit", "adamw_bnb_8bit", "adamw8bit": self = .adamw8bit
+        case "paged_adamw_8bit": self = .pagedAdamW8bit
+        default: return nil
+        }
+    }
+
+    /// Builds the optimizer over `parameters`.
+    public func make(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)],
+                     hyper: AdamW.Hyperparameters) throws -> any Optimizer {
+        switch self {
+        case .adamw: return AdamW(parameters: parameters, hyper: hyper)
+        case .pagedAdamW: return try AdamW(parameters: parameters, hyper: hyper, paged: true)
+        case .adamw8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: false)
+        case .pagedAdamW8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: true)
+        }
+    }
+}
