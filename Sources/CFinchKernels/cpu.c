@@ -96,3 +96,22 @@ void finch_parallel_run(void (*fn)(void *ctx, int tid, int nthreads), void *ctx)
     struct job j = { fn, ctx };
     p_parallel(trampoline, &j, 0, 0);
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+void finch_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
+void finch_map_large_allocations(size_t threshold) {
+#if defined(__GLIBC__)
+    // A fixed threshold also turns off glibc's dynamic one, which otherwise rises after large
+    // frees and then serves multi-MiB buffers from the heap, where freed memory stays resident.
+    mallopt(M_MMAP_THRESHOLD, (int)threshold);
+#else
+    (void)threshold;
+#endif
+}

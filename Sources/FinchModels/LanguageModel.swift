@@ -23,7 +23,7 @@ public final class LanguageModel: @unchecked Sendable {
                             quantization: QuantizationConfig? = nil) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         if isDir.boolValue {
             let configPath = (path as NSString).appendingPathComponent("config.json")
             let config = try LlamaConfig.load(configJSON: configPath)

@@ -1,3 +1,4 @@
+import CFinchKernels
 import ArgumentParser
 import FinchCore
 import FinchModels
@@ -85,6 +86,8 @@ struct Train: ParsableCommand {
     var weightDecay: Double?
     @Option(name: [.long, .customLong("optim")], help: "adamw, paged_adamw (state in file-backed paged memory), adamw_8bit (bitsandbytes' 8-bit blockwise state) or paged_adamw_8bit.")
     var optimizer: String?
+    @Flag(name: [.customLong("dry-run"), .customLong("dry_run")], help: "Load the model and data, print the predicted peak memory by part (with and without gradient checkpointing), and stop without training.")
+    var dryRun = false
     @Option(name: [.customLong("eval-steps"), .customLong("eval_steps")], help: "Evaluate every N steps (0 = at the end).")
     var evalSteps: Int?
     @Option(name: [.customLong("save-steps"), .customLong("save_steps")], help: "Checkpoint every N steps (0 = never).")
@@ -144,10 +147,13 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        // Multi-MiB buffers (activations, workspaces) in their own mappings: freed memory leaves
+        // the process at once, so the peak is what is live (and what --dry-run predicts).
+        finch_map_large_allocations(1 << 20)
         let c = try resolvedConfig()
         guard let dataPath = c.data else { throw ValidationError("--data FILE is required (or `data:` in --config)") }
-        guard let out = c.output else { throw ValidationError("--output DIR is required (or `output:` in --config)") }
-        if resume == nil && FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors") {
+        guard let out = c.output ?? (dryRun ? "" : nil) else { throw ValidationError("--output DIR is required (or `output:` in --config)") }
+        if resume == nil && !dryRun && FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors") {
             throw TrainError.outputExists(path: out)
         }
         guard let dt = WeightDType(rawValue: c.dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
@@ -181,6 +187,21 @@ struct Train: ParsableCommand {
             stderrPrint("held out \(eval.count) examples for evaluation")
         }
 
+        if dryRun {
+            // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
+            _ = try lm.model.evaluate([TrainingSequence(tokens: (0..<64).map { Int32(100 + $0) })])
+            lm.model.releaseTrainingMemory()
+            let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
+            let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: nil)
+            print("dry run: \(trainer.trainableParameterCount) trainable parameters, optimizer \(trainer.optimizer.name), "
+                  + "\(trainer.totalSteps) steps of \(c.batchSize) × \(c.gradAccum) sequences")
+            for ckpt in [c.gradientCheckpointing, !c.gradientCheckpointing] {
+                let plan = trainer.memoryPlan(residentAfterLoading: resident, checkpointing: ckpt)
+                print("predicted peak memory, gradient checkpointing \(ckpt ? "on" : "off")\(ckpt == c.gradientCheckpointing ? " (this run)" : ""):")
+                print(plan.summary)
+            }
+            return
+        }
         let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: out)
         stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
                            Double(trainer.optimizer.stateBytes) / 1_048_576))

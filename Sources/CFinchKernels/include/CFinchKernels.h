@@ -72,4 +72,9 @@ int finch_linear4_small(float *y, size_t ldy, const float *x, size_t ldx, int M,
                         const uint8_t *packed, const float *code, int blocksize, const float *absmax,
                         const uint8_t *qabs, const float *nabs, const float *ncode, int nblock, float offset,
                         int accumulate);
+/// Gives memory malloc holds free back to the OS (glibc's malloc_trim; nothing elsewhere).
+void finch_release_free_memory(void);
+/// Serves allocations of at least `threshold` bytes with their own mappings (glibc's
+/// M_MMAP_THRESHOLD), so freed buffers go back to the OS at once; nothing elsewhere.
+void finch_map_large_allocations(size_t threshold);
 #endif

@@ -58,6 +58,9 @@ public final class Trainer: @unchecked Sendable {
         run = try runDirectory.map { try RunDirectory(path: $0) }
     }
 
+    /// A copy of the batch sampler at the run's start (for planning; the run's own is untouched).
+    var samplerForPlanning: BatchSampler { sampler }
+
     /// Asks a running `train` to stop after the current step, write a checkpoint and return
     /// (safe to call from a signal handler's queue).
     public func requestStop() { lock.lock(); stopRequested = true; lock.unlock() }

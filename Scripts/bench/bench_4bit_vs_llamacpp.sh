@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# 4-bit inference, Finch next to llama.cpp in the same run on the same machine: SmolLM2 with
+# its block linears in NF4 + double quantization (Finch; embeddings / head in f32 or bf16)
+# and llama.cpp on the Q4_1 GGUF; prefill of a 512-token prompt, greedy decode of 128 tokens
+# at batch 1, 2 threads, peak RSS. Two rounds.
+#   Scripts/bench/bench_4bit_vs_llamacpp.sh [VENV]
+# VENV (default /work/venv, outside the repo) needs llama-cpp-python 0.3.36, built here:
+#   CMAKE_ARGS="-DGGML_NATIVE=ON" VENV/bin/pip install llama-cpp-python==0.3.36
+# (plus what Scripts/bench/common.sh needs: torch, transformers, gguf, safetensors).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV="${1:-/work/venv}"
+source Scripts/bench/common.sh
+for round in 1 2; do
+  for d in f32 bf16; do
+    .build/release/finch bench generate --quantize nf4 --double-quant --dtype "$d" | sed "s/^{/{\"round\": $round, /"
+  done
+  (cd "$WORK" && "$VENV/bin/python" bench_llamacpp.py | sed "s/^{/{\"round\": $round, /")
+done

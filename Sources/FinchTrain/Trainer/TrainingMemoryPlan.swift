@@ -1,0 +1,81 @@
+import FinchCore
+import FinchModels
+import Foundation
+
+/// Predicted peak resident memory of a training run, by part (bytes): `finch train --dry-run`.
+/// The process baseline (runtime, libraries, tokenizer, dataset, the model file's mapped pages)
+/// is measured after loading; the rest is computed from the model, the adapter, the optimizer
+/// and the largest micro-batch the run will see.
+public struct TrainingMemoryPlan: Sendable {
+    /// Frozen base weights (4-bit blocks, or f32 / bf16).
+    public var baseWeights: Int
+    /// Adapter values (LoRA A and B, DoRA magnitudes), f32.
+    public var adapters: Int
+    /// Their gradients, f32.
+    public var gradients: Int
+    /// Optimizer state (paged state counts too: its pages are resident until the OS evicts them).
+    public var optimizerState: Int
+    /// Saved activations and backward buffers, and the largest temporaries of a step.
+    public var activations: TrainingActivationBytes
+    /// Measured resident memory after loading, less the base weights.
+    public var processBaseline: Int
+    /// Rows (tokens) of the largest micro-batch the run will see.
+    public var maxRows: Int
+    public var checkpointing: Bool
+
+    public var total: Int {
+        baseWeights + adapters + gradients + optimizerState + activations.total + processBaseline
+    }
+
+    /// A small table in MiB.
+    public var summary: String {
+        func mib(_ b: Int) -> String { String(format: "%8.1f MiB", Double(b) / 1_048_576) }
+        return """
+              base weights       \(mib(baseWeights))
+              adapters           \(mib(adapters))
+              gradients          \(mib(gradients))
+              optimizer state    \(mib(optimizerState))
+              activations        \(mib(activations.total))  (saved \(mib(activations.saved).trimmingCharacters(in: .whitespaces)), temporaries \(mib(activations.transient).trimmingCharacters(in: .whitespaces)); largest micro-batch \(maxRows) tokens)
+              process baseline   \(mib(processBaseline))  (runtime, libraries, tokenizer, data, mapped model file)
+              predicted peak     \(mib(total))
+            """
+    }
+}
+
+extension Trainer {
+    /// Rows of the largest micro-batch of the run (training batches in the sampler's order for
+    /// every step, and evaluation batches).
+    public var largestMicroBatchRows: Int {
+        var s = samplerForPlanning
+        var rows = 0
+        for _ in 0..<(totalSteps * config.gradAccum) {
+            rows = max(rows, s.next().indices.reduce(0) { $0 + train[$1].tokens.count })
+        }
+        return rows
+    }
+
+    /// Rows of the largest evaluation batch.
+    var largestEvalRows: Int {
+        stride(from: 0, to: eval.count, by: config.batchSize).map { start in
+            eval[start..<min(start + config.batchSize, eval.count)].reduce(0) { $0 + $1.tokens.count }
+        }.max() ?? 0
+    }
+
+    /// The predicted peak of this run, given the resident memory measured after loading the model
+    /// and data (before the trainer allocated its adapter and optimizer).
+    public func memoryPlan(residentAfterLoading: Int, checkpointing: Bool) -> TrainingMemoryPlan {
+        let params = optimizer.parameters.reduce(0) { $0 + $1.value.byteCount }
+        let trainRows = largestMicroBatchRows
+        var acts = model.trainingActivationBytes(rows: trainRows, checkpointing: checkpointing, loraRank: adapterConfig.r)
+        if !eval.isEmpty {
+            // Evaluation runs the checkpointing workspace; its buffers replace the training ones.
+            let e = model.trainingActivationBytes(rows: largestEvalRows, checkpointing: true, loraRank: adapterConfig.r)
+            acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)
+        }
+        let weights = model.weightBytes
+        return TrainingMemoryPlan(baseWeights: weights, adapters: params, gradients: params,
+                                  optimizerState: optimizer.stateBytes, activations: acts,
+                                  processBaseline: max(0, residentAfterLoading - weights),
+                                  maxRows: trainRows, checkpointing: checkpointing)
+    }
+}

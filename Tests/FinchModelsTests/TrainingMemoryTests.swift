@@ -1,0 +1,28 @@
+import FinchCore
+@testable import FinchModels
+import FinchTestSupport
+import XCTest
+
+/// `trainingActivationBytes` (what `finch train --dry-run` predicts) against the buffers a
+/// training workspace really holds, found by reflection so the check does not repeat the formula.
+final class TrainingMemoryTests: XCTestCase {
+    /// Bytes of every `Buffer` reachable from `value` through stored properties and arrays.
+    func bufferBytes(_ value: Any) -> Int {
+        if let b = value as? Buffer<Float> { return b.byteCount }
+        if let b = value as? Buffer<BF16Bits> { return b.byteCount }
+        return Mirror(reflecting: value).children.reduce(0) { $0 + bufferBytes($1.value) }
+    }
+
+    func testSavedBytesMatchTheWorkspace() throws {
+        let lm = try LanguageModel.load(Fixtures.path("tiny-llama/hf"))
+        for checkpointing in [false, true] {
+            for rows in [1, 37, 300] {
+                let w = lm.model.trainingWorkspace(rows: rows, checkpointing: checkpointing)
+                let predicted = lm.model.trainingActivationBytes(rows: rows, checkpointing: checkpointing, loraRank: 8)
+                XCTAssertEqual(predicted.saved, bufferBytes(w), "rows \(rows) checkpointing \(checkpointing)")
+                XCTAssertGreaterThan(predicted.transient, rows * lm.model.config.vocabSize * 4 / 2)
+                lm.model.releaseTrainingMemory()
+            }
+        }
+    }
+}
