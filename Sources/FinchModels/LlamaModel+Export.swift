@@ -137,7 +137,8 @@ extension LlamaModel {
         }
     }
 
-    /// Hugging Face names and shapes of the tensors an export writes, in checkpoint order.
+    /// Hugging Face names and shapes of the weights an export writes, in checkpoint order (as
+    /// unquantized tensors; a 4-bit layer's weight is written as its bitsandbytes parts).
     public var huggingFaceTensorShapes: [(name: String, shape: [Int])] {
         ((try? exportPlan(keepQuantized: false, path: "")) ?? []).map { ($0.name, $0.shape) }
     }

@@ -177,15 +177,17 @@ public final class LlamaModel: @unchecked Sendable {
     /// adapter is attached: merging into full precision instead of requantizing).
     /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a 4-bit layer.
     public func dequantizeLinears() throws {
+        // Checked first, so a refused call leaves every layer as it was.
+        for l in layers {
+            for name in LlamaLayer.linearNames where !(l.linear(name) is LinearWeight) {
+                if case .quantized = Self.baseWeight(l.linear(name)).storage {
+                    throw ModelError.badInput("dequantize the base before loading an adapter")
+                }
+            }
+        }
         for l in layers {
             for name in LlamaLayer.linearNames {
-                guard let w = l.linear(name) as? LinearWeight else {
-                    if case .quantized = Self.baseWeight(l.linear(name)).storage {
-                        throw ModelError.badInput("dequantize the base before loading an adapter")
-                    }
-                    continue
-                }
-                guard case .quantized = w.storage else { continue }
+                guard let w = l.linear(name) as? LinearWeight, case .quantized = w.storage else { continue }
                 l.setLinear(name, LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures,
                                                values: w.floatValues(), dtype: dtype))
             }
