@@ -76,11 +76,7 @@ struct Merge: ParsableCommand {
 
         print("wrote \(result.directory) (\(exportType.rawValue), \(result.tensorCount) tensors, "
               + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))
-        for f in result.files {
-            let path = (result.directory as NSString).appendingPathComponent(f)
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            print("  \(f)  \(Self.formatSize(size))")
-        }
+        Self.printFiles(of: result)
         print("merged adapter(s): \(result.adapters.joined(separator: ", "))")
         if quantizedBase {
             print(keep4bit
@@ -131,6 +127,15 @@ struct Merge: ParsableCommand {
         }
         if let v = Int(t), v > 0 { return v }
         throw ValidationError("--max-shard-size must be a positive size such as 2GB or 500MB (got '\(s)')")
+    }
+
+    /// One line per file of an export: its name and size on disk.
+    static func printFiles(of result: HuggingFaceExport) {
+        for f in result.files {
+            let path = (result.directory as NSString).appendingPathComponent(f)
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            print("  \(f)  \(formatSize(size))")
+        }
     }
 
     static func formatSize(_ n: Int) -> String {

@@ -67,11 +67,7 @@ struct Quantize: ParsableCommand {
 
         print("wrote \(result.directory) (\(q.summary); other tensors \(exportType.rawValue); \(result.tensorCount) tensors, "
               + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))
-        for f in result.files {
-            let path = (result.directory as NSString).appendingPathComponent(f)
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-            print("  \(f)  \(Merge.formatSize(size))")
-        }
+        Merge.printFiles(of: result)
         print(String(format: "self-check on %d prompt tokens, max |logit diff| quantized in memory vs reloaded: %.3g%@",
                      tokens.count, Merge.maxAbsDiff(before, after),
                      exportType == .f32 ? "" : " (unquantized tensors rounded to \(exportType.rawValue))"))

@@ -91,11 +91,7 @@ public final class AdamW: Optimizer, @unchecked Sendable {
 
     /// Restores what `save` wrote; every parameter must be present with its size.
     public func load(from path: String) throws {
-        let file = try SafeTensorsFile(path: path)
-        guard let s = file.metadata["step"], let st = Int(s), st >= 0 else {
-            throw TrainError.badCheckpoint(path: path, reason: "optimizer state has no step count")
-        }
-        try checkKind(file.metadata["optimizer"], path: path)
+        let (file, st) = try openState(at: path)
         for (k, p) in parameters.enumerated() {
             for (suffix, buffer) in [(".exp_avg", expAvg[k]), (".exp_avg_sq", expAvgSq[k])] {
                 guard file.info(p.name + suffix) != nil else {

@@ -140,11 +140,7 @@ public final class AdamW8bit: Optimizer, @unchecked Sendable {
     }
 
     public func load(from path: String) throws {
-        let file = try SafeTensorsFile(path: path)
-        guard let s = file.metadata["step"], let st = Int(s), st >= 0 else {
-            throw TrainError.badCheckpoint(path: path, reason: "optimizer state has no step count")
-        }
-        try checkKind(file.metadata["optimizer"], path: path)
+        let (file, st) = try openState(at: path)
         func restore<T: BitwiseCopyable>(_ name: String, _ dtype: SafeTensorsDType, into buffer: Buffer<T>) throws {
             guard let info = file.info(name) else {
                 throw TrainError.badCheckpoint(path: path, reason: "no optimizer state \(name); was it saved by a run with other LoRA settings?")

@@ -1,4 +1,5 @@
 import FinchCore
+import FinchFormats
 
 /// What the trainer needs of an optimizer: one update per step, its state size, and a
 /// checkpoint of its state that resumes exactly.
@@ -20,6 +21,17 @@ public protocol Optimizer: AnyObject, Sendable {
 }
 
 extension Optimizer {
+    /// Opens a state file `save` wrote: its tensors and step count, after checking that its
+    /// optimizer kind has this one's layout.
+    func openState(at path: String) throws -> (file: SafeTensorsFile, step: Int) {
+        let file = try SafeTensorsFile(path: path)
+        guard let s = file.metadata["step"], let step = Int(s), step >= 0 else {
+            throw TrainError.badCheckpoint(path: path, reason: "optimizer state has no step count")
+        }
+        try checkKind(file.metadata["optimizer"], path: path)
+        return (file, step)
+    }
+
     /// Refuses a checkpoint written by an optimizer whose state has another layout (32-bit vs
     /// 8-bit); paged and unpaged variants share theirs.
     func checkKind(_ saved: String?, path: String) throws {
