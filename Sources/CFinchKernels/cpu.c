@@ -90,6 +90,13 @@ int finch_max_threads(void) {
     return p_parallel ? p_max_threads() : 1;
 }
 
+void finch_row_share(int n, int align, int tid, int nthreads, int *begin, int *end) {
+    int slices = (n + align - 1) / align;
+    int s0 = (int)((long)slices * tid / nthreads), s1 = (int)((long)slices * (tid + 1) / nthreads);
+    *begin = s0 * align;
+    *end = s1 * align < n ? s1 * align : n;
+}
+
 void finch_parallel_run(void (*fn)(void *ctx, int tid, int nthreads), void *ctx) {
     resolve();
     if (!p_parallel || p_in_parallel() || p_max_threads() <= 1) { fn(ctx, 0, 1); return; }

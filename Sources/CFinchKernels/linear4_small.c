@@ -97,9 +97,9 @@ static void rows4_avx512(const struct lin4_args *a, int n0, int n1) {
 
 static void lin4_worker(void *ctx, int tid, int nt) {
     const struct lin4_args *a = (const struct lin4_args *)ctx;
-    int chunks = (a->N + 15) / 16;
-    int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
-    int n0 = c0 * 16, n1 = c1 * 16 < a->N ? c1 * 16 : a->N;
+    // Slices of 16 rows so every thread's W range starts on a 64-byte boundary.
+    int n0, n1;
+    finch_row_share(a->N, 16, tid, nt, &n0, &n1);
     if (n0 >= n1) return;
 #if defined(__x86_64__)
     if (finch_cpu_avx512_level() > 0 && a->blocksize % 32 == 0) { rows4_avx512(a, n0, n1); return; }

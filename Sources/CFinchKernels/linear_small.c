@@ -205,9 +205,8 @@ static void rows_avx2(const struct lin_args *a, int n0, int n1) {
 static void lin_worker(void *ctx, int tid, int nt) {
     const struct lin_args *a = (const struct lin_args *)ctx;
     // Slices of 16 rows so every thread's W range starts on a 64-byte boundary.
-    int chunks = (a->N + 15) / 16;
-    int c0 = (int)((long)chunks * tid / nt), c1 = (int)((long)chunks * (tid + 1) / nt);
-    int n0 = c0 * 16, n1 = c1 * 16 < a->N ? c1 * 16 : a->N;
+    int n0, n1;
+    finch_row_share(a->N, 16, tid, nt, &n0, &n1);
     if (n0 >= n1) return;
 #if defined(__x86_64__)
     if (a->xb) { rows_dpbf16(a, n0, n1); return; }

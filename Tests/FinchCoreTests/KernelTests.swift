@@ -29,9 +29,10 @@ func maxRelErr(_ got: UnsafeBufferPointer<Float>, _ ref: [Double]) -> Double {
 }
 
 final class LinearTests: XCTestCase {
-    /// Shapes that hit every path: decode kernel tails (K % 16, N % 4), GEMM, accumulate.
+    /// Shapes that hit every path: decode kernel tails (K % 16, N % 4), the decode kernel on every
+    /// thread with a last share that is not 16 rows (2, 515, 70), GEMM, accumulate.
     let shapes: [(m: Int, n: Int, k: Int)] = [(1, 7, 5), (1, 64, 48), (2, 37, 33), (3, 16, 576), (4, 130, 70),
-                                              (5, 33, 17), (17, 96, 64), (64, 200, 96)]
+                                              (2, 515, 70), (5, 33, 17), (17, 96, 64), (64, 200, 96)]
 
     func check(_ dtype: WeightDType, tolerance: Double) {
         for (m, n, k) in shapes {

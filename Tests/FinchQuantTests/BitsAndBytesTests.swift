@@ -148,7 +148,8 @@ final class DequantKernelTests: XCTestCase {
         var rng = SeededRandom(seed: 11)
         let native = String(cString: finch_kernel_path())
         let paths = native == "portable" ? ["portable"] : ["portable", native]
-        for (bs, n, k) in [(64, 37, 576), (32, 19, 96), (128, 21, 384), (256, 5, 512)] {
+        // (64, 131, 576) is large enough to run on every thread, with a last share that is not 16 rows.
+        for (bs, n, k) in [(64, 37, 576), (32, 19, 96), (128, 21, 384), (256, 5, 512), (64, 131, 576)] {
             let values = (0..<(n * k)).map { _ in rng.nextGaussian() }
             for type in FourBitType.allCases {
                 for dq in [false, true] {

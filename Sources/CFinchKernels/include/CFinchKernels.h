@@ -20,6 +20,9 @@ const char *finch_kernel_path(void);
 void finch_parallel_run(void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
 /// Threads a finch_parallel_run call uses.
 int finch_max_threads(void);
+/// Thread `tid` of `nthreads`' share [*begin, *end) of `n` rows, cut in slices of `align` rows
+/// (so every share of a row-major matrix starts on an aligned row); empty when *begin >= *end.
+void finch_row_share(int n, int align, int tid, int nthreads, int *begin, int *end);
 
 /// dst[i] = bf16(src[i]) with round-to-nearest-even (NaN stays NaN).
 void finch_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
