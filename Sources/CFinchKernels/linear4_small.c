@@ -97,7 +97,7 @@ static void rows4_avx512(const struct lin4_args *a, int n0, int n1) {
 
 static void lin4_worker(void *ctx, int tid, int nt) {
     const struct lin4_args *a = (const struct lin4_args *)ctx;
-    // Slices of 16 rows so every thread's W range starts on a 64-byte boundary.
+    // Slices of 16 rows: every thread's packed rows start on a 64-byte boundary when K % 8 == 0.
     int n0, n1;
     finch_row_share(a->N, 16, tid, nt, &n0, &n1);
     if (n0 >= n1) return;
