@@ -45,12 +45,10 @@ public final class Trainer: @unchecked Sendable {
             try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
         }
         model.zeroGradients()
-        guard let kind = OptimizerKind(name: config.optimizer) else {
-            throw TrainError.invalidSetting("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(config.optimizer))")
-        }
-        optimizer = try kind.make(parameters: model.trainableParameters(),
-                                  hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
-                                               weightDecay: config.weightDecay))
+        optimizer = try config.optimizerKind().make(
+            parameters: model.trainableParameters(),
+            hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
+                         weightDecay: config.weightDecay))
         sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
                                    shuffle: true, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / config.gradAccum)

@@ -177,6 +177,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// The `optimizer` setting as an `OptimizerKind` (aliases accepted).
+    /// - Throws: ``TrainError/invalidSetting(_:)`` naming the accepted values.
+    public func optimizerKind() throws -> OptimizerKind {
+        guard let kind = OptimizerKind(name: optimizer) else {
+            throw TrainError.invalidSetting("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(optimizer))")
+        }
+        return kind
+    }
+
     /// Throws on settings that cannot run, naming the setting and the allowed values.
     public func validate() throws {
         func bad(_ s: String) -> TrainError { .invalidSetting(s) }
@@ -194,9 +203,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if !(evalFraction >= 0 && evalFraction < 1) { throw bad("eval_fraction must be in [0, 1)") }
         if !["f32", "bf16"].contains(dtype) { throw bad("dtype must be f32 or bf16 (got \(dtype))") }
         if let q = quantize, FourBitType(rawValue: q) == nil { throw bad("quantize must be nf4 or fp4 (got \(q))") }
-        if OptimizerKind(name: optimizer) == nil {
-            throw bad("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(optimizer))")
-        }
+        _ = try optimizerKind()
         if let c = computeDType, !["f32", "bf16"].contains(c) { throw bad("compute_dtype must be f32 or bf16 (got \(c))") }
         if !FourBitTensor.blocksizes.contains(quantBlocksize) {
             throw bad("quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(quantBlocksize))")
