@@ -68,7 +68,7 @@ struct BenchGenerate: ParsableCommand {
         for _ in 0..<4 {
             let cache = m.makeCache(capacity: promptTokens)
             let t = Date()
-            _ = try m.forward([LlamaSequenceInput(tokens: ids, cache: cache)], logits: .last)
+            _ = try m.forward([SequenceInput(tokens: ids, cache: cache)], logits: .last)
             prefill.append(Date().timeIntervalSince(t))
         }
         let gen = Generator(lm)

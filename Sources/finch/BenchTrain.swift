@@ -44,11 +44,11 @@ struct BenchTrain: ParsableCommand {
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quant)
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
-        c.targetModules = targets == "qv" ? ["q_proj", "v_proj"] : ["all-linear"]
+        c.targetModules = targets == "qv" ? lm.model.defaultTargetModules : ["all-linear"]
         c.learningRate = 2e-4; c.lrScheduler = .constant; c.maxGradNorm = 0; c.batchSize = batch
         c.maxSteps = steps + 2; c.gradientCheckpointing = gradientCheckpointing; c.loggingSteps = 0
         var rng = SeededRandom(seed: 1)
-        let vocab = UInt64(lm.model.config.vocabSize)
+        let vocab = UInt64(lm.model.vocabSize)
         let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<seq).map { _ in Int32(rng.next() % vocab) }) }
         let trainer = try Trainer(model: lm.model, config: c, train: data)
         var times: [Double] = []

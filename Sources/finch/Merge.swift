@@ -91,7 +91,7 @@ struct Merge: ParsableCommand {
             print("  WARNING: the exported tokenizer encodes the prompt differently (\(reloadedTokens.count) vs \(tokens.count) tokens)")
         }
         if let saveCheck {
-            let v = lm.model.config.vocabSize
+            let v = lm.model.vocabSize
             let ids = tokens.map(Int64.init)
             try SafeTensorsWriter.write([
                 .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) }),

@@ -196,6 +196,24 @@ final class NormRoPEBackwardTests: XCTestCase {
 
 final class AttentionBackwardTests: XCTestCase {
     let h = 4, g = 2, d = 8
+    /// Sliding window (nil: full causal attention); the sliding-window tests rerun the others with one.
+    var window: Int? = nil
+
+    /// Windows shorter than a row block (5) and ending inside a later block (67): keys before
+    /// t − w + 1 are masked in forward and get no gradient.
+    static let windows = [5, 67]
+
+    func testSlidingWindowForwardMatchesNaive() {
+        for w in Self.windows { window = w; testTrainingForwardMatchesNaive() }
+    }
+
+    func testSlidingWindowBackwardMatchesFiniteDifferences() {
+        for w in Self.windows { window = w; testTrainingBackwardMatchesFiniteDifferences() }
+    }
+
+    func testSlidingWindowSharesAgree() {
+        for w in Self.windows { window = w; testTrainingBackwardSharesAgree() }
+    }
     /// Two sequences longer than a 64-row block, a short one, one of a single row, and two unused rows.
     let sequences: [Range<Int>] = [0..<70, 70..<73, 75..<76, 76..<206]
     var n: Int { sequences.map(\.upperBound).max()! }
@@ -209,16 +227,17 @@ final class AttentionBackwardTests: XCTestCase {
         for s in sequences { for i in s { for head in 0..<h {
             let kv = head / (h / g)
             var mx = -Double.infinity
-            for j in s.lowerBound...i {
+            let first = window.map { max(s.lowerBound, i - $0 + 1) } ?? s.lowerBound
+            for j in first...i {
                 var dot = 0.0
                 for e in 0..<d { dot += q[q0 + (i * h + head) * d + e] * k[k0 + (j * g + kv) * d + e] }
                 p[j] = dot * Double(scale)
                 mx = max(mx, p[j])
             }
             var z = 0.0
-            for j in s.lowerBound...i { p[j] = exp(p[j] - mx); z += p[j] }
+            for j in first...i { p[j] = exp(p[j] - mx); z += p[j] }
             lse[i * h + head] = mx + log(z)
-            for j in s.lowerBound...i {
+            for j in first...i {
                 for e in 0..<d { out[(i * h + head) * d + e] += p[j] / z * v[v0 + (j * g + kv) * d + e] }
             }
         } } }
@@ -233,17 +252,17 @@ final class AttentionBackwardTests: XCTestCase {
     func run(q: [Float], k: [Float], v: [Float], r: [Float], prefill: Float, parts: Int?) -> Run {
         let out = Buffer<Float>(Array(repeating: 9, count: n * h * d)), lse = Buffer<Float>(Array(repeating: 9, count: n * h))
         Attention.trainingForward(out: out.pointer, logsumexp: lse.pointer, q: q, k: k, v: v, sequences: sequences,
-                                  heads: h, kvHeads: g, headDim: d, scale: scale)
+                                  heads: h, kvHeads: g, headDim: d, scale: scale, window: window)
         let dq = Buffer<Float>(Array(repeating: prefill, count: n * h * d))
         let dk = Buffer<Float>(Array(repeating: prefill, count: n * g * d)), dv = Buffer<Float>(Array(repeating: prefill, count: n * g * d))
         if let parts {
             Attention.trainingBackward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: r, out: out.pointer,
                                        logsumexp: lse.pointer, q: q, k: k, v: v, sequences: sequences, heads: h,
-                                       kvHeads: g, headDim: d, scale: scale, parts: parts)
+                                       kvHeads: g, headDim: d, scale: scale, window: window, parts: parts)
         } else {
             Attention.trainingBackward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: r, out: out.pointer,
                                        logsumexp: lse.pointer, q: q, k: k, v: v, sequences: sequences, heads: h,
-                                       kvHeads: g, headDim: d, scale: scale)
+                                       kvHeads: g, headDim: d, scale: scale, window: window)
         }
         return Run(out: out.array, lse: lse.array, dq: dq.array.map { $0 - prefill },
                    dk: dk.array.map { $0 - prefill }, dv: dv.array.map { $0 - prefill })

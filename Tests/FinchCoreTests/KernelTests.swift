@@ -156,8 +156,13 @@ final class OpTests: XCTestCase {
         XCTAssertEqual(linear.invFreq[3], RoPE(headDim: 64, theta: 10000).invFreq[3] / 4)
     }
 
-    /// Naive causal GQA attention over a cache with past tokens, several segments, blocks > rowBlock.
+    /// Naive causal GQA attention over a cache with past tokens, several segments, blocks > rowBlock,
+    /// with and without a sliding window.
     func testAttentionMatchesNaive() {
+        for window in [nil, 1, 5, 40] { attentionMatchesNaive(window: window) }
+    }
+
+    func attentionMatchesNaive(window: Int?) {
         let h = 4, g = 2, d = 8, cap = 150
         let specs = [(past: 0, rows: 70), (past: 30, rows: 3), (past: 9, rows: 1)]
         var q: [Float] = [], segments: [AttentionSegment] = []
@@ -173,20 +178,23 @@ final class OpTests: XCTestCase {
         }
         let out = Buffer<Float>(count: start * h * d)
         let scale = 1 / Float(d).squareRoot()
-        Attention.forward(out: out.pointer, q: q, segments: segments, heads: h, kvHeads: g, headDim: d, scale: scale)
+        Attention.forward(out: out.pointer, q: q, segments: segments, heads: h, kvHeads: g, headDim: d, scale: scale,
+                          window: window)
         for (si, s) in specs.enumerated() {
             for r in 0..<s.rows { for head in 0..<h {
                 let kv = head / (h / g), row = segments[si].rowStart + r
                 let visible = s.past + r + 1
-                var sc = (0..<visible).map { j -> Double in
+                let first = window.map { max(0, visible - $0) } ?? 0
+                var sc = (first..<visible).map { j -> Double in
                     (0..<d).reduce(0.0) { $0 + Double(q[(row * h + head) * d + $1]) * Double(keys[si][(kv * cap + j) * d + $1]) } * Double(scale)
                 }
                 let mx = sc.max()!
                 sc = sc.map { exp($0 - mx) }
                 let z = sc.reduce(0, +)
                 for e in 0..<d {
-                    let ref = (0..<visible).reduce(0.0) { $0 + sc[$1] / z * Double(values[si][(kv * cap + $1) * d + e]) }
-                    XCTAssertEqual(Double(out[(row * h + head) * d + e]), ref, accuracy: 1e-5, "segment \(si) row \(r) head \(head)")
+                    let ref = (first..<visible).reduce(0.0) { $0 + sc[$1 - first] / z * Double(values[si][(kv * cap + $1) * d + e]) }
+                    XCTAssertEqual(Double(out[(row * h + head) * d + e]), ref, accuracy: 1e-5,
+                                   "window \(String(describing: window)) segment \(si) row \(r) head \(head)")
                 }
             } }
         }
@@ -233,5 +241,24 @@ final class OpTests: XCTestCase {
         Parallel.forEachRange(64, costPerItem: 1_000_000) { r in seen[r.lowerBound] = 1 }
         XCTAssertEqual(Int(seen.array.reduce(0, +)), min(Parallel.threadCount, 64))
         XCTAssertFalse(String(cString: finch_kernel_path()).isEmpty)
+    }
+}
+
+final class BiasTests: XCTestCase {
+    /// y += b on every row; dbias = column sums of dy (checked against finite differences of Σ y·r).
+    func testBiasForwardAndBackward() {
+        let rows = 5, o = 37
+        let y0 = randomFloats(rows * o, seed: 1), b = randomFloats(o, seed: 2), dy = randomFloats(rows * o, seed: 3)
+        let y = Buffer(y0)
+        Bias.forward(y: y.pointer, bias: b, rows: rows, features: o)
+        for r in 0..<rows { for i in 0..<o { XCTAssertEqual(y[r * o + i], y0[r * o + i] + b[i]) } }
+        let db = Buffer<Float>(Array(repeating: 0.25, count: o))
+        Bias.backward(dbias: db.pointer, dy: dy, rows: rows, features: o)
+        let loss = { (bias: [Double]) -> Double in
+            var s = 0.0
+            for r in 0..<rows { for i in 0..<o { s += (Double(y0[r * o + i]) + bias[i]) * Double(dy[r * o + i]) } }
+            return s
+        }
+        checkGradient("dbias", got: { db[$0] - 0.25 }, f: loss, at: b.map(Double.init), indices: Array(0..<o))
     }
 }

@@ -18,7 +18,7 @@ final class GeneratorTests: XCTestCase {
         // The GGUF copy of the same model loads with the same tokenizer and config.
         let g = try LanguageModel.load(Fixtures.path("tiny-llama/tiny.gguf"))
         XCTAssertEqual(g.tokenizer.encode(prompt), lm.tokenizer.encode(prompt))
-        XCTAssertEqual(g.model.config.hiddenSize, lm.model.config.hiddenSize)
+        XCTAssertEqual((g.model as! DecoderModel).spec.hiddenSize, (lm.model as! DecoderModel).spec.hiddenSize)
     }
 
     func testGreedyMatchesTransformersAndStreamsWholeText() throws {

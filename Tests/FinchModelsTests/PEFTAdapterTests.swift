@@ -28,7 +28,7 @@ final class PEFTAdapterTests: XCTestCase {
         try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: dir(n) + "/golden.json")))
     }
     static func logits(_ lm: LanguageModel, _ ids: [Int]) throws -> [Float] {
-        try lm.model.forward([LlamaSequenceInput(tokens: ids, cache: lm.model.makeCache())], logits: .all).values.array
+        try lm.model.forward([SequenceInput(tokens: ids, cache: lm.model.makeCache())], logits: .all).values.array
     }
 
     func testEachAdapterMatchesPEFTLogits() throws {

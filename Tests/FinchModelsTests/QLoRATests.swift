@@ -20,6 +20,7 @@ final class QLoRATests: XCTestCase {
         let base: GGUFWeightSource
         let quant: QuantizationConfig
         var path: String { base.path }
+        var tensorNames: [String] { base.tensorNames }
         func shape(of name: String) -> [Int]? { base.shape(of: name) }
         func ropeFrequencyFactors() throws -> [Float]? { try base.ropeFrequencyFactors() }
         func load(_ name: String) throws -> Buffer<Float> {
@@ -31,15 +32,15 @@ final class QLoRATests: XCTestCase {
         }
     }
 
-    func models(compute: WeightDType) throws -> (quantized: LlamaModel, reference: LlamaModel) {
+    func models(compute: WeightDType) throws -> (quantized: DecoderModel, reference: DecoderModel) {
         let path = try Fixtures.smolLM2()
         let file = try GGUFFile(path: path)
         let config = try LlamaConfig.load(gguf: file)
         let source = GGUFWeightSource(file: file, config: config)
         var q = Self.quant
         q.computeDType = compute
-        let quantized = try LlamaModel.load(from: source, config: config, dtype: compute, quantization: q)
-        let reference = try LlamaModel.load(from: RoundTripped(base: source, quant: q), config: config, dtype: compute)
+        let quantized = try DecoderModel.load(from: source, config: config, dtype: compute, quantization: q)
+        let reference = try DecoderModel.load(from: RoundTripped(base: source, quant: q), config: config, dtype: compute)
         return (quantized, reference)
     }
 
@@ -65,7 +66,7 @@ final class QLoRATests: XCTestCase {
         } else {
             let file = try GGUFFile(path: try Fixtures.smolLM2())
             let config = try LlamaConfig.load(gguf: file)
-            let f32Products = try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config,
+            let f32Products = try DecoderModel.load(from: GGUFWeightSource(file: file, config: config), config: config,
                                                   dtype: .bf16, quantization: Self.quant)
             XCTAssertEqual(d, try f32Products.logits(tokens: [one])[0][0], "bf16 decode")
         }
@@ -106,8 +107,8 @@ final class QLoRATests: XCTestCase {
             for i in 0..<p.value.count { p.value[i] = 0.05 * rng.nextGaussian() }
         }
         quantized.adapterParametersChanged()
-        let layer = quantized.layers[3].linear("self_attn.q_proj") as! LoRALinear
-        let sum = LlamaModel.effectiveWeight(layer)   // deq(W) + scaling·B·A, f32
+        let layer = quantized.layers[3][.q] as! LoRALinear
+        let sum = DecoderModel.effectiveWeight(layer)   // deq(W) + scaling·B·A, f32
         let tokens = [(0..<16).map { ($0 * 977 + 3) % 49152 }]
         let adapted = try quantized.logits(tokens: tokens)[0].flatMap { $0 }
         try quantized.mergeActiveAdapter()

@@ -27,13 +27,13 @@ final class QuantizedCheckpointTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: scratch) }
 
-    func logits(_ m: LlamaModel) throws -> [Float] {
-        try m.forward([LlamaSequenceInput(tokens: Self.ids, cache: m.makeCache())], logits: .all).values.array
+    func logits(_ m: any CausalLM) throws -> [Float] {
+        try m.forward([SequenceInput(tokens: Self.ids, cache: m.makeCache())], logits: .all).values.array
     }
 
-    func load(_ dir: String, quantization: QuantizationConfig? = nil) throws -> LlamaModel {
+    func load(_ dir: String, quantization: QuantizationConfig? = nil) throws -> DecoderModel {
         let config = try LlamaConfig.load(configJSON: dir + "/config.json")
-        return try LlamaModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: .f32,
+        return try DecoderModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: .f32,
                                    quantization: quantization)
     }
 
@@ -55,7 +55,7 @@ final class QuantizedCheckpointTests: XCTestCase {
             XCTAssertTrue(ours == theirs, "\(dir): model.safetensors differs from transformers + bitsandbytes'")
             XCTAssertEqual(try json(out + "/config.json")["quantization_config"] as? NSDictionary,
                            try json(Fixtures.path("tiny-llama/\(dir)/config.json"))["quantization_config"] as? NSDictionary, dir)
-            XCTAssertEqual(result.tensorCount, lm.model.config.numHiddenLayers * 7 * (quant.doubleQuant ? 6 : 4) + 2 * 2 + 2 + 1, dir)
+            XCTAssertEqual(result.tensorCount, (lm.model as! DecoderModel).spec.numLayers * 7 * (quant.doubleQuant ? 6 : 4) + 2 * 2 + 2 + 1, dir)
         }
     }
 
@@ -68,7 +68,7 @@ final class QuantizedCheckpointTests: XCTestCase {
             XCTAssertTrue(stored.isQuantized, dir)
             XCTAssertEqual(try logits(stored), try logits(fresh), dir)
             XCTAssertEqual(stored.weightBytes, fresh.weightBytes, dir)
-            let q = try XCTUnwrap(LlamaModel.baseWeight(stored.layers[1].linear("mlp.down_proj")).storage.fourBit)
+            let q = try XCTUnwrap(baseWeight(stored.layers[1][.down]).storage.fourBit)
             XCTAssertEqual(q.type, quant.type)
             XCTAssertEqual(q.shape, [64, 96])
             XCTAssertEqual(q.isDoubleQuantized, quant.doubleQuant)
@@ -122,7 +122,7 @@ final class QuantizedCheckpointTests: XCTestCase {
     }
 
     /// A deterministic rank-4 all-linear adapter with non-zero B.
-    static func adapter(for model: LlamaModel) -> LoRAAdapter {
+    static func adapter(for model: any CausalLM) -> LoRAAdapter {
         var rng = SplitMix(seed: 11)
         var modules: [String: LoRAModule] = [:]
         for (name, dims) in model.linearModules.sorted(by: { $0.key < $1.key }) {

@@ -32,7 +32,7 @@ final class SmolLM2Tests: XCTestCase {
     }
 
     func testConfigFromGGUF() throws {
-        let c = try Self.model().model.config
+        let c = try XCTUnwrap((try Self.model().model as? DecoderModel)?.config as? LlamaConfig)
         XCTAssertEqual(c.numHiddenLayers, 30)
         XCTAssertEqual(c.hiddenSize, 576)
         XCTAssertEqual(c.numAttentionHeads, 9)
@@ -47,9 +47,9 @@ final class SmolLM2Tests: XCTestCase {
     func testLogitsMatchTransformers() throws {
         let lm = try Self.model()
         let ref = try SafeTensorsFile(path: Fixtures.reference + "/logits_golden.safetensors")
-        let v = lm.model.config.vocabSize
+        let v = lm.model.vocabSize
         for (name, g) in try Self.golden().sorted(by: { $0.key < $1.key }) {
-            let out = try lm.model.forward([LlamaSequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
+            let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
             let expected = try ref.floats("\(name).logits")
             XCTAssertEqual(expected.count, g.logits_positions.count * v)
             var worst: Float = 0
@@ -88,10 +88,10 @@ final class SmolLM2Tests: XCTestCase {
     func testBF16GreedyAgreesOnPlainPrompt() throws {
         let lm = try Self.model(.bf16)
         let g = try Self.golden()["plain"]!
-        let out = try lm.model.forward([LlamaSequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .last)
+        let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .last)
         XCTAssertEqual(Sampler.argmax(Array(out.row(0))), g.greedy32_ids[0])
         let ref = try SafeTensorsFile(path: Fixtures.reference + "/logits_golden.safetensors").floats("plain.logits")
-        let v = lm.model.config.vocabSize
+        let v = lm.model.vocabSize
         let d = maxAbsDiff(Array(out.row(0)), ref[((g.ids.count - 1) * v)...])
         print("[plain, bf16 weights] max |logit diff| vs transformers f32: \(d)")
         XCTAssertLessThan(d, 0.5)
@@ -108,7 +108,7 @@ final class SmolLM2Tests: XCTestCase {
         let lm = try LanguageModel.load(dir)
         let g = try Self.golden()["chat"]!
         XCTAssertEqual(lm.tokenizer.encode(g.text), g.ids)
-        let out = try lm.model.forward([LlamaSequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
+        let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
         let ref = try SafeTensorsFile(path: Fixtures.reference + "/logits_golden.safetensors").floats("chat.logits")
         XCTAssertLessThanOrEqual(maxAbsDiff(out.values.array, ref), 2e-3)
     }

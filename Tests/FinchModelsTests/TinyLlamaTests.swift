@@ -23,20 +23,20 @@ final class TinyLlamaTests: XCTestCase {
         try SafeTensorsFile(path: Fixtures.path("tiny-llama/expected.safetensors")).floats(name)
     }
 
-    func loadHF(_ dtype: WeightDType = .f32) throws -> LlamaModel {
+    func loadHF(_ dtype: WeightDType = .f32) throws -> DecoderModel {
         let dir = Fixtures.path("tiny-llama/hf")
         let config = try LlamaConfig.load(configJSON: dir + "/config.json")
-        return try LlamaModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: dtype)
+        return try DecoderModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: dtype)
     }
 
-    func loadGGUF(_ dtype: WeightDType = .f32) throws -> LlamaModel {
+    func loadGGUF(_ dtype: WeightDType = .f32) throws -> DecoderModel {
         let file = try GGUFFile(path: Fixtures.path("tiny-llama/tiny.gguf"))
         let config = try LlamaConfig.load(gguf: file)
-        return try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype)
+        return try DecoderModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype)
     }
 
-    func fullLogits(_ m: LlamaModel) throws -> [Float] {
-        let out = try m.forward([LlamaSequenceInput(tokens: Self.expected.ids, cache: m.makeCache())], logits: .all)
+    func fullLogits(_ m: any CausalLM) throws -> [Float] {
+        let out = try m.forward([SequenceInput(tokens: Self.expected.ids, cache: m.makeCache())], logits: .all)
         return out.values.array
     }
 
@@ -57,7 +57,7 @@ final class TinyLlamaTests: XCTestCase {
 
     func testGGUFLogitsMatchTransformers() throws {
         let m = try loadGGUF()
-        XCTAssertEqual(m.config.ropeTheta, 10000)
+        XCTAssertEqual((m.config as? LlamaConfig)?.ropeTheta, 10000)
         let ref = try Self.reference("full.logits")
         XCTAssertLessThan(maxAbsDiff(try fullLogits(m), ref), 1e-4)
     }
@@ -66,12 +66,12 @@ final class TinyLlamaTests: XCTestCase {
         let m = try loadHF()
         let ids = Self.expected.ids
         let ref = try Self.reference("full.logits")
-        let v = m.config.vocabSize
+        let v = m.vocabSize
         let cache = m.makeCache(capacity: 16)   // forces the cache to grow
         // Prefill 3 tokens, then one at a time.
-        var got = try m.forward([LlamaSequenceInput(tokens: Array(ids[0..<3]), cache: cache)], logits: .all).values.array
+        var got = try m.forward([SequenceInput(tokens: Array(ids[0..<3]), cache: cache)], logits: .all).values.array
         for t in ids[3...] {
-            got += try m.forward([LlamaSequenceInput(tokens: [t], cache: cache)], logits: .last).values.array
+            got += try m.forward([SequenceInput(tokens: [t], cache: cache)], logits: .last).values.array
         }
         XCTAssertEqual(cache.length, ids.count)
         XCTAssertEqual(got.count, ids.count * v)
@@ -83,7 +83,7 @@ final class TinyLlamaTests: XCTestCase {
         let e = Self.expected
         let ref = try Self.reference("batch.logits")
         let out = try m.logits(tokens: e.batch_ids, attentionMask: e.batch_mask)
-        let t = e.batch_ids[0].count, v = m.config.vocabSize
+        let t = e.batch_ids[0].count, v = m.vocabSize
         for b in 0..<2 {
             for i in 0..<t where e.batch_mask[b][i] == 1 {
                 let r = Array(ref[((b * t + i) * v)..<((b * t + i + 1) * v)])
@@ -96,10 +96,10 @@ final class TinyLlamaTests: XCTestCase {
         let m = try loadHF()
         let ids = Self.expected.ids
         let a = Array(ids[0..<4]), b = Array(ids[2..<11])
-        let both = try m.forward([LlamaSequenceInput(tokens: a, cache: m.makeCache()),
-                                  LlamaSequenceInput(tokens: b, cache: m.makeCache())], logits: .last)
-        let one = try m.forward([LlamaSequenceInput(tokens: a, cache: m.makeCache())], logits: .last)
-        let two = try m.forward([LlamaSequenceInput(tokens: b, cache: m.makeCache())], logits: .last)
+        let both = try m.forward([SequenceInput(tokens: a, cache: m.makeCache()),
+                                  SequenceInput(tokens: b, cache: m.makeCache())], logits: .last)
+        let one = try m.forward([SequenceInput(tokens: a, cache: m.makeCache())], logits: .last)
+        let two = try m.forward([SequenceInput(tokens: b, cache: m.makeCache())], logits: .last)
         XCTAssertLessThan(maxAbsDiff(Array(both.row(0)), Array(one.row(0))), 1e-5)
         XCTAssertLessThan(maxAbsDiff(Array(both.row(1)), Array(two.row(0))), 1e-5)
     }
@@ -111,7 +111,7 @@ final class TinyLlamaTests: XCTestCase {
         var next = Array(e.ids.prefix(5))
         var out: [Int] = []
         for _ in 0..<12 {
-            let l = try m.forward([LlamaSequenceInput(tokens: next, cache: cache)], logits: .last)
+            let l = try m.forward([SequenceInput(tokens: next, cache: cache)], logits: .last)
             let t = Sampler.argmax(Array(l.row(0)))
             out.append(t)
             next = [t]
@@ -131,7 +131,7 @@ final class TinyLlamaTests: XCTestCase {
 
     func testBadTokenIsATypedError() throws {
         let m = try loadHF()
-        XCTAssertThrowsError(try m.forward([LlamaSequenceInput(tokens: [m.config.vocabSize], cache: m.makeCache())])) { e in
+        XCTAssertThrowsError(try m.forward([SequenceInput(tokens: [m.vocabSize], cache: m.makeCache())])) { e in
             guard case ModelError.badInput = e else { return XCTFail("\(e)") }
         }
     }

@@ -18,7 +18,7 @@ final class DropoutGradientTests: XCTestCase {
             for i in 0..<p.value.count { p.value[i] = 0.1 * rng.nextGaussian() }
         }
         m.adapterParametersChanged()
-        let data = TrainerTests.examples(3, vocab: m.config.vocabSize, seed: 4)
+        let data = TrainerTests.examples(3, vocab: m.vocabSize, seed: 4)
         let key: UInt64 = 12345
         m.zeroGradients()
         try m.forwardBackward(data, dropoutKey: key)

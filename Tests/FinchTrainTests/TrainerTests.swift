@@ -10,10 +10,10 @@ import XCTest
 /// The trainer on the tiny fixture model: exact resume, checkpoints, stop requests, non-finite
 /// losses, gradient accumulation; and the 12-step AdamW loss curve of PEFT on SmolLM2.
 final class TrainerTests: XCTestCase {
-    static func tinyModel() throws -> LlamaModel {
+    static func tinyModel() throws -> DecoderModel {
         let dir = Fixtures.path("tiny-llama/hf")
         let config = try LlamaConfig.load(configJSON: dir + "/config.json")
-        return try LlamaModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: .f32)
+        return try DecoderModel.load(from: SafeTensorsWeightSource(directory: dir), config: config, dtype: .f32)
     }
 
     /// Seeded sequences of varied length; the first few tokens of each are a masked "prompt".
@@ -47,7 +47,7 @@ final class TrainerTests: XCTestCase {
     /// from checkpoint-10 for 10 more: the same 20 losses and the same final adapter, bit for bit.
     func testResumedRunEqualsUninterruptedRun() throws {
         let m1 = try Self.tinyModel()
-        let data = Self.examples(17, vocab: m1.config.vocabSize)
+        let data = Self.examples(17, vocab: m1.vocabSize)
         let straight = tempDir()
         let full = try Trainer(model: m1, config: Self.config(steps: 20), train: data, runDirectory: straight).train()
         XCTAssertEqual(full.losses.count, 20)
@@ -83,7 +83,7 @@ final class TrainerTests: XCTestCase {
         var c = Self.config(steps: 8)
         c.saveSteps = 2; c.saveTotalLimit = 2
         let dir = tempDir()
-        try Trainer(model: m, config: c, train: Self.examples(9, vocab: m.config.vocabSize), runDirectory: dir).train()
+        try Trainer(model: m, config: c, train: Self.examples(9, vocab: m.vocabSize), runDirectory: dir).train()
         XCTAssertEqual(Checkpoint.list(runDirectory: dir).map(\.step), [6, 8])
         let names = try FileManager.default.contentsOfDirectory(atPath: dir + "/checkpoint-8").sorted()
         XCTAssertEqual(names, ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"])
@@ -95,7 +95,7 @@ final class TrainerTests: XCTestCase {
     /// Resuming with other data or other LoRA settings is refused with a reason.
     func testResumeRefusesOtherSettings() throws {
         let m = try Self.tinyModel()
-        let data = Self.examples(9, vocab: m.config.vocabSize)
+        let data = Self.examples(9, vocab: m.vocabSize)
         let dir = tempDir()
         var c = Self.config(steps: 2); c.saveSteps = 2
         try Trainer(model: m, config: c, train: data, runDirectory: dir).train()
@@ -115,7 +115,7 @@ final class TrainerTests: XCTestCase {
         c.learningRate = 1e35; c.maxGradNorm = 0; c.warmupSteps = 0; c.lrScheduler = .constant; c.saveSteps = 1
         c.loraDropout = 0
         let dir = tempDir()
-        XCTAssertThrowsError(try Trainer(model: m, config: c, train: Self.examples(6, vocab: m.config.vocabSize),
+        XCTAssertThrowsError(try Trainer(model: m, config: c, train: Self.examples(6, vocab: m.vocabSize),
                                          runDirectory: dir).train()) { error in
             guard case TrainError.nonFiniteLoss(let step, _, let last) = error else { return XCTFail("\(error)") }
             XCTAssertGreaterThan(step, 1)
@@ -135,7 +135,7 @@ final class TrainerTests: XCTestCase {
             var rng = SeededRandom(seed: 5)
             for i in 0..<p.value.count { p.value[i] = 0.05 * rng.nextGaussian() }
         }
-        let data = Self.examples(6, vocab: m.config.vocabSize)
+        let data = Self.examples(6, vocab: m.vocabSize)
         m.zeroGradients()
         let whole = try m.forwardBackward(data)
         let g1 = m.trainableParameters().map { $0.grad.array }

@@ -31,10 +31,11 @@ public enum Attention {
     static let rowBlock = 64
 
     /// out [N, H, D] = softmax(q·kᵀ · scale + causal mask) · v for every segment.
-    /// Query head h reads key/value head h / (H / G).
+    /// Query head h reads key/value head h / (H / G). With a `window` w, the query at position p
+    /// sees keys p − w + 1 … p only (transformers' sliding-window mask).
     public static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                                segments: [AttentionSegment], heads: Int, kvHeads: Int, headDim d: Int,
-                               scale: Float) {
+                               scale: Float, window: Int? = nil) {
         struct Task { var segment: Int; var head: Int; var r0: Int; var r1: Int }
         var tasks: [Task] = []
         var maxKeys = 0
@@ -59,10 +60,13 @@ public enum Attention {
                     let task = tasks[t]
                     let s = segments[task.segment]
                     let rows = task.r1 - task.r0
-                    let keysUsed = s.pastLength + task.r1        // causal: the block's last row sees this many
+                    // Keys first ..< last the block's rows see (causal; the window drops early ones).
+                    let last = s.pastLength + task.r1
+                    let first = window.map { max(0, s.pastLength + task.r0 + 1 - $0) } ?? 0
+                    let keysUsed = last - first
                     let g = task.head / group
-                    let k = s.keys + g * s.capacity * d
-                    let v = s.values + g * s.capacity * d
+                    let k = s.keys + g * s.capacity * d + first * d
+                    let v = s.values + g * s.capacity * d + first * d
                     let qh = q + (s.rowStart + task.r0) * rowStride + task.head * d
                     let oh = out + (s.rowStart + task.r0) * rowStride + task.head * d
                     // scores [rows, keysUsed] = scale · q_h · kᵀ
@@ -70,9 +74,10 @@ public enum Attention {
                                    bTransposed: true, c: scores, ldc: keysUsed, alpha: scale, accumulate: false)
                     for i in 0..<rows {
                         let row = scores + i * keysUsed
-                        let visible = s.pastLength + task.r0 + i + 1
-                        softmaxInPlace(row, count: visible)
-                        for j in visible..<keysUsed { row[j] = 0 }
+                        let (lo, hi) = visibleKeys(position: s.pastLength + task.r0 + i, window: window, first: first)
+                        for j in 0..<lo { row[j] = 0 }
+                        softmaxInPlace(row + lo, count: hi - lo)
+                        for j in hi..<keysUsed { row[j] = 0 }
                     }
                     // out_h [rows, D] = scores · v
                     GEMM.f32Serial(m: rows, n: d, k: keysUsed, a: scores, lda: keysUsed, b: v, ldb: d,
@@ -80,6 +85,14 @@ public enum Attention {
                 }
             }
         }
+    }
+
+    /// Keys lo ..< hi (relative to key `first`) that the query at `position` sees: causal, and
+    /// within the last `window` positions when there is a window.
+    @inline(__always)
+    static func visibleKeys(position p: Int, window: Int?, first: Int) -> (lo: Int, hi: Int) {
+        let lo = window.map { max(0, p + 1 - $0) } ?? 0
+        return (lo - first, p + 1 - first)
     }
 
     /// Numerically stable softmax of `count` values in place.
@@ -150,10 +163,11 @@ extension Attention {
     /// logsumexp [N, H] = log Σ_j e^(scale · q·k_j) over the keys each row sees.
     /// q [N, H, D], k [N, G, D], v [N, G, D]; query head h reads key/value head h / (H / G).
     /// `sequences`: the disjoint row ranges of the sequences (rows in none of them are left untouched).
+    /// With a `window` w, row t of a sequence sees its rows t − w + 1 … t only.
     public static func trainingForward(out: UnsafeMutablePointer<Float>, logsumexp: UnsafeMutablePointer<Float>,
                                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                        sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
-                                       scale: Float) {
+                                       scale: Float, window: Int? = nil) {
         precondition(heads % kvHeads == 0, "query heads must be a multiple of key/value heads")
         let (tasks, _, maxRows) = trainingTasks(sequences: sequences, heads: heads, kvHeads: kvHeads)
         if tasks.isEmpty { return }
@@ -169,9 +183,10 @@ extension Attention {
                 for part in range {
                     for t in split[part] {
                         let task = tasks[t]
-                        let rows = task.r1 - task.r0, keys = task.r1
+                        let first = window.map { max(0, task.r0 + 1 - $0) } ?? 0   // keys first ..< r1 are seen
+                        let rows = task.r1 - task.r0, keys = task.r1 - first
                         let g = task.head / group
-                        let kh = k + task.start * kvStride + g * d, vh = v + task.start * kvStride + g * d
+                        let kh = k + (task.start + first) * kvStride + g * d, vh = v + (task.start + first) * kvStride + g * d
                         let row0 = task.start + task.r0
                         let qh = q + row0 * qStride + task.head * d
                         // scores [rows, keys] = scale · q_h · kᵀ
@@ -179,9 +194,10 @@ extension Attention {
                                        bTransposed: true, c: scores, ldc: keys, alpha: scale, accumulate: false)
                         for i in 0..<rows {
                             let row = scores + i * keys
-                            let visible = task.r0 + i + 1
-                            logsumexp[(row0 + i) * heads + task.head] = finch_softmax_lse(row, visible)
-                            for j in visible..<keys { row[j] = 0 }
+                            let (lo, hi) = visibleKeys(position: task.r0 + i, window: window, first: first)
+                            for j in 0..<lo { row[j] = 0 }
+                            logsumexp[(row0 + i) * heads + task.head] = finch_softmax_lse(row + lo, hi - lo)
+                            for j in hi..<keys { row[j] = 0 }
                         }
                         // out_h [rows, D] = P · v
                         GEMM.f32Serial(m: rows, n: d, k: keys, a: scores, lda: keys, b: vh, ldb: kvStride,
@@ -208,10 +224,10 @@ extension Attention {
                                         out: UnsafePointer<Float>, logsumexp: UnsafePointer<Float>,
                                         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                         sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
-                                        scale: Float) {
+                                        scale: Float, window: Int? = nil) {
         trainingBackward(dq: dq, dk: dk, dv: dv, dout: dout, out: out, logsumexp: logsumexp, q: q, k: k, v: v,
                          sequences: sequences, heads: heads, kvHeads: kvHeads, headDim: d, scale: scale,
-                         parts: Parallel.threadCount)
+                         window: window, parts: Parallel.threadCount)
     }
 
     /// `trainingBackward` with its work cut into `parts` shares (tests use many to exercise the reduction).
@@ -220,7 +236,7 @@ extension Attention {
                                  out: UnsafePointer<Float>, logsumexp: UnsafePointer<Float>,
                                  q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                  sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
-                                 scale: Float, parts: Int) {
+                                 scale: Float, window: Int? = nil, parts: Int) {
         precondition(heads % kvHeads == 0, "query heads must be a multiple of key/value heads")
         let (tasks, units, maxRows) = trainingTasks(sequences: sequences, heads: heads, kvHeads: kvHeads)
         if tasks.isEmpty { return }
@@ -260,9 +276,11 @@ extension Attention {
                                 ldAcc = d
                             }
                         }
-                        let rows = task.r1 - task.r0, keys = task.r1
+                        let first = window.map { max(0, task.r0 + 1 - $0) } ?? 0   // keys first ..< r1 are seen
+                        let rows = task.r1 - task.r0, keys = task.r1 - first
                         let g = task.head / group
-                        let kh = k + task.start * kvStride + g * d, vh = v + task.start * kvStride + g * d
+                        let kh = k + (task.start + first) * kvStride + g * d, vh = v + (task.start + first) * kvStride + g * d
+                        let dkRows = dkAcc + first * ldAcc, dvRows = dvAcc + first * ldAcc
                         let row0 = task.start + task.r0
                         let off = row0 * qStride + task.head * d
                         let qh = q + off, doh = dout + off
@@ -272,13 +290,14 @@ extension Attention {
                                        bTransposed: true, c: p, ldc: keys, alpha: scale, accumulate: false)
                         for i in 0..<rows {
                             let row = p + i * keys
-                            let visible = task.r0 + i + 1
-                            finch_exp_shift(row, row, logsumexp[(row0 + i) * heads + task.head], 1, visible, 0)
-                            for j in visible..<keys { row[j] = 0 }
+                            let (lo, hi) = visibleKeys(position: task.r0 + i, window: window, first: first)
+                            for j in 0..<lo { row[j] = 0 }
+                            finch_exp_shift(row + lo, row + lo, logsumexp[(row0 + i) * heads + task.head], 1, hi - lo, 0)
+                            for j in hi..<keys { row[j] = 0 }
                         }
                         // dv [keys, D] += Pᵀ · dout_h
                         GEMM.f32Serial(m: keys, n: d, k: rows, a: p, lda: keys, aTransposed: true, b: doh, ldb: qStride,
-                                       bTransposed: false, c: dvAcc, ldc: ldAcc, accumulate: true)
+                                       bTransposed: false, c: dvRows, ldc: ldAcc, accumulate: true)
                         // dP [rows, keys] = dout_h · vᵀ; dS = P ∘ (dP − Δ)
                         GEMM.f32Serial(m: rows, n: keys, k: d, a: doh, lda: qStride, b: vh, ldb: kvStride,
                                        bTransposed: true, c: ds, ldc: keys, accumulate: false)
@@ -290,7 +309,7 @@ extension Attention {
                         GEMM.f32Serial(m: rows, n: d, k: keys, a: ds, lda: keys, b: kh, ldb: kvStride,
                                        bTransposed: false, c: dq + off, ldc: qStride, alpha: scale, accumulate: true)
                         GEMM.f32Serial(m: keys, n: d, k: rows, a: ds, lda: keys, aTransposed: true, b: qh, ldb: qStride,
-                                       bTransposed: false, c: dkAcc, ldc: ldAcc, alpha: scale, accumulate: true)
+                                       bTransposed: false, c: dkRows, ldc: ldAcc, alpha: scale, accumulate: true)
                     }
                 }
             }

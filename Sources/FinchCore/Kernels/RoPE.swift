@@ -4,7 +4,7 @@ import Foundation
 
 /// Rotary position embedding in the "rotate half" layout of Hugging Face LLaMA:
 /// pairs (i, i + D/2) rotate by angle `position · invFreq[i]`.
-public struct RoPE: Sendable {
+public struct RoPE: Sendable, Equatable {
     public let headDim: Int
     /// [D/2] inverse frequencies (after any scaling).
     public let invFreq: [Float]

@@ -12,7 +12,7 @@ import Foundation
 /// of each epoch, the dropout masks of each micro-batch), and the kernels are deterministic,
 /// so a run resumed from a checkpoint computes the same losses as one that never stopped.
 public final class Trainer: @unchecked Sendable {
-    public let model: LlamaModel
+    public let model: any TrainableModel
     public let config: TrainingConfig
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
@@ -29,7 +29,7 @@ public final class Trainer: @unchecked Sendable {
     public let stepsPerEpoch: Int
     public let totalSteps: Int
 
-    public init(model: LlamaModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
+    public init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
                 runDirectory: String? = nil) throws {
         try config.validate()
         guard !train.isEmpty else { throw TrainError.invalidSetting("there are no training examples") }

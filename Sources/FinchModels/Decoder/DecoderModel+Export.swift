@@ -72,8 +72,19 @@ public struct HuggingFaceExport: Sendable {
     public let adapters: [String]
 }
 
-extension LlamaModel {
-    /// Writes the model as a Hugging Face `LlamaForCausalLM` directory that transformers (and
+/// How `saveHuggingFace` writes (see there).
+public struct HuggingFaceExportOptions: Sendable {
+    public var dtype: ExportDType
+    public var maxShardBytes: Int?
+    public var overwrite: Bool
+    public var dequantize: Bool
+    public init(dtype: ExportDType = .f32, maxShardBytes: Int? = nil, overwrite: Bool = false, dequantize: Bool = false) {
+        self.dtype = dtype; self.maxShardBytes = maxShardBytes; self.overwrite = overwrite; self.dequantize = dequantize
+    }
+}
+
+extension DecoderModel {
+    /// Writes the model as a Hugging Face directory of its family (`LlamaForCausalLM`, …) that transformers (and
     /// `LanguageModel.load`) can load: `config.json`, `generation_config.json`, the weights as
     /// `model.safetensors` (or `model-0000k-of-0000n.safetensors` shards plus
     /// `model.safetensors.index.json` when they exceed `maxShardBytes`), and, with a tokenizer,
@@ -99,21 +110,19 @@ extension LlamaModel {
     ///
     /// - Throws: ``ExportError``, and ``FinchFormats/FormatError`` / ``FinchTokenizer/TokenizerError``
     ///   from the writers.
-    @discardableResult
-    public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
-                                maxShardBytes: Int? = nil, overwrite: Bool = false,
-                                dequantize: Bool = false) throws -> HuggingFaceExport {
+    public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
+        -> HuggingFaceExport {
+        let dtype = options.dtype, maxShardBytes = options.maxShardBytes
         if let m = maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
-        let rotary = config.rope.invFreq
-        guard rotary.count == rope.invFreq.count,
-              zip(rotary, rope.invFreq).allSatisfy({ abs($0 - $1) <= 1e-6 * max(abs($0), abs($1)) }) else {
-            throw ExportError.unsupported(path: directory, reason: "the rotary frequencies come from a rope_freqs tensor "
-                + "(llama.cpp) that config.json cannot describe; export from the Hugging Face checkpoint instead")
+        for (described, used) in zip(config.decoderSpec.ropes, spec.ropes) {
+            guard described.invFreq.count == used.invFreq.count,
+                  zip(described.invFreq, used.invFreq).allSatisfy({ abs($0 - $1) <= 1e-6 * max(abs($0), abs($1)) }) else {
+                throw ExportError.unsupported(path: directory, reason: "the rotary frequencies come from a rope_freqs tensor "
+                    + "(llama.cpp) that config.json cannot describe; export from the Hugging Face checkpoint instead")
+            }
         }
-        var cfg = config
-        cfg.tieWordEmbeddings = lmHead === embedding
-        let plan = try exportPlan(keepQuantized: !dequantize, path: directory)
-        var configJSON = cfg.huggingFaceConfigJSON(torchDType: dtype.torchName)
+        let plan = try exportPlan(keepQuantized: !options.dequantize, path: directory)
+        var configJSON = config.huggingFaceConfigJSON(torchDType: dtype.torchName, tieWordEmbeddings: lmHead === embedding)
         if let q = plan.lazy.compactMap(\.quantized).first, case .object(var m) = configJSON {
             let compute = plan.compactMap { $0.quantized?.compute }.first ?? .f32
             let qc = QuantizationConfig(type: q.tensor.type, blocksize: q.tensor.blocksize,
@@ -123,10 +132,10 @@ extension LlamaModel {
             configJSON = .object(m)
         }
 
-        return try AtomicDirectory.write(to: directory, overwrite: overwrite) { tmp in
+        return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
             var files = try writeWeights(plan, into: tmp, dtype: dtype, maxShardBytes: maxShardBytes)
             try Self.writeJSON(configJSON, to: tmp + "/config.json")
-            try Self.writeJSON(cfg.generationConfigJSON(), to: tmp + "/generation_config.json")
+            try Self.writeJSON(config.generationConfigJSON(), to: tmp + "/generation_config.json")
             files.names += ["config.json", "generation_config.json"]
             if let tokenizer {
                 try tokenizer.writeTokenizerJSON(to: tmp)
@@ -153,17 +162,22 @@ extension LlamaModel {
     }
 
     func exportPlan(keepQuantized: Bool, path: String) throws -> [ExportTensor] {
-        let c = config.hiddenSize
-        var plan = [ExportTensor(name: "model.embed_tokens.weight", shape: [embedding.outFeatures, embedding.inFeatures],
+        let c = spec.hiddenSize
+        var plan = [ExportTensor(name: "\(names.embedding).weight", shape: [embedding.outFeatures, embedding.inFeatures],
                                  values: { [embedding] in embedding.floatValues() })]
         for (i, layer) in layers.enumerated() {
-            let p = "model.layers.\(i)."
-            plan.append(ExportTensor(name: p + "input_layernorm.weight", shape: [c], values: { layer.inputNorm }))
-            for name in LlamaLayer.linearNames {
-                let l = layer.linear(name)
-                var t = ExportTensor(name: p + name + ".weight", shape: [l.outFeatures, l.inFeatures],
+            // Norms and linears in the order transformers writes a block: attention norm, q/k norms,
+            // projections (weight, bias), MLP norm.
+            for n in spec.norms where n != .mlp {
+                let w = layer.norm(n)
+                plan.append(ExportTensor(name: "\(names.module(n, layer: i)).weight", shape: [w.count], values: { w }))
+            }
+            for lin in spec.linears {
+                let l = layer[lin]
+                let module = names.module(lin, layer: i)
+                var t = ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],
                                      values: { Self.effectiveWeight(l) })
-                if keepQuantized, case .quantized(let q, let compute) = Self.baseWeight(l).storage, let four = q as? FourBitTensor {
+                if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? FourBitTensor {
                     if let w = l as? LoRALinear, let a = w.active, w.adapters[a] != nil, w.merged?.name != a {
                         throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the 4-bit "
                             + "weights of \(t.name): merge it first (it is requantized and the rounding reported) or export dequantized")
@@ -171,13 +185,16 @@ extension LlamaModel {
                     t.quantized = (four, compute)
                 }
                 plan.append(t)
+                if let b = layer.biases[lin] {
+                    plan.append(ExportTensor(name: module + ".bias", shape: [b.count], values: { b }))
+                }
             }
-            plan.append(ExportTensor(name: p + "post_attention_layernorm.weight", shape: [c],
-                                     values: { layer.postAttentionNorm }))
+            let w = layer.norm(.mlp)
+            plan.append(ExportTensor(name: "\(names.module(.mlp, layer: i)).weight", shape: [w.count], values: { w }))
         }
-        plan.append(ExportTensor(name: "model.norm.weight", shape: [c], values: { [finalNorm] in finalNorm }))
+        plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNorm] in finalNorm }))
         if lmHead !== embedding {
-            plan.append(ExportTensor(name: "lm_head.weight", shape: [lmHead.outFeatures, lmHead.inFeatures],
+            plan.append(ExportTensor(name: "\(names.head).weight", shape: [lmHead.outFeatures, lmHead.inFeatures],
                                      values: { [lmHead] in lmHead.floatValues() }))
         }
         return plan
@@ -195,7 +212,7 @@ extension LlamaModel {
 
     /// W [O, I] as `forward` applies it: the base weight, plus the active adapter when it is not merged
     /// (folded into a copy; the layer is not changed).
-    static func effectiveWeight(_ layer: any LinearLayer) -> Buffer<Float> {
+    public static func effectiveWeight(_ layer: any LinearLayer) -> Buffer<Float> {
         guard let w = layer as? LoRALinear else { return baseWeight(layer).floatValues() }
         let base = w.base.floatValues()
         guard let name = w.active, w.merged?.name != name, let lora = w.adapters[name] else { return base }

@@ -1,18 +1,34 @@
 import FinchCore
 import FinchLoRA
 
-/// LoRA adapters on a LLaMA model: loading PEFT adapters, switching, disabling, merging.
-/// Adapters wrap the targeted linear layers (`LoRALinear`); the base weights stay as loaded.
-extension LlamaModel {
-    /// Every linear layer but the LM head: full module name → (out, in) features.
+/// One adaptable linear layer of a model: its full module name (as PEFT names it), the layer
+/// in place now (frozen, or wrapped with adapters), and how to swap it.
+public struct LinearSlot {
+    public let name: String
+    public let get: () -> any LinearLayer
+    public let set: (any LinearLayer) -> Void
+    public init(name: String, get: @escaping () -> any LinearLayer, set: @escaping (any LinearLayer) -> Void) {
+        self.name = name; self.get = get; self.set = set
+    }
+}
+
+/// A model that takes LoRA adapters by swapping its linear layers (`LoRALinear` around the
+/// frozen weight): loading PEFT adapters, switching, disabling, merging, training. A family
+/// lists its slots; everything else is this extension.
+public protocol LoRAHost: AnyObject {
+    /// Every linear layer an adapter may target (the LM head excluded), in checkpoint order.
+    var linearSlots: [LinearSlot] { get }
+    /// The PEFT config of each loaded adapter, by name.
+    var adapterConfigs: [String: AdapterConfig] { get set }
+    /// The family's default `target_modules` (PEFT's per-architecture default; q/v for LLaMA).
+    var defaultTargetModules: [String] { get }
+}
+
+extension LoRAHost {
+    /// Every adaptable linear layer: full module name → (out, in) features.
     public var linearModules: [String: (out: Int, in: Int)] {
         var out: [String: (out: Int, in: Int)] = [:]
-        for (i, l) in layers.enumerated() {
-            for name in LlamaLayer.linearNames {
-                let layer = l.linear(name)
-                out["model.layers.\(i).\(name)"] = (layer.outFeatures, layer.inFeatures)
-            }
-        }
+        for s in linearSlots { let l = s.get(); out[s.name] = (l.outFeatures, l.inFeatures) }
         return out
     }
 
@@ -31,15 +47,15 @@ extension LlamaModel {
 
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
     public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") {
+        let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         for (module, lora) in adapter.modules {
-            let (li, sub) = Self.split(module)
-            let current = layers[li].linear(sub)
+            let slot = slots[module]!   // LoRAAdapter.load / initialized only name modules of `linearModules`
             let wrapped: LoRALinear
-            if let w = current as? LoRALinear {
+            if let w = slot.get() as? LoRALinear {
                 wrapped = w
             } else {
-                wrapped = LoRALinear(base: current as! LinearWeight, name: module)
-                layers[li].setLinear(sub, wrapped)
+                wrapped = LoRALinear(base: slot.get() as! LinearWeight, name: module)
+                slot.set(wrapped)
             }
             wrapped.add(lora, as: name)
         }
@@ -60,7 +76,7 @@ extension LlamaModel {
     }
 
     /// Folds the active adapter into the base weights (forward then skips the adapter products).
-    public func mergeActiveAdapter() throws { try forEachLoRALinearThrowing { try $0.merge() } }
+    public func mergeActiveAdapter() throws { try forEachLoRALinear { try $0.merge() } }
 
     /// Largest |W_stored − (W + ΔW)| of the last merge over all layers: 0 for float bases, the
     /// requantization error for 4-bit ones.
@@ -96,39 +112,13 @@ extension LlamaModel {
     /// Tells the wrapped layers that adapter values changed (after an optimizer step or a restore).
     public func adapterParametersChanged() { forEachLoRALinear { $0.parametersChanged() } }
 
-    /// The frozen weight under a layer that may be wrapped.
-    static func baseWeight(_ layer: any LinearLayer) -> LinearWeight {
-        if let w = layer as? LoRALinear { return w.base }
-        return layer as! LinearWeight
-    }
-
-    func forEachLoRALinear(_ body: (LoRALinear) -> Void) {
-        for l in layers {
-            for name in LlamaLayer.linearNames { if let w = l.linear(name) as? LoRALinear { body(w) } }
-        }
-    }
-
-    func forEachLoRALinearThrowing(_ body: (LoRALinear) throws -> Void) throws {
-        for l in layers {
-            for name in LlamaLayer.linearNames { if let w = l.linear(name) as? LoRALinear { try body(w) } }
-        }
-    }
-
-    /// "model.layers.3.mlp.up_proj" → (3, "mlp.up_proj"); names come from `linearModules`.
-    static func split(_ module: String) -> (Int, String) {
-        let parts = module.split(separator: ".")
-        return (Int(parts[2])!, parts[3...].joined(separator: "."))
-    }
-}
-
-extension LlamaModel {
     /// Adds a freshly initialized adapter (PEFT's init, seeded; see `LoRAAdapter.initialized`)
     /// under `name` and makes it active.
     @discardableResult
     public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
+        let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
-            let (li, sub) = Self.split(module)
-            let base = Self.baseWeight(self.layers[li].linear(sub))
+            let base = baseWeight(slots[module]!.get())
             let w = base.floatValues(), i = base.inFeatures
             return (0..<base.outFeatures).map { o in
                 var ss = 0.0
@@ -147,4 +137,15 @@ extension LlamaModel {
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
         return LoRAAdapter(config: config, modules: modules)
     }
+
+    /// Calls `body` with every wrapped layer.
+    public func forEachLoRALinear(_ body: (LoRALinear) throws -> Void) rethrows {
+        for s in linearSlots { if let w = s.get() as? LoRALinear { try body(w) } }
+    }
+}
+
+/// The frozen weight under a layer that may be wrapped.
+public func baseWeight(_ layer: any LinearLayer) -> LinearWeight {
+    if let w = layer as? LoRALinear { return w.base }
+    return layer as! LinearWeight
 }

@@ -20,6 +20,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     public var eosTokenIds: [Int]
     public var attentionBias: Bool
     public var mlpBias: Bool
+    /// The MLP's activation (`hidden_act`); Finch implements `silu`.
+    public var hiddenAct: String
 
     /// `rope_scaling` / `rope_parameters` of a config.
     public struct RoPEScalingConfig: Codable, Sendable, Equatable {
@@ -73,14 +75,14 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings", vocabSize = "vocab_size"
         case maxPositionEmbeddings = "max_position_embeddings", bosTokenId = "bos_token_id"
         case eosTokenId = "eos_token_id", attentionBias = "attention_bias", mlpBias = "mlp_bias"
-        case architectures, modelType = "model_type"
+        case architectures, modelType = "model_type", hiddenAct = "hidden_act"
     }
 
     public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
                 numKeyValueHeads: Int, headDim: Int? = nil, rmsNormEps: Float = 1e-6, ropeTheta: Float = 10000,
                 ropeScaling: RoPEScalingConfig? = nil, tieWordEmbeddings: Bool = false, vocabSize: Int,
                 maxPositionEmbeddings: Int = 2048, bosTokenId: Int? = nil, eosTokenIds: [Int] = [],
-                attentionBias: Bool = false, mlpBias: Bool = false) {
+                attentionBias: Bool = false, mlpBias: Bool = false, hiddenAct: String = "silu") {
         self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
         self.numHiddenLayers = numHiddenLayers; self.numAttentionHeads = numAttentionHeads
         self.numKeyValueHeads = numKeyValueHeads; self.headDim = headDim ?? hiddenSize / numAttentionHeads
@@ -88,6 +90,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         self.tieWordEmbeddings = tieWordEmbeddings; self.vocabSize = vocabSize
         self.maxPositionEmbeddings = maxPositionEmbeddings; self.bosTokenId = bosTokenId
         self.eosTokenIds = eosTokenIds; self.attentionBias = attentionBias; self.mlpBias = mlpBias
+        self.hiddenAct = hiddenAct
     }
 
     public init(from decoder: Decoder) throws {
@@ -116,6 +119,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         }
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? false
         mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? false
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -139,6 +143,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         else if !eosTokenIds.isEmpty { try c.encode(eosTokenIds, forKey: .eosTokenId) }
         try c.encode(attentionBias, forKey: .attentionBias)
         try c.encode(mlpBias, forKey: .mlpBias)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
     }
 
     /// Throws when the numbers cannot describe a working model.
@@ -156,9 +161,12 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         if headDim % 2 != 0 { throw fail("head_dim (\(headDim)) must be even for rotary embeddings") }
         if !(rmsNormEps > 0) { throw fail("rms_norm_eps must be positive") }
         if !(ropeTheta > 0) { throw fail("rope_theta must be positive") }
-        if attentionBias || mlpBias { throw fail("attention_bias / mlp_bias are not supported yet") }
+        if hiddenAct != "silu" {
+            throw ModelError.unsupportedOption(path: path, key: "hidden_act", value: hiddenAct, supported: "silu")
+        }
         if let s = ropeScaling, let t = s.ropeType, !["linear", "llama3"].contains(t) {
-            throw fail("rope_scaling type '\(t)' is not supported (supported: linear, llama3)")
+            throw ModelError.unsupportedOption(path: path, key: "rope_scaling.rope_type", value: t,
+                                               supported: "default, linear, llama3")
         }
     }
 
@@ -178,26 +186,28 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         return RoPE(headDim: headDim, theta: ropeTheta, scaling: scaling)
     }
 
-    /// Reads `config.json`.
+    /// Reads `config.json` (the families of the LLaMA layout decode their common keys with this).
     public static func load(configJSON path: String) throws -> LlamaConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError.notFound(path: path, hint: "An HF-layout model directory needs config.json.")
         }
-        let cfg: LlamaConfig
-        do { cfg = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch {
-            throw ModelError.invalidConfig(path: path, reason: "\(error)")
-        }
+        let cfg = try decode(LlamaConfig.self, from: data, path: path)
         try cfg.validate(path: path)
         return cfg
     }
 
-    /// Reads the `<arch>.*` keys of a GGUF file.
+    /// Decodes a config type from `config.json` bytes, with the path in the error.
+    static func decode<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
+        do { return try JSONDecoder().decode(type, from: data) } catch {
+            throw ModelError.invalidConfig(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Reads the `<arch>.*` keys of a GGUF file, `arch` being its `general.architecture`
+    /// (the families of the LLaMA layout share them).
     public static func load(gguf: GGUFFile) throws -> LlamaConfig {
         let m = gguf.metadata
         let arch = m["general.architecture"]?.stringValue ?? "?"
-        guard ["llama", "mistral", "qwen2"].contains(arch) else {
-            throw ModelError.unsupportedArchitecture(path: gguf.path, architecture: arch)
-        }
         func int(_ k: String) throws -> Int {
             guard let v = m["\(arch).\(k)"]?.intValue else {
                 throw ModelError.invalidConfig(path: gguf.path, reason: "metadata key \(arch).\(k) is missing")

@@ -43,7 +43,7 @@ public final class Generator {
 
     /// End-of-sequence ids from the tokenizer and the model config.
     public var defaultStopTokens: Set<Int> {
-        var s = Set(lm.model.config.eosTokenIds)
+        var s = Set(lm.model.eosTokenIds)
         if let e = lm.tokenizer.eosTokenId { s.insert(e) }
         return s
     }
@@ -68,7 +68,7 @@ public final class Generator {
         let model = lm.model
         let n = promptTokens.count
         struct State {
-            var cache: LlamaKVCache
+            var cache: KVCache
             var sampler: Sampler
             var history: [Int]
             var generated: [Int] = []
@@ -87,7 +87,7 @@ public final class Generator {
         for i in 0..<n where options.maxNewTokens == 0 { states[i].finish = .length }
 
         while !active.isEmpty {
-            let logits = try model.forward(active.map { LlamaSequenceInput(tokens: pending[$0], cache: states[$0].cache) },
+            let logits = try model.forward(active.map { SequenceInput(tokens: pending[$0], cache: states[$0].cache) },
                                            logits: .last)
             var still: [Int] = []
             for (slot, i) in active.enumerated() {

@@ -4,36 +4,37 @@ import FinchQuant
 import FinchTokenizer
 import Foundation
 
-/// A loaded model with its tokenizer: what `finch generate` and `finch chat` work with.
+/// A loaded model with its tokenizer: what `finch generate`, `finch chat` and training work with.
 public final class LanguageModel: @unchecked Sendable {
-    public let model: LlamaModel
+    public let model: any CausalLM
     public let tokenizer: Tokenizer
     /// Where it was loaded from.
     public let path: String
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, path: String) {
+    public init(model: any CausalLM, tokenizer: Tokenizer, path: String) {
         self.model = model; self.tokenizer = tokenizer; self.path = path
     }
 
-    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model);
-    /// with `quantization`, the blocks' linear layers are quantized to 4 bits as they load. A
-    /// directory saved in 4 bits (`finch quantize`, or transformers + bitsandbytes `load_in_4bit`)
-    /// loads its 4-bit layers as stored, products in `quantization?.computeDType ?? dtype`.
+    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model)
+    /// of any family the registry knows; with `quantization`, the blocks' linear layers are
+    /// quantized to 4 bits as they load. A directory saved in 4 bits (`finch quantize`, or
+    /// transformers + bitsandbytes `load_in_4bit`) loads its 4-bit layers as stored, products in
+    /// `quantization?.computeDType ?? dtype`.
     public static func load(_ spec: String?, dtype: WeightDType = .f32,
                             quantization: QuantizationConfig? = nil) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         if isDir.boolValue {
-            let configPath = (path as NSString).appendingPathComponent("config.json")
-            let config = try LlamaConfig.load(configJSON: configPath)
+            let config = try ModelRegistry.config(directory: path)
             // Refuses what Finch cannot read (8-bit, other methods) before the weights are touched.
+            let configPath = (path as NSString).appendingPathComponent("config.json")
             if let bytes = FileManager.default.contents(atPath: configPath),
                let json = try? JSONParser.parse([UInt8](bytes)) {
                 _ = try QuantizationConfig(huggingFace: json, path: configPath)
             }
             let source = try SafeTensorsWeightSource(directory: path)
-            let model = try LlamaModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
+            let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
             let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
             let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
             guard FileManager.default.fileExists(atPath: tjson) else {
@@ -44,9 +45,9 @@ public final class LanguageModel: @unchecked Sendable {
             return LanguageModel(model: model, tokenizer: tok, path: path)
         }
         let file = try GGUFFile(path: path)
-        let config = try LlamaConfig.load(gguf: file)
-        let model = try LlamaModel.load(from: GGUFWeightSource(file: file, config: config), config: config, dtype: dtype,
-                                        quantization: quantization)
+        let config = try ModelRegistry.config(gguf: file)
+        let source = GGUFWeightSource(file: file, names: config.names, spec: config.decoderSpec)
+        let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
         let tok = try Tokenizer(gguf: file)
         return LanguageModel(model: model, tokenizer: tok, path: path)
     }

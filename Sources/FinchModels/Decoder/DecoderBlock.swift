@@ -1,0 +1,229 @@
+import FinchCore
+import FinchLoRA
+
+// Dimension letters: N rows, C hidden size, H query heads, G key/value heads, D head dim,
+// Q = H·D, K = G·D, F intermediate size, L layers.
+
+/// One sequence's rows in a cached forward pass and the cache they append to.
+struct CachedSegment {
+    let start: Int
+    let count: Int
+    let cache: KVCache
+}
+
+/// How a block's attention finds its keys: in the sequences' caches (inference: the new keys
+/// are stored first), or within the packed sequences of a training batch (saving the
+/// log-sum-exp for backward).
+enum BlockAttention {
+    case cached([CachedSegment])
+    case packed([Range<Int>])
+}
+
+/// What one block keeps from its forward for its backward (besides its input). Sizes are
+/// declared once, in `sizes`, and used both to allocate and to predict memory.
+final class DecoderActivations {
+    let q, k, v, att: Buffer<Float>       // [N, Q] q and [N, K] k after q/k norm and rotation; v [N, K]; att [N, Q]
+    let lse: Buffer<Float>                // [N, H] attention log-sum-exp
+    let xMid: Buffer<Float>               // [N, C] residual after attention
+    let gate, up: Buffer<Float>           // [N, F]
+    let rstd1, rstd2: Buffer<Float>       // [N]
+    let qRaw, kRaw: Buffer<Float>         // [N, Q], [N, K] q and k before their norms (q/k norm only)
+    let rstdQ, rstdK: Buffer<Float>       // [N·H], [N·G] (q/k norm only)
+
+    /// Floats of each buffer for `n` rows, in declaration order.
+    static func sizes(rows n: Int, spec s: DecoderSpec) -> [Int] {
+        let qk = s.qkNorm ? 1 : 0
+        return [n * s.queryWidth, n * s.kvWidth, n * s.kvWidth, n * s.queryWidth, n * s.numHeads, n * s.hiddenSize,
+                n * s.intermediateSize, n * s.intermediateSize, n, n,
+                qk * n * s.queryWidth, qk * n * s.kvWidth, qk * n * s.numHeads, qk * n * s.numKVHeads]
+    }
+
+    init(rows n: Int, spec: DecoderSpec) {
+        let b = Self.sizes(rows: n, spec: spec).map { Buffer<Float>(count: $0) }
+        q = b[0]; k = b[1]; v = b[2]; att = b[3]; lse = b[4]; xMid = b[5]; gate = b[6]; up = b[7]
+        rstd1 = b[8]; rstd2 = b[9]; qRaw = b[10]; kRaw = b[11]; rstdQ = b[12]; rstdK = b[13]
+    }
+}
+
+/// Buffers of a forward (and backward) pass over up to `rows` rows, kept on the model and reused.
+final class DecoderWorkspace {
+    enum Mode: Equatable {
+        /// One residual buffer updated in place, one set of activations, no gradients.
+        case inference
+        /// The residual stream at every block's input, each block's activations (one shared set,
+        /// recomputed in backward, under gradient checkpointing), and the backward buffers.
+        case training(checkpointing: Bool)
+    }
+
+    let rows: Int
+    let mode: Mode
+    /// [N, C] each: the input of every block and the last one's output (training), or the one stream (inference).
+    let residual: [Buffer<Float>]
+    let layers: [DecoderActivations]
+    let xn, h: Buffer<Float>                                // [N, C], [N, F] recomputed temporaries
+    let xnBF16: Buffer<BF16Bits>                            // [N, C]
+    let finalNormed, finalRstd: Buffer<Float>               // [N, C], [N]
+    let dx, dxn: Buffer<Float>                              // [N, C]
+    let dq, dk, dv, datt: Buffer<Float>                     // [N, Q], [N, K], [N, K], [N, Q]
+    let dh, dgate, dup: Buffer<Float>                       // [N, F]
+    let dqRaw, dkRaw: Buffer<Float>                         // [N, Q], [N, K] (q/k norm only)
+
+    /// Floats of the buffers after `layers` (xn … dkRaw), in declaration order; xnBF16 is counted in `bf16Count`.
+    static func sizes(rows n: Int, spec s: DecoderSpec, mode: Mode) -> [Int] {
+        let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0
+        let c = s.hiddenSize, f = s.intermediateSize, q = s.queryWidth, k = s.kvWidth
+        return [n * c, n * f, train * n * c, train * n,
+                train * n * c, train * n * c, train * n * q, train * n * k, train * n * k, train * n * q,
+                train * n * f, train * n * f, train * n * f, qk * n * q, qk * n * k]
+    }
+
+    static func residualCount(spec: DecoderSpec, mode: Mode) -> Int { mode == .inference ? 1 : spec.numLayers + 1 }
+
+    static func activationSets(spec: DecoderSpec, mode: Mode) -> Int {
+        if case .training(checkpointing: false) = mode { return spec.numLayers }
+        return 1
+    }
+
+    /// Bytes this workspace allocates for `n` rows.
+    static func byteCount(rows n: Int, spec: DecoderSpec, mode: Mode) -> Int {
+        var floats = residualCount(spec: spec, mode: mode) * n * spec.hiddenSize
+        floats += activationSets(spec: spec, mode: mode) * DecoderActivations.sizes(rows: n, spec: spec).reduce(0, +)
+        floats += sizes(rows: n, spec: spec, mode: mode).reduce(0, +)
+        return floats * 4 + n * spec.hiddenSize * 2
+    }
+
+    init(rows n: Int, spec: DecoderSpec, mode: Mode) {
+        rows = n; self.mode = mode
+        residual = (0..<Self.residualCount(spec: spec, mode: mode)).map { _ in Buffer(count: n * spec.hiddenSize) }
+        layers = (0..<Self.activationSets(spec: spec, mode: mode)).map { _ in DecoderActivations(rows: n, spec: spec) }
+        let b = Self.sizes(rows: n, spec: spec, mode: mode).map { Buffer<Float>(count: $0) }
+        xn = b[0]; h = b[1]; finalNormed = b[2]; finalRstd = b[3]; dx = b[4]; dxn = b[5]
+        dq = b[6]; dk = b[7]; dv = b[8]; datt = b[9]; dh = b[10]; dgate = b[11]; dup = b[12]; dqRaw = b[13]; dkRaw = b[14]
+        xnBF16 = Buffer(count: n * spec.hiddenSize)
+    }
+
+    /// xn as bf16 when `weight` multiplies bf16 inputs at this size (converted once for the products sharing it).
+    func sharedBF16(for weight: any LinearLayer, rows n: Int, channels c: Int) -> UnsafePointer<BF16Bits>? {
+        guard weight.wantsBF16Input(rows: n) else { return nil }
+        BFloat16.convert(xn.pointer, to: xnBF16.pointer, count: n * c)
+        return UnsafePointer(xnBF16.pointer)
+    }
+}
+
+/// The decoder block, once for inference and training:
+/// `xMid = x + o(attention(rope(norm_q(q(xn))), rope(norm_k(k(xn))), v(xn)))`, `xn = norm(x)`;
+/// `out = xMid + down(silu(gate(xn')) · up(xn'))`, `xn' = norm(xMid)`; biases where the spec has them.
+extension DecoderModel {
+    /// One block: out [N, C] = block(x [N, C]) (out may be x), saving `acts`.
+    func blockForward(_ li: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, acts a: DecoderActivations,
+                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table) {
+        let s = spec, layer = layers[li]
+        let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim, f = s.intermediateSize
+        let ropeOf = s.ropes[li]
+        // Attention.
+        RMSNorm.forward(out: w.xn.pointer, rstd: a.rstd1.pointer, x: x, weight: layer.norm(.attention).pointer,
+                        rows: n, channels: c, eps: s.normEps)
+        let xb = w.sharedBF16(for: layer[.q], rows: n, channels: c)
+        let qOut = s.qkNorm ? a.qRaw : a.q, kOut = s.qkNorm ? a.kRaw : a.k
+        linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, Q]
+        linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, K]
+        linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)    // [N, K]
+        if s.qkNorm {
+            RMSNorm.forward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
+                            rows: n * hq, channels: d, eps: s.normEps)
+            RMSNorm.forward(out: a.k.pointer, rstd: a.rstdK.pointer, x: a.kRaw.pointer, weight: layer.norm(.k).pointer,
+                            rows: n * g, channels: d, eps: s.normEps)
+        }
+        ropeOf.apply(a.q.pointer, heads: hq, table: rope)
+        ropeOf.apply(a.k.pointer, heads: g, table: rope)
+        let window = s.slidingWindows[li]
+        switch attention {
+        case .cached(let segments):
+            var parts: [AttentionSegment] = []
+            for sg in segments {
+                sg.cache.store(layer: li, k: a.k.pointer + sg.start * g * d, v: a.v.pointer + sg.start * g * d, rows: sg.count)
+                parts.append(AttentionSegment(rowStart: sg.start, rowCount: sg.count, pastLength: sg.cache.length,
+                                              keys: sg.cache.keys[li].pointer, values: sg.cache.values[li].pointer,
+                                              capacity: sg.cache.capacity))
+            }
+            Attention.forward(out: a.att.pointer, q: a.q.pointer, segments: parts, heads: hq, kvHeads: g, headDim: d,
+                              scale: s.attentionScale, window: window)
+        case .packed(let sequences):
+            Attention.trainingForward(out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
+                                      v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
+                                      scale: s.attentionScale, window: window)
+        }
+        a.xMid.pointer.update(from: x, count: n * c)
+        linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true)   // xMid += att·Woᵀ
+        // MLP.
+        RMSNorm.forward(out: w.xn.pointer, rstd: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
+                        rows: n, channels: c, eps: s.normEps)
+        let xb2 = w.sharedBF16(for: layer[.gate], rows: n, channels: c)
+        linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
+        linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)      // [N, F]
+        SwiGLU.forward(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
+        out.update(from: a.xMid.pointer, count: n * c)
+        linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true)   // out += h·Wdᵀ
+    }
+
+    /// y (+)= x · Wᵀ (+ bias) for one of the block's linears.
+    @inline(__always)
+    private func linear(_ l: DecoderLinear, _ layer: DecoderLayer, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                        xBF16: UnsafePointer<BF16Bits>?, rows n: Int, accumulate: Bool) {
+        let lin = layer[l]
+        lin.forward(y: y, x: x, xBF16: xBF16, rows: n, accumulate: accumulate, scratch: scratch)
+        if let b = layer.biases[l] { Bias.forward(y: y, bias: b.pointer, rows: n, features: lin.outFeatures) }
+    }
+
+    /// Backward of `blockForward` (over packed sequences): on entry w.dx holds ∂loss/∂out, on exit
+    /// ∂loss/∂x; the block's adapters add their parameter gradients. Biases are frozen and pass
+    /// gradients through unchanged.
+    func blockBackward(_ li: Int, x: UnsafePointer<Float>, acts a: DecoderActivations, w: DecoderWorkspace,
+                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table) {
+        let s = spec, layer = layers[li]
+        let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim
+        let f = s.intermediateSize, qd = s.queryWidth, kvd = s.kvWidth
+        let ropeOf = s.ropes[li]
+        // MLP: recompute xn = norm(xMid) and h; dh = dx·Wdown; dgate, dup; dxn; dx += norm backward.
+        RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
+                        rows: n, channels: c, eps: s.normEps)
+        SwiGLU.forward(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
+        layer[.down].backward(dx: w.dh.pointer, dy: w.dx.pointer, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch)
+        w.dgate.pointer.update(repeating: 0, count: n * f)
+        w.dup.pointer.update(repeating: 0, count: n * f)
+        SwiGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+                        up: a.up.pointer, count: n * f)
+        layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+        layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: a.xMid.pointer,
+                         weight: layer.norm(.mlp).pointer, rstd: a.rstd2.pointer, rows: n, channels: c)
+        // Attention: datt = dx·Wo; attention backward; un-rotate dq, dk; q/k norm backward; dxn; dx += norm backward.
+        layer[.o].backward(dx: w.datt.pointer, dy: w.dx.pointer, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch)
+        w.dq.pointer.update(repeating: 0, count: n * qd)
+        w.dk.pointer.update(repeating: 0, count: n * kvd)
+        w.dv.pointer.update(repeating: 0, count: n * kvd)
+        Attention.trainingBackward(dq: w.dq.pointer, dk: w.dk.pointer, dv: w.dv.pointer, dout: w.datt.pointer,
+                                   out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
+                                   v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
+                                   scale: s.attentionScale, window: s.slidingWindows[li])
+        ropeOf.backward(w.dq.pointer, heads: hq, table: rope)
+        ropeOf.backward(w.dk.pointer, heads: g, table: rope)
+        var dqOut = w.dq, dkOut = w.dk
+        if s.qkNorm {
+            w.dqRaw.pointer.update(repeating: 0, count: n * qd)
+            w.dkRaw.pointer.update(repeating: 0, count: n * kvd)
+            RMSNorm.backward(dx: w.dqRaw.pointer, dweight: nil, dout: w.dq.pointer, x: a.qRaw.pointer,
+                             weight: layer.norm(.q).pointer, rstd: a.rstdQ.pointer, rows: n * hq, channels: d)
+            RMSNorm.backward(dx: w.dkRaw.pointer, dweight: nil, dout: w.dk.pointer, x: a.kRaw.pointer,
+                             weight: layer.norm(.k).pointer, rstd: a.rstdK.pointer, rows: n * g, channels: d)
+            dqOut = w.dqRaw; dkOut = w.dkRaw
+        }
+        RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: x, weight: layer.norm(.attention).pointer, rows: n, channels: c,
+                        eps: s.normEps)
+        layer[.q].backward(dx: w.dxn.pointer, dy: dqOut.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+        layer[.k].backward(dx: w.dxn.pointer, dy: dkOut.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+        layer[.v].backward(dx: w.dxn.pointer, dy: w.dv.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: x, weight: layer.norm(.attention).pointer,
+                         rstd: a.rstd1.pointer, rows: n, channels: c)
+    }
+}

@@ -1,0 +1,80 @@
+import FinchCore
+import FinchLoRA
+import FinchQuant
+
+extension DecoderModel {
+    /// Builds the model `config` describes from named weights, storing linear and embedding
+    /// weights as `dtype`. Loading is strict: a missing tensor, one of another shape, and one
+    /// the model does not use (unless the family's names list it as ignored) are errors.
+    ///
+    /// With `quantization` the linear layers of the blocks are quantized as they load (QLoRA);
+    /// embeddings, norms, biases and the LM head stay in `dtype`, as bitsandbytes + transformers
+    /// leave them. Linears the source already holds in 4 bits (a checkpoint in bitsandbytes'
+    /// layout) are used as stored, with products in `quantization?.computeDType ?? dtype`; asking
+    /// for other 4-bit settings than the stored ones is an error (a model is quantized once).
+    public static func load(from source: WeightSource, config: any DecoderConfig, dtype: WeightDType,
+                            quantization: QuantizationConfig? = nil) throws -> DecoderModel {
+        var spec = config.decoderSpec
+        let names = config.names
+        let c = spec.hiddenSize
+        try quantization?.validate()
+        let root = WeightScope(source)
+
+        func linear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            LinearWeight(outFeatures: out, inFeatures: inp, values: try scope.tensor("weight", shape: [out, inp]), dtype: dtype)
+        }
+        func blockLinear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            if let stored = try scope.quantized("weight") {
+                let name = scope.name("weight")
+                guard stored.shape == [out, inp] else {
+                    throw ModelError.badWeightShape(path: source.path, name: name, expected: [out, inp], actual: stored.shape)
+                }
+                if let q = quantization, q.type != stored.type || q.blocksize != stored.blocksize || q.doubleQuant != stored.isDoubleQuantized {
+                    let has = QuantizationConfig(type: stored.type, blocksize: stored.blocksize, doubleQuant: stored.isDoubleQuantized)
+                    throw ModelError.invalidConfig(path: source.path, reason: "'\(name)' is stored in 4 bits (\(has.type.rawValue), blocksize \(has.blocksize)\(has.doubleQuant ? ", double quantization" : "")) but \(q.type.rawValue), blocksize \(q.blocksize)\(q.doubleQuant ? ", double quantization" : "") was asked for; a quantized checkpoint is used as stored: leave out --quantize or ask for the stored settings")
+                }
+                return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(stored, compute: quantization?.computeDType ?? dtype))
+            }
+            guard let quantization else { return try linear(scope, out, inp) }
+            return try quantization.linear(outFeatures: out, inFeatures: inp, values: try scope.tensor("weight", shape: [out, inp]))
+        }
+
+        let embedding = try linear(root.scoped(names.embedding), spec.vocabSize, c)
+        var lmHead = embedding
+        let head = root.scoped(names.head)
+        if head.has("weight") {
+            lmHead = try linear(head, spec.vocabSize, c)
+        } else if !spec.tieWordEmbeddings {
+            throw ModelError.missingWeight(path: source.path, name: head.name("weight"))
+        }
+        var layers: [DecoderLayer] = []
+        let blocks = root.scoped(names.layerPrefix)
+        for i in 0..<spec.numLayers {
+            let block = blocks.scoped(i)
+            var linears: [DecoderLinear: any LinearLayer] = [:], biases: [DecoderLinear: Buffer<Float>] = [:]
+            var norms: [DecoderNorm: Buffer<Float>] = [:]
+            for n in spec.norms {
+                norms[n] = try block.scoped(names.norms[n]!.hf).tensor("weight", shape: [spec.channels(of: n)])
+            }
+            for l in spec.linears {
+                let scope = block.scoped(names.linears[l]!.hf)
+                let (o, inp) = spec.shape(of: l)
+                linears[l] = try blockLinear(scope, o, inp)
+                if spec.hasBias(l) { biases[l] = try scope.tensor("bias", shape: [o]) }
+            }
+            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms))
+        }
+        let norm = try root.scoped(names.finalNorm).tensor("weight", shape: [c])
+        if let factors = try source.ropeFrequencyFactors() {
+            guard factors.count == spec.headDim / 2 else {
+                throw ModelError.badWeightShape(path: source.path, name: "rope_freqs.weight", expected: [spec.headDim / 2],
+                                                actual: [factors.count])
+            }
+            spec.ropes = spec.ropes.map { $0.dividingFrequencies(by: factors) }
+            root.take("rope_freqs.weight")
+        }
+        try root.finish(ignoring: names.ignored)
+        return DecoderModel(config: config, spec: spec, names: names, dtype: dtype, embedding: embedding, lmHead: lmHead,
+                            finalNorm: norm, layers: layers)
+    }
+}

@@ -1,0 +1,116 @@
+import FinchCore
+import FinchLoRA
+
+// Dimension letters: N rows (the tokens of all sequences of a micro-batch, packed), C hidden size,
+// V vocabulary, L layers.
+
+/// Training: forward with saved activations, the loss, and backward through the frozen model
+/// into the active adapter's gradients (see `LoRAHost` for adapters).
+extension DecoderModel {
+    /// The packed rows of a batch: tokens [N], per-row targets [N] (shifted labels), sequence ranges.
+    struct PackedBatch {
+        let tokens: [Int]
+        let targets: [Int32]
+        let sequences: [Range<Int>]
+        let positions: [Int32]
+    }
+
+    func pack(_ batch: [TrainingSequence]) throws -> PackedBatch {
+        var tokens: [Int] = [], labels: [Int32] = [], sequences: [Range<Int>] = [], positions: [Int32] = []
+        for (i, s) in batch.enumerated() {
+            guard !s.tokens.isEmpty else { throw ModelError.badInput("training sequence \(i) has no tokens") }
+            guard s.labels.count == s.tokens.count else {
+                throw ModelError.badInput("training sequence \(i) has \(s.tokens.count) tokens but \(s.labels.count) labels")
+            }
+            for t in s.tokens where t < 0 || Int(t) >= spec.vocabSize {
+                throw ModelError.badInput("token id \(t) in training sequence \(i) is outside the vocabulary (0..<\(spec.vocabSize))")
+            }
+            sequences.append(tokens.count..<(tokens.count + s.tokens.count))
+            tokens += s.tokens.map(Int.init)
+            labels += s.labels
+            positions += (0..<s.tokens.count).map(Int32.init)
+        }
+        return PackedBatch(tokens: tokens, targets: CrossEntropy.shiftedTargets(labels: labels, sequences: sequences),
+                           sequences: sequences, positions: positions)
+    }
+
+    /// A workspace for `rows` rows, reusing the last one when it fits.
+    func trainingWorkspace(rows: Int, checkpointing: Bool) -> DecoderWorkspace {
+        let mode = DecoderWorkspace.Mode.training(checkpointing: checkpointing)
+        if let w = trainingWork, w.rows >= rows, w.mode == mode { return w }
+        trainingWork = nil   // release before allocating the next
+        let w = DecoderWorkspace(rows: rows, spec: spec, mode: mode)
+        trainingWork = w
+        return w
+    }
+
+    public func releaseTrainingMemory() { trainingWork = nil; work = nil }
+
+    public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum {
+        let p = try pack(batch)
+        let n = p.tokens.count, c = spec.hiddenSize, checkpointing = options.checkpointing
+        try CrossEntropy.validate(targets: p.targets, rows: n, vocab: spec.vocabSize)
+        let count = CrossEntropy.countTargets(p.targets, rows: n)
+        if count == 0 { return LossSum() }
+        let w = trainingWorkspace(rows: n, checkpointing: checkpointing)
+        forEachLoRALinear { $0.dropoutKey = options.dropoutKey }
+        defer { forEachLoRALinear { $0.dropoutKey = nil } }
+        let tables = RotaryTables(spec: spec, positions: p.positions)
+
+        // Forward, keeping each block's input (and, without checkpointing, its activations).
+        embedRows(p.tokens, into: w.residual[0].pointer)
+        for li in 0..<layers.count {
+            blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer,
+                         acts: w.layers[checkpointing ? 0 : li], w: w, rows: n, attention: .packed(p.sequences),
+                         rope: tables[li])
+        }
+
+        // Final norm, LM head, loss and its backward (chunked: [N, V] logits never exist at once).
+        let xL = w.residual[layers.count].pointer
+        RMSNorm.forward(out: w.finalNormed.pointer, rstd: w.finalRstd.pointer, x: xL, weight: finalNorm.pointer,
+                        rows: n, channels: c, eps: spec.normEps)
+        w.dxn.pointer.update(repeating: 0, count: n * c)
+        let loss = try p.targets.withUnsafeBufferPointer { t in
+            try CrossEntropy.linearForwardBackward(dx: w.dxn.pointer, x: w.finalNormed.pointer, head: lmHead,
+                                                   targets: t.baseAddress!, rows: n,
+                                                   scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
+        }
+        w.dx.pointer.update(repeating: 0, count: n * c)
+        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: xL, weight: finalNorm.pointer,
+                         rstd: w.finalRstd.pointer, rows: n, channels: c)
+
+        // Backward through the blocks, last to first; dx carries ∂loss/∂(residual stream).
+        for li in stride(from: layers.count - 1, through: 0, by: -1) {
+            let acts = w.layers[checkpointing ? 0 : li]
+            if checkpointing {
+                // Recompute the block (its output goes to a scratch copy; the saved input stays).
+                blockForward(li, x: w.residual[li].pointer, out: w.dxn.pointer, acts: acts, w: w, rows: n,
+                             attention: .packed(p.sequences), rope: tables[li])
+            }
+            blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
+                          rope: tables[li])
+        }
+        return LossSum(sum: loss.sum, count: loss.count)
+    }
+
+    public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
+        let p = try pack(batch)
+        let n = p.tokens.count, c = spec.hiddenSize
+        try CrossEntropy.validate(targets: p.targets, rows: n, vocab: spec.vocabSize)
+        if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
+        let w = trainingWorkspace(rows: n, checkpointing: true)
+        let tables = RotaryTables(spec: spec, positions: p.positions)
+        embedRows(p.tokens, into: w.residual[0].pointer)
+        for li in 0..<layers.count {
+            blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer, acts: w.layers[0],
+                         w: w, rows: n, attention: .packed(p.sequences), rope: tables[li])
+        }
+        RMSNorm.forward(out: w.finalNormed.pointer, rstd: nil, x: w.residual[layers.count].pointer,
+                        weight: finalNorm.pointer, rows: n, channels: c, eps: spec.normEps)
+        let loss = try p.targets.withUnsafeBufferPointer { t in
+            try CrossEntropy.linearForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
+                                           scratch: scratch)
+        }
+        return LossSum(sum: loss.sum, count: loss.count)
+    }
+}

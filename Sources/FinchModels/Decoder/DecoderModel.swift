@@ -1,0 +1,199 @@
+import FinchCore
+import FinchFormats
+import FinchLoRA
+import FinchQuant
+import Foundation
+
+// Dimension letters: N rows (the new tokens of all sequences of a call, or the packed tokens of a
+// training micro-batch), C hidden size, H query heads, G key/value heads, D head dim,
+// F intermediate size, V vocabulary, L layers.
+
+/// One decoder block's weights: its norms, its linear layers (frozen weights, or the same wrapped
+/// with adapters: layers are swapped, see `LoRAHost`) and their biases, by role.
+final class DecoderLayer: @unchecked Sendable {
+    private var linears: [DecoderLinear: any LinearLayer]
+    /// [O] per linear that has one.
+    let biases: [DecoderLinear: Buffer<Float>]
+    /// [C] (or [D] for the q / k norms) per norm.
+    let norms: [DecoderNorm: Buffer<Float>]
+
+    init(linears: [DecoderLinear: any LinearLayer], biases: [DecoderLinear: Buffer<Float>],
+         norms: [DecoderNorm: Buffer<Float>]) {
+        self.linears = linears; self.biases = biases; self.norms = norms
+    }
+
+    subscript(_ l: DecoderLinear) -> any LinearLayer {
+        get { linears[l]! }
+        set { linears[l] = newValue }
+    }
+
+    func norm(_ n: DecoderNorm) -> Buffer<Float> { norms[n]! }
+}
+
+/// A decoder-only transformer of any family the registry knows (LLaMA, Mistral, Qwen2, Qwen3, …):
+/// its `DecoderSpec` says what the blocks are made of, its `DecoderNames` what the checkpoint
+/// calls each weight. One block (`blockForward`, `blockBackward`) serves cached inference and
+/// packed training.
+///
+/// Not thread-safe: one forward pass at a time (each pass uses every core).
+public final class DecoderModel: CausalLM, @unchecked Sendable {
+    public let spec: DecoderSpec
+    public let names: DecoderNames
+    /// The family's config, which writes `config.json` on export.
+    public let config: any DecoderConfig
+    /// Storage type of the linear and embedding weights.
+    public let dtype: WeightDType
+    let embedding: LinearWeight          // [V, C]
+    let lmHead: LinearWeight             // [V, C], the same object as `embedding` when tied
+    let finalNorm: Buffer<Float>         // [C]
+    let layers: [DecoderLayer]
+    let scratch = Scratch()
+    /// Buffers of the last inference call, reused.
+    var work: DecoderWorkspace?
+    /// Training buffers, kept between steps (see DecoderModel+Training.swift).
+    var trainingWork: DecoderWorkspace?
+    public var adapterConfigs: [String: AdapterConfig] = [:]
+
+    init(config: any DecoderConfig, spec: DecoderSpec, names: DecoderNames, dtype: WeightDType, embedding: LinearWeight,
+         lmHead: LinearWeight, finalNorm: Buffer<Float>, layers: [DecoderLayer]) {
+        self.config = config; self.spec = spec; self.names = names; self.dtype = dtype
+        self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm; self.layers = layers
+    }
+
+    public var architecture: String { spec.family }
+    public var vocabSize: Int { spec.vocabSize }
+    public var eosTokenIds: [Int] { spec.eosTokenIds }
+    public var defaultTargetModules: [String] { config.defaultTargetModules }
+
+    public var linearSlots: [LinearSlot] {
+        var out: [LinearSlot] = []
+        for (i, layer) in layers.enumerated() {
+            for l in spec.linears {
+                out.append(LinearSlot(name: names.module(l, layer: i), get: { layer[l] }, set: { layer[l] = $0 }))
+            }
+        }
+        return out
+    }
+
+    /// Whether any block linear is held in 4 bits.
+    public var isQuantized: Bool {
+        linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }
+    }
+
+    /// Replaces every 4-bit block linear by its dequantized values stored as `dtype` (before an
+    /// adapter is attached: merging into full precision instead of requantizing).
+    /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a 4-bit layer.
+    public func dequantizeLinears() throws {
+        let slots = linearSlots
+        // Checked first, so a refused call leaves every layer as it was.
+        for s in slots where !(s.get() is LinearWeight) {
+            if case .quantized = baseWeight(s.get()).storage {
+                throw ModelError.badInput("dequantize the base before loading an adapter")
+            }
+        }
+        for s in slots {
+            guard let w = s.get() as? LinearWeight, case .quantized = w.storage else { continue }
+            s.set(LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures, values: w.floatValues(), dtype: dtype))
+        }
+    }
+
+    /// Bytes held by the weights.
+    public var weightBytes: Int {
+        var total = embedding.byteCount + finalNorm.byteCount
+        if lmHead !== embedding { total += lmHead.byteCount }
+        for l in layers {
+            for n in spec.norms { total += l.norm(n).byteCount }
+            for b in l.biases.values { total += b.byteCount }
+        }
+        for s in linearSlots { total += baseWeight(s.get()).byteCount }
+        return total
+    }
+
+    public func makeCache(capacity: Int) -> KVCache {
+        KVCache(layers: spec.numLayers, kvHeads: spec.numKVHeads, headDim: spec.headDim, capacity: capacity)
+    }
+
+    /// The rotary tables of a call, one per distinct rotary embedding of the layers.
+    struct RotaryTables {
+        let tables: [RoPE.Table]
+        let ofLayer: [Int]
+        subscript(layer: Int) -> RoPE.Table { tables[ofLayer[layer]] }
+
+        init(spec: DecoderSpec, positions: [Int32]) {
+            var distinct: [RoPE] = [], tables: [RoPE.Table] = [], of: [Int] = []
+            for r in spec.ropes {
+                if let i = distinct.firstIndex(of: r) { of.append(i); continue }
+                distinct.append(r); tables.append(r.table(positions: positions)); of.append(distinct.count - 1)
+            }
+            self.tables = tables; ofLayer = of
+        }
+    }
+
+    public func forward(_ inputs: [SequenceInput], logits selection: LogitsSelection) throws -> Logits {
+        let c = spec.hiddenSize, vocab = spec.vocabSize
+        var tokens: [Int] = []
+        var positions: [Int32] = []
+        var segments: [CachedSegment] = []
+        for input in inputs {
+            guard !input.tokens.isEmpty else { throw ModelError.badInput("a sequence in the batch has no new tokens") }
+            for t in input.tokens where t < 0 || t >= vocab {
+                throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(vocab))")
+            }
+            if segments.contains(where: { $0.cache === input.cache }) {
+                throw ModelError.badInput("two sequences in one batch share a cache")
+            }
+            let past = input.cache.length
+            segments.append(CachedSegment(start: tokens.count, count: input.tokens.count, cache: input.cache))
+            tokens += input.tokens
+            positions += (0..<input.tokens.count).map { Int32(past + $0) }
+            input.cache.reserve(past + input.tokens.count)
+        }
+        let n = tokens.count
+        let w: DecoderWorkspace
+        if let old = work, old.rows >= n { w = old } else {
+            work = nil
+            w = DecoderWorkspace(rows: max(n, 1), spec: spec, mode: .inference)
+            work = w
+        }
+        let x = w.residual[0].pointer   // [N, C], updated in place block by block
+        embedRows(tokens, into: x)
+        let tables = RotaryTables(spec: spec, positions: positions)
+        for li in 0..<layers.count {
+            blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
+                         rope: tables[li])
+        }
+        for s in segments { s.cache.advance(by: s.count) }
+
+        // Select rows, final norm, LM head.
+        var picked: [Int] = []
+        var ranges: [Range<Int>] = []
+        for s in segments {
+            let first = picked.count
+            switch selection {
+            case .all: picked += Array(s.start..<(s.start + s.count))
+            case .last: picked.append(s.start + s.count - 1)
+            }
+            ranges.append(first..<picked.count)
+        }
+        let r = picked.count
+        let sel = Buffer<Float>(count: r * c)
+        for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x + row * c, count: c) }
+        RMSNorm.forward(out: sel.pointer, rstd: nil, x: sel.pointer, weight: finalNorm.pointer, rows: r, channels: c,
+                        eps: spec.normEps)
+        let out = Buffer<Float>(count: r * vocab)
+        lmHead.forward(y: out.pointer, x: sel.pointer, rows: r, scratch: scratch)
+        return Logits(values: out, vocabSize: vocab, rows: ranges)
+    }
+
+    /// x [N, C] = rows of the embedding matrix.
+    func embedRows(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+        let c = spec.hiddenSize
+        for (i, t) in tokens.enumerated() {
+            switch embedding.storage {
+            case .f32(let e): (x + i * c).update(from: e.pointer + t * c, count: c)
+            case .bf16(let e): BFloat16.convert(e.pointer + t * c, to: x + i * c, count: c)
+            case .quantized: preconditionFailure("embeddings are never quantized")
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/// A family's checkpoint names, declared once: Hugging Face module names (used to load, to find
+/// LoRA targets, to merge and export) and llama.cpp's GGUF tensor names (used to load a GGUF).
+///
+/// A block weight is `<layerPrefix>.<i>.<module>.weight` (and `.bias`) in a Hugging Face
+/// checkpoint and `blk.<i>.<gguf>.weight` in a GGUF file.
+public struct DecoderNames: Sendable {
+    /// `model.layers`.
+    public var layerPrefix: String
+    /// `model.embed_tokens`.
+    public var embedding: String
+    /// `model.norm`.
+    public var finalNorm: String
+    /// `lm_head`.
+    public var head: String
+    /// Module name of each block linear, relative to the block (`self_attn.q_proj`), and its GGUF name (`attn_q`).
+    public var linears: [DecoderLinear: (hf: String, gguf: String)]
+    /// Module name of each block norm (`input_layernorm`) and its GGUF name (`attn_norm`).
+    public var norms: [DecoderNorm: (hf: String, gguf: String)]
+    /// Tensors a checkpoint may hold that the model knowingly does not use (exact names).
+    public var ignored: Set<String> = []
+    /// Whether llama.cpp stores q / k rows in its interleaved rotary order (its LLaMA converter
+    /// permutes them; its Qwen and Gemma converters do not).
+    public var ggufPermutesQK: Bool = false
+
+    /// The names of LLaMA and of the families that kept its layout (Mistral, Qwen2, Qwen3).
+    public static let llamaLayout = DecoderNames(
+        layerPrefix: "model.layers", embedding: "model.embed_tokens", finalNorm: "model.norm", head: "lm_head",
+        linears: [.q: ("self_attn.q_proj", "attn_q"), .k: ("self_attn.k_proj", "attn_k"),
+                  .v: ("self_attn.v_proj", "attn_v"), .o: ("self_attn.o_proj", "attn_output"),
+                  .gate: ("mlp.gate_proj", "ffn_gate"), .up: ("mlp.up_proj", "ffn_up"),
+                  .down: ("mlp.down_proj", "ffn_down")],
+        norms: [.attention: ("input_layernorm", "attn_norm"), .mlp: ("post_attention_layernorm", "ffn_norm"),
+                .q: ("self_attn.q_norm", "attn_q_norm"), .k: ("self_attn.k_norm", "attn_k_norm")])
+
+    /// Full module name of block `i`'s linear `l` (`model.layers.3.self_attn.q_proj`).
+    public func module(_ l: DecoderLinear, layer i: Int) -> String { "\(layerPrefix).\(i).\(linears[l]!.hf)" }
+
+    /// Full module name of block `i`'s norm `n`.
+    public func module(_ n: DecoderNorm, layer i: Int) -> String { "\(layerPrefix).\(i).\(norms[n]!.hf)" }
+
+    /// Hugging Face tensor name → GGUF tensor name for every weight of a model with `spec`'s
+    /// layers and parts (llama.cpp: `token_embd`, `output_norm`, `output`, `blk.<i>.<name>`).
+    public func ggufNames(for spec: DecoderSpec) -> [String: String] {
+        var map = ["\(embedding).weight": "token_embd.weight", "\(finalNorm).weight": "output_norm.weight",
+                   "\(head).weight": "output.weight"]
+        for i in 0..<spec.numLayers {
+            for l in spec.linears {
+                map["\(module(l, layer: i)).weight"] = "blk.\(i).\(linears[l]!.gguf).weight"
+                map["\(module(l, layer: i)).bias"] = "blk.\(i).\(linears[l]!.gguf).bias"
+            }
+            for n in spec.norms { map["\(module(n, layer: i)).weight"] = "blk.\(i).\(norms[n]!.gguf).weight" }
+        }
+        return map
+    }
+}

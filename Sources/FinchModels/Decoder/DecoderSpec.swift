@@ -1,0 +1,124 @@
+import FinchCore
+
+/// What a decoder-only transformer is made of: its sizes and the choices in which the families
+/// differ (norms, activation, biases, q/k norms, sliding windows, positions). A family turns its
+/// `config.json` (or GGUF metadata) into a spec and a name table (`DecoderNames`); one
+/// implementation (`DecoderModel`) then serves inference and training for all of them, so a
+/// family costs a config, a name table and a registry line, not a copy of the block and its backward.
+public struct DecoderSpec: Sendable, Equatable {
+    /// The registry name of the family (`llama`, `qwen2`, …).
+    public var family: String
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var numKVHeads: Int
+    public var headDim: Int
+    public var vocabSize: Int
+    public var maxPositions: Int
+    public var bosTokenId: Int?
+    public var eosTokenIds: [Int]
+    public var tieWordEmbeddings: Bool
+
+    /// The normalization of every norm in the model.
+    public var norm: Norm
+    /// The MLP's activation.
+    public var mlp: MLP
+    /// q, k, v projections carry biases (Qwen2).
+    public var qkvBias: Bool = false
+    /// The output projection carries a bias.
+    public var outputBias: Bool = false
+    /// The MLP's projections carry biases.
+    public var mlpBias: Bool = false
+    /// RMSNorm over each head of q and k before the rotation (Qwen3, Gemma 3).
+    public var qkNorm: Bool = false
+    /// Rotary embedding of each layer.
+    public var ropes: [RoPE]
+    /// Keys each layer's queries see: nil = all earlier positions; w = the last w positions
+    /// (the query's own included), as transformers' sliding-window mask.
+    public var slidingWindows: [Int?]
+    /// Scale of the attention scores (1/√D unless the family says otherwise).
+    public var attentionScale: Float
+
+    public enum Norm: Sendable, Equatable {
+        /// `x / √(mean(x²) + eps) · w`.
+        case rms(eps: Float)
+    }
+
+    public enum MLP: Sendable, Equatable {
+        /// `down(silu(gate(x)) · up(x))`.
+        case swiGLU
+    }
+
+    public init(family: String, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
+                numKVHeads: Int, headDim: Int, vocabSize: Int, maxPositions: Int, bosTokenId: Int?,
+                eosTokenIds: [Int], tieWordEmbeddings: Bool, norm: Norm, mlp: MLP, rope: RoPE,
+                slidingWindows: [Int?]? = nil, attentionScale: Float? = nil) {
+        self.family = family; self.hiddenSize = hiddenSize; self.intermediateSize = intermediateSize
+        self.numLayers = numLayers; self.numHeads = numHeads; self.numKVHeads = numKVHeads; self.headDim = headDim
+        self.vocabSize = vocabSize; self.maxPositions = maxPositions; self.bosTokenId = bosTokenId
+        self.eosTokenIds = eosTokenIds; self.tieWordEmbeddings = tieWordEmbeddings
+        self.norm = norm; self.mlp = mlp
+        ropes = Array(repeating: rope, count: numLayers)
+        self.slidingWindows = slidingWindows ?? Array(repeating: nil, count: numLayers)
+        self.attentionScale = attentionScale ?? 1 / Float(headDim).squareRoot()
+    }
+
+    /// H·D: width of q and of the attention output.
+    public var queryWidth: Int { numHeads * headDim }
+    /// G·D: width of k and v.
+    public var kvWidth: Int { numKVHeads * headDim }
+
+    /// The linear layers of one block, in checkpoint order.
+    public var linears: [DecoderLinear] {
+        switch mlp { case .swiGLU: [.q, .k, .v, .o, .gate, .up, .down] }
+    }
+
+    /// The norms of one block.
+    public var norms: [DecoderNorm] {
+        qkNorm ? [.attention, .q, .k, .mlp] : [.attention, .mlp]
+    }
+
+    /// (out, in) features of a block linear.
+    public func shape(of l: DecoderLinear) -> (out: Int, in: Int) {
+        switch l {
+        case .q: (queryWidth, hiddenSize)
+        case .k, .v: (kvWidth, hiddenSize)
+        case .o: (hiddenSize, queryWidth)
+        case .gate, .up: (intermediateSize, hiddenSize)
+        case .down: (hiddenSize, intermediateSize)
+        }
+    }
+
+    /// Whether a block linear carries a bias.
+    public func hasBias(_ l: DecoderLinear) -> Bool {
+        switch l {
+        case .q, .k, .v: qkvBias
+        case .o: outputBias
+        case .gate, .up, .down: mlpBias
+        }
+    }
+
+    /// Channels of a norm's weight.
+    public func channels(of n: DecoderNorm) -> Int {
+        switch n {
+        case .attention, .mlp: hiddenSize
+        case .q, .k: headDim
+        }
+    }
+
+    /// `eps` of the norms.
+    var normEps: Float {
+        switch norm { case .rms(let eps): eps }
+    }
+}
+
+/// A linear layer of a decoder block, by role.
+public enum DecoderLinear: String, Sendable, CaseIterable {
+    case q, k, v, o, gate, up, down
+}
+
+/// A norm of a decoder block, by role: before attention, before the MLP, and over each head of q / k.
+public enum DecoderNorm: String, Sendable, CaseIterable {
+    case attention, mlp, q, k
+}

@@ -1,0 +1,189 @@
+import FinchCore
+import FinchLoRA
+import FinchTokenizer
+
+// Dimension letters: R selected rows, V vocabulary.
+
+/// The seam between the model families and everything that uses a model (generator, trainer,
+/// memory plan, merge / export, quantize, the CLI): nothing above it names a family's type.
+///
+/// `TrainableModel` is what the trainer needs (packed-sequence forward / backward into the
+/// adapters, the loss, memory accounting, LoRA slots); `CausalLM` adds cached autoregressive
+/// inference and export. An encoder-decoder family adds its own inference protocol next to
+/// `CausalLM` and shares `TrainableModel`. Models are not thread-safe: one call at a time.
+public protocol TrainableModel: LoRAHost {
+    /// The family's registry name (`llama`, `qwen2`, …).
+    var architecture: String { get }
+    /// V: entries of the vocabulary.
+    var vocabSize: Int { get }
+    /// How the frozen weights are stored.
+    var dtype: WeightDType { get }
+
+    /// Forward and backward over one micro-batch of packed sequences: returns the summed loss and
+    /// adds `lossScale` · ∂(summed loss)/∂θ to the gradients of the active adapter's parameters
+    /// (`lossScale` nil = 1 / this batch's counted tokens, the gradient of the mean loss; with
+    /// gradient accumulation pass 1 / the count of all accumulated micro-batches). `dropoutKey`
+    /// keys the adapters' dropout masks (nil = no dropout). With `checkpointing`, each block is
+    /// recomputed in backward instead of saved: less memory, identical gradients.
+    func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum
+    /// The summed loss of a batch without gradients (evaluation; adapters' dropout off).
+    func evaluate(_ batch: [TrainingSequence]) throws -> LossSum
+    /// Frees the training buffers (kept between steps otherwise).
+    func releaseTrainingMemory()
+    /// What a training pass over `rows` packed rows allocates beyond weights and adapters.
+    func trainingActivationBytes(rows: Int, checkpointing: Bool, loraRank: Int) -> TrainingActivationBytes
+
+    /// Bytes held by the weights.
+    var weightBytes: Int { get }
+    /// Whether any linear is held in 4 bits.
+    var isQuantized: Bool { get }
+    /// Replaces every 4-bit linear by its dequantized values (before an adapter is attached).
+    func dequantizeLinears() throws
+}
+
+extension TrainableModel {
+    /// `forwardBackward` of the mean loss, without dropout or checkpointing.
+    @discardableResult
+    public func forwardBackward(_ batch: [TrainingSequence], lossScale: Float? = nil, checkpointing: Bool = false,
+                                dropoutKey: UInt64? = nil) throws -> LossSum {
+        try forwardBackward(batch, options: TrainingPassOptions(lossScale: lossScale, checkpointing: checkpointing,
+                                                               dropoutKey: dropoutKey))
+    }
+}
+
+/// Settings of one training pass (see `TrainableModel.forwardBackward`).
+public struct TrainingPassOptions: Sendable {
+    public var lossScale: Float?
+    public var checkpointing: Bool
+    public var dropoutKey: UInt64?
+    public init(lossScale: Float? = nil, checkpointing: Bool = false, dropoutKey: UInt64? = nil) {
+        self.lossScale = lossScale; self.checkpointing = checkpointing; self.dropoutKey = dropoutKey
+    }
+}
+
+/// A decoder-only language model: cached autoregressive inference on top of training.
+public protocol CausalLM: TrainableModel {
+    /// Token ids that end a sequence, from the model's config.
+    var eosTokenIds: [Int] { get }
+    /// An empty key/value cache for one sequence.
+    func makeCache(capacity: Int) -> KVCache
+    /// Runs the new tokens of every sequence through the model, appending them to the
+    /// sequences' caches, and returns the selected logits.
+    func forward(_ inputs: [SequenceInput], logits: LogitsSelection) throws -> Logits
+    /// Writes the model (with an active adapter folded in, or a merged one) as a Hugging Face
+    /// directory transformers loads; see `DecoderModel.saveHuggingFace`.
+    func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
+        -> HuggingFaceExport
+}
+
+extension CausalLM {
+    public func makeCache() -> KVCache { makeCache(capacity: 256) }
+
+    public func forward(_ inputs: [SequenceInput]) throws -> Logits { try forward(inputs, logits: .last) }
+
+    @discardableResult
+    public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
+                                maxShardBytes: Int? = nil, overwrite: Bool = false,
+                                dequantize: Bool = false) throws -> HuggingFaceExport {
+        try saveHuggingFace(to: directory, tokenizer: tokenizer,
+                            options: HuggingFaceExportOptions(dtype: dtype, maxShardBytes: maxShardBytes,
+                                                              overwrite: overwrite, dequantize: dequantize))
+    }
+
+    /// Logits for a padded batch, as a Hugging Face model call with an attention mask would give
+    /// for the unmasked positions. `tokens` [B][T]; `attentionMask` [B][T] of 0/1 (nil = all 1).
+    /// Each row's unmasked tokens sit at positions 0, 1, … in order (left or right padding alike);
+    /// masked positions get zero logits. Returns [B][T][V].
+    public func logits(tokens: [[Int]], attentionMask: [[Int]]? = nil) throws -> [[[Float]]] {
+        var inputs: [SequenceInput] = []
+        var kept: [[Int]] = []
+        for (b, row) in tokens.enumerated() {
+            let mask = attentionMask?[b] ?? Array(repeating: 1, count: row.count)
+            guard mask.count == row.count else {
+                throw ModelError.badInput("attention mask row \(b) has \(mask.count) entries for \(row.count) tokens")
+            }
+            let idx = row.indices.filter { mask[$0] != 0 }
+            kept.append(idx)
+            if !idx.isEmpty { inputs.append(SequenceInput(tokens: idx.map { row[$0] }, cache: makeCache(capacity: idx.count))) }
+        }
+        let out = inputs.isEmpty ? nil : try forward(inputs, logits: .all)
+        var result: [[[Float]]] = []
+        var seq = 0
+        for (b, row) in tokens.enumerated() {
+            var rows = Array(repeating: [Float](repeating: 0, count: vocabSize), count: row.count)
+            if !kept[b].isEmpty, let out {
+                for (j, t) in kept[b].enumerated() { rows[t] = Array(out.row(out.rows[seq].lowerBound + j)) }
+                seq += 1
+            }
+            result.append(rows)
+        }
+        return result
+    }
+}
+
+/// Which rows' logits a forward pass computes.
+public enum LogitsSelection: Sendable {
+    /// Every new token of every sequence.
+    case all
+    /// The last new token of each sequence (what generation needs).
+    case last
+}
+
+/// One sequence's input to a forward pass: new tokens appended after what its cache holds.
+public struct SequenceInput {
+    public var tokens: [Int]
+    public var cache: KVCache
+    public init(tokens: [Int], cache: KVCache) { self.tokens = tokens; self.cache = cache }
+}
+
+/// Logits of a forward pass: rows [R, V], sequence s owning `rows[s]`.
+public struct Logits {
+    public let values: Buffer<Float>
+    public let vocabSize: Int
+    public let rows: [Range<Int>]
+
+    /// Logits of row r (a view valid while `values` lives).
+    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: values.pointer + r * vocabSize, count: vocabSize)
+    }
+}
+
+/// One training sequence: its tokens and per-token labels (usually the tokens themselves, with
+/// -100 where no loss is taken, e.g. on the prompt). Labels are not shifted: the loss of row t
+/// predicts the label of token t + 1, as Hugging Face's causal-LM loss does.
+public struct TrainingSequence: Sendable, Equatable {
+    public var tokens: [Int32]
+    public var labels: [Int32]
+    public init(tokens: [Int32], labels: [Int32]) { self.tokens = tokens; self.labels = labels }
+    /// A sequence trained on every token (labels = tokens).
+    public init(tokens: [Int32]) { self.init(tokens: tokens, labels: tokens) }
+    /// Positions that take a loss after the causal shift (labels at positions 1... that are
+    /// not -100). A sequence with none teaches nothing.
+    public var lossTokenCount: Int {
+        var n = 0
+        for i in labels.indices.dropFirst() where labels[i] != CrossEntropy.ignoreIndex { n += 1 }
+        return n
+    }
+}
+
+/// A summed loss: `sum` of the counted tokens' cross-entropies, and their `count`.
+public struct LossSum: Sendable, Equatable {
+    public var sum: Double
+    public var count: Int
+    public init(sum: Double = 0, count: Int = 0) { self.sum = sum; self.count = count }
+    /// The mean loss (NaN when nothing counted).
+    public var mean: Double { count == 0 ? .nan : sum / Double(count) }
+    public static func + (a: LossSum, b: LossSum) -> LossSum { LossSum(sum: a.sum + b.sum, count: a.count + b.count) }
+}
+
+/// Bytes of a training pass beyond the weights and the adapter: what it keeps between forward
+/// and backward, and its largest temporaries.
+public struct TrainingActivationBytes: Sendable, Equatable {
+    /// The training workspace: every block's saved activations (one block's worth under gradient
+    /// checkpointing), the residual stream at each block's input, and the backward buffers.
+    public var saved: Int
+    /// The largest temporaries alive during a step: the loss's logits chunk, the LoRA layers'
+    /// scratch, a 4-bit layer expanded to the compute type, the bf16 copy of an input.
+    public var transient: Int
+    public var total: Int { saved + transient }
+}

@@ -1,0 +1,195 @@
+import FinchCore
+import FinchFormats
+import FinchQuant
+
+/// Tensors by their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`), as f32,
+/// whatever file they come from.
+public protocol WeightSource: Sendable {
+    /// The file or directory the weights come from (for error messages).
+    var path: String { get }
+    /// Every tensor the source holds, named as `load` takes them (a tensor with no Hugging Face
+    /// name, in a GGUF, keeps its own), so that loading can refuse what a model does not use.
+    var tensorNames: [String] { get }
+    /// Shape in PyTorch order (`[out, in]` for a linear weight), or nil when absent.
+    func shape(of name: String) -> [Int]?
+    /// The values, row-major in PyTorch order.
+    func load(_ name: String) throws -> Buffer<Float>
+    /// Per-frequency rotary divisors stored as a tensor (llama.cpp's `rope_freqs.weight`), if any.
+    func ropeFrequencyFactors() throws -> [Float]?
+    /// `name` as stored 4-bit (bitsandbytes' serialized layout), or nil when it is stored as plain values.
+    func quantizedWeight(_ name: String) throws -> FourBitTensor?
+}
+
+extension WeightSource {
+    public func ropeFrequencyFactors() throws -> [Float]? { nil }
+    public func quantizedWeight(_ name: String) throws -> FourBitTensor? { nil }
+
+    /// Loads `name`, checking its shape.
+    func load(_ name: String, shape expected: [Int]) throws -> Buffer<Float> {
+        guard let s = shape(of: name) else { throw ModelError.missingWeight(path: path, name: name) }
+        guard s == expected else { throw ModelError.badWeightShape(path: path, name: name, expected: expected, actual: s) }
+        return try load(name)
+    }
+}
+
+/// A model's view of a weight source while it loads: names are scoped, never concatenated by
+/// hand (`weights.scoped("model.layers").scoped(3).scoped("self_attn.q_proj")`), and every
+/// tensor taken is remembered, so that what is left over at the end is an error (`finish`).
+public struct WeightScope {
+    final class Ledger {
+        let source: WeightSource
+        var used = Set<String>()
+        init(source: WeightSource) { self.source = source }
+    }
+
+    let ledger: Ledger
+    /// The prefix of this scope (`model.layers.3.self_attn.q_proj`), empty at the root.
+    public let prefix: String
+
+    public init(_ source: WeightSource) { ledger = Ledger(source: source); prefix = "" }
+    private init(ledger: Ledger, prefix: String) { self.ledger = ledger; self.prefix = prefix }
+
+    public var source: WeightSource { ledger.source }
+
+    /// The scope of a submodule.
+    public func scoped(_ name: String) -> WeightScope {
+        WeightScope(ledger: ledger, prefix: prefix.isEmpty ? name : "\(prefix).\(name)")
+    }
+
+    public func scoped(_ index: Int) -> WeightScope { scoped(String(index)) }
+
+    /// The full name of a tensor of this scope.
+    public func name(_ tensor: String) -> String { prefix.isEmpty ? tensor : "\(prefix).\(tensor)" }
+
+    /// Whether the source holds this scope's `tensor`.
+    public func has(_ tensor: String) -> Bool { source.shape(of: name(tensor)) != nil }
+
+    /// This scope's `tensor`, checked to have `shape`.
+    public func tensor(_ tensor: String, shape: [Int]) throws -> Buffer<Float> {
+        let n = name(tensor)
+        let values = try source.load(n, shape: shape)
+        ledger.used.insert(n)
+        return values
+    }
+
+    /// This scope's `tensor` when the source stores it in 4 bits (all its parts are taken).
+    public func quantized(_ tensor: String) throws -> FourBitTensor? {
+        let n = name(tensor)
+        guard let q = try source.quantizedWeight(n) else { return nil }
+        ledger.used.insert(n)
+        for other in source.tensorNames where other.hasPrefix(n + ".") { ledger.used.insert(other) }
+        return q
+    }
+
+    /// Marks a tensor as used by something other than `tensor(_:shape:)` (e.g. rotary factors).
+    public func take(_ fullName: String) { ledger.used.insert(fullName) }
+
+    /// Throws when the source holds tensors nothing took, except those in `ignored`
+    /// (exact names) — a checkpoint of another architecture, or one with parts Finch does not
+    /// implement, would otherwise load and compute a wrong answer.
+    public func finish(ignoring ignored: Set<String> = []) throws {
+        let left = source.tensorNames.filter { !ledger.used.contains($0) && !ignored.contains($0) }.sorted()
+        if !left.isEmpty { throw ModelError.unusedWeights(path: source.path, names: left) }
+    }
+}
+
+/// Weights of a llama.cpp GGUF file, dequantized to f32 and mapped back to Hugging Face
+/// names and layout (q/k rows un-permuted from llama.cpp's interleaved rotary order where the
+/// family's converter permuted them), exactly as transformers does when it loads a GGUF.
+public struct GGUFWeightSource: WeightSource {
+    public let file: GGUFFile
+    /// Hugging Face name → GGUF name.
+    let ggufName: [String: String]
+    /// Query and key/value heads, when q / k rows are stored permuted.
+    let permutedHeads: (q: Int, kv: Int)?
+    public var path: String { file.path }
+
+    /// A source reading `file` under the names `names` declares for a model with `spec`.
+    public init(file: GGUFFile, names: DecoderNames, spec: DecoderSpec) {
+        self.file = file
+        let all = names.ggufNames(for: spec)
+        ggufName = all.filter { file.tensor(named: $0.value) != nil }
+        permutedHeads = names.ggufPermutesQK ? (spec.numHeads, spec.numKVHeads) : nil
+        qName = Set(["\(names.linears[.q]!.hf).weight", "\(names.linears[.q]!.hf).bias"])
+        kName = Set(["\(names.linears[.k]!.hf).weight", "\(names.linears[.k]!.hf).bias"])
+    }
+    private let qName: Set<String>, kName: Set<String>
+
+    public var tensorNames: [String] {
+        let hfOf = Dictionary(uniqueKeysWithValues: ggufName.map { ($0.value, $0.key) })
+        return file.tensors.map { hfOf[$0.name] ?? $0.name }
+    }
+
+    public func shape(of name: String) -> [Int]? {
+        guard let g = ggufName[name], let t = file.tensor(named: g) else { return nil }
+        return t.dimensions.reversed()
+    }
+
+    public func ropeFrequencyFactors() throws -> [Float]? {
+        guard let t = file.tensor(named: "rope_freqs.weight") else { return nil }
+        return try file.dequantize(t)
+    }
+
+    public func load(_ name: String) throws -> Buffer<Float> {
+        guard let g = ggufName[name], let t = file.tensor(named: g) else {
+            throw ModelError.missingWeight(path: path, name: name)
+        }
+        let out = Buffer<Float>(count: t.elementCount)
+        try file.dequantize(t, into: out.buffer)
+        if let heads = permutedHeads {
+            let module = name.split(separator: ".").suffix(3).joined(separator: ".")
+            let rowLength = t.dimensions.count > 1 ? t.dimensions[0] : 1
+            if qName.contains(module) { return Self.unpermuteRotary(out, heads: heads.q, rowLength: rowLength) }
+            if kName.contains(module) { return Self.unpermuteRotary(out, heads: heads.kv, rowLength: rowLength) }
+        }
+        return out
+    }
+
+    /// llama.cpp stores each head's q/k rows as interleaved pairs (2j, 2j+1); Hugging Face
+    /// keeps halves (j, j + D/2). GGUF row h·D + 2j + t is HF row h·D + t·D/2 + j.
+    static func unpermuteRotary(_ w: Buffer<Float>, heads: Int, rowLength: Int) -> Buffer<Float> {
+        let rows = w.count / rowLength
+        let d = rows / heads, half = d / 2
+        let out = Buffer<Float>(count: w.count)
+        for h in 0..<heads {
+            for j in 0..<half {
+                for t in 0..<2 {
+                    let src = w.pointer + (h * d + 2 * j + t) * rowLength
+                    let dst = out.pointer + (h * d + t * half + j) * rowLength
+                    dst.update(from: src, count: rowLength)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Weights of a Hugging Face model directory (`model.safetensors` or sharded with an index).
+public struct SafeTensorsWeightSource: WeightSource {
+    public let collection: SafeTensorsCollection
+    public let path: String
+
+    public init(directory: String) throws {
+        collection = try SafeTensorsCollection(directory: directory)
+        path = directory
+    }
+
+    public var tensorNames: [String] { collection.names }
+
+    public func shape(of name: String) -> [Int]? { collection.info(name)?.shape }
+
+    public func load(_ name: String) throws -> Buffer<Float> {
+        Buffer(try collection.floats(name))
+    }
+
+    public func quantizedWeight(_ name: String) throws -> FourBitTensor? {
+        try FourBitTensor.load(name, from: collection)
+    }
+}
+
+extension GGUFWeightSource {
+    /// A source reading `file` under the names of `config`'s family.
+    public init(file: GGUFFile, config: any DecoderConfig) {
+        self.init(file: file, names: config.names, spec: config.decoderSpec)
+    }
+}

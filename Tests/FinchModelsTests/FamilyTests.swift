@@ -1,0 +1,141 @@
+import FinchCore
+import FinchFormats
+import FinchLoRA
+@testable import FinchModels
+import FinchTestSupport
+import Foundation
+import XCTest
+
+/// Every family on the model seam against transformers and PEFT, on tiny random-weight
+/// checkpoints written by transformers (Scripts/fixtures/make_tiny_families.py): per sequence
+/// (one longer than the sliding window), logits within 1e-4; greedy 32 tokens identical (decoded
+/// with the KV cache, across the window); with PEFT's adapter on the family's default targets,
+/// logits within 1e-4 and every LoRA gradient within 1e-4 relative (by norm); merged logits equal
+/// adapter logits; an export reloads to the same logits; an adapter Finch saves is PEFT's file.
+final class FamilyTests: XCTestCase {
+    struct Expected: Decodable {
+        let family: String
+        let sequences: [[Int]]
+        let greedy32: [Int]
+        let peft_target_modules: [String]
+        let batch: [[Int32]]
+        let loss: Double
+    }
+
+    static let families = ["mistral", "qwen2", "qwen3"]
+
+    static func dir(_ family: String) -> String { Fixtures.path("tiny-\(family)") }
+
+    static func expected(_ family: String) throws -> (Expected, SafeTensorsFile) {
+        let d = dir(family)
+        let e = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: d + "/expected.json")))
+        return (e, try SafeTensorsFile(path: d + "/expected.safetensors"))
+    }
+
+    static func logits(_ m: any CausalLM, _ ids: [Int]) throws -> [Float] {
+        try m.forward([SequenceInput(tokens: ids, cache: m.makeCache())], logits: .all).values.array
+    }
+
+    /// ‖a − b‖ / ‖b‖
+    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        var num = 0.0, den = 0.0
+        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+        return (num / max(den, 1e-300)).squareRoot()
+    }
+
+    func testLogitsMatchTransformers() throws {
+        for f in Self.families {
+            let (e, ref) = try Self.expected(f)
+            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            XCTAssertEqual(lm.model.architecture, f)
+            for (i, ids) in e.sequences.enumerated() {
+                let want = try ref.floats("seq\(i).logits")
+                let got = try Self.logits(lm.model, ids)
+                XCTAssertEqual(got.count, want.count, "\(f) seq\(i)")
+                let d = maxAbsDiff(got, want)
+                XCTAssertLessThan(d, 1e-4, "\(f) sequence \(i) (\(ids.count) tokens)")
+            }
+            // A batch of all sequences at once computes what each computes alone.
+            let batch = try lm.model.forward(e.sequences.map { SequenceInput(tokens: $0, cache: lm.model.makeCache()) },
+                                             logits: .all)
+            for (i, ids) in e.sequences.enumerated() {
+                let rows = batch.rows[i]
+                let got = Array(batch.values.array[(rows.lowerBound * lm.model.vocabSize)..<(rows.upperBound * lm.model.vocabSize)])
+                XCTAssertLessThan(maxAbsDiff(got, try ref.floats("seq\(i).logits")), 1e-4, "\(f) batched seq\(i) (\(ids.count))")
+            }
+        }
+    }
+
+    func testGreedyMatchesTransformers() throws {
+        for f in Self.families {
+            let (e, _) = try Self.expected(f)
+            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let r = try Generator(lm).generate(promptTokens: [e.sequences[0]],
+                                               options: GenerationOptions(maxNewTokens: 32, stopTokenIds: []))
+            XCTAssertEqual(r[0].tokens, e.greedy32, f)
+        }
+    }
+
+    func testPEFTAdapterLogitsGradientsAndMerge() throws {
+        for f in Self.families {
+            let (e, ref) = try Self.expected(f)
+            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let m = lm.model
+            // PEFT's default targets for the family are the ones Finch names.
+            XCTAssertEqual(m.defaultTargetModules.sorted(), e.peft_target_modules, f)
+            try m.loadAdapter(directory: Self.dir(f) + "/peft")
+            for (i, ids) in e.sequences.enumerated() {
+                XCTAssertLessThan(maxAbsDiff(try Self.logits(m, ids), try ref.floats("adapter.seq\(i).logits")), 1e-4,
+                                  "\(f) adapter seq\(i)")
+            }
+            m.zeroGradients()
+            let loss = try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
+            XCTAssertEqual(loss.mean, e.loss, accuracy: 1e-5 * e.loss, f)
+            let params = m.trainableParameters()
+            XCTAssertEqual(params.count, 4 * 2, "\(f): A and B of q and v in two layers")
+            for p in params {
+                let key = p.name + ".grad"
+                guard ref.info(key) != nil else { XCTFail("\(f): no PEFT gradient named \(key)"); continue }
+                XCTAssertLessThanOrEqual(Self.relativeError(p.grad.array, try ref.floats(key)), 1e-4, "\(f) \(key)")
+            }
+            // Gradient checkpointing recomputes the blocks to identical gradients.
+            let plain = params.map { $0.grad.array }
+            m.zeroGradients()
+            try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) }, checkpointing: true)
+            XCTAssertTrue(plain == m.trainableParameters().map { $0.grad.array }, "\(f): checkpointing changed the gradients")
+
+            // The adapter Finch saves is PEFT's: same tensors, same values.
+            let scratch = NSTemporaryDirectory() + "finch-family-\(f)-\(UInt32.random(in: 0...UInt32.max))"
+            defer { try? FileManager.default.removeItem(atPath: scratch) }
+            let config = try XCTUnwrap(m.adapterConfigs["default"])
+            try m.adapter(named: "default", config: config).save(to: scratch + "/adapter")
+            let ours = try SafeTensorsFile(path: scratch + "/adapter/adapter_model.safetensors")
+            let theirs = try SafeTensorsFile(path: Self.dir(f) + "/peft/adapter_model.safetensors")
+            XCTAssertEqual(ours.tensorNames.sorted(), theirs.tensorNames.sorted(), f)
+            for n in theirs.tensorNames { XCTAssertEqual(try ours.floats(n), try theirs.floats(n), "\(f) \(n)") }
+
+            // Merged logits equal adapter logits; the export reloads to the same logits.
+            let withAdapter = try Self.logits(m, e.sequences[1])
+            try m.mergeActiveAdapter()
+            XCTAssertLessThan(maxAbsDiff(try Self.logits(m, e.sequences[1]), withAdapter), 1e-4, "\(f) merged")
+            try m.saveHuggingFace(to: scratch + "/merged", tokenizer: lm.tokenizer)
+            let reloaded = try LanguageModel.load(scratch + "/merged")
+            XCTAssertEqual(reloaded.model.architecture, f)
+            XCTAssertLessThan(maxAbsDiff(try Self.logits(reloaded.model, e.sequences[1]), withAdapter), 1e-4, "\(f) exported")
+        }
+    }
+
+    /// "all-linear" and the family default resolve to the family's module names.
+    func testTargetModulesResolve() throws {
+        for f in Self.families {
+            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            var c = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(lm.model.defaultTargetModules))
+            let qv = try lm.model.createAdapter(config: c, name: "qv", seed: 1)
+            XCTAssertEqual(qv.modules.keys.sorted(), ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
+                                                       "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"], f)
+            c.targetModules = .allLinear
+            let all = try lm.model.createAdapter(config: c, name: "all", seed: 1)
+            XCTAssertEqual(all.modules.count, 2 * 7, f)
+        }
+    }
+}
