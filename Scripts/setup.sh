@@ -13,5 +13,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 Scripts/fetch-model.sh smollm2-135m >/dev/null
+Scripts/fetch-model.sh gemma3-270m >/dev/null
 [ "${1:-}" = "--no-build" ] && exit 0
 swift build -c release --product finch >&2

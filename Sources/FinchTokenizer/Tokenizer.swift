@@ -63,7 +63,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// The id of `unknownToken`.
     public let unknownTokenId: Int?
     /// The Jinja chat template, if the tokenizer carries one.
-    public let chatTemplate: String?
+    public var chatTemplate: String?
     /// Whether `encode(addSpecialTokens: true)` adds a BOS token.
     public let addsBOS: Bool
     /// Whether `encode(addSpecialTokens: true)` adds an EOS token.
@@ -91,7 +91,7 @@ public final class Tokenizer: @unchecked Sendable {
         func lookup(_ t: String?) -> Int? {
             guard let t else { return nil }
             if let a = byContent[t] { return a.id }
-            return model.vocab[t].map(Int.init)
+            return model.vocab[TokenText(t)].map(Int.init)
         }
         bosToken = settings.bosToken
         bosTokenId = lookup(settings.bosToken)
@@ -146,7 +146,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// spells it (byte-level vocabularies write a space as `Ġ`).
     public func id(for token: String) -> Int? {
         if let a = addedByContent[token] { return a.id }
-        return model.vocab[token].map(Int.init)
+        return model.vocab[TokenText(token)].map(Int.init)
     }
 
     /// The token text of an id, as the vocabulary spells it.

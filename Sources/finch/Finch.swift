@@ -30,6 +30,10 @@ struct ModelOptions: ParsableArguments {
     @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
     var doubleQuant = false
 
+    @Option(name: .customLong("chat-template"),
+            help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none).")
+    var chatTemplate: String?
+
     func load() throws -> LanguageModel {
         guard let dt = WeightDType(rawValue: dtype) else {
             throw ValidationError("--dtype must be f32 or bf16 (got '\(dtype)')")
@@ -41,6 +45,7 @@ struct ModelOptions: ParsableArguments {
         }
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
+        if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
         if let adapter {
             try lm.model.loadAdapter(directory: adapter)
             stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")

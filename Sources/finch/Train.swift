@@ -23,6 +23,8 @@ struct Train: ParsableCommand {
     var model: String?
     @Option(name: [.long, .customLong("dataset")], help: "Training data file (.json, .jsonl, .txt).")
     var data: String?
+    @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none).")
+    var chatTemplate: String?
     @Option(name: [.long, .customLong("dataset_format")], help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected).")
     var format: String?
     @Option(name: [.customLong("eval-data"), .customLong("eval_dataset")], help: "Held-out data file for evaluation.")
@@ -116,7 +118,7 @@ struct Train: ParsableCommand {
         if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
         func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
-        setOpt(model, \.model); setOpt(data, \.data); setOpt(format, \.format); setOpt(evalData, \.evalData)
+        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format, \.format); setOpt(evalData, \.evalData)
         set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
         if bf16 { c.dtype = "bf16" }
         setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
@@ -159,6 +161,7 @@ struct Train: ParsableCommand {
         guard let dt = WeightDType(rawValue: c.dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
         let t0 = Date()
         let lm = try LanguageModel.load(c.model, dtype: dt, quantization: c.quantization)
+        if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, dt.rawValue,
                            c.quantization.map { "; block linears " + $0.summary }
                                ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), Date().timeIntervalSince(t0),

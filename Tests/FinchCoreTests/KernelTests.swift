@@ -262,3 +262,42 @@ final class BiasTests: XCTestCase {
         checkGradient("dbias", got: { db[$0] - 0.25 }, f: loss, at: b.map(Double.init), indices: Array(0..<o))
     }
 }
+
+final class GELUTests: XCTestCase {
+    /// x/2·(1 + tanh(√(2/π)(x + 0.044715x³))) in double.
+    static func gelu(_ x: Double) -> Double { 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) }
+
+    /// Forward against double, odd counts (vector body and tail), far into both tails.
+    func testForwardMatchesDouble() {
+        let n = 1001
+        var x = randomFloats(n, seed: 21).map { $0 * 8 }
+        x[0] = -40; x[1] = 40; x[2] = 0; x[3] = 1e-6
+        let u = randomFloats(n, seed: 22)
+        let y = Buffer<Float>(count: n), h = Buffer<Float>(count: n)
+        GELU.forward(y: y.pointer, x: x, count: n)
+        GeGLU.forward(h: h.pointer, gate: x, up: u, count: n)
+        for i in 0..<n {
+            let ref = Self.gelu(Double(x[i]))
+            XCTAssertEqual(Double(y[i]), ref, accuracy: 2e-6 * max(1, abs(ref)), "x \(x[i])")
+            XCTAssertEqual(Double(h[i]), ref * Double(u[i]), accuracy: 2e-6 * max(1, abs(ref)), "x \(x[i])")
+        }
+    }
+
+    /// Backward (accumulating) against finite differences of Σ gelu(x)·r and Σ gelu(g)·u·r.
+    func testBackwardMatchesFiniteDifferences() {
+        let n = 37
+        let x = randomFloats(n, seed: 23).map { $0 * 4 }, u = randomFloats(n, seed: 24), r = randomFloats(n, seed: 25)
+        let dx = Buffer<Float>(Array(repeating: 0.5, count: n))
+        GELU.backward(dx: dx.pointer, dy: r, x: x, count: n)
+        let plain = { (p: [Double]) -> Double in (0..<n).reduce(0.0) { $0 + Self.gelu(p[$1]) * Double(r[$1]) } }
+        checkGradient("dx", got: { dx[$0] - 0.5 }, f: plain, at: x.map(Double.init), indices: Array(0..<n))
+        let dg = Buffer<Float>(Array(repeating: 0.5, count: n)), du = Buffer<Float>(Array(repeating: 0.5, count: n))
+        GeGLU.backward(dgate: dg.pointer, dup: du.pointer, dh: r, gate: x, up: u, count: n)
+        let gated = { (p: [Double]) -> Double in
+            (0..<n).reduce(0.0) { $0 + Self.gelu(p[$1]) * p[n + $1] * Double(r[$1]) }
+        }
+        let params = (x + u).map(Double.init)
+        checkGradient("dgate", got: { dg[$0] - 0.5 }, f: gated, at: params, indices: Array(0..<n))
+        checkGradient("dup", got: { du[$0 - n] - 0.5 }, f: gated, at: params, indices: Array(n..<(2 * n)))
+    }
+}

@@ -22,7 +22,7 @@ final class FamilyTests: XCTestCase {
         let loss: Double
     }
 
-    static let families = ["mistral", "qwen2", "qwen3"]
+    static let families = ["mistral", "qwen2", "qwen3", "gemma3"]
 
     static func dir(_ family: String) -> String { Fixtures.path("tiny-\(family)") }
 

@@ -13,14 +13,23 @@ public enum Fixtures {
 
     /// The real SmolLM2 GGUF; skips (or fails under CI) when it is absent.
     public static func smolLM2() throws -> String {
+        try model("SmolLM2-135M-Instruct.Q4_1.gguf", fetch: "smollm2-135m")
+    }
+
+    /// The real Gemma 3 270M GGUF (Q4_K_M); skips (or fails under CI) when it is absent.
+    public static func gemma3() throws -> String {
+        try model("gemma-3-270m-q4_k_m.gguf", fetch: "gemma3-270m")
+    }
+
+    static func model(_ file: String, fetch name: String) throws -> String {
         let env = ProcessInfo.processInfo.environment
         var candidates: [String] = []
-        if let d = env["FINCH_MODEL_DIR"] { candidates.append(d + "/SmolLM2-135M-Instruct.Q4_1.gguf") }
+        if let d = env["FINCH_MODEL_DIR"] { candidates.append(d + "/" + file) }
         let home = env["FINCH_HOME"] ?? (env["XDG_CACHE_HOME"].map { $0 + "/finch" } ?? NSHomeDirectory() + "/.cache/finch")
-        candidates.append(home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        candidates.append(home + "/models/" + file)
         if let p = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return p }
-        if env["CI"] != nil { XCTFail("SmolLM2 GGUF not found in \(candidates); CI must fetch it (Scripts/fetch-model.sh)") }
-        throw XCTSkip("SmolLM2 GGUF not downloaded (run Scripts/fetch-model.sh)")
+        if env["CI"] != nil { XCTFail("\(file) not found in \(candidates); CI must fetch it (Scripts/fetch-model.sh \(name))") }
+        throw XCTSkip("\(file) not downloaded (run Scripts/fetch-model.sh \(name))")
     }
 }
 

@@ -56,6 +56,17 @@ void finch_exp_shift(float *y, const float *x, float shift, float scale, size_t 
 /// dup[i] += dh[i]·silu(gate[i]), where silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
 void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const float *gate,
                              const float *up, size_t n);
+/// y[i] = gelu(x[i]) with the tanh approximation, x/2·(1 + tanh(√(2/π)(x + 0.044715x³))) (PyTorch's
+/// gelu(approximate='tanh'), GPT-2's gelu_new). y may be x.
+void finch_gelu_tanh(float *y, const float *x, size_t n);
+/// Backward of finch_gelu_tanh, accumulating: dx[i] += dy[i]·gelu'(x[i]).
+void finch_gelu_tanh_backward(float *dx, const float *dy, const float *x, size_t n);
+/// h[i] = gelu(gate[i]) · up[i] (tanh approximation; Gemma's gated MLP).
+void finch_gelu_tanh_mul(float *h, const float *gate, const float *up, size_t n);
+/// Backward of finch_gelu_tanh_mul, accumulating: dgate[i] += dh[i]·up[i]·gelu'(gate[i]),
+/// dup[i] += dh[i]·gelu(gate[i]).
+void finch_gelu_tanh_mul_backward(float *dgate, float *dup, const float *dh, const float *gate,
+                                  const float *up, size_t n);
 /// Inverted dropout with a counter-based mask: out[i] (+)= x[i] / (1 − p) where element
 /// offset + i of the call keyed `key` is kept, else 0 (+0). The mask is a pure function of
 /// (key, offset + i), so a backward or recomputed forward regenerates it. `accumulate` != 0 adds.

@@ -29,19 +29,23 @@ final class DecoderActivations {
     let rstd1, rstd2: Buffer<Float>       // [N]
     let qRaw, kRaw: Buffer<Float>         // [N, Q], [N, K] q and k before their norms (q/k norm only)
     let rstdQ, rstdK: Buffer<Float>       // [N·H], [N·G] (q/k norm only)
+    let attnOut, mlpOut: Buffer<Float>    // [N, C] outputs of o and down before their norms (sandwich norms only)
+    let rstd3, rstd4: Buffer<Float>       // [N] (sandwich norms only)
 
     /// Floats of each buffer for `n` rows, in declaration order.
     static func sizes(rows n: Int, spec s: DecoderSpec) -> [Int] {
-        let qk = s.qkNorm ? 1 : 0
+        let qk = s.qkNorm ? 1 : 0, sw = s.sandwichNorms ? 1 : 0
         return [n * s.queryWidth, n * s.kvWidth, n * s.kvWidth, n * s.queryWidth, n * s.numHeads, n * s.hiddenSize,
                 n * s.intermediateSize, n * s.intermediateSize, n, n,
-                qk * n * s.queryWidth, qk * n * s.kvWidth, qk * n * s.numHeads, qk * n * s.numKVHeads]
+                qk * n * s.queryWidth, qk * n * s.kvWidth, qk * n * s.numHeads, qk * n * s.numKVHeads,
+                sw * n * s.hiddenSize, sw * n * s.hiddenSize, sw * n, sw * n]
     }
 
     init(rows n: Int, spec: DecoderSpec) {
         let b = Self.sizes(rows: n, spec: spec).map { Buffer<Float>(count: $0) }
         q = b[0]; k = b[1]; v = b[2]; att = b[3]; lse = b[4]; xMid = b[5]; gate = b[6]; up = b[7]
         rstd1 = b[8]; rstd2 = b[9]; qRaw = b[10]; kRaw = b[11]; rstdQ = b[12]; rstdK = b[13]
+        attnOut = b[14]; mlpOut = b[15]; rstd3 = b[16]; rstd4 = b[17]
     }
 }
 
@@ -67,14 +71,15 @@ final class DecoderWorkspace {
     let dq, dk, dv, datt: Buffer<Float>                     // [N, Q], [N, K], [N, K], [N, Q]
     let dh, dgate, dup: Buffer<Float>                       // [N, F]
     let dqRaw, dkRaw: Buffer<Float>                         // [N, Q], [N, K] (q/k norm only)
+    let dOut: Buffer<Float>                                 // [N, C] ∂ of o's / down's output (sandwich norms only)
 
-    /// Floats of the buffers after `layers` (xn … dkRaw), in declaration order; xnBF16 is counted in `bf16Count`.
+    /// Floats of the buffers after `layers` (xn … dOut), in declaration order; xnBF16 is counted in `byteCount`.
     static func sizes(rows n: Int, spec s: DecoderSpec, mode: Mode) -> [Int] {
-        let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0
+        let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0, sw = s.sandwichNorms ? train : 0
         let c = s.hiddenSize, f = s.intermediateSize, q = s.queryWidth, k = s.kvWidth
         return [n * c, n * f, train * n * c, train * n,
                 train * n * c, train * n * c, train * n * q, train * n * k, train * n * k, train * n * q,
-                train * n * f, train * n * f, train * n * f, qk * n * q, qk * n * k]
+                train * n * f, train * n * f, train * n * f, qk * n * q, qk * n * k, sw * n * c]
     }
 
     static func residualCount(spec: DecoderSpec, mode: Mode) -> Int { mode == .inference ? 1 : spec.numLayers + 1 }
@@ -99,6 +104,7 @@ final class DecoderWorkspace {
         let b = Self.sizes(rows: n, spec: spec, mode: mode).map { Buffer<Float>(count: $0) }
         xn = b[0]; h = b[1]; finalNormed = b[2]; finalRstd = b[3]; dx = b[4]; dxn = b[5]
         dq = b[6]; dk = b[7]; dv = b[8]; datt = b[9]; dh = b[10]; dgate = b[11]; dup = b[12]; dqRaw = b[13]; dkRaw = b[14]
+        dOut = b[15]
         xnBF16 = Buffer(count: n * spec.hiddenSize)
     }
 
@@ -153,17 +159,43 @@ extension DecoderModel {
                                       v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
                                       scale: s.attentionScale, window: window)
         }
-        a.xMid.pointer.update(from: x, count: n * c)
-        linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true)   // xMid += att·Woᵀ
+        if s.sandwichNorms {
+            // xMid = x + norm(att·Woᵀ)
+            linear(.o, layer, y: a.attnOut.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: false)
+            RMSNorm.forward(out: a.xMid.pointer, rstd: a.rstd3.pointer, x: a.attnOut.pointer,
+                            weight: layer.norm(.postAttention).pointer, rows: n, channels: c, eps: s.normEps)
+            Residual.add(a.xMid.pointer, x, count: n * c)
+        } else {
+            a.xMid.pointer.update(from: x, count: n * c)
+            linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true)   // xMid += att·Woᵀ
+        }
         // MLP.
         RMSNorm.forward(out: w.xn.pointer, rstd: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
                         rows: n, channels: c, eps: s.normEps)
         let xb2 = w.sharedBF16(for: layer[.gate], rows: n, channels: c)
         linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
         linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)      // [N, F]
-        SwiGLU.forward(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
-        out.update(from: a.xMid.pointer, count: n * c)
-        linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true)   // out += h·Wdᵀ
+        activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
+        if s.sandwichNorms {
+            // out = xMid + norm(h·Wdᵀ)
+            linear(.down, layer, y: a.mlpOut.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: false)
+            RMSNorm.forward(out: out, rstd: a.rstd4.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP).pointer,
+                            rows: n, channels: c, eps: s.normEps)
+            Residual.add(out, a.xMid.pointer, count: n * c)
+        } else {
+            out.update(from: a.xMid.pointer, count: n * c)
+            linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true)   // out += h·Wdᵀ
+        }
+    }
+
+    /// h = act(gate) · up, the spec's gated activation.
+    @inline(__always)
+    private func activation(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                            count: Int) {
+        switch spec.mlp {
+        case .swiGLU: SwiGLU.forward(h: h, gate: gate, up: up, count: count)
+        case .geGLU: GeGLU.forward(h: h, gate: gate, up: up, count: count)
+        }
     }
 
     /// y (+)= x · Wᵀ (+ bias) for one of the block's linears.
@@ -187,18 +219,38 @@ extension DecoderModel {
         // MLP: recompute xn = norm(xMid) and h; dh = dx·Wdown; dgate, dup; dxn; dx += norm backward.
         RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
                         rows: n, channels: c, eps: s.normEps)
-        SwiGLU.forward(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
-        layer[.down].backward(dx: w.dh.pointer, dy: w.dx.pointer, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch)
+        activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
+        var dDown = UnsafePointer(w.dx.pointer)   // ∂loss/∂(down's output)
+        if s.sandwichNorms {
+            w.dOut.pointer.update(repeating: 0, count: n * c)
+            RMSNorm.backward(dx: w.dOut.pointer, dweight: nil, dout: w.dx.pointer, x: a.mlpOut.pointer,
+                             weight: layer.norm(.postMLP).pointer, rstd: a.rstd4.pointer, rows: n, channels: c)
+            dDown = UnsafePointer(w.dOut.pointer)
+        }
+        layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch)
         w.dgate.pointer.update(repeating: 0, count: n * f)
         w.dup.pointer.update(repeating: 0, count: n * f)
-        SwiGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
-                        up: a.up.pointer, count: n * f)
+        switch s.mlp {
+        case .swiGLU:
+            SwiGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+                            up: a.up.pointer, count: n * f)
+        case .geGLU:
+            GeGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+                           up: a.up.pointer, count: n * f)
+        }
         layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
         layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
         RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: a.xMid.pointer,
                          weight: layer.norm(.mlp).pointer, rstd: a.rstd2.pointer, rows: n, channels: c)
         // Attention: datt = dx·Wo; attention backward; un-rotate dq, dk; q/k norm backward; dxn; dx += norm backward.
-        layer[.o].backward(dx: w.datt.pointer, dy: w.dx.pointer, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch)
+        var dO = UnsafePointer(w.dx.pointer)   // ∂loss/∂(o's output)
+        if s.sandwichNorms {
+            w.dOut.pointer.update(repeating: 0, count: n * c)
+            RMSNorm.backward(dx: w.dOut.pointer, dweight: nil, dout: w.dx.pointer, x: a.attnOut.pointer,
+                             weight: layer.norm(.postAttention).pointer, rstd: a.rstd3.pointer, rows: n, channels: c)
+            dO = UnsafePointer(w.dOut.pointer)
+        }
+        layer[.o].backward(dx: w.datt.pointer, dy: dO, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch)
         w.dq.pointer.update(repeating: 0, count: n * qd)
         w.dk.pointer.update(repeating: 0, count: n * kvd)
         w.dv.pointer.update(repeating: 0, count: n * kvd)

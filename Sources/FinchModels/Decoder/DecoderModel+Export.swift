@@ -169,7 +169,7 @@ extension DecoderModel {
             // Norms and linears in the order transformers writes a block: attention norm, q/k norms,
             // projections (weight, bias), MLP norm.
             for n in spec.norms where n != .mlp {
-                let w = layer.norm(n)
+                let w = layer.storedNorms[n]!
                 plan.append(ExportTensor(name: "\(names.module(n, layer: i)).weight", shape: [w.count], values: { w }))
             }
             for lin in spec.linears {
@@ -189,10 +189,10 @@ extension DecoderModel {
                     plan.append(ExportTensor(name: module + ".bias", shape: [b.count], values: { b }))
                 }
             }
-            let w = layer.norm(.mlp)
+            let w = layer.storedNorms[.mlp]!
             plan.append(ExportTensor(name: "\(names.module(.mlp, layer: i)).weight", shape: [w.count], values: { w }))
         }
-        plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNorm] in finalNorm }))
+        plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNormStored] in finalNormStored }))
         if lmHead !== embedding {
             plan.append(ExportTensor(name: "\(names.head).weight", shape: [lmHead.outFeatures, lmHead.inFeatures],
                                      values: { [lmHead] in lmHead.floatValues() }))

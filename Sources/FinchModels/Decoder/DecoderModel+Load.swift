@@ -39,6 +39,12 @@ extension DecoderModel {
             return try quantization.linear(outFeatures: out, inFeatures: inp, values: try scope.tensor("weight", shape: [out, inp]))
         }
 
+        /// A norm weight as the norm applies it (w + offset, in f32 as transformers adds it).
+        func applied(_ w: Buffer<Float>) -> Buffer<Float> {
+            guard spec.normWeightOffset != 0 else { return w }
+            return Buffer(w.array.map { $0 + spec.normWeightOffset })
+        }
+
         let embedding = try linear(root.scoped(names.embedding), spec.vocabSize, c)
         var lmHead = embedding
         let head = root.scoped(names.head)
@@ -52,9 +58,11 @@ extension DecoderModel {
         for i in 0..<spec.numLayers {
             let block = blocks.scoped(i)
             var linears: [DecoderLinear: any LinearLayer] = [:], biases: [DecoderLinear: Buffer<Float>] = [:]
-            var norms: [DecoderNorm: Buffer<Float>] = [:]
+            var norms: [DecoderNorm: Buffer<Float>] = [:], stored: [DecoderNorm: Buffer<Float>] = [:]
             for n in spec.norms {
-                norms[n] = try block.scoped(names.norms[n]!.hf).tensor("weight", shape: [spec.channels(of: n)])
+                let w = try block.scoped(names.norms[n]!.hf).tensor("weight", shape: [spec.channels(of: n)])
+                stored[n] = w
+                norms[n] = applied(w)
             }
             for l in spec.linears {
                 let scope = block.scoped(names.linears[l]!.hf)
@@ -62,7 +70,7 @@ extension DecoderModel {
                 linears[l] = try blockLinear(scope, o, inp)
                 if spec.hasBias(l) { biases[l] = try scope.tensor("bias", shape: [o]) }
             }
-            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms))
+            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored))
         }
         let norm = try root.scoped(names.finalNorm).tensor("weight", shape: [c])
         if let factors = try source.ropeFrequencyFactors() {
@@ -75,6 +83,6 @@ extension DecoderModel {
         }
         try root.finish(ignoring: names.ignored)
         return DecoderModel(config: config, spec: spec, names: names, dtype: dtype, embedding: embedding, lmHead: lmHead,
-                            finalNorm: norm, layers: layers)
+                            finalNorm: applied(norm), finalNormStored: norm, layers: layers)
     }
 }

@@ -14,12 +14,14 @@ final class DecoderLayer: @unchecked Sendable {
     private var linears: [DecoderLinear: any LinearLayer]
     /// [O] per linear that has one.
     let biases: [DecoderLinear: Buffer<Float>]
-    /// [C] (or [D] for the q / k norms) per norm.
+    /// [C] (or [D] for the q / k norms) per norm, as the norm applies it.
     let norms: [DecoderNorm: Buffer<Float>]
+    /// The same as the checkpoint holds them (differs by `DecoderSpec.normWeightOffset`).
+    let storedNorms: [DecoderNorm: Buffer<Float>]
 
     init(linears: [DecoderLinear: any LinearLayer], biases: [DecoderLinear: Buffer<Float>],
-         norms: [DecoderNorm: Buffer<Float>]) {
-        self.linears = linears; self.biases = biases; self.norms = norms
+         norms: [DecoderNorm: Buffer<Float>], storedNorms: [DecoderNorm: Buffer<Float>]) {
+        self.linears = linears; self.biases = biases; self.norms = norms; self.storedNorms = storedNorms
     }
 
     subscript(_ l: DecoderLinear) -> any LinearLayer {
@@ -45,7 +47,8 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public let dtype: WeightDType
     let embedding: LinearWeight          // [V, C]
     let lmHead: LinearWeight             // [V, C], the same object as `embedding` when tied
-    let finalNorm: Buffer<Float>         // [C]
+    let finalNorm: Buffer<Float>         // [C] as applied
+    let finalNormStored: Buffer<Float>   // [C] as the checkpoint holds it
     let layers: [DecoderLayer]
     let scratch = Scratch()
     /// Buffers of the last inference call, reused.
@@ -55,9 +58,10 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var adapterConfigs: [String: AdapterConfig] = [:]
 
     init(config: any DecoderConfig, spec: DecoderSpec, names: DecoderNames, dtype: WeightDType, embedding: LinearWeight,
-         lmHead: LinearWeight, finalNorm: Buffer<Float>, layers: [DecoderLayer]) {
+         lmHead: LinearWeight, finalNorm: Buffer<Float>, finalNormStored: Buffer<Float>, layers: [DecoderLayer]) {
         self.config = config; self.spec = spec; self.names = names; self.dtype = dtype
-        self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm; self.layers = layers
+        self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm
+        self.finalNormStored = finalNormStored; self.layers = layers
     }
 
     public var architecture: String { spec.family }
@@ -195,5 +199,15 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             case .quantized: preconditionFailure("embeddings are never quantized")
             }
         }
+        if let s = embeddingScale {
+            for i in 0..<(tokens.count * c) { x[i] *= s }
+        }
+    }
+
+    /// The embedding scale as the model applies it: rounded to bf16 when the weights are bf16,
+    /// as transformers casts it to the weights' dtype.
+    var embeddingScale: Float? {
+        guard let s = spec.embeddingScale else { return nil }
+        return dtype == .bf16 ? BFloat16.toFloat(BFloat16.from(s)) : s
     }
 }

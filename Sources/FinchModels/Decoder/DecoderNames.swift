@@ -21,6 +21,9 @@ public struct DecoderNames: Sendable {
     /// Whether llama.cpp stores q / k rows in its interleaved rotary order (its LLaMA converter
     /// permutes them; its Qwen and Gemma converters do not).
     public var ggufPermutesQK: Bool = false
+    /// What llama.cpp's converter added to every norm weight (Gemma: 1); loading a GGUF subtracts
+    /// it, as transformers does.
+    public var ggufNormShift: Float = 0
 
     /// The names of LLaMA and of the families that kept its layout (Mistral, Qwen2, Qwen3).
     public static let llamaLayout = DecoderNames(

@@ -32,6 +32,12 @@ public struct DecoderSpec: Sendable, Equatable {
     public var mlpBias: Bool = false
     /// RMSNorm over each head of q and k before the rotation (Qwen3, Gemma 3).
     public var qkNorm: Bool = false
+    /// Norms on the outputs of attention and of the MLP before they join the residual (Gemma 3).
+    public var sandwichNorms: Bool = false
+    /// Added to every norm weight as the norm applies it (Gemma: the checkpoint holds w, the norm multiplies by 1 + w).
+    public var normWeightOffset: Float = 0
+    /// Multiplies the embedded tokens (Gemma: √hidden, as the weights' dtype rounds it).
+    public var embeddingScale: Float? = nil
     /// Rotary embedding of each layer.
     public var ropes: [RoPE]
     /// Keys each layer's queries see: nil = all earlier positions; w = the last w positions
@@ -48,6 +54,8 @@ public struct DecoderSpec: Sendable, Equatable {
     public enum MLP: Sendable, Equatable {
         /// `down(silu(gate(x)) · up(x))`.
         case swiGLU
+        /// `down(gelu_tanh(gate(x)) · up(x))` (Gemma).
+        case geGLU
     }
 
     public init(family: String, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
@@ -71,12 +79,17 @@ public struct DecoderSpec: Sendable, Equatable {
 
     /// The linear layers of one block, in checkpoint order.
     public var linears: [DecoderLinear] {
-        switch mlp { case .swiGLU: [.q, .k, .v, .o, .gate, .up, .down] }
+        switch mlp { case .swiGLU, .geGLU: [.q, .k, .v, .o, .gate, .up, .down] }
     }
 
     /// The norms of one block.
     public var norms: [DecoderNorm] {
-        qkNorm ? [.attention, .q, .k, .mlp] : [.attention, .mlp]
+        var n: [DecoderNorm] = [.attention]
+        if qkNorm { n += [.q, .k] }
+        if sandwichNorms { n.append(.postAttention) }
+        n.append(.mlp)
+        if sandwichNorms { n.append(.postMLP) }
+        return n
     }
 
     /// (out, in) features of a block linear.
@@ -102,7 +115,7 @@ public struct DecoderSpec: Sendable, Equatable {
     /// Channels of a norm's weight.
     public func channels(of n: DecoderNorm) -> Int {
         switch n {
-        case .attention, .mlp: hiddenSize
+        case .attention, .mlp, .postAttention, .postMLP: hiddenSize
         case .q, .k: headDim
         }
     }
@@ -118,7 +131,8 @@ public enum DecoderLinear: String, Sendable, CaseIterable {
     case q, k, v, o, gate, up, down
 }
 
-/// A norm of a decoder block, by role: before attention, before the MLP, and over each head of q / k.
+/// A norm of a decoder block, by role: before attention, before the MLP, over each head of q / k,
+/// and (sandwich norms) on the outputs of attention and of the MLP.
 public enum DecoderNorm: String, Sendable, CaseIterable {
-    case attention, mlp, q, k
+    case attention, mlp, q, k, postAttention, postMLP
 }

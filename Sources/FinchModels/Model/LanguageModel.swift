@@ -15,6 +15,22 @@ public final class LanguageModel: @unchecked Sendable {
         self.model = model; self.tokenizer = tokenizer; self.path = path
     }
 
+    /// Uses the Jinja chat template in `file` instead of the tokenizer's own (models whose files
+    /// carry none, such as the Gemma 3 270M GGUF). The template is parsed now, so a broken one
+    /// fails here, naming the file.
+    public func useChatTemplate(file: String) throws {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ModelError.notFound(path: file, hint: "--chat-template needs a readable Jinja template file.")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ModelError.invalidConfig(path: file, reason: "the chat template is not UTF-8 text")
+        }
+        do { _ = try ChatTemplate(text) } catch {
+            throw ModelError.invalidConfig(path: file, reason: "the chat template does not parse: \(error)")
+        }
+        tokenizer.chatTemplate = text
+    }
+
     /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model)
     /// of any family the registry knows; with `quantization`, the blocks' linear layers are
     /// quantized to 4 bits as they load. A directory saved in 4 bits (`finch quantize`, or

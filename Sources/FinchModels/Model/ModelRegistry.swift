@@ -49,6 +49,7 @@ public enum ModelRegistry {
         .mistral,
         .qwen2,
         .qwen3,
+        .gemma3,
     ]
 
     /// `model_type` values Finch reads.

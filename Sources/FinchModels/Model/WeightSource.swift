@@ -102,6 +102,8 @@ public struct GGUFWeightSource: WeightSource {
     let ggufName: [String: String]
     /// Query and key/value heads, when q / k rows are stored permuted.
     let permutedHeads: (q: Int, kv: Int)?
+    /// Subtracted from norm weights (see `DecoderNames.ggufNormShift`).
+    let normShift: Float
     public var path: String { file.path }
 
     /// A source reading `file` under the names `names` declares for a model with `spec`.
@@ -110,6 +112,7 @@ public struct GGUFWeightSource: WeightSource {
         let all = names.ggufNames(for: spec)
         ggufName = all.filter { file.tensor(named: $0.value) != nil }
         permutedHeads = names.ggufPermutesQK ? (spec.numHeads, spec.numKVHeads) : nil
+        normShift = names.ggufNormShift
         qName = Set(["\(names.linears[.q]!.hf).weight", "\(names.linears[.q]!.hf).bias"])
         kName = Set(["\(names.linears[.k]!.hf).weight", "\(names.linears[.k]!.hf).bias"])
     }
@@ -136,6 +139,9 @@ public struct GGUFWeightSource: WeightSource {
         }
         let out = Buffer<Float>(count: t.elementCount)
         try file.dequantize(t, into: out.buffer)
+        if normShift != 0 && g.hasSuffix("norm.weight") {
+            for i in 0..<out.count { out[i] -= normShift }
+        }
         if let heads = permutedHeads {
             let module = name.split(separator: ".").suffix(3).joined(separator: ".")
             let rowLength = t.dimensions.count > 1 ? t.dimensions[0] : 1

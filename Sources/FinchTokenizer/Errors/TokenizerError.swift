@@ -18,6 +18,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
     case invalidMerge(index: Int, merge: String, reason: String)
     /// A regular expression from the tokenizer could not be compiled.
     case invalidRegex(pattern: String, reason: String)
+    /// A chat was asked of a tokenizer whose files carry no chat template.
+    case noChatTemplate
 
     public var description: String {
         switch self {
@@ -37,6 +39,9 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Sendable 
             return "tokenizer: merge #\(index) \"\(merge)\" is invalid: \(reason)"
         case let .invalidRegex(pattern, reason):
             return "tokenizer: cannot compile the regular expression \(pattern): \(reason)"
+        case .noChatTemplate:
+            return "this model has no chat template (its files carry none): give one with --chat-template FILE "
+                + "(a Jinja template, as tokenizer_config.json holds it), or prompt it without the chat format"
         }
     }
 }

@@ -23,6 +23,8 @@ public struct GGUFTokenizerData: Sendable {
     public var addEosToken: Bool?
     /// `tokenizer.chat_template`.
     public var chatTemplate: String?
+    /// `general.architecture`: a SentencePiece (`llama`) vocabulary is built per architecture, as transformers does.
+    public var architecture: String?
 
     /// Memberwise initializer (for tests and for callers that read GGUF metadata themselves).
 
@@ -98,10 +100,14 @@ extension Tokenizer {
     /// - Throws: `TokenizerError.unsupported` for SentencePiece-style (`llama`) and other
     ///   non-byte-level vocabularies, and for malformed merges.
     public convenience init(ggufTokenizer g: GGUFTokenizerData) throws {
+        if g.model == "llama", let arch = g.architecture, GGUFSentencePiece.gemmaArchitectures.contains(arch) {
+            try self.init(gemmaGGUF: g)
+            return
+        }
         guard g.model == "gpt2" else {
             let reason = g.model == "llama"
-                ? "SentencePiece-style GGUF vocabularies (Gemma, Mistral, LLaMA 2) are not implemented yet"
-                : "only byte-level BPE (\"gpt2\") GGUF vocabularies are implemented"
+                ? "SentencePiece-style GGUF vocabularies are implemented for Gemma only (this file's architecture is '\(g.architecture ?? "unknown")'); load the model's Hugging Face directory (tokenizer.json) instead"
+                : "only byte-level BPE (\"gpt2\") and Gemma's SentencePiece GGUF vocabularies are implemented"
             throw TokenizerError.unsupported(model: g.model, reason: reason)
         }
         guard !g.tokens.isEmpty else {
@@ -111,11 +117,11 @@ extension Tokenizer {
             throw TokenizerError.missingField(field: "tokenizer.ggml.merges", source: "GGUF metadata")
         }
         // Tokens outside the byte-level alphabet are respelled from their UTF-8 bytes.
-        var vocab: [String: Int32] = [:]
+        var vocab: [TokenText: Int32] = [:]
         vocab.reserveCapacity(g.tokens.count)
         for (i, t) in g.tokens.enumerated() {
             let spelled = ByteLevel.isSpelled(t) ? t : ByteLevel.encode(t.utf8)
-            vocab[spelled] = Int32(i)
+            vocab[TokenText(spelled)] = Int32(i)
         }
         var merges: [(String, String)] = []
         merges.reserveCapacity(mergeStrings.count)
@@ -133,8 +139,8 @@ extension Tokenizer {
         if let types = g.tokenTypes {
             for (i, (t, type)) in zip(g.tokens, types).enumerated() {
                 if type == 3 && ByteLevel.isSpelled(t) {
-                    added.append(AddedToken(id: vocab[t].map(Int.init) ?? i, content: t, special: true, normalized: false))
-                } else if type == 4, let id = vocab[t] {
+                    added.append(AddedToken(id: vocab[TokenText(t)].map(Int.init) ?? i, content: t, special: true, normalized: false))
+                } else if type == 4, let id = vocab[TokenText(t)] {
                     added.append(AddedToken(id: Int(id), content: t, special: false, normalized: false))
                 }
             }

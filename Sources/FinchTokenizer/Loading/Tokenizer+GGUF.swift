@@ -21,6 +21,7 @@ extension GGUFTokenizerData {
                   addBosToken: m["tokenizer.ggml.add_bos_token"]?.boolValue,
                   addEosToken: m["tokenizer.ggml.add_eos_token"]?.boolValue,
                   chatTemplate: m["tokenizer.chat_template"]?.stringValue)
+        architecture = m["general.architecture"]?.stringValue
     }
 }
 

@@ -50,13 +50,13 @@ extension Tokenizer {
         guard let vocabJSON = modelJSON["vocab"]?.objectValue else {
             throw TokenizerError.missingField(field: "model.vocab", source: source)
         }
-        var vocab: [String: Int32] = [:]
+        var vocab: [TokenText: Int32] = [:]
         vocab.reserveCapacity(vocabJSON.count)
         for (k, v) in vocabJSON {
             guard let id = v.wholeNumberValue else {
                 throw TokenizerError.invalidField(field: "model.vocab[\"\(k)\"]", source: source, reason: "not an integer id")
             }
-            vocab[k] = Int32(id)
+            vocab[TokenText(k)] = Int32(id)
         }
         var merges: [(String, String)] = []
         if let m = modelJSON["merges"]?.arrayValue {

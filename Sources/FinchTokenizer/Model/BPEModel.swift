@@ -1,8 +1,8 @@
 /// Byte-pair-encoding model: vocabulary, ranked merges, and the merge loop
 /// (HF `tokenizers` `models::bpe::BPE`, whose results it reproduces exactly).
 final class BPEModel: @unchecked Sendable {
-    /// Token text → id.
-    let vocab: [String: Int32]
+    /// Token text (exact bytes) → id.
+    let vocab: [TokenText: Int32]
     /// Id → token text (nil for ids the model does not define).
     let idToToken: [String?]
     /// Merges in rank order, as pairs of token texts (kept for writing tokenizer.json).
@@ -24,7 +24,7 @@ final class BPEModel: @unchecked Sendable {
 
     /// Builds the model. `merges` are pairs of token texts in rank order; every part and every
     /// concatenation must be in `vocab` (HF rejects such files too).
-    init(vocab: [String: Int32], merges: [(String, String)], byteLevel: Bool, unkToken: String? = nil,
+    init(vocab: [TokenText: Int32], merges: [(String, String)], byteLevel: Bool, unkToken: String? = nil,
          fuseUnk: Bool = false, byteFallback: Bool = false, ignoreMerges: Bool = false) throws {
         self.vocab = vocab
         self.merges = merges
@@ -36,18 +36,18 @@ final class BPEModel: @unchecked Sendable {
 
         let maxId = Int(vocab.values.max() ?? -1)
         var tokens = [String?](repeating: nil, count: maxId + 1)
-        for (t, i) in vocab { tokens[Int(i)] = t }
+        for (t, i) in vocab { tokens[Int(i)] = t.string }
         idToToken = tokens
 
         var table = PairTable(capacity: max(merges.count, 1))
         for (rank, (a, b)) in merges.enumerated() {
-            guard let ia = vocab[a] else {
+            guard let ia = vocab[TokenText(a)] else {
                 throw TokenizerError.invalidMerge(index: rank, merge: "\(a) \(b)", reason: "\"\(a)\" is not in the vocabulary")
             }
-            guard let ib = vocab[b] else {
+            guard let ib = vocab[TokenText(b)] else {
                 throw TokenizerError.invalidMerge(index: rank, merge: "\(a) \(b)", reason: "\"\(b)\" is not in the vocabulary")
             }
-            guard let merged = vocab[a + b] else {
+            guard let merged = vocab[TokenText(bytes: Array(a.utf8) + Array(b.utf8))] else {
                 throw TokenizerError.invalidMerge(index: rank, merge: "\(a) \(b)", reason: "\"\(a + b)\" is not in the vocabulary")
             }
             table.insert(ia, ib, rank: Int32(rank), newId: merged)
@@ -57,14 +57,14 @@ final class BPEModel: @unchecked Sendable {
         var bi = [Int32](repeating: -1, count: 256)
         var fb = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
-            if byteLevel, let id = vocab[String(Character(ByteLevel.byteToScalar[b]))] { bi[b] = id }
+            if byteLevel, let id = vocab[TokenText(String(Character(ByteLevel.byteToScalar[b])))] { bi[b] = id }
             let hex = String(b, radix: 16, uppercase: true)
-            if let id = vocab["<0x" + (hex.count == 1 ? "0" + hex : hex) + ">"] { fb[b] = id }
+            if let id = vocab[TokenText("<0x" + (hex.count == 1 ? "0" + hex : hex) + ">")] { fb[b] = id }
         }
         byteIds = bi
         fallbackIds = fb
         if let unkToken {
-            guard let u = vocab[unkToken] else {
+            guard let u = vocab[TokenText(unkToken)] else {
                 throw TokenizerError.invalidField(field: "model.unk_token", source: "BPE model",
                                                   reason: "\"\(unkToken)\" is not in the vocabulary")
             }
@@ -90,7 +90,7 @@ final class BPEModel: @unchecked Sendable {
         var ids: [Int32] = []
         if ignoreMerges {
             let text = byteLevel ? ByteLevel.encode(word) : String(decoding: word, as: UTF8.self)
-            if let id = vocab[text] { ids = [id] }
+            if let id = vocab[TokenText(text)] { ids = [id] }
         }
         if ids.isEmpty {
             ids = initialSymbols(word)
@@ -124,7 +124,7 @@ final class BPEModel: @unchecked Sendable {
             while i < word.endIndex {
                 let n = min(utf8Length(word[i]), word.endIndex - i)
                 let chunk = word[i ..< i + n]
-                if let id = vocab[String(decoding: chunk, as: UTF8.self)] {
+                if let id = vocab[TokenText(bytes: chunk)] {
                     flushUnk()
                     syms.append(id)
                 } else if byteFallback, chunk.allSatisfy({ fallbackIds[Int($0)] >= 0 }) {

@@ -20,7 +20,23 @@ indirect enum Normalizer: Sendable {
         case let .replace(pattern, content):
             switch pattern {
             case .string(let needle):
-                return needle.isEmpty ? s : s.replacingOccurrences(of: needle, with: content)
+                // By bytes (= by Unicode scalars), as tokenizers does: " " must match the space of
+                // " \u{301}", which Swift's and Foundation's string search treat as one character.
+                let n = Array(needle.utf8), bytes = Array(s.utf8)
+                guard !n.isEmpty, bytes.count >= n.count else { return s }
+                var out: [UInt8] = []
+                out.reserveCapacity(bytes.count)
+                var i = 0
+                while i < bytes.count {
+                    if bytes[i] == n[0], i + n.count <= bytes.count, bytes[i ..< i + n.count].elementsEqual(n) {
+                        out.append(contentsOf: content.utf8)
+                        i += n.count
+                    } else {
+                        out.append(bytes[i])
+                        i += 1
+                    }
+                }
+                return String(decoding: out, as: UTF8.self)
             case let .regex(_, _, matcher):
                 guard let matcher else { return s }
                 let bytes = Array(s.utf8)

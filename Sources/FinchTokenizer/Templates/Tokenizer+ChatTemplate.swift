@@ -4,11 +4,11 @@ extension Tokenizer {
     /// Renders `messages` with the tokenizer's chat template, passing its special tokens
     /// (`bos_token`, `eos_token`, `unk_token`, `pad_token`) as transformers does; `variables`
     /// override or add to them.
-    /// - Throws: `TemplateError` from the template, or `TemplateError.runtime` when the tokenizer has no template.
+    /// - Throws: `TemplateError` from the template, or `TokenizerError.noChatTemplate` when the tokenizer has none.
     public func applyChatTemplate(_ messages: [ChatMessage], addGenerationPrompt: Bool, tools: [TemplateValue]? = nil,
                                   variables: [String: TemplateValue] = [:]) throws -> String {
         guard let source = chatTemplate else {
-            throw TemplateError.runtime(message: "this tokenizer has no chat template", line: 0, column: 0)
+            throw TokenizerError.noChatTemplate
         }
         let template = try cachedTemplate(source)
         var vars: [String: TemplateValue] = specialTokensMap.mapValues { .string($0) }

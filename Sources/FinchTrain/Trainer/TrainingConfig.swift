@@ -22,6 +22,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var output: String? = nil
     /// Storage / compute type of the frozen weights: f32, or bf16 (bf16 products, f32 accumulation and adapters).
     public var dtype: String = "f32"
+    /// A Jinja chat template file used instead of the model's own (for models whose files carry none).
+    public var chatTemplate: String? = nil
 
     // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit frozen block linears.
     /// nf4 or fp4; nil = no quantization.
@@ -81,6 +83,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, format, evalData = "eval_data", evalFraction = "eval_fraction", output, dtype
+        case chatTemplate = "chat_template"
         case quantize, doubleQuant = "double_quant", quantBlocksize = "quant_blocksize", computeDType = "compute_dtype"
         case maxSeqLen = "max_seq_len", sourceMaxLen = "source_max_len", targetMaxLen = "target_max_len"
         case trainOnSource = "train_on_source", groupByLength = "group_by_length"
@@ -113,6 +116,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         func opt<T: Decodable>(_ k: CodingKeys, _ into: inout T?) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
         try opt(.model, &d.model); try opt(.data, &d.data); try opt(.format, &d.format); try opt(.evalData, &d.evalData)
         try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output); try get(.dtype, &d.dtype)
+        try opt(.chatTemplate, &d.chatTemplate)
         try opt(.quantize, &d.quantize); try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
         try opt(.computeDType, &d.computeDType)
         try get(.maxSeqLen, &d.maxSeqLen); try opt(.sourceMaxLen, &d.sourceMaxLen); try opt(.targetMaxLen, &d.targetMaxLen)
