@@ -20,7 +20,6 @@ extension AdapterConfig {
     init(json obj: [String: Any], path: String) throws {
         func fail(_ r: String) -> AdapterError { .invalidConfig(path: path, reason: r) }
         if let t = obj["peft_type"] as? String, t != "LORA" { throw fail("peft_type \(t) is not LORA") }
-        if (obj["fan_in_fan_out"] as? Bool) == true { throw fail("fan_in_fan_out (GPT-2 Conv1D layers) is not supported for LLaMA models") }
         if let m = obj["modules_to_save"], !(m is NSNull), (m as? [Any])?.isEmpty == false {
             throw fail("modules_to_save (fully trained extra modules) is not supported yet")
         }
@@ -43,6 +42,7 @@ extension AdapterConfig {
         default: layersToTransform = nil
         }
         bias = obj["bias"] as? String ?? "none"
+        fanInFanOut = obj["fan_in_fan_out"] as? Bool ?? false
         useRSLoRA = obj["use_rslora"] as? Bool ?? false
         useDoRA = obj["use_dora"] as? Bool ?? false
         switch obj["init_lora_weights"] {
@@ -80,7 +80,7 @@ extension AdapterConfig {
         o["rank_pattern"] = rankPattern
         o["alpha_pattern"] = alphaPattern
         o["base_model_name_or_path"] = baseModelNameOrPath.map { $0 as Any } ?? NSNull()
-        o["fan_in_fan_out"] = false
+        o["fan_in_fan_out"] = fanInFanOut
         o["inference_mode"] = true
         o["modules_to_save"] = NSNull()
         return o

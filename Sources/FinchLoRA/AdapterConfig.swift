@@ -21,6 +21,9 @@ public struct AdapterConfig: Sendable, Equatable {
     public var layersToTransform: [Int]? = nil
     /// "none" | "lora_only" | "all" (Finch supports "none": LLaMA linears have no bias).
     public var bias: String = "none"
+    /// PEFT's `fan_in_fan_out`: the base layers store their weights [in, out] (GPT-2's Conv1D), which
+    /// PEFT must know to merge; the factors are the same either way.
+    public var fanInFanOut: Bool = false
     /// Scale by alpha / sqrt(r) instead of alpha / r.
     public var useRSLoRA = false
     /// Weight-decomposed LoRA (a trainable magnitude per output feature).

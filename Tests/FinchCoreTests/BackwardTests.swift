@@ -628,3 +628,52 @@ final class LinearBackwardTests: XCTestCase {
         checkGradient("dB", got: { dB[$0 - nx - na] - 1 }, f: loss, at: params, indices: Array((nx + na)..<params.count))
     }
 }
+
+// MARK: - LayerNorm
+
+final class LayerNormTests: XCTestCase {
+    let rows = 5, c = 37
+    lazy var x = randomFloats(rows * c, seed: 61).map { $0 * 3 + 0.5 }
+    lazy var w = randomFloats(c, seed: 62).map { 1 + $0 / 4 }
+    lazy var b = randomFloats(c, seed: 63)
+    lazy var r = randomFloats(rows * c, seed: 64)
+
+    /// (x − mean) / √(var + eps) · w + b in double.
+    func reference(_ x: ArraySlice<Double>, _ w: ArraySlice<Double>, _ b: ArraySlice<Double>) -> [Double] {
+        let x0 = x.startIndex, w0 = w.startIndex, b0 = b.startIndex
+        var out = [Double](repeating: 0, count: rows * c)
+        for row in 0..<rows {
+            let xs = (0..<c).map { x[x0 + row * c + $0] }
+            let mean = xs.reduce(0, +) / Double(c)
+            let v = xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(c)
+            for i in 0..<c { out[row * c + i] = (xs[i] - mean) / (v + 1e-5).squareRoot() * w[w0 + i] + b[b0 + i] }
+        }
+        return out
+    }
+
+    func testForwardMatchesDouble() {
+        let out = Buffer<Float>(count: rows * c), stats = Buffer<Float>(count: 2 * rows)
+        LayerNorm.forward(out: out.pointer, stats: stats.pointer, x: x, weight: w, bias: b, rows: rows, channels: c, eps: 1e-5)
+        let ref = reference(x.map(Double.init)[...], w.map(Double.init)[...], b.map(Double.init)[...])
+        for i in 0..<(rows * c) { XCTAssertEqual(Double(out[i]), ref[i], accuracy: 2e-6 * max(1, abs(ref[i]))) }
+    }
+
+    /// dx, dweight and dbias (accumulating) against finite differences of Σ out·r.
+    func testBackwardMatchesFiniteDifferences() {
+        let stats = Buffer<Float>(count: 2 * rows), out = Buffer<Float>(count: rows * c)
+        LayerNorm.forward(out: out.pointer, stats: stats.pointer, x: x, weight: w, bias: b, rows: rows, channels: c, eps: 1e-5)
+        let dx = Buffer<Float>(Array(repeating: 0.5, count: rows * c))
+        let dw = Buffer<Float>(Array(repeating: 0.5, count: c)), db = Buffer<Float>(Array(repeating: 0.5, count: c))
+        LayerNorm.backward(dx: dx.pointer, dweight: dw.pointer, dbias: db.pointer, dout: r, x: x, weight: w,
+                           stats: stats.pointer, rows: rows, channels: c)
+        let nx = x.count
+        let params = (x + w + b).map(Double.init)
+        let loss = { (p: [Double]) -> Double in
+            let o = self.reference(p[0..<nx], p[nx..<(nx + self.c)], p[(nx + self.c)...])
+            return zip(o, self.r).reduce(0.0) { $0 + $1.0 * Double($1.1) }
+        }
+        checkGradient("dx", got: { dx[$0] - 0.5 }, f: loss, at: params, indices: Array(0..<nx))
+        checkGradient("dweight", got: { dw[$0 - nx] - 0.5 }, f: loss, at: params, indices: Array(nx..<(nx + c)))
+        checkGradient("dbias", got: { db[$0 - nx - self.c] - 0.5 }, f: loss, at: params, indices: Array((nx + c)..<(nx + 2 * c)))
+    }
+}

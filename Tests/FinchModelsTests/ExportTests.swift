@@ -62,7 +62,7 @@ final class ExportTests: XCTestCase {
     func testMergedAdapterExportReloadsWithTheAdapterLogits() throws {
         let lm = try loadFixture()
         let base = try logits(lm.model)
-        lm.model.addAdapter(makeAdapter(for: lm.model))
+        try lm.model.addAdapter(makeAdapter(for: lm.model))
         let withAdapter = try logits(lm.model)
         XCTAssertGreaterThan(maxAbsDiff(withAdapter, base), 0.1, "the test adapter must change the model")
         try lm.model.mergeActiveAdapter()
@@ -78,7 +78,7 @@ final class ExportTests: XCTestCase {
 
     func testActiveUnmergedAdapterIsFoldedIntoACopy() throws {
         let lm = try loadFixture()
-        lm.model.addAdapter(makeAdapter(for: lm.model, dora: true))
+        try lm.model.addAdapter(makeAdapter(for: lm.model, dora: true))
         let withAdapter = try logits(lm.model)
         let out = scratch + "/folded"
         let result = try lm.model.saveHuggingFace(to: out, tokenizer: nil)
@@ -149,7 +149,7 @@ final class ExportTests: XCTestCase {
 
     func testBF16AndF16ExportsLoad() throws {
         let lm = try loadFixture()
-        lm.model.addAdapter(makeAdapter(for: lm.model))
+        try lm.model.addAdapter(makeAdapter(for: lm.model))
         try lm.model.mergeActiveAdapter()
         let f32Dir = scratch + "/f32"
         try lm.model.saveHuggingFace(to: f32Dir, tokenizer: nil)

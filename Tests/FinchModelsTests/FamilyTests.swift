@@ -22,7 +22,9 @@ final class FamilyTests: XCTestCase {
         let loss: Double
     }
 
-    static let families = ["mistral", "qwen2", "qwen3", "gemma3"]
+    static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
+    /// Linear layers per block.
+    static let linearsPerBlock = ["mistral": 7, "qwen2": 7, "qwen3": 7, "gemma3": 7, "gpt2": 4]
 
     static func dir(_ family: String) -> String { Fixtures.path("tiny-\(family)") }
 
@@ -92,7 +94,7 @@ final class FamilyTests: XCTestCase {
             let loss = try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
             XCTAssertEqual(loss.mean, e.loss, accuracy: 1e-5 * e.loss, f)
             let params = m.trainableParameters()
-            XCTAssertEqual(params.count, 4 * 2, "\(f): A and B of q and v in two layers")
+            XCTAssertEqual(params.count, 2 * 2 * e.peft_target_modules.count, "\(f): A and B of each target in two layers")
             for p in params {
                 let key = p.name + ".grad"
                 guard ref.info(key) != nil else { XCTFail("\(f): no PEFT gradient named \(key)"); continue }
@@ -130,12 +132,13 @@ final class FamilyTests: XCTestCase {
         for f in Self.families {
             let lm = try LanguageModel.load(Self.dir(f) + "/hf")
             var c = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(lm.model.defaultTargetModules))
-            let qv = try lm.model.createAdapter(config: c, name: "qv", seed: 1)
-            XCTAssertEqual(qv.modules.keys.sorted(), ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
-                                                       "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"], f)
+            let defaults = try lm.model.createAdapter(config: c, name: "defaults", seed: 1)
+            let peft = try LoRAAdapter.load(directory: Self.dir(f) + "/peft", linears: lm.model.linearModules)
+            XCTAssertEqual(defaults.modules.keys.sorted(), peft.modules.keys.sorted(), "\(f): PEFT's default targets")
+            XCTAssertEqual(defaults.config.fanInFanOut, peft.config.fanInFanOut, f)
             c.targetModules = .allLinear
             let all = try lm.model.createAdapter(config: c, name: "all", seed: 1)
-            XCTAssertEqual(all.modules.count, 2 * 7, f)
+            XCTAssertEqual(all.modules.count, 2 * Self.linearsPerBlock[f]!, f)
         }
     }
 }

@@ -110,7 +110,7 @@ final class QuantizedCheckpointTests: XCTestCase {
         XCTAssertFalse(dequantized.isQuantized)
         XCTAssertEqual(try logits(dequantized), before)
 
-        base.addAdapter(Self.adapter(for: base))
+        try base.addAdapter(Self.adapter(for: base))
         XCTAssertThrowsError(try base.saveHuggingFace(to: scratch + "/x", tokenizer: nil)) { e in
             XCTAssertTrue("\(e)".contains("not merged into the 4-bit"), "\(e)")
         }

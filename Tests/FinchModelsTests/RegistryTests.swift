@@ -36,7 +36,7 @@ final class RegistryTests: XCTestCase {
 
     func testUnknownModelTypeIsRefusedWithTheSupportedList() throws {
         let dir = try copy("qwen2") { $0["model_type"] = "falcon"; $0["architectures"] = ["FalconForCausalLM"] }
-        assertRefused(dir, mentions: ["'falcon'", "llama", "mistral", "qwen2", "qwen3"])
+        assertRefused(dir, mentions: ["'falcon'", "llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gpt2"])
         let none = try copy("qwen2") { $0.removeValue(forKey: "model_type") }
         assertRefused(none, mentions: ["model_type"])
     }
@@ -53,6 +53,8 @@ final class RegistryTests: XCTestCase {
         assertRefused(try copy("qwen3") { $0["layer_types"] = ["full_attention", "chunked_attention"] },
                       mentions: ["layer_types", "chunked_attention"])
         assertRefused(try copy("qwen2") { $0["mlp_bias"] = true }, mentions: ["mlp_bias"])
+        assertRefused(try copy("gpt2") { $0["activation_function"] = "relu" }, mentions: ["activation_function", "relu"])
+        assertRefused(try copy("gemma3") { $0["final_logit_softcapping"] = 30.0 }, mentions: ["final_logit_softcapping"])
     }
 
     func testMissingTensorIsNamed() throws {

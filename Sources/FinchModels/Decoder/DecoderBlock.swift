@@ -25,20 +25,20 @@ final class DecoderActivations {
     let q, k, v, att: Buffer<Float>       // [N, Q] q and [N, K] k after q/k norm and rotation; v [N, K]; att [N, Q]
     let lse: Buffer<Float>                // [N, H] attention log-sum-exp
     let xMid: Buffer<Float>               // [N, C] residual after attention
-    let gate, up: Buffer<Float>           // [N, F]
-    let rstd1, rstd2: Buffer<Float>       // [N]
+    let gate, up: Buffer<Float>           // [N, F] (gate: gated MLPs only; up: before the activation)
+    let rstd1, rstd2: Buffer<Float>       // [N·S] norm statistics, S = spec.normStats
     let qRaw, kRaw: Buffer<Float>         // [N, Q], [N, K] q and k before their norms (q/k norm only)
     let rstdQ, rstdK: Buffer<Float>       // [N·H], [N·G] (q/k norm only)
     let attnOut, mlpOut: Buffer<Float>    // [N, C] outputs of o and down before their norms (sandwich norms only)
-    let rstd3, rstd4: Buffer<Float>       // [N] (sandwich norms only)
+    let rstd3, rstd4: Buffer<Float>       // [N·S] (sandwich norms only)
 
     /// Floats of each buffer for `n` rows, in declaration order.
     static func sizes(rows n: Int, spec s: DecoderSpec) -> [Int] {
-        let qk = s.qkNorm ? 1 : 0, sw = s.sandwichNorms ? 1 : 0
+        let qk = s.qkNorm ? 1 : 0, sw = s.sandwichNorms ? 1 : 0, gated = s.mlp.isGated ? 1 : 0, st = s.normStats
         return [n * s.queryWidth, n * s.kvWidth, n * s.kvWidth, n * s.queryWidth, n * s.numHeads, n * s.hiddenSize,
-                n * s.intermediateSize, n * s.intermediateSize, n, n,
+                gated * n * s.intermediateSize, n * s.intermediateSize, st * n, st * n,
                 qk * n * s.queryWidth, qk * n * s.kvWidth, qk * n * s.numHeads, qk * n * s.numKVHeads,
-                sw * n * s.hiddenSize, sw * n * s.hiddenSize, sw * n, sw * n]
+                sw * n * s.hiddenSize, sw * n * s.hiddenSize, sw * st * n, sw * st * n]
     }
 
     init(rows n: Int, spec: DecoderSpec) {
@@ -66,20 +66,23 @@ final class DecoderWorkspace {
     let layers: [DecoderActivations]
     let xn, h: Buffer<Float>                                // [N, C], [N, F] recomputed temporaries
     let xnBF16: Buffer<BF16Bits>                            // [N, C]
-    let finalNormed, finalRstd: Buffer<Float>               // [N, C], [N]
+    let finalNormed, finalRstd: Buffer<Float>               // [N, C], [N·S]
     let dx, dxn: Buffer<Float>                              // [N, C]
     let dq, dk, dv, datt: Buffer<Float>                     // [N, Q], [N, K], [N, K], [N, Q]
-    let dh, dgate, dup: Buffer<Float>                       // [N, F]
+    let dh, dgate, dup: Buffer<Float>                       // [N, F] (dgate: gated MLPs only)
     let dqRaw, dkRaw: Buffer<Float>                         // [N, Q], [N, K] (q/k norm only)
     let dOut: Buffer<Float>                                 // [N, C] ∂ of o's / down's output (sandwich norms only)
+    let qkv, dqkv: Buffer<Float>                            // [N, Q + 2K] fused q/k/v product and its gradient
 
-    /// Floats of the buffers after `layers` (xn … dOut), in declaration order; xnBF16 is counted in `byteCount`.
+    /// Floats of the buffers after `layers` (xn … dqkv), in declaration order; xnBF16 is counted in `byteCount`.
     static func sizes(rows n: Int, spec s: DecoderSpec, mode: Mode) -> [Int] {
         let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0, sw = s.sandwichNorms ? train : 0
         let c = s.hiddenSize, f = s.intermediateSize, q = s.queryWidth, k = s.kvWidth
-        return [n * c, n * f, train * n * c, train * n,
+        let gated = s.mlp.isGated ? train : 0, fused = s.fusedQKV ? 1 : 0
+        return [n * c, n * f, train * n * c, train * s.normStats * n,
                 train * n * c, train * n * c, train * n * q, train * n * k, train * n * k, train * n * q,
-                train * n * f, train * n * f, train * n * f, qk * n * q, qk * n * k, sw * n * c]
+                train * n * f, gated * n * f, train * n * f, qk * n * q, qk * n * k, sw * n * c,
+                fused * n * (q + 2 * k), fused * train * n * (q + 2 * k)]
     }
 
     static func residualCount(spec: DecoderSpec, mode: Mode) -> Int { mode == .inference ? 1 : spec.numLayers + 1 }
@@ -104,7 +107,7 @@ final class DecoderWorkspace {
         let b = Self.sizes(rows: n, spec: spec, mode: mode).map { Buffer<Float>(count: $0) }
         xn = b[0]; h = b[1]; finalNormed = b[2]; finalRstd = b[3]; dx = b[4]; dxn = b[5]
         dq = b[6]; dk = b[7]; dv = b[8]; datt = b[9]; dh = b[10]; dgate = b[11]; dup = b[12]; dqRaw = b[13]; dkRaw = b[14]
-        dOut = b[15]
+        dOut = b[15]; qkv = b[16]; dqkv = b[17]
         xnBF16 = Buffer(count: n * spec.hiddenSize)
     }
 
@@ -117,31 +120,74 @@ final class DecoderWorkspace {
 }
 
 /// The decoder block, once for inference and training:
-/// `xMid = x + o(attention(rope(norm_q(q(xn))), rope(norm_k(k(xn))), v(xn)))`, `xn = norm(x)`;
-/// `out = xMid + down(silu(gate(xn')) · up(xn'))`, `xn' = norm(xMid)`; biases where the spec has them.
+/// `xMid = x + [norm](o(attention(rope(norm_q(q(xn))), rope(norm_k(k(xn))), v(xn))))`, `xn = norm(x)`;
+/// `out = xMid + [norm](down(act(xn')))`, `xn' = norm(xMid)`, act = silu(gate)·up, gelu(gate)·up or
+/// gelu(up); q, k, v from one fused product where the family has one; biases, q/k norms, rotary
+/// embeddings and the bracketed sandwich norms where the spec has them.
 extension DecoderModel {
+    /// out [N, C] = norm(x [N, C]) with the spec's norm (RMSNorm, or LayerNorm with `bias`);
+    /// `stats` [N·S] receives what backward needs.
+    func normForward(out: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>?, x: UnsafePointer<Float>,
+                     weight: Buffer<Float>, bias: Buffer<Float>?, rows n: Int) {
+        switch spec.norm {
+        case .rms(let eps):
+            RMSNorm.forward(out: out, rstd: stats, x: x, weight: weight.pointer, rows: n, channels: weight.count, eps: eps)
+        case .layer(let eps):
+            LayerNorm.forward(out: out, stats: stats, x: x, weight: weight.pointer, bias: bias!.pointer, rows: n,
+                              channels: weight.count, eps: eps)
+        }
+    }
+
+    /// Backward of `normForward` (frozen norm), accumulating into dx.
+    func normBackward(dx: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                      weight: Buffer<Float>, stats: UnsafePointer<Float>, rows n: Int) {
+        switch spec.norm {
+        case .rms:
+            RMSNorm.backward(dx: dx, dweight: nil, dout: dout, x: x, weight: weight.pointer, rstd: stats, rows: n,
+                             channels: weight.count)
+        case .layer:
+            LayerNorm.backward(dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: weight.pointer, stats: stats,
+                               rows: n, channels: weight.count)
+        }
+    }
+
     /// One block: out [N, C] = block(x [N, C]) (out may be x), saving `acts`.
     func blockForward(_ li: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, acts a: DecoderActivations,
-                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table) {
+                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table?) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim, f = s.intermediateSize
-        let ropeOf = s.ropes[li]
+        let qd = s.queryWidth, kvd = s.kvWidth
         // Attention.
-        RMSNorm.forward(out: w.xn.pointer, rstd: a.rstd1.pointer, x: x, weight: layer.norm(.attention).pointer,
-                        rows: n, channels: c, eps: s.normEps)
-        let xb = w.sharedBF16(for: layer[.q], rows: n, channels: c)
+        normForward(out: w.xn.pointer, stats: a.rstd1.pointer, x: x, weight: layer.norm(.attention),
+                    bias: layer.normBiases[.attention], rows: n)
         let qOut = s.qkNorm ? a.qRaw : a.q, kOut = s.qkNorm ? a.kRaw : a.k
-        linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, Q]
-        linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, K]
-        linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)    // [N, K]
+        if s.fusedQKV {
+            // [N, Q + 2K] = xn · Wqkvᵀ, then its column blocks q | k | v.
+            let width = qd + 2 * kvd
+            linear(.qkv, layer, y: w.qkv.pointer, x: w.xn.pointer, xBF16: w.sharedBF16(for: layer[.qkv], rows: n, channels: c),
+                   rows: n, accumulate: false)
+            for r in 0..<n {
+                let row = w.qkv.pointer + r * width
+                (qOut.pointer + r * qd).update(from: row, count: qd)
+                (kOut.pointer + r * kvd).update(from: row + qd, count: kvd)
+                (a.v.pointer + r * kvd).update(from: row + qd + kvd, count: kvd)
+            }
+        } else {
+            let xb = w.sharedBF16(for: layer[.q], rows: n, channels: c)
+            linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, Q]
+            linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, K]
+            linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)    // [N, K]
+        }
         if s.qkNorm {
             RMSNorm.forward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
                             rows: n * hq, channels: d, eps: s.normEps)
             RMSNorm.forward(out: a.k.pointer, rstd: a.rstdK.pointer, x: a.kRaw.pointer, weight: layer.norm(.k).pointer,
                             rows: n * g, channels: d, eps: s.normEps)
         }
-        ropeOf.apply(a.q.pointer, heads: hq, table: rope)
-        ropeOf.apply(a.k.pointer, heads: g, table: rope)
+        if let rope {
+            s.ropes[li].apply(a.q.pointer, heads: hq, table: rope)
+            s.ropes[li].apply(a.k.pointer, heads: g, table: rope)
+        }
         let window = s.slidingWindows[li]
         switch attention {
         case .cached(let segments):
@@ -162,25 +208,27 @@ extension DecoderModel {
         if s.sandwichNorms {
             // xMid = x + norm(att·Woᵀ)
             linear(.o, layer, y: a.attnOut.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: false)
-            RMSNorm.forward(out: a.xMid.pointer, rstd: a.rstd3.pointer, x: a.attnOut.pointer,
-                            weight: layer.norm(.postAttention).pointer, rows: n, channels: c, eps: s.normEps)
+            normForward(out: a.xMid.pointer, stats: a.rstd3.pointer, x: a.attnOut.pointer, weight: layer.norm(.postAttention),
+                        bias: layer.normBiases[.postAttention], rows: n)
             Residual.add(a.xMid.pointer, x, count: n * c)
         } else {
             a.xMid.pointer.update(from: x, count: n * c)
             linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true)   // xMid += att·Woᵀ
         }
         // MLP.
-        RMSNorm.forward(out: w.xn.pointer, rstd: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
-                        rows: n, channels: c, eps: s.normEps)
-        let xb2 = w.sharedBF16(for: layer[.gate], rows: n, channels: c)
-        linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
+        normForward(out: w.xn.pointer, stats: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
+                    bias: layer.normBiases[.mlp], rows: n)
+        let xb2 = w.sharedBF16(for: layer[.up], rows: n, channels: c)
+        if s.mlp.isGated {
+            linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
+        }
         linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)      // [N, F]
         activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
         if s.sandwichNorms {
             // out = xMid + norm(h·Wdᵀ)
             linear(.down, layer, y: a.mlpOut.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: false)
-            RMSNorm.forward(out: out, rstd: a.rstd4.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP).pointer,
-                            rows: n, channels: c, eps: s.normEps)
+            normForward(out: out, stats: a.rstd4.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
+                        bias: layer.normBiases[.postMLP], rows: n)
             Residual.add(out, a.xMid.pointer, count: n * c)
         } else {
             out.update(from: a.xMid.pointer, count: n * c)
@@ -188,13 +236,14 @@ extension DecoderModel {
         }
     }
 
-    /// h = act(gate) · up, the spec's gated activation.
+    /// h = act(gate) · up, or act(up) for a plain MLP.
     @inline(__always)
     private func activation(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                             count: Int) {
         switch spec.mlp {
         case .swiGLU: SwiGLU.forward(h: h, gate: gate, up: up, count: count)
         case .geGLU: GeGLU.forward(h: h, gate: gate, up: up, count: count)
+        case .gelu: GELU.forward(y: h, x: up, count: count)
         }
     }
 
@@ -211,43 +260,48 @@ extension DecoderModel {
     /// ∂loss/∂x; the block's adapters add their parameter gradients. Biases are frozen and pass
     /// gradients through unchanged.
     func blockBackward(_ li: Int, x: UnsafePointer<Float>, acts a: DecoderActivations, w: DecoderWorkspace,
-                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table) {
+                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table?) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim
         let f = s.intermediateSize, qd = s.queryWidth, kvd = s.kvWidth
-        let ropeOf = s.ropes[li]
         // MLP: recompute xn = norm(xMid) and h; dh = dx·Wdown; dgate, dup; dxn; dx += norm backward.
-        RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: a.xMid.pointer, weight: layer.norm(.mlp).pointer,
-                        rows: n, channels: c, eps: s.normEps)
+        normForward(out: w.xn.pointer, stats: nil, x: a.xMid.pointer, weight: layer.norm(.mlp),
+                    bias: layer.normBiases[.mlp], rows: n)
         activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
         var dDown = UnsafePointer(w.dx.pointer)   // ∂loss/∂(down's output)
         if s.sandwichNorms {
             w.dOut.pointer.update(repeating: 0, count: n * c)
-            RMSNorm.backward(dx: w.dOut.pointer, dweight: nil, dout: w.dx.pointer, x: a.mlpOut.pointer,
-                             weight: layer.norm(.postMLP).pointer, rstd: a.rstd4.pointer, rows: n, channels: c)
+            normBackward(dx: w.dOut.pointer, dout: w.dx.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
+                         stats: a.rstd4.pointer, rows: n)
             dDown = UnsafePointer(w.dOut.pointer)
         }
         layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch)
-        w.dgate.pointer.update(repeating: 0, count: n * f)
         w.dup.pointer.update(repeating: 0, count: n * f)
         switch s.mlp {
         case .swiGLU:
+            w.dgate.pointer.update(repeating: 0, count: n * f)
             SwiGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
                             up: a.up.pointer, count: n * f)
         case .geGLU:
+            w.dgate.pointer.update(repeating: 0, count: n * f)
             GeGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
                            up: a.up.pointer, count: n * f)
+        case .gelu:
+            GELU.backward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f)
         }
-        layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
-        layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
-        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: a.xMid.pointer,
-                         weight: layer.norm(.mlp).pointer, rstd: a.rstd2.pointer, rows: n, channels: c)
+        if s.mlp.isGated {
+            layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+        }
+        layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: s.mlp.isGated,
+                            scratch: scratch)
+        normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
+                     stats: a.rstd2.pointer, rows: n)
         // Attention: datt = dx·Wo; attention backward; un-rotate dq, dk; q/k norm backward; dxn; dx += norm backward.
         var dO = UnsafePointer(w.dx.pointer)   // ∂loss/∂(o's output)
         if s.sandwichNorms {
             w.dOut.pointer.update(repeating: 0, count: n * c)
-            RMSNorm.backward(dx: w.dOut.pointer, dweight: nil, dout: w.dx.pointer, x: a.attnOut.pointer,
-                             weight: layer.norm(.postAttention).pointer, rstd: a.rstd3.pointer, rows: n, channels: c)
+            normBackward(dx: w.dOut.pointer, dout: w.dx.pointer, x: a.attnOut.pointer, weight: layer.norm(.postAttention),
+                         stats: a.rstd3.pointer, rows: n)
             dO = UnsafePointer(w.dOut.pointer)
         }
         layer[.o].backward(dx: w.datt.pointer, dy: dO, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch)
@@ -258,8 +312,10 @@ extension DecoderModel {
                                    out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
                                    v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
                                    scale: s.attentionScale, window: s.slidingWindows[li])
-        ropeOf.backward(w.dq.pointer, heads: hq, table: rope)
-        ropeOf.backward(w.dk.pointer, heads: g, table: rope)
+        if let rope {
+            s.ropes[li].backward(w.dq.pointer, heads: hq, table: rope)
+            s.ropes[li].backward(w.dk.pointer, heads: g, table: rope)
+        }
         var dqOut = w.dq, dkOut = w.dk
         if s.qkNorm {
             w.dqRaw.pointer.update(repeating: 0, count: n * qd)
@@ -270,12 +326,22 @@ extension DecoderModel {
                              weight: layer.norm(.k).pointer, rstd: a.rstdK.pointer, rows: n * g, channels: d)
             dqOut = w.dqRaw; dkOut = w.dkRaw
         }
-        RMSNorm.forward(out: w.xn.pointer, rstd: nil, x: x, weight: layer.norm(.attention).pointer, rows: n, channels: c,
-                        eps: s.normEps)
-        layer[.q].backward(dx: w.dxn.pointer, dy: dqOut.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
-        layer[.k].backward(dx: w.dxn.pointer, dy: dkOut.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
-        layer[.v].backward(dx: w.dxn.pointer, dy: w.dv.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
-        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: x, weight: layer.norm(.attention).pointer,
-                         rstd: a.rstd1.pointer, rows: n, channels: c)
+        normForward(out: w.xn.pointer, stats: nil, x: x, weight: layer.norm(.attention), bias: layer.normBiases[.attention],
+                    rows: n)
+        if s.fusedQKV {
+            let width = qd + 2 * kvd
+            for r in 0..<n {
+                let row = w.dqkv.pointer + r * width
+                row.update(from: dqOut.pointer + r * qd, count: qd)
+                (row + qd).update(from: dkOut.pointer + r * kvd, count: kvd)
+                (row + qd + kvd).update(from: w.dv.pointer + r * kvd, count: kvd)
+            }
+            layer[.qkv].backward(dx: w.dxn.pointer, dy: w.dqkv.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+        } else {
+            layer[.q].backward(dx: w.dxn.pointer, dy: dqOut.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+            layer[.k].backward(dx: w.dxn.pointer, dy: dkOut.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+            layer[.v].backward(dx: w.dxn.pointer, dy: w.dv.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+        }
+        normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: x, weight: layer.norm(.attention), stats: a.rstd1.pointer, rows: n)
     }
 }

@@ -168,16 +168,28 @@ extension DecoderModel {
         for (i, layer) in layers.enumerated() {
             // Norms and linears in the order transformers writes a block: attention norm, q/k norms,
             // projections (weight, bias), MLP norm.
-            for n in spec.norms where n != .mlp {
+            func norm(_ n: DecoderNorm) {
                 let w = layer.storedNorms[n]!
                 plan.append(ExportTensor(name: "\(names.module(n, layer: i)).weight", shape: [w.count], values: { w }))
+                if let b = layer.normBiases[n] {
+                    plan.append(ExportTensor(name: "\(names.module(n, layer: i)).bias", shape: [b.count], values: { b }))
+                }
             }
+            for n in spec.norms where n != .mlp { norm(n) }
             for lin in spec.linears {
                 let l = layer[lin]
                 let module = names.module(lin, layer: i)
                 var t = ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],
                                      values: { Self.effectiveWeight(l) })
+                if names.linearsTransposed {   // Conv1D: written back [in, out]
+                    t = ExportTensor(name: t.name, shape: [l.inFeatures, l.outFeatures],
+                                     values: { transposed(Self.effectiveWeight(l), rows: l.outFeatures, columns: l.inFeatures) })
+                }
                 if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? FourBitTensor {
+                    if names.linearsTransposed {
+                        throw ExportError.unsupported(path: path, reason: "4-bit Conv1D layers (\(spec.family)) cannot be written in "
+                            + "bitsandbytes' layout yet; export dequantized (finch merge without --keep-4bit)")
+                    }
                     if let w = l as? LoRALinear, let a = w.active, w.adapters[a] != nil, w.merged?.name != a {
                         throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the 4-bit "
                             + "weights of \(t.name): merge it first (it is requantized and the rounding reported) or export dequantized")
@@ -189,10 +201,16 @@ extension DecoderModel {
                     plan.append(ExportTensor(name: module + ".bias", shape: [b.count], values: { b }))
                 }
             }
-            let w = layer.storedNorms[.mlp]!
-            plan.append(ExportTensor(name: "\(names.module(.mlp, layer: i)).weight", shape: [w.count], values: { w }))
+            norm(.mlp)
         }
         plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNormStored] in finalNormStored }))
+        if let b = finalNormBias {
+            plan.append(ExportTensor(name: "\(names.finalNorm).bias", shape: [c], values: { b }))
+        }
+        if let pe = positionEmbedding, let p = names.positions {
+            plan.insert(ExportTensor(name: "\(p).weight", shape: [pe.outFeatures, pe.inFeatures],
+                                     values: { pe.floatValues() }), at: 1)
+        }
         if lmHead !== embedding {
             plan.append(ExportTensor(name: "\(names.head).weight", shape: [lmHead.outFeatures, lmHead.inFeatures],
                                      values: { [lmHead] in lmHead.floatValues() }))

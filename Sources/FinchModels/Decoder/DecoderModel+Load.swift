@@ -23,6 +23,11 @@ extension DecoderModel {
         func linear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
             LinearWeight(outFeatures: out, inFeatures: inp, values: try scope.tensor("weight", shape: [out, inp]), dtype: dtype)
         }
+        /// A block linear's values [out, in] (transposed from a Conv1D's [in, out]).
+        func blockValues(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> Buffer<Float> {
+            guard names.linearsTransposed else { return try scope.tensor("weight", shape: [out, inp]) }
+            return transposed(try scope.tensor("weight", shape: [inp, out]), rows: inp, columns: out)
+        }
         func blockLinear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
             if let stored = try scope.quantized("weight") {
                 let name = scope.name("weight")
@@ -35,8 +40,9 @@ extension DecoderModel {
                 }
                 return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(stored, compute: quantization?.computeDType ?? dtype))
             }
-            guard let quantization else { return try linear(scope, out, inp) }
-            return try quantization.linear(outFeatures: out, inFeatures: inp, values: try scope.tensor("weight", shape: [out, inp]))
+            let values = try blockValues(scope, out, inp)
+            guard let quantization else { return LinearWeight(outFeatures: out, inFeatures: inp, values: values, dtype: dtype) }
+            return try quantization.linear(outFeatures: out, inFeatures: inp, values: values)
         }
 
         /// A norm weight as the norm applies it (w + offset, in f32 as transformers adds it).
@@ -59,10 +65,13 @@ extension DecoderModel {
             let block = blocks.scoped(i)
             var linears: [DecoderLinear: any LinearLayer] = [:], biases: [DecoderLinear: Buffer<Float>] = [:]
             var norms: [DecoderNorm: Buffer<Float>] = [:], stored: [DecoderNorm: Buffer<Float>] = [:]
+            var normBiases: [DecoderNorm: Buffer<Float>] = [:]
             for n in spec.norms {
-                let w = try block.scoped(names.norms[n]!.hf).tensor("weight", shape: [spec.channels(of: n)])
+                let scope = block.scoped(names.norms[n]!.hf)
+                let w = try scope.tensor("weight", shape: [spec.channels(of: n)])
                 stored[n] = w
                 norms[n] = applied(w)
+                if case .layer = spec.norm { normBiases[n] = try scope.tensor("bias", shape: [spec.channels(of: n)]) }
             }
             for l in spec.linears {
                 let scope = block.scoped(names.linears[l]!.hf)
@@ -70,10 +79,19 @@ extension DecoderModel {
                 linears[l] = try blockLinear(scope, o, inp)
                 if spec.hasBias(l) { biases[l] = try scope.tensor("bias", shape: [o]) }
             }
-            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored))
+            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored, normBiases: normBiases))
         }
         let norm = try root.scoped(names.finalNorm).tensor("weight", shape: [c])
-        if let factors = try source.ropeFrequencyFactors() {
+        var normBias: Buffer<Float>?
+        if case .layer = spec.norm { normBias = try root.scoped(names.finalNorm).tensor("bias", shape: [c]) }
+        var positions: LinearWeight?
+        if spec.learnedPositions {
+            guard let p = names.positions else {
+                throw ModelError.invalidConfig(path: source.path, reason: "the family learns positions but names no position embedding")
+            }
+            positions = try linear(root.scoped(p), spec.maxPositions, c)
+        }
+        if !spec.ropes.isEmpty, let factors = try source.ropeFrequencyFactors() {
             guard factors.count == spec.headDim / 2 else {
                 throw ModelError.badWeightShape(path: source.path, name: "rope_freqs.weight", expected: [spec.headDim / 2],
                                                 actual: [factors.count])
@@ -83,6 +101,16 @@ extension DecoderModel {
         }
         try root.finish(ignoring: names.ignored)
         return DecoderModel(config: config, spec: spec, names: names, dtype: dtype, embedding: embedding, lmHead: lmHead,
-                            finalNorm: applied(norm), finalNormStored: norm, layers: layers)
+                            finalNorm: applied(norm), finalNormStored: norm, finalNormBias: normBias,
+                            positionEmbedding: positions, layers: layers)
     }
+}
+
+/// [columns, rows] = the transpose of m [rows, columns].
+func transposed(_ m: Buffer<Float>, rows: Int, columns: Int) -> Buffer<Float> {
+    let out = Buffer<Float>(count: m.count)
+    for r in 0..<rows {
+        for c in 0..<columns { out[c * rows + r] = m[r * columns + c] }
+    }
+    return out
 }

@@ -58,7 +58,7 @@ extension DecoderModel {
         let tables = RotaryTables(spec: spec, positions: p.positions)
 
         // Forward, keeping each block's input (and, without checkpointing, its activations).
-        embedRows(p.tokens, into: w.residual[0].pointer)
+        try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer,
                          acts: w.layers[checkpointing ? 0 : li], w: w, rows: n, attention: .packed(p.sequences),
@@ -67,8 +67,8 @@ extension DecoderModel {
 
         // Final norm, LM head, loss and its backward (chunked: [N, V] logits never exist at once).
         let xL = w.residual[layers.count].pointer
-        RMSNorm.forward(out: w.finalNormed.pointer, rstd: w.finalRstd.pointer, x: xL, weight: finalNorm.pointer,
-                        rows: n, channels: c, eps: spec.normEps)
+        normForward(out: w.finalNormed.pointer, stats: w.finalRstd.pointer, x: xL, weight: finalNorm, bias: finalNormBias,
+                    rows: n)
         w.dxn.pointer.update(repeating: 0, count: n * c)
         let loss = try p.targets.withUnsafeBufferPointer { t in
             try CrossEntropy.linearForwardBackward(dx: w.dxn.pointer, x: w.finalNormed.pointer, head: lmHead,
@@ -76,8 +76,7 @@ extension DecoderModel {
                                                    scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
         }
         w.dx.pointer.update(repeating: 0, count: n * c)
-        RMSNorm.backward(dx: w.dx.pointer, dweight: nil, dout: w.dxn.pointer, x: xL, weight: finalNorm.pointer,
-                         rstd: w.finalRstd.pointer, rows: n, channels: c)
+        normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: xL, weight: finalNorm, stats: w.finalRstd.pointer, rows: n)
 
         // Backward through the blocks, last to first; dx carries ∂loss/∂(residual stream).
         for li in stride(from: layers.count - 1, through: 0, by: -1) {
@@ -100,13 +99,13 @@ extension DecoderModel {
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
         let w = trainingWorkspace(rows: n, checkpointing: true)
         let tables = RotaryTables(spec: spec, positions: p.positions)
-        embedRows(p.tokens, into: w.residual[0].pointer)
+        try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer, acts: w.layers[0],
                          w: w, rows: n, attention: .packed(p.sequences), rope: tables[li])
         }
-        RMSNorm.forward(out: w.finalNormed.pointer, rstd: nil, x: w.residual[layers.count].pointer,
-                        weight: finalNorm.pointer, rows: n, channels: c, eps: spec.normEps)
+        normForward(out: w.finalNormed.pointer, stats: nil, x: w.residual[layers.count].pointer, weight: finalNorm,
+                    bias: finalNormBias, rows: n)
         let loss = try p.targets.withUnsafeBufferPointer { t in
             try CrossEntropy.linearForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
                                            scratch: scratch)

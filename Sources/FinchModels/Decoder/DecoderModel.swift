@@ -18,10 +18,14 @@ final class DecoderLayer: @unchecked Sendable {
     let norms: [DecoderNorm: Buffer<Float>]
     /// The same as the checkpoint holds them (differs by `DecoderSpec.normWeightOffset`).
     let storedNorms: [DecoderNorm: Buffer<Float>]
+    /// [C] per norm, for LayerNorm.
+    let normBiases: [DecoderNorm: Buffer<Float>]
 
     init(linears: [DecoderLinear: any LinearLayer], biases: [DecoderLinear: Buffer<Float>],
-         norms: [DecoderNorm: Buffer<Float>], storedNorms: [DecoderNorm: Buffer<Float>]) {
+         norms: [DecoderNorm: Buffer<Float>], storedNorms: [DecoderNorm: Buffer<Float>],
+         normBiases: [DecoderNorm: Buffer<Float>]) {
         self.linears = linears; self.biases = biases; self.norms = norms; self.storedNorms = storedNorms
+        self.normBiases = normBiases
     }
 
     subscript(_ l: DecoderLinear) -> any LinearLayer {
@@ -49,6 +53,9 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     let lmHead: LinearWeight             // [V, C], the same object as `embedding` when tied
     let finalNorm: Buffer<Float>         // [C] as applied
     let finalNormStored: Buffer<Float>   // [C] as the checkpoint holds it
+    let finalNormBias: Buffer<Float>?    // [C] (LayerNorm)
+    /// [P, C] learned positions (GPT-2), P = `spec.maxPositions`.
+    let positionEmbedding: LinearWeight?
     let layers: [DecoderLayer]
     let scratch = Scratch()
     /// Buffers of the last inference call, reused.
@@ -58,16 +65,19 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var adapterConfigs: [String: AdapterConfig] = [:]
 
     init(config: any DecoderConfig, spec: DecoderSpec, names: DecoderNames, dtype: WeightDType, embedding: LinearWeight,
-         lmHead: LinearWeight, finalNorm: Buffer<Float>, finalNormStored: Buffer<Float>, layers: [DecoderLayer]) {
+         lmHead: LinearWeight, finalNorm: Buffer<Float>, finalNormStored: Buffer<Float>, finalNormBias: Buffer<Float>?,
+         positionEmbedding: LinearWeight?, layers: [DecoderLayer]) {
         self.config = config; self.spec = spec; self.names = names; self.dtype = dtype
         self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm
-        self.finalNormStored = finalNormStored; self.layers = layers
+        self.finalNormStored = finalNormStored; self.finalNormBias = finalNormBias
+        self.positionEmbedding = positionEmbedding; self.layers = layers
     }
 
     public var architecture: String { spec.family }
     public var vocabSize: Int { spec.vocabSize }
     public var eosTokenIds: [Int] { spec.eosTokenIds }
     public var defaultTargetModules: [String] { config.defaultTargetModules }
+    public var linearsFanInFanOut: Bool { names.linearsTransposed }
 
     public var linearSlots: [LinearSlot] {
         var out: [LinearSlot] = []
@@ -103,10 +113,11 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
 
     /// Bytes held by the weights.
     public var weightBytes: Int {
-        var total = embedding.byteCount + finalNorm.byteCount
+        var total = embedding.byteCount + finalNorm.byteCount + (finalNormBias?.byteCount ?? 0)
+            + (positionEmbedding?.byteCount ?? 0)
         if lmHead !== embedding { total += lmHead.byteCount }
         for l in layers {
-            for n in spec.norms { total += l.norm(n).byteCount }
+            for n in spec.norms { total += l.norm(n).byteCount + (l.normBiases[n]?.byteCount ?? 0) }
             for b in l.biases.values { total += b.byteCount }
         }
         for s in linearSlots { total += baseWeight(s.get()).byteCount }
@@ -117,11 +128,11 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         KVCache(layers: spec.numLayers, kvHeads: spec.numKVHeads, headDim: spec.headDim, capacity: capacity)
     }
 
-    /// The rotary tables of a call, one per distinct rotary embedding of the layers.
+    /// The rotary tables of a call, one per distinct rotary embedding of the layers (none for learned positions).
     struct RotaryTables {
         let tables: [RoPE.Table]
         let ofLayer: [Int]
-        subscript(layer: Int) -> RoPE.Table { tables[ofLayer[layer]] }
+        subscript(layer: Int) -> RoPE.Table? { ofLayer.isEmpty ? nil : tables[ofLayer[layer]] }
 
         init(spec: DecoderSpec, positions: [Int32]) {
             var distinct: [RoPE] = [], tables: [RoPE.Table] = [], of: [Int] = []
@@ -160,7 +171,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             work = w
         }
         let x = w.residual[0].pointer   // [N, C], updated in place block by block
-        embedRows(tokens, into: x)
+        try embedRows(tokens, positions: positions, into: x)
         let tables = RotaryTables(spec: spec, positions: positions)
         for li in 0..<layers.count {
             blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
@@ -182,25 +193,40 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         let r = picked.count
         let sel = Buffer<Float>(count: r * c)
         for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x + row * c, count: c) }
-        RMSNorm.forward(out: sel.pointer, rstd: nil, x: sel.pointer, weight: finalNorm.pointer, rows: r, channels: c,
-                        eps: spec.normEps)
+        normForward(out: sel.pointer, stats: nil, x: sel.pointer, weight: finalNorm, bias: finalNormBias, rows: r)
         let out = Buffer<Float>(count: r * vocab)
         lmHead.forward(y: out.pointer, x: sel.pointer, rows: r, scratch: scratch)
         return Logits(values: out, vocabSize: vocab, rows: ranges)
     }
 
-    /// x [N, C] = rows of the embedding matrix.
-    func embedRows(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) {
+    /// x [N, C] = rows of the embedding matrix (scaled where the family scales them), plus the
+    /// learned position embedding of each row's position where the family has one.
+    func embedRows(_ tokens: [Int], positions: [Int32], into x: UnsafeMutablePointer<Float>) throws {
         let c = spec.hiddenSize
-        for (i, t) in tokens.enumerated() {
-            switch embedding.storage {
-            case .f32(let e): (x + i * c).update(from: e.pointer + t * c, count: c)
-            case .bf16(let e): BFloat16.convert(e.pointer + t * c, to: x + i * c, count: c)
-            case .quantized: preconditionFailure("embeddings are never quantized")
-            }
-        }
+        for (i, t) in tokens.enumerated() { Self.copyRow(t, of: embedding, to: x + i * c) }
         if let s = embeddingScale {
             for i in 0..<(tokens.count * c) { x[i] *= s }
+        }
+        if let pe = positionEmbedding {
+            let row = Buffer<Float>(count: c)
+            for (i, p) in positions.enumerated() {
+                guard Int(p) < spec.maxPositions else {
+                    throw ModelError.badInput("position \(p) is past the \(spec.maxPositions) positions this model has learned; "
+                        + "shorten the sequence (--max-seq-len) or the generation")
+                }
+                Self.copyRow(Int(p), of: pe, to: row.pointer)
+                Residual.add(x + i * c, row.pointer, count: c)
+            }
+        }
+    }
+
+    /// Row `r` of an embedding-like matrix as f32.
+    static func copyRow(_ r: Int, of m: LinearWeight, to out: UnsafeMutablePointer<Float>) {
+        let c = m.inFeatures
+        switch m.storage {
+        case .f32(let e): out.update(from: e.pointer + r * c, count: c)
+        case .bf16(let e): BFloat16.convert(e.pointer + r * c, to: out, count: c)
+        case .quantized: preconditionFailure("embeddings are never quantized")
         }
     }
 

@@ -8,6 +8,11 @@ public struct DecoderNames: Sendable {
     public var layerPrefix: String
     /// `model.embed_tokens`.
     public var embedding: String
+    /// The learned position embedding (GPT-2's `transformer.wpe`), when the spec has one.
+    public var positions: String? = nil
+    /// Whether linear weights are stored [in, out] (GPT-2's Conv1D); they are transposed on load
+    /// and back on export.
+    public var linearsTransposed: Bool = false
     /// `model.norm`.
     public var finalNorm: String
     /// `lm_head`.
@@ -45,13 +50,17 @@ public struct DecoderNames: Sendable {
     /// layers and parts (llama.cpp: `token_embd`, `output_norm`, `output`, `blk.<i>.<name>`).
     public func ggufNames(for spec: DecoderSpec) -> [String: String] {
         var map = ["\(embedding).weight": "token_embd.weight", "\(finalNorm).weight": "output_norm.weight",
-                   "\(head).weight": "output.weight"]
+                   "\(finalNorm).bias": "output_norm.bias", "\(head).weight": "output.weight"]
+        if let p = positions { map["\(p).weight"] = "position_embd.weight" }
         for i in 0..<spec.numLayers {
             for l in spec.linears {
                 map["\(module(l, layer: i)).weight"] = "blk.\(i).\(linears[l]!.gguf).weight"
                 map["\(module(l, layer: i)).bias"] = "blk.\(i).\(linears[l]!.gguf).bias"
             }
-            for n in spec.norms { map["\(module(n, layer: i)).weight"] = "blk.\(i).\(norms[n]!.gguf).weight" }
+            for n in spec.norms {
+                map["\(module(n, layer: i)).weight"] = "blk.\(i).\(norms[n]!.gguf).weight"
+                map["\(module(n, layer: i)).bias"] = "blk.\(i).\(norms[n]!.gguf).bias"
+            }
         }
         return map
     }

@@ -38,8 +38,12 @@ public struct DecoderSpec: Sendable, Equatable {
     public var normWeightOffset: Float = 0
     /// Multiplies the embedded tokens (Gemma: √hidden, as the weights' dtype rounds it).
     public var embeddingScale: Float? = nil
-    /// Rotary embedding of each layer.
+    /// Rotary embedding of each layer; empty when positions are learned (`learnedPositions`).
     public var ropes: [RoPE]
+    /// A learned position embedding [maxPositions, C] is added to the token embeddings (GPT-2).
+    public var learnedPositions: Bool = false
+    /// q, k and v come from one product (GPT-2's `c_attn`), split in that order.
+    public var fusedQKV: Bool = false
     /// Keys each layer's queries see: nil = all earlier positions; w = the last w positions
     /// (the query's own included), as transformers' sliding-window mask.
     public var slidingWindows: [Int?]
@@ -49,6 +53,8 @@ public struct DecoderSpec: Sendable, Equatable {
     public enum Norm: Sendable, Equatable {
         /// `x / √(mean(x²) + eps) · w`.
         case rms(eps: Float)
+        /// `(x − mean) / √(var + eps) · w + b` (GPT-2).
+        case layer(eps: Float)
     }
 
     public enum MLP: Sendable, Equatable {
@@ -56,6 +62,10 @@ public struct DecoderSpec: Sendable, Equatable {
         case swiGLU
         /// `down(gelu_tanh(gate(x)) · up(x))` (Gemma).
         case geGLU
+        /// `down(gelu_tanh(up(x)))`, not gated (GPT-2's `c_fc`, `c_proj`).
+        case gelu
+
+        var isGated: Bool { self != .gelu }
     }
 
     public init(family: String, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,
@@ -79,7 +89,7 @@ public struct DecoderSpec: Sendable, Equatable {
 
     /// The linear layers of one block, in checkpoint order.
     public var linears: [DecoderLinear] {
-        switch mlp { case .swiGLU, .geGLU: [.q, .k, .v, .o, .gate, .up, .down] }
+        (fusedQKV ? [.qkv, .o] : [.q, .k, .v, .o]) + (mlp.isGated ? [.gate, .up, .down] : [.up, .down])
     }
 
     /// The norms of one block.
@@ -96,6 +106,7 @@ public struct DecoderSpec: Sendable, Equatable {
     public func shape(of l: DecoderLinear) -> (out: Int, in: Int) {
         switch l {
         case .q: (queryWidth, hiddenSize)
+        case .qkv: (queryWidth + 2 * kvWidth, hiddenSize)
         case .k, .v: (kvWidth, hiddenSize)
         case .o: (hiddenSize, queryWidth)
         case .gate, .up: (intermediateSize, hiddenSize)
@@ -106,7 +117,7 @@ public struct DecoderSpec: Sendable, Equatable {
     /// Whether a block linear carries a bias.
     public func hasBias(_ l: DecoderLinear) -> Bool {
         switch l {
-        case .q, .k, .v: qkvBias
+        case .q, .k, .v, .qkv: qkvBias
         case .o: outputBias
         case .gate, .up, .down: mlpBias
         }
@@ -122,13 +133,18 @@ public struct DecoderSpec: Sendable, Equatable {
 
     /// `eps` of the norms.
     var normEps: Float {
-        switch norm { case .rms(let eps): eps }
+        switch norm { case .rms(let eps), .layer(let eps): eps }
+    }
+
+    /// Floats of per-row statistics a norm saves for backward (rstd; mean and rstd for LayerNorm).
+    var normStats: Int {
+        switch norm { case .rms: 1; case .layer: 2 }
     }
 }
 
 /// A linear layer of a decoder block, by role.
 public enum DecoderLinear: String, Sendable, CaseIterable {
-    case q, k, v, o, gate, up, down
+    case q, k, v, qkv, o, gate, up, down
 }
 
 /// A norm of a decoder block, by role: before attention, before the MLP, over each head of q / k,

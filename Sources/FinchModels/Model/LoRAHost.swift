@@ -22,6 +22,8 @@ public protocol LoRAHost: AnyObject {
     var adapterConfigs: [String: AdapterConfig] { get set }
     /// The family's default `target_modules` (PEFT's per-architecture default; q/v for LLaMA).
     var defaultTargetModules: [String] { get }
+    /// Whether the checkpoint stores the linears [in, out] (GPT-2's Conv1D): PEFT's `fan_in_fan_out`.
+    var linearsFanInFanOut: Bool { get }
 }
 
 extension LoRAHost {
@@ -42,11 +44,15 @@ extension LoRAHost {
     /// Loads a PEFT adapter directory under `name` and makes it active.
     public func loadAdapter(directory: String, name: String = "default") throws {
         let adapter = try LoRAAdapter.load(directory: directory, linears: linearModules)
-        addAdapter(adapter, name: name)
+        try addAdapter(adapter, name: name)
     }
 
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
-    public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") {
+    public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") throws {
+        if adapter.config.fanInFanOut != linearsFanInFanOut {
+            throw ModelError.badInput("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
+                + "linear layers \(linearsFanInFanOut ? "are" : "are not") Conv1D ([in, out]); it was made for another architecture")
+        }
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         for (module, lora) in adapter.modules {
             let slot = slots[module]!   // LoRAAdapter.load / initialized only name modules of `linearModules`
@@ -116,6 +122,8 @@ extension LoRAHost {
     /// under `name` and makes it active.
     @discardableResult
     public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
+        var config = config
+        config.fanInFanOut = linearsFanInFanOut
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
             let base = baseWeight(slots[module]!.get())
@@ -126,13 +134,15 @@ extension LoRAHost {
                 return Float(ss.squareRoot())
             }
         }
-        addAdapter(adapter, name: name)
+        try addAdapter(adapter, name: name)
         return adapter
     }
 
     /// The adapter loaded under `name`, gathered from the wrapped layers (its factors are the
     /// live buffers the model trains), with `config`.
     public func adapter(named name: String, config: AdapterConfig) -> LoRAAdapter {
+        var config = config
+        config.fanInFanOut = linearsFanInFanOut
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
         return LoRAAdapter(config: config, modules: modules)

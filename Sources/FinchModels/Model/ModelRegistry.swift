@@ -50,6 +50,7 @@ public enum ModelRegistry {
         .qwen2,
         .qwen3,
         .gemma3,
+        .gpt2,
     ]
 
     /// `model_type` values Finch reads.

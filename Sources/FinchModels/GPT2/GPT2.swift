@@ -1,0 +1,151 @@
+import FinchCore
+import FinchFormats
+import Foundation
+
+/// GPT-2 (`GPT2LMHeadModel`): LayerNorm with biases, learned absolute positions, one fused q/k/v
+/// product (`c_attn`), a plain GELU (tanh, `gelu_new`) MLP, biases on every product, and Conv1D
+/// weights stored [in, out] (PEFT's `fan_in_fan_out`), transposed on load and back on export.
+extension ModelFamily {
+    public static let gpt2 = ModelFamily(
+        name: "gpt2", modelTypes: ["gpt2"], architectures: ["GPT2LMHeadModel"], ggufArchitectures: [],
+        readConfig: { data, path in try GPT2Config(json: data, path: path) },
+        readGGUF: nil)
+}
+
+/// `config.json` of a GPT-2 model, with transformers' `GPT2Config` defaults.
+public struct GPT2Config: DecoderConfig, Decodable, Equatable {
+    public var nEmbd: Int
+    public var nLayer: Int
+    public var nHead: Int
+    public var nPositions: Int
+    public var nInner: Int?
+    public var vocabSize: Int
+    public var layerNormEpsilon: Float
+    public var activationFunction: String
+    public var tieWordEmbeddings: Bool
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+    public var scaleAttnWeights: Bool
+    public var scaleAttnByInverseLayerIdx: Bool
+    public var addCrossAttention: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case nEmbd = "n_embd", nLayer = "n_layer", nHead = "n_head", nPositions = "n_positions", nInner = "n_inner"
+        case vocabSize = "vocab_size", layerNormEpsilon = "layer_norm_epsilon", activationFunction = "activation_function"
+        case tieWordEmbeddings = "tie_word_embeddings", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case scaleAttnWeights = "scale_attn_weights", scaleAttnByInverseLayerIdx = "scale_attn_by_inverse_layer_idx"
+        case addCrossAttention = "add_cross_attention"
+    }
+
+    public init(json data: Data, path: String) throws {
+        self = try LlamaConfig.decode(GPT2Config.self, from: data, path: path)
+        try validate(path: path)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nEmbd = try c.decodeIfPresent(Int.self, forKey: .nEmbd) ?? 768
+        nLayer = try c.decodeIfPresent(Int.self, forKey: .nLayer) ?? 12
+        nHead = try c.decodeIfPresent(Int.self, forKey: .nHead) ?? 12
+        nPositions = try c.decodeIfPresent(Int.self, forKey: .nPositions) ?? 1024
+        nInner = try c.decodeIfPresent(Int.self, forKey: .nInner)
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? 50257
+        layerNormEpsilon = try c.decodeIfPresent(Float.self, forKey: .layerNormEpsilon) ?? 1e-5
+        activationFunction = try c.decodeIfPresent(String.self, forKey: .activationFunction) ?? "gelu_new"
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? true
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId) ?? 50256
+        eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? 50256
+        scaleAttnWeights = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnWeights) ?? true
+        scaleAttnByInverseLayerIdx = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnByInverseLayerIdx) ?? false
+        addCrossAttention = try c.decodeIfPresent(Bool.self, forKey: .addCrossAttention) ?? false
+    }
+
+    public func validate(path: String) throws {
+        func fail(_ r: String) -> ModelError { .invalidConfig(path: path, reason: r) }
+        for (name, v) in [("n_embd", nEmbd), ("n_layer", nLayer), ("n_head", nHead), ("n_positions", nPositions),
+                          ("vocab_size", vocabSize)] where v <= 0 || v > 1 << 24 {
+            throw fail("\(name) = \(v) is out of range")
+        }
+        if nEmbd % nHead != 0 { throw fail("n_embd (\(nEmbd)) must be a multiple of n_head (\(nHead))") }
+        if !["gelu_new", "gelu_pytorch_tanh"].contains(activationFunction) {
+            throw ModelError.unsupportedOption(path: path, key: "activation_function", value: activationFunction,
+                                               supported: "gelu_new (the tanh approximation)")
+        }
+        if scaleAttnByInverseLayerIdx {
+            throw ModelError.unsupportedOption(path: path, key: "scale_attn_by_inverse_layer_idx", value: "true", supported: "false")
+        }
+        if !scaleAttnWeights {
+            throw ModelError.unsupportedOption(path: path, key: "scale_attn_weights", value: "false", supported: "true")
+        }
+        if addCrossAttention {
+            throw ModelError.unsupportedOption(path: path, key: "add_cross_attention", value: "true", supported: "false")
+        }
+    }
+
+    public var decoderSpec: DecoderSpec {
+        var s = DecoderSpec(family: "gpt2", hiddenSize: nEmbd, intermediateSize: nInner ?? 4 * nEmbd, numLayers: nLayer,
+                            numHeads: nHead, numKVHeads: nHead, headDim: nEmbd / nHead, vocabSize: vocabSize,
+                            maxPositions: nPositions, bosTokenId: bosTokenId, eosTokenIds: eosTokenId.map { [$0] } ?? [],
+                            tieWordEmbeddings: tieWordEmbeddings, norm: .layer(eps: layerNormEpsilon), mlp: .gelu,
+                            rope: RoPE(headDim: 2, theta: 1))
+        s.ropes = []
+        s.learnedPositions = true
+        s.fusedQKV = true
+        s.qkvBias = true; s.outputBias = true; s.mlpBias = true
+        return s
+    }
+
+    public var names: DecoderNames {
+        var n = DecoderNames(
+            layerPrefix: "transformer.h", embedding: "transformer.wte", finalNorm: "transformer.ln_f", head: "lm_head",
+            linears: [.qkv: ("attn.c_attn", "attn_qkv"), .o: ("attn.c_proj", "attn_output"),
+                      .up: ("mlp.c_fc", "ffn_up"), .down: ("mlp.c_proj", "ffn_down")],
+            norms: [.attention: ("ln_1", "attn_norm"), .mlp: ("ln_2", "ffn_norm")])
+        n.positions = "transformer.wpe"
+        n.linearsTransposed = true
+        // Older checkpoints keep the causal-mask buffers; they hold no weights.
+        n.ignored = Set((0..<nLayer).flatMap { ["transformer.h.\($0).attn.bias", "transformer.h.\($0).attn.masked_bias"] })
+        return n
+    }
+
+    /// PEFT's default for GPT-2: c_attn.
+    public var defaultTargetModules: [String] { ["c_attn"] }
+
+    public func huggingFaceConfigJSON(torchDType: String, tieWordEmbeddings tie: Bool) -> JSONValue {
+        func int(_ v: Int) -> JSONValue { .number(String(v)) }
+        var m: [(key: String, value: JSONValue)] = [
+            ("activation_function", .string(activationFunction)),
+            ("architectures", .array([.string("GPT2LMHeadModel")])),
+            ("attn_pdrop", .number("0.1")),
+            ("bos_token_id", bosTokenId.map(int) ?? .null),
+            ("dtype", .string(torchDType)),
+            ("embd_pdrop", .number("0.1")),
+            ("eos_token_id", eosTokenId.map(int) ?? .null),
+            ("initializer_range", .number("0.02")),
+            ("layer_norm_epsilon", .number("\(layerNormEpsilon)")),
+            ("model_type", .string("gpt2")),
+            ("n_embd", int(nEmbd)),
+            ("n_head", int(nHead)),
+            ("n_inner", nInner.map(int) ?? .null),
+            ("n_layer", int(nLayer)),
+            ("n_positions", int(nPositions)),
+            ("reorder_and_upcast_attn", .bool(false)),
+            ("resid_pdrop", .number("0.1")),
+            ("scale_attn_by_inverse_layer_idx", .bool(false)),
+            ("scale_attn_weights", .bool(true)),
+            ("tie_word_embeddings", .bool(tie)),
+            ("torch_dtype", .string(torchDType)),
+            ("use_cache", .bool(true)),
+            ("vocab_size", int(vocabSize)),
+        ]
+        m.sort { $0.key < $1.key }
+        return .object(m)
+    }
+
+    public func generationConfigJSON() -> JSONValue {
+        var m: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true))]
+        if let b = bosTokenId { m.append(("bos_token_id", .number(String(b)))) }
+        if let e = eosTokenId { m.append(("eos_token_id", .number(String(e)))) }
+        return .object(m)
+    }
+}
