@@ -94,7 +94,7 @@ extension DecoderModel {
 
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
         let p = try pack(batch)
-        let n = p.tokens.count, c = spec.hiddenSize
+        let n = p.tokens.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: spec.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
         let w = trainingWorkspace(rows: n, checkpointing: true)

@@ -61,12 +61,11 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
     }
 
     public func validate(path: String) throws {
-        func fail(_ r: String) -> ModelError { .invalidConfig(path: path, reason: r) }
-        for (name, v) in [("n_embd", nEmbd), ("n_layer", nLayer), ("n_head", nHead), ("n_positions", nPositions),
-                          ("vocab_size", vocabSize)] where v <= 0 || v > 1 << 24 {
-            throw fail("\(name) = \(v) is out of range")
+        try ConfigChecks.sizes([("n_embd", nEmbd), ("n_layer", nLayer), ("n_head", nHead), ("n_positions", nPositions),
+                                ("vocab_size", vocabSize)], path: path)
+        if nEmbd % nHead != 0 {
+            throw ModelError.invalidConfig(path: path, reason: "n_embd (\(nEmbd)) must be a multiple of n_head (\(nHead))")
         }
-        if nEmbd % nHead != 0 { throw fail("n_embd (\(nEmbd)) must be a multiple of n_head (\(nHead))") }
         if !["gelu_new", "gelu_pytorch_tanh"].contains(activationFunction) {
             throw ModelError.unsupportedOption(path: path, key: "activation_function", value: activationFunction,
                                                supported: "gelu_new (the tanh approximation)")
@@ -143,9 +142,6 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
     }
 
     public func generationConfigJSON() -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true))]
-        if let b = bosTokenId { m.append(("bos_token_id", .number(String(b)))) }
-        if let e = eosTokenId { m.append(("eos_token_id", .number(String(e)))) }
-        return .object(m)
+        ConfigChecks.generationConfigJSON(bos: bosTokenId, eos: eosTokenId.map { [$0] } ?? [])
     }
 }

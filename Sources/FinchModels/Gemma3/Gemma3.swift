@@ -162,16 +162,11 @@ public struct Gemma3Config: DecoderConfig, Decodable, Equatable {
     public func validate(path: String) throws {
         func fail(_ r: String) -> ModelError { .invalidConfig(path: path, reason: r) }
         if refused.count == 3 { throw ModelError.unsupportedOption(path: path, key: refused[0], value: refused[1], supported: refused[2]) }
-        for (name, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                          ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                          ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim), ("vocab_size", vocabSize)]
-        where v <= 0 || v > 1 << 24 {
-            throw fail("\(name) = \(v) is out of range")
-        }
-        if numAttentionHeads % numKeyValueHeads != 0 {
-            throw fail("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
-        }
-        if headDim % 2 != 0 { throw fail("head_dim (\(headDim)) must be even for rotary embeddings") }
+        try ConfigChecks.sizes([("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                                ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+                                ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim), ("vocab_size", vocabSize)],
+                               path: path)
+        try ConfigChecks.heads(numAttentionHeads, kvHeads: numKeyValueHeads, headDim: headDim, path: path)
         if !["gelu_pytorch_tanh", "gelu_new"].contains(hiddenActivation) {
             throw ModelError.unsupportedOption(path: path, key: "hidden_activation", value: hiddenActivation,
                                                supported: "gelu_pytorch_tanh")
@@ -270,10 +265,6 @@ public struct Gemma3Config: DecoderConfig, Decodable, Equatable {
     }
 
     public func generationConfigJSON() -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true))]
-        if let b = bosTokenId { m.append(("bos_token_id", .number(String(b)))) }
-        m.append(("eos_token_id", eosTokenIds.count == 1 ? .number(String(eosTokenIds[0])) : .array(eosTokenIds.map { .number(String($0)) })))
-        if let p = padTokenId { m.append(("pad_token_id", .number(String(p)))) }
-        return .object(m)
+        ConfigChecks.generationConfigJSON(bos: bosTokenId, eos: eosTokenIds, pad: padTokenId)
     }
 }

@@ -43,10 +43,7 @@ extension LlamaConfig {
 
     /// The `generation_config.json` document: the special token ids generation stops and starts with.
     public func generationConfigJSON() -> JSONValue {
-        var m: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true))]
-        if let b = bosTokenId { m.append(("bos_token_id", int(b))) }
-        if !eosTokenIds.isEmpty { m.append(("eos_token_id", eosJSON)) }
-        return .object(m)
+        ConfigChecks.generationConfigJSON(bos: bosTokenId, eos: eosTokenIds)
     }
 
     /// `eos_token_id`: one id as a number, several as a list (as transformers writes it).

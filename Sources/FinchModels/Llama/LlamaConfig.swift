@@ -149,16 +149,11 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     /// Throws when the numbers cannot describe a working model.
     public func validate(path: String) throws {
         func fail(_ r: String) -> ModelError { .invalidConfig(path: path, reason: r) }
-        for (name, v) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                          ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                          ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim), ("vocab_size", vocabSize)]
-        where v <= 0 || v > 1 << 24 {
-            throw fail("\(name) = \(v) is out of range")
-        }
-        if numAttentionHeads % numKeyValueHeads != 0 {
-            throw fail("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
-        }
-        if headDim % 2 != 0 { throw fail("head_dim (\(headDim)) must be even for rotary embeddings") }
+        try ConfigChecks.sizes([("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                                ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+                                ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim), ("vocab_size", vocabSize)],
+                               path: path)
+        try ConfigChecks.heads(numAttentionHeads, kvHeads: numKeyValueHeads, headDim: headDim, path: path)
         if !(rmsNormEps > 0) { throw fail("rms_norm_eps must be positive") }
         if !(ropeTheta > 0) { throw fail("rope_theta must be positive") }
         if hiddenAct != "silu" {

@@ -66,11 +66,8 @@ extension Tokenizer {
                 return p.count == 2 ? (String(p[0]), String(p[1])) : nil
             }
         } ?? GGUFSentencePiece.merges(tokens: tokens, vocab: vocab, rank: { -Int($0) })
-        func name(_ id: Int?) -> String? {
-            guard let id, id >= 0, id < tokens.count else { return nil }
-            return tokens[id]
-        }
-        let model = try BPEModel(vocab: vocab, merges: merges, byteLevel: false, unkToken: name(g.unknownTokenId) ?? "<unk>",
+        let settings = g.settings(tokens: tokens, addBosDefault: true)
+        let model = try BPEModel(vocab: vocab, merges: merges, byteLevel: false, unkToken: settings.unkToken ?? "<unk>",
                                  fuseUnk: true, byteFallback: true)
         var added: [AddedToken] = []
         if let types = g.tokenTypes {
@@ -82,15 +79,6 @@ extension Tokenizer {
                 }
             }
         }
-        var settings = TokenizerSettings()
-        settings.bosToken = name(g.bosTokenId)
-        settings.eosToken = name(g.eosTokenId)
-        settings.unkToken = name(g.unknownTokenId)
-        settings.padToken = name(g.paddingTokenId)
-        settings.extraEosTokens = [name(g.eotTokenId), name(g.eomTokenId)].compactMap { $0 }
-        settings.addBosToken = g.addBosToken ?? true
-        settings.addEosToken = g.addEosToken ?? false
-        settings.chatTemplate = g.chatTemplate
         self.init(model: model, addedTokens: added, normalizer: .replace(.string(" "), content: "\u{2581}"),
                   preTokenizer: .split(.string(" "), behavior: .mergedWithPrevious, invert: false),
                   decoder: .sequence([.replace(pattern: "\u{2581}", content: " "), .byteFallback, .fuse]),

@@ -145,21 +145,29 @@ extension Tokenizer {
                 }
             }
         }
-        func name(_ id: Int?) -> String? {
-            guard let id, id >= 0, id < g.tokens.count else { return nil }
-            return g.tokens[id]
-        }
-        var settings = TokenizerSettings()
-        settings.bosToken = name(g.bosTokenId)
-        settings.eosToken = name(g.eosTokenId)
-        settings.unkToken = name(g.unknownTokenId)
-        settings.padToken = name(g.paddingTokenId)
-        settings.extraEosTokens = [name(g.eotTokenId), name(g.eomTokenId)].compactMap { $0 }
-        settings.addBosToken = g.addBosToken ?? false
-        settings.addEosToken = g.addEosToken ?? false
-        settings.chatTemplate = g.chatTemplate
         self.init(model: model, addedTokens: added, normalizer: nil,
                   preTokenizer: try GGUFPreTokenizers.preTokenizer(for: g.pre), decoder: .byteLevel,
-                  postProcessor: nil, settings: settings)
+                  postProcessor: nil, settings: g.settings(tokens: g.tokens, addBosDefault: false))
+    }
+}
+
+extension GGUFTokenizerData {
+    /// The special tokens, BOS / EOS flags and chat template, the ids named in `tokens` (the
+    /// vocabulary as the tokenizer spells it); `add_bos_token` absent means `addBosDefault`.
+    func settings(tokens: [String], addBosDefault: Bool) -> TokenizerSettings {
+        func name(_ id: Int?) -> String? {
+            guard let id, id >= 0, id < tokens.count else { return nil }
+            return tokens[id]
+        }
+        var settings = TokenizerSettings()
+        settings.bosToken = name(bosTokenId)
+        settings.eosToken = name(eosTokenId)
+        settings.unkToken = name(unknownTokenId)
+        settings.padToken = name(paddingTokenId)
+        settings.extraEosTokens = [name(eotTokenId), name(eomTokenId)].compactMap { $0 }
+        settings.addBosToken = addBosToken ?? addBosDefault
+        settings.addEosToken = addEosToken ?? false
+        settings.chatTemplate = chatTemplate
+        return settings
     }
 }
