@@ -158,44 +158,23 @@ struct Train: ParsableCommand {
         if resume == nil && !dryRun && FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors") {
             throw TrainError.outputExists(path: out)
         }
-        guard let dt = WeightDType(rawValue: c.dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
-        let t0 = Date()
-        let lm = try LanguageModel.load(c.model, dtype: dt, quantization: c.quantization)
-        if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
-        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, dt.rawValue,
+        let run = try TrainingRun.prepare(config: c)
+        let lm = run.model, loaded = run.dataset, train = run.train, eval = run.eval
+        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, c.dtype,
                            c.quantization.map { "; block linears " + $0.summary }
-                               ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), Date().timeIntervalSince(t0),
+                               ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
                            Double(lm.model.weightBytes) / 1_048_576))
-
-        var format: DatasetFormat?
-        if let f = c.format {
-            guard let parsed = DatasetFormat(rawValue: f) else {
-                throw ValidationError("--format must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(f)')")
-            }
-            format = parsed
-        }
-        let options = DatasetOptions(format: format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
-                                     targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
-        let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: lm.tokenizer)
         stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
                     + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
                     + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
-        var train = loaded.examples.map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
-        var eval: [TrainingSequence] = []
-        if let e = c.evalData {
-            eval = try TrainingData.load(path: e, options: options, tokenizer: lm.tokenizer)
-                .map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
-        } else if c.evalFraction > 0 {
-            (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
-            stderrPrint("held out \(eval.count) examples for evaluation")
-        }
+        if case .heldOut = run.evalSource { stderrPrint("held out \(eval.count) examples for evaluation") }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
             _ = try lm.model.evaluate([TrainingSequence(tokens: (0..<64).map { Int32(100 + $0) })])
             lm.model.releaseTrainingMemory()
             let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
-            let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: nil)
+            let trainer = try run.trainer(runDirectory: nil)
             print("dry run: \(trainer.trainableParameterCount) trainable parameters, optimizer \(trainer.optimizer.name), "
                   + "\(trainer.totalSteps) steps of \(c.batchSize) × \(c.gradAccum) sequences")
             for ckpt in [c.gradientCheckpointing, !c.gradientCheckpointing] {
@@ -205,7 +184,7 @@ struct Train: ParsableCommand {
             }
             return
         }
-        let trainer = try Trainer(model: lm.model, config: c, train: train, eval: eval, runDirectory: out)
+        let trainer = try run.trainer(runDirectory: out)
         stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
                            Double(trainer.optimizer.stateBytes) / 1_048_576))
         let bar = ProgressBar()

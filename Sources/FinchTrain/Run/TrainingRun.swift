@@ -1,0 +1,72 @@
+import FinchCore
+import FinchModels
+import Foundation
+
+/// What a training run starts from, prepared from a `TrainingConfig`: the model (quantized as
+/// asked, with the chat template given), the tokenized training data and the evaluation split.
+/// `finch train`, a server's training route and an evaluator share this instead of each loading
+/// and splitting by hand.
+public struct TrainingRun {
+    public let config: TrainingConfig
+    public let model: LanguageModel
+    /// The training file as read (format, counts of dropped and truncated examples).
+    public let dataset: LoadedDataset
+    public let train: [TrainingSequence]
+    public let eval: [TrainingSequence]
+    /// Where `eval` came from.
+    public let evalSource: EvalSource
+    /// Seconds spent loading the model.
+    public let loadSeconds: Double
+
+    public enum EvalSource: Equatable, Sendable {
+        case none
+        /// `eval_data`.
+        case file(String)
+        /// Held out from the training data (`eval_fraction`).
+        case heldOut(fraction: Double)
+    }
+
+    /// Loads the model and the data `config` names (`model`, `dtype`, the QLoRA settings,
+    /// `chat_template`, `data`, `format`, the length limits, `eval_data` or `eval_fraction`).
+    /// - Throws: ``TrainError/invalidSetting(_:)`` for a missing `data` or an unknown `format` or
+    ///   `dtype`; the loaders' errors (model, tokenizer, data file) as they are.
+    public static func prepare(config c: TrainingConfig) throws -> TrainingRun {
+        try c.validate()
+        guard let dataPath = c.data else { throw TrainError.invalidSetting("data: no training data file was given (--data FILE)") }
+        guard let dtype = WeightDType(rawValue: c.dtype) else {
+            throw TrainError.invalidSetting("dtype must be f32 or bf16 (got '\(c.dtype)')")
+        }
+        var format: DatasetFormat?
+        if let f = c.format {
+            guard let parsed = DatasetFormat(rawValue: f) else {
+                throw TrainError.invalidSetting("format must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(f)')")
+            }
+            format = parsed
+        }
+        let t0 = Date()
+        let lm = try LanguageModel.load(c.model, dtype: dtype, quantization: c.quantization)
+        if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
+        let loadSeconds = Date().timeIntervalSince(t0)
+        let options = DatasetOptions(format: format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
+                                     targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
+        let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: lm.tokenizer)
+        var train = loaded.examples.map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+        var eval: [TrainingSequence] = []
+        var source = EvalSource.none
+        if let e = c.evalData {
+            eval = try TrainingData.load(path: e, options: options, tokenizer: lm.tokenizer)
+                .map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+            source = .file(e)
+        } else if c.evalFraction > 0 {
+            (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
+            source = .heldOut(fraction: c.evalFraction)
+        }
+        return TrainingRun(config: c, model: lm, dataset: loaded, train: train, eval: eval, evalSource: source,
+                           loadSeconds: loadSeconds)
+    }
+
+    /// A trainer for this run, writing into `runDirectory` when given.
+    public func trainer(runDirectory: String?) throws -> Trainer {
+        try Trainer(model: model.model, config: config, train: train, eval: eval, runDirectory: runDirectory)
+    }
+}
