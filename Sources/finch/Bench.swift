@@ -26,11 +26,11 @@ struct BenchGenerate: ParsableCommand {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name.")
     var model: String?
     @Option(name: .long, help: "f32 or bf16; omitted: both, each in its own process.")
-    var dtype: String?
+    var dtype: WeightDType?
     @Option(name: .long, help: "Prompt length for prefill.")
     var promptTokens: Int = 512
     @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (or give a 4-bit --model directory).")
-    var quantize: String?
+    var quantize: FourBitType?
     @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
     var doubleQuant = false
     @Option(name: .long, help: "Tokens to decode.")
@@ -45,7 +45,7 @@ struct BenchGenerate: ParsableCommand {
                 var args = ["bench", "generate", "--dtype", d.rawValue, "--prompt-tokens", "\(promptTokens)",
                             "--decode-tokens", "\(decodeTokens)"]
                 if let model { args += ["--model", model] }
-                if let quantize { args += ["--quantize", quantize] + (doubleQuant ? ["--double-quant"] : []) }
+                if let quantize { args += ["--quantize", quantize.rawValue] + (doubleQuant ? ["--double-quant"] : []) }
                 p.arguments = args
                 try p.run()
                 p.waitUntilExit()
@@ -53,11 +53,10 @@ struct BenchGenerate: ParsableCommand {
             }
             return
         }
-        guard let dt = WeightDType(rawValue: dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
+        let dt = dtype
         var quantization: QuantizationConfig?
         if let quantize {
-            guard let t = FourBitType(rawValue: quantize) else { throw ValidationError("--quantize must be nf4 or fp4 (got '\(quantize)')") }
-            quantization = QuantizationConfig(type: t, doubleQuant: doubleQuant, computeDType: dt)
+            quantization = QuantizationConfig(type: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         let m = lm.model

@@ -21,7 +21,7 @@ struct BenchTrain: ParsableCommand {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name.")
     var model: String?
     @Option(name: .long, help: "f32, or bf16 (bf16 weights and products, f32 accumulation and adapters).")
-    var dtype: String = "f32"
+    var dtype: WeightDType = .f32
     @Option(name: .long, help: "all (all-linear) or qv (q_proj, v_proj).")
     var targets: String = "all"
     @Option(name: .long, help: "LoRA rank.")
@@ -38,7 +38,7 @@ struct BenchTrain: ParsableCommand {
     var qlora = false
 
     func run() throws {
-        guard let dt = WeightDType(rawValue: dtype) else { throw ValidationError("--dtype must be f32 or bf16") }
+        let dt = dtype
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quant)

@@ -19,13 +19,13 @@ struct ModelOptions: ParsableArguments {
     var model: String?
 
     @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
-    var dtype: String = "f32"
+    var dtype: WeightDType = .f32
 
     @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
     var adapter: String?
 
     @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (products in --dtype).")
-    var quantize: String?
+    var quantize: FourBitType?
 
     @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
     var doubleQuant = false
@@ -35,14 +35,8 @@ struct ModelOptions: ParsableArguments {
     var chatTemplate: String?
 
     func load() throws -> LanguageModel {
-        guard let dt = WeightDType(rawValue: dtype) else {
-            throw ValidationError("--dtype must be f32 or bf16 (got '\(dtype)')")
-        }
-        var quantization: QuantizationConfig?
-        if let quantize {
-            guard let t = FourBitType(rawValue: quantize) else { throw ValidationError("--quantize must be nf4 or fp4 (got '\(quantize)')") }
-            quantization = QuantizationConfig(type: t, blocksize: 64, doubleQuant: doubleQuant, computeDType: dt)
-        }
+        let dt = dtype
+        let quantization = quantize.map { QuantizationConfig(type: $0, blocksize: 64, doubleQuant: doubleQuant, computeDType: dt) }
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }

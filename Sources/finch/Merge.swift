@@ -26,7 +26,7 @@ struct Merge: ParsableCommand {
     var output: String
 
     @Option(name: .long, help: "Element type of the saved weights: f32, bf16 or f16.")
-    var dtype: String = "f32"
+    var dtype: ExportDType = .f32
 
     @Flag(name: .long, help: "Replace the output directory if it exists and is not empty.")
     var overwrite = false
@@ -47,9 +47,7 @@ struct Merge: ParsableCommand {
     var saveCheck: String?
 
     func run() throws {
-        guard let exportType = ExportDType(rawValue: dtype) else {
-            throw ValidationError("--dtype must be f32, bf16 or f16 (got '\(dtype)')")
-        }
+        let exportType = dtype
         let shardBytes = try maxShardSize.map(Self.parseSize)
         var start = Date()
         let lm = try LanguageModel.load(model, dtype: .f32)

@@ -21,7 +21,7 @@ struct Quantize: ParsableCommand {
     var model: String?
 
     @Option(name: .long, help: "4-bit type: nf4 or fp4.")
-    var quantize: String = "nf4"
+    var quantize: FourBitType = .nf4
 
     @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "Double-quantize the 4-bit scales (8-bit, blocks of 256).")
     var doubleQuant = false
@@ -30,10 +30,10 @@ struct Quantize: ParsableCommand {
     var quantBlocksize: Int = 64
 
     @Option(name: .customLong("compute-dtype"), help: "Compute type recorded in the config (bnb_4bit_compute_dtype): f32 or bf16.")
-    var computeDType: String = "f32"
+    var computeDType: WeightDType = .f32
 
     @Option(name: .long, help: "Element type of the unquantized tensors (embeddings, norms, LM head): f32, bf16 or f16.")
-    var dtype: String = "f32"
+    var dtype: ExportDType = .f32
 
     @Option(name: [.customLong("output"), .customLong("out")], help: "Directory to write the quantized model to.")
     var output: String
@@ -45,12 +45,8 @@ struct Quantize: ParsableCommand {
     var checkPrompt = "The quick brown fox jumps over the lazy dog because"
 
     func run() throws {
-        guard let type = FourBitType(rawValue: quantize) else { throw ValidationError("--quantize must be nf4 or fp4 (got '\(quantize)')") }
-        guard let exportType = ExportDType(rawValue: dtype) else { throw ValidationError("--dtype must be f32, bf16 or f16 (got '\(dtype)')") }
-        guard let compute = WeightDType(rawValue: computeDType) else {
-            throw ValidationError("--compute-dtype must be f32 or bf16 (got '\(computeDType)')")
-        }
-        let q = QuantizationConfig(type: type, blocksize: quantBlocksize, doubleQuant: doubleQuant, computeDType: compute)
+        let exportType = dtype
+        let q = QuantizationConfig(type: quantize, blocksize: quantBlocksize, doubleQuant: doubleQuant, computeDType: computeDType)
         do { try q.validate() } catch { throw ValidationError("--quant-blocksize: \(error)") }
 
         var start = Date()

@@ -2,6 +2,7 @@ import CFinchKernels
 import ArgumentParser
 import FinchCore
 import FinchModels
+import FinchQuant
 import FinchTrain
 import Foundation
 
@@ -26,7 +27,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none).")
     var chatTemplate: String?
     @Option(name: [.long, .customLong("dataset_format")], help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected).")
-    var format: String?
+    var format: DatasetFormat?
     @Option(name: [.customLong("eval-data"), .customLong("eval_dataset")], help: "Held-out data file for evaluation.")
     var evalData: String?
     @Option(name: .customLong("eval-fraction"), help: "Hold out this fraction of --data for evaluation when there is no --eval-data.")
@@ -34,18 +35,18 @@ struct Train: ParsableCommand {
     @Option(name: [.long, .customLong("output_dir")], help: "Run directory (the adapter lands here).")
     var output: String?
     @Option(name: .long, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters).")
-    var dtype: String?
+    var dtype: WeightDType?
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
     @Option(name: [.long, .customLong("quant_type")], help: "QLoRA: quantize the frozen block linears to nf4 or fp4 as they load (bitsandbytes' format, bit for bit).")
-    var quantize: String?
+    var quantize: FourBitType?
     @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "QLoRA: double-quantize the 4-bit scales (8-bit, blocks of 256).")
     var doubleQuant = false
     @Option(name: .customLong("quant-blocksize"), help: "QLoRA: values per 4-bit block (32 … 4096, default 64).")
     var quantBlocksize: Int?
     @Option(name: .customLong("compute-dtype"), help: "QLoRA: precision of the 4-bit layers' products, f32 or bf16 (default: --dtype).")
-    var computeDType: String?
+    var computeDType: WeightDType?
 
     @Option(name: [.customLong("lora-r"), .customLong("lora_r")], help: "LoRA rank.")
     var loraR: Int?
@@ -87,7 +88,7 @@ struct Train: ParsableCommand {
     @Option(name: [.customLong("weight-decay"), .customLong("weight_decay")], help: "AdamW weight decay.")
     var weightDecay: Double?
     @Option(name: [.long, .customLong("optim")], help: "adamw, paged_adamw (state in file-backed paged memory), adamw_8bit (bitsandbytes' 8-bit blockwise state) or paged_adamw_8bit.")
-    var optimizer: String?
+    var optimizer: OptimizerKind?
     @Flag(name: [.customLong("dry-run"), .customLong("dry_run")], help: "Load the model and data, print the predicted peak memory by part (with and without gradient checkpointing), and stop without training.")
     var dryRun = false
     @Option(name: [.customLong("eval-steps"), .customLong("eval_steps")], help: "Evaluate every N steps (0 = at the end).")
@@ -118,10 +119,10 @@ struct Train: ParsableCommand {
         if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
         func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
-        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format, \.format); setOpt(evalData, \.evalData)
-        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
+        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format?.rawValue, \.format); setOpt(evalData, \.evalData)
+        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype?.rawValue, \.dtype)
         if bf16 { c.dtype = "bf16" }
-        setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
+        setOpt(quantize?.rawValue, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType?.rawValue, \.computeDType)
         if doubleQuant { c.doubleQuant = true }
         set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
         if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -138,7 +139,7 @@ struct Train: ParsableCommand {
         set(gradAccum, \.gradAccum); set(maxSeqLen, \.maxSeqLen); setOpt(sourceMaxLen, \.sourceMaxLen)
         setOpt(targetMaxLen, \.targetMaxLen); setOpt(maxSteps, \.maxSteps); set(epochs, \.epochs)
         if epochs != nil && maxSteps == nil { c.maxSteps = nil }
-        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer, \.optimizer); set(evalSteps, \.evalSteps)
+        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer?.rawValue, \.optimizer); set(evalSteps, \.evalSteps)
         set(saveSteps, \.saveSteps); setOpt(saveTotalLimit, \.saveTotalLimit); set(loggingSteps, \.loggingSteps)
         set(seed, \.seed)
         if gradientCheckpointing { c.gradientCheckpointing = true }

@@ -1,0 +1,17 @@
+import ArgumentParser
+import FinchCore
+import FinchModels
+import FinchQuant
+import FinchTrain
+
+// Settings with a fixed set of values are the library's enums, parsed by swift-argument-parser
+// (which names the allowed values in its error), declared once here.
+extension WeightDType: ExpressibleByArgument {}
+extension FourBitType: ExpressibleByArgument {}
+extension DatasetFormat: ExpressibleByArgument {}
+extension ExportDType: ExpressibleByArgument {}
+
+extension OptimizerKind: ExpressibleByArgument {
+    /// Also qlora's and transformers' names (`paged_adamw_32bit`, `adamw_torch`, …).
+    public init?(argument: String) { self.init(name: argument) }
+}
