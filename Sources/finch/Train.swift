@@ -119,10 +119,10 @@ struct Train: ParsableCommand {
         if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
         func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
-        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format?.rawValue, \.format); setOpt(evalData, \.evalData)
-        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype?.rawValue, \.dtype)
-        if bf16 { c.dtype = "bf16" }
-        setOpt(quantize?.rawValue, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType?.rawValue, \.computeDType)
+        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format, \.format); setOpt(evalData, \.evalData)
+        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
+        if bf16 { c.dtype = .bf16 }
+        setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
         if doubleQuant { c.doubleQuant = true }
         set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
         if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
@@ -139,7 +139,7 @@ struct Train: ParsableCommand {
         set(gradAccum, \.gradAccum); set(maxSeqLen, \.maxSeqLen); setOpt(sourceMaxLen, \.sourceMaxLen)
         setOpt(targetMaxLen, \.targetMaxLen); setOpt(maxSteps, \.maxSteps); set(epochs, \.epochs)
         if epochs != nil && maxSteps == nil { c.maxSteps = nil }
-        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer?.rawValue, \.optimizer); set(evalSteps, \.evalSteps)
+        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer, \.optimizer); set(evalSteps, \.evalSteps)
         set(saveSteps, \.saveSteps); setOpt(saveTotalLimit, \.saveTotalLimit); set(loggingSteps, \.loggingSteps)
         set(seed, \.seed)
         if gradientCheckpointing { c.gradientCheckpointing = true }
@@ -161,7 +161,7 @@ struct Train: ParsableCommand {
         }
         let run = try TrainingRun.prepare(config: c)
         let lm = run.model, loaded = run.dataset, train = run.train, eval = run.eval
-        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, c.dtype,
+        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, c.dtype.rawValue,
                            c.quantization.map { "; block linears " + $0.summary }
                                ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
                            Double(lm.model.weightBytes) / 1_048_576))

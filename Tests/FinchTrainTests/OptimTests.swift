@@ -67,9 +67,8 @@ final class OptimTests: XCTestCase {
         XCTAssertEqual(f.quantization, QuantizationConfig(type: .fp4, blocksize: 128, doubleQuant: false, computeDType: .f32))
         XCTAssertNil(try TrainingConfig.load(yamlAt: try yaml("bits: 16\n")).quantization)
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("bits: 8\n"))) { XCTAssertTrue("\($0)".contains("bits")) }
-        var bad = TrainingConfig(); bad.quantize = "int8"
-        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quantize")) }
-        bad = TrainingConfig(); bad.quantize = "nf4"; bad.quantBlocksize = 100
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("quant_type: int8\n"))) { XCTAssertTrue("\($0)".contains("quantize must be nf4 or fp4"), "\($0)") }
+        var bad = TrainingConfig(); bad.quantize = .nf4; bad.quantBlocksize = 100
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quant_blocksize")) }
     }
 
@@ -92,7 +91,7 @@ final class OptimTests: XCTestCase {
         XCTAssertEqual(c.model, "smollm2-135m"); XCTAssertEqual(c.data, "data.jsonl"); XCTAssertEqual(c.output, "runs/x")
         XCTAssertEqual(c.loraR, 64); XCTAssertEqual(c.loraAlpha, 16); XCTAssertEqual(c.batchSize, 2)
         XCTAssertEqual(c.gradAccum, 8); XCTAssertEqual(c.learningRate, 2e-4); XCTAssertEqual(c.lrScheduler, .constant)
-        XCTAssertEqual(c.maxSteps, 100); XCTAssertEqual(c.dtype, "bf16"); XCTAssertEqual(c.targetModules, ["q_proj", "v_proj"])
+        XCTAssertEqual(c.maxSteps, 100); XCTAssertEqual(c.dtype, .bf16); XCTAssertEqual(c.targetModules, ["q_proj", "v_proj"])
         XCTAssertEqual(c.loraDropout, TrainingConfig().loraDropout, "absent keys keep their defaults")
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("lora_rr: 4\n"))) { XCTAssertTrue("\($0)".contains("lora_rr")) }
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("lora_r: eight\n"))) { XCTAssertTrue("\($0)".contains("lora_r")) }

@@ -10,7 +10,7 @@
 /// | `text` | a `.txt` file, or `{text}` records | nothing | everything |
 ///
 /// Keys other than the ones a format reads are ignored.
-public enum DatasetFormat: String, Sendable, CaseIterable {
+public enum DatasetFormat: String, Sendable, CaseIterable, Codable {
     case alpaca
     case inputOutput = "input-output"
     case oasst

@@ -28,26 +28,16 @@ public struct TrainingRun {
 
     /// Loads the model and the data `config` names (`model`, `dtype`, the QLoRA settings,
     /// `chat_template`, `data`, `format`, the length limits, `eval_data` or `eval_fraction`).
-    /// - Throws: ``TrainError/invalidSetting(_:)`` for a missing `data` or an unknown `format` or
-    ///   `dtype`; the loaders' errors (model, tokenizer, data file) as they are.
+    /// - Throws: ``TrainError/invalidSetting(_:)`` for a missing `data` or an impossible setting;
+    ///   the loaders' errors (model, tokenizer, data file) as they are.
     public static func prepare(config c: TrainingConfig) throws -> TrainingRun {
         try c.validate()
         guard let dataPath = c.data else { throw TrainError.invalidSetting("data: no training data file was given (--data FILE)") }
-        guard let dtype = WeightDType(rawValue: c.dtype) else {
-            throw TrainError.invalidSetting("dtype must be f32 or bf16 (got '\(c.dtype)')")
-        }
-        var format: DatasetFormat?
-        if let f = c.format {
-            guard let parsed = DatasetFormat(rawValue: f) else {
-                throw TrainError.invalidSetting("format must be one of \(DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(f)')")
-            }
-            format = parsed
-        }
         let t0 = Date()
-        let lm = try LanguageModel.load(c.model, dtype: dtype, quantization: c.quantization)
+        let lm = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         let loadSeconds = Date().timeIntervalSince(t0)
-        let options = DatasetOptions(format: format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
+        let options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
         let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: lm.tokenizer)
         var train = loaded.examples.map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }

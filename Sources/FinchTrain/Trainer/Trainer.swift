@@ -45,7 +45,7 @@ public final class Trainer: @unchecked Sendable {
             try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
         }
         model.zeroGradients()
-        optimizer = try config.optimizerKind().make(
+        optimizer = try config.optimizer.make(
             parameters: model.trainableParameters(),
             hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
                          weightDecay: config.weightDecay))

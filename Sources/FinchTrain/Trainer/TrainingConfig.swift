@@ -15,23 +15,24 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     // What to train on.
     public var model: String? = nil
     public var data: String? = nil
-    public var format: String? = nil
+    /// The data format (nil = detected from the file).
+    public var format: DatasetFormat? = nil
     public var evalData: String? = nil
     /// Held-out fraction of `data` for evaluation when there is no `eval_data` (0 = none).
     public var evalFraction: Double = 0
     public var output: String? = nil
     /// Storage / compute type of the frozen weights: f32, or bf16 (bf16 products, f32 accumulation and adapters).
-    public var dtype: String = "f32"
+    public var dtype: WeightDType = .f32
     /// A Jinja chat template file used instead of the model's own (for models whose files carry none).
     public var chatTemplate: String? = nil
 
     // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit frozen block linears.
     /// nf4 or fp4; nil = no quantization.
-    public var quantize: String? = nil
+    public var quantize: FourBitType? = nil
     public var doubleQuant: Bool = false
     public var quantBlocksize: Int = 64
     /// Precision of the 4-bit layers' products (f32 or bf16); nil = `dtype`.
-    public var computeDType: String? = nil
+    public var computeDType: WeightDType? = nil
 
     // Data.
     public var maxSeqLen: Int = 512
@@ -68,7 +69,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var adamBeta2: Double = 0.999
     public var adamEpsilon: Double = 1e-8
     /// adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (`OptimizerKind`).
-    public var optimizer: String = "adamw"
+    public var optimizer: OptimizerKind = .adamw
     public var seed: UInt64 = 42
     public var gradientCheckpointing: Bool = false
 
@@ -114,11 +115,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         var d = TrainingConfig()
         func get<T: Decodable>(_ k: CodingKeys, _ into: inout T) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
         func opt<T: Decodable>(_ k: CodingKeys, _ into: inout T?) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
-        try opt(.model, &d.model); try opt(.data, &d.data); try opt(.format, &d.format); try opt(.evalData, &d.evalData)
-        try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output); try get(.dtype, &d.dtype)
+        /// A setting with a fixed set of values, read as text and refused with the allowed values.
+        func choice<T>(_ k: CodingKeys, _ parse: (String) -> T?, allowed: String) throws -> T? {
+            guard let s = try c.decodeIfPresent(String.self, forKey: k) else { return nil }
+            guard let v = parse(s) else { throw TrainError.invalidSetting("\(k.rawValue) must be \(allowed) (got \(s))") }
+            return v
+        }
+        try opt(.model, &d.model); try opt(.data, &d.data); try opt(.evalData, &d.evalData)
+        d.format = try choice(.format, DatasetFormat.init(rawValue:),
+                              allowed: DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) ?? d.format
+        try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output)
+        d.dtype = try choice(.dtype, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.dtype
         try opt(.chatTemplate, &d.chatTemplate)
-        try opt(.quantize, &d.quantize); try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
-        try opt(.computeDType, &d.computeDType)
+        d.quantize = try choice(.quantize, FourBitType.init(rawValue:), allowed: "nf4 or fp4") ?? d.quantize
+        try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
+        d.computeDType = try choice(.computeDType, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.computeDType
         try get(.maxSeqLen, &d.maxSeqLen); try opt(.sourceMaxLen, &d.sourceMaxLen); try opt(.targetMaxLen, &d.targetMaxLen)
         try get(.trainOnSource, &d.trainOnSource); try get(.groupByLength, &d.groupByLength)
         try get(.loraR, &d.loraR); try get(.loraAlpha, &d.loraAlpha); try get(.loraDropout, &d.loraDropout)
@@ -132,7 +143,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try get(.warmupRatio, &d.warmupRatio); try get(.batchSize, &d.batchSize); try get(.gradAccum, &d.gradAccum)
         try opt(.maxSteps, &d.maxSteps); try get(.epochs, &d.epochs); try get(.maxGradNorm, &d.maxGradNorm)
         try get(.weightDecay, &d.weightDecay); try get(.adamBeta1, &d.adamBeta1); try get(.adamBeta2, &d.adamBeta2)
-        try get(.adamEpsilon, &d.adamEpsilon); try get(.optimizer, &d.optimizer); try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
+        try get(.adamEpsilon, &d.adamEpsilon); d.optimizer = try choice(.optimizer, OptimizerKind.init(name:),
+                                 allowed: "adamw, paged_adamw, adamw_8bit or paged_adamw_8bit") ?? d.optimizer; try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
         try get(.loggingSteps, &d.loggingSteps); try get(.evalSteps, &d.evalSteps); try get(.saveSteps, &d.saveSteps)
         try opt(.saveTotalLimit, &d.saveTotalLimit)
         if d.maxSteps == -1 { d.maxSteps = nil }   // HF's "not set"
@@ -174,20 +186,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         do {
             let data = try JSONSerialization.data(withJSONObject: canonical)
             return try JSONDecoder().decode(TrainingConfig.self, from: data)
+        } catch TrainError.invalidSetting(let message) {
+            throw TrainError.invalidSetting("\(path): \(message)")
         } catch let DecodingError.typeMismatch(type, ctx) {
             throw TrainError.invalidSetting("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' should be \(type)")
         } catch let DecodingError.dataCorrupted(ctx) {
             throw TrainError.invalidSetting("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
         }
-    }
-
-    /// The `optimizer` setting as an `OptimizerKind` (aliases accepted).
-    /// - Throws: ``TrainError/invalidSetting(_:)`` naming the accepted values.
-    public func optimizerKind() throws -> OptimizerKind {
-        guard let kind = OptimizerKind(name: optimizer) else {
-            throw TrainError.invalidSetting("optimizer must be adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (got \(optimizer))")
-        }
-        return kind
     }
 
     /// Throws on settings that cannot run, naming the setting and the allowed values.
@@ -205,10 +210,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if maxSeqLen < 2 { throw bad("max_seq_len must be at least 2 (got \(maxSeqLen))") }
         if maxGradNorm < 0 { throw bad("max_grad_norm must be ≥ 0 (0 = no clipping)") }
         if !(evalFraction >= 0 && evalFraction < 1) { throw bad("eval_fraction must be in [0, 1)") }
-        if !["f32", "bf16"].contains(dtype) { throw bad("dtype must be f32 or bf16 (got \(dtype))") }
-        if let q = quantize, FourBitType(rawValue: q) == nil { throw bad("quantize must be nf4 or fp4 (got \(q))") }
-        _ = try optimizerKind()
-        if let c = computeDType, !["f32", "bf16"].contains(c) { throw bad("compute_dtype must be f32 or bf16 (got \(c))") }
         if !FourBitTensor.blocksizes.contains(quantBlocksize) {
             throw bad("quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(quantBlocksize))")
         }
@@ -219,9 +220,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     /// The 4-bit quantization of the frozen block linears, when `quantize` is set.
     public var quantization: QuantizationConfig? {
-        guard let q = quantize, let type = FourBitType(rawValue: q) else { return nil }
+        guard let type = quantize else { return nil }
         return QuantizationConfig(type: type, blocksize: quantBlocksize, doubleQuant: doubleQuant,
-                                  computeDType: WeightDType(rawValue: computeDType ?? dtype) ?? .f32)
+                                  computeDType: computeDType ?? dtype)
     }
 
     /// The PEFT adapter config these settings describe.
