@@ -81,6 +81,22 @@ final class RegistryTests: XCTestCase {
         assertRefused(extra, mentions: ["model.layers.0.self_attn.rotary_scale"])
     }
 
+    /// The hub's `gpt2` names its tensors without `transformer.` (saved from the base model): it
+    /// loads to the same logits, and its old mask buffers (`h.N.attn.bias`) are known and skipped.
+    func testGPT2WithoutBasePrefixLoads() throws {
+        let dir = try copy("gpt2")
+        let st = try SafeTensorsFile(path: dir + "/model.safetensors")
+        var entries = try st.tensorNames.map { n in
+            SafeTensorsWriter.Entry.float32(name: String(n.dropFirst("transformer.".count)), shape: st.info(n)!.shape,
+                                            values: try st.floats(n))
+        }
+        entries.append(.float32(name: "h.0.attn.bias", shape: [1, 1, 2, 2], values: [1, 0, 1, 1]))
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir + "/model.safetensors")
+        let (e, ref) = try FamilyTests.expected("gpt2")
+        let lm = try LanguageModel.load(dir)
+        XCTAssertLessThan(maxAbsDiff(try FamilyTests.logits(lm.model, e.sequences[1]), try ref.floats("seq1.logits")), 1e-4)
+    }
+
     func testUnknownGGUFArchitectureListsSupported() throws {
         let gguf = GGUFWriterForTests.minimal(architecture: "gpt-neox")
         let path = scratch + "/x.gguf"

@@ -18,6 +18,11 @@ extension DecoderModel {
         let names = config.names
         let c = spec.hiddenSize
         try quantization?.validate()
+        var source = source
+        if let p = names.basePrefix, source.shape(of: "\(names.embedding).weight") == nil,
+           names.embedding.hasPrefix(p + "."), source.shape(of: "\(names.embedding.dropFirst(p.count + 1)).weight") != nil {
+            source = WithoutBasePrefix(base: source, prefix: p + ".")
+        }
         let root = WeightScope(source)
 
         func linear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
@@ -113,4 +118,18 @@ func transposed(_ m: Buffer<Float>, rows: Int, columns: Int) -> Buffer<Float> {
         for c in 0..<columns { out[c * rows + r] = m[r * columns + c] }
     }
     return out
+}
+
+/// A checkpoint saved from the base model alone, read under the full model's names: `prefix`
+/// (`transformer.`) is taken off every name asked for, and put on every name listed.
+struct WithoutBasePrefix: WeightSource {
+    let base: WeightSource
+    let prefix: String
+    var path: String { base.path }
+    var tensorNames: [String] { base.tensorNames.map { prefix + $0 } }
+    func stripped(_ name: String) -> String { name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : name }
+    func shape(of name: String) -> [Int]? { base.shape(of: stripped(name)) }
+    func load(_ name: String) throws -> Buffer<Float> { try base.load(stripped(name)) }
+    func ropeFrequencyFactors() throws -> [Float]? { try base.ropeFrequencyFactors() }
+    func quantizedWeight(_ name: String) throws -> FourBitTensor? { try base.quantizedWeight(stripped(name)) }
 }

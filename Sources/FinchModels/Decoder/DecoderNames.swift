@@ -23,6 +23,9 @@ public struct DecoderNames: Sendable {
     public var norms: [DecoderNorm: (hf: String, gguf: String)]
     /// Tensors a checkpoint may hold that the model knowingly does not use (exact names).
     public var ignored: Set<String> = []
+    /// The base model's prefix (`transformer` in `transformer.h.0…`): a checkpoint saved from the
+    /// base model alone (the hub's `gpt2`) names its tensors without it, and loads all the same.
+    public var basePrefix: String? = nil
     /// Whether llama.cpp stores q / k rows in its interleaved rotary order (its LLaMA converter
     /// permutes them; its Qwen and Gemma converters do not).
     public var ggufPermutesQK: Bool = false

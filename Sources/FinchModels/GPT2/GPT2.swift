@@ -101,6 +101,7 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
                       .up: ("mlp.c_fc", "ffn_up"), .down: ("mlp.c_proj", "ffn_down")],
             norms: [.attention: ("ln_1", "attn_norm"), .mlp: ("ln_2", "ffn_norm")])
         n.positions = "transformer.wpe"
+        n.basePrefix = "transformer"
         n.linearsTransposed = true
         // Older checkpoints keep the causal-mask buffers; they hold no weights.
         n.ignored = Set((0..<nLayer).flatMap { ["transformer.h.\($0).attn.bias", "transformer.h.\($0).attn.masked_bias"] })
