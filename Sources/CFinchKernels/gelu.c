@@ -108,3 +108,16 @@ void finch_gelu_tanh_mul_backward(float *dgate, float *dup, const float *dh, con
         dup[i] += dh[i] * g;
     }
 }
+
+// Exact GELU (PyTorch's gelu(approximate='none'), transformers' "gelu"): x · Φ(x), Φ the normal CDF.
+void finch_gelu_erf(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void finch_gelu_erf_backward(float *dx, const float *dy, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float cdf = 0.5f * (1.0f + erff(x[i] * 0.70710678118654752f));
+        float pdf = 0.3989422804014327f * expf(-0.5f * x[i] * x[i]);
+        dx[i] += dy[i] * (cdf + x[i] * pdf);
+    }
+}

@@ -300,4 +300,20 @@ final class GELUTests: XCTestCase {
         checkGradient("dgate", got: { dg[$0] - 0.5 }, f: gated, at: params, indices: Array(0..<n))
         checkGradient("dup", got: { du[$0 - n] - 0.5 }, f: gated, at: params, indices: Array(n..<(2 * n)))
     }
+
+    /// The exact GELU x·Φ(x) against double, and its backward against finite differences.
+    func testErfGELU() {
+        let n = 301
+        var x = randomFloats(n, seed: 26).map { $0 * 8 }
+        x[0] = -30; x[1] = 30; x[2] = 0
+        let y = Buffer<Float>(count: n)
+        GELU.forward(y: y.pointer, x: x, count: n, approximation: .erf)
+        func exact(_ v: Double) -> Double { 0.5 * v * (1 + erf(v / 2.0.squareRoot())) }
+        for i in 0..<n { XCTAssertEqual(Double(y[i]), exact(Double(x[i])), accuracy: 2e-6 * max(1, abs(exact(Double(x[i]))))) }
+        let m = 37, r = randomFloats(m, seed: 27), xs = Array(x[3..<(3 + m)]).map { $0 / 2 }
+        let dx = Buffer<Float>(Array(repeating: 0.5, count: m))
+        GELU.backward(dx: dx.pointer, dy: r, x: xs, count: m, approximation: .erf)
+        let loss = { (p: [Double]) -> Double in (0..<m).reduce(0.0) { $0 + exact(p[$1]) * Double(r[$1]) } }
+        checkGradient("dx", got: { dx[$0] - 0.5 }, f: loss, at: xs.map(Double.init), indices: Array(0..<m))
+    }
 }

@@ -53,7 +53,7 @@ final class RegistryTests: XCTestCase {
         assertRefused(try copy("qwen3") { $0["layer_types"] = ["full_attention", "chunked_attention"] },
                       mentions: ["layer_types", "chunked_attention"])
         assertRefused(try copy("qwen2") { $0["mlp_bias"] = true }, mentions: ["mlp_bias"])
-        assertRefused(try copy("gpt2") { $0["activation_function"] = "relu" }, mentions: ["activation_function", "relu"])
+        assertRefused(try copy("gpt2") { $0["activation_function"] = "relu" }, mentions: ["activation_function", "relu", "gelu (erf)"])
         assertRefused(try copy("gemma3") { $0["final_logit_softcapping"] = 30.0 }, mentions: ["final_logit_softcapping"])
     }
 

@@ -61,6 +61,10 @@ void finch_silu_mul_backward(float *dgate, float *dup, const float *dh, const fl
 void finch_gelu_tanh(float *y, const float *x, size_t n);
 /// Backward of finch_gelu_tanh, accumulating: dx[i] += dy[i]·gelu'(x[i]).
 void finch_gelu_tanh_backward(float *dx, const float *dy, const float *x, size_t n);
+/// y[i] = x[i] · Φ(x[i]), the exact GELU with the normal CDF (PyTorch's default gelu). y may be x.
+void finch_gelu_erf(float *y, const float *x, size_t n);
+/// Backward of finch_gelu_erf, accumulating: dx[i] += dy[i] · (Φ(x) + x·φ(x)).
+void finch_gelu_erf_backward(float *dx, const float *dy, const float *x, size_t n);
 /// h[i] = gelu(gate[i]) · up[i] (tanh approximation; Gemma's gated MLP).
 void finch_gelu_tanh_mul(float *h, const float *gate, const float *up, size_t n);
 /// Backward of finch_gelu_tanh_mul, accumulating: dgate[i] += dh[i]·up[i]·gelu'(gate[i]),

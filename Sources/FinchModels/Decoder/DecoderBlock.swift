@@ -243,7 +243,7 @@ extension DecoderModel {
         switch spec.mlp {
         case .swiGLU: SwiGLU.forward(h: h, gate: gate, up: up, count: count)
         case .geGLU: GeGLU.forward(h: h, gate: gate, up: up, count: count)
-        case .gelu: GELU.forward(y: h, x: up, count: count)
+        case .gelu(let a): GELU.forward(y: h, x: up, count: count, approximation: a)
         }
     }
 
@@ -286,8 +286,8 @@ extension DecoderModel {
             w.dgate.pointer.update(repeating: 0, count: n * f)
             GeGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
                            up: a.up.pointer, count: n * f)
-        case .gelu:
-            GELU.backward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f)
+        case .gelu(let approximation):
+            GELU.backward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
         }
         if s.mlp.isGated {
             layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)

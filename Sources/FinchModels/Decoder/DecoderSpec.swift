@@ -62,10 +62,13 @@ public struct DecoderSpec: Sendable, Equatable {
         case swiGLU
         /// `down(gelu_tanh(gate(x)) · up(x))` (Gemma).
         case geGLU
-        /// `down(gelu_tanh(up(x)))`, not gated (GPT-2's `c_fc`, `c_proj`).
-        case gelu
+        /// `down(gelu(up(x)))`, not gated (GPT-2's `c_fc`, `c_proj`), tanh-approximated or exact.
+        case gelu(GELU.Approximation)
 
-        var isGated: Bool { self != .gelu }
+        var isGated: Bool {
+            if case .gelu = self { return false }
+            return true
+        }
     }
 
     public init(family: String, hiddenSize: Int, intermediateSize: Int, numLayers: Int, numHeads: Int,

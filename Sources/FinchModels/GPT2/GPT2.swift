@@ -66,9 +66,9 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         if nEmbd % nHead != 0 {
             throw ModelError.invalidConfig(path: path, reason: "n_embd (\(nEmbd)) must be a multiple of n_head (\(nHead))")
         }
-        if !["gelu_new", "gelu_pytorch_tanh"].contains(activationFunction) {
+        if !["gelu_new", "gelu_pytorch_tanh", "gelu"].contains(activationFunction) {
             throw ModelError.unsupportedOption(path: path, key: "activation_function", value: activationFunction,
-                                               supported: "gelu_new (the tanh approximation)")
+                                               supported: "gelu_new, gelu_pytorch_tanh (tanh approximation), gelu (erf)")
         }
         if scaleAttnByInverseLayerIdx {
             throw ModelError.unsupportedOption(path: path, key: "scale_attn_by_inverse_layer_idx", value: "true", supported: "false")
@@ -85,7 +85,8 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         var s = DecoderSpec(family: "gpt2", hiddenSize: nEmbd, intermediateSize: nInner ?? 4 * nEmbd, numLayers: nLayer,
                             numHeads: nHead, numKVHeads: nHead, headDim: nEmbd / nHead, vocabSize: vocabSize,
                             maxPositions: nPositions, bosTokenId: bosTokenId, eosTokenIds: eosTokenId.map { [$0] } ?? [],
-                            tieWordEmbeddings: tieWordEmbeddings, norm: .layer(eps: layerNormEpsilon), mlp: .gelu,
+                            tieWordEmbeddings: tieWordEmbeddings, norm: .layer(eps: layerNormEpsilon),
+                            mlp: .gelu(activationFunction == "gelu" ? .erf : .tanh),
                             rope: RoPE(headDim: 2, theta: 1))
         s.ropes = []
         s.learnedPositions = true
