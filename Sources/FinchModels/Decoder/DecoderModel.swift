@@ -36,7 +36,7 @@ final class DecoderLayer: @unchecked Sendable {
     func norm(_ n: DecoderNorm) -> Buffer<Float> { norms[n]! }
 }
 
-/// A decoder-only transformer of any family the registry knows (LLaMA, Mistral, Qwen2, Qwen3, …):
+/// A decoder-only transformer of any family the registry knows (LLaMA, Mistral, Qwen2, Qwen3, Gemma 3, GPT-2):
 /// its `DecoderSpec` says what the blocks are made of, its `DecoderNames` what the checkpoint
 /// calls each weight. One block (`blockForward`, `blockBackward`) serves cached inference and
 /// packed training.
