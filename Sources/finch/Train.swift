@@ -169,6 +169,7 @@ struct Train: ParsableCommand {
                     + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
                     + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
         if case .heldOut = run.evalSource { stderrPrint("held out \(eval.count) examples for evaluation") }
+        for caveat in lm.model.trainingCaveats { stderrPrint("note: \(caveat)") }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.

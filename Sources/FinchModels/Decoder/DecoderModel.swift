@@ -78,6 +78,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var eosTokenIds: [Int] { spec.eosTokenIds }
     public var defaultTargetModules: [String] { config.defaultTargetModules }
     public var linearsFanInFanOut: Bool { names.linearsTransposed }
+    public var trainingCaveats: [String] { config.trainingCaveats }
 
     public var linearSlots: [LinearSlot] {
         var out: [LinearSlot] = []

@@ -28,6 +28,8 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
     public var scaleAttnWeights: Bool
     public var scaleAttnByInverseLayerIdx: Bool
     public var addCrossAttention: Bool
+    /// `resid_pdrop`, `embd_pdrop`, `attn_pdrop` (the base model's own dropout in training).
+    public var residPdrop: Double, embdPdrop: Double, attnPdrop: Double
 
     enum CodingKeys: String, CodingKey {
         case nEmbd = "n_embd", nLayer = "n_layer", nHead = "n_head", nPositions = "n_positions", nInner = "n_inner"
@@ -35,6 +37,7 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         case tieWordEmbeddings = "tie_word_embeddings", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
         case scaleAttnWeights = "scale_attn_weights", scaleAttnByInverseLayerIdx = "scale_attn_by_inverse_layer_idx"
         case addCrossAttention = "add_cross_attention"
+        case residPdrop = "resid_pdrop", embdPdrop = "embd_pdrop", attnPdrop = "attn_pdrop"
     }
 
     public init(json data: Data, path: String) throws {
@@ -58,6 +61,16 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         scaleAttnWeights = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnWeights) ?? true
         scaleAttnByInverseLayerIdx = try c.decodeIfPresent(Bool.self, forKey: .scaleAttnByInverseLayerIdx) ?? false
         addCrossAttention = try c.decodeIfPresent(Bool.self, forKey: .addCrossAttention) ?? false
+        residPdrop = try c.decodeIfPresent(Double.self, forKey: .residPdrop) ?? 0.1
+        embdPdrop = try c.decodeIfPresent(Double.self, forKey: .embdPdrop) ?? 0.1
+        attnPdrop = try c.decodeIfPresent(Double.self, forKey: .attnPdrop) ?? 0.1
+    }
+
+    public var trainingCaveats: [String] {
+        guard residPdrop > 0 || embdPdrop > 0 || attnPdrop > 0 else { return [] }
+        return ["the base model's own dropout (resid_pdrop \(residPdrop), embd_pdrop \(embdPdrop), attn_pdrop \(attnPdrop)) "
+                + "is not applied: Finch trains the adapter with the base in eval mode (transformers would drop out "
+                + "inside GPT-2 too); lora_dropout applies as usual"]
     }
 
     public func validate(path: String) throws {
@@ -117,10 +130,10 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         var m: [(key: String, value: JSONValue)] = [
             ("activation_function", .string(activationFunction)),
             ("architectures", .array([.string("GPT2LMHeadModel")])),
-            ("attn_pdrop", .number("0.1")),
+            ("attn_pdrop", .number("\(attnPdrop)")),
             ("bos_token_id", bosTokenId.map(int) ?? .null),
             ("dtype", .string(torchDType)),
-            ("embd_pdrop", .number("0.1")),
+            ("embd_pdrop", .number("\(embdPdrop)")),
             ("eos_token_id", eosTokenId.map(int) ?? .null),
             ("initializer_range", .number("0.02")),
             ("layer_norm_epsilon", .number("\(layerNormEpsilon)")),
@@ -131,7 +144,7 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
             ("n_layer", int(nLayer)),
             ("n_positions", int(nPositions)),
             ("reorder_and_upcast_attn", .bool(false)),
-            ("resid_pdrop", .number("0.1")),
+            ("resid_pdrop", .number("\(residPdrop)")),
             ("scale_attn_by_inverse_layer_idx", .bool(false)),
             ("scale_attn_weights", .bool(true)),
             ("tie_word_embeddings", .bool(tie)),

@@ -39,6 +39,8 @@ public protocol TrainableModel: LoRAHost {
     var isQuantized: Bool { get }
     /// Replaces every 4-bit linear by its dequantized values (before an adapter is attached).
     func dequantizeLinears() throws
+    /// What training this model does differently from transformers' training mode (shown when a run starts).
+    var trainingCaveats: [String] { get }
 }
 
 extension TrainableModel {

@@ -16,6 +16,13 @@ public protocol DecoderConfig: Sendable {
     func huggingFaceConfigJSON(torchDType: String, tieWordEmbeddings: Bool) -> JSONValue
     /// `generation_config.json`.
     func generationConfigJSON() -> JSONValue
+    /// What training this model does differently from transformers' training mode, said to the
+    /// user when a run starts (e.g. dropout inside the base model, which Finch does not apply).
+    var trainingCaveats: [String] { get }
+}
+
+extension DecoderConfig {
+    public var trainingCaveats: [String] { [] }
 }
 
 /// One model family: the names it answers to in Hugging Face configs and GGUF files, and how
