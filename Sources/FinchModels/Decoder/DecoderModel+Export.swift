@@ -123,13 +123,10 @@ extension DecoderModel {
         }
         let plan = try exportPlan(keepQuantized: !options.dequantize, path: directory)
         var configJSON = config.huggingFaceConfigJSON(torchDType: dtype.torchName, tieWordEmbeddings: lmHead === embedding)
-        if let q = plan.lazy.compactMap(\.quantized).first, case .object(var m) = configJSON {
-            let compute = plan.compactMap { $0.quantized?.compute }.first ?? .f32
+        if let q = plan.lazy.compactMap(\.quantized).first {
             let qc = QuantizationConfig(type: q.tensor.type, blocksize: q.tensor.blocksize,
-                                        doubleQuant: q.tensor.isDoubleQuantized, computeDType: compute)
-            m.append(("quantization_config", qc.huggingFaceJSON))
-            m.sort { $0.key < $1.key }
-            configJSON = .object(m)
+                                        doubleQuant: q.tensor.isDoubleQuantized, computeDType: q.compute)
+            configJSON = configJSON.patched(set: [("quantization_config", qc.huggingFaceJSON)])
         }
 
         return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
@@ -165,6 +162,9 @@ extension DecoderModel {
         let c = spec.hiddenSize
         var plan = [ExportTensor(name: "\(names.embedding).weight", shape: [embedding.outFeatures, embedding.inFeatures],
                                  values: { [embedding] in embedding.floatValues() })]
+        if let pe = positionEmbedding, let p = names.positions {
+            plan.append(ExportTensor(name: "\(p).weight", shape: [pe.outFeatures, pe.inFeatures], values: { pe.floatValues() }))
+        }
         for (i, layer) in layers.enumerated() {
             // Norms and linears in the order transformers writes a block: attention norm, q/k norms,
             // projections (weight, bias), MLP norm.
@@ -179,12 +179,12 @@ extension DecoderModel {
             for lin in spec.linears {
                 let l = layer[lin]
                 let module = names.module(lin, layer: i)
-                var t = ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],
-                                     values: { Self.effectiveWeight(l) })
-                if names.linearsTransposed {   // Conv1D: written back [in, out]
-                    t = ExportTensor(name: t.name, shape: [l.inFeatures, l.outFeatures],
-                                     values: { transposed(Self.effectiveWeight(l), rows: l.outFeatures, columns: l.inFeatures) })
-                }
+                // Conv1D weights are written back [in, out].
+                var t = names.linearsTransposed
+                    ? ExportTensor(name: module + ".weight", shape: [l.inFeatures, l.outFeatures],
+                                   values: { transposed(Self.effectiveWeight(l), rows: l.outFeatures, columns: l.inFeatures) })
+                    : ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],
+                                   values: { Self.effectiveWeight(l) })
                 if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? FourBitTensor {
                     if names.linearsTransposed {
                         throw ExportError.unsupported(path: path, reason: "4-bit Conv1D layers (\(spec.family)) cannot be written in "
@@ -206,10 +206,6 @@ extension DecoderModel {
         plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNormStored] in finalNormStored }))
         if let b = finalNormBias {
             plan.append(ExportTensor(name: "\(names.finalNorm).bias", shape: [c], values: { b }))
-        }
-        if let pe = positionEmbedding, let p = names.positions {
-            plan.insert(ExportTensor(name: "\(p).weight", shape: [pe.outFeatures, pe.inFeatures],
-                                     values: { pe.floatValues() }), at: 1)
         }
         if lmHead !== embedding {
             plan.append(ExportTensor(name: "\(names.head).weight", shape: [lmHead.outFeatures, lmHead.inFeatures],

@@ -63,6 +63,9 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     /// Training buffers, kept between steps (see DecoderModel+Training.swift).
     var trainingWork: DecoderWorkspace?
     public var adapterConfigs: [String: AdapterConfig] = [:]
+    /// Every block linear, in checkpoint order (the slots read and swap the layers' entries, so
+    /// they are made once).
+    public let linearSlots: [LinearSlot]
 
     init(config: any DecoderConfig, spec: DecoderSpec, names: DecoderNames, dtype: WeightDType, embedding: LinearWeight,
          lmHead: LinearWeight, finalNorm: Buffer<Float>, finalNormStored: Buffer<Float>, finalNormBias: Buffer<Float>?,
@@ -71,6 +74,13 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm
         self.finalNormStored = finalNormStored; self.finalNormBias = finalNormBias
         self.positionEmbedding = positionEmbedding; self.layers = layers
+        var slots: [LinearSlot] = []
+        for (i, layer) in layers.enumerated() {
+            for l in spec.linears {
+                slots.append(LinearSlot(name: names.module(l, layer: i), get: { layer[l] }, set: { layer[l] = $0 }))
+            }
+        }
+        linearSlots = slots
     }
 
     public var architecture: String { spec.family }
@@ -79,16 +89,6 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var defaultTargetModules: [String] { config.defaultTargetModules }
     public var linearsFanInFanOut: Bool { names.linearsTransposed }
     public var trainingCaveats: [String] { config.trainingCaveats }
-
-    public var linearSlots: [LinearSlot] {
-        var out: [LinearSlot] = []
-        for (i, layer) in layers.enumerated() {
-            for l in spec.linears {
-                out.append(LinearSlot(name: names.module(l, layer: i), get: { layer[l] }, set: { layer[l] = $0 }))
-            }
-        }
-        return out
-    }
 
     /// Whether any block linear is held in 4 bits.
     public var isQuantized: Bool {
@@ -209,15 +209,15 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             for i in 0..<(tokens.count * c) { x[i] *= s }
         }
         if let pe = positionEmbedding {
-            let row = Buffer<Float>(count: c)
+            let rows = Buffer<Float>(count: positions.count * c)   // [N, C] the positions' rows, added in one pass
             for (i, p) in positions.enumerated() {
                 guard Int(p) < spec.maxPositions else {
                     throw ModelError.badInput("position \(p) is past the \(spec.maxPositions) positions this model has learned; "
                         + "shorten the sequence (--max-seq-len) or the generation")
                 }
-                Self.copyRow(Int(p), of: pe, to: row.pointer)
-                Residual.add(x + i * c, row.pointer, count: c)
+                Self.copyRow(Int(p), of: pe, to: rows.pointer + i * c)
             }
+            Residual.add(x, rows.pointer, count: positions.count * c)
         }
     }
 

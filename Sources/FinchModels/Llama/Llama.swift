@@ -6,11 +6,7 @@ import Foundation
 extension ModelFamily {
     public static let llama = ModelFamily(
         name: "llama", modelTypes: ["llama"], architectures: ["LlamaForCausalLM"], ggufArchitectures: ["llama"],
-        readConfig: { data, path in
-            let c = try LlamaConfig.decode(LlamaConfig.self, from: data, path: path)
-            try c.validate(path: path)
-            return c
-        },
+        readConfig: { data, path in try LlamaConfig(json: data, path: path) },
         readGGUF: { try LlamaConfig.load(gguf: $0) })
 }
 

@@ -186,9 +186,13 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError.notFound(path: path, hint: "An HF-layout model directory needs config.json.")
         }
-        let cfg = try decode(LlamaConfig.self, from: data, path: path)
-        try cfg.validate(path: path)
-        return cfg
+        return try LlamaConfig(json: data, path: path)
+    }
+
+    /// Decodes and validates `config.json` bytes (`path` names the file in errors).
+    public init(json data: Data, path: String) throws {
+        self = try Self.decode(LlamaConfig.self, from: data, path: path)
+        try validate(path: path)
     }
 
     /// Decodes a config type from `config.json` bytes, with the path in the error.

@@ -17,8 +17,7 @@ public struct MistralConfig: DecoderConfig, Equatable {
     public var slidingWindow: Int?
 
     public init(json data: Data, path: String) throws {
-        base = try LlamaConfig.decode(LlamaConfig.self, from: data, path: path)
-        try base.validate(path: path)
+        base = try LlamaConfig(json: data, path: path)
         let extra = try LlamaConfig.decode(LayerTypesConfig.self, from: data, path: path)
         if let t = extra.layerTypes {
             throw ModelError.unsupportedOption(path: path, key: "layer_types", value: "\(t)",

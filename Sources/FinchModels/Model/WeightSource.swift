@@ -100,8 +100,9 @@ public struct GGUFWeightSource: WeightSource {
     public let file: GGUFFile
     /// Hugging Face name → GGUF name.
     let ggufName: [String: String]
-    /// Query and key/value heads, when q / k rows are stored permuted.
-    let permutedHeads: (q: Int, kv: Int)?
+    /// Hugging Face names of the q / k weights and biases llama.cpp stored with interleaved
+    /// rotary rows → their head count (empty when the family's converter does not permute).
+    let permutedHeads: [String: Int]
     /// Subtracted from norm weights (see `DecoderNames.ggufNormShift`).
     let normShift: Float
     public var path: String { file.path }
@@ -111,12 +112,17 @@ public struct GGUFWeightSource: WeightSource {
         self.file = file
         let all = names.ggufNames(for: spec)
         ggufName = all.filter { file.tensor(named: $0.value) != nil }
-        permutedHeads = names.ggufPermutesQK ? (spec.numHeads, spec.numKVHeads) : nil
+        var permuted: [String: Int] = [:]
+        if names.ggufPermutesQK {
+            for i in 0..<spec.numLayers {
+                for (l, heads) in [(DecoderLinear.q, spec.numHeads), (.k, spec.numKVHeads)] where names.linears[l] != nil {
+                    for part in ["weight", "bias"] { permuted["\(names.module(l, layer: i)).\(part)"] = heads }
+                }
+            }
+        }
+        permutedHeads = permuted
         normShift = names.ggufNormShift
-        qName = Set(["\(names.linears[.q]!.hf).weight", "\(names.linears[.q]!.hf).bias"])
-        kName = Set(["\(names.linears[.k]!.hf).weight", "\(names.linears[.k]!.hf).bias"])
     }
-    private let qName: Set<String>, kName: Set<String>
 
     public var tensorNames: [String] {
         let hfOf = Dictionary(uniqueKeysWithValues: ggufName.map { ($0.value, $0.key) })
@@ -142,11 +148,8 @@ public struct GGUFWeightSource: WeightSource {
         if normShift != 0 && g.hasSuffix("norm.weight") {
             for i in 0..<out.count { out[i] -= normShift }
         }
-        if let heads = permutedHeads {
-            let module = name.split(separator: ".").suffix(3).joined(separator: ".")
-            let rowLength = t.dimensions.count > 1 ? t.dimensions[0] : 1
-            if qName.contains(module) { return Self.unpermuteRotary(out, heads: heads.q, rowLength: rowLength) }
-            if kName.contains(module) { return Self.unpermuteRotary(out, heads: heads.kv, rowLength: rowLength) }
+        if let heads = permutedHeads[name] {
+            return Self.unpermuteRotary(out, heads: heads, rowLength: t.dimensions.count > 1 ? t.dimensions[0] : 1)
         }
         return out
     }
