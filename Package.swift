@@ -5,7 +5,8 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain -> finch (CLI)
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain, FinchServe
+///   -> finch (CLI)
 let package = Package(
     name: "Finch",
     platforms: [.macOS(.v14)],
@@ -13,10 +14,14 @@ let package = Package(
         .executable(name: "finch", targets: ["finch"]),
         .library(name: "FinchModels", targets: ["FinchModels"]),
         .library(name: "FinchTrain", targets: ["FinchTrain"]),
+        .library(name: "FinchServe", targets: ["FinchServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
@@ -54,10 +59,18 @@ let package = Package(
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
+        .target(
+            name: "FinchServe",
+            dependencies: ["FinchCore", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
+                "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -69,6 +82,9 @@ let package = Package(
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
+        .testTarget(name: "FinchServeTests",
+                    dependencies: ["FinchServe", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
+                                   .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "FinchTrainTests",
                     dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchQuant", "FinchTokenizer", "FinchTestSupport"]),
     ],

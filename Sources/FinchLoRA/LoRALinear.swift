@@ -2,6 +2,14 @@ import FinchCore
 
 // Dimension letters: M rows, I in features, O out features, R rank.
 
+/// The adapter of a run of consecutive rows in a batched inference call (see `LoRALinear.rowAdapters`).
+public struct AdapterSpan: Sendable, Equatable {
+    public var rows: Range<Int>
+    /// nil: the base layer alone.
+    public var adapter: String?
+    public init(rows: Range<Int>, adapter: String?) { self.rows = rows; self.adapter = adapter }
+}
+
 /// A frozen linear layer with LoRA adapters, as PEFT's `lora.Linear`:
 /// `y = W·x + scaling · B·(A·dropout(x))`; with DoRA (s = m/‖W + scaling·B·A‖, the norm detached)
 /// `y = W·x + (s − 1) ⊙ W·dropout(x) + s ⊙ scaling · B·A·dropout(x)`, which is
@@ -21,6 +29,11 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     /// The mask of a call is a function of this key and the layer's name, so backward and a
     /// recomputed forward see the same mask.
     public var dropoutKey: UInt64?
+    /// Inference with a different adapter per run of rows (batched serving): when set, `forward`
+    /// gives the rows of each span its own adapter (nil: the base layer alone) instead of
+    /// `active`. Each row's output is computed as a call with that adapter active would compute
+    /// it (the same products in the same order); backward refuses to run while it is set.
+    public var rowAdapters: [AdapterSpan]?
     private var doraCache: [String: (norm: [Float], scale: [Float])] = [:]
     private let nameHash: UInt64
 
@@ -88,6 +101,10 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
 
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                         rows m: Int, accumulate: Bool, scratch: Scratch) {
+        if let spans = rowAdapters {
+            routedForward(spans, y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+            return
+        }
         guard let (name, lora) = applied else {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
             return
@@ -125,8 +142,54 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         }
     }
 
+    /// `forward` with `rowAdapters`: one base product over every row, then each span's adapter
+    /// on its rows. Row for row the same operations as `forward` with that span's adapter active
+    /// (no dropout: routing is for inference), except that an accumulating call mixing DoRA and
+    /// other rows adds the other rows' base product to y after it is computed.
+    private func routedForward(_ spans: [AdapterSpan], y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
+                               xBF16: UnsafePointer<BF16Bits>?, rows m: Int, accumulate: Bool, scratch: Scratch) {
+        precondition(merged == nil, "\(name): per-row adapters need an unmerged base")
+        let i = inFeatures, o = outFeatures
+        let routed = spans.compactMap { span -> (rows: Range<Int>, name: String, lora: LoRAModule)? in
+            guard let a = span.adapter, let lora = adapters[a], !span.rows.isEmpty else { return nil }
+            precondition(span.rows.lowerBound >= 0 && span.rows.upperBound <= m, "\(name): adapter span outside the rows")
+            return (span.rows, a, lora)
+        }
+        let hasDoRA = routed.contains { $0.lora.magnitude != nil }
+        // z: W·x alone where a DoRA span must rescale it before adding (forward's `z`), else y itself.
+        let z = hasDoRA && accumulate ? scratch.floats(m * o, slot: Slot.w) : y
+        if z != y {
+            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
+            var doraRows = [Bool](repeating: false, count: m)
+            for r in routed where r.lora.magnitude != nil { for row in r.rows { doraRows[row] = true } }
+            for row in 0..<m where !doraRows[row] {           // y += W·x, as forward's accumulating product
+                let src = z + row * o, dst = y + row * o
+                for c in 0..<o { dst[c] += src[c] }
+            }
+        } else {
+            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+        }
+        for r in routed {
+            let n = r.rows.count, first = r.rows.lowerBound
+            let t = down(x + first * i, rows: n, r.lora, scratch)
+            if r.lora.magnitude == nil {
+                r.lora.bLinear.forward(y: y + first * o, x: t, rows: n, accumulate: true, scratch: scratch)
+                continue
+            }
+            let scale = dora(r.name, r.lora).scale
+            let zs = z + first * o
+            r.lora.bLinear.forward(y: zs, x: t, rows: n, accumulate: true, scratch: scratch)
+            for row in 0..<n {
+                let src = zs + row * o, dst = y + (first + row) * o
+                if z != y { for c in 0..<o { dst[c] += scale[c] * src[c] } }
+                else { for c in 0..<o { dst[c] = scale[c] * src[c] } }
+            }
+        }
+    }
+
     public func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
                          rows m: Int, accumulate: Bool, scratch: Scratch) {
+        precondition(rowAdapters == nil, "\(name): per-row adapters are for inference; clear them before training")
         guard let (name, lora) = applied else {
             base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
             return

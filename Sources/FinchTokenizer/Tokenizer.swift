@@ -241,6 +241,17 @@ public final class Tokenizer: @unchecked Sendable {
         return tokens.joined(separator: " ")
     }
 
+    /// The bytes one token spells on its own (byte-level vocabularies: its exact bytes, which
+    /// may be part of a character; others: the UTF-8 of its decoded text).
+    public func tokenBytes(_ id: Int) -> [UInt8] {
+        if decodesBytewise {
+            var bytes: [UInt8] = []
+            appendBytes(of: id, skipSpecialTokens: false, to: &bytes)
+            return bytes
+        }
+        return Array(decode([id]).utf8)
+    }
+
     /// Appends what one id spells under the byte-level decoder.
     func appendBytes(of id: Int, skipSpecialTokens: Bool, to bytes: inout [UInt8]) {
         guard id >= 0, id < vocabSize else { return }

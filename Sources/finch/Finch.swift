@@ -6,23 +6,20 @@ import FinchTokenizer
 import Foundation
 
 @main
-struct Finch: ParsableCommand {
+struct Finch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finch",
         abstract: "LoRA and QLoRA fine-tuning of large language models, in Swift.",
-        subcommands: [Train.self, Generate.self, Chat.self, Inspect.self, Bench.self, Merge.self, Quantize.self])
+        subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Inspect.self, Bench.self, Merge.self, Quantize.self])
 }
 
-/// Options shared by every command that loads a model.
-struct ModelOptions: ParsableArguments {
+/// Options shared by every command that loads a model: what to load and how.
+struct BaseModelOptions: ParsableArguments {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
     var model: String?
 
     @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
     var dtype: WeightDType = .f32
-
-    @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
-    var adapter: String?
 
     @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (products in --dtype).")
     var quantize: FourBitType?
@@ -40,12 +37,25 @@ struct ModelOptions: ParsableArguments {
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
+        stderrPrint(String(format: "loaded %@ (%@, %.0f MiB of weights) in %.2f s", lm.path, dt.rawValue,
+                           Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
+        return lm
+    }
+}
+
+/// The model options with one adapter (generate, chat).
+struct ModelOptions: ParsableArguments {
+    @OptionGroup var base: BaseModelOptions
+
+    @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
+    var adapter: String?
+
+    func load() throws -> LanguageModel {
+        let lm = try base.load()
         if let adapter {
             try lm.model.loadAdapter(directory: adapter)
             stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")
         }
-        stderrPrint(String(format: "loaded %@ (%@, %.0f MiB of weights) in %.2f s", lm.path, dt.rawValue,
-                           Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm
     }
 }

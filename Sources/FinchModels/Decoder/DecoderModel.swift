@@ -86,6 +86,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var architecture: String { spec.family }
     public var vocabSize: Int { spec.vocabSize }
     public var eosTokenIds: [Int] { spec.eosTokenIds }
+    public var maxPositions: Int { spec.maxPositions }
     public var defaultTargetModules: [String] { config.defaultTargetModules }
     public var linearsFanInFanOut: Bool { names.linearsTransposed }
     public var trainingCaveats: [String] { config.trainingCaveats }

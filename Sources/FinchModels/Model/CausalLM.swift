@@ -67,6 +67,9 @@ public struct TrainingPassOptions: Sendable {
 public protocol CausalLM: TrainableModel {
     /// Token ids that end a sequence, from the model's config.
     var eosTokenIds: [Int] { get }
+    /// Positions the model was trained to attend over (`max_position_embeddings`, `n_positions`):
+    /// the longest sequence it answers well, and for learned positions the longest it can read.
+    var maxPositions: Int { get }
     /// An empty key/value cache for one sequence.
     func makeCache(capacity: Int) -> KVCache
     /// Runs the new tokens of every sequence through the model, appending them to the

@@ -131,7 +131,7 @@ public final class Generator {
     }
 
     /// Start of the first stop string in `text`.
-    static func firstStop(in text: String, stops: [String]) -> String.Index? {
+    public static func firstStop(in text: String, stops: [String]) -> String.Index? {
         var best: String.Index?
         for s in stops where !s.isEmpty {
             if let r = text.range(of: s), best == nil || r.lowerBound < best! { best = r.lowerBound }
@@ -140,7 +140,7 @@ public final class Generator {
     }
 
     /// Characters at the end of `text` that could begin a stop string (not yet safe to show).
-    static func heldBack(_ text: String, stops: [String]) -> Int {
+    public static func heldBack(_ text: String, stops: [String]) -> Int {
         var hold = 0
         for s in stops where !s.isEmpty {
             let sc = Array(s)

@@ -81,6 +81,21 @@ extension LoRAHost {
         return found
     }
 
+    /// Runs `body` (inference calls) with a different adapter per run of rows: the new tokens of
+    /// one forward call are numbered in the order of its sequences, and each span's rows use its
+    /// adapter (nil: the base model). Rows outside every span use the base model.
+    /// - Throws: ``ModelError/badInput(_:)`` for an adapter that is not loaded or a merged one.
+    public func withRowAdapters<T>(_ spans: [AdapterSpan], _ body: () throws -> T) throws -> T {
+        let loaded = Set(adapterNames)
+        for s in spans { if let a = s.adapter, !loaded.contains(a) { throw ModelError.badInput("no adapter named '\(a)' is loaded") } }
+        var mergedAny = false
+        forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
+        if mergedAny { throw ModelError.badInput("an adapter is merged into the base; unmerge it before serving adapters per request") }
+        forEachLoRALinear { $0.rowAdapters = spans }
+        defer { forEachLoRALinear { $0.rowAdapters = nil } }
+        return try body()
+    }
+
     /// Folds the active adapter into the base weights (forward then skips the adapter products).
     public func mergeActiveAdapter() throws { try forEachLoRALinear { try $0.merge() } }
 

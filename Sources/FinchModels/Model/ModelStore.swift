@@ -32,6 +32,14 @@ public enum ModelStore {
     /// Folder of downloaded model files.
     public static var modelsDirectory: URL { home.appendingPathComponent("models") }
 
+    /// A short id for a model: its known name, else the file name without `.gguf` or the directory's name.
+    public static func displayName(of spec: String?, path: String) -> String {
+        let s = spec ?? defaultModelName
+        if let k = known.first(where: { $0.name == s.lowercased() }) { return k.name }
+        let last = URL(fileURLWithPath: path).lastPathComponent
+        return last.hasSuffix(".gguf") ? String(last.dropLast(5)) : last
+    }
+
     /// Resolves `--model`: an existing file or directory, or a short name of a downloaded model.
     public static func resolve(_ spec: String?) throws -> String {
         let s = spec ?? defaultModelName

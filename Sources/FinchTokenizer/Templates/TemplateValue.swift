@@ -41,7 +41,7 @@ public enum TemplateValue: Sendable, Equatable {
         }
     }
 
-    init(_ j: JSONValue) {
+    public init(_ j: JSONValue) {
         switch j {
         case .null: self = .null
         case .bool(let b): self = .bool(b)

@@ -1,0 +1,283 @@
+import FinchCore
+import FinchLoRA
+import FinchModels
+import FinchTokenizer
+import Foundation
+
+/// Continuous batching over one model: sequences join and leave between forward passes, and
+/// every pass runs all of them together: the prompts still being read (in chunks) next to the
+/// sequences decoding one token each, each row with its own adapter (`withRowAdapters`).
+///
+/// Synchronous and single-threaded: `step()` runs one forward pass. `InferenceEngine` drives it
+/// from its own thread and feeds it requests.
+public final class BatchEngine {
+    public let lm: LanguageModel
+    /// Sequences decoded together at most; the others wait in arrival order.
+    public let maxBatch: Int
+    /// New tokens one forward pass reads at most (decoding rows first, then prompt chunks).
+    public let stepTokens: Int
+    /// Prompt rows of one pass that keeps every row's logits (prompt log-probabilities).
+    static let scoringChunk = 256
+
+    final class Seq {
+        let id: Int
+        let request: GenerationRequest
+        let emit: (GenerationEvent) -> Void
+        let isCancelled: () -> Bool
+        var cache: KVCache?
+        var sampler: Sampler
+        var history: [Int]
+        /// Prompt tokens read so far.
+        var fed = 0
+        /// The last sampled token, to be read next.
+        var next: Int?
+        var generated = 0
+        let decoder: TokenStreamDecoder
+        var text = ""
+        /// Characters of `text` already reported.
+        var emitted = 0
+        var promptScores: [TokenLogprob?] = []
+        var finished = false
+
+        init(id: Int, request: GenerationRequest, decoder: TokenStreamDecoder,
+             emit: @escaping (GenerationEvent) -> Void, isCancelled: @escaping () -> Bool) {
+            self.id = id; self.request = request; self.emit = emit; self.isCancelled = isCancelled
+            self.sampler = Sampler(options: request.sampling, seed: request.seed)
+            self.history = request.promptTokens
+            self.decoder = decoder
+        }
+
+        var prefilling: Bool { fed < request.promptTokens.count }
+    }
+
+    private(set) var running: [Seq] = []
+    private(set) var waiting: [Seq] = []
+    private var freeCaches: [KVCache] = []
+    private var nextId = 0
+    private var scores: [Float] = []
+    let stopIds: Set<Int>
+
+    /// What the last step did, for metrics.
+    public struct StepReport: Sendable {
+        /// Sequences in the forward pass, and how many of them read prompt tokens.
+        public var sequences: Int, prefilling: Int
+        /// Rows (new tokens) the pass read.
+        public var rows: Int
+        /// Tokens generated.
+        public var generated: Int
+    }
+
+    public init(lm: LanguageModel, maxBatch: Int, stepTokens: Int = 512) {
+        precondition(maxBatch >= 1 && stepTokens >= 1)
+        self.lm = lm; self.maxBatch = maxBatch; self.stepTokens = max(stepTokens, maxBatch)
+        var s = Set(lm.model.eosTokenIds)
+        if let e = lm.tokenizer.eosTokenId { s.insert(e) }
+        stopIds = s
+    }
+
+    /// Whether no sequence is running or waiting.
+    public var isIdle: Bool { running.isEmpty && waiting.isEmpty }
+    public var runningCount: Int { running.count }
+    public var waitingCount: Int { waiting.count }
+
+    /// Queues a sequence. `emit` is called (on the thread that runs `step`) with its events;
+    /// once `isCancelled` returns true the sequence is dropped at the next step without more events.
+    public func submit(_ request: GenerationRequest, emit: @escaping (GenerationEvent) -> Void,
+                       isCancelled: @escaping () -> Bool = { false }) {
+        nextId += 1
+        waiting.append(Seq(id: nextId, request: request,
+                                decoder: lm.tokenizer.streamDecoder(skipSpecialTokens: true),
+                                emit: emit, isCancelled: isCancelled))
+    }
+
+    /// Runs one forward pass over the running sequences (admitting waiting ones first). Returns
+    /// nil when there was nothing to do.
+    @discardableResult
+    public func step() -> StepReport? {
+        for s in running + waiting where s.isCancelled() { release(s) }
+        running.removeAll { $0.finished }
+        waiting.removeAll { $0.finished }
+        while running.count < maxBatch, !waiting.isEmpty {
+            let s = waiting.removeFirst()
+            if let problem = check(s.request) { s.emit(.failed(problem)); continue }
+            s.cache = takeCache(capacity: s.request.promptTokens.count + s.request.maxTokens + 1)
+            running.append(s)
+        }
+        guard !running.isEmpty else { return nil }
+
+        // Decoding rows first (one token each), then prompt chunks in arrival order.
+        var budget = stepTokens
+        var batch: [(seq: Seq, tokens: [Int])] = []
+        var scoring: (seq: Seq, tokens: [Int])?
+        for s in running where !s.prefilling {
+            batch.append((s, [s.next!]))
+            budget -= 1
+        }
+        for s in running where s.prefilling && budget > 0 {
+            let p = s.request.promptTokens
+            if s.request.promptLogprobs {
+                guard scoring == nil else { continue }   // one scored prompt chunk per pass
+                let n = min(p.count - s.fed, Self.scoringChunk, budget)
+                scoring = (s, Array(p[s.fed..<(s.fed + n)]))
+                budget -= n
+            } else {
+                let n = min(p.count - s.fed, budget)
+                batch.append((s, Array(p[s.fed..<(s.fed + n)])))
+                budget -= n
+            }
+        }
+        var report = StepReport(sequences: batch.count + (scoring == nil ? 0 : 1),
+                                prefilling: batch.filter { $0.seq.prefilling }.count + (scoring == nil ? 0 : 1),
+                                rows: batch.reduce(0) { $0 + $1.tokens.count } + (scoring?.tokens.count ?? 0),
+                                generated: 0)
+        if let scoring { report.generated += runScoring(scoring.seq, scoring.tokens) }
+        if !batch.isEmpty { report.generated += runBatch(batch) }
+        running.removeAll { $0.finished }
+        return report
+    }
+
+    /// Why a request cannot run, checked when it is admitted (the server checks earlier too).
+    private func check(_ r: GenerationRequest) -> String? {
+        if r.promptTokens.isEmpty { return "the prompt is empty" }
+        if let bad = r.promptTokens.first(where: { $0 < 0 || $0 >= lm.model.vocabSize }) {
+            return "token id \(bad) is outside the vocabulary (0..<\(lm.model.vocabSize))"
+        }
+        if let a = r.adapter, !lm.model.adapterNames.contains(a) { return "no adapter named '\(a)' is loaded" }
+        do { try r.sampling.validate() } catch { return "\(error)" }
+        return nil
+    }
+
+    /// One forward pass over the batch, rows grouped by adapter; samples for every sequence whose prompt is read.
+    private func runBatch(_ batch: [(seq: Seq, tokens: [Int])]) -> Int {
+        // Sequences of one adapter side by side: one span (one pair of adapter products) each.
+        let order = batch.indices.sorted {
+            let a = batch[$0].seq.request.adapter ?? "", b = batch[$1].seq.request.adapter ?? ""
+            return a != b ? a < b : $0 < $1
+        }
+        var spans: [AdapterSpan] = []
+        var row = 0
+        for i in order {
+            let n = batch[i].tokens.count, adapter = batch[i].seq.request.adapter
+            if let last = spans.last, last.adapter == adapter, last.rows.upperBound == row {
+                spans[spans.count - 1].rows = last.rows.lowerBound..<(row + n)
+            } else {
+                spans.append(AdapterSpan(rows: row..<(row + n), adapter: adapter))
+            }
+            row += n
+        }
+        let inputs = order.map { SequenceInput(tokens: batch[$0].tokens, cache: batch[$0].seq.cache!) }
+        let logits: Logits
+        do {
+            logits = try lm.model.withRowAdapters(spans) { try lm.model.forward(inputs, logits: .last) }
+        } catch {
+            for b in batch { fail(b.seq, "\(error)") }
+            return 0
+        }
+        var generated = 0
+        for (slot, i) in order.enumerated() {
+            let (s, tokens) = batch[i]
+            if s.prefilling {
+                s.fed += tokens.count
+                if s.prefilling { continue }
+                if s.request.promptLogprobs { s.emit(.promptLogprobs(s.promptScores)) }
+                if s.request.maxTokens == 0 { finish(s, .length); continue }
+            }
+            sample(s, logits.row(logits.rows[slot].lowerBound))
+            generated += 1
+        }
+        return generated
+    }
+
+    /// Reads a prompt chunk of a sequence that wants its prompt scored, keeping every row's logits.
+    private func runScoring(_ s: Seq, _ tokens: [Int]) -> Int {
+        let logits: Logits
+        do {
+            logits = try lm.model.withRowAdapters([AdapterSpan(rows: 0..<tokens.count, adapter: s.request.adapter)]) {
+                try lm.model.forward([SequenceInput(tokens: tokens, cache: s.cache!)], logits: .all)
+            }
+        } catch {
+            fail(s, "\(error)")
+            return 0
+        }
+        let prompt = s.request.promptTokens, k = s.request.logprobs ?? 0
+        if s.fed == 0 { s.promptScores.append(nil) }
+        for j in 0..<tokens.count where s.fed + j + 1 < prompt.count {
+            s.promptScores.append(LogSoftmax.entry(token: prompt[s.fed + j + 1], row: logits.row(j), top: k, scratch: &scores))
+        }
+        s.fed += tokens.count
+        if s.prefilling { return 0 }
+        s.emit(.promptLogprobs(s.promptScores))
+        if s.request.maxTokens == 0 { finish(s, .length); return 0 }
+        sample(s, logits.row(tokens.count - 1))
+        return 1
+    }
+
+    /// Picks the next token from a sequence's logits and reports it.
+    private func sample(_ s: Seq, _ row: UnsafeBufferPointer<Float>) {
+        let r = s.request
+        let tok = s.sampler.next(logits: row, history: s.history)
+        let lp = r.logprobs.map { LogSoftmax.entry(token: tok, row: row, top: $0, scratch: &scores) }
+        s.history.append(tok)
+        s.generated += 1
+        s.next = tok
+        var reason: FinishReason?
+        if (r.stopTokenIds ?? stopIds).contains(tok) {
+            reason = .endOfSequence
+        } else {
+            s.text += s.decoder.append(tok)
+            if let cut = Generator.firstStop(in: s.text, stops: r.stopStrings) {
+                s.text = String(s.text[..<cut])
+                reason = .stopString
+            } else if s.generated >= r.maxTokens {
+                reason = .length
+            }
+        }
+        if reason == .length || reason == .endOfSequence { s.text += s.decoder.flush() }
+        let safe = reason != nil ? s.text.count : s.text.count - Generator.heldBack(s.text, stops: r.stopStrings)
+        var delta = ""
+        if safe > s.emitted {
+            let from = s.text.index(s.text.startIndex, offsetBy: s.emitted)
+            delta = String(s.text[from..<s.text.index(s.text.startIndex, offsetBy: safe)])
+            s.emitted = safe
+        }
+        s.emit(.token(id: tok, text: delta, logprob: lp))
+        if let reason { finish(s, reason) }
+    }
+
+    private func finish(_ s: Seq, _ reason: FinishReason) {
+        s.emit(.finished(reason, text: s.text, promptTokens: s.request.promptTokens.count, completionTokens: s.generated))
+        release(s)
+    }
+
+    private func fail(_ s: Seq, _ message: String) {
+        s.emit(.failed(message))
+        release(s)
+    }
+
+    private func release(_ s: Seq) {
+        s.finished = true
+        if let c = s.cache {
+            c.reset()
+            if freeCaches.count < maxBatch { freeCaches.append(c) }
+            s.cache = nil
+        }
+    }
+
+    /// A cache from the pool (the smallest that holds `capacity`, else the largest, which grows).
+    private func takeCache(capacity: Int) -> KVCache {
+        if let i = freeCaches.indices.filter({ freeCaches[$0].capacity >= capacity })
+            .min(by: { freeCaches[$0].capacity < freeCaches[$1].capacity }) ?? freeCaches.indices.last {
+            return freeCaches.remove(at: i)
+        }
+        return lm.model.makeCache(capacity: capacity)
+    }
+}
+
+extension BatchEngine {
+    /// Ends every sequence with `failed` (shutdown).
+    public func failAll(_ message: String) {
+        for s in running + waiting where !s.finished { s.emit(.failed(message)); release(s) }
+        running.removeAll()
+        waiting.removeAll()
+    }
+}

@@ -1,0 +1,118 @@
+import FinchModels
+import Foundation
+
+/// Observes the engine (metrics): called on the engine's thread.
+public protocol EngineObserver: AnyObject, Sendable {
+    func engineStepped(_ report: BatchEngine.StepReport, seconds: Double, running: Int, waiting: Int)
+}
+
+/// Drives a `BatchEngine` on a thread of its own (the model is not thread-safe and each forward
+/// pass uses every core): requests from any task join the batch at the next step; their events
+/// arrive on an `AsyncStream`. Work that needs the model alone (loading an adapter) runs between steps.
+public final class InferenceEngine: @unchecked Sendable {
+    public let lm: LanguageModel
+    private let engine: BatchEngine
+    private let condition = NSCondition()
+    private var inbox: [(GenerationRequest, (GenerationEvent) -> Void, () -> Bool)] = []
+    private var exclusive: [() -> Void] = []
+    private var stopping = false
+    private var thread: Thread?
+    private var waitingCount = 0, runningCount = 0
+    public weak var observer: (any EngineObserver)?
+
+    /// Waiting requests at most; more are refused (`submit` returns nil).
+    public let maxQueue: Int
+
+    public init(lm: LanguageModel, maxBatch: Int, stepTokens: Int = 512, maxQueue: Int = 1024) {
+        self.lm = lm
+        self.engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
+        self.maxQueue = maxQueue
+        let t = Thread { [unowned self] in self.loop() }
+        t.name = "finch-engine"
+        t.stackSize = 16 << 20
+        thread = t
+        t.start()
+    }
+
+    public var maxBatch: Int { engine.maxBatch }
+
+    /// Requests waiting for a place in the batch, and sequences in it.
+    public var load: (waiting: Int, running: Int) {
+        condition.lock(); defer { condition.unlock() }
+        return (waitingCount + inbox.count, runningCount)
+    }
+
+    /// Starts a sequence. Its events end with `finished` or `failed`; ending the iteration early
+    /// (a client that went away) cancels it. Nil when the queue is full.
+    public func submit(_ request: GenerationRequest) -> AsyncStream<GenerationEvent>? {
+        let cancelled = CancelFlag()
+        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
+        continuation.onTermination = { _ in cancelled.set() }
+        let emit: (GenerationEvent) -> Void = { event in
+            continuation.yield(event)
+            switch event {
+            case .finished, .failed: continuation.finish()
+            default: break
+            }
+        }
+        condition.lock()
+        defer { condition.unlock() }
+        guard waitingCount + inbox.count < maxQueue, !stopping else { return nil }
+        inbox.append((request, emit, { cancelled.isSet }))
+        condition.signal()
+        return stream
+    }
+
+    /// Runs `body` with the model alone, between two forward passes.
+    public func exclusive<T: Sendable>(_ body: @escaping @Sendable (LanguageModel) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+            condition.lock()
+            exclusive.append { [lm] in c.resume(with: Result { try body(lm) }) }
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Stops the thread after the current step; running sequences fail.
+    public func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while inbox.isEmpty && exclusive.isEmpty && engine.isIdle && !stopping { condition.wait() }
+            let arrived = inbox, jobs = exclusive, stop = stopping
+            inbox.removeAll()
+            exclusive.removeAll()
+            condition.unlock()
+            if stop {
+                for (_, emit, _) in arrived { emit(.failed("the server is shutting down")) }
+                engine.failAll("the server is shutting down")
+                for j in jobs { j() }
+                return
+            }
+            for (r, emit, cancelled) in arrived { engine.submit(r, emit: emit, isCancelled: cancelled) }
+            for j in jobs { j() }
+            let start = DispatchTime.now().uptimeNanoseconds
+            let report = engine.step()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            condition.lock()
+            waitingCount = engine.waitingCount
+            runningCount = engine.runningCount
+            condition.unlock()
+            if let report { observer?.engineStepped(report, seconds: seconds, running: runningCount, waiting: waitingCount) }
+        }
+    }
+}
+
+/// A flag set once from any thread.
+final class CancelFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.lock(); value = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+}

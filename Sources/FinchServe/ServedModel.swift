@@ -1,0 +1,94 @@
+import FinchLoRA
+import FinchModels
+import FinchTokenizer
+import Foundation
+
+/// The model a server answers with: the engine that runs it, its name, its context length and
+/// the adapters loaded into it (each a model of its own in the API).
+public final class ServedModel: @unchecked Sendable {
+    public let engine: InferenceEngine
+    /// The base model's id in the API (`"base"` is accepted too).
+    public let name: String
+    /// Prompt plus new tokens of one sequence at most.
+    public let contextLength: Int
+    public let created: Int
+    private let lock = NSLock()
+    private var adapterPaths: [String: String]
+
+    public var lm: LanguageModel { engine.lm }
+    public var tokenizer: Tokenizer { engine.lm.tokenizer }
+
+    /// `adapters`: name → directory of the adapters already loaded into `engine`'s model.
+    public init(engine: InferenceEngine, name: String, contextLength: Int, adapters: [String: String]) {
+        self.engine = engine; self.name = name; self.contextLength = contextLength
+        self.adapterPaths = adapters
+        created = Int(Date().timeIntervalSince1970)
+    }
+
+    /// Loaded adapters: name → directory.
+    public var adapters: [String: String] {
+        lock.lock(); defer { lock.unlock() }
+        return adapterPaths
+    }
+
+    /// Every model id the API answers to.
+    var modelIds: [String] { [name] + adapters.keys.sorted() }
+
+    /// The adapter a request names (nil: the base model); `adapter` wins over `model`.
+    func resolve(model: String?, adapter: String?) throws -> String? {
+        let known = adapters
+        if let adapter {
+            if adapter == name || adapter == "base" || adapter.isEmpty { return nil }
+            guard known[adapter] != nil else { throw APIError.modelNotFound(adapter, known: modelIds) }
+            return adapter
+        }
+        guard let model, model != name, model != "base", !model.isEmpty else { return nil }
+        guard known[model] != nil else { throw APIError.modelNotFound(model, known: modelIds) }
+        return model
+    }
+
+    /// Loads a PEFT adapter directory under `name`, between two forward passes.
+    public func loadAdapter(name: String, directory: String) async throws {
+        guard !name.isEmpty, name != self.name, name != "base" else {
+            throw APIError.invalid("name", "an adapter cannot be called '\(name)'")
+        }
+        if adapters[name] != nil {
+            throw APIError(.conflict, "An adapter named '\(name)' is already loaded; pick another name.", param: "name",
+                           code: "adapter_exists")
+        }
+        do {
+            try await engine.exclusive { lm in
+                try lm.model.loadAdapter(directory: directory, name: name)
+                lm.model.setActiveAdapter(nil)
+            }
+        } catch {
+            throw APIError(.badRequest, "Cannot load the adapter in \(directory): \(error)", param: "path", code: "adapter_load_failed")
+        }
+        lock.withLock { adapterPaths[name] = directory }
+    }
+}
+
+/// Whether the server's model is ready: routes that need it answer 503 until then.
+public final class ServerState: @unchecked Sendable {
+    public enum Phase: Sendable { case loading, ready(ServedModel), failed(String) }
+    private let lock = NSLock()
+    private var current: Phase = .loading
+
+    public init() {}
+    public init(model: ServedModel) { current = .ready(model) }
+
+    public var phase: Phase {
+        get { lock.lock(); defer { lock.unlock() }; return current }
+        set { lock.lock(); current = newValue; lock.unlock() }
+    }
+
+    /// The model, or the error a route answers while there is none.
+    func model() throws -> ServedModel {
+        switch phase {
+        case .ready(let m): return m
+        case .loading: throw APIError.loading
+        case .failed(let why):
+            throw APIError(.serviceUnavailable, "The model failed to load: \(why)", type: "server_error", code: "model_load_failed")
+        }
+    }
+}

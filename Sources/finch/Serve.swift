@@ -1,0 +1,100 @@
+import ArgumentParser
+import FinchModels
+import FinchServe
+import Foundation
+import Hummingbird
+import Logging
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a model over an OpenAI-compatible HTTP API, with a browser chat at /.",
+        discussion: """
+            Routes: POST /v1/chat/completions, POST /v1/completions (echo + logprobs for scoring), GET /v1/models, \
+            POST /v1/adapters, POST /tokenize, POST /detokenize, GET /health (503 while loading), GET /metrics (Prometheus). \
+            A request picks an adapter with "model": NAME (or "adapter": NAME); "base" is the model without adapters. \
+            Concurrent requests decode together in one batch, each with its own adapter.
+            """)
+
+    @OptionGroup var modelOptions: BaseModelOptions
+
+    @Option(name: .long, help: "A LoRA adapter to serve as NAME=DIR (a PEFT directory; repeatable).")
+    var adapter: [String] = []
+
+    @Option(name: .long, help: "The address to bind (loopback by default; 0.0.0.0 listens on every interface).")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "The port to listen on.")
+    var port = 8080
+
+    @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on every API route.")
+    var apiKey: String?
+
+    @Option(name: .customLong("max-batch"), help: "Sequences decoded together at most; more requests queue.")
+    var maxBatch = 64
+
+    @Option(name: .long, help: "Context length: prompt plus new tokens of one sequence (default: the model's, at most 4096).")
+    var ctx: Int?
+
+    @Option(name: .customLong("max-tokens"), help: "New tokens one request may ask for at most.")
+    var maxTokens = 4096
+
+    @Option(name: .customLong("model-name"), help: "The base model's id in the API (default: the model's file or directory name).")
+    var modelName: String?
+
+    @Option(name: .customLong("conversation-log"), help: "Append every chat completion to this JSON-lines file (for human evaluation).")
+    var conversationLog: String?
+
+    func validate() throws {
+        if maxBatch < 1 { throw ValidationError("--max-batch must be at least 1") }
+        if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        for a in adapter where a.split(separator: "=", maxSplits: 1).count != 2 {
+            throw ValidationError("--adapter takes NAME=DIR, got '\(a)'")
+        }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "finch.serve")
+        logger.logLevel = .info
+        var options = ServeOptions()
+        options.host = host; options.port = port; options.apiKey = apiKey
+        options.maxTokens = maxTokens; options.conversationLog = conversationLog
+        let state = ServerState()
+        let metrics = ServerMetrics()
+        let app = try FinchServer.application(state: state, options: options, metrics: metrics, logger: logger)
+        let adapters = adapter.map { a -> (String, String) in
+            let parts = a.split(separator: "=", maxSplits: 1).map(String.init)
+            return (parts[0], parts[1])
+        }
+        let (base, maxBatch, ctx, modelName, host, port) = (modelOptions, self.maxBatch, self.ctx, self.modelName, self.host, self.port)
+        // The model loads while the server already answers (/health says 503 until it is ready).
+        let loader = Thread {
+            do {
+                let lm = try base.load()
+                var paths: [String: String] = [:]
+                for (name, dir) in adapters {
+                    try lm.model.loadAdapter(directory: dir, name: name)
+                    paths[name] = dir
+                    stderrPrint("adapter \(name): \(dir)")
+                }
+                lm.model.setActiveAdapter(nil)
+                let limit = min(lm.model.maxPositions, 4096)
+                let context = ctx ?? limit
+                if context > lm.model.maxPositions {
+                    stderrPrint("note: --ctx \(context) is past the \(lm.model.maxPositions) positions the model was trained on")
+                }
+                let engine = InferenceEngine(lm: lm, maxBatch: maxBatch)
+                engine.observer = metrics
+                let name = modelName ?? ModelStore.displayName(of: base.model, path: lm.path)
+                state.phase = .ready(ServedModel(engine: engine, name: name, contextLength: context, adapters: paths))
+                stderrPrint("serving \(name) (context \(context), batch \(maxBatch)) at http://\(host):\(port)/")
+            } catch {
+                stderrPrint("error: \(error)")
+                state.phase = .failed("\(error)")
+            }
+        }
+        loader.stackSize = 16 << 20
+        loader.start()
+        try await app.runService()
+    }
+}
