@@ -1,0 +1,47 @@
+import FinchModels
+@testable import FinchServe
+import FinchTestSupport
+import Foundation
+import XCTest
+
+/// The real SmolLM2 with three PEFT adapters of ../shared/reference (LoRA on every linear, DoRA
+/// and rsLoRA on q/v), none active; loaded once for the test target.
+enum ServeFixtures {
+    static let adapters = ["lora": "lora_all_linear_r8", "dora": "dora_qv_r4", "rslora": "lora_qv_rslora_r4"]
+    nonisolated(unsafe) private static var cached: LanguageModel?
+    private static let lock = NSLock()
+
+    static func adapterPath(_ name: String) -> String { Fixtures.reference + "/peft/" + adapters[name]! }
+
+    static func model() throws -> LanguageModel {
+        lock.lock(); defer { lock.unlock() }
+        if let cached { return cached }
+        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        for (name, _) in adapters.sorted(by: { $0.key < $1.key }) {
+            try lm.model.loadAdapter(directory: adapterPath(name), name: name)
+        }
+        lm.model.setActiveAdapter(nil)
+        cached = lm
+        return lm
+    }
+
+    /// Runs requests through a fresh engine until all finish; returns each one's events.
+    static func run(_ requests: [GenerationRequest], lm: LanguageModel, maxBatch: Int = 16,
+                    stepTokens: Int = 512) -> (events: [[GenerationEvent]], reports: [BatchEngine.StepReport]) {
+        let engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
+        var events = [[GenerationEvent]](repeating: [], count: requests.count)
+        for (i, r) in requests.enumerated() { engine.submit(r, emit: { events[i].append($0) }) }
+        var reports: [BatchEngine.StepReport] = []
+        while let r = engine.step() { reports.append(r) }
+        return (events, reports)
+    }
+}
+
+extension Array where Element == GenerationEvent {
+    var generatedTokens: [Int] { compactMap { if case .token(let id, _, _) = $0 { id } else { nil } } }
+    var tokenLogprobs: [TokenLogprob] { compactMap { if case .token(_, _, let lp) = $0 { lp } else { nil } } }
+    var finalText: String? { compactMap { if case .finished(_, let t, _, _) = $0 { t } else { nil } }.first }
+    var streamedText: String { compactMap { if case .token(_, let t, _) = $0 { t } else { nil } }.joined() }
+    var finishReason: FinishReason? { compactMap { if case .finished(let r, _, _, _) = $0 { r } else { nil } }.first }
+    var promptScores: [TokenLogprob?]? { compactMap { if case .promptLogprobs(let s) = $0 { s } else { nil } }.first }
+}
