@@ -4,6 +4,7 @@ import FinchTokenizer
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 
 /// How `finch serve` listens and what it allows.
 public struct ServeOptions: Sendable {
@@ -69,6 +70,8 @@ public final class Routes: Sendable {
         do {
             buffer = try await request.body.collect(upTo: options.maxBodyBytes)
         } catch let e as HTTPError where e.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "The request body is larger than \(options.maxBodyBytes) bytes.", code: "body_too_large")
+        } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "The request body is larger than \(options.maxBodyBytes) bytes.", code: "body_too_large")
         }
         return try RequestFields.parse(Array(buffer.readableBytesView))

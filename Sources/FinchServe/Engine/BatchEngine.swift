@@ -240,7 +240,8 @@ public final class BatchEngine {
             delta = String(s.text[from..<s.text.index(s.text.startIndex, offsetBy: safe)])
             s.emitted = safe
         }
-        s.emit(.token(id: tok, text: delta, logprob: lp))
+        // The end-of-sequence token is counted but not reported: it is no part of the answer.
+        if reason != .endOfSequence { s.emit(.token(id: tok, text: delta, logprob: lp)) }
         if let reason { finish(s, reason) }
     }
 

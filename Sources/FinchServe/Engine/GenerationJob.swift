@@ -48,8 +48,8 @@ public enum GenerationEvent: Sendable {
     /// One entry per prompt token; the first is nil (nothing predicts it).
     case promptLogprobs([TokenLogprob?])
     /// A generated token. `text` is the text that became final with it (possibly empty: bytes of a
-    /// character still incomplete, or the start of a possible stop string); an end-of-sequence
-    /// token has none.
+    /// character still incomplete, or the start of a possible stop string). An end-of-sequence
+    /// token is not reported (only counted in `completionTokens`).
     case token(id: Int, text: String, logprob: TokenLogprob?)
     case finished(FinishReason, text: String, promptTokens: Int, completionTokens: Int)
     case failed(String)
