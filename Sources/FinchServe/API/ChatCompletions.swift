@@ -34,7 +34,7 @@ extension Routes {
                                         param: "max_tokens")
         let requests = (0..<s.n).map { i in
             GenerationRequest(promptTokens: prompt, adapter: adapter, maxTokens: maxTokens, sampling: s.sampling,
-                              seed: s.seed &+ UInt64(i), stopStrings: s.stop, logprobs: wantsLogprobs ? (top ?? 0) : nil)
+                              seed: s.seed &+ UInt64(i), stopStrings: s.stop, stopTokenIds: s.ignoreEOS ? [] : nil, logprobs: wantsLogprobs ? (top ?? 0) : nil)
         }
         let events = try runChoices(requests, on: model, metrics: metrics, arrival: arrival)
         let id = responseId("chatcmpl-"), created = Int(Date().timeIntervalSince1970)

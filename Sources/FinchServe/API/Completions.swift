@@ -24,11 +24,10 @@ extension Routes {
         for (p, prompt) in prompts.enumerated() {
             let maxTokens = try tokenBudget(prompt: prompt.count, asked: s.maxTokens ?? 16, model: model,
                                             limit: options.maxTokens, param: prompts.count > 1 ? "prompt[\(p)]" : "max_tokens")
-            for i in 0..<s.n {
+            for _ in 0..<s.n {
                 requests.append(GenerationRequest(promptTokens: prompt, adapter: adapter, maxTokens: maxTokens, sampling: s.sampling,
-                                                  seed: s.seed &+ UInt64(requests.count), stopStrings: s.stop,
+                                                  seed: s.seed &+ UInt64(requests.count), stopStrings: s.stop, stopTokenIds: s.ignoreEOS ? [] : nil,
                                                   logprobs: logprobs, promptLogprobs: echo && logprobs != nil))
-                _ = i
             }
         }
         let events = try runChoices(requests, on: model, metrics: metrics, arrival: arrival)

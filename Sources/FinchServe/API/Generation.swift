@@ -11,6 +11,8 @@ struct SamplingFields {
     var stop: [String] = []
     var maxTokens: Int?
     var n = 1
+    /// Generate past the end-of-sequence token (vLLM's `ignore_eos`: fixed lengths for benchmarks).
+    var ignoreEOS = false
 
     init(_ f: RequestFields, maxTokensKeys: [String]) throws {
         sampling.temperature = try f.float("temperature", in: 0...2) ?? 1
@@ -28,6 +30,7 @@ struct SamplingFields {
             if let m = try f.int(key, in: 0...Int(Int32.max)) { maxTokens = m; break }
         }
         n = try f.int("n", in: 1...16) ?? 1
+        ignoreEOS = try f.bool("ignore_eos") ?? false
         try f.refuse("frequency_penalty", unless: { $0.doubleValue == 0 }, "use repetition_penalty")
         try f.refuse("presence_penalty", unless: { $0.doubleValue == 0 }, "use repetition_penalty")
         try f.refuse("logit_bias", unless: { $0.objectValue?.isEmpty ?? false }, "leave it out")

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FinchFormats
+@testable import FinchServe
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import XCTest
+
+/// Counts generated tokens (engine observer).
+final class TokenCounter: EngineObserver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var total = 0
+    func engineStepped(_ report: BatchEngine.StepReport, seconds: Double, running: Int, waiting: Int) {
+        lock.withLock { total += report.generated }
+    }
+    var generated: Int { lock.withLock { total } }
+}
+
+/// A live server on loopback: a streaming client that goes away stops its generation.
+final class DisconnectTests: XCTestCase {
+    func testClientThatDisconnectsStopsItsGeneration() async throws {
+        let lm = try ServeFixtures.model()
+        let engine = InferenceEngine(lm: lm, maxBatch: 4)
+        defer { engine.shutdown() }
+        let counter = TokenCounter()
+        engine.observer = counter
+        let served = ServedModel(engine: engine, name: "smollm2-135m", contextLength: 4096, adapters: [:])
+        var options = ServeOptions()
+        options.port = 0
+        var logger = Logger(label: "test")
+        logger.logLevel = .error
+        let app = try FinchServer.application(state: ServerState(model: served), options: options, logger: logger)
+        try await app.test(.live) { client in
+            let port = try XCTUnwrap(client.port)
+            let body = #"{"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": true, "temperature": 0, "stream": true}"#
+            let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            XCTAssertEqual(connected, 0)
+            XCTAssertEqual(request.withCString { send(fd, $0, strlen($0), 0) }, request.utf8.count)
+            // Read until a few tokens have streamed, then hang up.
+            var received = ""
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while received.components(separatedBy: "data: ").count < 5 {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                XCTAssertGreaterThan(n, 0)
+                if n <= 0 { break }
+                received += String(decoding: buffer[0..<n], as: UTF8.self)
+            }
+            XCTAssertTrue(received.hasPrefix("HTTP/1.1 200"), received)
+            close(fd)
+            // The sequence leaves the batch within a few steps instead of running 3000 tokens.
+            var waited = 0
+            while engine.load.running > 0 || engine.load.waiting > 0 {
+                try await Task.sleep(for: .milliseconds(20))
+                waited += 20
+                if waited > 10_000 { break }
+            }
+            XCTAssertEqual(engine.load.running, 0, "the generation stopped")
+            XCTAssertLessThan(counter.generated, 300, "generated \(counter.generated) of 3000 tokens")
+        }
+    }
+}
