@@ -17,7 +17,8 @@ public struct ServeOptions: Sendable {
     public var maxBodyBytes = 8 << 20
     /// New tokens one sequence may ask for at most.
     public var maxTokens = 4096
-    /// Appends every chat completion (messages, settings, answers) to this JSON-lines file.
+    /// Appends the chat completions that ask for it (`"finch_log": true`, the page's checkbox) to
+    /// this JSON-lines file: messages, settings, answers.
     public var conversationLog: String?
 
     public init() {}
@@ -54,6 +55,7 @@ public final class Routes: Sendable {
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.text())))
         }
+        router.get("/finch/info") { [self] _, _ in try info() }
         router.get("/v1/models") { [self] _, _ in try models() }
         router.get("/v1/models/:id") { [self] _, context in try model(id: context.parameters.get("id") ?? "") }
         router.post("/v1/adapters") { [self] request, _ in try await loadAdapter(request) }
@@ -83,6 +85,16 @@ public final class Routes: Sendable {
         if let root { m += [("parent", .string(model.name)), ("root", .string(root))] }
         m.append(("max_model_len", .int(model.contextLength)))
         return .object(m)
+    }
+
+    /// What the chat page needs: the base model, the adapters, the context, whether conversations can be logged.
+    func info() throws -> Response {
+        let model = try state.model()
+        return jsonResponse(.object([
+            ("model", .string(model.name)), ("adapters", .array(model.adapters.keys.sorted().map(JSONValue.string))),
+            ("context_length", .int(model.contextLength)), ("max_tokens", .int(options.maxTokens)),
+            ("max_batch", .int(model.engine.maxBatch)), ("conversation_log", .bool(conversationLog != nil)),
+        ]))
     }
 
     func models() throws -> Response {
@@ -180,7 +192,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// The route a path belongs to (a bounded set of label values).
     static func routeName(_ path: String) -> String {
-        let known = ["/", "/health", "/metrics", "/v1/models", "/v1/adapters", "/v1/chat/completions", "/v1/completions",
+        let known = ["/", "/health", "/metrics", "/finch/info", "/v1/models", "/v1/adapters", "/v1/chat/completions", "/v1/completions",
                      "/tokenize", "/detokenize"]
         if known.contains(path) { return path }
         if path.hasPrefix("/v1/models/") { return "/v1/models/:id" }

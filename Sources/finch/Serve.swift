@@ -41,7 +41,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("model-name"), help: "The base model's id in the API (default: the model's file or directory name).")
     var modelName: String?
 
-    @Option(name: .customLong("conversation-log"), help: "Append every chat completion to this JSON-lines file (for human evaluation).")
+    @Option(name: .customLong("conversation-log"), help: "Keep a conversation log (JSON lines, for human evaluation): chat completions that ask for it (the page's checkbox, \"finch_log\": true) are appended to FILE.")
     var conversationLog: String?
 
     func validate() throws {

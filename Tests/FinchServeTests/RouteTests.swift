@@ -297,7 +297,13 @@ final class RouteTests: XCTestCase, @unchecked Sendable {
         try await app.test(.router) { client in
             _ = try await post(client, "/v1/completions", #"{"prompt": "Hello", "max_tokens": 5, "temperature": 0}"#)
             _ = try await post(client, "/v1/completions", #"{"prompt": 5}"#)
-            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            // The engine reports a step after its events went out: wait for the last step's report.
+            var text = ""
+            for _ in 0..<100 {
+                text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                if text.contains("finch_generation_tokens_total 5") { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
             XCTAssertTrue(text.contains(#"finch_requests_total{route="/v1/completions",status="200"} 1"#), text)
             XCTAssertTrue(text.contains(#"finch_requests_total{route="/v1/completions",status="400"} 1"#), text)
             XCTAssertTrue(text.contains("finch_generation_tokens_total 5"), text)
@@ -330,6 +336,33 @@ final class RouteTests: XCTestCase, @unchecked Sendable {
                 return out
             }
             XCTAssertEqual(together, alone)
+        }
+    }
+
+    func testConversationLogIsOptIn() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("finch-log-\(UUID()).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var options = ServeOptions()
+        options.conversationLog = path
+        let ask = #"{"model": "lora", "messages": [{"role": "user", "content": "Say yes."}], "temperature": 0, "max_tokens": 4"#
+        try await ready(options).test(.router) { client in
+            let info = try json(try await client.execute(uri: "/finch/info", method: .get))
+            XCTAssertEqual(info["conversation_log"], .bool(true))
+            XCTAssertEqual(info["adapters"]?.arrayValue?.count, 3)
+            _ = try await post(client, "/v1/chat/completions", ask + "}")                          // not asked: not logged
+            let r = try await post(client, "/v1/chat/completions", ask + #", "finch_log": true}"#)
+            let answer = try json(r)["choices"]!.arrayValue![0]["message"]!["content"]!.stringValue!
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+            XCTAssertEqual(lines.count, 1)
+            let entry = try JSONParser.parse(String(lines[0]))
+            XCTAssertEqual(entry["model"]?.stringValue, "lora")
+            XCTAssertEqual(entry["answers"], .array([.string(answer)]))
+            XCTAssertEqual(entry["messages"]?.arrayValue?.first?["content"]?.stringValue, "Say yes.")
+        }
+        try await ready().test(.router) { client in
+            try assertError(try await post(client, "/v1/chat/completions", ask + #", "finch_log": true}"#), .badRequest, param: "finch_log")
+            let info = try await client.execute(uri: "/finch/info", method: .get)
+            XCTAssertEqual(try json(info)["conversation_log"], .bool(false))
         }
     }
 

@@ -40,7 +40,11 @@ extension Routes {
         let id = responseId("chatcmpl-"), created = Int(Date().timeIntervalSince1970)
         let modelName = adapter ?? model.name
         let tokenizer = model.tokenizer
-        let log = conversationLog
+        // The log is opt-in twice: the server keeps one (--conversation-log) and the request asks for it.
+        let log = try f.bool("finch_log") == true ? conversationLog : nil
+        if try f.bool("finch_log") == true && log == nil {
+            throw APIError.invalid("finch_log", "this server keeps no conversation log; start it with --conversation-log FILE")
+        }
         let header: [(key: String, value: JSONValue)] = [
             ("id", .string(id)), ("object", .string(stream ? "chat.completion.chunk" : "chat.completion")),
             ("created", .int(created)), ("model", .string(modelName)), ("system_fingerprint", .string(fingerprint)),
