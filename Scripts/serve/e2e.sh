@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# End-to-end checks of `finch serve` with real clients, on loopback:
+#   - the `openai` Python package streams chats and completions, scores a prompt (echo + logprobs),
+#     switches adapters and gets OpenAI's errors (openai_client_check.py);
+#   - headless Chromium drives the chat page: streamed text, Stop, Clear, adapter switch, compare
+#     mode, the conversation log (page_check.py; --screenshot FILE saves the page).
+# Installs what it needs: Debian's chromium + chromium-driver, and a venv with openai + selenium
+# under $FINCH_HOME/venvs (outside the repository).
+#   Scripts/serve/e2e.sh [--screenshot FILE]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+screenshot=""
+[ "${1:-}" = "--screenshot" ] && screenshot="$2"
+
+FINCH=${FINCH:-.build/release/finch}
+if [ ! -x "$FINCH" ]; then swift build -c release -Xswiftc -enable-testing --product finch >&2; fi
+
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "e2e: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+home=${FINCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/finch}
+venv="$home/venvs/serve-e2e"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, selenium" 2>/dev/null; then
+  echo "e2e: making $venv (openai, selenium)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "openai>=1.40" "selenium>=4.20"
+fi
+
+ref=${FINCH_REFERENCE:-../shared/reference}
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$FINCH" serve --port "$port" --max-batch 16 --ctx 2048 \
+  --adapter lora="$ref/peft/lora_all_linear_r8" --adapter dora="$ref/peft/dora_qv_r4" \
+  --conversation-log "$work/conversations.jsonl" >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 300); do
+  curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+  kill -0 $server 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "e2e: the server did not become ready" >&2; cat "$work/server.log" >&2; exit 1; }
+
+"$venv/bin/python" Scripts/serve/openai_client_check.py --base-url "http://127.0.0.1:$port/v1"
+"$venv/bin/python" Scripts/serve/page_check.py --url "http://127.0.0.1:$port/" \
+  --log "$work/conversations.jsonl" ${screenshot:+--screenshot "$screenshot"}
+echo "e2e: all checks passed" >&2
