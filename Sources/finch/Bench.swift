@@ -8,7 +8,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and memory; prints JSON lines.",
-        subcommands: [BenchGenerate.self, BenchTrain.self, BenchGEMM.self])
+        subcommands: [BenchGenerate.self, BenchTrain.self, BenchGEMM.self, BenchBatch.self])
 }
 
 

@@ -5,6 +5,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import FinchTestSupport
 import XCTest
 
 /// Every route through Hummingbird's test client, on the real SmolLM2 with three adapters.
@@ -178,6 +179,22 @@ final class RouteTests: XCTestCase, @unchecked Sendable {
                                lm.tokenizer.decode(prompt))
                 XCTAssertTrue(choice["text"]!.stringValue!.hasPrefix("The capital of France is Paris"))
             }
+            // lm-eval drops the last entry as the generated one, also when that token ended the
+            // answer (end of sequence, as after several of these MMLU answers).
+            let items = try String(contentsOfFile: Fixtures.path("mmlu/mmlu_zero_shot_val_100.jsonl"), encoding: .utf8)
+                .split(separator: "\n").prefix(3)
+            var ended = 0
+            for item in items {
+                let input = try JSONParser.parse(String(item))["input"]!.stringValue!
+                for letter in ["A", "B", "C", "D"] {
+                    let p = lm.tokenizer.encode(input + " " + letter)
+                    let r = try await post(client, "/v1/completions", #"{"prompt": [\#(p.map(String.init).joined(separator: ","))], "echo": true, "logprobs": 1, "temperature": 0, "max_tokens": 1}"#)
+                    let choice = try json(r)["choices"]!.arrayValue![0]
+                    XCTAssertEqual(choice["logprobs"]!["token_logprobs"]!.arrayValue!.count, p.count + 1)
+                    if choice["finish_reason"]?.stringValue == "stop" { ended += 1 }
+                }
+            }
+            XCTAssertGreaterThan(ended, 0, "some answers end with the end-of-sequence token")
         }
     }
 

@@ -40,8 +40,8 @@ enum ServeFixtures {
 extension Array where Element == GenerationEvent {
     var generatedTokens: [Int] { compactMap { if case .token(let id, _, _) = $0 { id } else { nil } } }
     var tokenLogprobs: [TokenLogprob] { compactMap { if case .token(_, _, let lp) = $0 { lp } else { nil } } }
-    var finalText: String? { compactMap { if case .finished(_, let t, _, _) = $0 { t } else { nil } }.first }
+    var finalText: String? { compactMap { if case .finished(let c) = $0 { c.text } else { nil } }.first }
     var streamedText: String { compactMap { if case .token(_, let t, _) = $0 { t } else { nil } }.joined() }
-    var finishReason: FinishReason? { compactMap { if case .finished(let r, _, _, _) = $0 { r } else { nil } }.first }
+    var finishReason: FinishReason? { compactMap { if case .finished(let c) = $0 { c.reason } else { nil } }.first }
     var promptScores: [TokenLogprob?]? { compactMap { if case .promptLogprobs(let s) = $0 { s } else { nil } }.first }
 }

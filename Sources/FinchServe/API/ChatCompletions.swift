@@ -90,10 +90,10 @@ extension Routes {
                     let logprobs: JSONValue = lp.map { .object([("content", .array([chatLogprob($0, tokenizer)]))]) } ?? .null
                     if text.isEmpty && lp == nil { continue }
                     try await writer.event(chunk(i, delta: [("content", .string(text))], logprobs: logprobs))
-                case .finished(let reason, let text, _, let c):
-                    completion += c
-                    texts[i] = text
-                    try await writer.event(chunk(i, delta: [], finish: finishName(reason)))
+                case .finished(let done):
+                    completion += done.completionTokens
+                    texts[i] = done.text
+                    try await writer.event(chunk(i, delta: [], finish: finishName(done.reason)))
                 case .failed(let why):
                     try await writer.event(APIError(.internalServerError, "Generation failed: \(why)", type: "server_error").json)
                     return

@@ -48,7 +48,8 @@ extension Routes {
                     var lp: JSONValue = .null
                     if let k = logprobs {
                         lp = completionLogprobs(prompt: echo ? prompt : nil, promptScores: c.promptScores,
-                                                generated: c.tokens, top: k, tokenizer: tokenizer)
+                                                generated: c.tokens + (c.endToken.map { [$0] } ?? []), top: k,
+                                                tokenizer: tokenizer)
                     }
                     return .object([("index", .int(i)), ("text", .string(echoed + c.text)), ("logprobs", lp),
                                     ("finish_reason", .string(finishName(c.finish)))])
@@ -85,10 +86,12 @@ extension Routes {
                     let l = logprobs.map { completionLogprobs(prompt: nil, promptScores: nil, generated: [(id, lp)], top: $0,
                                                               tokenizer: tokenizer) } ?? .null
                     try await writer.event(chunk(i, text, logprobs: l))
-                case .finished(let reason, _, _, let c):
+                case .finished(let done):
                     try await sendEcho(nil)
-                    completion += c
-                    try await writer.event(chunk(i, "", finish: finishName(reason)))
+                    completion += done.completionTokens
+                    let l = logprobs.flatMap { k in done.endToken.map {
+                        completionLogprobs(prompt: nil, promptScores: nil, generated: [$0], top: k, tokenizer: tokenizer) } } ?? .null
+                    try await writer.event(chunk(i, "", logprobs: l, finish: finishName(done.reason)))
                 case .failed(let why):
                     try await writer.event(APIError(.internalServerError, "Generation failed: \(why)", type: "server_error").json)
                     return

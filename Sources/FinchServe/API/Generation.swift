@@ -48,6 +48,7 @@ struct CollectedChoice {
     var finish: FinishReason = .length
     var promptTokens = 0
     var completionTokens = 0
+    var endToken: (id: Int, logprob: TokenLogprob?)?
 }
 
 /// The finish reason as OpenAI names it.
@@ -96,8 +97,9 @@ func collect(_ events: AsyncStream<(Int, GenerationEvent)>, count: Int) async th
         switch e {
         case .promptLogprobs(let s): choices[i].promptScores = s
         case .token(let id, _, let lp): choices[i].tokens.append((id, lp))
-        case .finished(let reason, let text, let p, let c):
-            choices[i].finish = reason; choices[i].text = text; choices[i].promptTokens = p; choices[i].completionTokens = c
+        case .finished(let done):
+            choices[i].finish = done.reason; choices[i].text = done.text; choices[i].promptTokens = done.promptTokens
+            choices[i].completionTokens = done.completionTokens; choices[i].endToken = done.endToken
         case .failed(let why):
             throw APIError(.internalServerError, "Generation failed: \(why)", type: "server_error")
         }

@@ -242,11 +242,12 @@ public final class BatchEngine {
         }
         // The end-of-sequence token is counted but not reported: it is no part of the answer.
         if reason != .endOfSequence { s.emit(.token(id: tok, text: delta, logprob: lp)) }
-        if let reason { finish(s, reason) }
+        if let reason { finish(s, reason, endToken: reason == .endOfSequence ? (tok, lp) : nil) }
     }
 
-    private func finish(_ s: Seq, _ reason: FinishReason) {
-        s.emit(.finished(reason, text: s.text, promptTokens: s.request.promptTokens.count, completionTokens: s.generated))
+    private func finish(_ s: Seq, _ reason: FinishReason, endToken: (id: Int, logprob: TokenLogprob?)? = nil) {
+        s.emit(.finished(Completion(reason: reason, text: s.text, promptTokens: s.request.promptTokens.count,
+                                    completionTokens: s.generated, endToken: endToken)))
         release(s)
     }
 

@@ -51,8 +51,22 @@ public enum GenerationEvent: Sendable {
     /// character still incomplete, or the start of a possible stop string). An end-of-sequence
     /// token is not reported (only counted in `completionTokens`).
     case token(id: Int, text: String, logprob: TokenLogprob?)
-    case finished(FinishReason, text: String, promptTokens: Int, completionTokens: Int)
+    case finished(Completion)
     case failed(String)
+}
+
+/// How a sequence ended.
+public struct Completion: Sendable {
+    public var reason: FinishReason
+    /// The whole generated text (without a stop string).
+    public var text: String
+    public var promptTokens: Int
+    /// Generated tokens, the end-of-sequence token included.
+    public var completionTokens: Int
+    /// The end-of-sequence token that ended it (not part of the text, and not reported as a
+    /// `token` event), with its log-probability when they were asked for: OpenAI's completion
+    /// logprobs list it, and lm-evaluation-harness counts on a last generated entry.
+    public var endToken: (id: Int, logprob: TokenLogprob?)?
 }
 
 /// Log-softmax of one row of logits and the top-k tokens.
