@@ -3,7 +3,8 @@
 # SmolLM2 Q4_1 GGUF), machine and run: 16 and 64 concurrent streaming chat clients for 60 s each
 # (Scripts/bench/serve_load.py: errors, aggregate tokens/s, p50/p95 time to first token and per
 # output token, peak RSS). Finch decodes the clients together (continuous batching, f32 weights);
-# llama.cpp's server answers one request at a time with its own 4-bit kernels.
+# llama.cpp's server answers one request at a time with its own 4-bit kernels (queued:
+# --interrupt_requests False, else each new request cuts off the one streaming).
 #   Scripts/bench/bench_serve_vs_llamacpp.sh [VENV] [DURATION_S]
 # VENV (default /work/venv-llama, outside the repo) needs llama-cpp-python 0.3.36 with its server
 # extra, built here, and aiohttp:
@@ -30,7 +31,7 @@ for clients in 16 64; do
     --clients "$clients" --duration "$DURATION" --pid "$pid" --label finch
   kill $pid; wait $pid 2>/dev/null || true
 
-  "$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --port "$port" --n_threads "$(nproc)" --n_ctx 2048 >"$log" 2>&1 &
+  "$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --port "$port" --n_threads "$(nproc)" --n_ctx 2048 --interrupt_requests False >"$log" 2>&1 &
   pid=$!
   wait_ready "http://127.0.0.1:$port/v1/models"
   "$VENV/bin/python" Scripts/bench/serve_load.py --url "http://127.0.0.1:$port/v1/chat/completions" --model smollm2-135m \

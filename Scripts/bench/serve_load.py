@@ -3,8 +3,9 @@
 Each client sends chat completions one after another (questions from ../shared/datasets,
 greedy, max_tokens M) and reads the server-sent events. Prints one JSON line: completed
 requests, errors, aggregate generated tokens/s, p50/p95 time to first token and time per output
-token, and the server's peak RSS (VmHWM of --pid). Tokens are counted from the stream's usage
-chunk when the server sends one, else as the content chunks (one token each on both servers).
+token, and the server's peak RSS (VmHWM of --pid). Tokens are the content chunks that arrived
+inside the window (one token each on both servers; also those of answers still running at the
+end), so long answers cut off at the end still count for what they streamed.
 """
 import argparse
 import asyncio
@@ -44,7 +45,7 @@ async def client(i, session, deadline):
                 "temperature": 0, "max_tokens": args.max_tokens, "stream": True,
                 "stream_options": {"include_usage": True}}
         start = time.monotonic()
-        first, last, chunks, usage = None, None, 0, None
+        first, last, chunks = None, None, 0
         try:
             async with session.post(args.url, json=body) as r:
                 if r.status != 200:
@@ -58,8 +59,6 @@ async def client(i, session, deadline):
                         if not line.startswith("data: ") or line == "data: [DONE]":
                             continue
                         chunk = json.loads(line[6:])
-                        if chunk.get("usage"):
-                            usage = chunk["usage"]
                         for c in chunk.get("choices") or []:
                             if (c.get("delta") or {}).get("content"):
                                 now = time.monotonic()
@@ -67,6 +66,8 @@ async def client(i, session, deadline):
                                     first = now
                                 last = now
                                 chunks += 1
+                                if now <= deadline:
+                                    stats["tokens"] += 1
                     if time.monotonic() > deadline + 30:
                         raise RuntimeError("request ran 30 s past the end")
         except asyncio.CancelledError:
@@ -76,15 +77,13 @@ async def client(i, session, deadline):
             if len(stats["error_samples"]) < 3:
                 stats["error_samples"].append(str(e)[:200])
             continue
-        if time.monotonic() > deadline:   # finished after the window: its tokens are not counted
+        if time.monotonic() > deadline:   # finished after the window: only its streamed tokens count
             return
-        tokens = usage["completion_tokens"] if usage else chunks
         stats["done"] += 1
-        stats["tokens"] += tokens
         if first is not None:
             stats["ttft"].append(first - start)
-            if tokens > 1:
-                stats["tpot"].append((last - first) / (tokens - 1))
+            if chunks > 1:
+                stats["tpot"].append((last - first) / (chunks - 1))
 
 
 async def main():

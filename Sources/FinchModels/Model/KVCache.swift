@@ -17,8 +17,8 @@ public final class KVCache: @unchecked Sendable {
     init(layers: Int, kvHeads: Int, headDim: Int, capacity: Int) {
         self.layers = layers; self.kvHeads = kvHeads; self.headDim = headDim
         self.capacity = max(capacity, 16)
-        keys = (0..<layers).map { _ in Buffer(count: kvHeads * max(capacity, 16) * headDim) }
-        values = (0..<layers).map { _ in Buffer(count: kvHeads * max(capacity, 16) * headDim) }
+        keys = (0..<layers).map { _ in Buffer(uninitializedCount: kvHeads * max(capacity, 16) * headDim) }   // positions past `length` are never read
+        values = (0..<layers).map { _ in Buffer(uninitializedCount: kvHeads * max(capacity, 16) * headDim) }
     }
 
     /// Bytes held by the cache.
@@ -37,7 +37,7 @@ public final class KVCache: @unchecked Sendable {
         while newCap < total { newCap *= 2 }
         let d = headDim, old = capacity
         func grow(_ b: Buffer<Float>) -> Buffer<Float> {
-            let n = Buffer<Float>(count: kvHeads * newCap * d)
+            let n = Buffer<Float>(uninitializedCount: kvHeads * newCap * d)
             for g in 0..<kvHeads {
                 (n.pointer + g * newCap * d).update(from: b.pointer + g * old * d, count: length * d)
             }

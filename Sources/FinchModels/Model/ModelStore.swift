@@ -37,6 +37,7 @@ public enum ModelStore {
         let s = spec ?? defaultModelName
         if let k = known.first(where: { $0.name == s.lowercased() }) { return k.name }
         let last = URL(fileURLWithPath: path).lastPathComponent
+        if let k = known.first(where: { $0.fileName == last }) { return k.name }
         return last.hasSuffix(".gguf") ? String(last.dropLast(5)) : last
     }
 

@@ -100,7 +100,9 @@ public final class BatchEngine {
         while running.count < maxBatch, !waiting.isEmpty {
             let s = waiting.removeFirst()
             if let problem = check(s.request) { s.emit(.failed(problem)); continue }
-            s.cache = takeCache(capacity: s.request.promptTokens.count + s.request.maxTokens + 1)
+            // Room for the prompt and the first answer tokens; the cache doubles when an answer runs longer
+            // (a request's max_tokens is a bound, often far above what it generates).
+            s.cache = takeCache(capacity: s.request.promptTokens.count + min(s.request.maxTokens, 256) + 1)
             running.append(s)
         }
         guard !running.isEmpty else { return nil }
