@@ -17,26 +17,6 @@ final class BatchEngineTests: XCTestCase {
         GenerationRequest(promptTokens: prompt, adapter: adapter, maxTokens: maxTokens, logprobs: 2)
     }
 
-    /// Same greedy tokens, or a divergence where the alone run's top two tokens were a near tie
-    /// (batched products round differently: a GEMM over the batch instead of the one-row kernel).
-    /// Returns the logit gap at the divergence, if any.
-    @discardableResult
-    func assertSameGreedy(_ batched: [GenerationEvent], _ alone: [GenerationEvent], _ label: String,
-                          file: StaticString = #filePath, line: UInt = #line) -> Float? {
-        let a = batched.generatedTokens, b = alone.generatedTokens
-        guard let j = (0..<min(a.count, b.count)).first(where: { a[$0] != b[$0] }) else {
-            XCTAssertEqual(a, b, label, file: file, line: line)
-            XCTAssertEqual(batched.finalText, alone.finalText, label, file: file, line: line)
-            return nil
-        }
-        let top = alone.tokenLogprobs[j].top
-        let gap = top[0].logprob - top[1].logprob
-        print("\(label): token \(j) differs (\(a[j]) batched, \(b[j]) alone); alone's top-2 logit gap \(gap)")
-        XCTAssertLessThan(gap, 2e-3, "\(label): diverged at token \(j) where the choice was not a near tie",
-                          file: file, line: line)
-        return gap
-    }
-
     func testConcurrentMixedAdaptersMatchEachAlone() throws {
         let lm = try ServeFixtures.model()
         let adapters: [String?] = [nil, "lora", "dora", "rslora"]
