@@ -89,8 +89,10 @@ struct Serve: AsyncParsableCommand {
                 state.phase = .ready(ServedModel(engine: engine, name: name, contextLength: context, adapters: paths))
                 stderrPrint("serving \(name) (context \(context), batch \(maxBatch)) at http://\(host):\(port)/")
             } catch {
-                stderrPrint("error: \(error)")
+                // Nothing to serve: say why and stop (a supervisor sees the exit status).
                 state.phase = .failed("\(error)")
+                stderrPrint("error: \(error)")
+                Foundation.exit(1)
             }
         }
         loader.stackSize = 16 << 20
