@@ -9,6 +9,7 @@ public protocol EngineObserver: AnyObject, Sendable {
 /// Drives a `BatchEngine` on a thread of its own (the model is not thread-safe and each forward
 /// pass uses every core): requests from any task join the batch at the next step; their events
 /// arrive on an `AsyncStream`. Work that needs the model alone (loading an adapter) runs between steps.
+/// The thread runs until `shutdown()`.
 public final class InferenceEngine: @unchecked Sendable {
     public let lm: LanguageModel
     private let engine: BatchEngine
@@ -27,7 +28,8 @@ public final class InferenceEngine: @unchecked Sendable {
         self.lm = lm
         self.engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
         self.maxQueue = maxQueue
-        let t = Thread { [unowned self] in self.loop() }
+        // The thread holds the engine until `shutdown()` ends its loop.
+        let t = Thread { [self] in self.loop() }
         t.name = "finch-engine"
         t.stackSize = 16 << 20
         thread = t
