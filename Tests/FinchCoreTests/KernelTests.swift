@@ -164,7 +164,7 @@ final class OpTests: XCTestCase {
 
     func attentionMatchesNaive(window: Int?) {
         let h = 4, g = 2, d = 8, cap = 150
-        let specs = [(past: 0, rows: 70), (past: 30, rows: 3), (past: 9, rows: 1)]
+        let specs = [(past: 0, rows: 70), (past: 30, rows: 3), (past: 9, rows: 1), (past: 120, rows: 1)]   // one-row: the decode path
         var q: [Float] = [], segments: [AttentionSegment] = []
         var keys: [Buffer<Float>] = [], values: [Buffer<Float>] = []
         var start = 0

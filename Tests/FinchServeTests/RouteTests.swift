@@ -136,6 +136,26 @@ final class RouteTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    func testSeveralChoicesStreamInterleavedAndEachEnds() async throws {
+        try await ready().test(.router) { client in
+            let ask = #""messages": [{"role": "user", "content": "Write a short poem."}], "temperature": 0.9, "seed": 5, "max_tokens": 12, "n": 3"#
+            let whole = try json(try await post(client, "/v1/chat/completions", "{\(ask)}"))
+            let contents = whole["choices"]!.arrayValue!.map { $0["message"]!["content"]!.stringValue! }
+            XCTAssertEqual(contents.count, 3)
+            XCTAssertGreaterThan(Set(contents).count, 1, "seeds seed, seed+1, seed+2 sample differently")
+            let chunks = try events(try await post(client, "/v1/chat/completions", "{\(ask), \"stream\": true}"))
+            var texts = ["", "", ""], finishes = [String?](repeating: nil, count: 3)
+            for c in chunks.dropLast() {
+                let ch = c["choices"]!.arrayValue![0]
+                let i = ch["index"]!.intValue!
+                texts[i] += ch["delta"]?["content"]?.stringValue ?? ""
+                if let f = ch["finish_reason"]?.stringValue { finishes[i] = f }
+            }
+            XCTAssertEqual(texts, contents, "the same seeds give the same samples, streamed or whole")
+            XCTAssertTrue(finishes.allSatisfy { $0 != nil })
+        }
+    }
+
     func testAdapterIsChosenByModelOrAdapterField() async throws {
         try await ready().test(.router) { client in
             func firstLogprob(_ fields: String) async throws -> String {

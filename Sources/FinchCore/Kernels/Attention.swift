@@ -69,6 +69,16 @@ public enum Attention {
                     let v = s.values + g * s.capacity * d + first * d
                     let qh = q + (s.rowStart + task.r0) * rowStride + task.head * d
                     let oh = out + (s.rowStart + task.r0) * rowStride + task.head * d
+                    if rows == 1 {
+                        // Decoding: one query row; dot products and a weighted sum of value rows
+                        // (a GEMM call per one-row product costs more than the product).
+                        let (lo, hi) = visibleKeys(position: s.pastLength + task.r0, window: window, first: first)
+                        for j in lo..<hi { scores[j] = scale * finch_dot_f32(qh, k + j * d, d) }
+                        softmaxInPlace(scores + lo, count: hi - lo)
+                        oh.update(repeating: 0, count: d)
+                        for j in lo..<hi { finch_axpy_f32(oh, scores[j], v + j * d, d) }
+                        continue
+                    }
                     // scores [rows, keysUsed] = scale · q_h · kᵀ
                     GEMM.f32Serial(m: rows, n: keysUsed, k: d, a: qh, lda: rowStride, b: k, ldb: d,
                                    bTransposed: true, c: scores, ldc: keysUsed, alpha: scale, accumulate: false)
