@@ -25,6 +25,25 @@ public final class ServedModel: @unchecked Sendable {
         created = Int(Date().timeIntervalSince1970)
     }
 
+    /// Loads `adapters` (PEFT directories) into `lm` (none active: each request picks its own) and
+    /// starts an engine over it. The context defaults to the model's positions, at most 4096.
+    public static func start(lm: LanguageModel, adapters: [(name: String, directory: String)], maxBatch: Int,
+                             contextLength: Int? = nil, name: String, observer: (any EngineObserver)? = nil) throws -> ServedModel {
+        var paths: [String: String] = [:]
+        for (adapter, dir) in adapters {
+            guard paths[adapter] == nil, adapter != name, adapter != "base" else {
+                throw ModelError.badInput("two adapters, or an adapter and the base model, are both called '\(adapter)'")
+            }
+            try lm.model.loadAdapter(directory: dir, name: adapter)
+            paths[adapter] = dir
+        }
+        lm.model.setActiveAdapter(nil)
+        let engine = InferenceEngine(lm: lm, maxBatch: maxBatch)
+        engine.observer = observer
+        return ServedModel(engine: engine, name: name, contextLength: contextLength ?? min(lm.model.maxPositions, 4096),
+                           adapters: paths)
+    }
+
     /// Loaded adapters: name → directory.
     public var adapters: [String: String] {
         lock.lock(); defer { lock.unlock() }

@@ -62,7 +62,7 @@ struct Serve: AsyncParsableCommand {
         let state = ServerState()
         let metrics = ServerMetrics()
         let app = try FinchServer.application(state: state, options: options, metrics: metrics, logger: logger)
-        let adapters = adapter.map { a -> (String, String) in
+        let adapters = adapter.map { a -> (name: String, directory: String) in
             let parts = a.split(separator: "=", maxSplits: 1).map(String.init)
             return (parts[0], parts[1])
         }
@@ -71,23 +71,15 @@ struct Serve: AsyncParsableCommand {
         let loader = Thread {
             do {
                 let lm = try base.load()
-                var paths: [String: String] = [:]
-                for (name, dir) in adapters {
-                    try lm.model.loadAdapter(directory: dir, name: name)
-                    paths[name] = dir
-                    stderrPrint("adapter \(name): \(dir)")
+                let served = try ServedModel.start(lm: lm, adapters: adapters, maxBatch: maxBatch, contextLength: ctx,
+                                                   name: modelName ?? ModelStore.displayName(of: base.model, path: lm.path),
+                                                   observer: metrics)
+                for (name, dir) in adapters { stderrPrint("adapter \(name): \(dir)") }
+                if served.contextLength > lm.model.maxPositions {
+                    stderrPrint("note: --ctx \(served.contextLength) is past the \(lm.model.maxPositions) positions the model was trained on")
                 }
-                lm.model.setActiveAdapter(nil)
-                let limit = min(lm.model.maxPositions, 4096)
-                let context = ctx ?? limit
-                if context > lm.model.maxPositions {
-                    stderrPrint("note: --ctx \(context) is past the \(lm.model.maxPositions) positions the model was trained on")
-                }
-                let engine = InferenceEngine(lm: lm, maxBatch: maxBatch)
-                engine.observer = metrics
-                let name = modelName ?? ModelStore.displayName(of: base.model, path: lm.path)
-                state.phase = .ready(ServedModel(engine: engine, name: name, contextLength: context, adapters: paths))
-                stderrPrint("serving \(name) (context \(context), batch \(maxBatch)) at http://\(host):\(port)/")
+                state.phase = .ready(served)
+                stderrPrint("serving \(served.name) (context \(served.contextLength), batch \(maxBatch)) at http://\(host):\(port)/")
             } catch {
                 // Nothing to serve: say why and stop (a supervisor sees the exit status).
                 state.phase = .failed("\(error)")

@@ -58,12 +58,8 @@ func finishName(_ r: FinishReason) -> String { r == .length ? "length" : "stop" 
 /// iteration cancels every choice.
 func runChoices(_ requests: [GenerationRequest], on model: ServedModel, metrics: ServerMetrics,
                 arrival: UInt64) throws -> AsyncStream<(Int, GenerationEvent)> {
-    var streams: [AsyncStream<GenerationEvent>] = []
-    for r in requests {
-        guard let s = model.engine.submit(r) else {
-            throw APIError(.tooManyRequests, "The server's queue is full; retry later.", type: "server_error", code: "queue_full")
-        }
-        streams.append(s)
+    guard let streams = model.engine.submit(requests) else {
+        throw APIError(.tooManyRequests, "The server's queue is full; retry later.", type: "server_error", code: "queue_full")
     }
     for r in requests { metrics.prompt(tokens: r.promptTokens.count) }
     let (out, continuation) = AsyncStream<(Int, GenerationEvent)>.makeStream()

@@ -47,22 +47,34 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Starts a sequence. Its events end with `finished` or `failed`; ending the iteration early
     /// (a client that went away) cancels it. Nil when the queue is full.
     public func submit(_ request: GenerationRequest) -> AsyncStream<GenerationEvent>? {
-        let cancelled = CancelFlag()
-        let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
-        continuation.onTermination = { _ in cancelled.set() }
-        let emit: (GenerationEvent) -> Void = { event in
-            continuation.yield(event)
-            switch event {
-            case .finished, .failed: continuation.finish()
-            default: break
-            }
+        submit([request])?.first
+    }
+
+    /// Starts sequences that join the batch at the same step (the choices of one request: with
+    /// the same batch around them, a seed samples the same answer again). Nil when the queue
+    /// cannot take them all.
+    public func submit(_ requests: [GenerationRequest]) -> [AsyncStream<GenerationEvent>]? {
+        var entries: [(GenerationRequest, (GenerationEvent) -> Void, () -> Bool)] = []
+        var streams: [AsyncStream<GenerationEvent>] = []
+        for request in requests {
+            let cancelled = CancelFlag()
+            let (stream, continuation) = AsyncStream<GenerationEvent>.makeStream()
+            continuation.onTermination = { _ in cancelled.set() }
+            entries.append((request, { event in
+                continuation.yield(event)
+                switch event {
+                case .finished, .failed: continuation.finish()
+                default: break
+                }
+            }, { cancelled.isSet }))
+            streams.append(stream)
         }
         condition.lock()
         defer { condition.unlock() }
-        guard waitingCount + inbox.count < maxQueue, !stopping else { return nil }
-        inbox.append((request, emit, { cancelled.isSet }))
+        guard waitingCount + inbox.count + entries.count <= maxQueue, !stopping else { return nil }
+        inbox += entries
         condition.signal()
-        return stream
+        return streams
     }
 
     /// Runs `body` with the model alone, between two forward passes.
