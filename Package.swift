@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain, FinchServe
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain, FinchServe, FinchEval
 ///   -> finch (CLI)
 let package = Package(
     name: "Finch",
@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "FinchModels", targets: ["FinchModels"]),
         .library(name: "FinchTrain", targets: ["FinchTrain"]),
         .library(name: "FinchServe", targets: ["FinchServe"]),
+        .library(name: "FinchEval", targets: ["FinchEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +62,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(
+            name: "FinchEval",
+            dependencies: ["FinchCore", "FinchModels", "FinchTokenizer"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+        ),
+        .target(
             name: "FinchServe",
             dependencies: ["FinchCore", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
                            .product(name: "Hummingbird", package: "hummingbird"),
@@ -72,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
+                "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,6 +90,7 @@ let package = Package(
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
+        .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTestSupport"]),
         .testTarget(name: "FinchServeTests",
                     dependencies: ["FinchServe", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
                                    .product(name: "HummingbirdTesting", package: "hummingbird")]),
