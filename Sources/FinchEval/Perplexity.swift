@@ -1,3 +1,4 @@
+import FinchCore
 import FinchModels
 import Foundation
 
@@ -68,11 +69,7 @@ public enum Perplexity {
             let logits = try model.forward([SequenceInput(tokens: ids, cache: model.makeCache(capacity: ids.count))], logits: .all)
             for i in window.scoredFrom..<ids.count {
                 let row = logits.row(i - 1)
-                var m = -Float.infinity
-                for v in row where v > m { m = v }
-                var s = 0.0
-                for v in row { s += Foundation.exp(Double(v - m)) }
-                nlls.append(Double(m) + Foundation.log(s) - Double(row[ids[i]]))
+                nlls.append(Double(CrossEntropy.logSumExp(row)) - Double(row[ids[i]]))
             }
             progress?(w + 1, plan.count)
         }

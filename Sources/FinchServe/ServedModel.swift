@@ -31,9 +31,7 @@ public final class ServedModel: @unchecked Sendable {
                              contextLength: Int? = nil, name: String, observer: (any EngineObserver)? = nil) throws -> ServedModel {
         var paths: [String: String] = [:]
         for (adapter, dir) in adapters {
-            guard paths[adapter] == nil, adapter != name, adapter != "base" else {
-                throw ModelError.badInput("two adapters, or an adapter and the base model, are both called '\(adapter)'")
-            }
+            if let problem = adapterNameProblem(adapter, base: name, taken: paths) { throw ModelError.badInput(problem) }
             try lm.model.loadAdapter(directory: dir, name: adapter)
             paths[adapter] = dir
         }
@@ -42,6 +40,13 @@ public final class ServedModel: @unchecked Sendable {
         engine.observer = observer
         return ServedModel(engine: engine, name: name, contextLength: contextLength ?? min(lm.model.maxPositions, 4096),
                            adapters: paths)
+    }
+
+    /// Why `adapter` cannot name a new adapter beside the base model `base` and the adapters `taken`.
+    static func adapterNameProblem(_ adapter: String, base: String, taken: [String: String]) -> String? {
+        if adapter.isEmpty || adapter == base || adapter == "base" { return "an adapter cannot be called '\(adapter)'" }
+        if taken[adapter] != nil { return "an adapter named '\(adapter)' is already loaded; pick another name" }
+        return nil
     }
 
     /// Loaded adapters: name → directory.
@@ -68,12 +73,9 @@ public final class ServedModel: @unchecked Sendable {
 
     /// Loads a PEFT adapter directory under `name`, between two forward passes.
     public func loadAdapter(name: String, directory: String) async throws {
-        guard !name.isEmpty, name != self.name, name != "base" else {
-            throw APIError.invalid("name", "an adapter cannot be called '\(name)'")
-        }
-        if adapters[name] != nil {
-            throw APIError(.conflict, "An adapter named '\(name)' is already loaded; pick another name.", param: "name",
-                           code: "adapter_exists")
+        if let problem = Self.adapterNameProblem(name, base: self.name, taken: adapters) {
+            throw adapters[name] != nil ? APIError(.conflict, problem, param: "name", code: "adapter_exists")
+                : APIError.invalid("name", problem)
         }
         do {
             try await engine.exclusive { lm in

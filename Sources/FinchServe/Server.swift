@@ -50,9 +50,8 @@ public final class Routes: Sendable {
                 return jsonResponse(.object([("status", .string("failed")), ("error", .string(why))]), status: .serviceUnavailable)
             }
         }
-        router.get("/metrics") { [metrics, state] _, _ -> Response in
-            if case .ready(let m) = state.phase { _ = m.engine.load }   // gauges are updated by the engine
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+        router.get("/metrics") { [metrics] _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.text())))
         }
         router.get("/finch/info") { [self] _, _ in try info() }

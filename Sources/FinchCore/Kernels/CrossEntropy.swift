@@ -17,6 +17,11 @@ public enum CrossEntropy {
     /// The target value of rows that do not count (PyTorch's `ignore_index`).
     public static let ignoreIndex: Int32 = -100
 
+    /// log Σ e^x of one row of logits (max-subtracted, vectorized): the loss of token t is this minus its logit.
+    public static func logSumExp(_ row: UnsafeBufferPointer<Float>) -> Float {
+        finch_logsumexp(row.baseAddress!, row.count)
+    }
+
     /// Per-row targets [N] from per-token labels [N] (usually the input ids, with -100 on the
     /// prompt): row t of a sequence gets the label of row t + 1, and each sequence's last row gets
     /// -100 (transformers' `ForCausalLMLoss`: pad the labels with -100, shift left by one).

@@ -41,8 +41,9 @@ extension Routes {
         let modelName = adapter ?? model.name
         let tokenizer = model.tokenizer
         // The log is opt-in twice: the server keeps one (--conversation-log) and the request asks for it.
-        let log = try f.bool("finch_log") == true ? conversationLog : nil
-        if try f.bool("finch_log") == true && log == nil {
+        let wantsLog = try f.bool("finch_log") ?? false
+        let log = wantsLog ? conversationLog : nil
+        if wantsLog && log == nil {
             throw APIError.invalid("finch_log", "this server keeps no conversation log; start it with --conversation-log FILE")
         }
         let header: [(key: String, value: JSONValue)] = [

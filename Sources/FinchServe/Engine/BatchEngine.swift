@@ -178,16 +178,27 @@ public final class BatchEngine {
         var generated = 0
         for (slot, i) in order.enumerated() {
             let (s, tokens) = batch[i]
+            let row = logits.row(logits.rows[slot].lowerBound)
             if s.prefilling {
                 s.fed += tokens.count
-                if s.prefilling { continue }
-                if s.request.promptLogprobs { s.emit(.promptLogprobs(s.promptScores)) }
-                if s.request.maxTokens == 0 { finish(s, .length); continue }
+                generated += promptRead(s, lastRow: row)
+            } else {
+                sample(s, row)
+                generated += 1
             }
-            sample(s, logits.row(logits.rows[slot].lowerBound))
-            generated += 1
         }
         return generated
+    }
+
+    /// After a chunk of a sequence's prompt: once the whole prompt is read, reports its scores
+    /// (when asked), then finishes (`max_tokens` 0) or samples the first token from the prompt's
+    /// last row. Returns the tokens generated (0 or 1).
+    private func promptRead(_ s: Seq, lastRow: UnsafeBufferPointer<Float>) -> Int {
+        if s.prefilling { return 0 }
+        if s.request.promptLogprobs { s.emit(.promptLogprobs(s.promptScores)) }
+        if s.request.maxTokens == 0 { finish(s, .length); return 0 }
+        sample(s, lastRow)
+        return 1
     }
 
     /// Reads a prompt chunk of a sequence that wants its prompt scored, keeping every row's logits.
@@ -207,11 +218,7 @@ public final class BatchEngine {
             s.promptScores.append(LogSoftmax.entry(token: prompt[s.fed + j + 1], row: logits.row(j), top: k, scratch: &scores))
         }
         s.fed += tokens.count
-        if s.prefilling { return 0 }
-        s.emit(.promptLogprobs(s.promptScores))
-        if s.request.maxTokens == 0 { finish(s, .length); return 0 }
-        sample(s, logits.row(tokens.count - 1))
-        return 1
+        return promptRead(s, lastRow: logits.row(tokens.count - 1))
     }
 
     /// Picks the next token from a sequence's logits and reports it.

@@ -1,3 +1,4 @@
+import FinchCore
 import FinchModels
 import Foundation
 
@@ -73,11 +74,7 @@ public struct Completion: Sendable {
 enum LogSoftmax {
     /// log p(token) for every entry of `logits`, in place into `out`.
     static func apply(_ logits: UnsafeBufferPointer<Float>, into out: inout [Float]) {
-        var m = -Float.infinity
-        for v in logits where v > m { m = v }
-        var s = 0.0
-        for v in logits { s += Double(Foundation.exp(v - m)) }
-        let lse = m + Float(Foundation.log(s))
+        let lse = CrossEntropy.logSumExp(logits)
         if out.count != logits.count { out = [Float](repeating: 0, count: logits.count) }
         for i in 0..<logits.count { out[i] = logits[i] - lse }
     }
