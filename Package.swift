@@ -5,7 +5,7 @@ import PackageDescription
 ///
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
-///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain, FinchServe, FinchEval
+///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain -> FinchEval -> FinchServe
 ///   -> finch (CLI)
 let package = Package(
     name: "Finch",
@@ -63,12 +63,12 @@ let package = Package(
         ),
         .target(
             name: "FinchEval",
-            dependencies: ["FinchCore", "FinchModels", "FinchTokenizer"],
+            dependencies: ["FinchCore", "FinchModels", "FinchTokenizer", "FinchTrain", "FinchFormats"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .target(
             name: "FinchServe",
-            dependencies: ["FinchCore", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
+            dependencies: ["FinchCore", "FinchEval", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -90,9 +90,9 @@ let package = Package(
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
-        .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTestSupport"]),
+        .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTrain", "FinchTestSupport"]),
         .testTarget(name: "FinchServeTests",
-                    dependencies: ["FinchServe", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
+                    dependencies: ["FinchServe", "FinchEval", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
                                    .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "FinchTrainTests",
                     dependencies: ["FinchTrain", "FinchModels", "FinchLoRA", "FinchQuant", "FinchTokenizer", "FinchTestSupport"]),

@@ -3,14 +3,15 @@
 #   - the `openai` Python package streams chats and completions, scores a prompt (echo + logprobs),
 #     switches adapters and gets OpenAI's errors (openai_client_check.py);
 #   - headless Chromium drives the chat page: streamed text, Stop, Clear, adapter switch, compare
-#     mode, the conversation log (page_check.py; --screenshot FILE saves the page).
+#     mode, the conversation log (page_check.py; --screenshot FILE saves the page);
+#   - headless Chromium rates three pairs on the human-evaluation page /eval (eval_page_check.py).
 # Installs what it needs: Debian's chromium + chromium-driver, and a venv with openai + selenium
 # under $FINCH_HOME/venvs (outside the repository).
-#   Scripts/serve/e2e.sh [--screenshot FILE]
+#   Scripts/serve/e2e.sh [--screenshot FILE [EVAL_FILE]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-screenshot=""
-[ "${1:-}" = "--screenshot" ] && screenshot="$2"
+screenshot=""; eval_screenshot=""
+[ "${1:-}" = "--screenshot" ] && screenshot="$2" && eval_screenshot="${3:-}"
 
 FINCH=${FINCH:-.build/release/finch}
 if [ ! -x "$FINCH" ]; then swift build -c release -Xswiftc -enable-testing --product finch >&2; fi
@@ -37,7 +38,9 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$FINCH" serve --port "$port" --max-batch 16 --ctx 2048 \
   --adapter lora="$ref/peft/lora_all_linear_r8" --adapter dora="$ref/peft/dora_qv_r4" \
-  --conversation-log "$work/conversations.jsonl" >"$work/server.log" 2>&1 &
+  --conversation-log "$work/conversations.jsonl" \
+  --eval-answers base=Tests/Fixtures/eval/answers_base.jsonl --eval-answers tuned=Tests/Fixtures/eval/answers_tuned.jsonl \
+  --eval-log "$work/ratings.jsonl" >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 300); do
@@ -50,4 +53,6 @@ curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "e2e: the server d
 "$venv/bin/python" Scripts/serve/openai_client_check.py --base-url "http://127.0.0.1:$port/v1"
 "$venv/bin/python" Scripts/serve/page_check.py --url "http://127.0.0.1:$port/" \
   --log "$work/conversations.jsonl" ${screenshot:+--screenshot "$screenshot"}
+"$venv/bin/python" Scripts/serve/eval_page_check.py --url "http://127.0.0.1:$port/eval" --log "$work/ratings.jsonl" \
+  ${eval_screenshot:+--screenshot "$eval_screenshot"}
 echo "e2e: all checks passed" >&2

@@ -1,3 +1,4 @@
+import FinchEval
 import FinchFormats
 import FinchModels
 import FinchTokenizer
@@ -20,6 +21,8 @@ public struct ServeOptions: Sendable {
     /// Appends the chat completions that ask for it (`"finch_log": true`, the page's checkbox) to
     /// this JSON-lines file: messages, settings, answers.
     public var conversationLog: String?
+    /// The human-evaluation session served at `/eval` (pairs of answers to rate), if any.
+    public var humanEval: HumanEvalSession?
 
     public init() {}
 }
@@ -62,6 +65,10 @@ public final class Routes: Sendable {
         router.post("/v1/completions") { [self] request, _ in try await completions(request) }
         router.post("/tokenize") { [self] request, _ in try await tokenize(request) }
         router.post("/detokenize") { [self] request, _ in try await detokenize(request) }
+        router.get("/eval") { [self] _, _ in EvalPage.response(enabled: options.humanEval != nil) }
+        router.get("/eval/next") { [self] _, _ in try evalNext() }
+        router.post("/eval/rate") { [self] request, _ in try await evalRate(request) }
+        router.get("/eval/elo") { [self] _, _ in try evalElo() }
         return router
     }
 
@@ -166,7 +173,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         let route = Self.routeName(request.uri.path)
         let response: Response
         do {
-            if let apiKey, route != "/", route != "/health" {
+            if let apiKey, route != "/", route != "/eval", route != "/health" {
                 guard request.headers[.authorization] == "Bearer \(apiKey)" else {
                     throw APIError(.unauthorized, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
                                    + "the server was started with (--api-key).", type: "authentication_error", code: "invalid_api_key")
@@ -192,7 +199,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The route a path belongs to (a bounded set of label values).
     static func routeName(_ path: String) -> String {
         let known = ["/", "/health", "/metrics", "/finch/info", "/v1/models", "/v1/adapters", "/v1/chat/completions", "/v1/completions",
-                     "/tokenize", "/detokenize"]
+                     "/tokenize", "/detokenize", "/eval", "/eval/next", "/eval/rate", "/eval/elo"]
         if known.contains(path) { return path }
         if path.hasPrefix("/v1/models/") { return "/v1/models/:id" }
         return "other"

@@ -7,8 +7,8 @@ import Foundation
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a model (and adapter): perplexity.",
-        subcommands: [EvalPerplexity.self])
+        abstract: "Evaluate a model (and adapter): perplexity, MMLU.",
+        subcommands: [EvalPerplexity.self, EvalMMLU.self])
 }
 
 struct EvalPerplexity: ParsableCommand {
@@ -62,3 +62,60 @@ struct EvalPerplexity: ParsableCommand {
         print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
     }
 }
+
+struct EvalMMLU: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mmlu",
+        abstract: "MMLU accuracy per subject, as qlora scores it or as lm-eval does; a JSON summary on stdout.",
+        discussion: """
+            Reads qlora's MMLU files as they are (JSON lines or an array of {"subject", "input", "output"}, e.g. \
+            zero_shot_mmlu_val.json). --style qlora (qlora's --do_mmlu_eval): the largest of the logits of "A", \
+            "B", "C", "D" after BOS + input; also qlora's mmlu_loss. --style harness (lm-eval): the largest \
+            log-likelihood of " A" ... " D" after the input. The headline is qlora's: the mean of the subjects' \
+            accuracies; the item-weighted accuracy is given too. --shots N puts N solved questions of the same \
+            subject before each one (from --shots-data, MMLU's dev split in the same layout, or else the other \
+            items of that subject).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "qlora MMLU file (JSON lines or array of {subject, input, output}).")
+    var data: String
+    @Option(name: .long, help: "qlora (logits of A/B/C/D) or harness (log-likelihood of \" A\"..\" D\").")
+    var style: MMLU.Style = .qlora
+    @Option(name: .long, help: "Solved examples of the same subject before each question (0 or 5, usually).")
+    var shots = 0
+    @Option(name: .long, help: "Where the solved examples come from (default: the other items of --data).")
+    var shotsData: String?
+    @Option(name: .long, help: "Evaluate only the first N items (qlora's --max_mmlu_samples).")
+    var maxSamples: Int?
+    @Option(name: .long, help: "Items per forward pass.")
+    var batchSize = 8
+    @Option(name: .long, help: "Write one JSON line per item (prediction, scores) here.")
+    var predictions: String?
+    @Option(name: .long, help: "Write a bar chart of the subjects (SVG) here.")
+    var chart: String?
+    @Option(name: .long, help: "Also write the JSON summary to this file.")
+    var output: String?
+
+    func run() throws {
+        var items = try MMLU.load(path: data)
+        if let n = maxSamples { items = Array(items.prefix(max(0, n))) }
+        items = try MMLU.withShots(items, shots: shots, pool: try shotsData.map { try MMLU.load(path: $0) })
+        let lm = try model.load()
+        let report = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: items, style: style, batchSize: batchSize) { d, n in
+            if d % 80 < batchSize || d == n { stderrPrint("mmlu \(d)/\(n)") }
+        }
+        let summary = report.summaryJSON(extra: [
+            ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map { .string($0) } ?? .null),
+            ("shots", .int(shots))])
+        if let predictions { try AtomicFile.write(report.predictionLines(), to: predictions) }
+        if let chart {
+            let name = ModelStore.displayName(of: model.base.model, path: lm.path) + (model.adapter.map { " + " + ($0 as NSString).lastPathComponent } ?? "")
+            try AtomicFile.write(report.chartSVG(title: "MMLU \(shots)-shot: \(name)"), to: chart)
+        }
+        if let output { try AtomicFile.write(summary.serialized(indent: 1, compactLeaves: true) + "\n", to: output) }
+        print(summary.serialized())
+    }
+}
+
+extension MMLU.Style: ExpressibleByArgument {}

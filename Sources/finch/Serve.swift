@@ -1,4 +1,5 @@
 import ArgumentParser
+import FinchEval
 import FinchModels
 import FinchServe
 import Foundation
@@ -44,7 +45,19 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("conversation-log"), help: "Keep a conversation log (JSON lines, for human evaluation): chat completions that ask for it (the page's checkbox, \"finch_log\": true) are appended to FILE.")
     var conversationLog: String?
 
+    @Option(name: .customLong("eval-answers"), help: "Human evaluation at /eval: one system's answers as NAME=FILE (from finch generate --data; two or more).")
+    var evalAnswers: [String] = []
+
+    @Option(name: .customLong("eval-questions"), help: "Questions for /eval (question_id / id, text); default: the questions in the answer files.")
+    var evalQuestions: String?
+
+    @Option(name: .customLong("eval-log"), help: "Ratings from /eval, one JSON line each (continued if it exists).")
+    var evalLog: String?
+
     func validate() throws {
+        if !evalAnswers.isEmpty && (evalAnswers.count < 2 || evalLog == nil) {
+            throw ValidationError("human evaluation needs two or more --eval-answers NAME=FILE and --eval-log FILE")
+        }
         if maxBatch < 1 { throw ValidationError("--max-batch must be at least 1") }
         if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
         if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
@@ -59,6 +72,14 @@ struct Serve: AsyncParsableCommand {
         var options = ServeOptions()
         options.host = host; options.port = port; options.apiKey = apiKey
         options.maxTokens = maxTokens; options.conversationLog = conversationLog
+        if let evalLog, !evalAnswers.isEmpty {
+            let sets = try evalAnswers.map(AnswerSet.load(spec:))
+            let questions = try evalQuestions.map { try JudgeQuestion.load(path: $0) } ?? JudgeQuestion.from(sets[0])
+            let session = try HumanEvalSession(systems: sets, questions: questions, log: evalLog)
+            options.humanEval = session
+            let p = session.progress
+            stderrPrint("human evaluation at /eval: \(sets.map(\.name).joined(separator: " vs ")), \(p.done)/\(p.total) rated, log \(evalLog)")
+        }
         let state = ServerState()
         let metrics = ServerMetrics()
         let app = try FinchServer.application(state: state, options: options, metrics: metrics, logger: logger)

@@ -1,6 +1,7 @@
 import CFinchKernels
 import ArgumentParser
 import FinchCore
+import FinchEval
 import FinchModels
 import FinchQuant
 import FinchTrain
@@ -109,6 +110,12 @@ struct Train: ParsableCommand {
     var trainOnSource = false
     @Option(name: .long, help: "Continue from a checkpoint directory, or a run directory's latest checkpoint.")
     var resume: String?
+    @Flag(name: [.customLong("mmlu-eval"), .customLong("do_mmlu_eval")], help: "MMLU accuracy (qlora's style) at every evaluation, into metrics.jsonl and loss.svg.")
+    var mmluEval = false
+    @Option(name: .customLong("mmlu-data"), help: "qlora MMLU file for --mmlu-eval (e.g. qlora's data/mmlu/zero_shot_mmlu_val.json).")
+    var mmluData: String?
+    @Option(name: [.customLong("max-mmlu-samples"), .customLong("max_mmlu_samples")], help: "Score only the first N MMLU items.")
+    var maxMMLUSamples: Int?
 
     /// Defaults ← the resumed run's settings ← --config ← flags.
     func resolvedConfig() throws -> TrainingConfig {
@@ -120,6 +127,8 @@ struct Train: ParsableCommand {
         func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
         func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
         setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format, \.format); setOpt(evalData, \.evalData)
+        if mmluEval { c.mmluEval = true }
+        setOpt(mmluData, \.mmluData); setOpt(maxMMLUSamples, \.maxMMLUSamples)
         set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
         if bf16 { c.dtype = .bf16 }
         setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
@@ -187,6 +196,10 @@ struct Train: ParsableCommand {
             return
         }
         let trainer = try run.trainer(runDirectory: out)
+        if let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
+            trainer.evaluators.append(mmlu)
+            stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
+        }
         stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
                            Double(trainer.optimizer.stateBytes) / 1_048_576))
         let bar = ProgressBar()
@@ -232,7 +245,13 @@ final class ProgressBar: @unchecked Sendable {
             if tty { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8)) } else { stderrPrint(line) }
         case .evaluation(let e):
             clearLine()
-            stderrPrint(String(format: "step %d: eval loss %.4f, perplexity %.2f (%d tokens)", e.step, e.loss, e.perplexity, e.tokens))
+            var parts: [String] = []
+            if let l = e.loss, let p = e.perplexity { parts.append(String(format: "eval loss %.4f, perplexity %.2f (%d tokens)", l, p, e.tokens)) }
+            if let a = e.scores["mmlu_eval_accuracy"] {
+                parts.append(String(format: "MMLU accuracy %.2f%% (subject mean; items %.2f%%), mmlu_loss %.4f", 100 * a,
+                                    100 * (e.scores["mmlu_eval_item_accuracy"] ?? .nan), e.scores["mmlu_loss"] ?? .nan))
+            }
+            stderrPrint("step \(e.step): " + parts.joined(separator: "; "))
         case let .checkpoint(step, path):
             clearLine()
             stderrPrint("step \(step): checkpoint \(path)")

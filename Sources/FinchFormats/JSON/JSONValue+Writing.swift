@@ -1,4 +1,9 @@
 extension JSONValue {
+    /// An integer.
+    public static func int(_ v: Int) -> JSONValue { .number(String(v)) }
+    /// A number, or null when it is not finite (JSON has no NaN).
+    public static func double(_ v: Double) -> JSONValue { v.isFinite ? .number("\(v)") : .null }
+
     /// The value as JSON text, members in their order.
     ///
     /// With `indent` 0 the text is compact (no spaces at all, like serde_json); with `indent` > 0,

@@ -131,15 +131,15 @@ public enum SafeTensorsWriter {
 
 /// Writes a file atomically: a temporary in the same directory, `fsync`, `rename`, then
 /// `fsync` of the directory. The temporary is removed if anything fails.
-enum AtomicFile {
+public enum AtomicFile {
     /// Sequential writer handed to the body of ``write(to:_:)``.
-    struct Sink {
+    public struct Sink {
         fileprivate let fd: Int32
         fileprivate let tempPath: String
-        let path: String
+        public let path: String
 
         /// Writes all of `bytes`, retrying short writes and EINTR.
-        func write(_ bytes: UnsafeRawBufferPointer) throws {
+        public func write(_ bytes: UnsafeRawBufferPointer) throws {
             guard var p = bytes.baseAddress else { return }
             var left = bytes.count
             while left > 0 {
@@ -153,12 +153,17 @@ enum AtomicFile {
             }
         }
 
-        func write(_ bytes: [UInt8]) throws {
+        public func write(_ bytes: [UInt8]) throws {
             try bytes.withUnsafeBytes { try write($0) }
         }
     }
 
-    static func write(to path: String, _ body: (Sink) throws -> Void) throws {
+    /// Writes `text` (UTF-8) to `path` atomically.
+    public static func write(_ text: String, to path: String) throws {
+        try write(to: path) { try $0.write(Array(text.utf8)) }
+    }
+
+    public static func write(to path: String, _ body: (Sink) throws -> Void) throws {
         let slash = path.lastIndex(of: "/")
         let dir = slash.map { String(path[..<$0]) } ?? "."
         let base = slash.map { String(path[path.index(after: $0)...]) } ?? path

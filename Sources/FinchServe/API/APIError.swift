@@ -53,11 +53,9 @@ func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Resp
 
 // Building JSON values.
 extension JSONValue {
-    static func int(_ v: Int) -> JSONValue { .number(String(v)) }
     /// A finite number (−∞ log-probabilities are written as −9999, as OpenAI does).
     static func float(_ v: Float) -> JSONValue {
         guard v.isFinite else { return .number(v < 0 ? "-9999.0" : "9999.0") }
         return .number("\(v)")
     }
-    static func double(_ v: Double) -> JSONValue { v.isFinite ? .number("\(v)") : .null }
 }

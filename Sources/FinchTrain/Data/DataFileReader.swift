@@ -8,9 +8,9 @@ import Foundation
 /// character is `[` is one JSON array, anything else is JSON lines (one object per line,
 /// blank lines skipped). A UTF-8 byte-order mark is skipped. JSON is read leniently
 /// (Python's `NaN` / `Infinity`, invalid UTF-8 repaired).
-enum DataFileReader {
+public enum DataFileReader {
     /// Throws ``DataError/fileNotFound(path:)`` unless `path` is a readable file.
-    static func requireFile(_ path: String) throws(DataError) {
+    public static func requireFile(_ path: String) throws(DataError) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
               FileManager.default.isReadableFile(atPath: path) else {
@@ -39,7 +39,7 @@ enum DataFileReader {
 
     /// Every record of a JSON-lines or JSON-array file; each must be an object.
     /// - Parameter limit: stop after this many records (format detection reads one).
-    static func records(path: String, limit: Int = .max) throws(DataError) -> [DataRecord] {
+    public static func records(path: String, limit: Int = .max) throws(DataError) -> [DataRecord] {
         let b = try bytes(path: path)
         let records = isJSONArray(b) ? try arrayRecords(b, path: path) : try lineRecords(b, path: path, limit: limit)
         for r in records.prefix(limit) where r.value.objectValue == nil {

@@ -1,24 +1,24 @@
 import FinchFormats
 
 /// One record of a JSON or JSON-lines data file, and where it is in the file.
-struct DataRecord: Sendable {
+public struct DataRecord: Sendable {
     /// The parsed record (an object for every format).
-    var value: JSONValue
+    public var value: JSONValue
     /// 1-based line where the record starts.
-    var line: Int
+    public var line: Int
     /// 0-based index in a top-level JSON array; nil for JSON lines.
-    var arrayIndex: Int?
+    public var arrayIndex: Int?
 
     /// "record 3 of the JSON array: " for array records, "" for JSON lines (whose line says it all).
-    var place: String {
+    public var place: String {
         arrayIndex.map { "record \($0) of the JSON array: " } ?? ""
     }
 
     /// The keys of the record, in file order.
-    var keys: [String] { value.objectValue?.map(\.key) ?? [] }
+    public var keys: [String] { value.objectValue?.map(\.key) ?? [] }
 
     /// A malformed-record error at this record.
-    func malformed(_ path: String, _ reason: String) -> DataError {
+    public func malformed(_ path: String, _ reason: String) -> DataError {
         .malformed(path: path, line: line, reason: place + reason)
     }
 

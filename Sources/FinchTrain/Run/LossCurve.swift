@@ -1,13 +1,14 @@
 import Foundation
 
 /// A loss-curve chart as a standalone SVG: training loss per step (a line) and evaluation loss
-/// (points), with labelled axes.
+/// (points), with labelled axes; an accuracy (MMLU's, when evaluated) on a right-hand axis.
 public enum LossCurve {
-    public static func svg(train: [(Int, Double)], eval: [(Int, Double)], width: Double = 720, height: Double = 400) -> String {
-        let left = 60.0, right = 20.0, top = 30.0, bottom = 45.0
+    public static func svg(train: [(Int, Double)], eval: [(Int, Double)], accuracy: [(Int, Double)] = [],
+                           accuracyLabel: String = "MMLU accuracy", width: Double = 720, height: Double = 400) -> String {
+        let left = 60.0, right = accuracy.isEmpty ? 20.0 : 55.0, top = 30.0, bottom = 45.0
         let pw = width - left - right, ph = height - top - bottom
         let all = (train + eval).filter { $0.1.isFinite }
-        let maxStep = max(1, all.map(\.0).max() ?? 1)
+        let maxStep = max(1, (all + accuracy).map(\.0).max() ?? 1)
         var lo = all.map(\.1).min() ?? 0, hi = all.map(\.1).max() ?? 1
         if hi - lo < 1e-9 { lo -= 0.5; hi += 0.5 }
         let pad = (hi - lo) * 0.05
@@ -42,6 +43,17 @@ public enum LossCurve {
         }
         out += "<text x=\"\(f(left + pw - 150))\" y=\"18\" fill=\"#1f77b4\">— train</text>"
         if !eval.isEmpty { out += "<text x=\"\(f(left + pw - 70))\" y=\"18\" fill=\"#d62728\">● eval</text>" }
+        if !accuracy.isEmpty {   // right axis: 0 … 100 %
+            func ya(_ a: Double) -> Double { top + ph * (1 - a) }
+            for i in 0...4 {
+                out += "<text x=\"\(f(left + pw + 6))\" y=\"\(f(ya(Double(i) / 4) + 4))\" fill=\"#2ca02c\">\(i * 25)%</text>"
+            }
+            let pts = accuracy.filter { $0.1.isFinite }
+            out += "\n<polyline fill=\"none\" stroke=\"#2ca02c\" stroke-dasharray=\"5 3\" points=\""
+                + pts.map { "\(f(x($0.0))),\(f(ya($0.1)))" }.joined(separator: " ") + "\"/>\n"
+            for (s, a) in pts { out += "<rect x=\"\(f(x(s) - 3.5))\" y=\"\(f(ya(a) - 3.5))\" width=\"7\" height=\"7\" fill=\"#2ca02c\"/>\n" }
+            out += "<text x=\"\(f(left + 6))\" y=\"\(f(top + 14))\" fill=\"#2ca02c\">■ \(accuracyLabel) (right axis)</text>"
+        }
         return out + "\n</svg>\n"
     }
 }

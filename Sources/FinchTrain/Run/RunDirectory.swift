@@ -51,7 +51,8 @@ public final class RunDirectory: @unchecked Sendable {
 
     /// Rewrites loss.svg from the metrics so far.
     func drawLossCurve() {
-        let svg = LossCurve.svg(train: steps.map { ($0.step, $0.loss) }, eval: evals.map { ($0.step, $0.loss) })
+        let svg = LossCurve.svg(train: steps.map { ($0.step, $0.loss) }, eval: evals.compactMap { e in e.loss.map { (e.step, $0) } },
+                                accuracy: evals.compactMap { e in e.scores["mmlu_eval_accuracy"].map { (e.step, $0) } })
         try? svg.write(toFile: file("loss.svg"), atomically: true, encoding: .utf8)
     }
 }

@@ -17,6 +17,10 @@ public final class Trainer: @unchecked Sendable {
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
     public let run: RunDirectory?
+    /// Evaluations run with the held-out loss at every evaluation (an evaluation happens when
+    /// there is held-out data or an evaluator).
+    public var evaluators: [any TrainingEvaluator] = []
+    var evaluates: Bool { !eval.isEmpty || !evaluators.isEmpty }
     /// The trained adapter's name in the model and its PEFT config.
     public let adapterName: String
     public let adapterConfig: AdapterConfig
@@ -141,7 +145,7 @@ public final class Trainer: @unchecked Sendable {
                 run?.drawLossCurve()
             }
             progress(.step(m, totalSteps: totalSteps))
-            if !eval.isEmpty && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
+            if evaluates && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
                 let e = try evaluate(step: step)
                 lastEval = e
                 run?.append(e); run?.drawLossCurve()
@@ -155,7 +159,7 @@ public final class Trainer: @unchecked Sendable {
             }
             if interrupted { break }
         }
-        if !eval.isEmpty && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
+        if evaluates && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
             let e = try evaluate(step: step)   // one evaluation at the end when none was scheduled
             lastEval = e
             run?.append(e); run?.drawLossCurve()
@@ -173,7 +177,8 @@ public final class Trainer: @unchecked Sendable {
         return summary
     }
 
-    /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout).
+    /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout),
+    /// and the evaluators' scores.
     public func evaluate(step: Int) throws -> EvalMetrics {
         var total = LossSum()
         var i = 0
@@ -181,7 +186,11 @@ public final class Trainer: @unchecked Sendable {
             total = total + (try model.evaluate(Array(eval[i..<min(i + config.batchSize, eval.count)])))
             i += config.batchSize
         }
-        return EvalMetrics(step: step, loss: total.mean, perplexity: exp(total.mean), tokens: total.count)
+        var scores: [String: Double] = [:]
+        for e in evaluators { scores.merge(try e.evaluate(step: step)) { _, new in new } }
+        let held = total.count > 0
+        return EvalMetrics(step: step, loss: held ? total.mean : nil, perplexity: held ? exp(total.mean) : nil,
+                           tokens: total.count, scores: scores)
     }
 
     func saveCheckpoint(run: RunDirectory, step: Int, losses: [Double], seconds: Double) throws -> String {

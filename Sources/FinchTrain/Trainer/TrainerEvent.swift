@@ -22,13 +22,59 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     }
 }
 
-/// An evaluation's result.
+/// An evaluation's result: the held-out loss (when there is held-out data) and the scores of
+/// the trainer's evaluators (e.g. `mmlu_eval_accuracy`), one line of metrics.jsonl.
 public struct EvalMetrics: Sendable, Codable, Equatable {
     public var step: Int
-    public var loss: Double
-    public var perplexity: Double
+    /// Mean loss and perplexity on the held-out examples; nil without any.
+    public var loss: Double?
+    public var perplexity: Double?
+    /// Held-out tokens counted (0 without any).
     public var tokens: Int
-    enum CodingKeys: String, CodingKey { case step, loss = "eval_loss", perplexity = "eval_ppl", tokens = "eval_tokens" }
+    /// Named scores of the evaluators, written under their names.
+    public var scores: [String: Double]
+
+    public init(step: Int, loss: Double?, perplexity: Double?, tokens: Int, scores: [String: Double] = [:]) {
+        self.step = step; self.loss = loss; self.perplexity = perplexity; self.tokens = tokens; self.scores = scores
+    }
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+    static let fixed: Set<String> = ["step", "eval_loss", "eval_ppl", "eval_tokens"]
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(step, forKey: Key("step"))
+        try c.encode(tokens, forKey: Key("eval_tokens"))
+        if let loss, loss.isFinite { try c.encode(loss, forKey: Key("eval_loss")) }
+        if let perplexity, perplexity.isFinite { try c.encode(perplexity, forKey: Key("eval_ppl")) }
+        for (k, v) in scores where v.isFinite { try c.encode(v, forKey: Key(k)) }
+    }
+
+    /// Reads a metrics.jsonl evaluation line (one with `eval_tokens`).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        step = try c.decode(Int.self, forKey: Key("step"))
+        tokens = try c.decode(Int.self, forKey: Key("eval_tokens"))
+        loss = try c.decodeIfPresent(Double.self, forKey: Key("eval_loss"))
+        perplexity = try c.decodeIfPresent(Double.self, forKey: Key("eval_ppl"))
+        scores = [:]
+        for k in c.allKeys where !Self.fixed.contains(k.stringValue) {
+            if let v = try? c.decode(Double.self, forKey: k) { scores[k.stringValue] = v }
+        }
+    }
+}
+
+/// An evaluation run at every evaluation beside the held-out loss (MMLU, ...), returning named
+/// scores for metrics.jsonl. It runs on the trainer's thread between steps, with the adapter
+/// being trained active.
+public protocol TrainingEvaluator: AnyObject {
+    func evaluate(step: Int) throws -> [String: Double]
 }
 
 /// What a finished (or stopped) run reports.

@@ -80,6 +80,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Checkpoints kept (oldest deleted first); nil = all.
     public var saveTotalLimit: Int? = nil
 
+    // MMLU at every evaluation (qlora's --do_mmlu_eval); run by the evaluator the caller attaches.
+    public var mmluEval: Bool = false
+    /// qlora's MMLU file (e.g. data/mmlu/zero_shot_mmlu_val.json).
+    public var mmluData: String? = nil
+    /// Only the first N items (qlora's max_mmlu_samples).
+    public var maxMMLUSamples: Int? = nil
+
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -97,6 +104,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         case adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", optimizer, seed, gradientCheckpointing = "gradient_checkpointing"
         case loggingSteps = "logging_steps", evalSteps = "eval_steps", saveSteps = "save_steps"
         case saveTotalLimit = "save_total_limit"
+        case mmluEval = "mmlu_eval", mmluData = "mmlu_data", maxMMLUSamples = "max_mmlu_samples"
     }
 
     /// Other spellings of keys (qlora's and Hugging Face's) → the canonical key.
@@ -108,6 +116,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         "max_seq_length": "max_seq_len", "bf16": "bf16", "train_on_inputs": "train_on_source",
         "quant_type": "quantize", "bnb_4bit_quant_type": "quantize", "bnb_4bit_use_double_quant": "double_quant",
         "bnb_4bit_compute_dtype": "compute_dtype", "bnb_4bit_blocksize": "quant_blocksize", "optim": "optimizer",
+        "do_mmlu_eval": "mmlu_eval",
     ]
 
     public init(from decoder: Decoder) throws {
@@ -147,6 +156,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                                  allowed: "adamw, paged_adamw, adamw_8bit or paged_adamw_8bit") ?? d.optimizer; try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
         try get(.loggingSteps, &d.loggingSteps); try get(.evalSteps, &d.evalSteps); try get(.saveSteps, &d.saveSteps)
         try opt(.saveTotalLimit, &d.saveTotalLimit)
+        try get(.mmluEval, &d.mmluEval); try opt(.mmluData, &d.mmluData); try opt(.maxMMLUSamples, &d.maxMMLUSamples)
         if d.maxSteps == -1 { d.maxSteps = nil }   // HF's "not set"
         self = d
     }
@@ -216,6 +226,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if loggingSteps < 0 || evalSteps < 0 || saveSteps < 0 { throw bad("logging_steps, eval_steps and save_steps must be ≥ 0") }
         if let l = saveTotalLimit, l < 1 { throw bad("save_total_limit must be at least 1") }
         if targetModules.isEmpty { throw bad("target_modules is empty") }
+        if mmluEval && mmluData == nil {
+            throw bad("mmlu_eval needs mmlu_data: a qlora MMLU file of {subject, input, output} lines "
+                + "(qlora's data/mmlu/zero_shot_mmlu_val.json) (--mmlu-data FILE)")
+        }
+        if let n = maxMMLUSamples, n < 1 { throw bad("max_mmlu_samples must be at least 1 (got \(n))") }
     }
 
     /// The 4-bit quantization of the frozen block linears, when `quantize` is set.

@@ -1,0 +1,92 @@
+import FinchFormats
+import FinchTokenizer
+
+/// One item of a dataset read for generation (`finch generate --data`, the judge): what the
+/// model continues, and the dataset's own answer when it has one.
+public struct PromptItem: Sendable, Equatable {
+    /// The record's `id`, `question_id` or `message_id` when it has one, else its 0-based index.
+    public var id: JSONValue
+    /// The prompt as text (what a person reads: the question, without template or BOS).
+    public var question: String
+    /// The tokens the model continues.
+    public var tokens: [Int]
+    /// The dataset's answer (the training target), if the record has one.
+    public var reference: String?
+}
+
+extension TrainingData {
+    /// The items of a dataset in any format `finch train` reads, for generation: the prompt is
+    /// what training masks — the Alpaca prompt, `input`, `prompt`; an OpenAssistant transcript up
+    /// to its last "### Assistant:"; a conversation up to its last assistant message, rendered
+    /// by the chat template with the generation prompt — tokenized as training tokenizes it (BOS
+    /// where the tokenizer adds one), and the answer is what training learns. A `text` record
+    /// is all prompt. With `chat`, prompts that are plain text (every format but `chat`) are
+    /// sent as a user message through the model's chat template instead.
+    /// - Throws: ``DataError`` naming the file and line of a bad record; a raw text file (not
+    ///   records) is refused: use one JSON line per prompt.
+    public static func promptItems(path: String, format: DatasetFormat? = nil, tokenizer: Tokenizer,
+                                   chat: Bool = false, system: String? = nil) throws -> [PromptItem] {
+        let format = try format ?? FormatDetection.detect(path: path)
+        if FormatDetection.layout(path: path, format: format) == .rawText {
+            throw DataError.invalidOptions(reason: "\(path): a plain-text file has no items to answer; give a JSON lines "
+                + "file (e.g. {\"text\": \"…\"} per line) or use --prompts-file for one prompt per line")
+        }
+        if (format == .chat || chat) && tokenizer.chatTemplate == nil { throw DataError.noChatTemplate(path: path) }
+        let bos = tokenizer.addsBOS ? tokenizer.bosTokenId.map { [$0] } ?? [] : []
+        var items: [PromptItem] = []
+        for (index, record) in try DataFileReader.records(path: path).enumerated() {
+            let id = ["id", "question_id", "message_id"].lazy.compactMap { k in record.value[k].flatMap { $0.isNull ? nil : $0 } }
+                .first ?? .number(String(index))
+            var question: String, reference: String?
+            switch format {
+            case .alpaca:
+                let instruction = try record.string("instruction", path: path, format: format)
+                let input = try record.optionalString("input", path: path, format: format)
+                question = AlpacaPrompt.source(instruction: instruction, input: input)
+                reference = try record.optionalString("output", path: path, format: format)
+            case .inputOutput:
+                question = try record.string("input", path: path, format: format)
+                reference = try record.optionalString("output", path: path, format: format)
+            case .selfInstruct:
+                question = try record.string("prompt", path: path, format: format)
+                reference = try record.optionalString("completion", path: path, format: format)
+            case .oasst:
+                let segments = OasstTranscript.segments(of: try record.string("text", path: path, format: format))
+                let last = segments.lastIndex(where: \.trained)
+                question = segments[..<(last ?? segments.endIndex)].map(\.text).joined()
+                reference = last.map { segments[$0].text }
+            case .text:
+                question = try record.string("text", path: path, format: format)
+                reference = nil
+            case .chat:
+                var messages = try ChatConversation(record: record, path: path).messages
+                reference = nil
+                if let a = messages.lastIndex(where: { $0.role == "assistant" }), a > 0 {
+                    if case .string(let s)? = messages[a].content { reference = s }
+                    messages.removeSubrange(a...)
+                }
+                let rendered: String
+                do { rendered = try tokenizer.applyChatTemplate(messages, addGenerationPrompt: true) } catch {
+                    throw DataError.chatTemplate(path: path, line: record.line, reason: "\(error)")
+                }
+                if case .string(let s)? = messages.last(where: { $0.role == "user" })?.content { question = s } else { question = rendered }
+                items.append(PromptItem(id: id, question: question, tokens: tokenizer.encode(rendered), reference: reference))
+                continue
+            }
+            let tokens: [Int]
+            if chat {
+                var messages: [ChatMessage] = []
+                if let system { messages.append(ChatMessage(role: "system", content: system)) }
+                messages.append(ChatMessage(role: "user", content: question))
+                do { tokens = tokenizer.encode(try tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)) } catch {
+                    throw DataError.chatTemplate(path: path, line: record.line, reason: "\(error)")
+                }
+            } else {
+                tokens = bos + tokenizer.encode(question)
+            }
+            items.append(PromptItem(id: id, question: question, tokens: tokens, reference: reference))
+        }
+        if items.isEmpty { throw DataError.emptyDataset(path: path, dropped: 0) }
+        return items
+    }
+}
