@@ -207,8 +207,19 @@ public struct JudgeQuestion: Sendable, Equatable {
             guard let text = (r.value["text"] ?? r.value["question"] ?? r.value["input"])?.stringValue else {
                 throw r.malformed(path, "a question needs its text under \"text\" (or \"question\" / \"input\")")
             }
-            return JudgeQuestion(id: id.serialized(), text: text, category: r.value["category"]?.stringValue)
+            return JudgeQuestion(id: id.serialized(), text: question(of: text), category: r.value["category"]?.stringValue)
         }
+    }
+
+    /// The question of a one-turn OpenAssistant transcript ("### Human: Q### Assistant:", as in
+    /// oa_questions.jsonl) without its markers; any other text as it is.
+    static func question(of text: String) -> String {
+        let human = "### Human:", assistant = "### Assistant:"
+        let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard t.hasPrefix(human), t.hasSuffix(assistant) else { return text }
+        let inner = t.dropFirst(human.count).dropLast(assistant.count)
+        if inner.contains(human) || inner.contains(assistant) { return text }   // several turns: keep the transcript
+        return inner.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

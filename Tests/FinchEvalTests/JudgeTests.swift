@@ -102,6 +102,21 @@ final class JudgeTests: XCTestCase {
         XCTAssertTrue(prompt.contains("Solve it yourself first"))
     }
 
+    /// qlora's two question sets load as they are: Vicuna's 80 and OpenAssistant's 953 (markers stripped).
+    func testQuestionFilesLoad() throws {
+        let vicuna = try JudgeQuestion.load(path: Fixtures.reference + "/../datasets/vicuna_questions.jsonl")
+        XCTAssertEqual(vicuna.count, 80)
+        XCTAssertEqual(vicuna[0], JudgeQuestion(id: "1", text: "How can I improve my time management skills?", category: "generic"))
+        XCTAssertEqual(Set(vicuna.compactMap(\.category)).isSuperset(of: ["coding", "math"]), true)
+        let oa = try JudgeQuestion.load(path: Fixtures.reference + "/../datasets/oa_questions.jsonl")
+        XCTAssertEqual(oa.count, 953)
+        XCTAssertEqual(Set(oa.map(\.id)).count, 953, "message ids are unique")
+        // One-turn transcripts lose their markers; conversations of several turns stay transcripts.
+        let kept = oa.filter { $0.text.hasPrefix("### Human:") }
+        XCTAssertTrue(kept.allSatisfy { $0.text.components(separatedBy: "### Human:").count > 2 })
+        XCTAssertGreaterThan(oa.count - kept.count, 400)
+    }
+
     func testMissingAnswersAndBadFilesAreNamed() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("judge-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
