@@ -122,3 +122,54 @@ void finch_map_large_allocations(size_t threshold) {
     (void)threshold;
 #endif
 }
+
+// --- OpenBLAS kernel choice ---
+// Debian's OpenBLAS is a DYNAMIC_ARCH build that picks its kernels by the CPU's family and model
+// when it loads; on a CPU it does not know (a VM reporting "Intel Xeon Processor", a new model) it
+// falls back to the generic Prescott kernels, 5-10x slower than the AVX-512 ones on the same CPU.
+// When OPENBLAS_CORETYPE is unset and the chosen core is such a generic one while the CPU has
+// AVX-512 (or AVX2 + FMA), this selects SkylakeX (or Haswell) through OpenBLAS's own dynamic
+// initialisation, which reads OPENBLAS_CORETYPE. Call it before the first BLAS call.
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+static char openblas_core_before[64], openblas_core_after[64];
+
+static int is_generic_core(const char *name) {
+    const char *generic[] = { "prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai",
+                              "coppermine", "northwood", "banias", "unknown", "generic" };
+    for (size_t i = 0; i < sizeof generic / sizeof generic[0]; i++)
+        if (strcasecmp(name, generic[i]) == 0) return 1;
+    return 0;
+}
+
+const char *finch_openblas_select_core(void) {
+    if (openblas_core_after[0]) return openblas_core_after;
+    const char *(*get_name)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    if (!get_name) { snprintf(openblas_core_after, sizeof openblas_core_after, "unknown"); return openblas_core_after; }
+    snprintf(openblas_core_before, sizeof openblas_core_before, "%s", get_name());
+    const char *target = NULL;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd")) target = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) target = "Haswell";
+#endif
+    if (target && !getenv("OPENBLAS_CORETYPE") && is_generic_core(openblas_core_before)) {
+        void (*quit)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit");
+        void (*init)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init");
+        if (quit && init) {
+            setenv("OPENBLAS_CORETYPE", target, 0);
+            quit();
+            init();
+        }
+    }
+    snprintf(openblas_core_after, sizeof openblas_core_after, "%s", get_name());
+    return openblas_core_after;
+}
+
+const char *finch_openblas_core_at_load(void) {
+    finch_openblas_select_core();
+    return openblas_core_before;
+}

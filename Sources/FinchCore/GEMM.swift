@@ -55,7 +55,43 @@ public enum GEMM {
                         a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
     }
 
-    /// bf16 × bf16 → f32 product (f32 accumulation). Transposes as in `f32`.
+    /// How bf16 products are computed.
+    public enum BF16Compute: String, Sendable {
+        /// oneDNN's bf16 kernels (AVX512-BF16 dot products, AMX tiles).
+        case native
+        /// The bf16 operands widened to f32 (exactly: a bf16 value is an f32 with a shorter
+        /// mantissa) and multiplied by the f32 GEMM: the same products, summed in another order.
+        /// On CPUs whose bf16 instructions are slower than their f32 FMAs (or absent) this keeps
+        /// bf16 storage without bf16's slower arithmetic.
+        case f32
+    }
+
+    /// The bf16 compute of this process: `FINCH_BF16_COMPUTE=native|f32`, else chosen once from
+    /// this CPU: native with AMX, or where the measured AVX512-BF16 peak is at least 1.25× the
+    /// measured f32 FMA peak (AMD Zen 4/5); f32 where it is lower (Intel Cooper Lake-class cores
+    /// run one bf16 dot product per cycle: half the f32 rate) or absent.
+    public static var bf16Compute: BF16Compute {
+        bf16Override.withLock { $0 } ?? measuredBF16Compute
+    }
+
+    /// Runs `body` with bf16 products computed as `mode` (tests and benchmarks), then restores the choice.
+    public static func withBF16Compute<T>(_ mode: BF16Compute, _ body: () throws -> T) rethrows -> T {
+        let old = bf16Override.withLock { o in let was = o; o = mode; return was }
+        defer { bf16Override.withLock { $0 = old } }
+        return try body()
+    }
+
+    private static let bf16Override = Mutex<BF16Compute?>(nil)
+
+    /// The choice for this CPU (see `bf16Compute`), made once per process (~0.1 s of measurement).
+    public static let measuredBF16Compute: BF16Compute = {
+        if let v = getenvString("FINCH_BF16_COMPUTE"), let m = BF16Compute(rawValue: v) { return m }
+        if CPUInfo.features.contains("amx_bf16") { return .native }
+        guard let b = CPUInfo.measuredPeak(bf16: true), let f = CPUInfo.measuredPeak(bf16: false) else { return .f32 }
+        return b >= 1.25 * f ? .native : .f32
+    }()
+
+    /// bf16 × bf16 → f32 product (f32 accumulation), computed as `bf16Compute` says. Transposes as in `f32`.
     public static func bf16(m: Int, n: Int, k: Int,
                             a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool = false,
                             b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
@@ -65,9 +101,56 @@ public enum GEMM {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
+        if bf16Compute == .f32 {
+            bf16AsF32(m: m, n: n, k: k, a: a, lda: lda, aTransposed: aTransposed, b: b, ldb: ldb, bTransposed: bTransposed,
+                      c: c, ldc: ldc, accumulate: accumulate)
+            return
+        }
         DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
                               bTransposed: bTransposed, type: .bf16, accumulate: accumulate),
                         a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+    }
+
+    /// Scratch for widened bf16 operands, reused between products (one product at a time).
+    final class WidenScratch: @unchecked Sendable {
+        var a = Buffer<Float>(uninitializedCount: 0), b = Buffer<Float>(uninitializedCount: 0)
+        func floats(_ buffer: inout Buffer<Float>, _ count: Int) -> UnsafeMutablePointer<Float> {
+            if buffer.count < count { buffer = Buffer<Float>(uninitializedCount: count) }
+            return buffer.pointer
+        }
+    }
+    private static let widenScratch = Mutex<WidenScratch>(WidenScratch())
+
+    /// Widens `rows` rows of `columns` bf16 values (row stride `stride`) into packed f32 rows, on all cores.
+    static func widen(_ src: UnsafePointer<BF16Bits>, stride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Float>) {
+        Parallel.forEachRange(rows, costPerItem: columns, grain: 1 << 16) { r in
+            for i in r { BFloat16.convert(src + i * stride, to: dst + i * columns, count: columns) }
+        }
+    }
+
+    /// The bf16 product as an f32 one: A widened whole, B in blocks of columns of ~16 MiB of f32.
+    static func bf16AsF32(m: Int, n: Int, k: Int, a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool,
+                          b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        widenScratch.withLock { scratch in
+            let aRows = aTransposed ? k : m, aColumns = aTransposed ? m : k
+            let af = scratch.floats(&scratch.a, aRows * aColumns)
+            widen(a, stride: lda, rows: aRows, columns: aColumns, into: af)
+            let block = max(64, min(n, (4 << 20) / k))
+            var n0 = 0
+            while n0 < n {
+                let nb = min(block, n - n0)
+                let bf = scratch.floats(&scratch.b, nb * k)
+                if bTransposed {   // B stored [N, K]: rows n0 ..< n0 + nb
+                    widen(b + n0 * ldb, stride: ldb, rows: nb, columns: k, into: bf)
+                } else {           // B stored [K, N]: columns n0 ..< n0 + nb of every row
+                    widen(b + n0, stride: ldb, rows: k, columns: nb, into: bf)
+                }
+                f32(m: m, n: nb, k: k, a: af, lda: aColumns, aTransposed: aTransposed, b: bf, ldb: bTransposed ? k : nb,
+                    bTransposed: bTransposed, c: c + n0, ldc: ldc, accumulate: accumulate, backend: .dnnl)
+                n0 += nb
+            }
+        }
     }
 
     /// Single-threaded OpenBLAS product, for use inside a parallel loop (e.g. one attention head each):
@@ -82,9 +165,18 @@ public enum GEMM {
                     accumulate ? 1 : 0, c, Int32(ldc))
     }
 
+    /// The OpenBLAS kernels in use, and those OpenBLAS chose by itself when it loaded: Debian's
+    /// build falls back to generic (Prescott) kernels on CPUs it does not recognise, and Finch
+    /// then selects the AVX-512 (SkylakeX) or AVX2 (Haswell) ones this CPU runs
+    /// (`finch_openblas_select_core`); `OPENBLAS_CORETYPE`, when set, is left as it is.
+    public static var openBLASCore: (inUse: String, atLoad: String) {
+        (String(cString: finch_openblas_select_core()), String(cString: finch_openblas_core_at_load()))
+    }
+
     /// With the oneDNN backend OpenBLAS is only called from inside Finch's own parallel loops
     /// (one attention head each), so it must not start threads of its own.
     private static let openBLASSingleThreaded: Void = {
+        _ = finch_openblas_select_core()
         if f32Backend != .openblas { openblas_set_num_threads(1) }
     }()
 
@@ -99,6 +191,7 @@ public enum GEMM {
 
     /// When OpenBLAS multiplies whole matrices it uses every core.
     private static let openBLASThreads: Void = {
+        _ = finch_openblas_select_core()
         if f32Backend == .openblas { openblas_set_num_threads(Int32(Parallel.threadCount)) }
     }()
 }

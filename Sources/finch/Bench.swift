@@ -79,7 +79,7 @@ struct BenchGenerate: ParsableCommand {
             precondition(r[0].tokens.count == decodeTokens)
             decode.append(Date().timeIntervalSince(t))
         }
-        let out: [String: Any] = [
+        let out: [String: Any] = (CPUInfo.summary as [String: Any]).merging([
             "engine": "finch", "dtype": dt.rawValue, "threads": Parallel.threadCount,
             "block_linears": m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue,
             "weight_mib": (Double(m.weightBytes) / 1_048_576).rounded(),
@@ -87,7 +87,7 @@ struct BenchGenerate: ParsableCommand {
             "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
             "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,
             "peak_rss_mib": Memory.peakRSSMiB().rounded(),
-        ]
+        ] as [String: Any]) { _, new in new }
         let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
@@ -97,9 +97,16 @@ struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
         abstract: "GFLOP/s of the matrix-product backends on LLaMA-step shapes (how Finch chose its GEMM).",
-        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN. Every backend uses every core.")
+        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN. Every backend uses every core. The first line names the machine: CPU, features, Finch's kernel path, the OpenBLAS kernels (chosen at load and in use), and the f32 / bf16 peaks measured here; each shape's line gives GFLOP/s and the share of that peak.")
 
     func run() throws {
+        let peakF32 = CPUInfo.measuredPeak(bf16: false), peakBF16 = CPUInfo.measuredPeak(bf16: true)
+        var machine: [String: Any] = CPUInfo.summary
+        machine["peak_f32_gflops"] = peakF32.map { ($0 * 10).rounded() / 10 } ?? NSNull()
+        machine["peak_bf16_gflops"] = peakBF16.map { ($0 * 10).rounded() / 10 } ?? NSNull()
+        machine["isa"] = ["dnnl_f32": "oneDNN (JIT: its best ISA here)", "openblas_f32": "OpenBLAS " + GEMM.openBLASCore.inUse,
+                          "dnnl_bf16": peakBF16 == nil ? "oneDNN (no bf16 instructions: emulated)" : "oneDNN avx512_bf16"]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: machine, options: [.sortedKeys]), as: UTF8.self))
         let shapes = [(512, 576, 576), (512, 192, 576), (512, 1536, 576), (512, 576, 1536),
                       (1024, 1536, 576), (1024, 576, 1536), (1024, 49152, 576), (2048, 2048, 2048)]
         for (m, n, k) in shapes {
@@ -126,9 +133,17 @@ struct BenchGEMM: ParsableCommand {
             }
             let bf = best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: k, bTransposed: true,
                                      c: c.pointer, ldc: n, accumulate: false) }
-            let out: [String: Any] = ["m": m, "n": n, "k": k, "threads": Parallel.threadCount,
-                                      "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "auto",
-                                      "dnnl_f32_gflops": gf(dnnl), "openblas_f32_gflops": gf(blas), "dnnl_bf16_gflops": gf(bf)]
+            // The same products with B stored [K,N] (as a backward-data product reads a weight).
+            let bfKN = best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: n, bTransposed: false,
+                                       c: c.pointer, ldc: n, accumulate: false) }
+            let dnnlKN = best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: n, bTransposed: false,
+                                        c: c.pointer, ldc: n, accumulate: false, backend: .dnnl) }
+            func share(_ t: Double, _ peak: Double?) -> Any { peak.map { (flop / t / 1e9 / $0 * 1000).rounded() / 1000 } ?? NSNull() }
+            let out: [String: Any] = ["m": m, "n": n, "k": k, "threads": Parallel.threadCount, "cpu": CPUInfo.model,
+                                      "dnnl_f32_gflops": gf(dnnl), "openblas_f32_gflops": gf(blas), "dnnl_bf16_gflops": gf(bf),
+                                      "dnnl_f32_of_peak": share(dnnl, peakF32), "openblas_f32_of_peak": share(blas, peakF32),
+                                      "dnnl_bf16_of_peak": share(bf, peakBF16 ?? peakF32),
+                                      "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN)]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }

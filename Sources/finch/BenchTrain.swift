@@ -60,17 +60,16 @@ struct BenchTrain: ParsableCommand {
             }
         }
         let med = median(times)
-        let out: [String: Any] = [
+        let out: [String: Any] = (CPUInfo.summary as [String: Any]).merging([
             "engine": "finch", "dtype": dt.rawValue, "targets": targets, "r": r, "batch": batch, "seq": seq,
             "steps": steps, "gradient_checkpointing": gradientCheckpointing, "threads": Parallel.threadCount,
             "qlora": qlora, "weight_mib": (Double(lm.model.weightBytes) / 1_048_576).rounded(),
             "kernels": String(cString: finch_kernel_path()), "gemm_f32": GEMM.f32Backend.rawValue,
-            "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
             "tokens_per_s": (Double(batch * seq) / med * 10).rounded() / 10,
             "s_per_step": (med * 1000).rounded() / 1000, "min_s": ((times.min() ?? 0) * 1000).rounded() / 1000,
             "max_s": ((times.max() ?? 0) * 1000).rounded() / 1000, "peak_rss_mib": Memory.peakRSSMiB().rounded(),
             "trainable_params": trainer.trainableParameterCount, "first_loss": (firstLoss * 1e4).rounded() / 1e4,
-        ]
+        ] as [String: Any]) { _, new in new }
         let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))
     }

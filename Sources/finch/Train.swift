@@ -188,10 +188,14 @@ struct Train: ParsableCommand {
             let trainer = try run.trainer(runDirectory: nil)
             print("dry run: \(trainer.trainableParameterCount) trainable parameters, optimizer \(trainer.optimizer.name), "
                   + "\(trainer.totalSteps) steps of \(c.batchSize) × \(c.gradAccum) sequences")
+            print(String(format: "loading: predicted peak %.1f MiB, measured in this dry run %.1f MiB (%.1f MiB before loading)",
+                         Double(run.predictedLoadPeak) / 1_048_576, Double(run.measuredLoadPeak) / 1_048_576,
+                         Double(run.residentBeforeLoading) / 1_048_576))
             for ckpt in [c.gradientCheckpointing, !c.gradientCheckpointing] {
                 let plan = trainer.memoryPlan(residentAfterLoading: resident, checkpointing: ckpt)
                 print("predicted peak memory, gradient checkpointing \(ckpt ? "on" : "off")\(ckpt == c.gradientCheckpointing ? " (this run)" : ""):")
                 print(plan.summary)
+                print(String(format: "      run peak (loading or training) %8.1f MiB", Double(max(plan.total, run.predictedLoadPeak)) / 1_048_576))
             }
             return
         }

@@ -85,8 +85,44 @@ final class LinearTests: XCTestCase {
             let i = idx / n, j = idx % n
             return (0..<k).reduce(0.0) { $0 + Double(BFloat16.toFloat(ab[i * k + $1])) * Double(BFloat16.toFloat(bb[$1 * n + j])) }
         }
-        GEMM.bf16(m: m, n: n, k: k, a: ab, lda: k, b: bb, ldb: n, bTransposed: false, c: c.pointer, ldc: n, accumulate: false)
-        XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(c.buffer), refB), 1e-5)
+        for mode in [GEMM.BF16Compute.native, .f32] {
+            GEMM.withBF16Compute(mode) {
+                GEMM.bf16(m: m, n: n, k: k, a: ab, lda: k, b: bb, ldb: n, bTransposed: false, c: c.pointer, ldc: n, accumulate: false)
+            }
+            XCTAssertLessThan(maxRelErr(UnsafeBufferPointer(c.buffer), refB), 1e-5, "\(mode)")
+        }
+    }
+
+    /// bf16 products computed natively and as widened f32 agree with a double-precision product of
+    /// the bf16 values, for every transpose, with accumulation, and across the f32 path's column blocks.
+    func testBF16ComputeModesAgreeForEveryLayout() {
+        print("[gemm] bf16 compute chosen here: \(GEMM.measuredBF16Compute)")
+        for (m, n, k) in [(5, 7, 9), (3, 300, 32768)] {   // the second spans three column blocks of the f32 path
+            let a = randomFloats(m * k, seed: 4).map(BFloat16.from), b = randomFloats(n * k, seed: 5).map(BFloat16.from)
+            let c0 = randomFloats(m * n, seed: 6)
+            for aT in [false, true] {
+                for bT in [false, true] {
+                    // Stored layouts: A [M,K] or [K,M]; B [K,N] or [N,K].
+                    func av(_ i: Int, _ p: Int) -> Double { Double(BFloat16.toFloat(aT ? a[p * m + i] : a[i * k + p])) }
+                    func bv(_ p: Int, _ j: Int) -> Double { Double(BFloat16.toFloat(bT ? b[j * k + p] : b[p * n + j])) }
+                    var ref = [Double](repeating: 0, count: m * n), scale = [Double](repeating: 0, count: m * n)
+                    for i in 0..<m { for j in 0..<n { for p in 0..<k {
+                        ref[i * n + j] += av(i, p) * bv(p, j); scale[i * n + j] += abs(av(i, p) * bv(p, j))
+                    } ; ref[i * n + j] += Double(c0[i * n + j]); scale[i * n + j] += abs(Double(c0[i * n + j])) } }
+                    for mode in [GEMM.BF16Compute.native, .f32] {
+                        let c = Buffer<Float>(count: m * n)
+                        c.pointer.update(from: c0, count: m * n)
+                        GEMM.withBF16Compute(mode) {
+                            GEMM.bf16(m: m, n: n, k: k, a: a, lda: aT ? m : k, aTransposed: aT, b: b, ldb: bT ? k : n, bTransposed: bT,
+                                      c: c.pointer, ldc: n, accumulate: true)
+                        }
+                        var worst = 0.0
+                        for i in 0..<(m * n) { worst = max(worst, abs(Double(c[i]) - ref[i]) / max(scale[i], 1e-30)) }
+                        XCTAssertLessThan(worst, 1e-6, "\(mode) m \(m) n \(n) k \(k) aT \(aT) bT \(bT)")
+                    }
+                }
+            }
+        }
     }
 }
 

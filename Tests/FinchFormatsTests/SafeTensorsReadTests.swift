@@ -77,4 +77,31 @@ final class SafeTensorsReadTests: XCTestCase {
             }
         }
     }
+
+    /// Converting a tensor releases its source pages (they leave the resident set); reading it
+    /// again reads the same values back from the file.
+    func testConvertedTensorsLeaveTheResidentSetAndReadAgain() throws {
+        let tmp = TempDir()
+        defer { tmp.cleanup() }
+        var rng = TestRNG(seed: 5)
+        let n = 16 << 20   // 32 MiB of bf16
+        let raw = rng.bytes(2 * n)
+        let path = tmp.file("big.safetensors")
+        try SafeTensorsWriter.write([.init(name: "w", dtype: .bf16, shape: [n], bytes: raw)], to: path)
+        let f = try SafeTensorsFile(path: path)
+        let out = UnsafeMutableBufferPointer<Float>.allocate(capacity: n)
+        defer { out.deallocate() }
+        out.initialize(repeating: 0)   // the output's own pages are resident before the read
+        let before = rssBytes()
+        try f.floats("w", into: out)
+        let after = rssBytes()
+        XCTAssertLessThan(after - before, 8 << 20, "the 32 MiB of source pages were released after the conversion")
+        let again = try f.floats("w")
+        for i in stride(from: 0, to: n, by: 4099) { XCTAssertEqual(again[i].bitPattern, out[i].bitPattern) }
+    }
+
+    func rssBytes() -> Int {
+        let text = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? "0 0"
+        return (Int(text.split(separator: " ")[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
 }

@@ -7,12 +7,23 @@
 
 /// 1 when the CPU supports AVX-512F, 2 when it also has AVX512-BF16, 0 otherwise.
 int finch_cpu_avx512_level(void);
+/// 1 when the CPU has AVX2 and FMA (or the forced kernel path allows them).
+int finch_cpu_has_avx2(void);
 /// Makes every kernel use a narrower code path ("portable", "avx2", "avx512", "avx512bf16"),
 /// for tests of the fallbacks; NULL restores detection. The caller must only force a path
 /// the CPU supports (see finch_kernel_path / finch_cpu_avx512_level). Returns 0 for an unknown name.
 int finch_force_kernel_path(const char *name);
 /// Name of the code path the kernels use on this CPU ("avx512", "avx2", "portable").
 const char *finch_kernel_path(void);
+
+/// Makes OpenBLAS use the kernels of this CPU when it fell back to generic ones (see cpu.c); returns the
+/// core in use. OPENBLAS_CORETYPE, when set, is respected. Call before the first BLAS call.
+const char *finch_openblas_select_core(void);
+/// Flops of a multiply-add loop on this thread for `iterations` rounds, to be timed by the caller: f32
+/// (AVX-512 or AVX2 FMA) or, with `bf16`, AVX512-BF16 dot products (0 when the CPU has none).
+double finch_peak_probe(int bf16, long iterations);
+/// The core OpenBLAS chose by itself when it loaded.
+const char *finch_openblas_core_at_load(void);
 
 /// Runs fn(ctx, tid, nthreads) on every thread of the OpenMP team that oneDNN uses
 /// (found at run time; runs fn(ctx, 0, 1) when no OpenMP runtime is loaded).

@@ -54,6 +54,21 @@ public final class MappedFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(rebasing: bytes[range])
     }
 
+    /// Drops the pages of `region` (a slice of ``bytes``) from this process's memory once they have
+    /// been read: they stay in the page cache and are read again if touched, but no longer count
+    /// in the resident set, so converting a checkpoint tensor by tensor keeps at most one source
+    /// tensor resident. The file is mapped read-only and private, so nothing is lost.
+    public func release(_ region: UnsafeRawBufferPointer) {
+        #if canImport(Glibc) || canImport(Darwin)
+        guard let base = bytes.baseAddress, let r = region.baseAddress, region.count > 0,
+              r >= base, r + region.count <= base + bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (r - base) / page * page
+        let end = min(bytes.count, ((r - base) + region.count + page - 1) / page * page)
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+        #endif
+    }
+
     /// Hints the OS that `range` will be read soon (read-ahead); a no-op where unsupported.
     public func willNeed(_ range: Range<Int>) {
         #if canImport(Glibc) || canImport(Darwin)

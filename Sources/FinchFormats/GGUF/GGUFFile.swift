@@ -100,5 +100,6 @@ public final class GGUFFile: @unchecked Sendable {
         Parallel.forEachRange(blocks, costPerItem: 1, grain: max(1, (1 << 16) / blockSize)) { r in
             kernel(base + r.lowerBound * typeSize, dst + r.lowerBound * blockSize, r.count)
         }
+        file.release(src)   // the source pages leave the resident set once converted
     }
 }

@@ -73,6 +73,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let n = info.elementCount
         return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
             Self.convert(bytes(of: info), info.dtype, into: buf.baseAddress!, count: n)
+            file.release(bytes(of: info))
             initialized = n
         }
     }
@@ -88,6 +89,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         if n == 0 { return }
         Self.convert(bytes(of: info), info.dtype, into: out.baseAddress!, count: n)
+        file.release(bytes(of: info))   // the source pages leave the resident set once converted
     }
 
     /// Parallel conversion of `count` elements.

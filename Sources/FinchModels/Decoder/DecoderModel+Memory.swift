@@ -25,3 +25,38 @@ extension DecoderModel {
         return TrainingActivationBytes(saved: saved, transient: transient)
     }
 }
+
+extension DecoderModel {
+    public var parameterCount: Int {
+        var total = embedding.outFeatures * embedding.inFeatures + finalNorm.count + (finalNormBias?.count ?? 0)
+            + (positionEmbedding.map { $0.outFeatures * $0.inFeatures } ?? 0)
+        if lmHead !== embedding { total += lmHead.outFeatures * lmHead.inFeatures }
+        for l in layers {
+            for n in spec.norms { total += l.norm(n).count + (l.normBiases[n]?.count ?? 0) }
+            for b in l.biases.values { total += b.count }
+        }
+        for s in linearSlots { let w = baseWeight(s.get()); total += w.outFeatures * w.inFeatures }
+        return total
+    }
+
+    /// Loading reads the weights tensor by tensor in this order: the embedding, the LM head when
+    /// untied, the blocks, the final norm; each tensor's source pages are released once converted
+    /// (`MappedFile.release`). A tensor in flight holds its f32 values together with first its
+    /// source bytes, then what it becomes (bf16 values or 4-bit blocks), so the peak is the
+    /// largest of: the embedding in flight; the embedding kept and the head in flight; all the
+    /// weights kept and one block linear in flight.
+    public func loadPeakBytes(sourceBytesPerValue s: Double) -> Int {
+        func inFlight(_ values: Int, _ kept: Int) -> Int { 4 * values + max(Int(Double(values) * s), kept) }
+        let embValues = embedding.outFeatures * embedding.inFeatures
+        var peak = inFlight(embValues, embedding.byteCount)
+        if lmHead !== embedding {
+            peak = max(peak, embedding.byteCount + inFlight(lmHead.outFeatures * lmHead.inFeatures, lmHead.byteCount))
+        }
+        var extra = 0
+        for slot in linearSlots {
+            let w = baseWeight(slot.get())
+            extra = max(extra, inFlight(w.outFeatures * w.inFeatures, w.byteCount) - w.byteCount)
+        }
+        return max(peak, weightBytes + extra)
+    }
+}

@@ -35,6 +35,11 @@ public protocol TrainableModel: LoRAHost {
 
     /// Bytes held by the weights.
     var weightBytes: Int { get }
+    /// Values of the frozen weights (parameters).
+    var parameterCount: Int { get }
+    /// The most memory loading this model holds at once, beyond the process before loading, when
+    /// its weights are read from a source storing `sourceBytesPerValue` bytes per value.
+    func loadPeakBytes(sourceBytesPerValue: Double) -> Int
     /// Whether any linear is held in 4 bits.
     var isQuantized: Bool { get }
     /// Replaces every 4-bit linear by its dequantized values (before an adapter is attached).

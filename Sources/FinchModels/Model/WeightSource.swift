@@ -188,7 +188,10 @@ public struct SafeTensorsWeightSource: WeightSource {
     public func shape(of name: String) -> [Int]? { collection.info(name)?.shape }
 
     public func load(_ name: String) throws -> Buffer<Float> {
-        Buffer(try collection.floats(name))
+        guard let info = collection.info(name) else { throw ModelError.missingWeight(path: path, name: name) }
+        let out = Buffer<Float>(count: info.elementCount)
+        try collection.floats(name, into: out.buffer)
+        return out
     }
 
     public func quantizedWeight(_ name: String) throws -> FourBitTensor? {

@@ -17,6 +17,28 @@ public struct TrainingRun {
     public let evalSource: EvalSource
     /// Seconds spent loading the model.
     public let loadSeconds: Double
+    /// Resident bytes of the process before the model loaded, and its peak just after (the load's own peak).
+    public let residentBeforeLoading: Int
+    public let measuredLoadPeak: Int
+
+    /// The predicted peak of loading: the process before it plus what loading holds at once
+    /// (`TrainableModel.loadPeakBytes`, from the source's bytes per value).
+    public var predictedLoadPeak: Int {
+        let files = Self.weightFileBytes(model.path)
+        let perValue = files > 0 ? Double(files) / Double(max(1, model.model.parameterCount)) : 4
+        return residentBeforeLoading + model.model.loadPeakBytes(sourceBytesPerValue: perValue)
+    }
+
+    /// Bytes of a model's weight files (a GGUF, or a directory's .safetensors).
+    static func weightFileBytes(_ path: String) -> Int {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else { return 0 }
+        let files = isDir.boolValue
+            ? ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasSuffix(".safetensors") }.map { path + "/" + $0 }
+            : [path]
+        return files.reduce(0) { $0 + ((try? fm.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+    }
 
     public enum EvalSource: Equatable, Sendable {
         case none
@@ -34,7 +56,9 @@ public struct TrainingRun {
         try c.validate()
         guard let dataPath = c.data else { throw TrainError.invalidSetting("data: no training data file was given (--data FILE)") }
         let t0 = Date()
+        let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
         let lm = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
+        let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         let loadSeconds = Date().timeIntervalSince(t0)
         let options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
@@ -52,7 +76,7 @@ public struct TrainingRun {
             source = .heldOut(fraction: c.evalFraction)
         }
         return TrainingRun(config: c, model: lm, dataset: loaded, train: train, eval: eval, evalSource: source,
-                           loadSeconds: loadSeconds)
+                           loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak)
     }
 
     /// A trainer for this run, writing into `runDirectory` when given.

@@ -1,0 +1,83 @@
+import CFinchKernels
+import Foundation
+
+/// What this machine is, for every benchmark line: the CPU, the ISA Finch's kernels use, the
+/// OpenBLAS kernels, and the arithmetic peak measured here (so that a GEMM's GFLOP/s can be read
+/// as a share of what this CPU can do).
+public enum CPUInfo {
+    /// The CPU's model name (`/proc/cpuinfo`).
+    public static let model: String = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        }
+        return "unknown"
+    }()
+
+    /// The x86 features that decide Finch's paths, as /proc/cpuinfo names them.
+    public static let features: [String] = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flags = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let have = Set(flags.split(separator: " ").map(String.init))
+        return ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"].filter(have.contains)
+    }()
+
+    /// The path of Finch's own C kernels: avx512 (with bf16 dot products when the CPU has them), avx2, portable.
+    public static var kernelPath: String {
+        let p = String(cString: finch_kernel_path())
+        return p == "avx512" && finch_cpu_avx512_level() >= 2 ? "avx512+bf16" : p
+    }
+
+    /// The peak GFLOP/s of all of Finch's threads together, measured once per process by timing a
+    /// multiply-add loop on every thread (f32 FMA, or AVX512-BF16 dot products); nil when the CPU
+    /// has no such instructions.
+    public static func measuredPeak(bf16: Bool) -> Double? {
+        peaks.withLock { cache in
+            if let v = cache[bf16] { return v }
+            let v = measure(bf16: bf16)
+            cache[bf16] = .some(v)
+            return v
+        }
+    }
+
+    private static let peaks = NSLockedDictionary()
+
+    private static func measure(bf16: Bool) -> Double? {
+        if finch_peak_probe(bf16 ? 1 : 0, 1) == 0 { return nil }
+        let threads = Parallel.threadCount
+        let iterations = 8_000_000   // ~20 ms a round
+        var best = 0.0
+        Parallel.forEachRange(threads, costPerItem: 1, grain: 0) { _ in _ = finch_peak_probe(bf16 ? 1 : 0, iterations / 8) }   // wake the team
+        for _ in 0..<3 {
+            let flops = UnsafeMutablePointer<Double>.allocate(capacity: threads)
+            defer { flops.deallocate() }
+            flops.initialize(repeating: 0, count: threads)
+            let t0 = Date()
+            Parallel.forEachRange(threads, costPerItem: 1, grain: 0) { r in
+                for t in r { flops[t] = finch_peak_probe(bf16 ? 1 : 0, iterations) }
+            }
+            let seconds = Date().timeIntervalSince(t0)
+            best = max(best, (0..<threads).reduce(0) { $0 + flops[$1] } / seconds / 1e9)
+        }
+        return best
+    }
+
+    /// The machine for a benchmark line: CPU, threads, kernel path, OpenBLAS cores, OPENBLAS_CORETYPE.
+    public static var summary: [String: String] {
+        let blas = GEMM.openBLASCore
+        return ["cpu": model, "threads": String(Parallel.threadCount), "kernels": kernelPath,
+                "features": features.joined(separator: " "), "openblas_core": blas.inUse,
+                "openblas_core_at_load": blas.atLoad,
+                "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"]
+    }
+}
+
+/// A dictionary behind a lock (for per-process caches).
+final class NSLockedDictionary: @unchecked Sendable {
+    private var values: [Bool: Double?] = [:]
+    private let lock = NSLock()
+    func withLock<T>(_ body: (inout [Bool: Double?]) -> T) -> T {
+        lock.lock(); defer { lock.unlock() }
+        return body(&values)
+    }
+}
