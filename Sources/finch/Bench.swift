@@ -97,7 +97,7 @@ struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
         abstract: "GFLOP/s of the matrix-product backends on LLaMA-step shapes (how Finch chose its GEMM).",
-        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN. Every backend uses every core. The first line names the machine: CPU, features, Finch's kernel path, the OpenBLAS kernels (chosen at load and in use), and the f32 / bf16 peaks measured here; each shape's line gives GFLOP/s and the share of that peak.")
+        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN's bf16 kernels, and as a bf16 linear runs it here (GEMM.bf16Compute: native, or widened to f32). Every backend uses every core. The first line names the machine: CPU, features, Finch's kernel path, the OpenBLAS kernels (chosen at load and in use), and the f32 / bf16 peaks measured here; each shape's line gives GFLOP/s and the share of that peak.")
 
     func run() throws {
         let peakF32 = CPUInfo.measuredPeak(bf16: false), peakBF16 = CPUInfo.measuredPeak(bf16: true)
@@ -131,11 +131,16 @@ struct BenchGEMM: ParsableCommand {
                 best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: k, bTransposed: true,
                                 c: c.pointer, ldc: n, accumulate: false, backend: .openblas) }
             }
-            let bf = best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: k, bTransposed: true,
-                                     c: c.pointer, ldc: n, accumulate: false) }
+            let bf = GEMM.withBF16Compute(.native) {
+                best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: k, bTransposed: true,
+                                 c: c.pointer, ldc: n, accumulate: false) }
+            }
+            // What a bf16 linear runs here (native, or widened to f32 where bf16 arithmetic is slower).
+            let bfUsed = best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: k, bTransposed: true,
+                                         c: c.pointer, ldc: n, accumulate: false) }
             // The same products with B stored [K,N] (as a backward-data product reads a weight).
-            let bfKN = best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: n, bTransposed: false,
-                                       c: c.pointer, ldc: n, accumulate: false) }
+            let bfKN = GEMM.withBF16Compute(.native) { best { GEMM.bf16(m: m, n: n, k: k, a: ab.pointer, lda: k, b: wb.pointer, ldb: n, bTransposed: false,
+                                       c: c.pointer, ldc: n, accumulate: false) } }
             let dnnlKN = best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                                         c: c.pointer, ldc: n, accumulate: false, backend: .dnnl) }
             func share(_ t: Double, _ peak: Double?) -> Any { peak.map { (flop / t / 1e9 / $0 * 1000).rounded() / 1000 } ?? NSNull() }
@@ -143,7 +148,8 @@ struct BenchGEMM: ParsableCommand {
                                       "dnnl_f32_gflops": gf(dnnl), "openblas_f32_gflops": gf(blas), "dnnl_bf16_gflops": gf(bf),
                                       "dnnl_f32_of_peak": share(dnnl, peakF32), "openblas_f32_of_peak": share(blas, peakF32),
                                       "dnnl_bf16_of_peak": share(bf, peakBF16 ?? peakF32),
-                                      "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN)]
+                                      "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN),
+                                      "bf16_linear_gflops": gf(bfUsed), "bf16_compute": GEMM.bf16Compute.rawValue]
             let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }
