@@ -91,3 +91,16 @@ void finch_axpy_f32(float *y, float a, const float *x, size_t n) {
 #endif
     for (size_t i = 0; i < n; i++) y[i] += a * x[i];
 }
+
+// f32 values rounded to bf16 precision (round to nearest even, NaN kept quiet), still as f32:
+// what a bf16 operand holds, widened. dst may be src.
+void finch_round_to_bf16_f32(float *dst, const float *src, size_t n) {
+    const uint32_t *s = (const uint32_t *)src;
+    uint32_t *d = (uint32_t *)dst;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = s[i];
+        if ((u & 0x7fffffffu) > 0x7f800000u) { d[i] = (u | 0x00400000u) & 0xffff0000u; continue; }
+        u += 0x7fffu + ((u >> 16) & 1u);
+        d[i] = u & 0xffff0000u;
+    }
+}

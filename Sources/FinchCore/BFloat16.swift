@@ -20,6 +20,14 @@ public enum BFloat16 {
         finch_f32_to_bf16(dst, src, n)
     }
 
+    /// Rounds `n` floats to bfloat16 precision, kept as floats (the values a bf16 operand holds,
+    /// widened); `dst` may be `src`. On all cores for large counts.
+    public static func round(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, count n: Int) {
+        Parallel.forEachRange(n, costPerItem: 1, grain: 1 << 18) { r in
+            finch_round_to_bf16_f32(dst + r.lowerBound, src + r.lowerBound, r.count)
+        }
+    }
+
     /// Widens `n` bfloat16 values to float, vectorized.
     public static func convert(_ src: UnsafePointer<BF16Bits>, to dst: UnsafeMutablePointer<Float>, count n: Int) {
         finch_bf16_to_f32(dst, src, n)

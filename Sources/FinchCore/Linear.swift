@@ -91,6 +91,15 @@ public final class LinearWeight: @unchecked Sendable {
         return .bf16(b)
     }
 
+    /// A quantized weight expanded to f32 and rounded to bf16 precision in place.
+    func expandedRounded(_ q: any QuantizedMatrix, scratch: Scratch) -> Buffer<Float> {
+        let count = outFeatures * inFeatures
+        let f = scratch.weightF32(count)
+        q.dequantize(into: f.pointer)
+        BFloat16.round(f.pointer, to: f.pointer, count: count)
+        return f
+    }
+
     /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs;
     /// `xBF16` is that copy when the caller already made it.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
@@ -102,6 +111,17 @@ public final class LinearWeight: @unchecked Sendable {
             // Decoding: straight from the compressed form when it has a kernel (f32 products in
             // either compute type; they differ from the expanded product by rounding only).
             if m <= Self.smallBatchRows && q.multiplySmall(y: y, x: x, rows: m, accumulate: accumulate) { return }
+            if m > Self.smallBatchRows && compute == .bf16 && GEMM.bf16Compute == .f32 {
+                // bf16 compute on a CPU that multiplies bf16 as f32: the weight expanded straight
+                // to f32 and rounded to bf16 precision in place, x rounded likewise: the values a
+                // bf16 product multiplies, without a bf16 copy of the weight to widen again.
+                let w = expandedRounded(q, scratch: scratch)
+                let xr = scratch.roundedInput(m * k)
+                BFloat16.round(x, to: xr, count: m * k)
+                GEMM.f32(m: m, n: n, k: k, a: xr, lda: k, b: w.pointer, ldb: k, bTransposed: true,
+                         c: y, ldc: n, accumulate: accumulate)
+                return
+            }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
         }
         switch storage {
@@ -141,6 +161,14 @@ extension LinearWeight {
         let n = inFeatures, k = outFeatures
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
+            if compute == .bf16 && GEMM.bf16Compute == .f32 {   // as in `forward`
+                let w = expandedRounded(q, scratch: scratch)
+                let dyr = scratch.roundedInput(m * k)
+                BFloat16.round(dy, to: dyr, count: m * k)
+                GEMM.f32(m: m, n: n, k: k, a: dyr, lda: k, b: w.pointer, ldb: n, bTransposed: false,
+                         c: dx, ldc: n, accumulate: accumulate)
+                return
+            }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
         }
         switch storage {
@@ -171,6 +199,13 @@ public final class Scratch: @unchecked Sendable {
         if weightF32Buffer.count < count { weightF32Buffer = Buffer(uninitializedCount: count) }
         return weightF32Buffer
     }
+
+    /// An input rounded to bf16 precision (kept as f32) for a bf16 product computed in f32.
+    func roundedInput(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if roundedInputBuffer.count < count { roundedInputBuffer = Buffer(uninitializedCount: count) }
+        return roundedInputBuffer.pointer
+    }
+    private var roundedInputBuffer = Buffer<Float>(count: 0)
 
     /// A quantized weight expanded to bf16.
     func weightBF16(_ count: Int) -> Buffer<BF16Bits> {

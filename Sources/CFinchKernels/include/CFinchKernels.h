@@ -39,6 +39,8 @@ void finch_row_share(int n, int align, int tid, int nthreads, int *begin, int *e
 void finch_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 /// dst[i] = float(src[i]).
 void finch_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+/// f32 values rounded to bf16 precision (round to nearest even), kept as f32; dst may be src.
+void finch_round_to_bf16_f32(float *dst, const float *src, size_t n);
 
 /// y[M,N] (+)= x[M,K] · W[N,K]ᵀ for small M (decode), W f32, parallel over N.
 /// ldx / ldy are the row strides of x and y. accumulate != 0 adds into y.
