@@ -31,16 +31,9 @@ public enum CPUInfo {
     /// The peak GFLOP/s of all of Finch's threads together, measured once per process by timing a
     /// multiply-add loop on every thread (f32 FMA, or AVX512-BF16 dot products); nil when the CPU
     /// has no such instructions.
-    public static func measuredPeak(bf16: Bool) -> Double? {
-        peaks.withLock { cache in
-            if let v = cache[bf16] { return v }
-            let v = measure(bf16: bf16)
-            cache[bf16] = .some(v)
-            return v
-        }
-    }
+    public static func measuredPeak(bf16: Bool) -> Double? { bf16 ? peakBF16 : peakF32 }
 
-    private static let peaks = NSLockedDictionary()
+    private static let peakF32 = measure(bf16: false), peakBF16 = measure(bf16: true)
 
     private static func measure(bf16: Bool) -> Double? {
         if finch_peak_probe(bf16 ? 1 : 0, 1) == 0 { return nil }
@@ -69,15 +62,5 @@ public enum CPUInfo {
                 "features": features.joined(separator: " "), "openblas_core": blas.inUse,
                 "openblas_core_at_load": blas.atLoad,
                 "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"]
-    }
-}
-
-/// A dictionary behind a lock (for per-process caches).
-final class NSLockedDictionary: @unchecked Sendable {
-    private var values: [Bool: Double?] = [:]
-    private let lock = NSLock()
-    func withLock<T>(_ body: (inout [Bool: Double?]) -> T) -> T {
-        lock.lock(); defer { lock.unlock() }
-        return body(&values)
     }
 }

@@ -111,15 +111,8 @@ public enum GEMM {
                         a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
     }
 
-    /// Scratch for widened bf16 operands, reused between products (one product at a time).
-    final class WidenScratch: @unchecked Sendable {
-        var a = Buffer<Float>(uninitializedCount: 0), b = Buffer<Float>(uninitializedCount: 0)
-        func floats(_ buffer: inout Buffer<Float>, _ count: Int) -> UnsafeMutablePointer<Float> {
-            if buffer.count < count { buffer = Buffer<Float>(uninitializedCount: count) }
-            return buffer.pointer
-        }
-    }
-    private static let widenScratch = Mutex<WidenScratch>(WidenScratch())
+    /// Scratch for widened bf16 operands (slot 0: A, slot 1: B), reused between products (one product at a time).
+    private static let widenScratch = Mutex<Scratch>(Scratch())
 
     /// Widens `rows` rows of `columns` bf16 values (row stride `stride`) into packed f32 rows, on all cores.
     static func widen(_ src: UnsafePointer<BF16Bits>, stride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Float>) {
@@ -134,13 +127,13 @@ public enum GEMM {
                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         widenScratch.withLock { scratch in
             let aRows = aTransposed ? k : m, aColumns = aTransposed ? m : k
-            let af = scratch.floats(&scratch.a, aRows * aColumns)
+            let af = scratch.floats(aRows * aColumns, slot: 0)
             widen(a, stride: lda, rows: aRows, columns: aColumns, into: af)
             let block = max(64, min(n, (4 << 20) / k))
             var n0 = 0
             while n0 < n {
                 let nb = min(block, n - n0)
-                let bf = scratch.floats(&scratch.b, nb * k)
+                let bf = scratch.floats(nb * k, slot: 1)
                 if bTransposed {   // B stored [N, K]: rows n0 ..< n0 + nb
                     widen(b + n0 * ldb, stride: ldb, rows: nb, columns: k, into: bf)
                 } else {           // B stored [K, N]: columns n0 ..< n0 + nb of every row

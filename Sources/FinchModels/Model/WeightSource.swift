@@ -189,7 +189,7 @@ public struct SafeTensorsWeightSource: WeightSource {
 
     public func load(_ name: String) throws -> Buffer<Float> {
         guard let info = collection.info(name) else { throw ModelError.missingWeight(path: path, name: name) }
-        let out = Buffer<Float>(count: info.elementCount)
+        let out = Buffer<Float>(uninitializedCount: info.elementCount)   // every value is written
         try collection.floats(name, into: out.buffer)
         return out
     }

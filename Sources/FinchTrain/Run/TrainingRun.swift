@@ -23,11 +23,7 @@ public struct TrainingRun {
 
     /// The predicted peak of loading: the process before it plus what loading holds at once
     /// (`TrainableModel.loadPeakBytes`, from the source's bytes per value).
-    public var predictedLoadPeak: Int {
-        let files = Self.weightFileBytes(model.path)
-        let perValue = files > 0 ? Double(files) / Double(max(1, model.model.parameterCount)) : 4
-        return residentBeforeLoading + model.model.loadPeakBytes(sourceBytesPerValue: perValue)
-    }
+    public let predictedLoadPeak: Int
 
     /// Bytes of a model's weight files (a GGUF, or a directory's .safetensors).
     static func weightFileBytes(_ path: String) -> Int {
@@ -59,6 +55,9 @@ public struct TrainingRun {
         let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
         let lm = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
         let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
+        let files = weightFileBytes(lm.path)
+        let perValue = files > 0 ? Double(files) / Double(max(1, lm.model.parameterCount)) : 4
+        let predictedLoadPeak = before + lm.model.loadPeakBytes(sourceBytesPerValue: perValue)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         let loadSeconds = Date().timeIntervalSince(t0)
         let options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
@@ -76,7 +75,8 @@ public struct TrainingRun {
             source = .heldOut(fraction: c.evalFraction)
         }
         return TrainingRun(config: c, model: lm, dataset: loaded, train: train, eval: eval, evalSource: source,
-                           loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak)
+                           loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
+                           predictedLoadPeak: predictedLoadPeak)
     }
 
     /// A trainer for this run, writing into `runDirectory` when given.
