@@ -30,27 +30,12 @@ public struct BatchPredictions {
         public var seconds: Double
     }
 
-    /// The ids already answered in `path` (as compact JSON), after cutting off a last line that
-    /// a stopped run left half-written.
-    public static func answeredIds(path: String) throws -> Set<String> {
-        guard FileManager.default.fileExists(atPath: path) else { return [] }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ModelError.badInput("\(path): cannot read the answers file; check its permissions")
-        }
-        var bytes = [UInt8](data)
-        if let lastNewline = bytes.lastIndex(of: 0x0A), lastNewline + 1 < bytes.count {
-            bytes.removeSubrange((lastNewline + 1)...)
-            guard truncate(path, off_t(bytes.count)) == 0 else {
-                throw ModelError.badInput("\(path): cannot cut off its unfinished last line (errno \(errno))")
-            }
-        } else if !bytes.contains(0x0A) && !bytes.isEmpty {
-            bytes = []
-            _ = truncate(path, 0)
-        }
+    /// The ids already answered in `file` (as compact JSON).
+    static func answeredIds(_ file: JSONLinesFile) throws -> Set<String> {
         var ids = Set<String>()
-        for (n, line) in bytes.split(separator: 0x0A).enumerated() {
-            guard let v = try? JSONParser.parse(Array(line)), let id = v["id"] else {
-                throw ModelError.badInput("\(path):\(n + 1): not an answer line (a JSON object with \"id\"); "
+        for (n, v) in try file.values() {
+            guard let id = v["id"] else {
+                throw ModelError.badInput("\(file.path):\(n): not an answer line (a JSON object with \"id\"); "
                     + "use another --output, or delete the file to start over")
             }
             ids.insert(id.serialized())
@@ -63,22 +48,13 @@ public struct BatchPredictions {
                     progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Outcome {
         let start = Date()
         let known = Set(items.map { $0.id.serialized() })
-        let done = try Self.answeredIds(path: output)
+        let file = try JSONLinesFile(path: output)   // a half-written last line is cut off
+        let done = try Self.answeredIds(file)
         if let stray = done.first(where: { !known.contains($0) }) {
             throw ModelError.badInput("\(output) holds an answer for id \(stray), which is not in the data; "
                 + "it belongs to another dataset: use another --output")
         }
         let todo = items.indices.filter { !done.contains(items[$0].id.serialized()) }
-        if !FileManager.default.fileExists(atPath: output) {
-            guard FileManager.default.createFile(atPath: output, contents: nil) else {
-                throw ModelError.badInput("\(output): cannot create the answers file; check the directory")
-            }
-        }
-        guard let handle = FileHandle(forWritingAtPath: output) else {
-            throw ModelError.badInput("\(output): cannot open the answers file for writing")
-        }
-        defer { try? handle.close() }
-        try handle.seekToEnd()
         var written = 0, tokens = 0
         var i = 0
         while i < todo.count {
@@ -97,7 +73,7 @@ public struct BatchPredictions {
                 results += try generator.generate(promptTokens: run.map { items[$0].tokens }, options: opts)
                 j += run.count
             }
-            var text = ""
+            var lines: [JSONValue] = []
             for (k, r) in zip(batch, results) {
                 let item = items[k]
                 var fields: [(key: String, value: JSONValue)] = [
@@ -106,11 +82,10 @@ public struct BatchPredictions {
                     ("output_tokens", .int(r.tokens.count)), ("model", .string(modelName)),
                 ]
                 if let ref = item.reference { fields.append(("reference", .string(ref))) }
-                text += JSONValue.object(fields).serialized() + "\n"
+                lines.append(.object(fields))
                 tokens += r.tokens.count
             }
-            try handle.write(contentsOf: Data(text.utf8))
-            try handle.synchronize()
+            try file.append(lines)
             written += batch.count
             i += batch.count
             progress?(done.count + written, items.count)

@@ -35,6 +35,7 @@ public final class HumanEvalSession: @unchecked Sendable {
     }
 
     public let log: String
+    private let logFile: JSONLinesFile
     public let tournaments: Int
     public let seed: UInt64
     private let tasks: [Task]
@@ -71,20 +72,18 @@ public final class HumanEvalSession: @unchecked Sendable {
         }
         all.shuffle(using: &rng)
         tasks = all
+        logFile = try JSONLinesFile(path: log)   // a half-written last line is cut off
         try readLog()
     }
 
     private func readLog() throws {
-        guard FileManager.default.fileExists(atPath: log), let data = FileManager.default.contents(atPath: log) else { return }
         let byId = Dictionary(uniqueKeysWithValues: tasks.map { ($0.id, $0) })
-        for (n, line) in data.split(separator: 0x0A).enumerated() {
-            guard let v = try? JSONParser.parse(Array(line)), let id = v["task"]?.stringValue,
-                  let choice = v["choice"]?.stringValue.flatMap(Choice.init(rawValue:)) else {
-                if n == data.split(separator: 0x0A).count - 1 && data.last != 0x0A { continue }   // a half-written last line
-                throw ModelError.badInput("\(log):\(n + 1): not a rating line; use another --eval-log")
+        for (n, v) in try logFile.values() {
+            guard let id = v["task"]?.stringValue, let choice = v["choice"]?.stringValue.flatMap(Choice.init(rawValue:)) else {
+                throw ModelError.badInput("\(log):\(n): not a rating line; use another --eval-log")
             }
             guard let task = byId[id] else {
-                throw ModelError.badInput("\(log):\(n + 1): task \(id) is not among these answers; use another --eval-log")
+                throw ModelError.badInput("\(log):\(n): task \(id) is not among these answers; use another --eval-log")
             }
             if rated[id] == nil { ratedOrder.append(id) }
             rated[id] = Self.match(task, choice)
@@ -126,17 +125,7 @@ public final class HumanEvalSession: @unchecked Sendable {
             ("time", .string(ISO8601DateFormatter().string(from: Date()))),
         ]
         if let rater { fields.append(("rater", .string(rater))) }
-        let line = Data((JSONValue.object(fields).serialized() + "\n").utf8)
-        if !FileManager.default.fileExists(atPath: log) {
-            guard FileManager.default.createFile(atPath: log, contents: nil) else {
-                throw ModelError.badInput("\(log): cannot create the ratings file")
-            }
-        }
-        guard let h = FileHandle(forWritingAtPath: log) else { throw ModelError.badInput("\(log): cannot open the ratings file") }
-        defer { try? h.close() }
-        try h.seekToEnd()
-        try h.write(contentsOf: line)
-        try h.synchronize()
+        try logFile.append(.object(fields))
         rated[id] = Self.match(task, choice)
         ratedOrder.append(id)
         handedOut[id] = nil

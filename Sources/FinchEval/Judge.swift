@@ -116,7 +116,7 @@ public final class ModelJudge: PairwiseJudge {
             switch mode {
             case .choice:
                 let digits = try ["1", "2", "3"].map { d in
-                    guard let t = lm.tokenizer.encode(d).first, lm.tokenizer.encode(d).count == 1 else {
+                    guard let t = lm.tokenizer.singleTokenId(d) else {
                         throw ModelError.badInput("the judge's tokenizer has no single token for \"\(d)\"; use --judge-mode explain")
                     }
                     return t

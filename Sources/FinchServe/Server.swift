@@ -208,22 +208,14 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// The opt-in log of chat completions, one JSON line each, for human evaluation.
 final class ConversationLog: @unchecked Sendable {
-    let path: String
-    private let handle: FileHandle
-    private let lock = NSLock()
+    let file: JSONLinesFile
 
     init(path: String) throws {
-        self.path = path
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw APIError(.internalServerError, "cannot create the conversation log \(path)")
-            }
+        do {
+            file = try JSONLinesFile(path: path)
+        } catch {
+            throw APIError(.internalServerError, "cannot open the conversation log: \(error)")
         }
-        guard let h = FileHandle(forWritingAtPath: path) else {
-            throw APIError(.internalServerError, "cannot open the conversation log \(path) for writing")
-        }
-        h.seekToEndOfFile()
-        handle = h
     }
 
     func record(model: String, messages: [ChatMessage], sampling: SamplingFields, answers: [String]) {
@@ -236,9 +228,7 @@ final class ConversationLog: @unchecked Sendable {
             ("top_k", .int(sampling.sampling.topK)), ("repetition_penalty", .float(sampling.sampling.repetitionPenalty)),
             ("seed", .number(String(sampling.seed))), ("answers", .array(answers.map(JSONValue.string))),
         ])
-        lock.lock(); defer { lock.unlock() }
-        handle.write(Data((line.serialized() + "\n").utf8))
-        try? handle.synchronize()
+        try? file.append(line)
     }
 }
 

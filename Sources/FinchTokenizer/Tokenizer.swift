@@ -180,6 +180,13 @@ public final class Tokenizer: @unchecked Sendable {
         encode32(text, addSpecialTokens: addSpecialTokens).map(Int.init)
     }
 
+    /// The id of `text` when it encodes to exactly one token (a scoring answer such as "A" or "1"),
+    /// nil when it takes several or none.
+    public func singleTokenId(_ text: String) -> Int? {
+        let ids = encode(text)
+        return ids.count == 1 ? ids[0] : nil
+    }
+
     /// `encode` with 32-bit ids (what models consume), avoiding a conversion.
     public func encode32(_ text: String, addSpecialTokens: Bool = false) -> [Int32] {
         var ids: [Int32] = []

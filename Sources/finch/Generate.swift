@@ -61,12 +61,7 @@ struct Generate: ParsableCommand {
         }
         let lm = try modelOptions.load()
         if chat {
-            prompts = try prompts.map { p in
-                var messages: [ChatMessage] = []
-                if let system { messages.append(ChatMessage(role: "system", content: system)) }
-                messages.append(ChatMessage(role: "user", content: p))
-                return try lm.tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)
-            }
+            prompts = try prompts.map { try lm.tokenizer.applyChatTemplate(user: $0, system: system) }
         }
         let generator = Generator(lm)
         let start = Date()

@@ -66,6 +66,24 @@ final class HumanEvalTests: XCTestCase, @unchecked Sendable {
         XCTAssertEqual(reopened.ratings(), s2.ratings())
     }
 
+    /// A session stopped while writing a rating leaves half a line; the next session cuts it off,
+    /// so its own rating starts a fresh line and the log stays readable.
+    func testHalfWrittenRatingIsCutAndTheNextRatingStartsAFreshLine() throws {
+        let s = try session()
+        let first = try XCTUnwrap(s.next())
+        try s.rate(task: first.id, choice: .a, note: nil)
+        let log = dir + "/ratings.jsonl"
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: log))
+        try h.seekToEnd(); try h.write(contentsOf: Data(#"{"task":"half"#.utf8)); try h.close()
+        let s2 = try session()
+        XCTAssertEqual(s2.progress.done, 1)
+        let second = try XCTUnwrap(s2.next())
+        try s2.rate(task: second.id, choice: .b, note: nil)
+        let s3 = try session()
+        XCTAssertEqual(s3.progress.done, 2, "both ratings read back; the half line is gone")
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").count, 2)
+    }
+
     func testRoutesServeTasksRecordRatingsAndUpdateElo() async throws {
         var options = ServeOptions()
         options.humanEval = try session()

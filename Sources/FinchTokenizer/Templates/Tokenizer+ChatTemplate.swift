@@ -24,6 +24,15 @@ extension Tokenizer {
                                      variables: variables))
     }
 
+    /// One question as a chat prompt: the optional system message, the user's message, and the
+    /// template's generation prompt (what `finch generate --chat` and prompt datasets send).
+    public func applyChatTemplate(user: String, system: String? = nil) throws -> String {
+        var messages: [ChatMessage] = []
+        if let system { messages.append(.system(system)) }
+        messages.append(ChatMessage(role: "user", content: user))
+        return try applyChatTemplate(messages, addGenerationPrompt: true)
+    }
+
     private func cachedTemplate(_ source: String) throws -> ChatTemplate {
         try templateCache.get(source)
     }

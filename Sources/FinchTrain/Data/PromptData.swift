@@ -75,10 +75,7 @@ extension TrainingData {
             }
             let tokens: [Int]
             if chat {
-                var messages: [ChatMessage] = []
-                if let system { messages.append(ChatMessage(role: "system", content: system)) }
-                messages.append(ChatMessage(role: "user", content: question))
-                do { tokens = tokenizer.encode(try tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)) } catch {
+                do { tokens = tokenizer.encode(try tokenizer.applyChatTemplate(user: question, system: system)) } catch {
                     throw DataError.chatTemplate(path: path, line: record.line, reason: "\(error)")
                 }
             } else {
