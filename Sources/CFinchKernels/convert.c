@@ -94,13 +94,37 @@ void finch_axpy_f32(float *y, float a, const float *x, size_t n) {
 
 // f32 values rounded to bf16 precision (round to nearest even, NaN kept quiet), still as f32:
 // what a bf16 operand holds, widened. dst may be src.
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static void round_to_bf16_f32_avx512(float *dst, const float *src, size_t n) {
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i keep = _mm512_set1_epi32((int)0xffff0000u), quiet = _mm512_set1_epi32(0x400000);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_castps_si512(_mm512_loadu_ps(src + i));
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        __mmask16 nan = _mm512_cmp_ps_mask(_mm512_castsi512_ps(u), _mm512_castsi512_ps(u), _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, quiet));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_and_si512(r, keep)));
+    }
+    for (; i < n; i++) {
+        uint32_t u; memcpy(&u, src + i, 4);
+        u = (u & 0x7fffffffu) > 0x7f800000u ? (u | 0x00400000u) & 0xffff0000u : (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        memcpy(dst + i, &u, 4);
+    }
+}
+#endif
+
 void finch_round_to_bf16_f32(float *dst, const float *src, size_t n) {
+#if defined(__x86_64__)
+    if (finch_cpu_avx512_level() > 0) { round_to_bf16_f32_avx512(dst, src, n); return; }
+#endif
     const uint32_t *s = (const uint32_t *)src;
     uint32_t *d = (uint32_t *)dst;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {   // branch-free, so that it vectorizes
         uint32_t u = s[i];
-        if ((u & 0x7fffffffu) > 0x7f800000u) { d[i] = (u | 0x00400000u) & 0xffff0000u; continue; }
-        u += 0x7fffu + ((u >> 16) & 1u);
-        d[i] = u & 0xffff0000u;
+        uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        uint32_t nan = (u | 0x00400000u) & 0xffff0000u;
+        d[i] = (u & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
     }
 }

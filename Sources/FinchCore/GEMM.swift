@@ -38,6 +38,15 @@ public enum GEMM {
                            a: UnsafePointer<Float>, lda: Int, aTransposed: Bool = false,
                            b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, backend: Backend? = nil) {
+        Profile.measure(.gemm, flops: 2 * Double(m) * Double(n) * Double(k)) {
+            f32Product(m: m, n: n, k: k, a: a, lda: lda, aTransposed: aTransposed, b: b, ldb: ldb, bTransposed: bTransposed,
+                       c: c, ldc: ldc, accumulate: accumulate, backend: backend)
+        }
+    }
+
+    static func f32Product(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, aTransposed: Bool,
+                           b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, backend: Backend?) {
         if m == 0 || n == 0 { return }
         if k == 0 {   // an empty sum: C = 0 (or unchanged)
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -96,6 +105,15 @@ public enum GEMM {
                             a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool = false,
                             b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
                             c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        Profile.measure(.gemm, flops: 2 * Double(m) * Double(n) * Double(k)) {
+            bf16Product(m: m, n: n, k: k, a: a, lda: lda, aTransposed: aTransposed, b: b, ldb: ldb, bTransposed: bTransposed,
+                        c: c, ldc: ldc, accumulate: accumulate)
+        }
+    }
+
+    static func bf16Product(m: Int, n: Int, k: Int, a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool,
+                            b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
@@ -116,8 +134,10 @@ public enum GEMM {
 
     /// Widens `rows` rows of `columns` bf16 values (row stride `stride`) into packed f32 rows, on all cores.
     static func widen(_ src: UnsafePointer<BF16Bits>, stride: Int, rows: Int, columns: Int, into dst: UnsafeMutablePointer<Float>) {
-        Parallel.forEachRange(rows, costPerItem: columns, grain: 1 << 16) { r in
-            for i in r { BFloat16.convert(src + i * stride, to: dst + i * columns, count: columns) }
+        Profile.measure(.bf16Convert) {
+            Parallel.forEachRange(rows, costPerItem: columns, grain: 1 << 16) { r in
+                for i in r { BFloat16.convert(src + i * stride, to: dst + i * columns, count: columns) }
+            }
         }
     }
 
@@ -139,8 +159,8 @@ public enum GEMM {
                 } else {           // B stored [K, N]: columns n0 ..< n0 + nb of every row
                     widen(b + n0, stride: ldb, rows: k, columns: nb, into: bf)
                 }
-                f32(m: m, n: nb, k: k, a: af, lda: aColumns, aTransposed: aTransposed, b: bf, ldb: bTransposed ? k : nb,
-                    bTransposed: bTransposed, c: c + n0, ldc: ldc, accumulate: accumulate, backend: .dnnl)
+                f32Product(m: m, n: nb, k: k, a: af, lda: aColumns, aTransposed: aTransposed, b: bf, ldb: bTransposed ? k : nb,
+                           bTransposed: bTransposed, c: c + n0, ldc: ldc, accumulate: accumulate, backend: .dnnl)
                 n0 += nb
             }
         }

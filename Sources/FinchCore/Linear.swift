@@ -84,10 +84,10 @@ public final class LinearWeight: @unchecked Sendable {
     private func expanded(_ q: any QuantizedMatrix, bf16: Bool, scratch: Scratch) -> Storage {
         let count = outFeatures * inFeatures
         let f = scratch.weightF32(count)
-        q.dequantize(into: f.pointer)
+        Profile.measure(.dequantize) { q.dequantize(into: f.pointer) }
         guard bf16 else { return .f32(f) }
         let b = scratch.weightBF16(count)
-        BFloat16.convert(f.pointer, to: b.pointer, count: count)
+        Profile.measure(.bf16Convert) { BFloat16.convert(f.pointer, to: b.pointer, count: count) }
         return .bf16(b)
     }
 
@@ -95,8 +95,7 @@ public final class LinearWeight: @unchecked Sendable {
     func expandedRounded(_ q: any QuantizedMatrix, scratch: Scratch) -> Buffer<Float> {
         let count = outFeatures * inFeatures
         let f = scratch.weightF32(count)
-        q.dequantize(into: f.pointer)
-        BFloat16.round(f.pointer, to: f.pointer, count: count)
+        Profile.measure(.dequantize) { q.dequantizeRoundedToBF16(into: f.pointer) }
         return f
     }
 
@@ -117,7 +116,7 @@ public final class LinearWeight: @unchecked Sendable {
                 // bf16 product multiplies, without a bf16 copy of the weight to widen again.
                 let w = expandedRounded(q, scratch: scratch)
                 let xr = scratch.roundedInput(m * k)
-                BFloat16.round(x, to: xr, count: m * k)
+                Profile.measure(.bf16Convert) { BFloat16.round(x, to: xr, count: m * k) }
                 GEMM.f32(m: m, n: n, k: k, a: xr, lda: k, b: w.pointer, ldb: k, bTransposed: true,
                          c: y, ldc: n, accumulate: accumulate)
                 return
@@ -139,7 +138,7 @@ public final class LinearWeight: @unchecked Sendable {
                 var xb = xBF16
                 if xb == nil {
                     let tmp = scratch.bf16(m * k)
-                    BFloat16.convert(x, to: tmp, count: m * k)
+                    Profile.measure(.bf16Convert) { BFloat16.convert(x, to: tmp, count: m * k) }
                     xb = UnsafePointer(tmp)
                 }
                 GEMM.bf16(m: m, n: n, k: k, a: xb!, lda: k, b: w.pointer, ldb: k, bTransposed: true,
@@ -164,7 +163,7 @@ extension LinearWeight {
             if compute == .bf16 && GEMM.bf16Compute == .f32 {   // as in `forward`
                 let w = expandedRounded(q, scratch: scratch)
                 let dyr = scratch.roundedInput(m * k)
-                BFloat16.round(dy, to: dyr, count: m * k)
+                Profile.measure(.bf16Convert) { BFloat16.round(dy, to: dyr, count: m * k) }
                 GEMM.f32(m: m, n: n, k: k, a: dyr, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                          c: dx, ldc: n, accumulate: accumulate)
                 return
@@ -177,7 +176,7 @@ extension LinearWeight {
                      c: dx, ldc: n, accumulate: accumulate)
         case .bf16(let w):
             let dyb = scratch.bf16(m * k)
-            BFloat16.convert(dy, to: dyb, count: m * k)
+            Profile.measure(.bf16Convert) { BFloat16.convert(dy, to: dyb, count: m * k) }
             GEMM.bf16(m: m, n: n, k: k, a: dyb, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                       c: dx, ldc: n, accumulate: accumulate)
         case .quantized: fatalError("unreachable: expanded above")

@@ -7,6 +7,9 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     var byteCount: Int { get }
     /// W [rows, columns] in float32 into `out`.
     func dequantize(into out: UnsafeMutablePointer<Float>)
+    /// W [rows, columns] into `out`, each value rounded to bf16 precision (still f32): what a
+    /// bf16 compute type multiplies. Implementations round each piece while it is in cache.
+    func dequantizeRoundedToBF16(into out: UnsafeMutablePointer<Float>)
     /// Replaces the contents by the quantization of `values` [rows, columns] with the same
     /// settings (merging an adapter into a quantized base); returns max |W_new − values|,
     /// the rounding error of the merge.

@@ -4,6 +4,8 @@ import FinchCore
 extension FourBitTensor: QuantizedMatrix {
     public func dequantize(into out: UnsafeMutablePointer<Float>) { dequantizeAll(into: out) }
 
+    public func dequantizeRoundedToBF16(into out: UnsafeMutablePointer<Float>) { dequantizeAll(into: out, roundedToBF16: true) }
+
     public func requantize(from values: UnsafePointer<Float>) -> Float {
         let fresh = try! FourBitTensor.quantize(UnsafeBufferPointer(start: values, count: count), shape: shape,
                                                 type: type, blocksize: blocksize, doubleQuant: isDoubleQuantized)

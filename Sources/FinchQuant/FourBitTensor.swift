@@ -103,31 +103,29 @@ public final class FourBitTensor: @unchecked Sendable {
         let src = values.baseAddress!
         let dst = packed.pointer
         // Blocks are independent; a byte never straddles two blocks because blocksize is even.
-        Parallel.forEachRange(blocks, costPerItem: blocksize * 8) { range in
-            for b in range {
-                let start = b * blocksize, end = min(start + blocksize, n)
-                var m: Float = 0
-                for i in start..<end { m = max(m, abs(src[i])) }
-                let stored: Float, scaled: (Float) -> Float
-                if b < full {
-                    // Full blocks multiply by the reciprocal (clamped away from 0) …
-                    let r = 1 / max(m, 1e-38)
-                    stored = m
-                    scaled = { min(max($0 * r, -1), 1) }
-                } else {
-                    // … the trailing partial block divides by its (clamped) absmax.
-                    let am = max(m, 1e-38)
-                    stored = am
-                    scaled = { min(max($0 / am, -1), 1) }
+        // Full blocks in the vectorized kernel; the trailing partial one here.
+        bounds.withUnsafeBufferPointer { bp in
+            order.withUnsafeBufferPointer { op in
+                Parallel.forEachRange(full, costPerItem: blocksize * 2) { range in
+                    finch_quant4_blocks(dst + range.lowerBound * blocksize / 2, absmax.pointer + range.lowerBound,
+                                        src + range.lowerBound * blocksize, range.count, blocksize, bp.baseAddress!, op.baseAddress!)
                 }
-                absmax[b] = stored
-                var i = start
-                while i < end {
-                    let hi = nibble(scaled(src[i]))
-                    let lo = i + 1 < end ? nibble(scaled(src[i + 1])) : nibble(0)   // odd N: padded with 0
-                    dst[i / 2] = hi << 4 | lo
-                    i += 2
-                }
+            }
+        }
+        if full < blocks {
+            // The trailing partial block divides by its (clamped) absmax.
+            let start = full * blocksize
+            var m: Float = 0
+            for i in start..<n { m = max(m, abs(src[i])) }
+            let am = max(m, 1e-38)
+            absmax[full] = am
+            let scaled = { (x: Float) in min(max(x / am, -1), 1) }
+            var i = start
+            while i < n {
+                let hi = nibble(scaled(src[i]))
+                let lo = i + 1 < n ? nibble(scaled(src[i + 1])) : nibble(0)   // odd N: padded with 0
+                dst[i / 2] = hi << 4 | lo
+                i += 2
             }
         }
         guard doubleQuant else {
@@ -180,13 +178,22 @@ public final class FourBitTensor: @unchecked Sendable {
         return out
     }
 
-    /// The whole tensor into `out` [N], in parallel.
-    public func dequantizeAll(into out: UnsafeMutablePointer<Float>) {
+    /// The whole tensor into `out` [N], in parallel; with `roundedToBF16` each value is rounded
+    /// to bf16 precision (kept as f32: `dequantize_4bit` in a bf16 quant state, widened), each
+    /// 4 KiB piece while it is in cache.
+    public func dequantizeAll(into out: UnsafeMutablePointer<Float>, roundedToBF16: Bool = false) {
         let a = absmax()
         let chunks = (count + 1023) / 1024
         Parallel.forEachRange(chunks, costPerItem: 1024) { range in
-            let s = range.lowerBound * 1024, e = min(range.upperBound * 1024, count)
-            dequantize(elements: s, count: e - s, absmax: a, into: out + s)
+            var s = range.lowerBound * 1024
+            let end = min(range.upperBound * 1024, count)
+            guard roundedToBF16 else { dequantize(elements: s, count: end - s, absmax: a, into: out + s); return }
+            while s < end {
+                let n = min(1024, end - s)
+                dequantize(elements: s, count: n, absmax: a, into: out + s)
+                finch_round_to_bf16_f32(out + s, out + s, n)
+                s += n
+            }
         }
     }
 }

@@ -146,6 +146,32 @@ final class BFloat16Tests: XCTestCase {
         }
         for (o, f) in zip(out, back) where !f.isNaN { XCTAssertEqual(f, BFloat16.toFloat(o)) }
     }
+
+    /// Rounding to bf16 precision in f32 equals converting to bf16 and back, NaNs quiet, on the
+    /// vector and portable paths, in place too.
+    func testRoundInF32EqualsConvertingThereAndBack() {
+        var values: [Float] = [0, -0, 1.00390625, Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000),
+                               Float(bitPattern: 0x7F7F_FFFF), .infinity, -.infinity, .nan, Float(bitPattern: 0x7F80_0001)]
+        values += randomFloats(1000, seed: 2).map { $0 * 100 }
+        let native = String(cString: finch_kernel_path())
+        for p in native == "portable" ? ["portable"] : ["portable", native] {
+            XCTAssertEqual(finch_force_kernel_path(p), 1)
+            var out = [Float](repeating: 0, count: values.count)
+            finch_round_to_bf16_f32(&out, values, values.count)
+            var inPlace = values
+            inPlace.withUnsafeMutableBufferPointer { finch_round_to_bf16_f32($0.baseAddress!, $0.baseAddress!, $0.count) }
+            for (i, v) in values.enumerated() {
+                let expected = BFloat16.toFloat(BFloat16.from(v))
+                if v.isNaN {
+                    XCTAssertTrue(out[i].isNaN && out[i].bitPattern & 0x0040_0000 != 0, "\(p): NaN stays NaN, quiet")
+                } else {
+                    XCTAssertEqual(out[i].bitPattern, expected.bitPattern, "\(p): \(v)")
+                }
+                XCTAssertEqual(inPlace[i].bitPattern, out[i].bitPattern)
+            }
+        }
+        finch_force_kernel_path(nil)
+    }
 }
 
 final class OpTests: XCTestCase {

@@ -194,6 +194,52 @@ final class DequantKernelTests: XCTestCase {
         XCTAssertFalse(y.withUnsafeMutableBufferPointer { yp in x.withUnsafeBufferPointer { odd.multiplySmall(y: yp.baseAddress!, x: $0.baseAddress!, rows: 1, accumulate: false) } })
     }
 
+    /// The vectorized quantizer gives the portable one's bytes and scales on awkward values: zero
+    /// and NaN blocks, infinities, ±0, values exactly on a bucket boundary, a partial last block.
+    func testQuantizeKernelPathsAgree() throws {
+        var rng = SeededRandom(seed: 7)
+        let native = String(cString: finch_kernel_path())
+        for type in FourBitType.allCases {
+            let (_, bounds) = type.buckets
+            for bs in [32, 64, 256] {
+                var v = (0..<(bs * 9 + 13)).map { _ in rng.nextGaussian() }
+                for i in 0..<bs { v[i] = 0 }                                   // block 0: zeros
+                v[bs] = .nan; v[bs + 3] = -.nan                                // block 1: NaNs
+                v[2 * bs] = .infinity; v[2 * bs + 1] = -0.0                    // block 2: inf
+                for (j, b) in bounds.enumerated() { v[3 * bs + j] = b * 2; v[3 * bs + 16 + j] = b.nextUp * 2 }
+                v[3 * bs + 31] = 2                                             // block 3: absmax 2, values on boundaries
+                v[4 * bs + 5] = -.infinity
+                var results: [(String, [UInt8], [Float])] = []
+                for p in native == "portable" ? ["portable"] : ["portable", native] {
+                    XCTAssertEqual(finch_force_kernel_path(p), 1)
+                    let q = try v.withUnsafeBufferPointer { try FourBitTensor.quantize($0, shape: [v.count], type: type, blocksize: bs) }
+                    results.append((p, q.packed.array, q.absmax().array))
+                }
+                finch_force_kernel_path(nil)
+                for r in results.dropFirst() {
+                    XCTAssertEqual(r.1, results[0].1, "\(type) bs\(bs): \(r.0) bytes differ from portable")
+                    XCTAssertEqual(r.2.map(\.bitPattern), results[0].2.map(\.bitPattern), "\(type) bs\(bs): \(r.0) absmax differs")
+                }
+            }
+        }
+    }
+
+    /// Expanding for a bf16 product rounds each value as BFloat16.round does, on every path.
+    func testDequantizeRoundedToBF16IsTheRoundedExpansion() throws {
+        var rng = SeededRandom(seed: 3)
+        let v = (0..<(64 * 50 + 32)).map { _ in rng.nextGaussian() * 3 }
+        for dq in [false, true] {
+            let q = try v.withUnsafeBufferPointer { try FourBitTensor.quantize($0, shape: [v.count], type: .nf4, blocksize: 64, doubleQuant: dq) }
+            let plain = q.dequantize()
+            var expected = [Float](repeating: 0, count: v.count)
+            BFloat16.round(plain.pointer, to: &expected, count: v.count)
+            XCTAssertNotEqual(expected, plain.array, "rounding changes some values")
+            var got = [Float](repeating: .nan, count: v.count)
+            q.dequantizeRoundedToBF16(into: &got)
+            XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern))
+        }
+    }
+
     func testRejectsBadBlocksize() {
         XCTAssertThrowsError(try [Float](repeating: 1, count: 8).withUnsafeBufferPointer {
             try FourBitTensor.quantize($0, shape: [8], type: .nf4, blocksize: 48)

@@ -36,6 +36,14 @@ public enum Attention {
     public static func forward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
                                segments: [AttentionSegment], heads: Int, kvHeads: Int, headDim d: Int,
                                scale: Float, window: Int? = nil) {
+        Profile.measure(.attention) {
+            forwardSegments(out: out, q: q, segments: segments, heads: heads, kvHeads: kvHeads, headDim: d, scale: scale, window: window)
+        }
+    }
+
+    static func forwardSegments(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+                                segments: [AttentionSegment], heads: Int, kvHeads: Int, headDim d: Int,
+                                scale: Float, window: Int?) {
         struct Task { var segment: Int; var head: Int; var r0: Int; var r1: Int }
         var tasks: [Task] = []
         var maxKeys = 0
@@ -178,6 +186,16 @@ extension Attention {
                                        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                        sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
                                        scale: Float, window: Int? = nil) {
+        Profile.measure(.attention) {
+            trainingForwardSequences(out: out, logsumexp: logsumexp, q: q, k: k, v: v, sequences: sequences,
+                                     heads: heads, kvHeads: kvHeads, headDim: d, scale: scale, window: window)
+        }
+    }
+
+    static func trainingForwardSequences(out: UnsafeMutablePointer<Float>, logsumexp: UnsafeMutablePointer<Float>,
+                                         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
+                                         sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
+                                         scale: Float, window: Int?) {
         precondition(heads % kvHeads == 0, "query heads must be a multiple of key/value heads")
         let (tasks, _, maxRows) = trainingTasks(sequences: sequences, heads: heads, kvHeads: kvHeads)
         if tasks.isEmpty { return }
@@ -235,9 +253,11 @@ extension Attention {
                                         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                         sequences: [Range<Int>], heads: Int, kvHeads: Int, headDim d: Int,
                                         scale: Float, window: Int? = nil) {
-        trainingBackward(dq: dq, dk: dk, dv: dv, dout: dout, out: out, logsumexp: logsumexp, q: q, k: k, v: v,
-                         sequences: sequences, heads: heads, kvHeads: kvHeads, headDim: d, scale: scale,
-                         window: window, parts: Parallel.threadCount)
+        Profile.measure(.attention) {
+            trainingBackward(dq: dq, dk: dk, dv: dv, dout: dout, out: out, logsumexp: logsumexp, q: q, k: k, v: v,
+                             sequences: sequences, heads: heads, kvHeads: kvHeads, headDim: d, scale: scale,
+                             window: window, parts: Parallel.threadCount)
+        }
     }
 
     /// `trainingBackward` with its work cut into `parts` shares (tests use many to exercise the reduction).
