@@ -151,9 +151,12 @@ extension DecoderModel {
         }
     }
 
-    /// One block: out [N, C] = block(x [N, C]) (out may be x), saving `acts`.
+    /// One block: out [N, C] = block(x [N, C]) (out may be x), saving `acts`. `recompute`: the
+    /// forward that gradient checkpointing repeats before the block's backward, which needs the
+    /// saved activations only: the MLP's last product (and the activation, which backward
+    /// recomputes) is skipped and `out` is left as it is, unless sandwich norms need down's output.
     func blockForward(_ li: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, acts a: DecoderActivations,
-                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table?) {
+                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table?, recompute: Bool = false) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim, f = s.intermediateSize
         let qd = s.queryWidth, kvd = s.kvWidth
@@ -223,6 +226,7 @@ extension DecoderModel {
             linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
         }
         linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)      // [N, F]
+        if recompute && !s.sandwichNorms { return }
         activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
         if s.sandwichNorms {
             // out = xMid + norm(h·Wdᵀ)

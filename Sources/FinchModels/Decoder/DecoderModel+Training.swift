@@ -82,9 +82,9 @@ extension DecoderModel {
         for li in stride(from: layers.count - 1, through: 0, by: -1) {
             let acts = w.layers[checkpointing ? 0 : li]
             if checkpointing {
-                // Recompute the block (its output goes to a scratch copy; the saved input stays).
+                // Recompute the block's activations (the saved input stays; its output is not needed).
                 blockForward(li, x: w.residual[li].pointer, out: w.dxn.pointer, acts: acts, w: w, rows: n,
-                             attention: .packed(p.sequences), rope: tables[li])
+                             attention: .packed(p.sequences), rope: tables[li], recompute: true)
             }
             blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
                           rope: tables[li])
