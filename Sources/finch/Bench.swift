@@ -64,12 +64,15 @@ struct BenchGenerate: ParsableCommand {
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }
 
         var prefill: [Double] = []
-        for _ in 0..<4 {
+        for i in 0..<4 {
             let cache = m.makeCache(capacity: promptTokens)
+            if i == 1 { Profile.start() }   // the timed prefills' kernels
             let t = Date()
             _ = try m.forward([SequenceInput(tokens: ids, cache: cache)], logits: .last)
             prefill.append(Date().timeIntervalSince(t))
         }
+        Profile.stop()
+        let profile = profileBreakdown(Profile.totals, seconds: prefill.dropFirst().reduce(0, +), dtype: dt, prefix: "prefill_")
         let gen = Generator(lm)
         let opts = GenerationOptions(maxNewTokens: decodeTokens, stopTokenIds: [])
         var decode: [Double] = []
@@ -87,7 +90,7 @@ struct BenchGenerate: ParsableCommand {
             "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
             "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,
             "peak_rss_mib": Memory.peakRSSMiB().rounded(),
-        ] as [String: Any]) { _, new in new }
+        ] as [String: Any]) { _, new in new }.merging(profile) { _, new in new }
         let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
@@ -154,4 +157,27 @@ struct BenchGEMM: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         }
     }
+}
+
+/// Shares of the timed work (training steps, or prefills): matrix products, and the GFLOP/s they ran at against this CPU's
+/// measured peak for the frozen products' compute type (`gemm_at_peak_share`: the share of a
+/// step the products would take at that peak); dequantization, bf16 conversions, attention,
+/// and the rest (elementwise kernels, optimizer, data, waits).
+func profileBreakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType, prefix: String = "") -> [String: Any] {
+    guard seconds > 0 else { return [:] }
+    let nativeBF16 = dtype == .bf16 && GEMM.bf16Compute == .native
+    let peak = CPUInfo.measuredPeak(bf16: nativeBF16) ?? CPUInfo.measuredPeak(bf16: false) ?? 0
+    func share(_ x: Double) -> Double { (x / seconds * 1000).rounded() / 1000 }
+    var out: [String: Any] = [
+        prefix + "gemm_gflops": t[.gemm] > 0 ? (t.gemmFlops / t[.gemm] / 1e9).rounded() : 0,
+        prefix + "peak_gflops": peak.rounded(), prefix + "peak_kind": nativeBF16 ? "bf16" : "f32",
+        prefix + "gemm_at_peak_share": peak > 0 ? share(t.gemmFlops / (peak * 1e9)) : 0,
+    ]
+    var rest = seconds
+    for r in Profile.Region.allCases {
+        out[prefix + r.name + "_share"] = share(t[r])
+        rest -= t[r]
+    }
+    out[prefix + "other_share"] = share(rest)
+    return out
 }

@@ -62,7 +62,7 @@ struct BenchTrain: ParsableCommand {
         }
         Profile.stop()
         let med = median(times)
-        let profile = Self.breakdown(Profile.totals, seconds: times.reduce(0, +), dtype: dt)
+        let profile = profileBreakdown(Profile.totals, seconds: times.reduce(0, +), dtype: dt)
         let out: [String: Any] = (CPUInfo.summary as [String: Any]).merging([
             "engine": "finch", "dtype": dt.rawValue, "targets": targets, "r": r, "batch": batch, "seq": seq,
             "steps": steps, "gradient_checkpointing": gradientCheckpointing, "threads": Parallel.threadCount,
@@ -75,28 +75,5 @@ struct BenchTrain: ParsableCommand {
         ] as [String: Any]) { _, new in new }.merging(profile) { _, new in new }
         let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))
-    }
-
-    /// Shares of the timed steps: matrix products, and the GFLOP/s they ran at against this CPU's
-    /// measured peak for the frozen products' compute type (`gemm_at_peak_share`: the share of a
-    /// step the products would take at that peak); dequantization, bf16 conversions, attention,
-    /// and the rest (elementwise kernels, optimizer, data, waits).
-    static func breakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType) -> [String: Any] {
-        guard seconds > 0 else { return [:] }
-        let nativeBF16 = dtype == .bf16 && GEMM.bf16Compute == .native
-        let peak = CPUInfo.measuredPeak(bf16: nativeBF16) ?? CPUInfo.measuredPeak(bf16: false) ?? 0
-        func share(_ x: Double) -> Double { (x / seconds * 1000).rounded() / 1000 }
-        var out: [String: Any] = [
-            "gemm_gflops": t[.gemm] > 0 ? (t.gemmFlops / t[.gemm] / 1e9).rounded() : 0,
-            "peak_gflops": peak.rounded(), "peak_kind": nativeBF16 ? "bf16" : "f32",
-            "gemm_at_peak_share": peak > 0 ? share(t.gemmFlops / (peak * 1e9)) : 0,
-        ]
-        var rest = seconds
-        for r in Profile.Region.allCases {
-            out[r.name + "_share"] = share(t[r])
-            rest -= t[r]
-        }
-        out["other_share"] = share(rest)
-        return out
     }
 }
