@@ -5,20 +5,25 @@ import Foundation
 /// OpenBLAS kernels, and the arithmetic peak measured here (so that a GEMM's GFLOP/s can be read
 /// as a share of what this CPU can do).
 public enum CPUInfo {
-    /// The CPU's model name (`/proc/cpuinfo`).
-    public static let model: String = {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown" }
-        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-            return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    /// The first processor's "key: value" lines of `/proc/cpuinfo` (empty where there is none).
+    private static let cpuinfo: [String: String] = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [:] }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.isEmpty { break }   // the end of the first processor
+            let kv = line.split(separator: ":", maxSplits: 1)
+            guard kv.count == 2 else { continue }
+            fields[kv[0].trimmingCharacters(in: .whitespaces)] = kv[1].trimmingCharacters(in: .whitespaces)
         }
-        return "unknown"
+        return fields
     }()
+
+    /// The CPU's model name (`/proc/cpuinfo`).
+    public static let model: String = cpuinfo["model name"] ?? "unknown"
 
     /// The x86 features that decide Finch's paths, as /proc/cpuinfo names them.
     public static let features: [String] = {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flags = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-        let have = Set(flags.split(separator: " ").map(String.init))
+        let have = Set((cpuinfo["flags"] ?? "").split(separator: " ").map(String.init))
         return ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile"].filter(have.contains)
     }()
 

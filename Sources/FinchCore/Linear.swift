@@ -91,12 +91,18 @@ public final class LinearWeight: @unchecked Sendable {
         return .bf16(b)
     }
 
-    /// A quantized weight expanded to f32 and rounded to bf16 precision in place.
-    func expandedRounded(_ q: any QuantizedMatrix, scratch: Scratch) -> Buffer<Float> {
-        let count = outFeatures * inFeatures
-        let f = scratch.weightF32(count)
-        Profile.measure(.dequantize) { q.dequantizeRoundedToBF16(into: f.pointer) }
-        return f
+    /// C[M, N] (+)= A[M, K] · op(W) for a 4-bit weight with bf16 compute on a CPU that multiplies
+    /// bf16 as f32: the weight expanded straight to f32 rounded to bf16 precision, A rounded
+    /// likewise: the values a bf16 product multiplies, without a bf16 copy of the weight to widen
+    /// again. `forward` multiplies by Wᵀ (`weightTransposed`), `backwardInput` by W.
+    private func roundedProduct(_ q: any QuantizedMatrix, a: UnsafePointer<Float>, rows m: Int, k: Int, n: Int,
+                                weightTransposed: Bool, c: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: Scratch) {
+        let w = scratch.weightF32(outFeatures * inFeatures)
+        Profile.measure(.dequantize) { q.dequantizeRoundedToBF16(into: w.pointer) }
+        let ar = scratch.roundedInput(m * k)
+        Profile.measure(.bf16Convert) { BFloat16.round(a, to: ar, count: m * k) }
+        GEMM.f32(m: m, n: n, k: k, a: ar, lda: k, b: w.pointer, ldb: weightTransposed ? k : n, bTransposed: weightTransposed,
+                 c: c, ldc: n, accumulate: accumulate)
     }
 
     /// y[M, out] (+)= x[M, in] · Wᵀ. `scratch` holds the bf16 copy of x for bf16 GEMMs;
@@ -111,14 +117,7 @@ public final class LinearWeight: @unchecked Sendable {
             // either compute type; they differ from the expanded product by rounding only).
             if m <= Self.smallBatchRows && q.multiplySmall(y: y, x: x, rows: m, accumulate: accumulate) { return }
             if m > Self.smallBatchRows && compute == .bf16 && GEMM.bf16Compute == .f32 {
-                // bf16 compute on a CPU that multiplies bf16 as f32: the weight expanded straight
-                // to f32 and rounded to bf16 precision in place, x rounded likewise: the values a
-                // bf16 product multiplies, without a bf16 copy of the weight to widen again.
-                let w = expandedRounded(q, scratch: scratch)
-                let xr = scratch.roundedInput(m * k)
-                Profile.measure(.bf16Convert) { BFloat16.round(x, to: xr, count: m * k) }
-                GEMM.f32(m: m, n: n, k: k, a: xr, lda: k, b: w.pointer, ldb: k, bTransposed: true,
-                         c: y, ldc: n, accumulate: accumulate)
+                roundedProduct(q, a: x, rows: m, k: k, n: n, weightTransposed: true, c: y, accumulate: accumulate, scratch: scratch)
                 return
             }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
@@ -161,11 +160,7 @@ extension LinearWeight {
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
             if compute == .bf16 && GEMM.bf16Compute == .f32 {   // as in `forward`
-                let w = expandedRounded(q, scratch: scratch)
-                let dyr = scratch.roundedInput(m * k)
-                Profile.measure(.bf16Convert) { BFloat16.round(dy, to: dyr, count: m * k) }
-                GEMM.f32(m: m, n: n, k: k, a: dyr, lda: k, b: w.pointer, ldb: n, bTransposed: false,
-                         c: dx, ldc: n, accumulate: accumulate)
+                roundedProduct(q, a: dy, rows: m, k: k, n: n, weightTransposed: false, c: dx, accumulate: accumulate, scratch: scratch)
                 return
             }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)

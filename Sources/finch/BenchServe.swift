@@ -46,14 +46,7 @@ struct BenchBatch: ParsableCommand {
             print("{\"bench\": \"batch\", \"model\": \"\(lm.path.split(separator: "/").last!)\", \"dtype\": \"\(modelOptions.dtype.rawValue)\", "
                   + "\"adapters\": \(names.count - 1), \"batch\": \(b), \"step_ms\": \(String(format: "%.2f", step * 1000)), "
                   + "\"tokens_per_s\": \(String(format: "%.1f", Double(b) / step)), \"steps\": \(decode.count), "
-                  + "\"cpu\": \"\(cpuName())\", \"cores\": \(ProcessInfo.processInfo.activeProcessorCount)}")
+                  + "\"cpu\": \"\(CPUInfo.model)\", \"cores\": \(ProcessInfo.processInfo.activeProcessorCount)}")
         }
     }
-}
-
-/// The CPU's model name (for benchmark lines).
-func cpuName() -> String {
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
-    return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
 }

@@ -89,14 +89,14 @@ void finch_gelu_tanh_mul_backward(float *dgate, float *dup, const float *dh, con
 /// (key, offset + i), so a backward or recomputed forward regenerates it. `accumulate` != 0 adds.
 void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p, uint64_t key, int accumulate);
 
-/// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte
-/// e/2 when e is even, else the low one): out[i] = code[nibble(start+i)] · absmax[(start+i)/blocksize]
-/// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.
 /// Quantizes `blocks` full blocks of `blocksize` floats to 4 bits (bitsandbytes' quantize_4bit):
 /// absmax per block into `absmax`, nibbles (bucket of the 15 sorted midpoints `bounds`, mapped
 /// through `order[16]`) packed two per byte, the even element high.
 void finch_quant4_blocks(uint8_t *packed, float *absmax, const float *src, size_t blocks, size_t blocksize,
                          const float *bounds, const uint8_t *order);
+/// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte
+/// e/2 when e is even, else the low one): out[i] = code[nibble(start+i)] · absmax[(start+i)/blocksize]
+/// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.
 void finch_dequant4_f32(float *out, const uint8_t *packed, const float *absmax, const float *code,
                         size_t blocksize, size_t start, size_t count);
 

@@ -27,18 +27,6 @@ extension DecoderModel {
 }
 
 extension DecoderModel {
-    public var parameterCount: Int {
-        var total = embedding.outFeatures * embedding.inFeatures + finalNorm.count + (finalNormBias?.count ?? 0)
-            + (positionEmbedding.map { $0.outFeatures * $0.inFeatures } ?? 0)
-        if lmHead !== embedding { total += lmHead.outFeatures * lmHead.inFeatures }
-        for l in layers {
-            for n in spec.norms { total += l.norm(n).count + (l.normBiases[n]?.count ?? 0) }
-            for b in l.biases.values { total += b.count }
-        }
-        for s in linearSlots { let w = baseWeight(s.get()); total += w.outFeatures * w.inFeatures }
-        return total
-    }
-
     /// Loading reads the weights tensor by tensor in this order: the embedding, the LM head when
     /// untied, the blocks, the final norm; each tensor's source pages are released once converted
     /// (`MappedFile.release`). A tensor in flight holds its f32 values together with first its

@@ -114,16 +114,27 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     }
 
     /// Bytes held by the weights.
-    public var weightBytes: Int {
-        var total = embedding.byteCount + finalNorm.byteCount + (finalNormBias?.byteCount ?? 0)
-            + (positionEmbedding?.byteCount ?? 0)
-        if lmHead !== embedding { total += lmHead.byteCount }
+    public var weightBytes: Int { weightSizes.bytes }
+
+    /// Values of the frozen weights (parameters).
+    public var parameterCount: Int { weightSizes.values }
+
+    /// Values and bytes of every frozen tensor: embedding, LM head when untied, norms, biases,
+    /// block linears.
+    private var weightSizes: (values: Int, bytes: Int) {
+        var values = 0, bytes = 0
+        func add(_ v: Int, _ b: Int) { values += v; bytes += b }
+        func add(_ w: LinearWeight) { add(w.outFeatures * w.inFeatures, w.byteCount) }
+        func add(_ t: Buffer<Float>?) { if let t { add(t.count, t.byteCount) } }
+        add(embedding); add(finalNorm); add(finalNormBias)
+        if let p = positionEmbedding { add(p) }
+        if lmHead !== embedding { add(lmHead) }
         for l in layers {
-            for n in spec.norms { total += l.norm(n).byteCount + (l.normBiases[n]?.byteCount ?? 0) }
-            for b in l.biases.values { total += b.byteCount }
+            for n in spec.norms { add(l.norm(n)); add(l.normBiases[n]) }
+            for b in l.biases.values { add(b) }
         }
-        for s in linearSlots { total += baseWeight(s.get()).byteCount }
-        return total
+        for s in linearSlots { add(baseWeight(s.get())) }
+        return (values, bytes)
     }
 
     public func makeCache(capacity: Int) -> KVCache {
