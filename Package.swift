@@ -38,7 +38,7 @@ let package = Package(
             dependencies: ["CDNNL", "COpenBLAS", "CFinchKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
-        .target(name: "FinchFormats", dependencies: ["FinchCore"]),
+        .target(name: "FinchFormats", dependencies: ["FinchCore", "CFinchKernels"]),
         .target(
             name: "FinchQuant",
             dependencies: ["FinchCore", "FinchFormats", "CFinchKernels"],

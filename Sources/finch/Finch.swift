@@ -10,7 +10,7 @@ struct Finch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finch",
         abstract: "LoRA and QLoRA fine-tuning of large language models, in Swift.",
-        subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Quantize.self])
+        subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Export.self, Quantize.self])
 }
 
 /// Options shared by every command that loads a model: what to load and how.

@@ -76,6 +76,52 @@ final class ExportTests: XCTestCase {
         XCTAssertLessThanOrEqual(d, 1e-5)
     }
 
+    /// A merged adapter exported as GGUF (f32): Finch reads the file back (q/k rows re-permuted,
+    /// the fixture's llama3 rotary scaling as a rope_freqs tensor, tokenizer from the written
+    /// metadata) and computes the adapter model's logits; q8_0 and
+    /// q4_k_m files read back close to them, with llama-quantize's tensor mix.
+    func testGGUFExportReloadsWithTheAdapterLogits() throws {
+        let lm = try loadFixture()
+        try lm.model.addAdapter(makeAdapter(for: lm.model))
+        let withAdapter = try logits(lm.model)
+        try lm.model.mergeActiveAdapter()
+        let decoder = try XCTUnwrap(lm.model as? DecoderModel)
+        let tokenizer = try lm.tokenizer.ggufMetadata(pre: "gpt-2")
+        for (type, bound) in [(GGUFExportType.f32, Float(1e-5)), (.q8_0, 0.1), (.q4_k_m, 0.5)] {
+            let path = scratch + "/tiny-\(type.rawValue).gguf"
+            let result = try decoder.saveGGUF(to: path, tokenizer: tokenizer, type: type, name: "tiny")
+            XCTAssertEqual(result.architecture, "llama")
+            XCTAssertEqual(result.adapters, ["default"])
+            let file = try GGUFFile(path: path)
+            XCTAssertEqual(file.metadata["general.file_type"], .uint32(type.fileType))
+            XCTAssertEqual(file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count, lm.tokenizer.vocabSize)
+            XCTAssertEqual(file.tensor(named: "blk.0.attn_norm.weight")?.type, .f32, "norms stay f32")
+            let reloaded = try LanguageModel.load(path, dtype: .f32)
+            XCTAssertEqual(reloaded.tokenizer.encode("hello world, 123"), lm.tokenizer.encode("hello world, 123"))
+            let d = maxAbsDiff(try logits(reloaded.model), withAdapter)
+            print("GGUF \(type.rawValue) export vs adapter model: max |logit diff| = \(d)")
+            XCTAssertLessThanOrEqual(d, bound, type.rawValue)
+        }
+    }
+
+    /// llama-quantize's Q4_K_M mix: the LM head in Q6_K (Q8_0 when its rows do not hold 256-blocks),
+    /// attn_v / ffn_down in Q6_K on the layers llama.cpp gives more bits, Q4_K elsewhere, Q5_0 where
+    /// rows do not hold 256-blocks; 1-D tensors f32.
+    func testQ4KMTensorMixIsLlamaQuantizes() {
+        let t = GGUFExportType.q4_k_m
+        XCTAssertEqual(t.tensorType(ggufName: "output.weight", ne0: 2048, rank: 2, layer: nil, layers: 24, isOutput: true), .q6_K)
+        XCTAssertEqual(t.tensorType(ggufName: "token_embd.weight", ne0: 576, rank: 2, layer: nil, layers: 30, isOutput: true), .q8_0)
+        XCTAssertEqual(t.tensorType(ggufName: "token_embd.weight", ne0: 2048, rank: 2, layer: nil, layers: 24, isOutput: false), .q4_K)
+        XCTAssertEqual(t.tensorType(ggufName: "blk.0.attn_q.weight", ne0: 576, rank: 2, layer: 0, layers: 30, isOutput: false), .q5_0)
+        XCTAssertEqual(t.tensorType(ggufName: "blk.1.attn_norm.weight", ne0: 2048, rank: 1, layer: 1, layers: 24, isOutput: false), .f32)
+        // 32 layers: more bits on 0-3, 28-31 and every third from 4 (6, 9, ..., 27).
+        let more = (0..<32).filter { t.tensorType(ggufName: "blk.\($0).ffn_down.weight", ne0: 4096, rank: 2, layer: $0, layers: 32, isOutput: false) == .q6_K }
+        XCTAssertEqual(more, [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31])
+        XCTAssertEqual(t.tensorType(ggufName: "blk.5.attn_v.weight", ne0: 4096, rank: 2, layer: 5, layers: 32, isOutput: false), .q4_K)
+        XCTAssertEqual(GGUFExportType.q4_0.tensorType(ggufName: "output.weight", ne0: 4096, rank: 2, layer: nil, layers: 32, isOutput: true), .q6_K)
+        XCTAssertEqual(GGUFExportType.q8_0.tensorType(ggufName: "output.weight", ne0: 4096, rank: 2, layer: nil, layers: 32, isOutput: true), .q8_0)
+    }
+
     func testActiveUnmergedAdapterIsFoldedIntoACopy() throws {
         let lm = try loadFixture()
         try lm.model.addAdapter(makeAdapter(for: lm.model, dora: true))

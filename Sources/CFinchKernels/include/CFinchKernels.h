@@ -94,6 +94,11 @@ void finch_dropout(float *out, const float *x, size_t n, size_t offset, float p,
 /// through `order[16]`) packed two per byte, the even element high.
 void finch_quant4_blocks(uint8_t *packed, float *absmax, const float *src, size_t blocks, size_t blocksize,
                          const float *bounds, const uint8_t *order);
+/// Quantizes `blocks` consecutive blocks of floats to ggml type `type` (its ggml_type number:
+/// 8 Q8_0, 2 Q4_0, 6 Q5_0 with 32 floats per block; 12 Q4_K, 14 Q6_K with 256) as llama.cpp's
+/// reference quantizers do, writing the blocks back to back into `out`. Returns 0 (and writes
+/// nothing) for another type.
+int finch_ggml_quantize(int type, const float *x, uint8_t *out, int64_t blocks);
 /// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte
 /// e/2 when e is even, else the low one): out[i] = code[nibble(start+i)] · absmax[(start+i)/blocksize]
 /// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.

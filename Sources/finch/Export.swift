@@ -1,0 +1,107 @@
+import ArgumentParser
+import FinchCore
+import FinchFormats
+import FinchModels
+import FinchTokenizer
+import Foundation
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model (with a LoRA adapter merged in) as a GGUF file for llama.cpp, Ollama or LM Studio.",
+        discussion: """
+            Loads the base model in f32 (4-bit layers dequantized), merges the adapter if one is given, and \
+            writes one GGUF file with llama.cpp's architecture metadata, tokenizer and chat template. --type \
+            f32 / f16 / bf16 store the weights in that type (norms and biases in f32, as llama.cpp's \
+            converter does); q8_0, q4_0 and q4_k_m store them as llama-quantize would from the same f32 \
+            weights (its tensor mix and reference quantizers, byte for byte). The file appears atomically. \
+            As a self-check the written file is loaded back and its logits on a short prompt compared with \
+            the adapter model's.
+            """)
+
+    @Option(name: .long, help: "Base model: a GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
+    var model: String?
+
+    @Option(name: .long, help: "LoRA adapter directory (PEFT format) to merge; without it the base model is exported as it is.")
+    var adapter: String?
+
+    @Option(name: .long, help: "Output format: gguf.")
+    var format: String = "gguf"
+
+    @Option(name: .long, help: "Weight type: f32, f16, bf16, q8_0, q4_0 or q4_k_m.")
+    var type: String = "f16"
+
+    @Option(name: [.customLong("output"), .customLong("out")], help: "The GGUF file to write.")
+    var output: String
+
+    @Option(name: .long, help: "general.name in the file (default: the output file's name).")
+    var name: String?
+
+    @Option(name: .customLong("gguf-pre"), help: "llama.cpp's pre-tokenizer name (tokenizer.ggml.pre) when Finch does not recognise the tokenizer's own.")
+    var ggufPre: String?
+
+    @Option(name: .long, help: "Prompt of the self-check.")
+    var checkPrompt = "The quick brown fox jumps over the lazy dog because"
+
+    @Option(name: .long, help: "Also save the check's token ids and logits (the model before export, the file read back) to this safetensors file.")
+    var saveCheck: String?
+
+    func run() throws {
+        guard format == "gguf" else {
+            throw ValidationError("--format \(format) is not implemented; gguf is")
+        }
+        guard let exportType = GGUFExportType(rawValue: type.lowercased()) else {
+            throw ValidationError("--type must be one of \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(type)')")
+        }
+        var start = Date()
+        let lm = try LanguageModel.load(model, dtype: .f32)
+        guard let decoder = lm.model as? DecoderModel else {
+            throw ValidationError("\(lm.path): GGUF export is implemented for decoder-only models")
+        }
+        if decoder.isQuantized { try decoder.dequantizeLinears() }
+        if let adapter {
+            try decoder.loadAdapter(directory: adapter)
+            stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
+        } else {
+            stderrPrint(String(format: "loaded %@ in %.2f s", lm.path, Date().timeIntervalSince(start)))
+        }
+        let tokens = lm.tokenizer.encode(checkPrompt, addSpecialTokens: true)
+        let reference = try decoder.logits(tokens: [tokens])[0]
+        if adapter != nil { try decoder.mergeActiveAdapter() }
+
+        // The tokenizer as the source GGUF describes it, else as written from tokenizer.json.
+        let tokenizerMetadata: [(key: String, value: GGUFValue)]
+        if lm.path.hasSuffix(".gguf") {
+            let source = try GGUFFile(path: lm.path)
+            tokenizerMetadata = source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, source.metadata[$0]!) }
+        } else {
+            tokenizerMetadata = try lm.tokenizer.ggufMetadata(pre: ggufPre)
+        }
+        start = Date()
+        let fileName = ((output as NSString).lastPathComponent as NSString).deletingPathExtension
+        let result = try decoder.saveGGUF(to: output, tokenizer: tokenizerMetadata, type: exportType, name: name ?? fileName)
+        let seconds = Date().timeIntervalSince(start)
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print("wrote \(output) (\(result.architecture), \(exportType.rawValue), \(result.tensorCount) tensors, "
+              + String(format: "%.1f MiB, %.2f s)", Double(size) / 1_048_576, seconds))
+        print("  tensor types: " + result.typeCounts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.name) \($0.value)" }.joined(separator: ", "))
+        if !result.adapters.isEmpty { print("  merged adapter(s): \(result.adapters.joined(separator: ", "))") }
+
+        let reloaded = try LanguageModel.load(output, dtype: .f32)
+        let again = try reloaded.model.logits(tokens: [tokens])[0]
+        var diff: Float = 0
+        for (a, b) in zip(reference, again) { for (x, y) in zip(a, b) { diff = max(diff, abs(x - y)) } }
+        print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",
+                     tokens.count, adapter == nil ? "base" : "adapter", diff,
+                     exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))
+        if let saveCheck {
+            let v = reference.first?.count ?? 0
+            let ids = tokens.map(Int64.init)
+            try SafeTensorsWriter.write([
+                .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) }),
+                .float32(name: "logits.model", shape: [tokens.count, v], values: reference.flatMap { $0 }),
+                .float32(name: "logits.exported", shape: [tokens.count, v], values: again.flatMap { $0 }),
+            ], metadata: ["prompt": checkPrompt, "type": exportType.rawValue], to: saveCheck)
+            print("saved the check's ids and logits to \(saveCheck)")
+        }
+    }
+}
