@@ -88,8 +88,7 @@ struct Export: ParsableCommand {
 
         let reloaded = try LanguageModel.load(output, dtype: .f32)
         let again = try reloaded.model.logits(tokens: [tokens])[0]
-        var diff: Float = 0
-        for (a, b) in zip(reference, again) { for (x, y) in zip(a, b) { diff = max(diff, abs(x - y)) } }
+        let diff = Merge.maxAbsDiff(reference, again)
         print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",
                      tokens.count, adapter == nil ? "base" : "adapter", diff,
                      exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))

@@ -159,14 +159,7 @@ extension DecoderModel {
         let plan = try exportPlan(keepQuantized: false, path: path)
         let ggufOf = names.ggufNames(for: spec)
         let tied = lmHead === embedding
-        var permuted: [String: Int] = [:]
-        if names.ggufPermutesQK {
-            for i in 0..<spec.numLayers {
-                for (l, heads) in [(DecoderLinear.q, spec.numHeads), (.k, spec.numKVHeads)] {
-                    for part in ["weight", "bias"] { permuted["\(names.module(l, layer: i)).\(part)"] = heads }
-                }
-            }
-        }
+        let permuted = names.ggufPermutedHeads(for: spec)
         var tensors: [GGUFWriter.Tensor] = []
         var counts: [GGMLType: Int] = [:]
         for t in plan {
@@ -182,7 +175,7 @@ extension DecoderModel {
             let values = t.values
             tensors.append(GGUFWriter.Tensor(name: g, type: gt, dimensions: ne) { out in
                 var v = values()
-                if let heads { v = Self.permuteRotary(v, heads: heads, rowLength: ne.count > 1 ? ne[0] : 1) }
+                if let heads { v = GGUFWeightSource.reorderRotaryRows(v, heads: heads, rowLength: ne.count > 1 ? ne[0] : 1, toGGUF: true) }
                 if shift != 0 { for i in 0..<v.count { v[i] += shift } }
                 if gt == .f16, let bad = (0..<v.count).first(where: { v[$0].isFinite && abs(v[$0]) > 65504 }) {
                     throw ExportError.unsupported(path: path, reason: "tensor '\(t.name)' holds \(v[bad]), which f16 cannot represent; export as bf16 or f32")
@@ -208,23 +201,5 @@ extension DecoderModel {
         try GGUFWriter.write(to: path, metadata: metadata, tensors: tensors)
         return GGUFExport(path: path, architecture: arch, tensorCount: tensors.count,
                           bytes: tensors.reduce(0) { $0 + $1.byteCount }, typeCounts: counts, adapters: exportedAdapters)
-    }
-
-    /// Hugging Face q / k rows (halves j, j + D/2 of each head) in llama.cpp's interleaved order
-    /// (pairs 2j, 2j + 1): the inverse of `GGUFWeightSource.unpermuteRotary`.
-    static func permuteRotary(_ w: Buffer<Float>, heads: Int, rowLength: Int) -> Buffer<Float> {
-        let rows = w.count / rowLength
-        let d = rows / heads, half = d / 2
-        let out = Buffer<Float>(count: w.count)
-        for h in 0..<heads {
-            for j in 0..<half {
-                for t in 0..<2 {
-                    let src = w.pointer + (h * d + t * half + j) * rowLength
-                    let dst = out.pointer + (h * d + 2 * j + t) * rowLength
-                    dst.update(from: src, count: rowLength)
-                }
-            }
-        }
-        return out
     }
 }

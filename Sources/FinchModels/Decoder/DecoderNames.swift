@@ -49,6 +49,19 @@ public struct DecoderNames: Sendable {
     /// Full module name of block `i`'s norm `n`.
     public func module(_ n: DecoderNorm, layer i: Int) -> String { "\(layerPrefix).\(i).\(norms[n]!.hf)" }
 
+    /// Hugging Face names of the q / k weights and biases whose rows llama.cpp's converter
+    /// interleaves (see `ggufPermutesQK`) → their head count; empty when it does not.
+    public func ggufPermutedHeads(for spec: DecoderSpec) -> [String: Int] {
+        guard ggufPermutesQK else { return [:] }
+        var heads: [String: Int] = [:]
+        for i in 0..<spec.numLayers {
+            for (l, n) in [(DecoderLinear.q, spec.numHeads), (.k, spec.numKVHeads)] where linears[l] != nil {
+                for part in ["weight", "bias"] { heads["\(module(l, layer: i)).\(part)"] = n }
+            }
+        }
+        return heads
+    }
+
     /// Hugging Face tensor name → GGUF tensor name for every weight of a model with `spec`'s
     /// layers and parts (llama.cpp: `token_embd`, `output_norm`, `output`, `blk.<i>.<name>`).
     public func ggufNames(for spec: DecoderSpec) -> [String: String] {

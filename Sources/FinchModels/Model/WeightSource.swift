@@ -112,15 +112,7 @@ public struct GGUFWeightSource: WeightSource {
         self.file = file
         let all = names.ggufNames(for: spec)
         ggufName = all.filter { file.tensor(named: $0.value) != nil }
-        var permuted: [String: Int] = [:]
-        if names.ggufPermutesQK {
-            for i in 0..<spec.numLayers {
-                for (l, heads) in [(DecoderLinear.q, spec.numHeads), (.k, spec.numKVHeads)] where names.linears[l] != nil {
-                    for part in ["weight", "bias"] { permuted["\(names.module(l, layer: i)).\(part)"] = heads }
-                }
-            }
-        }
-        permutedHeads = permuted
+        permutedHeads = names.ggufPermutedHeads(for: spec)
         normShift = names.ggufNormShift
     }
 
@@ -149,23 +141,24 @@ public struct GGUFWeightSource: WeightSource {
             for i in 0..<out.count { out[i] -= normShift }
         }
         if let heads = permutedHeads[name] {
-            return Self.unpermuteRotary(out, heads: heads, rowLength: t.dimensions.count > 1 ? t.dimensions[0] : 1)
+            return Self.reorderRotaryRows(out, heads: heads, rowLength: t.dimensions.count > 1 ? t.dimensions[0] : 1, toGGUF: false)
         }
         return out
     }
 
     /// llama.cpp stores each head's q/k rows as interleaved pairs (2j, 2j+1); Hugging Face
-    /// keeps halves (j, j + D/2). GGUF row h·D + 2j + t is HF row h·D + t·D/2 + j.
-    static func unpermuteRotary(_ w: Buffer<Float>, heads: Int, rowLength: Int) -> Buffer<Float> {
+    /// keeps halves (j, j + D/2): GGUF row h·D + 2j + t is HF row h·D + t·D/2 + j. Reorders the
+    /// rows of `w` from Hugging Face's order to llama.cpp's (`toGGUF`, as an export writes them)
+    /// or back (as loading reads them).
+    static func reorderRotaryRows(_ w: Buffer<Float>, heads: Int, rowLength: Int, toGGUF: Bool) -> Buffer<Float> {
         let rows = w.count / rowLength
         let d = rows / heads, half = d / 2
         let out = Buffer<Float>(count: w.count)
         for h in 0..<heads {
             for j in 0..<half {
                 for t in 0..<2 {
-                    let src = w.pointer + (h * d + 2 * j + t) * rowLength
-                    let dst = out.pointer + (h * d + t * half + j) * rowLength
-                    dst.update(from: src, count: rowLength)
+                    let gguf = (h * d + 2 * j + t) * rowLength, hf = (h * d + t * half + j) * rowLength
+                    (out.pointer + (toGGUF ? gguf : hf)).update(from: w.pointer + (toGGUF ? hf : gguf), count: rowLength)
                 }
             }
         }
