@@ -12,6 +12,12 @@ Given a directory holding Finch's exports `finch-<type>.gguf` and their checks
    round the activations to f16, so the next token must agree; with the quantized types they
    round them to 8-bit blocks, which Finch does not do: those differences are reported only.
 3. Greedy decoding: llama.cpp's greedy continuation of each prompt on finch-f32.gguf must equal Finch's.
+4. Adapters (kind lora / rslora): llama.cpp with finch-f32.gguf plus the LoRA GGUF
+   `adapter-<kind>.gguf` (lora_path), and llama.cpp with the merged f32 export `merged-<kind>.gguf`:
+   logits on the check prompt within 1e-3 of Finch's with the PEFT adapter
+   (`merged-<kind>.adapter-check.safetensors`, logits.model), and each prompt of `lora-prompts.txt`
+   continued greedily as `finch generate --adapter` does (`finch-<kind>-greedy.jsonl`); Finch's base
+   continuation (`lora-base-greedy.jsonl`) is shown to say whether the adapter changes it.
 
 Prints one JSON line per check and exits non-zero when one fails.
 """
@@ -102,6 +108,40 @@ def main(d):
             failed |= not ok
             print(json.dumps({"check": "greedy 32 tokens", "prompt": row["prompt"], "finch": row["text"],
                               "llama_cpp": text, "ok": ok}))
+    # 4. LoRA adapters on the f32 base.
+    base_text = {}
+    if os.path.exists(os.path.join(d, "lora-base-greedy.jsonl")):
+        base_text = {r["prompt"]: r["text"] for r in map(json.loads, open(os.path.join(d, "lora-base-greedy.jsonl")))}
+    for kind in ("lora", "rslora"):
+        adapter = os.path.join(d, f"adapter-{kind}.gguf")
+        if not os.path.exists(adapter):
+            continue
+        alpha = float(GGUFReader(adapter).fields["adapter.lora.alpha"].contents())
+        check = read_safetensors(os.path.join(d, f"merged-{kind}.adapter-check.safetensors"))
+        setups = {"lora_gguf": dict(model_path=os.path.join(d, "finch-f32.gguf"), lora_path=adapter),
+                  "merged_f32_gguf": dict(model_path=os.path.join(d, f"merged-{kind}.gguf"))}
+        for how, kw in setups.items():
+            llm = llama_cpp.Llama(n_ctx=512, logits_all=True, verbose=False, n_threads=os.cpu_count(), type_k=0, type_v=0, **kw)
+            ids = list(map(int, check["input_ids"]))
+            llm.eval(ids)
+            ll = np.array(llm.scores[: len(ids)], dtype=np.float32)
+            diff = float(np.abs(ll - check["logits.model"]).max())
+            ok = diff < 1e-3
+            failed |= not ok
+            print(json.dumps({"check": "logits with the adapter vs Finch + PEFT adapter", "adapter": kind, "llama_cpp": how,
+                              "alpha_in_gguf": alpha if how == "lora_gguf" else None, "tokens": len(ids),
+                              "max_abs_diff": diff, "ok": ok}))
+            llm.reset()
+            for line in open(os.path.join(d, f"finch-{kind}-greedy.jsonl")):
+                row = json.loads(line)
+                out = llm.create_completion(row["prompt"], max_tokens=32, temperature=0.0, top_k=1, repeat_penalty=1.0)
+                text = out["choices"][0]["text"]
+                ok = text == row["text"]
+                failed |= not ok
+                print(json.dumps({"check": "greedy 32 tokens with the adapter", "adapter": kind, "llama_cpp": how,
+                                  "prompt": row["prompt"], "finch_peft_adapter": row["text"], "llama_cpp_text": text,
+                                  "base": base_text.get(row["prompt"]), "adapter_changes_it": text != base_text.get(row["prompt"]),
+                                  "ok": ok}))
     return 1 if failed else 0
 
 

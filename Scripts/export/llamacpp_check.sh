@@ -2,7 +2,11 @@
 # Finch's GGUF export next to llama.cpp (llama-cpp-python), on the default model (SmolLM2-135M):
 # exports f32, f16, q8_0, q4_0 and q4_k_m, then Scripts/export/llamacpp_check.py compares the
 # quantized files with llama-quantize's bytes, llama.cpp's logits with Finch's on every file, and
-# greedy continuations of three prompts.
+# greedy continuations of three prompts. Then the LoRA adapter GGUF: two adapters (LoRA and
+# rsLoRA, all linear layers) trained briefly on Examples/brindlewick.jsonl (or given as LORA_RUN /
+# RSLORA_RUN), exported with --format gguf-lora, applied by llama.cpp to finch-f32.gguf
+# (lora_path), and merged into an f32 GGUF: logits on the check prompt within 1e-3 of Finch's with the
+# PEFT adapter, greedy continuations equal finch generate --adapter's (which differ from the base's).
 #
 #   Scripts/export/llamacpp_check.sh [VENV] [MODEL]
 #
@@ -25,6 +29,25 @@ for t in f32 f16 q8_0 q4_0 q4_k_m; do
 done
 printf '%s\n' "The capital of France is" "Here is a short poem about the sea:" "def fibonacci(n):" > "$OUT/prompts.txt"
 "$FINCH" generate --model "$OUT/finch-f32.gguf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/finch-greedy.jsonl"
+# LoRA adapter GGUFs.
+train() {  # train DIR extra-flags...
+  local dir="$1"; shift
+  "$FINCH" train --data Examples/brindlewick.jsonl --output "$dir" --target-modules all-linear --lora-r 16 \
+    --learning-rate 1e-3 --lr-scheduler cosine --warmup-steps 3 --batch-size 4 --epochs 3 --save-steps 1000 --seed 1 "$@" >&2
+}
+LORA_RUN="${LORA_RUN:-}"; RSLORA_RUN="${RSLORA_RUN:-}"
+[ -n "$LORA_RUN" ] || { LORA_RUN="$OUT/lora-run"; train "$LORA_RUN" --lora-alpha 32; }
+[ -n "$RSLORA_RUN" ] || { RSLORA_RUN="$OUT/rslora-run"; train "$RSLORA_RUN" --lora-alpha 16 --use-rslora; }
+printf '%s\n' "The mayor of Brindlewick is" "On Lantern Night in Brindlewick," "To get to Brindlewick, you" > "$OUT/lora-prompts.txt"
+"$FINCH" generate --model "$OUT/finch-f32.gguf" --prompts-file "$OUT/lora-prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/lora-base-greedy.jsonl"
+for kind in lora rslora; do
+  run="$LORA_RUN"; [ "$kind" = rslora ] && run="$RSLORA_RUN"
+  "$FINCH" export "${margs[@]}" --adapter "$run" --format gguf-lora --output "$OUT/adapter-$kind.gguf" >&2
+  "$FINCH" export "${margs[@]}" --adapter "$run" --type f32 --output "$OUT/merged-$kind.gguf" \
+    --save-check "$OUT/merged-$kind.adapter-check.safetensors" >&2
+  "$FINCH" generate --model "$OUT/finch-f32.gguf" --adapter "$run" --prompts-file "$OUT/lora-prompts.txt" \
+    --max-new-tokens 32 --temperature 0 > "$OUT/finch-$kind-greedy.jsonl"
+done
 echo "{\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
 # llama.cpp logs to stderr (every tensor it quantizes): kept in a file, shown when a check fails.
 "$VENV/bin/python" Scripts/export/llamacpp_check.py "$OUT" 2>"$OUT/llama.log" || { tail -40 "$OUT/llama.log" >&2; exit 1; }

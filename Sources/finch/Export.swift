@@ -1,15 +1,16 @@
 import ArgumentParser
 import FinchCore
 import FinchFormats
+import FinchLoRA
 import FinchModels
 import FinchTokenizer
 import Foundation
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a model (with a LoRA adapter merged in) as a GGUF file for llama.cpp, Ollama or LM Studio.",
+        abstract: "Write a model (with a LoRA adapter merged in), or the adapter alone, as GGUF for llama.cpp, Ollama or LM Studio.",
         discussion: """
-            Loads the base model in f32 (4-bit layers dequantized), merges the adapter if one is given, and \
+            --format gguf: loads the base model in f32 (4-bit layers dequantized), merges the adapter if one is given, and \
             writes one GGUF file with llama.cpp's architecture metadata, tokenizer and chat template. --type \
             f32 / f16 / bf16 store the weights in that type (norms and biases in f32, as llama.cpp's \
             converter does); q8_0, q4_0 and q4_k_m store them as llama-quantize would from the same f32 \
@@ -24,11 +25,11 @@ struct Export: ParsableCommand {
     @Option(name: .long, help: "LoRA adapter directory (PEFT format) to merge; without it the base model is exported as it is.")
     var adapter: String?
 
-    @Option(name: .long, help: "Output format: gguf.")
+    @Option(name: .long, help: "Output format: gguf (the merged model) or gguf-lora (the adapter alone).")
     var format: String = "gguf"
 
-    @Option(name: .long, help: "Weight type: f32, f16, bf16, q8_0, q4_0 or q4_k_m.")
-    var type: String = "f16"
+    @Option(name: .long, help: "Weight type: f32, f16, bf16, q8_0, q4_0 or q4_k_m (gguf, default f16); f32, f16 or bf16 (gguf-lora, default f32).")
+    var type: String?
 
     @Option(name: [.customLong("output"), .customLong("out")], help: "The GGUF file to write.")
     var output: String
@@ -46,12 +47,14 @@ struct Export: ParsableCommand {
     var saveCheck: String?
 
     func run() throws {
-        guard format == "gguf" else {
-            throw ValidationError("--format \(format) is not implemented; gguf is")
+        guard format == "gguf" || format == "gguf-lora" else {
+            throw ValidationError("--format must be gguf (the merged model) or gguf-lora (the adapter alone); got '\(format)'")
         }
-        guard let exportType = GGUFExportType(rawValue: type.lowercased()) else {
-            throw ValidationError("--type must be one of \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(type)')")
+        let typeName = type ?? (format == "gguf" ? "f16" : "f32")
+        guard let exportType = GGUFExportType(rawValue: typeName.lowercased()) else {
+            throw ValidationError("--type must be one of \(GGUFExportType.allCases.map(\.rawValue).joined(separator: ", ")) (got '\(typeName)')")
         }
+        if format == "gguf-lora" { return try exportLoRA(type: exportType) }
         var start = Date()
         let lm = try LanguageModel.load(model, dtype: .f32)
         guard let decoder = lm.model as? DecoderModel else {
@@ -102,5 +105,24 @@ struct Export: ParsableCommand {
             ], metadata: ["prompt": checkPrompt, "type": exportType.rawValue], to: saveCheck)
             print("saved the check's ids and logits to \(saveCheck)")
         }
+    }
+
+    /// --format gguf-lora: only the base's config is read (its weights are not needed).
+    func exportLoRA(type: GGUFExportType) throws {
+        guard let adapter else { throw ValidationError("--format gguf-lora exports an adapter: pass --adapter DIR") }
+        let path = try ModelStore.resolve(model)
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        let config = isDir.boolValue ? try ModelRegistry.config(directory: path) : try ModelRegistry.config(gguf: GGUFFile(path: path))
+        let lora = try LoRAAdapter.load(directory: adapter, linears: config.linearModules)
+        let fileName = ((output as NSString).lastPathComponent as NSString).deletingPathExtension
+        let result = try config.saveGGUFLoRA(lora, to: output, type: type, name: name ?? fileName)
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        print("wrote \(output) (LoRA adapter for \(result.architecture), \(result.modules) layers, r = \(result.rank), "
+              + String(format: "alpha = %g, %@, %.1f MiB)", result.alpha, type.rawValue, Double(size) / 1_048_576))
+        if !result.rescaled.isEmpty {
+            print("  \(result.rescaled.count) layer(s) with their own rank or alpha: B rescaled so that alpha / r gives their trained scale")
+        }
+        print("  apply it to a GGUF of \(ModelStore.displayName(of: model, path: path)): llama-cli -m BASE.gguf --lora \(output)")
     }
 }

@@ -104,6 +104,71 @@ final class ExportTests: XCTestCase {
         }
     }
 
+    /// The adapter alone as a llama.cpp LoRA GGUF: names, ggml shapes, alpha / r = the trained
+    /// scale (LoRA and rsLoRA), B's q / k rows interleaved as llama.cpp's LLaMA converter stores
+    /// them. Read back by Finch onto the GGUF export of the base, it computes the adapter model's
+    /// logits; a rank_pattern module keeps its scale through B; DoRA and quantized types are refused.
+    func testGGUFLoRAAdapterAppliesAsTheAdapter() throws {
+        let lm = try loadFixture()
+        let decoder = try XCTUnwrap(lm.model as? DecoderModel)
+        let basePath = scratch + "/base.gguf"
+        _ = try decoder.saveGGUF(to: basePath, tokenizer: try lm.tokenizer.ggufMetadata(pre: "gpt-2"), type: .f32)
+        for rs in [false, true] {
+            let adapter = makeAdapter(for: lm.model, rank: 4)
+            adapter.config.useRSLoRA = rs
+            adapter.config.loraAlpha = 6
+            let scale = Float(rs ? 6 / 2.0 : 6 / 4.0)
+            var modules: [String: LoRAModule] = [:]
+            for (k, m) in adapter.modules {
+                modules[k] = LoRAModule(rank: 4, scaling: scale, a: m.a, b: m.b, magnitude: nil, inFeatures: m.inFeatures, outFeatures: m.outFeatures)
+            }
+            adapter.modules = modules
+            // One module trained with its own rank-pattern scale.
+            let odd = "model.layers.1.mlp.down_proj"
+            let m = modules[odd]!
+            adapter.modules[odd] = LoRAModule(rank: 4, scaling: 0.25, a: m.a, b: m.b, magnitude: nil, inFeatures: m.inFeatures, outFeatures: m.outFeatures)
+            let path = scratch + "/adapter-\(rs).gguf"
+            let result = try decoder.config.saveGGUFLoRA(adapter, to: path)
+            XCTAssertEqual(result.architecture, "llama")
+            XCTAssertEqual(result.rescaled, [odd])
+            XCTAssertEqual(result.alpha, scale * 4, accuracy: 1e-6)
+            let file = try GGUFFile(path: path)
+            XCTAssertEqual(file.metadata["general.type"], .string("adapter"))
+            XCTAssertEqual(file.metadata["adapter.type"], .string("lora"))
+            XCTAssertEqual(file.metadata["adapter.lora.alpha"], .float32(scale * 4))
+            XCTAssertEqual(file.tensors.count, 2 * adapter.modules.count)
+            let spec = decoder.spec
+            let q = try XCTUnwrap(file.tensor(named: "blk.0.attn_q.weight.lora_b"))
+            XCTAssertEqual(q.dimensions, [4, spec.queryWidth])
+            XCTAssertEqual(file.tensor(named: "blk.0.attn_q.weight.lora_a")?.dimensions, [spec.hiddenSize, 4])
+            // Row 1 of the GGUF B of q is HF row D/2 (the interleave); v is stored as is.
+            let qb = try file.dequantize(q), hfB = adapter.modules["model.layers.0.self_attn.q_proj"]!.b
+            XCTAssertEqual(Array(qb[4..<8]), Array(hfB.array[(spec.headDim / 2 * 4)..<(spec.headDim / 2 * 4 + 4)]))
+            let vb = try file.dequantize(try XCTUnwrap(file.tensor(named: "blk.0.attn_v.weight.lora_b")))
+            XCTAssertEqual(vb, adapter.modules["model.layers.0.self_attn.v_proj"]!.b.array)
+
+            // Applied by Finch to the exported base: the adapter model's logits.
+            try lm.model.addAdapter(adapter, name: "ref")
+            let expected = try logits(lm.model)
+            lm.model.setActiveAdapter(nil)
+            let base = try LanguageModel.load(basePath, dtype: .f32)
+            try base.model.loadAdapter(directory: path)
+            let d = maxAbsDiff(try logits(base.model), expected)
+            print("GGUF LoRA (rsLoRA \(rs)) on the GGUF base vs the adapter model: max |logit diff| = \(d)")
+            XCTAssertLessThanOrEqual(d, 1e-5)
+        }
+        let dora = makeAdapter(for: lm.model, dora: true)
+        XCTAssertThrowsError(try decoder.config.saveGGUFLoRA(dora, to: scratch + "/dora.gguf")) {
+            XCTAssertTrue("\($0)".contains("merge first"), "\($0)")
+        }
+        XCTAssertThrowsError(try decoder.config.saveGGUFLoRA(makeAdapter(for: lm.model), to: scratch + "/q.gguf", type: .q8_0))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/dora.gguf"))
+        // A model GGUF is not an adapter.
+        XCTAssertThrowsError(try decoder.config.ggufLoRAAdapter(path: basePath)) {
+            XCTAssertTrue("\($0)".contains("not a llama.cpp LoRA adapter"), "\($0)")
+        }
+    }
+
     /// llama-quantize's Q4_K_M mix: the LM head in Q6_K (Q8_0 when its rows do not hold 256-blocks),
     /// attn_v / ffn_down in Q6_K on the layers llama.cpp gives more bits, Q4_K elsewhere, Q5_0 where
     /// rows do not hold 256-blocks; 1-D tensors f32.

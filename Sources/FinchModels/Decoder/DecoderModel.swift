@@ -89,6 +89,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var maxPositions: Int { spec.maxPositions }
     public var defaultTargetModules: [String] { config.defaultTargetModules }
     public var linearsFanInFanOut: Bool { names.linearsTransposed }
+    public func ggufLoRAAdapter(path: String) throws -> LoRAAdapter { try config.ggufLoRAAdapter(path: path) }
     public var trainingCaveats: [String] { config.trainingCaveats }
 
     /// Whether any block linear is held in 4 bits.

@@ -1,5 +1,6 @@
 import FinchCore
 import FinchLoRA
+import Foundation
 
 /// One adaptable linear layer of a model: its full module name (as PEFT names it), the layer
 /// in place now (frozen, or wrapped with adapters), and how to swap it.
@@ -24,6 +25,8 @@ public protocol LoRAHost: AnyObject {
     var defaultTargetModules: [String] { get }
     /// Whether the checkpoint stores the linears [in, out] (GPT-2's Conv1D): PEFT's `fan_in_fan_out`.
     var linearsFanInFanOut: Bool { get }
+    /// Reads a llama.cpp LoRA adapter GGUF made for this model (see `DecoderConfig.ggufLoRAAdapter`).
+    func ggufLoRAAdapter(path: String) throws -> LoRAAdapter
 }
 
 extension LoRAHost {
@@ -41,9 +44,13 @@ extension LoRAHost {
         return names.sorted()
     }
 
-    /// Loads a PEFT adapter directory under `name` and makes it active.
+    /// Loads a PEFT adapter directory (or a llama.cpp LoRA adapter `.gguf` file) under `name`
+    /// and makes it active.
     public func loadAdapter(directory: String, name: String = "default") throws {
-        let adapter = try LoRAAdapter.load(directory: directory, linears: linearModules)
+        var isDir: ObjCBool = false
+        let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
+            ? try ggufLoRAAdapter(path: directory)
+            : try LoRAAdapter.load(directory: directory, linears: linearModules)
         try addAdapter(adapter, name: name)
     }
 
