@@ -40,6 +40,15 @@ struct Export: ParsableCommand {
     @Option(name: .customLong("gguf-pre"), help: "llama.cpp's pre-tokenizer name (tokenizer.ggml.pre) when Finch does not recognise the tokenizer's own.")
     var ggufPre: String?
 
+    @Option(name: .long, help: "Where to write the Ollama Modelfile (default: the output with .Modelfile for .gguf).")
+    var modelfile: String?
+
+    @Flag(name: .customLong("no-modelfile"), help: "Write no Ollama Modelfile.")
+    var noModelfile = false
+
+    @Option(name: .customLong("ollama-base"), help: "gguf-lora: the base GGUF the Modelfile's FROM names (default: --model when it is a GGUF file).")
+    var ollamaBase: String?
+
     @Option(name: .long, help: "Prompt of the self-check.")
     var checkPrompt = "The quick brown fox jumps over the lazy dog because"
 
@@ -88,6 +97,8 @@ struct Export: ParsableCommand {
               + String(format: "%.1f MiB, %.2f s)", Double(size) / 1_048_576, seconds))
         print("  tensor types: " + result.typeCounts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.name) \($0.value)" }.joined(separator: ", "))
         if !result.adapters.isEmpty { print("  merged adapter(s): \(result.adapters.joined(separator: ", "))") }
+        try writeModelfile(from: "./" + (output as NSString).lastPathComponent, adapter: nil, tokenizer: lm.tokenizer,
+                           source: ModelStore.displayName(of: model, path: lm.path))
 
         let reloaded = try LanguageModel.load(output, dtype: .f32)
         let again = try reloaded.model.logits(tokens: [tokens])[0]
@@ -115,6 +126,11 @@ struct Export: ParsableCommand {
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let config = isDir.boolValue ? try ModelRegistry.config(directory: path) : try ModelRegistry.config(gguf: GGUFFile(path: path))
         let lora = try LoRAAdapter.load(directory: adapter, linears: config.linearModules)
+        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
+        let tokenizer = try isDir.boolValue
+            ? Tokenizer(tokenizerJSONAt: (path as NSString).appendingPathComponent("tokenizer.json"),
+                        configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
+            : Tokenizer(gguf: GGUFFile(path: path))
         let fileName = ((output as NSString).lastPathComponent as NSString).deletingPathExtension
         let result = try config.saveGGUFLoRA(lora, to: output, type: type, name: name ?? fileName)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
@@ -124,5 +140,26 @@ struct Export: ParsableCommand {
             print("  \(result.rescaled.count) layer(s) with their own rank or alpha: B rescaled so that alpha / r gives their trained scale")
         }
         print("  apply it to a GGUF of \(ModelStore.displayName(of: model, path: path)): llama-cli -m BASE.gguf --lora \(output)")
+        if let base = ollamaBase ?? (isDir.boolValue ? nil : path) {
+            let from = URL(fileURLWithPath: base).standardizedFileURL.path
+            try writeModelfile(from: from, adapter: "./" + (output as NSString).lastPathComponent, tokenizer: tokenizer,
+                               source: ModelStore.displayName(of: model, path: path))
+        } else if !noModelfile {
+            print("  no Modelfile: Ollama needs the base as GGUF; export it (finch export --type f16) and pass --ollama-base FILE.gguf")
+        }
+    }
+
+    /// The Ollama Modelfile beside the output (see `OllamaModelfile`).
+    func writeModelfile(from: String, adapter: String?, tokenizer: Tokenizer, source: String) throws {
+        if noModelfile { return }
+        let path = modelfile ?? (output.hasSuffix(".gguf") ? String(output.dropLast(5)) : output) + ".Modelfile"
+        let name = ((output as NSString).lastPathComponent as NSString).deletingPathExtension.lowercased()
+        let file = OllamaModelfile(from: from, adapter: adapter, tokenizer: tokenizer, comments: [
+            "Ollama Modelfile written by finch export (\(source)\(self.adapter.map { " + adapter " + $0 } ?? "")).",
+            "Import: ollama create \(name) -f \((path as NSString).lastPathComponent)   (run it where this file is)",
+        ])
+        try AtomicFile.write(file.text, to: path)
+        print("wrote \(path) (Ollama: \(file.format == nil ? "no TEMPLATE, Ollama reads the GGUF's chat template" : "TEMPLATE from the chat template")"
+              + (file.stops.isEmpty ? "" : ", stop \(file.stops.joined(separator: " "))") + ")")
     }
 }

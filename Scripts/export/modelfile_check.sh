@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Ollama Modelfile finch export writes, rendered by Go's text/template (the engine Ollama runs
+# TEMPLATE with) and compared with the model's Jinja chat template rendered by jinja2 as
+# transformers renders it (BOS text left out where the tokenizer adds BOS, as Ollama tokenizes):
+# every conversation must give the same prompt text.
+#
+#   Scripts/export/modelfile_check.sh [VENV] [MODEL]
+#
+# Needs Go (Debian's golang-go, installed when missing) and a venv with jinja2 and gguf
+# (default /tmp/venv-modelfile-check, created when missing).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV="${1:-/tmp/venv-modelfile-check}"
+MODEL="${2:-}"
+command -v go >/dev/null || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import jinja2, gguf" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q jinja2 gguf numpy
+fi
+FINCH="${FINCH:-}"
+if [ -z "$FINCH" ]; then swift build -c release --product finch >/dev/null; FINCH=.build/release/finch; fi
+OUT="$(mktemp -d)"
+trap 'rm -rf "$OUT"' EXIT
+margs=(); [ -n "$MODEL" ] && margs=(--model "$MODEL")
+"$FINCH" export "${margs[@]}" --type q8_0 --output "$OUT/model.gguf" >&2
+"$VENV/bin/python" Scripts/export/modelfile_check.py "$OUT/model.gguf" "$OUT/model.Modelfile" "$OUT"
+cp Scripts/export/modelfile_render.go "$OUT/main.go"
+(cd "$OUT" && GO111MODULE=off GOCACHE="$OUT/.gocache" go run main.go template.txt cases.json)
