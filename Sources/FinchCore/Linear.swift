@@ -113,6 +113,7 @@ public final class LinearWeight: @unchecked Sendable {
         let n = outFeatures, k = inFeatures
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
+            if q.multiply(y: y, x: x, rows: m, accumulate: accumulate, scratch: scratch) { return }
             // Decoding: straight from the compressed form when it has a kernel (f32 products in
             // either compute type; they differ from the expanded product by rounding only).
             if m <= Self.smallBatchRows && q.multiplySmall(y: y, x: x, rows: m, accumulate: accumulate) { return }
@@ -189,7 +190,7 @@ public final class Scratch: @unchecked Sendable {
     private var weightBF16Buffer = Buffer<BF16Bits>(count: 0)
 
     /// A quantized weight expanded to f32 (one layer's worth; reused by every layer).
-    func weightF32(_ count: Int) -> Buffer<Float> {
+    public func weightF32(_ count: Int) -> Buffer<Float> {
         if weightF32Buffer.count < count { weightF32Buffer = Buffer(uninitializedCount: count) }
         return weightF32Buffer
     }

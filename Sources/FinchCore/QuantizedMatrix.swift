@@ -18,10 +18,18 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
     /// then expands it and runs the float kernel).
     func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
+    /// y[M, rows] (+)= x[M, columns] · Wᵀ computed the format's own way (LLM.int8 quantizes x
+    /// too), for every M; false for formats whose product is the expanded weight's (the caller
+    /// then runs that). The input gradient always multiplies by the expanded weight.
+    func multiply(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool, scratch: Scratch) -> Bool
 }
 
 extension QuantizedMatrix {
     public func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
+        false
+    }
+    public func multiply(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
+                         scratch: Scratch) -> Bool {
         false
     }
 }
