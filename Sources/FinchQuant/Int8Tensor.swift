@@ -23,7 +23,7 @@ public final class Int8Tensor: QuantizedMatrix, @unchecked Sendable {
     /// SCB [N]: each row's absmax (of the fp16-rounded weight).
     public private(set) var scb: [Float]
     /// `llm_int8_threshold`: activations at or above it in magnitude are outliers (0: none).
-    public let threshold: Float
+    public var threshold: Float
 
     public init(rows: Int, columns: Int, data: [Int8], scb: [Float], threshold: Float) {
         precondition(data.count == rows * columns && scb.count == rows)
@@ -130,22 +130,25 @@ public final class Int8Tensor: QuantizedMatrix, @unchecked Sendable {
         }
         let p = scratch.floats(m * n, slot: 12)
         GEMM.f32(m: m, n: n, k: k, a: xa, lda: k, b: w.pointer, ldb: k, bTransposed: true, c: p, ldc: n, accumulate: false)
-        // Rescale: i32 · (rowStat · SCB) · 6.200124e-05.
+        // Rescale: i32 · (rowStat · SCB) · 6.200124e-05, then the outlier columns in f32:
+        // x[:, J] · (CB[:, J] · SCB · 7.874015718698502e-3)ᵀ; the sum is added to y after (as
+        // bitsandbytes' layer output is added to a residual), not y + int8 part + outliers.
         let unit = Float(6.200124e-05)
         for r in 0..<m {
-            for o in 0..<n {
-                let v = p[r * n + o] * (rowStats[r] * scb[o]) * unit
-                y[r * n + o] = accumulate ? y[r * n + o] + v : v
-            }
+            for o in 0..<n { p[r * n + o] = p[r * n + o] * (rowStats[r] * scb[o]) * unit }
         }
-        // Outlier columns in f32: x[:, J] · (CB[:, J] · SCB · 7.874015718698502e-3)ᵀ.
         if !outlierColumns.isEmpty {
             let j = outlierColumns.count
             let sa = scratch.floats(m * j, slot: 13), sb = scratch.floats(n * j, slot: 14)
             for r in 0..<m { for (t, c) in outlierColumns.enumerated() { sa[r * j + t] = x[r * k + c] } }
             let inv = Float(7.874015718698502e-3)
             for o in 0..<n { for (t, c) in outlierColumns.enumerated() { sb[o * j + t] = Float(data[o * k + c]) * scb[o] * inv } }
-            GEMM.f32(m: m, n: n, k: j, a: sa, lda: j, b: sb, ldb: j, bTransposed: true, c: y, ldc: n, accumulate: true)
+            GEMM.f32(m: m, n: n, k: j, a: sa, lda: j, b: sb, ldb: j, bTransposed: true, c: p, ldc: n, accumulate: true)
+        }
+        if accumulate {
+            for i in 0..<(m * n) { y[i] += p[i] }
+        } else {
+            y.update(from: p, count: m * n)
         }
         return true
     }

@@ -29,8 +29,8 @@ struct BenchGenerate: ParsableCommand {
     var dtype: WeightDType?
     @Option(name: .long, help: "Prompt length for prefill.")
     var promptTokens: Int = 512
-    @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (or give a 4-bit --model directory).")
-    var quantize: FourBitType?
+    @Option(name: .long, help: "Quantized inference: quantize the block linears to nf4, fp4 or int8 on load (or give a quantized --model directory).")
+    var quantize: QuantMethod?
     @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
     var doubleQuant = false
     @Option(name: .long, help: "Tokens to decode.")
@@ -56,7 +56,7 @@ struct BenchGenerate: ParsableCommand {
         let dt = dtype
         var quantization: QuantizationConfig?
         if let quantize {
-            quantization = QuantizationConfig(type: quantize, doubleQuant: doubleQuant, computeDType: dt)
+            quantization = QuantizationConfig(method: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         let m = lm.model

@@ -21,8 +21,11 @@ struct BaseModelOptions: ParsableArguments {
     @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
     var dtype: WeightDType = .f32
 
-    @Option(name: .long, help: "4-bit inference: quantize the block linears to nf4 or fp4 on load (products in --dtype).")
-    var quantize: FourBitType?
+    @Option(name: .long, help: "Quantized inference: quantize the block linears on load to nf4 or fp4 (4-bit) or int8 (LLM.int8); products in --dtype.")
+    var quantize: QuantMethod?
+
+    @Option(name: .customLong("int8-threshold"), help: "With --quantize int8: the outlier threshold (llm_int8_threshold, default 6; 0 = no outliers).")
+    var int8Threshold: Float = 6
 
     @Flag(name: .customLong("double-quant"), help: "With --quantize: double-quantize the 4-bit scales.")
     var doubleQuant = false
@@ -33,7 +36,7 @@ struct BaseModelOptions: ParsableArguments {
 
     func load() throws -> LanguageModel {
         let dt = dtype
-        let quantization = quantize.map { QuantizationConfig(type: $0, blocksize: 64, doubleQuant: doubleQuant, computeDType: dt) }
+        let quantization = quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dt, int8Threshold: int8Threshold) }
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }

@@ -1,16 +1,18 @@
 import ArgumentParser
 import FinchCore
+import FinchFormats
 import FinchModels
 import FinchQuant
 import Foundation
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize a model's block linears to 4 bits once and save it in bitsandbytes' layout.",
+        abstract: "Quantize a model's block linears to 4 bits or LLM.int8 once and save it in bitsandbytes' layout.",
         discussion: """
             Writes a Hugging Face model directory as transformers + bitsandbytes save a load_in_4bit \
-            model: each q/k/v/o/gate/up/down weight as packed nibbles with its absmax, quant_map, \
-            nested (double-quantized) scales and quant_state; embeddings, norms and the LM head in \
+            model (each q/k/v/o/gate/up/down weight as packed nibbles with its absmax, quant_map, \
+            nested (double-quantized) scales and quant_state) or, with --quantize int8, a load_in_8bit \
+            model (int8 rows, SCB, weight_format); embeddings, norms and the LM head in \
             --dtype; config.json with a quantization_config; the tokenizer. `finch train`, `generate` \
             and `chat` load such a directory without quantizing again (so does transformers). As a \
             self-check it prints the largest |logit difference| between the quantized model in \
@@ -20,8 +22,11 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
     var model: String?
 
-    @Option(name: .long, help: "4-bit type: nf4 or fp4.")
-    var quantize: FourBitType = .nf4
+    @Option(name: .long, help: "nf4 or fp4 (4-bit), or int8 (LLM.int8, bitsandbytes' Linear8bitLt layout).")
+    var quantize: QuantMethod = .nf4
+
+    @Option(name: .customLong("int8-threshold"), help: "With --quantize int8: the outlier threshold recorded (llm_int8_threshold, default 6).")
+    var int8Threshold: Float = 6
 
     @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "Double-quantize the 4-bit scales (8-bit, blocks of 256).")
     var doubleQuant = false
@@ -44,10 +49,14 @@ struct Quantize: ParsableCommand {
     @Option(name: .long, help: "Prompt of the self-check.")
     var checkPrompt = "The quick brown fox jumps over the lazy dog because"
 
+    @Option(name: .long, help: "Also save the check's token ids and logits (quantized in memory, reloaded) to this safetensors file.")
+    var saveCheck: String?
+
     func run() throws {
         let exportType = dtype
-        let q = QuantizationConfig(type: quantize, blocksize: quantBlocksize, doubleQuant: doubleQuant, computeDType: computeDType)
-        do { try q.validate() } catch { throw ValidationError("--quant-blocksize: \(error)") }
+        let q = QuantizationConfig(method: quantize, blocksize: quantBlocksize, doubleQuant: doubleQuant, computeDType: computeDType,
+                                   int8Threshold: int8Threshold)
+        do { try q.validate() } catch { throw ValidationError("\(quantize == .int8 ? "--int8-threshold" : "--quant-blocksize"): \(error)") }
 
         var start = Date()
         let lm = try LanguageModel.load(model, dtype: .f32, quantization: q)
@@ -67,5 +76,14 @@ struct Quantize: ParsableCommand {
         print(String(format: "self-check on %d prompt tokens, max |logit diff| quantized in memory vs reloaded: %.3g%@",
                      tokens.count, Merge.maxAbsDiff(before, after),
                      exportType == .f32 ? "" : " (unquantized tensors rounded to \(exportType.rawValue))"))
+        if let saveCheck {
+            let ids = tokens.map(Int64.init), v = before.first?.count ?? 0
+            try SafeTensorsWriter.write([
+                .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) }),
+                .float32(name: "logits.model", shape: [tokens.count, v], values: before.flatMap { $0 }),
+                .float32(name: "logits.reloaded", shape: [tokens.count, v], values: after.flatMap { $0 }),
+            ], metadata: ["prompt": checkPrompt, "quantization": q.summary], to: saveCheck)
+            print("saved the check's ids and logits to \(saveCheck)")
+        }
     }
 }

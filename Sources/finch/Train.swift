@@ -40,8 +40,10 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
-    @Option(name: [.long, .customLong("quant_type")], help: "QLoRA: quantize the frozen block linears to nf4 or fp4 as they load (bitsandbytes' format, bit for bit).")
-    var quantize: FourBitType?
+    @Option(name: [.long, .customLong("quant_type")], help: "QLoRA: quantize the frozen block linears as they load to nf4 or fp4 (4-bit), or int8 (LLM.int8); bitsandbytes' formats, bit for bit.")
+    var quantize: QuantMethod?
+    @Option(name: [.customLong("int8-threshold"), .customLong("llm_int8_threshold")], help: "With --quantize int8: the outlier threshold (default 6; 0 = no outliers).")
+    var int8Threshold: Float?
     @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "QLoRA: double-quantize the 4-bit scales (8-bit, blocks of 256).")
     var doubleQuant = false
     @Option(name: .customLong("quant-blocksize"), help: "QLoRA: values per 4-bit block (32 … 4096, default 64).")
@@ -131,7 +133,7 @@ struct Train: ParsableCommand {
         setOpt(mmluData, \.mmluData); setOpt(maxMMLUSamples, \.maxMMLUSamples)
         set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
         if bf16 { c.dtype = .bf16 }
-        setOpt(quantize, \.quantize); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
+        setOpt(quantize, \.quantize); set(int8Threshold, \.int8Threshold); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
         if doubleQuant { c.doubleQuant = true }
         set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
         if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }

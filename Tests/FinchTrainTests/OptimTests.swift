@@ -58,7 +58,7 @@ final class OptimTests: XCTestCase {
         return p
     }
 
-    /// qlora's 4-bit keys (`bits`, `quant_type`, `double_quant`) and bitsandbytes' names map to
+    /// qlora's quantization keys (`bits`, `quant_type`, `double_quant`) and bitsandbytes' names map to
     /// the quantization of the frozen layers; bad values are errors naming the setting.
     func testRunFileQuantizationKeys() throws {
         let c = try TrainingConfig.load(yamlAt: try yaml("bits: 4\ndouble_quant: true\nbnb_4bit_compute_dtype: bf16\n"))
@@ -66,8 +66,11 @@ final class OptimTests: XCTestCase {
         let f = try TrainingConfig.load(yamlAt: try yaml("quant_type: fp4\nquant_blocksize: 128\n"))
         XCTAssertEqual(f.quantization, QuantizationConfig(type: .fp4, blocksize: 128, doubleQuant: false, computeDType: .f32))
         XCTAssertNil(try TrainingConfig.load(yamlAt: try yaml("bits: 16\n")).quantization)
-        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("bits: 8\n"))) { XCTAssertTrue("\($0)".contains("bits")) }
-        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("quant_type: int8\n"))) { XCTAssertTrue("\($0)".contains("quantize must be nf4 or fp4"), "\($0)") }
+        // qlora's bits 8 is LLM.int8 (load_in_8bit), with bitsandbytes' threshold name.
+        XCTAssertEqual(try TrainingConfig.load(yamlAt: try yaml("bits: 8\n")).quantization, .int8(threshold: 6))
+        XCTAssertEqual(try TrainingConfig.load(yamlAt: try yaml("quant_type: int8\nllm_int8_threshold: 0\n")).quantization, .int8(threshold: 0))
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("bits: 2\n"))) { XCTAssertTrue("\($0)".contains("bits")) }
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("quant_type: int4\n"))) { XCTAssertTrue("\($0)".contains("quantize must be nf4, fp4 or int8"), "\($0)") }
         var bad = TrainingConfig(); bad.quantize = .nf4; bad.quantBlocksize = 100
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quant_blocksize")) }
     }

@@ -124,8 +124,8 @@ extension DecoderModel {
         let plan = try exportPlan(keepQuantized: !options.dequantize, path: directory)
         var configJSON = config.huggingFaceConfigJSON(torchDType: dtype.torchName, tieWordEmbeddings: lmHead === embedding)
         if let q = plan.lazy.compactMap(\.quantized).first {
-            let qc = QuantizationConfig(type: q.tensor.type, blocksize: q.tensor.blocksize,
-                                        doubleQuant: q.tensor.isDoubleQuantized, computeDType: q.compute)
+            var qc = q.tensor.storedConfig
+            qc.computeDType = q.compute
             configJSON = configJSON.patched(set: [("quantization_config", qc.huggingFaceJSON)])
         }
 
@@ -155,7 +155,7 @@ extension DecoderModel {
         let name: String
         let shape: [Int]
         let values: () -> Buffer<Float>
-        var quantized: (tensor: FourBitTensor, compute: WeightDType)? = nil
+        var quantized: (tensor: any StoredQuantizedMatrix, compute: WeightDType)? = nil
     }
 
     func exportPlan(keepQuantized: Bool, path: String) throws -> [ExportTensor] {
@@ -185,13 +185,13 @@ extension DecoderModel {
                                    values: { transposed(Self.effectiveWeight(l), rows: l.outFeatures, columns: l.inFeatures) })
                     : ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],
                                    values: { Self.effectiveWeight(l) })
-                if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? FourBitTensor {
+                if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? any StoredQuantizedMatrix {
                     if names.linearsTransposed {
-                        throw ExportError.unsupported(path: path, reason: "4-bit Conv1D layers (\(spec.family)) cannot be written in "
+                        throw ExportError.unsupported(path: path, reason: "quantized Conv1D layers (\(spec.family)) cannot be written in "
                             + "bitsandbytes' layout yet; export dequantized (finch merge without --keep-4bit)")
                     }
                     if let w = l as? LoRALinear, let a = w.active, w.adapters[a] != nil, w.merged?.name != a {
-                        throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the 4-bit "
+                        throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the quantized "
                             + "weights of \(t.name): merge it first (it is requantized and the rounding reported) or export dequantized")
                     }
                     t.quantized = (four, compute)

@@ -39,10 +39,11 @@ extension DecoderModel {
                 guard stored.shape == [out, inp] else {
                     throw ModelError.badWeightShape(path: source.path, name: name, expected: [out, inp], actual: stored.shape)
                 }
-                if let q = quantization, q.type != stored.type || q.blocksize != stored.blocksize || q.doubleQuant != stored.isDoubleQuantized {
-                    let has = QuantizationConfig(type: stored.type, blocksize: stored.blocksize, doubleQuant: stored.isDoubleQuantized)
-                    throw ModelError.invalidConfig(path: source.path, reason: "'\(name)' is stored in 4 bits (\(has.type.rawValue), blocksize \(has.blocksize)\(has.doubleQuant ? ", double quantization" : "")) but \(q.type.rawValue), blocksize \(q.blocksize)\(q.doubleQuant ? ", double quantization" : "") was asked for; a quantized checkpoint is used as stored: leave out --quantize or ask for the stored settings")
+                let has = stored.storedConfig
+                if let q = quantization, !q.accepts(stored: has) {
+                    throw ModelError.invalidConfig(path: source.path, reason: "'\(name)' is stored as \(has.isInt8 ? "LLM.int8" : "\(has.type.rawValue), blocksize \(has.blocksize)\(has.doubleQuant ? ", double quantization" : "")") but \(q.isInt8 ? "LLM.int8" : "\(q.type.rawValue), blocksize \(q.blocksize)\(q.doubleQuant ? ", double quantization" : "")") was asked for; a quantized checkpoint is used as stored: leave out --quantize or ask for the stored settings")
                 }
+                if let i8 = stored as? Int8Tensor, let t = quantization?.int8Threshold { i8.threshold = t }
                 return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(stored, compute: quantization?.computeDType ?? dtype))
             }
             let values = try blockValues(scope, out, inp)
@@ -131,5 +132,5 @@ struct WithoutBasePrefix: WeightSource {
     func shape(of name: String) -> [Int]? { base.shape(of: stripped(name)) }
     func load(_ name: String) throws -> Buffer<Float> { try base.load(stripped(name)) }
     func ropeFrequencyFactors() throws -> [Float]? { try base.ropeFrequencyFactors() }
-    func quantizedWeight(_ name: String) throws -> FourBitTensor? { try base.quantizedWeight(stripped(name)) }
+    func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? { try base.quantizedWeight(stripped(name)) }
 }

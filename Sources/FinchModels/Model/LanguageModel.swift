@@ -43,11 +43,14 @@ public final class LanguageModel: @unchecked Sendable {
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         if isDir.boolValue {
             let config = try ModelRegistry.config(directory: path)
-            // Refuses what Finch cannot read (8-bit, other methods) before the weights are touched.
+            // Refuses what Finch cannot read (other methods) before the weights are touched; an
+            // int8 checkpoint's llm_int8_threshold applies unless the caller asks for int8 itself.
             let configPath = (path as NSString).appendingPathComponent("config.json")
+            var quantization = quantization
             if let bytes = FileManager.default.contents(atPath: configPath),
-               let json = try? JSONParser.parse([UInt8](bytes)) {
-                _ = try QuantizationConfig(huggingFace: json, path: configPath)
+               let json = try? JSONParser.parse([UInt8](bytes)),
+               let stored = try QuantizationConfig(huggingFace: json, path: configPath), stored.isInt8, quantization == nil {
+                quantization = QuantizationConfig.int8(threshold: stored.int8Threshold!, computeDType: dtype)
             }
             let source = try SafeTensorsWeightSource(directory: path)
             let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)

@@ -16,13 +16,13 @@ public protocol WeightSource: Sendable {
     func load(_ name: String) throws -> Buffer<Float>
     /// Per-frequency rotary divisors stored as a tensor (llama.cpp's `rope_freqs.weight`), if any.
     func ropeFrequencyFactors() throws -> [Float]?
-    /// `name` as stored 4-bit (bitsandbytes' serialized layout), or nil when it is stored as plain values.
-    func quantizedWeight(_ name: String) throws -> FourBitTensor?
+    /// `name` as stored 4-bit or int8 (bitsandbytes' serialized layouts), or nil when it is stored as plain values.
+    func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)?
 }
 
 extension WeightSource {
     public func ropeFrequencyFactors() throws -> [Float]? { nil }
-    public func quantizedWeight(_ name: String) throws -> FourBitTensor? { nil }
+    public func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? { nil }
 
     /// Loads `name`, checking its shape.
     func load(_ name: String, shape expected: [Int]) throws -> Buffer<Float> {
@@ -72,12 +72,13 @@ public struct WeightScope {
         return values
     }
 
-    /// This scope's `tensor` when the source stores it in 4 bits (all its parts are taken).
-    public func quantized(_ tensor: String) throws -> FourBitTensor? {
+    /// This scope's `tensor` when the source stores it in 4 bits or int8 (all its parts are taken).
+    public func quantized(_ tensor: String) throws -> (any StoredQuantizedMatrix)? {
         let n = name(tensor)
         guard let q = try source.quantizedWeight(n) else { return nil }
         ledger.used.insert(n)
         for other in source.tensorNames where other.hasPrefix(n + ".") { ledger.used.insert(other) }
+        if q is Int8Tensor { for other in Int8Tensor.companions(of: n) { ledger.used.insert(other) } }
         return q
     }
 
@@ -187,8 +188,10 @@ public struct SafeTensorsWeightSource: WeightSource {
         return out
     }
 
-    public func quantizedWeight(_ name: String) throws -> FourBitTensor? {
-        try FourBitTensor.load(name, from: collection)
+    public func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? {
+        if let q = try FourBitTensor.load(name, from: collection) { return q }
+        // The threshold is a run-time setting (config.json's llm_int8_threshold), set by the loader.
+        return try Int8Tensor.load(name, from: collection, threshold: 6)
     }
 }
 

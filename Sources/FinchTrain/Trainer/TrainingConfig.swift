@@ -26,9 +26,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// A Jinja chat template file used instead of the model's own (for models whose files carry none).
     public var chatTemplate: String? = nil
 
-    // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit frozen block linears.
-    /// nf4 or fp4; nil = no quantization.
-    public var quantize: FourBitType? = nil
+    // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit or LLM.int8 frozen block linears.
+    /// nf4 or fp4 (4-bit), int8 (LLM.int8); nil = no quantization.
+    public var quantize: QuantMethod? = nil
+    /// LLM.int8's outlier threshold (`llm_int8_threshold`; 0 = no outliers).
+    public var int8Threshold: Float = 6
     public var doubleQuant: Bool = false
     public var quantBlocksize: Int = 64
     /// Precision of the 4-bit layers' products (f32 or bf16); nil = `dtype`.
@@ -92,7 +94,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, format, evalData = "eval_data", evalFraction = "eval_fraction", output, dtype
         case chatTemplate = "chat_template"
-        case quantize, doubleQuant = "double_quant", quantBlocksize = "quant_blocksize", computeDType = "compute_dtype"
+        case quantize, int8Threshold = "llm_int8_threshold", doubleQuant = "double_quant", quantBlocksize = "quant_blocksize", computeDType = "compute_dtype"
         case maxSeqLen = "max_seq_len", sourceMaxLen = "source_max_len", targetMaxLen = "target_max_len"
         case trainOnSource = "train_on_source", groupByLength = "group_by_length"
         case loraR = "lora_r", loraAlpha = "lora_alpha", loraDropout = "lora_dropout", targetModules = "target_modules"
@@ -136,7 +138,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output)
         d.dtype = try choice(.dtype, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.dtype
         try opt(.chatTemplate, &d.chatTemplate)
-        d.quantize = try choice(.quantize, FourBitType.init(rawValue:), allowed: "nf4 or fp4") ?? d.quantize
+        d.quantize = try choice(.quantize, QuantMethod.init(rawValue:), allowed: "nf4, fp4 or int8") ?? d.quantize
+        try get(.int8Threshold, &d.int8Threshold)
         try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
         d.computeDType = try choice(.computeDType, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.computeDType
         try get(.maxSeqLen, &d.maxSeqLen); try opt(.sourceMaxLen, &d.sourceMaxLen); try opt(.targetMaxLen, &d.targetMaxLen)
@@ -181,8 +184,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if let bits = dict.removeValue(forKey: "bits") {   // qlora: bits 4 = QLoRA (quant_type, default nf4)
             switch bits as? Int {
             case 4: if dict["quant_type"] == nil && dict["quantize"] == nil { canonical["quantize"] = "nf4" }
+            case 8: canonical["quantize"] = "int8"   // qlora: bits 8 = load_in_8bit
             case 16, 32: break
-            default: throw TrainError.invalidSetting("\(path): bits must be 4, 16 or 32 (got \(bits))")
+            default: throw TrainError.invalidSetting("\(path): bits must be 4, 8, 16 or 32 (got \(bits))")
             }
         }
         for (k, v) in dict {
@@ -233,11 +237,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if let n = maxMMLUSamples, n < 1 { throw bad("max_mmlu_samples must be at least 1 (got \(n))") }
     }
 
-    /// The 4-bit quantization of the frozen block linears, when `quantize` is set.
+    /// The quantization of the frozen block linears (4-bit or LLM.int8), when `quantize` is set.
     public var quantization: QuantizationConfig? {
-        guard let type = quantize else { return nil }
-        return QuantizationConfig(type: type, blocksize: quantBlocksize, doubleQuant: doubleQuant,
-                                  computeDType: computeDType ?? dtype)
+        guard let method = quantize else { return nil }
+        return QuantizationConfig(method: method, blocksize: quantBlocksize, doubleQuant: doubleQuant,
+                                  computeDType: computeDType ?? dtype, int8Threshold: int8Threshold)
     }
 
     /// The PEFT adapter config these settings describe.
