@@ -18,6 +18,10 @@ Given a directory holding Finch's exports `finch-<type>.gguf` and their checks
    (`merged-<kind>.adapter-check.safetensors`, logits.model), and each prompt of `lora-prompts.txt`
    continued greedily as `finch generate --adapter` does (`finch-<kind>-greedy.jsonl`); Finch's base
    continuation (`lora-base-greedy.jsonl`) is shown to say whether the adapter changes it.
+5. Other families (`family-<arch>.gguf`, f32, with `family-<arch>.check.safetensors`; Gemma 3 also
+   `family-gemma3-greedy.jsonl`): the same next token at every position of the check prompt and the
+   same greedy continuations. Their logits are reported, not bounded: ggml's f32 GELU rounds its
+   input to f16 and reads a table (GGML_GELU_FP16 in ggml-cpu/vec.h), Finch computes the formula.
 
 Prints one JSON line per check and exits non-zero when one fails.
 """
@@ -142,6 +146,30 @@ def main(d):
                                   "prompt": row["prompt"], "finch_peft_adapter": row["text"], "llama_cpp_text": text,
                                   "base": base_text.get(row["prompt"]), "adapter_changes_it": text != base_text.get(row["prompt"]),
                                   "ok": ok}))
+    # 5. Other families.
+    for arch in ("gemma3", "gpt2"):
+        gguf_path = os.path.join(d, f"family-{arch}.gguf")
+        if not os.path.exists(gguf_path):
+            continue
+        c = read_safetensors(os.path.join(d, f"family-{arch}.check.safetensors"))
+        ll = llama_logits(gguf_path, c["input_ids"])
+        mine = c["logits.exported"]
+        top1 = float((ll.argmax(1) == mine.argmax(1)).mean())
+        ok = top1 == 1.0
+        failed |= not ok
+        print(json.dumps({"check": "logits vs llama.cpp", "arch": arch, "type": "f32", "tokens": len(c["input_ids"]),
+                          "max_abs_diff": float(np.abs(ll - mine).max()), "max_abs_logit": float(np.abs(mine).max()),
+                          "top1_agreement": top1, "ok": ok}))
+        greedy = os.path.join(d, f"family-{arch}-greedy.jsonl")
+        if os.path.exists(greedy):
+            llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=512, verbose=False, n_threads=os.cpu_count(), type_k=0, type_v=0)
+            for line in open(greedy):
+                row = json.loads(line)
+                text = llm.create_completion(row["prompt"], max_tokens=32, temperature=0.0, top_k=1, repeat_penalty=1.0)["choices"][0]["text"]
+                ok = text == row["text"]
+                failed |= not ok
+                print(json.dumps({"check": "greedy 32 tokens", "arch": arch, "prompt": row["prompt"], "finch": row["text"],
+                                  "llama_cpp": text, "ok": ok}))
     return 1 if failed else 0
 
 

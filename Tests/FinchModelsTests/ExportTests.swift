@@ -169,6 +169,45 @@ final class ExportTests: XCTestCase {
         }
     }
 
+    /// GPT-2 (fused attn_qkv, Conv1D weights written [out, in] as llama.cpp's converter writes
+    /// them, learned positions, biases) and Gemma 3 (llama.cpp's gemma3 keys, norms stored as
+    /// 1 + w): exported as f32 GGUF and read back by Finch, the same logits as the source model;
+    /// a Gemma 3 whose layer pattern llama.cpp would not follow is refused by name.
+    func testGPT2AndGemma3GGUFExports() throws {
+        let gpt2 = try LanguageModel.load(Fixtures.path("tiny-gpt2/hf"), dtype: .f32)
+        let ids = [1, 17, 42, 99, 250, 7, 3]
+        let path = scratch + "/gpt2.gguf"
+        let result = try (gpt2.model as! DecoderModel).saveGGUF(to: path, tokenizer: try gpt2.tokenizer.ggufMetadata(pre: nil),
+                                                              type: .f32)
+        XCTAssertEqual(result.architecture, "gpt2")
+        let file = try GGUFFile(path: path)
+        XCTAssertEqual(file.tensor(named: "blk.0.attn_qkv.weight")?.dimensions, [64, 192], "[in, out] in ggml order: rows of the [out, in] product")
+        XCTAssertNotNil(file.tensor(named: "position_embd.weight"))
+        XCTAssertNil(file.tensor(named: "output.weight"), "tied head")
+        let back = try LanguageModel.load(path, dtype: .f32)
+        XCTAssertEqual(back.tokenizer.encode("hello world"), gpt2.tokenizer.encode("hello world"))
+        let d = maxAbsDiff(try logits(back.model, ids), try logits(gpt2.model, ids))
+        print("GPT-2 GGUF export read back: max |logit diff| = \(d)")
+        XCTAssertLessThanOrEqual(d, 1e-6)
+
+        let tiny = try LanguageModel.load(Fixtures.path("tiny-gemma3/hf"), dtype: .f32)
+        XCTAssertThrowsError(try (tiny.model as! DecoderModel).saveGGUF(to: scratch + "/g.gguf", tokenizer: [], type: .f32)) {
+            XCTAssertTrue("\($0)".contains("every sixth layer"), "\($0)")
+        }
+        let gemma = try LanguageModel.load(try Fixtures.gemma3(), dtype: .f32)
+        let source = try GGUFFile(path: gemma.path)
+        let gpath = scratch + "/gemma3.gguf"
+        _ = try (gemma.model as! DecoderModel).saveGGUF(to: gpath, tokenizer: source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }
+            .map { ($0, source.metadata[$0]!) }, type: .f32)
+        let out = try GGUFFile(path: gpath)
+        for k in source.metadataKeys where k.hasPrefix("gemma3.") { XCTAssertEqual(out.metadata[k], source.metadata[k], k) }
+        XCTAssertEqual(Set(out.tensors.map(\.name)), Set(source.tensors.map(\.name)))
+        let g = try LanguageModel.load(gpath, dtype: .f32)
+        let gd = maxAbsDiff(try logits(g.model, ids), try logits(gemma.model, ids))
+        print("Gemma 3 270M GGUF export read back: max |logit diff| = \(gd)")
+        XCTAssertLessThanOrEqual(gd, 1e-5)
+    }
+
     /// llama-quantize's Q4_K_M mix: the LM head in Q6_K (Q8_0 when its rows do not hold 256-blocks),
     /// attn_v / ffn_down in Q6_K on the layers llama.cpp gives more bits, Q4_K elsewhere, Q5_0 where
     /// rows do not hold 256-blocks; 1-D tensors f32.

@@ -158,7 +158,9 @@ extension DecoderModel {
         var quantized: (tensor: any StoredQuantizedMatrix, compute: WeightDType)? = nil
     }
 
-    func exportPlan(keepQuantized: Bool, path: String) throws -> [ExportTensor] {
+    /// `linearsAsStored`: Conv1D families' linears [in, out] as their checkpoints store them;
+    /// false gives every linear [out, in] (GGUF).
+    func exportPlan(keepQuantized: Bool, path: String, linearsAsStored: Bool = true) throws -> [ExportTensor] {
         let c = spec.hiddenSize
         var plan = [ExportTensor(name: "\(names.embedding).weight", shape: [embedding.outFeatures, embedding.inFeatures],
                                  values: { [embedding] in embedding.floatValues() })]
@@ -180,7 +182,7 @@ extension DecoderModel {
                 let l = layer[lin]
                 let module = names.module(lin, layer: i)
                 // Conv1D weights are written back [in, out].
-                var t = names.linearsTransposed
+                var t = names.linearsTransposed && linearsAsStored
                     ? ExportTensor(name: module + ".weight", shape: [l.inFeatures, l.outFeatures],
                                    values: { transposed(Self.effectiveWeight(l), rows: l.outFeatures, columns: l.inFeatures) })
                     : ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures],

@@ -92,9 +92,47 @@ extension DecoderConfig {
             var base = c.base
             base.attentionBias = false   // qwen2's q/k/v biases are part of the architecture
             return (c.family.rawValue, try base.ggufKeys(arch: c.family.rawValue, path: path))
+        case let c as Gemma3Config:
+            return ("gemma3", try c.ggufKeys(path: path))
+        case let c as GPT2Config:
+            return ("gpt2", try c.ggufKeys(path: path))
         default:
-            throw ExportError.unsupported(path: path, reason: "GGUF export of the \(decoderSpec.family) family is not implemented yet (llama, mistral, qwen2 and qwen3 are)")
+            throw ExportError.unsupported(path: path, reason: "GGUF export of the \(decoderSpec.family) family is not implemented yet (llama, mistral, qwen2, qwen3, gemma3 and gpt2 are)")
         }
+    }
+}
+
+extension Gemma3Config {
+    /// The `gemma3.*` keys llama.cpp reads. llama.cpp fixes what the file cannot say — every sixth
+    /// layer global, the others sliding with rotary base 10000, attention scaled by 1/√head_dim
+    /// (27B: 1/√(hidden/heads)) — so a model that differs is refused by name.
+    func ggufKeys(path: String) throws -> [(key: String, value: GGUFValue)] {
+        func refuse(_ what: String) -> ExportError {
+            .unsupported(path: path, reason: "\(what), which llama.cpp's gemma3 architecture fixes otherwise")
+        }
+        let pattern = (0..<numHiddenLayers).map { ($0 + 1) % 6 != 0 ? "sliding_attention" : "full_attention" }
+        if layerTypes != pattern { throw refuse("layer_types is not every sixth layer global") }
+        if localRopeTheta != 10_000 { throw refuse("the sliding layers' rotary base is \(localRopeTheta) (not 10000)") }
+        let scale = numHiddenLayers == 62 ? Float(hiddenSize / numAttentionHeads) : Float(headDim)
+        if queryPreAttnScalar != scale { throw refuse("query_pre_attn_scalar is \(queryPreAttnScalar) (not \(scale))") }
+        if attentionBias { throw refuse("attention_bias is set") }
+        var m: [(key: String, value: GGUFValue)] = [
+            ("gemma3.context_length", .uint32(UInt32(maxPositionEmbeddings))),
+            ("gemma3.embedding_length", .uint32(UInt32(hiddenSize))),
+            ("gemma3.block_count", .uint32(UInt32(numHiddenLayers))),
+            ("gemma3.feed_forward_length", .uint32(UInt32(intermediateSize))),
+            ("gemma3.attention.head_count", .uint32(UInt32(numAttentionHeads))),
+            ("gemma3.attention.head_count_kv", .uint32(UInt32(numKeyValueHeads))),
+            ("gemma3.attention.key_length", .uint32(UInt32(headDim))),
+            ("gemma3.attention.value_length", .uint32(UInt32(headDim))),
+            ("gemma3.attention.layer_norm_rms_epsilon", .float32(rmsNormEps)),
+            ("gemma3.rope.freq_base", .float32(globalRope.ropeTheta ?? 1_000_000)),
+            ("gemma3.attention.sliding_window", .uint32(UInt32(slidingWindow ?? 4096))),
+        ]
+        if globalRope.ropeType == "linear", let f = globalRope.factor {
+            m += [("gemma3.rope.scaling.type", .string("linear")), ("gemma3.rope.scaling.factor", .float32(f))]
+        }
+        return m
     }
 }
 
@@ -142,9 +180,10 @@ extension DecoderModel {
         let (arch, hyper) = try config.ggufHyperparameters(path: path)
         // Rotary frequencies other than 1 / θ^(2i/D) (llama3 or linear scaling, or a source's own
         // rope_freqs): llama.cpp's llama architecture divides by a rope_freqs tensor, as its
-        // converter writes it for Llama 3.1; the others would rotate differently.
+        // converter writes it for Llama 3.1; the others would rotate differently. (gemma3: its
+        // per-layer rotations are llama.cpp's fixed ones, checked with its keys.)
         var ropeFactors: [Float]? = nil
-        if let rope = spec.ropes.first, case .float32(let theta)? = hyper.first(where: { $0.key == "\(arch).rope.freq_base" })?.value {
+        if !["gemma3", "gpt2"].contains(arch), let rope = spec.ropes.first, case .float32(let theta)? = hyper.first(where: { $0.key == "\(arch).rope.freq_base" })?.value {
             let plain = RoPE(headDim: rope.headDim, theta: theta).invFreq
             if spec.ropes.contains(where: { $0 != rope }) {
                 throw ExportError.unsupported(path: path, reason: "layers rotate with different frequencies, which this export does not write")
@@ -156,7 +195,7 @@ extension DecoderModel {
                 ropeFactors = zip(plain, rope.invFreq).map { Float(Double($0) / Double($1)) }
             }
         }
-        let plan = try exportPlan(keepQuantized: false, path: path)
+        let plan = try exportPlan(keepQuantized: false, path: path, linearsAsStored: false)
         let ggufOf = names.ggufNames(for: spec)
         let tied = lmHead === embedding
         let permuted = names.ggufPermutedHeads(for: spec)

@@ -7,9 +7,9 @@ import Foundation
 /// weights stored [in, out] (PEFT's `fan_in_fan_out`), transposed on load and back on export.
 extension ModelFamily {
     public static let gpt2 = ModelFamily(
-        name: "gpt2", modelTypes: ["gpt2"], architectures: ["GPT2LMHeadModel"], ggufArchitectures: [],
+        name: "gpt2", modelTypes: ["gpt2"], architectures: ["GPT2LMHeadModel"], ggufArchitectures: ["gpt2"],
         readConfig: { data, path in try GPT2Config(json: data, path: path) },
-        readGGUF: nil)
+        readGGUF: { try GPT2Config(gguf: $0) })
 }
 
 /// `config.json` of a GPT-2 model, with transformers' `GPT2Config` defaults.
@@ -43,6 +43,44 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
     public init(json data: Data, path: String) throws {
         self = try LlamaConfig.decode(GPT2Config.self, from: data, path: path)
         try validate(path: path)
+    }
+
+    /// A GGUF of llama.cpp's `gpt2` architecture (GELU with the tanh approximation, as ggml computes it).
+    public init(gguf: GGUFFile) throws {
+        let m = gguf.metadata
+        func int(_ k: String) throws -> Int {
+            guard let v = m["gpt2.\(k)"]?.intValue else {
+                throw ModelError.invalidConfig(path: gguf.path, reason: "metadata key gpt2.\(k) is missing")
+            }
+            return v
+        }
+        let embd = try int("embedding_length")
+        var o: [String: Any] = [
+            "n_embd": embd, "n_layer": try int("block_count"), "n_head": try int("attention.head_count"),
+            "n_positions": try int("context_length"), "n_inner": try int("feed_forward_length"),
+            "vocab_size": m["gpt2.vocab_size"]?.intValue ?? m["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0,
+            "layer_norm_epsilon": m["gpt2.attention.layer_norm_epsilon"]?.doubleValue ?? 1e-5,
+            "tie_word_embeddings": gguf.tensor(named: "output.weight") == nil,
+            "resid_pdrop": 0, "embd_pdrop": 0, "attn_pdrop": 0,
+        ]
+        if let b = m["tokenizer.ggml.bos_token_id"]?.intValue { o["bos_token_id"] = b }
+        if let e = m["tokenizer.ggml.eos_token_id"]?.intValue { o["eos_token_id"] = e }
+        try self.init(json: JSONSerialization.data(withJSONObject: o), path: gguf.path)
+    }
+
+    /// The `gpt2.*` keys llama.cpp reads; it computes GELU with the tanh approximation only.
+    func ggufKeys(path: String) throws -> [(key: String, value: GGUFValue)] {
+        if activationFunction == "gelu" {
+            throw ExportError.unsupported(path: path, reason: "activation_function 'gelu' (erf): llama.cpp's gpt2 architecture computes the tanh approximation")
+        }
+        return [
+            ("gpt2.context_length", .uint32(UInt32(nPositions))),
+            ("gpt2.embedding_length", .uint32(UInt32(nEmbd))),
+            ("gpt2.feed_forward_length", .uint32(UInt32(nInner ?? 4 * nEmbd))),
+            ("gpt2.block_count", .uint32(UInt32(nLayer))),
+            ("gpt2.attention.head_count", .uint32(UInt32(nHead))),
+            ("gpt2.attention.layer_norm_epsilon", .float32(layerNormEpsilon)),
+        ]
     }
 
     public init(from decoder: Decoder) throws {

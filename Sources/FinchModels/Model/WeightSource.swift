@@ -106,6 +106,9 @@ public struct GGUFWeightSource: WeightSource {
     let permutedHeads: [String: Int]
     /// Subtracted from norm weights (see `DecoderNames.ggufNormShift`).
     let normShift: Float
+    /// Hugging Face names of Conv1D weights (GPT-2), which a GGUF stores [out, in] like any
+    /// linear and the checkpoint [in, out]: given back transposed.
+    let conv1D: Set<String>
     public var path: String { file.path }
 
     /// A source reading `file` under the names `names` declares for a model with `spec`.
@@ -115,6 +118,8 @@ public struct GGUFWeightSource: WeightSource {
         ggufName = all.filter { file.tensor(named: $0.value) != nil }
         permutedHeads = names.ggufPermutedHeads(for: spec)
         normShift = names.ggufNormShift
+        conv1D = names.linearsTransposed
+            ? Set((0..<spec.numLayers).flatMap { i in spec.linears.map { names.module($0, layer: i) + ".weight" } }) : []
     }
 
     public var tensorNames: [String] {
@@ -124,7 +129,7 @@ public struct GGUFWeightSource: WeightSource {
 
     public func shape(of name: String) -> [Int]? {
         guard let g = ggufName[name], let t = file.tensor(named: g) else { return nil }
-        return t.dimensions.reversed()
+        return conv1D.contains(name) ? t.dimensions : t.dimensions.reversed()
     }
 
     public func ropeFrequencyFactors() throws -> [Float]? {
@@ -143,6 +148,9 @@ public struct GGUFWeightSource: WeightSource {
         }
         if let heads = permutedHeads[name] {
             return Self.reorderRotaryRows(out, heads: heads, rowLength: t.dimensions.count > 1 ? t.dimensions[0] : 1, toGGUF: false)
+        }
+        if conv1D.contains(name), t.dimensions.count == 2 {
+            return transposed(out, rows: t.dimensions[1], columns: t.dimensions[0])
         }
         return out
     }
