@@ -72,3 +72,28 @@ final class DisconnectTests: XCTestCase {
         }
     }
 }
+
+/// An engine's `shutdown()` returns only once its thread has left the model: tests (and any
+/// caller) that start another engine over the same model must not overlap a forward pass of the
+/// old one (that race crashed a test once, in LoRAHost.withRowAdapters).
+final class EngineShutdownTests: XCTestCase {
+    func testShutdownWaitsForTheEngineThread() async throws {
+        let lm = try ServeFixtures.model()
+        for _ in 0..<3 {
+            let engine = InferenceEngine(lm: lm, maxBatch: 4)
+            let prompt = lm.tokenizer.encode("Once upon a time")
+            var request = GenerationRequest(promptTokens: prompt, adapter: nil, maxTokens: 2000)
+            request.stopTokenIds = []   // no end-of-sequence stop: it runs until shut down
+            let stream = try XCTUnwrap(engine.submit(request))
+            var it = stream.makeAsyncIterator()
+            _ = await it.next()   // generating now
+            XCTAssertTrue(engine.isRunning)
+            engine.shutdown()
+            XCTAssertFalse(engine.isRunning, "shutdown returned while the engine thread still runs")
+            engine.shutdown()   // a second call returns at once
+            var last: GenerationEvent?
+            while let e = await it.next() { last = e }
+            guard case .failed? = last else { return XCTFail("expected the running sequence to fail, got \(String(describing: last))") }
+        }
+    }
+}

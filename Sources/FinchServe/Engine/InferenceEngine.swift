@@ -18,6 +18,16 @@ public final class InferenceEngine: @unchecked Sendable {
     private var exclusive: [() -> Void] = []
     private var stopping = false
     private var thread: Thread?
+    /// Signalled once when the thread's loop has returned (the model is no longer in use).
+    private let stopped = DispatchSemaphore(value: 0)
+    private var joined = false
+    private var threadRunning = true
+
+    /// Whether the engine's thread is still running (false once `shutdown()` has returned).
+    public var isRunning: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return threadRunning
+    }
     private var waitingCount = 0, runningCount = 0
     public weak var observer: (any EngineObserver)?
 
@@ -29,7 +39,13 @@ public final class InferenceEngine: @unchecked Sendable {
         self.engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
         self.maxQueue = maxQueue
         // The thread holds the engine until `shutdown()` ends its loop.
-        let t = Thread { [self] in self.loop() }
+        let t = Thread { [self] in
+            self.loop()
+            self.condition.lock()
+            self.threadRunning = false
+            self.condition.unlock()
+            self.stopped.signal()
+        }
         t.name = "finch-engine"
         t.stackSize = 16 << 20
         thread = t
@@ -87,12 +103,18 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// Stops the thread after the current step; running sequences fail.
+    /// Stops the thread after the current step (running sequences fail) and waits until it has
+    /// stopped, so the model is free for whoever uses it next (another engine over the same
+    /// model must not start stepping while this one is still inside a forward pass). Called
+    /// again, or from the engine's own thread, it does not wait.
     public func shutdown() {
         condition.lock()
         stopping = true
         condition.signal()
+        let wait = !joined && Thread.current !== thread
+        if wait { joined = true }
         condition.unlock()
+        if wait { stopped.wait() }
     }
 
     private func loop() {
