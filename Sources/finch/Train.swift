@@ -160,7 +160,28 @@ struct Train: ParsableCommand {
         return c
     }
 
+    @Flag(name: .long, help: "Data-parallel training over MPI (implied when started by mpirun): every rank takes its share of each global batch of world × batch × grad-accum; rank 0 writes the run.")
+    var distributed = false
+
     func run() throws {
+        let world: MPIWorld? = distributed || MPIWorld.launchedByMPIRun ? try MPIWorld.start() : nil
+        defer { world?.finish() }
+        do { try train(world: world) } catch {
+            guard let world, world.size > 1 else { throw error }
+            // One rank cannot go on: stop them all rather than leave them waiting in a sum.
+            stderrPrint("rank \(world.rank) of \(world.size): \(error)")
+            world.abort(code: 1)
+        }
+    }
+
+    func train(world: MPIWorld?) throws {
+        let rank = world?.rank ?? 0
+        // Rank 0 speaks for the run; the other ranks stay quiet.
+        @Sendable func stderrPrint(_ s: String) { if rank == 0 { FileHandle.standardError.write(Data((s + "\n").utf8)) } }
+        func print(_ s: String) { if rank == 0 { Swift.print(s) } }
+        if let world, rank == 0 {
+            stderrPrint("distributed: \(world.size) ranks; global batch \(world.size) × batch × grad_accum")
+        }
         // Multi-MiB buffers (activations, workspaces) in their own mappings: freed memory leaves
         // the process at once, so the peak is what is live (and what --dry-run predicts).
         finch_map_large_allocations(1 << 20)
@@ -201,8 +222,8 @@ struct Train: ParsableCommand {
             }
             return
         }
-        let trainer = try run.trainer(runDirectory: out)
-        if let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
+        let trainer = try run.trainer(runDirectory: rank == 0 ? out : nil, world: (world?.size ?? 1) > 1 ? world : nil)
+        if rank == 0, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
             trainer.evaluators.append(mmlu)
             stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
         }
@@ -218,7 +239,7 @@ struct Train: ParsableCommand {
             }
         }
         defer { interrupts.cancel() }
-        let summary = try trainer.train(resumeFrom: resume) { bar.handle($0) }
+        let summary = try trainer.train(resumeFrom: resume) { if rank == 0 { bar.handle($0) } }
         bar.finish()
         if summary.interrupted {
             print("stopped at step \(summary.steps)/\(summary.totalSteps); continue with: finch train --resume \(out)")

@@ -80,7 +80,8 @@ public struct TrainingRun {
     }
 
     /// A trainer for this run, writing into `runDirectory` when given.
-    public func trainer(runDirectory: String?) throws -> Trainer {
-        try Trainer(model: model.model, config: config, train: train, eval: eval, runDirectory: runDirectory)
+    /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
+    public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
+        try Trainer(model: model.model, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
     }
 }

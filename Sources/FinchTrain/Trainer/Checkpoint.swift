@@ -14,10 +14,13 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var losses: [Double]
     public var seconds: Double
     public var config: TrainingConfig
+    /// Ranks of the run that wrote it (absent: one process); a resume needs as many, since each
+    /// step draws world × grad_accum micro-batches.
+    public var worldSize: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case globalStep = "global_step", totalSteps = "total_steps", sampler, dataFingerprint = "data_fingerprint"
-        case trainExamples = "train_examples", losses, seconds, config
+        case trainExamples = "train_examples", losses, seconds, config, worldSize = "world_size"
     }
 }
 

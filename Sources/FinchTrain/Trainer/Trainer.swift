@@ -26,6 +26,12 @@ public final class Trainer: @unchecked Sendable {
     public let adapterConfig: AdapterConfig
     public let optimizer: any Optimizer
     private var sampler: BatchSampler
+    /// The processes training together (`mpirun`), nil for one process. Every rank draws the same
+    /// global batch of world × grad_accum micro-batches and takes its own block of grad_accum;
+    /// the gradients and losses are summed across ranks in rank order before clipping and the
+    /// optimizer step, so every rank holds the same adapter. Only the rank 0 trainer should be
+    /// given a run directory (it writes metrics and checkpoints) and it alone evaluates.
+    public let world: (any TrainingWorld)?
     private let lock = NSLock()
     private var stopRequested = false
 
@@ -34,8 +40,9 @@ public final class Trainer: @unchecked Sendable {
     public let totalSteps: Int
 
     public init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
-                runDirectory: String? = nil) throws {
+                runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
         try config.validate()
+        self.world = world
         guard !train.isEmpty else { throw TrainError.invalidSetting("there are no training examples") }
         self.model = model; self.config = config; self.train = train; self.eval = eval
         if let a = model.activeAdapter {
@@ -55,7 +62,7 @@ public final class Trainer: @unchecked Sendable {
                          weightDecay: config.weightDecay))
         sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
                                    shuffle: true, groupByLength: config.groupByLength)
-        stepsPerEpoch = max(1, sampler.batchesPerEpoch / config.gradAccum)
+        stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
         totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
         run = try runDirectory.map { try RunDirectory(path: $0) }
     }
@@ -114,17 +121,39 @@ public final class Trainer: @unchecked Sendable {
         var interrupted = false
         while step < totalSteps {
             let t0 = Date()
+            // The global batch: world × grad_accum micro-batches; this rank takes its block.
+            let ranks = world?.size ?? 1, rank = world?.rank ?? 0
             var micro: [[TrainingSequence]] = []
-            for _ in 0..<config.gradAccum { micro.append(sampler.next().indices.map { train[$0] }) }
+            for _ in 0..<(config.gradAccum * ranks) { micro.append(sampler.next().indices.map { train[$0] }) }
             let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.lossTokenCount } }
+            let mine = Array(micro[(rank * config.gradAccum)..<((rank + 1) * config.gradAccum)])
             model.zeroGradients()
             var loss = LossSum()
             if counted > 0 {
-                for (k, batch) in micro.enumerated() {
+                // Each micro-batch's gradients are computed alone and added to the sum in order
+                // (as autograd accumulates .grad), so that one process with grad_accum N·k and N
+                // ranks with k add the same numbers the same way (exactly when k = 1).
+                var sums: [Buffer<Float>]? = nil
+                for (k, batch) in mine.enumerated() {
+                    if k > 0 { model.zeroGradients() }
                     loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
                                                             checkpointing: config.gradientCheckpointing,
-                                                            dropoutKey: dropoutKey(step: step, micro: k)))
+                                                            dropoutKey: dropoutKey(step: step, micro: rank * config.gradAccum + k)))
+                    if mine.count > 1 {
+                        if let sums {
+                            for (s, g) in zip(sums, grads) { for i in 0..<g.count { s[i] += g[i] } }
+                        } else {
+                            sums = grads.map { g in let c = Buffer<Float>(uninitializedCount: g.count); c.pointer.update(from: g.pointer, count: g.count); return c }
+                        }
+                    }
                 }
+                if let sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
+            }
+            if let world, world.size > 1 {
+                try sumAcrossRanks(grads, world: world)
+                var l = [loss.sum, Double(loss.count)]
+                try world.sum(&l, count: 2)
+                loss = LossSum(sum: l[0], count: Int(l[1]))
             }
             let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
             if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
@@ -145,7 +174,7 @@ public final class Trainer: @unchecked Sendable {
                 run?.drawLossCurve()
             }
             progress(.step(m, totalSteps: totalSteps))
-            if evaluates && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
+            if evaluates && (world?.rank ?? 0) == 0 && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
                 let e = try evaluate(step: step)
                 lastEval = e
                 run?.append(e); run?.drawLossCurve()
@@ -159,7 +188,7 @@ public final class Trainer: @unchecked Sendable {
             }
             if interrupted { break }
         }
-        if evaluates && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
+        if evaluates && (world?.rank ?? 0) == 0 && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
             let e = try evaluate(step: step)   // one evaluation at the end when none was scheduled
             lastEval = e
             run?.append(e); run?.drawLossCurve()
@@ -175,6 +204,17 @@ public final class Trainer: @unchecked Sendable {
                                       seconds: secondsBefore + Date().timeIntervalSince(started))
         progress(.finished(summary))
         return summary
+    }
+
+    /// Sums every gradient buffer across the ranks (one flat buffer, in parameter order).
+    private func sumAcrossRanks(_ grads: [Buffer<Float>], world: any TrainingWorld) throws {
+        let total = grads.reduce(0) { $0 + $1.count }
+        let flat = Buffer<Float>(uninitializedCount: total)
+        var o = 0
+        for g in grads { (flat.pointer + o).update(from: g.pointer, count: g.count); o += g.count }
+        try world.sum(flat.pointer, count: total)
+        o = 0
+        for g in grads { g.pointer.update(from: flat.pointer + o, count: g.count); o += g.count }
     }
 
     /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout),
@@ -196,7 +236,7 @@ public final class Trainer: @unchecked Sendable {
     func saveCheckpoint(run: RunDirectory, step: Int, losses: [Double], seconds: Double) throws -> String {
         let state = TrainerState(globalStep: step, totalSteps: totalSteps, sampler: sampler.state,
                                  dataFingerprint: dataFingerprint, trainExamples: train.count, losses: losses,
-                                 seconds: seconds, config: config)
+                                 seconds: seconds, config: config, worldSize: (world?.size ?? 1) > 1 ? world!.size : nil)
         let path = try Checkpoint.write(runDirectory: run.path, step: step,
                                         adapter: model.adapter(named: adapterName, config: adapterConfig),
                                         optimizer: optimizer, state: state)
@@ -218,6 +258,10 @@ public final class Trainer: @unchecked Sendable {
         if c.gradAccum != config.gradAccum { throw mismatch("grad_accum", c.gradAccum, config.gradAccum) }
         if c.seed != config.seed { throw mismatch("seed", c.seed, config.seed) }
         if c.groupByLength != config.groupByLength { throw mismatch("group_by_length", c.groupByLength, config.groupByLength) }
+        let ranks = world?.size ?? 1
+        if (state.worldSize ?? 1) != ranks {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: "it was written by a run of \(state.worldSize ?? 1) rank(s), this run has \(ranks); every step draws ranks × grad_accum micro-batches, so resume with the same number of ranks (mpirun -np \(state.worldSize ?? 1)), or change grad_accum so that ranks × grad_accum stays the same in a new run")
+        }
         if state.trainExamples != train.count || state.dataFingerprint != dataFingerprint {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(train.count) now)")
         }

@@ -1,0 +1,76 @@
+import FinchTestSupport
+import Foundation
+import XCTest
+
+/// `mpirun -np 2 finch train` (one thread per rank) against one process with `--grad-accum 2`
+/// and the same global batch: every step's loss and the final adapter file identical to the
+/// bit, for LoRA and QLoRA (NF4) on the tiny LLaMA. Runs the release `finch` binary under Open
+/// MPI's mpirun (Scripts/setup.sh installs openmpi-bin); skipped where either is missing, except
+/// on CI.
+final class DistributedTests: XCTestCase {
+    static let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+
+    func tool(_ path: String) throws -> String {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("\(path) is required on CI") }
+            throw XCTSkip("\(path) missing")
+        }
+        return path
+    }
+
+    @discardableResult
+    func run(_ exe: String, _ args: [String], env: [String: String] = [:]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
+        let out = Pipe()
+        p.standardOutput = out; p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else { throw NSError(domain: "run", code: Int(p.terminationStatus), userInfo: [NSLocalizedDescriptionKey: "\(exe) \(args.joined(separator: " ")) failed:\n\(text)"]) }
+        return text
+    }
+
+    func losses(_ dir: String) throws -> [Double] {
+        try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
+            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return o?["learning_rate"] == nil && o?["lr"] != nil ? o?["loss"] as? Double : nil
+        }
+    }
+
+    func testTwoRanksEqualOneProcessWithGradAccum() throws {
+        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let mpirun = try tool("/usr/bin/mpirun")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        for (name, extra) in [("lora", [String]()), ("qlora", ["--quantize", "nf4", "--double-quant"])] {
+            let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
+                          "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",
+                          "--learning-rate", "1e-3"] + extra
+            let single = scratch + "/\(name)-single", ranks = scratch + "/\(name)-mpi"
+            try run(finch, common + ["--grad-accum", "2", "--output", single], env: ["OMP_NUM_THREADS": "1"])
+            let log = try run(mpirun, ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "-x", "OMP_NUM_THREADS=1",
+                                       finch] + common + ["--grad-accum", "1", "--output", ranks])
+            XCTAssertTrue(log.contains("distributed: 2 ranks"), log)
+            let a = try losses(single), b = try losses(ranks)
+            XCTAssertEqual(a.count, 20, name)
+            XCTAssertEqual(a, b, "\(name): losses differ")
+            let fa = try Data(contentsOf: URL(fileURLWithPath: single + "/adapter_model.safetensors"))
+            let fb = try Data(contentsOf: URL(fileURLWithPath: ranks + "/adapter_model.safetensors"))
+            XCTAssertTrue(fa == fb, "\(name): the adapters differ")
+            if name == "lora" {
+                // A checkpoint of 2 ranks resumes with 2 ranks only: one process is told so.
+                let ck = scratch + "/ck"
+                try run(mpirun, ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "-x", "OMP_NUM_THREADS=1", finch]
+                        + common.map { $0 == "0" ? "5" : $0 } + ["--grad-accum", "1", "--output", ck])
+                XCTAssertThrowsError(try run(finch, common + ["--grad-accum", "1", "--output", ck, "--resume", ck + "/checkpoint-5"])) { e in
+                    XCTAssertTrue("\(e)".contains("2 rank(s), this run has 1"), "\(e)")
+                }
+            }
+            print("[distributed \(name)] 20 steps, 2 ranks vs grad_accum 2: losses equal, adapter identical (first loss \(a.first!), last \(a.last!))")
+        }
+    }
+}
