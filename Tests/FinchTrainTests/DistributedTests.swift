@@ -73,4 +73,67 @@ final class DistributedTests: XCTestCase {
             print("[distributed \(name)] 20 steps, 2 ranks vs grad_accum 2: losses equal, adapter identical (first loss \(a.first!), last \(a.last!))")
         }
     }
+
+    /// Child processes of `pid` (from /proc).
+    func children(of pid: Int32) -> [Int32] {
+        let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return procs.compactMap(Int32.init).filter { p in
+            guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 2 && Int32(fields[1]) == pid
+        }
+    }
+
+    /// Killing one rank (SIGKILL) mid-run stops the other within seconds with an error; resuming
+    /// the last checkpoint with the same ranks continues the uninterrupted run's loss curve.
+    func testKilledRankStopsTheRunAndResumeContinuesIt() throws {
+        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let mpirun = try tool("/usr/bin/mpirun")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dpkill-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let mpi = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "-x", "OMP_NUM_THREADS=1", finch]
+        let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
+                      "--batch-size", "2", "--grad-accum", "1", "--max-steps", "240", "--seed", "3", "--save-steps", "20",
+                      "--logging-steps", "1", "--learning-rate", "5e-4"]
+        let whole = scratch + "/whole", broken = scratch + "/broken"
+        try run(mpirun, mpi + common + ["--output", whole])
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = mpi + common + ["--output", broken]
+        p.standardOutput = FileHandle.nullDevice; p.standardError = FileHandle.nullDevice
+        try p.run()
+        // Wait for a checkpoint and a few more steps, then kill one rank.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let lines = (try? String(contentsOfFile: broken + "/metrics.jsonl", encoding: .utf8))?.split(separator: "\n").count ?? 0
+            if lines >= 50 { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let ranks = children(of: p.processIdentifier).filter {
+            ((try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8)) ?? "").contains("finch")
+        }
+        XCTAssertEqual(ranks.count, 2, "expected two finch ranks under mpirun")
+        guard let victim = ranks.last else { return }
+        let killed = Date()
+        kill(victim, SIGKILL)
+        while p.isRunning && Date().timeIntervalSince(killed) < 30 { Thread.sleep(forTimeInterval: 0.05) }
+        let stopSeconds = Date().timeIntervalSince(killed)
+        XCTAssertFalse(p.isRunning, "the run went on after a rank died")
+        if p.isRunning { p.terminate(); return }
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        XCTAssertLessThan(stopSeconds, 10)
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: broken).filter { $0.hasPrefix("checkpoint-") }
+            .compactMap { Int($0.dropFirst("checkpoint-".count)) }.sorted()
+        let last = try XCTUnwrap(checkpoints.last, "no checkpoint before the kill")
+        XCTAssertLessThan(last, 240)
+        try run(mpirun, mpi + common + ["--output", broken, "--resume", broken + "/checkpoint-\(last)"])
+        let a = try losses(whole), b = try losses(broken)
+        XCTAssertEqual(a.count, 240)
+        XCTAssertEqual(Array(b.suffix(240 - last)), Array(a.suffix(240 - last)), "the resumed run's losses differ")
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: whole + "/adapter_model.safetensors"))
+                      == Data(contentsOf: URL(fileURLWithPath: broken + "/adapter_model.safetensors")))
+        print("[distributed kill] rank killed after step ~50: the run stopped in \(String(format: "%.2f", stopSeconds)) s; resumed from checkpoint-\(last), same losses and adapter as the uninterrupted run")
+    }
 }
