@@ -8,6 +8,7 @@ need=()
 [ -e /usr/include/x86_64-linux-gnu/cblas.h ] || [ -e /usr/include/cblas.h ] || need+=(libopenblas-dev)
 # Open MPI for data-parallel training (mpirun; Finch loads libmpi at run time, so only runs under mpirun need it).
 command -v mpirun >/dev/null || need+=(openmpi-bin)
+command -v ip >/dev/null || need+=(iproute2)   # the two-host test's network namespaces
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

