@@ -149,11 +149,14 @@ public final class Trainer: @unchecked Sendable {
                 }
                 if let sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
             }
+            var comm: (seconds: Double, bytes: Int)? = nil
             if let world, world.size > 1 {
+                let c0 = Date()
                 try sumAcrossRanks(grads, world: world)
                 var l = [loss.sum, Double(loss.count)]
                 try world.sum(&l, count: 2)
                 loss = LossSum(sum: l[0], count: Int(l[1]))
+                comm = (Date().timeIntervalSince(c0), grads.reduce(0) { $0 + $1.byteCount })
             }
             let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
             if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
@@ -168,7 +171,7 @@ public final class Trainer: @unchecked Sendable {
             let tokens = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.tokens.count } }
             let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: losses.last!, learningRate: lr,
                                 gradNorm: norm, tokens: tokens, seconds: seconds, tokensPerSecond: Double(tokens) / seconds,
-                                peakRSSMiB: Memory.peakRSSMiB())
+                                peakRSSMiB: Memory.peakRSSMiB(), commSeconds: comm?.seconds, commBytes: comm?.bytes)
             if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
                 run?.append(m)
                 run?.drawLossCurve()

@@ -15,10 +15,14 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     public var seconds: Double
     public var tokensPerSecond: Double
     public var peakRSSMiB: Double
+    /// Distributed runs: seconds this rank spent summing gradients and losses across ranks (the
+    /// communication, waiting for slower ranks included) and the bytes of gradients it sent.
+    public var commSeconds: Double? = nil
+    public var commBytes: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case step, epoch, loss, learningRate = "lr", gradNorm = "grad_norm", tokens, seconds
-        case tokensPerSecond = "tokens_per_s", peakRSSMiB = "peak_rss_mib"
+        case tokensPerSecond = "tokens_per_s", peakRSSMiB = "peak_rss_mib", commSeconds = "comm_seconds", commBytes = "comm_bytes"
     }
 }
 
