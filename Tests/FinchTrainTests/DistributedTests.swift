@@ -4,7 +4,8 @@ import XCTest
 
 /// `mpirun -np 2 finch train` (one thread per rank) against one process with `--grad-accum 2`
 /// and the same global batch: every step's loss and the final adapter file identical to the
-/// bit, for LoRA and QLoRA (NF4) on the tiny LLaMA. Runs the release `finch` binary under Open
+/// bit, for LoRA, QLoRA (NF4), DoRA with gradient checkpointing and 8-bit AdamW, and bf16 with
+/// paged AdamW and LoRA dropout, on the tiny LLaMA. Runs the release `finch` binary under Open
 /// MPI's mpirun (Scripts/setup.sh installs openmpi-bin); skipped where either is missing, except
 /// on CI.
 final class DistributedTests: XCTestCase {
@@ -46,11 +47,17 @@ final class DistributedTests: XCTestCase {
         let mpirun = try tool("/usr/bin/mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        for (name, extra) in [("lora", [String]()), ("qlora", ["--quantize", "nf4", "--double-quant"])] {
+        let cases: [(String, [String])] = [
+            ("lora", []), ("qlora", ["--quantize", "nf4", "--double-quant"]),
+            ("dora + gradient checkpointing + adamw_8bit", ["--use-dora", "--gradient-checkpointing", "--optimizer", "adamw_8bit"]),
+            ("bf16 + paged_adamw + dropout", ["--dtype", "bf16", "--optimizer", "paged_adamw", "--lora-dropout", "0.1"]),
+        ]
+        for (name, extra) in cases {
             let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
                           "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",
                           "--learning-rate", "1e-3"] + extra
-            let single = scratch + "/\(name)-single", ranks = scratch + "/\(name)-mpi"
+            let tag = name.filter { $0.isLetter || $0.isNumber }
+            let single = scratch + "/\(tag)-single", ranks = scratch + "/\(tag)-mpi"
             try run(finch, common + ["--grad-accum", "2", "--output", single], env: ["OMP_NUM_THREADS": "1"])
             let log = try run(mpirun, ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "-x", "OMP_NUM_THREADS=1",
                                        finch] + common + ["--grad-accum", "1", "--output", ranks])
