@@ -107,14 +107,8 @@ struct Export: ParsableCommand {
                      tokens.count, adapter == nil ? "base" : "adapter", diff,
                      exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))
         if let saveCheck {
-            let v = reference.first?.count ?? 0
-            let ids = tokens.map(Int64.init)
-            try SafeTensorsWriter.write([
-                .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) }),
-                .float32(name: "logits.model", shape: [tokens.count, v], values: reference.flatMap { $0 }),
-                .float32(name: "logits.exported", shape: [tokens.count, v], values: again.flatMap { $0 }),
-            ], metadata: ["prompt": checkPrompt, "type": exportType.rawValue], to: saveCheck)
-            print("saved the check's ids and logits to \(saveCheck)")
+            try Merge.saveCheck(to: saveCheck, tokens: tokens, logits: [("logits.model", reference), ("logits.exported", again)],
+                                metadata: ["prompt": checkPrompt, "type": exportType.rawValue])
         }
     }
 

@@ -108,6 +108,20 @@ struct Merge: ParsableCommand {
         return tokenizer.encode(text, addSpecialTokens: false)
     }
 
+    /// Saves a self-check's token ids and its logits ([tokens, vocab] each, under `name`) to a
+    /// safetensors file (`--save-check` of export and quantize), and says so.
+    static func saveCheck(to path: String, tokens: [Int], logits: [(name: String, values: [[Float]])],
+                          metadata: [String: String]) throws {
+        let ids = tokens.map(Int64.init)
+        var entries: [SafeTensorsWriter.Entry] = [
+            .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) })]
+        for (name, values) in logits {
+            entries.append(.float32(name: name, shape: [tokens.count, values.first?.count ?? 0], values: values.flatMap { $0 }))
+        }
+        try SafeTensorsWriter.write(entries, metadata: metadata, to: path)
+        print("saved the check's ids and logits to \(path)")
+    }
+
     static func maxAbsDiff(_ a: [[Float]], _ b: [[Float]]) -> Float {
         var m: Float = 0
         for (ra, rb) in zip(a, b) { for (x, y) in zip(ra, rb) { m = max(m, abs(x - y)) } }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import FinchCore
-import FinchFormats
 import FinchModels
 import FinchQuant
 import Foundation
@@ -77,13 +76,8 @@ struct Quantize: ParsableCommand {
                      tokens.count, Merge.maxAbsDiff(before, after),
                      exportType == .f32 ? "" : " (unquantized tensors rounded to \(exportType.rawValue))"))
         if let saveCheck {
-            let ids = tokens.map(Int64.init), v = before.first?.count ?? 0
-            try SafeTensorsWriter.write([
-                .init(name: "input_ids", dtype: .i64, shape: [ids.count], bytes: ids.withUnsafeBytes { [UInt8]($0) }),
-                .float32(name: "logits.model", shape: [tokens.count, v], values: before.flatMap { $0 }),
-                .float32(name: "logits.reloaded", shape: [tokens.count, v], values: after.flatMap { $0 }),
-            ], metadata: ["prompt": checkPrompt, "quantization": q.summary], to: saveCheck)
-            print("saved the check's ids and logits to \(saveCheck)")
+            try Merge.saveCheck(to: saveCheck, tokens: tokens, logits: [("logits.model", before), ("logits.reloaded", after)],
+                                metadata: ["prompt": checkPrompt, "quantization": q.summary])
         }
     }
 }

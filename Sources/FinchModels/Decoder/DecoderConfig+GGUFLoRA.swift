@@ -84,12 +84,9 @@ extension DecoderConfig {
             if factor != nil { rescaled.append(module) }
             let heads = permuted[module + ".weight"]
             let a = lora.a, b = lora.b
-            func values(_ v: Buffer<Float>, into out: UnsafeMutableRawBufferPointer, t: GGMLType) {
-                GGMLQuantizer.quantize(v.pointer, count: v.count, to: t, into: out)
-            }
             let t = type.baseType
             tensors.append(GGUFWriter.Tensor(name: g + ".lora_a", type: t, dimensions: [lora.inFeatures, r]) { out in
-                values(a, into: out, t: t)
+                GGMLQuantizer.quantize(a.pointer, count: a.count, to: t, into: out)
             })
             tensors.append(GGUFWriter.Tensor(name: g + ".lora_b", type: t, dimensions: [r, lora.outFeatures]) { out in
                 var v = b
@@ -102,7 +99,7 @@ extension DecoderConfig {
                 if t == .f16, let bad = (0..<v.count).first(where: { v[$0].isFinite && abs(v[$0]) > 65504 }) {
                     throw ExportError.unsupported(path: path, reason: "'\(module)' lora_B holds \(v[bad]), which f16 cannot represent; write f32 or bf16")
                 }
-                values(v, into: out, t: t)
+                GGMLQuantizer.quantize(v.pointer, count: v.count, to: t, into: out)
             })
         }
         let metadata: [(key: String, value: GGUFValue)] = [

@@ -48,12 +48,7 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
     /// A GGUF of llama.cpp's `gpt2` architecture (GELU with the tanh approximation, as ggml computes it).
     public init(gguf: GGUFFile) throws {
         let m = gguf.metadata
-        func int(_ k: String) throws -> Int {
-            guard let v = m["gpt2.\(k)"]?.intValue else {
-                throw ModelError.invalidConfig(path: gguf.path, reason: "metadata key gpt2.\(k) is missing")
-            }
-            return v
-        }
+        func int(_ k: String) throws -> Int { try gguf.requiredInt("gpt2.\(k)") }
         let embd = try int("embedding_length")
         var o: [String: Any] = [
             "n_embd": embd, "n_layer": try int("block_count"), "n_head": try int("attention.head_count"),

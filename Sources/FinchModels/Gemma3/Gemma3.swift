@@ -119,12 +119,7 @@ public struct Gemma3Config: DecoderConfig, Decodable, Equatable {
     /// defaults for what the file does not say).
     public init(gguf: GGUFFile) throws {
         let m = gguf.metadata
-        func int(_ k: String) throws -> Int {
-            guard let v = m["gemma3.\(k)"]?.intValue else {
-                throw ModelError.invalidConfig(path: gguf.path, reason: "metadata key gemma3.\(k) is missing")
-            }
-            return v
-        }
+        func int(_ k: String) throws -> Int { try gguf.requiredInt("gemma3.\(k)") }
         hiddenSize = try int("embedding_length")
         intermediateSize = try int("feed_forward_length")
         numHiddenLayers = try int("block_count")

@@ -207,12 +207,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable {
     public static func load(gguf: GGUFFile) throws -> LlamaConfig {
         let m = gguf.metadata
         let arch = m["general.architecture"]?.stringValue ?? "?"
-        func int(_ k: String) throws -> Int {
-            guard let v = m["\(arch).\(k)"]?.intValue else {
-                throw ModelError.invalidConfig(path: gguf.path, reason: "metadata key \(arch).\(k) is missing")
-            }
-            return v
-        }
+        func int(_ k: String) throws -> Int { try gguf.requiredInt("\(arch).\(k)") }
         let heads = try int("attention.head_count")
         let hidden = try int("embedding_length")
         let vocab = m["\(arch).vocab_size"]?.intValue ?? m["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0

@@ -116,6 +116,10 @@ public final class Trainer: @unchecked Sendable {
                           trainableParameters: trainableParameterCount))
         let schedule = self.schedule
         let grads = optimizer.parameters.map(\.grad)
+        // The running sum of a step's micro-batch gradients (grad_accum > 1), and the flat buffer
+        // the ranks sum: allocated once for the run.
+        let sums = config.gradAccum > 1 ? grads.map { Buffer<Float>(uninitializedCount: $0.count) } : nil
+        let flat = (world?.size ?? 1) > 1 ? Buffer<Float>(uninitializedCount: grads.reduce(0) { $0 + $1.count }) : nil
         var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
         var lastEval: EvalMetrics?
         var interrupted = false
@@ -133,17 +137,14 @@ public final class Trainer: @unchecked Sendable {
                 // Each micro-batch's gradients are computed alone and added to the sum in order
                 // (as autograd accumulates .grad), so that one process with grad_accum N·k and N
                 // ranks with k add the same numbers the same way (exactly when k = 1).
-                var sums: [Buffer<Float>]? = nil
                 for (k, batch) in mine.enumerated() {
                     if k > 0 { model.zeroGradients() }
                     loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
                                                             checkpointing: config.gradientCheckpointing,
                                                             dropoutKey: dropoutKey(step: step, micro: rank * config.gradAccum + k)))
-                    if mine.count > 1 {
-                        if let sums {
-                            for (s, g) in zip(sums, grads) { for i in 0..<g.count { s[i] += g[i] } }
-                        } else {
-                            sums = grads.map { g in let c = Buffer<Float>(uninitializedCount: g.count); c.pointer.update(from: g.pointer, count: g.count); return c }
+                    if let sums {
+                        for (s, g) in zip(sums, grads) {
+                            if k == 0 { s.pointer.update(from: g.pointer, count: g.count) } else { for i in 0..<g.count { s[i] += g[i] } }
                         }
                     }
                 }
@@ -152,7 +153,7 @@ public final class Trainer: @unchecked Sendable {
             var comm: (seconds: Double, bytes: Int)? = nil
             if let world, world.size > 1 {
                 let c0 = Date()
-                try sumAcrossRanks(grads, world: world)
+                try sumAcrossRanks(grads, through: flat!, world: world)
                 var l = [loss.sum, Double(loss.count)]
                 try world.sum(&l, count: 2)
                 loss = LossSum(sum: l[0], count: Int(l[1]))
@@ -209,10 +210,9 @@ public final class Trainer: @unchecked Sendable {
         return summary
     }
 
-    /// Sums every gradient buffer across the ranks (one flat buffer, in parameter order).
-    private func sumAcrossRanks(_ grads: [Buffer<Float>], world: any TrainingWorld) throws {
-        let total = grads.reduce(0) { $0 + $1.count }
-        let flat = Buffer<Float>(uninitializedCount: total)
+    /// Sums every gradient buffer across the ranks (copied into `flat`, in parameter order).
+    private func sumAcrossRanks(_ grads: [Buffer<Float>], through flat: Buffer<Float>, world: any TrainingWorld) throws {
+        let total = flat.count
         var o = 0
         for g in grads { (flat.pointer + o).update(from: g.pointer, count: g.count); o += g.count }
         try world.sum(flat.pointer, count: total)
