@@ -81,6 +81,55 @@ final class DistributedTests: XCTestCase {
         }
     }
 
+    /// Three ranks (the sum's chunks then do not divide the buffers evenly) equal one process with
+    /// `--grad-accum 3`, to the bit.
+    func testThreeRanksEqualOneProcessWithGradAccum() throws {
+        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let mpirun = try tool("/usr/bin/mpirun")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp3-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
+                      "--batch-size", "2", "--max-steps", "10", "--seed", "2", "--save-steps", "0", "--logging-steps", "1",
+                      "--learning-rate", "1e-3", "--target-modules", "all-linear"]
+        try run(finch, common + ["--grad-accum", "3", "--output", scratch + "/single"], env: ["OMP_NUM_THREADS": "1"])
+        try run(mpirun, ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "3", "-x", "OMP_NUM_THREADS=1", finch]
+                + common + ["--grad-accum", "1", "--output", scratch + "/mpi"])
+        let a = try losses(scratch + "/single"), b = try losses(scratch + "/mpi")
+        XCTAssertEqual(a.count, 10)
+        XCTAssertEqual(a, b, "3 ranks: losses differ")
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: scratch + "/single/adapter_model.safetensors"))
+                      == Data(contentsOf: URL(fileURLWithPath: scratch + "/mpi/adapter_model.safetensors")), "3 ranks: the adapters differ")
+    }
+
+    /// A NaN in one rank's gradients stops every rank at that step with an error naming the rank
+    /// and the last good checkpoint; that checkpoint is whole, nothing later is written, and
+    /// resuming from it gives the clean run's losses and adapter.
+    func testNaNOnOneRankStopsAllAndKeepsTheLastCheckpoint() throws {
+        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let mpirun = try tool("/usr/bin/mpirun")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dpnan-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let mpi = ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "-x", "OMP_NUM_THREADS=1"]
+        let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
+                      "--batch-size", "2", "--grad-accum", "1", "--max-steps", "30", "--seed", "4", "--save-steps", "10",
+                      "--logging-steps", "1", "--learning-rate", "5e-4"]
+        let clean = scratch + "/clean", broken = scratch + "/broken"
+        try run(mpirun, mpi + [finch] + common + ["--output", clean])
+        XCTAssertThrowsError(try run(mpirun, mpi + ["-x", "FINCH_TEST_NAN_GRADIENT=1:25", finch] + common + ["--output", broken])) { e in
+            let text = "\(e)"
+            XCTAssertTrue(text.contains("step 25: the loss became nan (non-finite gradients or loss on rank 1 of 2)"), text)
+            XCTAssertTrue(text.contains("The last good checkpoint is \(broken)/checkpoint-20"), text)
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: broken)
+        XCTAssertEqual(names.filter { $0.hasPrefix("checkpoint-") }.sorted(), ["checkpoint-10", "checkpoint-20"])
+        XCTAssertFalse(names.contains("adapter_model.safetensors"), "a final adapter was written after the NaN")
+        XCTAssertEqual(try losses(broken).count, 24, "steps after the NaN were logged")
+        try run(mpirun, mpi + [finch] + common + ["--output", broken, "--resume", broken + "/checkpoint-20"])
+        XCTAssertEqual(try losses(broken), try losses(clean))
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: clean + "/adapter_model.safetensors"))
+                      == Data(contentsOf: URL(fileURLWithPath: broken + "/adapter_model.safetensors")))
+    }
+
     /// Child processes of `pid` (from /proc).
     func children(of pid: Int32) -> [Int32] {
         let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

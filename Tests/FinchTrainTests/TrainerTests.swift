@@ -117,7 +117,7 @@ final class TrainerTests: XCTestCase {
         let dir = tempDir()
         XCTAssertThrowsError(try Trainer(model: m, config: c, train: Self.examples(6, vocab: m.vocabSize),
                                          runDirectory: dir).train()) { error in
-            guard case TrainError.nonFiniteLoss(let step, _, let last) = error else { return XCTFail("\(error)") }
+            guard case TrainError.nonFiniteLoss(let step, _, let last, _) = error else { return XCTFail("\(error)") }
             XCTAssertGreaterThan(step, 1)
             XCTAssertEqual(last, dir + "/checkpoint-\(step - 1)")
         }

@@ -11,8 +11,9 @@
 /// Loads libmpi and calls MPI_Init; writes this process's rank and the world size.
 int finch_mpi_init(int *rank, int *size);
 const char *finch_mpi_error(void);
-/// In-place sum over all ranks of `count` floats, in a fixed order: every rank's values are
-/// gathered (in buckets) and added in rank order 0, 1, ..., so that every rank gets the same bits.
+/// In-place sum over all ranks of `count` floats, in a fixed order: in buckets, rank r receives
+/// every rank's r-th chunk (MPI_Alltoall), adds them in rank order 0, 1, ..., and the sums are
+/// gathered by all (MPI_Allgather): every rank gets the same bits, with a ring's traffic.
 int finch_mpi_allreduce_sum_f32(float *buf, int64_t count);
 int finch_mpi_allreduce_sum_f64(double *buf, int64_t count);
 /// Rank `root`'s `count` bytes into every rank's `buf`.

@@ -2,7 +2,9 @@
 public enum TrainError: Error, CustomStringConvertible, Sendable {
     case invalidSetting(String)
     case badCheckpoint(path: String, reason: String)
-    case nonFiniteLoss(step: Int, loss: Double, lastCheckpoint: String?)
+    /// `ranks`: in a distributed run, the ranks whose own values were not finite before the sum
+    /// (every rank stops at the same step: the sum carries the NaN to all).
+    case nonFiniteLoss(step: Int, loss: Double, lastCheckpoint: String?, ranks: RankReport? = nil)
     case outputExists(path: String)
     /// A file the run needs could not be created or written (paged optimizer state).
     case io(path: String, reason: String)
@@ -11,8 +13,8 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .invalidSetting(let s): return "invalid training setting: \(s)"
         case .badCheckpoint(let p, let r): return "\(p): cannot resume from this checkpoint: \(r)"
-        case .nonFiniteLoss(let step, let loss, let last):
-            return "step \(step): the loss became \(loss); training stopped without applying this update. "
+        case .nonFiniteLoss(let step, let loss, let last, let ranks):
+            return "step \(step): the loss became \(loss)\(ranks.map { " (\($0))" } ?? ""); training stopped without applying this update. "
                 + (last.map { "The last good checkpoint is \($0). " } ?? "No checkpoint was saved yet. ")
                 + "Lower the learning rate, set --max-grad-norm, or check the data."
         case .io(let p, let r):
@@ -20,5 +22,20 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
         case .outputExists(let p):
             return "\(p) already holds a finished run (adapter_model.safetensors); choose another --output, or --resume to continue it"
         }
+    }
+}
+
+/// The ranks of a distributed run that brought non-finite values to a step's sum.
+public struct RankReport: Sendable, Equatable, CustomStringConvertible {
+    /// Rank numbers (-1 for ranks ≥ 52, which are counted but not named).
+    public let bad: [Int]
+    public let of: Int
+
+    public var description: String {
+        if bad.isEmpty { return "the sum over \(of) ranks overflowed; no rank's own values were" }
+        let named = bad.filter { $0 >= 0 }.map(String.init)
+        let more = bad.count - named.count
+        let list = named.joined(separator: ", ") + (more > 0 ? "\(named.isEmpty ? "" : " and ")\(more) rank(s) ≥ 52" : "")
+        return "non-finite gradients or loss on rank\(bad.count == 1 ? "" : "s") \(list) of \(of)"
     }
 }

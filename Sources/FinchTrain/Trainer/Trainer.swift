@@ -34,6 +34,13 @@ public final class Trainer: @unchecked Sendable {
     public let world: (any TrainingWorld)?
     private let lock = NSLock()
     private var stopRequested = false
+    /// A fault for tests of the distributed stop (`FINCH_TEST_NAN_GRADIENT=RANK:STEP`): that rank
+    /// turns one of its gradients into NaN at that step, as a broken batch or kernel would.
+    private let injectedNaN: (rank: Int, step: Int)? = {
+        guard let v = ProcessInfo.processInfo.environment["FINCH_TEST_NAN_GRADIENT"] else { return nil }
+        let p = v.split(separator: ":").compactMap { Int($0) }
+        return p.count == 2 ? (p[0], p[1]) : nil
+    }()
 
     /// Optimizer steps per epoch (at least 1) and in the whole run.
     public let stepsPerEpoch: Int
@@ -150,18 +157,27 @@ public final class Trainer: @unchecked Sendable {
                 }
                 if let sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
             }
+            if let f = injectedNaN, f.rank == rank, f.step == step + 1, let g = grads.first, g.count > 0 { g[0] = .nan }
             var comm: (seconds: Double, bytes: Int)? = nil
+            var badRanks: [Int] = []
             if let world, world.size > 1 {
+                // Which ranks brought non-finite values (a bit each, summed with the loss), so that
+                // the error every rank raises after the sum can name them.
+                let bad = !loss.sum.isFinite || !GradientNorm.total(grads).isFinite
                 let c0 = Date()
                 try sumAcrossRanks(grads, through: flat!, world: world)
-                var l = [loss.sum, Double(loss.count)]
-                try world.sum(&l, count: 2)
+                var l = [loss.sum, Double(loss.count), bad && rank < 52 ? Double(1 << rank) : 0, bad ? 1 : 0]
+                try world.sum(&l, count: l.count)
                 loss = LossSum(sum: l[0], count: Int(l[1]))
+                let mask = UInt64(l[2])
+                badRanks = (0..<min(ranks, 52)).filter { mask >> UInt64($0) & 1 == 1 }
+                if badRanks.count < Int(l[3]) { badRanks += Array(repeating: -1, count: Int(l[3]) - badRanks.count) }
                 comm = (Date().timeIntervalSince(c0), grads.reduce(0) { $0 + $1.byteCount })
             }
             let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
             if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
-                throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint)
+                throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint,
+                                               ranks: (world?.size ?? 1) > 1 ? .init(bad: badRanks, of: ranks) : nil)
             }
             let lr = schedule.rate(at: step)
             optimizer.update(lr: lr)
