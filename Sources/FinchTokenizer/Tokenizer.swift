@@ -23,7 +23,7 @@ struct TokenizerSettings: Sendable {
 ///
 /// A `Tokenizer` is immutable and safe to share between threads.
 public final class Tokenizer: @unchecked Sendable {
-    let model: BPEModel
+    let model: any TokenModel
     let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
     let decoder: TokenDecoder?
@@ -69,7 +69,7 @@ public final class Tokenizer: @unchecked Sendable {
     /// Whether `encode(addSpecialTokens: true)` adds an EOS token.
     public let addsEOS: Bool
 
-    init(model: BPEModel, addedTokens: [AddedToken], normalizer: Normalizer?, preTokenizer: PreTokenizer?,
+    init(model: any TokenModel, addedTokens: [AddedToken], normalizer: Normalizer?, preTokenizer: PreTokenizer?,
          decoder: TokenDecoder?, postProcessor: PostProcessor?, settings: TokenizerSettings) {
         self.model = model
         self.normalizer = normalizer

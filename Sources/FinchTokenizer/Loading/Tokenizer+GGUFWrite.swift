@@ -11,7 +11,7 @@ extension Tokenizer {
     /// - Throws: ``TokenizerError/unsupported(model:reason:)`` for a vocabulary that is not
     ///   byte-level, has gaps in its ids, or a pre-tokenizer llama.cpp would not reproduce.
     public func ggufMetadata(pre: String? = nil) throws -> [(key: String, value: GGUFValue)] {
-        guard model.byteLevel else {
+        guard model.byteLevel, let bpe = model as? BPEModel else {
             throw TokenizerError.unsupported(model: "BPE", reason: "only byte-level BPE vocabularies are written to GGUF from a tokenizer.json (a SentencePiece vocabulary needs its scores: export from the GGUF the model came from)")
         }
         guard let pre = pre ?? ggufPreTokenizerName else {
@@ -38,7 +38,7 @@ extension Tokenizer {
             ("tokenizer.ggml.pre", .string(pre)),
             ("tokenizer.ggml.tokens", .array(tokens)),
             ("tokenizer.ggml.token_type", .array(types)),
-            ("tokenizer.ggml.merges", .array(model.merges.map { .string($0.0 + " " + $0.1) })),
+            ("tokenizer.ggml.merges", .array(bpe.merges.map { .string($0.0 + " " + $0.1) })),
         ]
         if let b = bosTokenId { m.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(b)))) }
         if let e = eosTokenId { m.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(e)))) }

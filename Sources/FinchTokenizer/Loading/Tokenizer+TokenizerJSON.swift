@@ -39,13 +39,38 @@ extension Tokenizer {
     convenience init(tokenizerJSON json: JSONValue, config: JSONValue?, source: String, chatTemplateFile: String? = nil) throws {
         guard let modelJSON = json["model"] else { throw TokenizerError.missingField(field: "model", source: source) }
         let modelType = modelJSON["type"]?.stringValue ?? (modelJSON["merges"] != nil ? "BPE" : "unknown")
-        guard modelType == "BPE" else {
-            throw TokenizerError.unsupported(model: modelType, reason: "only BPE models are implemented (in \(source))")
+        guard modelType == "BPE" || modelType == "Unigram" else {
+            throw TokenizerError.unsupported(model: modelType, reason: "only BPE and Unigram models are implemented (in \(source))")
         }
         let preTokenizer = try json["pre_tokenizer"].flatMap { try PreTokenizer(json: $0, source: source) }
         let normalizer = try json["normalizer"].flatMap { try Normalizer(json: $0, source: source) }
         let decoder = try json["decoder"].flatMap { try TokenDecoder(json: $0, source: source) }
         let post = try json["post_processor"].flatMap { try PostProcessor(json: $0, source: source) }
+        let model: any TokenModel = modelType == "Unigram"
+            ? try Tokenizer.unigramModel(modelJSON, source: source)
+            : try Tokenizer.bpeModel(modelJSON, byteLevel: preTokenizer?.isByteLevel ?? false, source: source)
+        try self.init(model: model, json: json, config: config, normalizer: normalizer, preTokenizer: preTokenizer,
+                      decoder: decoder, post: post, source: source, chatTemplateFile: chatTemplateFile)
+    }
+
+    /// A Unigram model: `vocab` is a list of [piece, score] in id order, `unk_id`, `byte_fallback`.
+    static func unigramModel(_ modelJSON: JSONValue, source: String) throws -> UnigramModel {
+        guard let list = modelJSON["vocab"]?.arrayValue else {
+            throw TokenizerError.missingField(field: "model.vocab", source: source)
+        }
+        var pieces: [(String, Double)] = []
+        pieces.reserveCapacity(list.count)
+        for (i, item) in list.enumerated() {
+            guard let pair = item.arrayValue, pair.count == 2, let piece = pair[0].stringValue, let score = pair[1].doubleValue else {
+                throw TokenizerError.invalidField(field: "model.vocab[\(i)]", source: source, reason: "expected [piece, score]")
+            }
+            pieces.append((piece, score))
+        }
+        return try UnigramModel(pieces: pieces, unkId: modelJSON["unk_id"]?.wholeNumberValue,
+                                byteFallback: modelJSON["byte_fallback"]?.boolValue ?? false, source: source)
+    }
+
+    static func bpeModel(_ modelJSON: JSONValue, byteLevel: Bool, source: String) throws -> BPEModel {
 
         guard let vocabJSON = modelJSON["vocab"]?.objectValue else {
             throw TokenizerError.missingField(field: "model.vocab", source: source)
@@ -87,12 +112,16 @@ extension Tokenizer {
         if let d = modelJSON["dropout"]?.doubleValue, d > 0 {
             throw TokenizerError.unsupported(model: "BPE", reason: "BPE dropout \(d) is not implemented (in \(source))")
         }
-        let byteLevel = preTokenizer?.isByteLevel ?? false
-        let model = try BPEModel(vocab: vocab, merges: merges, byteLevel: byteLevel,
-                                 unkToken: modelJSON["unk_token"]?.stringValue,
-                                 fuseUnk: modelJSON["fuse_unk"]?.boolValue ?? false,
-                                 byteFallback: modelJSON["byte_fallback"]?.boolValue ?? false,
-                                 ignoreMerges: modelJSON["ignore_merges"]?.boolValue ?? false)
+        return try BPEModel(vocab: vocab, merges: merges, byteLevel: byteLevel,
+                            unkToken: modelJSON["unk_token"]?.stringValue,
+                            fuseUnk: modelJSON["fuse_unk"]?.boolValue ?? false,
+                            byteFallback: modelJSON["byte_fallback"]?.boolValue ?? false,
+                            ignoreMerges: modelJSON["ignore_merges"]?.boolValue ?? false)
+    }
+
+    private convenience init(model: any TokenModel, json: JSONValue, config: JSONValue?, normalizer: Normalizer?,
+                             preTokenizer: PreTokenizer?, decoder: TokenDecoder?, post: PostProcessor?, source: String,
+                             chatTemplateFile: String?) throws {
 
         var added: [AddedToken] = []
         for (i, t) in (json["added_tokens"]?.arrayValue ?? []).enumerated() {
@@ -233,6 +262,12 @@ extension Normalizer {
             } else {
                 self = .replace(try SplitPattern(json: json["pattern"], field: "normalizer.pattern", source: source), content: content)
             }
+        case "Precompiled":
+            guard let b64 = json["precompiled_charsmap"]?.stringValue else {
+                throw TokenizerError.missingField(field: "normalizer.precompiled_charsmap", source: source)
+            }
+            // An empty charsmap (SentencePiece models without normalization rules) changes nothing.
+            self = b64.isEmpty ? .sequence([]) : .precompiled(try PrecompiledCharsmap(base64: b64, source: source))
         case "Sequence":
             var steps: [Normalizer] = []
             for item in json["normalizers"]?.arrayValue ?? [] {

@@ -35,23 +35,34 @@ extension Tokenizer {
 
     /// The tokenizer.json document.
     func tokenizerJSONValue() -> JSONValue {
-        var vocabMembers: [(key: String, value: JSONValue)] = []
-        vocabMembers.reserveCapacity(model.idToToken.count)
-        for (id, t) in model.idToToken.enumerated() {
-            if let t { vocabMembers.append((t, .number(String(id)))) }
+        let modelJSON: JSONValue
+        if let unigram = model as? UnigramModel {
+            modelJSON = .object([
+                ("type", .string("Unigram")),
+                ("unk_id", .number(String(unigram.unkId))),
+                ("vocab", .array(zip(unigram.idToToken, unigram.scores).map { .array([.string($0 ?? ""), .number(String($1))]) })),
+                ("byte_fallback", .bool(unigram.byteFallback)),
+            ])
+        } else {
+            let bpe = model as! BPEModel
+            var vocabMembers: [(key: String, value: JSONValue)] = []
+            vocabMembers.reserveCapacity(bpe.idToToken.count)
+            for (id, t) in bpe.idToToken.enumerated() {
+                if let t { vocabMembers.append((t, .number(String(id)))) }
+            }
+            modelJSON = .object([
+                ("type", .string("BPE")),
+                ("dropout", .null),
+                ("unk_token", bpe.unkToken.map { .string($0) } ?? .null),
+                ("continuing_subword_prefix", .null),
+                ("end_of_word_suffix", .null),
+                ("fuse_unk", .bool(bpe.fuseUnk)),
+                ("byte_fallback", .bool(bpe.byteFallback)),
+                ("ignore_merges", .bool(bpe.ignoreMerges)),
+                ("vocab", .object(vocabMembers)),
+                ("merges", .array(bpe.merges.map { .array([.string($0.0), .string($0.1)]) })),
+            ])
         }
-        let modelJSON: JSONValue = .object([
-            ("type", .string("BPE")),
-            ("dropout", .null),
-            ("unk_token", model.unkToken.map { .string($0) } ?? .null),
-            ("continuing_subword_prefix", .null),
-            ("end_of_word_suffix", .null),
-            ("fuse_unk", .bool(model.fuseUnk)),
-            ("byte_fallback", .bool(model.byteFallback)),
-            ("ignore_merges", .bool(model.ignoreMerges)),
-            ("vocab", .object(vocabMembers)),
-            ("merges", .array(model.merges.map { .array([.string($0.0), .string($0.1)]) })),
-        ])
         return .object([
             ("version", .string("1.0")),
             ("truncation", .null),
@@ -129,6 +140,9 @@ extension Normalizer {
             return .object([("type", .string("Strip")), ("strip_left", .bool(l)), ("strip_right", .bool(r))])
         case .sequence(let steps):
             return .object([("type", .string("Sequence")), ("normalizers", .array(steps.map(\.json)))])
+        case .precompiled(let map):
+            return .object([("type", .string("Precompiled")),
+                            ("precompiled_charsmap", .string(Data(map.blob).base64EncodedString()))])
         }
     }
 }

@@ -1,6 +1,6 @@
 /// Byte-pair-encoding model: vocabulary, ranked merges, and the merge loop
 /// (HF `tokenizers` `models::bpe::BPE`, whose results it reproduces exactly).
-final class BPEModel: @unchecked Sendable {
+final class BPEModel: TokenModel, @unchecked Sendable {
     /// Token text (exact bytes) → id.
     let vocab: [TokenText: Int32]
     /// Id → token text (nil for ids the model does not define).
@@ -76,9 +76,6 @@ final class BPEModel: @unchecked Sendable {
 
     var vocabCount: Int { vocab.count }
 
-    func token(for id: Int) -> String? {
-        id >= 0 && id < idToToken.count ? idToToken[id] : nil
-    }
 
     /// Appends the ids of one pre-tokenized word (raw UTF-8 bytes) to `out`.
     func encodeWord(_ word: ArraySlice<UInt8>, into out: inout [Int32]) {

@@ -9,6 +9,8 @@ indirect enum Normalizer: Sendable {
     case prepend(String)
     case strip(left: Bool, right: Bool)
     case sequence([Normalizer])
+    /// SentencePiece's compiled rules (T5's `nmt_nfkc`).
+    case precompiled(PrecompiledCharsmap)
 
     func normalize(_ s: String) -> String {
         switch self {
@@ -59,6 +61,8 @@ indirect enum Normalizer: Sendable {
             return String(String.UnicodeScalarView(scalars))
         case .sequence(let steps):
             return steps.reduce(s) { $1.normalize($0) }
+        case .precompiled(let map):
+            return map.normalize(s)
         }
     }
 }
