@@ -35,6 +35,12 @@ public final class Buffer<Element: BitwiseCopyable>: @unchecked Sendable {
     }
 
     /// Copies `array` into a new buffer.
+    /// A copy of `count` elements at `pointer`.
+    public convenience init(copying pointer: UnsafePointer<Element>, count: Int) {
+        self.init(uninitializedCount: count)
+        self.pointer.update(from: pointer, count: count)
+    }
+
     public convenience init(_ array: [Element]) {
         self.init(count: array.count)
         array.withUnsafeBufferPointer { src in

@@ -1,0 +1,173 @@
+import FinchCore
+import FinchLoRA
+import Foundation
+
+// Dimension letters: N rows of a stack call, M encoder rows, C d_model, I inner width (H · D),
+// V vocabulary.
+
+/// One sequence's state in generation: the encoder's keys and values for every decoder layer's
+/// cross-attention (computed once), and the decoder's own keys and values so far.
+public final class T5Cache {
+    /// M: source tokens.
+    public let encoderRows: Int
+    /// [M, I] per decoder layer.
+    let crossK: [Buffer<Float>], crossV: [Buffer<Float>]
+    /// [capacity, I] per decoder layer, rows 0 ..< length filled.
+    var selfK: [Buffer<Float>], selfV: [Buffer<Float>]
+    /// Decoder tokens already run.
+    public private(set) var length = 0
+    private(set) var capacity: Int
+    let inner: Int
+
+    init(encoderRows: Int, crossK: [Buffer<Float>], crossV: [Buffer<Float>], inner: Int, capacity: Int) {
+        self.encoderRows = encoderRows; self.crossK = crossK; self.crossV = crossV; self.inner = inner
+        self.capacity = max(1, capacity)
+        selfK = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
+        selfV = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
+    }
+
+    /// Room for `total` decoder tokens.
+    func reserve(_ total: Int) {
+        guard total > capacity else { return }
+        let cap = max(total, capacity * 2)
+        func grown(_ b: Buffer<Float>) -> Buffer<Float> {
+            let n = Buffer<Float>(uninitializedCount: cap * inner)
+            n.pointer.update(from: b.pointer, count: length * inner)
+            return n
+        }
+        selfK = selfK.map(grown); selfV = selfV.map(grown)
+        capacity = cap
+    }
+
+    /// Writes `rows` new keys / values [rows, I] of decoder layer `layer` after the first `length`.
+    func append(layer: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rows: Int) {
+        precondition(length + rows <= capacity, "reserve before appending")
+        (selfK[layer].pointer + length * inner).update(from: k, count: rows * inner)
+        (selfV[layer].pointer + length * inner).update(from: v, count: rows * inner)
+    }
+
+    func advance(by rows: Int) { length += rows }
+}
+
+extension T5Model {
+    /// The encoder over `rows` packed rows of tokens (sequences `ranges`): the final-normed output
+    /// [N, C]; with `acts`, each block's activations (and the final norm's input and statistics).
+    func runEncoder(tokens: [Int], ranges: [Range<Int>], keep: ((Int, T5BlockActs) -> Void)?,
+                    checkpointing: Bool = false) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
+        let n = tokens.count, c = config.dModel
+        let x = Buffer<Float>(uninitializedCount: max(1, n * c))
+        try embed(tokens, into: x.pointer)
+        let segments = ranges.map { T5SelfSegment(rows: $0, bias: positionBias(decoder: false, queries: $0.count, keys: $0.count, firstQuery: 0), cache: nil) }
+        for (li, block) in encoder.enumerated() {
+            let acts = keep.map { _ in T5BlockActs(rows: n, x: Buffer(copying: x.pointer, count: n * c)) }
+            blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: false, cross: nil,
+                         acts: checkpointing ? nil : acts)
+            if let acts { keep!(li, acts) }
+        }
+        let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
+        norm(out.pointer, rstd: rstd.pointer, x.pointer, encoderFinalNorm, rows: n)
+        return (out, x, rstd)
+    }
+
+    // MARK: - Generation
+
+    /// Runs the encoder over each source once and returns each sequence's cache (cross-attention
+    /// keys and values of every decoder layer), ready for `decode`.
+    public func encode(_ sources: [[Int]], capacity: Int = 64) throws -> [T5Cache] {
+        var tokens: [Int] = [], ranges: [Range<Int>] = []
+        for (i, s) in sources.enumerated() {
+            guard !s.isEmpty else { throw ModelError.badInput("source \(i) has no tokens") }
+            ranges.append(tokens.count..<(tokens.count + s.count)); tokens += s
+        }
+        let enc = try runEncoder(tokens: tokens, ranges: ranges, keep: nil).output
+        let inner = config.innerDim, m = tokens.count
+        var ks: [Buffer<Float>] = [], vs: [Buffer<Float>] = []
+        for block in decoder {
+            let k = Buffer<Float>(uninitializedCount: max(1, m * inner)), v = Buffer<Float>(uninitializedCount: max(1, m * inner))
+            block[.crossK].forward(y: k.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+            block[.crossV].forward(y: v.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+            ks.append(k); vs.append(v)
+        }
+        return ranges.map { r in
+            T5Cache(encoderRows: r.count,
+                    crossK: ks.map { Buffer(copying: $0.pointer + r.lowerBound * inner, count: r.count * inner) },
+                    crossV: vs.map { Buffer(copying: $0.pointer + r.lowerBound * inner, count: r.count * inner) },
+                    inner: inner, capacity: capacity)
+        }
+    }
+
+    /// The encoder's output [S, C] for one source (final norm applied), row-major.
+    public func encoderOutput(_ source: [Int]) throws -> [Float] {
+        let r = try runEncoder(tokens: source, ranges: [0..<source.count], keep: nil)
+        return Array(r.output.array.prefix(source.count * config.dModel))
+    }
+
+    /// Runs new decoder tokens of each sequence (appended after what its cache holds) and returns
+    /// the selected logits [R, V].
+    public func decode(_ inputs: [(tokens: [Int], cache: T5Cache)], logits selection: LogitsSelection) throws -> Logits {
+        let c = config.dModel, v = config.vocabSize
+        var tokens: [Int] = [], segments: [T5SelfSegment] = []
+        for (i, input) in inputs.enumerated() {
+            guard !input.tokens.isEmpty else { throw ModelError.badInput("decoder sequence \(i) has no new tokens") }
+            if inputs[..<i].contains(where: { $0.cache === input.cache }) { throw ModelError.badInput("two sequences in one batch share a cache") }
+            let past = input.cache.length, r = tokens.count..<(tokens.count + input.tokens.count)
+            input.cache.reserve(past + r.count)
+            segments.append(T5SelfSegment(rows: r, bias: positionBias(decoder: true, queries: r.count, keys: past + r.count, firstQuery: past),
+                                          cache: input.cache))
+            tokens += input.tokens
+        }
+        let n = tokens.count
+        let x = Buffer<Float>(uninitializedCount: max(1, n * c))
+        try embed(tokens, into: x.pointer)
+        for (li, block) in decoder.enumerated() {
+            blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
+                         cross: .cached(inputs.map(\.cache)), acts: nil)
+        }
+        for input in inputs { input.cache.advance(by: input.tokens.count) }
+        var picked: [Int] = [], ranges: [Range<Int>] = []
+        for s in segments {
+            let first = picked.count
+            switch selection {
+            case .all: picked += Array(s.rows)
+            case .last: picked.append(s.rows.upperBound - 1)
+            }
+            ranges.append(first..<picked.count)
+        }
+        let sel = Buffer<Float>(count: max(1, picked.count * c))
+        for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x.pointer + row * c, count: c) }
+        norm(sel.pointer, rstd: nil, sel.pointer, decoderFinalNorm, rows: picked.count)
+        if let s = outputScale { for i in 0..<(picked.count * c) { sel[i] *= s } }
+        let out = Buffer<Float>(count: max(1, picked.count * v))
+        lmHead.forward(y: out.pointer, x: sel.pointer, rows: picked.count, scratch: scratch)
+        return Logits(values: out, vocabSize: v, rows: ranges)
+    }
+
+    /// Teacher-forced logits [T, V] of `decoderInput` (starting with the decoder start id) given `source`.
+    public func logits(source: [Int], decoderInput: [Int]) throws -> [[Float]] {
+        let cache = try encode([source], capacity: decoderInput.count)[0]
+        let l = try decode([(decoderInput, cache)], logits: .all)
+        return (0..<decoderInput.count).map { Array(l.row($0)) }
+    }
+
+    /// Greedy decoding: `maxTokens` new tokens after the start id (stopping at EOS unless
+    /// `stopAtEOS` is false), for each source.
+    public func greedy(sources: [[Int]], maxTokens: Int, stopAtEOS: Bool = true) throws -> [[Int]] {
+        let caches = try encode(sources, capacity: maxTokens + 1)
+        var out = sources.map { _ in [Int]() }
+        var live = Array(sources.indices)
+        var next = sources.map { _ in config.startTokenId }
+        for _ in 0..<maxTokens where !live.isEmpty {
+            let l = try decode(live.map { ([next[$0]], caches[$0]) }, logits: .last)
+            var still: [Int] = []
+            for (j, s) in live.enumerated() {
+                let row = l.row(j)
+                var best = 0
+                for t in 1..<row.count where row[t] > row[best] { best = t }
+                out[s].append(best); next[s] = best
+                if !(stopAtEOS && eosTokenIds.contains(best)) { still.append(s) }
+            }
+            live = still
+        }
+        return out
+    }
+}
