@@ -12,11 +12,24 @@ import XCTest
 /// output and teacher-forced logits within 1e-4; greedy 32 tokens identical (cached decoding).
 final class T5Tests: XCTestCase {
     struct Pair: Decodable { let source: [Int]; let target: [Int]; let loss: Double; let greedy32: [Int] }
+    struct Batch: Decodable { let input_ids: [[Int32]]; let attention_mask: [[Int32]]; let labels: [[Int32]] }
     struct Expected: Decodable {
         let pairs: [Pair]
         let qv_target_modules: [String]
         let all_target_modules: [String]
         let curve: [Double]
+        let batch: Batch
+        let qv_loss: Double
+        let all_loss: Double
+
+        /// The padded batch as Finch's (source, decoder tokens, labels) pairs, padding dropped.
+        func sequences(start: Int32) -> [TrainingSequence] {
+            (0..<batch.input_ids.count).map { b in
+                let src = zip(batch.input_ids[b], batch.attention_mask[b]).filter { $0.1 == 1 }.map(\.0)
+                let target = batch.labels[b].filter { $0 != -100 }
+                return TrainingSequence(tokens: [start] + target, labels: [-100] + target, source: src)
+            }
+        }
     }
     static let variants = ["v1_1", "original"]
 
@@ -50,6 +63,57 @@ final class T5Tests: XCTestCase {
             let (m, e, _) = try Self.load(variant)
             let got = try m.greedy(sources: e.pairs.map(\.source), maxTokens: 32, stopAtEOS: false)
             for (i, p) in e.pairs.enumerated() { XCTAssertEqual(got[i], p.greedy32, "\(variant) pair \(i)") }
+        }
+    }
+
+    /// ‖a − b‖ / ‖b‖
+    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+        var num = 0.0, den = 0.0
+        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+        return (num / max(den, 1e-300)).squareRoot()
+    }
+
+    /// LoRA gradients (q/v, PEFT's default for T5, and all-linear) on a padded batch of two pairs
+    /// within 1e-4 relative of PEFT's, with and without gradient checkpointing (identical).
+    func testLoRAGradientsMatchPEFT() throws {
+        for variant in Self.variants {
+            for (tag, dir) in [("qv", "peft"), ("all", "peft-all")] {
+                var first: [[Float]] = []
+                for checkpointing in [false, true] {
+                    let (m, e, ref) = try Self.load(variant)
+                    try m.loadAdapter(directory: Fixtures.path("tiny-t5/\(variant)/\(dir)"))
+                    m.zeroGradients()
+                    let loss = try m.forwardBackward(e.sequences(start: Int32(m.config.startTokenId)), checkpointing: checkpointing)
+                    XCTAssertEqual(loss.mean, tag == "qv" ? e.qv_loss : e.all_loss, accuracy: 1e-5, "\(variant) \(tag) loss")
+                    let params = m.trainableParameters()
+                    XCTAssertEqual(params.count, tag == "qv" ? 2 * 2 * (m.encoder.count + 2 * m.decoder.count)
+                                   : 2 * (m.encoder.count * 6 + m.decoder.count * 10) + (variant == "v1_1" ? 2 * (m.encoder.count + m.decoder.count) : 0))
+                    var worst = 0.0
+                    for p in params {
+                        let err = relativeError(p.grad.array, try ref.floats("\(tag).\(p.name).grad"))
+                        worst = max(worst, err)
+                        XCTAssertLessThanOrEqual(err, 1e-4, "\(variant) \(tag) \(p.name)")
+                    }
+                    if checkpointing {
+                        for (p, g) in zip(params, first) { XCTAssertEqual(p.grad.array, g, "\(variant) \(tag) checkpointing \(p.name)") }
+                    } else {
+                        first = params.map(\.grad.array)
+                        print("[t5 \(variant)] \(tag): \(params.count) LoRA tensors, gradients within \(worst) (relative) of PEFT")
+                    }
+                }
+            }
+        }
+    }
+
+    /// PEFT's saved adapter gives PEFT's logits.
+    func testPEFTAdapterLogits() throws {
+        for variant in Self.variants {
+            let (m, e, ref) = try Self.load(variant)
+            try m.loadAdapter(directory: Fixtures.path("tiny-t5/\(variant)/peft"))
+            for (i, p) in e.pairs.enumerated() {
+                let got = try m.logits(source: p.source, decoderInput: [m.config.startTokenId] + p.target.dropLast()).flatMap { $0 }
+                XCTAssertLessThan(maxAbsDiff(got, try ref.floats("adapter.logits\(i)")), 1e-4, "\(variant) adapter logits\(i)")
+            }
         }
     }
 }

@@ -161,10 +161,18 @@ public struct Logits {
 /// One training sequence: its tokens and per-token labels (usually the tokens themselves, with
 /// -100 where no loss is taken, e.g. on the prompt). Labels are not shifted: the loss of row t
 /// predicts the label of token t + 1, as Hugging Face's causal-LM loss does.
+///
+/// For an encoder-decoder model (T5) `source` holds the encoder's tokens and `tokens` the
+/// decoder's: the decoder start id followed by the target (ending with EOS), labels = the same
+/// with -100 at the start id, so that row t, fed target[..<t], predicts target[t].
 public struct TrainingSequence: Sendable, Equatable {
     public var tokens: [Int32]
     public var labels: [Int32]
-    public init(tokens: [Int32], labels: [Int32]) { self.tokens = tokens; self.labels = labels }
+    /// The encoder's input (encoder-decoder models only; nil for decoder-only models).
+    public var source: [Int32]?
+    public init(tokens: [Int32], labels: [Int32], source: [Int32]? = nil) {
+        self.tokens = tokens; self.labels = labels; self.source = source
+    }
     /// A sequence trained on every token (labels = tokens).
     public init(tokens: [Int32]) { self.init(tokens: tokens, labels: tokens) }
     /// Positions that take a loss after the causal shift (labels at positions 1... that are
