@@ -95,7 +95,10 @@ public final class Trainer: @unchecked Sendable {
     lazy var dataFingerprint: String = {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
         func add(_ v: Int32) { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x0000_0100_0000_01B3 }
-        for s in train { add(Int32(s.tokens.count)); s.tokens.forEach(add); s.labels.forEach(add) }
+        for s in train {
+            add(Int32(s.tokens.count)); s.tokens.forEach(add); s.labels.forEach(add)
+            if let src = s.source { add(-1); add(Int32(src.count)); src.forEach(add) }   // encoder-decoder pairs
+        }
         return String(h, radix: 16)
     }()
 
