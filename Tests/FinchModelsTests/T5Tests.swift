@@ -1,6 +1,7 @@
 import FinchCore
 import FinchFormats
 import FinchLoRA
+import FinchQuant
 @testable import FinchModels
 import FinchTestSupport
 import Foundation
@@ -115,5 +116,32 @@ final class T5Tests: XCTestCase {
                 XCTAssertLessThan(maxAbsDiff(got, try ref.floats("adapter.logits\(i)")), 1e-4, "\(variant) adapter logits\(i)")
             }
         }
+    }
+}
+
+/// QLoRA on T5: quantizing on load gives exactly the layers transformers + bitsandbytes save
+/// (NF4, double quant; `wo` left in f32 as transformers keeps it), the saved checkpoint loads as
+/// stored with the same logits.
+final class T5QuantizedTests: XCTestCase {
+    func testQuantizedLayersEqualBitsandbytes() throws {
+        let d = Fixtures.path("tiny-t5/v1_1")
+        let quant = QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true)
+        let fresh = try T5Model.load(directory: d + "/hf", quantization: quant)
+        let stored = try T5Model.load(directory: d + "/bnb-nf4-dq")
+        XCTAssertTrue(fresh.isQuantized && stored.isQuantized)
+        var quantized = 0
+        for (a, b) in zip(fresh.linearSlots, stored.linearSlots) {
+            XCTAssertEqual(a.name, b.name)
+            let wa = baseWeight(a.get()), wb = baseWeight(b.get())
+            let qa: Bool = if case .quantized = wa.storage { true } else { false }
+            let qb: Bool = if case .quantized = wb.storage { true } else { false }
+            XCTAssertEqual(qa, qb, a.name)
+            XCTAssertEqual(qa, !a.name.hasSuffix(".wo"), a.name)
+            if qa { quantized += 1 }
+            XCTAssertTrue(wa.floatValues().array == wb.floatValues().array, "\(a.name): values differ")
+        }
+        XCTAssertEqual(quantized, 2 * 6 + 2 * 10)
+        let src = [5, 17, 40, 9, 1], dec = [0, 33, 12]
+        XCTAssertEqual(try fresh.logits(source: src, decoderInput: dec), try stored.logits(source: src, decoderInput: dec))
     }
 }

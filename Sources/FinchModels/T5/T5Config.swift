@@ -20,6 +20,9 @@ public struct T5Config: Decodable, Equatable, Sendable {
     /// T5's rescale of the decoder output by d_model^-0.5 before the LM head follows this
     /// (original T5: tied and rescaled; v1.1 / Flan-T5: false, an own `lm_head`, no rescale).
     public var tieWordEmbeddings: Bool
+    /// Written by transformers 5, which ties every T5 and keeps the rescale decision here; when
+    /// present it decides the rescale instead of `tie_word_embeddings`.
+    public var scaleDecoderOutputs: Bool?
     public var decoderStartTokenId: Int?
     public var eosTokenId: Int?
     public var padTokenId: Int?
@@ -34,6 +37,7 @@ public struct T5Config: Decodable, Equatable, Sendable {
         case relativeAttentionMaxDistance = "relative_attention_max_distance"
         case layerNormEpsilon = "layer_norm_epsilon", feedForwardProj = "feed_forward_proj"
         case tieWordEmbeddings = "tie_word_embeddings", decoderStartTokenId = "decoder_start_token_id"
+        case scaleDecoderOutputs = "scale_decoder_outputs"
         case eosTokenId = "eos_token_id", padTokenId = "pad_token_id", dropoutRate = "dropout_rate"
         case isEncoderDecoder = "is_encoder_decoder", isDecoder = "is_decoder"
     }
@@ -48,6 +52,7 @@ public struct T5Config: Decodable, Equatable, Sendable {
         relativeAttentionMaxDistance = try v(.relativeAttentionMaxDistance, 128)
         layerNormEpsilon = try v(.layerNormEpsilon, 1e-6); feedForwardProj = try v(.feedForwardProj, "relu")
         tieWordEmbeddings = try v(.tieWordEmbeddings, true)
+        scaleDecoderOutputs = try c.decodeIfPresent(Bool.self, forKey: .scaleDecoderOutputs)
         decoderStartTokenId = try c.decodeIfPresent(Int.self, forKey: .decoderStartTokenId)
         eosTokenId = try v(.eosTokenId, 1); padTokenId = try v(.padTokenId, 0)
         dropoutRate = try v(.dropoutRate, 0.1)
@@ -81,6 +86,9 @@ public struct T5Config: Decodable, Equatable, Sendable {
             }
         }
     }
+
+    /// Whether the decoder output is multiplied by d_model^-0.5 before the LM head (original T5).
+    public var scalesDecoderOutput: Bool { scaleDecoderOutputs ?? tieWordEmbeddings }
 
     /// The id the decoder starts from.
     public var startTokenId: Int { decoderStartTokenId ?? 0 }

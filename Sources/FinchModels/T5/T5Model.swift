@@ -102,14 +102,15 @@ public final class T5Model: @unchecked Sendable {
     public var vocabSize: Int { config.vocabSize }
     /// The id generation stops at.
     public var eosTokenIds: [Int] { config.eosTokenId.map { [$0] } ?? [] }
-    /// The multiplier of the decoder output before the LM head (d_model^-0.5 when tied, else none).
-    var outputScale: Float? { config.tieWordEmbeddings ? 1 / Float(config.dModel).squareRoot() : nil }
+    /// The multiplier of the decoder output before the LM head (d_model^-0.5 for original T5, else none).
+    var outputScale: Float? { config.scalesDecoderOutput ? 1 / Float(config.dModel).squareRoot() : nil }
 
     /// Loads a Hugging Face T5 directory's weights. Strict: a missing tensor, one of another
     /// shape, or one the model does not use is an error; the stacks' `embed_tokens` copies of
-    /// `shared` are accepted when equal to it. With `quantization` the blocks' linears are
-    /// quantized as they load (QLoRA); embeddings, norms, the position biases and the head stay
-    /// in `dtype`.
+    /// `shared` are accepted when equal to it. With `quantization` the blocks' linears except the
+    /// FFN's `wo` are quantized as they load (QLoRA, as transformers + bitsandbytes load T5);
+    /// embeddings, norms, the position biases and the head stay in `dtype`. Linears stored in 4
+    /// bits or int8 (bitsandbytes' layout) are used as stored.
     public static func load(from source: WeightSource, config: T5Config, dtype: WeightDType,
                             quantization: QuantizationConfig? = nil) throws -> T5Model {
         try quantization?.validate()
@@ -129,11 +130,13 @@ public final class T5Model: @unchecked Sendable {
         if root.scoped("lm_head").has("weight") {
             lmHead = LinearWeight(outFeatures: config.vocabSize, inFeatures: c,
                                   values: try root.scoped("lm_head").tensor("weight", shape: [config.vocabSize, c]), dtype: dtype)
-        } else if !config.tieWordEmbeddings {
+        } else if !config.tieWordEmbeddings {   // a head of its own was declared
             throw ModelError.missingWeight(path: source.path, name: "lm_head.weight")
         }
 
-        func linear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
+        // transformers keeps T5's `wo` in full precision when it loads a model in 4 or 8 bits
+        // (`_keep_in_fp32_modules`), and so does Finch: QLoRA on T5 trains the same model as qlora.
+        func linear(_ scope: WeightScope, _ out: Int, _ inp: Int, quantize: Bool = true) throws -> LinearWeight {
             if let stored = try scope.quantized("weight") {
                 guard stored.shape == [out, inp] else {
                     throw ModelError.badWeightShape(path: source.path, name: scope.name("weight"), expected: [out, inp], actual: stored.shape)
@@ -144,7 +147,7 @@ public final class T5Model: @unchecked Sendable {
                 return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(stored, compute: quantization?.computeDType ?? dtype))
             }
             let values = try scope.tensor("weight", shape: [out, inp])
-            guard let quantization else { return LinearWeight(outFeatures: out, inFeatures: inp, values: values, dtype: dtype) }
+            guard let quantization, quantize else { return LinearWeight(outFeatures: out, inFeatures: inp, values: values, dtype: dtype) }
             return try quantization.linear(outFeatures: out, inFeatures: inp, values: values)
         }
         func blocks(_ stack: String, count: Int, decoder: Bool) throws -> (blocks: [T5Block], bias: Buffer<Float>, norm: Buffer<Float>) {
@@ -164,7 +167,7 @@ public final class T5Model: @unchecked Sendable {
                     case .q, .k, .v, .crossQ, .crossK, .crossV: linears[l] = try linear(m, inner, c)
                     case .o, .crossO: linears[l] = try linear(m, c, inner)
                     case .wi, .wi0, .wi1: linears[l] = try linear(m, f, c)
-                    case .wo: linears[l] = try linear(m, c, f)
+                    case .wo: linears[l] = try linear(m, c, f, quantize: false)
                     }
                 }
                 let biasScope = b.scoped("layer.0.SelfAttention.relative_attention_bias")
