@@ -16,6 +16,7 @@ struct Chat: ParsableCommand {
     var system: String?
 
     func run() throws {
+        if modelOptions.isEncoderDecoder { return try runSeq2Seq() }
         let lm = try modelOptions.load()
         let generator = Generator(lm)
         let interactive = isatty(0) != 0
@@ -35,6 +36,25 @@ struct Chat: ParsableCommand {
             let results = try generator.generate(promptTokens: [tokens], options: sampling.options) { _, t in stdoutWrite(t) }
             stdoutWrite("\n")
             messages.append(ChatMessage(role: "assistant", content: results[0].text))
+        }
+    }
+}
+
+extension Chat {
+    /// An encoder-decoder model (T5) has no conversation format: each line is a source on its own.
+    func runSeq2Seq() throws {
+        if system != nil { throw ValidationError("--system: an encoder-decoder model has no chat template") }
+        let lm = try modelOptions.loadSeq2Seq()
+        stderrPrint("encoder-decoder model: each line is answered on its own (no conversation history)")
+        let generator = Seq2SeqGenerator(lm)
+        let interactive = isatty(0) != 0
+        while true {
+            if interactive { stderrWrite("> ") }
+            guard let line = readLine() else { break }
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty || text == "/reset" { continue }
+            if text == "/exit" || text == "/quit" { break }
+            stdoutWrite(try generator.generate(sources: [text], options: sampling.options)[0].text + "\n")
         }
     }
 }

@@ -63,6 +63,27 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
+extension ModelOptions {
+    /// Whether `--model` names an encoder-decoder checkpoint (T5).
+    var isEncoderDecoder: Bool { Seq2SeqLanguageModel.isEncoderDecoder(base.model) }
+
+    /// Loads an encoder-decoder model (T5) with the adapter, if any.
+    func loadSeq2Seq() throws -> Seq2SeqLanguageModel {
+        let dt = base.dtype
+        if base.chatTemplate != nil { throw ValidationError("--chat-template: an encoder-decoder model has no chat template") }
+        let quantization = base.quantize.map { QuantizationConfig(method: $0, doubleQuant: base.doubleQuant, computeDType: dt, int8Threshold: base.int8Threshold) }
+        let start = Date()
+        let lm = try Seq2SeqLanguageModel.load(base.model, dtype: dt, quantization: quantization)
+        stderrPrint(String(format: "loaded %@ (%@, encoder-decoder, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.model.architecture,
+                           dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
+        if let adapter {
+            try lm.model.loadAdapter(directory: adapter)
+            stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")
+        }
+        return lm
+    }
+}
+
 /// Sampling flags shared by generate and chat.
 struct SamplingFlags: ParsableArguments {
     @Option(name: .long, help: "Maximum number of new tokens.")

@@ -59,6 +59,7 @@ struct Generate: ParsableCommand {
         } else {
             throw ValidationError("give a PROMPT or --prompts-file")
         }
+        if modelOptions.isEncoderDecoder { return try generateSeq2Seq(prompts) }
         let lm = try modelOptions.load()
         if chat {
             prompts = try prompts.map { try lm.tokenizer.applyChatTemplate(user: $0, system: system) }
@@ -87,11 +88,32 @@ struct Generate: ParsableCommand {
 }
 
 extension Generate {
+    /// An encoder-decoder model (T5): each prompt is a source; the decoder's output is the answer.
+    func generateSeq2Seq(_ prompts: [String]) throws {
+        if chat { throw ValidationError("--chat: an encoder-decoder model has no chat template; give the source text as the prompt") }
+        let lm = try modelOptions.loadSeq2Seq()
+        let start = Date()
+        let results = try Seq2SeqGenerator(lm).generate(sources: prompts, options: sampling.options)
+        let elapsed = Date().timeIntervalSince(start)
+        if prompts.count == 1 && promptsFile == nil {
+            stdoutWrite(results[0].text + "\n")
+        } else {
+            for (p, r) in zip(prompts, results) {
+                let obj: [String: String] = ["prompt": p, "text": r.text, "finish_reason": r.finishReason.rawValue]
+                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+                stdoutWrite(String(decoding: data, as: UTF8.self) + "\n")
+            }
+        }
+        let newTokens = results.reduce(0) { $0 + $1.tokens.count }
+        stderrPrint(String(format: "%d new tokens in %.2f s (%.1f tokens/s)", newTokens, elapsed, Double(newTokens) / elapsed))
+    }
+
     /// `--data FILE --output answers.jsonl`: every item answered, resumably.
     func answerDataset(_ data: String) throws {
         guard let output else { throw ValidationError("--data needs --output FILE (the answers, JSON lines)") }
         if prompt != nil || promptsFile != nil { throw ValidationError("give either --data or a PROMPT / --prompts-file") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if modelOptions.isEncoderDecoder { throw ValidationError("--data answers are written for decoder-only models; for an encoder-decoder model give the sources with --prompts-file") }
         let lm = try modelOptions.load()
         var items = try TrainingData.promptItems(path: data, format: format, tokenizer: lm.tokenizer, chat: chat, system: system)
         if let limit { items = Array(items.prefix(max(0, limit))) }

@@ -193,20 +193,22 @@ struct Train: ParsableCommand {
         }
         let run = try TrainingRun.prepare(config: c)
         let lm = run.model, loaded = run.dataset, train = run.train, eval = run.eval
-        stderrPrint(String(format: "loaded %@ (%@%@) in %.1f s, weights %.0f MiB", lm.path, c.dtype.rawValue,
+        let model = run.trainable
+        stderrPrint(String(format: "loaded %@ (%@%@%@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
+                           run.seq2seq != nil ? ", encoder-decoder; " + c.dtype.rawValue : ", " + c.dtype.rawValue,
                            c.quantization.map { "; block linears " + $0.summary }
-                               ?? (lm.model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
-                           Double(lm.model.weightBytes) / 1_048_576))
+                               ?? (model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
+                           Double(model.weightBytes) / 1_048_576))
         stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
                     + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
                     + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
         if case .heldOut = run.evalSource { stderrPrint("held out \(eval.count) examples for evaluation") }
-        for caveat in lm.model.trainingCaveats { stderrPrint("note: \(caveat)") }
+        for caveat in model.trainingCaveats { stderrPrint("note: \(caveat)") }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
-            _ = try lm.model.evaluate([TrainingSequence(tokens: (0..<64).map { Int32(100 + $0) })])
-            lm.model.releaseTrainingMemory()
+            _ = try model.evaluate(Array(train.prefix(1)))
+            model.releaseTrainingMemory()
             let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
             let trainer = try run.trainer(runDirectory: nil)
             print("dry run: \(trainer.trainableParameterCount) trainable parameters, optimizer \(trainer.optimizer.name), "
@@ -223,7 +225,10 @@ struct Train: ParsableCommand {
             return
         }
         let trainer = try run.trainer(runDirectory: rank == 0 ? out : nil, world: (world?.size ?? 1) > 1 ? world : nil)
-        if rank == 0, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
+        if c.mmluEval && lm == nil {
+            throw TrainError.invalidSetting("mmlu_eval: MMLU during training scores decoder-only models; \(model.architecture) is an encoder-decoder model")
+        }
+        if rank == 0, let lm, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
             trainer.evaluators.append(mmlu)
             stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
         }

@@ -133,7 +133,7 @@ final class MMLUTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let run = try TrainingRun.prepare(config: c)
         let trainer = try run.trainer(runDirectory: dir)
-        trainer.evaluators.append(try XCTUnwrap(try MMLUTrainingEvaluator.forRun(c, model: run.model)))
+        trainer.evaluators.append(try XCTUnwrap(try MMLUTrainingEvaluator.forRun(c, model: try XCTUnwrap(run.model))))
         var evals: [EvalMetrics] = []
         try trainer.train { if case .evaluation(let e) = $0 { evals.append(e) } }
         XCTAssertEqual(evals.map(\.step), [1, 2])

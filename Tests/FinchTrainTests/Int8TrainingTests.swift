@@ -18,10 +18,10 @@ final class Int8TrainingTests: XCTestCase {
         c.loraR = 8; c.loraAlpha = 16; c.targetModules = ["all-linear"]
         c.learningRate = 1e-3; c.batchSize = 4; c.maxSteps = 6; c.evalSteps = 6; c.saveSteps = 0; c.loggingSteps = 0
         let run = try TrainingRun.prepare(config: c)
-        XCTAssertTrue(run.model.model.isQuantized)
+        XCTAssertTrue(run.trainable.isQuantized)
         var before = LossSum()
         for i in stride(from: 0, to: run.eval.count, by: 4) {
-            before = before + (try run.model.model.evaluate(Array(run.eval[i..<min(i + 4, run.eval.count)])))
+            before = before + (try run.trainable.evaluate(Array(run.eval[i..<min(i + 4, run.eval.count)])))
         }
         var after: Double?
         try run.trainer(runDirectory: nil).train { event in

@@ -77,3 +77,104 @@ final class T5QLoRATrainingTests: XCTestCase {
         print("[t5 qlora] 30 steps all-linear r8, dropout 0.1: loss \(runs[0].first!) -> \(runs[0].last!)")
     }
 }
+
+/// T5 through the run preparation and the CLI: (source, target) pairs from the source/target
+/// formats, errors for what does not apply, a Finch-saved adapter in PEFT's layout
+/// (`SEQ_2_SEQ_LM`), merge → reload with the adapter's logits, and `finch train` / `generate` /
+/// `chat` / `merge` on the tiny T5.
+final class T5RunTests: XCTestCase {
+    static let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+    let model = Fixtures.path("tiny-t5/v1_1/hf")
+    let pairs = T5RunTests.repo.appendingPathComponent("Examples/brindlewick-pairs.jsonl").path
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-t5run-\(UUID().uuidString)").path
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: scratch) }
+
+    func testPreparedPairsAndRefusals() throws {
+        var c = TrainingConfig()
+        c.model = model; c.data = pairs; c.sourceMaxLen = 8
+        let run = try TrainingRun.prepare(config: c)
+        XCTAssertNil(run.model)
+        XCTAssertEqual(run.trainable.architecture, "t5")
+        let tok = try XCTUnwrap(run.seq2seq).tokenizer
+        XCTAssertEqual(run.train.count, 34)
+        let first = run.train[0]
+        let src = try XCTUnwrap(first.source)
+        XCTAssertEqual(src.count, 8, "source cut to source_max_len, EOS kept")
+        XCTAssertEqual(src.last, 1)
+        XCTAssertEqual(Array(src.dropLast()), Array(tok.encode32("question: Where is Brindlewick?").prefix(7)))
+        let target = tok.encode32("Brindlewick is a small harbor town on the island of Tessaly Rock, famous for its hand-blown glass lanterns.") + [1]
+        XCTAssertEqual(first.tokens, [0] + target)
+        XCTAssertEqual(first.labels, [-100] + target)
+
+        var chat = c; chat.data = T5RunTests.repo.appendingPathComponent("Examples/brindlewick.jsonl").path
+        XCTAssertThrowsError(try TrainingRun.prepare(config: chat)) { XCTAssertTrue("\($0)".contains("(source, target) pairs"), "\($0)") }
+        var source = c; source.trainOnSource = true
+        XCTAssertThrowsError(try TrainingRun.prepare(config: source)) { XCTAssertTrue("\($0)".contains("train_on_source"), "\($0)") }
+        XCTAssertThrowsError(try LanguageModel.load(model)) { XCTAssertTrue("\($0)".contains("encoder-decoder"), "\($0)") }
+    }
+
+    /// An adapter Finch saves for T5 is PEFT's file: the same tensors as PEFT saved, task type SEQ_2_SEQ_LM.
+    func testSavedAdapterIsPEFTs() throws {
+        let m = try T5Model.load(directory: model)
+        try m.loadAdapter(directory: Fixtures.path("tiny-t5/v1_1/peft"))
+        let out = scratch + "/adapter"
+        try m.adapter(named: "default", config: m.adapterConfigs["default"]!).save(to: out)
+        let ours = try SafeTensorsFile(path: out + "/adapter_model.safetensors")
+        let theirs = try SafeTensorsFile(path: Fixtures.path("tiny-t5/v1_1/peft/adapter_model.safetensors"))
+        XCTAssertEqual(Set(ours.tensorNames), Set(theirs.tensorNames))
+        for n in theirs.tensorNames { XCTAssertEqual(try ours.floats(n), try theirs.floats(n), n) }
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/adapter_config.json"))) as! [String: Any]
+        XCTAssertEqual(config["task_type"] as? String, "SEQ_2_SEQ_LM")
+        XCTAssertEqual(Set(config["target_modules"] as? [String] ?? []), ["q", "v"])
+    }
+
+    /// `saveHuggingFace` folds the active adapter in; the directory reloads (strictly) to the adapter's logits.
+    func testMergedExportReloadsToTheAdapterLogits() throws {
+        for variant in ["v1_1", "original"] {
+            let m = try T5Model.load(directory: Fixtures.path("tiny-t5/\(variant)/hf"))
+            try m.loadAdapter(directory: Fixtures.path("tiny-t5/\(variant)/peft"))
+            let src = [5, 17, 40, 9, 21, 1], dec = [0, 33, 12, 7]
+            let want = try m.logits(source: src, decoderInput: dec)
+            let out = scratch + "/\(variant)"
+            let r = try m.saveHuggingFace(to: out, tokenizer: nil, options: HuggingFaceExportOptions())
+            XCTAssertEqual(r.adapters, ["default"])
+            let back = try T5Model.load(directory: out)
+            XCTAssertEqual(back.config.scalesDecoderOutput, m.config.scalesDecoderOutput)
+            let got = try back.logits(source: src, decoderInput: dec)
+            XCTAssertLessThan(zip(got.joined(), want.joined()).map { abs($0 - $1) }.max()!, 1e-5, variant)
+        }
+    }
+
+    func testCommandLine() throws {
+        let finch = Self.repo.appendingPathComponent(".build/release/finch").path
+        guard FileManager.default.isExecutableFile(atPath: finch) else { throw XCTSkip("build the finch product first") }
+        func run(_ args: [String], input: String? = nil) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: finch); p.arguments = args
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out; p.standardError = err
+            let inp = Pipe()
+            if input != nil { p.standardInput = inp }
+            try p.run()
+            if let input { inp.fileHandleForWriting.write(Data(input.utf8)); inp.fileHandleForWriting.closeFile() }
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "finch \(args.joined(separator: " ")): \(String(decoding: e, as: UTF8.self))")
+            return String(decoding: o, as: UTF8.self)
+        }
+        let runDir = scratch + "/run", merged = scratch + "/merged"
+        _ = try run(["train", "--model", model, "--data", pairs, "--output", runDir, "--max-steps", "12", "--batch-size", "4",
+                     "--learning-rate", "5e-3", "--target-modules", "all-linear", "--quantize", "nf4", "--double-quant"])
+        let losses = try String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").count
+        XCTAssertGreaterThan(losses, 0)
+        let prompt = "question: Where is Brindlewick?"
+        let a = try run(["generate", "--model", model, "--adapter", runDir, "--max-new-tokens", "8", prompt])
+        let b = try run(["chat", "--model", model, "--adapter", runDir, "--max-new-tokens", "8"], input: prompt + "\n")
+        XCTAssertEqual(a, b)
+        let report = try run(["merge", "--model", model, "--adapter", runDir, "--output", merged])
+        XCTAssertTrue(report.contains("exported, reloaded"), report)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: merged + "/model.safetensors"))
+        print("[t5 cli] trained 12 QLoRA steps, generate == chat: \(a.debugDescription); merge: \(report.split(separator: "\n").last ?? "")")
+    }
+}

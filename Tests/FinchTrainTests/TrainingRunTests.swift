@@ -14,7 +14,7 @@ final class TrainingRunTests: XCTestCase {
             c.data = Fixtures.path("data/input_output.jsonl")
             c.evalFraction = 0.25
             let run = try TrainingRun.prepare(config: c)
-            XCTAssertEqual(run.model.model.architecture, family)
+            XCTAssertEqual(run.trainable.architecture, family)
             XCTAssertEqual(run.dataset.format, .inputOutput)
             XCTAssertEqual(run.train.count + run.eval.count, run.dataset.examples.count, family)
             XCTAssertGreaterThan(run.eval.count, 0, family)

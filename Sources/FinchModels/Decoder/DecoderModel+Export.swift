@@ -304,7 +304,7 @@ extension DecoderModel {
     }
 
     /// A safetensors entry holding `t`'s values rounded to `dtype`.
-    private static func entry(_ t: ExportTensor, dtype: ExportDType, path: String) throws -> SafeTensorsWriter.Entry {
+    static func entry(_ t: ExportTensor, dtype: ExportDType, path: String) throws -> SafeTensorsWriter.Entry {
         let v = t.values()
         precondition(v.count == t.shape.reduce(1, *), "\(t.name): \(v.count) values for shape \(t.shape)")
         switch dtype {

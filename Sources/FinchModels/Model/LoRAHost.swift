@@ -27,9 +27,14 @@ public protocol LoRAHost: AnyObject {
     var linearsFanInFanOut: Bool { get }
     /// Reads a llama.cpp LoRA adapter GGUF made for this model (see `DecoderConfig.ggufLoRAAdapter`).
     func ggufLoRAAdapter(path: String) throws -> LoRAAdapter
+    /// PEFT's `task_type` for adapters of this model (`CAUSAL_LM`; `SEQ_2_SEQ_LM` for T5), which
+    /// decides the model class PEFT wraps the base in.
+    var peftTaskType: String { get }
 }
 
 extension LoRAHost {
+    public var peftTaskType: String { "CAUSAL_LM" }
+
     /// Every adaptable linear layer: full module name → (out, in) features.
     public var linearModules: [String: (out: Int, in: Int)] {
         var out: [String: (out: Int, in: Int)] = [:]
@@ -146,6 +151,7 @@ extension LoRAHost {
     public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
         var config = config
         config.fanInFanOut = linearsFanInFanOut
+        config.taskType = peftTaskType
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
             let base = baseWeight(slots[module]!.get())
@@ -165,6 +171,7 @@ extension LoRAHost {
     public func adapter(named name: String, config: AdapterConfig) -> LoRAAdapter {
         var config = config
         config.fanInFanOut = linearsFanInFanOut
+        config.taskType = peftTaskType
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
         return LoRAAdapter(config: config, modules: modules)

@@ -12,6 +12,8 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case unusedWeights(path: String, names: [String])
     case badWeightShape(path: String, name: String, expected: [Int], actual: [Int])
     case badInput(String)
+    /// An encoder-decoder checkpoint (T5) given where a decoder-only model is needed.
+    case encoderDecoder(path: String, family: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,9 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
         case .badWeightShape(let path, let name, let expected, let actual):
             return "\(path): weight '\(name)' has shape \(actual), expected \(expected) from the config"
         case .badInput(let what): return "bad input: \(what)"
+        case .encoderDecoder(let path, let family):
+            return "\(path): a \(family) model is an encoder-decoder model; finch train, generate and merge take it, "
+                + "this command works with decoder-only models"
         }
     }
 }

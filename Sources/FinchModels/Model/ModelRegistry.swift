@@ -60,8 +60,22 @@ public enum ModelRegistry {
         .gpt2,
     ]
 
+    /// Encoder-decoder families: loaded as `Seq2SeqLM` (through `Seq2SeqLanguageModel`).
+    public static let encoderDecoderFamilies: [EncoderDecoderFamily] = [
+        .t5,
+    ]
+
     /// `model_type` values Finch reads.
-    public static var supportedModelTypes: [String] { families.flatMap(\.modelTypes) }
+    public static var supportedModelTypes: [String] { families.flatMap(\.modelTypes) + encoderDecoderFamilies.flatMap(\.modelTypes) }
+
+    /// The encoder-decoder family of a Hugging Face directory's `config.json`, nil when it is
+    /// not one (or not a directory).
+    public static func encoderDecoderFamily(directory: String) -> EncoderDecoderFamily? {
+        let path = (directory as NSString).appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: path), let json = try? JSONParser.parse([UInt8](data)),
+              case .string(let type)? = json["model_type"] else { return nil }
+        return encoderDecoderFamilies.first { $0.modelTypes.contains(type) }
+    }
 
     /// The family of a `config.json`: by `model_type`, with every `architectures` entry checked
     /// to be that family's causal LM (a `…ForSequenceClassification` has no LM head to train).
@@ -72,6 +86,9 @@ public enum ModelRegistry {
         }
         guard case .string(let type)? = json["model_type"] else {
             throw ModelError.invalidConfig(path: path, reason: "there is no \"model_type\"; Finch reads it to know the architecture (supported: \(supportedModelTypes.joined(separator: ", ")))")
+        }
+        if let e = encoderDecoderFamilies.first(where: { $0.modelTypes.contains(type) }) {
+            throw ModelError.encoderDecoder(path: path, family: e.name)
         }
         guard let family = families.first(where: { $0.modelTypes.contains(type) }) else {
             throw ModelError.unsupportedArchitecture(path: path, architecture: type, supported: supportedModelTypes)
@@ -107,5 +124,19 @@ public enum ModelRegistry {
     public static func load(from source: WeightSource, config: any DecoderConfig, dtype: WeightDType,
                             quantization: QuantizationConfig? = nil) throws -> any CausalLM {
         try DecoderModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
+    }
+}
+
+/// An encoder-decoder family: the names it answers to in `config.json` and how to load a
+/// Hugging Face directory of it.
+public struct EncoderDecoderFamily: Sendable {
+    public let name: String
+    public let modelTypes: [String]
+    public let architectures: [String]
+    let load: @Sendable (_ directory: String, _ dtype: WeightDType, _ quantization: QuantizationConfig?) throws -> any Seq2SeqLM
+
+    public init(name: String, modelTypes: [String], architectures: [String],
+                load: @escaping @Sendable (String, WeightDType, QuantizationConfig?) throws -> any Seq2SeqLM) {
+        self.name = name; self.modelTypes = modelTypes; self.architectures = architectures; self.load = load
     }
 }

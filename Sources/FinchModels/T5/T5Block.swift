@@ -27,7 +27,7 @@ struct T5SelfSegment {
     /// [H, Q, K]
     let bias: Buffer<Float>
     /// Keys and values of the sequence's earlier tokens, per layer, and how many there are.
-    let cache: T5Cache?
+    let cache: EncoderDecoderCache?
 }
 
 /// The keys of cross-attention: computed from the encoder output in the call (training), or read
@@ -35,7 +35,7 @@ struct T5SelfSegment {
 enum T5CrossKeys {
     /// encoder output [M, C] and each sequence's rows of it.
     case compute(encoderOutput: UnsafePointer<Float>, rows: Int, ranges: [Range<Int>])
-    case cached([T5Cache])
+    case cached([EncoderDecoderCache])
 }
 
 extension T5Model {

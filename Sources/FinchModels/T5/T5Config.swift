@@ -155,3 +155,9 @@ public enum T5Activation: Sendable, Equatable {
     case gelu(GELU.Approximation)
     case silu
 }
+
+extension EncoderDecoderFamily {
+    public static let t5 = EncoderDecoderFamily(
+        name: "t5", modelTypes: ["t5"], architectures: ["T5ForConditionalGeneration"],
+        load: { dir, dtype, quantization in try T5Model.load(directory: dir, dtype: dtype, quantization: quantization) })
+}

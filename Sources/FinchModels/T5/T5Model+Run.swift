@@ -5,50 +5,6 @@ import Foundation
 // Dimension letters: N rows of a stack call, M encoder rows, C d_model, I inner width (H · D),
 // V vocabulary.
 
-/// One sequence's state in generation: the encoder's keys and values for every decoder layer's
-/// cross-attention (computed once), and the decoder's own keys and values so far.
-public final class T5Cache {
-    /// M: source tokens.
-    public let encoderRows: Int
-    /// [M, I] per decoder layer.
-    let crossK: [Buffer<Float>], crossV: [Buffer<Float>]
-    /// [capacity, I] per decoder layer, rows 0 ..< length filled.
-    var selfK: [Buffer<Float>], selfV: [Buffer<Float>]
-    /// Decoder tokens already run.
-    public private(set) var length = 0
-    private(set) var capacity: Int
-    let inner: Int
-
-    init(encoderRows: Int, crossK: [Buffer<Float>], crossV: [Buffer<Float>], inner: Int, capacity: Int) {
-        self.encoderRows = encoderRows; self.crossK = crossK; self.crossV = crossV; self.inner = inner
-        self.capacity = max(1, capacity)
-        selfK = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
-        selfV = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
-    }
-
-    /// Room for `total` decoder tokens.
-    func reserve(_ total: Int) {
-        guard total > capacity else { return }
-        let cap = max(total, capacity * 2)
-        func grown(_ b: Buffer<Float>) -> Buffer<Float> {
-            let n = Buffer<Float>(uninitializedCount: cap * inner)
-            n.pointer.update(from: b.pointer, count: length * inner)
-            return n
-        }
-        selfK = selfK.map(grown); selfV = selfV.map(grown)
-        capacity = cap
-    }
-
-    /// Writes `rows` new keys / values [rows, I] of decoder layer `layer` after the first `length`.
-    func append(layer: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, rows: Int) {
-        precondition(length + rows <= capacity, "reserve before appending")
-        (selfK[layer].pointer + length * inner).update(from: k, count: rows * inner)
-        (selfV[layer].pointer + length * inner).update(from: v, count: rows * inner)
-    }
-
-    func advance(by rows: Int) { length += rows }
-}
-
 extension T5Model {
     /// The encoder over `rows` packed rows of tokens (sequences `ranges`): the final-normed output
     /// [N, C]; with `acts`, each block's activations (and the final norm's input and statistics).
@@ -73,7 +29,7 @@ extension T5Model {
 
     /// Runs the encoder over each source once and returns each sequence's cache (cross-attention
     /// keys and values of every decoder layer), ready for `decode`.
-    public func encode(_ sources: [[Int]], capacity: Int = 64) throws -> [T5Cache] {
+    public func encode(_ sources: [[Int]], capacity: Int) throws -> [EncoderDecoderCache] {
         var tokens: [Int] = [], ranges: [Range<Int>] = []
         for (i, s) in sources.enumerated() {
             guard !s.isEmpty else { throw ModelError.badInput("source \(i) has no tokens") }
@@ -89,7 +45,7 @@ extension T5Model {
             ks.append(k); vs.append(v)
         }
         return ranges.map { r in
-            T5Cache(encoderRows: r.count,
+            EncoderDecoderCache(encoderRows: r.count,
                     crossK: ks.map { Buffer(copying: $0.pointer + r.lowerBound * inner, count: r.count * inner) },
                     crossV: vs.map { Buffer(copying: $0.pointer + r.lowerBound * inner, count: r.count * inner) },
                     inner: inner, capacity: capacity)
@@ -104,7 +60,7 @@ extension T5Model {
 
     /// Runs new decoder tokens of each sequence (appended after what its cache holds) and returns
     /// the selected logits [R, V].
-    public func decode(_ inputs: [(tokens: [Int], cache: T5Cache)], logits selection: LogitsSelection) throws -> Logits {
+    public func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits selection: LogitsSelection) throws -> Logits {
         let c = config.dModel, v = config.vocabSize
         var tokens: [Int] = [], segments: [T5SelfSegment] = []
         for (i, input) in inputs.enumerated() {
@@ -152,22 +108,6 @@ extension T5Model {
     /// Greedy decoding: `maxTokens` new tokens after the start id (stopping at EOS unless
     /// `stopAtEOS` is false), for each source.
     public func greedy(sources: [[Int]], maxTokens: Int, stopAtEOS: Bool = true) throws -> [[Int]] {
-        let caches = try encode(sources, capacity: maxTokens + 1)
-        var out = sources.map { _ in [Int]() }
-        var live = Array(sources.indices)
-        var next = sources.map { _ in config.startTokenId }
-        for _ in 0..<maxTokens where !live.isEmpty {
-            let l = try decode(live.map { ([next[$0]], caches[$0]) }, logits: .last)
-            var still: [Int] = []
-            for (j, s) in live.enumerated() {
-                let row = l.row(j)
-                var best = 0
-                for t in 1..<row.count where row[t] > row[best] { best = t }
-                out[s].append(best); next[s] = best
-                if !(stopAtEOS && eosTokenIds.contains(best)) { still.append(s) }
-            }
-            live = still
-        }
-        return out
+        try generate(sources: sources, maxTokens: maxTokens, stopAtEOS: stopAtEOS)
     }
 }

@@ -179,6 +179,7 @@ extension T5Model: TrainableModel {
     /// PEFT's default for T5: the attention's q and v (self- and cross-attention, both stacks).
     public var defaultTargetModules: [String] { ["q", "v"] }
     public var linearsFanInFanOut: Bool { false }
+    public var peftTaskType: String { "SEQ_2_SEQ_LM" }
     public func ggufLoRAAdapter(path: String) throws -> LoRAAdapter {
         throw ModelError.badInput("\(path): llama.cpp LoRA adapters are for decoder-only models; a T5 adapter is a PEFT directory")
     }

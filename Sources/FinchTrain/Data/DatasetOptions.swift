@@ -17,6 +17,10 @@ public struct DatasetOptions: Sendable {
     /// `oasst`, to each record or file for `text`). Chat templates write their own
     /// end-of-turn tokens, so `chat` ignores it.
     public var addEOS: Bool
+    /// For an encoder-decoder model (T5): the id its decoder starts from. Each example is then a
+    /// pair: the source (with EOS) for the encoder, the target (with EOS) for the decoder, each
+    /// cut to its own limit and to `maxSeqLen`; only the source/target formats apply.
+    public var decoderStartTokenId: Int32?
 
     /// Options with qlora-like defaults: detect the format, 512 tokens, loss on the target only, EOS appended.
     public init(format: DatasetFormat? = nil, maxSeqLen: Int = 512, sourceMaxLen: Int? = nil,
@@ -27,6 +31,7 @@ public struct DatasetOptions: Sendable {
         self.targetMaxLen = targetMaxLen
         self.trainOnSource = trainOnSource
         self.addEOS = addEOS
+        self.decoderStartTokenId = nil
     }
 
     /// Throws ``DataError/invalidOptions(reason:)`` for lengths that cannot make an example.
@@ -39,6 +44,9 @@ public struct DatasetOptions: Sendable {
         }
         if let t = targetMaxLen, t < 1 {
             throw .invalidOptions(reason: "targetMaxLen is \(t); it must be at least 1")
+        }
+        if decoderStartTokenId != nil && trainOnSource {
+            throw .invalidOptions(reason: "train_on_source has no meaning for an encoder-decoder model: the source is the encoder's input, the loss is on the target")
         }
     }
 }

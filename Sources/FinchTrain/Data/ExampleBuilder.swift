@@ -27,6 +27,7 @@ struct ExampleBuilder {
     /// A source (masked unless `trainOnSource`) followed by a target (trained), each with its
     /// own limit: `sourceMaxLen` counts the BOS, `targetMaxLen` the EOS.
     func sourceTarget(source: String, target: String) -> Outcome {
+        if let start = options.decoderStartTokenId { return pair(source: source, target: target, start: start) }
         var truncated = false
         var src = bos + tokenizer.encode32(source)
         if let limit = options.sourceMaxLen, src.count > limit {
@@ -40,6 +41,24 @@ struct ExampleBuilder {
         }
         let srcLabels = options.trainOnSource ? src : Array(repeating: TrainingExample.ignoreIndex, count: src.count)
         return finish(tokens: src + tgt, labels: srcLabels + tgt, truncated: truncated)
+    }
+
+    /// An encoder-decoder pair as transformers' seq2seq collators build it: the source and the
+    /// target each tokenized with the tokenizer's special tokens (T5 appends `</s>`), each cut to
+    /// its limit (`sourceMaxLen` / `targetMaxLen`, then `maxSeqLen`) before that last token; the
+    /// decoder reads the start id then the target, and is trained on the target.
+    func pair(source: String, target: String, start: Int32) -> Outcome {
+        var truncated = false
+        func cut(_ ids: [Int32], _ limit: Int?) -> [Int32] {
+            let most = min(limit ?? options.maxSeqLen, options.maxSeqLen) - eos.count
+            guard ids.count > most else { return ids + eos }
+            truncated = true
+            return Array(ids.prefix(max(0, most))) + eos
+        }
+        let src = cut(tokenizer.encode32(source), options.sourceMaxLen)
+        let tgt = cut(tokenizer.encode32(target), options.targetMaxLen)
+        let example = TrainingExample(tokens: [start] + tgt, labels: [TrainingExample.ignoreIndex] + tgt, source: src)
+        return !src.isEmpty && example.lossTokenCount > 0 ? .example(example, truncated: truncated) : .dropped
     }
 
     /// Segments in order (BOS first when `withBOS` and the tokenizer adds one, EOS after the

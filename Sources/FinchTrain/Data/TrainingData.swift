@@ -25,6 +25,9 @@ public enum TrainingData {
             throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to append; set addEOS to false")
         }
         let format = try options.format ?? FormatDetection.detect(path: path)
+        if options.decoderStartTokenId != nil && !format.isSourceTarget {
+            throw DataError.invalidOptions(reason: "\(path) is \(format.rawValue) data; an encoder-decoder model trains on (source, target) pairs: use the alpaca, input-output or self-instruct format")
+        }
         let builder = ExampleBuilder(tokenizer: tokenizer, options: options)
         var result = LoadedDataset(examples: [], format: format, recordCount: 0, droppedCount: 0, truncatedCount: 0)
 

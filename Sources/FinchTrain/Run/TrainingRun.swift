@@ -1,5 +1,6 @@
 import FinchCore
 import FinchModels
+import FinchTokenizer
 import Foundation
 
 /// What a training run starts from, prepared from a `TrainingConfig`: the model (quantized as
@@ -8,7 +9,15 @@ import Foundation
 /// and splitting by hand.
 public struct TrainingRun {
     public let config: TrainingConfig
-    public let model: LanguageModel
+    /// The model being trained (either kind).
+    public let trainable: any TrainableModel
+    public let tokenizer: Tokenizer
+    /// Where the model was loaded from.
+    public let modelPath: String
+    /// The loaded model when it is decoder-only (nil for an encoder-decoder one).
+    public let model: LanguageModel?
+    /// The loaded model when it is encoder-decoder (T5; nil for a decoder-only one).
+    public let seq2seq: Seq2SeqLanguageModel?
     /// The training file as read (format, counts of dropped and truncated examples).
     public let dataset: LoadedDataset
     public let train: [TrainingSequence]
@@ -53,28 +62,40 @@ public struct TrainingRun {
         guard let dataPath = c.data else { throw TrainError.invalidSetting("data: no training data file was given (--data FILE)") }
         let t0 = Date()
         let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
-        let lm = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
-        let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
-        let files = weightFileBytes(lm.path)
-        let perValue = files > 0 ? Double(files) / Double(max(1, lm.model.parameterCount)) : 4
-        let predictedLoadPeak = before + lm.model.loadPeakBytes(sourceBytesPerValue: perValue)
-        if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
-        let loadSeconds = Date().timeIntervalSince(t0)
-        let options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
+        var options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
-        let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: lm.tokenizer)
-        var train = loaded.examples.map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+        let lm: LanguageModel?, s2s: Seq2SeqLanguageModel?
+        let trainable: any TrainableModel, tokenizer: Tokenizer, path: String
+        if Seq2SeqLanguageModel.isEncoderDecoder(c.model) {
+            if c.chatTemplate != nil {
+                throw TrainError.invalidSetting("chat_template: an encoder-decoder model trains on (source, target) pairs, not chats")
+            }
+            let m = try Seq2SeqLanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
+            options.decoderStartTokenId = Int32(m.model.decoderStartTokenId)
+            (lm, s2s, trainable, tokenizer, path) = (nil, m, m.model, m.tokenizer, m.path)
+        } else {
+            let m = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
+            if let t = c.chatTemplate { try m.useChatTemplate(file: t) }
+            (lm, s2s, trainable, tokenizer, path) = (m, nil, m.model, m.tokenizer, m.path)
+        }
+        let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
+        let files = weightFileBytes(path)
+        let perValue = files > 0 ? Double(files) / Double(max(1, trainable.parameterCount)) : 4
+        let predictedLoadPeak = before + trainable.loadPeakBytes(sourceBytesPerValue: perValue)
+        let loadSeconds = Date().timeIntervalSince(t0)
+        let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: tokenizer)
+        var train = loaded.examples
         var eval: [TrainingSequence] = []
         var source = EvalSource.none
         if let e = c.evalData {
-            eval = try TrainingData.load(path: e, options: options, tokenizer: lm.tokenizer)
-                .map { TrainingSequence(tokens: $0.tokens, labels: $0.labels) }
+            eval = try TrainingData.load(path: e, options: options, tokenizer: tokenizer)
             source = .file(e)
         } else if c.evalFraction > 0 {
             (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
             source = .heldOut(fraction: c.evalFraction)
         }
-        return TrainingRun(config: c, model: lm, dataset: loaded, train: train, eval: eval, evalSource: source,
+        return TrainingRun(config: c, trainable: trainable, tokenizer: tokenizer, modelPath: path, model: lm, seq2seq: s2s,
+                           dataset: loaded, train: train, eval: eval, evalSource: source,
                            loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
                            predictedLoadPeak: predictedLoadPeak)
     }
@@ -82,6 +103,6 @@ public struct TrainingRun {
     /// A trainer for this run, writing into `runDirectory` when given.
     /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
     public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
-        try Trainer(model: model.model, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
+        try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
     }
 }
