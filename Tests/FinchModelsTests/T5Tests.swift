@@ -145,3 +145,13 @@ final class T5QuantizedTests: XCTestCase {
         XCTAssertEqual(try fresh.logits(source: src, decoderInput: dec), try stored.logits(source: src, decoderInput: dec))
     }
 }
+
+/// Batched generation equals one source at a time (greedy), and sampling is seeded per sequence.
+final class T5GenerationTests: XCTestCase {
+    func testBatchedGreedyEqualsSingle() throws {
+        let m = try T5Model.load(directory: Fixtures.path("tiny-t5/v1_1/hf"))
+        let sources = [[5, 17, 40, 9, 1], [33, 12, 1], [7, 7, 90, 14, 28, 60, 1]]
+        let batched = try m.generate(sources: sources, maxTokens: 16, stopAtEOS: false)
+        for (s, b) in zip(sources, batched) { XCTAssertEqual(try m.generate(sources: [s], maxTokens: 16, stopAtEOS: false)[0], b) }
+    }
+}

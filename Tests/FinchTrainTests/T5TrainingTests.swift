@@ -178,3 +178,28 @@ final class T5RunTests: XCTestCase {
         print("[t5 cli] trained 12 QLoRA steps, generate == chat: \(a.debugDescription); merge: \(report.split(separator: "\n").last ?? "")")
     }
 }
+
+/// DoRA + rsLoRA + gradient checkpointing + LoRA dropout on T5 through the trainer, stopped at a
+/// checkpoint and resumed: the same losses and the same adapter file as a run that never stopped.
+final class T5ResumeTests: XCTestCase {
+    func testResumeIsExactWithDoRAAndRSLoRA() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-t5resume-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        var c = TrainingConfig()
+        c.model = Fixtures.path("tiny-t5/original/hf")
+        c.data = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Examples/brindlewick-pairs.jsonl").path
+        c.useDoRA = true; c.useRSLoRA = true; c.gradientCheckpointing = true; c.loraDropout = 0.1
+        c.batchSize = 4; c.maxSteps = 10; c.saveSteps = 5; c.learningRate = 3e-3; c.targetModules = ["all-linear"]
+        let whole = try TrainingRun.prepare(config: c).trainer(runDirectory: scratch + "/whole").train()
+        // The same run stopped after step 5 (its checkpoint), then resumed by a fresh process's worth of state.
+        var first = c; first.maxSteps = 10
+        let stopped = try TrainingRun.prepare(config: first).trainer(runDirectory: scratch + "/resumed")
+        _ = try stopped.train { event in if case .step(let m, _) = event, m.step == 5 { stopped.requestStop() } }
+        let resumed = try TrainingRun.prepare(config: c).trainer(runDirectory: scratch + "/resumed")
+            .train(resumeFrom: scratch + "/resumed/checkpoint-5")
+        XCTAssertEqual(resumed.losses, whole.losses)
+        XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: scratch + "/whole/adapter_model.safetensors"))
+                      == Data(contentsOf: URL(fileURLWithPath: scratch + "/resumed/adapter_model.safetensors")))
+        XCTAssertLessThan(whole.losses.last!, whole.losses.first!)
+    }
+}
