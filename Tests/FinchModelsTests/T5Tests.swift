@@ -155,3 +155,43 @@ final class T5GenerationTests: XCTestCase {
         for (s, b) in zip(sources, batched) { XCTAssertEqual(try m.generate(sources: [s], maxTokens: 16, stopAtEOS: false)[0], b) }
     }
 }
+
+/// Strict loading of T5 checkpoints: the stacks' copies of the shared embedding and the unused
+/// cross-attention position table of the original checkpoints load (as transformers loads them);
+/// anything else left over, or a copy that differs, is refused by name.
+final class T5LoadingTests: XCTestCase {
+    func rewritten(adding extra: [(String, [Int], [Float])], name: String) throws -> String {
+        let src = Fixtures.path("tiny-t5/v1_1/hf")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("finch-t5load-\(name)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(atPath: src + "/" + f, toPath: dir + "/" + f)
+        }
+        let file = try SafeTensorsFile(path: src + "/model.safetensors")
+        var entries: [SafeTensorsWriter.Entry] = try file.tensorNames.map { n in
+            .float32(name: n, shape: file.info(n)!.shape, values: try file.floats(n))
+        }
+        entries += extra.map { .float32(name: $0.0, shape: $0.1, values: $0.2) }
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir + "/model.safetensors")
+        return dir
+    }
+
+    func testOriginalCheckpointExtrasLoadAndOthersAreRefused() throws {
+        let file = try SafeTensorsFile(path: Fixtures.path("tiny-t5/v1_1/hf/model.safetensors"))
+        let shared = try file.floats("shared.weight"), shape = file.info("shared.weight")!.shape
+        let base = try T5Model.load(directory: Fixtures.path("tiny-t5/v1_1/hf"))
+        let ok = try rewritten(adding: [("encoder.embed_tokens.weight", shape, shared), ("decoder.embed_tokens.weight", shape, shared),
+                                        ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight", [8, 4], [Float](repeating: 0.5, count: 32))],
+                               name: "ok")
+        defer { try? FileManager.default.removeItem(atPath: ok) }
+        let m = try T5Model.load(directory: ok)
+        XCTAssertEqual(try m.logits(source: [5, 17, 1], decoderInput: [0, 9]), try base.logits(source: [5, 17, 1], decoderInput: [0, 9]))
+
+        let stray = try rewritten(adding: [("encoder.block.0.layer.0.SelfAttention.q.bias", [64], [Float](repeating: 0, count: 64))], name: "stray")
+        defer { try? FileManager.default.removeItem(atPath: stray) }
+        XCTAssertThrowsError(try T5Model.load(directory: stray)) { XCTAssertTrue("\($0)".contains("SelfAttention.q.bias"), "\($0)") }
+        let differs = try rewritten(adding: [("encoder.embed_tokens.weight", shape, shared.map { $0 + 1 })], name: "differs")
+        defer { try? FileManager.default.removeItem(atPath: differs) }
+        XCTAssertThrowsError(try T5Model.load(directory: differs)) { XCTAssertTrue("\($0)".contains("differs from 'shared.weight'"), "\($0)") }
+    }
+}

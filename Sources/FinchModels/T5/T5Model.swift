@@ -185,6 +185,10 @@ public final class T5Model: @unchecked Sendable {
         }
         let enc = try blocks("encoder", count: config.numLayers, decoder: false)
         let dec = try blocks("decoder", count: config.decoderLayers, decoder: true)
+        // The original T5 checkpoints carry a position table for the first cross-attention that the
+        // model never uses (cross-attention has no position bias); transformers ignores it too.
+        let unused = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
+        if source.shape(of: unused) != nil { root.take(unused) }
         try root.finish()
         return try T5Model(config: config, dtype: dtype, shared: shared, lmHead: lmHead, encoderBias: enc.bias,
                            decoderBias: dec.bias, encoderFinalNorm: enc.norm, decoderFinalNorm: dec.norm,
