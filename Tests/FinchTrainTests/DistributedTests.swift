@@ -5,7 +5,7 @@ import XCTest
 /// `mpirun -np 2 finch train` (one thread per rank) against one process with `--grad-accum 2`
 /// and the same global batch: every step's loss and the final adapter file identical to the
 /// bit, for LoRA, QLoRA (NF4), DoRA with gradient checkpointing and 8-bit AdamW, and bf16 with
-/// paged AdamW and LoRA dropout, on the tiny LLaMA. Runs the release `finch` binary under Open
+/// paged AdamW and LoRA dropout, on the tiny LLaMA; and QLoRA on the tiny T5 (encoder-decoder). Runs the release `finch` binary under Open
 /// MPI's mpirun (Scripts/setup.sh installs openmpi-bin); skipped where either is missing, except
 /// on CI.
 final class DistributedTests: XCTestCase {
@@ -47,14 +47,16 @@ final class DistributedTests: XCTestCase {
         let mpirun = try tool("/usr/bin/mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let llama = ["--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path]
+        let t5 = ["--model", Fixtures.path("tiny-t5/v1_1/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick-pairs.jsonl").path]
         let cases: [(String, [String])] = [
-            ("lora", []), ("qlora", ["--quantize", "nf4", "--double-quant"]),
-            ("dora + gradient checkpointing + adamw_8bit", ["--use-dora", "--gradient-checkpointing", "--optimizer", "adamw_8bit"]),
-            ("bf16 + paged_adamw + dropout", ["--dtype", "bf16", "--optimizer", "paged_adamw", "--lora-dropout", "0.1"]),
+            ("lora", llama), ("qlora", llama + ["--quantize", "nf4", "--double-quant"]),
+            ("dora + gradient checkpointing + adamw_8bit", llama + ["--use-dora", "--gradient-checkpointing", "--optimizer", "adamw_8bit"]),
+            ("bf16 + paged_adamw + dropout", llama + ["--dtype", "bf16", "--optimizer", "paged_adamw", "--lora-dropout", "0.1"]),
+            ("t5 (encoder-decoder) qlora", t5 + ["--quantize", "nf4", "--double-quant", "--target-modules", "all-linear"]),
         ]
         for (name, extra) in cases {
-            let common = ["train", "--model", Fixtures.path("tiny-llama/hf"), "--data", Self.repo.appendingPathComponent("Examples/brindlewick.jsonl").path,
-                          "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",
+            let common = ["train", "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",
                           "--learning-rate", "1e-3"] + extra
             let tag = name.filter { $0.isLetter || $0.isNumber }
             let single = scratch + "/\(tag)-single", ranks = scratch + "/\(tag)-mpi"
