@@ -78,19 +78,25 @@ extension Interpreter {
             if let attr = args.get(1, "attribute"), !attr.isNone {
                 items = try items.map { try attribute($0, attr, loc) }
             }
-            return .string(items.map(strOf).joined(separator: sep))
+            let strs = items.map(strOf)
+            let (seps, o1) = sep.utf8.count.multipliedReportingOverflow(by: max(0, strs.count - 1))
+            try Self.checkSize(o1 ? -1 : strs.reduce(seps) { $0 + $1.utf8.count }, "joined string", loc)
+            return .string(strs.joined(separator: sep))
         case "replace":
             guard let old = args.get(0, "old")?.str, let new = args.get(1, "new")?.str else {
                 throw Self.err("replace needs 'old' and 'new'", loc)
             }
             var count = -1
             if case .int(let c)? = args.get(2, "count") { count = c }
+            try Self.checkReplace(v.str, old, new, count, loc)
             return .string(Self.pyReplace(v.str, old, new, count))
         case "indent":
             var indention = "    "
             switch args.get(0, "width") {
             case .string(let s)?: indention = s
-            case .int(let w)?: indention = String(repeating: " ", count: max(0, w))
+            case .int(let w)?:
+                guard w <= TemplateLimits.maxIndent else { throw Self.err("indent width \(w) is too large (the sandbox allows \(TemplateLimits.maxIndent))", loc) }
+                indention = String(repeating: " ", count: max(0, w))
             default: break
             }
             let first = boolArg(1, "first", false)
@@ -112,8 +118,12 @@ extension Interpreter {
             var json = PythonJSON()
             json.ensureASCII = boolArg(1, "ensure_ascii", false)
             switch args.get(0, "indent") {
-            case .int(let n)?: json.indent = String(repeating: " ", count: max(0, n))
-            case .string(let s)?: json.indent = s
+            case .int(let n)?:
+                guard n <= TemplateLimits.maxIndent else { throw Self.err("tojson indent \(n) is too large (the sandbox allows \(TemplateLimits.maxIndent))", loc) }
+                json.indent = String(repeating: " ", count: max(0, n))
+            case .string(let s)?:
+                guard s.utf8.count <= TemplateLimits.maxIndent else { throw Self.err("tojson indent is too long (the sandbox allows \(TemplateLimits.maxIndent) characters)", loc) }
+                json.indent = s
             default: break
             }
             json.itemSeparator = json.indent == nil ? ", " : ","

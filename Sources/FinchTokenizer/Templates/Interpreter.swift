@@ -34,6 +34,9 @@ final class Interpreter {
 
     let root: Scope
     private var depth = 0
+    /// Work done so far (statements, expressions, loop iterations): a template that goes past
+    /// `TemplateLimits.maxSteps` stops with an error instead of running for ever.
+    private var steps = 0
 
     init(variables: [String: Value]) {
         root = Scope(parent: nil)
@@ -42,6 +45,23 @@ final class Interpreter {
 
     static func err(_ msg: String, _ l: SourceLocation) -> TemplateError {
         .runtime(message: msg, line: l.line, column: l.column)
+    }
+
+    /// Counts one unit of work.
+    @inline(__always)
+    private func tick(_ l: SourceLocation? = nil) throws {
+        steps += 1
+        if steps > TemplateLimits.maxSteps {
+            throw Self.err("the template ran too long (the sandbox allows \(TemplateLimits.maxSteps) steps)", l ?? SourceLocation(line: 0, column: 0))
+        }
+    }
+
+    /// Throws when a string or list about to be made would hold more than `TemplateLimits.maxLength`
+    /// characters (UTF-8 bytes) or items, before it is made.
+    static func checkSize(_ n: Int, _ what: String, _ l: SourceLocation) throws {
+        if n < 0 || n > TemplateLimits.maxLength {
+            throw err("the \(what) would be too large (the sandbox allows \(TemplateLimits.maxLength) characters or items)", l)
+        }
     }
 
     // MARK: - Statements
@@ -55,12 +75,15 @@ final class Interpreter {
     }
 
     private func render(_ node: Node, _ scope: Scope, into out: inout String) throws -> Flow {
+        try tick()
         switch node {
         case .text(let s):
+            try Self.checkSize(out.utf8.count + s.utf8.count, "output", SourceLocation(line: 0, column: 0))
             out += s
         case .output(let e):
-            let v = try eval(e, scope)
-            out += v.str
+            let v = try eval(e, scope).str
+            try Self.checkSize(out.utf8.count + v.utf8.count, "output", SourceLocation(line: 0, column: 0))
+            out += v
         case let .ifBlock(branches, otherwise):
             for (cond, body) in branches where try eval(cond, scope).truthy {
                 return try render(body, scope, into: &out)
@@ -116,6 +139,7 @@ final class Interpreter {
         }
         let info = LoopInfo(items: items)
         for (k, item) in items.enumerated() {
+            try tick(loc)
             info.index0 = k
             let s = Scope(parent: scope)
             s.vars["loop"] = .loop(info)
@@ -152,6 +176,7 @@ final class Interpreter {
     }
 
     func eval(_ e: Expr, _ scope: Scope) throws -> Value {
+        try tick()
         switch e {
         case .literal(let v):
             return v
@@ -210,8 +235,10 @@ final class Interpreter {
         case let .or(a, b):
             let l = try eval(a, scope)
             return l.truthy ? l : try eval(b, scope)
-        case let .concat(parts, _):
-            return .string(try parts.map { try eval($0, scope).str }.joined())
+        case let .concat(parts, loc):
+            let strs = try parts.map { try eval($0, scope).str }
+            try Self.checkSize(strs.reduce(0) { $0 + $1.utf8.count }, "string", loc)
+            return .string(strs.joined())
         case let .compare(first, ops, loc):
             var left = try eval(first, scope)
             for (op, rightExpr) in ops {
@@ -244,14 +271,24 @@ final class Interpreter {
     func binary(_ op: String, _ a: Value, _ b: Value, _ loc: SourceLocation) throws -> Value {
         switch (op, a, b) {
         case let ("+", .int(x), .int(y)): return .int(x &+ y)
-        case let ("+", .string(x), .string(y)): return .string(x + y)
-        case let ("+", .list(x), .list(y)): return .list(x + y)
-        case let ("+", .tuple(x), .tuple(y)): return .tuple(x + y)
+        case let ("+", .string(x), .string(y)):
+            try Self.checkSize(x.utf8.count + y.utf8.count, "string", loc)
+            return .string(x + y)
+        case let ("+", .list(x), .list(y)):
+            try Self.checkSize(x.count + y.count, "list", loc)
+            return .list(x + y)
+        case let ("+", .tuple(x), .tuple(y)):
+            try Self.checkSize(x.count + y.count, "tuple", loc)
+            return .tuple(x + y)
         case let ("-", .int(x), .int(y)): return .int(x &- y)
         case let ("*", .int(x), .int(y)): return .int(x &* y)
         case let ("*", .string(s), .int(n)), let ("*", .int(n), .string(s)):
+            let (total, overflow) = s.utf8.count.multipliedReportingOverflow(by: max(0, n))
+            try Self.checkSize(overflow ? -1 : total, "string", loc)
             return .string(String(repeating: s, count: max(0, n)))
         case let ("*", .list(l), .int(n)), let ("*", .int(n), .list(l)):
+            let (total, overflow) = l.count.multipliedReportingOverflow(by: max(0, n))
+            try Self.checkSize(overflow ? -1 : total, "list", loc)
             return .list(Array([[Value]](repeating: l, count: max(0, n)).joined()))
         case let ("//", .int(x), .int(y)):
             guard y != 0 else { throw Self.err("integer division or modulo by zero", loc) }
@@ -265,8 +302,13 @@ final class Interpreter {
             throw TemplateError.unsupported(construct: "printf-style string formatting ('%' on a string)",
                                             line: loc.line, column: loc.column)
         case let ("**", .int(x), .int(y)) where y >= 0:
-            var r = 1
-            for _ in 0..<y { r = r &* x }
+            // By squaring (a huge exponent must not loop for ever); wraps like the other int operations.
+            var r = 1, base = x, e = y
+            while e > 0 {
+                if e & 1 == 1 { r = r &* base }
+                base = base &* base
+                e >>= 1
+            }
             return .int(r)
         default:
             break
@@ -468,7 +510,7 @@ final class Interpreter {
     }
 
     private func callMacro(_ m: Macro, _ args: CallArgs, _ loc: SourceLocation) throws -> Value {
-        guard depth < 200 else { throw Self.err("macro recursion is too deep", loc) }
+        guard depth < TemplateLimits.maxMacroDepth else { throw Self.err("macro recursion is too deep (the sandbox allows \(TemplateLimits.maxMacroDepth) levels)", loc) }
         if args.positional.count > m.params.count {
             throw Self.err("macro '\(m.name)' takes not more than \(m.params.count) argument(s)", loc)
         }
@@ -510,9 +552,12 @@ final class Interpreter {
             default: throw Self.err("range expected 1 to 3 arguments, got \(ints.count)", loc)
             }
             guard step != 0 else { throw Self.err("range() arg 3 must not be zero", loc) }
+            // The length first (in Double: no overflow), so a huge range is refused before it is made.
+            let span = step > 0 ? Double(stop) - Double(start) : Double(start) - Double(stop)
+            let length = span <= 0 ? 0 : (span / Double(step.magnitude)).rounded(.up)
+            guard length <= 100_000 else { throw Self.err("range too big (the sandbox allows 100000 items)", loc) }
             let r = step > 0 ? (start < stop ? Array(stride(from: start, to: stop, by: step)) : [])
                              : (start > stop ? Array(stride(from: start, to: stop, by: step)) : [])
-            guard r.count <= 100_000 else { throw Self.err("range too big (the sandbox allows 100000 items)", loc) }
             return .list(r.map { .int($0) })
         case .namespace:
             var d = OrderedDict()
@@ -561,4 +606,20 @@ extension Value {
     var isIntLike: Bool {
         switch self { case .bool, .int: return true; default: return false }
     }
+}
+
+/// Bounds on what a template may do, so that a chat template from a downloaded model cannot run
+/// for ever or exhaust memory (it cannot read files or the environment at all: there is no
+/// such function or filter). Parsing bounds nesting; rendering bounds work and sizes.
+public enum TemplateLimits {
+    /// Statements, expressions and loop iterations one render may evaluate.
+    public static let maxSteps = 2_000_000
+    /// Characters (UTF-8 bytes) of a string, or items of a list, including the output.
+    public static let maxLength = 1 << 24
+    /// Nesting of blocks and expressions (parentheses, unary operators, `not`, literals).
+    public static let maxNesting = 100
+    /// Macro calls in progress at once (recursion).
+    public static let maxMacroDepth = 64
+    /// Width of `indent` and `tojson(indent=...)`.
+    public static let maxIndent = 1024
 }

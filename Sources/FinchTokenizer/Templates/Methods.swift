@@ -65,8 +65,10 @@ extension Interpreter {
         if let sep {
             let sp = Array(sep.unicodeScalars)
             var i = 0, start = 0
+            // An empty separator is refused by the callers (Python: "empty separator").
+            precondition(!sp.isEmpty, "pySplit with an empty separator")
             while i + sp.count <= sc.count {
-                if (maxsplit < 0 || out.count < maxsplit) && Array(sc[i..<i + sp.count]) == sp {
+                if (maxsplit < 0 || out.count < maxsplit) && sc[i..<i + sp.count].elementsEqual(sp) {
                     out.append(str(sc[start..<i])); i += sp.count; start = i
                 } else { i += 1 }
             }
@@ -168,6 +170,7 @@ extension Interpreter {
             guard let old = try strArg(0, "old"), let new = try strArg(1, "new") else { throw Self.err("replace() needs two strings", loc) }
             var count = -1
             if case .int(let c)? = args.get(2, "count") { count = c }
+            try Self.checkReplace(s, old, new, count, loc)
             return .string(Self.pyReplace(s, old, new, count))
         case "find", "rfind", "index":
             guard let sub = try strArg(0, "sub") else { throw Self.err("\(name)() needs a string", loc) }
@@ -208,6 +211,28 @@ extension Interpreter {
     }
 
     /// Python `str.replace(old, new, count)`.
+    /// Throws when `replace` would make a string past `TemplateLimits.maxLength` (counted first).
+    static func checkReplace(_ s: String, _ old: String, _ new: String, _ count: Int, _ loc: SourceLocation) throws {
+        guard new.utf8.count > old.utf8.count else { return }
+        var n: Int
+        if old.isEmpty {
+            n = s.unicodeScalars.count + 1
+        } else {
+            // Non-overlapping occurrences, left to right, as Python counts them.
+            let sc = Array(s.unicodeScalars), sp = Array(old.unicodeScalars)
+            n = 0
+            var i = 0
+            while i + sp.count <= sc.count {
+                var match = true
+                for k in 0..<sp.count where sc[i + k] != sp[k] { match = false; break }
+                if match { n += 1; i += sp.count } else { i += 1 }
+            }
+        }
+        if count >= 0 { n = min(n, count) }
+        let (grow, o) = n.multipliedReportingOverflow(by: new.utf8.count - old.utf8.count)
+        try checkSize(o ? -1 : s.utf8.count + grow, "string", loc)
+    }
+
     static func pyReplace(_ s: String, _ old: String, _ new: String, _ count: Int) -> String {
         if old.isEmpty {
             // Python inserts `new` between every character (and at both ends).

@@ -2,6 +2,15 @@
 struct TemplateParser {
     private let tokens: [LexToken]
     private var i = 0
+    /// Blocks and expressions open around the current token (bounded: see `TemplateLimits.maxNesting`).
+    private var nesting = 0
+
+    private mutating func enter() throws {
+        nesting += 1
+        if nesting > TemplateLimits.maxNesting {
+            throw fail("the template nests too deeply (the sandbox allows \(TemplateLimits.maxNesting) levels)")
+        }
+    }
 
     init(tokens: [LexToken]) { self.tokens = tokens }
 
@@ -94,6 +103,7 @@ struct TemplateParser {
     }
 
     private mutating func parseStatement(_ word: String) throws -> Node {
+        try enter(); defer { nesting -= 1 }
         let l = loc
         switch word {
         case "if": return try parseIf()
@@ -263,6 +273,7 @@ struct TemplateParser {
     }
 
     mutating func parseExpression() throws -> Expr {
+        try enter(); defer { nesting -= 1 }
         var e = try parseOr()
         while isName("if") {
             advance()
@@ -287,6 +298,7 @@ struct TemplateParser {
     }
 
     private mutating func parseNot() throws -> Expr {
+        try enter(); defer { nesting -= 1 }
         if isName("not") { advance(); return .not(try parseNot()) }
         return try parseCompare()
     }
@@ -347,6 +359,7 @@ struct TemplateParser {
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> Expr {
+        try enter(); defer { nesting -= 1 }
         let l = loc
         var node: Expr
         if isOp("-") {
