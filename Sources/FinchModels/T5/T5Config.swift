@@ -118,6 +118,11 @@ public struct T5Config: Decodable, Equatable, Sendable {
         if relativeAttentionNumBuckets < 4 {
             throw ModelError.invalidConfig(path: path, reason: "relative_attention_num_buckets = \(relativeAttentionNumBuckets) is below 4")
         }
+        // The logarithmic buckets span max_exact ..< max_distance (max_exact: a quarter of the buckets
+        // in the encoder, half in the decoder); a max_distance not past that has no such span.
+        if relativeAttentionMaxDistance <= relativeAttentionNumBuckets / 2 {
+            throw ModelError.invalidConfig(path: path, reason: "relative_attention_max_distance (\(relativeAttentionMaxDistance)) must exceed half of relative_attention_num_buckets (\(relativeAttentionNumBuckets))")
+        }
     }
 
     /// What training does differently from transformers' training mode.
@@ -145,7 +150,7 @@ public struct T5Config: Decodable, Equatable, Sendable {
         if distance < maxExact { return result + distance }
         let scaled = logf(Float(distance) / Float(maxExact)) / Float(log(Double(relativeAttentionMaxDistance) / Double(maxExact)))
             * Float(buckets - maxExact)
-        return result + min(maxExact + Int(scaled), buckets - 1)
+        return result + min(maxExact + Int(min(scaled, Float(buckets))), buckets - 1)
     }
 }
 

@@ -1,4 +1,5 @@
 import FinchCore
+import FinchFormats
 import FinchLoRA
 import Foundation
 
@@ -37,13 +38,19 @@ public enum Checkpoint {
         let final = (runDirectory as NSString).appendingPathComponent(prefix + String(step))
         let partial = (runDirectory as NSString).appendingPathComponent(".\(prefix)\(step).partial")
         try? fm.removeItem(atPath: partial)
+        // A failed write (a full disk) leaves no partial directory behind, and the earlier checkpoints as they were.
+        var published = false
+        defer { if !published { try? fm.removeItem(atPath: partial) } }
         try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
         try adapter.save(to: partial)
         try optimizer.save(to: (partial as NSString).appendingPathComponent("optimizer.safetensors"))
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try e.encode(state).write(to: URL(fileURLWithPath: (partial as NSString).appendingPathComponent("trainer_state.json")),
-                                  options: .atomic)
+        let stateBytes = try e.encode(state)
+        try AtomicFile.write(to: (partial as NSString).appendingPathComponent("trainer_state.json")) { try $0.write([UInt8](stateBytes)) }
+        // Every file above is fsynced (AtomicFile, SafeTensorsWriter); the directory entries too,
+        // before the rename that publishes the checkpoint, and the run directory after it.
+        syncDirectory(partial)
         if fm.fileExists(atPath: final) {
             let old = final + ".old"
             try? fm.removeItem(atPath: old)
@@ -53,7 +60,17 @@ public enum Checkpoint {
         } else {
             try fm.moveItem(atPath: partial, toPath: final)
         }
+        published = true
+        syncDirectory(runDirectory)
         return final
+    }
+
+    /// fsync(2) of a directory (its entries), best effort.
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
     }
 
     /// Checkpoints in a run directory, oldest (lowest step) first.

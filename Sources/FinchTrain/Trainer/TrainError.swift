@@ -6,6 +6,9 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
     /// (every rank stops at the same step: the sum carries the NaN to all).
     case nonFiniteLoss(step: Int, loss: Double, lastCheckpoint: String?, ranks: RankReport? = nil)
     case outputExists(path: String)
+    /// Writing the checkpoint of `step` failed (a full disk, a read-only directory); nothing of it
+    /// was left behind and the earlier checkpoints are whole.
+    case checkpointFailed(step: Int, reason: String, lastCheckpoint: String?)
     /// A file the run needs could not be created or written (paged optimizer state).
     case io(path: String, reason: String)
 
@@ -19,6 +22,10 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
                 + "Lower the learning rate, set --max-grad-norm, or check the data."
         case .io(let p, let r):
             return "\(p): \(r); set FINCH_PAGED_DIR to a writable directory with free space, or use --optimizer adamw"
+        case .checkpointFailed(let step, let reason, let last):
+            return "step \(step): the checkpoint could not be written (\(reason)). "
+                + (last.map { "The last whole checkpoint is \($0); " } ?? "No checkpoint was saved yet; ")
+                + "free space (or choose another --output) and continue with --resume."
         case .outputExists(let p):
             return "\(p) already holds a finished run (adapter_model.safetensors); choose another --output, or --resume to continue it"
         }

@@ -205,8 +205,12 @@ public final class Trainer: @unchecked Sendable {
             }
             interrupted = shouldStop && step < totalSteps
             if let run, (config.saveSteps > 0 && step % config.saveSteps == 0) || interrupted {
-                lastCheckpoint = try saveCheckpoint(run: run, step: step, losses: losses,
-                                                    seconds: secondsBefore + Date().timeIntervalSince(started))
+                do {
+                    lastCheckpoint = try saveCheckpoint(run: run, step: step, losses: losses,
+                                                        seconds: secondsBefore + Date().timeIntervalSince(started))
+                } catch {
+                    throw TrainError.checkpointFailed(step: step, reason: "\(error)", lastCheckpoint: lastCheckpoint)
+                }
                 progress(.checkpoint(step: step, path: lastCheckpoint!))
             }
             if interrupted { break }
