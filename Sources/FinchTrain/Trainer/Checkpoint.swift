@@ -52,7 +52,8 @@ public enum Checkpoint {
         // before the rename that publishes the checkpoint, and the run directory after it.
         syncDirectory(partial)
         if fm.fileExists(atPath: final) {
-            let old = final + ".old"
+            // The old one is hidden first (one rename), so a kill in between leaves no half checkpoint in view.
+            let old = (runDirectory as NSString).appendingPathComponent(".\(prefix)\(step).old")
             try? fm.removeItem(atPath: old)
             try fm.moveItem(atPath: final, toPath: old)
             try fm.moveItem(atPath: partial, toPath: final)
@@ -82,11 +83,27 @@ public enum Checkpoint {
         }.sorted { $0.0 < $1.0 }
     }
 
-    /// Deletes the oldest checkpoints beyond `limit`.
+    /// Deletes the oldest checkpoints beyond `limit`: each is renamed out of view first (one
+    /// atomic rename), then removed, so a kill during the removal never leaves a half checkpoint
+    /// that looks whole.
     static func rotate(runDirectory: String, limit: Int?) {
         guard let limit else { return }
         let all = list(runDirectory: runDirectory)
-        for c in all.dropLast(limit) { try? FileManager.default.removeItem(atPath: c.path) }
+        for c in all.dropLast(limit) {
+            let hidden = (runDirectory as NSString).appendingPathComponent(".\((c.path as NSString).lastPathComponent).deleting")
+            if (try? FileManager.default.moveItem(atPath: c.path, toPath: hidden)) != nil {
+                try? FileManager.default.removeItem(atPath: hidden)
+            }
+        }
+    }
+
+    /// Removes what an interrupted checkpoint write or rotation left (hidden `.checkpoint-*`
+    /// entries: partial, replaced or half-deleted directories). Called when a run starts.
+    static func removeLeftovers(runDirectory: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: runDirectory)) ?? []
+        for n in names where n.hasPrefix("." + prefix) {
+            try? FileManager.default.removeItem(atPath: (runDirectory as NSString).appendingPathComponent(n))
+        }
     }
 
     /// The checkpoint a `--resume` path names: a checkpoint directory itself, or a run

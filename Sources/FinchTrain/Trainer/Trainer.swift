@@ -121,7 +121,10 @@ public final class Trainer: @unchecked Sendable {
             step = state.globalStep; losses = state.losses; secondsBefore = state.seconds
             run?.truncate(after: step)
         }
-        if let run { try run.writeConfig(config) }
+        if let run {
+            Checkpoint.removeLeftovers(runDirectory: run.path)
+            try run.writeConfig(config)
+        }
         progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: train.count, evalExamples: eval.count,
                           trainableParameters: trainableParameterCount))
         let schedule = self.schedule
