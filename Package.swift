@@ -118,7 +118,9 @@ if fuzzing {
     package.targets.append(.target(name: "CFinchFuzz", path: "Fuzz/CFuzz"))
     package.targets.append(.executableTarget(
         name: "finch-fuzz",
-        dependencies: ["CFinchFuzz", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchModels", "FinchTrain"],
+        dependencies: ["CFinchFuzz", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchModels", "FinchTrain", "FinchEval",
+                       "FinchServe", .product(name: "Hummingbird", package: "hummingbird"),
+                       .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
         path: "Fuzz/Sources",
         swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
 }

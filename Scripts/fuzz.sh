@@ -2,7 +2,8 @@
 # Runs a libFuzzer harness over Finch's parsers:
 #   Scripts/fuzz.sh NAME SECONDS [libFuzzer options...]
 #   Scripts/fuzz.sh all SECONDS          # every harness, SECONDS each
-# NAME: safetensors gguf tokenizer-json tokenize jinja config yaml dataset
+#   Scripts/fuzz.sh build                # only build (FINCH_FUZZ_SKIP_BUILD=1 then skips it)
+# NAME: safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http
 # Builds Fuzz/Sources (finch-fuzz) with -sanitize=fuzzer,address and Swift's checks on, in its own
 # build directory (.build-fuzz). Seeds: Fuzz/corpus/NAME (committed); new inputs the fuzzer keeps
 # go to .build-fuzz/corpus/NAME, crashes / leaks / timeouts to .build-fuzz/artifacts/. Prints
@@ -13,10 +14,11 @@ NAME="${1:?usage: Scripts/fuzz.sh NAME|all SECONDS [libFuzzer options]}"
 SECS="${2:-60}"
 shift 2 || shift $#
 BUILD=.build-fuzz
-FINCH_FUZZ=1 swift build -c release --build-path "$BUILD" --manifest-cache none --product finch-fuzz \
+[ -n "${FINCH_FUZZ_SKIP_BUILD:-}" ] || FINCH_FUZZ=1 swift build -c release --build-path "$BUILD" --manifest-cache none --product finch-fuzz \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xswiftc -use-ld=lld >&2
 BIN="$BUILD/release/finch-fuzz"
-HARNESSES="safetensors gguf tokenizer-json tokenize jinja config yaml dataset"
+[ "$NAME" = build ] && exit 0
+HARNESSES="safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http"
 [ "$NAME" = all ] && NAMES="$HARNESSES" || NAMES="$NAME"
 status=0
 for n in $NAMES; do

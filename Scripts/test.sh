@@ -4,7 +4,7 @@
 # test arguments were given (e.g. --filter), the end-to-end checks of `finch serve` with real
 # clients (the openai package, headless Chromium on the chat page), the two-host MPI run, and the
 # hardening checks: 20 SIGKILLs of a training run resumed to the same adapter, a full disk while
-# checkpointing, and every fuzz harness for FINCH_FUZZ_SECONDS (default 20) each.
+# checkpointing, and every fuzz harness for FINCH_FUZZ_SECONDS (default 30) each, two at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh --no-build
@@ -17,5 +17,5 @@ if [ $# -eq 0 ]; then
   if [ "$(id -u)" = 0 ]; then Scripts/distributed/two_hosts.sh; else echo "two-host MPI check skipped (needs root for ip netns)" >&2; fi
   Scripts/hardening/kill_test.sh 20
   Scripts/hardening/full_disk.sh
-  Scripts/fuzz.sh all "${FINCH_FUZZ_SECONDS:-20}"
+  FINCH_FUZZ_RESULTS=.build-fuzz/ci-fuzz.jsonl Scripts/fuzz_campaign.sh 2 -1 "${FINCH_FUZZ_SECONDS:-30}"
 fi

@@ -13,11 +13,12 @@ import Foundation
 
 /// The harnesses by name.
 enum Harness: String, CaseIterable {
-    case safetensors, gguf, tokenizerJSON = "tokenizer-json", tokenize, jinja, config, yaml, dataset
+    case safetensors, safetensorsIndex = "safetensors-index", gguf, tokenizerJSON = "tokenizer-json", tokenize, jinja, config, yaml, dataset, http
 
     func run(_ data: [UInt8]) {
         switch self {
         case .safetensors: Harness.safetensors(data)
+        case .safetensorsIndex: Harness.safetensorsIndex(data)
         case .gguf: Harness.gguf(data)
         case .tokenizerJSON: Harness.tokenizerJSON(data)
         case .tokenize: Harness.tokenize(data)
@@ -25,6 +26,7 @@ enum Harness: String, CaseIterable {
         case .config: Harness.config(data)
         case .yaml: Harness.yaml(data)
         case .dataset: Harness.dataset(data)
+        case .http: HTTPHarness.request(data)
         }
     }
 
@@ -50,6 +52,26 @@ enum Harness: String, CaseIterable {
     static func safetensors(_ data: [UInt8]) {
         guard let f = try? SafeTensorsFile(path: file(data, ".safetensors")) else { return }
         for name in f.tensorNames.prefix(64) { _ = try? f.floats(name) }
+    }
+
+    /// A sharded checkpoint's directory: tiny LLaMA's three shards (links) beside a fuzzed
+    /// model.safetensors.index.json.
+    static let shardDirectory: String = {
+        let dir = scratch + "-sharded"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: dir)
+        try! fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for i in 1...3 {
+            let name = "model-0000\(i)-of-00003.safetensors"
+            try! fm.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: root + "/Tests/Fixtures/tiny-llama/hf/" + name)
+        }
+        return dir
+    }()
+
+    static func safetensorsIndex(_ data: [UInt8]) {
+        FileManager.default.createFile(atPath: shardDirectory + "/model.safetensors.index.json", contents: Data(data))
+        guard let c = try? SafeTensorsCollection(directory: shardDirectory) else { return }
+        for name in c.names.prefix(64) { _ = try? c.floats(name) }
     }
 
     static func gguf(_ data: [UInt8]) {
@@ -119,13 +141,14 @@ enum Harness: String, CaseIterable {
     }
 }
 
-/// The harness this process runs (read once).
+/// The harness this process runs (read once; `http` starts its server here, before the first input).
 let selected: Harness = {
     let name = ProcessInfo.processInfo.environment["FINCH_FUZZ_TARGET"] ?? ""
     guard let h = Harness(rawValue: name) else {
         FileHandle.standardError.write(Data("set FINCH_FUZZ_TARGET to one of: \(Harness.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
         exit(2)
     }
+    if h == .http { _ = HTTPHarness.responder }
     return h
 }()
 
@@ -140,6 +163,14 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 @_cdecl("finch_fuzz_main")
 public func finchFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
     _ = selected
+    atexit {
+        // The scratch files of this process (a crash leaves them, beside the artifact).
+        let name = (Harness.scratch as NSString).lastPathComponent
+        for f in (try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []
+        where f.hasPrefix(name + ".") || f.hasPrefix(name + "-") {
+            try? FileManager.default.removeItem(atPath: "/dev/shm/" + f)
+        }
+    }
     var c = argc
     var v = argv
     return LLVMFuzzerRunDriver(&c, &v) { data, size in fuzzOne(data, size) }

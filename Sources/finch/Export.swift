@@ -120,11 +120,7 @@ struct Export: ParsableCommand {
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let config = isDir.boolValue ? try ModelRegistry.config(directory: path) : try ModelRegistry.config(gguf: GGUFFile(path: path))
         let lora = try LoRAAdapter.load(directory: adapter, linears: config.linearModules)
-        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
-        let tokenizer = try isDir.boolValue
-            ? Tokenizer(tokenizerJSONAt: (path as NSString).appendingPathComponent("tokenizer.json"),
-                        configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
-            : Tokenizer(gguf: GGUFFile(path: path))
+        let tokenizer = try isDir.boolValue ? Tokenizer(huggingFaceDirectory: path) : Tokenizer(gguf: GGUFFile(path: path))
         let fileName = ((output as NSString).lastPathComponent as NSString).deletingPathExtension
         let result = try config.saveGGUFLoRA(lora, to: output, type: type, name: name ?? fileName)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0

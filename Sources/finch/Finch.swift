@@ -34,9 +34,13 @@ struct BaseModelOptions: ParsableArguments {
             help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none).")
     var chatTemplate: String?
 
+    /// The quantization the flags ask for (products in --dtype), if any.
+    var quantization: QuantizationConfig? {
+        quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dtype, int8Threshold: int8Threshold) }
+    }
+
     func load() throws -> LanguageModel {
         let dt = dtype
-        let quantization = quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dt, int8Threshold: int8Threshold) }
         let start = Date()
         let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
@@ -71,9 +75,8 @@ extension ModelOptions {
     func loadSeq2Seq() throws -> Seq2SeqLanguageModel {
         let dt = base.dtype
         if base.chatTemplate != nil { throw ValidationError("--chat-template: an encoder-decoder model has no chat template") }
-        let quantization = base.quantize.map { QuantizationConfig(method: $0, doubleQuant: base.doubleQuant, computeDType: dt, int8Threshold: base.int8Threshold) }
         let start = Date()
-        let lm = try Seq2SeqLanguageModel.load(base.model, dtype: dt, quantization: quantization)
+        let lm = try Seq2SeqLanguageModel.load(base.model, dtype: dt, quantization: base.quantization)
         stderrPrint(String(format: "loaded %@ (%@, encoder-decoder, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.model.architecture,
                            dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         if let adapter {

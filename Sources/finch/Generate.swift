@@ -72,10 +72,14 @@ struct Generate: ParsableCommand {
         let results = try generator.generate(promptTokens: tokens, options: sampling.options) { _, text in
             if single { stdoutWrite(text) }
         }
+        if single { stdoutWrite("\n") }
+        try report(prompts, results, single: single, since: start)
+    }
+
+    /// Prints the answers as JSON lines (one prompt: already streamed) and the speed.
+    func report(_ prompts: [String], _ results: [GenerationResult], single: Bool, since start: Date) throws {
         let elapsed = Date().timeIntervalSince(start)
-        if single {
-            stdoutWrite("\n")
-        } else {
+        if !single {
             for (p, r) in zip(prompts, results) {
                 let obj: [String: String] = ["prompt": p, "text": r.text, "finish_reason": r.finishReason.rawValue]
                 let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
@@ -94,18 +98,9 @@ extension Generate {
         let lm = try modelOptions.loadSeq2Seq()
         let start = Date()
         let results = try Seq2SeqGenerator(lm).generate(sources: prompts, options: sampling.options)
-        let elapsed = Date().timeIntervalSince(start)
-        if prompts.count == 1 && promptsFile == nil {
-            stdoutWrite(results[0].text + "\n")
-        } else {
-            for (p, r) in zip(prompts, results) {
-                let obj: [String: String] = ["prompt": p, "text": r.text, "finish_reason": r.finishReason.rawValue]
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-                stdoutWrite(String(decoding: data, as: UTF8.self) + "\n")
-            }
-        }
-        let newTokens = results.reduce(0) { $0 + $1.tokens.count }
-        stderrPrint(String(format: "%d new tokens in %.2f s (%.1f tokens/s)", newTokens, elapsed, Double(newTokens) / elapsed))
+        let single = prompts.count == 1 && promptsFile == nil
+        if single { stdoutWrite(results[0].text + "\n") }
+        try report(prompts, results, single: single, since: start)
     }
 
     /// `--data FILE --output answers.jsonl`: every item answered, resumably.

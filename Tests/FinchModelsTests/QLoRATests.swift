@@ -108,7 +108,7 @@ final class QLoRATests: XCTestCase {
         }
         quantized.adapterParametersChanged()
         let layer = quantized.layers[3][.q] as! LoRALinear
-        let sum = DecoderModel.effectiveWeight(layer)   // deq(W) + scaling·B·A, f32
+        let sum = effectiveWeight(layer)   // deq(W) + scaling·B·A, f32
         let tokens = [(0..<16).map { ($0 * 977 + 3) % 49152 }]
         let adapted = try quantized.logits(tokens: tokens)[0].flatMap { $0 }
         try quantized.mergeActiveAdapter()

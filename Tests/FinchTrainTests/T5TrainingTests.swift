@@ -139,10 +139,17 @@ final class T5RunTests: XCTestCase {
             let out = scratch + "/\(variant)"
             let r = try m.saveHuggingFace(to: out, tokenizer: nil, options: HuggingFaceExportOptions())
             XCTAssertEqual(r.adapters, ["default"])
-            let back = try T5Model.load(directory: out)
-            XCTAssertEqual(back.config.scalesDecoderOutput, m.config.scalesDecoderOutput)
-            let got = try back.logits(source: src, decoderInput: dec)
-            XCTAssertLessThan(zip(got.joined(), want.joined()).map { abs($0 - $1) }.max()!, 1e-5, variant)
+            // Sharded as well (shards of at most 64 KB and an index), as the decoder families write them.
+            let sharded = try m.saveHuggingFace(to: out + "-sharded", tokenizer: nil, options: HuggingFaceExportOptions(maxShardBytes: 65_536))
+            XCTAssertTrue(sharded.files.contains("model.safetensors.index.json"), "\(sharded.files)")
+            XCTAssertGreaterThan(sharded.files.filter { $0.hasSuffix(".safetensors") }.count, 1)
+            XCTAssertEqual(sharded.tensorBytes, r.tensorBytes)
+            for dir in [out, out + "-sharded"] {
+                let back = try T5Model.load(directory: dir)
+                XCTAssertEqual(back.config.scalesDecoderOutput, m.config.scalesDecoderOutput)
+                let got = try back.logits(source: src, decoderInput: dec)
+                XCTAssertLessThan(zip(got.joined(), want.joined()).map { abs($0 - $1) }.max()!, 1e-5, "\(variant) \(dir)")
+            }
         }
     }
 

@@ -20,6 +20,24 @@ public struct GenerationOptions: Sendable {
     }
 }
 
+extension GenerationOptions {
+    /// Checks the options and the prompts (none may be empty; `what` names them in the error).
+    func validate(_ prompts: [[Int]], what: String = "prompt") throws {
+        try sampling.validate()
+        guard maxNewTokens >= 0 else { throw ModelError.badInput("max new tokens must be ≥ 0") }
+        for (i, p) in prompts.enumerated() where p.isEmpty {
+            throw ModelError.badInput("\(what) \(i) is empty; give at least one token")
+        }
+    }
+
+    /// End-of-sequence ids from the tokenizer and the model config (a model's default stop tokens).
+    static func endOfSequenceIds(model: [Int], tokenizer: Tokenizer) -> Set<Int> {
+        var s = Set(model)
+        if let e = tokenizer.eosTokenId { s.insert(e) }
+        return s
+    }
+}
+
 /// Why a sequence stopped.
 public enum FinishReason: String, Sendable {
     case endOfSequence = "eos", stopString = "stop", length
@@ -42,11 +60,7 @@ public final class Generator {
     public init(_ lm: LanguageModel) { self.lm = lm }
 
     /// End-of-sequence ids from the tokenizer and the model config.
-    public var defaultStopTokens: Set<Int> {
-        var s = Set(lm.model.eosTokenIds)
-        if let e = lm.tokenizer.eosTokenId { s.insert(e) }
-        return s
-    }
+    public var defaultStopTokens: Set<Int> { GenerationOptions.endOfSequenceIds(model: lm.model.eosTokenIds, tokenizer: lm.tokenizer) }
 
     /// Generates for prompts given as text (encoded without added special tokens unless the tokenizer adds BOS).
     public func generate(prompts: [String], options: GenerationOptions,
@@ -59,11 +73,7 @@ public final class Generator {
     /// (whole UTF-8 characters, never part of a possible stop string).
     public func generate(promptTokens: [[Int]], options: GenerationOptions,
                          onText: ((_ sequence: Int, _ text: String) -> Void)? = nil) throws -> [GenerationResult] {
-        try options.sampling.validate()
-        guard options.maxNewTokens >= 0 else { throw ModelError.badInput("max new tokens must be ≥ 0") }
-        for (i, p) in promptTokens.enumerated() where p.isEmpty {
-            throw ModelError.badInput("prompt \(i) is empty; give at least one token")
-        }
+        try options.validate(promptTokens)
         let stopIds = options.stopTokenIds ?? defaultStopTokens
         let model = lm.model
         let n = promptTokens.count

@@ -54,14 +54,7 @@ public final class LanguageModel: @unchecked Sendable {
             }
             let source = try SafeTensorsWeightSource(directory: path)
             let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
-            let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
-            let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
-            guard FileManager.default.fileExists(atPath: tjson) else {
-                throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
-            }
-            let tok = try Tokenizer(tokenizerJSONAt: tjson,
-                                    configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
-            return LanguageModel(model: model, tokenizer: tok, path: path)
+            return LanguageModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path)
         }
         let file = try GGUFFile(path: path)
         let config = try ModelRegistry.config(gguf: file)
@@ -69,5 +62,18 @@ public final class LanguageModel: @unchecked Sendable {
         let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
         let tok = try Tokenizer(gguf: file)
         return LanguageModel(model: model, tokenizer: tok, path: path)
+    }
+}
+
+extension Tokenizer {
+    /// The tokenizer of a Hugging Face model directory: tokenizer.json, with tokenizer_config.json
+    /// (special tokens, chat template) when there is one.
+    public convenience init(huggingFaceDirectory path: String) throws {
+        let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
+        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
+        guard FileManager.default.fileExists(atPath: tjson) else {
+            throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
+        }
+        try self.init(tokenizerJSONAt: tjson, configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
     }
 }

@@ -12,17 +12,11 @@ public final class Seq2SeqGenerator {
     public init(_ lm: Seq2SeqLanguageModel) { self.lm = lm }
 
     /// End-of-sequence ids from the tokenizer and the model config.
-    public var defaultStopTokens: Set<Int> {
-        var s = Set(lm.model.eosTokenIds)
-        if let e = lm.tokenizer.eosTokenId { s.insert(e) }
-        return s
-    }
+    public var defaultStopTokens: Set<Int> { GenerationOptions.endOfSequenceIds(model: lm.model.eosTokenIds, tokenizer: lm.tokenizer) }
 
     public func generate(sources: [String], options: GenerationOptions) throws -> [GenerationResult] {
-        try options.sampling.validate()
-        guard options.maxNewTokens >= 0 else { throw ModelError.badInput("max new tokens must be ≥ 0") }
         let tokens = sources.map { lm.tokenizer.encode($0, addSpecialTokens: true) }
-        for (i, t) in tokens.enumerated() where t.isEmpty { throw ModelError.badInput("source \(i) is empty") }
+        try options.validate(tokens, what: "source")
         let stopIds = options.stopTokenIds ?? defaultStopTokens
         let caches = try lm.model.encode(tokens, capacity: options.maxNewTokens + 1)
         var samplers = sources.indices.map { Sampler(options: options.sampling, seed: options.seed &+ UInt64($0)) }

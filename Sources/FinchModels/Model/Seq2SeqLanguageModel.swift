@@ -32,12 +32,6 @@ public final class Seq2SeqLanguageModel: @unchecked Sendable {
             throw ModelError.invalidConfig(path: path, reason: "not a Hugging Face directory of an encoder-decoder model (supported: \(ModelRegistry.encoderDecoderFamilies.flatMap(\.modelTypes).joined(separator: ", ")))")
         }
         let model = try family.load(path, dtype, quantization)
-        let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
-        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
-        guard FileManager.default.fileExists(atPath: tjson) else {
-            throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
-        }
-        let tok = try Tokenizer(tokenizerJSONAt: tjson, configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
-        return Seq2SeqLanguageModel(model: model, tokenizer: tok, path: path)
+        return Seq2SeqLanguageModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path)
     }
 }

@@ -34,9 +34,9 @@ extension T5Model: Seq2SeqLM {
     }
 
     /// The tensors an export writes, in transformers' order, each a producer of its f32 values.
-    func exportPlan(path: String) throws -> [DecoderModel.ExportTensor] {
+    func exportPlan(path: String) throws -> [ExportTensor] {
         let c = config.dModel
-        var plan: [DecoderModel.ExportTensor] = [
+        var plan: [ExportTensor] = [
             .init(name: "shared.weight", shape: [shared.outFeatures, c], values: { [shared] in shared.floatValues() })]
         func vector(_ name: String, _ b: Buffer<Float>, shape: [Int]) { plan.append(.init(name: name, shape: shape, values: { b })) }
         for (stack, blocks, ffn) in [("encoder", encoder, 1), ("decoder", decoder, 2)] {
@@ -48,7 +48,7 @@ extension T5Model: Seq2SeqLM {
                         throw ExportError.unsupported(path: path, reason: "a merged adapter in a 4-bit layer cannot be written exactly; merge into the dequantized base instead")
                     }
                     plan.append(.init(name: prefix + l.module(ffn: ffn) + ".weight", shape: [layer.outFeatures, layer.inFeatures],
-                                      values: { DecoderModel.effectiveWeight(layer) }))
+                                      values: { effectiveWeight(layer) }))
                     if l == .o {
                         if i == 0 {
                             vector(prefix + "layer.0.SelfAttention.relative_attention_bias.weight",
@@ -75,9 +75,7 @@ extension T5Model: Seq2SeqLM {
     /// sibling renamed into place).
     public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
         -> HuggingFaceExport {
-        if options.maxShardBytes != nil {
-            throw ExportError.unsupported(path: directory, reason: "sharded T5 checkpoints are not written; leave out the shard size")
-        }
+        if let m = options.maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
         if isQuantized && !options.dequantize {
             throw ExportError.unsupported(path: directory, reason: "T5's 4-bit layers are written dequantized only; export dequantized (finch merge without --keep-4bit)")
         }
@@ -88,22 +86,20 @@ extension T5Model: Seq2SeqLM {
             if let a = w.active, w.adapters[a] != nil { adapters.insert(a) }
         }
         return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
-            let file = tmp + "/model.safetensors"
-            let entries = try plan.map { try DecoderModel.entry($0, dtype: options.dtype, path: file) }
-            try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: file)
-            try DecoderModel.writeJSON(huggingFaceConfigJSON(torchDType: options.dtype.torchName), to: tmp + "/config.json")
+            let files = try HuggingFaceWriter.writeWeights(plan, into: tmp, dtype: options.dtype, maxShardBytes: options.maxShardBytes)
+            try HuggingFaceWriter.writeJSON(huggingFaceConfigJSON(torchDType: options.dtype.torchName), to: tmp + "/config.json")
             var gen: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true)),
                                                           ("decoder_start_token_id", .number(String(config.startTokenId)))]
             if let e = config.eosTokenId { gen.append(("eos_token_id", .number(String(e)))) }
             if let p = config.padTokenId { gen.append(("pad_token_id", .number(String(p)))) }
-            try DecoderModel.writeJSON(.object(gen), to: tmp + "/generation_config.json")
-            var names = ["config.json", "generation_config.json", "model.safetensors"]
+            try HuggingFaceWriter.writeJSON(.object(gen), to: tmp + "/generation_config.json")
+            var names = files.names + ["config.json", "generation_config.json"]
             if let tokenizer {
                 try tokenizer.writeTokenizerJSON(to: tmp)
                 names += ["tokenizer.json", "tokenizer_config.json"]
             }
-            return HuggingFaceExport(directory: directory, files: names.sorted(), tensorCount: entries.count,
-                                     tensorBytes: entries.reduce(0) { $0 + $1.bytes.count }, adapters: adapters.sorted())
+            return HuggingFaceExport(directory: directory, files: names.sorted(), tensorCount: files.tensors,
+                                     tensorBytes: files.bytes, adapters: adapters.sorted())
         }
     }
 }
