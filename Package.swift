@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "FinchCoreTests", dependencies: ["FinchCore"]),
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer"]),
-        .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA"]),
+        .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA", "FinchFormats"]),
         .testTarget(name: "FinchQuantTests", dependencies: ["FinchQuant", "FinchFormats", "FinchTestSupport"]),
         // Fixture paths shared by the test targets (Tests/Fixtures, ../shared/reference, the real model).
         .target(name: "FinchTestSupport", path: "Tests/FinchTestSupport"),

@@ -1,4 +1,5 @@
 import FinchEval
+import FinchFormats
 import FinchModels
 @testable import FinchServe
 import Foundation
@@ -12,8 +13,8 @@ import NIOEmbedded
 /// its middleware, body limits, JSON parsing, field checks, chat templates, tokenization, the batch
 /// engine generating on tiny Qwen2 with its PEFT adapter loaded, and the response (streamed ones
 /// too) written out — so a request can reach everything a client's can. Findings: crashes,
-/// sanitizer reports, hangs, and any 5xx answer (a request the server could not handle is a bug;
-/// bad requests are 4xx).
+/// sanitizer reports, hangs, any 5xx answer (a request the server could not handle is a bug;
+/// bad requests are 4xx), and an answer that is not valid JSON or a well-formed event stream.
 enum HTTPHarness {
     static let responder: RouterResponder<BasicRequestContext> = {
         do {
@@ -46,10 +47,26 @@ enum HTTPHarness {
 
     /// Collects a response body.
     struct Sink: ResponseBodyWriter {
-        final class Bytes: @unchecked Sendable { var count = 0 }
+        final class Bytes: @unchecked Sendable { var all: [UInt8] = [] }
         let bytes = Bytes()
-        mutating func write(_ buffer: ByteBuffer) async throws { bytes.count += buffer.readableBytes }
+        mutating func write(_ buffer: ByteBuffer) async throws { bytes.all += buffer.readableBytesView }
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
+    }
+
+    /// What is wrong with a response body, if anything: a JSON answer must parse; an event
+    /// stream must be `data: <JSON>` events ending with `data: [DONE]`.
+    static func problem(_ body: [UInt8], contentType: String?) -> String? {
+        if contentType?.hasPrefix("application/json") == true {
+            do { _ = try JSONParser.parse(body) } catch { return "invalid JSON answer: \(error)" }
+        } else if contentType == "text/event-stream" {
+            let events = String(decoding: body, as: UTF8.self).components(separatedBy: "\n\n").dropLast()
+            guard events.last == "data: [DONE]" else { return "the event stream does not end with data: [DONE]" }
+            for e in events.dropLast() {
+                guard e.hasPrefix("data: ") else { return "an event that is not data: \(e.prefix(80))" }
+                do { _ = try JSONParser.parse(Array(e.utf8.dropFirst(6))) } catch { return "an event that is not JSON: \(error)" }
+            }
+        }
+        return nil
     }
 
     static func request(_ data: [UInt8]) {
@@ -62,6 +79,7 @@ enum HTTPHarness {
         let path = line
         let done = DispatchSemaphore(value: 0)
         nonisolated(unsafe) var status = 0
+        nonisolated(unsafe) var bad: String?
         Task {
             var buffer = ByteBufferAllocator().buffer(capacity: body.count)
             buffer.writeBytes(body)
@@ -72,7 +90,9 @@ enum HTTPHarness {
             do {
                 let response = try await responder.respond(to: request, context: context)
                 status = response.status.code
-                try await response.body.write(Sink())
+                let sink = Sink()
+                try await response.body.write(sink)
+                bad = problem(sink.bytes.all, contentType: response.headers[.contentType])
             } catch let e as HTTPResponseError {
                 status = e.status.code
             } catch {
@@ -82,8 +102,8 @@ enum HTTPHarness {
             done.signal()
         }
         done.wait()
-        if status >= 500 {
-            FileHandle.standardError.write(Data("http harness: \(method) \(path) answered \(status)\n".utf8))
+        if status >= 500 || bad != nil {
+            FileHandle.standardError.write(Data("http harness: \(method) \(path) answered \(status) \(bad ?? "")\n".utf8))
             abort()
         }
     }

@@ -35,7 +35,7 @@ enum Harness: String, CaseIterable {
     /// Writes `data` to a scratch file with `suffix` and returns its path.
     static func file(_ data: [UInt8], _ suffix: String) -> String {
         let path = scratch + suffix
-        FileManager.default.createFile(atPath: path, contents: Data(data))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(data))
         return path
     }
 
@@ -69,7 +69,7 @@ enum Harness: String, CaseIterable {
     }()
 
     static func safetensorsIndex(_ data: [UInt8]) {
-        FileManager.default.createFile(atPath: shardDirectory + "/model.safetensors.index.json", contents: Data(data))
+        _ = FileManager.default.createFile(atPath: shardDirectory + "/model.safetensors.index.json", contents: Data(data))
         guard let c = try? SafeTensorsCollection(directory: shardDirectory) else { return }
         for name in c.names.prefix(64) { _ = try? c.floats(name) }
     }

@@ -24,6 +24,8 @@ public final class LoRAAdapter: @unchecked Sendable {
         let cfgPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
         guard FileManager.default.fileExists(atPath: cfgPath), FileManager.default.fileExists(atPath: wPath) else {
+            let pickle = (directory as NSString).appendingPathComponent("adapter_model.bin")
+            if FileManager.default.fileExists(atPath: pickle) { throw FormatError.pickleCheckpoint(path: pickle) }
             throw AdapterError.notFound(path: directory)
         }
         let config = try AdapterConfig.load(path: cfgPath)

@@ -60,6 +60,14 @@ final class GGUFErrorTests: XCTestCase {
             if case .badMagic = $0 { return true }
             return false
         }
+        // torch.save's zip archive and a bare pickle (protocol 2) given as a model file: named as pickles, not read.
+        for (name, head) in [("zip.pt", [0x50, 0x4b, 0x03, 0x04] as [UInt8]), ("pickle.bin", [0x80, 0x02, 0x7d, 0x71])] {
+            let (p, load) = open(head + [UInt8](repeating: 0, count: 32), name)
+            assertFormatError(try load(), path: p) {
+                if case .pickleCheckpoint = $0 { return true }
+                return false
+            }
+        }
     }
 
     func testUnsupportedVersions() {

@@ -25,6 +25,22 @@ final class SafeTensorsCollectionTests: XCTestCase {
         }
     }
 
+    /// A directory holding only PyTorch pickles is refused by name; they are never opened.
+    func testPickleCheckpointsAreRefusedByName() throws {
+        let pickle = tmp.write("pytorch_model.bin", [0x80, 0x02, 0x63, 0x6f, 0x73, 0x0a])   // \x80\x02 c os…: code on load
+        _ = tmp.write("config.json", Array("{}".utf8))
+        assertFormatError(try SafeTensorsCollection(directory: tmp.path), path: pickle) {
+            guard case .pickleCheckpoint = $0 else { return false }
+            return $0.description.contains("never loads") && $0.description.contains("safe_serialization=True")
+        }
+        XCTAssertTrue(FormatError.isPickleName("pytorch_model-00001-of-00002.bin"))
+        XCTAssertTrue(FormatError.isPickleName("model.PT"))
+        XCTAssertFalse(FormatError.isPickleName("pytorch_model.bin.index.json"))
+        // Safetensors beside the pickle: the safetensors are read, the pickle is ignored.
+        try SafeTensorsWriter.write([.float32(name: "a", shape: [1], values: [1])], to: tmp.file("model.safetensors"))
+        XCTAssertEqual(try SafeTensorsCollection(directory: tmp.path).names, ["a"])
+    }
+
     func testIndexNamingATensorTheShardLacks() throws {
         let shard = tmp.file("model-00001-of-00001.safetensors")
         try SafeTensorsWriter.write([.float32(name: "a", shape: [1], values: [1])], to: shard)

@@ -1,4 +1,5 @@
 import FinchCore
+import FinchFormats
 @testable import FinchLoRA
 import Foundation
 import XCTest
@@ -53,6 +54,20 @@ final class AdapterConfigTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try c.write(to: tmp)
         XCTAssertEqual(try AdapterConfig.load(path: tmp), c)
+    }
+
+    /// PEFT's older pickle format (adapter_model.bin) is named and refused, never unpickled.
+    func testPickledAdapterIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pickled-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try #"{"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "peft_type": "LORA"}"#
+            .write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: dir + "/adapter_model.bin", contents: Data([0x80, 0x02, 0x7d, 0x71]))
+        XCTAssertThrowsError(try LoRAAdapter.load(directory: dir, linears: ["q_proj": (8, 8)])) { e in
+            guard case FormatError.pickleCheckpoint(let path) = e else { return XCTFail("\(e)") }
+            XCTAssertEqual(path, dir + "/adapter_model.bin")
+        }
     }
 
     func testBadConfigsSayWhatIsWrong() throws {

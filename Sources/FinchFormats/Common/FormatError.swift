@@ -31,6 +31,9 @@ public enum FormatError: Error, CustomStringConvertible, Sendable, Equatable {
     case outputSizeMismatch(path: String, tensor: String, expected: Int, actual: Int)
     /// Arguments passed to a writer are inconsistent (duplicate names, bad shapes, ...).
     case invalidInput(path: String, reason: String)
+    /// A PyTorch pickle checkpoint (`pytorch_model.bin`, `.pt`, `adapter_model.bin`): never read,
+    /// since loading a pickle can run any code it carries.
+    case pickleCheckpoint(path: String)
 
     /// The file the error is about.
     public var path: String {
@@ -40,7 +43,8 @@ public enum FormatError: Error, CustomStringConvertible, Sendable, Equatable {
              .offsetOutOfRange(let p, _, _, _, _), .dtypeSizeMismatch(let p, _, _, _),
              .unknownDType(let p, _, _), .unknownTensorType(let p, _, _),
              .unsupportedTensorType(let p, _, _), .invalidShape(let p, _, _),
-             .missingTensor(let p, _), .outputSizeMismatch(let p, _, _, _), .invalidInput(let p, _):
+             .missingTensor(let p, _), .outputSizeMismatch(let p, _, _, _), .invalidInput(let p, _),
+             .pickleCheckpoint(let p):
             return p
         }
     }
@@ -78,6 +82,24 @@ public enum FormatError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(path): tensor '\(tensor)' has \(expected) elements but the output buffer holds \(actual); pass a buffer of the tensor's element count"
         case .invalidInput(let path, let reason):
             return "\(path): \(reason)"
+        case .pickleCheckpoint(let path):
+            return "\(path): a PyTorch pickle checkpoint, which Finch never loads (unpickling can run any code the file "
+                + "carries); use the model's .safetensors files, or convert once where you trust the file: "
+                + "save_pretrained(dir, safe_serialization=True) in transformers or PEFT"
         }
+    }
+}
+
+extension FormatError {
+    /// Whether a file name is a PyTorch pickle checkpoint's (`pytorch_model.bin`, shards, `.pt`,
+    /// `.pth`, `.ckpt`, `.pkl`).
+    public static func isPickleName(_ name: String) -> Bool {
+        let n = name.lowercased()
+        return [".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"].contains { n.hasSuffix($0) }
+    }
+
+    /// Whether bytes begin as a pickle (protocol 2+) or a zip archive (torch.save's format) does.
+    public static func looksLikePickle(_ head: [UInt8]) -> Bool {
+        (head.count >= 2 && head[0] == 0x80 && (2...5).contains(head[1])) || head.starts(with: [0x50, 0x4b, 0x03, 0x04])
     }
 }

@@ -114,7 +114,10 @@ struct GGUFHeader {
             throw .truncatedFile(path: path, expectedBytes: 4, actualBytes: bytes.count)
         }
         let magic = Array(UnsafeRawBufferPointer(rebasing: bytes[0..<4]))
-        guard magic == Array("GGUF".utf8) else { throw .badMagic(path: path, expected: "GGUF", found: magic) }
+        guard magic == Array("GGUF".utf8) else {
+            if FormatError.looksLikePickle(magic) { throw .pickleCheckpoint(path: path) }
+            throw .badMagic(path: path, expected: "GGUF", found: magic)
+        }
         c.pos = 4
         version = try c.load(UInt32.self)
         guard Self.supportedVersions.contains(version) else {

@@ -59,6 +59,7 @@ public final class SafeTensorsCollection: @unchecked Sendable {
             } else {
                 paths = try Self.listSafetensors(directory)
                 if paths.isEmpty {
+                    if let pickle = Self.listPickles(directory).first { throw FormatError.pickleCheckpoint(path: pickle) }
                     throw FormatError.io(path: directory, message: "no model.safetensors.index.json, model.safetensors or *.safetensors file found")
                 }
             }
@@ -129,6 +130,16 @@ public final class SafeTensorsCollection: @unchecked Sendable {
     }
 
     private static func listSafetensors(_ dir: String) throws -> [String] {
+        try list(dir) { $0.hasSuffix(".safetensors") }
+    }
+
+    /// PyTorch pickle checkpoints in `dir` (refused by name when there is nothing else).
+    private static func listPickles(_ dir: String) -> [String] {
+        (try? list(dir, FormatError.isPickleName)) ?? []
+    }
+
+    /// The regular, non-hidden files of `dir` whose names `keep` accepts, sorted.
+    private static func list(_ dir: String, _ keep: (String) -> Bool) throws -> [String] {
         guard let d = opendir(dir) else {
             throw FormatError.io(path: dir, message: "cannot list directory: \(errnoString())")
         }
@@ -138,7 +149,7 @@ public final class SafeTensorsCollection: @unchecked Sendable {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
             }
-            if name.hasSuffix(".safetensors"), !name.hasPrefix(".") { names.append(name) }
+            if keep(name), !name.hasPrefix(".") { names.append(name) }
         }
         return names.sorted().map { join(dir, $0) }.filter(isFile)
     }

@@ -70,6 +70,21 @@ extension Tokenizer {
                                 byteFallback: modelJSON["byte_fallback"]?.boolValue ?? false, source: source)
     }
 
+    /// Ids a tokenizer file may give: below 2^24 (real vocabularies stay under 2^20), so that the
+    /// id tables Finch builds stay small whatever a file claims.
+    static let tokenIdLimit = 1 << 24
+
+    /// A token id read from a tokenizer file: a whole number in 0..<tokenIdLimit.
+    static func tokenId(_ v: JSONValue, field: String, source: String) throws -> Int {
+        guard let id = v.wholeNumberValue else {
+            throw TokenizerError.invalidField(field: field, source: source, reason: "not an integer id: \(v)")
+        }
+        guard id >= 0 && id < tokenIdLimit else {
+            throw TokenizerError.invalidField(field: field, source: source, reason: "id \(id) is outside 0..<\(tokenIdLimit)")
+        }
+        return id
+    }
+
     static func bpeModel(_ modelJSON: JSONValue, byteLevel: Bool, source: String) throws -> BPEModel {
 
         guard let vocabJSON = modelJSON["vocab"]?.objectValue else {
@@ -78,10 +93,7 @@ extension Tokenizer {
         var vocab: [TokenText: Int32] = [:]
         vocab.reserveCapacity(vocabJSON.count)
         for (k, v) in vocabJSON {
-            guard let id = v.wholeNumberValue else {
-                throw TokenizerError.invalidField(field: "model.vocab[\"\(k)\"]", source: source, reason: "not an integer id")
-            }
-            vocab[TokenText(k)] = Int32(id)
+            vocab[TokenText(k)] = Int32(try tokenId(v, field: "model.vocab[\"\(k)\"]", source: source))
         }
         var merges: [(String, String)] = []
         if let m = modelJSON["merges"]?.arrayValue {
@@ -125,9 +137,10 @@ extension Tokenizer {
 
         var added: [AddedToken] = []
         for (i, t) in (json["added_tokens"]?.arrayValue ?? []).enumerated() {
-            guard let id = t["id"]?.wholeNumberValue, let content = t["content"]?.stringValue else {
+            guard let idJSON = t["id"], let content = t["content"]?.stringValue else {
                 throw TokenizerError.invalidField(field: "added_tokens[\(i)]", source: source, reason: "needs `id` and `content`")
             }
+            let id = try Self.tokenId(idJSON, field: "added_tokens[\(i)].id", source: source)
             let special = t["special"]?.boolValue ?? false
             added.append(AddedToken(id: id, content: content, special: special,
                                     lstrip: t["lstrip"]?.boolValue ?? false, rstrip: t["rstrip"]?.boolValue ?? false,
@@ -297,7 +310,14 @@ extension TokenDecoder {
             self = .replace(pattern: p, content: json["content"]?.stringValue ?? "")
         case "Strip":
             let c = json["content"]?.stringValue?.unicodeScalars.first ?? " "
-            self = .strip(content: c, start: json["start"]?.wholeNumberValue ?? 0, stop: json["stop"]?.wholeNumberValue ?? 0)
+            func count(_ key: String) throws -> Int {
+                guard let v = json[key], !v.isNull else { return 0 }
+                guard let n = v.wholeNumberValue, n >= 0 else {
+                    throw TokenizerError.invalidField(field: "decoder.\(key)", source: source, reason: "expected a count ≥ 0, got \(v)")
+                }
+                return n
+            }
+            self = .strip(content: c, start: try count("start"), stop: try count("stop"))
         case "Metaspace":
             let rep = json["replacement"]?.stringValue?.unicodeScalars.first ?? "\u{2581}"
             var scheme = json["prepend_scheme"]?.stringValue ?? "always"
@@ -345,17 +365,19 @@ extension PostProcessor {
             }
             var specials: [(name: String, ids: [Int], tokens: [String])] = []
             for (name, spec) in json["special_tokens"]?.objectValue ?? [] {
-                specials.append((name, (spec["ids"]?.arrayValue ?? []).compactMap(\.wholeNumberValue),
-                                 (spec["tokens"]?.arrayValue ?? []).compactMap(\.stringValue)))
+                let ids = try (spec["ids"]?.arrayValue ?? []).enumerated().map { i, v in
+                    try Tokenizer.tokenId(v, field: "post_processor.special_tokens[\"\(name)\"].ids[\(i)]", source: source)
+                }
+                specials.append((name, ids, (spec["tokens"]?.arrayValue ?? []).compactMap(\.stringValue)))
             }
             self = .template(single: try pieces(json["single"], "single"), pair: try pieces(json["pair"], "pair"),
                              specialTokens: specials)
         case "RobertaProcessing", "BertProcessing":
             func pair(_ key: String) throws -> (String, Int) {
-                guard let a = json[key]?.arrayValue, a.count == 2, let s = a[0].stringValue, let i = a[1].wholeNumberValue else {
+                guard let a = json[key]?.arrayValue, a.count == 2, let s = a[0].stringValue else {
                     throw TokenizerError.invalidField(field: "post_processor.\(key)", source: source, reason: "expected [token, id]")
                 }
-                return (s, i)
+                return (s, try Tokenizer.tokenId(a[1], field: "post_processor.\(key)[1]", source: source))
             }
             self = .clsSep(kind: type, cls: try pair("cls"), sep: try pair("sep"), json: json)
         case "ByteLevel":
