@@ -89,15 +89,22 @@ public protocol StoredQuantizedMatrix: QuantizedMatrix {
     var storedConfig: QuantizationConfig { get }
     /// Its safetensors entries when stored as `name`; `dtype` is the torch dtype the weight dequantizes to.
     func safeTensorsEntries(name: String, dtype: String) -> [SafeTensorsWriter.Entry]
+    /// The names of those entries (what a checkpoint holding it as `name` holds for it).
+    func storedNames(name: String) -> [String]
 }
 
 extension FourBitTensor: StoredQuantizedMatrix {
     public var storedConfig: QuantizationConfig { QuantizationConfig(type: type, blocksize: blocksize, doubleQuant: isDoubleQuantized) }
+    public func storedNames(name: String) -> [String] {
+        [name, name + ".quant_map", name + ".absmax"] + (isDoubleQuantized ? [name + ".nested_absmax", name + ".nested_quant_map"] : [])
+            + [name + ".quant_state.bitsandbytes__" + type.rawValue]
+    }
 }
 
 extension Int8Tensor: StoredQuantizedMatrix {
     public var storedConfig: QuantizationConfig { .int8(threshold: threshold) }
     public func safeTensorsEntries(name: String, dtype: String) -> [SafeTensorsWriter.Entry] { safeTensorsEntries(name: name) }
+    public func storedNames(name: String) -> [String] { [name] + Self.companions(of: name) }
 }
 
 // MARK: config.json

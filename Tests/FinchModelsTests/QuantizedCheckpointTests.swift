@@ -138,14 +138,15 @@ final class QuantizedCheckpointTests: XCTestCase {
         let src = Fixtures.path("tiny-llama/bnb-nf4-dq")
         let file = try SafeTensorsFile(path: src + "/model.safetensors")
         let victim = "model.layers.0.mlp.up_proj.weight"
-        func rewrite(_ name: String, drop: Set<String>, change: [String: SafeTensorsWriter.Entry] = [:]) throws -> String {
+        func rewrite(_ name: String, drop: Set<String>, change: [String: SafeTensorsWriter.Entry] = [:],
+                     add: [SafeTensorsWriter.Entry] = []) throws -> String {
             let dir = scratch + "/" + name
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try FileManager.default.copyItem(atPath: src + "/config.json", toPath: dir + "/config.json")
             let entries = file.tensors.filter { !drop.contains($0.name) }.map { t in
                 change[t.name] ?? SafeTensorsWriter.Entry(name: t.name, dtype: t.dtype, shape: t.shape,
                                                           bytes: [UInt8](file.bytes(of: t)))
-            }
+            } + add
             try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir + "/model.safetensors")
             return dir
         }
@@ -159,6 +160,8 @@ final class QuantizedCheckpointTests: XCTestCase {
             (try rewrite("bad-map", drop: [], change: [victim + ".quant_map":
                 .float32(name: victim + ".quant_map", shape: [16], values: FourBitType.fp4.code)]),
              "quant_map is not bitsandbytes' nf4 table"),
+            // Only the parts of bitsandbytes' layout are taken with a 4-bit weight; anything else beside it is left over.
+            (try rewrite("stray", drop: [], add: [.float32(name: victim + ".stray", shape: [1], values: [0])]), "\(victim).stray"),
         ]
         for (dir, message) in cases {
             XCTAssertThrowsError(try load(dir)) { e in

@@ -76,9 +76,7 @@ public struct WeightScope {
     public func quantized(_ tensor: String) throws -> (any StoredQuantizedMatrix)? {
         let n = name(tensor)
         guard let q = try source.quantizedWeight(n) else { return nil }
-        ledger.used.insert(n)
-        for other in source.tensorNames where other.hasPrefix(n + ".") { ledger.used.insert(other) }
-        if q is Int8Tensor { for other in Int8Tensor.companions(of: n) { ledger.used.insert(other) } }
+        ledger.used.formUnion(q.storedNames(name: n))
         return q
     }
 
