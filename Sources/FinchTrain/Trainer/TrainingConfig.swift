@@ -171,11 +171,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw TrainError.invalidSetting("\(path): cannot read the file")
         }
-        let node: Any?
-        do { node = try Yams.load(yaml: text) } catch {
-            throw TrainError.invalidSetting("\(path): not valid YAML: \(error)")
-        }
-        guard var dict = node as? [String: Any] else {
+        guard var dict = try RunFileYAML.values(text, path: path) as? [String: Any] else {
             throw TrainError.invalidSetting("\(path): expected a mapping of settings (key: value) at the top level")
         }
         let known = Set(CodingKeys.allCases.map(\.rawValue))
@@ -260,5 +256,50 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try e.encode(self)
+    }
+}
+
+/// A run file's YAML as plain values (String, Int, Double, Bool, NSNull, arrays, `[String: Any]`),
+/// built from Yams' node tree rather than by `Yams.load`, which traps on a mapping key that is not
+/// a scalar (the fuzzer's `- ? - 3`). Keys must be plain names (Yams' parser refuses repeated
+/// ones); at most 100 000 values are made (an alias repeats a subtree, and aliases of aliases
+/// grow exponentially).
+enum RunFileYAML {
+    static let valueLimit = 100_000
+
+    static func values(_ text: String, path: String) throws -> Any? {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            throw TrainError.invalidSetting("\(path): not valid YAML: \(error)")
+        }
+        guard let node else { return nil }
+        var budget = valueLimit
+        return try convert(node, path: path, budget: &budget)
+    }
+
+    private static func convert(_ node: Node, path: String, budget: inout Int) throws -> Any {
+        budget -= 1
+        guard budget >= 0 else {
+            throw TrainError.invalidSetting("\(path): more than \(valueLimit) values (aliases repeating parts of the file?); "
+                                            + "a run file is a short mapping of settings")
+        }
+        func place(_ n: Node) -> String { n.mark.map { "\(path):\($0.line):\($0.column)" } ?? path }
+        switch node {
+        case .scalar:
+            return Constructor.default.any(from: node)
+        case .sequence(let items):
+            return try items.map { try convert($0, path: path, budget: &budget) }
+        case .mapping(let pairs):
+            var out: [String: Any] = [:]
+            for (key, value) in pairs {
+                guard case .scalar(let k) = key else {
+                    throw TrainError.invalidSetting("\(place(key)): a key must be a plain name, not a list or a mapping")
+                }
+                out[k.string] = try convert(value, path: path, budget: &budget)
+            }
+            return out
+        case .alias:
+            throw TrainError.invalidSetting("\(place(node)): aliases (*name) are not supported in run files")
+        }
     }
 }
