@@ -5,7 +5,8 @@ import XCTest
 
 /// Hostile run files get an error naming the file and place, never a crash or a runaway: the
 /// fuzzer found that Yams' own conversion traps on a mapping key that is a list (`- ? - 3`,
-/// kept in Tests/Fixtures/fuzz-regressions/yaml-sequence-key.yaml).
+/// kept in Tests/Fixtures/fuzz-regressions/yaml-sequence-key.yaml) and on a base-60 integer that
+/// overflows.
 final class RunFileYAMLTests: XCTestCase {
     func file(_ text: String) throws -> String {
         let p = NSTemporaryDirectory() + "finch-yaml-\(UUID().uuidString).yaml"
@@ -26,6 +27,20 @@ final class RunFileYAMLTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: p)) { e in
             XCTAssertTrue("\(e)".contains("a key must be a plain name"), "\(e)")
         }
+    }
+
+    /// YAML 1.1 base-60 integers overflowed and trapped in Yams (the fuzzer's second find, kept in
+    /// Tests/Fixtures/fuzz-regressions/yaml-sexagesimal-overflow.yaml); they are read as text.
+    func testBase60IntegersAreText() throws {
+        let p = Fixtures.path("fuzz-regressions/yaml-sexagesimal-overflow.yaml")
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: p)) { e in
+            XCTAssertTrue("\(e)".contains("expected a mapping"), "\(e)")
+        }
+        let values = try XCTUnwrap(RunFileYAML.values("a: -2200020000020002210:0:1\nb: 1:30\nc: 42\n", path: "x.yaml") as? [String: Any])
+        XCTAssertEqual(values["a"] as? String, "-2200020000020002210:0:1")
+        XCTAssertEqual(values["b"] as? String, "1:30")
+        XCTAssertEqual(values["c"] as? Int, 42)
+        try refused("warmup_steps: 1:30\n", "warmup_steps")
     }
 
     func testKeysMustBeNamesGivenOnce() throws {

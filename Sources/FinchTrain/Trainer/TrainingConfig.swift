@@ -261,7 +261,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
 /// A run file's YAML as plain values (String, Int, Double, Bool, NSNull, arrays, `[String: Any]`),
 /// built from Yams' node tree rather than by `Yams.load`, which traps on a mapping key that is not
-/// a scalar (the fuzzer's `- ? - 3`). Keys must be plain names (Yams' parser refuses repeated
+/// a scalar (the fuzzer's `- ? - 3`) and on a base-60 integer that overflows. Keys must be plain names (Yams' parser refuses repeated
 /// ones); at most 100 000 values are made (an alias repeats a subtree, and aliases of aliases
 /// grow exponentially).
 enum RunFileYAML {
@@ -285,7 +285,9 @@ enum RunFileYAML {
         }
         func place(_ n: Node) -> String { n.mark.map { "\(path):\($0.line):\($0.column)" } ?? path }
         switch node {
-        case .scalar:
+        case .scalar(let scalar):
+            // YAML 1.1's base-60 integers (`1:30`) overflow and trap in Yams; read them as text, as YAML 1.2 does.
+            if node.tag.rawValue == Tag.Name.int.rawValue && scalar.string.contains(":") { return scalar.string }
             return Constructor.default.any(from: node)
         case .sequence(let items):
             return try items.map { try convert($0, path: path, budget: &budget) }
