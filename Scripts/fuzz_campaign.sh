@@ -22,7 +22,8 @@ one() {
   start=$(date +%s)
   FINCH_FUZZ_SKIP_BUILD=1 Scripts/fuzz.sh "$n" "$SECS" -runs="$RUNS" 2> ".build-fuzz/campaign-$n.out" || rc=$?
   end=$(date +%s)
-  python3 - "$n" ".build-fuzz/$n.log" "$((end - start))" "$rc" "$CPU" "$COMMIT" "$RUNS" "$SECS" >> "$OUT" <<'PY'
+  local line
+  line=$(python3 - "$n" ".build-fuzz/$n.log" "$((end - start))" "$rc" "$CPU" "$COMMIT" "$RUNS" "$SECS" <<'PY'
 import json, re, sys
 name, log, secs, rc, cpu, commit, runs, limit = sys.argv[1:]
 text = open(log, errors="replace").read()
@@ -35,7 +36,9 @@ print(json.dumps({"harness": name, "executions": stat.get("number_of_executed_un
                   "peak_rss_mb": stat.get("peak_rss_mb", 0), "findings": 0 if rc == "0" else 1,
                   "limits": {"runs": int(runs), "seconds": int(limit)}, "cpu": cpu, "commit": commit}))
 PY
-  tail -1 "$OUT" >&2
+)
+  echo "$line" >> "$OUT"   # one short append per harness (lanes finish at any time)
+  echo "$line" >&2
   return "$rc"
 }
 
