@@ -3,6 +3,7 @@
 #   Scripts/fuzz.sh NAME SECONDS [libFuzzer options...]
 #   Scripts/fuzz.sh all SECONDS          # every harness, SECONDS each
 #   Scripts/fuzz.sh build                # only build (FINCH_FUZZ_SKIP_BUILD=1 then skips it)
+#   Scripts/fuzz.sh list                 # the harness names
 # NAME: safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http
 # Builds Fuzz/Sources (finch-fuzz) with -sanitize=fuzzer,address and Swift's checks on, in its own
 # build directory (.build-fuzz). Seeds: Fuzz/corpus/NAME (committed); new inputs the fuzzer keeps
@@ -14,11 +15,12 @@ NAME="${1:?usage: Scripts/fuzz.sh NAME|all SECONDS [libFuzzer options]}"
 SECS="${2:-60}"
 shift 2 || shift $#
 BUILD=.build-fuzz
+HARNESSES="safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http"
+[ "$NAME" = list ] && { echo "$HARNESSES"; exit 0; }
 [ -n "${FINCH_FUZZ_SKIP_BUILD:-}" ] || FINCH_FUZZ=1 swift build -c release --build-path "$BUILD" --manifest-cache none --product finch-fuzz \
   -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing -Xswiftc -use-ld=lld >&2
 BIN="$BUILD/release/finch-fuzz"
 [ "$NAME" = build ] && exit 0
-HARNESSES="safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http"
 [ "$NAME" = all ] && NAMES="$HARNESSES" || NAMES="$NAME"
 status=0
 for n in $NAMES; do

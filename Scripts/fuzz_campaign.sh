@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LANES="${1:-2}"; RUNS="${2:-1000000}"; SECS="${3:-1800}"
 shift 3 || shift $#
-HARNESSES="${*:-safetensors safetensors-index gguf tokenizer-json tokenize jinja config yaml dataset http}"
+HARNESSES="${*:-$(Scripts/fuzz.sh list)}"
 Scripts/fuzz.sh build
 OUT="${FINCH_FUZZ_RESULTS:-Fuzz/results/campaign-$(date -u +%Y-%m-%d).jsonl}"
 mkdir -p "$(dirname "$OUT")"

@@ -5,12 +5,6 @@ import FinchQuant
 import FinchTokenizer
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 // Dimension letters: O out features, I in features, R rank.
 
 extension DecoderModel {
@@ -42,8 +36,6 @@ extension DecoderModel {
     ///   from the writers.
     public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
         -> HuggingFaceExport {
-        let dtype = options.dtype, maxShardBytes = options.maxShardBytes
-        if let m = maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
         for (described, used) in zip(config.decoderSpec.ropes, spec.ropes) {
             guard described.invFreq.count == used.invFreq.count,
                   zip(described.invFreq, used.invFreq).allSatisfy({ abs($0 - $1) <= 1e-6 * max(abs($0), abs($1)) }) else {
@@ -52,25 +44,16 @@ extension DecoderModel {
             }
         }
         let plan = try exportPlan(keepQuantized: !options.dequantize, path: directory)
-        var configJSON = config.huggingFaceConfigJSON(torchDType: dtype.torchName, tieWordEmbeddings: lmHead === embedding)
+        var configJSON = config.huggingFaceConfigJSON(torchDType: options.dtype.torchName, tieWordEmbeddings: lmHead === embedding)
         if let q = plan.lazy.compactMap(\.quantized).first {
             var qc = q.tensor.storedConfig
             qc.computeDType = q.compute
             configJSON = configJSON.patched(set: [("quantization_config", qc.huggingFaceJSON)])
         }
 
-        return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
-            var files = try HuggingFaceWriter.writeWeights(plan, into: tmp, dtype: dtype, maxShardBytes: maxShardBytes)
-            try HuggingFaceWriter.writeJSON(configJSON, to: tmp + "/config.json")
-            try HuggingFaceWriter.writeJSON(config.generationConfigJSON(), to: tmp + "/generation_config.json")
-            files.names += ["config.json", "generation_config.json"]
-            if let tokenizer {
-                try tokenizer.writeTokenizerJSON(to: tmp)
-                files.names += ["tokenizer.json", "tokenizer_config.json"]
-            }
-            return HuggingFaceExport(directory: directory, files: files.names.sorted(), tensorCount: files.tensors,
-                                     tensorBytes: files.bytes, adapters: exportedAdapters)
-        }
+        return try HuggingFaceWriter.writeDirectory(directory, plan: plan, config: configJSON,
+                                                    generationConfig: config.generationConfigJSON(), tokenizer: tokenizer,
+                                                    options: options, adapters: exportedAdapters)
     }
 
     /// Hugging Face names and shapes of the weights an export writes, in checkpoint order (as
@@ -135,16 +118,6 @@ extension DecoderModel {
                                      values: { [lmHead] in lmHead.floatValues() }))
         }
         return plan
-    }
-
-    /// Names of the adapters whose effect an export writes (merged, or active and folded in).
-    var exportedAdapters: [String] {
-        var names = Set<String>()
-        forEachLoRALinear { w in
-            if let m = w.merged { names.insert(m.name) }
-            if let a = w.active, w.adapters[a] != nil { names.insert(a) }
-        }
-        return names.sorted()
     }
 
 }

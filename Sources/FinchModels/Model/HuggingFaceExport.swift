@@ -1,6 +1,7 @@
 import FinchCore
 import FinchFormats
 import FinchQuant
+import FinchTokenizer
 import Foundation
 
 #if canImport(Glibc)
@@ -93,6 +94,27 @@ struct ExportTensor {
 
 /// Writes a Hugging Face checkpoint's files.
 enum HuggingFaceWriter {
+    /// Writes `directory` atomically (a temporary sibling renamed into place): the weights of
+    /// `plan` (sharded past `options.maxShardBytes`), `config.json`, `generation_config.json` and,
+    /// with a tokenizer, `tokenizer.json` + `tokenizer_config.json`.
+    static func writeDirectory(_ directory: String, plan: [ExportTensor], config: JSONValue, generationConfig: JSONValue,
+                               tokenizer: Tokenizer?, options: HuggingFaceExportOptions,
+                               adapters: [String]) throws -> HuggingFaceExport {
+        if let m = options.maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
+        return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
+            let files = try writeWeights(plan, into: tmp, dtype: options.dtype, maxShardBytes: options.maxShardBytes)
+            try writeJSON(config, to: tmp + "/config.json")
+            try writeJSON(generationConfig, to: tmp + "/generation_config.json")
+            var names = files.names + ["config.json", "generation_config.json"]
+            if let tokenizer {
+                try tokenizer.writeTokenizerJSON(to: tmp)
+                names += ["tokenizer.json", "tokenizer_config.json"]
+            }
+            return HuggingFaceExport(directory: directory, files: names.sorted(), tensorCount: files.tensors,
+                                     tensorBytes: files.bytes, adapters: adapters)
+        }
+    }
+
     /// Writes the safetensors file(s) (and the index when sharded) into `dir`.
     static func writeWeights(_ plan: [ExportTensor], into dir: String, dtype: ExportDType,
                              maxShardBytes: Int?) throws -> (names: [String], tensors: Int, bytes: Int) {

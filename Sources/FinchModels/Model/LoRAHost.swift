@@ -181,6 +181,16 @@ extension LoRAHost {
     public func forEachLoRALinear(_ body: (LoRALinear) throws -> Void) rethrows {
         for s in linearSlots { if let w = s.get() as? LoRALinear { try body(w) } }
     }
+
+    /// Names of the adapters whose effect an export writes (merged, or active and folded in).
+    var exportedAdapters: [String] {
+        var names = Set<String>()
+        forEachLoRALinear { w in
+            if let m = w.merged { names.insert(m.name) }
+            if let a = w.active, w.adapters[a] != nil { names.insert(a) }
+        }
+        return names.sorted()
+    }
 }
 
 /// The frozen weight under a layer that may be wrapped.

@@ -69,37 +69,23 @@ extension T5Model: Seq2SeqLM {
         return plan
     }
 
-    /// Writes `config.json`, `generation_config.json`, `model.safetensors` (4-bit layers
-    /// dequantized; an active adapter folded into a copy of each weight, the model unchanged) and,
+    /// Writes `config.json`, `generation_config.json`, the weights (`model.safetensors`, or shards and
+    /// their index past `options.maxShardBytes`; 4-bit layers dequantized; an active adapter folded
+    /// into a copy of each weight, the model unchanged) and,
     /// with a tokenizer, `tokenizer.json` + `tokenizer_config.json`, atomically (a temporary
     /// sibling renamed into place).
     public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
         -> HuggingFaceExport {
-        if let m = options.maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
         if isQuantized && !options.dequantize {
             throw ExportError.unsupported(path: directory, reason: "T5's 4-bit layers are written dequantized only; export dequantized (finch merge without --keep-4bit)")
         }
         let plan = try exportPlan(path: directory)
-        var adapters = Set<String>()
-        forEachLoRALinear { w in
-            if let m = w.merged { adapters.insert(m.name) }
-            if let a = w.active, w.adapters[a] != nil { adapters.insert(a) }
-        }
-        return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
-            let files = try HuggingFaceWriter.writeWeights(plan, into: tmp, dtype: options.dtype, maxShardBytes: options.maxShardBytes)
-            try HuggingFaceWriter.writeJSON(huggingFaceConfigJSON(torchDType: options.dtype.torchName), to: tmp + "/config.json")
-            var gen: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true)),
-                                                          ("decoder_start_token_id", .number(String(config.startTokenId)))]
-            if let e = config.eosTokenId { gen.append(("eos_token_id", .number(String(e)))) }
-            if let p = config.padTokenId { gen.append(("pad_token_id", .number(String(p)))) }
-            try HuggingFaceWriter.writeJSON(.object(gen), to: tmp + "/generation_config.json")
-            var names = files.names + ["config.json", "generation_config.json"]
-            if let tokenizer {
-                try tokenizer.writeTokenizerJSON(to: tmp)
-                names += ["tokenizer.json", "tokenizer_config.json"]
-            }
-            return HuggingFaceExport(directory: directory, files: names.sorted(), tensorCount: files.tensors,
-                                     tensorBytes: files.bytes, adapters: adapters.sorted())
-        }
+        var gen: [(key: String, value: JSONValue)] = [("_from_model_config", .bool(true)),
+                                                      ("decoder_start_token_id", .number(String(config.startTokenId)))]
+        if let e = config.eosTokenId { gen.append(("eos_token_id", .number(String(e)))) }
+        if let p = config.padTokenId { gen.append(("pad_token_id", .number(String(p)))) }
+        return try HuggingFaceWriter.writeDirectory(directory, plan: plan, config: huggingFaceConfigJSON(torchDType: options.dtype.torchName),
+                                                    generationConfig: .object(gen), tokenizer: tokenizer, options: options,
+                                                    adapters: exportedAdapters)
     }
 }
