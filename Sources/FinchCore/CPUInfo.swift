@@ -21,6 +21,9 @@ public enum CPUInfo {
     /// The CPU's model name (`/proc/cpuinfo`).
     public static let model: String = cpuinfo["model name"] ?? "unknown"
 
+    /// The CPU's vendor id (`GenuineIntel`, `AuthenticAMD`, ...; /proc/cpuinfo).
+    public static let vendor: String = cpuinfo["vendor_id"] ?? "unknown"
+
     /// The x86 features that decide Finch's paths, as /proc/cpuinfo names them.
     public static let features: [String] = {
         let have = Set((cpuinfo["flags"] ?? "").split(separator: " ").map(String.init))
@@ -63,7 +66,8 @@ public enum CPUInfo {
     /// The machine for a benchmark line: CPU, threads, kernel path, OpenBLAS cores, OPENBLAS_CORETYPE.
     public static var summary: [String: String] {
         let blas = GEMM.openBLASCore
-        return ["cpu": model, "threads": String(Parallel.threadCount), "kernels": kernelPath,
+        return ["cpu": model, "vendor": vendor, "threads": String(Parallel.threadCount), "kernels": kernelPath,
+                "bf16_compute": GEMM.bf16Compute.rawValue,
                 "features": features.joined(separator: " "), "openblas_core": blas.inUse,
                 "openblas_core_at_load": blas.atLoad,
                 "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"]

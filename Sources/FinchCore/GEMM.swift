@@ -75,13 +75,15 @@ public enum GEMM {
         case f32
     }
 
-    /// The bf16 compute of this process: `FINCH_BF16_COMPUTE=native|f32`, else chosen once from
-    /// this CPU: native with AMX, or where the measured AVX512-BF16 peak is at least 1.25× the
-    /// measured f32 FMA peak (AMD Zen 4/5); f32 where it is lower (Intel Cooper Lake-class cores
-    /// run one bf16 dot product per cycle: half the f32 rate) or absent.
+    /// The bf16 compute of this process: a `withBF16Compute` override (tests, a resumed run's
+    /// recorded choice), else `FINCH_BF16_COMPUTE=native|f32`, else `BF16Compute.forThisCPU`.
     public static var bf16Compute: BF16Compute {
-        bf16Override.withLock { $0 } ?? measuredBF16Compute
+        bf16Override.withLock { $0 } ?? defaultBF16Compute
     }
+
+    /// Sets the bf16 compute for the rest of the process (a resumed run takes the choice recorded
+    /// in its checkpoint, so that its products are computed as before).
+    public static func setBF16Compute(_ mode: BF16Compute?) { bf16Override.withLock { $0 = mode } }
 
     /// Runs `body` with bf16 products computed as `mode` (tests and benchmarks), then restores the choice.
     public static func withBF16Compute<T>(_ mode: BF16Compute, _ body: () throws -> T) rethrows -> T {
@@ -92,13 +94,31 @@ public enum GEMM {
 
     private static let bf16Override = Mutex<BF16Compute?>(nil)
 
-    /// The choice for this CPU (see `bf16Compute`), made once per process (~0.1 s of measurement).
-    public static let measuredBF16Compute: BF16Compute = {
+    /// `FINCH_BF16_COMPUTE` when set (native or f32), else `forThisCPU`.
+    public static let defaultBF16Compute: BF16Compute = {
         if let v = getenvString("FINCH_BF16_COMPUTE"), let m = BF16Compute(rawValue: v) { return m }
-        if CPUInfo.features.contains("amx_bf16") { return .native }
-        guard let b = CPUInfo.measuredPeak(bf16: true), let f = CPUInfo.measuredPeak(bf16: false) else { return .f32 }
-        return b >= 1.25 * f ? .native : .f32
+        return forThisCPU
     }()
+
+    /// The choice for this CPU, from its features alone (never a timing, so that every run and its
+    /// resume on one machine compute the same bits):
+    ///
+    /// | CPU (/proc/cpuinfo)                        | bf16 products | why |
+    /// |--------------------------------------------|---------------|-----|
+    /// | `amx_bf16` (Intel Sapphire Rapids and later, AMX visible) | native | AMX tiles: many times the f32 rate |
+    /// | `AuthenticAMD` with `avx512_bf16` (Zen 4, Zen 5) | native | a bf16 dot product per FMA slot: ~2× f32 (Zen 5: oneDNN bf16 770-917 vs f32 280-370 GFLOP/s) |
+    /// | other `avx512_bf16`, no AMX (Intel Cooper Lake; Sapphire Rapids with AMX hidden) | f32 | one bf16 dot product per cycle: below f32 (measured: oneDNN bf16 111-167 vs f32 208-300 GFLOP/s) |
+    /// | no `avx512_bf16`                            | f32 | oneDNN would emulate bf16 |
+    public static var forThisCPU: BF16Compute {
+        bf16Compute(vendor: CPUInfo.vendor, features: CPUInfo.features)
+    }
+
+    /// The table of `forThisCPU` for a given vendor id and feature list (as /proc/cpuinfo names them).
+    public static func bf16Compute(vendor: String, features: [String]) -> BF16Compute {
+        if features.contains("amx_bf16") { return .native }
+        if features.contains("avx512_bf16") && vendor == "AuthenticAMD" { return .native }
+        return .f32
+    }
 
     /// bf16 × bf16 → f32 product (f32 accumulation), computed as `bf16Compute` says. Transposes as in `f32`.
     public static func bf16(m: Int, n: Int, k: Int,

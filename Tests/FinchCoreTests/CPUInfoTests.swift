@@ -35,6 +35,16 @@ final class CPUInfoTests: XCTestCase {
         }
     }
 
+    /// The documented table: AMX → native; AMD with AVX512-BF16 → native; Intel with AVX512-BF16 and
+    /// no AMX → f32; no AVX512-BF16 → f32.
+    func testBF16ComputeTable() {
+        XCTAssertEqual(GEMM.bf16Compute(vendor: "GenuineIntel", features: ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]), .native)
+        XCTAssertEqual(GEMM.bf16Compute(vendor: "AuthenticAMD", features: ["avx2", "fma", "avx512f", "avx512_bf16"]), .native)
+        XCTAssertEqual(GEMM.bf16Compute(vendor: "GenuineIntel", features: ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"]), .f32)
+        XCTAssertEqual(GEMM.bf16Compute(vendor: "AuthenticAMD", features: ["avx2", "fma"]), .f32)
+        XCTAssertEqual(GEMM.bf16Compute(vendor: "GenuineIntel", features: ["avx2", "fma", "avx512f"]), .f32)
+    }
+
     func testMeasuredPeaksAndSummary() {
         let f32 = CPUInfo.measuredPeak(bf16: false)
         if finch_cpu_has_avx2() != 0 {
@@ -42,14 +52,13 @@ final class CPUInfoTests: XCTestCase {
         }
         let bf16 = CPUInfo.measuredPeak(bf16: true)
         XCTAssertEqual(bf16 != nil, finch_cpu_avx512_level() >= 2, "a bf16 peak exactly where the CPU has AVX512-BF16")
-        // Which is faster depends on the CPU (Zen 4/5: bf16 2×; Cooper Lake-class Intel: bf16 half),
-        // and decides how bf16 products run here.
-        let expected: GEMM.BF16Compute = CPUInfo.features.contains("amx_bf16") || (bf16 ?? 0) >= 1.25 * (f32 ?? .infinity) ? .native : .f32
+        // The bf16 path comes from the CPU's features (a table, GEMM.forThisCPU), never from these timings.
+        XCTAssertEqual(GEMM.forThisCPU, GEMM.bf16Compute(vendor: CPUInfo.vendor, features: CPUInfo.features))
         if ProcessInfo.processInfo.environment["FINCH_BF16_COMPUTE"] == nil {
-            XCTAssertEqual(GEMM.measuredBF16Compute, expected)
+            XCTAssertEqual(GEMM.defaultBF16Compute, GEMM.forThisCPU)
         }
         let s = CPUInfo.summary
-        for key in ["cpu", "threads", "kernels", "openblas_core", "openblas_core_at_load", "openblas_coretype"] {
+        for key in ["cpu", "vendor", "threads", "kernels", "bf16_compute", "openblas_core", "openblas_core_at_load", "openblas_coretype"] {
             XCTAssertNotNil(s[key], key)
         }
         print("[cpu] peaks f32 \(f32 ?? 0) GFLOP/s, bf16 \(bf16 ?? 0) GFLOP/s; \(s)")

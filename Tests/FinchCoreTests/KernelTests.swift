@@ -96,7 +96,7 @@ final class LinearTests: XCTestCase {
     /// bf16 products computed natively and as widened f32 agree with a double-precision product of
     /// the bf16 values, for every transpose, with accumulation, and across the f32 path's column blocks.
     func testBF16ComputeModesAgreeForEveryLayout() {
-        print("[gemm] bf16 compute chosen here: \(GEMM.measuredBF16Compute)")
+        print("[gemm] bf16 compute chosen here: \(GEMM.bf16Compute)")
         for (m, n, k) in [(5, 7, 9), (3, 300, 32768)] {   // the second spans three column blocks of the f32 path
             let a = randomFloats(m * k, seed: 4).map(BFloat16.from), b = randomFloats(n * k, seed: 5).map(BFloat16.from)
             let c0 = randomFloats(m * n, seed: 6)

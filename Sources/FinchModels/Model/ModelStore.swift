@@ -29,8 +29,17 @@ public enum ModelStore {
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/finch")
     }
 
-    /// Folder of downloaded model files.
-    public static var modelsDirectory: URL { home.appendingPathComponent("models") }
+    /// Folder of downloaded model files: `$FINCH_MODEL_DIR`, else `<home>/models`. Every lookup of a
+    /// model by short name (the CLI, the tests, Scripts/fetch-model.sh) goes through here.
+    public static var modelsDirectory: URL {
+        if let d = ProcessInfo.processInfo.environment["FINCH_MODEL_DIR"], !d.isEmpty { return URL(fileURLWithPath: d) }
+        return home.appendingPathComponent("models")
+    }
+
+    /// The file of a known model in `modelsDirectory`, whether or not it is downloaded.
+    public static func expectedPath(of name: String) -> String? {
+        known.first(where: { $0.name == name }).map { modelsDirectory.appendingPathComponent($0.fileName).path }
+    }
 
     /// A short id for a model: its known name, else the file name without `.gguf` or the directory's name.
     public static func displayName(of spec: String?, path: String) -> String {

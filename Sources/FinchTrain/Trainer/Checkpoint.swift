@@ -18,10 +18,14 @@ public struct TrainerState: Codable, Sendable, Equatable {
     /// Ranks of the run that wrote it (absent: one process); a resume needs as many, since each
     /// step draws world × grad_accum micro-batches.
     public var worldSize: Int? = nil
+    /// How bf16 products were computed (`native` or `f32`, GEMM.BF16Compute); a resume computes
+    /// them the same way, so that its bits equal the uninterrupted run's on any machine.
+    public var bf16Compute: String? = nil
 
     enum CodingKeys: String, CodingKey {
         case globalStep = "global_step", totalSteps = "total_steps", sampler, dataFingerprint = "data_fingerprint"
         case trainExamples = "train_examples", losses, seconds, config, worldSize = "world_size"
+        case bf16Compute = "bf16_compute"
     }
 }
 

@@ -34,13 +34,11 @@ public final class Trainer: @unchecked Sendable {
     public let world: (any TrainingWorld)?
     private let lock = NSLock()
     private var stopRequested = false
-    /// A fault for tests of the distributed stop (`FINCH_TEST_NAN_GRADIENT=RANK:STEP`): that rank
-    /// turns one of its gradients into NaN at that step, as a broken batch or kernel would.
-    private let injectedNaN: (rank: Int, step: Int)? = {
-        guard let v = ProcessInfo.processInfo.environment["FINCH_TEST_NAN_GRADIENT"] else { return nil }
-        let p = v.split(separator: ":").compactMap { Int($0) }
-        return p.count == 2 ? (p[0], p[1]) : nil
-    }()
+    /// A test seam for fault injection: called with (step, rank, this rank's gradients) after the
+    /// micro-batches are summed and before the ranks' sum and the NaN check, so that a test can
+    /// break one rank's gradients as a bad batch or kernel would. `finch train` never sets it; the
+    /// tests set it through the `finch-fault-injection` runner (Tests/FaultInjection).
+    @_spi(Testing) public var afterGradients: (@Sendable (_ step: Int, _ rank: Int, _ gradients: [Buffer<Float>]) -> Void)?
 
     /// Optimizer steps per epoch (at least 1) and in the whole run.
     public let stepsPerEpoch: Int
@@ -163,7 +161,7 @@ public final class Trainer: @unchecked Sendable {
                 }
                 if let sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
             }
-            if let f = injectedNaN, f.rank == rank, f.step == step + 1, let g = grads.first, g.count > 0 { g[0] = .nan }
+            afterGradients?(step + 1, rank, grads)
             var comm: (seconds: Double, bytes: Int)? = nil
             var badRanks: [Int] = []
             if let world, world.size > 1 {
@@ -265,7 +263,8 @@ public final class Trainer: @unchecked Sendable {
     func saveCheckpoint(run: RunDirectory, step: Int, losses: [Double], seconds: Double) throws -> String {
         let state = TrainerState(globalStep: step, totalSteps: totalSteps, sampler: sampler.state,
                                  dataFingerprint: dataFingerprint, trainExamples: train.count, losses: losses,
-                                 seconds: seconds, config: config, worldSize: (world?.size ?? 1) > 1 ? world!.size : nil)
+                                 seconds: seconds, config: config, worldSize: (world?.size ?? 1) > 1 ? world!.size : nil,
+                                 bf16Compute: GEMM.bf16Compute.rawValue)
         let path = try Checkpoint.write(runDirectory: run.path, step: step,
                                         adapter: model.adapter(named: adapterName, config: adapterConfig),
                                         optimizer: optimizer, state: state)
@@ -290,6 +289,13 @@ public final class Trainer: @unchecked Sendable {
         let ranks = world?.size ?? 1
         if (state.worldSize ?? 1) != ranks {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "it was written by a run of \(state.worldSize ?? 1) rank(s), this run has \(ranks); every step draws ranks × grad_accum micro-batches, so resume with the same number of ranks (mpirun -np \(state.worldSize ?? 1)), or change grad_accum so that ranks × grad_accum stays the same in a new run")
+        }
+        // The bf16 products as the run computed them, unless FINCH_BF16_COMPUTE names a path.
+        if let recorded = state.bf16Compute {
+            guard let mode = GEMM.BF16Compute(rawValue: recorded) else {
+                throw TrainError.badCheckpoint(path: checkpoint, reason: "bf16_compute '\(recorded)' is neither native nor f32")
+            }
+            if ProcessInfo.processInfo.environment["FINCH_BF16_COMPUTE"] == nil { GEMM.setBF16Compute(mode) }
         }
         if state.trainExamples != train.count || state.dataFingerprint != dataFingerprint {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(train.count) now)")
