@@ -9,6 +9,9 @@ need=()
 # Open MPI for data-parallel training (mpirun; Finch loads libmpi at run time, so only runs under mpirun need it).
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 command -v ip >/dev/null || need+=(iproute2)   # the two-host test's network namespaces
+command -v curl >/dev/null || need+=(curl)       # the serving end-to-end check
+python3 -c "import ensurepip, venv" 2>/dev/null || need+=(python3-venv)   # venvs of the end-to-end check and the reference tools
+command -v python3 >/dev/null || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

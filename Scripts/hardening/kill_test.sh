@@ -2,7 +2,12 @@
 # Crash safety: kills `finch train` with SIGKILL at KILLS random moments (during steps, during the
 # checkpoint written after every step, during the final save) and resumes the run each time
 # (`--resume` of the run directory: its last whole checkpoint). The run that was killed must end
-# with the uninterrupted run's losses and a byte-identical adapter.
+# with the uninterrupted run's losses and a byte-identical adapter. It also counts where the kills
+# landed, from what each left in the run directory before the next run cleaned it: a hidden
+# `.checkpoint-N.partial` (inside a checkpoint write), `.checkpoint-N.deleting` / `.old` (inside a
+# rotation or replacement), a `.adapter_model.safetensors.tmp-*` (inside the final save). It fails
+# unless at least half the kills landed on a live run and at least one landed inside a checkpoint
+# write, so that a pass means what it says.
 #   Scripts/hardening/kill_test.sh [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +19,7 @@ trap 'rm -rf "$OUT"' EXIT
 args=(train --model Tests/Fixtures/tiny-llama/hf --data Examples/brindlewick.jsonl --batch-size 2 --max-steps 800
       --save-steps 1 --save-total-limit 2 --logging-steps 1 --seed 5 --learning-rate 5e-4 --lora-dropout 0.1)
 OMP_NUM_THREADS=1 "$FINCH" "${args[@]}" --output "$OUT/whole" >/dev/null 2>&1
-killed=0; finished_early=0
+killed=0; finished_early=0; in_checkpoint=0; in_rotation=0; in_final_save=0
 for k in $(seq 1 "$KILLS"); do
   resume=()
   ls "$OUT/broken"/checkpoint-* >/dev/null 2>&1 && resume=(--resume "$OUT/broken")
@@ -24,6 +29,9 @@ for k in $(seq 1 "$KILLS"); do
   sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.1 + 0.6 * r / 32767 }')"
   if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); else finished_early=$((finished_early + 1)); fi
   wait "$pid" 2>/dev/null || true
+  ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.partial$' && in_checkpoint=$((in_checkpoint + 1))
+  ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.\(deleting\|old\)$' && in_rotation=$((in_rotation + 1))
+  ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.adapter_model\.safetensors\.tmp-' && in_final_save=$((in_final_save + 1))
   # Never a half checkpoint in view: every checkpoint-N holds all four files.
   for c in "$OUT/broken"/checkpoint-*; do
     [ -e "$c" ] || continue
@@ -39,6 +47,10 @@ OMP_NUM_THREADS=1 "$FINCH" "${args[@]}" --output "$OUT/broken" "${resume[@]}" >/
 same_adapter=false; cmp -s "$OUT/whole/adapter_model.safetensors" "$OUT/broken/adapter_model.safetensors" && same_adapter=true
 losses() { python3 -c "import json,sys; print([json.loads(l)['loss'] for l in open(sys.argv[1]) if '\"lr\"' in l])" "$1"; }
 same_losses=false; [ "$(losses "$OUT/whole/metrics.jsonl")" = "$(losses "$OUT/broken/metrics.jsonl")" ] && same_losses=true
-ok=false; $same_adapter && $same_losses && ok=true
-echo "{\"check\": \"SIGKILL at random moments, resumed each time\", \"kills\": $killed, \"runs_finished_before_the_kill\": $finished_early, \"losses_equal\": $same_losses, \"adapter_identical\": $same_adapter, \"ok\": $ok}"
+enough_kills=false; [ $((2 * killed)) -ge "$KILLS" ] && enough_kills=true
+hit_checkpoint=false; [ "$in_checkpoint" -ge 1 ] && hit_checkpoint=true
+ok=false; $same_adapter && $same_losses && $enough_kills && $hit_checkpoint && ok=true
+echo "{\"check\": \"SIGKILL at random moments, resumed each time\", \"kills_asked\": $KILLS, \"kills\": $killed, \"runs_finished_before_the_kill\": $finished_early, \"kills_inside_checkpoint_write\": $in_checkpoint, \"kills_inside_rotation\": $in_rotation, \"kills_inside_final_save\": $in_final_save, \"losses_equal\": $same_losses, \"adapter_identical\": $same_adapter, \"ok\": $ok}"
+$enough_kills || echo "FAIL: only $killed of $KILLS kills landed on a live run" >&2
+$hit_checkpoint || echo "FAIL: no kill landed inside a checkpoint write; the test did not test what it claims (rerun, or raise KILLS)" >&2
 $ok
