@@ -60,6 +60,11 @@ def llama_logits(path, ids, batch=512):
     return np.array(llm.scores[: len(ids)], dtype=np.float32)
 
 
+# Largest |logit difference| allowed between llama.cpp on a quantized export and Finch on the same
+# dequantized weights (see the logits check in main).
+QUANT_BOUND = {"q8_0": 4.0, "q4_0": 6.0, "q4_k_m": 7.0}
+
+
 def main(d):
     failed = False
     # 1. Finch's quantized files against llama-quantize's from the same f32 weights.
@@ -93,10 +98,17 @@ def main(d):
         top1 = float((ll.argmax(1) == mine.argmax(1)).mean())
         # f32: the same arithmetic up to summation order. Other types: llama.cpp's CPU products
         # round the activations too (to f16 for f16 weights, to 8-bit blocks for quantized ones),
-        # Finch multiplies f32 activations by the dequantized weights: the same next token is asked.
-        # Quantized files: reported, not held to a bound (Finch does not round activations as ggml
-        # does; llama.cpp's own batched and one-token kernels differ from each other too).
-        ok = diff < 1e-3 if t == "f32" else top1 == 1.0 if t in ("f16", "bf16") else True
+        # Finch multiplies f32 activations by the dequantized weights. The quantized file's bytes are
+        # held to llama-quantize's above; here its logits are held to two bounds: within
+        # QUANT_BOUND[t] of Finch's (2-3x the figure measured on 2026-11-29, Intel Xeon: q8_0 1.74,
+        # q4_0 2.41, q4_k_m 2.90), and closer to Finch's model of the quantized weights than to
+        # the model before quantization (so a file whose weights were wrong could not pass).
+        if t == "f32":
+            ok = diff < 1e-3
+        elif t in ("f16", "bf16"):
+            ok = top1 == 1.0
+        else:
+            ok = t in QUANT_BOUND and diff <= QUANT_BOUND[t] and diff < vs_model
         failed |= not ok
         # llama.cpp against itself: the prompt evaluated one token at a time (its single-row
         # kernels) instead of in one batch (its batched kernels, repacked for some types).

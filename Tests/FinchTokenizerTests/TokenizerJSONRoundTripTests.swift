@@ -38,14 +38,21 @@ final class TokenizerJSONRoundTripTests: XCTestCase {
         }
     }
 
-    /// Writes the SmolLM2 tokenizer to $FINCH_WRITE_TOKENIZER_DIR for checking with Python.
+    /// Writes the SmolLM2 tokenizer and the tiny ones into `$FINCH_WRITE_TOKENIZER_DIR` (kept, for
+    /// Scripts/tokenizer/check_written_tokenizer.py to check with HF tokenizers), else into a
+    /// temporary folder; either way every written tokenizer loads back to the same ids.
     func testWriteForPythonCheck() throws {
-        guard let out = ProcessInfo.processInfo.environment["FINCH_WRITE_TOKENIZER_DIR"] else {
-            throw XCTSkip("set FINCH_WRITE_TOKENIZER_DIR to write the SmolLM2 tokenizer for check_written_tokenizer.py")
-        }
-        try TokFixtures.smolLM2().writeTokenizerJSON(to: out)
-        for name in ["bytelevel", "llama3", "customregex", "spm", "metaspace"] {
-            try TokFixtures.tiny(name).writeTokenizerJSON(to: (out as NSString).appendingPathComponent("tiny-" + name))
+        let env = ProcessInfo.processInfo.environment["FINCH_WRITE_TOKENIZER_DIR"]
+        let out = env ?? FileManager.default.temporaryDirectory.appendingPathComponent("finch-tok-\(UUID().uuidString)").path
+        defer { if env == nil { try? FileManager.default.removeItem(atPath: out) } }
+        let tokenizers = [("", try TokFixtures.smolLM2())]
+            + (try ["bytelevel", "llama3", "customregex", "spm", "metaspace"].map { ("tiny-" + $0, try TokFixtures.tiny($0)) })
+        let texts = ["Hello, world!", "  two  spaces\tand a tab\n", "naïve café 日本語 🙂", "<|im_start|>user\nhi<|im_end|>"]
+        for (sub, tok) in tokenizers {
+            let dir = sub.isEmpty ? out : (out as NSString).appendingPathComponent(sub)
+            try tok.writeTokenizerJSON(to: dir)
+            let back = try Tokenizer(tokenizerJSONAt: dir + "/tokenizer.json", configAt: dir + "/tokenizer_config.json")
+            for t in texts { XCTAssertEqual(back.encode(t), tok.encode(t), "\(sub) \(t.debugDescription)") }
         }
     }
 }
