@@ -1,0 +1,123 @@
+"""Raw result lines for the benchmark scripts: every figure in the README comes from a line one of
+these wrote, never from a hand edit.
+
+  rawline.py machine FILE [--venv DIR]   append the machine line: commit, date, CPU model, vendor,
+                                         ISA flags, cores, OPENBLAS_CORETYPE, Finch's bf16 path, and
+                                         the versions of the reference tools in the venv
+  rawline.py quiet [--seconds S] [--max-busy F]
+                                         check that the machine is quiet: the share of CPU time
+                                         spent by any process over S seconds (default 3) must be
+                                         below F (default 0.10) of all cores; prints a JSON line,
+                                         exits 1 when busy (FINCH_BENCH_ALLOW_BUSY=1 to go on)
+  rawline.py tag FILE KEY=VALUE...       read JSON lines on stdin, add the keys (values parsed as
+                                         JSON when they parse), append each to FILE and print it
+"""
+import json, os, subprocess, sys, time, datetime
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def commit():
+    sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--", "Sources", "Package.swift"]).returncode != 0
+    return sha + ("+" if dirty else "")
+
+
+def cpuinfo():
+    fields = {}
+    for line in open("/proc/cpuinfo"):
+        if not line.strip():
+            break
+        k, _, v = line.partition(":")
+        fields[k.strip()] = v.strip()
+    flags = set(fields.get("flags", "").split())
+    isa = [f for f in ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                       "amx_tile", "amx_bf16", "amx_int8"] if f in flags]
+    return fields.get("model name", "unknown"), fields.get("vendor_id", "unknown"), isa
+
+
+def versions(venv):
+    if not venv:
+        return {}
+    code = ("import importlib.metadata as m, json\n"
+            "out = {}\n"
+            "for p in ['torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'llama_cpp_python', 'gguf', 'numpy']:\n"
+            "    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))")
+    r = subprocess.run([os.path.join(venv, "bin", "python"), "-c", code], capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-200:]}
+
+
+def finch_bf16_path(vendor, isa):
+    # GEMM.bf16Compute(vendor:features:) in Sources/FinchCore/GEMM.swift; FINCH_BF16_COMPUTE overrides.
+    if os.environ.get("FINCH_BF16_COMPUTE") in ("native", "f32"):
+        return os.environ["FINCH_BF16_COMPUTE"]
+    if "amx_bf16" in isa or ("avx512_bf16" in isa and vendor == "AuthenticAMD"):
+        return "native"
+    return "f32"
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        parts = f.readline().split()[1:]
+    v = list(map(int, parts))
+    idle = v[3] + v[4]
+    return sum(v), idle
+
+
+def quiet(seconds=3.0, max_busy=0.10):
+    t0, i0 = cpu_times()
+    time.sleep(seconds)
+    t1, i1 = cpu_times()
+    busy = 1 - (i1 - i0) / max(1, t1 - t0)
+    ok = busy < max_busy
+    return {"check": "quiet machine", "busy_share": round(busy, 3), "seconds": seconds, "max_busy": max_busy, "ok": ok}
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "machine":
+        out = sys.argv[2]
+        venv = sys.argv[sys.argv.index("--venv") + 1] if "--venv" in sys.argv else None
+        model, vendor, isa = cpuinfo()
+        line = {"machine": True, "commit": commit(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "cpu": model, "vendor": vendor, "isa": isa, "cores": os.cpu_count(),
+                "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset"),
+                "finch_bf16_compute": finch_bf16_path(vendor, isa), "versions": versions(venv)}
+        with open(out, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        print(json.dumps(line))
+    elif cmd == "quiet":
+        args = sys.argv[2:]
+        s = float(args[args.index("--seconds") + 1]) if "--seconds" in args else 3.0
+        b = float(args[args.index("--max-busy") + 1]) if "--max-busy" in args else 0.10
+        r = quiet(s, b)
+        print(json.dumps(r))
+        if not r["ok"] and os.environ.get("FINCH_BENCH_ALLOW_BUSY") != "1":
+            sys.exit(f"the machine is busy ({r['busy_share']:.0%} of the cores): benchmark on a quiet machine "
+                     "(or FINCH_BENCH_ALLOW_BUSY=1, and say so with the figures)")
+    elif cmd == "tag":
+        out = sys.argv[2]
+        extra = {}
+        for kv in sys.argv[3:]:
+            k, _, v = kv.partition("=")
+            try:
+                extra[k] = json.loads(v)
+            except json.JSONDecodeError:
+                extra[k] = v
+        with open(out, "a") as f:
+            for line in sys.stdin:
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                row = json.loads(line)
+                row.update(extra)
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+                print(json.dumps(row, sort_keys=True))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
