@@ -72,7 +72,10 @@ public final class Routes: Sendable {
         return router
     }
 
-    /// The request body as JSON fields (bounded by `maxBodyBytes`).
+    /// The request body as JSON fields (bounded by `maxBodyBytes`). A body that cannot be read is
+    /// the client's fault, never the server's: too large is 413; badly framed (a chunk size that is
+    /// not hexadecimal, a connection that ends inside the body) is 400, and the connection closes
+    /// (its next bytes cannot be told apart from this body's).
     func body(of request: Request) async throws -> RequestFields {
         let buffer: ByteBuffer
         do {
@@ -81,6 +84,15 @@ public final class Routes: Sendable {
             throw APIError(.contentTooLarge, "The request body is larger than \(options.maxBodyBytes) bytes.", code: "body_too_large")
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "The request body is larger than \(options.maxBodyBytes) bytes.", code: "body_too_large")
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // NIOHTTP1's HTTPParserError (invalidChunkSize, invalidEOFState, ...) as the body is read.
+            var e = APIError(.badRequest, "The request body cannot be read: \(error). Send a JSON object framed by a correct "
+                             + "Content-Length or by valid chunked encoding (hexadecimal chunk sizes, each chunk ended by CRLF, "
+                             + "a last chunk of size 0).", code: "invalid_body")
+            e.closesConnection = true
+            throw e
         }
         return try RequestFields.parse(Array(buffer.readableBytesView))
     }
@@ -134,11 +146,8 @@ public final class Routes: Sendable {
         let tokens: [Int]
         if let prompt = try f.string("prompt") {
             tokens = model.tokenizer.encode(prompt, addSpecialTokens: try f.bool("add_special_tokens") ?? true)
-        } else if let items = try f.array("messages") {
-            let messages = try items.enumerated().map { i, item -> ChatMessage in
-                let m = try RequestFields(item, path: "messages[\(i)].")
-                return ChatMessage(role: try m.string("role") ?? "user", content: try m.string("content") ?? "")
-            }
+        } else if f.has("messages") {
+            let messages = try chatMessages(f, template: model.tokenizer.chatTemplate)
             do { tokens = try model.tokenizer.encodeChat(messages, addGenerationPrompt: try f.bool("add_generation_prompt") ?? true) }
             catch { throw APIError(.badRequest, "Cannot apply the chat template: \(error)", param: "messages") }
         } else {
@@ -181,7 +190,7 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             response = try await next(request, context)
         } catch let e as APIError {
-            response = jsonResponse(e.json, status: e.status)
+            response = e.jsonResponse
         } catch let e as HTTPError {
             let message = e.status == .notFound ? "No route \(request.method) \(request.uri.path); see GET /v1/models, "
                 + "POST /v1/chat/completions, POST /v1/completions." : (e.body ?? e.status.reasonPhrase)

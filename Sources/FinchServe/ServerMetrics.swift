@@ -45,6 +45,11 @@ public final class ServerMetrics: EngineObserver, @unchecked Sendable {
         generatedTokens.increment(by: Int64(report.generated))
         batchSize.record(Double(report.sequences))
         stepSeconds.record(seconds)
+    }
+
+    /// The gauges follow every change of the engine's sequences, however a request ended (finished,
+    /// failed, cancelled by a client that went away, shutdown), not only the steps.
+    public func engineLoad(running r: Int, waiting w: Int) {
         running.set(to: Double(r))
         waiting.set(to: Double(w))
     }

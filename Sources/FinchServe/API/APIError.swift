@@ -11,6 +11,9 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
     /// The request field at fault.
     public var param: String?
     public var code: String?
+    /// The connection cannot carry another request (a body whose framing is broken): the
+    /// response says `Connection: close`.
+    public var closesConnection = false
 
     public init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error",
                 param: String? = nil, code: String? = nil) {
@@ -40,8 +43,15 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
         ]))])
     }
 
+    /// The error as a response.
+    var jsonResponse: Response {
+        var r = FinchServe.jsonResponse(json, status: status)
+        if closesConnection { r.headers[.connection] = "close" }
+        return r
+    }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(json, status: status)
+        jsonResponse
     }
 }
 

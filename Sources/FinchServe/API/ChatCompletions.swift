@@ -11,7 +11,7 @@ extension Routes {
         let model = try state.model()
         let f = try await body(of: request)
         let adapter = try model.resolve(model: f.string("model"), adapter: f.string("adapter"))
-        let messages = try chatMessages(f)
+        let messages = try chatMessages(f, template: model.tokenizer.chatTemplate)
         let s = try SamplingFields(f, maxTokensKeys: ["max_completion_tokens", "max_tokens"])
         let wantsLogprobs = try f.bool("logprobs") ?? false
         let top = try f.int("top_logprobs", in: 0...20)
@@ -36,16 +36,16 @@ extension Routes {
             GenerationRequest(promptTokens: prompt, adapter: adapter, maxTokens: maxTokens, sampling: s.sampling,
                               seed: s.seed &+ UInt64(i), stopStrings: s.stop, stopTokenIds: s.ignoreEOS ? [] : nil, logprobs: wantsLogprobs ? (top ?? 0) : nil)
         }
-        let events = try runChoices(requests, on: model, metrics: metrics, arrival: arrival)
-        let id = responseId("chatcmpl-"), created = Int(Date().timeIntervalSince1970)
-        let modelName = adapter ?? model.name
-        let tokenizer = model.tokenizer
         // The log is opt-in twice: the server keeps one (--conversation-log) and the request asks for it.
         let wantsLog = try f.bool("finch_log") ?? false
         let log = wantsLog ? conversationLog : nil
         if wantsLog && log == nil {
             throw APIError.invalid("finch_log", "this server keeps no conversation log; start it with --conversation-log FILE")
         }
+        let events = try runChoices(requests, on: model, metrics: metrics, arrival: arrival)
+        let id = responseId("chatcmpl-"), created = Int(Date().timeIntervalSince1970)
+        let modelName = adapter ?? model.name
+        let tokenizer = model.tokenizer
         let header: [(key: String, value: JSONValue)] = [
             ("id", .string(id)), ("object", .string(stream ? "chat.completion.chunk" : "chat.completion")),
             ("created", .int(created)), ("model", .string(modelName)), ("system_fingerprint", .string(fingerprint)),
@@ -108,16 +108,18 @@ extension Routes {
         }
     }
 
-    /// The request's messages as chat templates see them.
-    private func chatMessages(_ f: RequestFields) throws -> [ChatMessage] {
+    /// The request's messages as chat templates see them, each role checked against OpenAI's and
+    /// this model's chat template (`template`, its source) first.
+    func chatMessages(_ f: RequestFields, template: String?) throws -> [ChatMessage] {
         guard let items = try f.array("messages"), !items.isEmpty else {
             throw APIError.invalid("messages", "'messages' must be a non-empty list of {\"role\", \"content\"} objects")
         }
         return try items.enumerated().map { i, item in
             let m = try RequestFields(item, path: "messages[\(i)].")
-            guard let role = try m.string("role") else {
+            guard let given = try m.string("role") else {
                 throw APIError.invalid("messages[\(i)].role", "'messages[\(i)].role' is missing")
             }
+            let role = try ChatRole.templateRole(given, param: "messages[\(i)].role", template: template)
             var content: TemplateValue?
             if let text = try? m.string("content") {
                 content = .string(text)

@@ -55,7 +55,7 @@ struct CollectedChoice {
 func finishName(_ r: FinishReason) -> String { r == .length ? "length" : "stop" }
 
 /// Runs requests (one per choice) and merges their events, tagged by choice index. Stopping the
-/// iteration cancels every choice.
+/// iteration, or dropping the stream unread (a handler that threw), cancels every choice.
 func runChoices(_ requests: [GenerationRequest], on model: ServedModel, metrics: ServerMetrics,
                 arrival: UInt64) throws -> AsyncStream<(Int, GenerationEvent)> {
     guard let streams = model.engine.submit(requests) else {

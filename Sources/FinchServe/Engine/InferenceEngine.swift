@@ -3,7 +3,16 @@ import Foundation
 
 /// Observes the engine (metrics): called on the engine's thread.
 public protocol EngineObserver: AnyObject, Sendable {
+    /// After each forward pass.
     func engineStepped(_ report: BatchEngine.StepReport, seconds: Double, running: Int, waiting: Int)
+    /// Whenever the sequences running or waiting change, however they changed: a step, sequences
+    /// that finished, failed or were cancelled (a client that went away) with no step after them,
+    /// shutdown.
+    func engineLoad(running: Int, waiting: Int)
+}
+
+extension EngineObserver {
+    public func engineLoad(running: Int, waiting: Int) {}
 }
 
 /// Drives a `BatchEngine` on a thread of its own (the model is not thread-safe and each forward
@@ -29,6 +38,7 @@ public final class InferenceEngine: @unchecked Sendable {
         return threadRunning
     }
     private var waitingCount = 0, runningCount = 0
+    /// Told about every step and every change of the counts (`engineLoad`), on the engine's thread.
     public weak var observer: (any EngineObserver)?
 
     /// Waiting requests at most; more are refused (`submit` returns nil).
@@ -129,6 +139,11 @@ public final class InferenceEngine: @unchecked Sendable {
                 for (_, emit, _) in arrived { emit(.failed("the server is shutting down")) }
                 engine.failAll("the server is shutting down")
                 for j in jobs { j() }
+                condition.lock()
+                waitingCount = 0
+                runningCount = 0
+                condition.unlock()
+                observer?.engineLoad(running: 0, waiting: 0)
                 return
             }
             for (r, emit, cancelled) in arrived { engine.submit(r, emit: emit, isCancelled: cancelled) }
@@ -137,10 +152,14 @@ public final class InferenceEngine: @unchecked Sendable {
             let report = engine.step()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             condition.lock()
+            let changed = waitingCount != engine.waitingCount || runningCount != engine.runningCount
             waitingCount = engine.waitingCount
             runningCount = engine.runningCount
             condition.unlock()
             if let report { observer?.engineStepped(report, seconds: seconds, running: runningCount, waiting: waitingCount) }
+            // Sequences also leave without a step to report (cancelled by a client that went away,
+            // failed when admitted): the observer hears of every change, not only of steps.
+            if changed || report != nil { observer?.engineLoad(running: runningCount, waiting: waitingCount) }
         }
     }
 }
