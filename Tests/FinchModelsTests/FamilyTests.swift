@@ -11,7 +11,9 @@ import XCTest
 /// (one longer than the sliding window), logits within 1e-4; greedy 32 tokens identical (decoded
 /// with the KV cache, across the window); with PEFT's adapter on the family's default targets,
 /// logits within 1e-4 and every LoRA gradient within 1e-4 relative (by norm); merged logits equal
-/// adapter logits; an export reloads to the same logits; an adapter Finch saves is PEFT's file.
+/// adapter logits; an export reloads to the same logits; PEFT's adapter loaded and saved again by
+/// Finch has the same tensors and values (a round trip; a Finch-*trained* adapter against a PEFT-trained one is
+/// Tests/FinchTrainTests/PEFTTrainedAdapterTests.swift).
 final class FamilyTests: XCTestCase {
     struct Expected: Decodable {
         let family: String
@@ -106,7 +108,8 @@ final class FamilyTests: XCTestCase {
             try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) }, checkpointing: true)
             XCTAssertTrue(plain == m.trainableParameters().map { $0.grad.array }, "\(f): checkpointing changed the gradients")
 
-            // The adapter Finch saves is PEFT's: same tensors, same values.
+            // Round trip: PEFT's adapter, loaded and saved by Finch, comes back with the same tensors and
+            // values (training against PEFT is PEFTTrainedAdapterTests).
             let scratch = NSTemporaryDirectory() + "finch-family-\(f)-\(UInt32.random(in: 0...UInt32.max))"
             defer { try? FileManager.default.removeItem(atPath: scratch) }
             let config = try XCTUnwrap(m.adapterConfigs["default"])
