@@ -39,7 +39,7 @@ final class BatchPredictionsTests: XCTestCase {
         XCTAssertEqual(oasst[0].question, "### Human: Hi.### Assistant: Hello!### Human: Name a bird.### Assistant:")
         XCTAssertEqual(oasst[0].reference, " A finch.")
 
-        let vicuna = try TrainingData.promptItems(path: Fixtures.reference + "/../datasets/vicuna_questions.jsonl", tokenizer: tok, chat: true)
+        let vicuna = try TrainingData.promptItems(path: try Fixtures.required("datasets/vicuna_questions.jsonl"), tokenizer: tok, chat: true)
         XCTAssertEqual(vicuna.count, 80)
         XCTAssertEqual(vicuna[0].id, .number("1"))
         XCTAssertEqual(vicuna[0].question, "How can I improve my time management skills?")

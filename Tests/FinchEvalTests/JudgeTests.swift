@@ -104,11 +104,11 @@ final class JudgeTests: XCTestCase {
 
     /// qlora's two question sets load as they are: Vicuna's 80 and OpenAssistant's 953 (markers stripped).
     func testQuestionFilesLoad() throws {
-        let vicuna = try JudgeQuestion.load(path: Fixtures.reference + "/../datasets/vicuna_questions.jsonl")
+        let vicuna = try JudgeQuestion.load(path: try Fixtures.required("datasets/vicuna_questions.jsonl"))
         XCTAssertEqual(vicuna.count, 80)
         XCTAssertEqual(vicuna[0], JudgeQuestion(id: "1", text: "How can I improve my time management skills?", category: "generic"))
         XCTAssertEqual(Set(vicuna.compactMap(\.category)).isSuperset(of: ["coding", "math"]), true)
-        let oa = try JudgeQuestion.load(path: Fixtures.reference + "/../datasets/oa_questions.jsonl")
+        let oa = try JudgeQuestion.load(path: try Fixtures.required("datasets/oa_questions.jsonl"))
         XCTAssertEqual(oa.count, 953)
         XCTAssertEqual(Set(oa.map(\.id)).count, 953, "message ids are unique")
         // One-turn transcripts lose their markers; conversations of several turns stay transcripts.

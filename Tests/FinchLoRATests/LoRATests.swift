@@ -43,13 +43,14 @@ final class AdapterConfigTests: XCTestCase {
     }
 
     func testReadsPEFTConfigAndRoundTrips() throws {
+        // PEFT's own adapter_config.json (Tests/Fixtures/smollm2/peft, Scripts/fixtures/make_peft_goldens.py).
         let ref = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/reference/peft").path
+            .appendingPathComponent("Fixtures/smollm2/peft").path
         let c = try AdapterConfig.load(path: ref + "/lora_qv_rslora_r4/adapter_config.json")
         XCTAssertEqual(c.r, 4)
         XCTAssertEqual(c.loraAlpha, 8)
         XCTAssertTrue(c.useRSLoRA)
-        XCTAssertEqual(c.targetModules, .names(["v_proj", "q_proj"]))
+        XCTAssertEqual(c.targetModules, .names(["q_proj", "v_proj"]))   // as the fixture script writes them (sorted)
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID()).json").path
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try c.write(to: tmp)

@@ -6,8 +6,9 @@ import Foundation
 import FinchTestSupport
 import XCTest
 
-/// PEFT adapters from ../shared/reference/peft on SmolLM2 (f32): Finch's logits with each
-/// adapter equal PEFT's; adapters switch, disable, merge, unmerge, save and reload.
+/// PEFT adapters from Tests/Fixtures/smollm2/peft (Scripts/fixtures/make_peft_goldens.py) on SmolLM2 (f32): Finch's logits with each
+/// adapter equal PEFT's (max |Δlogit| measured 1.6e-4 DoRA, 1.4e-4 LoRA all-linear, 9.4e-5 rsLoRA;
+/// tolerance 5e-4, ~3× the worst); adapters switch, disable, merge, unmerge, save and reload.
 final class PEFTAdapterTests: XCTestCase {
     static let names = ["lora_all_linear_r8", "lora_qv_rslora_r4", "dora_qv_r4"]
     struct Golden: Decodable { let chat_ids: [Int]; let merged_vs_adapter_max_abs: Double }
@@ -18,14 +19,15 @@ final class PEFTAdapterTests: XCTestCase {
         if let s = shared { return s }
         let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
         let base = try logits(lm, try golden(names[0]).chat_ids)
-        for n in names { try lm.model.loadAdapter(directory: dir(n), name: n) }
+        for n in names { try lm.model.loadAdapter(directory: try dir(n), name: n) }
         shared = (lm, base)
         return (lm, base)
     }
 
-    static func dir(_ n: String) -> String { Fixtures.reference + "/peft/" + n }
+    /// Tests/Fixtures/smollm2/peft/<n> (committed; a missing one is a failure).
+    static func dir(_ n: String) throws -> String { try Fixtures.required("smollm2/peft/" + n) }
     static func golden(_ n: String) throws -> Golden {
-        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: dir(n) + "/golden.json")))
+        try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: try dir(n) + "/golden.json")))
     }
     static func logits(_ lm: LanguageModel, _ ids: [Int]) throws -> [Float] {
         try lm.model.forward([SequenceInput(tokens: ids, cache: lm.model.makeCache())], logits: .all).values.array
@@ -38,11 +40,11 @@ final class PEFTAdapterTests: XCTestCase {
             lm.model.setActiveAdapter(n)
             XCTAssertEqual(lm.model.activeAdapter, n)
             let g = try Self.golden(n)
-            let ref = try SafeTensorsFile(path: Self.dir(n) + "/golden.safetensors").floats("chat.logits.adapter")
+            let ref = try SafeTensorsFile(path: try Self.dir(n) + "/golden.safetensors").floats("chat.logits.adapter")
             let got = try Self.logits(lm, g.chat_ids)
             let d = maxAbsDiff(got, ref)
             print("[\(n)] max |logit diff| vs PEFT: \(d)")
-            XCTAssertLessThanOrEqual(d, 2e-3, n)
+            XCTAssertLessThanOrEqual(d, 5e-4, n)
         }
     }
 
@@ -65,10 +67,14 @@ final class PEFTAdapterTests: XCTestCase {
             let merged = try Self.logits(lm, ids)
             let d = maxAbsDiff(merged, withAdapter)
             print("[\(n)] merged vs adapter max |diff|: \(d) (PEFT: \(try Self.golden(n).merged_vs_adapter_max_abs))")
-            XCTAssertLessThan(d, 2e-3, n)
+            // measured 2.7e-4 (LoRA all-linear; PEFT's own merge moves its logits by 1.5e-4), 1.2e-4, 1.1e-4
+            XCTAssertLessThan(d, 8e-4, n)
             lm.model.unmergeAdapter()
             lm.model.setActiveAdapter(nil)
-            XCTAssertLessThan(maxAbsDiff(try Self.logits(lm, ids), base), 1e-3, "\(n): unmerge restores the base")
+            let restored = maxAbsDiff(try Self.logits(lm, ids), base)
+            print("[\(n)] unmerged vs base max |diff|: \(restored)")
+            // measured ≤ 1.4e-4 (subtracting B·A back leaves rounding of W + B·A in f32)
+            XCTAssertLessThan(restored, 4e-4, "\(n): unmerge restores the base")
         }
         lm.model.setActiveAdapter(Self.names[0])
     }
@@ -76,11 +82,11 @@ final class PEFTAdapterTests: XCTestCase {
     func testSavedAdapterReloadsIdenticallyWithPEFTKeys() throws {
         let (lm, _) = try Self.setup()
         let n = Self.names[2]   // DoRA: A, B and magnitudes
-        let adapter = try LoRAAdapter.load(directory: Self.dir(n), linears: lm.model.linearModules)
+        let adapter = try LoRAAdapter.load(directory: try Self.dir(n), linears: lm.model.linearModules)
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("finch-adapter-\(UUID())").path
         defer { try? FileManager.default.removeItem(atPath: out) }
         try adapter.save(to: out)
-        let theirs = try SafeTensorsFile(path: Self.dir(n) + "/adapter_model.safetensors")
+        let theirs = try SafeTensorsFile(path: try Self.dir(n) + "/adapter_model.safetensors")
         let ours = try SafeTensorsFile(path: out + "/adapter_model.safetensors")
         XCTAssertEqual(Set(ours.tensorNames), Set(theirs.tensorNames))
         for t in theirs.tensorNames { XCTAssertTrue(try ours.floats(t) == theirs.floats(t), t) }
@@ -97,7 +103,7 @@ final class PEFTAdapterTests: XCTestCase {
 
     func testAdapterForAnotherModelIsRejected() throws {
         let tiny = try LanguageModel.load(Fixtures.path("tiny-llama/hf"))
-        XCTAssertThrowsError(try tiny.model.loadAdapter(directory: Self.dir(Self.names[0]))) { e in
+        XCTAssertThrowsError(try tiny.model.loadAdapter(directory: try Self.dir(Self.names[0]))) { e in
             XCTAssertTrue("\(e)".contains("adapter_model.safetensors"), "\(e)")
             XCTAssertTrue("\(e)".contains("another model"), "\(e)")
         }

@@ -8,7 +8,10 @@ import XCTest
 
 /// Gradients of the three PEFT reference adapters on SmolLM2 (f32): the loss of `batch_ids`
 /// (B = 2, T = 64, labels = inputs) and every trainable tensor's gradient equal PEFT's
-/// (../shared/reference/peft/<name>/golden.safetensors `<param>.grad`), relative error by norm ≤ 1e-3.
+/// (Tests/Fixtures/smollm2/peft/<name>/golden.safetensors `<param>.grad`, Scripts/fixtures/make_peft_goldens.py).
+/// Measured on an AVX-512 host, 2 threads: gradients within 2.0e-4 relative by norm (worst of 720
+/// tensors, a DoRA magnitude), the loss within 8.2e-7 relative; the tolerances are ~3× those:
+/// 6e-4 and 2.5e-6.
 final class PEFTGradientTests: XCTestCase {
     struct Golden: Decodable { let loss: Double; let batch_ids: [[Int32]] }
 
@@ -29,7 +32,7 @@ final class PEFTGradientTests: XCTestCase {
 
     func check(_ name: String, checkpointing: Bool = false) throws {
         let lm = try Self.model()
-        let dir = PEFTAdapterTests.dir(name)
+        let dir = try PEFTAdapterTests.dir(name)
         let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/golden.json")))
         let ref = try SafeTensorsFile(path: dir + "/golden.safetensors")
         if !lm.model.adapterNames.contains(name) { try lm.model.loadAdapter(directory: dir, name: name) }
@@ -37,8 +40,8 @@ final class PEFTGradientTests: XCTestCase {
         lm.model.zeroGradients()
         let loss = try lm.model.forwardBackward(g.batch_ids.map { TrainingSequence(tokens: $0) }, checkpointing: checkpointing)
         XCTAssertEqual(loss.count, 2 * 63)
-        print("[\(name)] loss \(loss.mean) vs PEFT \(g.loss)")
-        XCTAssertEqual(loss.mean, g.loss, accuracy: 1e-4 * g.loss)
+        print("[\(name)] loss \(loss.mean) vs PEFT \(g.loss), relative \(abs(loss.mean - g.loss) / g.loss)")
+        XCTAssertEqual(loss.mean, g.loss, accuracy: 2.5e-6 * g.loss)
         let params = lm.model.trainableParameters()
         XCTAssertEqual(params.count, ref.tensorNames.count - 1, "one gradient per trainable tensor")
         var worst = (0.0, "")
@@ -48,7 +51,7 @@ final class PEFTGradientTests: XCTestCase {
             guard ref.info(key) != nil else { XCTFail("no PEFT gradient named \(key)"); continue }
             let e = Self.relativeError(p.grad.array, try ref.floats(key))
             if e > worst.0 { worst = (e, key) }
-            XCTAssertLessThanOrEqual(e, 1e-3, key)
+            XCTAssertLessThanOrEqual(e, 6e-4, key)
         }
         print("[\(name)] \(params.count) gradients, worst relative error \(worst.0) (\(worst.1))")
     }

@@ -10,17 +10,20 @@ func codeValue(_ q: FourBitTensor, _ e: Int) -> Float {
     q.code[Int(e % 2 == 0 ? q.packed[e / 2] >> 4 : q.packed[e / 2] & 15)]
 }
 
-/// Finch's 4-bit quantization against bitsandbytes 0.50 (../shared/reference/bnb, made by
-/// scripts/bnb_goldens.py): three tensors × NF4/FP4 × blocksize 64/128 × with/without double
-/// quantization. Packed bytes and 8-bit nested codes must be identical, float32 scales and
-/// dequantized values equal (the check allows 1e-6 relative).
+/// Finch's 4-bit quantization against bitsandbytes 0.50 (Tests/Fixtures/bnb, made by
+/// Scripts/fixtures/make_bnb_goldens.py): three tensors × NF4/FP4 × blocksize 64/128 × with/without
+/// double quantization. Packed bytes and 8-bit nested codes must be identical, float32 scales and
+/// dequantized values equal (the check allows 1e-6 relative; measured: identical).
+///
+/// The dequantized reference is bitsandbytes' `dequantize_4bit` on the flat shape, which the fixture
+/// script checks against a NumPy dequantizer written from bnb's packed bytes and absmax: for SmolLM2's
+/// q_proj with blocksize 128 (blocks straddle rows) bnb's 2-D CPU path indexes absmax per row and is
+/// wrong there, so the fixture does not use it; nothing here is rebuilt from Finch's own codes.
 final class BitsAndBytesTests: XCTestCase {
     static let cases = ["randn_256x512", "odd_100x77", "smollm2_l0_q_proj"]
 
     func file(_ name: String) throws -> SafeTensorsFile {
-        let path = Fixtures.reference + "/bnb/\(name).safetensors"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) missing") }
-        return try SafeTensorsFile(path: path)
+        try SafeTensorsFile(path: Fixtures.required("bnb/\(name).safetensors"))
     }
 
     func bytes(_ f: SafeTensorsFile, _ name: String) throws -> [UInt8] { Array(try f.bytes(name)) }
@@ -32,6 +35,7 @@ final class BitsAndBytesTests: XCTestCase {
     }
 
     func testQuantizeMatchesBitsAndBytes() throws {
+        var worst: Float = 0
         for c in Self.cases {
             let f = try file(c)
             let input = try f.floats("\(c).input")
@@ -65,26 +69,14 @@ final class BitsAndBytesTests: XCTestCase {
                         let ref = try f.floats("\(key).dequantized")
                         XCTAssertEqual(deq.count, ref.count)
                         let norm = ref.reduce(0) { max($0, abs($1)) }
-                        let cols = shape[1]
-                        if cols % 2 == 0 && cols % bs != 0 {
-                            // bitsandbytes' AVX-512 CPU dequantizer looks absmax up per row
-                            // (row · ⌊cols/blocksize⌋ + col/blocksize), wrong when blocks straddle rows
-                            // (576 columns, blocksize 128). Finch dequantizes by flat block as CUDA,
-                            // the scalar path and the quantizer do; the reference matches Finch's
-                            // values re-indexed the buggy way, which shows the difference is that bug.
-                            let a = q.absmax()
-                            let perRow = cols / bs
-                            let buggy = (0..<deq.count).map { codeValue(q, $0) * a[($0 / cols) * perRow + ($0 % cols) / bs] }
-                            XCTAssertLessThanOrEqual(maxAbsDiff(buggy, ref), 1e-6 * norm, key)
-                            let flat = (0..<deq.count).map { codeValue(q, $0) * a[$0 / bs] }
-                            XCTAssertEqual(deq, flat, key)
-                        } else {
-                            XCTAssertLessThanOrEqual(maxAbsDiff(deq, ref), 1e-6 * norm, key)
-                        }
+                        let d = maxAbsDiff(deq, ref)
+                        worst = max(worst, d / norm)
+                        XCTAssertLessThanOrEqual(d, 1e-6 * norm, key)
                     }
                 }
             }
         }
+        print("worst dequantized |Finch − bitsandbytes| / absmax over every variant: \(worst)")
     }
 
     /// bitsandbytes' `matmul_4bit` (x · dequant(W)ᵀ, NF4 + double quantization, blocksize 64).

@@ -4,14 +4,15 @@ import FinchTestSupport
 import Foundation
 import XCTest
 
-/// The real SmolLM2 with three PEFT adapters of ../shared/reference (LoRA on every linear, DoRA
+/// The real SmolLM2 with three PEFT adapters of Tests/Fixtures/smollm2/peft (LoRA on every linear, DoRA
 /// and rsLoRA on q/v), none active; loaded once for the test target.
 enum ServeFixtures {
     static let adapters = ["lora": "lora_all_linear_r8", "dora": "dora_qv_r4", "rslora": "lora_qv_rslora_r4"]
     nonisolated(unsafe) private static var cached: LanguageModel?
     private static let lock = NSLock()
 
-    static func adapterPath(_ name: String) -> String { Fixtures.reference + "/peft/" + adapters[name]! }
+    /// Committed under Tests/Fixtures/smollm2/peft (Scripts/fixtures/make_peft_goldens.py).
+    static func adapterPath(_ name: String) -> String { Fixtures.path("smollm2/peft/" + adapters[name]!) }
 
     static func model() throws -> LanguageModel {
         lock.lock(); defer { lock.unlock() }

@@ -7,7 +7,7 @@ import FinchFormats
 final class GGUFTokenizerTests: XCTestCase {
     func testGoldenIds() throws {
         let tok = try TokFixtures.smolLM2()
-        let data = try TokFixtures.reference("tokenizer_golden.json")
+        let data = try TokFixtures.smolLM2Golden("tokenizer_golden.json")
         let cases = try JSONSerialization.jsonObject(with: data) as! [[String: Any]]
         XCTAssertEqual(cases.count, 17)
         for c in cases {
@@ -58,9 +58,9 @@ final class GGUFTokenizerTests: XCTestCase {
 
     func testChatTemplateFromGGUF() throws {
         let tok = try TokFixtures.smolLM2()
-        let meta = try JSONSerialization.jsonObject(with: TokFixtures.reference("model_meta.json")) as! [String: Any]
+        let meta = try JSONSerialization.jsonObject(with: TokFixtures.smolLM2Golden("model_meta.json")) as! [String: Any]
         XCTAssertEqual(tok.chatTemplate, meta["chat_template"] as? String)
-        let golden = try JSONSerialization.jsonObject(with: TokFixtures.reference("logits_golden.json")) as! [String: Any]
+        let golden = try JSONSerialization.jsonObject(with: TokFixtures.smolLM2Golden("logits_golden.json")) as! [String: Any]
         let chat = golden["chat"] as! [String: Any]
         let text = try tok.applyChatTemplate([.user("What is LoRA in one sentence?")], addGenerationPrompt: true)
         XCTAssertEqual(text, chat["text"] as? String)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import FinchFormats
+import FinchTestSupport
 @testable import FinchTokenizer
 
 /// Paths and loaders shared by the tokenizer tests.
@@ -24,37 +25,13 @@ enum TokFixtures {
                              configAt: FileManager.default.fileExists(atPath: config) ? config : nil)
     }
 
-    /// The real SmolLM2 GGUF: `$FINCH_MODEL_DIR/SmolLM2-135M-Instruct.Q4_1.gguf` (or `$FINCH_MODEL_DIR`
-    /// itself if it is the file), else `~/.cache/finch/models/...`. Skips the test when absent,
-    /// unless `CI` is set (then the test fails).
-    static func modelPath() throws -> String {
-        let name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-        var candidates: [String] = []
-        if let d = ProcessInfo.processInfo.environment["FINCH_MODEL_DIR"] {
-            candidates.append(d.hasSuffix(".gguf") ? d : (d as NSString).appendingPathComponent(name))
-        }
-        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
-        candidates.append((home as NSString).appendingPathComponent(".cache/finch/models/" + name))
-        for c in candidates where FileManager.default.fileExists(atPath: c) { return c }
-        if ProcessInfo.processInfo.environment["CI"] != nil {
-            XCTFail("the model \(name) is required on CI but was not found in \(candidates)")
-            throw XCTSkip("model missing")
-        }
-        throw XCTSkip("\(name) not found (set FINCH_MODEL_DIR)")
-    }
+    /// The real SmolLM2 GGUF, where ModelStore looks (skipped with the reason outside CI, a failure under CI).
+    static func modelPath() throws -> String { try FinchTestSupport.Fixtures.smolLM2() }
 
-    /// A file of the shared reference data (`$FINCH_REFERENCE_DIR`, else `<repo>/../shared/reference`).
-    /// Skips the test when absent, unless `CI` is set.
-    static func reference(_ name: String) throws -> Data {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let dir = ProcessInfo.processInfo.environment["FINCH_REFERENCE_DIR"]
-            ?? repo.deletingLastPathComponent().appendingPathComponent("shared/reference").path
-        let path = (dir as NSString).appendingPathComponent(name)
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("reference file \(path) is missing") }
-            throw XCTSkip("reference file \(path) not found (set FINCH_REFERENCE_DIR)")
-        }
-        return data
+    /// A file of transformers' SmolLM2 goldens, Tests/Fixtures/smollm2 (made by
+    /// Scripts/fixtures/make_smollm2_goldens.py); committed, so a missing one is a failure.
+    static func smolLM2Golden(_ name: String) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: try FinchTestSupport.Fixtures.required("smollm2/" + name)))
     }
 
     private static let lock = NSLock()

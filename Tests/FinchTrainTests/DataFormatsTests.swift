@@ -193,10 +193,9 @@ final class DataFormatsTests: XCTestCase {
         XCTAssertEqual(o[0].trainedRuns(tok), [" A small bird.", " Yes, many finches sing." + eos])
     }
 
-    func testRealQLoRADatasetsWhenPresent() throws {
-        let oa = DataFixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("shared/datasets/oa_questions.jsonl").path
-        guard FileManager.default.fileExists(atPath: oa) else { throw XCTSkip("no ../shared/datasets here") }
+    /// qlora's own data sets (Tests/Fixtures/datasets, committed as they are).
+    func testRealQLoRADatasets() throws {
+        let oa = try Fixtures.required("datasets/oa_questions.jsonl")
         let tok = try DataFixtures.tokenizer()
         XCTAssertEqual(try TrainingData.detectFormat(path: oa), .inputOutput)
         let data = try TrainingData.loadDataset(path: oa, options: DatasetOptions(maxSeqLen: 4096), tokenizer: tok)

@@ -154,15 +154,20 @@ final class TrainerTests: XCTestCase {
     /// PEFT's 12 AdamW steps from the lora_all_linear_r8 adapter on SmolLM2 (lr 1e-3, constant,
     /// no decay, no clipping, the same batch each step).
     ///
-    /// Steps 1-8 must match within 1e-4 relative (measured: ≤ 4.7e-5). From step 9 on the curve is
-    /// chaotic: PyTorch + PEFT itself, started from the same adapter with every value perturbed by
-    /// a relative 1e-8, moves step 9 by 7e-4 and step 10 by 2.2e-2 (Scripts/check/loss_curve_sensitivity.py),
-    /// so no implementation that is not bit-identical to PyTorch can hold 1e-3 there; steps 9-12
-    /// are held to 5e-2 (twice PyTorch's own spread), which still catches a wrong optimizer.
+    /// Relative differences measured on an AVX-512 host, 2 threads (Tests/Fixtures/smollm2/peft from
+    /// Scripts/fixtures/make_peft_goldens.py): steps 1-7 ≤ 4.2e-6, step 8 4.7e-5; each step is held to
+    /// ~3× its figure: 1.3e-5 for steps 1-7, 1.5e-4 for step 8. From step 9 on the curve is chaotic:
+    /// PyTorch + PEFT itself, started from the same adapter with every value perturbed by a relative
+    /// 1e-8, moves step 9 by 7e-4 and step 10 by 2.2e-2 (Scripts/check/loss_curve_sensitivity.py), so
+    /// no implementation that is not bit-identical to PyTorch can hold 1e-3 there. Finch (whose
+    /// gradients differ from PyTorch's by 2e-4, far more than 1e-8) measured 2.8e-3, 4.6e-2, 3.2e-3 and
+    /// 6.0e-3 at steps 9-12; they are held to ~3× those. A wrong optimizer fails from step 2 on.
+    static let lossCurveTolerance: [Double] = Array(repeating: 1.3e-5, count: 7) + [1.5e-4, 8.5e-3, 0.14, 1e-2, 1.8e-2]
+
     func testTwelveStepLossCurveMatchesPEFT() throws {
         struct Curve: Decodable { let losses: [Double] }
         struct Golden: Decodable { let batch_ids: [[Int32]] }
-        let ref = Fixtures.reference + "/peft"
+        let ref = try Fixtures.required("smollm2/peft")
         let curve = try JSONDecoder().decode(Curve.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/loss_curve_lora_all_linear_r8.json")))
         let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/lora_all_linear_r8/golden.json")))
         let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
@@ -173,7 +178,7 @@ final class TrainerTests: XCTestCase {
         let summary = try Trainer(model: lm.model, config: c, train: g.batch_ids.map { TrainingSequence(tokens: $0) }).train()
         for (k, (got, want)) in zip(summary.losses, curve.losses).enumerated() {
             print("step \(k + 1): Finch \(got)  PEFT \(want)  rel \(abs(got - want) / want)")
-            XCTAssertEqual(got, want, accuracy: (k < 8 ? 1e-4 : 5e-2) * want, "step \(k + 1)")
+            XCTAssertEqual(got, want, accuracy: Self.lossCurveTolerance[k] * want, "step \(k + 1)")
         }
         XCTAssertEqual(summary.losses.count, 12)
     }
