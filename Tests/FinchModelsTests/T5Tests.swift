@@ -10,7 +10,7 @@ import XCTest
 /// T5 against transformers and PEFT on the tiny checkpoints of Tests/Fixtures/tiny-t5
 /// (Scripts/fixtures/make_tiny_t5.py): T5 v1.1 (gated-GELU, own LM head) and original T5 (ReLU,
 /// tied head with the d_model^-0.5 rescale, 3 decoder blocks against 2 encoder blocks). Encoder
-/// output and teacher-forced logits within 1e-4; greedy 32 tokens identical (cached decoding).
+/// output and teacher-forced logits within `outputTolerance`; greedy 32 tokens identical (cached decoding).
 final class T5Tests: XCTestCase {
     struct Pair: Decodable { let source: [Int]; let target: [Int]; let loss: Double; let greedy32: [Int] }
     struct Batch: Decodable { let input_ids: [[Int32]]; let attention_mask: [[Int32]]; let labels: [[Int32]] }
@@ -33,6 +33,8 @@ final class T5Tests: XCTestCase {
         }
     }
     static let variants = ["v1_1", "original"]
+    /// Tolerances: ~3x the largest figures measured (printed by each test; README, T5 section).
+    static let outputTolerance: Float = 4e-6, gradientTolerance = 3e-6, lossTolerance = 2e-7
 
     static func load(_ variant: String) throws -> (T5Model, Expected, SafeTensorsFile) {
         let d = Fixtures.path("tiny-t5/\(variant)")
@@ -49,12 +51,13 @@ final class T5Tests: XCTestCase {
         for variant in Self.variants {
             let (m, e, ref) = try Self.load(variant)
             for (i, p) in e.pairs.enumerated() {
-                XCTAssertLessThan(maxAbsDiff(try m.encoderOutput(p.source), try ref.floats("enc\(i)")), 1e-4, "\(variant) enc\(i)")
+                let enc = maxAbsDiff(try m.encoderOutput(p.source), try ref.floats("enc\(i)"))
+                XCTAssertLessThan(enc, Self.outputTolerance, "\(variant) enc\(i)")
                 let input = [m.config.startTokenId] + p.target.dropLast()
                 let got = try m.logits(source: p.source, decoderInput: input).flatMap { $0 }
                 let diff = maxAbsDiff(got, try ref.floats("logits\(i)"))
-                XCTAssertLessThan(diff, 1e-4, "\(variant) logits\(i)")
-                print("[t5 \(variant)] pair \(i): logits within \(diff) of transformers")
+                XCTAssertLessThan(diff, Self.outputTolerance, "\(variant) logits\(i)")
+                print("[t5 \(variant)] pair \(i): encoder output within \(enc), logits within \(diff) of transformers")
             }
         }
     }
@@ -75,7 +78,7 @@ final class T5Tests: XCTestCase {
     }
 
     /// LoRA gradients (q/v, PEFT's default for T5, and all-linear) on a padded batch of two pairs
-    /// within 1e-4 relative of PEFT's, with and without gradient checkpointing (identical).
+    /// within `gradientTolerance` (relative) of PEFT's, with and without gradient checkpointing (identical).
     func testLoRAGradientsMatchPEFT() throws {
         for variant in Self.variants {
             for (tag, dir) in [("qv", "peft"), ("all", "peft-all")] {
@@ -85,7 +88,8 @@ final class T5Tests: XCTestCase {
                     try m.loadAdapter(directory: Fixtures.path("tiny-t5/\(variant)/\(dir)"))
                     m.zeroGradients()
                     let loss = try m.forwardBackward(e.sequences(start: Int32(m.config.startTokenId)), checkpointing: checkpointing)
-                    XCTAssertEqual(loss.mean, tag == "qv" ? e.qv_loss : e.all_loss, accuracy: 1e-5, "\(variant) \(tag) loss")
+                    let wantLoss = tag == "qv" ? e.qv_loss : e.all_loss
+                    XCTAssertEqual(loss.mean, wantLoss, accuracy: Self.lossTolerance * wantLoss, "\(variant) \(tag) loss")
                     let params = m.trainableParameters()
                     XCTAssertEqual(params.count, tag == "qv" ? 2 * 2 * (m.encoder.count + 2 * m.decoder.count)
                                    : 2 * (m.encoder.count * 6 + m.decoder.count * 10) + (variant == "v1_1" ? 2 * (m.encoder.count + m.decoder.count) : 0))
@@ -93,13 +97,13 @@ final class T5Tests: XCTestCase {
                     for p in params {
                         let err = relativeError(p.grad.array, try ref.floats("\(tag).\(p.name).grad"))
                         worst = max(worst, err)
-                        XCTAssertLessThanOrEqual(err, 1e-4, "\(variant) \(tag) \(p.name)")
+                        XCTAssertLessThanOrEqual(err, Self.gradientTolerance, "\(variant) \(tag) \(p.name)")
                     }
                     if checkpointing {
                         for (p, g) in zip(params, first) { XCTAssertEqual(p.grad.array, g, "\(variant) \(tag) checkpointing \(p.name)") }
                     } else {
                         first = params.map(\.grad.array)
-                        print("[t5 \(variant)] \(tag): \(params.count) LoRA tensors, gradients within \(worst) (relative) of PEFT")
+                        print("[t5 \(variant)] \(tag): \(params.count) LoRA tensors, gradients within \(worst) (relative) of PEFT, loss within \(abs(loss.mean - wantLoss) / wantLoss)")
                     }
                 }
             }
@@ -113,7 +117,9 @@ final class T5Tests: XCTestCase {
             try m.loadAdapter(directory: Fixtures.path("tiny-t5/\(variant)/peft"))
             for (i, p) in e.pairs.enumerated() {
                 let got = try m.logits(source: p.source, decoderInput: [m.config.startTokenId] + p.target.dropLast()).flatMap { $0 }
-                XCTAssertLessThan(maxAbsDiff(got, try ref.floats("adapter.logits\(i)")), 1e-4, "\(variant) adapter logits\(i)")
+                let d = maxAbsDiff(got, try ref.floats("adapter.logits\(i)"))
+                XCTAssertLessThan(d, Self.outputTolerance, "\(variant) adapter logits\(i)")
+                print("[t5 \(variant)] pair \(i): adapter logits within \(d) of PEFT")
             }
         }
     }
