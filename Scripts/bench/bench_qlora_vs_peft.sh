@@ -3,11 +3,12 @@
 # quantization) and PyTorch + PEFT + bitsandbytes QLoRA (same settings), r=16 all-linear,
 # B=4 × T=256, f32 and bf16 compute; tokens/s (median of STEPS steps after 2 warm-ups) and peak RSS.
 #   Scripts/bench/bench_qlora_vs_peft.sh [VENV] [STEPS]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, accelerate, peft,
-# bitsandbytes (0.50), gguf, safetensors. Prints JSON lines, then ratios.
+# VENV (default: the reference venv, Scripts/reference-venv.sh, made on first use) runs
+# Scripts/reference/bench_peft.py (PEFT + bitsandbytes) on transformers' f32 copy of the model. Prints JSON
+# lines, then ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 STEPS="${2:-6}"
 source Scripts/bench/common.sh
 OUT="$(mktemp)"
@@ -15,7 +16,7 @@ for d in f32 bf16; do
   .build/release/finch bench train --targets all --r 16 --dtype "$d" --steps "$STEPS" | tee -a "$OUT"
   .build/release/finch bench train --targets all --r 16 --dtype "$d" --steps "$STEPS" --qlora | tee -a "$OUT"
   pargs=(--targets all --r 16 --steps "$STEPS" --qlora); [ "$d" = bf16 ] && pargs+=(--bf16)
-  (cd "$WORK" && "$VENV/bin/python" bench_peft.py "${pargs[@]}" | sed 's/^{/{"engine": "peft", /') | tee -a "$OUT"
+  "$VENV/bin/python" "$REF/bench_peft.py" --model "$SMOLLM2_F32" "${pargs[@]}" | sed 's/^{/{"engine": "peft", /' | tee -a "$OUT"
 done
 python3 - "$OUT" <<'PY'
 import json, sys

@@ -3,13 +3,12 @@
 # LoRA steps on SmolLM2-135M, B=4 × T=256, AdamW; tokens/s (median of 6 steps after 2 warm-ups)
 # and peak RSS, each configuration in a fresh process, Finch and PyTorch alternating.
 #   Scripts/bench/bench_train_vs_peft.sh [VENV] [STEPS]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, accelerate, peft, gguf, safetensors;
-# it runs ../shared/reference/scripts/bench_peft.py on the f32 safetensors copy of the model
-# that ../shared/reference/scripts/goldens.py writes (made once, cached in $WORK).
+# VENV (default: the reference venv, Scripts/reference-venv.sh, made on first use) runs
+# Scripts/reference/bench_peft.py on transformers' f32 copy of the model (Scripts/reference/env.sh, made once).
 # Prints JSON lines (engine finch / peft) and then a table of ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 STEPS="${2:-6}"
 source Scripts/bench/common.sh
 OUT="$(mktemp)"
@@ -21,7 +20,7 @@ for c in "${CONFIGS[@]}"; do
   [ "$ck" = yes ] && { fargs+=(--gradient-checkpointing); pargs+=(--ckpt); }
   [ "$d" = bf16 ] && pargs+=(--bf16)
   .build/release/finch bench train "${fargs[@]}" | tee -a "$OUT"
-  (cd "$WORK" && "$VENV/bin/python" bench_peft.py "${pargs[@]}" | sed 's/^{/{"engine": "peft", /') | tee -a "$OUT"
+  "$VENV/bin/python" "$REF/bench_peft.py" --model "$SMOLLM2_F32" "${pargs[@]}" | sed 's/^{/{"engine": "peft", /' | tee -a "$OUT"
 done
 python3 - "$OUT" <<'PY'
 import json, sys

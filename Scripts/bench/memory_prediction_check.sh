@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `finch train --dry-run`'s predicted peak memory against the measured peak RSS of the same run
-# (8 steps + one evaluation on ../shared/datasets/oa_questions.jsonl, SmolLM2, r=16 all-linear,
+# (8 steps + one evaluation on Tests/Fixtures/datasets/oa_questions.jsonl, SmolLM2, r=16 all-linear,
 # B=4, T≤256) for LoRA / QLoRA, f32 / bf16, with and without gradient checkpointing, and the
 # 8-bit / paged optimizers. Prints one JSON line per configuration.
 #   Scripts/bench/memory_prediction_check.sh [FINCH] [DATA]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FINCH="${1:-.build/release/finch}"
-DATA="${2:-../shared/datasets/oa_questions.jsonl}"
+DATA="${2:-Tests/Fixtures/datasets/oa_questions.jsonl}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear

@@ -3,7 +3,7 @@
 # r=16 all-linear, alpha 32, lr $LR (default 2e-4), B=4, T≤256, STEPS steps, eval every STEPS/4 on a 5% split.
 # The issue's check: the QLoRA run's final eval loss within 3% of the f32 LoRA run's.
 #   Scripts/bench/qlora_loss_check.sh [FINCH] [STEPS] [DATA]
-# FINCH defaults to .build/release/finch; DATA to ../shared/datasets/oa_questions.jsonl
+# FINCH defaults to .build/release/finch; DATA to Tests/Fixtures/datasets/oa_questions.jsonl
 # (OpenAssistant question/answer pairs, input/output JSON lines). Prints one JSON line per run
 # and a summary line; the run directories stay under $OUT_DIR (default: a temporary directory).
 # PARALLEL=1 runs the two trainings at once (on a many-core machine; set OMP_NUM_THREADS to half).
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 FINCH="${1:-.build/release/finch}"
 STEPS="${2:-200}"
-DATA="${3:-../shared/datasets/oa_questions.jsonl}"
+DATA="${3:-Tests/Fixtures/datasets/oa_questions.jsonl}"
 OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
 LR="${LR:-2e-4}"
 common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear

@@ -1,6 +1,6 @@
 """Load test of an OpenAI-compatible server: N concurrent streaming chat clients for D seconds.
 
-Each client sends chat completions one after another (questions from ../shared/datasets,
+Each client sends chat completions one after another (questions from Tests/Fixtures/datasets,
 greedy, max_tokens M) and reads the server-sent events. Prints one JSON line: completed
 requests, errors, aggregate generated tokens/s, p50/p95 time to first token and time per output
 token, and the server's peak RSS (VmHWM of --pid). Tokens are the content chunks that arrived
@@ -22,7 +22,7 @@ parser.add_argument("--model", default="default")
 parser.add_argument("--clients", type=int, default=64)
 parser.add_argument("--duration", type=float, default=60)
 parser.add_argument("--max-tokens", type=int, default=128)
-parser.add_argument("--questions", default="../shared/datasets/vicuna_questions.jsonl")
+parser.add_argument("--questions", default="Tests/Fixtures/datasets/vicuna_questions.jsonl")
 parser.add_argument("--pid", type=int, help="server process, for its peak RSS")
 parser.add_argument("--label", default="")
 args = parser.parse_args()

@@ -15,10 +15,10 @@ A manual check (it needs torch + transformers); not part of the test suite.
 
 Usage:
     swift build -c release
-    /work/venv/bin/python Scripts/check/merge_vs_transformers.py \\
+    "$(Scripts/reference-venv.sh)"/bin/python Scripts/check/merge_vs_transformers.py \\
         --finch .build/release/finch \\
-        --model ~/.cache/finch/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --adapter ../shared/reference/peft/lora_all_linear_r8 \\
+        --model "$(Scripts/fetch-model.sh smollm2-135m)" \\
+        --adapter Tests/Fixtures/smollm2/peft/lora_all_linear_r8 \\
         [--out /tmp/finch-merged] [--dtype f32|bf16|f16] [--golden-dir ADAPTER_DIR] [--tolerance 1e-3]
 
 Exits non-zero when the ids differ or the f32 logit difference exceeds --tolerance.

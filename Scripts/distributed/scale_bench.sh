@@ -13,8 +13,7 @@ FINCH="${FINCH:-.build/release/finch}"
 [ -x "$FINCH" ] || swift build -c release --product finch >&2
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
-DATA="${DATA:-../shared/datasets/oa_questions.jsonl}"
-[ -f "$DATA" ] || DATA=Examples/brindlewick.jsonl
+DATA="${DATA:-Tests/Fixtures/datasets/oa_questions.jsonl}"
 common=(train --data "$DATA" --lora-r 16 --lora-alpha 32 --target-modules all-linear --batch-size 4 --max-seq-len 256
         --max-steps "$STEPS" --save-steps 0 --logging-steps 1 --seed 1)
 OMP_NUM_THREADS=1 "$FINCH" "${common[@]}" --output "$OUT/r1" >/dev/null 2>&1

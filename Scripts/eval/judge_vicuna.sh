@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local judge on the Vicuna questions: SmolLM2 answers the first N questions (default 20) as
 # itself (its chat template) and with a Guanaco-style adapter (qlora's "### Human: … ### Assistant:"
-# format), trained here for a few steps on ../shared/datasets/oa_questions.jsonl unless ADAPTER
+# format), trained here for a few steps on Tests/Fixtures/datasets/oa_questions.jsonl unless ADAPTER
 # names one (training also runs MMLU at every evaluation: metrics.jsonl, loss.svg); then SmolLM2
 # judges every question in both orders (finch judge). A 135M judge is a weak judge: the point is
 # the machinery (both orders, position bias, Elo), not the verdict.
@@ -13,7 +13,7 @@ FINCH=${FINCH:-.build/release/finch}
 [ -x "$FINCH" ] || swift build -c release -Xswiftc -enable-testing --product finch >&2
 WORK="${WORK:-$(mktemp -d /tmp/finch-judge-XXXXXX)}"
 mkdir -p "$WORK"
-DATA=../shared/datasets
+DATA=Tests/Fixtures/datasets   # qlora's question sets, committed as they are
 if [ -z "${ADAPTER:-}" ]; then
   ADAPTER="$WORK/guanaco"
   if [ ! -f "$ADAPTER/adapter_model.safetensors" ]; then

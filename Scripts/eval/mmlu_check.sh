@@ -1,28 +1,22 @@
 #!/usr/bin/env bash
-# MMLU on all 1531 zero-shot validation items (../shared/datasets/mmlu_zero_shot_val.json), Finch
-# against transformers (Scripts/fixtures/make_mmlu_reference.py) on the same weights — the f32
-# safetensors copy of SmolLM2 that ../shared/reference/scripts/goldens.py writes — in qlora's style
+# MMLU on all 1531 zero-shot validation items (Tests/Fixtures/datasets/mmlu_zero_shot_val.json, qlora's file), Finch
+# against transformers (Scripts/fixtures/make_mmlu_reference.py) on the same weights — transformers' f32 copy of
+# SmolLM2 (Scripts/reference/make_smollm2_f32.py, through Scripts/reference/env.sh) — in qlora's style
 # and lm-eval's, in the same run. Prints the items whose prediction differs (with the reference's
 # margin between its two best choices), both subject-mean accuracies and items/s, appends a line to
 # Scripts/eval/results/mmlu-DATE.jsonl, and fails if a prediction differs outside a near-tie
 # (margin < 1e-4) or the subject means differ.
 #   Scripts/eval/mmlu_check.sh [VENV] [LIMIT]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, gguf and safetensors.
+# VENV: default the reference venv (Scripts/reference-venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 LIMIT="${2:-}"
 FINCH=${FINCH:-.build/release/finch}
 [ -x "$FINCH" ] || swift build -c release -Xswiftc -enable-testing --product finch >&2
-WORK="${FINCH_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/finch/bench-ref}"
-MODEL="$WORK/models/smollm2-f32"
-if [ ! -f "$MODEL/model.safetensors" ]; then   # made once, as Scripts/bench/common.sh makes it
-  mkdir -p "$WORK/models"
-  cp ../shared/reference/scripts/*.py "$WORK/"
-  ln -sf "$(Scripts/fetch-model.sh smollm2-135m)" "$WORK/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-  (cd "$WORK" && "$VENV/bin/python" goldens.py >&2)
-fi
-DATA=../shared/datasets/mmlu_zero_shot_val.json
+source Scripts/reference/env.sh   # VENV, and SMOLLM2_F32: transformers' f32 copy of SmolLM2 (made once)
+MODEL="$SMOLLM2_F32"
+DATA=Tests/Fixtures/datasets/mmlu_zero_shot_val.json
 out=$(mktemp -d)
 limit=(); [ -n "$LIMIT" ] && limit=(--max-samples "$LIMIT")
 for style in qlora harness; do

@@ -6,21 +6,15 @@
 #
 #   Scripts/export/int8_check.sh [VENV]
 #
-# VENV (default /work/venv) holds torch, transformers and bitsandbytes. The f32 SmolLM2 directory
-# is made once as Scripts/serve/lmeval_check.sh makes it.
+# VENV (default: the reference venv, Scripts/reference-venv.sh) holds torch, transformers and bitsandbytes.
+# The f32 SmolLM2 directory is transformers' copy, made once by Scripts/reference/env.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 FINCH="${FINCH:-}"
 if [ -z "$FINCH" ]; then swift build -c release --product finch >/dev/null; FINCH=.build/release/finch; fi
-WORK="${FINCH_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/finch/bench-ref}"
-MODEL="$WORK/models/smollm2-f32"
-if [ ! -f "$MODEL/model.safetensors" ]; then
-  mkdir -p "$WORK/models"
-  cp ../shared/reference/scripts/*.py "$WORK/"
-  ln -sf "$(Scripts/fetch-model.sh smollm2-135m)" "$WORK/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-  (cd "$WORK" && "$VENV/bin/python" goldens.py >&2)
-fi
+source Scripts/reference/env.sh   # VENV, and SMOLLM2_F32: transformers' f32 copy of SmolLM2 (made once)
+MODEL="$SMOLLM2_F32"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 echo "{\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"OPENBLAS_CORETYPE\": \"${OPENBLAS_CORETYPE:-}\"}"

@@ -52,8 +52,9 @@ config = dict(architectures=[arch], model_type=model_type, vocab_size=vocab, hid
 if model_type == "llama":
     config["rope_scaling"] = None
 json.dump(config, open(os.path.join(args.out, "config.json"), "w"), indent=2)
-for f in ("tokenizer.json", "tokenizer_config.json"):
-    shutil.copy(os.path.join(args.tokenizer_dir, f), os.path.join(args.out, f))
+for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):   # transformers 5 writes the template apart
+    if f != "chat_template.jinja" or os.path.exists(os.path.join(args.tokenizer_dir, f)):
+        shutil.copy(os.path.join(args.tokenizer_dir, f), os.path.join(args.out, f))
 
 
 def tensors():

@@ -5,21 +5,20 @@
 # predicts (load peak, run peak) next to what a real run of STEPS steps measures (peak RSS, load
 # time, tokens/s), one JSON line each, with the CPU.
 #   Scripts/scale/scale_bench.sh [SHAPES] [STEPS] [T]     (default "smollm2-135m smollm2-1.7b" 3 512)
-# VENV (default /work/venv) needs torch and safetensors; checkpoints go to $FINCH_HOME/scale (bf16 on
-# disk: 0.27, 3.4 and ~14 GB).
+# VENV (default: the reference venv, Scripts/reference-venv.sh) needs torch and safetensors; checkpoints go to
+# $FINCH_HOME/scale (bf16 on disk: 0.27, 3.4 and ~14 GB), with SmolLM2's tokenizer as transformers writes it
+# (Tests/Fixtures/smollm2/hf).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHAPES="${1:-smollm2-135m smollm2-1.7b}"
 STEPS="${2:-3}"
 T="${3:-512}"
-VENV="${VENV:-/work/venv}"
 FINCH=${FINCH:-.build/release/finch}
 [ -x "$FINCH" ] || swift build -c release -Xswiftc -enable-testing --product finch >&2
 home=${FINCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/finch}
 WORK="$home/scale"
 mkdir -p "$WORK"
-TOKENIZER="$home/bench-ref/models/smollm2-f32"
-[ -f "$TOKENIZER/tokenizer.json" ] || { echo "needs $TOKENIZER (made by Scripts/bench/common.sh)" >&2; exit 1; }
+TOKENIZER=Tests/Fixtures/smollm2/hf
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)
 common=(--data Tests/Fixtures/perplexity/oa_answers.txt --format text --max-seq-len "$T" --quantize nf4 --double-quant
         --lora-r 16 --lora-alpha 32 --target-modules all-linear --batch-size 1 --gradient-checkpointing
@@ -28,7 +27,7 @@ for shape in $SHAPES; do
   dir="$WORK/random-$shape"
   if [ ! -f "$dir/model.safetensors.index.json" ]; then
     rm -rf "$dir"
-    "$VENV/bin/python" Scripts/scale/make_random_checkpoint.py "$shape" "$dir" "$TOKENIZER" >&2
+    "${VENV:-$(Scripts/reference-venv.sh)}/bin/python" Scripts/scale/make_random_checkpoint.py "$shape" "$dir" "$TOKENIZER" >&2
   fi
   dry=$("$FINCH" train --model "$dir" "${common[@]}" --dry-run 2>/dev/null)
   pred_load=$(echo "$dry" | sed -n 's/^loading: predicted peak \([0-9.]*\) MiB, measured in this dry run \([0-9.]*\) MiB.*/\1 \2/p')

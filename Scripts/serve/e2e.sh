@@ -33,11 +33,11 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, seleni
   "$venv/bin/pip" install -q --disable-pip-version-check "openai==3.51.0" "selenium==4.52.0"
 fi
 
-ref=${FINCH_REFERENCE:-../shared/reference}
+peft=Tests/Fixtures/smollm2/peft   # PEFT's adapters (Scripts/fixtures/make_peft_goldens.py)
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$FINCH" serve --port "$port" --max-batch 16 --ctx 2048 \
-  --adapter lora="$ref/peft/lora_all_linear_r8" --adapter dora="$ref/peft/dora_qv_r4" \
+  --adapter lora="$peft/lora_all_linear_r8" --adapter dora="$peft/dora_qv_r4" \
   --conversation-log "$work/conversations.jsonl" \
   --eval-answers base=Tests/Fixtures/eval/answers_base.jsonl --eval-answers tuned=Tests/Fixtures/eval/answers_tuned.jsonl \
   --eval-log "$work/ratings.jsonl" >"$work/server.log" 2>&1 &

@@ -1,26 +1,19 @@
 #!/usr/bin/env bash
 # lm-evaluation-harness through `finch serve`: the same 100 MMLU items (Scripts/eval/lmeval) scored
 # by lm-eval's `local-completions` model against the server (echo + prompt logprobs) and by
-# lm-eval's own `hf` model (transformers) on the same weights: the f32 safetensors copy of
-# SmolLM2 that ../shared/reference/scripts/goldens.py writes. Prints each item's choice from both,
+# lm-eval's own `hf` model (transformers) on the same weights: transformers' f32 copy of SmolLM2
+# (Scripts/reference/make_smollm2_f32.py, through Scripts/reference/env.sh). Prints each item's choice from both,
 # the largest log-likelihood difference, and both accuracies; fails if a choice differs.
 #   Scripts/serve/lmeval_check.sh [VENV]
-# VENV (default /work/venv, outside the repo) needs torch, transformers, gguf, safetensors and
-# lm-eval 0.4 with its API extra:
-#   VENV/bin/pip install "lm-eval[api]==0.4.*"
+# VENV (default: the reference venv, Scripts/reference-venv.sh) needs lm-eval 0.4 with its API extra besides:
+#   "$VENV"/bin/pip install "lm-eval[api]==0.4.*"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/work/venv}"
+VENV="${1:-${VENV:-}}"
 FINCH=${FINCH:-.build/release/finch}
 [ -x "$FINCH" ] || swift build -c release -Xswiftc -enable-testing --product finch >&2
-WORK="${FINCH_BENCH_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/finch/bench-ref}"
-MODEL="$WORK/models/smollm2-f32"
-if [ ! -f "$MODEL/model.safetensors" ]; then   # made once, as Scripts/bench/common.sh makes it
-  mkdir -p "$WORK/models"
-  cp ../shared/reference/scripts/*.py "$WORK/"
-  ln -sf "$(Scripts/fetch-model.sh smollm2-135m)" "$WORK/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-  (cd "$WORK" && "$VENV/bin/python" goldens.py >&2)
-fi
+source Scripts/reference/env.sh   # VENV, and SMOLLM2_F32: transformers' f32 copy of SmolLM2 (made once)
+MODEL="$SMOLLM2_F32"
 out=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$FINCH" serve --model "$MODEL" --port "$port" --max-batch 32 >"$out/server.log" 2>&1 &

@@ -1,13 +1,14 @@
 """Token ids of a larger tokenizer corpus, made by transformers from the real SmolLM2 GGUF.
 
 The ids come from `AutoTokenizer.from_pretrained(dir, gguf_file=...)` and
-`tok(text, add_special_tokens=False)`, exactly as /work/shared/reference/scripts/goldens.py made
-tokenizer_golden.json. Building a tokenizer from a GGUF does not use torch, but transformers
-imports it on that path; when torch is not installed a stand-in module is registered so the
+`tok(text, add_special_tokens=False)`, exactly as Scripts/fixtures/make_smollm2_goldens.py makes
+Tests/Fixtures/smollm2/tokenizer_golden.json (checked here for SmolLM2). The data-set lines come from
+Tests/Fixtures/datasets. Building a tokenizer from a GGUF does not use torch, but transformers imports it
+on that path; when torch is not installed a stand-in module is registered so the
 import succeeds (only the tokenizer is built; no tensor is touched).
 
 Run from the repository root:
-    /work/venv/bin/python Scripts/tokenizer/make_corpus.py [path/to/model.gguf [out.json]]
+    "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_corpus.py [path/to/model.gguf [out.json]]
 Writes Tests/Fixtures/tokenizer/corpus.json (SmolLM2, the default) or `out.json` (e.g.
 Tests/Fixtures/gemma3-270m/tokenizer_corpus.json for the Gemma 3 270M GGUF):
 [{"text", "ids", "decoded", "decoded_skip_special"}].
@@ -15,13 +16,16 @@ Tests/Fixtures/gemma3-270m/tokenizer_corpus.json for the Gemma 3 270M GGUF):
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "Tests", "Fixtures", "tokenizer", "corpus.json")
-DATASETS = os.environ.get("FINCH_DATASETS", "/work/shared/datasets")
-GGUF = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/finch/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+DATASETS = os.path.join(ROOT, "Tests", "Fixtures", "datasets")   # qlora's data sets, committed as they are
+GGUF = sys.argv[1] if len(sys.argv) > 1 else subprocess.run(
+    [os.path.join(ROOT, "Scripts", "fetch-model.sh"), "smollm2-135m"], check=True, capture_output=True, text=True
+).stdout.strip().splitlines()[-1]
 
 
 def load_tokenizer():
@@ -146,8 +150,7 @@ def main():
         ids = tok(t, add_special_tokens=False).input_ids
         cases.append({"text": t, "ids": ids, "decoded": tok.decode(ids),
                       "decoded_skip_special": tok.decode(ids, skip_special_tokens=True)})
-    golden = json.load(open("/work/shared/reference/tokenizer_golden.json", encoding="utf-8")) \
-        if os.path.exists("/work/shared/reference/tokenizer_golden.json") else []
+    golden = json.load(open(os.path.join(ROOT, "Tests", "Fixtures", "smollm2", "tokenizer_golden.json"), encoding="utf-8"))
     for g in golden if len(sys.argv) <= 2 else []:   # the SmolLM2 goldens hold for SmolLM2 only
         assert tok(g["text"], add_special_tokens=False).input_ids == g["ids"], g["text"]
     with open(OUT, "w", encoding="utf-8") as f:

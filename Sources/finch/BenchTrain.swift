@@ -12,7 +12,7 @@ struct BenchTrain: ParsableCommand {
         commandName: "train",
         abstract: "LoRA training tokens/s and peak RSS on SmolLM2 (one JSON line).",
         discussion: """
-        Mirrors ../shared/reference/scripts/bench_peft.py: B×T random token ids (labels = inputs),
+        Mirrors Scripts/reference/bench_peft.py (PyTorch + PEFT): B×T random token ids (labels = inputs),
         LoRA alpha = 2r, dropout 0.05, AdamW lr 2e-4 without clipping; tokens/s = B·T / the median
         step time over --steps steps after 2 warm-ups, each step a full forward, backward and update
         through the trainer. Run each configuration in a fresh process (peak RSS is per process).
