@@ -8,9 +8,11 @@ import XCTest
 
 /// Every family on the model seam against transformers and PEFT, on tiny random-weight
 /// checkpoints written by transformers (Scripts/fixtures/make_tiny_families.py): per sequence
-/// (one longer than the sliding window), logits within 1e-4; greedy 32 tokens identical (decoded
-/// with the KV cache, across the window); with PEFT's adapter on the family's default targets,
-/// logits within 1e-4 and every LoRA gradient within 1e-4 relative (by norm); merged logits equal
+/// (one longer than the sliding window), logits within `logitTolerance` (measured 1.1e-5, Gemma 3;
+/// the others ≤ 7e-6); greedy 32 tokens identical (decoded with the KV cache, across the window);
+/// with PEFT's adapter on the family's default targets, logits within `logitTolerance` (measured
+/// 9.8e-6) and every LoRA gradient within `gradientTolerance` relative by norm (measured 2.7e-6 over
+/// oneDNN, oneDNN-AVX2 and OpenBLAS), loss within `lossTolerance` (1.2e-7); merged logits equal
 /// adapter logits; an export reloads to the same logits; PEFT's adapter loaded and saved again by
 /// Finch has the same tensors and values (a round trip; a Finch-*trained* adapter against a PEFT-trained one is
 /// Tests/FinchTrainTests/PEFTTrainedAdapterTests.swift).
@@ -25,6 +27,8 @@ final class FamilyTests: XCTestCase {
     }
 
     static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
+    /// ~3x the largest figures measured over the families (each printed by the tests).
+    static let logitTolerance: Float = 3.5e-5, gradientTolerance = 8e-6, lossTolerance = 4e-7
     /// Linear layers per block.
     static let linearsPerBlock = ["mistral": 7, "qwen2": 7, "qwen3": 7, "gemma3": 7, "gpt2": 4]
 
@@ -57,7 +61,8 @@ final class FamilyTests: XCTestCase {
                 let got = try Self.logits(lm.model, ids)
                 XCTAssertEqual(got.count, want.count, "\(f) seq\(i)")
                 let d = maxAbsDiff(got, want)
-                XCTAssertLessThan(d, 1e-4, "\(f) sequence \(i) (\(ids.count) tokens)")
+                XCTAssertLessThan(d, Self.logitTolerance, "\(f) sequence \(i) (\(ids.count) tokens)")
+                print("[family \(f)] seq\(i): logits within \(d) of transformers")
             }
             // A batch of all sequences at once computes what each computes alone.
             let batch = try lm.model.forward(e.sequences.map { SequenceInput(tokens: $0, cache: lm.model.makeCache()) },
@@ -65,7 +70,7 @@ final class FamilyTests: XCTestCase {
             for (i, ids) in e.sequences.enumerated() {
                 let rows = batch.rows[i]
                 let got = Array(batch.values.array[(rows.lowerBound * lm.model.vocabSize)..<(rows.upperBound * lm.model.vocabSize)])
-                XCTAssertLessThan(maxAbsDiff(got, try ref.floats("seq\(i).logits")), 1e-4, "\(f) batched seq\(i) (\(ids.count))")
+                XCTAssertLessThan(maxAbsDiff(got, try ref.floats("seq\(i).logits")), Self.logitTolerance, "\(f) batched seq\(i) (\(ids.count))")
             }
         }
     }
@@ -89,18 +94,24 @@ final class FamilyTests: XCTestCase {
             XCTAssertEqual(m.defaultTargetModules.sorted(), e.peft_target_modules, f)
             try m.loadAdapter(directory: Self.dir(f) + "/peft")
             for (i, ids) in e.sequences.enumerated() {
-                XCTAssertLessThan(maxAbsDiff(try Self.logits(m, ids), try ref.floats("adapter.seq\(i).logits")), 1e-4,
-                                  "\(f) adapter seq\(i)")
+                let d = maxAbsDiff(try Self.logits(m, ids), try ref.floats("adapter.seq\(i).logits"))
+                XCTAssertLessThan(d, Self.logitTolerance, "\(f) adapter seq\(i)")
+                print("[family \(f)] seq\(i): adapter logits within \(d) of PEFT")
             }
             m.zeroGradients()
             let loss = try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
-            XCTAssertEqual(loss.mean, e.loss, accuracy: 1e-5 * e.loss, f)
+            XCTAssertEqual(loss.mean, e.loss, accuracy: Self.lossTolerance * e.loss, f)
+            print("[family \(f)] loss within \(abs(loss.mean - e.loss) / e.loss) (relative) of PEFT")
             let params = m.trainableParameters()
             XCTAssertEqual(params.count, 2 * 2 * e.peft_target_modules.count, "\(f): A and B of each target in two layers")
+            var worstGradient = 0.0
+            defer { print("[family \(f)] LoRA gradients within \(worstGradient) (relative, by norm) of PEFT") }
             for p in params {
                 let key = p.name + ".grad"
                 guard ref.info(key) != nil else { XCTFail("\(f): no PEFT gradient named \(key)"); continue }
-                XCTAssertLessThanOrEqual(Self.relativeError(p.grad.array, try ref.floats(key)), 1e-4, "\(f) \(key)")
+                let err = Self.relativeError(p.grad.array, try ref.floats(key))
+                worstGradient = max(worstGradient, err)
+                XCTAssertLessThanOrEqual(err, Self.gradientTolerance, "\(f) \(key)")
             }
             // Gradient checkpointing recomputes the blocks to identical gradients.
             let plain = params.map { $0.grad.array }
@@ -122,11 +133,14 @@ final class FamilyTests: XCTestCase {
             // Merged logits equal adapter logits; the export reloads to the same logits.
             let withAdapter = try Self.logits(m, e.sequences[1])
             try m.mergeActiveAdapter()
-            XCTAssertLessThan(maxAbsDiff(try Self.logits(m, e.sequences[1]), withAdapter), 1e-4, "\(f) merged")
+            let merged = maxAbsDiff(try Self.logits(m, e.sequences[1]), withAdapter)
+            XCTAssertLessThan(merged, Self.logitTolerance, "\(f) merged")
             try m.saveHuggingFace(to: scratch + "/merged", tokenizer: lm.tokenizer)
             let reloaded = try LanguageModel.load(scratch + "/merged")
             XCTAssertEqual(reloaded.model.architecture, f)
-            XCTAssertLessThan(maxAbsDiff(try Self.logits(reloaded.model, e.sequences[1]), withAdapter), 1e-4, "\(f) exported")
+            let exported = maxAbsDiff(try Self.logits(reloaded.model, e.sequences[1]), withAdapter)
+            XCTAssertLessThan(exported, Self.logitTolerance, "\(f) exported")
+            print("[family \(f)] merged logits within \(merged), exported within \(exported) of the adapter's")
         }
     }
 
