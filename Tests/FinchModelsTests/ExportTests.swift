@@ -73,7 +73,7 @@ final class ExportTests: XCTestCase {
                                       "tokenizer.json", "tokenizer_config.json"])
         let d = maxAbsDiff(try logits(try reload(out)), withAdapter)
         print("merged export vs adapter model: max |logit diff| = \(d)")
-        XCTAssertLessThanOrEqual(d, 1e-5)
+        XCTAssertLessThanOrEqual(d, 6e-6)   // ~3x the 1.9e-6 measured
     }
 
     /// A merged adapter exported as GGUF (f32): Finch reads the file back (q/k rows re-permuted,
@@ -87,7 +87,9 @@ final class ExportTests: XCTestCase {
         try lm.model.mergeActiveAdapter()
         let decoder = try XCTUnwrap(lm.model as? DecoderModel)
         let tokenizer = try lm.tokenizer.ggufMetadata(pre: "gpt-2")
-        for (type, bound) in [(GGUFExportType.f32, Float(1e-5)), (.q8_0, 0.1), (.q4_k_m, 0.5)] {
+        // Measured: f32 2.0e-6, q8_0 0.065, q4_k_m 0.35 (the quantization error itself, deterministic;
+        // the quantizer's bytes equal ggml_quantize_chunk's: GGUFWriterTests).
+        for (type, bound) in [(GGUFExportType.f32, Float(6e-6)), (.q8_0, 0.1), (.q4_k_m, 0.5)] {
             let path = scratch + "/tiny-\(type.rawValue).gguf"
             let result = try decoder.saveGGUF(to: path, tokenizer: tokenizer, type: type, name: "tiny")
             XCTAssertEqual(result.architecture, "llama")
