@@ -27,10 +27,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 home=${FINCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/finch}
 venv="$home/venvs/serve-e2e"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, selenium; assert openai.__version__ == '3.51.0' and selenium.__version__ == '4.52.0'" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, selenium; assert openai.__version__ == '3.51.0' and selenium.__version__ == '4.51.0'" 2>/dev/null; then
   echo "e2e: making $venv (openai, selenium)" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "openai==3.51.0" "selenium==4.52.0"
+  "$venv/bin/pip" install -q --disable-pip-version-check "openai==3.51.0" "selenium==4.51.0"
 fi
 
 peft=Tests/Fixtures/smollm2/peft   # PEFT's adapters (Scripts/fixtures/make_peft_goldens.py)
