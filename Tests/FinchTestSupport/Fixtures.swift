@@ -10,10 +10,6 @@ public enum Fixtures {
         .appendingPathComponent("Fixtures")
     public static func path(_ rel: String) -> String { root.appendingPathComponent(rel).path }
 
-    /// TEMPORARY while the reference fixtures move into Tests/Fixtures/smollm2 and bnb (issue 28):
-    /// keeps the tree compiling; remove once no test uses it.
-    public static let reference = path("smollm2")
-
     /// The repository's root folder.
     public static let repository = root.deletingLastPathComponent().deletingLastPathComponent()
 
