@@ -67,33 +67,20 @@ final class GGUFTokenizerTests: XCTestCase {
         XCTAssertEqual(try tok.encodeChat([.user("What is LoRA in one sentence?")], addGenerationPrompt: true), chat["ids"] as? [Int])
     }
 
-    func testThroughput() throws {
-        let tok = try TokFixtures.smolLM2()
-        let texts = try TokFixtures.corpus().map(\.text)
-        let bytes = texts.reduce(0) { $0 + $1.utf8.count }
-        // Cold: a fresh tokenizer (empty word cache).
-        let fresh = try Tokenizer(gguf: GGUFFile(path: try TokFixtures.modelPath()))
-        var t0 = Date()
-        var n = 0
-        for t in texts { n += fresh.encode32(t).count }
-        let cold = Double(bytes) / Date().timeIntervalSince(t0) / 1e6
-        t0 = Date()
-        for _ in 0..<5 { for t in texts { n += tok.encode32(t).count } }
-        let warm = Double(bytes * 5) / Date().timeIntervalSince(t0) / 1e6
-        print("[FinchTokenizer] encode throughput on the corpus (\(texts.count) strings, \(bytes) bytes): "
-              + String(format: "%.2f MB/s cold cache, %.2f MB/s warm cache", cold, warm))
-        XCTAssertGreaterThan(n, 0)
-    }
-
-    func testLoadTime() throws {
-        let path = try TokFixtures.modelPath()
-        let t0 = Date()
-        let file = try GGUFFile(path: path)
-        let t1 = Date()
-        _ = try Tokenizer(gguf: file)
-        let t2 = Date()
-        print("[FinchTokenizer] GGUF open \(String(format: "%.3f", t1.timeIntervalSince(t0))) s, "
-              + "tokenizer build \(String(format: "%.3f", t2.timeIntervalSince(t1))) s")
+    /// The word cache changes nothing: a fresh tokenizer (empty cache) and one that has already
+    /// encoded the corpus give transformers' ids on every string, twice over. (Speed is measured
+    /// by benchmarks, not here.)
+    func testColdAndWarmCacheGiveTheSameIds() throws {
+        let warm = try TokFixtures.smolLM2()
+        let corpus = try TokFixtures.corpus()
+        for c in corpus { _ = warm.encode32(c.text) }
+        let cold = try Tokenizer(gguf: GGUFFile(path: try TokFixtures.modelPath()))
+        var wrong = 0
+        for c in corpus {
+            let a = cold.encode(c.text), b = warm.encode(c.text)
+            if a != c.ids || b != c.ids { wrong += 1 }
+        }
+        XCTAssertEqual(wrong, 0, "\(wrong) of \(corpus.count) strings differ between a cold and a warm word cache or from transformers")
     }
 
     func testSentencePieceGGUFIsRejectedClearly() throws {
