@@ -11,15 +11,11 @@
 #
 #   Scripts/export/llamacpp_check.sh [VENV] [MODEL]
 #
-# VENV (default /tmp/venv-llama-check) is created with llama-cpp-python, gguf and numpy when missing.
+# VENV (default: Scripts/reference-venv.sh llama-cpp, made when missing) holds llama-cpp-python, gguf, numpy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/tmp/venv-llama-check}"
+VENV="${1:-$(Scripts/reference-venv.sh llama-cpp)}"
 MODEL="${2:-}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import llama_cpp, gguf" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q llama-cpp-python gguf numpy
-fi
 FINCH="${FINCH:-}"
 if [ -z "$FINCH" ]; then swift build -c release --product finch >/dev/null; FINCH=.build/release/finch; fi
 OUT="$(mktemp -d)"

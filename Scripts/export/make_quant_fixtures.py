@@ -6,8 +6,7 @@ with ggml's own `ggml_quantize_chunk` (the path llama-quantize takes without an 
 matrix) to Q8_0, Q4_0, Q5_0, Q4_K and Q6_K, and writes inputs and outputs to
 Tests/Fixtures/gguf-export/quants.safetensors (`x.<dist>` f32 [8, 512], `<type>.<dist>` u8).
 
-    python -m venv /tmp/venv-llama && /tmp/venv-llama/bin/pip install llama-cpp-python numpy
-    /tmp/venv-llama/bin/python Scripts/export/make_quant_fixtures.py
+    "$(Scripts/reference-venv.sh llama-cpp)"/bin/python Scripts/export/make_quant_fixtures.py
 """
 import ctypes, glob, json, os, struct, sys
 import numpy as np

@@ -7,16 +7,13 @@
 #   Scripts/export/modelfile_check.sh [VENV] [MODEL]
 #
 # Needs Go (Debian's golang-go, installed when missing) and a venv with jinja2 and gguf
-# (default /tmp/venv-modelfile-check, created when missing).
+# (default: the reference venv, Scripts/reference-venv.sh, made when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-VENV="${1:-/tmp/venv-modelfile-check}"
+VENV="${1:-$(Scripts/reference-venv.sh)}"
 MODEL="${2:-}"
-command -v go >/dev/null || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import jinja2, gguf" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q jinja2 gguf numpy
-fi
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+command -v go >/dev/null || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-go >/dev/null; }
 FINCH="${FINCH:-}"
 if [ -z "$FINCH" ]; then swift build -c release --product finch >/dev/null; FINCH=.build/release/finch; fi
 OUT="$(mktemp -d)"

@@ -3,7 +3,7 @@
 
 Run from the repository root with the project's venv (gguf, numpy, safetensors):
 
-    /work/venv/bin/python Scripts/formats/make_fixtures.py
+    "$(Scripts/reference-venv.sh)"/bin/python Scripts/formats/make_fixtures.py
 
 Outputs (deterministic, seed 1234, < 1 MB in all):
   quants.gguf                    GGUF v3, one tensor per ggml type (+ 3-D and 1-D shapes)

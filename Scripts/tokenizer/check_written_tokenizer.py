@@ -3,7 +3,7 @@
 Write them first (from the repository root):
     FINCH_WRITE_TOKENIZER_DIR=/tmp/finch-tok swift test --filter TokenizerJSONRoundTripTests/testWriteForPythonCheck
 then:
-    /work/venv/bin/python Scripts/tokenizer/check_written_tokenizer.py /tmp/finch-tok
+    "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/check_written_tokenizer.py /tmp/finch-tok
 
 Loads the SmolLM2 files with `tokenizers.Tokenizer.from_file` and with transformers'
 `AutoTokenizer.from_pretrained`, and compares ids and decoded text with Tests/Fixtures/tokenizer/corpus.json

@@ -6,7 +6,7 @@ trim_blocks, lstrip_blocks, loop controls, raise_exception, strftime_now, namesp
 HF's tojson), and writes Tests/Fixtures/tokenizer/template_cases.json.
 
 Run from the repository root with a venv that has transformers and jinja2 (no torch needed):
-    /work/venv/bin/python Scripts/tokenizer/make_template_fixtures.py
+    "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_template_fixtures.py
 """
 import glob
 import json

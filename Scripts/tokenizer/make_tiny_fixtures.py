@@ -5,7 +5,7 @@ Writes under Tests/Fixtures/tokenizer/:
   tiny_cases.json      per fixture: texts, ids without/with special tokens, decoded text
   unicode_classes.json code point ranges Oniguruma (as used by `tokenizers`) puts in \\p{L}, \\p{N}, \\s
 
-Run from the repository root: /work/venv/bin/python Scripts/tokenizer/make_tiny_fixtures.py
+Run from the repository root: "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_tiny_fixtures.py
 """
 import json
 import os
