@@ -44,13 +44,6 @@ final class FamilyTests: XCTestCase {
         try m.forward([SequenceInput(tokens: ids, cache: m.makeCache())], logits: .all).values.array
     }
 
-    /// ‖a − b‖ / ‖b‖
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-
     func testLogitsMatchTransformers() throws {
         for f in Self.families {
             let (e, ref) = try Self.expected(f)
@@ -109,7 +102,7 @@ final class FamilyTests: XCTestCase {
             for p in params {
                 let key = p.name + ".grad"
                 guard ref.info(key) != nil else { XCTFail("\(f): no PEFT gradient named \(key)"); continue }
-                let err = Self.relativeError(p.grad.array, try ref.floats(key))
+                let err = relativeError(p.grad.array, try ref.floats(key))
                 worstGradient = max(worstGradient, err)
                 XCTAssertLessThanOrEqual(err, Self.gradientTolerance, "\(f) \(key)")
             }

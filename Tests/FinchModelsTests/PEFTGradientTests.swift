@@ -23,13 +23,6 @@ final class PEFTGradientTests: XCTestCase {
         return lm
     }
 
-    /// ‖a − b‖ / ‖b‖
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-
     func check(_ name: String, checkpointing: Bool = false) throws {
         let lm = try Self.model()
         let dir = try PEFTAdapterTests.dir(name)
@@ -49,7 +42,7 @@ final class PEFTGradientTests: XCTestCase {
             var key = p.name + ".grad"
             if key.hasSuffix("lora_magnitude_vector.grad") { key = p.name + ".weight.grad" }   // PEFT's in-memory name
             guard ref.info(key) != nil else { XCTFail("no PEFT gradient named \(key)"); continue }
-            let e = Self.relativeError(p.grad.array, try ref.floats(key))
+            let e = relativeError(p.grad.array, try ref.floats(key))
             if e > worst.0 { worst = (e, key) }
             XCTAssertLessThanOrEqual(e, 6e-4, key)
         }

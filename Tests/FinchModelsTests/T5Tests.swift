@@ -70,13 +70,6 @@ final class T5Tests: XCTestCase {
         }
     }
 
-    /// ‖a − b‖ / ‖b‖
-    func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-
     /// LoRA gradients (q/v, PEFT's default for T5, and all-linear) on a padded batch of two pairs
     /// within `gradientTolerance` (relative) of PEFT's, with and without gradient checkpointing (identical).
     func testLoRAGradientsMatchPEFT() throws {

@@ -38,28 +38,12 @@ final class DisconnectTests: XCTestCase {
             let body = #"{"prompt": "Once upon a time", "max_tokens": 3000, "ignore_eos": true, "temperature": 0, "stream": true}"#
             let request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            XCTAssertGreaterThanOrEqual(fd, 0)
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = in_port_t(UInt16(port).bigEndian)
-            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            XCTAssertEqual(connected, 0)
-            XCTAssertEqual(request.withCString { send(fd, $0, strlen($0), 0) }, request.utf8.count)
+            let connection = try RawConnection(port: port)
+            XCTAssertTrue(connection.send(request))
             // Read until a few tokens have streamed, then hang up.
-            var received = ""
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while received.components(separatedBy: "data: ").count < 5 {
-                let n = recv(fd, &buffer, buffer.count, 0)
-                XCTAssertGreaterThan(n, 0)
-                if n <= 0 { break }
-                received += String(decoding: buffer[0..<n], as: UTF8.self)
-            }
+            let received = await connection.read(until: { $0.components(separatedBy: "data: ").count >= 5 })
             XCTAssertTrue(received.hasPrefix("HTTP/1.1 200"), received)
-            close(fd)
+            connection.close()
             // The sequence leaves the batch within a few steps instead of running 3000 tokens.
             var waited = 0
             while engine.load.running > 0 || engine.load.waiting > 0 {

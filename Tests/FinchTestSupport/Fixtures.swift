@@ -71,6 +71,13 @@ public func missing(_ what: String, fix: String) -> Error {
     return XCTSkip(m.description)
 }
 
+/// ‖a − b‖ / ‖b‖ (in Double), the relative error by norm that gradient and adapter comparisons use.
+public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
+    var num = 0.0, den = 0.0
+    for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
+    return (num / max(den, 1e-300)).squareRoot()
+}
+
 /// max |a - b|
 public func maxAbsDiff(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Float {
     zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }

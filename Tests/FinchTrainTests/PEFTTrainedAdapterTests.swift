@@ -45,13 +45,6 @@ final class PEFTTrainedAdapterTests: XCTestCase {
         try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
     }
 
-    /// ‖a − b‖ / ‖b‖
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
-        return (num / max(den, 1e-300)).squareRoot()
-    }
-
     func testFinchTrainedAdapterEqualsPEFTTrained() throws {
         for f in Self.families {
             let d = try Fixtures.required("tiny-\(f)/peft-trained")
@@ -100,7 +93,7 @@ final class PEFTTrainedAdapterTests: XCTestCase {
             for n in theirs.tensorNames where ours.info(n) != nil {
                 XCTAssertEqual(ours.info(n)?.shape, theirs.info(n)?.shape, "\(f) \(n)")
                 let a = try ours.floats(n), b = try theirs.floats(n)
-                let rel = Self.relativeError(a, b)
+                let rel = relativeError(a, b)
                 if rel > worstTensor { worstTensor = rel; worstName = n }
                 // Largest element difference relative to the tensor's largest element (printed, not held).
                 let scale = Double(b.map { abs($0) }.max() ?? 0)
