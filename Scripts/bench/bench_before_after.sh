@@ -6,33 +6,23 @@
 # OLD_FINCH: a finch binary built from the earlier commit, e.g.
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && swift build -c release --product finch)
 #   Scripts/bench/bench_before_after.sh /tmp/old/.build/release/finch
-# Prints JSON lines (with "build": old / new) and a table of medians and new/old ratios.
+# After a quiet-machine check, appends every line (with "build": old / new) to
+# Scripts/bench/results/before-after-DATE.jsonl (FINCH_BENCH_OUT to override) and prints a table of
+# medians and new/old ratios computed from them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OLD="$1"; NEW="${2:-.build/release/finch}"; ROUNDS="${3:-2}"
-[ "$NEW" = .build/release/finch ] && swift build -c release --product finch >&2
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
-OUT="$(mktemp)"
+FINCH_BENCH_NO_BUILD=1; [ "$NEW" = .build/release/finch ] && FINCH_BENCH_NO_BUILD=0
+FINCH_BENCH_NO_REF=1 source Scripts/bench/common.sh
+bench_start before-after
 CASES=("generate --dtype f32" "generate --dtype bf16" "train --targets qv --r 8" "train --targets all --r 16 --dtype bf16")
 for round in $(seq 1 "$ROUNDS"); do
   for c in "${CASES[@]}"; do
     for build in old new; do
       bin="$OLD"; [ "$build" = new ] && bin="$NEW"
       # shellcheck disable=SC2086
-      "$bin" bench $c | sed "s/^{/{\"build\": \"$build\", \"case\": \"$c\", \"round\": $round, /" | tee -a "$OUT"
+      "$bin" bench $c | raw build="$build" side="$build" binary="$bin" case="$c" round="$round"
     done
   done
 done
-python3 - "$OUT" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-print("| case | figure | old | new | new/old |")
-print("|---|---|---|---|---|")
-for case in dict.fromkeys(r["case"] for r in rows):
-    sample = next(r for r in rows if r["case"] == case)
-    for k in [k for k in sample if k.endswith("_tok_s") or k == "tokens_per_s" or k == "peak_rss_mib"]:
-        old = statistics.median(r[k] for r in rows if r["case"] == case and r["build"] == "old")
-        new = statistics.median(r[k] for r in rows if r["case"] == case and r["build"] == "new")
-        print(f"| {case} | {k} | {old:.1f} | {new:.1f} | {new / old:.3f} |")
-PY
-rm -f "$OUT"
+python3 Scripts/bench/summary.py "$OUT" "$RUN_ID" old tokens_per_s prefill512_tok_s decode128_tok_s peak_rss_mib

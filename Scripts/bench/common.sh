@@ -1,6 +1,36 @@
-# Sourced by the side-by-side benchmarks (after `cd` to the repository root; VENV may be set, else the
-# reference venv of Scripts/reference-venv.sh is used): Scripts/reference/env.sh (VENV, REF, GGUF, WORK and
-# SMOLLM2_F32, transformers' f32 copy of SmolLM2 that both engines load), then builds Finch and prints the machine.
-source Scripts/reference/env.sh
-swift build -c release --product finch >&2
-echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+# Sourced by the benchmark scripts (after `cd` to the repository root).
+#   source Scripts/bench/common.sh            the side-by-side ones: Scripts/reference/env.sh (VENV, REF, GGUF,
+#                                             WORK and SMOLLM2_F32, transformers' f32 copy of SmolLM2 that both
+#                                             engines load; VENV may be set, else the reference venv of
+#                                             Scripts/reference-venv.sh), then builds Finch
+#   FINCH_BENCH_NO_REF=1 source ...           Finch alone: builds Finch only
+# Then `bench_start NAME` before the first measurement, and every JSON line through `raw KEY=VALUE...`.
+if [ "${FINCH_BENCH_NO_REF:-0}" != 1 ]; then source Scripts/reference/env.sh; fi
+if [ "${FINCH_BENCH_NO_BUILD:-0}" != 1 ]; then swift build -c release --product finch >&2; fi
+
+# bench_start NAME: the raw file OUT (FINCH_BENCH_OUT, else Scripts/bench/results/NAME-DATE.jsonl) and
+# this run's id RUN_ID (every line of the run carries "run": RUN_ID; the summary reads them back);
+# appends the quiet-machine check (refuses a busy machine unless FINCH_BENCH_ALLOW_BUSY=1) and the
+# machine line (commit, CPU, ISA flags, threads, OpenBLAS core, Finch's bf16 path, tool versions).
+bench_start() {
+  OUT="${FINCH_BENCH_OUT:-Scripts/bench/results/$1-$(date -u +%Y-%m-%d).jsonl}"
+  RUN_ID="$1-$(date -u +%Y%m%dT%H%M%SZ)"
+  mkdir -p "$(dirname "$OUT")"
+  python3 Scripts/bench/rawline.py quiet --out "$OUT" run="$RUN_ID" >&2
+  python3 Scripts/bench/rawline.py machine "$OUT" ${VENV:+--venv "$VENV"} run="$RUN_ID" script="$0" >&2
+  echo "# raw lines: $OUT (run $RUN_ID)" >&2
+}
+
+# raw KEY=VALUE...: tags the JSON lines on stdin with the run and the keys, appends them to OUT, prints them.
+raw() { python3 Scripts/bench/rawline.py tag "$OUT" run="$RUN_ID" "$@"; }
+
+# rows: this run's lines of OUT (for the summary).
+rows() { python3 Scripts/bench/rawline.py rows "$OUT" "$RUN_ID"; }
+
+# The tensor dtypes of each side, recorded in its lines (Finch's from DecoderModel+Load.swift:
+# linears and the embedding / tied head in --dtype, norms and LoRA A/B in f32; with --qlora the block
+# linears in NF4 with products in --dtype, the rest as without).
+finch_dtypes() {  # DTYPE [qlora]
+  local lin="$1"; [ "${2:-}" = qlora ] && lin="nf4 (products in $1)"
+  echo "tensor_dtypes={\"linears\": \"$lin\", \"embedding_head\": \"$1\", \"norms\": \"f32\", \"lora\": \"f32\", \"autocast\": false}"
+}

@@ -5,7 +5,9 @@
 #   Scripts/bench/qlora_loss_check.sh [FINCH] [STEPS] [DATA]
 # FINCH defaults to .build/release/finch; DATA to Tests/Fixtures/datasets/oa_questions.jsonl
 # (OpenAssistant question/answer pairs, input/output JSON lines). Prints one JSON line per run
-# and a summary line; the run directories stay under $OUT_DIR (default: a temporary directory).
+# and a summary line, appended (after a quiet-machine check and the machine line) to
+# Scripts/bench/results/qlora-loss-DATE.jsonl (FINCH_BENCH_OUT to override); the run directories stay
+# under $OUT_DIR (default: a temporary directory).
 # PARALLEL=1 runs the two trainings at once (on a many-core machine; set OMP_NUM_THREADS to half).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,6 +15,9 @@ FINCH="${1:-.build/release/finch}"
 STEPS="${2:-200}"
 DATA="${3:-Tests/Fixtures/datasets/oa_questions.jsonl}"
 OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
+[ "$FINCH" = .build/release/finch ] || FINCH_BENCH_NO_BUILD=1
+FINCH_BENCH_NO_REF=1 source Scripts/bench/common.sh
+bench_start qlora-loss
 LR="${LR:-2e-4}"
 common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear
         --learning-rate "$LR" --warmup-steps 10 --batch-size 4 --max-seq-len 256 --max-steps "$STEPS"
@@ -25,7 +30,7 @@ else
   "$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" >&2
   "$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" >&2
 fi
-python3 - "$OUT_DIR" "$STEPS" "$LR" <<'PY'
+python3 - "$OUT_DIR" "$STEPS" "$LR" <<'PY' | raw data="$DATA" parallel="${PARALLEL:-0}"
 import json, sys, os
 out, steps, lr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 runs = {}

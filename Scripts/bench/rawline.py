@@ -1,16 +1,22 @@
 """Raw result lines for the benchmark scripts: every figure in the README comes from a line one of
 these wrote, never from a hand edit.
 
-  rawline.py machine FILE [--venv DIR]   append the machine line: commit, date, CPU model, vendor,
-                                         ISA flags, cores, OPENBLAS_CORETYPE, Finch's bf16 path, and
-                                         the versions of the reference tools in the venv
-  rawline.py quiet [--seconds S] [--max-busy F]
+  rawline.py machine FILE [--venv DIR] [KEY=VALUE...]
+                                         append the machine line: commit, date, CPU model, vendor,
+                                         ISA flags, cores, threads (OMP_NUM_THREADS), OPENBLAS_CORETYPE,
+                                         Finch's bf16 path, the versions of the reference tools in the
+                                         venv (torch, transformers, peft, bitsandbytes, llama-cpp-python)
+                                         and the given keys
+  rawline.py quiet [--seconds S] [--max-busy F] [--out FILE] [KEY=VALUE...]
                                          check that the machine is quiet: the share of CPU time
-                                         spent by any process over S seconds (default 3) must be
-                                         below F (default 0.10) of all cores; prints a JSON line,
-                                         exits 1 when busy (FINCH_BENCH_ALLOW_BUSY=1 to go on)
+                                         spent by all processes over S seconds (default 3) must be
+                                         below F (default 0.10) of all cores; prints a JSON line (and
+                                         appends it to FILE), exits 1 when busy (FINCH_BENCH_ALLOW_BUSY=1
+                                         to go on: the line then says "allowed_busy": true)
   rawline.py tag FILE KEY=VALUE...       read JSON lines on stdin, add the keys (values parsed as
                                          JSON when they parse), append each to FILE and print it
+  rawline.py rows FILE RUN               print the lines of FILE whose "run" is RUN (a script's
+                                         summary reads its own lines back with this)
 """
 import json, os, subprocess, sys, time, datetime
 
@@ -41,7 +47,7 @@ def versions(venv):
         return {}
     code = ("import importlib.metadata as m, json\n"
             "out = {}\n"
-            "for p in ['torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'llama_cpp_python', 'gguf', 'numpy']:\n"
+            "for p in ['torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'llama_cpp_python', 'gguf', 'numpy', 'lm_eval']:\n"
             "    try: out[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: pass\n"
             "print(json.dumps(out))")
@@ -75,37 +81,66 @@ def quiet(seconds=3.0, max_busy=0.10):
     return {"check": "quiet machine", "busy_share": round(busy, 3), "seconds": seconds, "max_busy": max_busy, "ok": ok}
 
 
+def keyvalues(args):
+    extra = {}
+    for kv in args:
+        k, _, v = kv.partition("=")
+        try:
+            extra[k] = json.loads(v)
+        except json.JSONDecodeError:
+            extra[k] = v
+    return extra
+
+
+def options(args, names):
+    """Splits --name VALUE options (names) from KEY=VALUE arguments."""
+    opts, rest, i = {}, [], 0
+    while i < len(args):
+        if args[i] in names:
+            opts[args[i]] = args[i + 1]
+            i += 2
+        else:
+            rest.append(args[i])
+            i += 1
+    return opts, keyvalues(rest)
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def main():
-    cmd = sys.argv[1]
+    cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "machine":
         out = sys.argv[2]
-        venv = sys.argv[sys.argv.index("--venv") + 1] if "--venv" in sys.argv else None
+        opts, extra = options(sys.argv[3:], ["--venv"])
         model, vendor, isa = cpuinfo()
-        line = {"machine": True, "commit": commit(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        line = {"machine": True, "commit": commit(), "date": now(),
                 "cpu": model, "vendor": vendor, "isa": isa, "cores": os.cpu_count(),
+                "threads": os.environ.get("OMP_NUM_THREADS", "unset (all cores)"),
                 "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset"),
-                "finch_bf16_compute": finch_bf16_path(vendor, isa), "versions": versions(venv)}
+                "finch_bf16_compute": finch_bf16_path(vendor, isa), "versions": versions(opts.get("--venv"))}
+        line.update(extra)
         with open(out, "a") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line))
     elif cmd == "quiet":
-        args = sys.argv[2:]
-        s = float(args[args.index("--seconds") + 1]) if "--seconds" in args else 3.0
-        b = float(args[args.index("--max-busy") + 1]) if "--max-busy" in args else 0.10
-        r = quiet(s, b)
+        opts, extra = options(sys.argv[2:], ["--seconds", "--max-busy", "--out"])
+        r = quiet(float(opts.get("--seconds", 3.0)), float(opts.get("--max-busy", 0.10)))
+        r["date"] = now()
+        if not r["ok"] and os.environ.get("FINCH_BENCH_ALLOW_BUSY") == "1":
+            r["allowed_busy"] = True
+        r.update(extra)
         print(json.dumps(r))
+        if "--out" in opts:
+            with open(opts["--out"], "a") as f:
+                f.write(json.dumps(r) + "\n")
         if not r["ok"] and os.environ.get("FINCH_BENCH_ALLOW_BUSY") != "1":
             sys.exit(f"the machine is busy ({r['busy_share']:.0%} of the cores): benchmark on a quiet machine "
                      "(or FINCH_BENCH_ALLOW_BUSY=1, and say so with the figures)")
     elif cmd == "tag":
         out = sys.argv[2]
-        extra = {}
-        for kv in sys.argv[3:]:
-            k, _, v = kv.partition("=")
-            try:
-                extra[k] = json.loads(v)
-            except json.JSONDecodeError:
-                extra[k] = v
+        extra = keyvalues(sys.argv[3:])
         with open(out, "a") as f:
             for line in sys.stdin:
                 line = line.strip()
@@ -115,6 +150,10 @@ def main():
                 row.update(extra)
                 f.write(json.dumps(row, sort_keys=True) + "\n")
                 print(json.dumps(row, sort_keys=True))
+    elif cmd == "rows":
+        for line in open(sys.argv[2]):
+            if line.startswith("{") and json.loads(line).get("run") == sys.argv[3]:
+                print(line.strip())
     else:
         sys.exit(__doc__)
 
