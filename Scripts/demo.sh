@@ -15,7 +15,7 @@ answers="$(mktemp)"; trap 'rm -f "$answers"' EXIT
 echo "== the base model (greedy)" >&2
 for q in "${questions[@]}"; do
   a="$("$finch" generate --chat --max-new-tokens 40 "$q" 2>/dev/null)"
-  echo "Q: $q"; echo "A: $a"; printf '%s\t%s\t%s\n' base "$q" "$a" >> "$answers"
+  echo "Q: $q"; echo "A: $a"; printf '%s\t%s\t%s\n' base "$q" "${a//$'\n'/ \\n }" >> "$answers"
 done
 
 echo "== finch train: LoRA r=16 on all linear layers, 4 epochs, held-out questions for evaluation" >&2
@@ -29,7 +29,7 @@ t1=$(date +%s.%N)
 echo "== the same questions with the adapter ($RUN: adapter_model.safetensors, metrics.jsonl, loss.svg)" >&2
 for q in "${questions[@]}"; do
   a="$("$finch" generate --adapter "$RUN" --chat --max-new-tokens 40 "$q" 2>/dev/null)"
-  echo "Q: $q"; echo "A: $a"; printf '%s\t%s\t%s\n' adapter "$q" "$a" >> "$answers"
+  echo "Q: $q"; echo "A: $a"; printf '%s\t%s\t%s\n' adapter "$q" "${a//$'\n'/ \\n }" >> "$answers"
 done
 echo "== a sampled haiku from the base model (the adapter leaves it untouched unless loaded)" >&2
 "$finch" generate --chat --temperature 0.7 --top-p 0.9 --seed 1 --max-new-tokens 60 "Write a haiku about a finch."

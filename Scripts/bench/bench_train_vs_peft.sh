@@ -27,7 +27,7 @@ for round in $(seq 1 "$ROUNDS"); do
     fargs=(--targets "$t" --r "$r" --dtype "$d" --steps "$STEPS"); pargs=(--targets "$t" --r "$r" --steps "$STEPS")
     [ "$ck" = yes ] && { fargs+=(--gradient-checkpointing); pargs+=(--ckpt); }
     [ "$d" = bf16 ] && pargs+=(--bf16)
-    name="$t r$r $d$([ "$ck" = yes ] && echo " ckpt")"
+    name="$t r$r $d"; [ "$ck" = yes ] && name+=" ckpt"
     .build/release/finch bench train "${fargs[@]}" | raw side=finch case="$name" round="$round" "$(finch_dtypes "$d")"
     "$VENV/bin/python" "$REF/bench_peft.py" --model "$SMOLLM2_F32" "${pargs[@]}" | raw engine=peft side=peft case="$name" round="$round"
     if [ "$d" = bf16 ] && [ "${FINCH_BENCH_AUTOCAST:-0}" = 1 ]; then
