@@ -4,16 +4,20 @@ Writes under Tests/Fixtures/tokenizer/:
   tiny/<name>/tokenizer.json (+ tokenizer_config.json)  small BPE tokenizers of several shapes
   tiny_cases.json      per fixture: texts, ids without/with special tokens, decoded text
   unicode_classes.json code point ranges Oniguruma (as used by `tokenizers`) puts in \\p{L}, \\p{N}, \\s
+  tiny.metadata.json   what made them (fixture_io.write_metadata: the script, pip freeze of the venv, the files)
 
 Run from the repository root: "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_tiny_fixtures.py
 """
 import json
 import os
+import sys
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIX = os.path.join(ROOT, "Tests", "Fixtures", "tokenizer")
+sys.path.insert(0, os.path.join(ROOT, "Scripts", "fixtures"))
+from fixture_io import write_metadata  # noqa: E402
 TEMPLATE = open(os.path.join(FIX, "templates", "smollm2.jinja"), encoding="utf-8").read()
 
 TRAIN = [
@@ -176,6 +180,8 @@ def main():
         f.write("\n")
     print("tiny fixtures:", {k: len(v) for k, v in cases.items()})
     print("unicode class ranges:", unicode_classes())
+    files = [os.path.join("tiny", name, f) for name in cases for f in sorted(os.listdir(os.path.join(FIX, "tiny", name)))]
+    write_metadata(FIX, __file__, files + ["tiny_cases.json", "unicode_classes.json"], file_name="tiny.metadata.json")
 
 
 if __name__ == "__main__":
