@@ -3,7 +3,8 @@
 Renders every template in Tests/Fixtures/tokenizer/templates/*.jinja on a set of conversations
 with transformers' own renderer (`render_jinja_template`: an ImmutableSandboxedEnvironment with
 trim_blocks, lstrip_blocks, loop controls, raise_exception, strftime_now, namespace, dict and
-HF's tojson), and writes Tests/Fixtures/tokenizer/template_cases.json.
+HF's tojson), and writes Tests/Fixtures/tokenizer/template_cases.json and, next to it,
+template_cases.metadata.json (fixture_io.write_metadata: the script, pip freeze of the venv, the files).
 
 Run from the repository root with a venv that has transformers and jinja2 (no torch needed):
     "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_template_fixtures.py
@@ -11,12 +12,15 @@ Run from the repository root with a venv that has transformers and jinja2 (no to
 import glob
 import json
 import os
+import sys
 
 import jinja2
 from transformers.utils.chat_template_utils import render_jinja_template
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIX = os.path.join(ROOT, "Tests", "Fixtures", "tokenizer")
+sys.path.insert(0, os.path.join(ROOT, "Scripts", "fixtures"))
+from fixture_io import write_metadata  # noqa: E402
 
 SPECIAL = {
     "smollm2": {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>", "pad_token": "<|im_end|>"},
@@ -130,6 +134,7 @@ def main():
     with open(out, "w", encoding="utf-8") as f:
         json.dump(cases, f, indent=1, ensure_ascii=False)
         f.write("\n")
+    write_metadata(FIX, __file__, ["template_cases.json"], file_name="template_cases.metadata.json")
     ok = sum(1 for c in cases if "expected" in c)
     print(f"wrote {len(cases)} cases ({ok} rendered, {len(cases) - ok} errors) to {out}")
 
