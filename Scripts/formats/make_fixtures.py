@@ -21,6 +21,8 @@ Outputs (deterministic, seed 1234, < 1 MB in all):
   smollm2_q4_1_digests.json      per-tensor digests of gguf-py's dequantization of
                                  ~/.cache/finch/models/SmolLM2-135M-Instruct.Q4_1.gguf
                                  (only when that file exists)
+  metadata.json                  what made them (fixture_io.write_metadata: the script, pip freeze
+                                 of the venv, the files)
 
 Digest of a float32 array x (n values): with b = x.view(uint32) as uint64 and i = 0..n-1,
 sum(b * (i * 2654435761 + 1)) modulo 2**64 (numpy's wrapping uint64 arithmetic).
@@ -40,6 +42,8 @@ from safetensors.numpy import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "formats")
+sys.path.insert(0, os.path.join(ROOT, "Scripts", "fixtures"))
+from fixture_io import sha256, write_metadata  # noqa: E402
 MODEL = os.path.expanduser("~/.cache/finch/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 rng = np.random.default_rng(1234)
@@ -312,11 +316,14 @@ def main():
     make_metadata()
     make_safetensors()
     make_model_digests()
-    total = 0
+    total, files = 0, []
     for dp, _, fs in os.walk(OUT):
         for fn in fs:
             os.chmod(os.path.join(dp, fn), 0o644)  # safetensors' save_file creates 0600 files
             total += os.path.getsize(os.path.join(dp, fn))
+            files.append(os.path.relpath(os.path.join(dp, fn), OUT))
+    model = {"model": os.path.basename(MODEL), "model_sha256": sha256(MODEL)} if os.path.exists(MODEL) else {}
+    write_metadata(OUT, __file__, [f for f in files if f != "metadata.json"], **model)
     print(f"wrote fixtures to {OUT}: {total} bytes")
 
 
