@@ -11,7 +11,8 @@ Run from the repository root:
     "$(Scripts/reference-venv.sh)"/bin/python Scripts/tokenizer/make_corpus.py [path/to/model.gguf [out.json]]
 Writes Tests/Fixtures/tokenizer/corpus.json (SmolLM2, the default) or `out.json` (e.g.
 Tests/Fixtures/gemma3-270m/tokenizer_corpus.json for the Gemma 3 270M GGUF):
-[{"text", "ids", "decoded", "decoded_skip_special"}].
+[{"text", "ids", "decoded", "decoded_skip_special"}], and beside it <name>.metadata.json (corpus.metadata.json):
+what made it (fixture_io.write_metadata: the script, pip freeze of the venv, the GGUF's sha256).
 """
 import importlib.util
 import json
@@ -21,6 +22,8 @@ import sys
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "Scripts", "fixtures"))
+from fixture_io import sha256, write_metadata  # noqa: E402
 OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "Tests", "Fixtures", "tokenizer", "corpus.json")
 DATASETS = os.path.join(ROOT, "Tests", "Fixtures", "datasets")   # qlora's data sets, committed as they are
 GGUF = sys.argv[1] if len(sys.argv) > 1 else subprocess.run(
@@ -159,6 +162,10 @@ def main():
             f.write(json.dumps(c, ensure_ascii=False, separators=(",", ":")))
             f.write(",\n" if k + 1 < len(cases) else "\n")
         f.write("]\n")
+    name = os.path.basename(OUT)
+    write_metadata(os.path.dirname(os.path.abspath(OUT)), __file__, [name],
+                   file_name=os.path.splitext(name)[0] + ".metadata.json", arguments=sys.argv[1:],
+                   model=os.path.basename(GGUF), model_sha256=sha256(GGUF))
     n_ids = sum(len(c["ids"]) for c in cases)
     n_bytes = sum(len(c["text"].encode()) for c in cases)
     print(f"wrote {len(cases)} cases, {n_ids} ids, {n_bytes} bytes of text to {OUT}")
