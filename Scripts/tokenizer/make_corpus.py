@@ -164,7 +164,8 @@ def main():
         f.write("]\n")
     name = os.path.basename(OUT)
     write_metadata(os.path.dirname(os.path.abspath(OUT)), __file__, [name],
-                   file_name=os.path.splitext(name)[0] + ".metadata.json", arguments=sys.argv[1:],
+                   file_name=os.path.splitext(name)[0] + ".metadata.json",
+                   arguments=[os.path.basename(GGUF), os.path.relpath(os.path.abspath(OUT), ROOT)][:len(sys.argv) - 1],
                    model=os.path.basename(GGUF), model_sha256=sha256(GGUF))
     n_ids = sum(len(c["ids"]) for c in cases)
     n_bytes = sum(len(c["text"].encode()) for c in cases)
