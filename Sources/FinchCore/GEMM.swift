@@ -94,11 +94,11 @@ public enum GEMM {
 
     private static let bf16Override = Mutex<BF16Compute?>(nil)
 
-    /// `FINCH_BF16_COMPUTE` when set (native or f32), else `forThisCPU`.
-    public static let defaultBF16Compute: BF16Compute = {
-        if let v = getenvString("FINCH_BF16_COMPUTE"), let m = BF16Compute(rawValue: v) { return m }
-        return forThisCPU
-    }()
+    /// The path `FINCH_BF16_COMPUTE` names (native or f32), nil when it names none.
+    public static let bf16ComputeFromEnvironment: BF16Compute? = getenvString("FINCH_BF16_COMPUTE").flatMap(BF16Compute.init)
+
+    /// `FINCH_BF16_COMPUTE` when it names a path, else `forThisCPU`.
+    public static let defaultBF16Compute: BF16Compute = bf16ComputeFromEnvironment ?? forThisCPU
 
     /// The choice for this CPU, from its features alone (never a timing, so that every run and its
     /// resume on one machine compute the same bits):

@@ -54,7 +54,7 @@ final class CPUInfoTests: XCTestCase {
         XCTAssertEqual(bf16 != nil, finch_cpu_avx512_level() >= 2, "a bf16 peak exactly where the CPU has AVX512-BF16")
         // The bf16 path comes from the CPU's features (a table, GEMM.forThisCPU), never from these timings.
         XCTAssertEqual(GEMM.forThisCPU, GEMM.bf16Compute(vendor: CPUInfo.vendor, features: CPUInfo.features))
-        if ProcessInfo.processInfo.environment["FINCH_BF16_COMPUTE"] == nil {
+        if GEMM.bf16ComputeFromEnvironment == nil {
             XCTAssertEqual(GEMM.defaultBF16Compute, GEMM.forThisCPU)
         }
         let s = CPUInfo.summary

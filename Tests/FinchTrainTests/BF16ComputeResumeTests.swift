@@ -12,7 +12,7 @@ final class BF16ComputeResumeTests: XCTestCase {
     override func tearDown() { GEMM.setBF16Compute(nil) }
 
     func testCheckpointRecordsTheBF16PathAndResumeTakesIt() throws {
-        try XCTSkipIf(ProcessInfo.processInfo.environment["FINCH_BF16_COMPUTE"] != nil,
+        try XCTSkipIf(GEMM.bf16ComputeFromEnvironment != nil,
                       "FINCH_BF16_COMPUTE is set: it overrides the recorded path by design")
         let dir = Fixtures.path("tiny-llama/hf")
         func model() throws -> DecoderModel {

@@ -295,7 +295,7 @@ public final class Trainer: @unchecked Sendable {
             guard let mode = GEMM.BF16Compute(rawValue: recorded) else {
                 throw TrainError.badCheckpoint(path: checkpoint, reason: "bf16_compute '\(recorded)' is neither native nor f32")
             }
-            if ProcessInfo.processInfo.environment["FINCH_BF16_COMPUTE"] == nil { GEMM.setBF16Compute(mode) }
+            if GEMM.bf16ComputeFromEnvironment == nil { GEMM.setBF16Compute(mode) }
         }
         if state.trainExamples != train.count || state.dataFingerprint != dataFingerprint {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(train.count) now)")
