@@ -86,7 +86,7 @@ struct BenchGenerate: ParsableCommand {
             "engine": "finch", "dtype": dt.rawValue, "threads": Parallel.threadCount,
             "block_linears": m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue,
             "weight_mib": (Double(m.weightBytes) / 1_048_576).rounded(),
-            "gemm_f32": GEMM.f32Backend.rawValue, "bf16_compute": GEMM.bf16Compute.rawValue,
+            "gemm_f32": GEMM.f32Backend.rawValue,
             "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
             "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,
             "peak_rss_mib": Memory.peakRSSMiB().rounded(),

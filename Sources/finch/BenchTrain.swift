@@ -67,7 +67,7 @@ struct BenchTrain: ParsableCommand {
             "engine": "finch", "dtype": dt.rawValue, "targets": targets, "r": r, "batch": batch, "seq": seq,
             "steps": steps, "gradient_checkpointing": gradientCheckpointing, "threads": Parallel.threadCount,
             "qlora": qlora, "weight_mib": (Double(lm.model.weightBytes) / 1_048_576).rounded(),
-            "gemm_f32": GEMM.f32Backend.rawValue, "bf16_compute": GEMM.bf16Compute.rawValue,
+            "gemm_f32": GEMM.f32Backend.rawValue,
             "tokens_per_s": (Double(batch * seq) / med * 10).rounded() / 10,
             "s_per_step": (med * 1000).rounded() / 1000, "min_s": ((times.min() ?? 0) * 1000).rounded() / 1000,
             "max_s": ((times.max() ?? 0) * 1000).rounded() / 1000, "peak_rss_mib": Memory.peakRSSMiB().rounded(),
