@@ -159,7 +159,7 @@ public final class InferenceEngine: @unchecked Sendable {
             if let report { observer?.engineStepped(report, seconds: seconds, running: runningCount, waiting: waitingCount) }
             // Sequences also leave without a step to report (cancelled by a client that went away,
             // failed when admitted): the observer hears of every change, not only of steps.
-            if changed || report != nil { observer?.engineLoad(running: runningCount, waiting: waitingCount) }
+            if changed { observer?.engineLoad(running: runningCount, waiting: waitingCount) }
         }
     }
 }
