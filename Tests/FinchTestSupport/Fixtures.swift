@@ -39,10 +39,14 @@ public enum Fixtures {
     }
 
     /// The finch binary built by `swift build -c release --product finch` (Scripts/test.sh builds it first).
-    public static func finchBinary() throws -> String {
-        let p = repository.appendingPathComponent(".build/release/finch").path
+    public static func finchBinary() throws -> String { try releaseBinary("finch") }
+
+    /// An executable of this package in .build/release (`finch`, the test-only `finch-fault-injection`),
+    /// which `swift build -c release -Xswiftc -enable-testing --build-tests` builds (Scripts/test.sh does).
+    public static func releaseBinary(_ name: String) throws -> String {
+        let p = repository.appendingPathComponent(".build/release/" + name).path
         guard FileManager.default.isExecutableFile(atPath: p) else {
-            throw missing("the finch binary (\(p))", fix: "run `swift build -c release -Xswiftc -enable-testing --product finch` first (Scripts/test.sh does)")
+            throw missing("the \(name) binary (\(p))", fix: "run `swift build -c release -Xswiftc -enable-testing --build-tests` first (Scripts/test.sh does)")
         }
         return p
     }

@@ -9,15 +9,13 @@ import XCTest
 /// MPI's mpirun (Scripts/setup.sh installs openmpi-bin); skipped where either is missing, except
 /// on CI.
 final class DistributedTests: XCTestCase {
-    static let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = Fixtures.repository
 
-    /// An executable by path, or by name on PATH (mpirun).
+    /// A tool on PATH (mpirun).
     func tool(_ name: String) throws -> String {
-        let dirs = name.contains("/") ? [""] : (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { $0 + "/" }
-        if let p = dirs.map({ $0 + name }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return p }
-        throw missing(name, fix: name.hasSuffix("/finch") || name.hasSuffix("/finch-fault-injection")
-                      ? "build it: swift build -c release -Xswiftc -enable-testing --build-tests (Scripts/test.sh does)"
-                      : "install Open MPI: Scripts/setup.sh (apt-get install openmpi-bin)")
+        let dirs = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        if let p = dirs.map({ $0 + "/" + name }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return p }
+        throw missing(name, fix: "install Open MPI: Scripts/setup.sh (apt-get install openmpi-bin)")
     }
 
     @discardableResult
@@ -44,7 +42,7 @@ final class DistributedTests: XCTestCase {
     }
 
     func testTwoRanksEqualOneProcessWithGradAccum() throws {
-        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let finch = try Fixtures.finchBinary()
         let mpirun = try tool("mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -87,7 +85,7 @@ final class DistributedTests: XCTestCase {
     /// Three ranks (the sum's chunks then do not divide the buffers evenly) equal one process with
     /// `--grad-accum 3`, to the bit.
     func testThreeRanksEqualOneProcessWithGradAccum() throws {
-        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let finch = try Fixtures.finchBinary()
         let mpirun = try tool("mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dp3-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -108,7 +106,7 @@ final class DistributedTests: XCTestCase {
     /// and the last good checkpoint; that checkpoint is whole, nothing later is written, and
     /// resuming from it gives the clean run's losses and adapter.
     func testNaNOnOneRankStopsAllAndKeepsTheLastCheckpoint() throws {
-        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let finch = try Fixtures.finchBinary()
         let mpirun = try tool("mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dpnan-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -120,7 +118,7 @@ final class DistributedTests: XCTestCase {
         try run(mpirun, mpi + [finch] + common + ["--output", clean])
         // The same run with rank 1's gradients broken at step 25, by the test-only runner (the
         // shipped finch has no way to inject a fault); settings from a run file equal to `common`.
-        let faulty = try tool(Self.repo.appendingPathComponent(".build/release/finch-fault-injection").path)
+        let faulty = try Fixtures.releaseBinary("finch-fault-injection")
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let yaml = scratch + "/run.yaml"
         try """
@@ -165,7 +163,7 @@ final class DistributedTests: XCTestCase {
     /// Killing one rank (SIGKILL) mid-run stops the other within seconds with an error; resuming
     /// the last checkpoint with the same ranks continues the uninterrupted run's loss curve.
     func testKilledRankStopsTheRunAndResumeContinuesIt() throws {
-        let finch = try tool(Self.repo.appendingPathComponent(".build/release/finch").path)
+        let finch = try Fixtures.finchBinary()
         let mpirun = try tool("mpirun")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dpkill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }

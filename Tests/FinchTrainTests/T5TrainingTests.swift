@@ -83,7 +83,7 @@ final class T5QLoRATrainingTests: XCTestCase {
 /// (`SEQ_2_SEQ_LM`), merge → reload with the adapter's logits, and `finch train` / `generate` /
 /// `chat` / `merge` on the tiny T5.
 final class T5RunTests: XCTestCase {
-    static let repo = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+    static let repo = Fixtures.repository
     let model = Fixtures.path("tiny-t5/v1_1/hf")
     let pairs = T5RunTests.repo.appendingPathComponent("Examples/brindlewick-pairs.jsonl").path
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("finch-t5run-\(UUID().uuidString)").path
