@@ -88,23 +88,22 @@ public enum JudgePrompt {
 /// qlora asks GPT-4), greedy, read as qlora reads it.
 public final class ModelJudge: PairwiseJudge {
     public enum Mode: String, Sendable, CaseIterable { case choice, explain }
-    public let lm: LanguageModel
+    public let lm: LoadedModel
     public let mode: Mode
     public var maxNewTokens = 256
     public var batchSize = 4
 
-    public init(_ lm: LanguageModel, mode: Mode = .choice) { self.lm = lm; self.mode = mode }
+    public init(_ lm: LoadedModel, mode: Mode = .choice) { self.lm = lm; self.mode = mode }
 
     /// The prompt tokens for a case: the chat template with system and user messages and the
     /// generation prompt, or for a model without a template the plain text ending in "Verdict:".
     public func promptTokens(_ c: JudgeCase) throws -> [Int] {
         let user = JudgePrompt.user(c, explain: mode == .explain)
         if lm.tokenizer.chatTemplate != nil {
-            let text = try lm.tokenizer.applyChatTemplate([ChatMessage(role: "system", content: JudgePrompt.system),
-                                                           ChatMessage(role: "user", content: user)], addGenerationPrompt: true)
-            return lm.tokenizer.encode(text)
+            return try lm.prompts.tokens(chat: [ChatMessage(role: "system", content: JudgePrompt.system),
+                                                ChatMessage(role: "user", content: user)])
         }
-        return lm.tokenizer.encode(JudgePrompt.system + "\n\n" + user + (mode == .explain ? "" : "Verdict:"), addSpecialTokens: true)
+        return lm.prompts.tokens(prompt: JudgePrompt.system + "\n\n" + user + (mode == .explain ? "" : "Verdict:"))
     }
 
     public func judge(_ cases: [JudgeCase]) throws -> [JudgeOutput] {
@@ -125,8 +124,8 @@ public final class ModelJudge: PairwiseJudge {
                 for p in prompts where p.count > model.maxPositions {
                     throw ModelError.badInput("a judging prompt of \(p.count) tokens is longer than the judge's \(model.maxPositions) positions")
                 }
-                let logits = try model.forward(prompts.map { SequenceInput(tokens: $0, cache: model.makeCache(capacity: $0.count)) },
-                                               logits: .last)
+                let started = try model.start(prompts, capacity: 1)
+                let logits = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
                 for b in batch.indices {
                     let row = logits.row(logits.rows[b].lowerBound)
                     let scores = digits.map { Double(row[$0]) }

@@ -148,8 +148,8 @@ public enum MMLU {
         public var itemsPerSecond: Double { Double(items.count) / max(seconds, 1e-9) }
     }
 
-    /// Scores `items` with `model` (and its active adapter), `batchSize` items per forward pass.
-    public static func evaluate(_ model: any CausalLM, tokenizer: Tokenizer, items: [MMLUItem], style: Style = .qlora,
+    /// Scores `items` with `lm` (and its active adapter), any kind, `batchSize` items per forward pass.
+    public static func evaluate(_ lm: LoadedModel, items: [MMLUItem], style: Style = .qlora,
                                 batchSize: Int = 8, progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Report {
         guard batchSize >= 1 else { throw ModelError.badInput("the MMLU batch size must be at least 1") }
         let start = Date()
@@ -159,8 +159,8 @@ public enum MMLU {
         while i < items.count {
             let batch = Array(items[i..<min(i + batchSize, items.count)])
             switch style {
-            case .qlora: results += try scoreQLoRA(model, tokenizer, batch)
-            case .harness: results += try scoreHarness(model, tokenizer, batch)
+            case .qlora: results += try scoreQLoRA(lm, batch)
+            case .harness: results += try scoreHarness(lm, batch)
             }
             i += batch.count
             progress?(i, items.count)
@@ -176,7 +176,7 @@ public enum MMLU {
         }
     }
 
-    static func checkLength(_ model: any CausalLM, _ n: Int) throws {
+    static func checkLength(_ model: any LanguageModel, _ n: Int) throws {
         if n > model.maxPositions {
             throw ModelError.badInput("an MMLU prompt of \(n) tokens is longer than the model's \(model.maxPositions) positions")
         }
@@ -186,62 +186,63 @@ public enum MMLU {
         Double(row[t]) - Double(CrossEntropy.logSumExp(row))
     }
 
-    static func scoreQLoRA(_ model: any CausalLM, _ tokenizer: Tokenizer, _ batch: [MMLUItem]) throws -> [ItemResult] {
+    /// qlora's scoring: the source is BOS + input, the target the answer letter + EOS; the
+    /// prediction is the largest of the logits of A / B / C / D where the target's first token
+    /// is predicted, and the loss the target's mean NLL (qlora's `mmlu_loss`).
+    static func scoreQLoRA(_ lm: LoadedModel, _ batch: [MMLUItem]) throws -> [ItemResult] {
+        let model = lm.model, tokenizer = lm.tokenizer
         let abcd = try letterIds(tokenizer)
         let bos = tokenizer.bosTokenId.map { [$0] } ?? []
         let sources = batch.map { bos + tokenizer.encode($0.input) }
         let targets = batch.map { tokenizer.encode($0.answer + (tokenizer.eosToken ?? "")) }
         for (s, t) in zip(sources, targets) { try checkLength(model, s.count + t.count) }
-        let caches = zip(sources, targets).map { model.makeCache(capacity: $0.count + $1.count) }
-        let first = try model.forward(zip(sources, caches).map { SequenceInput(tokens: $0, cache: $1) }, logits: .last)
+        let started = try model.start(sources, capacity: targets.map(\.count).max() ?? 1)
+        let first = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
         // The target's later tokens (EOS) are scored from the logits after its first ones.
-        let rest = try model.forward(zip(targets, caches).map { SequenceInput(tokens: Array($0.dropLast()), cache: $1) },
-                                     logits: .all)
+        let more = batch.indices.filter { targets[$0].count > 1 }
+        let rest = more.isEmpty ? nil
+            : try model.step(more.map { StepInput(tokens: Array(targets[$0].dropLast()), state: started[$0].state) }, logits: .all)
         return batch.indices.map { b in
             let row = first.row(first.rows[b].lowerBound)
             let scores = abcd.map { Double(row[$0]) }
             var nll = -logProb(row, targets[b][0])
-            for (j, t) in targets[b].dropFirst().enumerated() { nll -= logProb(rest.row(rest.rows[b].lowerBound + j), t) }
+            if let rest, let k = more.firstIndex(of: b) {
+                for (j, t) in targets[b].dropFirst().enumerated() { nll -= logProb(rest.row(rest.rows[k].lowerBound + j), t) }
+            }
             let best = scores.indices.max { scores[$0] < scores[$1] }!
             return ItemResult(subject: batch[b].subject, answer: batch[b].answer, prediction: letters[best], scores: scores,
                               loss: nll / Double(targets[b].count), promptTokens: sources[b].count)
         }
     }
 
-    static func scoreHarness(_ model: any CausalLM, _ tokenizer: Tokenizer, _ batch: [MMLUItem]) throws -> [ItemResult] {
-        // lm-eval: context tokens, and each continuation as tok(context + continuation) past them.
-        let contexts = batch.map { tokenizer.encode($0.input) }
-        let continuations = zip(batch, contexts).map { item, ctx in
-            letters.map { Array(tokenizer.encode(item.input + " " + $0).dropFirst(ctx.count)) }
-        }
+    /// lm-eval's scoring: the log-likelihood of " A" … " D" after the input, tokenized as
+    /// lm-eval tokenizes pairs for the model's kind (`PromptFormat.scoringPair`).
+    static func scoreHarness(_ lm: LoadedModel, _ batch: [MMLUItem]) throws -> [ItemResult] {
+        let model = lm.model
+        let pairs = batch.map { item in letters.map { lm.prompts.scoringPair(context: item.input, continuation: " " + $0) } }
         var scores = [[Double]](repeating: [], count: batch.count)
-        // Single-token continuations: one pass over the context gives all four.
-        let simple = batch.indices.filter { b in continuations[b].allSatisfy { $0.count == 1 } && !contexts[b].isEmpty }
+        // One-token continuations of one context: one pass over the context gives all four.
+        let simple = batch.indices.filter { b in
+            pairs[b].allSatisfy { $0.continuation.count == 1 && $0.context == pairs[b][0].context } && !pairs[b][0].context.isEmpty
+        }
         if !simple.isEmpty {
-            for b in simple { try checkLength(model, contexts[b].count) }
-            let out = try model.forward(simple.map { SequenceInput(tokens: contexts[$0], cache: model.makeCache(capacity: contexts[$0].count)) },
-                                        logits: .last)
+            for b in simple { try checkLength(model, pairs[b][0].context.count) }
+            let started = try model.start(simple.map { pairs[$0][0].context }, capacity: 1)
+            let out = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
             for (k, b) in simple.enumerated() {
                 let row = out.row(out.rows[k].lowerBound)
-                scores[b] = continuations[b].map { logProb(row, $0[0]) }
+                scores[b] = pairs[b].map { logProb(row, $0.continuation[0]) }
             }
         }
-        // Anything else: context + continuation, every continuation token scored.
+        // Anything else: every continuation token scored after its context.
         for b in batch.indices where !simple.contains(b) {
-            let seqs = continuations[b].map { contexts[b] + $0 }
-            for s in seqs { try checkLength(model, s.count) }
-            let out = try model.forward(seqs.map { SequenceInput(tokens: Array($0.dropLast()), cache: model.makeCache(capacity: $0.count)) },
-                                        logits: .all)
-            scores[b] = continuations[b].enumerated().map { c, cont in
-                cont.enumerated().reduce(0.0) { acc, e in
-                    acc + logProb(out.row(out.rows[c].lowerBound + contexts[b].count - 1 + e.offset), e.element)
-                }
-            }
+            for p in pairs[b] { try checkLength(model, p.context.count + p.continuation.count) }
+            scores[b] = try model.logLikelihoods(pairs[b]).map { $0.reduce(0, +) }
         }
         return batch.indices.map { b in
             let best = scores[b].indices.max { scores[b][$0] < scores[b][$1] }!
             return ItemResult(subject: batch[b].subject, answer: batch[b].answer, prediction: letters[best], scores: scores[b],
-                              loss: nil, promptTokens: contexts[b].count)
+                              loss: nil, promptTokens: pairs[b][0].context.count)
         }
     }
 }
@@ -316,25 +317,24 @@ extension MMLU.Report {
 /// qlora logs it — `mmlu_loss`, `mmlu_eval_accuracy` (the subject mean) and
 /// `mmlu_eval_accuracy_<subject>` — plus `mmlu_eval_item_accuracy`.
 public final class MMLUTrainingEvaluator: TrainingEvaluator {
-    public let model: any CausalLM
-    public let tokenizer: Tokenizer
+    public let model: LoadedModel
     public let items: [MMLUItem]
     public var batchSize = 8
 
-    public init(model: any CausalLM, tokenizer: Tokenizer, items: [MMLUItem]) {
-        self.model = model; self.tokenizer = tokenizer; self.items = items
+    public init(model: LoadedModel, items: [MMLUItem]) {
+        self.model = model; self.items = items
     }
 
     /// The evaluator a run's settings ask for (`mmlu_eval`, `mmlu_data`, `max_mmlu_samples`), or nil.
-    public static func forRun(_ config: TrainingConfig, model: LanguageModel) throws -> MMLUTrainingEvaluator? {
+    public static func forRun(_ config: TrainingConfig, model: LoadedModel) throws -> MMLUTrainingEvaluator? {
         guard config.mmluEval, let path = config.mmluData else { return nil }
         var items = try MMLU.load(path: path)
         if let n = config.maxMMLUSamples { items = Array(items.prefix(n)) }
-        return MMLUTrainingEvaluator(model: model.model, tokenizer: model.tokenizer, items: items)
+        return MMLUTrainingEvaluator(model: model, items: items)
     }
 
     public func evaluate(step: Int) throws -> [String: Double] {
-        let r = try MMLU.evaluate(model, tokenizer: tokenizer, items: items, style: .qlora, batchSize: batchSize)
+        let r = try MMLU.evaluate(model, items: items, style: .qlora, batchSize: batchSize)
         var s = ["mmlu_eval_accuracy": r.subjectMeanAccuracy, "mmlu_eval_item_accuracy": r.itemAccuracy]
         if let l = r.loss { s["mmlu_loss"] = l }
         for sub in r.subjects { s["mmlu_eval_accuracy_\(sub.subject)"] = sub.accuracy }

@@ -1,5 +1,6 @@
 import FinchCore
 import FinchModels
+import FinchTrain
 import Foundation
 
 /// Perplexity of a causal LM over a token sequence, by the two protocols people compare with
@@ -48,9 +49,11 @@ public enum Perplexity {
         return out
     }
 
-    /// Scores `tokens` with `model` (its active adapter, if any). Throws for a protocol whose
-    /// window is shorter than 2 tokens or a stride outside 1...maxSeqLen.
-    public static func evaluate(_ model: any CausalLM, tokens: [Int], method p: Method,
+    /// Scores `tokens` with `model` (its active adapter, if any), any kind: each window's
+    /// unscored start is its context (a decoder-only model reads it first; an encoder-decoder model
+    /// encodes it) and the rest is scored. Throws for a protocol whose window is shorter than 2
+    /// tokens or a stride outside 1...maxSeqLen.
+    public static func evaluate(_ model: any LanguageModel, tokens: [Int], method p: Method,
                                 progress: ((_ window: Int, _ of: Int) -> Void)? = nil) throws -> Result {
         switch p {
         case .windows(let t) where t < 2, .strided(let t, _) where t < 2:
@@ -66,17 +69,74 @@ public enum Perplexity {
         for (w, window) in plan.enumerated() {
             let ids = Array(tokens[window.start..<window.end])
             if ids.count < 2 || window.scoredFrom >= ids.count { continue }
-            let logits = try model.forward([SequenceInput(tokens: ids, cache: model.makeCache(capacity: ids.count))], logits: .all)
-            for i in window.scoredFrom..<ids.count {
-                let row = logits.row(i - 1)
-                nlls.append(Double(CrossEntropy.logSumExp(row)) - Double(row[ids[i]]))
-            }
+            let scored = try model.logLikelihoods([(Array(ids[..<window.scoredFrom]), Array(ids[window.scoredFrom...]))])[0]
+            nlls += scored.map { -$0 }
             progress?(w + 1, plan.count)
         }
+        return result(nlls, windows: plan.count)
+    }
+
+    /// Scores the continuation of each (context, continuation) pair given its context, every
+    /// continuation token counted (a dataset of sources and targets: transformers'
+    /// `model(input_ids=source, labels=target).loss`, averaged over all target tokens).
+    public static func evaluate(_ model: any LanguageModel, pairs: [(context: [Int], continuation: [Int])], batchSize: Int = 8,
+                                progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Result {
+        guard pairs.contains(where: { !$0.continuation.isEmpty }) else {
+            throw ModelError.badInput("perplexity needs at least one token to score; every target is empty")
+        }
+        var nlls: [Double] = []
+        var i = 0
+        while i < pairs.count {
+            let batch = Array(pairs[i..<min(i + max(1, batchSize), pairs.count)])
+            for scored in try model.logLikelihoods(batch) { nlls += scored.map { -$0 } }
+            i += batch.count
+            progress?(i, pairs.count)
+        }
+        return result(nlls, windows: pairs.count)
+    }
+
+    /// Perplexity of a file for `lm`: a plain-text file is tokenized whole (with the tokenizer's
+    /// special tokens) and scored in windows; a JSON / JSONL dataset in any format `finch train`
+    /// reads is tokenized as training would tokenize it for this model, every token counted: a
+    /// decoder-only model's examples are concatenated and scored in windows, an encoder-decoder
+    /// model's (source, target) pairs are scored as pairs.
+    public static func evaluate(_ lm: LoadedModel, file: String, format: DatasetFormat?, method: Method,
+                                progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Result {
+        let ext = (file as NSString).pathExtension.lowercased()
+        if format == nil && ext != "json" && ext != "jsonl" {
+            guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
+                throw EvalFileError.unreadable(path: file, advice: "give a UTF-8 text file, or a .json / .jsonl dataset")
+            }
+            return try evaluate(lm.model, tokens: lm.prompts.tokens(prompt: text), method: method, progress: progress)
+        }
+        let start = lm.prompts.decoderStartTokenId
+        var options = DatasetOptions(format: format, maxSeqLen: Int(Int32.max), trainOnSource: start == nil)
+        options.decoderStartTokenId = start.map(Int32.init)
+        let sequences = try TrainingData.load(path: file, options: options, tokenizer: lm.tokenizer)
+        if start != nil {
+            // The decoder reads the start id and the target; the pairs score the target.
+            return try evaluate(lm.model, pairs: sequences.map { s in
+                (s.source!.map(Int.init), s.tokens.dropFirst().map(Int.init))
+            }, progress: progress)
+        }
+        return try evaluate(lm.model, tokens: sequences.flatMap { $0.tokens.map(Int.init) }, method: method, progress: progress)
+    }
+
+    static func result(_ nlls: [Double], windows: Int) -> Result {
         let n = nlls.count
         let sum = nlls.reduce(0, +), mean = sum / Double(n)
         let variance = n > 1 ? nlls.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n - 1) : 0
         return Result(tokens: n, nllSum: sum, meanNLL: mean, standardError: (variance / Double(n)).squareRoot(),
-                      windows: plan.count)
+                      windows: windows)
+    }
+}
+
+/// An evaluation input file that cannot be used.
+public enum EvalFileError: Error, CustomStringConvertible, Sendable {
+    case unreadable(path: String, advice: String)
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let advice): return "\(path): cannot be read; \(advice)"
+        }
     }
 }

@@ -15,7 +15,7 @@ public final class ServedModel: @unchecked Sendable {
     private let lock = NSLock()
     private var adapterPaths: [String: String]
 
-    public var lm: LanguageModel { engine.lm }
+    public var lm: LoadedModel { engine.lm }
     public var tokenizer: Tokenizer { engine.lm.tokenizer }
 
     /// `adapters`: name → directory of the adapters already loaded into `engine`'s model.
@@ -27,7 +27,7 @@ public final class ServedModel: @unchecked Sendable {
 
     /// Loads `adapters` (PEFT directories) into `lm` (none active: each request picks its own) and
     /// starts an engine over it. The context defaults to the model's positions, at most 4096.
-    public static func start(lm: LanguageModel, adapters: [(name: String, directory: String)], maxBatch: Int,
+    public static func start(lm: LoadedModel, adapters: [(name: String, directory: String)], maxBatch: Int,
                              contextLength: Int? = nil, name: String, observer: (any EngineObserver)? = nil) throws -> ServedModel {
         var paths: [String: String] = [:]
         for (adapter, dir) in adapters {

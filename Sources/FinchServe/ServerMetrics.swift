@@ -1,3 +1,4 @@
+import FinchModels
 import Foundation
 import Prometheus
 

@@ -58,17 +58,17 @@ struct BenchGenerate: ParsableCommand {
         if let quantize {
             quantization = QuantizationConfig(method: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
-        let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
+        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization)
         let m = lm.model
         var rng = SeededRandom(seed: 3)
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }
 
         var prefill: [Double] = []
         for i in 0..<4 {
-            let cache = m.makeCache(capacity: promptTokens)
             if i == 1 { Profile.start() }   // the timed prefills' kernels
             let t = Date()
-            _ = try m.forward([SequenceInput(tokens: ids, cache: cache)], logits: .last)
+            let s = try m.start([ids], capacity: 0)[0]   // an encoder-decoder model encodes here
+            _ = try m.step([StepInput(tokens: s.input, state: s.state)], logits: .last)
             prefill.append(Date().timeIntervalSince(t))
         }
         Profile.stop()

@@ -16,7 +16,6 @@ struct Chat: ParsableCommand {
     var system: String?
 
     func run() throws {
-        if modelOptions.isEncoderDecoder { return try runSeq2Seq() }
         let lm = try modelOptions.load()
         let generator = Generator(lm)
         let interactive = isatty(0) != 0
@@ -31,30 +30,10 @@ struct Chat: ParsableCommand {
             if text == "/exit" || text == "/quit" { break }
             if text == "/reset" { messages = initial; stderrPrint("(conversation cleared)"); continue }
             messages.append(ChatMessage(role: "user", content: text))
-            let prompt = try lm.tokenizer.applyChatTemplate(messages, addGenerationPrompt: true)
-            let tokens = lm.tokenizer.encode(prompt, addSpecialTokens: false)
+            let tokens = try lm.prompts.tokens(chat: messages)
             let results = try generator.generate(promptTokens: [tokens], options: sampling.options) { _, t in stdoutWrite(t) }
             stdoutWrite("\n")
             messages.append(ChatMessage(role: "assistant", content: results[0].text))
-        }
-    }
-}
-
-extension Chat {
-    /// An encoder-decoder model (T5) has no conversation format: each line is a source on its own.
-    func runSeq2Seq() throws {
-        if system != nil { throw ValidationError("--system: an encoder-decoder model has no chat template") }
-        let lm = try modelOptions.loadSeq2Seq()
-        stderrPrint("encoder-decoder model: each line is answered on its own (no conversation history)")
-        let generator = Seq2SeqGenerator(lm)
-        let interactive = isatty(0) != 0
-        while true {
-            if interactive { stderrWrite("> ") }
-            guard let line = readLine() else { break }
-            let text = line.trimmingCharacters(in: .whitespaces)
-            if text.isEmpty || text == "/reset" { continue }
-            if text == "/exit" || text == "/quit" { break }
-            stdoutWrite(try generator.generate(sources: [text], options: sampling.options)[0].text + "\n")
         }
     }
 }

@@ -17,8 +17,9 @@ struct EvalPerplexity: ParsableCommand {
         abstract: "Perplexity with its standard error over a text file or a dataset; a JSON summary on stdout.",
         discussion: """
             A plain-text file is tokenized whole. A JSON / JSONL dataset in any format finch train reads is \
-            tokenized as training would tokenize it (template, EOS), every token counted, and the examples are \
-            concatenated. Without --stride the token stream is cut into non-overlapping windows of --max-seq-len \
+            tokenized as training would tokenize it for the model (template, EOS), every token counted: a \
+            decoder-only model's examples are concatenated; an encoder-decoder model (T5) scores each target \
+            given its source (transformers' loss with labels), every target token counted. Without --stride the token stream is cut into non-overlapping windows of --max-seq-len \
             tokens, each scored from its second token (llama.cpp-style chunks); with --stride S, transformers' \
             sliding window: windows of --max-seq-len tokens every S tokens, each scoring only new tokens.
             """)
@@ -35,20 +36,9 @@ struct EvalPerplexity: ParsableCommand {
 
     func run() throws {
         let lm = try model.load()
-        let tokens: [Int]
-        let ext = (data as NSString).pathExtension.lowercased()
-        if format == nil && ext != "json" && ext != "jsonl" {
-            guard let text = try? String(contentsOfFile: data, encoding: .utf8) else {
-                throw ValidationError("cannot read \(data) as UTF-8 text")
-            }
-            tokens = lm.tokenizer.encode(text, addSpecialTokens: true)
-        } else {
-            let options = DatasetOptions(format: format, maxSeqLen: Int(Int32.max), trainOnSource: true)
-            tokens = try TrainingData.load(path: data, options: options, tokenizer: lm.tokenizer).flatMap { $0.tokens.map(Int.init) }
-        }
         let method: Perplexity.Method = stride.map { .strided(maxSeqLen: maxSeqLen, stride: $0) } ?? .windows(maxSeqLen: maxSeqLen)
         let start = Date()
-        let r = try Perplexity.evaluate(lm.model, tokens: tokens, method: method) { w, n in
+        let r = try Perplexity.evaluate(lm, file: data, format: format, method: method) { w, n in
             if w % 10 == 0 || w == n { stderrPrint("window \(w)/\(n)") }
         }
         let seconds = Date().timeIntervalSince(start)
@@ -102,7 +92,7 @@ struct EvalMMLU: ParsableCommand {
         if let n = maxSamples { items = Array(items.prefix(max(0, n))) }
         items = try MMLU.withShots(items, shots: shots, pool: try shotsData.map { try MMLU.load(path: $0) })
         let lm = try model.load()
-        let report = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: items, style: style, batchSize: batchSize) { d, n in
+        let report = try MMLU.evaluate(lm, items: items, style: style, batchSize: batchSize) { d, n in
             if d % 80 < batchSize || d == n { stderrPrint("mmlu \(d)/\(n)") }
         }
         let summary = report.summaryJSON(extra: [

@@ -65,7 +65,7 @@ struct Export: ParsableCommand {
         }
         if format == "gguf-lora" { return try exportLoRA(type: exportType) }
         var start = Date()
-        let lm = try LanguageModel.load(model, dtype: .f32)
+        let lm = try LoadedModel.load(model, dtype: .f32)
         guard let decoder = lm.model as? DecoderModel else {
             throw ValidationError("\(lm.path): GGUF export is implemented for decoder-only models")
         }
@@ -76,8 +76,8 @@ struct Export: ParsableCommand {
         } else {
             stderrPrint(String(format: "loaded %@ in %.2f s", lm.path, Date().timeIntervalSince(start)))
         }
-        let tokens = lm.tokenizer.encode(checkPrompt, addSpecialTokens: true)
-        let reference = try decoder.logits(tokens: [tokens])[0]
+        let check = try lm.prompts.selfCheck(checkPrompt, chat: false)
+        let (tokens, reference) = try decoder.teacherForcedLogits(prompt: check.prompt, then: check.then)
         if adapter != nil { try decoder.mergeActiveAdapter() }
 
         // The tokenizer as the source GGUF describes it, else as written from tokenizer.json.
@@ -100,8 +100,8 @@ struct Export: ParsableCommand {
         try writeModelfile(from: "./" + (output as NSString).lastPathComponent, adapter: nil, tokenizer: lm.tokenizer,
                            source: ModelStore.displayName(of: model, path: lm.path))
 
-        let reloaded = try LanguageModel.load(output, dtype: .f32)
-        let again = try reloaded.model.logits(tokens: [tokens])[0]
+        let reloaded = try LoadedModel.load(output, dtype: .f32)
+        let again = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
         let diff = Merge.maxAbsDiff(reference, again)
         print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",
                      tokens.count, adapter == nil ? "base" : "adapter", diff,

@@ -39,13 +39,13 @@ struct BaseModelOptions: ParsableArguments {
         quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dtype, int8Threshold: int8Threshold) }
     }
 
-    func load() throws -> LanguageModel {
+    func load() throws -> LoadedModel {
         let dt = dtype
         let start = Date()
-        let lm = try LanguageModel.load(model, dtype: dt, quantization: quantization)
+        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
-        stderrPrint(String(format: "loaded %@ (%@, %.0f MiB of weights) in %.2f s", lm.path, dt.rawValue,
-                           Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
+        stderrPrint(String(format: "loaded %@ (%@, %@, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.family.name, lm.model.kind.rawValue,
+                           dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm
     }
 }
@@ -57,28 +57,8 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
     var adapter: String?
 
-    func load() throws -> LanguageModel {
+    func load() throws -> LoadedModel {
         let lm = try base.load()
-        if let adapter {
-            try lm.model.loadAdapter(directory: adapter)
-            stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")
-        }
-        return lm
-    }
-}
-
-extension ModelOptions {
-    /// Whether `--model` names an encoder-decoder checkpoint (T5).
-    var isEncoderDecoder: Bool { Seq2SeqLanguageModel.isEncoderDecoder(base.model) }
-
-    /// Loads an encoder-decoder model (T5) with the adapter, if any.
-    func loadSeq2Seq() throws -> Seq2SeqLanguageModel {
-        let dt = base.dtype
-        if base.chatTemplate != nil { throw ValidationError("--chat-template: an encoder-decoder model has no chat template") }
-        let start = Date()
-        let lm = try Seq2SeqLanguageModel.load(base.model, dtype: dt, quantization: base.quantization)
-        stderrPrint(String(format: "loaded %@ (%@, encoder-decoder, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.model.architecture,
-                           dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         if let adapter {
             try lm.model.loadAdapter(directory: adapter)
             stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")

@@ -59,16 +59,11 @@ struct Generate: ParsableCommand {
         } else {
             throw ValidationError("give a PROMPT or --prompts-file")
         }
-        if modelOptions.isEncoderDecoder { return try generateSeq2Seq(prompts) }
         let lm = try modelOptions.load()
-        if chat {
-            prompts = try prompts.map { try lm.tokenizer.applyChatTemplate(user: $0, system: system) }
-        }
+        let tokens = try prompts.map { chat ? try lm.prompts.tokens(user: $0, system: system) : lm.prompts.tokens(prompt: $0) }
         let generator = Generator(lm)
         let start = Date()
         let single = prompts.count == 1 && promptsFile == nil
-        // A rendered chat template already holds its special tokens.
-        let tokens = prompts.map { lm.tokenizer.encode($0, addSpecialTokens: !chat) }
         let results = try generator.generate(promptTokens: tokens, options: sampling.options) { _, text in
             if single { stdoutWrite(text) }
         }
@@ -92,23 +87,11 @@ struct Generate: ParsableCommand {
 }
 
 extension Generate {
-    /// An encoder-decoder model (T5): each prompt is a source; the decoder's output is the answer.
-    func generateSeq2Seq(_ prompts: [String]) throws {
-        if chat { throw ValidationError("--chat: an encoder-decoder model has no chat template; give the source text as the prompt") }
-        let lm = try modelOptions.loadSeq2Seq()
-        let start = Date()
-        let results = try Seq2SeqGenerator(lm).generate(sources: prompts, options: sampling.options)
-        let single = prompts.count == 1 && promptsFile == nil
-        if single { stdoutWrite(results[0].text + "\n") }
-        try report(prompts, results, single: single, since: start)
-    }
-
     /// `--data FILE --output answers.jsonl`: every item answered, resumably.
     func answerDataset(_ data: String) throws {
         guard let output else { throw ValidationError("--data needs --output FILE (the answers, JSON lines)") }
         if prompt != nil || promptsFile != nil { throw ValidationError("give either --data or a PROMPT / --prompts-file") }
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if modelOptions.isEncoderDecoder { throw ValidationError("--data answers are written for decoder-only models; for an encoder-decoder model give the sources with --prompts-file") }
         let lm = try modelOptions.load()
         var items = try TrainingData.promptItems(path: data, format: format, tokenizer: lm.tokenizer, chat: chat, system: system)
         if let limit { items = Array(items.prefix(max(0, limit))) }

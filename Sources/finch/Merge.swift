@@ -49,19 +49,18 @@ struct Merge: ParsableCommand {
     func run() throws {
         let exportType = dtype
         let shardBytes = try maxShardSize.map(Self.parseSize)
-        if Seq2SeqLanguageModel.isEncoderDecoder(model) { return try mergeSeq2Seq(shardBytes: shardBytes) }
         var start = Date()
-        let lm = try LanguageModel.load(model, dtype: .f32)
+        let lm = try LoadedModel.load(model, dtype: .f32)
         let quantizedBase = lm.model.isQuantized
         // PEFT's advice for QLoRA: merge into the dequantized base, not back into 4 bits.
         if quantizedBase && !keep4bit { try lm.model.dequantizeLinears() }
         try lm.model.loadAdapter(directory: adapter)
         stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
 
-        let tokens = try checkTokens(lm.tokenizer)
-        let withAdapter = try lm.model.logits(tokens: [tokens])[0]
+        let check = try lm.prompts.selfCheck(checkPrompt, chat: checkChat)
+        let (tokens, withAdapter) = try lm.model.teacherForcedLogits(prompt: check.prompt, then: check.then)
         try lm.model.mergeActiveAdapter()
-        let merged = try lm.model.logits(tokens: [tokens])[0]
+        let merged = try lm.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
 
         start = Date()
         let result = try lm.model.saveHuggingFace(to: output, tokenizer: lm.tokenizer, dtype: exportType,
@@ -69,9 +68,9 @@ struct Merge: ParsableCommand {
         let saveTime = Date().timeIntervalSince(start)
 
         // Reload what was written, as a user would.
-        let reloaded = try LanguageModel.load(output, dtype: .f32)
-        let reloadedTokens = try checkTokens(reloaded.tokenizer)
-        let exported = try reloaded.model.logits(tokens: [tokens])[0]
+        let reloaded = try LoadedModel.load(output, dtype: .f32)
+        let reloadedCheck = try reloaded.prompts.selfCheck(checkPrompt, chat: checkChat)
+        let exported = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
 
         print("wrote \(result.directory) (\(exportType.rawValue), \(result.tensorCount) tensors, "
               + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))
@@ -86,8 +85,8 @@ struct Merge: ParsableCommand {
         print(String(format: "  merged in memory:   %.3g", Self.maxAbsDiff(withAdapter, merged)))
         print(String(format: "  exported, reloaded: %.3g%@", Self.maxAbsDiff(withAdapter, exported),
                      exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))
-        if reloadedTokens != tokens {
-            print("  WARNING: the exported tokenizer encodes the prompt differently (\(reloadedTokens.count) vs \(tokens.count) tokens)")
+        if reloadedCheck.prompt != check.prompt || reloadedCheck.then != check.then {
+            print("  WARNING: the exported tokenizer encodes the prompt differently (\(reloadedCheck.prompt.count) vs \(check.prompt.count) tokens)")
         }
         if let saveCheck {
             let v = lm.model.vocabSize
@@ -100,57 +99,6 @@ struct Merge: ParsableCommand {
             ], metadata: ["prompt": checkPrompt, "chat": String(checkChat)], to: saveCheck)
             print("saved the check's ids and logits to \(saveCheck)")
         }
-    }
-
-    /// An encoder-decoder model (T5): the adapter folded into the weights of a T5 directory; the
-    /// self-check compares teacher-forced logits of the check prompt (as the source, and as the
-    /// decoder's input after the start id) with the adapter, merged and reloaded.
-    func mergeSeq2Seq(shardBytes: Int?) throws {
-        if checkChat { throw ValidationError("--check-chat: an encoder-decoder model has no chat template") }
-        if keep4bit { throw ValidationError("--keep-4bit: T5 merges are written dequantized") }
-        if shardBytes != nil { throw ValidationError("--max-shard-size: T5 checkpoints are written as one file") }
-        var start = Date()
-        let lm = try Seq2SeqLanguageModel.load(model, dtype: .f32)
-        let quantizedBase = lm.model.isQuantized
-        if quantizedBase { try lm.model.dequantizeLinears() }
-        try lm.model.loadAdapter(directory: adapter)
-        stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
-        let source = lm.tokenizer.encode(checkPrompt, addSpecialTokens: true)
-        let decoderInput = [lm.model.decoderStartTokenId] + lm.tokenizer.encode(checkPrompt, addSpecialTokens: false)
-        func logits(_ m: any Seq2SeqLM) throws -> [[Float]] {
-            let cache = try m.encode([source], capacity: decoderInput.count)[0]
-            let l = try m.decode([(decoderInput, cache)], logits: .all)
-            return (0..<decoderInput.count).map { Array(l.row($0)) }
-        }
-        let withAdapter = try logits(lm.model)
-        try lm.model.mergeActiveAdapter()
-        let merged = try logits(lm.model)
-        start = Date()
-        let result = try lm.model.saveHuggingFace(to: output, tokenizer: lm.tokenizer,
-                                                  options: HuggingFaceExportOptions(dtype: dtype, overwrite: overwrite, dequantize: true))
-        let saveTime = Date().timeIntervalSince(start)
-        let exported = try logits(try Seq2SeqLanguageModel.load(output, dtype: .f32).model)
-        print("wrote \(result.directory) (\(dtype.rawValue), \(result.tensorCount) tensors, "
-              + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))
-        Self.printFiles(of: result)
-        print("merged adapter(s): \(result.adapters.joined(separator: ", "))")
-        if quantizedBase { print("the 4-bit base was dequantized to f32 before merging") }
-        print("self-check on \(source.count) source and \(decoderInput.count) decoder tokens, max |logit diff| vs the adapter model:")
-        print(String(format: "  merged in memory:   %.3g", Self.maxAbsDiff(withAdapter, merged)))
-        print(String(format: "  exported, reloaded: %.3g%@", Self.maxAbsDiff(withAdapter, exported),
-                     dtype == .f32 ? "" : " (weights rounded to \(dtype.rawValue))"))
-        if let saveCheck {
-            try Self.saveCheck(to: saveCheck, tokens: decoderInput,
-                               logits: [("logits.adapter", withAdapter), ("logits.merged", merged), ("logits.exported", exported)],
-                               metadata: ["prompt": checkPrompt, "source_tokens": source.map(String.init).joined(separator: " ")])
-        }
-    }
-
-    /// The check prompt's token ids (chat-wrapped with --check-chat; a rendered template holds its special tokens).
-    func checkTokens(_ tokenizer: Tokenizer) throws -> [Int] {
-        guard checkChat else { return tokenizer.encode(checkPrompt, addSpecialTokens: true) }
-        let text = try tokenizer.applyChatTemplate([.user(checkPrompt)], addGenerationPrompt: true)
-        return tokenizer.encode(text, addSpecialTokens: false)
     }
 
     /// Saves a self-check's token ids and its logits ([tokens, vocab] each, under `name`) to a

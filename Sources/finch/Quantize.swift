@@ -58,16 +58,16 @@ struct Quantize: ParsableCommand {
         do { try q.validate() } catch { throw ValidationError("\(quantize == .int8 ? "--int8-threshold" : "--quant-blocksize"): \(error)") }
 
         var start = Date()
-        let lm = try LanguageModel.load(model, dtype: .f32, quantization: q)
+        let lm = try LoadedModel.load(model, dtype: .f32, quantization: q)
         stderrPrint(String(format: "loaded and quantized %@ (%@) in %.2f s", lm.path, q.summary, Date().timeIntervalSince(start)))
         start = Date()
         let result = try lm.model.saveHuggingFace(to: output, tokenizer: lm.tokenizer, dtype: exportType, overwrite: overwrite)
         let saveTime = Date().timeIntervalSince(start)
 
-        let tokens = lm.tokenizer.encode(checkPrompt, addSpecialTokens: true)
-        let before = try lm.model.logits(tokens: [tokens])[0]
-        let reloaded = try LanguageModel.load(output, dtype: .f32, quantization: nil)
-        let after = try reloaded.model.logits(tokens: [tokens])[0]
+        let check = try lm.prompts.selfCheck(checkPrompt, chat: false)
+        let (tokens, before) = try lm.model.teacherForcedLogits(prompt: check.prompt, then: check.then)
+        let reloaded = try LoadedModel.load(output, dtype: .f32, quantization: nil)
+        let after = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
 
         print("wrote \(result.directory) (\(q.summary); other tensors \(exportType.rawValue); \(result.tensorCount) tensors, "
               + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))

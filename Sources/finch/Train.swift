@@ -194,8 +194,8 @@ struct Train: ParsableCommand {
         let run = try TrainingRun.prepare(config: c)
         let lm = run.model, loaded = run.dataset, train = run.train, eval = run.eval
         let model = run.trainable
-        stderrPrint(String(format: "loaded %@ (%@%@%@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
-                           run.seq2seq != nil ? ", encoder-decoder; " + c.dtype.rawValue : ", " + c.dtype.rawValue,
+        stderrPrint(String(format: "loaded %@ (%@, %@, %@%@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
+                           lm.model.kind.rawValue, c.dtype.rawValue,
                            c.quantization.map { "; block linears " + $0.summary }
                                ?? (model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
                            Double(model.weightBytes) / 1_048_576))
@@ -225,10 +225,7 @@ struct Train: ParsableCommand {
             return
         }
         let trainer = try run.trainer(runDirectory: rank == 0 ? out : nil, world: (world?.size ?? 1) > 1 ? world : nil)
-        if c.mmluEval && lm == nil {
-            throw TrainError.invalidSetting("mmlu_eval: MMLU during training scores decoder-only models; \(model.architecture) is an encoder-decoder model")
-        }
-        if rank == 0, let lm, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
+        if rank == 0, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
             trainer.evaluators.append(mmlu)
             stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
         }

@@ -23,7 +23,7 @@ final class BatchPredictionsTests: XCTestCase {
 
     /// The prompt of each format is what training masks, tokenized as training tokenizes it.
     func testPromptsOfEveryFormat() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let tok = lm.tokenizer
         let alpaca = try TrainingData.promptItems(path: try write("a.jsonl", #"{"instruction": "Add.", "input": "1 and 2", "output": "3"}"# + "\n"),
                                                   tokenizer: tok)
@@ -61,7 +61,7 @@ final class BatchPredictionsTests: XCTestCase {
     /// A run stopped part-way (a half-written last line included) and resumed writes the file an
     /// unbroken run writes, sampling included.
     func testResumedRunWritesWhatAnUnbrokenRunWrites() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let data = try write("q.jsonl", (1...5).map { #"{"question_id": \#($0), "text": "Tell me fact number \#($0) about birds."}"# }.joined(separator: "\n") + "\n")
         let items = try TrainingData.promptItems(path: data, tokenizer: lm.tokenizer, chat: true)
         var runner = BatchPredictions(generator: Generator(lm),

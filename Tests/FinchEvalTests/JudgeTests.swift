@@ -131,7 +131,7 @@ final class JudgeTests: XCTestCase {
 
     /// SmolLM2 as the judge (choice mode): a verdict for every case, from its logits for 1 / 2 / 3.
     func testModelJudgeGivesAVerdictPerCase() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let judge = ModelJudge(lm, mode: .choice)
         let cases = [JudgeCase(question: "What is 2 + 2?", answer1: "4", answer2: "5"),
                      JudgeCase(question: "What is 2 + 2?", answer1: "5", answer2: "4"),

@@ -57,10 +57,10 @@ final class MMLUTests: XCTestCase {
     }
 
     func testQLoRAStyleMatchesTransformers() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let ref = try reference()
         XCTAssertEqual(try MMLU.letterIds(lm.tokenizer), ref["abcd_ids"]!.arrayValue!.map { $0.intValue! })
-        let report = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: try MMLU.load(path: Self.items), style: .qlora)
+        let report = try MMLU.evaluate(lm, items: try MMLU.load(path: Self.items), style: .qlora)
         check(report, ref, style: "qlora", key: "scores", tolerance: 1e-3)
         for (got, want) in zip(report.items, ref["items"]!.arrayValue!) {
             XCTAssertEqual(got.promptTokens, want["qlora"]!["source_tokens"]!.intValue!)
@@ -72,19 +72,19 @@ final class MMLUTests: XCTestCase {
     }
 
     func testHarnessStyleMatchesTransformers() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
-        let report = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: try MMLU.load(path: Self.items), style: .harness)
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
+        let report = try MMLU.evaluate(lm, items: try MMLU.load(path: Self.items), style: .harness)
         check(report, try reference(), style: "harness", key: "logliks", tolerance: 1e-3)
         XCTAssertNil(report.loss)
     }
 
     /// One item per pass or eight: the same scores (batching is not allowed to change answers).
     func testBatchingDoesNotChangeScores() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let items = Array(try MMLU.load(path: Self.items).prefix(6))
         for style in MMLU.Style.allCases {
-            let one = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: items, style: style, batchSize: 1)
-            let six = try MMLU.evaluate(lm.model, tokenizer: lm.tokenizer, items: items, style: style, batchSize: 6)
+            let one = try MMLU.evaluate(lm, items: items, style: style, batchSize: 1)
+            let six = try MMLU.evaluate(lm, items: items, style: style, batchSize: 6)
             XCTAssertEqual(one.items.map(\.prediction), six.items.map(\.prediction))
             for (a, b) in zip(one.items, six.items) {
                 for (x, y) in zip(a.scores, b.scores) { XCTAssertEqual(x, y, accuracy: 1e-4) }
@@ -150,7 +150,7 @@ final class MMLUTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let run = try TrainingRun.prepare(config: c)
         let trainer = try run.trainer(runDirectory: dir)
-        trainer.evaluators.append(try XCTUnwrap(try MMLUTrainingEvaluator.forRun(c, model: try XCTUnwrap(run.model))))
+        trainer.evaluators.append(try XCTUnwrap(try MMLUTrainingEvaluator.forRun(c, model: run.model)))
         var evals: [EvalMetrics] = []
         try trainer.train { if case .evaluation(let e) = $0 { evals.append(e) } }
         XCTAssertEqual(evals.map(\.step), [1, 2])

@@ -9,7 +9,7 @@ import XCTest
 /// non-overlapping windows and the strided sliding window, T = 256, S = 128, ~4k tokens.
 final class PerplexityTests: XCTestCase {
     func testMatchesTransformersForBothProtocols() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         let ref = try JSONParser.parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("perplexity/reference.json")))))
         let ids = ref["ids"]!.arrayValue!.map { $0.intValue! }
         let text = try String(contentsOfFile: Fixtures.path("perplexity/oa_answers.txt"), encoding: .utf8)
@@ -40,7 +40,7 @@ final class PerplexityTests: XCTestCase {
     }
 
     func testBadSettingsAreRefused() throws {
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         XCTAssertThrowsError(try Perplexity.evaluate(lm.model, tokens: [1, 2, 3], method: .windows(maxSeqLen: 1)))
         XCTAssertThrowsError(try Perplexity.evaluate(lm.model, tokens: [1, 2, 3], method: .strided(maxSeqLen: 4, stride: 5)))
         XCTAssertThrowsError(try Perplexity.evaluate(lm.model, tokens: [1], method: .windows(maxSeqLen: 4)))

@@ -24,8 +24,8 @@ final class ExportTests: XCTestCase {
     }
 
     /// The fixture model (f32 unless told) and its tokenizer.
-    func loadFixture(_ dtype: WeightDType = .f32) throws -> LanguageModel {
-        try LanguageModel.load(Self.fixture, dtype: dtype)
+    func loadFixture(_ dtype: WeightDType = .f32) throws -> LoadedModel {
+        try LoadedModel.load(Self.fixture, dtype: dtype)
     }
 
     /// A deterministic adapter on every linear layer (B non-zero, so it changes the model);
@@ -61,9 +61,9 @@ final class ExportTests: XCTestCase {
 
     func testMergedAdapterExportReloadsWithTheAdapterLogits() throws {
         let lm = try loadFixture()
-        let base = try logits(lm.model)
-        try lm.model.addAdapter(makeAdapter(for: lm.model))
-        let withAdapter = try logits(lm.model)
+        let base = try logits(lm.causal)
+        try lm.model.addAdapter(makeAdapter(for: lm.causal))
+        let withAdapter = try logits(lm.causal)
         XCTAssertGreaterThan(maxAbsDiff(withAdapter, base), 0.1, "the test adapter must change the model")
         try lm.model.mergeActiveAdapter()
         let out = scratch + "/merged"
@@ -82,8 +82,8 @@ final class ExportTests: XCTestCase {
     /// q4_k_m files read back close to them, with llama-quantize's tensor mix.
     func testGGUFExportReloadsWithTheAdapterLogits() throws {
         let lm = try loadFixture()
-        try lm.model.addAdapter(makeAdapter(for: lm.model))
-        let withAdapter = try logits(lm.model)
+        try lm.model.addAdapter(makeAdapter(for: lm.causal))
+        let withAdapter = try logits(lm.causal)
         try lm.model.mergeActiveAdapter()
         let decoder = try XCTUnwrap(lm.model as? DecoderModel)
         let tokenizer = try lm.tokenizer.ggufMetadata(pre: "gpt-2")
@@ -98,9 +98,9 @@ final class ExportTests: XCTestCase {
             XCTAssertEqual(file.metadata["general.file_type"], .uint32(type.fileType))
             XCTAssertEqual(file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count, lm.tokenizer.vocabSize)
             XCTAssertEqual(file.tensor(named: "blk.0.attn_norm.weight")?.type, .f32, "norms stay f32")
-            let reloaded = try LanguageModel.load(path, dtype: .f32)
+            let reloaded = try LoadedModel.load(path, dtype: .f32)
             XCTAssertEqual(reloaded.tokenizer.encode("hello world, 123"), lm.tokenizer.encode("hello world, 123"))
-            let d = maxAbsDiff(try logits(reloaded.model), withAdapter)
+            let d = maxAbsDiff(try logits(reloaded.causal), withAdapter)
             print("GGUF \(type.rawValue) export vs adapter model: max |logit diff| = \(d)")
             XCTAssertLessThanOrEqual(d, bound, type.rawValue)
         }
@@ -116,7 +116,7 @@ final class ExportTests: XCTestCase {
         let basePath = scratch + "/base.gguf"
         _ = try decoder.saveGGUF(to: basePath, tokenizer: try lm.tokenizer.ggufMetadata(pre: "gpt-2"), type: .f32)
         for rs in [false, true] {
-            let adapter = makeAdapter(for: lm.model, rank: 4)
+            let adapter = makeAdapter(for: lm.causal, rank: 4)
             adapter.config.useRSLoRA = rs
             adapter.config.loraAlpha = 6
             let scale = Float(rs ? 6 / 2.0 : 6 / 4.0)
@@ -151,19 +151,19 @@ final class ExportTests: XCTestCase {
 
             // Applied by Finch to the exported base: the adapter model's logits.
             try lm.model.addAdapter(adapter, name: "ref")
-            let expected = try logits(lm.model)
+            let expected = try logits(lm.causal)
             lm.model.setActiveAdapter(nil)
-            let base = try LanguageModel.load(basePath, dtype: .f32)
+            let base = try LoadedModel.load(basePath, dtype: .f32)
             try base.model.loadAdapter(directory: path)
-            let d = maxAbsDiff(try logits(base.model), expected)
+            let d = maxAbsDiff(try logits(base.causal), expected)
             print("GGUF LoRA (rsLoRA \(rs)) on the GGUF base vs the adapter model: max |logit diff| = \(d)")
             XCTAssertLessThanOrEqual(d, 1e-5)
         }
-        let dora = makeAdapter(for: lm.model, dora: true)
+        let dora = makeAdapter(for: lm.causal, dora: true)
         XCTAssertThrowsError(try decoder.config.saveGGUFLoRA(dora, to: scratch + "/dora.gguf")) {
             XCTAssertTrue("\($0)".contains("merge first"), "\($0)")
         }
-        XCTAssertThrowsError(try decoder.config.saveGGUFLoRA(makeAdapter(for: lm.model), to: scratch + "/q.gguf", type: .q8_0))
+        XCTAssertThrowsError(try decoder.config.saveGGUFLoRA(makeAdapter(for: lm.causal), to: scratch + "/q.gguf", type: .q8_0))
         XCTAssertFalse(FileManager.default.fileExists(atPath: scratch + "/dora.gguf"))
         // A model GGUF is not an adapter.
         XCTAssertThrowsError(try decoder.config.ggufLoRAAdapter(path: basePath)) {
@@ -176,7 +176,7 @@ final class ExportTests: XCTestCase {
     /// 1 + w): exported as f32 GGUF and read back by Finch, the same logits as the source model;
     /// a Gemma 3 whose layer pattern llama.cpp would not follow is refused by name.
     func testGPT2AndGemma3GGUFExports() throws {
-        let gpt2 = try LanguageModel.load(Fixtures.path("tiny-gpt2/hf"), dtype: .f32)
+        let gpt2 = try LoadedModel.load(Fixtures.path("tiny-gpt2/hf"), dtype: .f32)
         let ids = [1, 17, 42, 99, 250, 7, 3]
         let path = scratch + "/gpt2.gguf"
         let result = try (gpt2.model as! DecoderModel).saveGGUF(to: path, tokenizer: try gpt2.tokenizer.ggufMetadata(pre: nil),
@@ -186,17 +186,17 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(file.tensor(named: "blk.0.attn_qkv.weight")?.dimensions, [64, 192], "[in, out] in ggml order: rows of the [out, in] product")
         XCTAssertNotNil(file.tensor(named: "position_embd.weight"))
         XCTAssertNil(file.tensor(named: "output.weight"), "tied head")
-        let back = try LanguageModel.load(path, dtype: .f32)
+        let back = try LoadedModel.load(path, dtype: .f32)
         XCTAssertEqual(back.tokenizer.encode("hello world"), gpt2.tokenizer.encode("hello world"))
-        let d = maxAbsDiff(try logits(back.model, ids), try logits(gpt2.model, ids))
+        let d = maxAbsDiff(try logits(back.causal, ids), try logits(gpt2.causal, ids))
         print("GPT-2 GGUF export read back: max |logit diff| = \(d)")
         XCTAssertLessThanOrEqual(d, 1e-6)
 
-        let tiny = try LanguageModel.load(Fixtures.path("tiny-gemma3/hf"), dtype: .f32)
+        let tiny = try LoadedModel.load(Fixtures.path("tiny-gemma3/hf"), dtype: .f32)
         XCTAssertThrowsError(try (tiny.model as! DecoderModel).saveGGUF(to: scratch + "/g.gguf", tokenizer: [], type: .f32)) {
             XCTAssertTrue("\($0)".contains("every sixth layer"), "\($0)")
         }
-        let gemma = try LanguageModel.load(try Fixtures.gemma3(), dtype: .f32)
+        let gemma = try LoadedModel.load(try Fixtures.gemma3(), dtype: .f32)
         let source = try GGUFFile(path: gemma.path)
         let gpath = scratch + "/gemma3.gguf"
         _ = try (gemma.model as! DecoderModel).saveGGUF(to: gpath, tokenizer: source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }
@@ -204,8 +204,8 @@ final class ExportTests: XCTestCase {
         let out = try GGUFFile(path: gpath)
         for k in source.metadataKeys where k.hasPrefix("gemma3.") { XCTAssertEqual(out.metadata[k], source.metadata[k], k) }
         XCTAssertEqual(Set(out.tensors.map(\.name)), Set(source.tensors.map(\.name)))
-        let g = try LanguageModel.load(gpath, dtype: .f32)
-        let gd = maxAbsDiff(try logits(g.model, ids), try logits(gemma.model, ids))
+        let g = try LoadedModel.load(gpath, dtype: .f32)
+        let gd = maxAbsDiff(try logits(g.causal, ids), try logits(gemma.causal, ids))
         print("Gemma 3 270M GGUF export read back: max |logit diff| = \(gd)")
         XCTAssertLessThanOrEqual(gd, 1e-5)
     }
@@ -230,8 +230,8 @@ final class ExportTests: XCTestCase {
 
     func testActiveUnmergedAdapterIsFoldedIntoACopy() throws {
         let lm = try loadFixture()
-        try lm.model.addAdapter(makeAdapter(for: lm.model, dora: true))
-        let withAdapter = try logits(lm.model)
+        try lm.model.addAdapter(makeAdapter(for: lm.causal, dora: true))
+        let withAdapter = try logits(lm.causal)
         let out = scratch + "/folded"
         let result = try lm.model.saveHuggingFace(to: out, tokenizer: nil)
         XCTAssertEqual(result.adapters, ["default"])
@@ -239,11 +239,11 @@ final class ExportTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(out)), withAdapter), 1e-5)
         // The model itself is unchanged: still unmerged, same logits, and disabling still gives the base.
         XCTAssertEqual(lm.model.activeAdapter, "default")
-        XCTAssertTrue(try logits(lm.model) == withAdapter)
+        XCTAssertTrue(try logits(lm.causal) == withAdapter)
         lm.model.setActiveAdapter(nil)
         let baseOut = scratch + "/base"
         XCTAssertEqual(try lm.model.saveHuggingFace(to: baseOut, tokenizer: nil).adapters, [])
-        XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(baseOut)), try logits(try loadFixture().model)), 1e-6)
+        XCTAssertLessThanOrEqual(maxAbsDiff(try logits(try reload(baseOut)), try logits(try loadFixture().causal)), 1e-6)
     }
 
     func testConfigRoundTripsAndNamesAreHuggingFaces() throws {
@@ -301,12 +301,12 @@ final class ExportTests: XCTestCase {
 
     func testBF16AndF16ExportsLoad() throws {
         let lm = try loadFixture()
-        try lm.model.addAdapter(makeAdapter(for: lm.model))
+        try lm.model.addAdapter(makeAdapter(for: lm.causal))
         try lm.model.mergeActiveAdapter()
         let f32Dir = scratch + "/f32"
         try lm.model.saveHuggingFace(to: f32Dir, tokenizer: nil)
         let f32 = try SafeTensorsFile(path: f32Dir + "/model.safetensors")
-        let ref = try logits(lm.model)
+        let ref = try logits(lm.causal)
         for dtype in [ExportDType.bf16, .f16] {
             let dir = scratch + "/" + dtype.rawValue
             try lm.model.saveHuggingFace(to: dir, tokenizer: lm.tokenizer, dtype: dtype)
@@ -338,7 +338,7 @@ final class ExportTests: XCTestCase {
         let index = try readJSON(out + "/model.safetensors.index.json")
         XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int, result.tensorBytes)
         XCTAssertEqual((index["weight_map"] as? [String: String])?.count, result.tensorCount)
-        XCTAssertTrue(try logits(try reload(out)) == (try logits(lm.model)))
+        XCTAssertTrue(try logits(try reload(out)) == (try logits(lm.causal)))
         XCTAssertThrowsError(try lm.model.saveHuggingFace(to: scratch + "/bad", tokenizer: nil, maxShardBytes: 0))
     }
 

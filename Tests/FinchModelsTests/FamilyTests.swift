@@ -47,18 +47,18 @@ final class FamilyTests: XCTestCase {
     func testLogitsMatchTransformers() throws {
         for f in Self.families {
             let (e, ref) = try Self.expected(f)
-            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let lm = try LoadedModel.load(Self.dir(f) + "/hf")
             XCTAssertEqual(lm.model.architecture, f)
             for (i, ids) in e.sequences.enumerated() {
                 let want = try ref.floats("seq\(i).logits")
-                let got = try Self.logits(lm.model, ids)
+                let got = try Self.logits(lm.causal, ids)
                 XCTAssertEqual(got.count, want.count, "\(f) seq\(i)")
                 let d = maxAbsDiff(got, want)
                 XCTAssertLessThan(d, Self.logitTolerance, "\(f) sequence \(i) (\(ids.count) tokens)")
                 print("[family \(f)] seq\(i): logits within \(d) of transformers")
             }
             // A batch of all sequences at once computes what each computes alone.
-            let batch = try lm.model.forward(e.sequences.map { SequenceInput(tokens: $0, cache: lm.model.makeCache()) },
+            let batch = try lm.causal.forward(e.sequences.map { SequenceInput(tokens: $0, cache: lm.causal.makeCache()) },
                                              logits: .all)
             for (i, ids) in e.sequences.enumerated() {
                 let rows = batch.rows[i]
@@ -71,7 +71,7 @@ final class FamilyTests: XCTestCase {
     func testGreedyMatchesTransformers() throws {
         for f in Self.families {
             let (e, _) = try Self.expected(f)
-            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let lm = try LoadedModel.load(Self.dir(f) + "/hf")
             let r = try Generator(lm).generate(promptTokens: [e.sequences[0]],
                                                options: GenerationOptions(maxNewTokens: 32, stopTokenIds: []))
             XCTAssertEqual(r[0].tokens, e.greedy32, f)
@@ -81,13 +81,13 @@ final class FamilyTests: XCTestCase {
     func testPEFTAdapterLogitsGradientsAndMerge() throws {
         for f in Self.families {
             let (e, ref) = try Self.expected(f)
-            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let lm = try LoadedModel.load(Self.dir(f) + "/hf")
             let m = lm.model
             // PEFT's default targets for the family are the ones Finch names.
             XCTAssertEqual(m.defaultTargetModules.sorted(), e.peft_target_modules, f)
             try m.loadAdapter(directory: Self.dir(f) + "/peft")
             for (i, ids) in e.sequences.enumerated() {
-                let d = maxAbsDiff(try Self.logits(m, ids), try ref.floats("adapter.seq\(i).logits"))
+                let d = maxAbsDiff(try Self.logits((m as! any CausalLM), ids), try ref.floats("adapter.seq\(i).logits"))
                 XCTAssertLessThan(d, Self.logitTolerance, "\(f) adapter seq\(i)")
                 print("[family \(f)] seq\(i): adapter logits within \(d) of PEFT")
             }
@@ -124,14 +124,14 @@ final class FamilyTests: XCTestCase {
             for n in theirs.tensorNames { XCTAssertEqual(try ours.floats(n), try theirs.floats(n), "\(f) \(n)") }
 
             // Merged logits equal adapter logits; the export reloads to the same logits.
-            let withAdapter = try Self.logits(m, e.sequences[1])
+            let withAdapter = try Self.logits((m as! any CausalLM), e.sequences[1])
             try m.mergeActiveAdapter()
-            let merged = maxAbsDiff(try Self.logits(m, e.sequences[1]), withAdapter)
+            let merged = maxAbsDiff(try Self.logits((m as! any CausalLM), e.sequences[1]), withAdapter)
             XCTAssertLessThan(merged, Self.logitTolerance, "\(f) merged")
             try m.saveHuggingFace(to: scratch + "/merged", tokenizer: lm.tokenizer)
-            let reloaded = try LanguageModel.load(scratch + "/merged")
+            let reloaded = try LoadedModel.load(scratch + "/merged")
             XCTAssertEqual(reloaded.model.architecture, f)
-            let exported = maxAbsDiff(try Self.logits(reloaded.model, e.sequences[1]), withAdapter)
+            let exported = maxAbsDiff(try Self.logits(reloaded.causal, e.sequences[1]), withAdapter)
             XCTAssertLessThan(exported, Self.logitTolerance, "\(f) exported")
             print("[family \(f)] merged logits within \(merged), exported within \(exported) of the adapter's")
         }
@@ -140,7 +140,7 @@ final class FamilyTests: XCTestCase {
     /// "all-linear" and the family default resolve to the family's module names.
     func testTargetModulesResolve() throws {
         for f in Self.families {
-            let lm = try LanguageModel.load(Self.dir(f) + "/hf")
+            let lm = try LoadedModel.load(Self.dir(f) + "/hf")
             var c = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(lm.model.defaultTargetModules))
             let defaults = try lm.model.createAdapter(config: c, name: "defaults", seed: 1)
             let peft = try LoRAAdapter.load(directory: Self.dir(f) + "/peft", linears: lm.model.linearModules)

@@ -31,10 +31,10 @@ final class Gemma3Tests: XCTestCase {
     /// ~3× the largest difference measured (README, Gemma 3 section).
     static let logitTolerance: Float = 1e-3
 
-    nonisolated(unsafe) static var shared: LanguageModel?
-    static func model() throws -> LanguageModel {
+    nonisolated(unsafe) static var shared: LoadedModel?
+    static func model() throws -> LoadedModel {
         if let m = shared { return m }
-        let lm = try LanguageModel.load(try Fixtures.gemma3())
+        let lm = try LoadedModel.load(try Fixtures.gemma3())
         shared = lm
         return lm
     }
@@ -82,7 +82,7 @@ final class Gemma3Tests: XCTestCase {
         let last = try SafeTensorsFile(path: Fixtures.required("gemma3-270m/last_logits.safetensors"))
         for (name, p) in ref.prompts.sorted(by: { $0.key < $1.key }) {
             XCTAssertEqual(lm.tokenizer.encode(p.text, addSpecialTokens: true), p.ids, name)
-            let out = try lm.model.forward([SequenceInput(tokens: p.ids, cache: lm.model.makeCache())], logits: .all)
+            let out = try lm.causal.forward([SequenceInput(tokens: p.ids, cache: lm.causal.makeCache())], logits: .all)
             var worst: Float = 0
             for t in 0..<p.ids.count {
                 let row = out.row(t)

@@ -6,7 +6,7 @@ import XCTest
 
 /// Generation on the tiny checkpoint loaded as a user would (HF directory with its tokenizer).
 final class GeneratorTests: XCTestCase {
-    static let lm: LanguageModel = try! LanguageModel.load(Fixtures.path("tiny-llama/hf"))
+    static let lm: LoadedModel = try! LoadedModel.load(Fixtures.path("tiny-llama/hf"))
     let prompt = "The quick brown fox"
 
     func testLoadsHFDirectoryWithTokenizerAndTemplate() throws {
@@ -16,7 +16,7 @@ final class GeneratorTests: XCTestCase {
         let text = try lm.tokenizer.applyChatTemplate([ChatMessage(role: "user", content: "hi")], addGenerationPrompt: true)
         XCTAssertEqual(text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
         // The GGUF copy of the same model loads with the same tokenizer and config.
-        let g = try LanguageModel.load(Fixtures.path("tiny-llama/tiny.gguf"))
+        let g = try LoadedModel.load(Fixtures.path("tiny-llama/tiny.gguf"))
         XCTAssertEqual(g.tokenizer.encode(prompt), lm.tokenizer.encode(prompt))
         XCTAssertEqual((g.model as! DecoderModel).spec.hiddenSize, (lm.model as! DecoderModel).spec.hiddenSize)
     }
@@ -87,7 +87,7 @@ final class GeneratorTests: XCTestCase {
     }
 
     func testUnknownModelNameSaysWhatToDo() {
-        XCTAssertThrowsError(try LanguageModel.load("/no/such/model.gguf")) { e in
+        XCTAssertThrowsError(try LoadedModel.load("/no/such/model.gguf")) { e in
             XCTAssertTrue("\(e)".contains("/no/such/model.gguf"), "\(e)")
             XCTAssertTrue("\(e)".contains("known name"), "\(e)")
         }

@@ -36,11 +36,11 @@ final class Int8CheckpointTests: XCTestCase {
     /// transformers' load_in_8bit logits, and hold its int8 codes.
     func testLogitsAreTransformersLoadIn8bit() throws {
         let (ids, expected) = try reference()
-        let fresh = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: .int8())
-        let stored = try LanguageModel.load(Self.stored, dtype: .f32)
+        let fresh = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: .int8())
+        let stored = try LoadedModel.load(Self.stored, dtype: .f32)
         XCTAssertTrue(stored.model.isQuantized)
         for (name, lm) in [("quantized on load", fresh), ("transformers checkpoint", stored)] {
-            let got = try logits(lm.model, ids)
+            let got = try logits(lm.causal, ids)
             let d = zip(got, expected).map { abs($0 - $1) }.max()!
             print("int8 tiny LLaMA (\(name)) vs transformers load_in_8bit: max |logit diff| = \(d)")
             XCTAssertLessThanOrEqual(d, 1e-5, name)
@@ -56,7 +56,7 @@ final class Int8CheckpointTests: XCTestCase {
     /// Saving an int8 model writes transformers' model.safetensors byte for byte and its
     /// quantization_config; a threshold in config.json is used on load.
     func testSavedCheckpointIsTransformers() throws {
-        let lm = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: .int8())
+        let lm = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: .int8())
         _ = try lm.model.saveHuggingFace(to: scratch + "/int8", tokenizer: lm.tokenizer)
         let ours = try Data(contentsOf: URL(fileURLWithPath: scratch + "/int8/model.safetensors"))
         let theirs = try Data(contentsOf: URL(fileURLWithPath: Self.stored + "/model.safetensors"))
@@ -67,9 +67,9 @@ final class Int8CheckpointTests: XCTestCase {
         }
         XCTAssertEqual(try qc(scratch + "/int8"), try qc(Self.stored))
 
-        let t0 = try LanguageModel.load(Self.stored, dtype: .f32, quantization: .int8(threshold: 0)).model as! DecoderModel
+        let t0 = try LoadedModel.load(Self.stored, dtype: .f32, quantization: .int8(threshold: 0)).model as! DecoderModel
         XCTAssertEqual((baseWeight(t0.layers[0][.q]).storage.quantizedMatrix as? Int8Tensor)?.threshold, 0)
-        XCTAssertThrowsError(try LanguageModel.load(Self.stored, dtype: .f32, quantization: QuantizationConfig(type: .nf4))) { e in
+        XCTAssertThrowsError(try LoadedModel.load(Self.stored, dtype: .f32, quantization: QuantizationConfig(type: .nf4))) { e in
             XCTAssertTrue("\(e)".contains("is stored as LLM.int8"), "\(e)")
         }
     }
@@ -77,16 +77,16 @@ final class Int8CheckpointTests: XCTestCase {
     /// An adapter on an int8 base: gradients flow (the input gradient through CB · SCB / 127),
     /// merging requantizes and reports the rounding, the merged model saves and reloads.
     func testAdapterOnInt8Base() throws {
-        let lm = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: .int8())
+        let lm = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: .int8())
         let m = lm.model
-        let base = try logits(m, [1, 5, 9, 200])
-        try m.addAdapter(QuantizedCheckpointTests.adapter(for: m))
-        let adapted = try logits(m, [1, 5, 9, 200])
+        let base = try logits((m as! any CausalLM), [1, 5, 9, 200])
+        try m.addAdapter(QuantizedCheckpointTests.adapter(for: (m as! any CausalLM)))
+        let adapted = try logits((m as! any CausalLM), [1, 5, 9, 200])
         XCTAssertGreaterThan(zip(base, adapted).map { abs($0 - $1) }.max()!, 0.01)
         try m.mergeActiveAdapter()
         XCTAssertGreaterThan(m.lastMergeRoundingError, 0)
         _ = try m.saveHuggingFace(to: scratch + "/merged", tokenizer: lm.tokenizer)
-        let again = try LanguageModel.load(scratch + "/merged")
-        XCTAssertEqual(try logits(again.model, [1, 5, 9, 200]), try logits(m, [1, 5, 9, 200]))
+        let again = try LoadedModel.load(scratch + "/merged")
+        XCTAssertEqual(try logits(again.causal, [1, 5, 9, 200]), try logits((m as! any CausalLM), [1, 5, 9, 200]))
     }
 }

@@ -14,10 +14,10 @@ final class PEFTAdapterTests: XCTestCase {
     struct Golden: Decodable { let chat_ids: [Int]; let merged_vs_adapter_max_abs: Double }
 
     /// A model of its own (adapters change it), with the base logits computed before any adapter.
-    nonisolated(unsafe) static var shared: (LanguageModel, [Float])?
-    static func setup() throws -> (LanguageModel, [Float]) {
+    nonisolated(unsafe) static var shared: (LoadedModel, [Float])?
+    static func setup() throws -> (LoadedModel, [Float]) {
         if let s = shared { return s }
-        let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
+        let lm = try LoadedModel.load(try Fixtures.smolLM2(), dtype: .f32)
         let base = try logits(lm, try golden(names[0]).chat_ids)
         for n in names { try lm.model.loadAdapter(directory: try dir(n), name: n) }
         shared = (lm, base)
@@ -29,8 +29,8 @@ final class PEFTAdapterTests: XCTestCase {
     static func golden(_ n: String) throws -> Golden {
         try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: try dir(n) + "/golden.json")))
     }
-    static func logits(_ lm: LanguageModel, _ ids: [Int]) throws -> [Float] {
-        try lm.model.forward([SequenceInput(tokens: ids, cache: lm.model.makeCache())], logits: .all).values.array
+    static func logits(_ lm: LoadedModel, _ ids: [Int]) throws -> [Float] {
+        try lm.causal.forward([SequenceInput(tokens: ids, cache: lm.causal.makeCache())], logits: .all).values.array
     }
 
     func testEachAdapterMatchesPEFTLogits() throws {
@@ -102,7 +102,7 @@ final class PEFTAdapterTests: XCTestCase {
     }
 
     func testAdapterForAnotherModelIsRejected() throws {
-        let tiny = try LanguageModel.load(Fixtures.path("tiny-llama/hf"))
+        let tiny = try LoadedModel.load(Fixtures.path("tiny-llama/hf"))
         XCTAssertThrowsError(try tiny.model.loadAdapter(directory: try Self.dir(Self.names[0]))) { e in
             XCTAssertTrue("\(e)".contains("adapter_model.safetensors"), "\(e)")
             XCTAssertTrue("\(e)".contains("another model"), "\(e)")

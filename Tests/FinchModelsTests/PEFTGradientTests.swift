@@ -15,10 +15,10 @@ import XCTest
 final class PEFTGradientTests: XCTestCase {
     struct Golden: Decodable { let loss: Double; let batch_ids: [[Int32]] }
 
-    nonisolated(unsafe) static var shared: LanguageModel?
-    static func model() throws -> LanguageModel {
+    nonisolated(unsafe) static var shared: LoadedModel?
+    static func model() throws -> LoadedModel {
         if let m = shared { return m }
-        let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
+        let lm = try LoadedModel.load(try Fixtures.smolLM2(), dtype: .f32)
         shared = lm
         return lm
     }

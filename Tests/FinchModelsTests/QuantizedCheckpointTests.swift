@@ -46,7 +46,7 @@ final class QuantizedCheckpointTests: XCTestCase {
     /// quantization_config.
     func testSavedCheckpointIsByteIdenticalToTransformers() throws {
         for (dir, quant) in Self.variants {
-            let lm = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: quant)
+            let lm = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: quant)
             let out = scratch + "/" + dir
             let result = try lm.model.saveHuggingFace(to: out, tokenizer: lm.tokenizer)
             let ours = try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors"))
@@ -64,9 +64,9 @@ final class QuantizedCheckpointTests: XCTestCase {
     func testTransformersCheckpointLoadsAsStored() throws {
         for (dir, quant) in Self.variants {
             let stored = try load(Fixtures.path("tiny-llama/" + dir))
-            let fresh = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: quant).model
+            let fresh = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: quant).model
             XCTAssertTrue(stored.isQuantized, dir)
-            XCTAssertEqual(try logits(stored), try logits(fresh), dir)
+            XCTAssertEqual(try logits(stored), try logits((fresh as! any CausalLM)), dir)
             XCTAssertEqual(stored.weightBytes, fresh.weightBytes, dir)
             let q = try XCTUnwrap(baseWeight(stored.layers[1][.down]).storage.fourBit)
             XCTAssertEqual(q.type, quant.type)
@@ -82,13 +82,13 @@ final class QuantizedCheckpointTests: XCTestCase {
         }
     }
 
-    /// Save → load → save round-trips the bytes, through LanguageModel (tokenizer included).
+    /// Save → load → save round-trips the bytes, through LoadedModel (tokenizer included).
     func testRoundTripThroughLanguageModel() throws {
-        let lm = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant)
+        let lm = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant)
         try lm.model.saveHuggingFace(to: scratch + "/a", tokenizer: lm.tokenizer)
-        let again = try LanguageModel.load(scratch + "/a")
+        let again = try LoadedModel.load(scratch + "/a")
         XCTAssertTrue(again.model.isQuantized)
-        XCTAssertEqual(try logits(again.model), try logits(lm.model))
+        XCTAssertEqual(try logits(again.causal), try logits(lm.causal))
         try again.model.saveHuggingFace(to: scratch + "/b", tokenizer: again.tokenizer)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: scratch + "/a/model.safetensors")),
                        try Data(contentsOf: URL(fileURLWithPath: scratch + "/b/model.safetensors")))
@@ -97,20 +97,20 @@ final class QuantizedCheckpointTests: XCTestCase {
         let plain = try load(scratch + "/c")
         XCTAssertFalse(plain.isQuantized)
         XCTAssertNil(try json(scratch + "/c/config.json")["quantization_config"])
-        XCTAssertEqual(try logits(plain), try logits(lm.model))
+        XCTAssertEqual(try logits(plain), try logits(lm.causal))
     }
 
     /// Adapters on a 4-bit base: an unmerged active adapter cannot be written into 4-bit weights;
     /// merged (requantized) it can; `dequantizeLinears` gives the float model PEFT users merge into.
     func testAdaptersAndDequantize() throws {
-        let base = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant).model
-        let before = try logits(base)
-        let dequantized = try LanguageModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant).model
+        let base = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant).model
+        let before = try logits((base as! any CausalLM))
+        let dequantized = try LoadedModel.load(Self.fixture, dtype: .f32, quantization: Self.variants[0].quant).model
         try dequantized.dequantizeLinears()
         XCTAssertFalse(dequantized.isQuantized)
-        XCTAssertEqual(try logits(dequantized), before)
+        XCTAssertEqual(try logits((dequantized as! any CausalLM)), before)
 
-        try base.addAdapter(Self.adapter(for: base))
+        try base.addAdapter(Self.adapter(for: (base as! any CausalLM)))
         XCTAssertThrowsError(try base.saveHuggingFace(to: scratch + "/x", tokenizer: nil)) { e in
             XCTAssertTrue("\(e)".contains("not merged into the quantized"), "\(e)")
         }
@@ -118,7 +118,7 @@ final class QuantizedCheckpointTests: XCTestCase {
         try base.mergeActiveAdapter()
         XCTAssertGreaterThan(base.lastMergeRoundingError, 0)
         try base.saveHuggingFace(to: scratch + "/merged", tokenizer: nil)
-        XCTAssertEqual(try logits(load(scratch + "/merged")), try logits(base))
+        XCTAssertEqual(try logits(load(scratch + "/merged")), try logits((base as! any CausalLM)))
     }
 
     /// A deterministic rank-4 all-linear adapter with non-zero B.
@@ -178,7 +178,7 @@ final class QuantizedCheckpointTests: XCTestCase {
         try config.write(toFile: eight + "/config.json", atomically: true, encoding: .utf8)
         try FileManager.default.copyItem(atPath: src + "/model.safetensors", toPath: eight + "/model.safetensors")
         try FileManager.default.copyItem(atPath: Self.fixture + "/tokenizer.json", toPath: eight + "/tokenizer.json")
-        XCTAssertThrowsError(try LanguageModel.load(eight)) { e in
+        XCTAssertThrowsError(try LoadedModel.load(eight)) { e in
             XCTAssertTrue("\(e)".contains("neither load_in_4bit nor load_in_8bit") && "\(e)".contains("config.json"), "\(e)")
         }
     }

@@ -28,7 +28,7 @@ final class RegistryTests: XCTestCase {
     }
 
     func assertRefused(_ dir: String, mentions words: [String], file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try LanguageModel.load(dir), file: file, line: line) { e in
+        XCTAssertThrowsError(try LoadedModel.load(dir), file: file, line: line) { e in
             let text = "\(e)"
             for w in words { XCTAssertTrue(text.contains(w), "'\(text)' does not mention '\(w)'", file: file, line: line) }
         }
@@ -93,8 +93,8 @@ final class RegistryTests: XCTestCase {
         entries.append(.float32(name: "h.0.attn.bias", shape: [1, 1, 2, 2], values: [1, 0, 1, 1]))
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir + "/model.safetensors")
         let (e, ref) = try FamilyTests.expected("gpt2")
-        let lm = try LanguageModel.load(dir)
-        XCTAssertLessThan(maxAbsDiff(try FamilyTests.logits(lm.model, e.sequences[1]), try ref.floats("seq1.logits")), 1e-4)
+        let lm = try LoadedModel.load(dir)
+        XCTAssertLessThan(maxAbsDiff(try FamilyTests.logits(lm.causal, e.sequences[1]), try ref.floats("seq1.logits")), 1e-4)
     }
 
     func testUnknownGGUFArchitectureListsSupported() throws {

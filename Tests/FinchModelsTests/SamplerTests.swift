@@ -65,10 +65,10 @@ final class SamplerTests: XCTestCase {
     }
 
     func testStopStringHoldBack() {
-        XCTAssertEqual(Generator.heldBack("Hello <|e", stops: ["<|end|>"]), 3)
-        XCTAssertEqual(Generator.heldBack("Hello", stops: ["<|end|>"]), 0)
-        XCTAssertEqual(Generator.heldBack("ab", stops: ["bc", "abc"]), 2)
+        XCTAssertEqual(GenerationSession.heldBack("Hello <|e", stops: ["<|end|>"]), 3)
+        XCTAssertEqual(GenerationSession.heldBack("Hello", stops: ["<|end|>"]), 0)
+        XCTAssertEqual(GenerationSession.heldBack("ab", stops: ["bc", "abc"]), 2)
         let t = "one\nUser: two"
-        XCTAssertEqual(Generator.firstStop(in: t, stops: ["User:", "\n"]), t.firstIndex(of: "\n"))
+        XCTAssertEqual(GenerationSession.firstStop(in: t, stops: ["User:", "\n"]), t.firstIndex(of: "\n"))
     }
 }

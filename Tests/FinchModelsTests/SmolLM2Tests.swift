@@ -20,11 +20,11 @@ final class SmolLM2Tests: XCTestCase {
         let logits_positions: [Int]
     }
 
-    nonisolated(unsafe) static var cached: [WeightDType: LanguageModel] = [:]
+    nonisolated(unsafe) static var cached: [WeightDType: LoadedModel] = [:]
 
-    static func model(_ dtype: WeightDType = .f32) throws -> LanguageModel {
+    static func model(_ dtype: WeightDType = .f32) throws -> LoadedModel {
         if let m = cached[dtype] { return m }
-        let m = try LanguageModel.load(try Fixtures.smolLM2(), dtype: dtype)
+        let m = try LoadedModel.load(try Fixtures.smolLM2(), dtype: dtype)
         cached[dtype] = m
         return m
     }
@@ -59,7 +59,7 @@ final class SmolLM2Tests: XCTestCase {
         let ref = try SafeTensorsFile(path: try Self.reference("logits_golden.safetensors"))
         let v = lm.model.vocabSize
         for (name, g) in try Self.golden().sorted(by: { $0.key < $1.key }) {
-            let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
+            let out = try lm.causal.forward([SequenceInput(tokens: g.ids, cache: lm.causal.makeCache())], logits: .all)
             let expected = try ref.floats("\(name).logits")
             XCTAssertEqual(expected.count, g.logits_positions.count * v)
             var worst: Float = 0
@@ -98,7 +98,7 @@ final class SmolLM2Tests: XCTestCase {
     func testBF16GreedyAgreesOnPlainPrompt() throws {
         let lm = try Self.model(.bf16)
         let g = try Self.golden()["plain"]!
-        let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .last)
+        let out = try lm.causal.forward([SequenceInput(tokens: g.ids, cache: lm.causal.makeCache())], logits: .last)
         XCTAssertEqual(Sampler.argmax(Array(out.row(0))), g.greedy32_ids[0])
         let ref = try SafeTensorsFile(path: try Self.reference("logits_golden.safetensors")).floats("plain.logits")
         let v = lm.model.vocabSize
@@ -170,10 +170,10 @@ final class SmolLM2Tests: XCTestCase {
             SafeTensorsWriter.Entry.float32(name: $0.name, shape: $0.shape, values: $0.values().array)
         }
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir + "/model.safetensors")
-        let lm = try LanguageModel.load(dir)
+        let lm = try LoadedModel.load(dir)
         let g = try Self.golden()["chat"]!
         XCTAssertEqual(try lm.tokenizer.encodeChat([.user("What is LoRA in one sentence?")], addGenerationPrompt: true), g.ids)
-        let out = try lm.model.forward([SequenceInput(tokens: g.ids, cache: lm.model.makeCache())], logits: .all)
+        let out = try lm.causal.forward([SequenceInput(tokens: g.ids, cache: lm.causal.makeCache())], logits: .all)
         let ref = try SafeTensorsFile(path: try Self.reference("logits_golden.safetensors")).floats("chat.logits")
         let d = maxAbsDiff(out.values.array, ref)
         print("[chat, HF directory] max |logit diff| vs transformers: \(d)")

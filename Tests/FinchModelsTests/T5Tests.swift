@@ -64,9 +64,12 @@ final class T5Tests: XCTestCase {
 
     func testGreedyDecodingMatchesTransformers() throws {
         for variant in Self.variants {
-            let (m, e, _) = try Self.load(variant)
-            let got = try m.greedy(sources: e.pairs.map(\.source), maxTokens: 32, stopAtEOS: false)
-            for (i, p) in e.pairs.enumerated() { XCTAssertEqual(got[i], p.greedy32, "\(variant) pair \(i)") }
+            let (_, e, _) = try Self.load(variant)
+            // The one decode loop (BatchEngine through Generator), as `finch generate` runs it.
+            let lm = try LoadedModel.load(Fixtures.path("tiny-t5/\(variant)/hf"))
+            let got = try Generator(lm).generate(promptTokens: e.pairs.map(\.source),
+                                                 options: GenerationOptions(maxNewTokens: 32, stopTokenIds: []))
+            for (i, p) in e.pairs.enumerated() { XCTAssertEqual(got[i].tokens, p.greedy32, "\(variant) pair \(i)") }
         }
     }
 
@@ -148,10 +151,11 @@ final class T5QuantizedTests: XCTestCase {
 /// Batched generation equals one source at a time (greedy), and sampling is seeded per sequence.
 final class T5GenerationTests: XCTestCase {
     func testBatchedGreedyEqualsSingle() throws {
-        let m = try T5Model.load(directory: Fixtures.path("tiny-t5/v1_1/hf"))
+        let g = Generator(try LoadedModel.load(Fixtures.path("tiny-t5/v1_1/hf")))
         let sources = [[5, 17, 40, 9, 1], [33, 12, 1], [7, 7, 90, 14, 28, 60, 1]]
-        let batched = try m.generate(sources: sources, maxTokens: 16, stopAtEOS: false)
-        for (s, b) in zip(sources, batched) { XCTAssertEqual(try m.generate(sources: [s], maxTokens: 16, stopAtEOS: false)[0], b) }
+        let options = GenerationOptions(maxNewTokens: 16, stopTokenIds: [])
+        let batched = try g.generate(promptTokens: sources, options: options)
+        for (s, b) in zip(sources, batched) { XCTAssertEqual(try g.generate(promptTokens: [s], options: options)[0].tokens, b.tokens) }
     }
 }
 

@@ -14,7 +14,7 @@ final class TrainingMemoryTests: XCTestCase {
     }
 
     func testSavedBytesMatchTheWorkspace() throws {
-        let lm = try LanguageModel.load(Fixtures.path("tiny-llama/hf"))
+        let lm = try LoadedModel.load(Fixtures.path("tiny-llama/hf"))
         for checkpointing in [false, true] {
             for rows in [1, 37, 300] {
                 let w = (lm.model as! DecoderModel).trainingWorkspace(rows: rows, checkpointing: checkpointing)

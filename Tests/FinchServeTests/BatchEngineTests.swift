@@ -9,7 +9,7 @@ final class BatchEngineTests: XCTestCase {
     static let questions = ["What is the capital of France?", "Write a haiku about autumn leaves.",
                             "List three uses of a paperclip.", "Explain what a prime number is."]
 
-    func chatPrompt(_ lm: LanguageModel, _ q: String) throws -> [Int] {
+    func chatPrompt(_ lm: LoadedModel, _ q: String) throws -> [Int] {
         try lm.tokenizer.encodeChat([.user(q)], addGenerationPrompt: true)
     }
 
@@ -41,7 +41,7 @@ final class BatchEngineTests: XCTestCase {
 
     func testBaseAnswersAsWithNoAdapterLoaded() throws {
         let lm = try ServeFixtures.model()
-        let plain = try LanguageModel.load(lm.path)
+        let plain = try LoadedModel.load(lm.path)
         let prompt = try chatPrompt(lm, Self.questions[2])
         let withAdapters = ServeFixtures.run([greedy(prompt, adapter: nil)], lm: lm).events[0]
         let without = ServeFixtures.run([greedy(prompt, adapter: nil)], lm: plain).events[0]
@@ -94,7 +94,7 @@ final class BatchEngineTests: XCTestCase {
             XCTAssertEqual(scores.count, prompt.count)
             XCTAssertNil(scores[0])
             lm.model.setActiveAdapter(adapter)
-            let logits = try lm.model.logits(tokens: [prompt])[0]
+            let logits = try lm.causal.logits(tokens: [prompt])[0]
             lm.model.setActiveAdapter(nil)
             var worst: Float = 0
             for j in 1..<prompt.count {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import FinchFormats
+@testable import FinchModels
 @testable import FinchServe
 import Foundation
 import Hummingbird

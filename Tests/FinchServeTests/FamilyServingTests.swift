@@ -13,7 +13,7 @@ final class FamilyServingTests: XCTestCase {
 
     func check(_ family: String, dtype: WeightDType, quantization: QuantizationConfig?) throws {
         let dir = Fixtures.path("tiny-\(family)")
-        let lm = try LanguageModel.load(dir + "/hf", dtype: dtype, quantization: quantization)
+        let lm = try LoadedModel.load(dir + "/hf", dtype: dtype, quantization: quantization)
         try lm.model.loadAdapter(directory: dir + "/peft", name: "peft")
         lm.model.setActiveAdapter(nil)
         var rng = SplitMix64(seed: 7)

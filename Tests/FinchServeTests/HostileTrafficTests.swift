@@ -28,7 +28,7 @@ final class HostileTrafficTests: XCTestCase, @unchecked Sendable {
     /// (RoPE runs past them): a generation that runs until it is cancelled.
     func server(_ options: ServeOptions = ServeOptions(), metrics: ServerMetrics = ServerMetrics(),
                 context: Int = 256) throws -> (app: some ApplicationProtocol, engine: InferenceEngine) {
-        let lm = try LanguageModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        let lm = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
         let engine = InferenceEngine(lm: lm, maxBatch: 4)
         engines.append(engine)
         engine.observer = metrics
@@ -97,7 +97,7 @@ final class HostileTrafficTests: XCTestCase, @unchecked Sendable {
     /// written) end their sequences too, instead of generating to `max_tokens` for no one, and the
     /// gauge follows.
     func testEventsLeftUnreadEndTheirSequences() async throws {
-        let lm = try LanguageModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        let lm = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
         let engine = InferenceEngine(lm: lm, maxBatch: 4)
         engines.append(engine)
         let metrics = ServerMetrics()

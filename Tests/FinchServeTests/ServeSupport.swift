@@ -8,16 +8,16 @@ import XCTest
 /// and rsLoRA on q/v), none active; loaded once for the test target.
 enum ServeFixtures {
     static let adapters = ["lora": "lora_all_linear_r8", "dora": "dora_qv_r4", "rslora": "lora_qv_rslora_r4"]
-    nonisolated(unsafe) private static var cached: LanguageModel?
+    nonisolated(unsafe) private static var cached: LoadedModel?
     private static let lock = NSLock()
 
     /// Committed under Tests/Fixtures/smollm2/peft (Scripts/fixtures/make_peft_goldens.py).
     static func adapterPath(_ name: String) -> String { Fixtures.path("smollm2/peft/" + adapters[name]!) }
 
-    static func model() throws -> LanguageModel {
+    static func model() throws -> LoadedModel {
         lock.lock(); defer { lock.unlock() }
         if let cached { return cached }
-        let lm = try LanguageModel.load(try Fixtures.smolLM2())
+        let lm = try LoadedModel.load(try Fixtures.smolLM2())
         for (name, _) in adapters.sorted(by: { $0.key < $1.key }) {
             try lm.model.loadAdapter(directory: adapterPath(name), name: name)
         }
@@ -27,7 +27,7 @@ enum ServeFixtures {
     }
 
     /// Runs requests through a fresh engine until all finish; returns each one's events.
-    static func run(_ requests: [GenerationRequest], lm: LanguageModel, maxBatch: Int = 16,
+    static func run(_ requests: [GenerationRequest], lm: LoadedModel, maxBatch: Int = 16,
                     stepTokens: Int = 512) -> (events: [[GenerationEvent]], reports: [BatchEngine.StepReport]) {
         let engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
         var events = [[GenerationEvent]](repeating: [], count: requests.count)

@@ -86,3 +86,12 @@ public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
 public func maxAbsDiff(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Float {
     zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
+
+extension LoadedModel {
+    /// The model as the decoder-only model a test of a decoder family loaded (its `forward`,
+    /// `makeCache` and padded `logits`); stops the test run for another kind.
+    public var causal: any CausalLM {
+        guard let m = model as? any CausalLM else { preconditionFailure("\(path) is a \(model.kind.rawValue) model; the test expects a decoder-only one") }
+        return m
+    }
+}

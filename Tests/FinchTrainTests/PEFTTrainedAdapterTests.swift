@@ -49,7 +49,7 @@ final class PEFTTrainedAdapterTests: XCTestCase {
         for f in Self.families {
             let d = try Fixtures.required("tiny-\(f)/peft-trained")
             let e = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: d + "/expected.json")))
-            let lm = try LanguageModel.load(Fixtures.path("tiny-\(f)/hf"))
+            let lm = try LoadedModel.load(Fixtures.path("tiny-\(f)/hf"))
             let m = lm.model
 
             var c = TrainingConfig()

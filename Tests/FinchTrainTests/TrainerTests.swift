@@ -170,7 +170,7 @@ final class TrainerTests: XCTestCase {
         let ref = try Fixtures.required("smollm2/peft")
         let curve = try JSONDecoder().decode(Curve.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/loss_curve_lora_all_linear_r8.json")))
         let g = try JSONDecoder().decode(Golden.self, from: Data(contentsOf: URL(fileURLWithPath: ref + "/lora_all_linear_r8/golden.json")))
-        let lm = try LanguageModel.load(try Fixtures.smolLM2(), dtype: .f32)
+        let lm = try LoadedModel.load(try Fixtures.smolLM2(), dtype: .f32)
         try lm.model.loadAdapter(directory: ref + "/lora_all_linear_r8")
         var c = TrainingConfig()
         c.learningRate = 1e-3; c.lrScheduler = .constant; c.maxGradNorm = 0; c.weightDecay = 0

@@ -9,7 +9,7 @@ import Foundation
 
 extension DecoderModel {
     /// Writes the model as a Hugging Face directory of its family (`LlamaForCausalLM`, …) that transformers (and
-    /// `LanguageModel.load`) can load: `config.json`, `generation_config.json`, the weights as
+    /// `LoadedModel.load`) can load: `config.json`, `generation_config.json`, the weights as
     /// `model.safetensors` (or `model-0000k-of-0000n.safetensors` shards plus
     /// `model.safetensors.index.json` when they exceed `maxShardBytes`), and, with a tokenizer,
     /// `tokenizer.json` + `tokenizer_config.json` (which carries the chat template).

@@ -68,36 +68,39 @@ public struct TrainingPassOptions: Sendable {
     }
 }
 
-/// A decoder-only language model: cached autoregressive inference on top of training.
-public protocol CausalLM: TrainableModel {
-    /// Token ids that end a sequence, from the model's config.
-    var eosTokenIds: [Int] { get }
-    /// Positions the model was trained to attend over (`max_position_embeddings`, `n_positions`):
-    /// the longest sequence it answers well, and for learned positions the longest it can read.
-    var maxPositions: Int { get }
+/// A decoder-only language model: cached autoregressive inference on top of training. Its
+/// `start` / `step` (the `LanguageModel` seam) are `makeCache` / `forward`.
+public protocol CausalLM: LanguageModel {
     /// An empty key/value cache for one sequence.
     func makeCache(capacity: Int) -> KVCache
     /// Runs the new tokens of every sequence through the model, appending them to the
     /// sequences' caches, and returns the selected logits.
     func forward(_ inputs: [SequenceInput], logits: LogitsSelection) throws -> Logits
-    /// Writes the model (with an active adapter folded in, or a merged one) as a Hugging Face
-    /// directory transformers loads; see `DecoderModel.saveHuggingFace`.
-    func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
-        -> HuggingFaceExport
 }
 
 extension CausalLM {
+    public var kind: ModelKind { .decoderOnly }
+
     public func makeCache() -> KVCache { makeCache(capacity: 256) }
 
     public func forward(_ inputs: [SequenceInput]) throws -> Logits { try forward(inputs, logits: .last) }
 
-    @discardableResult
-    public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
-                                maxShardBytes: Int? = nil, overwrite: Bool = false,
-                                dequantize: Bool = false) throws -> HuggingFaceExport {
-        try saveHuggingFace(to: directory, tokenizer: tokenizer,
-                            options: HuggingFaceExportOptions(dtype: dtype, maxShardBytes: maxShardBytes,
-                                                              overwrite: overwrite, dequantize: dequantize))
+    public func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState]) throws -> [StartedSequence] {
+        var spare = reusing.compactMap { $0 as? KVCache }
+        return try prompts.enumerated().map { i, p in
+            guard !p.isEmpty else { throw ModelError.emptyPrompt(index: i) }
+            let cache: KVCache
+            if let c = spare.popLast() { c.reset(); cache = c } else { cache = makeCache(capacity: p.count + capacity + 1) }
+            return StartedSequence(state: cache, input: p)
+        }
+    }
+
+    public func step(_ inputs: [StepInput], logits: LogitsSelection, adapters: [AdapterSpan]?) throws -> Logits {
+        let seqs = try inputs.map { input in
+            guard let cache = input.state as? KVCache else { throw ModelError.foreignSequenceState(model: architecture) }
+            return SequenceInput(tokens: input.tokens, cache: cache)
+        }
+        return try withAdapters(adapters) { try forward(seqs, logits: logits) }
     }
 
     /// Logits for a padded batch, as a Hugging Face model call with an attention mask would give
@@ -131,31 +134,11 @@ extension CausalLM {
     }
 }
 
-/// Which rows' logits a forward pass computes.
-public enum LogitsSelection: Sendable {
-    /// Every new token of every sequence.
-    case all
-    /// The last new token of each sequence (what generation needs).
-    case last
-}
-
 /// One sequence's input to a forward pass: new tokens appended after what its cache holds.
 public struct SequenceInput {
     public var tokens: [Int]
     public var cache: KVCache
     public init(tokens: [Int], cache: KVCache) { self.tokens = tokens; self.cache = cache }
-}
-
-/// Logits of a forward pass: rows [R, V], sequence s owning `rows[s]`.
-public struct Logits {
-    public let values: Buffer<Float>
-    public let vocabSize: Int
-    public let rows: [Range<Int>]
-
-    /// Logits of row r (a view valid while `values` lives).
-    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: values.pointer + r * vocabSize, count: vocabSize)
-    }
 }
 
 /// One training sequence: its tokens and per-token labels (usually the tokens themselves, with

@@ -4,7 +4,7 @@ import FinchCore
 
 /// One sequence's state in generation: the encoder's keys and values for every decoder layer's
 /// cross-attention (computed once), and the decoder's own keys and values so far.
-public final class EncoderDecoderCache {
+public final class EncoderDecoderCache: SequenceState {
     /// M: source tokens.
     public let encoderRows: Int
     /// [M, I] per decoder layer.
@@ -22,6 +22,11 @@ public final class EncoderDecoderCache {
         selfK = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
         selfV = crossK.map { _ in Buffer<Float>(uninitializedCount: max(1, capacity) * inner) }
     }
+
+    /// Bytes held: the cross-attention keys and values, and the decoder's own.
+    public var byteCount: Int { (crossK.count * 2) * (encoderRows + capacity) * inner * 4 }
+
+    public var isRecyclable: Bool { false }
 
     /// Room for `total` decoder tokens.
     func reserve(_ total: Int) {

@@ -3,7 +3,7 @@ import FinchCore
 // Dimension letters: L layers, G key/value heads, S capacity (positions), D head dim.
 
 /// Keys and values of one sequence for every layer, grown as the sequence grows.
-public final class KVCache: @unchecked Sendable {
+public final class KVCache: SequenceState, @unchecked Sendable {
     /// Tokens stored so far (the position of the next token).
     public private(set) var length = 0
     /// S: positions the buffers hold before they must grow.
@@ -23,6 +23,8 @@ public final class KVCache: @unchecked Sendable {
 
     /// Bytes held by the cache.
     public var byteCount: Int { 2 * layers * kvHeads * capacity * headDim * 4 }
+
+    public var isRecyclable: Bool { true }
 
     /// Forgets every stored token (keeps the memory).
     public func reset() { length = 0 }

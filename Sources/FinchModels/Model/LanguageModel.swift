@@ -1,79 +1,145 @@
 import FinchCore
-import FinchFormats
-import FinchQuant
+import FinchLoRA
 import FinchTokenizer
-import Foundation
 
-/// A loaded model with its tokenizer: what `finch generate`, `finch chat` and training work with.
-public final class LanguageModel: @unchecked Sendable {
-    public let model: any CausalLM
-    public let tokenizer: Tokenizer
-    /// Where it was loaded from.
-    public let path: String
+// Dimension letters: R selected rows, V vocabulary.
 
-    public init(model: any CausalLM, tokenizer: Tokenizer, path: String) {
-        self.model = model; self.tokenizer = tokenizer; self.path = path
+/// What a model does with a prompt: decides how prompts become tokens and what the decoder reads first.
+public enum ModelKind: String, Sendable, CaseIterable {
+    /// Decoder-only (LLaMA, Qwen, Gemma, GPT-2, …): the prompt is the start of the decoded sequence.
+    case decoderOnly = "decoder-only"
+    /// Encoder-decoder (T5): the prompt is the encoder's source; the decoder starts from its start id.
+    case encoderDecoder = "encoder-decoder"
+}
+
+/// The state one sequence keeps between inference steps: a key/value cache, or T5's encoder
+/// output with its decoder cache. Made by `LanguageModel.start`, read and grown by `step`.
+public protocol SequenceState: AnyObject {
+    /// Tokens the decoder has read so far.
+    var length: Int { get }
+    /// Bytes the state holds.
+    var byteCount: Int { get }
+    /// Whether `start` can reuse this state's memory for another sequence (a key/value cache can;
+    /// an encoder-decoder state is tied to its source).
+    var isRecyclable: Bool { get }
+}
+
+/// A sequence ready to generate: its state and the tokens the decoder reads first (a decoder-only
+/// model's prompt; T5's decoder start id, its source already encoded into the state).
+public struct StartedSequence {
+    public let state: any SequenceState
+    public let input: [Int]
+    public init(state: any SequenceState, input: [Int]) { self.state = state; self.input = input }
+}
+
+/// One sequence's input to a step: new decoder tokens read after what its state holds.
+public struct StepInput {
+    public var tokens: [Int]
+    public var state: any SequenceState
+    public init(tokens: [Int], state: any SequenceState) { self.tokens = tokens; self.state = state }
+}
+
+/// The inference seam every kind of model implements, and the only one generation, serving and
+/// evaluation use: `start` turns prompts into sequence states (an encoder-decoder model encodes
+/// them here), `step` runs new tokens of many sequences in one pass and returns their logits.
+/// Nothing above it asks which kind a model is; `kind` and `PromptFormat` hold the differences.
+public protocol LanguageModel: TrainableModel {
+    var kind: ModelKind { get }
+    /// Token ids that end a sequence, from the model's config.
+    var eosTokenIds: [Int] { get }
+    /// Decoder positions the model was trained to attend over (`max_position_embeddings`,
+    /// `n_positions`; T5's relative positions have no limit: `Int.max`).
+    var maxPositions: Int { get }
+    /// Starts one sequence per prompt with room for `capacity` generated tokens (states grow when
+    /// a sequence runs longer). `reusing`: states the caller no longer needs, which the model may
+    /// recycle (their memory) instead of allocating.
+    func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState]) throws -> [StartedSequence]
+    /// Reads the new tokens of every sequence in one pass, appending them to the sequences'
+    /// states, and returns the selected logits [R, V]. `adapters` (nil: the active adapter) gives
+    /// each run of consecutive rows its own adapter, rows counted over the inputs in order.
+    func step(_ inputs: [StepInput], logits: LogitsSelection, adapters: [AdapterSpan]?) throws -> Logits
+    /// Writes the model (an active adapter folded in, or a merged one) as a Hugging Face
+    /// directory transformers loads.
+    func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, options: HuggingFaceExportOptions) throws
+        -> HuggingFaceExport
+}
+
+extension LanguageModel {
+    public func start(_ prompts: [[Int]], capacity: Int) throws -> [StartedSequence] {
+        try start(prompts, capacity: capacity, reusing: [])
     }
 
-    /// Uses the Jinja chat template in `file` instead of the tokenizer's own (models whose files
-    /// carry none, such as the Gemma 3 270M GGUF). The template is parsed now, so a broken one
-    /// fails here, naming the file.
-    public func useChatTemplate(file: String) throws {
-        guard let data = FileManager.default.contents(atPath: file) else {
-            throw ModelError.notFound(path: file, hint: "--chat-template needs a readable Jinja template file.")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw ModelError.invalidConfig(path: file, reason: "the chat template is not UTF-8 text")
-        }
-        do { _ = try ChatTemplate(text) } catch {
-            throw ModelError.invalidConfig(path: file, reason: "the chat template does not parse: \(error)")
-        }
-        tokenizer.chatTemplate = text
+    public func step(_ inputs: [StepInput], logits: LogitsSelection = .last) throws -> Logits {
+        try step(inputs, logits: logits, adapters: nil)
     }
 
-    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model)
-    /// of any family the registry knows; with `quantization`, the blocks' linear layers are
-    /// quantized to 4 bits as they load. A directory saved in 4 bits (`finch quantize`, or
-    /// transformers + bitsandbytes `load_in_4bit`) loads its 4-bit layers as stored, products in
-    /// `quantization?.computeDType ?? dtype`.
-    public static func load(_ spec: String?, dtype: WeightDType = .f32,
-                            quantization: QuantizationConfig? = nil) throws -> LanguageModel {
-        let path = try ModelStore.resolve(spec)
-        var isDir: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
-        if isDir.boolValue {
-            let config = try ModelRegistry.config(directory: path)
-            // Refuses what Finch cannot read (other methods) before the weights are touched; an
-            // int8 checkpoint's llm_int8_threshold applies unless the caller asks for int8 itself.
-            let configPath = (path as NSString).appendingPathComponent("config.json")
-            var quantization = quantization
-            if let bytes = FileManager.default.contents(atPath: configPath),
-               let json = try? JSONParser.parse([UInt8](bytes)),
-               let stored = try QuantizationConfig(huggingFace: json, path: configPath), stored.isInt8, quantization == nil {
-                quantization = QuantizationConfig.int8(threshold: stored.int8Threshold!, computeDType: dtype)
+    /// Runs `body` with `adapters` as the row adapters of this pass (nil: the active adapter).
+    func withAdapters<T>(_ adapters: [AdapterSpan]?, _ body: () throws -> T) throws -> T {
+        guard let adapters else { return try body() }
+        return try withRowAdapters(adapters, body)
+    }
+
+    @discardableResult
+    public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
+                                maxShardBytes: Int? = nil, overwrite: Bool = false,
+                                dequantize: Bool = false) throws -> HuggingFaceExport {
+        try saveHuggingFace(to: directory, tokenizer: tokenizer,
+                            options: HuggingFaceExportOptions(dtype: dtype, maxShardBytes: maxShardBytes,
+                                                              overwrite: overwrite, dequantize: dequantize))
+    }
+
+    /// Teacher-forced logits of one sequence: the decoder reads what `start` gives it for `prompt`
+    /// (a decoder-only model's prompt; T5's start id, the prompt encoded) and then `tokens`.
+    /// Returns the tokens the decoder read and one row of logits [V] per token. What merge,
+    /// quantize and export compare before and after writing a model.
+    public func teacherForcedLogits(prompt: [Int], then tokens: [Int] = []) throws -> (inputs: [Int], logits: [[Float]]) {
+        let s = try start([prompt], capacity: tokens.count)[0]
+        let inputs = s.input + tokens
+        let l = try step([StepInput(tokens: inputs, state: s.state)], logits: .all)
+        return (inputs, (0..<inputs.count).map { Array(l.row($0)) })
+    }
+
+    /// Natural-log likelihoods of each continuation token given its context, teacher-forced: the
+    /// scoring behind perplexity and log-likelihood multiple choice, for every kind. A decoder-only
+    /// model reads `context + continuation` (the context must not be empty: its first token is
+    /// never predicted); an encoder-decoder model encodes the context and decodes the
+    /// continuation from the start id. Returns one array per pair, `continuation.count` long.
+    public func logLikelihoods(_ pairs: [(context: [Int], continuation: [Int])]) throws -> [[Double]] {
+        let live = pairs.indices.filter { !pairs[$0].continuation.isEmpty }
+        var out = pairs.map { _ in [Double]() }
+        guard !live.isEmpty else { return out }
+        let started = try start(live.map { pairs[$0].context }, capacity: live.map { pairs[$0].continuation.count }.max()!)
+        // Each sequence reads its first input and the continuation but its last token; row j of
+        // its logits predicts the token after the j-th token read.
+        let inputs = zip(live, started).map { i, s in StepInput(tokens: s.input + pairs[i].continuation.dropLast(), state: s.state) }
+        let logits = try step(inputs, logits: .all)
+        for (slot, i) in live.enumerated() {
+            let cont = pairs[i].continuation, first = logits.rows[slot].lowerBound + started[slot].input.count - 1
+            out[i] = cont.indices.map { j in
+                let row = logits.row(first + j)
+                return Double(row[cont[j]]) - Double(CrossEntropy.logSumExp(row))
             }
-            let source = try SafeTensorsWeightSource(directory: path)
-            let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
-            return LanguageModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path)
         }
-        let file = try GGUFFile(path: path)
-        let config = try ModelRegistry.config(gguf: file)
-        let source = GGUFWeightSource(file: file, names: config.names, spec: config.decoderSpec)
-        let model = try ModelRegistry.load(from: source, config: config, dtype: dtype, quantization: quantization)
-        let tok = try Tokenizer(gguf: file)
-        return LanguageModel(model: model, tokenizer: tok, path: path)
+        return out
     }
 }
 
-extension Tokenizer {
-    /// The tokenizer of a Hugging Face model directory: tokenizer.json, with tokenizer_config.json
-    /// (special tokens, chat template) when there is one.
-    public convenience init(huggingFaceDirectory path: String) throws {
-        let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
-        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
-        guard FileManager.default.fileExists(atPath: tjson) else {
-            throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
-        }
-        try self.init(tokenizerJSONAt: tjson, configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
+/// Which rows' logits a step computes.
+public enum LogitsSelection: Sendable {
+    /// Every new token of every sequence.
+    case all
+    /// The last new token of each sequence (what generation needs).
+    case last
+}
+
+/// Logits of a step: rows [R, V], sequence s owning `rows[s]`.
+public struct Logits {
+    public let values: Buffer<Float>
+    public let vocabSize: Int
+    public let rows: [Range<Int>]
+
+    /// Logits of row r (a view valid while `values` lives).
+    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: values.pointer + r * vocabSize, count: vocabSize)
     }
 }

@@ -12,8 +12,14 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     case unusedWeights(path: String, names: [String])
     case badWeightShape(path: String, name: String, expected: [Int], actual: [Int])
     case badInput(String)
-    /// An encoder-decoder checkpoint (T5) given where a decoder-only model is needed.
-    case encoderDecoder(path: String, family: String)
+    /// Prompt `index` of a call has no tokens.
+    case emptyPrompt(index: Int)
+    /// A sequence state made by one kind of model was stepped by another.
+    case foreignSequenceState(model: String)
+    /// Generating sequence `sequence` failed.
+    case generationFailed(sequence: Int, reason: String)
+    /// Something a kind of model cannot do (`what`), with what to do instead.
+    case notForKind(what: String, kind: ModelKind, advice: String)
 
     public var description: String {
         switch self {
@@ -31,9 +37,14 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
         case .badWeightShape(let path, let name, let expected, let actual):
             return "\(path): weight '\(name)' has shape \(actual), expected \(expected) from the config"
         case .badInput(let what): return "bad input: \(what)"
-        case .encoderDecoder(let path, let family):
-            return "\(path): a \(family) model is an encoder-decoder model; finch train, generate and merge take it, "
-                + "this command works with decoder-only models"
+        case .emptyPrompt(let i):
+            return "prompt \(i) has no tokens; give at least one token"
+        case .foreignSequenceState(let model):
+            return "a sequence state made by another model was given to this \(model) model; start sequences with the model that steps them"
+        case .generationFailed(let i, let reason):
+            return "generating sequence \(i) failed: \(reason)"
+        case .notForKind(let what, let kind, let advice):
+            return "\(what) is not available for \(kind.rawValue) models; \(advice)"
         }
     }
 }

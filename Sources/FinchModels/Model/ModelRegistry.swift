@@ -25,31 +25,48 @@ extension DecoderConfig {
     public var trainingCaveats: [String] { [] }
 }
 
-/// One model family: the names it answers to in Hugging Face configs and GGUF files, and how
-/// to read its config from each.
+/// One model family, of any kind: the names it answers to in Hugging Face configs and GGUF files,
+/// and how to build the model from each. The kind is decided here, once, when a model is loaded.
 public struct ModelFamily: Sendable {
     /// The registry name (`llama`).
     public let name: String
+    public let kind: ModelKind
     /// `model_type` values of `config.json`.
     public let modelTypes: [String]
-    /// `architectures` entries of `config.json` (the causal-LM classes).
+    /// `architectures` entries of `config.json` (the language-model classes).
     public let architectures: [String]
     /// `general.architecture` values of GGUF files.
     public let ggufArchitectures: [String]
-    /// Reads and validates `config.json` (its bytes, its path for messages).
-    let readConfig: @Sendable (_ json: Data, _ path: String) throws -> any DecoderConfig
-    /// Reads and validates the family's GGUF metadata.
+    /// A decoder family's config reader (`config.json` bytes, its path for messages); nil for
+    /// other kinds.
+    let readConfig: (@Sendable (_ json: Data, _ path: String) throws -> any DecoderConfig)?
+    /// Reads and validates the family's GGUF metadata (decoder families that load from GGUF).
     let readGGUF: (@Sendable (_ file: GGUFFile) throws -> any DecoderConfig)?
+    /// Builds the model from `config.json` (bytes, path) and a Hugging Face directory's weights.
+    let loadHuggingFace: @Sendable (_ json: Data, _ path: String, _ source: WeightSource, _ dtype: WeightDType,
+                                    _ quantization: QuantizationConfig?) throws -> any LanguageModel
 
+    /// A decoder-only family: its config readers; the model is a `DecoderModel`.
     public init(name: String, modelTypes: [String], architectures: [String], ggufArchitectures: [String],
                 readConfig: @escaping @Sendable (Data, String) throws -> any DecoderConfig,
                 readGGUF: (@Sendable (GGUFFile) throws -> any DecoderConfig)?) {
-        self.name = name; self.modelTypes = modelTypes; self.architectures = architectures
+        self.name = name; self.kind = .decoderOnly; self.modelTypes = modelTypes; self.architectures = architectures
         self.ggufArchitectures = ggufArchitectures; self.readConfig = readConfig; self.readGGUF = readGGUF
+        loadHuggingFace = { json, path, source, dtype, quantization in
+            try DecoderModel.load(from: source, config: try readConfig(json, path), dtype: dtype, quantization: quantization)
+        }
+    }
+
+    /// A family of another kind, loaded from Hugging Face directories by `load`.
+    public init(name: String, kind: ModelKind, modelTypes: [String], architectures: [String],
+                load: @escaping @Sendable (Data, String, WeightSource, WeightDType, QuantizationConfig?) throws -> any LanguageModel) {
+        self.name = name; self.kind = kind; self.modelTypes = modelTypes; self.architectures = architectures
+        self.ggufArchitectures = []; self.readConfig = nil; self.readGGUF = nil; self.loadHuggingFace = load
     }
 }
 
-/// The model families Finch implements, one line each. Anything else is refused by name.
+/// The model families Finch implements, every kind in one list, one line each. Anything else is
+/// refused by name.
 public enum ModelRegistry {
     public static let families: [ModelFamily] = [
         .llama,
@@ -58,37 +75,17 @@ public enum ModelRegistry {
         .qwen3,
         .gemma3,
         .gpt2,
-    ]
-
-    /// Encoder-decoder families: loaded as `Seq2SeqLM` (through `Seq2SeqLanguageModel`).
-    public static let encoderDecoderFamilies: [EncoderDecoderFamily] = [
         .t5,
     ]
 
     /// `model_type` values Finch reads.
-    public static var supportedModelTypes: [String] { families.flatMap(\.modelTypes) + encoderDecoderFamilies.flatMap(\.modelTypes) }
+    public static var supportedModelTypes: [String] { families.flatMap(\.modelTypes) }
 
-    /// The encoder-decoder family of a Hugging Face directory's `config.json`, nil when it is
-    /// not one (or not a directory).
-    public static func encoderDecoderFamily(directory: String) -> EncoderDecoderFamily? {
-        let path = (directory as NSString).appendingPathComponent("config.json")
-        guard let data = FileManager.default.contents(atPath: path), let json = try? JSONParser.parse([UInt8](data)),
-              case .string(let type)? = json["model_type"] else { return nil }
-        return encoderDecoderFamilies.first { $0.modelTypes.contains(type) }
-    }
-
-    /// The family of a `config.json`: by `model_type`, with every `architectures` entry checked
-    /// to be that family's causal LM (a `…ForSequenceClassification` has no LM head to train).
-    public static func family(configJSON data: Data, path: String) throws -> ModelFamily {
-        let json: JSONValue
-        do { json = try JSONParser.parse([UInt8](data)) } catch {
-            throw ModelError.invalidConfig(path: path, reason: "not valid JSON: \(error)")
-        }
+    /// The family of a parsed `config.json`: by `model_type`, with every `architectures` entry
+    /// checked to be that family's language model (a `…ForSequenceClassification` has no LM head).
+    public static func family(config json: JSONValue, path: String) throws -> ModelFamily {
         guard case .string(let type)? = json["model_type"] else {
             throw ModelError.invalidConfig(path: path, reason: "there is no \"model_type\"; Finch reads it to know the architecture (supported: \(supportedModelTypes.joined(separator: ", ")))")
-        }
-        if let e = encoderDecoderFamilies.first(where: { $0.modelTypes.contains(type) }) {
-            throw ModelError.encoderDecoder(path: path, family: e.name)
         }
         guard let family = families.first(where: { $0.modelTypes.contains(type) }) else {
             throw ModelError.unsupportedArchitecture(path: path, architecture: type, supported: supportedModelTypes)
@@ -101,42 +98,36 @@ public enum ModelRegistry {
         return family
     }
 
-    /// Reads a Hugging Face directory's `config.json` through its family.
-    public static func config(directory: String) throws -> any DecoderConfig {
+    /// `config.json` of a Hugging Face directory: its bytes, parsed, and its family.
+    public static func readConfig(directory: String) throws -> (data: Data, json: JSONValue, path: String, family: ModelFamily) {
         let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ModelError.notFound(path: path, hint: "An HF-layout model directory needs config.json.")
         }
-        return try family(configJSON: data, path: path).readConfig(data, path)
+        let json: JSONValue
+        do { json = try JSONParser.parse([UInt8](data)) } catch {
+            throw ModelError.invalidConfig(path: path, reason: "not valid JSON: \(error)")
+        }
+        return (data, json, path, try family(config: json, path: path))
+    }
+
+    /// Reads a Hugging Face directory's `config.json` through its decoder family (what GGUF
+    /// export and memory planning work from).
+    public static func config(directory: String) throws -> any DecoderConfig {
+        let c = try readConfig(directory: directory)
+        guard let read = c.family.readConfig else {
+            throw ModelError.notForKind(what: "this command", kind: c.family.kind, advice: "\(c.path) is a \(c.family.name) model; use a decoder-only model")
+        }
+        return try read(c.data, c.path)
     }
 
     /// Reads a GGUF file's config through the family of its `general.architecture`.
     public static func config(gguf: GGUFFile) throws -> any DecoderConfig {
         let arch = gguf.metadata["general.architecture"]?.stringValue ?? "(none)"
-        let supported = families.filter { $0.readGGUF != nil }.flatMap(\.ggufArchitectures)
-        guard let family = families.first(where: { $0.ggufArchitectures.contains(arch) }), let read = family.readGGUF else {
-            throw ModelError.unsupportedArchitecture(path: gguf.path, architecture: arch, supported: supported)
+        let supported = families.filter { $0.readGGUF != nil }
+        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let read = family.readGGUF else {
+            throw ModelError.unsupportedArchitecture(path: gguf.path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
         }
         return try read(gguf)
-    }
-
-    /// Builds a model from a config and its weights (see `DecoderModel.load`).
-    public static func load(from source: WeightSource, config: any DecoderConfig, dtype: WeightDType,
-                            quantization: QuantizationConfig? = nil) throws -> any CausalLM {
-        try DecoderModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
-    }
-}
-
-/// An encoder-decoder family: the names it answers to in `config.json` and how to load a
-/// Hugging Face directory of it.
-public struct EncoderDecoderFamily: Sendable {
-    public let name: String
-    public let modelTypes: [String]
-    public let architectures: [String]
-    let load: @Sendable (_ directory: String, _ dtype: WeightDType, _ quantization: QuantizationConfig?) throws -> any Seq2SeqLM
-
-    public init(name: String, modelTypes: [String], architectures: [String],
-                load: @escaping @Sendable (String, WeightDType, QuantizationConfig?) throws -> any Seq2SeqLM) {
-        self.name = name; self.modelTypes = modelTypes; self.architectures = architectures; self.load = load
     }
 }

@@ -161,8 +161,10 @@ public enum T5Activation: Sendable, Equatable {
     case silu
 }
 
-extension EncoderDecoderFamily {
-    public static let t5 = EncoderDecoderFamily(
-        name: "t5", modelTypes: ["t5"], architectures: ["T5ForConditionalGeneration"],
-        load: { dir, dtype, quantization in try T5Model.load(directory: dir, dtype: dtype, quantization: quantization) })
+extension ModelFamily {
+    public static let t5 = ModelFamily(
+        name: "t5", kind: .encoderDecoder, modelTypes: ["t5"], architectures: ["T5ForConditionalGeneration"],
+        load: { json, path, source, dtype, quantization in
+            try T5Model.load(from: source, config: try T5Config(json: json, path: path), dtype: dtype, quantization: quantization)
+        })
 }

@@ -8,6 +8,8 @@ import Foundation
 /// adapter folded into the weights (`finch merge`).
 extension T5Model: Seq2SeqLM {
     public var decoderStartTokenId: Int { config.startTokenId }
+    /// Relative positions (buckets) set no limit on the decoder's length.
+    public var maxPositions: Int { Int.max }
 
     /// `config.json` as transformers reads it back to this model (keys sorted).
     func huggingFaceConfigJSON(torchDType: String) -> JSONValue {

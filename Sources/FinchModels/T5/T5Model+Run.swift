@@ -104,10 +104,4 @@ extension T5Model {
         let l = try decode([(decoderInput, cache)], logits: .all)
         return (0..<decoderInput.count).map { Array(l.row($0)) }
     }
-
-    /// Greedy decoding: `maxTokens` new tokens after the start id (stopping at EOS unless
-    /// `stopAtEOS` is false), for each source.
-    public func greedy(sources: [[Int]], maxTokens: Int, stopAtEOS: Bool = true) throws -> [[Int]] {
-        try generate(sources: sources, maxTokens: maxTokens, stopAtEOS: stopAtEOS)
-    }
 }

@@ -22,7 +22,7 @@ extension Routes {
         let includeUsage = try f.object("stream_options")?.bool("include_usage") ?? false
         let prompt: [Int]
         do {
-            prompt = try model.tokenizer.encodeChat(messages, addGenerationPrompt: true)
+            prompt = try model.lm.prompts.tokens(chat: messages)
         } catch TokenizerError.noChatTemplate {
             throw APIError(.badRequest, "This model has no chat template; start the server with --chat-template FILE, "
                            + "or use /v1/completions with your own prompt.", code: "no_chat_template")

@@ -13,7 +13,7 @@ extension Routes {
         let model = try state.model()
         let f = try await body(of: request)
         let adapter = try model.resolve(model: f.string("model"), adapter: f.string("adapter"))
-        let prompts = try promptTokens(f, model.tokenizer, vocab: model.lm.model.vocabSize)
+        let prompts = try promptTokens(f, model.lm.prompts, vocab: model.lm.model.vocabSize)
         let s = try SamplingFields(f, maxTokensKeys: ["max_tokens"])
         let echo = try f.bool("echo") ?? false
         let logprobs = try f.int("logprobs", in: 0...20)
@@ -104,11 +104,11 @@ extension Routes {
         }
     }
 
-    /// The prompts of a completion request as token ids (texts are encoded as the tokenizer
-    /// encodes them by default, with its BOS token where it adds one).
-    private func promptTokens(_ f: RequestFields, _ tokenizer: Tokenizer, vocab: Int) throws -> [[Int]] {
+    /// The prompts of a completion request as token ids (texts by the model's prompt format: with
+    /// the tokenizer's special tokens, a BOS where it adds one, T5's closing `</s>`).
+    private func promptTokens(_ f: RequestFields, _ format: PromptFormat, vocab: Int) throws -> [[Int]] {
         guard f.has("prompt") else { throw APIError.invalid("prompt", "'prompt' is missing") }
-        if let text = try? f.string("prompt") { return [tokenizer.encode(text, addSpecialTokens: true)] }
+        if let text = try? f.string("prompt") { return [format.tokens(prompt: text)] }
         guard let items = try f.array("prompt"), !items.isEmpty else {
             throw APIError.invalid("prompt", "'prompt' must be a string, a list of strings, a list of token ids or a list of such lists")
         }
@@ -125,7 +125,7 @@ extension Routes {
         }
         if items.allSatisfy({ $0.wholeNumberValue != nil }) { return [try ids(items, "prompt")] }
         return try items.enumerated().map { i, item in
-            if let s = item.stringValue { return tokenizer.encode(s, addSpecialTokens: true) }
+            if let s = item.stringValue { return format.tokens(prompt: s) }
             guard let list = item.arrayValue else {
                 throw APIError.invalid("prompt", "'prompt[\(i)]' must be a string or a list of token ids, got \(item.kindName)")
             }

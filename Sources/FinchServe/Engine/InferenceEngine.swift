@@ -20,7 +20,7 @@ extension EngineObserver {
 /// arrive on an `AsyncStream`. Work that needs the model alone (loading an adapter) runs between steps.
 /// The thread runs until `shutdown()`.
 public final class InferenceEngine: @unchecked Sendable {
-    public let lm: LanguageModel
+    public let lm: LoadedModel
     private let engine: BatchEngine
     private let condition = NSCondition()
     private var inbox: [(GenerationRequest, (GenerationEvent) -> Void, () -> Bool)] = []
@@ -44,7 +44,7 @@ public final class InferenceEngine: @unchecked Sendable {
     /// Waiting requests at most; more are refused (`submit` returns nil).
     public let maxQueue: Int
 
-    public init(lm: LanguageModel, maxBatch: Int, stepTokens: Int = 512, maxQueue: Int = 1024) {
+    public init(lm: LoadedModel, maxBatch: Int, stepTokens: Int = 512, maxQueue: Int = 1024) {
         self.lm = lm
         self.engine = BatchEngine(lm: lm, maxBatch: maxBatch, stepTokens: stepTokens)
         self.maxQueue = maxQueue
@@ -104,7 +104,7 @@ public final class InferenceEngine: @unchecked Sendable {
     }
 
     /// Runs `body` with the model alone, between two forward passes.
-    public func exclusive<T: Sendable>(_ body: @escaping @Sendable (LanguageModel) throws -> T) async throws -> T {
+    public func exclusive<T: Sendable>(_ body: @escaping @Sendable (LoadedModel) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
             condition.lock()
             exclusive.append { [lm] in c.resume(with: Result { try body(lm) }) }

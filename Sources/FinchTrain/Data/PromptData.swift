@@ -32,7 +32,6 @@ extension TrainingData {
                 + "file (e.g. {\"text\": \"…\"} per line) or use --prompts-file for one prompt per line")
         }
         if (format == .chat || chat) && tokenizer.chatTemplate == nil { throw DataError.noChatTemplate(path: path) }
-        let bos = tokenizer.addsBOS ? tokenizer.bosTokenId.map { [$0] } ?? [] : []
         var items: [PromptItem] = []
         for (index, record) in try DataFileReader.records(path: path).enumerated() {
             let id = ["id", "question_id", "message_id"].lazy.compactMap { k in record.value[k].flatMap { $0.isNull ? nil : $0 } }
@@ -79,7 +78,8 @@ extension TrainingData {
                     throw DataError.chatTemplate(path: path, line: record.line, reason: "\(error)")
                 }
             } else {
-                tokens = bos + tokenizer.encode(question)
+                // With the tokenizer's special tokens, as a prompt: a BOS where it adds one, T5's closing </s>.
+                tokens = tokenizer.encode(question, addSpecialTokens: true)
             }
             items.append(PromptItem(id: id, question: question, tokens: tokens, reference: reference))
         }

@@ -9,15 +9,12 @@ import Foundation
 /// and splitting by hand.
 public struct TrainingRun {
     public let config: TrainingConfig
-    /// The model being trained (either kind).
-    public let trainable: any TrainableModel
-    public let tokenizer: Tokenizer
+    /// The model being trained, of any kind, with its tokenizer and prompt format.
+    public let model: LoadedModel
+    public var trainable: any TrainableModel { model.model }
+    public var tokenizer: Tokenizer { model.tokenizer }
     /// Where the model was loaded from.
-    public let modelPath: String
-    /// The loaded model when it is decoder-only (nil for an encoder-decoder one).
-    public let model: LanguageModel?
-    /// The loaded model when it is encoder-decoder (T5; nil for a decoder-only one).
-    public let seq2seq: Seq2SeqLanguageModel?
+    public var modelPath: String { model.path }
     /// The training file as read (format, counts of dropped and truncated examples).
     public let dataset: LoadedDataset
     public let train: [TrainingSequence]
@@ -64,20 +61,10 @@ public struct TrainingRun {
         let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
         var options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
-        let lm: LanguageModel?, s2s: Seq2SeqLanguageModel?
-        let trainable: any TrainableModel, tokenizer: Tokenizer, path: String
-        if Seq2SeqLanguageModel.isEncoderDecoder(c.model) {
-            if c.chatTemplate != nil {
-                throw TrainError.invalidSetting("chat_template: an encoder-decoder model trains on (source, target) pairs, not chats")
-            }
-            let m = try Seq2SeqLanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
-            options.decoderStartTokenId = Int32(m.model.decoderStartTokenId)
-            (lm, s2s, trainable, tokenizer, path) = (nil, m, m.model, m.tokenizer, m.path)
-        } else {
-            let m = try LanguageModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
-            if let t = c.chatTemplate { try m.useChatTemplate(file: t) }
-            (lm, s2s, trainable, tokenizer, path) = (m, nil, m.model, m.tokenizer, m.path)
-        }
+        let lm = try LoadedModel.load(c.model, dtype: c.dtype, quantization: c.quantization)
+        if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
+        options.decoderStartTokenId = lm.prompts.decoderStartTokenId.map(Int32.init)
+        let trainable = lm.model, tokenizer = lm.tokenizer, path = lm.path
         let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
         let files = weightFileBytes(path)
         let perValue = files > 0 ? Double(files) / Double(max(1, trainable.parameterCount)) : 4
@@ -94,7 +81,7 @@ public struct TrainingRun {
             (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
             source = .heldOut(fraction: c.evalFraction)
         }
-        return TrainingRun(config: c, trainable: trainable, tokenizer: tokenizer, modelPath: path, model: lm, seq2seq: s2s,
+        return TrainingRun(config: c, model: lm,
                            dataset: loaded, train: train, eval: eval, evalSource: source,
                            loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
                            predictedLoadPeak: predictedLoadPeak)

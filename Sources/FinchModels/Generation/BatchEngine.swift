@@ -4,18 +4,29 @@ import FinchModels
 import FinchTokenizer
 import Foundation
 
-/// Continuous batching over one model: sequences join and leave between forward passes, and
-/// every pass runs all of them together: the prompts still being read (in chunks) next to the
-/// sequences decoding one token each, each row with its own adapter (`withRowAdapters`).
+/// Continuous batching over one model, of any kind: sequences join and leave between steps,
+/// and every step runs all of them together: the inputs still being read (in chunks) next to the
+/// sequences decoding one token each, each row with its own adapter (or all with the model's
+/// active adapter). The one decode loop: `Generator` (`finch generate`, chat, batch predictions)
+/// and the server's `InferenceEngine` both drive it; each sequence is a `GenerationSession`.
 ///
-/// Synchronous and single-threaded: `step()` runs one forward pass. `InferenceEngine` drives it
-/// from its own thread and feeds it requests.
+/// Synchronous and single-threaded: `step()` runs one forward pass.
 public final class BatchEngine {
-    public let lm: LanguageModel
+    public let lm: LoadedModel
     /// Sequences decoded together at most; the others wait in arrival order.
     public let maxBatch: Int
     /// New tokens one forward pass reads at most (decoding rows first, then prompt chunks).
     public let stepTokens: Int
+    /// Which adapter a row runs with.
+    public enum Adapters: Sendable {
+        /// Each request's own (`GenerationRequest.adapter`, nil = the base model): the server.
+        case perRequest
+        /// The model's active adapter for every row (what `finch generate` loaded).
+        case active
+    }
+    public let adapters: Adapters
+    /// Whether special tokens are left out of the text.
+    public let skipSpecialTokens: Bool
     /// Prompt rows of one pass that keeps every row's logits (prompt log-probabilities).
     static let scoringChunk = 256
 
@@ -24,35 +35,30 @@ public final class BatchEngine {
         let request: GenerationRequest
         let emit: (GenerationEvent) -> Void
         let isCancelled: () -> Bool
-        var cache: KVCache?
-        var sampler: Sampler
-        var history: [Int]
-        /// Prompt tokens read so far.
+        /// The model's state of the sequence, from `LanguageModel.start` when it was admitted.
+        var state: (any SequenceState)?
+        /// What the decoder reads before the first sampled token (`StartedSequence.input`).
+        var input: [Int] = []
+        var session: GenerationSession?
+        /// Tokens of `input` read so far.
         var fed = 0
         /// The last sampled token, to be read next.
         var next: Int?
-        var generated = 0
-        let decoder: TokenStreamDecoder
-        var text = ""
-        /// Characters of `text` already reported.
-        var emitted = 0
         var promptScores: [TokenLogprob?] = []
         var finished = false
 
-        init(id: Int, request: GenerationRequest, decoder: TokenStreamDecoder,
-             emit: @escaping (GenerationEvent) -> Void, isCancelled: @escaping () -> Bool) {
+        init(id: Int, request: GenerationRequest, emit: @escaping (GenerationEvent) -> Void,
+             isCancelled: @escaping () -> Bool) {
             self.id = id; self.request = request; self.emit = emit; self.isCancelled = isCancelled
-            self.sampler = Sampler(options: request.sampling, seed: request.seed)
-            self.history = request.promptTokens
-            self.decoder = decoder
         }
 
-        var prefilling: Bool { fed < request.promptTokens.count }
+        var prefilling: Bool { fed < input.count }
     }
 
     private(set) var running: [Seq] = []
     private(set) var waiting: [Seq] = []
-    private var freeCaches: [KVCache] = []
+    /// States of finished sequences, for the model to recycle.
+    private var freeStates: [any SequenceState] = []
     private var nextId = 0
     private var scores: [Float] = []
     let stopIds: Set<Int>
@@ -67,12 +73,12 @@ public final class BatchEngine {
         public var generated: Int
     }
 
-    public init(lm: LanguageModel, maxBatch: Int, stepTokens: Int = 512) {
+    public init(lm: LoadedModel, maxBatch: Int, stepTokens: Int = 512, adapters: Adapters = .perRequest,
+                skipSpecialTokens: Bool = true) {
         precondition(maxBatch >= 1 && stepTokens >= 1)
         self.lm = lm; self.maxBatch = maxBatch; self.stepTokens = max(stepTokens, maxBatch)
-        var s = Set(lm.model.eosTokenIds)
-        if let e = lm.tokenizer.eosTokenId { s.insert(e) }
-        stopIds = s
+        self.adapters = adapters; self.skipSpecialTokens = skipSpecialTokens
+        stopIds = lm.defaultStopTokens
     }
 
     /// Whether no sequence is running or waiting.
@@ -85,9 +91,7 @@ public final class BatchEngine {
     public func submit(_ request: GenerationRequest, emit: @escaping (GenerationEvent) -> Void,
                        isCancelled: @escaping () -> Bool = { false }) {
         nextId += 1
-        waiting.append(Seq(id: nextId, request: request,
-                                decoder: lm.tokenizer.streamDecoder(skipSpecialTokens: true),
-                                emit: emit, isCancelled: isCancelled))
+        waiting.append(Seq(id: nextId, request: request, emit: emit, isCancelled: isCancelled))
     }
 
     /// Runs one forward pass over the running sequences (admitting waiting ones first). Returns
@@ -97,14 +101,13 @@ public final class BatchEngine {
         for s in running + waiting where s.isCancelled() { release(s) }
         running.removeAll { $0.finished }
         waiting.removeAll { $0.finished }
-        while running.count < maxBatch, !waiting.isEmpty {
+        var admitted: [Seq] = []
+        while running.count + admitted.count < maxBatch, !waiting.isEmpty {
             let s = waiting.removeFirst()
             if let problem = check(s.request) { s.emit(.failed(problem)); continue }
-            // Room for the prompt and the first answer tokens; the cache doubles when an answer runs longer
-            // (a request's max_tokens is a bound, often far above what it generates).
-            s.cache = takeCache(capacity: s.request.promptTokens.count + min(s.request.maxTokens, 256) + 1)
-            running.append(s)
+            admitted.append(s)
         }
+        if !admitted.isEmpty { start(admitted) }
         guard !running.isEmpty else { return nil }
 
         // Decoding rows first (one token each), then prompt chunks in arrival order.
@@ -116,7 +119,7 @@ public final class BatchEngine {
             budget -= 1
         }
         for s in running where s.prefilling && budget > 0 {
-            let p = s.request.promptTokens
+            let p = s.input
             if s.request.promptLogprobs {
                 guard scoring == nil else { continue }   // one scored prompt chunk per pass
                 let n = min(p.count - s.fed, Self.scoringChunk, budget)
@@ -138,6 +141,31 @@ public final class BatchEngine {
         return report
     }
 
+    /// Starts the admitted sequences in one call (an encoder-decoder model encodes them together),
+    /// with room for the prompt and the first answer tokens: a state grows when an answer runs
+    /// longer (a request's max_tokens is a bound, often far above what it generates).
+    private func start(_ seqs: [Seq]) {
+        let started: [StartedSequence]
+        let pool = freeStates
+        do {
+            started = try lm.model.start(seqs.map(\.request.promptTokens),
+                                         capacity: min(seqs.map(\.request.maxTokens).max()!, 256), reusing: pool)
+        } catch {
+            for s in seqs { s.emit(.failed("\(error)")) }
+            return
+        }
+        freeStates = pool.filter { p in !started.contains { $0.state === p } }
+        for (s, st) in zip(seqs, started) {
+            let r = s.request
+            s.state = st.state
+            s.input = st.input
+            s.session = GenerationSession(decoderInput: st.input, maxTokens: r.maxTokens, sampling: r.sampling, seed: r.seed,
+                                          stopTokenIds: r.stopTokenIds ?? stopIds, stopStrings: r.stopStrings,
+                                          decoder: lm.tokenizer.streamDecoder(skipSpecialTokens: skipSpecialTokens))
+            running.append(s)
+        }
+    }
+
     /// Why a request cannot run, checked when it is admitted (the server checks earlier too).
     private func check(_ r: GenerationRequest) -> String? {
         if r.promptTokens.isEmpty { return "the prompt is empty" }
@@ -145,6 +173,9 @@ public final class BatchEngine {
             return "token id \(bad) is outside the vocabulary (0..<\(lm.model.vocabSize))"
         }
         if let a = r.adapter, !lm.model.adapterNames.contains(a) { return "no adapter named '\(a)' is loaded" }
+        if r.promptLogprobs && lm.model.kind != .decoderOnly {
+            return "prompt log-probabilities (echo) need a decoder-only model: an encoder-decoder model reads the prompt as its source and predicts none of it"
+        }
         do { try r.sampling.validate() } catch { return "\(error)" }
         return nil
     }
@@ -167,10 +198,10 @@ public final class BatchEngine {
             }
             row += n
         }
-        let inputs = order.map { SequenceInput(tokens: batch[$0].tokens, cache: batch[$0].seq.cache!) }
+        let inputs = order.map { StepInput(tokens: batch[$0].tokens, state: batch[$0].seq.state!) }
         let logits: Logits
         do {
-            logits = try lm.model.withRowAdapters(spans) { try lm.model.forward(inputs, logits: .last) }
+            logits = try lm.model.step(inputs, logits: .last, adapters: adapters == .perRequest ? spans : nil)
         } catch {
             for b in batch { fail(b.seq, "\(error)") }
             return 0
@@ -205,14 +236,13 @@ public final class BatchEngine {
     private func runScoring(_ s: Seq, _ tokens: [Int]) -> Int {
         let logits: Logits
         do {
-            logits = try lm.model.withRowAdapters([AdapterSpan(rows: 0..<tokens.count, adapter: s.request.adapter)]) {
-                try lm.model.forward([SequenceInput(tokens: tokens, cache: s.cache!)], logits: .all)
-            }
+            logits = try lm.model.step([StepInput(tokens: tokens, state: s.state!)], logits: .all,
+                                       adapters: adapters == .perRequest ? [AdapterSpan(rows: 0..<tokens.count, adapter: s.request.adapter)] : nil)
         } catch {
             fail(s, "\(error)")
             return 0
         }
-        let prompt = s.request.promptTokens, k = s.request.logprobs ?? 0
+        let prompt = s.input, k = s.request.logprobs ?? 0
         if s.fed == 0 { s.promptScores.append(nil) }
         for j in 0..<tokens.count where s.fed + j + 1 < prompt.count {
             s.promptScores.append(LogSoftmax.entry(token: prompt[s.fed + j + 1], row: logits.row(j), top: k, scratch: &scores))
@@ -223,40 +253,20 @@ public final class BatchEngine {
 
     /// Picks the next token from a sequence's logits and reports it.
     private func sample(_ s: Seq, _ row: UnsafeBufferPointer<Float>) {
-        let r = s.request
-        let tok = s.sampler.next(logits: row, history: s.history)
-        let lp = r.logprobs.map { LogSoftmax.entry(token: tok, row: row, top: $0, scratch: &scores) }
-        s.history.append(tok)
-        s.generated += 1
+        let session = s.session!
+        let tok = session.sample(row)
+        let lp = s.request.logprobs.map { LogSoftmax.entry(token: tok, row: row, top: $0, scratch: &scores) }
         s.next = tok
-        var reason: FinishReason?
-        if (r.stopTokenIds ?? stopIds).contains(tok) {
-            reason = .endOfSequence
-        } else {
-            s.text += s.decoder.append(tok)
-            if let cut = Generator.firstStop(in: s.text, stops: r.stopStrings) {
-                s.text = String(s.text[..<cut])
-                reason = .stopString
-            } else if s.generated >= r.maxTokens {
-                reason = .length
-            }
-        }
-        if reason == .length || reason == .endOfSequence { s.text += s.decoder.flush() }
-        let safe = reason != nil ? s.text.count : s.text.count - Generator.heldBack(s.text, stops: r.stopStrings)
-        var delta = ""
-        if safe > s.emitted {
-            let from = s.text.index(s.text.startIndex, offsetBy: s.emitted)
-            delta = String(s.text[from..<s.text.index(s.text.startIndex, offsetBy: safe)])
-            s.emitted = safe
-        }
+        let delta = session.accept(tok)
+        let reason = session.finishReason
         // The end-of-sequence token is counted but not reported: it is no part of the answer.
         if reason != .endOfSequence { s.emit(.token(id: tok, text: delta, logprob: lp)) }
         if let reason { finish(s, reason, endToken: reason == .endOfSequence ? (tok, lp) : nil) }
     }
 
     private func finish(_ s: Seq, _ reason: FinishReason, endToken: (id: Int, logprob: TokenLogprob?)? = nil) {
-        s.emit(.finished(Completion(reason: reason, text: s.text, promptTokens: s.request.promptTokens.count,
-                                    completionTokens: s.generated, endToken: endToken)))
+        s.emit(.finished(Completion(reason: reason, text: s.session?.text ?? "", promptTokens: s.request.promptTokens.count,
+                                    completionTokens: s.session?.generated.count ?? 0, endToken: endToken)))
         release(s)
     }
 
@@ -267,20 +277,10 @@ public final class BatchEngine {
 
     private func release(_ s: Seq) {
         s.finished = true
-        if let c = s.cache {
-            c.reset()
-            if freeCaches.count < maxBatch { freeCaches.append(c) }
-            s.cache = nil
+        if let st = s.state {
+            if st.isRecyclable && freeStates.count < maxBatch { freeStates.append(st) }
+            s.state = nil
         }
-    }
-
-    /// A cache from the pool (the smallest that holds `capacity`, else the largest, which grows).
-    private func takeCache(capacity: Int) -> KVCache {
-        if let i = freeCaches.indices.filter({ freeCaches[$0].capacity >= capacity })
-            .min(by: { freeCaches[$0].capacity < freeCaches[$1].capacity }) ?? freeCaches.indices.last {
-            return freeCaches.remove(at: i)
-        }
-        return lm.model.makeCache(capacity: capacity)
     }
 }
 

@@ -1,0 +1,94 @@
+import FinchCore
+import FinchFormats
+import FinchQuant
+import FinchTokenizer
+import Foundation
+
+/// A loaded model of any kind with its tokenizer and prompt format: what every consumer holds
+/// (the CLI, training, generation, serving, evaluation, export). The kind is decided once, by the
+/// registry, when the model loads.
+public final class LoadedModel: @unchecked Sendable {
+    public let model: any LanguageModel
+    public let tokenizer: Tokenizer
+    /// Where it was loaded from.
+    public let path: String
+    /// The registry family it was loaded as.
+    public let family: ModelFamily
+
+    public init(model: any LanguageModel, tokenizer: Tokenizer, path: String, family: ModelFamily) {
+        self.model = model; self.tokenizer = tokenizer; self.path = path; self.family = family
+    }
+
+    /// How prompts, chats and (source, target) pairs become this model's tokens.
+    public var prompts: PromptFormat { PromptFormat(kind: model.kind, tokenizer: tokenizer, model: model) }
+
+    /// End-of-sequence ids from the tokenizer and the model config (a model's default stop tokens).
+    public var defaultStopTokens: Set<Int> {
+        var s = Set(model.eosTokenIds)
+        if let e = tokenizer.eosTokenId { s.insert(e) }
+        return s
+    }
+
+    /// Uses the Jinja chat template in `file` instead of the tokenizer's own (models whose files
+    /// carry none, such as the Gemma 3 270M GGUF or T5). The template is parsed now, so a broken
+    /// one fails here, naming the file.
+    public func useChatTemplate(file: String) throws {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ModelError.notFound(path: file, hint: "--chat-template needs a readable Jinja template file.")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ModelError.invalidConfig(path: file, reason: "the chat template is not UTF-8 text")
+        }
+        do { _ = try ChatTemplate(text) } catch {
+            throw ModelError.invalidConfig(path: file, reason: "the chat template does not parse: \(error)")
+        }
+        tokenizer.chatTemplate = text
+    }
+
+    /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model)
+    /// of any family and kind the registry knows; with `quantization`, the linear layers are
+    /// quantized as they load. A directory saved quantized (`finch quantize`, or transformers +
+    /// bitsandbytes) loads its quantized layers as stored, products in
+    /// `quantization?.computeDType ?? dtype`. The path is resolved and `config.json` read once.
+    public static func load(_ spec: String?, dtype: WeightDType = .f32,
+                            quantization: QuantizationConfig? = nil) throws -> LoadedModel {
+        let path = try ModelStore.resolve(spec)
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        if isDir.boolValue {
+            let config = try ModelRegistry.readConfig(directory: path)
+            // Refuses what Finch cannot read (other methods) before the weights are touched; an
+            // int8 checkpoint's llm_int8_threshold applies unless the caller asks for int8 itself.
+            var quantization = quantization
+            if let stored = try QuantizationConfig(huggingFace: config.json, path: config.path), stored.isInt8, quantization == nil {
+                quantization = QuantizationConfig.int8(threshold: stored.int8Threshold!, computeDType: dtype)
+            }
+            let source = try SafeTensorsWeightSource(directory: path)
+            let model = try config.family.loadHuggingFace(config.data, config.path, source, dtype, quantization)
+            return LoadedModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path, family: config.family)
+        }
+        let file = try GGUFFile(path: path)
+        let arch = file.metadata["general.architecture"]?.stringValue ?? "(none)"
+        let supported = ModelRegistry.families.filter { $0.readGGUF != nil }
+        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let read = family.readGGUF else {
+            throw ModelError.unsupportedArchitecture(path: path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
+        }
+        let config = try read(file)
+        let source = GGUFWeightSource(file: file, names: config.names, spec: config.decoderSpec)
+        let model = try DecoderModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
+        return LoadedModel(model: model, tokenizer: try Tokenizer(gguf: file), path: path, family: family)
+    }
+}
+
+extension Tokenizer {
+    /// The tokenizer of a Hugging Face model directory: tokenizer.json, with tokenizer_config.json
+    /// (special tokens, chat template) when there is one.
+    public convenience init(huggingFaceDirectory path: String) throws {
+        let tjson = (path as NSString).appendingPathComponent("tokenizer.json")
+        let tconf = (path as NSString).appendingPathComponent("tokenizer_config.json")
+        guard FileManager.default.fileExists(atPath: tjson) else {
+            throw ModelError.notFound(path: tjson, hint: "An HF-layout model directory needs tokenizer.json.")
+        }
+        try self.init(tokenizerJSONAt: tjson, configAt: FileManager.default.fileExists(atPath: tconf) ? tconf : nil)
+    }
+}
