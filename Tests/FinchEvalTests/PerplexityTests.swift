@@ -45,4 +45,35 @@ final class PerplexityTests: XCTestCase {
         XCTAssertThrowsError(try Perplexity.evaluate(lm.model, tokens: [1, 2, 3], method: .strided(maxSeqLen: 4, stride: 5)))
         XCTAssertThrowsError(try Perplexity.evaluate(lm.model, tokens: [1], method: .windows(maxSeqLen: 4)))
     }
+
+    /// T5: each target scored given its source equals transformers' `model(input_ids=source,
+    /// labels=target).loss` per pair (Scripts/fixtures/make_tiny_t5.py), token-weighted; a
+    /// dataset file of (input, output) pairs is scored as those pairs.
+    func testEncoderDecoderPairsMatchTransformers() throws {
+        struct Pair: Decodable { let source: [Int]; let target: [Int]; let loss: Double }
+        struct Expected: Decodable { let pairs: [Pair] }
+        for variant in ["v1_1", "original"] {
+            let e = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-t5/\(variant)/expected.json"))))
+            let lm = try LoadedModel.load(Fixtures.path("tiny-t5/\(variant)/hf"))
+            let r = try Perplexity.evaluate(lm.model, pairs: e.pairs.map { ($0.source, $0.target) }, batchSize: 2)
+            let n = e.pairs.reduce(0) { $0 + $1.target.count }
+            let want = e.pairs.reduce(0.0) { $0 + $1.loss * Double($1.target.count) }
+            XCTAssertEqual(r.tokens, n)
+            XCTAssertEqual(r.nllSum, want, accuracy: 1e-5 * want, variant)
+            XCTAssertEqual(r.perplexity, Foundation.exp(want / Double(n)), accuracy: 1e-5 * r.perplexity, variant)
+
+            let file = NSTemporaryDirectory() + "finch-t5-ppl-\(UInt32.random(in: 0...UInt32.max)).jsonl"
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            let records = [("question: where is the harbor?", "by the glass works"), ("summarize: lanterns light the town", "lanterns")]
+            try records.map { #"{"input": "\#($0.0)", "output": "\#($0.1)"}"# }.joined(separator: "\n")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let fromFile = try Perplexity.evaluate(lm, file: file, format: nil, method: .windows(maxSeqLen: 512))
+            let eos = try XCTUnwrap(lm.tokenizer.eosTokenId)
+            let direct = try Perplexity.evaluate(lm.model, pairs: records.map {
+                (lm.tokenizer.encode($0.0, addSpecialTokens: true), lm.tokenizer.encode($0.1) + [eos])
+            })
+            XCTAssertEqual(fromFile.tokens, direct.tokens, variant)
+            XCTAssertEqual(fromFile.nllSum, direct.nllSum, accuracy: 1e-9 * direct.nllSum, variant)
+        }
+    }
 }

@@ -188,7 +188,12 @@ final class T5RunTests: XCTestCase {
         XCTAssertGreaterThan(firstMean - lastMean, 0.1, "losses \(losses)")
         let prompt = "question: Where is Brindlewick?"
         let a = try run(["generate", "--model", model, "--adapter", runDir, "--max-new-tokens", "8", prompt])
-        let b = try run(["chat", "--model", model, "--adapter", runDir, "--max-new-tokens", "8"], input: prompt + "\n")
+        // Chat is the same loop once a template says how a conversation becomes the source (T5's
+        // files carry none): the user's message closed by </s>, as generate encodes the prompt.
+        let template = scratch + "/t5-chat.jinja"
+        try "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ eos_token }}".write(toFile: template, atomically: true, encoding: .utf8)
+        let b = try run(["chat", "--model", model, "--adapter", runDir, "--max-new-tokens", "8", "--chat-template", template],
+                        input: prompt + "\n")
         XCTAssertEqual(a, b)
         let report = try run(["merge", "--model", model, "--adapter", runDir, "--output", merged])
         XCTAssertTrue(report.contains("exported, reloaded"), report)
