@@ -195,7 +195,7 @@ final class T5LoadingTests: XCTestCase {
     }
 }
 
-/// Inputs the fuzzers (Scripts/fuzz.sh) found crashing, kept as regression tests.
+/// Inputs the fuzzers (Scripts/hardening/fuzz.sh) found crashing, kept as regression tests.
 final class FuzzRegressionTests: XCTestCase {
     /// config: a T5 config whose relative_attention_max_distance (16) does not pass the decoder's
     /// exact buckets (32 / 2) made the bucket formula divide by log(1) = 0 and trap converting
