@@ -1,4 +1,4 @@
-"""Reads the metrics of a 1-rank and a 2-rank run (scale_bench.sh) and prints the measured
+"""Reads the metrics of a 1-rank and a 2-rank run (data_parallel_ranks.sh) and prints the measured
 figures and a projection to more hosts. Usage: scale_projection.py R1_METRICS R2_METRICS"""
 import json, os, platform, statistics, sys
 

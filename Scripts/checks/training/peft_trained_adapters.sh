@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Raw lines for the README's figure "a Finch-trained adapter equals a PEFT-trained one": runs
+# Raw lines for the figure (docs/models.md) "a Finch-trained adapter equals a PEFT-trained one": runs
 # PEFTTrainedAdapterTests (Tests/FinchTrainTests; fixtures from Scripts/fixtures/make_trained_adapters.py)
 # under each f32 product path Finch can take (oneDNN as dispatched, oneDNN held to AVX2, OpenBLAS),
 # and appends the machine line and one line per family and path to
