@@ -28,7 +28,7 @@ final class Gemma3Tests: XCTestCase {
 
     struct Case: Decodable { let text: String; let ids: [Int]; let decoded: String }
 
-    /// ~3× the largest difference measured (README, Gemma 3 section).
+    /// ~3× the largest difference measured (docs/models.md, Gemma 3).
     static let logitTolerance: Float = 1e-3
 
     nonisolated(unsafe) static var shared: LanguageModel?
