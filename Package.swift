@@ -2,7 +2,7 @@
 import Foundation
 import PackageDescription
 
-/// `FINCH_FUZZ=1` (set by Scripts/fuzz.sh, with its own build directory) adds the libFuzzer
+/// `FINCH_FUZZ=1` (set by Scripts/hardening/fuzz.sh, with its own build directory) adds the libFuzzer
 /// harnesses (`finch-fuzz`, Fuzz/Sources).
 let environment = ProcessInfo.processInfo.environment
 let fuzzing = environment["FINCH_FUZZ"] != nil

@@ -33,9 +33,9 @@ as_root() {
     return 0
   fi
 }
-Scripts/serve/e2e.sh
-as_root Scripts/distributed/two_hosts.sh
+Scripts/checks/serve/e2e.sh
+as_root Scripts/checks/distributed/two_hosts.sh
 Scripts/hardening/kill_test.sh 20
 as_root Scripts/hardening/full_disk.sh
-FINCH_FUZZ_RESULTS=.build-fuzz/ci-fuzz.jsonl Scripts/fuzz_campaign.sh 2 -1 "${FINCH_FUZZ_SECONDS:-30}"
+FINCH_FUZZ_RESULTS=.build-fuzz/ci-fuzz.jsonl Scripts/hardening/fuzz_campaign.sh 2 -1 "${FINCH_FUZZ_SECONDS:-30}"
 echo "test.sh: every check ran and passed" >&2

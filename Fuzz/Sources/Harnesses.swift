@@ -6,7 +6,7 @@ import FinchTrain
 import Foundation
 
 // libFuzzer harnesses for everything Finch reads from files people download: one binary, the
-// harness chosen by FINCH_FUZZ_TARGET (Scripts/fuzz.sh NAME SECONDS sets it). Each harness feeds
+// harness chosen by FINCH_FUZZ_TARGET (Scripts/hardening/fuzz.sh NAME SECONDS sets it). Each harness feeds
 // the input to the public loader as a user's file would reach it; any error thrown is the
 // expected outcome for bad input — only crashes, hangs, sanitizer reports and runaway memory
 // are findings. Files go to /dev/shm (memory) so that the loaders' mmap paths are the ones fuzzed.

@@ -3,7 +3,7 @@
 # its block linears in NF4 + double quantization (Finch; embeddings / head in f32 or bf16)
 # and llama.cpp on the Q4_1 GGUF; prefill of a 512-token prompt, greedy decode of 128 tokens
 # at batch 1, 2 threads, peak RSS. ROUNDS rounds (default 2), alternating, after a quiet-machine check;
-# every line appended to Scripts/bench/results/4bit-inference-DATE.jsonl (FINCH_BENCH_OUT to override),
+# every line appended to Scripts/results/bench/4bit-inference-DATE.jsonl (FINCH_BENCH_OUT to override),
 # the table printed from them. Not like for like in format (NF4 + f32/bf16 head against Q4_1 with a
 # Q4_1/Q6 head as the GGUF stores it): each line records its side's weights.
 #   Scripts/bench/bench_4bit_vs_llamacpp.sh [VENV] [ROUNDS]

@@ -7,7 +7,7 @@
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && swift build -c release --product finch)
 #   Scripts/bench/bench_before_after.sh /tmp/old/.build/release/finch
 # After a quiet-machine check, appends every line (with "build": old / new) to
-# Scripts/bench/results/before-after-DATE.jsonl (FINCH_BENCH_OUT to override) and prints a table of
+# Scripts/results/bench/before-after-DATE.jsonl (FINCH_BENCH_OUT to override) and prints a table of
 # medians and new/old ratios computed from them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -4,7 +4,7 @@
 # (FINCH_BUILD_UNCHECKED=1, in .build-unchecked). ROUNDS rounds, the two builds alternating within
 # each round, after a quiet-machine check; each measurement a fresh process: a LoRA training step
 # (r16 all-linear, B4×T256, f32 and bf16), a QLoRA step (f32), and inference (prefill 512, decode 128;
-# f32 and bf16) on SmolLM2. Appends raw JSON lines to Scripts/bench/results/checked-cost-DATE.jsonl
+# f32 and bf16) on SmolLM2. Appends raw JSON lines to Scripts/results/bench/checked-cost-DATE.jsonl
 # (FINCH_BENCH_OUT to override) and prints medians and checked/unchecked ratios computed from them.
 #   Scripts/bench/bench_checked_cost.sh [ROUNDS]
 set -euo pipefail

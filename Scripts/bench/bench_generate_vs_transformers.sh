@@ -6,7 +6,7 @@
 # VENV (default: the reference venv, Scripts/reference-venv.sh, made on first use) runs
 # Scripts/reference/bench_infer.py on transformers' f32 copy of the model (Scripts/reference/env.sh, made once).
 # bf16: every weight in bf16 on both sides (transformers' norms too; Finch keeps its norms in f32).
-# Appends every line to Scripts/bench/results/generate-DATE.jsonl (FINCH_BENCH_OUT to override) and
+# Appends every line to Scripts/results/bench/generate-DATE.jsonl (FINCH_BENCH_OUT to override) and
 # prints a table computed from them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

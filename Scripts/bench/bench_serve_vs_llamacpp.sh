@@ -6,7 +6,7 @@
 # llama.cpp's server answers one request at a time with its own 4-bit kernels (queued:
 # --interrupt_requests False, else each new request cuts off the one streaming).
 # Not like for like in precision (Finch f32 weights, llama.cpp Q4_1): each line records its side's weights.
-# After a quiet-machine check, every line goes to Scripts/bench/results/serve-vs-llamacpp-DATE.jsonl
+# After a quiet-machine check, every line goes to Scripts/results/bench/serve-vs-llamacpp-DATE.jsonl
 # (FINCH_BENCH_OUT to override), the table printed from them.
 #   Scripts/bench/bench_serve_vs_llamacpp.sh [VENV] [DURATION_S]
 # VENV (default /work/venv-llama, outside the repo) needs llama-cpp-python 0.3.36 with its server

@@ -6,18 +6,18 @@
 #   FINCH_BENCH_NO_REF=1 source ...           Finch alone: builds Finch only
 # Then `bench_start NAME` before the first measurement, and every JSON line through `raw KEY=VALUE...`.
 if [ "${FINCH_BENCH_NO_REF:-0}" != 1 ]; then source Scripts/reference/env.sh; fi
-if [ "${FINCH_BENCH_NO_BUILD:-0}" != 1 ]; then swift build -c release --product finch >&2; fi
+if [ "${FINCH_BENCH_NO_BUILD:-0}" != 1 ]; then swift build -c release -Xswiftc -enable-testing --product finch >&2; fi
 
-# bench_start NAME: the raw file OUT (FINCH_BENCH_OUT, else Scripts/bench/results/NAME-DATE.jsonl) and
+# bench_start NAME [KEY=VALUE...]: the raw file OUT (FINCH_BENCH_OUT, else Scripts/results/bench/NAME-DATE.jsonl) and
 # this run's id RUN_ID (every line of the run carries "run": RUN_ID; the summary reads them back);
 # appends the quiet-machine check (refuses a busy machine unless FINCH_BENCH_ALLOW_BUSY=1) and the
-# machine line (commit, CPU, ISA flags, threads, OpenBLAS core, Finch's bf16 path, tool versions).
+# machine line (commit, CPU, ISA flags, threads, OpenBLAS core, Finch's bf16 path, tool versions; the KEY=VALUE too).
 bench_start() {
-  OUT="${FINCH_BENCH_OUT:-Scripts/bench/results/$1-$(date -u +%Y-%m-%d).jsonl}"
+  OUT="${FINCH_BENCH_OUT:-Scripts/results/bench/$1-$(date -u +%Y-%m-%d).jsonl}"
   RUN_ID="$1-$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "$(dirname "$OUT")"
   python3 Scripts/bench/rawline.py quiet --out "$OUT" run="$RUN_ID" >&2
-  python3 Scripts/bench/rawline.py machine "$OUT" ${VENV:+--venv "$VENV"} run="$RUN_ID" script="$0" >&2
+  python3 Scripts/bench/rawline.py machine "$OUT" ${VENV:+--venv "$VENV"} run="$RUN_ID" script="$0" "${@:2}" >&2
   echo "# raw lines: $OUT (run $RUN_ID)" >&2
 }
 

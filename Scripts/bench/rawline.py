@@ -1,4 +1,4 @@
-"""Raw result lines for the benchmark scripts: every figure in the README comes from a line one of
+"""Raw result lines for the benchmark scripts: every figure in the README and docs/benchmarks.md comes from a line one of
 these wrote, never from a hand edit.
 
   rawline.py machine FILE [--venv DIR] [KEY=VALUE...]

@@ -16,8 +16,8 @@ Precision, like `finch bench train --dtype`:
                    bf16 as Finch's `--qlora --dtype bf16` keeps them; prepare_model_for_kbit_training is not called
                    (it would cast them back to f32); base frozen, input grads enabled as it would.
   --bf16-autocast  the old variant: f32 weights with torch.autocast(bf16) (not like for like with Finch's bf16).
-Scripts/bench/bench_train_vs_peft.sh, bench_qlora_vs_peft.sh, bench_gemma3_vs_peft.sh and
-Scripts/scale/scale_vs_peft.sh run it next to `finch bench train`, which mirrors it.
+Scripts/bench/vs_reference.sh runs it next to `finch bench train`, which mirrors it (configs in
+Scripts/bench/configs).
 """
 import argparse, json, os, resource, statistics, time
 import torch

@@ -7,7 +7,7 @@ import Foundation
 import XCTest
 
 /// MMLU on SmolLM2 against transformers (Scripts/fixtures/make_mmlu_reference.py) on 40 items
-/// across subjects; the full 1531-item comparison is Scripts/eval/mmlu_check.sh.
+/// across subjects; the full 1531-item comparison is Scripts/checks/eval/mmlu_check.sh eval.
 final class MMLUTests: XCTestCase {
     static let items = Fixtures.path("mmlu/mmlu_zero_shot_val_40.jsonl")
 

@@ -48,7 +48,7 @@ final class GGUFRealModelTests: XCTestCase {
     }
 
     /// Dequantizes the whole model and compares per-tensor digests with gguf-py's output
-    /// (smollm2_q4_1_digests.json, made by Scripts/formats/make_fixtures.py).
+    /// (smollm2_q4_1_digests.json, made by Scripts/fixtures/make_format_fixtures.py).
     func testWholeModelMatchesGGUFPy() throws {
         let f = try openModel()
         let digestsPath = Fixtures.path("smollm2_q4_1_digests.json")

@@ -10,7 +10,7 @@ final class GGUFWriterTests: XCTestCase {
     }()
 
     /// Q8_0, Q4_0, Q5_0, Q4_K and Q6_K written byte for byte as ggml's ggml_quantize_chunk writes
-    /// them (Scripts/export/make_quant_fixtures.py): normal, heavy-tailed, uniform and edge-case
+    /// them (Scripts/fixtures/make_quant_fixtures.py): normal, heavy-tailed, uniform and edge-case
     /// inputs (zero rows, constant blocks, values on the grid, tiny values, an outlier).
     func testQuantizersWriteLlamaCppsBytes() throws {
         let f = try SafeTensorsFile(path: Self.quantFixture)

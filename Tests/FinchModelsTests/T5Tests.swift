@@ -33,7 +33,7 @@ final class T5Tests: XCTestCase {
         }
     }
     static let variants = ["v1_1", "original"]
-    /// Tolerances: ~3x the largest figures measured (printed by each test; README, T5 section).
+    /// Tolerances: ~3x the largest figures measured (printed by each test; docs/models.md, T5).
     static let outputTolerance: Float = 4e-6, gradientTolerance = 3e-6, lossTolerance = 2e-7
 
     static func load(_ variant: String) throws -> (T5Model, Expected, SafeTensorsFile) {
@@ -199,7 +199,7 @@ final class T5LoadingTests: XCTestCase {
     }
 }
 
-/// Inputs the fuzzers (Scripts/fuzz.sh) found crashing, kept as regression tests.
+/// Inputs the fuzzers (Scripts/hardening/fuzz.sh) found crashing, kept as regression tests.
 final class FuzzRegressionTests: XCTestCase {
     /// config: a T5 config whose relative_attention_max_distance (16) does not pass the decoder's
     /// exact buckets (32 / 2) made the bucket formula divide by log(1) = 0 and trap converting

@@ -9,7 +9,7 @@ import Logging
 import XCTest
 
 /// The human-evaluation session and its routes (the page itself is driven in Chromium by
-/// Scripts/serve/eval_page_check.py, from e2e.sh).
+/// Scripts/checks/serve/page_check.py eval, from e2e.sh).
 final class HumanEvalTests: XCTestCase, @unchecked Sendable {
     var dir = ""
     override func setUpWithError() throws {

@@ -4,7 +4,7 @@ import XCTest
 @testable import FinchTokenizer
 
 /// Real chat templates rendered by the interpreter vs transformers' renderer
-/// (Tests/Fixtures/tokenizer/template_cases.json, made by Scripts/tokenizer/make_template_fixtures.py).
+/// (Tests/Fixtures/tokenizer/template_cases.json, made by Scripts/fixtures/make_template_fixtures.py).
 final class ChatTemplateTests: XCTestCase {
     func testRealTemplatesMatchTransformers() throws {
         // Parse with JSONParser to keep object key order (tool schemas print in order).

@@ -5,7 +5,7 @@ import XCTest
 /// Real chat templates read as Ollama per-message layouts (`OllamaChatFormat`): which templates
 /// have one, what it is for ChatML with a default system message (SmolLM2) and Llama 3, and the
 /// Go template and Modelfile written from it. (That Go's text/template renders the TEMPLATE as
-/// `render` does is checked by Scripts/export/modelfile_check.sh.)
+/// `render` does is checked by Scripts/checks/export/modelfile_check.sh.)
 final class OllamaTemplateTests: XCTestCase {
     func tokenizer(template name: String) throws -> Tokenizer {
         let t = try TokFixtures.tiny("bytelevel")

@@ -3,7 +3,7 @@ import XCTest
 @testable import FinchTokenizer
 
 /// `writeTokenizerJSON` writes what was loaded; loading the written files gives the same tokenizer.
-/// (Scripts/tokenizer/check_written_tokenizer.py checks the same files with HF tokenizers/transformers.)
+/// (Scripts/checks/tokenizer/check_written_tokenizer.py checks the same files with HF tokenizers/transformers.)
 final class TokenizerJSONRoundTripTests: XCTestCase {
     private func roundTrip(_ tok: Tokenizer, texts: [String]) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("finch-tok-\(UUID().uuidString)")
@@ -39,7 +39,7 @@ final class TokenizerJSONRoundTripTests: XCTestCase {
     }
 
     /// Writes the SmolLM2 tokenizer and the tiny ones into `$FINCH_WRITE_TOKENIZER_DIR` (kept, for
-    /// Scripts/tokenizer/check_written_tokenizer.py to check with HF tokenizers), else into a
+    /// Scripts/checks/tokenizer/check_written_tokenizer.py to check with HF tokenizers), else into a
     /// temporary folder; either way every written tokenizer loads back to the same ids.
     func testWriteForPythonCheck() throws {
         let env = ProcessInfo.processInfo.environment["FINCH_WRITE_TOKENIZER_DIR"]

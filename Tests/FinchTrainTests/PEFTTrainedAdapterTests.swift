@@ -35,7 +35,7 @@ final class PEFTTrainedAdapterTests: XCTestCase {
     static let families = ["llama", "mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
 
     /// Tolerances, about three times the worst measured over Finch's f32 product paths (oneDNN as
-    /// dispatched, oneDNN held to AVX2, OpenBLAS; Scripts/check/results/peft-trained-adapters-*.jsonl):
+    /// dispatched, oneDNN held to AVX2, OpenBLAS; Scripts/results/checks/peft-trained-adapters-*.jsonl):
     /// losses 4.64e-7 relative, tensors 4.32e-6 by norm (both gemma3); on the default path 1.84e-7
     /// and 4.20e-6. The test prints its figures as one JSON line per family.
     static let lossTolerance = 1.5e-6        // relative, every step
@@ -123,7 +123,7 @@ final class PEFTTrainedAdapterTests: XCTestCase {
             XCTAssertTrue(oc["target_modules"] as? String == "all-linear" || Set(oc["target_modules"] as? [String] ?? []) == Set(peftNames),
                           "\(f): Finch's target_modules \(oc["target_modules"] ?? "none")")
 
-            // One JSON line per family (Scripts/check/peft_trained_adapters.sh keeps them as raw lines).
+            // One JSON line per family (Scripts/checks/training/peft_trained_adapters.sh keeps them as raw lines).
             let row: [String: Any] = ["family": f, "steps": e.steps, "loss_first": e.losses.first!, "loss_last": e.losses.last!,
                                       "max_loss_rel": worstLoss, "max_tensor_rel_norm": worstTensor, "worst_tensor": worstName,
                                       "max_element_diff_over_tensor_max": worstElement, "tensors": theirs.tensorNames.count]

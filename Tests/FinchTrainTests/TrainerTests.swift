@@ -158,7 +158,7 @@ final class TrainerTests: XCTestCase {
     /// Scripts/fixtures/make_peft_goldens.py): steps 1-7 ≤ 4.2e-6, step 8 4.7e-5; each step is held to
     /// ~3× its figure: 1.3e-5 for steps 1-7, 1.5e-4 for step 8. From step 9 on the curve is chaotic:
     /// PyTorch + PEFT itself, started from the same adapter with every value perturbed by a relative
-    /// 1e-8, moves step 9 by 7e-4 and step 10 by 2.2e-2 (Scripts/check/loss_curve_sensitivity.py), so
+    /// 1e-8, moves step 9 by 7e-4 and step 10 by 2.2e-2 (Scripts/checks/training/loss_curve_sensitivity.py), so
     /// no implementation that is not bit-identical to PyTorch can hold 1e-3 there. Finch (whose
     /// gradients differ from PyTorch's by 2e-4, far more than 1e-8) measured 2.8e-3, 4.6e-2, 3.2e-3 and
     /// 6.0e-3 at steps 9-12; they are held to ~3× those. A wrong optimizer fails from step 2 on.

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import FinchFormats
 
-/// Paths of the committed fixtures (made by Scripts/formats/make_fixtures.py).
+/// Paths of the committed fixtures (made by Scripts/fixtures/make_format_fixtures.py).
 enum Fixtures {
     static let directory: String = {
         let here = URL(fileURLWithPath: #filePath)  // Tests/FinchFormatsTests/Support/TestSupport.swift
