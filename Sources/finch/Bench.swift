@@ -23,8 +23,8 @@ struct BenchGenerate: ParsableCommand {
         abstract: "Prefill tokens/s for a 512-token prompt, greedy decode tokens/s for 128 tokens at batch 1, peak RSS.",
         discussion: "Mirrors Scripts/reference/bench_infer.py (transformers): prefill median of 3 runs after a warm-up; decode of 128 tokens from a 16-token prompt, median of 2 after a warm-up. Without --dtype, runs f32 and bf16 each in a fresh process.")
 
-    @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name.")
-    var model: String?
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
     @Option(name: .long, help: "f32 or bf16; omitted: both, each in its own process.")
     var dtype: WeightDType?
     @Option(name: .long, help: "Prompt length for prefill.")

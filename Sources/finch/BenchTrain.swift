@@ -18,8 +18,8 @@ struct BenchTrain: ParsableCommand {
         through the trainer. Run each configuration in a fresh process (peak RSS is per process).
         """)
 
-    @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name.")
-    var model: String?
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
     @Option(name: .long, help: "f32, or bf16 (bf16 weights and products, f32 accumulation and adapters).")
     var dtype: WeightDType = .f32
     @Option(name: .long, help: "all (all-linear) or qv (q_proj, v_proj).")

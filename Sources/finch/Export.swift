@@ -19,8 +19,8 @@ struct Export: ParsableCommand {
             the adapter model's.
             """)
 
-    @Option(name: .long, help: "Base model: a GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
-    var model: String?
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
 
     @Option(name: .long, help: "LoRA adapter directory (PEFT format) to merge; without it the base model is exported as it is.")
     var adapter: String?

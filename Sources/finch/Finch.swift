@@ -13,10 +13,16 @@ struct Finch: AsyncParsableCommand {
         subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Export.self, Quantize.self])
 }
 
-/// Options shared by every command that loads a model: what to load and how.
-struct BaseModelOptions: ParsableArguments {
+/// `--model`, declared once for every command that loads a model.
+struct ModelSource: ParsableArguments {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
     var model: String?
+}
+
+/// Options shared by every command that loads a model: what to load and how.
+struct BaseModelOptions: ParsableArguments {
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
 
     @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
     var dtype: WeightDType = .f32

@@ -16,8 +16,8 @@ struct Merge: ParsableCommand {
             prompt between the adapter model and the merged model, and the exported directory reloaded.
             """)
 
-    @Option(name: .long, help: "Base model: a GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
-    var model: String?
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
 
     @Option(name: .long, help: "LoRA adapter directory (PEFT format).")
     var adapter: String

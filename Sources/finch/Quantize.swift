@@ -18,8 +18,8 @@ struct Quantize: ParsableCommand {
             memory and the directory reloaded (0: the bytes round-trip).
             """)
 
-    @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
-    var model: String?
+    @OptionGroup var modelSource: ModelSource
+    var model: String? { modelSource.model }
 
     @Option(name: .long, help: "nf4 or fp4 (4-bit), or int8 (LLM.int8, bitsandbytes' Linear8bitLt layout).")
     var quantize: QuantMethod = .nf4
