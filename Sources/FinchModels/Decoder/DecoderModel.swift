@@ -92,28 +92,6 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public func ggufLoRAAdapter(path: String) throws -> LoRAAdapter { try config.ggufLoRAAdapter(path: path) }
     public var trainingCaveats: [String] { config.trainingCaveats }
 
-    /// Whether any block linear is held in 4 bits.
-    public var isQuantized: Bool {
-        linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }
-    }
-
-    /// Replaces every 4-bit block linear by its dequantized values stored as `dtype` (before an
-    /// adapter is attached: merging into full precision instead of requantizing).
-    /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a 4-bit layer.
-    public func dequantizeLinears() throws {
-        let slots = linearSlots
-        // Checked first, so a refused call leaves every layer as it was.
-        for s in slots where !(s.get() is LinearWeight) {
-            if case .quantized = baseWeight(s.get()).storage {
-                throw ModelError.badInput("dequantize the base before loading an adapter")
-            }
-        }
-        for s in slots {
-            guard let w = s.get() as? LinearWeight, case .quantized = w.storage else { continue }
-            s.set(LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures, values: w.floatValues(), dtype: dtype))
-        }
-    }
-
     /// Bytes held by the weights.
     public var weightBytes: Int { weightSizes.bytes }
 

@@ -40,15 +40,33 @@ public protocol TrainableModel: LoRAHost {
     /// The most memory loading this model holds at once, beyond the process before loading, when
     /// its weights are read from a source storing `sourceBytesPerValue` bytes per value.
     func loadPeakBytes(sourceBytesPerValue: Double) -> Int
-    /// Whether any linear is held in 4 bits.
-    var isQuantized: Bool { get }
-    /// Replaces every 4-bit linear by its dequantized values (before an adapter is attached).
-    func dequantizeLinears() throws
     /// What training this model does differently from transformers' training mode (shown when a run starts).
     var trainingCaveats: [String] { get }
 }
 
 extension TrainableModel {
+    /// Whether any linear the adapters can wrap is held quantized (4 bits or int8).
+    public var isQuantized: Bool {
+        linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }
+    }
+
+    /// Replaces every quantized linear by its dequantized values stored as `dtype` (before an
+    /// adapter is attached: merging into full precision instead of requantizing).
+    /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a quantized layer
+    ///   (checked first, so a refused call leaves every layer as it was).
+    public func dequantizeLinears() throws {
+        let slots = linearSlots
+        for s in slots where !(s.get() is LinearWeight) {
+            if case .quantized = baseWeight(s.get()).storage {
+                throw ModelError.badInput("dequantize the base before loading an adapter")
+            }
+        }
+        for s in slots {
+            guard let w = s.get() as? LinearWeight, case .quantized = w.storage else { continue }
+            s.set(LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures, values: w.floatValues(), dtype: dtype))
+        }
+    }
+
     /// `forwardBackward` of the mean loss, without dropout or checkpointing.
     @discardableResult
     public func forwardBackward(_ batch: [TrainingSequence], lossScale: Float? = nil, checkpointing: Bool = false,

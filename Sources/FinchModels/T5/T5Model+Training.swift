@@ -160,21 +160,6 @@ extension T5Model: TrainableModel {
         return weightBytes + 4 * values + Int(Double(values) * s)
     }
 
-    public var isQuantized: Bool {
-        linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }
-    }
-
-    public func dequantizeLinears() throws {
-        let slots = linearSlots
-        for s in slots where !(s.get() is LinearWeight) {
-            if case .quantized = baseWeight(s.get()).storage { throw ModelError.badInput("dequantize the base before loading an adapter") }
-        }
-        for s in slots {
-            guard let w = s.get() as? LinearWeight, case .quantized = w.storage else { continue }
-            s.set(LinearWeight(outFeatures: w.outFeatures, inFeatures: w.inFeatures, values: w.floatValues(), dtype: dtype))
-        }
-    }
-
     public var trainingCaveats: [String] { config.trainingCaveats }
     /// PEFT's default for T5: the attention's q and v (self- and cross-attention, both stacks).
     public var defaultTargetModules: [String] { ["q", "v"] }
