@@ -2,20 +2,17 @@ import FinchCore
 
 // Dimension letters: M rows, I in features, O out features, R rank.
 
-/// The adapter of a run of consecutive rows in a batched inference call (see `LoRALinear.rowAdapters`).
-public struct AdapterSpan: Sendable, Equatable {
-    public var rows: Range<Int>
-    /// nil: the base layer alone.
-    public var adapter: String?
-    public init(rows: Range<Int>, adapter: String?) { self.rows = rows; self.adapter = adapter }
-}
-
 /// A frozen linear layer with LoRA adapters, as PEFT's `lora.Linear`:
 /// `y = W·x + scaling · B·(A·dropout(x))`; with DoRA (s = m/‖W + scaling·B·A‖, the norm detached)
 /// `y = W·x + (s − 1) ⊙ W·dropout(x) + s ⊙ scaling · B·A·dropout(x)`, which is
 /// `s ⊙ (W·x + scaling·B·A·x)` without dropout.
 /// Several adapters can be loaded; one (or none) is active. Merging folds the active adapter
 /// into the base weight (in its storage type; bf16 merges round as PEFT's do).
+/// Dropout (training) and per-row adapters (batched serving) come with each call's `PassContext`:
+/// the dropout mask of a call is a function of the context's key and the layer's name, so
+/// backward and a recomputed forward see the same mask; with `rowAdapters` each row's output is
+/// computed as a call with that row's adapter active would compute it (the same products in the
+/// same order), and backward refuses such a context.
 public final class LoRALinear: LinearLayer, @unchecked Sendable {
     public let base: LinearWeight
     /// Module name, e.g. `model.layers.0.self_attn.q_proj`.
@@ -25,15 +22,6 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     public var active: String?
     /// The adapter currently merged into `base`, and the DoRA factors used for it.
     public private(set) var merged: (name: String, doraScale: [Float]?)? = nil
-    /// Training: the dropout key of the current micro-batch (nil = evaluation, no dropout).
-    /// The mask of a call is a function of this key and the layer's name, so backward and a
-    /// recomputed forward see the same mask.
-    public var dropoutKey: UInt64?
-    /// Inference with a different adapter per run of rows (batched serving): when set, `forward`
-    /// gives the rows of each span its own adapter (nil: the base layer alone) instead of
-    /// `active`. Each row's output is computed as a call with that adapter active would compute
-    /// it (the same products in the same order); backward refuses to run while it is set.
-    public var rowAdapters: [AdapterSpan]?
     private var doraCache: [String: (norm: [Float], scale: [Float])] = [:]
     private let nameHash: UInt64
 
@@ -47,6 +35,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
 
     public var inFeatures: Int { base.inFeatures }
     public var outFeatures: Int { base.outFeatures }
+    public var frozenWeight: LinearWeight { base }
 
     public func add(_ module: LoRAModule, as adapter: String) {
         precondition(module.inFeatures == inFeatures && module.outFeatures == outFeatures)
@@ -72,8 +61,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     }
 
     /// The dropout key of this layer's call, when dropout applies.
-    private func dropKey(_ lora: LoRAModule) -> UInt64? {
-        guard let key = dropoutKey, lora.dropout > 0 else { return nil }
+    private func dropKey(_ lora: LoRAModule, _ context: PassContext) -> UInt64? {
+        guard let key = context.dropoutKey, lora.dropout > 0 else { return nil }
         return key ^ nameHash
     }
 
@@ -82,8 +71,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
 
     /// x with the adapter's dropout applied [M, I] (in scratch), or x itself when no dropout applies.
     private func droppedInput(_ x: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
-                              _ scratch: Scratch) -> UnsafePointer<Float> {
-        guard let key = dropKey(lora) else { return x }
+                              _ scratch: Scratch, _ context: PassContext) -> UnsafePointer<Float> {
+        guard let key = dropKey(lora, context) else { return x }
         let xd = scratch.floats(m * inFeatures, slot: Slot.xd)
         Dropout.apply(out: xd, x: x, count: m * inFeatures, p: lora.dropout, key: key)
         return UnsafePointer(xd)
@@ -100,8 +89,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     }
 
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
-                        rows m: Int, accumulate: Bool, scratch: Scratch) {
-        if let spans = rowAdapters {
+                        rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
+        if let spans = context.rowAdapters {
             routedForward(spans, y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
             return
         }
@@ -110,7 +99,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             return
         }
         let o = outFeatures
-        let xd = droppedInput(x, rows: m, lora, scratch)
+        let xd = droppedInput(x, rows: m, lora, scratch, context)
         let dropped = xd != x
         let t = down(xd, rows: m, lora, scratch)                  // [M, R]
         if lora.magnitude == nil {
@@ -142,8 +131,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         }
     }
 
-    /// `forward` with `rowAdapters`: one base product over every row, then each span's adapter
-    /// on its rows. Row for row the same operations as `forward` with that span's adapter active
+    /// `forward` with per-row adapters (`PassContext.rowAdapters`): one base product over every
+    /// row, then each span's adapter on its rows. Row for row the same operations as `forward` with that span's adapter active
     /// (no dropout: routing is for inference), except that an accumulating call mixing DoRA and
     /// other rows adds the other rows' base product to y after it is computed.
     private func routedForward(_ spans: [AdapterSpan], y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
@@ -188,15 +177,15 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     }
 
     public func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
-                         rows m: Int, accumulate: Bool, scratch: Scratch) {
-        precondition(rowAdapters == nil, "\(name): per-row adapters are for inference; clear them before training")
+                         rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
+        precondition(context.rowAdapters == nil, "\(name): per-row adapters are for inference, not backward")
         guard let (name, lora) = applied else {
-            base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+            base.backwardInput(dx: dx, dy: dy, rows: m, accumulate: accumulate, scratch: scratch)
             return
         }
         lora.enableGradients()
         let i = inFeatures, o = outFeatures
-        let xd = droppedInput(x, rows: m, lora, scratch)        // recomputed, same mask
+        let xd = droppedInput(x, rows: m, lora, scratch, context)   // recomputed, same mask
         let dropped = xd != x
         let t = down(xd, rows: m, lora, scratch)                 // [M, R] recomputed
 
@@ -222,21 +211,21 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                 // y = W·x + (s − 1) ⊙ W·xd + …: the W·xd path's gradient goes to xd.
                 let d1 = scratch.floats(m * o, slot: Slot.d1)
                 for row in 0..<m { for c in 0..<o { d1[row * o + c] = dy[row * o + c] * (scale[c] - 1) } }
-                base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+                base.backwardInput(dx: dx, dy: dy, rows: m, accumulate: accumulate, scratch: scratch)
                 let dxd = scratch.floats(m * i, slot: Slot.dxd)
-                base.backward(dx: dxd, dy: d1, x: xd, rows: m, accumulate: false, scratch: scratch)
+                base.backwardInput(dx: dxd, dy: d1, rows: m, accumulate: false, scratch: scratch)
                 loraBackward(dxd: dxd, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-                Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+                Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!)
                 return
             }
         }
-        base.backward(dx: dx, dy: dyBase, x: x, rows: m, accumulate: accumulate, scratch: scratch)
+        base.backwardInput(dx: dx, dy: dyBase, rows: m, accumulate: accumulate, scratch: scratch)
         if !dropped {
             loraBackward(dxd: dx, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
         } else {
             let dxd = scratch.floats(m * i, slot: Slot.dxd)
             loraBackward(dxd: dxd, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-            Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora)!)
+            Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!)
         }
     }
 

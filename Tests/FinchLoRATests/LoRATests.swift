@@ -125,20 +125,20 @@ final class LoRALinearTests: XCTestCase {
         let x = rnd(m * i, 9)
         let ref = reference(w, mod, x: x, dora: dora)
         let y = Buffer<Float>(count: m * o)
-        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch())
+        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch(), context: .plain)
         for k in 0..<(m * o) { XCTAssertEqual(Double(y[k]), ref[k], accuracy: 1e-5) }
         // accumulate adds the layer's output onto y
-        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: true, scratch: Scratch())
+        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: true, scratch: Scratch(), context: .plain)
         for k in 0..<(m * o) { XCTAssertEqual(Double(y[k]), 2 * ref[k], accuracy: 2e-5) }
         // merged: same output from the base weight alone; unmerge restores W
         try! l.merge()
-        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch())
+        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch(), context: .plain)
         for k in 0..<(m * o) { XCTAssertEqual(Double(y[k]), ref[k], accuracy: 1e-5) }
         l.unmerge()
         for (a, b) in zip(l.base.floatValues().array, w) { XCTAssertEqual(a, b, accuracy: 1e-6) }
         // disabled: the base layer alone
         l.active = nil
-        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch())
+        l.forward(y: y.pointer, x: x, xBF16: nil, rows: m, accumulate: false, scratch: Scratch(), context: .plain)
         let base = Buffer<Float>(count: m * o)
         l.base.forward(y: base.pointer, x: x, rows: m, scratch: Scratch())
         XCTAssertEqual(y.array, base.array)

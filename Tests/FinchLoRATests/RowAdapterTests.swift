@@ -28,18 +28,17 @@ final class RowAdapterTests: XCTestCase {
         let x = rnd(m * i, 17), start = rnd(m * o, 18)
         let scratch = Scratch()
         var routed = start
-        l.rowAdapters = spans
         x.withUnsafeBufferPointer { xp in
-            l.forward(y: &routed, x: xp.baseAddress!, xBF16: nil, rows: m, accumulate: accumulate, scratch: scratch)
+            l.forward(y: &routed, x: xp.baseAddress!, xBF16: nil, rows: m, accumulate: accumulate, scratch: scratch,
+                      context: PassContext(rowAdapters: spans))
         }
-        l.rowAdapters = nil
         var alone = start
         for s in spans {
             l.active = s.adapter
             x.withUnsafeBufferPointer { xp in
                 alone.withUnsafeMutableBufferPointer { yp in
                     l.forward(y: yp.baseAddress! + s.rows.lowerBound * o, x: xp.baseAddress! + s.rows.lowerBound * i, xBF16: nil,
-                              rows: s.rows.count, accumulate: accumulate, scratch: scratch)
+                              rows: s.rows.count, accumulate: accumulate, scratch: scratch, context: .plain)
                 }
             }
         }
@@ -48,7 +47,7 @@ final class RowAdapterTests: XCTestCase {
         var plain = start
         l.active = nil
         x.withUnsafeBufferPointer { xp in
-            l.forward(y: &plain, x: xp.baseAddress!, xBF16: nil, rows: m, accumulate: accumulate, scratch: scratch)
+            l.forward(y: &plain, x: xp.baseAddress!, xBF16: nil, rows: m, accumulate: accumulate, scratch: scratch, context: .plain)
         }
         XCTAssertEqual(Array(plain[o..<(2 * o)]), Array(routed[o..<(2 * o)]))
         XCTAssertNotEqual(Array(plain[0..<o]), Array(routed[0..<o]))
@@ -69,15 +68,15 @@ final class RowAdapterTests: XCTestCase {
         let x = rnd(m * i, 19)
         let scratch = Scratch()
         var routed = [Float](repeating: 0, count: m * o)
-        l.rowAdapters = spans
-        l.forward(y: &routed, x: x, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-        l.rowAdapters = nil
+        l.forward(y: &routed, x: x, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
+                  context: PassContext(rowAdapters: spans))
         var alone = [Float](repeating: 0, count: m * o)
         for s in spans {
             l.active = s.adapter
             var part = [Float](repeating: 0, count: s.rows.count * o)
             Array(x[(s.rows.lowerBound * i)..<(s.rows.upperBound * i)]).withUnsafeBufferPointer { xp in
-                l.forward(y: &part, x: xp.baseAddress!, xBF16: nil, rows: s.rows.count, accumulate: false, scratch: scratch)
+                l.forward(y: &part, x: xp.baseAddress!, xBF16: nil, rows: s.rows.count, accumulate: false, scratch: scratch,
+                          context: .plain)
             }
             alone.replaceSubrange((s.rows.lowerBound * o)..<(s.rows.upperBound * o), with: part)
         }

@@ -155,8 +155,10 @@ extension DecoderModel {
     /// forward that gradient checkpointing repeats before the block's backward, which needs the
     /// saved activations only: the MLP's last product (and the activation, which backward
     /// recomputes) is skipped and `out` is left as it is, unless sandwich norms need down's output.
+    /// `context` goes to every linear of the block.
     func blockForward(_ li: Int, x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, acts a: DecoderActivations,
-                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table?, recompute: Bool = false) {
+                      w: DecoderWorkspace, rows n: Int, attention: BlockAttention, rope: RoPE.Table?, context: PassContext,
+                      recompute: Bool = false) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim, f = s.intermediateSize
         let qd = s.queryWidth, kvd = s.kvWidth
@@ -168,7 +170,7 @@ extension DecoderModel {
             // [N, Q + 2K] = xn · Wqkvᵀ, then its column blocks q | k | v.
             let width = qd + 2 * kvd
             linear(.qkv, layer, y: w.qkv.pointer, x: w.xn.pointer, xBF16: w.sharedBF16(for: layer[.qkv], rows: n, channels: c),
-                   rows: n, accumulate: false)
+                   rows: n, accumulate: false, context: context)
             for r in 0..<n {
                 let row = w.qkv.pointer + r * width
                 (qOut.pointer + r * qd).update(from: row, count: qd)
@@ -177,9 +179,9 @@ extension DecoderModel {
             }
         } else {
             let xb = w.sharedBF16(for: layer[.q], rows: n, channels: c)
-            linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, Q]
-            linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)   // [N, K]
-            linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false)    // [N, K]
+            linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, Q]
+            linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, K]
+            linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)    // [N, K]
         }
         if s.qkNorm {
             RMSNorm.forward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
@@ -210,33 +212,33 @@ extension DecoderModel {
         }
         if s.sandwichNorms {
             // xMid = x + norm(att·Woᵀ)
-            linear(.o, layer, y: a.attnOut.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: false)
+            linear(.o, layer, y: a.attnOut.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: false, context: context)
             normForward(out: a.xMid.pointer, stats: a.rstd3.pointer, x: a.attnOut.pointer, weight: layer.norm(.postAttention),
                         bias: layer.normBiases[.postAttention], rows: n)
             Residual.add(a.xMid.pointer, x, count: n * c)
         } else {
             a.xMid.pointer.update(from: x, count: n * c)
-            linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true)   // xMid += att·Woᵀ
+            linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true, context: context)   // xMid += att·Woᵀ
         }
         // MLP.
         normForward(out: w.xn.pointer, stats: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
                     bias: layer.normBiases[.mlp], rows: n)
         let xb2 = w.sharedBF16(for: layer[.up], rows: n, channels: c)
         if s.mlp.isGated {
-            linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)  // [N, F]
+            linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)  // [N, F]
         }
-        linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false)      // [N, F]
+        linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)      // [N, F]
         if recompute && !s.sandwichNorms { return }
         activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
         if s.sandwichNorms {
             // out = xMid + norm(h·Wdᵀ)
-            linear(.down, layer, y: a.mlpOut.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: false)
+            linear(.down, layer, y: a.mlpOut.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: false, context: context)
             normForward(out: out, stats: a.rstd4.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
                         bias: layer.normBiases[.postMLP], rows: n)
             Residual.add(out, a.xMid.pointer, count: n * c)
         } else {
             out.update(from: a.xMid.pointer, count: n * c)
-            linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true)   // out += h·Wdᵀ
+            linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true, context: context)   // out += h·Wdᵀ
         }
     }
 
@@ -254,17 +256,17 @@ extension DecoderModel {
     /// y (+)= x · Wᵀ (+ bias) for one of the block's linears.
     @inline(__always)
     private func linear(_ l: DecoderLinear, _ layer: DecoderLayer, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                        xBF16: UnsafePointer<BF16Bits>?, rows n: Int, accumulate: Bool) {
+                        xBF16: UnsafePointer<BF16Bits>?, rows n: Int, accumulate: Bool, context: PassContext) {
         let lin = layer[l]
-        lin.forward(y: y, x: x, xBF16: xBF16, rows: n, accumulate: accumulate, scratch: scratch)
+        lin.forward(y: y, x: x, xBF16: xBF16, rows: n, accumulate: accumulate, scratch: scratch, context: context)
         if let b = layer.biases[l] { Bias.forward(y: y, bias: b.pointer, rows: n, features: lin.outFeatures) }
     }
 
     /// Backward of `blockForward` (over packed sequences): on entry w.dx holds ∂loss/∂out, on exit
     /// ∂loss/∂x; the block's adapters add their parameter gradients. Biases are frozen and pass
-    /// gradients through unchanged.
+    /// gradients through unchanged. `context` is the forward's.
     func blockBackward(_ li: Int, x: UnsafePointer<Float>, acts a: DecoderActivations, w: DecoderWorkspace,
-                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table?) {
+                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table?, context: PassContext) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim
         let f = s.intermediateSize, qd = s.queryWidth, kvd = s.kvWidth
@@ -279,7 +281,7 @@ extension DecoderModel {
                          stats: a.rstd4.pointer, rows: n)
             dDown = UnsafePointer(w.dOut.pointer)
         }
-        layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch)
+        layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         w.dup.pointer.update(repeating: 0, count: n * f)
         switch s.mlp {
         case .swiGLU:
@@ -294,10 +296,10 @@ extension DecoderModel {
             GELU.backward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
         }
         if s.mlp.isGated {
-            layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+            layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         }
         layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: s.mlp.isGated,
-                            scratch: scratch)
+                            scratch: scratch, context: context)
         normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
                      stats: a.rstd2.pointer, rows: n)
         // Attention: datt = dx·Wo; attention backward; un-rotate dq, dk; q/k norm backward; dxn; dx += norm backward.
@@ -308,7 +310,7 @@ extension DecoderModel {
                          stats: a.rstd3.pointer, rows: n)
             dO = UnsafePointer(w.dOut.pointer)
         }
-        layer[.o].backward(dx: w.datt.pointer, dy: dO, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch)
+        layer[.o].backward(dx: w.datt.pointer, dy: dO, x: a.att.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         w.dq.pointer.update(repeating: 0, count: n * qd)
         w.dk.pointer.update(repeating: 0, count: n * kvd)
         w.dv.pointer.update(repeating: 0, count: n * kvd)
@@ -340,11 +342,11 @@ extension DecoderModel {
                 (row + qd).update(from: dkOut.pointer + r * kvd, count: kvd)
                 (row + qd + kvd).update(from: w.dv.pointer + r * kvd, count: kvd)
             }
-            layer[.qkv].backward(dx: w.dxn.pointer, dy: w.dqkv.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
+            layer[.qkv].backward(dx: w.dxn.pointer, dy: w.dqkv.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         } else {
-            layer[.q].backward(dx: w.dxn.pointer, dy: dqOut.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch)
-            layer[.k].backward(dx: w.dxn.pointer, dy: dkOut.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
-            layer[.v].backward(dx: w.dxn.pointer, dy: w.dv.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch)
+            layer[.q].backward(dx: w.dxn.pointer, dy: dqOut.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
+            layer[.k].backward(dx: w.dxn.pointer, dy: dkOut.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
+            layer[.v].backward(dx: w.dxn.pointer, dy: w.dv.pointer, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
         }
         normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: x, weight: layer.norm(.attention), stats: a.rstd1.pointer, rows: n)
     }

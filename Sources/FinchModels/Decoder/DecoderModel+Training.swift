@@ -53,8 +53,7 @@ extension DecoderModel {
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
         let w = trainingWorkspace(rows: n, checkpointing: checkpointing)
-        forEachLoRALinear { $0.dropoutKey = options.dropoutKey }
-        defer { forEachLoRALinear { $0.dropoutKey = nil } }
+        let context = PassContext(dropoutKey: options.dropoutKey)
         let tables = RotaryTables(spec: spec, positions: p.positions)
 
         // Forward, keeping each block's input (and, without checkpointing, its activations).
@@ -62,7 +61,7 @@ extension DecoderModel {
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer,
                          acts: w.layers[checkpointing ? 0 : li], w: w, rows: n, attention: .packed(p.sequences),
-                         rope: tables[li])
+                         rope: tables[li], context: context)
         }
 
         // Final norm, LM head, loss and its backward (chunked: [N, V] logits never exist at once).
@@ -84,10 +83,10 @@ extension DecoderModel {
             if checkpointing {
                 // Recompute the block's activations (the saved input stays; its output is not needed).
                 blockForward(li, x: w.residual[li].pointer, out: w.dxn.pointer, acts: acts, w: w, rows: n,
-                             attention: .packed(p.sequences), rope: tables[li], recompute: true)
+                             attention: .packed(p.sequences), rope: tables[li], context: context, recompute: true)
             }
             blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
-                          rope: tables[li])
+                          rope: tables[li], context: context)
         }
         return LossSum(sum: loss.sum, count: loss.count)
     }
@@ -102,7 +101,7 @@ extension DecoderModel {
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer, acts: w.layers[0],
-                         w: w, rows: n, attention: .packed(p.sequences), rope: tables[li])
+                         w: w, rows: n, attention: .packed(p.sequences), rope: tables[li], context: .plain)
         }
         normForward(out: w.finalNormed.pointer, stats: nil, x: w.residual[layers.count].pointer, weight: finalNorm,
                     bias: finalNormBias, rows: n)

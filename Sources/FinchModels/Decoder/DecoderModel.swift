@@ -136,7 +136,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         }
     }
 
-    public func forward(_ inputs: [SequenceInput], logits selection: LogitsSelection) throws -> Logits {
+    public func forward(_ inputs: [SequenceInput], logits selection: LogitsSelection, context: PassContext) throws -> Logits {
         let c = spec.hiddenSize, vocab = spec.vocabSize
         var tokens: [Int] = []
         var positions: [Int32] = []
@@ -156,6 +156,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             input.cache.reserve(past + input.tokens.count)
         }
         let n = tokens.count
+        if let spans = context.rowAdapters { try checkRowAdapters(spans, rows: n) }
         let w: DecoderWorkspace
         if let old = work, old.rows >= n { w = old } else {
             work = nil
@@ -167,7 +168,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         let tables = RotaryTables(spec: spec, positions: positions)
         for li in 0..<layers.count {
             blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
-                         rope: tables[li])
+                         rope: tables[li], context: PassContext(rowAdapters: context.rowAdapters))
         }
         for s in segments { s.cache.advance(by: s.count) }
 

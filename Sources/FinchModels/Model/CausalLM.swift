@@ -92,8 +92,10 @@ public protocol CausalLM: LanguageModel {
     /// An empty key/value cache for one sequence.
     func makeCache(capacity: Int) -> KVCache
     /// Runs the new tokens of every sequence through the model, appending them to the
-    /// sequences' caches, and returns the selected logits.
-    func forward(_ inputs: [SequenceInput], logits: LogitsSelection) throws -> Logits
+    /// sequences' caches, and returns the selected logits. `context.rowAdapters` gives runs of
+    /// the new tokens (numbered in the order of the sequences) their own adapter (batched
+    /// serving; checked by `LoRAHost.checkRowAdapters`); inference has no dropout.
+    func forward(_ inputs: [SequenceInput], logits: LogitsSelection, context: PassContext) throws -> Logits
 }
 
 extension CausalLM {
@@ -118,7 +120,12 @@ extension CausalLM {
             guard let cache = input.state as? KVCache else { throw ModelError.foreignSequenceState(model: architecture) }
             return SequenceInput(tokens: input.tokens, cache: cache)
         }
-        return try withAdapters(adapters) { try forward(seqs, logits: logits) }
+        return try forward(seqs, logits: logits, context: PassContext(rowAdapters: adapters))
+    }
+
+    /// `forward` with the active adapter on every row.
+    public func forward(_ inputs: [SequenceInput], logits: LogitsSelection) throws -> Logits {
+        try forward(inputs, logits: logits, context: .plain)
     }
 
     /// Logits for a padded batch, as a Hugging Face model call with an attention mask would give

@@ -73,12 +73,6 @@ extension LanguageModel {
         try step(inputs, logits: logits, adapters: nil)
     }
 
-    /// Runs `body` with `adapters` as the row adapters of this pass (nil: the active adapter).
-    func withAdapters<T>(_ adapters: [AdapterSpan]?, _ body: () throws -> T) throws -> T {
-        guard let adapters else { return try body() }
-        return try withRowAdapters(adapters, body)
-    }
-
     @discardableResult
     public func saveHuggingFace(to directory: String, tokenizer: Tokenizer?, dtype: ExportDType = .f32,
                                 maxShardBytes: Int? = nil, overwrite: Bool = false,

@@ -72,7 +72,7 @@ extension LoRAHost {
             if let w = slot.get() as? LoRALinear {
                 wrapped = w
             } else {
-                wrapped = LoRALinear(base: slot.get() as! LinearWeight, name: module)
+                wrapped = LoRALinear(base: slot.get().frozenWeight, name: module)
                 slot.set(wrapped)
             }
             wrapped.add(lora, as: name)
@@ -93,19 +93,20 @@ extension LoRAHost {
         return found
     }
 
-    /// Runs `body` (inference calls) with a different adapter per run of rows: the new tokens of
-    /// one forward call are numbered in the order of its sequences, and each span's rows use its
-    /// adapter (nil: the base model). Rows outside every span use the base model.
-    /// - Throws: ``ModelError/badInput(_:)`` for an adapter that is not loaded or a merged one.
-    public func withRowAdapters<T>(_ spans: [AdapterSpan], _ body: () throws -> T) throws -> T {
+    /// Checks per-row adapters (`PassContext.rowAdapters`) for a call over `rows` rows: every
+    /// named adapter is loaded, none is merged, and every span lies within the rows.
+    /// - Throws: ``ModelError/badInput(_:)`` naming the adapter or span at fault.
+    public func checkRowAdapters(_ spans: [AdapterSpan], rows: Int) throws {
         let loaded = Set(adapterNames)
-        for s in spans { if let a = s.adapter, !loaded.contains(a) { throw ModelError.badInput("no adapter named '\(a)' is loaded") } }
+        for s in spans {
+            if let a = s.adapter, !loaded.contains(a) { throw ModelError.badInput("no adapter named '\(a)' is loaded") }
+            guard s.rows.lowerBound >= 0, s.rows.upperBound <= rows else {
+                throw ModelError.badInput("adapter span \(s.rows) lies outside the call's \(rows) rows")
+            }
+        }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
         if mergedAny { throw ModelError.badInput("an adapter is merged into the base; unmerge it before serving adapters per request") }
-        forEachLoRALinear { $0.rowAdapters = spans }
-        defer { forEachLoRALinear { $0.rowAdapters = nil } }
-        return try body()
     }
 
     /// Folds the active adapter into the base weights (forward then skips the adapter products).
@@ -194,10 +195,7 @@ extension LoRAHost {
 }
 
 /// The frozen weight under a layer that may be wrapped.
-public func baseWeight(_ layer: any LinearLayer) -> LinearWeight {
-    if let w = layer as? LoRALinear { return w.base }
-    return layer as! LinearWeight
-}
+public func baseWeight(_ layer: any LinearLayer) -> LinearWeight { layer.frozenWeight }
 
 /// W [O, I] as `forward` applies it: the base weight, plus the active adapter when it is not merged
 /// (folded into a copy; the layer is not changed).

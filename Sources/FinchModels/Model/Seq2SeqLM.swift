@@ -14,7 +14,9 @@ public protocol Seq2SeqLM: LanguageModel {
     /// Runs the encoder over each source and returns one cache per source.
     func encode(_ sources: [[Int]], capacity: Int) throws -> [EncoderDecoderCache]
     /// Runs new decoder tokens of each sequence after what its cache holds; the selected logits [R, V].
-    func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits: LogitsSelection) throws -> Logits
+    /// `context.rowAdapters` gives runs of the new tokens their own adapter (as `CausalLM.forward`).
+    func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits: LogitsSelection,
+                context: PassContext) throws -> Logits
 }
 
 extension Seq2SeqLM {
@@ -31,6 +33,11 @@ extension Seq2SeqLM {
             guard let cache = input.state as? EncoderDecoderCache else { throw ModelError.foreignSequenceState(model: architecture) }
             return (tokens: input.tokens, cache: cache)
         }
-        return try withAdapters(adapters) { try decode(seqs, logits: logits) }
+        return try decode(seqs, logits: logits, context: PassContext(rowAdapters: adapters))
+    }
+
+    /// `decode` with the active adapter on every row.
+    public func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits: LogitsSelection) throws -> Logits {
+        try decode(inputs, logits: logits, context: .plain)
     }
 }

@@ -40,14 +40,16 @@ enum T5CrossKeys {
 
 extension T5Model {
     /// One block over `n` rows: x [N, C] becomes the block's output in place. With `acts`, what
-    /// backward needs is kept there. `li` indexes the layer in its stack (for caches).
+    /// backward needs is kept there. `li` indexes the layer in its stack (for caches). `context`
+    /// goes to every linear of the block.
     func blockForward(_ block: T5Block, layer li: Int, x: UnsafeMutablePointer<Float>, rows n: Int,
-                      selfSegments: [T5SelfSegment], causal: Bool, cross: T5CrossKeys?, acts: T5BlockActs?) {
+                      selfSegments: [T5SelfSegment], causal: Bool, cross: T5CrossKeys?, acts: T5BlockActs?,
+                      context: PassContext) {
         let c = config.dModel, inner = config.innerDim, f = config.dFf, h = config.numHeads, d = config.dKv
         func buffer(_ count: Int) -> Buffer<Float> { Buffer<Float>(uninitializedCount: max(1, count)) }
         func project(_ l: T5Linear, _ input: UnsafePointer<Float>, rows: Int, width: Int) -> Buffer<Float> {
             let y = buffer(rows * width)
-            block[l].forward(y: y.pointer, x: input, xBF16: nil, rows: rows, accumulate: false, scratch: scratch)
+            block[l].forward(y: y.pointer, x: input, xBF16: nil, rows: rows, accumulate: false, scratch: scratch, context: context)
             return y
         }
 
@@ -73,7 +75,7 @@ extension T5Model {
                                     shape: .init(queries: r.count, keys: keys, heads: h, headDim: d,
                                                  causalOffset: causal ? past : nil))
         }
-        block[.o].forward(y: x, x: att.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch)
+        block[.o].forward(y: x, x: att.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
         if let acts { acts.h1 = h1; acts.rstd1 = rstd1; acts.q = q; acts.k = k; acts.v = v; acts.att = att; acts.lse = lse }
 
         // Cross-attention (decoder blocks).
@@ -104,7 +106,7 @@ extension T5Model {
                                             shape: .init(queries: r.count, keys: cache.encoderRows, heads: h, headDim: d))
                 }
             }
-            block[.crossO].forward(y: x, x: catt.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch)
+            block[.crossO].forward(y: x, x: catt.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
             if let acts { acts.hc = hc; acts.rstdc = rstdc; acts.cq = cq; acts.catt = catt; acts.clse = clse }
         }
 
@@ -116,38 +118,39 @@ extension T5Model {
         let u = config.isGated ? project(.wi1, h2.pointer, rows: n, width: f) : nil
         let a = buffer(n * f)
         T5FeedForward.activate(a.pointer, g.pointer, up: u?.pointer, count: n * f, activation: activation)
-        block[.wo].forward(y: x, x: a.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch)
+        block[.wo].forward(y: x, x: a.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
         if let acts { acts.h2 = h2; acts.rstd2 = rstd2; acts.g = g; acts.u = u; acts.a = a }
     }
 
     /// Backward of `blockForward` over the rows `acts` kept: `dx` [N, C] holds ∂loss/∂(block
     /// output) and becomes ∂loss/∂(block input); the adapters' gradients are added; for decoder
     /// blocks `dEncoder` [M, C] accumulates ∂loss/∂(encoder output) through cross-attention's
-    /// keys and values.
+    /// keys and values. `context` is the forward's.
     func blockBackward(_ block: T5Block, acts: T5BlockActs, dx: UnsafeMutablePointer<Float>,
                        selfSegments: [T5SelfSegment], causal: Bool,
-                       cross: (encoderOutput: UnsafePointer<Float>, rows: Int, ranges: [Range<Int>], dEncoder: UnsafeMutablePointer<Float>)?) {
+                       cross: (encoderOutput: UnsafePointer<Float>, rows: Int, ranges: [Range<Int>], dEncoder: UnsafeMutablePointer<Float>)?,
+                       context: PassContext) {
         let n = acts.rows
         let c = config.dModel, inner = config.innerDim, f = config.dFf, h = config.numHeads, d = config.dKv
         func buffer(_ count: Int) -> Buffer<Float> { Buffer<Float>(count: max(1, count)) }
 
         // Feed-forward: x_out = x2 + wo(act(...)).
         let da = buffer(n * f)
-        block[.wo].backward(dx: da.pointer, dy: dx, x: acts.a!.pointer, rows: n, accumulate: false, scratch: scratch)
+        block[.wo].backward(dx: da.pointer, dy: dx, x: acts.a!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         let dg = buffer(n * f), du = config.isGated ? buffer(n * f) : nil
         T5FeedForward.activateBackward(dg: dg.pointer, du: du?.pointer, da: da.pointer, g: acts.g!.pointer, up: acts.u?.pointer,
                                        count: n * f, activation: activation)
         let dh = buffer(n * c)
         block[config.isGated ? .wi0 : .wi].backward(dx: dh.pointer, dy: dg.pointer, x: acts.h2!.pointer, rows: n,
-                                                     accumulate: false, scratch: scratch)
-        if let du { block[.wi1].backward(dx: dh.pointer, dy: du.pointer, x: acts.h2!.pointer, rows: n, accumulate: true, scratch: scratch) }
+                                                     accumulate: false, scratch: scratch, context: context)
+        if let du { block[.wi1].backward(dx: dh.pointer, dy: du.pointer, x: acts.h2!.pointer, rows: n, accumulate: true, scratch: scratch, context: context) }
         RMSNorm.backward(dx: dx, dweight: nil, dout: dh.pointer, x: acts.x2!.pointer, weight: block.ffnNorm.pointer,
                          rstd: acts.rstd2!.pointer, rows: n, channels: c)
 
         // Cross-attention: x2 = x1 + o(attention(q(norm(x1)), k(enc), v(enc))).
         if let cross, let crossNorm = block.crossNorm {
             let datt = buffer(n * inner)
-            block[.crossO].backward(dx: datt.pointer, dy: dx, x: acts.catt!.pointer, rows: n, accumulate: false, scratch: scratch)
+            block[.crossO].backward(dx: datt.pointer, dy: dx, x: acts.catt!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
             let dq = buffer(n * inner), dk = buffer(cross.rows * inner), dv = buffer(cross.rows * inner)
             for (s, keys) in zip(selfSegments, cross.ranges) {
                 let r = s.rows
@@ -159,16 +162,16 @@ extension T5Model {
                                          shape: .init(queries: r.count, keys: keys.count, heads: h, headDim: d))
             }
             let dhc = buffer(n * c)
-            block[.crossQ].backward(dx: dhc.pointer, dy: dq.pointer, x: acts.hc!.pointer, rows: n, accumulate: false, scratch: scratch)
-            block[.crossK].backward(dx: cross.dEncoder, dy: dk.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch)
-            block[.crossV].backward(dx: cross.dEncoder, dy: dv.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch)
+            block[.crossQ].backward(dx: dhc.pointer, dy: dq.pointer, x: acts.hc!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
+            block[.crossK].backward(dx: cross.dEncoder, dy: dk.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch, context: context)
+            block[.crossV].backward(dx: cross.dEncoder, dy: dv.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch, context: context)
             RMSNorm.backward(dx: dx, dweight: nil, dout: dhc.pointer, x: acts.x1!.pointer, weight: crossNorm.pointer,
                              rstd: acts.rstdc!.pointer, rows: n, channels: c)
         }
 
         // Self-attention: x1 = x + o(attention(q, k, v of norm(x)) + bias).
         let datt = buffer(n * inner)
-        block[.o].backward(dx: datt.pointer, dy: dx, x: acts.att!.pointer, rows: n, accumulate: false, scratch: scratch)
+        block[.o].backward(dx: datt.pointer, dy: dx, x: acts.att!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         let dq = buffer(n * inner), dk = buffer(n * inner), dv = buffer(n * inner)
         for s in selfSegments {
             let r = s.rows, o = r.lowerBound * inner
@@ -178,9 +181,9 @@ extension T5Model {
                                      shape: .init(queries: r.count, keys: r.count, heads: h, headDim: d, causalOffset: causal ? 0 : nil))
         }
         let dh1 = buffer(n * c)
-        block[.q].backward(dx: dh1.pointer, dy: dq.pointer, x: acts.h1!.pointer, rows: n, accumulate: false, scratch: scratch)
-        block[.k].backward(dx: dh1.pointer, dy: dk.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch)
-        block[.v].backward(dx: dh1.pointer, dy: dv.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch)
+        block[.q].backward(dx: dh1.pointer, dy: dq.pointer, x: acts.h1!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
+        block[.k].backward(dx: dh1.pointer, dy: dk.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
+        block[.v].backward(dx: dh1.pointer, dy: dv.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
         RMSNorm.backward(dx: dx, dweight: nil, dout: dh1.pointer, x: acts.x.pointer, weight: block.selfNorm.pointer,
                          rstd: acts.rstd1!.pointer, rows: n, channels: c)
     }

@@ -8,8 +8,9 @@ import Foundation
 extension T5Model {
     /// The encoder over `rows` packed rows of tokens (sequences `ranges`): the final-normed output
     /// [N, C]; with `acts`, each block's activations (and the final norm's input and statistics).
+    /// `context` goes to every block (training: the dropout key).
     func runEncoder(tokens: [Int], ranges: [Range<Int>], keep: ((Int, T5BlockActs) -> Void)?,
-                    checkpointing: Bool = false) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
+                    checkpointing: Bool = false, context: PassContext = .plain) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
         let n = tokens.count, c = config.dModel
         let x = Buffer<Float>(uninitializedCount: max(1, n * c))
         try embed(tokens, into: x.pointer)
@@ -17,7 +18,7 @@ extension T5Model {
         for (li, block) in encoder.enumerated() {
             let acts = keep.map { _ in T5BlockActs(rows: n, x: Buffer(copying: x.pointer, count: n * c)) }
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: false, cross: nil,
-                         acts: checkpointing ? nil : acts)
+                         acts: checkpointing ? nil : acts, context: context)
             if let acts { keep!(li, acts) }
         }
         let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
@@ -40,8 +41,10 @@ extension T5Model {
         var ks: [Buffer<Float>] = [], vs: [Buffer<Float>] = []
         for block in decoder {
             let k = Buffer<Float>(uninitializedCount: max(1, m * inner)), v = Buffer<Float>(uninitializedCount: max(1, m * inner))
-            block[.crossK].forward(y: k.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-            block[.crossV].forward(y: v.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+            block[.crossK].forward(y: k.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
+                                  context: .plain)
+            block[.crossV].forward(y: v.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
+                                  context: .plain)
             ks.append(k); vs.append(v)
         }
         return ranges.map { r in
@@ -59,8 +62,9 @@ extension T5Model {
     }
 
     /// Runs new decoder tokens of each sequence (appended after what its cache holds) and returns
-    /// the selected logits [R, V].
-    public func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits selection: LogitsSelection) throws -> Logits {
+    /// the selected logits [R, V]. `context.rowAdapters`: runs of the new tokens with their own adapter.
+    public func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits selection: LogitsSelection,
+                       context: PassContext) throws -> Logits {
         let c = config.dModel, v = config.vocabSize
         var tokens: [Int] = [], segments: [T5SelfSegment] = []
         for (i, input) in inputs.enumerated() {
@@ -73,11 +77,12 @@ extension T5Model {
             tokens += input.tokens
         }
         let n = tokens.count
+        if let spans = context.rowAdapters { try checkRowAdapters(spans, rows: n) }
         let x = Buffer<Float>(uninitializedCount: max(1, n * c))
         try embed(tokens, into: x.pointer)
         for (li, block) in decoder.enumerated() {
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
-                         cross: .cached(inputs.map(\.cache)), acts: nil)
+                         cross: .cached(inputs.map(\.cache)), acts: nil, context: PassContext(rowAdapters: context.rowAdapters))
         }
         for input in inputs { input.cache.advance(by: input.tokens.count) }
         var picked: [Int] = [], ranges: [Range<Int>] = []

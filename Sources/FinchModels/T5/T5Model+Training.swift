@@ -48,7 +48,7 @@ extension T5Model: TrainableModel {
     /// The decoder over packed rows after the encoder: its final-normed (and rescaled) output,
     /// its pre-norm rows and statistics, and each block's activations.
     func runDecoder(_ p: PackedPairs, encoderOutput: Buffer<Float>, segments: [T5SelfSegment], keep: Bool,
-                    checkpointing: Bool) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>, acts: [T5BlockActs]) {
+                    checkpointing: Bool, context: PassContext) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>, acts: [T5BlockActs]) {
         let n = p.decoder.count, c = config.dModel
         let y = Buffer<Float>(uninitializedCount: max(1, n * c))
         try embed(p.decoder, into: y.pointer)
@@ -57,7 +57,7 @@ extension T5Model: TrainableModel {
             let a = keep ? T5BlockActs(rows: n, x: Buffer(copying: y.pointer, count: n * c)) : nil
             blockForward(block, layer: li, x: y.pointer, rows: n, selfSegments: segments, causal: true,
                          cross: .compute(encoderOutput: encoderOutput.pointer, rows: p.source.count, ranges: p.sourceRanges),
-                         acts: checkpointing ? nil : a)
+                         acts: checkpointing ? nil : a, context: context)
             if let a { acts.append(a) }
         }
         let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
@@ -72,16 +72,17 @@ extension T5Model: TrainableModel {
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
-        forEachLoRALinear { $0.dropoutKey = options.dropoutKey }
-        defer { forEachLoRALinear { $0.dropoutKey = nil } }
+        let context = PassContext(dropoutKey: options.dropoutKey)
         let checkpointing = options.checkpointing
 
         // Forward.
         let encSegments = selfSegments(p.sourceRanges, decoder: false)
         var encActs: [T5BlockActs] = []
-        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: { encActs.append($1) }, checkpointing: checkpointing)
+        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: { encActs.append($1) }, checkpointing: checkpointing,
+                                 context: context)
         let decSegments = selfSegments(p.decoderRanges, decoder: true)
-        let dec = try runDecoder(p, encoderOutput: enc.output, segments: decSegments, keep: true, checkpointing: checkpointing)
+        let dec = try runDecoder(p, encoderOutput: enc.output, segments: decSegments, keep: true, checkpointing: checkpointing,
+                                 context: context)
 
         // Loss and the LM head's backward (chunked), then the decoder's final norm (and rescale).
         let dOut = Buffer<Float>(count: max(1, n * c))
@@ -102,10 +103,11 @@ extension T5Model: TrainableModel {
                 let x = Buffer(copying: acts.x.pointer, count: n * c)
                 acts = T5BlockActs(rows: n, x: acts.x)
                 blockForward(decoder[li], layer: li, x: x.pointer, rows: n, selfSegments: decSegments, causal: true,
-                             cross: .compute(encoderOutput: enc.output.pointer, rows: m, ranges: p.sourceRanges), acts: acts)
+                             cross: .compute(encoderOutput: enc.output.pointer, rows: m, ranges: p.sourceRanges), acts: acts,
+                             context: context)
             }
             blockBackward(decoder[li], acts: acts, dx: dy.pointer, selfSegments: decSegments, causal: true,
-                          cross: (UnsafePointer(enc.output.pointer), m, p.sourceRanges, dEnc.pointer))
+                          cross: (UnsafePointer(enc.output.pointer), m, p.sourceRanges, dEnc.pointer), context: context)
         }
 
         // The encoder's final norm, then its blocks.
@@ -117,9 +119,11 @@ extension T5Model: TrainableModel {
             if checkpointing {
                 let x = Buffer(copying: acts.x.pointer, count: m * c)
                 acts = T5BlockActs(rows: m, x: acts.x)
-                blockForward(encoder[li], layer: li, x: x.pointer, rows: m, selfSegments: encSegments, causal: false, cross: nil, acts: acts)
+                blockForward(encoder[li], layer: li, x: x.pointer, rows: m, selfSegments: encSegments, causal: false, cross: nil, acts: acts,
+                             context: context)
             }
-            blockBackward(encoder[li], acts: acts, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil)
+            blockBackward(encoder[li], acts: acts, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil,
+                          context: context)
         }
         return LossSum(sum: loss.sum, count: loss.count)
     }
@@ -129,9 +133,9 @@ extension T5Model: TrainableModel {
         let n = p.decoder.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
-        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: nil)
+        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: nil, context: .plain)
         let dec = try runDecoder(p, encoderOutput: enc.output, segments: selfSegments(p.decoderRanges, decoder: true),
-                                 keep: false, checkpointing: false)
+                                 keep: false, checkpointing: false, context: .plain)
         let loss = try p.targets.withUnsafeBufferPointer { t in
             try CrossEntropy.linearForward(x: dec.output.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
         }
