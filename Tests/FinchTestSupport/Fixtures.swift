@@ -1,3 +1,5 @@
+// The comparison every test uses lives in FinchCore (the CLI checks merges with it too).
+@_exported import func FinchCore.maxAbsDiff
 import Foundation
 import XCTest
 import FinchModels
@@ -80,9 +82,4 @@ public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     var num = 0.0, den = 0.0
     for (x, y) in zip(a, b) { num += Double(x - y) * Double(x - y); den += Double(y) * Double(y) }
     return (num / max(den, 1e-300)).squareRoot()
-}
-
-/// max |a - b|
-public func maxAbsDiff(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Float {
-    zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
