@@ -19,7 +19,7 @@ enum HTTPHarness {
     static let responder: RouterResponder<BasicRequestContext> = {
         do {
             let dir = Harness.root + "/Tests/Fixtures/tiny-qwen2"
-            let lm = try LanguageModel.load(dir + "/hf")
+            let lm = try LoadedModel.load(dir + "/hf")
             let served = try ServedModel.start(lm: lm, adapters: [(name: "tuned", directory: dir + "/peft")], maxBatch: 4,
                                                contextLength: 96, name: "tiny")
             var options = ServeOptions()

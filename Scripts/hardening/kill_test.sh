@@ -4,7 +4,7 @@
 # (`--resume` of the run directory: its last whole checkpoint). The run that was killed must end
 # with the uninterrupted run's losses and a byte-identical adapter. It also counts where the kills
 # landed, from what each left in the run directory before the next run cleaned it: a hidden
-# `.checkpoint-N.partial` (inside a checkpoint write), `.checkpoint-N.deleting` / `.old` (inside a
+# `.checkpoint-N.tmp-*` (inside a checkpoint write), `.checkpoint-N.deleting` / `.old-*` (inside a
 # rotation or replacement), a `.adapter_model.safetensors.tmp-*` (inside the final save). It fails
 # unless at least half the kills landed on a live run and at least one landed inside a checkpoint
 # write, so that a pass means what it says.
@@ -29,7 +29,7 @@ for k in $(seq 1 "$KILLS"); do
   sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.1 + 0.6 * r / 32767 }')"
   if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); else finished_early=$((finished_early + 1)); fi
   wait "$pid" 2>/dev/null || true
-  ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.partial$' && in_checkpoint=$((in_checkpoint + 1))
+  ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.tmp-' && in_checkpoint=$((in_checkpoint + 1))
   ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.\(deleting\|old\)$' && in_rotation=$((in_rotation + 1))
   ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.adapter_model\.safetensors\.tmp-' && in_final_save=$((in_final_save + 1))
   # Never a half checkpoint in view: every checkpoint-N holds all four files.

@@ -21,4 +21,12 @@ public enum Memory {
         guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
+
+    /// Serves allocations of `threshold` bytes or more from their own mappings (glibc's
+    /// `M_MMAP_THRESHOLD`, fixed, which also turns off the dynamic threshold that otherwise rises
+    /// after large frees): a freed buffer leaves the process at once, so the resident peak is what
+    /// is live. Does nothing off glibc.
+    public static func mapLargeAllocations(threshold: Int) {
+        finch_map_large_allocations(threshold)
+    }
 }

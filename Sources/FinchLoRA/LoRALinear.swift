@@ -28,9 +28,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     public init(base: LinearWeight, name: String) {
         self.base = base
         self.name = name
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325   // FNV-1a of the name
-        for byte in name.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        self.nameHash = h
+        self.nameHash = FNV1a.hash(name)
     }
 
     public var inFeatures: Int { base.inFeatures }

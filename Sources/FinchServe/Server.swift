@@ -40,12 +40,27 @@ public final class Routes: Sendable {
         conversationLog = try options.conversationLog.map { try ConversationLog(path: $0) }
     }
 
-    /// The router with every route and the middleware that answers errors as OpenAI does.
+    /// The router: the middleware that answers errors as OpenAI does and counts requests by the route's own
+    /// pattern, the open routes, then the API key check, then each API file's routes. An unknown path goes
+    /// through both middlewares too (401 without the key when one is set, else 404).
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: APIMiddleware(apiKey: options.apiKey, metrics: metrics))
-        router.get("/") { _, _ in ChatPage.response() }
-        router.get("/health") { [state] _, _ -> Response in
+        router.add(middleware: APIMiddleware(metrics: metrics))
+        router.addRoutes(openRoutes())
+        router.add(middleware: APIKeyMiddleware(apiKey: options.apiKey))
+        router.addRoutes(serviceRoutes())
+        router.addRoutes(completionRoutes())
+        router.addRoutes(chatCompletionRoutes())
+        router.addRoutes(humanEvalRoutes())
+        return router
+    }
+
+    /// The routes anyone may call, with or without the API key: the two pages and the health check.
+    func openRoutes() -> RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.get("/") { _, _ in ChatPage.response() }
+        routes.get("/eval") { [self] _, _ in EvalPage.response(enabled: options.humanEval != nil) }
+        routes.get("/health") { [state] _, _ -> Response in
             switch state.phase {
             case .ready: return jsonResponse(.object([("status", .string("ok"))]))
             case .loading: return jsonResponse(.object([("status", .string("loading"))]), status: .serviceUnavailable)
@@ -53,23 +68,23 @@ public final class Routes: Sendable {
                 return jsonResponse(.object([("status", .string("failed")), ("error", .string(why))]), status: .serviceUnavailable)
             }
         }
-        router.get("/metrics") { [metrics] _, _ -> Response in
+        return routes
+    }
+
+    /// The routes of this file: metrics, the server's own info, models and adapters, tokenization.
+    func serviceRoutes() -> RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.get("/metrics") { [metrics] _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.text())))
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.text())))
         }
-        router.get("/finch/info") { [self] _, _ in try info() }
-        router.get("/v1/models") { [self] _, _ in try models() }
-        router.get("/v1/models/:id") { [self] _, context in try model(id: context.parameters.get("id") ?? "") }
-        router.post("/v1/adapters") { [self] request, _ in try await loadAdapter(request) }
-        router.post("/v1/chat/completions") { [self] request, _ in try await chatCompletions(request) }
-        router.post("/v1/completions") { [self] request, _ in try await completions(request) }
-        router.post("/tokenize") { [self] request, _ in try await tokenize(request) }
-        router.post("/detokenize") { [self] request, _ in try await detokenize(request) }
-        router.get("/eval") { [self] _, _ in EvalPage.response(enabled: options.humanEval != nil) }
-        router.get("/eval/next") { [self] _, _ in try evalNext() }
-        router.post("/eval/rate") { [self] request, _ in try await evalRate(request) }
-        router.get("/eval/elo") { [self] _, _ in try evalElo() }
-        return router
+        routes.get("/finch/info") { [self] _, _ in try info() }
+        routes.get("/v1/models") { [self] _, _ in try models() }
+        routes.get("/v1/models/{id}") { [self] _, context in try model(id: context.parameters.get("id") ?? "") }
+        routes.post("/v1/adapters") { [self] request, _ in try await loadAdapter(request) }
+        routes.post("/tokenize") { [self] request, _ in try await tokenize(request) }
+        routes.post("/detokenize") { [self] request, _ in try await detokenize(request) }
+        return routes
     }
 
     /// The request body as JSON fields (bounded by `maxBodyBytes`). A body that cannot be read is
@@ -173,21 +188,15 @@ public final class Routes: Sendable {
     }
 }
 
-/// Answers every error as OpenAI's error object, checks the API key, counts requests.
+/// Answers every error as OpenAI's error object and counts requests. The `route` label is the router's own
+/// pattern for the request (`context.endpointPath`, e.g. `/v1/models/{id}`), so it is a bounded set that
+/// needs no list of its own; a request no route matched is counted as `other`.
 struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
-    let apiKey: String?
     let metrics: ServerMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let route = Self.routeName(request.uri.path)
         let response: Response
         do {
-            if let apiKey, route != "/", route != "/eval", route != "/health" {
-                guard request.headers[.authorization] == "Bearer \(apiKey)" else {
-                    throw APIError(.unauthorized, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
-                                   + "the server was started with (--api-key).", type: "authentication_error", code: "invalid_api_key")
-                }
-            }
             response = try await next(request, context)
         } catch let e as APIError {
             response = e.jsonResponse
@@ -201,17 +210,29 @@ struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             let err = APIError(.internalServerError, "The server failed on this request: \(error)", type: "server_error")
             response = jsonResponse(err.json, status: .internalServerError)
         }
-        metrics.request(route: route, status: response.status.code)
+        metrics.request(route: Self.routeLabel(context.endpointPath), status: response.status.code)
         return response
     }
 
-    /// The route a path belongs to (a bounded set of label values).
-    static func routeName(_ path: String) -> String {
-        let known = ["/", "/health", "/metrics", "/finch/info", "/v1/models", "/v1/adapters", "/v1/chat/completions", "/v1/completions",
-                     "/tokenize", "/detokenize", "/eval", "/eval/next", "/eval/rate", "/eval/elo"]
-        if known.contains(path) { return path }
-        if path.hasPrefix("/v1/models/") { return "/v1/models/:id" }
-        return "other"
+    /// The metrics label of a request: the matched route's pattern, or `other` when none matched
+    /// (hummingbird names that case `NotFound`).
+    static func routeLabel(_ endpointPath: String?) -> String {
+        guard let endpointPath, endpointPath != "NotFound" else { return "other" }
+        return endpointPath
+    }
+}
+
+/// Refuses a request without `Authorization: Bearer <key>` when the server has a key. The router adds it after
+/// the open routes, so it guards every other route and the unknown paths.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let apiKey: String?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let apiKey, request.headers[.authorization] != "Bearer \(apiKey)" {
+            throw APIError(.unauthorized, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
+                           + "the server was started with (--api-key).", type: "authentication_error", code: "invalid_api_key")
+        }
+        return try await next(request, context)
     }
 }
 

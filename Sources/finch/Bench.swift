@@ -1,5 +1,4 @@
 import ArgumentParser
-import CFinchKernels
 import FinchCore
 import FinchModels
 import FinchQuant

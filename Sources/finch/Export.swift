@@ -102,7 +102,7 @@ struct Export: ParsableCommand {
 
         let reloaded = try LoadedModel.load(output, dtype: .f32)
         let again = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
-        let diff = Merge.maxAbsDiff(reference, again)
+        let diff = maxAbsDiff(reference.joined(), again.joined())
         print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",
                      tokens.count, adapter == nil ? "base" : "adapter", diff,
                      exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))

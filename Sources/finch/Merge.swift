@@ -82,8 +82,8 @@ struct Merge: ParsableCommand {
                   : "the 4-bit base was dequantized to f32 before merging (pass --keep-4bit to requantize instead)")
         }
         print("self-check on \(tokens.count) prompt tokens, max |logit diff| vs the adapter model:")
-        print(String(format: "  merged in memory:   %.3g", Self.maxAbsDiff(withAdapter, merged)))
-        print(String(format: "  exported, reloaded: %.3g%@", Self.maxAbsDiff(withAdapter, exported),
+        print(String(format: "  merged in memory:   %.3g", maxAbsDiff(withAdapter.joined(), merged.joined())))
+        print(String(format: "  exported, reloaded: %.3g%@", maxAbsDiff(withAdapter.joined(), exported.joined()),
                      exportType == .f32 ? "" : " (weights rounded to \(exportType.rawValue))"))
         if reloadedCheck.prompt != check.prompt || reloadedCheck.then != check.then {
             print("  WARNING: the exported tokenizer encodes the prompt differently (\(reloadedCheck.prompt.count) vs \(check.prompt.count) tokens)")
@@ -113,12 +113,6 @@ struct Merge: ParsableCommand {
         }
         try SafeTensorsWriter.write(entries, metadata: metadata, to: path)
         print("saved the check's ids and logits to \(path)")
-    }
-
-    static func maxAbsDiff(_ a: [[Float]], _ b: [[Float]]) -> Float {
-        var m: Float = 0
-        for (ra, rb) in zip(a, b) { for (x, y) in zip(ra, rb) { m = max(m, abs(x - y)) } }
-        return m
     }
 
     /// "2GB", "500MB", "100KB", "123" (bytes); decimal units as transformers' max_shard_size, GiB/MiB binary.

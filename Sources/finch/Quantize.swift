@@ -73,7 +73,7 @@ struct Quantize: ParsableCommand {
               + String(format: "%.1f MiB of weights, %.2f s)", Double(result.tensorBytes) / 1_048_576, saveTime))
         Merge.printFiles(of: result)
         print(String(format: "self-check on %d prompt tokens, max |logit diff| quantized in memory vs reloaded: %.3g%@",
-                     tokens.count, Merge.maxAbsDiff(before, after),
+                     tokens.count, maxAbsDiff(before.joined(), after.joined()),
                      exportType == .f32 ? "" : " (unquantized tensors rounded to \(exportType.rawValue))"))
         if let saveCheck {
             try Merge.saveCheck(to: saveCheck, tokens: tokens, logits: [("logits.model", before), ("logits.reloaded", after)],

@@ -1,4 +1,3 @@
-import CFinchKernels
 import ArgumentParser
 import FinchCore
 import FinchEval
@@ -184,7 +183,7 @@ struct Train: ParsableCommand {
         }
         // Multi-MiB buffers (activations, workspaces) in their own mappings: freed memory leaves
         // the process at once, so the peak is what is live (and what --dry-run predicts).
-        finch_map_large_allocations(1 << 20)
+        Memory.mapLargeAllocations(threshold: 1 << 20)
         let c = try resolvedConfig()
         guard let dataPath = c.data else { throw ValidationError("--data FILE is required (or `data:` in --config)") }
         guard let out = c.output ?? (dryRun ? "" : nil) else { throw ValidationError("--output DIR is required (or `output:` in --config)") }

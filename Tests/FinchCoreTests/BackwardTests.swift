@@ -56,10 +56,6 @@ func withEachKernelPath(_ body: (String) -> Void) {
     finch_force_kernel_path(nil)
 }
 
-func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-    zip(a, b).map { abs($0 - $1) }.max() ?? 0
-}
-
 // MARK: - C kernels
 
 final class BackwardCKernelTests: XCTestCase {

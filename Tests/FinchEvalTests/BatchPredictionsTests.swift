@@ -1,3 +1,4 @@
+import FinchCore
 import FinchEval
 import FinchFormats
 import FinchModels
@@ -31,7 +32,7 @@ final class BatchPredictionsTests: XCTestCase {
         XCTAssertEqual(alpaca[0].reference, "3")
         XCTAssertEqual(alpaca[0].id, .number("0"))
         let train = try TrainingData.load(path: dir + "/a.jsonl", options: DatasetOptions(maxSeqLen: 512), tokenizer: tok)[0]
-        let masked = zip(train.tokens, train.labels).prefix { $0.1 == TrainingExample.ignoreIndex }.map { Int($0.0) }
+        let masked = zip(train.tokens, train.labels).prefix { $0.1 == CrossEntropy.ignoreIndex }.map { Int($0.0) }
         XCTAssertEqual(alpaca[0].tokens, masked, "the prompt is exactly what training masks")
 
         let oasst = try TrainingData.promptItems(path: try write("o.jsonl", ####"{"text": "### Human: Hi.### Assistant: Hello!### Human: Name a bird.### Assistant: A finch."}"#### + "\n"),

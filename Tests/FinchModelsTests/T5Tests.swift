@@ -42,11 +42,6 @@ final class T5Tests: XCTestCase {
         return (try T5Model.load(directory: d + "/hf"), e, try SafeTensorsFile(path: d + "/expected.safetensors"))
     }
 
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).map { abs($0 - $1) }.max() ?? 0
-    }
-
     func testEncoderOutputAndLogitsMatchTransformers() throws {
         for variant in Self.variants {
             let (m, e, ref) = try Self.load(variant)

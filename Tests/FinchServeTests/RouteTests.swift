@@ -293,6 +293,25 @@ final class RouteTests: XCTestCase, @unchecked Sendable {
             XCTAssertEqual(health.status, .ok)
             let page = try await client.execute(uri: "/", method: .get)
             XCTAssertEqual(page.status, .ok)
+            let evalPage = try await client.execute(uri: "/eval", method: .get)
+            XCTAssertEqual(evalPage.status, .ok)
+            try assertError(try await client.execute(uri: "/eval/elo", method: .get), .unauthorized, code: "invalid_api_key")
+            // An unknown path is behind the key too: it tells nothing about the routes to a caller without it.
+            try assertError(try await client.execute(uri: "/nowhere", method: .get), .unauthorized, code: "invalid_api_key")
+        }
+    }
+
+    /// The `route` label is the router's pattern: a path with a parameter counts under its pattern, and a
+    /// path no route matched under `other`, so the label set stays bounded whatever clients send.
+    func testMetricsRouteLabelsComeFromTheRouter() async throws {
+        try await ready().test(.router) { client in
+            _ = try await client.execute(uri: "/v1/models/nonesuch", method: .get)
+            _ = try await client.execute(uri: "/nowhere/\(UUID().uuidString)", method: .get)
+            _ = try await client.execute(uri: "/health", method: .get)
+            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            XCTAssertTrue(text.contains(#"finch_requests_total{route="/v1/models/{id}",status="404"} 1"#), text)
+            XCTAssertTrue(text.contains(#"finch_requests_total{route="other",status="404"} 1"#), text)
+            XCTAssertTrue(text.contains(#"finch_requests_total{route="/health",status="200"} 1"#), text)
         }
     }
 

@@ -1,3 +1,5 @@
+// The comparison every test uses lives in FinchCore (the CLI checks merges with it too).
+@_exported import func FinchCore.maxAbsDiff
 import Foundation
 import XCTest
 import FinchModels
@@ -82,11 +84,6 @@ public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     return (num / max(den, 1e-300)).squareRoot()
 }
 
-/// max |a - b|
-public func maxAbsDiff(_ a: some Collection<Float>, _ b: some Collection<Float>) -> Float {
-    zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-}
-
 extension LoadedModel {
     /// The model as the decoder-only model a test of a decoder family loaded (its `forward`,
     /// `makeCache` and padded `logits`); stops the test run for another kind.
@@ -95,3 +92,4 @@ extension LoadedModel {
         return m
     }
 }
+

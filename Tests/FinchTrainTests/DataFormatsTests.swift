@@ -1,3 +1,4 @@
+import FinchCore
 import FinchTokenizer
 @testable import FinchTrain
 import FinchTestSupport
@@ -185,7 +186,7 @@ final class DataFormatsTests: XCTestCase {
         let tok = try DataFixtures.bosTokenizer()
         let ex = try TrainingData.load(path: DataFixtures.path("data/input_output.jsonl"), options: DatasetOptions(), tokenizer: tok)
         XCTAssertEqual(ex[1].tokens, [0] + tok.encode32("Two plus two is") + tok.encode32(" four.") + [2])
-        XCTAssertEqual(ex[1].labels.first, TrainingExample.ignoreIndex)
+        XCTAssertEqual(ex[1].labels.first, CrossEntropy.ignoreIndex)
         XCTAssertEqual(ex[1].trainedRuns(tok), [" four." + eos])
         // oasst: BOS then the transcript.
         let o = try TrainingData.load(path: DataFixtures.path("data/oasst.jsonl"), options: DatasetOptions(), tokenizer: tok)

@@ -1,3 +1,4 @@
+import FinchCore
 import FinchTokenizer
 @testable import FinchTrain
 import Foundation
@@ -40,7 +41,7 @@ extension TrainingExample {
         var runs: [String] = []
         var current: [Int] = []
         for l in labels {
-            if l == TrainingExample.ignoreIndex {
+            if l == CrossEntropy.ignoreIndex {
                 if !current.isEmpty { runs.append(tokenizer.decode(current)); current = [] }
             } else {
                 current.append(Int(l))
@@ -52,7 +53,7 @@ extension TrainingExample {
 
     /// The text of the masked positions before the first trained one.
     func maskedPrefix(_ tokenizer: Tokenizer) -> String {
-        let n = labels.firstIndex(where: { $0 != TrainingExample.ignoreIndex }) ?? labels.count
+        let n = labels.firstIndex(where: { $0 != CrossEntropy.ignoreIndex }) ?? labels.count
         return tokenizer.decode(tokens[..<n].map(Int.init))
     }
 
@@ -61,7 +62,7 @@ extension TrainingExample {
 
     /// Every label is either -100 or the token at its position.
     var labelsMatchTokens: Bool {
-        zip(tokens, labels).allSatisfy { $1 == TrainingExample.ignoreIndex || $0 == $1 }
+        zip(tokens, labels).allSatisfy { $1 == CrossEntropy.ignoreIndex || $0 == $1 }
     }
 }
 

@@ -89,7 +89,8 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(names, ["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"])
         let reloaded = try LoRAAdapter.load(directory: dir + "/checkpoint-8", linears: m.linearModules)
         XCTAssertEqual(reloaded.modules.count, 14)
-        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.hasSuffix(".partial") })
+        // Nothing hidden is left: no temporary, replaced or half-deleted checkpoint.
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.hasPrefix(".checkpoint-") })
     }
 
     /// Resuming with other data or other LoRA settings is refused with a reason.

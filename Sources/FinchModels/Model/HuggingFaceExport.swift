@@ -4,11 +4,6 @@ import FinchQuant
 import FinchTokenizer
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 // What every family's Hugging Face export shares: the types, the tensor plan entries, the
 // safetensors shards with their index, JSON files, and the directory that appears all at once.
@@ -101,7 +96,13 @@ enum HuggingFaceWriter {
                                tokenizer: Tokenizer?, options: HuggingFaceExportOptions,
                                adapters: [String]) throws -> HuggingFaceExport {
         if let m = options.maxShardBytes, m <= 0 { throw ExportError.badArgument("maxShardBytes must be positive (got \(m))") }
-        return try AtomicDirectory.write(to: directory, overwrite: options.overwrite) { tmp in
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw ExportError.notADirectory(path: directory) }
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            if !contents.isEmpty && !options.overwrite { throw ExportError.outputExists(path: directory) }
+        }
+        return try AtomicDirectory.write(to: directory) { tmp in
             let files = try writeWeights(plan, into: tmp, dtype: options.dtype, maxShardBytes: options.maxShardBytes)
             try writeJSON(config, to: tmp + "/config.json")
             try writeJSON(generationConfig, to: tmp + "/generation_config.json")
@@ -190,77 +191,5 @@ enum HuggingFaceWriter {
         do { try data.write(to: URL(fileURLWithPath: path)) } catch {
             throw ExportError.io(path: path, reason: "cannot write: \(error.localizedDescription)")
         }
-    }
-}
-
-/// rename(2).
-private func posixRename(_ from: String, _ to: String) -> Int32 {
-    #if canImport(Glibc)
-    return Glibc.rename(from, to)
-    #else
-    return Darwin.rename(from, to)
-    #endif
-}
-
-/// A directory made to appear all at once: filled as a temporary sibling, flushed, then renamed.
-enum AtomicDirectory {
-    static func write<T>(to directory: String, overwrite: Bool, _ body: (String) throws -> T) throws -> T {
-        let fm = FileManager.default
-        let url = URL(fileURLWithPath: directory).standardizedFileURL
-        let target = url.path, parent = url.deletingLastPathComponent().path, base = url.lastPathComponent
-        var isDir: ObjCBool = false
-        let exists = fm.fileExists(atPath: target, isDirectory: &isDir)
-        if exists {
-            guard isDir.boolValue else { throw ExportError.notADirectory(path: directory) }
-            let contents = (try? fm.contentsOfDirectory(atPath: target)) ?? []
-            if !contents.isEmpty && !overwrite { throw ExportError.outputExists(path: directory) }
-        }
-        do { try fm.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-            throw ExportError.io(path: parent, reason: "cannot create the parent directory: \(error.localizedDescription)")
-        }
-        let tag = "\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let tmp = parent + "/.\(base).tmp-\(tag)"
-        do { try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false) } catch {
-            throw ExportError.io(path: tmp, reason: "cannot create a temporary directory: \(error.localizedDescription)")
-        }
-        var done = false
-        defer { if !done { try? fm.removeItem(atPath: tmp) } }
-        let result = try body(tmp)
-        for f in (try? fm.contentsOfDirectory(atPath: tmp)) ?? [] { try sync(tmp + "/" + f) }
-        try sync(tmp)
-        if exists {
-            // An empty directory is replaced by rename(2) itself; a full one is moved aside first.
-            let contents = (try? fm.contentsOfDirectory(atPath: target)) ?? []
-            if contents.isEmpty {
-                try rename(tmp, target)
-            } else {
-                let old = parent + "/.\(base).old-\(tag)"
-                try rename(target, old)
-                do { try rename(tmp, target) } catch {
-                    _ = posixRename(old, target)
-                    throw error
-                }
-                try? fm.removeItem(atPath: old)
-            }
-        } else {
-            try rename(tmp, target)
-        }
-        done = true
-        try? sync(parent)
-        return result
-    }
-
-    private static func rename(_ from: String, _ to: String) throws {
-        if posixRename(from, to) != 0 {
-            throw ExportError.io(path: to, reason: "cannot rename \(from) into place: \(String(cString: strerror(errno)))")
-        }
-    }
-
-    /// fsync(2) of a file or directory.
-    private static func sync(_ path: String) throws {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw ExportError.io(path: path, reason: "cannot open to flush: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw ExportError.io(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }
     }
 }

@@ -151,3 +151,12 @@ func chatLogprob(_ lp: TokenLogprob, _ tokenizer: Tokenizer) -> JSONValue {
     }
     return .object(entry(lp.token, lp.logprob) + [("top_logprobs", .array(lp.top.map { .object(entry($0.token, $0.logprob)) }))])
 }
+
+extension Routes {
+    /// The route of this file.
+    func chatCompletionRoutes() -> RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.post("/v1/chat/completions") { [self] request, _ in try await chatCompletions(request) }
+        return routes
+    }
+}

@@ -155,3 +155,12 @@ func completionLogprobs(prompt: [Int]?, promptScores: [TokenLogprob?]?, generate
     return .object([("tokens", .array(tokens)), ("token_logprobs", .array(values)), ("top_logprobs", .array(tops)),
                     ("text_offset", .array(offsets))])
 }
+
+extension Routes {
+    /// The route of this file.
+    func completionRoutes() -> RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.post("/v1/completions") { [self] request, _ in try await completions(request) }
+        return routes
+    }
+}

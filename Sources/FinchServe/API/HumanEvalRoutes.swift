@@ -4,6 +4,15 @@ import Hummingbird
 
 // The human-evaluation routes behind the page at /eval: the next pair to rate, a rating, the Elo table.
 extension Routes {
+    /// The routes of this file (the page itself is an open route, `Routes.openRoutes`).
+    func humanEvalRoutes() -> RouteCollection<BasicRequestContext> {
+        let routes = RouteCollection(context: BasicRequestContext.self)
+        routes.get("/eval/next") { [self] _, _ in try evalNext() }
+        routes.post("/eval/rate") { [self] request, _ in try await evalRate(request) }
+        routes.get("/eval/elo") { [self] _, _ in try evalElo() }
+        return routes
+    }
+
     func humanEval() throws -> HumanEvalSession {
         guard let s = options.humanEval else {
             throw APIError(.notFound, "Human evaluation is not set up: start finch serve with --eval-answers NAME=FILE "

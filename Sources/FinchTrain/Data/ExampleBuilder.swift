@@ -1,3 +1,4 @@
+import FinchCore
 import FinchTokenizer
 
 /// Tokenizes the text of one record into a ``TrainingExample`` the way qlora's
@@ -39,7 +40,7 @@ struct ExampleBuilder {
             tgt.removeLast(tgt.count - limit)
             truncated = true
         }
-        let srcLabels = options.trainOnSource ? src : Array(repeating: TrainingExample.ignoreIndex, count: src.count)
+        let srcLabels = options.trainOnSource ? src : Array(repeating: CrossEntropy.ignoreIndex, count: src.count)
         return finish(tokens: src + tgt, labels: srcLabels + tgt, truncated: truncated)
     }
 
@@ -57,7 +58,7 @@ struct ExampleBuilder {
         }
         let src = cut(tokenizer.encode32(source), options.sourceMaxLen)
         let tgt = cut(tokenizer.encode32(target), options.targetMaxLen)
-        let example = TrainingExample(tokens: [start] + tgt, labels: [TrainingExample.ignoreIndex] + tgt, source: src)
+        let example = TrainingExample(tokens: [start] + tgt, labels: [CrossEntropy.ignoreIndex] + tgt, source: src)
         return !src.isEmpty && example.lossTokenCount > 0 ? .example(example, truncated: truncated) : .dropped
     }
 
@@ -66,13 +67,13 @@ struct ExampleBuilder {
     func segments(_ segments: [TextSegment], eosAfterLast: Bool, withBOS: Bool = true) -> Outcome {
         let bos = withBOS ? self.bos : []
         var tokens = bos
-        var labels = options.trainOnSource ? bos : Array(repeating: TrainingExample.ignoreIndex, count: bos.count)
+        var labels = options.trainOnSource ? bos : Array(repeating: CrossEntropy.ignoreIndex, count: bos.count)
         for (i, s) in segments.enumerated() {
             var ids = s.text.isEmpty ? [] : tokenizer.encode32(s.text)
             if eosAfterLast && i == segments.count - 1 { ids += eos }
             tokens += ids
             labels += (s.trained || options.trainOnSource)
-                ? ids : Array(repeating: TrainingExample.ignoreIndex, count: ids.count)
+                ? ids : Array(repeating: CrossEntropy.ignoreIndex, count: ids.count)
         }
         return finish(tokens: tokens, labels: labels, truncated: false)
     }

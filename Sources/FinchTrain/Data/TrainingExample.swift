@@ -9,9 +9,6 @@ import FinchModels
 public typealias TrainingExample = TrainingSequence
 
 extension TrainingSequence {
-    /// The label of a position that takes no loss (PyTorch's `ignore_index`).
-    public static let ignoreIndex: Int32 = -100
-
     /// Number of tokens.
     public var count: Int { tokens.count }
 }

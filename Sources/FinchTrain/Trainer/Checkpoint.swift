@@ -31,51 +31,26 @@ public struct TrainerState: Codable, Sendable, Equatable {
 
 /// A checkpoint directory `checkpoint-<step>`: `adapter_config.json`, `adapter_model.safetensors`
 /// (PEFT's format, usable as an adapter on its own), `optimizer.safetensors`, `trainer_state.json`.
-/// Written into a hidden sibling first and renamed into place, so a checkpoint is either whole or absent.
+/// Written into a hidden sibling first and renamed into place (``AtomicDirectory``), so a checkpoint is
+/// either whole or absent.
 public enum Checkpoint {
     public static let prefix = "checkpoint-"
 
-    /// Writes a checkpoint of `step` into `runDirectory`; returns its path.
+    /// Writes a checkpoint of `step` into `runDirectory` (replacing one of the same step); returns its path.
+    /// ``AtomicDirectory`` publishes it whole: a failed write (a full disk) leaves the earlier checkpoints as
+    /// they were and nothing else, and what a kill leaves is hidden (`.checkpoint-…`, see `removeLeftovers`).
     static func write(runDirectory: String, step: Int, adapter: LoRAAdapter, optimizer: any Optimizer,
                       state: TrainerState) throws -> String {
-        let fm = FileManager.default
         let final = (runDirectory as NSString).appendingPathComponent(prefix + String(step))
-        let partial = (runDirectory as NSString).appendingPathComponent(".\(prefix)\(step).partial")
-        try? fm.removeItem(atPath: partial)
-        // A failed write (a full disk) leaves no partial directory behind, and the earlier checkpoints as they were.
-        var published = false
-        defer { if !published { try? fm.removeItem(atPath: partial) } }
-        try fm.createDirectory(atPath: partial, withIntermediateDirectories: true)
-        try adapter.save(to: partial)
-        try optimizer.save(to: (partial as NSString).appendingPathComponent("optimizer.safetensors"))
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         let stateBytes = try e.encode(state)
-        try AtomicFile.write(to: (partial as NSString).appendingPathComponent("trainer_state.json")) { try $0.write([UInt8](stateBytes)) }
-        // Every file above is fsynced (AtomicFile, SafeTensorsWriter); the directory entries too,
-        // before the rename that publishes the checkpoint, and the run directory after it.
-        syncDirectory(partial)
-        if fm.fileExists(atPath: final) {
-            // The old one is hidden first (one rename), so a kill in between leaves no half checkpoint in view.
-            let old = (runDirectory as NSString).appendingPathComponent(".\(prefix)\(step).old")
-            try? fm.removeItem(atPath: old)
-            try fm.moveItem(atPath: final, toPath: old)
-            try fm.moveItem(atPath: partial, toPath: final)
-            try? fm.removeItem(atPath: old)
-        } else {
-            try fm.moveItem(atPath: partial, toPath: final)
+        try AtomicDirectory.write(to: final) { partial in
+            try adapter.save(to: partial)
+            try optimizer.save(to: (partial as NSString).appendingPathComponent("optimizer.safetensors"))
+            try AtomicFile.write(to: (partial as NSString).appendingPathComponent("trainer_state.json")) { try $0.write([UInt8](stateBytes)) }
         }
-        published = true
-        syncDirectory(runDirectory)
         return final
-    }
-
-    /// fsync(2) of a directory (its entries), best effort.
-    static func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
     }
 
     /// Checkpoints in a run directory, oldest (lowest step) first.

@@ -91,13 +91,12 @@ public final class Trainer: @unchecked Sendable {
 
     /// A hash of the training examples, recorded in checkpoints (computed once: the data is fixed).
     lazy var dataFingerprint: String = {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        func add(_ v: Int32) { h = (h ^ UInt64(UInt32(bitPattern: v))) &* 0x0000_0100_0000_01B3 }
+        var h = FNV1a()
         for s in train {
-            add(Int32(s.tokens.count)); s.tokens.forEach(add); s.labels.forEach(add)
-            if let src = s.source { add(-1); add(Int32(src.count)); src.forEach(add) }   // encoder-decoder pairs
+            h.combine(Int32(s.tokens.count)); s.tokens.forEach { h.combine($0) }; s.labels.forEach { h.combine($0) }
+            if let src = s.source { h.combine(Int32(-1)); h.combine(Int32(src.count)); src.forEach { h.combine($0) } }   // encoder-decoder pairs
         }
-        return String(h, radix: 16)
+        return String(h.value, radix: 16)
     }()
 
     /// The dropout key of micro-batch `micro` of step `step`.
