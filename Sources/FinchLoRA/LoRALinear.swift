@@ -261,12 +261,28 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             throw AdapterError.unsupported("\(self.name): adapter '\(m.name)' is merged; unmerge it before merging '\(name)'")
         }
         let scale = lora.magnitude == nil ? nil : dora(name, lora).scale
-        updateBase { o, row in
-            lora.adaptedRow(o, base: row, into: row)
-            if let scale { for c in 0..<inFeatures { row[c] *= scale[o] } }
-        }
+        updateBase { o, row in fold(lora, scale: scale, row: o, row) }
         merged = (name, scale)
         doraCache.removeAll()   // norms depend on the base weight, which changed
+    }
+
+    /// Row o of the weight as `forward` applies `lora`: W + scaling·B·A, times DoRA's `scale`.
+    private func fold(_ lora: LoRAModule, scale: [Float]?, row o: Int, _ row: UnsafeMutablePointer<Float>) {
+        lora.adaptedRow(o, base: row, into: row)
+        if let scale { for c in 0..<inFeatures { row[c] *= scale[o] } }
+    }
+
+    /// W [O, I] as `forward` applies it: the base weight with the active adapter folded in when it
+    /// is not merged (a copy; the layer is not changed).
+    public func effectiveWeight() -> Buffer<Float> {
+        let w = base.floatValues()
+        guard let name = active, merged?.name != name, let lora = adapters[name] else { return w }
+        let out = Buffer<Float>(copying: w.pointer, count: w.count)
+        let scale = lora.magnitude == nil ? nil : dora(name, lora).scale
+        Parallel.forEach(outFeatures, costPerItem: inFeatures * (lora.rank + 2)) { o in
+            fold(lora, scale: scale, row: o, out.pointer + o * inFeatures)
+        }
+        return out
     }
 
     /// Undoes `merge()`: W ← W / scale − scaling·B·A (exact in f32 up to rounding).
@@ -274,11 +290,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         guard let m = merged, let lora = adapters[m.name] else { return }
         updateBase { o, row in
             if let s = m.doraScale { for c in 0..<inFeatures { row[c] /= s[o] } }
-            for r in 0..<lora.rank {
-                let coef = lora.scaling * lora.b[o * lora.rank + r]
-                let ar = lora.a.pointer + r * inFeatures
-                for c in 0..<inFeatures { row[c] -= coef * ar[c] }
-            }
+            lora.adaptedRow(o, base: row, into: row, sign: -1)
         }
         merged = nil
         doraCache.removeAll()

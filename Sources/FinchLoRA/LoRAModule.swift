@@ -54,12 +54,13 @@ public final class LoRAModule: @unchecked Sendable {
     lazy var aLinear = LinearWeight(outFeatures: rank, inFeatures: inFeatures, storage: .f32(a))
     lazy var bLinear = LinearWeight(outFeatures: outFeatures, inFeatures: rank, storage: .f32(b))
 
-    /// Row o of W + scaling · B·A, into `row` [I].
-    func adaptedRow(_ o: Int, base: UnsafePointer<Float>, into row: UnsafeMutablePointer<Float>) {
+    /// Row o of W + sign · scaling · B·A, into `row` [I] (which may be `base`): the one fold of an
+    /// adapter into a weight (merge with sign 1, unmerge with −1, export, DoRA's norm).
+    func adaptedRow(_ o: Int, base: UnsafePointer<Float>, into row: UnsafeMutablePointer<Float>, sign: Float = 1) {
         let i = inFeatures
         if UnsafePointer(row) != base { row.update(from: base, count: i) }
         for r in 0..<rank {
-            let coef = scaling * b[o * rank + r]
+            let coef = sign * scaling * b[o * rank + r]
             let ar = a.pointer + r * i
             for c in 0..<i { row[c] += coef * ar[c] }
         }

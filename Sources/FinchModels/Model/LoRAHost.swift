@@ -200,29 +200,5 @@ public func baseWeight(_ layer: any LinearLayer) -> LinearWeight { layer.frozenW
 /// W [O, I] as `forward` applies it: the base weight, plus the active adapter when it is not merged
 /// (folded into a copy; the layer is not changed).
 public func effectiveWeight(_ layer: any LinearLayer) -> Buffer<Float> {
-    guard let w = layer as? LoRALinear else { return baseWeight(layer).floatValues() }
-    let base = w.base.floatValues()
-    guard let name = w.active, w.merged?.name != name, let lora = w.adapters[name] else { return base }
-    let o = w.outFeatures, i = w.inFeatures, r = lora.rank
-    let out = Buffer<Float>(count: o * i)
-    out.pointer.update(from: base.pointer, count: o * i)
-    Parallel.forEach(o, costPerItem: i * (r + 2)) { row in
-        let dst = out.pointer + row * i
-        for k in 0..<r {
-            let coef = lora.scaling * lora.b[row * r + k]
-            let ak = lora.a.pointer + k * i
-            for col in 0..<i { dst[col] += coef * ak[col] }
-        }
-    }
-    if let m = lora.magnitude {
-        // DoRA: m / ‖W + scaling·B·A‖ per output row (norm over the inputs), as LoRALinear.merge.
-        Parallel.forEach(o, costPerItem: i * 3) { row in
-            let dst = out.pointer + row * i
-            var ss = 0.0
-            for col in 0..<i { ss += Double(dst[col]) * Double(dst[col]) }
-            let s = m[row] / Float(ss.squareRoot())
-            for col in 0..<i { dst[col] *= s }
-        }
-    }
-    return out
+    (layer as? LoRALinear)?.effectiveWeight() ?? baseWeight(layer).floatValues()
 }
