@@ -3,28 +3,6 @@ import FinchFormats
 import FinchQuant
 import Foundation
 
-/// A decoder family's config, read from `config.json` or GGUF metadata and validated: what
-/// `DecoderModel` is built from, and what an export writes back.
-public protocol DecoderConfig: Sendable {
-    /// The blocks' sizes and parts.
-    var decoderSpec: DecoderSpec { get }
-    /// The checkpoint's names.
-    var names: DecoderNames { get }
-    /// PEFT's default `target_modules` for the family.
-    var defaultTargetModules: [String] { get }
-    /// `config.json` as transformers writes it for this family (keys sorted).
-    func huggingFaceConfigJSON(torchDType: String, tieWordEmbeddings: Bool) -> JSONValue
-    /// `generation_config.json`.
-    func generationConfigJSON() -> JSONValue
-    /// What training this model does differently from transformers' training mode, said to the
-    /// user when a run starts (e.g. dropout inside the base model, which Finch does not apply).
-    var trainingCaveats: [String] { get }
-}
-
-extension DecoderConfig {
-    public var trainingCaveats: [String] { [] }
-}
-
 /// One model family, of any kind: the names it answers to in Hugging Face configs and GGUF files,
 /// and how to build the model from each. The kind is decided here, once, when a model is loaded.
 public struct ModelFamily: Sendable {
