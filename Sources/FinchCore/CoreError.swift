@@ -8,6 +8,8 @@ public enum CoreError: Error, CustomStringConvertible, Sendable {
     case unsupportedDType(String)
     /// A loss target that is neither a token id (0 ..< vocab) nor the ignore index -100.
     case invalidTarget(row: Int, target: Int, vocab: Int)
+    /// A compute backend name (from `source`: FINCH_BACKEND, --backend) that names no backend.
+    case unknownBackend(name: String, source: String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,9 @@ public enum CoreError: Error, CustomStringConvertible, Sendable {
         case .unsupportedDType(let what): return "unsupported data type: \(what)"
         case .invalidTarget(let row, let target, let vocab):
             return "label \(target) at row \(row) is not a token id below the vocabulary size \(vocab) or -100 (ignored); check the tokenizer matches the model"
+        case .unknownBackend(let name, let source):
+            let names = BackendKind.allCases.map(\.rawValue).joined(separator: ", ")
+            return "\(source) names the compute backend '\(name)', which Finch does not have; use one of: \(names)"
         }
     }
 }

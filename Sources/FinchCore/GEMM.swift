@@ -52,16 +52,56 @@ public enum GEMM {
             if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
             return
         }
-        if (backend ?? f32Backend) == .openblas {
-            _ = openBLASThreads
-            cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
-                        Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
-                        accumulate ? 1 : 0, c, Int32(ldc))
-            return
+        if (backend ?? f32Backend) == .dnnl {
+            let failure = DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
+                                                bTransposed: bTransposed, type: .f32, accumulate: accumulate),
+                                          a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+            guard let failure else { return }
+            recordDNNLFailure(failure)   // then OpenBLAS computes the product (a primitive that failed to be created left C untouched)
         }
-        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
-                              bTransposed: bTransposed, type: .f32, accumulate: accumulate),
-                        a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+        _ = openBLASThreads
+        cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb),
+                    accumulate ? 1 : 0, c, Int32(ldc))
+    }
+
+    /// The first oneDNN failure of this process, if any. A failed oneDNN product never traps:
+    /// the product is computed again by OpenBLAS (f32; bf16 widened to f32 and multiplied by
+    /// OpenBLAS), a warning with the advice is printed once, and the failure is kept here.
+    public static var dnnlFailure: CoreError? { dnnlFailureState.withLock { $0 } }
+
+    private static let dnnlFailureState = Mutex<CoreError?>(nil)
+
+    static func recordDNNLFailure(_ failure: CoreError) {
+        let first = dnnlFailureState.withLock { state -> Bool in
+            if state != nil { return false }
+            state = failure
+            return true
+        }
+        if first {
+            let line = "finch: warning: \(failure.description); products fall back to OpenBLAS (slower). "
+                + "Set FINCH_GEMM=openblas to choose it from the start.\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+    }
+
+    /// Runs one small f32 and one bf16 product through oneDNN, creating their primitives, and
+    /// throws the failure if either fails: a caller that wants oneDNN (a benchmark) learns at
+    /// once, with the advice, instead of running on the fallback.
+    /// - Throws: ``CoreError/dnnl(call:status:)`` naming the oneDNN call that failed.
+    public static func checkDNNL() throws(CoreError) {
+        var a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8], c = [Float](repeating: 0, count: 4)
+        var ab = a.map(BFloat16.from), bb = b.map(BFloat16.from)
+        for type in [GEMMType.f32, .bf16] {
+            let key = DNNL.Key(m: 2, n: 2, k: 2, lda: 2, ldb: 2, ldc: 2, aTransposed: false, bTransposed: false,
+                               type: type, accumulate: false)
+            let failure: CoreError? = c.withUnsafeMutableBufferPointer { cp in
+                type == .f32
+                    ? DNNL.shared.run(key, a: &a, b: &b, c: cp.baseAddress!)
+                    : DNNL.shared.run(key, a: &ab, b: &bb, c: cp.baseAddress!)
+            }
+            if let failure { throw failure }
+        }
     }
 
     /// How bf16 products are computed.
@@ -144,9 +184,13 @@ public enum GEMM {
                       c: c, ldc: ldc, accumulate: accumulate)
             return
         }
-        DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
-                              bTransposed: bTransposed, type: .bf16, accumulate: accumulate),
-                        a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+        let failure = DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
+                                            bTransposed: bTransposed, type: .bf16, accumulate: accumulate),
+                                      a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: c)
+        guard let failure else { return }
+        recordDNNLFailure(failure)
+        bf16AsF32(m: m, n: n, k: k, a: a, lda: lda, aTransposed: aTransposed, b: b, ldb: ldb, bTransposed: bTransposed,
+                  c: c, ldc: ldc, accumulate: accumulate, backend: .openblas)
     }
 
     /// Scratch for widened bf16 operands (slot 0: A, slot 1: B), reused between products (one product at a time).
@@ -164,7 +208,7 @@ public enum GEMM {
     /// The bf16 product as an f32 one: A widened whole, B in blocks of columns of ~16 MiB of f32.
     static func bf16AsF32(m: Int, n: Int, k: Int, a: UnsafePointer<BF16Bits>, lda: Int, aTransposed: Bool,
                           b: UnsafePointer<BF16Bits>, ldb: Int, bTransposed: Bool,
-                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, backend: Backend = .dnnl) {
         widenScratch.withLock { scratch in
             let aRows = aTransposed ? k : m, aColumns = aTransposed ? m : k
             let af = scratch.floats(aRows * aColumns, slot: 0)
@@ -180,7 +224,7 @@ public enum GEMM {
                     widen(b + n0, stride: ldb, rows: k, columns: nb, into: bf)
                 }
                 f32Product(m: m, n: nb, k: k, a: af, lda: aColumns, aTransposed: aTransposed, b: bf, ldb: bTransposed ? k : nb,
-                           bTransposed: bTransposed, c: c + n0, ldc: ldc, accumulate: accumulate, backend: .dnnl)
+                           bTransposed: bTransposed, c: c + n0, ldc: ldc, accumulate: accumulate, backend: backend)
                 n0 += nb
             }
         }
@@ -257,90 +301,104 @@ final class DNNL: @unchecked Sendable {
 
     private var engine: dnnl_engine_t?
     private var stream: dnnl_stream_t?
+    /// Why the engine or stream could not be created (then every product reports it).
+    private var setupFailure: CoreError?
     private let cache = Mutex<[Key: Entry]>([:])
     /// oneDNN streams are not thread-safe: products run one at a time (each is itself parallel).
     private let running = Mutex<Void>(())
 
     private init() {
-        check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
-        check(dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
-    }
-
-    private func check(_ status: dnnl_status_t, _ call: String) {
-        if status != dnnl_success {
-            fatalError(CoreError.dnnl(call: call, status: Int32(status.rawValue)).description)
+        do {
+            try check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
+            try check(dnnl_stream_create(&stream, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
+        } catch {
+            setupFailure = error
         }
     }
 
-    func run(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) {
-        running.withLock { _ in
-            let e = entry(for: key)
-            check(dnnl_memory_set_data_handle(e.a, a), "dnnl_memory_set_data_handle")
-            check(dnnl_memory_set_data_handle(e.b, b), "dnnl_memory_set_data_handle")
-            check(dnnl_memory_set_data_handle(e.c, c), "dnnl_memory_set_data_handle")
-            var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a),
-                        dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b),
-                        dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)]
-            check(dnnl_primitive_execute(e.primitive, stream, 3, &args), "dnnl_primitive_execute")
-            check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    private func check(_ status: dnnl_status_t, _ call: String) throws(CoreError) {
+        if status != dnnl_success { throw .dnnl(call: call, status: Int32(status.rawValue)) }
+    }
+
+    /// Runs the product of `key`; nil on success, else the failure (C may be partly written only
+    /// when execution itself failed; creation failures leave it untouched).
+    func run(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> CoreError? {
+        if let setupFailure { return setupFailure }
+        do {
+            try running.withLock { _ throws(CoreError) in
+                let e = try entry(for: key)
+                try check(dnnl_memory_set_data_handle(e.a, a), "dnnl_memory_set_data_handle")
+                try check(dnnl_memory_set_data_handle(e.b, b), "dnnl_memory_set_data_handle")
+                try check(dnnl_memory_set_data_handle(e.c, c), "dnnl_memory_set_data_handle")
+                var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: e.a),
+                            dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: e.b),
+                            dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: e.c)]
+                try check(dnnl_primitive_execute(e.primitive, stream, 3, &args), "dnnl_primitive_execute")
+                try check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+            }
+            return nil
+        } catch {
+            return error
         }
     }
 
-    private func entry(for key: Key) -> Entry {
-        cache.withLock { cache in
+    private func entry(for key: Key) throws(CoreError) -> Entry {
+        try cache.withLock { cache throws(CoreError) in
             if let e = cache[key] { return e }
             if cache.count > 256 { cache.removeAll() }
-            let e = make(key)
+            let e = try make(key)
             cache[key] = e
             return e
         }
     }
 
-    private func desc(_ rows: Int, _ cols: Int, _ rowStride: Int, _ colStride: Int, _ type: dnnl_data_type_t) -> dnnl_memory_desc_t {
+    private func desc(_ rows: Int, _ cols: Int, _ rowStride: Int, _ colStride: Int,
+                      _ type: dnnl_data_type_t) throws(CoreError) -> dnnl_memory_desc_t {
         var md = dnnl_memory_desc_t()
         var dims: dnnl_dims_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         var strides: dnnl_dims_t = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         dims.0 = Int64(rows); dims.1 = Int64(cols)
         strides.0 = Int64(rowStride); strides.1 = Int64(colStride)
-        withUnsafePointer(to: &dims) { d in
+        let status = withUnsafePointer(to: &dims) { d in
             withUnsafePointer(to: &strides) { s in
                 d.withMemoryRebound(to: Int64.self, capacity: 12) { dp in
                     s.withMemoryRebound(to: Int64.self, capacity: 12) { sp in
-                        check(dnnl_memory_desc_init_by_strides(&md, 2, dp, type, sp), "dnnl_memory_desc_init_by_strides")
+                        dnnl_memory_desc_init_by_strides(&md, 2, dp, type, sp)
                     }
                 }
             }
         }
+        try check(status, "dnnl_memory_desc_init_by_strides")
         return md
     }
 
-    private func make(_ key: Key) -> Entry {
+    private func make(_ key: Key) throws(CoreError) -> Entry {
         let t: dnnl_data_type_t = key.type == .f32 ? dnnl_f32 : dnnl_bf16
         // op(A) is [M,K]: stored [K,M] (transposed) → strides (1, lda); stored [M,K] → (lda, 1).
-        var aMD = key.aTransposed ? desc(key.m, key.k, 1, key.lda, t) : desc(key.m, key.k, key.lda, 1, t)
+        var aMD = try key.aTransposed ? desc(key.m, key.k, 1, key.lda, t) : desc(key.m, key.k, key.lda, 1, t)
         // op(B) is [K,N]: stored [N,K] (transposed) → strides (1, ldb); stored [K,N] → (ldb, 1).
-        var bMD = key.bTransposed ? desc(key.k, key.n, 1, key.ldb, t) : desc(key.k, key.n, key.ldb, 1, t)
-        var cMD = desc(key.m, key.n, key.ldc, 1, dnnl_f32)
+        var bMD = try key.bTransposed ? desc(key.k, key.n, 1, key.ldb, t) : desc(key.k, key.n, key.ldb, 1, t)
+        var cMD = try desc(key.m, key.n, key.ldc, 1, dnnl_f32)
         var op = dnnl_matmul_desc_t()
-        check(dnnl_matmul_desc_init(&op, &aMD, &bMD, nil, &cMD), "dnnl_matmul_desc_init")
+        try check(dnnl_matmul_desc_init(&op, &aMD, &bMD, nil, &cMD), "dnnl_matmul_desc_init")
         var attr: dnnl_primitive_attr_t?
-        check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
+        try check(dnnl_primitive_attr_create(&attr), "dnnl_primitive_attr_create")
         defer { dnnl_primitive_attr_destroy(attr) }
         if key.accumulate {
             var ops: dnnl_post_ops_t?
-            check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
-            check(dnnl_post_ops_append_sum(ops, 1.0), "dnnl_post_ops_append_sum")
-            check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
+            try check(dnnl_post_ops_create(&ops), "dnnl_post_ops_create")
+            try check(dnnl_post_ops_append_sum(ops, 1.0), "dnnl_post_ops_append_sum")
+            try check(dnnl_primitive_attr_set_post_ops(attr, ops), "dnnl_primitive_attr_set_post_ops")
             dnnl_post_ops_destroy(ops)
         }
         var pd: dnnl_primitive_desc_t?
-        check(dnnl_primitive_desc_create(&pd, &op, attr, engine, nil), "dnnl_primitive_desc_create")
+        try check(dnnl_primitive_desc_create(&pd, &op, attr, engine, nil), "dnnl_primitive_desc_create")
         defer { dnnl_primitive_desc_destroy(pd) }
         let e = Entry()
-        check(dnnl_primitive_create(&e.primitive, pd), "dnnl_primitive_create")
-        check(dnnl_memory_create(&e.a, &aMD, engine, nil), "dnnl_memory_create")
-        check(dnnl_memory_create(&e.b, &bMD, engine, nil), "dnnl_memory_create")
-        check(dnnl_memory_create(&e.c, &cMD, engine, nil), "dnnl_memory_create")
+        try check(dnnl_primitive_create(&e.primitive, pd), "dnnl_primitive_create")
+        try check(dnnl_memory_create(&e.a, &aMD, engine, nil), "dnnl_memory_create")
+        try check(dnnl_memory_create(&e.b, &bMD, engine, nil), "dnnl_memory_create")
+        try check(dnnl_memory_create(&e.c, &cMD, engine, nil), "dnnl_memory_create")
         return e
     }
 }

@@ -3,7 +3,9 @@ import FinchCore
 /// What one pass tells every layer it calls: the state of this call only, passed down from the
 /// model's entry (forward, forwardBackward, evaluate, the batched inference call) through the
 /// blocks to each linear. Nothing of it is stored on a layer.
-public struct PassContext: Sendable, Equatable {
+public struct PassContext: Sendable {
+    /// The backend the layers compute on (a model's passes carry the model's `backend`).
+    public var backend: any ComputeBackend
     /// Training: the dropout key of the micro-batch (nil = evaluation or inference, no dropout).
     /// An adapter's mask is a function of this key and its layer's name, so backward and a
     /// recomputed forward see the same mask.
@@ -13,12 +15,13 @@ public struct PassContext: Sendable, Equatable {
     /// span use the base layer. nil: every row uses the active adapter.
     public var rowAdapters: [AdapterSpan]?
 
-    public init(dropoutKey: UInt64? = nil, rowAdapters: [AdapterSpan]? = nil) {
-        self.dropoutKey = dropoutKey; self.rowAdapters = rowAdapters
+    public init(backend: any ComputeBackend, dropoutKey: UInt64? = nil, rowAdapters: [AdapterSpan]? = nil) {
+        self.backend = backend; self.dropoutKey = dropoutKey; self.rowAdapters = rowAdapters
     }
 
-    /// No dropout, the active adapter on every row.
-    public static let plain = PassContext()
+    /// The CPU backend, no dropout, the active adapter on every row: for calling a layer by itself
+    /// (a model's passes carry its own backend instead).
+    public static let plain = PassContext(backend: CPUBackend.shared)
 }
 
 /// The adapter of a run of consecutive rows in a batched inference call (see `PassContext.rowAdapters`).
@@ -51,14 +54,14 @@ public protocol LinearLayer: AnyObject, Sendable {
 extension LinearWeight: LinearLayer {
     public var frozenWeight: LinearWeight { self }
 
-    /// A frozen weight has no adapter: the context changes nothing.
+    /// A frozen weight has no adapter: the product on the context's backend.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                         rows: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
-        forward(y: y, x: x, xBF16: xBF16, rows: rows, accumulate: accumulate, scratch: scratch)
+        context.backend.linearForward(self, y: y, x: x, xBF16: xBF16, rows: rows, accumulate: accumulate, scratch: scratch)
     }
 
     public func backward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
                          rows: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
-        backwardInput(dx: dx, dy: dy, rows: rows, accumulate: accumulate, scratch: scratch)
+        context.backend.linearBackwardInput(self, dx: dx, dy: dy, rows: rows, accumulate: accumulate, scratch: scratch)
     }
 }

@@ -72,45 +72,45 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                               _ scratch: Scratch, _ context: PassContext) -> UnsafePointer<Float> {
         guard let key = dropKey(lora, context) else { return x }
         let xd = scratch.floats(m * inFeatures, slot: Slot.xd)
-        Dropout.apply(out: xd, x: x, count: m * inFeatures, p: lora.dropout, key: key)
+        context.backend.dropout(out: xd, x: x, count: m * inFeatures, p: lora.dropout, key: key, accumulate: false)
         return UnsafePointer(xd)
     }
 
     /// t [M, R] = scaling · xd·Aᵀ, in scratch.
-    private func down(_ xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule, _ scratch: Scratch) -> UnsafeMutablePointer<Float> {
+    private func down(_ xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule, _ scratch: Scratch,
+                      _ context: PassContext) -> UnsafeMutablePointer<Float> {
         let r = lora.rank
         let t = scratch.floats(m * r, slot: Slot.t)
-        lora.aLinear.forward(y: t, x: xd, rows: m, scratch: scratch)
-        let s = lora.scaling
-        for e in 0..<(m * r) { t[e] *= s }
+        context.backend.linearForward(lora.aLinear, y: t, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
+        context.backend.scale(t, count: m * r, by: lora.scaling)
         return t
     }
 
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                         rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
         if let spans = context.rowAdapters {
-            routedForward(spans, y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+            routedForward(spans, y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
             return
         }
         guard let (name, lora) = applied else {
-            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
             return
         }
         let o = outFeatures
         let xd = droppedInput(x, rows: m, lora, scratch, context)
         let dropped = xd != x
-        let t = down(xd, rows: m, lora, scratch)                  // [M, R]
+        let t = down(xd, rows: m, lora, scratch, context)                  // [M, R]
         if lora.magnitude == nil {
-            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
-            lora.bLinear.forward(y: y, x: t, rows: m, accumulate: true, scratch: scratch)   // y += t·Bᵀ
+            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
+            lora.bLinear.forward(y: y, x: t, xBF16: nil, rows: m, accumulate: true, scratch: scratch, context: context)   // y += t·Bᵀ
             return
         }
         let scale = dora(name, lora).scale
         let z = scratch.floats(m * o, slot: Slot.z)              // [M, O]
         if !dropped {
             // s ⊙ (W·x + t·Bᵀ), stored or added.
-            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
-            lora.bLinear.forward(y: z, x: t, rows: m, accumulate: true, scratch: scratch)
+            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch, context: context)
+            lora.bLinear.forward(y: z, x: t, xBF16: nil, rows: m, accumulate: true, scratch: scratch, context: context)
             for row in 0..<m {
                 let src = z + row * o, dst = y + row * o
                 if accumulate { for c in 0..<o { dst[c] += scale[c] * src[c] } }
@@ -119,10 +119,10 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             return
         }
         // W·x + (s − 1) ⊙ W·xd + s ⊙ t·Bᵀ
-        base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+        base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
         let lb = scratch.floats(m * o, slot: Slot.w)
-        base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-        lora.bLinear.forward(y: lb, x: t, rows: m, accumulate: false, scratch: scratch)
+        base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
+        lora.bLinear.forward(y: lb, x: t, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
         for row in 0..<m {
             let w = z + row * o, l = lb + row * o, dst = y + row * o
             for c in 0..<o { dst[c] += (scale[c] - 1) * w[c] + scale[c] * l[c] }
@@ -134,7 +134,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     /// (no dropout: routing is for inference), except that an accumulating call mixing DoRA and
     /// other rows adds the other rows' base product to y after it is computed.
     private func routedForward(_ spans: [AdapterSpan], y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
-                               xBF16: UnsafePointer<BF16Bits>?, rows m: Int, accumulate: Bool, scratch: Scratch) {
+                               xBF16: UnsafePointer<BF16Bits>?, rows m: Int, accumulate: Bool, scratch: Scratch,
+                               context: PassContext) {
         precondition(merged == nil, "\(name): per-row adapters need an unmerged base")
         let i = inFeatures, o = outFeatures
         let routed = spans.compactMap { span -> (rows: Range<Int>, name: String, lora: LoRAModule)? in
@@ -146,7 +147,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         // z: W·x alone where a DoRA span must rescale it before adding (forward's `z`), else y itself.
         let z = hasDoRA && accumulate ? scratch.floats(m * o, slot: Slot.w) : y
         if z != y {
-            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch)
+            base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch, context: context)
             var doraRows = [Bool](repeating: false, count: m)
             for r in routed where r.lora.magnitude != nil { for row in r.rows { doraRows[row] = true } }
             for row in 0..<m where !doraRows[row] {           // y += W·x, as forward's accumulating product
@@ -154,18 +155,18 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                 for c in 0..<o { dst[c] += src[c] }
             }
         } else {
-            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch)
+            base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
         }
         for r in routed {
             let n = r.rows.count, first = r.rows.lowerBound
-            let t = down(x + first * i, rows: n, r.lora, scratch)
+            let t = down(x + first * i, rows: n, r.lora, scratch, context)
             if r.lora.magnitude == nil {
-                r.lora.bLinear.forward(y: y + first * o, x: t, rows: n, accumulate: true, scratch: scratch)
+                r.lora.bLinear.forward(y: y + first * o, x: t, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
                 continue
             }
             let scale = dora(r.name, r.lora).scale
             let zs = z + first * o
-            r.lora.bLinear.forward(y: zs, x: t, rows: n, accumulate: true, scratch: scratch)
+            r.lora.bLinear.forward(y: zs, x: t, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
             for row in 0..<n {
                 let src = zs + row * o, dst = y + (first + row) * o
                 if z != y { for c in 0..<o { dst[c] += scale[c] * src[c] } }
@@ -178,14 +179,14 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                          rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
         precondition(context.rowAdapters == nil, "\(name): per-row adapters are for inference, not backward")
         guard let (name, lora) = applied else {
-            base.backwardInput(dx: dx, dy: dy, rows: m, accumulate: accumulate, scratch: scratch)
+            base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch, context: context)
             return
         }
         lora.enableGradients()
         let i = inFeatures, o = outFeatures
         let xd = droppedInput(x, rows: m, lora, scratch, context)   // recomputed, same mask
         let dropped = xd != x
-        let t = down(xd, rows: m, lora, scratch)                 // [M, R] recomputed
+        let t = down(xd, rows: m, lora, scratch, context)                 // [M, R] recomputed
 
         // dyBase: the gradient through W·x; dyLoRA: the gradient of the adapter's output t·Bᵀ.
         var dyBase = dy, dyLoRA = dy
@@ -193,8 +194,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             let (norm, scale) = dora(name, lora)
             // z = W·xd + t·Bᵀ (recomputed); dm += Σ_rows dy ⊙ z / ‖·‖
             let z = scratch.floats(m * o, slot: Slot.z)
-            base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch)
-            lora.bLinear.forward(y: z, x: t, rows: m, accumulate: true, scratch: scratch)
+            base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
+            lora.bLinear.forward(y: z, x: t, xBF16: nil, rows: m, accumulate: true, scratch: scratch, context: context)
             for c in 0..<o {
                 var s: Float = 0
                 for row in 0..<m { s += dy[row * o + c] * z[row * o + c] }
@@ -209,21 +210,21 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                 // y = W·x + (s − 1) ⊙ W·xd + …: the W·xd path's gradient goes to xd.
                 let d1 = scratch.floats(m * o, slot: Slot.d1)
                 for row in 0..<m { for c in 0..<o { d1[row * o + c] = dy[row * o + c] * (scale[c] - 1) } }
-                base.backwardInput(dx: dx, dy: dy, rows: m, accumulate: accumulate, scratch: scratch)
+                base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch, context: context)
                 let dxd = scratch.floats(m * i, slot: Slot.dxd)
-                base.backwardInput(dx: dxd, dy: d1, rows: m, accumulate: false, scratch: scratch)
-                loraBackward(dxd: dxd, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-                Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!)
+                base.backward(dx: dxd, dy: d1, x: xd, rows: m, accumulate: false, scratch: scratch, context: context)
+                loraBackward(dxd: dxd, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch, context)
+                context.backend.dropout(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!, accumulate: true)
                 return
             }
         }
-        base.backwardInput(dx: dx, dy: dyBase, rows: m, accumulate: accumulate, scratch: scratch)
+        base.backward(dx: dx, dy: dyBase, x: x, rows: m, accumulate: accumulate, scratch: scratch, context: context)
         if !dropped {
-            loraBackward(dxd: dx, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
+            loraBackward(dxd: dx, accumulate: true, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch, context)
         } else {
             let dxd = scratch.floats(m * i, slot: Slot.dxd)
-            loraBackward(dxd: dxd, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch)
-            Dropout.applyAdding(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!)
+            loraBackward(dxd: dxd, accumulate: false, dy: dyLoRA, t: t, xd: xd, rows: m, lora, scratch, context)
+            context.backend.dropout(out: dx, x: dxd, count: m * i, p: lora.dropout, key: dropKey(lora, context)!, accumulate: true)
         }
     }
 
@@ -231,17 +232,18 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     /// dB += dyᵀ·t, du = scaling · dy·B, dA += duᵀ·xd, dxd (+)= du·A.
     private func loraBackward(dxd: UnsafeMutablePointer<Float>, accumulate: Bool, dy: UnsafePointer<Float>,
                               t: UnsafePointer<Float>, xd: UnsafePointer<Float>, rows m: Int, _ lora: LoRAModule,
-                              _ scratch: Scratch) {
-        let i = inFeatures, o = outFeatures, r = lora.rank
-        Dense.backwardWeight(dweight: lora.gradB!.pointer, dy: dy, x: t, rows: m, outFeatures: o, inFeatures: r)
+                              _ scratch: Scratch, _ context: PassContext) {
+        let i = inFeatures, o = outFeatures, r = lora.rank, be = context.backend
+        be.denseBackwardWeight(dweight: lora.gradB!.pointer, dy: dy, x: t, rows: m, outFeatures: o, inFeatures: r,
+                               accumulate: true)
         let du = scratch.floats(m * r, slot: Slot.du)            // [M, R]
-        Dense.backwardInput(dx: du, dy: dy, weight: lora.b.pointer, rows: m, outFeatures: o, inFeatures: r,
-                            accumulate: false)
-        let s = lora.scaling
-        for e in 0..<(m * r) { du[e] *= s }
-        Dense.backwardWeight(dweight: lora.gradA!.pointer, dy: du, x: xd, rows: m, outFeatures: r, inFeatures: i)
-        Dense.backwardInput(dx: dxd, dy: du, weight: lora.a.pointer, rows: m, outFeatures: r, inFeatures: i,
-                            accumulate: accumulate)
+        be.denseBackwardInput(dx: du, dy: dy, weight: lora.b.pointer, rows: m, outFeatures: o, inFeatures: r,
+                              accumulate: false)
+        be.scale(du, count: m * r, by: lora.scaling)
+        be.denseBackwardWeight(dweight: lora.gradA!.pointer, dy: du, x: xd, rows: m, outFeatures: r, inFeatures: i,
+                               accumulate: true)
+        be.denseBackwardInput(dx: dxd, dy: du, weight: lora.a.pointer, rows: m, outFeatures: r, inFeatures: i,
+                              accumulate: accumulate)
     }
 
     /// DoRA's detached weight norm and factor m / norm for an adapter (cached until the weights change).

@@ -30,7 +30,7 @@ final class RowAdapterTests: XCTestCase {
         var routed = start
         x.withUnsafeBufferPointer { xp in
             l.forward(y: &routed, x: xp.baseAddress!, xBF16: nil, rows: m, accumulate: accumulate, scratch: scratch,
-                      context: PassContext(rowAdapters: spans))
+                      context: PassContext(backend: CPUBackend.shared, rowAdapters: spans))
         }
         var alone = start
         for s in spans {
@@ -69,7 +69,7 @@ final class RowAdapterTests: XCTestCase {
         let scratch = Scratch()
         var routed = [Float](repeating: 0, count: m * o)
         l.forward(y: &routed, x: x, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
-                  context: PassContext(rowAdapters: spans))
+                  context: PassContext(backend: CPUBackend.shared, rowAdapters: spans))
         var alone = [Float](repeating: 0, count: m * o)
         for s in spans {
             l.active = s.adapter

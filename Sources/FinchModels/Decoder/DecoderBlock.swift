@@ -131,9 +131,9 @@ extension DecoderModel {
                      weight: Buffer<Float>, bias: Buffer<Float>?, rows n: Int) {
         switch spec.norm {
         case .rms(let eps):
-            RMSNorm.forward(out: out, rstd: stats, x: x, weight: weight.pointer, rows: n, channels: weight.count, eps: eps)
+            backend.rmsNormForward(out: out, rstd: stats, x: x, weight: weight.pointer, rows: n, channels: weight.count, eps: eps)
         case .layer(let eps):
-            LayerNorm.forward(out: out, stats: stats, x: x, weight: weight.pointer, bias: bias!.pointer, rows: n,
+            backend.layerNormForward(out: out, stats: stats, x: x, weight: weight.pointer, bias: bias!.pointer, rows: n,
                               channels: weight.count, eps: eps)
         }
     }
@@ -143,10 +143,10 @@ extension DecoderModel {
                       weight: Buffer<Float>, stats: UnsafePointer<Float>, rows n: Int) {
         switch spec.norm {
         case .rms:
-            RMSNorm.backward(dx: dx, dweight: nil, dout: dout, x: x, weight: weight.pointer, rstd: stats, rows: n,
+            backend.rmsNormBackward(dx: dx, dweight: nil, dout: dout, x: x, weight: weight.pointer, rstd: stats, rows: n,
                              channels: weight.count)
         case .layer:
-            LayerNorm.backward(dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: weight.pointer, stats: stats,
+            backend.layerNormBackward(dx: dx, dweight: nil, dbias: nil, dout: dout, x: x, weight: weight.pointer, stats: stats,
                                rows: n, channels: weight.count)
         }
     }
@@ -184,14 +184,14 @@ extension DecoderModel {
             linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)    // [N, K]
         }
         if s.qkNorm {
-            RMSNorm.forward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
+            backend.rmsNormForward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
                             rows: n * hq, channels: d, eps: s.normEps)
-            RMSNorm.forward(out: a.k.pointer, rstd: a.rstdK.pointer, x: a.kRaw.pointer, weight: layer.norm(.k).pointer,
+            backend.rmsNormForward(out: a.k.pointer, rstd: a.rstdK.pointer, x: a.kRaw.pointer, weight: layer.norm(.k).pointer,
                             rows: n * g, channels: d, eps: s.normEps)
         }
         if let rope {
-            s.ropes[li].apply(a.q.pointer, heads: hq, table: rope)
-            s.ropes[li].apply(a.k.pointer, heads: g, table: rope)
+            backend.ropeApply(s.ropes[li], x: a.q.pointer, heads: hq, table: rope, inverse: false)
+            backend.ropeApply(s.ropes[li], x: a.k.pointer, heads: g, table: rope, inverse: false)
         }
         let window = s.slidingWindows[li]
         switch attention {
@@ -203,19 +203,19 @@ extension DecoderModel {
                                               keys: sg.cache.keys[li].pointer, values: sg.cache.values[li].pointer,
                                               capacity: sg.cache.capacity))
             }
-            Attention.forward(out: a.att.pointer, q: a.q.pointer, segments: parts, heads: hq, kvHeads: g, headDim: d,
-                              scale: s.attentionScale, window: window)
+            backend.attentionForward(out: a.att.pointer, q: a.q.pointer, segments: parts, heads: hq, kvHeads: g, headDim: d,
+                                     scale: s.attentionScale, window: window)
         case .packed(let sequences):
-            Attention.trainingForward(out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
-                                      v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
-                                      scale: s.attentionScale, window: window)
+            backend.attentionTrainingForward(out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
+                                             v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
+                                             scale: s.attentionScale, window: window)
         }
         if s.sandwichNorms {
             // xMid = x + norm(att·Woᵀ)
             linear(.o, layer, y: a.attnOut.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: false, context: context)
             normForward(out: a.xMid.pointer, stats: a.rstd3.pointer, x: a.attnOut.pointer, weight: layer.norm(.postAttention),
                         bias: layer.normBiases[.postAttention], rows: n)
-            Residual.add(a.xMid.pointer, x, count: n * c)
+            backend.add(a.xMid.pointer, x, count: n * c)
         } else {
             a.xMid.pointer.update(from: x, count: n * c)
             linear(.o, layer, y: a.xMid.pointer, x: a.att.pointer, xBF16: nil, rows: n, accumulate: true, context: context)   // xMid += att·Woᵀ
@@ -235,7 +235,7 @@ extension DecoderModel {
             linear(.down, layer, y: a.mlpOut.pointer, x: w.h.pointer, xBF16: nil, rows: n, accumulate: false, context: context)
             normForward(out: out, stats: a.rstd4.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
                         bias: layer.normBiases[.postMLP], rows: n)
-            Residual.add(out, a.xMid.pointer, count: n * c)
+            backend.add(out, a.xMid.pointer, count: n * c)
         } else {
             out.update(from: a.xMid.pointer, count: n * c)
             linear(.down, layer, y: out, x: w.h.pointer, xBF16: nil, rows: n, accumulate: true, context: context)   // out += h·Wdᵀ
@@ -247,9 +247,9 @@ extension DecoderModel {
     private func activation(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
                             count: Int) {
         switch spec.mlp {
-        case .swiGLU: SwiGLU.forward(h: h, gate: gate, up: up, count: count)
-        case .geGLU: GeGLU.forward(h: h, gate: gate, up: up, count: count)
-        case .gelu(let a): GELU.forward(y: h, x: up, count: count, approximation: a)
+        case .swiGLU: backend.swiGLUForward(h: h, gate: gate, up: up, count: count)
+        case .geGLU: backend.geGLUForward(h: h, gate: gate, up: up, count: count)
+        case .gelu(let a): backend.geluForward(y: h, x: up, count: count, approximation: a)
         }
     }
 
@@ -259,7 +259,7 @@ extension DecoderModel {
                         xBF16: UnsafePointer<BF16Bits>?, rows n: Int, accumulate: Bool, context: PassContext) {
         let lin = layer[l]
         lin.forward(y: y, x: x, xBF16: xBF16, rows: n, accumulate: accumulate, scratch: scratch, context: context)
-        if let b = layer.biases[l] { Bias.forward(y: y, bias: b.pointer, rows: n, features: lin.outFeatures) }
+        if let b = layer.biases[l] { backend.biasForward(y: y, bias: b.pointer, rows: n, features: lin.outFeatures) }
     }
 
     /// Backward of `blockForward` (over packed sequences): on entry w.dx holds ∂loss/∂out, on exit
@@ -286,14 +286,14 @@ extension DecoderModel {
         switch s.mlp {
         case .swiGLU:
             w.dgate.pointer.update(repeating: 0, count: n * f)
-            SwiGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+            backend.swiGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
                             up: a.up.pointer, count: n * f)
         case .geGLU:
             w.dgate.pointer.update(repeating: 0, count: n * f)
-            GeGLU.backward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+            backend.geGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
                            up: a.up.pointer, count: n * f)
         case .gelu(let approximation):
-            GELU.backward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
+            backend.geluBackward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
         }
         if s.mlp.isGated {
             layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
@@ -314,21 +314,21 @@ extension DecoderModel {
         w.dq.pointer.update(repeating: 0, count: n * qd)
         w.dk.pointer.update(repeating: 0, count: n * kvd)
         w.dv.pointer.update(repeating: 0, count: n * kvd)
-        Attention.trainingBackward(dq: w.dq.pointer, dk: w.dk.pointer, dv: w.dv.pointer, dout: w.datt.pointer,
-                                   out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
-                                   v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
-                                   scale: s.attentionScale, window: s.slidingWindows[li])
+        backend.attentionTrainingBackward(dq: w.dq.pointer, dk: w.dk.pointer, dv: w.dv.pointer, dout: w.datt.pointer,
+                                          out: a.att.pointer, logsumexp: a.lse.pointer, q: a.q.pointer, k: a.k.pointer,
+                                          v: a.v.pointer, sequences: sequences, heads: hq, kvHeads: g, headDim: d,
+                                          scale: s.attentionScale, window: s.slidingWindows[li])
         if let rope {
-            s.ropes[li].backward(w.dq.pointer, heads: hq, table: rope)
-            s.ropes[li].backward(w.dk.pointer, heads: g, table: rope)
+            backend.ropeBackward(s.ropes[li], dx: w.dq.pointer, heads: hq, table: rope)
+            backend.ropeBackward(s.ropes[li], dx: w.dk.pointer, heads: g, table: rope)
         }
         var dqOut = w.dq, dkOut = w.dk
         if s.qkNorm {
             w.dqRaw.pointer.update(repeating: 0, count: n * qd)
             w.dkRaw.pointer.update(repeating: 0, count: n * kvd)
-            RMSNorm.backward(dx: w.dqRaw.pointer, dweight: nil, dout: w.dq.pointer, x: a.qRaw.pointer,
+            backend.rmsNormBackward(dx: w.dqRaw.pointer, dweight: nil, dout: w.dq.pointer, x: a.qRaw.pointer,
                              weight: layer.norm(.q).pointer, rstd: a.rstdQ.pointer, rows: n * hq, channels: d)
-            RMSNorm.backward(dx: w.dkRaw.pointer, dweight: nil, dout: w.dk.pointer, x: a.kRaw.pointer,
+            backend.rmsNormBackward(dx: w.dkRaw.pointer, dweight: nil, dout: w.dk.pointer, x: a.kRaw.pointer,
                              weight: layer.norm(.k).pointer, rstd: a.rstdK.pointer, rows: n * g, channels: d)
             dqOut = w.dqRaw; dkOut = w.dkRaw
         }

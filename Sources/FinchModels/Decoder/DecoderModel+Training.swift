@@ -53,7 +53,7 @@ extension DecoderModel {
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
         let w = trainingWorkspace(rows: n, checkpointing: checkpointing)
-        let context = PassContext(dropoutKey: options.dropoutKey)
+        let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
         let tables = RotaryTables(spec: spec, positions: p.positions)
 
         // Forward, keeping each block's input (and, without checkpointing, its activations).
@@ -70,7 +70,7 @@ extension DecoderModel {
                     rows: n)
         w.dxn.pointer.update(repeating: 0, count: n * c)
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try CrossEntropy.linearForwardBackward(dx: w.dxn.pointer, x: w.finalNormed.pointer, head: lmHead,
+            try backend.crossEntropyForwardBackward(dx: w.dxn.pointer, x: w.finalNormed.pointer, head: lmHead,
                                                    targets: t.baseAddress!, rows: n,
                                                    scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
         }
@@ -101,12 +101,12 @@ extension DecoderModel {
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer, acts: w.layers[0],
-                         w: w, rows: n, attention: .packed(p.sequences), rope: tables[li], context: .plain)
+                         w: w, rows: n, attention: .packed(p.sequences), rope: tables[li], context: PassContext(backend: backend))
         }
         normForward(out: w.finalNormed.pointer, stats: nil, x: w.residual[layers.count].pointer, weight: finalNorm,
                     bias: finalNormBias, rows: n)
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try CrossEntropy.linearForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
+            try backend.crossEntropyForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
                                            scratch: scratch)
         }
         return LossSum(sum: loss.sum, count: loss.count)

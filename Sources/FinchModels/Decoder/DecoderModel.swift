@@ -58,6 +58,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     let positionEmbedding: LinearWeight?
     let layers: [DecoderLayer]
     let scratch = Scratch()
+    public var backend: any ComputeBackend = CPUBackend.shared
     /// Buffers of the last inference call, reused.
     var work: DecoderWorkspace?
     /// Training buffers, kept between steps (see DecoderModel+Training.swift).
@@ -168,7 +169,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         let tables = RotaryTables(spec: spec, positions: positions)
         for li in 0..<layers.count {
             blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
-                         rope: tables[li], context: PassContext(rowAdapters: context.rowAdapters))
+                         rope: tables[li], context: PassContext(backend: backend, rowAdapters: context.rowAdapters))
         }
         for s in segments { s.cache.advance(by: s.count) }
 
@@ -188,7 +189,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x + row * c, count: c) }
         normForward(out: sel.pointer, stats: nil, x: sel.pointer, weight: finalNorm, bias: finalNormBias, rows: r)
         let out = Buffer<Float>(count: r * vocab)
-        lmHead.forward(y: out.pointer, x: sel.pointer, rows: r, scratch: scratch)
+        backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: r, accumulate: false, scratch: scratch)
         return Logits(values: out, vocabSize: vocab, rows: ranges)
     }
 
@@ -209,7 +210,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
                 }
                 Self.copyRow(Int(p), of: pe, to: rows.pointer + i * c)
             }
-            Residual.add(x, rows.pointer, count: positions.count * c)
+            backend.add(x, rows.pointer, count: positions.count * c)
         }
     }
 

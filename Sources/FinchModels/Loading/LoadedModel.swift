@@ -50,8 +50,10 @@ public final class LoadedModel: @unchecked Sendable {
     /// quantized as they load. A directory saved quantized (`finch quantize`, or transformers +
     /// bitsandbytes) loads its quantized layers as stored, products in
     /// `quantization?.computeDType ?? dtype`. The path is resolved and `config.json` read once.
+    /// The model computes on `backend` (nil: `FINCH_BACKEND`, else the CPU).
     public static func load(_ spec: String?, dtype: WeightDType = .f32,
-                            quantization: QuantizationConfig? = nil) throws -> LoadedModel {
+                            quantization: QuantizationConfig? = nil, backend: BackendKind? = nil) throws -> LoadedModel {
+        let compute = try BackendKind.resolve(backend)
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
@@ -65,6 +67,7 @@ public final class LoadedModel: @unchecked Sendable {
             }
             let source = try SafeTensorsWeightSource(directory: path)
             let model = try config.family.loadHuggingFace(config.data, config.path, source, dtype, quantization)
+            model.backend = compute
             return LoadedModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path, family: config.family)
         }
         let file = try GGUFFile(path: path)
@@ -76,6 +79,7 @@ public final class LoadedModel: @unchecked Sendable {
         let config = try read(file)
         let source = GGUFWeightSource(file: file, names: config.names, spec: config.decoderSpec)
         let model = try DecoderModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
+        model.backend = compute
         return LoadedModel(model: model, tokenizer: try Tokenizer(gguf: file), path: path, family: family)
     }
 }

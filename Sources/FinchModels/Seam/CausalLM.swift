@@ -38,12 +38,12 @@ extension CausalLM {
             guard let cache = input.state as? KVCache else { throw ModelError.foreignSequenceState(model: architecture) }
             return SequenceInput(tokens: input.tokens, cache: cache)
         }
-        return try forward(seqs, logits: logits, context: PassContext(rowAdapters: adapters))
+        return try forward(seqs, logits: logits, context: PassContext(backend: backend, rowAdapters: adapters))
     }
 
     /// `forward` with the active adapter on every row.
     public func forward(_ inputs: [SequenceInput], logits: LogitsSelection) throws -> Logits {
-        try forward(inputs, logits: logits, context: .plain)
+        try forward(inputs, logits: logits, context: PassContext(backend: backend))
     }
 
     /// Logits for a padded batch, as a Hugging Face model call with an attention mask would give

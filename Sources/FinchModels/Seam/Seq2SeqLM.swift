@@ -33,11 +33,11 @@ extension Seq2SeqLM {
             guard let cache = input.state as? EncoderDecoderCache else { throw ModelError.foreignSequenceState(model: architecture) }
             return (tokens: input.tokens, cache: cache)
         }
-        return try decode(seqs, logits: logits, context: PassContext(rowAdapters: adapters))
+        return try decode(seqs, logits: logits, context: PassContext(backend: backend, rowAdapters: adapters))
     }
 
     /// `decode` with the active adapter on every row.
     public func decode(_ inputs: [(tokens: [Int], cache: EncoderDecoderCache)], logits: LogitsSelection) throws -> Logits {
-        try decode(inputs, logits: logits, context: .plain)
+        try decode(inputs, logits: logits, context: PassContext(backend: backend))
     }
 }

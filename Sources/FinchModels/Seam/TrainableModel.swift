@@ -18,6 +18,9 @@ public protocol TrainableModel: LoRAHost {
     var vocabSize: Int { get }
     /// How the frozen weights are stored.
     var dtype: WeightDType { get }
+    /// Where the model computes (the CPU kernels, or the reference backend); every pass runs on
+    /// it. Set at load (`LoadedModel.load(backend:)`, `FINCH_BACKEND`) or between passes.
+    var backend: any ComputeBackend { get set }
 
     /// Forward and backward over one micro-batch of packed sequences: returns the summed loss and
     /// adds `lossScale` · ∂(summed loss)/∂θ to the gradients of the active adapter's parameters

@@ -32,6 +32,9 @@ public final class AdamW: Optimizer, @unchecked Sendable {
     /// Whether the moments are in file-backed paged memory.
     public let paged: Bool
 
+    /// Where the update runs (the trained model's backend).
+    public var backend: any ComputeBackend = CPUBackend.shared
+
     public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: Hyperparameters) {
         self.parameters = parameters
         self.hyper = hyper
@@ -65,16 +68,10 @@ public final class AdamW: Optimizer, @unchecked Sendable {
         let decay = Float(1 - lr * hyper.weightDecay)
         let w1 = Float(1 - hyper.beta1), b2 = Float(hyper.beta2), w2 = Float(1 - hyper.beta2)
         let stepSize = Float(lr / bc1), bc2 = Float(bc2Sqrt), eps = Float(hyper.epsilon)
+        let h = AdamWStep(decay: decay, oneMinusBeta1: w1, beta2: b2, oneMinusBeta2: w2, stepSize: stepSize, bc2: bc2, epsilon: eps)
         for (k, p) in parameters.enumerated() {
-            let v = p.value.pointer, g = p.grad.pointer, m = expAvg[k].pointer, s = expAvgSq[k].pointer
-            Parallel.forEachRange(p.value.count, costPerItem: 16) { range in
-                for i in range {
-                    if decay != 1 { v[i] *= decay }
-                    m[i] += w1 * (g[i] - m[i])
-                    s[i] = s[i] * b2 + w2 * g[i] * g[i]
-                    v[i] -= stepSize * (m[i] / (s[i].squareRoot() / bc2 + eps))
-                }
-            }
+            backend.adamWUpdate(value: p.value.pointer, grad: p.grad.pointer, expAvg: expAvg[k].pointer,
+                                expAvgSq: expAvgSq[k].pointer, count: p.value.count, step: h)
         }
     }
 

@@ -70,7 +70,7 @@ extension T5Model {
                 kp = UnsafePointer(cache.selfK[li].pointer); vp = UnsafePointer(cache.selfV[li].pointer)
                 keys = past + r.count
             }
-            BiasedAttention.forward(out: att.pointer + r.lowerBound * inner, logsumexp: lse.pointer + r.lowerBound * h,
+            backend.biasedAttentionForward(out: att.pointer + r.lowerBound * inner, logsumexp: lse.pointer + r.lowerBound * h,
                                     q: q.pointer + r.lowerBound * inner, k: kp, v: vp, bias: s.bias.pointer,
                                     shape: .init(queries: r.count, keys: keys, heads: h, headDim: d,
                                                  causalOffset: causal ? past : nil))
@@ -91,7 +91,7 @@ extension T5Model {
                 let cv = project(.crossV, enc, rows: m, width: inner)
                 for (s, keys) in zip(selfSegments, ranges) {
                     let r = s.rows
-                    BiasedAttention.forward(out: catt.pointer + r.lowerBound * inner, logsumexp: clse.pointer + r.lowerBound * h,
+                    backend.biasedAttentionForward(out: catt.pointer + r.lowerBound * inner, logsumexp: clse.pointer + r.lowerBound * h,
                                             q: cq.pointer + r.lowerBound * inner, k: ck.pointer + keys.lowerBound * inner,
                                             v: cv.pointer + keys.lowerBound * inner, bias: nil,
                                             shape: .init(queries: r.count, keys: keys.count, heads: h, headDim: d))
@@ -100,7 +100,7 @@ extension T5Model {
             case .cached(let caches):
                 for (s, cache) in zip(selfSegments, caches) {
                     let r = s.rows
-                    BiasedAttention.forward(out: catt.pointer + r.lowerBound * inner, logsumexp: nil,
+                    backend.biasedAttentionForward(out: catt.pointer + r.lowerBound * inner, logsumexp: nil,
                                             q: cq.pointer + r.lowerBound * inner, k: cache.crossK[li].pointer,
                                             v: cache.crossV[li].pointer, bias: nil,
                                             shape: .init(queries: r.count, keys: cache.encoderRows, heads: h, headDim: d))
@@ -117,7 +117,7 @@ extension T5Model {
         let g = project(config.isGated ? .wi0 : .wi, h2.pointer, rows: n, width: f)
         let u = config.isGated ? project(.wi1, h2.pointer, rows: n, width: f) : nil
         let a = buffer(n * f)
-        T5FeedForward.activate(a.pointer, g.pointer, up: u?.pointer, count: n * f, activation: activation)
+        T5FeedForward.activate(a.pointer, g.pointer, up: u?.pointer, count: n * f, activation: activation, backend: backend)
         block[.wo].forward(y: x, x: a.pointer, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
         if let acts { acts.h2 = h2; acts.rstd2 = rstd2; acts.g = g; acts.u = u; acts.a = a }
     }
@@ -139,12 +139,12 @@ extension T5Model {
         block[.wo].backward(dx: da.pointer, dy: dx, x: acts.a!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         let dg = buffer(n * f), du = config.isGated ? buffer(n * f) : nil
         T5FeedForward.activateBackward(dg: dg.pointer, du: du?.pointer, da: da.pointer, g: acts.g!.pointer, up: acts.u?.pointer,
-                                       count: n * f, activation: activation)
+                                       count: n * f, activation: activation, backend: backend)
         let dh = buffer(n * c)
         block[config.isGated ? .wi0 : .wi].backward(dx: dh.pointer, dy: dg.pointer, x: acts.h2!.pointer, rows: n,
                                                      accumulate: false, scratch: scratch, context: context)
         if let du { block[.wi1].backward(dx: dh.pointer, dy: du.pointer, x: acts.h2!.pointer, rows: n, accumulate: true, scratch: scratch, context: context) }
-        RMSNorm.backward(dx: dx, dweight: nil, dout: dh.pointer, x: acts.x2!.pointer, weight: block.ffnNorm.pointer,
+        backend.rmsNormBackward(dx: dx, dweight: nil, dout: dh.pointer, x: acts.x2!.pointer, weight: block.ffnNorm.pointer,
                          rstd: acts.rstd2!.pointer, rows: n, channels: c)
 
         // Cross-attention: x2 = x1 + o(attention(q(norm(x1)), k(enc), v(enc))).
@@ -154,7 +154,7 @@ extension T5Model {
             let dq = buffer(n * inner), dk = buffer(cross.rows * inner), dv = buffer(cross.rows * inner)
             for (s, keys) in zip(selfSegments, cross.ranges) {
                 let r = s.rows
-                BiasedAttention.backward(dq: dq.pointer + r.lowerBound * inner, dk: dk.pointer + keys.lowerBound * inner,
+                backend.biasedAttentionBackward(dq: dq.pointer + r.lowerBound * inner, dk: dk.pointer + keys.lowerBound * inner,
                                          dv: dv.pointer + keys.lowerBound * inner, dout: datt.pointer + r.lowerBound * inner,
                                          out: acts.catt!.pointer + r.lowerBound * inner, logsumexp: acts.clse!.pointer + r.lowerBound * h,
                                          q: acts.cq!.pointer + r.lowerBound * inner, k: acts.ck!.pointer + keys.lowerBound * inner,
@@ -165,7 +165,7 @@ extension T5Model {
             block[.crossQ].backward(dx: dhc.pointer, dy: dq.pointer, x: acts.hc!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
             block[.crossK].backward(dx: cross.dEncoder, dy: dk.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch, context: context)
             block[.crossV].backward(dx: cross.dEncoder, dy: dv.pointer, x: cross.encoderOutput, rows: cross.rows, accumulate: true, scratch: scratch, context: context)
-            RMSNorm.backward(dx: dx, dweight: nil, dout: dhc.pointer, x: acts.x1!.pointer, weight: crossNorm.pointer,
+            backend.rmsNormBackward(dx: dx, dweight: nil, dout: dhc.pointer, x: acts.x1!.pointer, weight: crossNorm.pointer,
                              rstd: acts.rstdc!.pointer, rows: n, channels: c)
         }
 
@@ -175,7 +175,7 @@ extension T5Model {
         let dq = buffer(n * inner), dk = buffer(n * inner), dv = buffer(n * inner)
         for s in selfSegments {
             let r = s.rows, o = r.lowerBound * inner
-            BiasedAttention.backward(dq: dq.pointer + o, dk: dk.pointer + o, dv: dv.pointer + o, dout: datt.pointer + o,
+            backend.biasedAttentionBackward(dq: dq.pointer + o, dk: dk.pointer + o, dv: dv.pointer + o, dout: datt.pointer + o,
                                      out: acts.att!.pointer + o, logsumexp: acts.lse!.pointer + r.lowerBound * h,
                                      q: acts.q!.pointer + o, k: acts.k!.pointer + o, v: acts.v!.pointer + o, bias: s.bias.pointer,
                                      shape: .init(queries: r.count, keys: r.count, heads: h, headDim: d, causalOffset: causal ? 0 : nil))
@@ -184,7 +184,7 @@ extension T5Model {
         block[.q].backward(dx: dh1.pointer, dy: dq.pointer, x: acts.h1!.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
         block[.k].backward(dx: dh1.pointer, dy: dk.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
         block[.v].backward(dx: dh1.pointer, dy: dv.pointer, x: acts.h1!.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
-        RMSNorm.backward(dx: dx, dweight: nil, dout: dh1.pointer, x: acts.x.pointer, weight: block.selfNorm.pointer,
+        backend.rmsNormBackward(dx: dx, dweight: nil, dout: dh1.pointer, x: acts.x.pointer, weight: block.selfNorm.pointer,
                          rstd: acts.rstd1!.pointer, rows: n, channels: c)
     }
 }
@@ -193,10 +193,10 @@ extension T5Model {
 enum T5FeedForward {
     /// a [count] = act(g) (· up when gated).
     static func activate(_ a: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, up: UnsafePointer<Float>?,
-                         count: Int, activation: T5Activation) {
+                         count: Int, activation: T5Activation, backend: any ComputeBackend) {
         switch activation {
         case .relu: for i in 0..<count { a[i] = max(g[i], 0) }
-        case .gelu(let approx): GELU.forward(y: a, x: g, count: count, approximation: approx)
+        case .gelu(let approx): backend.geluForward(y: a, x: g, count: count, approximation: approx)
         case .silu: for i in 0..<count { a[i] = g[i] / (1 + expf(-g[i])) }
         }
         if let up { for i in 0..<count { a[i] *= up[i] } }
@@ -204,14 +204,15 @@ enum T5FeedForward {
 
     /// dg (= ∂/∂g) and, when gated, du (= ∂/∂up), overwritten, from da = ∂loss/∂a.
     static func activateBackward(dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>?, da: UnsafePointer<Float>,
-                                 g: UnsafePointer<Float>, up: UnsafePointer<Float>?, count: Int, activation: T5Activation) {
+                                 g: UnsafePointer<Float>, up: UnsafePointer<Float>?, count: Int, activation: T5Activation,
+                                 backend: any ComputeBackend) {
         // The gradient reaching act(g): da · up when gated.
         let dact = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
         defer { dact.deallocate() }
         if let up, let du {
             let act = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
             defer { act.deallocate() }
-            activate(act, g, up: nil, count: count, activation: activation)
+            activate(act, g, up: nil, count: count, activation: activation, backend: backend)
             for i in 0..<count { du[i] = da[i] * act[i]; dact[i] = da[i] * up[i] }
         } else {
             dact.update(from: da, count: count)
@@ -220,7 +221,7 @@ enum T5FeedForward {
         case .relu: for i in 0..<count { dg[i] = g[i] > 0 ? dact[i] : 0 }
         case .gelu(let approx):
             dg.update(repeating: 0, count: count)
-            GELU.backward(dx: dg, dy: dact, x: g, count: count, approximation: approx)
+            backend.geluBackward(dx: dg, dy: dact, x: g, count: count, approximation: approx)
         case .silu:
             for i in 0..<count {
                 let s = 1 / (1 + expf(-g[i]))

@@ -10,7 +10,7 @@ extension T5Model {
     /// [N, C]; with `acts`, each block's activations (and the final norm's input and statistics).
     /// `context` goes to every block (training: the dropout key).
     func runEncoder(tokens: [Int], ranges: [Range<Int>], keep: ((Int, T5BlockActs) -> Void)?,
-                    checkpointing: Bool = false, context: PassContext = .plain) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
+                    checkpointing: Bool = false, context: PassContext? = nil) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
         let n = tokens.count, c = config.dModel
         let x = Buffer<Float>(uninitializedCount: max(1, n * c))
         try embed(tokens, into: x.pointer)
@@ -18,7 +18,7 @@ extension T5Model {
         for (li, block) in encoder.enumerated() {
             let acts = keep.map { _ in T5BlockActs(rows: n, x: Buffer(copying: x.pointer, count: n * c)) }
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: false, cross: nil,
-                         acts: checkpointing ? nil : acts, context: context)
+                         acts: checkpointing ? nil : acts, context: context ?? PassContext(backend: backend))
             if let acts { keep!(li, acts) }
         }
         let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
@@ -42,9 +42,9 @@ extension T5Model {
         for block in decoder {
             let k = Buffer<Float>(uninitializedCount: max(1, m * inner)), v = Buffer<Float>(uninitializedCount: max(1, m * inner))
             block[.crossK].forward(y: k.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
-                                  context: .plain)
+                                  context: PassContext(backend: backend))
             block[.crossV].forward(y: v.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
-                                  context: .plain)
+                                  context: PassContext(backend: backend))
             ks.append(k); vs.append(v)
         }
         return ranges.map { r in
@@ -82,7 +82,7 @@ extension T5Model {
         try embed(tokens, into: x.pointer)
         for (li, block) in decoder.enumerated() {
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
-                         cross: .cached(inputs.map(\.cache)), acts: nil, context: PassContext(rowAdapters: context.rowAdapters))
+                         cross: .cached(inputs.map(\.cache)), acts: nil, context: PassContext(backend: backend, rowAdapters: context.rowAdapters))
         }
         for input in inputs { input.cache.advance(by: input.tokens.count) }
         var picked: [Int] = [], ranges: [Range<Int>] = []
@@ -99,7 +99,8 @@ extension T5Model {
         norm(sel.pointer, rstd: nil, sel.pointer, decoderFinalNorm, rows: picked.count)
         if let s = outputScale { for i in 0..<(picked.count * c) { sel[i] *= s } }
         let out = Buffer<Float>(count: max(1, picked.count * v))
-        lmHead.forward(y: out.pointer, x: sel.pointer, rows: picked.count, scratch: scratch)
+        backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
+                              scratch: scratch)
         return Logits(values: out, vocabSize: v, rows: ranges)
     }
 

@@ -72,7 +72,7 @@ extension T5Model: TrainableModel {
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
-        let context = PassContext(dropoutKey: options.dropoutKey)
+        let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
         let checkpointing = options.checkpointing
 
         // Forward.
@@ -87,12 +87,12 @@ extension T5Model: TrainableModel {
         // Loss and the LM head's backward (chunked), then the decoder's final norm (and rescale).
         let dOut = Buffer<Float>(count: max(1, n * c))
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try CrossEntropy.linearForwardBackward(dx: dOut.pointer, x: dec.output.pointer, head: lmHead, targets: t.baseAddress!,
+            try backend.crossEntropyForwardBackward(dx: dOut.pointer, x: dec.output.pointer, head: lmHead, targets: t.baseAddress!,
                                                    rows: n, scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
         }
         if let s = outputScale { for i in 0..<(n * c) { dOut[i] *= s } }
         let dy = Buffer<Float>(count: max(1, n * c))
-        RMSNorm.backward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: dec.preNorm.pointer, weight: decoderFinalNorm.pointer,
+        backend.rmsNormBackward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: dec.preNorm.pointer, weight: decoderFinalNorm.pointer,
                          rstd: dec.rstd.pointer, rows: n, channels: c)
 
         // Decoder blocks, last to first; the encoder output's gradient gathers from every cross-attention.
@@ -112,7 +112,7 @@ extension T5Model: TrainableModel {
 
         // The encoder's final norm, then its blocks.
         let dx = Buffer<Float>(count: max(1, m * c))
-        RMSNorm.backward(dx: dx.pointer, dweight: nil, dout: dEnc.pointer, x: enc.preNorm.pointer, weight: encoderFinalNorm.pointer,
+        backend.rmsNormBackward(dx: dx.pointer, dweight: nil, dout: dEnc.pointer, x: enc.preNorm.pointer, weight: encoderFinalNorm.pointer,
                          rstd: enc.rstd.pointer, rows: m, channels: c)
         for li in stride(from: encoder.count - 1, through: 0, by: -1) {
             var acts = encActs[li]
@@ -133,11 +133,11 @@ extension T5Model: TrainableModel {
         let n = p.decoder.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
-        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: nil, context: .plain)
+        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: nil, context: PassContext(backend: backend))
         let dec = try runDecoder(p, encoderOutput: enc.output, segments: selfSegments(p.decoderRanges, decoder: true),
-                                 keep: false, checkpointing: false, context: .plain)
+                                 keep: false, checkpointing: false, context: PassContext(backend: backend))
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try CrossEntropy.linearForward(x: dec.output.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
+            try backend.crossEntropyForward(x: dec.output.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
         }
         return LossSum(sum: loss.sum, count: loss.count)
     }

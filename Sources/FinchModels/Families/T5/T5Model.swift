@@ -77,6 +77,7 @@ public final class T5Model: @unchecked Sendable {
     let encoder: [T5Block]
     let decoder: [T5Block]
     let scratch = Scratch()
+    public var backend: any ComputeBackend = CPUBackend.shared
     public var adapterConfigs: [String: AdapterConfig] = [:]
     public let linearSlots: [LinearSlot]
 
@@ -241,7 +242,7 @@ public final class T5Model: @unchecked Sendable {
 
     func norm(_ out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?, _ x: UnsafePointer<Float>,
               _ w: Buffer<Float>, rows: Int) {
-        RMSNorm.forward(out: out, rstd: rstd, x: x, weight: w.pointer, rows: rows, channels: config.dModel,
+        backend.rmsNormForward(out: out, rstd: rstd, x: x, weight: w.pointer, rows: rows, channels: config.dModel,
                         eps: config.layerNormEpsilon)
     }
 
