@@ -105,11 +105,13 @@ let package = Package(
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "CFinchKernels",
+                "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "FinchCoreTests", dependencies: ["FinchCore"]),
+        // The CLI's own logic (flags → settings), without running a command.
+        .testTarget(name: "FinchCLITests", dependencies: ["finch", "FinchTrain", "FinchTestSupport"]),
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats", "FinchTestSupport"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer", "FinchTestSupport"]),
         .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA", "FinchFormats"]),

@@ -16,3 +16,21 @@ extension OptimizerKind: ExpressibleByArgument {
     /// Also qlora's and transformers' names (`paged_adamw_32bit`, `adamw_torch`, …).
     public init?(argument: String) { self.init(name: argument) }
 }
+
+extension LRSchedule.Kind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(settingName: argument) }
+}
+extension LoRAInit: ExpressibleByArgument {}
+
+// A setting's flag names and help, from its entry in TrainingConfig.settings.
+extension NameSpecification {
+    static func setting(_ keyPath: PartialKeyPath<TrainingConfig>) -> NameSpecification {
+        NameSpecification((TrainingConfig.setting(keyPath)?.flags ?? []).map { .customLong($0) })
+    }
+}
+
+extension ArgumentHelp {
+    static func setting(_ keyPath: PartialKeyPath<TrainingConfig>) -> ArgumentHelp {
+        ArgumentHelp(stringLiteral: TrainingConfig.setting(keyPath)?.help ?? "")
+    }
+}

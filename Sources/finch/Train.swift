@@ -20,143 +20,89 @@ struct Train: ParsableCommand {
 
     @Option(name: .long, help: "YAML file of settings (keys as in train_config.json; qlora/HF names accepted).")
     var config: String?
-    @Option(name: [.long, .customLong("model_name_or_path")], help: "Base model: GGUF file, HF directory or known name (default smollm2-135m).")
-    var model: String?
-    @Option(name: [.long, .customLong("dataset")], help: "Training data file (.json, .jsonl, .txt).")
-    var data: String?
-    @Option(name: .customLong("chat-template"), help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none).")
-    var chatTemplate: String?
-    @Option(name: [.long, .customLong("dataset_format")], help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected).")
-    var format: DatasetFormat?
-    @Option(name: [.customLong("eval-data"), .customLong("eval_dataset")], help: "Held-out data file for evaluation.")
-    var evalData: String?
-    @Option(name: .customLong("eval-fraction"), help: "Hold out this fraction of --data for evaluation when there is no --eval-data.")
-    var evalFraction: Double?
-    @Option(name: [.long, .customLong("output_dir")], help: "Run directory (the adapter lands here).")
-    var output: String?
-    @Option(name: .long, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters).")
-    var dtype: WeightDType?
+    // Every setting's flag names and help come from its entry in TrainingConfig.settings (by key
+    // path); the option declares only that the command takes it, and `overrides` binds it to the setting.
+    @Option(name: .setting(\.model), help: .setting(\.model)) var model: String?
+    @Option(name: .setting(\.data), help: .setting(\.data)) var data: String?
+    @Option(name: .setting(\.chatTemplate), help: .setting(\.chatTemplate)) var chatTemplate: String?
+    @Option(name: .setting(\.format), help: .setting(\.format)) var format: DatasetFormat?
+    @Option(name: .setting(\.evalData), help: .setting(\.evalData)) var evalData: String?
+    @Option(name: .setting(\.evalFraction), help: .setting(\.evalFraction)) var evalFraction: Double?
+    @Option(name: .setting(\.output), help: .setting(\.output)) var output: String?
+    @Option(name: .setting(\.dtype), help: .setting(\.dtype)) var dtype: WeightDType?
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
-    @Option(name: [.long, .customLong("quant_type")], help: "QLoRA: quantize the frozen block linears as they load to nf4 or fp4 (4-bit), or int8 (LLM.int8); bitsandbytes' formats, bit for bit.")
-    var quantize: QuantMethod?
-    @Option(name: [.customLong("int8-threshold"), .customLong("llm_int8_threshold")], help: "With --quantize int8: the outlier threshold (default 6; 0 = no outliers).")
-    var int8Threshold: Float?
-    @Flag(name: [.customLong("double-quant"), .customLong("double_quant")], help: "QLoRA: double-quantize the 4-bit scales (8-bit, blocks of 256).")
-    var doubleQuant = false
-    @Option(name: .customLong("quant-blocksize"), help: "QLoRA: values per 4-bit block (32 … 4096, default 64).")
-    var quantBlocksize: Int?
-    @Option(name: .customLong("compute-dtype"), help: "QLoRA: precision of the 4-bit layers' products, f32 or bf16 (default: --dtype).")
-    var computeDType: WeightDType?
+    @Option(name: .setting(\.quantize), help: .setting(\.quantize)) var quantize: QuantMethod?
+    @Option(name: .setting(\.int8Threshold), help: .setting(\.int8Threshold)) var int8Threshold: Float?
+    @Flag(name: .setting(\.doubleQuant), help: .setting(\.doubleQuant)) var doubleQuant = false
+    @Option(name: .setting(\.quantBlocksize), help: .setting(\.quantBlocksize)) var quantBlocksize: Int?
+    @Option(name: .setting(\.computeDType), help: .setting(\.computeDType)) var computeDType: WeightDType?
 
-    @Option(name: [.customLong("lora-r"), .customLong("lora_r")], help: "LoRA rank.")
-    var loraR: Int?
-    @Option(name: [.customLong("lora-alpha"), .customLong("lora_alpha")], help: "LoRA alpha (scaling = alpha / r).")
-    var loraAlpha: Double?
-    @Option(name: [.customLong("lora-dropout"), .customLong("lora_dropout")], help: "Dropout on the adapter's input.")
-    var loraDropout: Double?
-    @Option(name: [.customLong("target-modules"), .customLong("target_modules")], help: "Comma-separated module names, or all-linear.")
-    var targetModules: String?
-    @Flag(name: [.customLong("use-rslora"), .customLong("use_rslora")], help: "Scale by alpha / sqrt(r).")
-    var useRSLoRA = false
-    @Flag(name: [.customLong("use-dora"), .customLong("use_dora")], help: "Weight-decomposed LoRA (DoRA).")
-    var useDoRA = false
+    @Option(name: .setting(\.loraR), help: .setting(\.loraR)) var loraR: Int?
+    @Option(name: .setting(\.loraAlpha), help: .setting(\.loraAlpha)) var loraAlpha: Double?
+    @Option(name: .setting(\.loraDropout), help: .setting(\.loraDropout)) var loraDropout: Double?
+    @Option(name: .setting(\.targetModules), help: .setting(\.targetModules)) var targetModules: String?
+    @Flag(name: .setting(\.useRSLoRA), help: .setting(\.useRSLoRA)) var useRSLoRA = false
+    @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
+    @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
 
-    @Option(name: [.customLong("learning-rate"), .customLong("learning_rate")], help: "Peak learning rate.")
-    var learningRate: Double?
-    @Option(name: [.customLong("lr-scheduler"), .customLong("lr_scheduler_type")], help: "constant | linear | cosine.")
-    var lrScheduler: String?
-    @Option(name: [.customLong("warmup-steps"), .customLong("warmup_steps")], help: "Linear warmup steps.")
-    var warmupSteps: Int?
-    @Option(name: [.customLong("warmup-ratio"), .customLong("warmup_ratio")], help: "Warmup as a fraction of all steps.")
-    var warmupRatio: Double?
-    @Option(name: [.customLong("batch-size"), .customLong("per_device_train_batch_size")], help: "Sequences per micro-batch.")
-    var batchSize: Int?
-    @Option(name: [.customLong("grad-accum"), .customLong("gradient_accumulation_steps")], help: "Micro-batches per optimizer step.")
-    var gradAccum: Int?
-    @Option(name: [.customLong("max-seq-len"), .customLong("model_max_length")], help: "Longest sequence in tokens.")
-    var maxSeqLen: Int?
-    @Option(name: [.customLong("source-max-len"), .customLong("source_max_len")], help: "Longest prompt in tokens.")
-    var sourceMaxLen: Int?
-    @Option(name: [.customLong("target-max-len"), .customLong("target_max_len")], help: "Longest response in tokens.")
-    var targetMaxLen: Int?
-    @Option(name: [.customLong("max-steps"), .customLong("max_steps")], help: "Optimizer steps (overrides --epochs).")
-    var maxSteps: Int?
-    @Option(name: [.long, .customLong("num_train_epochs")], help: "Epochs over the data.")
-    var epochs: Double?
-    @Option(name: [.customLong("max-grad-norm"), .customLong("max_grad_norm")], help: "Clip the gradient norm (0 = off).")
-    var maxGradNorm: Double?
-    @Option(name: [.customLong("weight-decay"), .customLong("weight_decay")], help: "AdamW weight decay.")
-    var weightDecay: Double?
-    @Option(name: [.long, .customLong("optim")], help: "adamw, paged_adamw (state in file-backed paged memory), adamw_8bit (bitsandbytes' 8-bit blockwise state) or paged_adamw_8bit.")
-    var optimizer: OptimizerKind?
+    @Option(name: .setting(\.learningRate), help: .setting(\.learningRate)) var learningRate: Double?
+    @Option(name: .setting(\.lrScheduler), help: .setting(\.lrScheduler)) var lrScheduler: LRSchedule.Kind?
+    @Option(name: .setting(\.warmupSteps), help: .setting(\.warmupSteps)) var warmupSteps: Int?
+    @Option(name: .setting(\.warmupRatio), help: .setting(\.warmupRatio)) var warmupRatio: Double?
+    @Option(name: .setting(\.batchSize), help: .setting(\.batchSize)) var batchSize: Int?
+    @Option(name: .setting(\.gradAccum), help: .setting(\.gradAccum)) var gradAccum: Int?
+    @Option(name: .setting(\.maxSeqLen), help: .setting(\.maxSeqLen)) var maxSeqLen: Int?
+    @Option(name: .setting(\.sourceMaxLen), help: .setting(\.sourceMaxLen)) var sourceMaxLen: Int?
+    @Option(name: .setting(\.targetMaxLen), help: .setting(\.targetMaxLen)) var targetMaxLen: Int?
+    @Option(name: .setting(\.maxSteps), help: .setting(\.maxSteps)) var maxSteps: Int?
+    @Option(name: .setting(\.epochs), help: .setting(\.epochs)) var epochs: Double?
+    @Option(name: .setting(\.maxGradNorm), help: .setting(\.maxGradNorm)) var maxGradNorm: Double?
+    @Option(name: .setting(\.weightDecay), help: .setting(\.weightDecay)) var weightDecay: Double?
+    @Option(name: .setting(\.optimizer), help: .setting(\.optimizer)) var optimizer: OptimizerKind?
     @Flag(name: [.customLong("dry-run"), .customLong("dry_run")], help: "Load the model and data, print the predicted peak memory by part (with and without gradient checkpointing), and stop without training.")
     var dryRun = false
-    @Option(name: [.customLong("eval-steps"), .customLong("eval_steps")], help: "Evaluate every N steps (0 = at the end).")
-    var evalSteps: Int?
-    @Option(name: [.customLong("save-steps"), .customLong("save_steps")], help: "Checkpoint every N steps (0 = never).")
-    var saveSteps: Int?
-    @Option(name: [.customLong("save-total-limit"), .customLong("save_total_limit")], help: "Keep only the last N checkpoints.")
-    var saveTotalLimit: Int?
-    @Option(name: [.customLong("logging-steps"), .customLong("logging_steps")], help: "Write metrics every N steps.")
-    var loggingSteps: Int?
-    @Option(name: .long, help: "Random seed (adapter init, batch order, dropout).")
-    var seed: UInt64?
-    @Flag(name: [.customLong("gradient-checkpointing"), .customLong("gradient_checkpointing")], help: "Recompute each block in backward: less memory, same gradients.")
-    var gradientCheckpointing = false
-    @Flag(name: [.customLong("group-by-length"), .customLong("group_by_length")], help: "Batch sequences of similar length together.")
-    var groupByLength = false
-    @Flag(name: [.customLong("train-on-source"), .customLong("train_on_source")], help: "Also take the loss on the prompt.")
-    var trainOnSource = false
+    @Option(name: .setting(\.evalSteps), help: .setting(\.evalSteps)) var evalSteps: Int?
+    @Option(name: .setting(\.saveSteps), help: .setting(\.saveSteps)) var saveSteps: Int?
+    @Option(name: .setting(\.saveTotalLimit), help: .setting(\.saveTotalLimit)) var saveTotalLimit: Int?
+    @Option(name: .setting(\.loggingSteps), help: .setting(\.loggingSteps)) var loggingSteps: Int?
+    @Option(name: .setting(\.seed), help: .setting(\.seed)) var seed: UInt64?
+    @Flag(name: .setting(\.gradientCheckpointing), help: .setting(\.gradientCheckpointing)) var gradientCheckpointing = false
+    @Flag(name: .setting(\.groupByLength), help: .setting(\.groupByLength)) var groupByLength = false
+    @Flag(name: .setting(\.trainOnSource), help: .setting(\.trainOnSource)) var trainOnSource = false
     @Option(name: .long, help: "Continue from a checkpoint directory, or a run directory's latest checkpoint.")
     var resume: String?
-    @Flag(name: [.customLong("mmlu-eval"), .customLong("do_mmlu_eval")], help: "MMLU accuracy (qlora's style) at every evaluation, into metrics.jsonl and loss.svg.")
-    var mmluEval = false
-    @Option(name: .customLong("mmlu-data"), help: "qlora MMLU file for --mmlu-eval (e.g. qlora's data/mmlu/zero_shot_mmlu_val.json).")
-    var mmluData: String?
-    @Option(name: [.customLong("max-mmlu-samples"), .customLong("max_mmlu_samples")], help: "Score only the first N MMLU items.")
-    var maxMMLUSamples: Int?
+    @Flag(name: .setting(\.mmluEval), help: .setting(\.mmluEval)) var mmluEval = false
+    @Option(name: .setting(\.mmluData), help: .setting(\.mmluData)) var mmluData: String?
+    @Option(name: .setting(\.maxMMLUSamples), help: .setting(\.maxMMLUSamples)) var maxMMLUSamples: Int?
+
+    /// The flags given, each bound to its setting. A flag (a Bool option) only ever turns its setting
+    /// on; `--epochs` without `--max-steps` also clears a max_steps from --config or the resumed run.
+    var overrides: [SettingOverride] {
+        [.value(\.model, model), .value(\.data, data), .value(\.chatTemplate, chatTemplate), .value(\.format, format),
+         .value(\.evalData, evalData), .value(\.evalFraction, evalFraction), .value(\.output, output), .value(\.dtype, dtype),
+         .flag(\.dtype, bf16, means: .bf16),
+         .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
+         .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),
+         .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
+         .text(\.targetModules, targetModules), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
+         .value(\.initLoRAWeights, initLoRAWeights),
+         .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
+         .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),
+         .value(\.maxSeqLen, maxSeqLen), .value(\.sourceMaxLen, sourceMaxLen), .value(\.targetMaxLen, targetMaxLen),
+         .value(\.epochs, epochs), .clear(\.maxSteps, when: epochs != nil && maxSteps == nil), .value(\.maxSteps, maxSteps),
+         .value(\.maxGradNorm, maxGradNorm), .value(\.weightDecay, weightDecay), .value(\.optimizer, optimizer),
+         .value(\.evalSteps, evalSteps), .value(\.saveSteps, saveSteps), .value(\.saveTotalLimit, saveTotalLimit),
+         .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
+         .flag(\.groupByLength, groupByLength), .flag(\.trainOnSource, trainOnSource),
+         .flag(\.mmluEval, mmluEval), .value(\.mmluData, mmluData), .value(\.maxMMLUSamples, maxMMLUSamples)]
+    }
 
     /// Defaults ← the resumed run's settings ← --config ← flags.
     func resolvedConfig() throws -> TrainingConfig {
-        var c = TrainingConfig()
-        if let resume {
-            c = try Checkpoint.readState(try Checkpoint.resolve(resume)).config
-        }
-        if let config { c = try TrainingConfig.load(yamlAt: config, over: c) }
-        func set<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T>) { if let v { c[keyPath: kp] = v } }
-        func setOpt<T>(_ v: T?, _ kp: WritableKeyPath<TrainingConfig, T?>) { if let v { c[keyPath: kp] = v } }
-        setOpt(model, \.model); setOpt(data, \.data); setOpt(chatTemplate, \.chatTemplate); setOpt(format, \.format); setOpt(evalData, \.evalData)
-        if mmluEval { c.mmluEval = true }
-        setOpt(mmluData, \.mmluData); setOpt(maxMMLUSamples, \.maxMMLUSamples)
-        set(evalFraction, \.evalFraction); setOpt(output, \.output); set(dtype, \.dtype)
-        if bf16 { c.dtype = .bf16 }
-        setOpt(quantize, \.quantize); set(int8Threshold, \.int8Threshold); set(quantBlocksize, \.quantBlocksize); setOpt(computeDType, \.computeDType)
-        if doubleQuant { c.doubleQuant = true }
-        set(loraR, \.loraR); set(loraAlpha, \.loraAlpha); set(loraDropout, \.loraDropout)
-        if let t = targetModules { c.targetModules = t.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-        if useRSLoRA { c.useRSLoRA = true }
-        if useDoRA { c.useDoRA = true }
-        set(learningRate, \.learningRate)
-        if let s = lrScheduler {
-            guard let k = LRSchedule.Kind(rawValue: s) ?? (s == "constant_with_warmup" ? .constant : nil) else {
-                throw ValidationError("--lr-scheduler must be constant, linear or cosine (got '\(s)')")
-            }
-            c.lrScheduler = k
-        }
-        set(warmupSteps, \.warmupSteps); set(warmupRatio, \.warmupRatio); set(batchSize, \.batchSize)
-        set(gradAccum, \.gradAccum); set(maxSeqLen, \.maxSeqLen); setOpt(sourceMaxLen, \.sourceMaxLen)
-        setOpt(targetMaxLen, \.targetMaxLen); setOpt(maxSteps, \.maxSteps); set(epochs, \.epochs)
-        if epochs != nil && maxSteps == nil { c.maxSteps = nil }
-        set(maxGradNorm, \.maxGradNorm); set(weightDecay, \.weightDecay); set(optimizer, \.optimizer); set(evalSteps, \.evalSteps)
-        set(saveSteps, \.saveSteps); setOpt(saveTotalLimit, \.saveTotalLimit); set(loggingSteps, \.loggingSteps)
-        set(seed, \.seed)
-        if gradientCheckpointing { c.gradientCheckpointing = true }
-        if groupByLength { c.groupByLength = true }
-        if trainOnSource { c.trainOnSource = true }
-        try c.validate()
-        return c
+        try TrainingConfig.resolve(resumed: try resume.map { try Checkpoint.readState(try Checkpoint.resolve($0)).config },
+                                   runFile: config, overrides: overrides)
     }
 
     @Flag(name: .long, help: "Data-parallel training over MPI (implied when started by mpirun): every rank takes its share of each global batch of world × batch × grad-accum; rank 0 writes the run.")

@@ -16,7 +16,7 @@ let (faultRank, faultStep) = (p[0], p[1])
 let world: MPIWorld? = MPIWorld.launchedByMPIRun ? try MPIWorld.start() : nil
 do {
     let config = try TrainingConfig.load(yamlAt: args[3])
-    guard let out = config.output else { throw TrainError.invalidSetting("output: is required in \(args[3])") }
+    guard let out = config.output else { throw SettingError.missing(key: "output", advice: "is required in \(args[3])") }
     let run = try TrainingRun.prepare(config: config)
     let rank = world?.rank ?? 0
     let trainer = try run.trainer(runDirectory: rank == 0 ? out : nil, world: (world?.size ?? 1) > 1 ? world : nil)

@@ -36,10 +36,10 @@ final class RunFileYAMLTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: p)) { e in
             XCTAssertTrue("\(e)".contains("expected a mapping"), "\(e)")
         }
-        let values = try XCTUnwrap(RunFileYAML.values("a: -2200020000020002210:0:1\nb: 1:30\nc: 42\n", path: "x.yaml") as? [String: Any])
-        XCTAssertEqual(values["a"] as? String, "-2200020000020002210:0:1")
-        XCTAssertEqual(values["b"] as? String, "1:30")
-        XCTAssertEqual(values["c"] as? Int, 42)
+        let values = try XCTUnwrap(RunFileYAML.value("a: -2200020000020002210:0:1\nb: 1:30\nc: 42\n", path: "x.yaml"))
+        XCTAssertEqual(values["a"]?.stringValue, "-2200020000020002210:0:1")
+        XCTAssertEqual(values["b"]?.stringValue, "1:30")
+        XCTAssertEqual(values["c"]?.intValue, 42)
         try refused("warmup_steps: 1:30\n", "warmup_steps")
     }
 

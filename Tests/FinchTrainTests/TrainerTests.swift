@@ -33,7 +33,7 @@ final class TrainerTests: XCTestCase {
         c.loraR = 4; c.loraAlpha = 8; c.loraDropout = 0.1; c.targetModules = ["all-linear"]
         c.learningRate = 5e-3; c.lrScheduler = .cosine; c.warmupSteps = 3; c.batchSize = 3; c.gradAccum = 2
         c.maxSteps = steps; c.maxGradNorm = 0.5; c.weightDecay = 0.01; c.seed = 11; c.saveSteps = 10
-        c.initLoRAWeights = "gaussian"
+        c.initLoRAWeights = .gaussian
         return c
     }
 

@@ -52,11 +52,11 @@ public struct TrainingRun {
 
     /// Loads the model and the data `config` names (`model`, `dtype`, the QLoRA settings,
     /// `chat_template`, `data`, `format`, the length limits, `eval_data` or `eval_fraction`).
-    /// - Throws: ``TrainError/invalidSetting(_:)`` for a missing `data` or an impossible setting;
+    /// - Throws: ``SettingError`` for a missing `data` or an impossible setting;
     ///   the loaders' errors (model, tokenizer, data file) as they are.
     public static func prepare(config c: TrainingConfig) throws -> TrainingRun {
         try c.validate()
-        guard let dataPath = c.data else { throw TrainError.invalidSetting("data: no training data file was given (--data FILE)") }
+        guard let dataPath = c.data else { throw SettingError.missing(key: "data", advice: "no training data file was given (--data FILE, or data: in the run file)") }
         let t0 = Date()
         let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
         var options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,

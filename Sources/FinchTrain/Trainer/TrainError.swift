@@ -1,6 +1,7 @@
 /// Errors of training runs: settings, checkpoints, numerics.
 public enum TrainError: Error, CustomStringConvertible, Sendable {
-    case invalidSetting(String)
+    /// The data gave no training example (every record empty, or cut away).
+    case noTrainingExamples
     case badCheckpoint(path: String, reason: String)
     /// `ranks`: in a distributed run, the ranks whose own values were not finite before the sum
     /// (every rank stops at the same step: the sum carries the NaN to all).
@@ -14,7 +15,8 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .invalidSetting(let s): return "invalid training setting: \(s)"
+        case .noTrainingExamples:
+            return "there are no training examples; check that --data has records of its format and that --max-seq-len leaves room for them"
         case .badCheckpoint(let p, let r): return "\(p): cannot resume from this checkpoint: \(r)"
         case .nonFiniteLoss(let step, let loss, let last, let ranks):
             return "step \(step): the loss became \(loss)\(ranks.map { " (\($0))" } ?? ""); training stopped without applying this update. "

@@ -48,7 +48,7 @@ public final class Trainer: @unchecked Sendable {
                 runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
         try config.validate()
         self.world = world
-        guard !train.isEmpty else { throw TrainError.invalidSetting("there are no training examples") }
+        guard !train.isEmpty else { throw TrainError.noTrainingExamples }
         self.model = model; self.config = config; self.train = train; self.eval = eval
         if let a = model.activeAdapter {
             adapterName = a

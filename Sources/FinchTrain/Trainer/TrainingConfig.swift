@@ -2,8 +2,8 @@ import FinchCore
 import FinchLoRA
 import FinchModels
 import FinchQuant
+import FinchFormats
 import Foundation
-import Yams
 
 /// Every setting of a training run, with the snake_case keys of its YAML file (`finch train
 /// --config run.yaml`) and of the resolved `train_config.json` written into the run directory.
@@ -51,7 +51,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var targetModules: [String] = ["all-linear"]
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
-    public var initLoRAWeights: String = "true"
+    public var initLoRAWeights: LoRAInit = .kaimingUniform
     public var layersToTransform: [Int]? = nil
 
     // Optimization (HF TrainingArguments).
@@ -91,146 +91,196 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, format, evalData = "eval_data", evalFraction = "eval_fraction", output, dtype
-        case chatTemplate = "chat_template"
-        case quantize, int8Threshold = "llm_int8_threshold", doubleQuant = "double_quant", quantBlocksize = "quant_blocksize", computeDType = "compute_dtype"
-        case maxSeqLen = "max_seq_len", sourceMaxLen = "source_max_len", targetMaxLen = "target_max_len"
-        case trainOnSource = "train_on_source", groupByLength = "group_by_length"
-        case loraR = "lora_r", loraAlpha = "lora_alpha", loraDropout = "lora_dropout", targetModules = "target_modules"
-        case useRSLoRA = "use_rslora", useDoRA = "use_dora", initLoRAWeights = "init_lora_weights"
-        case layersToTransform = "layers_to_transform"
-        case learningRate = "learning_rate", lrScheduler = "lr_scheduler", warmupSteps = "warmup_steps"
-        case warmupRatio = "warmup_ratio", batchSize = "batch_size", gradAccum = "grad_accum", maxSteps = "max_steps"
-        case epochs, maxGradNorm = "max_grad_norm", weightDecay = "weight_decay", adamBeta1 = "adam_beta1"
-        case adamBeta2 = "adam_beta2", adamEpsilon = "adam_epsilon", optimizer, seed, gradientCheckpointing = "gradient_checkpointing"
-        case loggingSteps = "logging_steps", evalSteps = "eval_steps", saveSteps = "save_steps"
-        case saveTotalLimit = "save_total_limit"
-        case mmluEval = "mmlu_eval", mmluData = "mmlu_data", maxMMLUSamples = "max_mmlu_samples"
-    }
+    /// Every setting: key, other spellings, flags, help and check (the type and default are the
+    /// properties above). A new setting is a property plus one entry here (and, to have a flag, one
+    /// `@Option` in Sources/finch/Train.swift that names it by key path).
+    public static let settings: [TrainingSetting] = [
+        .make("model", \.model, aliases: ["model_name_or_path"], flags: ["model", "model_name_or_path"],
+              help: "Base model: GGUF file, HF directory or known name (default smollm2-135m)."),
+        .make("data", \.data, aliases: ["dataset"], flags: ["data", "dataset"], help: "Training data file (.json, .jsonl, .txt)."),
+        .make("format", \.format, aliases: ["dataset_format"], flags: ["format", "dataset_format"],
+              help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected)."),
+        .make("eval_data", \.evalData, aliases: ["eval_dataset"], flags: ["eval-data", "eval_dataset"], help: "Held-out data file for evaluation."),
+        .make("eval_fraction", \.evalFraction, help: "Hold out this fraction of --data for evaluation when there is no --eval-data.",
+              check: { v, _ in v >= 0 && v < 1 ? nil : "eval_fraction must be in [0, 1)" }),
+        .make("output", \.output, aliases: ["output_dir"], flags: ["output", "output_dir"], help: "Run directory (the adapter lands here)."),
+        .make("dtype", \.dtype, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters)."),
+        .make("chat_template", \.chatTemplate,
+              help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none)."),
 
-    /// Other spellings of keys (qlora's and Hugging Face's) → the canonical key.
-    static let aliases: [String: String] = [
-        "model_name_or_path": "model", "dataset": "data", "dataset_format": "format", "eval_dataset": "eval_data",
-        "output_dir": "output", "lora_rank": "lora_r", "r": "lora_r",
-        "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
-        "num_train_epochs": "epochs", "lr_scheduler_type": "lr_scheduler", "model_max_length": "max_seq_len",
-        "max_seq_length": "max_seq_len", "bf16": "bf16", "train_on_inputs": "train_on_source",
-        "quant_type": "quantize", "bnb_4bit_quant_type": "quantize", "bnb_4bit_use_double_quant": "double_quant",
-        "bnb_4bit_compute_dtype": "compute_dtype", "bnb_4bit_blocksize": "quant_blocksize", "optim": "optimizer",
-        "do_mmlu_eval": "mmlu_eval",
+        .make("quantize", \.quantize, aliases: ["quant_type", "bnb_4bit_quant_type"], flags: ["quantize", "quant_type"],
+              help: "QLoRA: quantize the frozen block linears as they load to nf4 or fp4 (4-bit), or int8 (LLM.int8); bitsandbytes' formats, bit for bit."),
+        .make("llm_int8_threshold", \.int8Threshold, flags: ["int8-threshold", "llm_int8_threshold"],
+              help: "With --quantize int8: the outlier threshold (default 6; 0 = no outliers)."),
+        .make("double_quant", \.doubleQuant, aliases: ["bnb_4bit_use_double_quant"], flags: ["double-quant", "double_quant"],
+              help: "QLoRA: double-quantize the 4-bit scales (8-bit, blocks of 256)."),
+        .make("quant_blocksize", \.quantBlocksize, aliases: ["bnb_4bit_blocksize"], help: "QLoRA: values per 4-bit block (32 … 4096, default 64).",
+              check: { v, _ in
+                  FourBitTensor.blocksizes.contains(v) ? nil
+                      : "quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(v))"
+              }),
+        .make("compute_dtype", \.computeDType, aliases: ["bnb_4bit_compute_dtype"],
+              help: "QLoRA: precision of the 4-bit layers' products, f32 or bf16 (default: --dtype)."),
+
+        .make("max_seq_len", \.maxSeqLen, aliases: ["model_max_length", "max_seq_length"], flags: ["max-seq-len", "model_max_length"],
+              help: "Longest sequence in tokens.", check: { v, _ in v >= 2 ? nil : "max_seq_len must be at least 2 (got \(v))" }),
+        .make("source_max_len", \.sourceMaxLen, flags: ["source-max-len", "source_max_len"], help: "Longest prompt in tokens."),
+        .make("target_max_len", \.targetMaxLen, flags: ["target-max-len", "target_max_len"], help: "Longest response in tokens."),
+        .make("train_on_source", \.trainOnSource, aliases: ["train_on_inputs"], flags: ["train-on-source", "train_on_source"],
+              help: "Also take the loss on the prompt."),
+        .make("group_by_length", \.groupByLength, flags: ["group-by-length", "group_by_length"],
+              help: "Batch sequences of similar length together."),
+
+        .make("lora_r", \.loraR, aliases: ["lora_rank", "r"], flags: ["lora-r", "lora_r"], help: "LoRA rank.",
+              check: { v, _ in v >= 1 ? nil : "lora_r must be at least 1 (got \(v))" }),
+        .make("lora_alpha", \.loraAlpha, flags: ["lora-alpha", "lora_alpha"], help: "LoRA alpha (scaling = alpha / r).",
+              check: { v, _ in v > 0 ? nil : "lora_alpha must be positive (got \(v))" }),
+        .make("lora_dropout", \.loraDropout, flags: ["lora-dropout", "lora_dropout"], help: "Dropout on the adapter's input.",
+              check: { v, _ in v >= 0 && v < 1 ? nil : "lora_dropout must be in [0, 1) (got \(v))" }),
+        .make("target_modules", \.targetModules, flags: ["target-modules", "target_modules"],
+              help: "Comma-separated module names, or all-linear.", check: { v, _ in v.isEmpty ? "target_modules is empty" : nil }),
+        .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
+        .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
+        .make("init_lora_weights", \.initLoRAWeights,
+              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B) or gaussian (A from N(0, 1/r))."),
+        .make("layers_to_transform", \.layersToTransform, help: "Only these layer indices get adapters (default: all)."),
+
+        .make("learning_rate", \.learningRate, flags: ["learning-rate", "learning_rate"], help: "Peak learning rate.",
+              check: { v, _ in v > 0 ? nil : "learning_rate must be positive (got \(v))" }),
+        .make("lr_scheduler", \.lrScheduler, aliases: ["lr_scheduler_type"], flags: ["lr-scheduler", "lr_scheduler_type"],
+              help: "constant | linear | cosine."),
+        .make("warmup_steps", \.warmupSteps, flags: ["warmup-steps", "warmup_steps"], help: "Linear warmup steps.",
+              check: { v, _ in v >= 0 ? nil : "warmup_steps must be ≥ 0 and warmup_ratio in [0, 1)" }),
+        .make("warmup_ratio", \.warmupRatio, flags: ["warmup-ratio", "warmup_ratio"], help: "Warmup as a fraction of all steps.",
+              check: { v, _ in v >= 0 && v < 1 ? nil : "warmup_steps must be ≥ 0 and warmup_ratio in [0, 1)" }),
+        .make("batch_size", \.batchSize, aliases: ["per_device_train_batch_size"], flags: ["batch-size", "per_device_train_batch_size"],
+              help: "Sequences per micro-batch.", check: { v, _ in v >= 1 ? nil : "batch_size must be at least 1 (got \(v))" }),
+        .make("grad_accum", \.gradAccum, aliases: ["gradient_accumulation_steps"], flags: ["grad-accum", "gradient_accumulation_steps"],
+              help: "Micro-batches per optimizer step.", check: { v, _ in v >= 1 ? nil : "grad_accum must be at least 1 (got \(v))" }),
+        .make("max_steps", \.maxSteps, flags: ["max-steps", "max_steps"], help: "Optimizer steps (overrides --epochs).",
+              check: { v, _ in v.map { $0 >= 1 ? nil : "max_steps must be at least 1 (got \($0))" } ?? nil }),
+        .make("epochs", \.epochs, aliases: ["num_train_epochs"], flags: ["epochs", "num_train_epochs"], help: "Epochs over the data.",
+              check: { v, c in c.maxSteps != nil || v > 0 ? nil : "epochs must be positive (got \(v))" }),
+        .make("max_grad_norm", \.maxGradNorm, flags: ["max-grad-norm", "max_grad_norm"], help: "Clip the gradient norm (0 = off).",
+              check: { v, _ in v >= 0 ? nil : "max_grad_norm must be ≥ 0 (0 = no clipping)" }),
+        .make("weight_decay", \.weightDecay, flags: ["weight-decay", "weight_decay"], help: "AdamW weight decay."),
+        .make("adam_beta1", \.adamBeta1, help: "AdamW β1."),
+        .make("adam_beta2", \.adamBeta2, help: "AdamW β2."),
+        .make("adam_epsilon", \.adamEpsilon, help: "AdamW ε."),
+        .make("optimizer", \.optimizer, aliases: ["optim"], flags: ["optimizer", "optim"],
+              help: "adamw, paged_adamw (state in file-backed paged memory), adamw_8bit (bitsandbytes' 8-bit blockwise state) or paged_adamw_8bit."),
+        .make("seed", \.seed, help: "Random seed (adapter init, batch order, dropout)."),
+        .make("gradient_checkpointing", \.gradientCheckpointing, flags: ["gradient-checkpointing", "gradient_checkpointing"],
+              help: "Recompute each block in backward: less memory, same gradients."),
+
+        .make("logging_steps", \.loggingSteps, flags: ["logging-steps", "logging_steps"], help: "Write metrics every N steps.",
+              check: { v, _ in v >= 0 ? nil : "logging_steps, eval_steps and save_steps must be ≥ 0" }),
+        .make("eval_steps", \.evalSteps, flags: ["eval-steps", "eval_steps"], help: "Evaluate every N steps (0 = at the end).",
+              check: { v, _ in v >= 0 ? nil : "logging_steps, eval_steps and save_steps must be ≥ 0" }),
+        .make("save_steps", \.saveSteps, flags: ["save-steps", "save_steps"], help: "Checkpoint every N steps (0 = never).",
+              check: { v, _ in v >= 0 ? nil : "logging_steps, eval_steps and save_steps must be ≥ 0" }),
+        .make("save_total_limit", \.saveTotalLimit, flags: ["save-total-limit", "save_total_limit"], help: "Keep only the last N checkpoints.",
+              check: { v, _ in v.map { $0 >= 1 ? nil : "save_total_limit must be at least 1" } ?? nil }),
+
+        .make("mmlu_eval", \.mmluEval, aliases: ["do_mmlu_eval"], flags: ["mmlu-eval", "do_mmlu_eval"],
+              help: "MMLU accuracy (qlora's style) at every evaluation, into metrics.jsonl and loss.svg.",
+              check: { v, c in
+                  v && c.mmluData == nil
+                      ? "mmlu_eval needs mmlu_data: a qlora MMLU file of {subject, input, output} lines "
+                          + "(qlora's data/mmlu/zero_shot_mmlu_val.json) (--mmlu-data FILE)" : nil
+              }),
+        .make("mmlu_data", \.mmluData, help: "qlora MMLU file for --mmlu-eval (e.g. qlora's data/mmlu/zero_shot_mmlu_val.json)."),
+        .make("max_mmlu_samples", \.maxMMLUSamples, flags: ["max-mmlu-samples", "max_mmlu_samples"],
+              help: "Score only the first N MMLU items.",
+              check: { v, _ in v.map { $0 >= 1 ? nil : "max_mmlu_samples must be at least 1 (got \($0))" } ?? nil }),
     ]
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        var d = TrainingConfig()
-        func get<T: Decodable>(_ k: CodingKeys, _ into: inout T) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
-        func opt<T: Decodable>(_ k: CodingKeys, _ into: inout T?) throws { if let v = try c.decodeIfPresent(T.self, forKey: k) { into = v } }
-        /// A setting with a fixed set of values, read as text and refused with the allowed values.
-        func choice<T>(_ k: CodingKeys, _ parse: (String) -> T?, allowed: String) throws -> T? {
-            guard let s = try c.decodeIfPresent(String.self, forKey: k) else { return nil }
-            guard let v = parse(s) else { throw TrainError.invalidSetting("\(k.rawValue) must be \(allowed) (got \(s))") }
-            return v
-        }
-        try opt(.model, &d.model); try opt(.data, &d.data); try opt(.evalData, &d.evalData)
-        d.format = try choice(.format, DatasetFormat.init(rawValue:),
-                              allowed: DatasetFormat.allCases.map(\.rawValue).joined(separator: ", ")) ?? d.format
-        try get(.evalFraction, &d.evalFraction); try opt(.output, &d.output)
-        d.dtype = try choice(.dtype, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.dtype
-        try opt(.chatTemplate, &d.chatTemplate)
-        d.quantize = try choice(.quantize, QuantMethod.init(rawValue:), allowed: "nf4, fp4 or int8") ?? d.quantize
-        try get(.int8Threshold, &d.int8Threshold)
-        try get(.doubleQuant, &d.doubleQuant); try get(.quantBlocksize, &d.quantBlocksize)
-        d.computeDType = try choice(.computeDType, WeightDType.init(rawValue:), allowed: "f32 or bf16") ?? d.computeDType
-        try get(.maxSeqLen, &d.maxSeqLen); try opt(.sourceMaxLen, &d.sourceMaxLen); try opt(.targetMaxLen, &d.targetMaxLen)
-        try get(.trainOnSource, &d.trainOnSource); try get(.groupByLength, &d.groupByLength)
-        try get(.loraR, &d.loraR); try get(.loraAlpha, &d.loraAlpha); try get(.loraDropout, &d.loraDropout)
-        if let s = try? c.decode(String.self, forKey: .targetModules) {
-            d.targetModules = s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        } else { try get(.targetModules, &d.targetModules) }
-        try get(.useRSLoRA, &d.useRSLoRA); try get(.useDoRA, &d.useDoRA)
-        if let b = try? c.decode(Bool.self, forKey: .initLoRAWeights) { d.initLoRAWeights = b ? "true" : "false" } else { try get(.initLoRAWeights, &d.initLoRAWeights) }
-        try opt(.layersToTransform, &d.layersToTransform)
-        try get(.learningRate, &d.learningRate); try get(.lrScheduler, &d.lrScheduler); try get(.warmupSteps, &d.warmupSteps)
-        try get(.warmupRatio, &d.warmupRatio); try get(.batchSize, &d.batchSize); try get(.gradAccum, &d.gradAccum)
-        try opt(.maxSteps, &d.maxSteps); try get(.epochs, &d.epochs); try get(.maxGradNorm, &d.maxGradNorm)
-        try get(.weightDecay, &d.weightDecay); try get(.adamBeta1, &d.adamBeta1); try get(.adamBeta2, &d.adamBeta2)
-        try get(.adamEpsilon, &d.adamEpsilon); d.optimizer = try choice(.optimizer, OptimizerKind.init(name:),
-                                 allowed: "adamw, paged_adamw, adamw_8bit or paged_adamw_8bit") ?? d.optimizer; try get(.seed, &d.seed); try get(.gradientCheckpointing, &d.gradientCheckpointing)
-        try get(.loggingSteps, &d.loggingSteps); try get(.evalSteps, &d.evalSteps); try get(.saveSteps, &d.saveSteps)
-        try opt(.saveTotalLimit, &d.saveTotalLimit)
-        try get(.mmluEval, &d.mmluEval); try opt(.mmluData, &d.mmluData); try opt(.maxMMLUSamples, &d.maxMMLUSamples)
-        if d.maxSteps == -1 { d.maxSteps = nil }   // HF's "not set"
-        self = d
+    /// The setting of a property (the CLI names its options by key path).
+    public static func setting(_ keyPath: PartialKeyPath<TrainingConfig>) -> TrainingSetting? {
+        settings.first { $0.keyPath == keyPath }
     }
 
-    /// Reads a YAML (or JSON) run file. Unknown keys are an error naming the key (a typo would
-    /// otherwise be silently ignored); qlora / HF aliases are mapped first; `bf16: true` means dtype bf16.
-    /// Keys absent from the file keep their values in `base`.
+    /// The setting a run-file key names (its own key or an alias).
+    static func setting(key: String) -> TrainingSetting? {
+        settings.first { $0.key == key || $0.aliases.contains(key) }
+    }
+
+    /// Sets the setting `key` from a run file's value at `place`; refuses an unknown key by name and a
+    /// value of the wrong kind with what the setting takes. Run-file shorthands: `bf16: true` is
+    /// `dtype: bf16`; qlora's `bits` 4 is `quantize: nf4` (unless the file names the type), 8 is int8.
+    mutating func set(_ key: String, _ value: JSONValue, at place: SettingPlace, keysInFile: Set<String> = []) throws {
+        switch key {
+        case "bf16":
+            guard let b = value.boolValue else { throw SettingError.wrongType(key: key, place: place, expected: "true or false", got: value) }
+            if b { dtype = .bf16 }
+            return
+        case "bits":
+            switch value.wholeNumberValue {
+            case 4: if !keysInFile.contains("quant_type") && !keysInFile.contains("quantize") { quantize = .nf4 }
+            case 8: quantize = .int8   // qlora: bits 8 = load_in_8bit
+            case 16, 32: break
+            default: throw SettingError.wrongType(key: key, place: place, expected: "4, 8, 16 or 32", got: value)
+            }
+            return
+        default: break
+        }
+        guard let setting = Self.setting(key: key) else {
+            let close = Self.settings.map(\.key).sorted().filter { $0.hasPrefix(String(key.prefix(4))) }
+            throw SettingError.unknownKey(key: key, place: place, didYouMean: close)
+        }
+        guard setting.read(&self, value) else {
+            throw SettingError.wrongType(key: setting.key, place: place, expected: setting.kind, got: value)
+        }
+        if setting.key == "max_steps" && maxSteps == -1 { maxSteps = nil }   // HF's "not set"
+    }
+
+    /// The settings as a JSON object, keys sorted; unset optional settings are left out.
+    public var json: JSONValue {
+        .object(Self.settings.map { (key: $0.key, value: $0.write(self)) }.filter { !$0.value.isNull }.sorted { $0.key < $1.key })
+    }
+
+    /// Settings from a JSON object (`train_config.json`, a checkpoint's state); keys absent keep their defaults.
+    public init(json: JSONValue, source: String) throws {
+        self.init()
+        guard let members = json.objectValue else {
+            throw SettingError.notAMapping(place: SettingPlace(file: source))
+        }
+        for (k, v) in members { try set(k, v, at: SettingPlace(file: source, key: k)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(JSONTree(json))
+    }
+
+    public init(from decoder: Decoder) throws {
+        let tree = try decoder.singleValueContainer().decode(JSONTree.self)
+        try self.init(json: tree.value, source: "train_config.json")
+    }
+
+    /// Reads a YAML (or JSON) run file over `base`: keys absent from the file keep their values in
+    /// `base`. Unknown keys are an error naming the key and its line (a typo would otherwise be
+    /// silently ignored); qlora / HF aliases are read as their setting.
     public static func load(yamlAt path: String, over base: TrainingConfig = TrainingConfig()) throws -> TrainingConfig {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw TrainError.invalidSetting("\(path): cannot read the file")
+            throw SettingError.unreadableFile(path: path)
         }
-        guard var dict = try RunFileYAML.values(text, path: path) as? [String: Any] else {
-            throw TrainError.invalidSetting("\(path): expected a mapping of settings (key: value) at the top level")
+        let entries = try RunFileYAML.settings(text, path: path)
+        var c = base
+        let keys = Set(entries.map(\.key))
+        // The shorthands first, so that a key the file also gives (dtype, quant_type) wins over them.
+        let shorthand: Set<String> = ["bf16", "bits"]
+        for e in entries.filter({ shorthand.contains($0.key) }) + entries.filter({ !shorthand.contains($0.key) }) {
+            try c.set(e.key, e.value, at: e.place, keysInFile: keys)
         }
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        var canonical = (try JSONSerialization.jsonObject(with: try JSONEncoder().encode(base)) as? [String: Any]) ?? [:]
-        if let bf16 = dict.removeValue(forKey: "bf16") as? Bool, bf16 { canonical["dtype"] = "bf16" }
-        if let bits = dict.removeValue(forKey: "bits") {   // qlora: bits 4 = QLoRA (quant_type, default nf4)
-            switch bits as? Int {
-            case 4: if dict["quant_type"] == nil && dict["quantize"] == nil { canonical["quantize"] = "nf4" }
-            case 8: canonical["quantize"] = "int8"   // qlora: bits 8 = load_in_8bit
-            case 16, 32: break
-            default: throw TrainError.invalidSetting("\(path): bits must be 4, 8, 16 or 32 (got \(bits))")
-            }
-        }
-        for (k, v) in dict {
-            let key = aliases[k] ?? k
-            guard known.contains(key) else {
-                let close = known.sorted().filter { $0.hasPrefix(String(key.prefix(4))) }
-                throw TrainError.invalidSetting("\(path): unknown setting '\(k)'" + (close.isEmpty ? "" : " (did you mean \(close.joined(separator: ", "))?)"))
-            }
-            canonical[key] = v
-        }
-        do {
-            let data = try JSONSerialization.data(withJSONObject: canonical)
-            return try JSONDecoder().decode(TrainingConfig.self, from: data)
-        } catch TrainError.invalidSetting(let message) {
-            throw TrainError.invalidSetting("\(path): \(message)")
-        } catch let DecodingError.typeMismatch(type, ctx) {
-            throw TrainError.invalidSetting("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' should be \(type)")
-        } catch let DecodingError.dataCorrupted(ctx) {
-            throw TrainError.invalidSetting("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
-        }
+        return c
     }
 
     /// Throws on settings that cannot run, naming the setting and the allowed values.
     public func validate() throws {
-        func bad(_ s: String) -> TrainError { .invalidSetting(s) }
-        if loraR < 1 { throw bad("lora_r must be at least 1 (got \(loraR))") }
-        if !(loraAlpha > 0) { throw bad("lora_alpha must be positive (got \(loraAlpha))") }
-        if !(loraDropout >= 0 && loraDropout < 1) { throw bad("lora_dropout must be in [0, 1) (got \(loraDropout))") }
-        if !(learningRate > 0) { throw bad("learning_rate must be positive (got \(learningRate))") }
-        if batchSize < 1 { throw bad("batch_size must be at least 1 (got \(batchSize))") }
-        if gradAccum < 1 { throw bad("grad_accum must be at least 1 (got \(gradAccum))") }
-        if let m = maxSteps, m < 1 { throw bad("max_steps must be at least 1 (got \(m))") }
-        if maxSteps == nil && !(epochs > 0) { throw bad("epochs must be positive (got \(epochs))") }
-        if warmupSteps < 0 || !(warmupRatio >= 0 && warmupRatio < 1) { throw bad("warmup_steps must be ≥ 0 and warmup_ratio in [0, 1)") }
-        if maxSeqLen < 2 { throw bad("max_seq_len must be at least 2 (got \(maxSeqLen))") }
-        if maxGradNorm < 0 { throw bad("max_grad_norm must be ≥ 0 (0 = no clipping)") }
-        if !(evalFraction >= 0 && evalFraction < 1) { throw bad("eval_fraction must be in [0, 1)") }
-        if !FourBitTensor.blocksizes.contains(quantBlocksize) {
-            throw bad("quant_blocksize must be one of \(FourBitTensor.blocksizes.map(String.init).joined(separator: ", ")) (got \(quantBlocksize))")
+        for s in Self.settings {
+            if let why = s.problem(self) { throw SettingError.invalid(key: s.key, reason: why) }
         }
-        if loggingSteps < 0 || evalSteps < 0 || saveSteps < 0 { throw bad("logging_steps, eval_steps and save_steps must be ≥ 0") }
-        if let l = saveTotalLimit, l < 1 { throw bad("save_total_limit must be at least 1") }
-        if targetModules.isEmpty { throw bad("target_modules is empty") }
-        if mmluEval && mmluData == nil {
-            throw bad("mmlu_eval needs mmlu_data: a qlora MMLU file of {subject, input, output} lines "
-                + "(qlora's data/mmlu/zero_shot_mmlu_val.json) (--mmlu-data FILE)")
-        }
-        if let n = maxMMLUSamples, n < 1 { throw bad("max_mmlu_samples must be at least 1 (got \(n))") }
     }
 
     /// The quantization of the frozen block linears (4-bit or LLM.int8), when `quantize` is set.
@@ -245,7 +295,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         let targets: AdapterConfig.Targets = targetModules == ["all-linear"] ? .allLinear : .names(targetModules)
         var c = AdapterConfig(r: loraR, loraAlpha: loraAlpha, targetModules: targets, loraDropout: loraDropout,
                               useRSLoRA: useRSLoRA, useDoRA: useDoRA)
-        c.initLoRAWeights = initLoRAWeights
+        c.initLoRAWeights = initLoRAWeights.rawValue
         c.layersToTransform = layersToTransform
         c.baseModelNameOrPath = model ?? ModelStore.defaultModelName
         return c
@@ -259,49 +309,3 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
-/// A run file's YAML as plain values (String, Int, Double, Bool, NSNull, arrays, `[String: Any]`),
-/// built from Yams' node tree rather than by `Yams.load`, which traps on a mapping key that is not
-/// a scalar (the fuzzer's `- ? - 3`) and on a base-60 integer that overflows. Keys must be plain names (Yams' parser refuses repeated
-/// ones); at most 100 000 values are made (an alias repeats a subtree, and aliases of aliases
-/// grow exponentially).
-enum RunFileYAML {
-    static let valueLimit = 100_000
-
-    static func values(_ text: String, path: String) throws -> Any? {
-        let node: Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            throw TrainError.invalidSetting("\(path): not valid YAML: \(error)")
-        }
-        guard let node else { return nil }
-        var budget = valueLimit
-        return try convert(node, path: path, budget: &budget)
-    }
-
-    private static func convert(_ node: Node, path: String, budget: inout Int) throws -> Any {
-        budget -= 1
-        guard budget >= 0 else {
-            throw TrainError.invalidSetting("\(path): more than \(valueLimit) values (aliases repeating parts of the file?); "
-                                            + "a run file is a short mapping of settings")
-        }
-        func place(_ n: Node) -> String { n.mark.map { "\(path):\($0.line):\($0.column)" } ?? path }
-        switch node {
-        case .scalar(let scalar):
-            // YAML 1.1's base-60 integers (`1:30`) overflow and trap in Yams; read them as text, as YAML 1.2 does.
-            if node.tag.rawValue == Tag.Name.int.rawValue && scalar.string.contains(":") { return scalar.string }
-            return Constructor.default.any(from: node)
-        case .sequence(let items):
-            return try items.map { try convert($0, path: path, budget: &budget) }
-        case .mapping(let pairs):
-            var out: [String: Any] = [:]
-            for (key, value) in pairs {
-                guard case .scalar(let k) = key else {
-                    throw TrainError.invalidSetting("\(place(key)): a key must be a plain name, not a list or a mapping")
-                }
-                out[k.string] = try convert(value, path: path, budget: &budget)
-            }
-            return out
-        case .alias:
-            throw TrainError.invalidSetting("\(place(node)): aliases (*name) are not supported in run files")
-        }
-    }
-}
