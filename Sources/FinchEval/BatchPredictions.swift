@@ -35,8 +35,8 @@ public struct BatchPredictions {
         var ids = Set<String>()
         for (n, v) in try file.values() {
             guard let id = v["id"] else {
-                throw ModelError.badInput("\(file.path):\(n): not an answer line (a JSON object with \"id\"); "
-                    + "use another --output, or delete the file to start over")
+                throw EvalError(file: file.path, line: n, "not an answer line (a JSON object with \"id\")",
+                                advice: "use another --output, or delete the file to start over")
             }
             ids.insert(id.serialized())
         }
@@ -51,8 +51,8 @@ public struct BatchPredictions {
         let file = try JSONLinesFile(path: output)   // a half-written last line is cut off
         let done = try Self.answeredIds(file)
         if let stray = done.first(where: { !known.contains($0) }) {
-            throw ModelError.badInput("\(output) holds an answer for id \(stray), which is not in the data; "
-                + "it belongs to another dataset: use another --output")
+            throw EvalError(file: output, "it holds an answer for id \(stray), which is not in the data (it belongs to another dataset)",
+                            advice: "use another --output")
         }
         let todo = items.indices.filter { !done.contains(items[$0].id.serialized()) }
         var written = 0, tokens = 0

@@ -50,10 +50,10 @@ public final class HumanEvalSession: @unchecked Sendable {
     ///   answer each); log: the ratings file (created, or continued); seed: task order and sides.
     public init(systems: [AnswerSet], questions: [JudgeQuestion], log: String, seed: UInt64 = 42,
                 tournaments: Int = 1000) throws {
-        guard systems.count >= 2 else { throw ModelError.badInput("human evaluation needs answers from at least two systems") }
+        guard systems.count >= 2 else { throw EvalError("human evaluation needs answers from at least two systems", advice: "give two or more answer files (NAME=FILE)") }
         for s in systems {
             for q in questions where s.answers[q.id] == nil {
-                throw ModelError.badInput("\(s.name) has no answer to question \(q.id)")
+                throw EvalError(item: s.name, "no answer to question \(q.id)", advice: "generate answers for every question")
             }
         }
         self.log = log; self.seed = seed; self.tournaments = tournaments
@@ -80,10 +80,10 @@ public final class HumanEvalSession: @unchecked Sendable {
         let byId = Dictionary(uniqueKeysWithValues: tasks.map { ($0.id, $0) })
         for (n, v) in try logFile.values() {
             guard let id = v["task"]?.stringValue, let choice = v["choice"]?.stringValue.flatMap(Choice.init(rawValue:)) else {
-                throw ModelError.badInput("\(log):\(n): not a rating line; use another --eval-log")
+                throw EvalError(file: log, line: n, "not a rating line", advice: "use another --eval-log")
             }
             guard let task = byId[id] else {
-                throw ModelError.badInput("\(log):\(n): task \(id) is not among these answers; use another --eval-log")
+                throw EvalError(file: log, line: n, "task \(id) is not among these answers", advice: "use another --eval-log")
             }
             if rated[id] == nil { ratedOrder.append(id) }
             rated[id] = Self.match(task, choice)

@@ -116,13 +116,14 @@ public final class ModelJudge: PairwiseJudge {
             case .choice:
                 let digits = try ["1", "2", "3"].map { d in
                     guard let t = lm.tokenizer.singleTokenId(d) else {
-                        throw ModelError.badInput("the judge's tokenizer has no single token for \"\(d)\"; use --judge-mode explain")
+                        throw EvalError(item: "judge", "its tokenizer has no single token for \"\(d)\"", advice: "use --judge-mode explain")
                     }
                     return t
                 }
                 let model = lm.model
                 for p in prompts where p.count > model.maxPositions {
-                    throw ModelError.badInput("a judging prompt of \(p.count) tokens is longer than the judge's \(model.maxPositions) positions")
+                    throw EvalError(item: "judge", "a judging prompt of \(p.count) tokens is longer than the judge's \(model.maxPositions) positions",
+                                    advice: "use a judge with a longer context, or shorter answers (--max-tokens when generating them)")
                 }
                 let started = try model.start(prompts, capacity: 1)
                 let logits = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
@@ -190,7 +191,7 @@ public struct JudgeQuestion: Sendable, Equatable {
     public static func from(_ set: AnswerSet) throws -> [JudgeQuestion] {
         try set.order.map { id in
             guard let q = set.answers[id]?.question else {
-                throw ModelError.badInput("\(set.name)'s answers carry no \"question\"; give the questions file")
+                throw EvalError(item: set.name, "its answers carry no \"question\"", advice: "give the questions file")
             }
             return JudgeQuestion(id: id, text: q)
         }
@@ -282,12 +283,12 @@ public enum PairwiseComparison {
     public static func run(systems: [AnswerSet], questions: [JudgeQuestion], judge: PairwiseJudge,
                            tournaments: Int = 10_000, seed: UInt64 = 42,
                            progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Report {
-        guard systems.count >= 2 else { throw ModelError.badInput("judging needs answers from at least two systems") }
+        guard systems.count >= 2 else { throw EvalError("judging needs answers from at least two systems", advice: "give two or more answer files (NAME=FILE)") }
         let names = systems.map(\.name)
-        if Set(names).count != names.count { throw ModelError.badInput("two answer sets are both named \(names); name them apart (NAME=FILE)") }
+        if Set(names).count != names.count { throw EvalError("two answer sets are both named \(names)", advice: "name them apart (NAME=FILE)") }
         for s in systems {
             for q in questions where s.answers[q.id] == nil {
-                throw ModelError.badInput("\(s.name) has no answer to question \(q.id); generate answers for every question")
+                throw EvalError(item: s.name, "no answer to question \(q.id)", advice: "generate answers for every question")
             }
         }
         var pairs: [(AnswerSet, AnswerSet)] = []
@@ -306,7 +307,7 @@ public enum PairwiseComparison {
         while i < cases.count {
             let part = Array(cases[i..<min(i + chunk, cases.count)])
             let got = try judge.judge(part)
-            guard got.count == part.count else { throw ModelError.badInput("the judge answered \(got.count) of \(part.count) cases") }
+            guard got.count == part.count else { throw EvalError(item: "judge", "it answered \(got.count) of \(part.count) cases", advice: "check the judge model and --judge-mode") }
             outputs += got
             i += part.count
             progress?(i, cases.count)

@@ -67,15 +67,16 @@ public enum MMLU {
     /// other items of the same subject in `items` (the first `shots` of them, never the item itself).
     public static func withShots(_ items: [MMLUItem], shots: Int, pool: [MMLUItem]? = nil) throws -> [MMLUItem] {
         if shots == 0 { return items }
-        guard shots > 0 else { throw ModelError.badInput("--shots must be 0 or more, got \(shots)") }
+        guard shots > 0 else { throw EvalError(item: "--shots", "must be 0 or more, got \(shots)") }
         let source = pool ?? items
         var bySubject: [String: [(Int, MMLUItem)]] = [:]
         for (i, it) in source.enumerated() { bySubject[it.subject, default: []].append((i, it)) }
         return try items.enumerated().map { i, item in
             let candidates = (bySubject[item.subject] ?? []).filter { pool != nil || $0.0 != i }.prefix(shots)
             guard candidates.count == shots else {
-                throw ModelError.badInput("\(shots)-shot MMLU needs \(shots) other items of subject \"\(item.subject)\" "
-                    + "\(pool == nil ? "in the data" : "in the shots file"); found \(candidates.count)")
+                throw EvalError(item: "subject \"\(item.subject)\"",
+                                "\(shots)-shot MMLU needs \(shots) other items of it \(pool == nil ? "in the data" : "in the shots file"); "
+                                    + "found \(candidates.count)", advice: "lower --shots, or give a shots file with more items")
             }
             let (header, question) = item.headerAndQuestion
             let examples = candidates.map { $0.1.headerAndQuestion.question + " " + $0.1.answer + "\n\n" }.joined()
@@ -151,7 +152,7 @@ public enum MMLU {
     /// Scores `items` with `lm` (and its active adapter), any kind, `batchSize` items per forward pass.
     public static func evaluate(_ lm: LoadedModel, items: [MMLUItem], style: Style = .qlora,
                                 batchSize: Int = 8, progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Report {
-        guard batchSize >= 1 else { throw ModelError.badInput("the MMLU batch size must be at least 1") }
+        guard batchSize >= 1 else { throw EvalError(item: "--batch-size", "the MMLU batch size must be at least 1") }
         let start = Date()
         var results: [ItemResult] = []
         results.reserveCapacity(items.count)
@@ -171,14 +172,15 @@ public enum MMLU {
     /// The ids qlora compares: `tokenizer("A", add_special_tokens=False).input_ids[0]`, …
     public static func letterIds(_ tokenizer: Tokenizer) throws -> [Int] {
         try letters.map { l in
-            guard let id = tokenizer.encode(l).first else { throw ModelError.badInput("the tokenizer gives no token for \"\(l)\"") }
+            guard let id = tokenizer.encode(l).first else { throw EvalError(item: "tokenizer", "it gives no token for \"\(l)\"", advice: "MMLU scores the letters A to D; use a model whose tokenizer has them") }
             return id
         }
     }
 
     static func checkLength(_ model: any LanguageModel, _ n: Int) throws {
         if n > model.maxPositions {
-            throw ModelError.badInput("an MMLU prompt of \(n) tokens is longer than the model's \(model.maxPositions) positions")
+            throw EvalError("an MMLU prompt of \(n) tokens is longer than the model's \(model.maxPositions) positions",
+                            advice: "use fewer --shots, or a model with a longer context")
         }
     }
 

@@ -57,12 +57,12 @@ public enum Perplexity {
                                 progress: ((_ window: Int, _ of: Int) -> Void)? = nil) throws -> Result {
         switch p {
         case .windows(let t) where t < 2, .strided(let t, _) where t < 2:
-            throw ModelError.badInput("perplexity needs windows of at least 2 tokens")
+            throw EvalError(item: "window", "perplexity needs windows of at least 2 tokens", advice: "raise --max-seq-len")
         case .strided(let t, let s) where s < 1 || s > t:
-            throw ModelError.badInput("the stride must be between 1 and the window length (\(t)), got \(s)")
+            throw EvalError(item: "stride", "the stride must be between 1 and the window length (\(t)), got \(s)", advice: "change --stride")
         default: break
         }
-        guard tokens.count >= 2 else { throw ModelError.badInput("perplexity needs at least 2 tokens, got \(tokens.count)") }
+        guard tokens.count >= 2 else { throw EvalError("perplexity needs at least 2 tokens, got \(tokens.count)", advice: "give a longer text") }
         let plan = windows(count: tokens.count, method: p)
         var nlls: [Double] = []
         nlls.reserveCapacity(tokens.count)

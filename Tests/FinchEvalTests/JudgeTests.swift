@@ -124,7 +124,10 @@ final class JudgeTests: XCTestCase {
         try "{\"id\": 1, \"output\": \"a\"}\n".write(toFile: dir + "/short.jsonl", atomically: true, encoding: .utf8)
         let short = try AnswerSet.load(spec: "short=" + dir + "/short.jsonl")
         XCTAssertThrowsError(try PairwiseComparison.run(systems: [try systems()[0], short], questions: try JudgeQuestion.from(try systems()[0]),
-                                                        judge: LongerJudge())) { XCTAssertTrue("\($0)".contains("short has no answer to question 2"), "\($0)") }
+                                                        judge: LongerJudge())) {
+            XCTAssertEqual($0 as? EvalError, EvalError(item: "short", "no answer to question 2", advice: "generate answers for every question"))
+            XCTAssertEqual("\($0)", "short: no answer to question 2; generate answers for every question")
+        }
         try "{\"id\": 1}\n".write(toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AnswerSet.load(spec: dir + "/bad.jsonl")) { XCTAssertTrue("\($0)".contains("bad.jsonl:1"), "\($0)") }
     }

@@ -13,7 +13,7 @@ extension Tokenizer {
             throw TokenizerError.io(path: directory, reason: "cannot create directory: \(error)")
         }
         let dir = URL(fileURLWithPath: directory)
-        try write(tokenizerJSONValue().serialized(indent: 2, compactLeaves: true) + "\n",
+        try write(try tokenizerJSONValue().serialized(indent: 2, compactLeaves: true) + "\n",
                   to: dir.appendingPathComponent("tokenizer.json").path)
         try write(tokenizerConfigValue().serialized(indent: 2) + "\n",
                   to: dir.appendingPathComponent("tokenizer_config.json").path)
@@ -34,7 +34,7 @@ extension Tokenizer {
     }
 
     /// The tokenizer.json document.
-    func tokenizerJSONValue() -> JSONValue {
+    func tokenizerJSONValue() throws -> JSONValue {
         let modelJSON: JSONValue
         if let unigram = model as? UnigramModel {
             modelJSON = .object([
@@ -44,7 +44,9 @@ extension Tokenizer {
                 ("byte_fallback", .bool(unigram.byteFallback)),
             ])
         } else {
-            let bpe = model as! BPEModel
+            guard let bpe = model as? BPEModel else {
+                throw TokenizerError.unsupported(model: "\(type(of: model))", reason: "only BPE and Unigram tokenizers can be written as tokenizer.json")
+            }
             var vocabMembers: [(key: String, value: JSONValue)] = []
             vocabMembers.reserveCapacity(bpe.idToToken.count)
             for (id, t) in bpe.idToToken.enumerated() {
