@@ -15,6 +15,16 @@ final class DataDetectionTests: XCTestCase {
         }
     }
 
+    /// Each format has one reader, for that format, and detection asks each reader once.
+    func testEveryFormatHasItsReader() {
+        for f in DatasetFormat.allCases {
+            XCTAssertEqual(f.reader.format, f)
+            XCTAssertEqual(f.requiredKeys, f.reader.requiredKeys)
+        }
+        XCTAssertEqual(Set(DatasetFormat.detectionOrder), Set(DatasetFormat.allCases))
+        XCTAssertEqual(DatasetFormat.detectionOrder.count, DatasetFormat.allCases.count)
+    }
+
     func testKeyRules() throws {
         let cases: [(String, DatasetFormat)] = [
             (#"{"messages": []}"#, .chat),

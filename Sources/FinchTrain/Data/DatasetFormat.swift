@@ -28,13 +28,5 @@ public enum DatasetFormat: String, Sendable, CaseIterable, Codable {
     }
 
     /// The keys a record of this format must have.
-    var requiredKeys: [String] {
-        switch self {
-        case .alpaca: return ["instruction", "output"]
-        case .inputOutput: return ["input", "output"]
-        case .selfInstruct: return ["prompt", "completion"]
-        case .oasst, .text: return ["text"]
-        case .chat: return ["messages"]
-        }
-    }
+    var requiredKeys: [String] { reader.requiredKeys }
 }

@@ -42,17 +42,11 @@ enum FormatDetection {
         return try detect(first, path: path)
     }
 
-    /// The format whose keys `record` has.
+    /// The format whose keys `record` has: the first reader of ``DatasetFormat/detectionOrder`` that matches.
     static func detect(_ record: DataRecord, path: String) throws(DataError) -> DatasetFormat {
-        let v = record.value
-        if v["messages"] != nil || v["conversations"] != nil { return .chat }
-        if v["instruction"] != nil { return .alpaca }
-        if v["prompt"] != nil && v["completion"] != nil { return .selfInstruct }
-        if v["input"] != nil && v["output"] != nil { return .inputOutput }
-        if let text = v["text"] {
-            if let s = text.stringValue, OasstTranscript.isTranscript(s) { return .oasst }
-            return .text
+        guard let format = DatasetFormat.detectionOrder.first(where: { $0.reader.matches(record) }) else {
+            throw .undetectableFormat(path: path, line: record.line, keys: record.keys)
         }
-        throw .undetectableFormat(path: path, line: record.line, keys: record.keys)
+        return format
     }
 }

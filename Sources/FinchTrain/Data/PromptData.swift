@@ -33,44 +33,17 @@ extension TrainingData {
         }
         if (format == .chat || chat) && tokenizer.chatTemplate == nil { throw DataError.noChatTemplate(path: path) }
         var items: [PromptItem] = []
+        let reader = format.reader
         for (index, record) in try DataFileReader.records(path: path).enumerated() {
             let id = ["id", "question_id", "message_id"].lazy.compactMap { k in record.value[k].flatMap { $0.isNull ? nil : $0 } }
                 .first ?? .number(String(index))
-            var question: String, reference: String?
-            switch format {
-            case .alpaca:
-                let instruction = try record.string("instruction", path: path, format: format)
-                let input = try record.optionalString("input", path: path, format: format)
-                question = AlpacaPrompt.source(instruction: instruction, input: input)
-                reference = try record.optionalString("output", path: path, format: format)
-            case .inputOutput:
-                question = try record.string("input", path: path, format: format)
-                reference = try record.optionalString("output", path: path, format: format)
-            case .selfInstruct:
-                question = try record.string("prompt", path: path, format: format)
-                reference = try record.optionalString("completion", path: path, format: format)
-            case .oasst:
-                let segments = OasstTranscript.segments(of: try record.string("text", path: path, format: format))
-                let last = segments.lastIndex(where: \.trained)
-                question = segments[..<(last ?? segments.endIndex)].map(\.text).joined()
-                reference = last.map { segments[$0].text }
-            case .text:
-                question = try record.string("text", path: path, format: format)
-                reference = nil
-            case .chat:
-                var messages = try ChatConversation(record: record, path: path).messages
-                reference = nil
-                if let a = messages.lastIndex(where: { $0.role == "assistant" }), a > 0 {
-                    if case .string(let s)? = messages[a].content { reference = s }
-                    messages.removeSubrange(a...)
-                }
-                let rendered: String
-                do { rendered = try tokenizer.applyChatTemplate(messages, addGenerationPrompt: true) } catch {
-                    throw DataError.chatTemplate(path: path, line: record.line, reason: "\(error)")
-                }
-                if case .string(let s)? = messages.last(where: { $0.role == "user" })?.content { question = s } else { question = rendered }
-                items.append(PromptItem(id: id, question: question, tokens: tokenizer.encode(rendered), reference: reference))
+            let question: String, reference: String?
+            switch try reader.prompt(of: record, path: path, tokenizer: tokenizer) {
+            case let .rendered(q, tokens, r):
+                items.append(PromptItem(id: id, question: q, tokens: tokens, reference: r))
                 continue
+            case let .text(q, r):
+                question = q; reference = r
             }
             let tokens: [Int]
             if chat {

@@ -40,8 +40,9 @@ public enum TrainingData {
             if format == .chat && tokenizer.chatTemplate == nil { throw DataError.noChatTemplate(path: path) }
             let records = try DataFileReader.records(path: path)
             result.recordCount = records.count
+            let reader = format.reader
             for record in records {
-                try add(record, format: format, path: path, builder: builder, to: &result)
+                try reader.add(record, path: path, builder: builder, to: &result)
             }
         }
         if result.examples.isEmpty { throw DataError.emptyDataset(path: path, dropped: result.droppedCount) }
@@ -54,48 +55,5 @@ public enum TrainingData {
     ///   or the error of a malformed first record.
     public static func detectFormat(path: String) throws -> DatasetFormat {
         try FormatDetection.detect(path: path)
-    }
-
-    /// Tokenizes one record and adds the outcome to `result`.
-    static func add(_ record: DataRecord, format: DatasetFormat, path: String, builder: ExampleBuilder,
-                    to result: inout LoadedDataset) throws(DataError) {
-        let opts = builder.options
-        switch format {
-        case .alpaca:
-            let instruction = try record.string("instruction", path: path, format: format)
-            let input = try record.optionalString("input", path: path, format: format)
-            let output = try record.string("output", path: path, format: format)
-            count(builder.sourceTarget(source: AlpacaPrompt.source(instruction: instruction, input: input), target: output), &result)
-        case .inputOutput:
-            let input = try record.string("input", path: path, format: format)
-            let output = try record.string("output", path: path, format: format)
-            count(builder.sourceTarget(source: input, target: output), &result)
-        case .selfInstruct:
-            let prompt = try record.string("prompt", path: path, format: format)
-            let completion = try record.string("completion", path: path, format: format)
-            count(builder.sourceTarget(source: prompt, target: completion), &result)
-        case .oasst:
-            let segments = OasstTranscript.segments(of: try record.string("text", path: path, format: format))
-            count(builder.segments(segments, eosAfterLast: segments.last?.trained ?? false), &result)
-        case .chat:
-            let conversation = try ChatConversation(record: record, path: path)
-            let segments = try conversation.segments(tokenizer: builder.tokenizer, trainOnSource: opts.trainOnSource,
-                                                     record: record, path: path)
-            count(builder.segments(segments, eosAfterLast: false, withBOS: false), &result)
-        case .text:
-            let (examples, dropped) = builder.chunks(of: try record.string("text", path: path, format: format))
-            result.examples += examples
-            result.droppedCount += dropped
-        }
-    }
-
-    private static func count(_ outcome: ExampleBuilder.Outcome, _ result: inout LoadedDataset) {
-        switch outcome {
-        case let .example(e, truncated):
-            result.examples.append(e)
-            if truncated { result.truncatedCount += 1 }
-        case .dropped:
-            result.droppedCount += 1
-        }
     }
 }
