@@ -1,3 +1,6 @@
+import FinchCore
+import FinchModels
+@testable import FinchTrain
 import FinchTestSupport
 import Foundation
 import XCTest
@@ -210,5 +213,38 @@ final class DistributedTests: XCTestCase {
         XCTAssertTrue(try Data(contentsOf: URL(fileURLWithPath: whole + "/adapter_model.safetensors"))
                       == Data(contentsOf: URL(fileURLWithPath: broken + "/adapter_model.safetensors")))
         print("[distributed kill] rank killed after step ~50: the run stopped in \(String(format: "%.2f", stopSeconds)) s; resumed from checkpoint-\(last), same losses and adapter as the uninterrupted run")
+    }
+}
+
+/// `TrainingWorld.sumGradients` against a world whose other ranks are fixed numbers: the gradients
+/// and the loss come back summed, and the rank that brought a NaN is named.
+final class SumGradientsTests: XCTestCase {
+    /// Rank `rank` of `size`, whose other ranks together add `others` to every f32 value and
+    /// `othersLoss` to the loss sums (and nothing to the non-finite bits).
+    final class FixedWorld: TrainingWorld {
+        let rank: Int, size: Int
+        let others: Float, othersLoss: [Double]
+        init(rank: Int, size: Int, others: Float, othersLoss: [Double]) {
+            self.rank = rank; self.size = size; self.others = others; self.othersLoss = othersLoss
+        }
+        func sum(_ values: UnsafeMutablePointer<Float>, count: Int) throws { for i in 0..<count { values[i] += others } }
+        func sum(_ values: UnsafeMutablePointer<Double>, count: Int) throws {
+            for i in 0..<count { values[i] += i < othersLoss.count ? othersLoss[i] : 0 }
+        }
+        func abort(code: Int32) -> Never { exit(code) }
+    }
+
+    func testGradientsAndLossAreSummedAndBadRanksNamed() throws {
+        let grads = [Buffer<Float>([1, 2]), Buffer<Float>([3])]
+        let flat = Buffer<Float>(uninitializedCount: 3)
+        let world = FixedWorld(rank: 1, size: 3, others: 10, othersLoss: [5, 4])
+        let s = try world.sumGradients(grads, loss: LossSum(sum: 2, count: 3), through: flat)
+        XCTAssertEqual(grads.map(\.array), [[11, 12], [13]])
+        XCTAssertEqual(s.loss, LossSum(sum: 7, count: 7))
+        XCTAssertEqual(s.report.bad, [])
+        XCTAssertEqual(s.bytes, 12)
+        grads[0][0] = .nan
+        let bad = try world.sumGradients(grads, loss: LossSum(sum: 2, count: 3), through: flat)
+        XCTAssertEqual(bad.report, RankReport(bad: [1], of: 3))
     }
 }

@@ -1,4 +1,6 @@
 import CFinchMPI
+import FinchCore
+import FinchModels
 import Foundation
 
 /// The processes of one data-parallel run: this process's rank, how many there are, and the
@@ -12,6 +14,40 @@ public protocol TrainingWorld: AnyObject {
     func sum(_ values: UnsafeMutablePointer<Double>, count: Int) throws
     /// Ends every process of the run (a rank that cannot go on must not leave the others waiting).
     func abort(code: Int32) -> Never
+}
+
+/// A step's gradients and loss after the sum across the ranks.
+public struct RankSum: Sendable {
+    /// The loss summed over every rank's micro-batches.
+    public var loss: LossSum
+    /// The ranks whose own loss or gradients were not finite before the sum (named by the error
+    /// every rank raises after it, since the sum carries a NaN to all).
+    public var report: RankReport
+    /// Time in the two sums, and the gradient bytes each rank sent.
+    public var seconds: Double
+    public var bytes: Int
+}
+
+extension TrainingWorld {
+    /// Replaces `grads` on every rank by their sum over the ranks (copied through `flat`, in
+    /// parameter order, one call), and sums `loss` with a bit per rank that brought non-finite
+    /// values (ranks ≥ 52 are counted, not named: a Double holds 52 bits exactly).
+    public func sumGradients(_ grads: [Buffer<Float>], loss: LossSum, through flat: Buffer<Float>) throws -> RankSum {
+        let bad = !loss.sum.isFinite || !GradientNorm.total(grads).isFinite
+        let c0 = Date()
+        var o = 0
+        for g in grads { (flat.pointer + o).update(from: g.pointer, count: g.count); o += g.count }
+        try sum(flat.pointer, count: flat.count)
+        o = 0
+        for g in grads { g.pointer.update(from: flat.pointer + o, count: g.count); o += g.count }
+        var l = [loss.sum, Double(loss.count), bad && rank < 52 ? Double(1 << rank) : 0, bad ? 1 : 0]
+        try sum(&l, count: l.count)
+        let mask = UInt64(l[2])
+        var badRanks = (0..<min(size, 52)).filter { mask >> UInt64($0) & 1 == 1 }
+        if badRanks.count < Int(l[3]) { badRanks += Array(repeating: -1, count: Int(l[3]) - badRanks.count) }
+        return RankSum(loss: LossSum(sum: l[0], count: Int(l[1])), report: RankReport(bad: badRanks, of: size),
+                       seconds: Date().timeIntervalSince(c0), bytes: grads.reduce(0) { $0 + $1.byteCount })
+    }
 }
 
 /// Errors of a distributed run.

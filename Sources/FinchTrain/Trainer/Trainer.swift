@@ -124,74 +124,20 @@ public final class Trainer: @unchecked Sendable {
         }
         progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: train.count, evalExamples: eval.count,
                           trainableParameters: trainableParameterCount))
-        let schedule = self.schedule
-        let grads = optimizer.parameters.map(\.grad)
-        // The running sum of a step's micro-batch gradients (grad_accum > 1), and the flat buffer
-        // the ranks sum: allocated once for the run.
-        let sums = config.gradAccum > 1 ? grads.map { Buffer<Float>(uninitializedCount: $0.count) } : nil
-        let flat = (world?.size ?? 1) > 1 ? Buffer<Float>(uninitializedCount: grads.reduce(0) { $0 + $1.count }) : nil
+        let buffers = StepBuffers(optimizer: optimizer, gradAccum: config.gradAccum, ranks: world?.size ?? 1)
         var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
         var lastEval: EvalMetrics?
         var interrupted = false
         while step < totalSteps {
             let t0 = Date()
-            // The global batch: world × grad_accum micro-batches; this rank takes its block.
-            let ranks = world?.size ?? 1, rank = world?.rank ?? 0
-            var micro: [[TrainingSequence]] = []
-            for _ in 0..<(config.gradAccum * ranks) { micro.append(sampler.next().indices.map { train[$0] }) }
-            let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.lossTokenCount } }
-            let mine = Array(micro[(rank * config.gradAccum)..<((rank + 1) * config.gradAccum)])
-            model.zeroGradients()
-            var loss = LossSum()
-            if counted > 0 {
-                // Each micro-batch's gradients are computed alone and added to the sum in order
-                // (as autograd accumulates .grad), so that one process with grad_accum N·k and N
-                // ranks with k add the same numbers the same way (exactly when k = 1).
-                for (k, batch) in mine.enumerated() {
-                    if k > 0 { model.zeroGradients() }
-                    loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
-                                                            checkpointing: config.gradientCheckpointing,
-                                                            dropoutKey: dropoutKey(step: step, micro: rank * config.gradAccum + k)))
-                    if let sums {
-                        for (s, g) in zip(sums, grads) {
-                            if k == 0 { s.pointer.update(from: g.pointer, count: g.count) } else { for i in 0..<g.count { s[i] += g[i] } }
-                        }
-                    }
-                }
-                if let sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
-            }
-            afterGradients?(step + 1, rank, grads)
-            var comm: (seconds: Double, bytes: Int)? = nil
-            var badRanks: [Int] = []
-            if let world, world.size > 1 {
-                // Which ranks brought non-finite values (a bit each, summed with the loss), so that
-                // the error every rank raises after the sum can name them.
-                let bad = !loss.sum.isFinite || !GradientNorm.total(grads).isFinite
-                let c0 = Date()
-                try sumAcrossRanks(grads, through: flat!, world: world)
-                var l = [loss.sum, Double(loss.count), bad && rank < 52 ? Double(1 << rank) : 0, bad ? 1 : 0]
-                try world.sum(&l, count: l.count)
-                loss = LossSum(sum: l[0], count: Int(l[1]))
-                let mask = UInt64(l[2])
-                badRanks = (0..<min(ranks, 52)).filter { mask >> UInt64($0) & 1 == 1 }
-                if badRanks.count < Int(l[3]) { badRanks += Array(repeating: -1, count: Int(l[3]) - badRanks.count) }
-                comm = (Date().timeIntervalSince(c0), grads.reduce(0) { $0 + $1.byteCount })
-            }
-            let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
-            if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
-                throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint,
-                                               ranks: (world?.size ?? 1) > 1 ? .init(bad: badRanks, of: ranks) : nil)
-            }
-            let lr = schedule.rate(at: step)
-            optimizer.update(lr: lr)
-            model.adapterParametersChanged()
+            let done = try self.step(step, buffers: buffers, lastCheckpoint: lastCheckpoint)
             step += 1
-            losses.append(counted > 0 ? loss.mean : .nan)
+            losses.append(done.loss)
             let seconds = Date().timeIntervalSince(t0)
-            let tokens = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.tokens.count } }
-            let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: losses.last!, learningRate: lr,
-                                gradNorm: norm, tokens: tokens, seconds: seconds, tokensPerSecond: Double(tokens) / seconds,
-                                peakRSSMiB: Memory.peakRSSMiB(), commSeconds: comm?.seconds, commBytes: comm?.bytes)
+            let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: done.loss, learningRate: done.learningRate,
+                                gradNorm: done.gradNorm, tokens: done.tokens, seconds: seconds,
+                                tokensPerSecond: Double(done.tokens) / seconds, peakRSSMiB: Memory.peakRSSMiB(),
+                                commSeconds: done.ranks?.seconds, commBytes: done.ranks?.bytes)
             if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
                 run?.append(m)
                 run?.drawLossCurve()
@@ -233,14 +179,80 @@ public final class Trainer: @unchecked Sendable {
         return summary
     }
 
-    /// Sums every gradient buffer across the ranks (copied into `flat`, in parameter order).
-    private func sumAcrossRanks(_ grads: [Buffer<Float>], through flat: Buffer<Float>, world: any TrainingWorld) throws {
-        let total = flat.count
-        var o = 0
-        for g in grads { (flat.pointer + o).update(from: g.pointer, count: g.count); o += g.count }
-        try world.sum(flat.pointer, count: total)
-        o = 0
-        for g in grads { g.pointer.update(from: flat.pointer + o, count: g.count); o += g.count }
+    /// What one optimizer step did.
+    struct StepOutcome {
+        /// The mean loss over the global batch (NaN when no position counted).
+        var loss: Double
+        var learningRate: Double
+        /// The gradient norm before clipping.
+        var gradNorm: Double
+        /// Tokens of the global batch.
+        var tokens: Int
+        /// The sum across the ranks (nil for one process).
+        var ranks: RankSum?
+    }
+
+    /// Buffers a step reuses, allocated once for the run: the optimizer's gradients, the running sum
+    /// of a step's micro-batch gradients (grad_accum > 1), and the flat buffer the ranks sum.
+    struct StepBuffers {
+        let grads: [Buffer<Float>]
+        let sums: [Buffer<Float>]?
+        let flat: Buffer<Float>?
+
+        init(optimizer: any Optimizer, gradAccum: Int, ranks: Int) {
+            grads = optimizer.parameters.map(\.grad)
+            sums = gradAccum > 1 ? grads.map { Buffer<Float>(uninitializedCount: $0.count) } : nil
+            flat = ranks > 1 ? Buffer<Float>(uninitializedCount: grads.reduce(0) { $0 + $1.count }) : nil
+        }
+    }
+
+    /// Optimizer step `step` (0-based): this rank's micro-batches of the global batch, their gradients
+    /// summed in order, the sum across the ranks, clipping, the non-finite check, and the update.
+    /// The sampler moves on by one global batch. `lastCheckpoint` is named by the error of a non-finite step.
+    func step(_ step: Int, buffers: StepBuffers, lastCheckpoint: String?) throws -> StepOutcome {
+        let grads = buffers.grads
+        // The global batch: world × grad_accum micro-batches; this rank takes its block.
+        let ranks = world?.size ?? 1, rank = world?.rank ?? 0
+        var micro: [[TrainingSequence]] = []
+        for _ in 0..<(config.gradAccum * ranks) { micro.append(sampler.next().indices.map { train[$0] }) }
+        let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.lossTokenCount } }
+        let mine = Array(micro[(rank * config.gradAccum)..<((rank + 1) * config.gradAccum)])
+        model.zeroGradients()
+        var loss = LossSum()
+        if counted > 0 {
+            // Each micro-batch's gradients are computed alone and added to the sum in order
+            // (as autograd accumulates .grad), so that one process with grad_accum N·k and N
+            // ranks with k add the same numbers the same way (exactly when k = 1).
+            for (k, batch) in mine.enumerated() {
+                if k > 0 { model.zeroGradients() }
+                loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
+                                                        checkpointing: config.gradientCheckpointing,
+                                                        dropoutKey: dropoutKey(step: step, micro: rank * config.gradAccum + k)))
+                if let sums = buffers.sums {
+                    for (s, g) in zip(sums, grads) {
+                        if k == 0 { s.pointer.update(from: g.pointer, count: g.count) } else { for i in 0..<g.count { s[i] += g[i] } }
+                    }
+                }
+            }
+            if let sums = buffers.sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
+        }
+        afterGradients?(step + 1, rank, grads)
+        var summed: RankSum?
+        if let world, world.size > 1, let flat = buffers.flat {
+            let s = try world.sumGradients(grads, loss: loss, through: flat)
+            loss = s.loss
+            summed = s
+        }
+        let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
+        if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
+            throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint,
+                                           ranks: summed?.report)
+        }
+        let lr = schedule.rate(at: step)
+        optimizer.update(lr: lr)
+        model.adapterParametersChanged()
+        return StepOutcome(loss: counted > 0 ? loss.mean : .nan, learningRate: lr, gradNorm: norm,
+                           tokens: micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.tokens.count } }, ranks: summed)
     }
 
     /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout),
