@@ -82,7 +82,7 @@ public enum Perplexity {
     public static func evaluate(_ model: any LanguageModel, pairs: [(context: [Int], continuation: [Int])], batchSize: Int = 8,
                                 progress: ((_ done: Int, _ of: Int) -> Void)? = nil) throws -> Result {
         guard pairs.contains(where: { !$0.continuation.isEmpty }) else {
-            throw ModelError.badInput("perplexity needs at least one token to score; every target is empty")
+            throw EvalError("perplexity needs at least one token to score; every target is empty", advice: "give pairs with non-empty targets")
         }
         var nlls: [Double] = []
         var i = 0
