@@ -57,7 +57,7 @@ struct BenchGenerate: ParsableCommand {
         if let quantize {
             quantization = QuantizationConfig(method: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization)
+        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization, backend: modelSource.backend)
         let m = lm.model
         var rng = SeededRandom(seed: 3)
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }

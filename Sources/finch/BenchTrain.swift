@@ -40,7 +40,7 @@ struct BenchTrain: ParsableCommand {
         let dt = dtype
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quant)
+        let lm = try LoadedModel.load(model, dtype: dt, quantization: quant, backend: modelSource.backend)
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
         c.targetModules = targets == "qv" ? lm.model.defaultTargetModules : ["all-linear"]

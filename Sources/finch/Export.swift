@@ -65,7 +65,7 @@ struct Export: ParsableCommand {
         }
         if format == "gguf-lora" { return try exportLoRA(type: exportType) }
         var start = Date()
-        let lm = try LoadedModel.load(model, dtype: .f32)
+        let lm = try LoadedModel.load(model, dtype: .f32, backend: modelSource.backend)
         guard let decoder = lm.model as? DecoderModel else {
             throw ValidationError("\(lm.path): GGUF export is implemented for decoder-only models")
         }
@@ -100,7 +100,7 @@ struct Export: ParsableCommand {
         try writeModelfile(from: "./" + (output as NSString).lastPathComponent, adapter: nil, tokenizer: lm.tokenizer,
                            source: ModelStore.displayName(of: model, path: lm.path))
 
-        let reloaded = try LoadedModel.load(output, dtype: .f32)
+        let reloaded = try LoadedModel.load(output, dtype: .f32, backend: modelSource.backend)
         let again = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
         let diff = maxAbsDiff(reference.joined(), again.joined())
         print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",

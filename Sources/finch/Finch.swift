@@ -17,6 +17,9 @@ struct Finch: AsyncParsableCommand {
 struct ModelSource: ParsableArguments {
     @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
     var model: String?
+
+    @Option(name: .long, help: "Compute backend: cpu (Finch's kernels) or reference (plain Swift, float64 sums: slow, for checking); default FINCH_BACKEND, else cpu.")
+    var backend: BackendKind?
 }
 
 /// Options shared by every command that loads a model: what to load and how.
@@ -48,7 +51,7 @@ struct BaseModelOptions: ParsableArguments {
     func load() throws -> LoadedModel {
         let dt = dtype
         let start = Date()
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization)
+        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization, backend: modelSource.backend)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
         stderrPrint(String(format: "loaded %@ (%@, %@, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.family.name, lm.model.kind.rawValue,
                            dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))

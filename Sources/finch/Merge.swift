@@ -50,7 +50,7 @@ struct Merge: ParsableCommand {
         let exportType = dtype
         let shardBytes = try maxShardSize.map(Self.parseSize)
         var start = Date()
-        let lm = try LoadedModel.load(model, dtype: .f32)
+        let lm = try LoadedModel.load(model, dtype: .f32, backend: modelSource.backend)
         let quantizedBase = lm.model.isQuantized
         // PEFT's advice for QLoRA: merge into the dequantized base, not back into 4 bits.
         if quantizedBase && !keep4bit { try lm.model.dequantizeLinears() }
@@ -68,7 +68,7 @@ struct Merge: ParsableCommand {
         let saveTime = Date().timeIntervalSince(start)
 
         // Reload what was written, as a user would.
-        let reloaded = try LoadedModel.load(output, dtype: .f32)
+        let reloaded = try LoadedModel.load(output, dtype: .f32, backend: modelSource.backend)
         let reloadedCheck = try reloaded.prompts.selfCheck(checkPrompt, chat: checkChat)
         let exported = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
 

@@ -7,6 +7,7 @@ import FinchTrain
 // Settings with a fixed set of values are the library's enums, parsed by swift-argument-parser
 // (which names the allowed values in its error), declared once here.
 extension WeightDType: ExpressibleByArgument {}
+extension BackendKind: ExpressibleByArgument {}
 extension FourBitType: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension DatasetFormat: ExpressibleByArgument {}

@@ -58,7 +58,7 @@ struct Quantize: ParsableCommand {
         do { try q.validate() } catch { throw ValidationError("\(quantize == .int8 ? "--int8-threshold" : "--quant-blocksize"): \(error)") }
 
         var start = Date()
-        let lm = try LoadedModel.load(model, dtype: .f32, quantization: q)
+        let lm = try LoadedModel.load(model, dtype: .f32, quantization: q, backend: modelSource.backend)
         stderrPrint(String(format: "loaded and quantized %@ (%@) in %.2f s", lm.path, q.summary, Date().timeIntervalSince(start)))
         start = Date()
         let result = try lm.model.saveHuggingFace(to: output, tokenizer: lm.tokenizer, dtype: exportType, overwrite: overwrite)
@@ -66,7 +66,7 @@ struct Quantize: ParsableCommand {
 
         let check = try lm.prompts.selfCheck(checkPrompt, chat: false)
         let (tokens, before) = try lm.model.teacherForcedLogits(prompt: check.prompt, then: check.then)
-        let reloaded = try LoadedModel.load(output, dtype: .f32, quantization: nil)
+        let reloaded = try LoadedModel.load(output, dtype: .f32, quantization: nil, backend: modelSource.backend)
         let after = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
 
         print("wrote \(result.directory) (\(q.summary); other tensors \(exportType.rawValue); \(result.tensorCount) tensors, "

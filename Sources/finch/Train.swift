@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.evalFraction), help: .setting(\.evalFraction)) var evalFraction: Double?
     @Option(name: .setting(\.output), help: .setting(\.output)) var output: String?
     @Option(name: .setting(\.dtype), help: .setting(\.dtype)) var dtype: WeightDType?
+    @Option(name: .setting(\.backend), help: .setting(\.backend)) var backend: BackendKind?
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
@@ -81,7 +82,7 @@ struct Train: ParsableCommand {
     /// on; `--epochs` without `--max-steps` also clears a max_steps from --config or the resumed run.
     var overrides: [SettingOverride] {
         [.value(\.model, model), .value(\.data, data), .value(\.chatTemplate, chatTemplate), .value(\.format, format),
-         .value(\.evalData, evalData), .value(\.evalFraction, evalFraction), .value(\.output, output), .value(\.dtype, dtype),
+         .value(\.evalData, evalData), .value(\.evalFraction, evalFraction), .value(\.output, output), .value(\.dtype, dtype), .value(\.backend, backend),
          .flag(\.dtype, bf16, means: .bf16),
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),

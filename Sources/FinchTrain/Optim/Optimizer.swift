@@ -62,11 +62,18 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
     }
 
     /// Builds the optimizer over `parameters`.
+    /// The optimizer over `parameters`; the 32-bit AdamW updates on `backend` (the trained
+    /// model's), the 8-bit one on the host.
     public func make(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)],
-                     hyper: AdamW.Hyperparameters) throws -> any Optimizer {
+                     hyper: AdamW.Hyperparameters, backend: any ComputeBackend = CPUBackend.shared) throws -> any Optimizer {
+        func adamW(paged: Bool) throws -> AdamW {
+            let a = try AdamW(parameters: parameters, hyper: hyper, paged: paged)
+            a.backend = backend
+            return a
+        }
         switch self {
-        case .adamw: return AdamW(parameters: parameters, hyper: hyper)
-        case .pagedAdamW: return try AdamW(parameters: parameters, hyper: hyper, paged: true)
+        case .adamw: return try adamW(paged: false)
+        case .pagedAdamW: return try adamW(paged: true)
         case .adamw8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: false)
         case .pagedAdamW8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: true)
         }

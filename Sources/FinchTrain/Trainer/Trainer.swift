@@ -64,7 +64,8 @@ public final class Trainer: @unchecked Sendable {
         optimizer = try config.optimizer.make(
             parameters: model.trainableParameters(),
             hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
-                         weightDecay: config.weightDecay))
+                         weightDecay: config.weightDecay),
+            backend: model.backend)
         sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
                                    shuffle: true, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
@@ -243,7 +244,8 @@ public final class Trainer: @unchecked Sendable {
             loss = s.loss
             summed = s
         }
-        let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm) : GradientNorm.total(grads)
+        let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm, backend: model.backend)
+            : GradientNorm.total(grads, backend: model.backend)
         if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
             throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint,
                                            ranks: summed?.report)

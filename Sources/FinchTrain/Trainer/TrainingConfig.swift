@@ -25,6 +25,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var dtype: WeightDType = .f32
     /// A Jinja chat template file used instead of the model's own (for models whose files carry none).
     public var chatTemplate: String? = nil
+    /// The compute backend (nil: `FINCH_BACKEND`, else cpu).
+    public var backend: BackendKind? = nil
 
     // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit or LLM.int8 frozen block linears.
     /// nf4 or fp4 (4-bit), int8 (LLM.int8); nil = no quantization.
@@ -105,6 +107,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v >= 0 && v < 1 ? nil : "eval_fraction must be in [0, 1)" }),
         .make("output", \.output, aliases: ["output_dir"], flags: ["output", "output_dir"], help: "Run directory (the adapter lands here)."),
         .make("dtype", \.dtype, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters)."),
+        .make("backend", \.backend,
+              help: "Compute backend: cpu (Finch's kernels) or reference (plain Swift, float64 sums: slow, for checking); default FINCH_BACKEND, else cpu."),
         .make("chat_template", \.chatTemplate,
               help: "A Jinja chat template file to use instead of the model's own (for models whose files carry none)."),
 

@@ -126,6 +126,7 @@ extension SettingChoice {
 }
 
 extension WeightDType: SettingChoice {}
+extension BackendKind: SettingChoice {}
 extension QuantMethod: SettingChoice {}
 extension DatasetFormat: SettingChoice {}
 extension OptimizerKind: SettingChoice {
