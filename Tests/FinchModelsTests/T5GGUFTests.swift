@@ -8,10 +8,17 @@ import XCTest
 
 /// T5 exported as llama.cpp's `t5` GGUF, on the tiny T5 v1.1 fixture with
 /// relative_attention_max_distance 128 (llama.cpp's fixed distance): the file's names, shapes,
-/// types and keys are llama.cpp's converter's and the weights read back compute the model.
+/// types and keys are llama.cpp's converter's, the weights read back compute the model, and
+/// Finch on the file gives what llama.cpp gave on it (Tests/Fixtures/tiny-t5/v1_1/llamacpp-gguf.json,
+/// recorded by Scripts/checks/export/t5_llamacpp_check.sh --write-fixture).
 final class T5GGUFTests: XCTestCase {
     struct Pair: Decodable { let source: [Int]; let target: [Int] }
     struct Expected: Decodable { let pairs: [Pair] }
+    struct Recorded: Decodable {
+        struct PerType: Decodable { let greedy: [[Int]]?; let logits: [[[Float]]]? }   // types.tokenizer has neither
+        let types: [String: PerType]
+        let llama_cpp_python: String
+    }
     var scratch: String!
 
     override func setUpWithError() throws {
@@ -42,6 +49,21 @@ final class T5GGUFTests: XCTestCase {
 
     func expected() throws -> Expected {
         try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-t5/v1_1/expected.json"))))
+    }
+
+    /// Greedy tokens as llama.cpp's check decodes them: at most 32, stopping after </s> (1).
+    func greedy(_ m: any LanguageModel, _ source: [Int]) throws -> [Int] {
+        let s = try m.start([source], capacity: 32)[0]
+        var input = s.input, out: [Int] = []
+        while out.count < 32 {
+            let logits = try m.step([StepInput(tokens: input, state: s.state)])
+            let row = Array(logits.row(0))   // a copy: the row is a view into `logits`
+            let t = row.indices.max { row[$0] < row[$1] }!
+            out.append(t)
+            if t == 1 { break }
+            input = [t]
+        }
+        return out
     }
 
     func testFileHasLlamaCppsT5NamesShapesTypesAndKeys() throws {
@@ -166,4 +188,29 @@ final class T5GGUFTests: XCTestCase {
         XCTAssertEqual("\(ExportError.noGGUFWriter(path: "m", architecture: "bert"))".contains("no GGUF writer for the bert architecture"), true)
     }
 
+    /// Finch on the f32 and f16 files it wrote gives llama.cpp's greedy tokens, and on the f32 file its
+    /// teacher-forced logits within `bound` (llama.cpp on the quantized files rounds its activations to
+    /// 8-bit blocks, Finch does not: their greedy tokens are the fixture's record, not compared here).
+    func testFinchOnTheFileGivesLlamaCppsAnswers() throws {
+        let rec = try JSONDecoder().decode(Recorded.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("tiny-t5/v1_1/llamacpp-gguf.json"))))
+        let lm = try model128()
+        let e = try expected()
+        for type in [GGUFExportType.f32, .f16] {
+            let r = try XCTUnwrap(rec.types[type.rawValue], type.rawValue)
+            let (path, _) = try export(lm, type)
+            let back = try ModelRegistry.model(gguf: GGUFFile(path: path)).model
+            for (i, p) in e.pairs.enumerated() {
+                XCTAssertEqual(try greedy(back, p.source), r.greedy?[i], "\(type.rawValue) pair \(i): Finch vs llama.cpp \(rec.llama_cpp_python)")
+                guard type == .f32, let ll = r.logits?[i] else { continue }
+                let got = try back.teacherForcedLogits(prompt: p.source, then: Array(p.target.dropLast())).logits
+                let d = zip(got.flatMap { $0 }, ll.flatMap { $0 }).map { abs($0 - $1) }.max()!
+                print("[t5 gguf] \(type.rawValue) pair \(i): Finch on the file vs llama.cpp: max |logit diff| = \(d)")
+                XCTAssertLessThan(d, Self.bound[type]!, "\(type.rawValue) pair \(i)")
+            }
+        }
+    }
+
+    /// ~5x the 2.0e-4 llama.cpp's f32 logits are from transformers' (the fixture's `measured`; ggml's GELU
+    /// reads an f16 table).
+    static let bound: [GGUFExportType: Float] = [.f32: 1e-3]
 }

@@ -16,7 +16,7 @@ Run by Scripts/checks/export/t5_llamacpp_check.sh, in two steps, each in its own
        logits against transformers' (max |diff|), its greedy tokens against transformers'. f32 must give
        the same greedy tokens and logits within F32_BOUND; the other types are reported (f16 rounds the
        activations too, the quantized types round them to 8-bit blocks).
-    3. Its tokenizer (llama.cpp's UGM reading Finch's t5 vocabulary) on the strings of tokens.json: the
+    3. Its tokenizer (llama.cpp's UGM reading Finch's t5 vocabulary, special tokens matched in text) on tokens.json: the
        ids transformers' tokenizer gives (with </s>).
     4. With OUT/convert-f32.gguf (llama.cpp's convert_hf_to_gguf.py on the same checkpoint): the same
        tensor names, shapes and types, the same f32 values, and the metadata keys each file has alone.
@@ -153,7 +153,7 @@ class T5Runner:
 
     def tokenize(self, text):
         buf = (self.ll.llama_token * 4096)()
-        n = self.ll.llama_tokenize(self.vocab, text.encode(), len(text.encode()), buf, 4096, True, False)
+        n = self.ll.llama_tokenize(self.vocab, text.encode(), len(text.encode()), buf, 4096, True, True)
         return list(buf[:n])
 
 
