@@ -11,12 +11,15 @@ struct Export: ParsableCommand {
         abstract: "Write a model (with a LoRA adapter merged in), or the adapter alone, as GGUF for llama.cpp, Ollama or LM Studio.",
         discussion: """
             --format gguf: loads the base model in f32 (4-bit layers dequantized), merges the adapter if one is given, and \
-            writes one GGUF file with llama.cpp's architecture metadata, tokenizer and chat template. --type \
+            writes one GGUF file with llama.cpp's architecture metadata, tokenizer and chat template: decoder-only \
+            models (llama, mistral, qwen2, qwen3, gemma3, gpt2) and T5 (llama.cpp's t5 architecture, its Unigram \
+            vocabulary as llama.cpp's t5 tokenizer; relu or gated-gelu FFN and relative_attention_max_distance 128, \
+            as llama.cpp computes T5; f32, f16, bf16, q8_0 or q4_0). --type \
             f32 / f16 / bf16 store the weights in that type (norms and biases in f32, as llama.cpp's \
             converter does); q8_0, q4_0 and q4_k_m store them as llama-quantize would from the same f32 \
             weights (its tensor mix and reference quantizers, byte for byte). The file appears atomically. \
             As a self-check the written file is loaded back and its logits on a short prompt compared with \
-            the adapter model's.
+            the adapter model's (T5: the decoder's logits on the prompt encoded, teacher-forced with the prompt).
             """)
 
     @OptionGroup var modelSource: ModelSource
@@ -66,19 +69,17 @@ struct Export: ParsableCommand {
         if format == "gguf-lora" { return try exportLoRA(type: exportType) }
         var start = Date()
         let lm = try LoadedModel.load(model, dtype: .f32, backend: modelSource.backend)
-        guard let decoder = lm.model as? DecoderModel else {
-            throw ValidationError("\(lm.path): GGUF export is implemented for decoder-only models")
-        }
-        if decoder.isQuantized { try decoder.dequantizeLinears() }
+        let exportable = try lm.model.ggufExportable(path: lm.path)
+        if exportable.isQuantized { try exportable.dequantizeLinears() }
         if let adapter {
-            try decoder.loadAdapter(directory: adapter)
+            try exportable.loadAdapter(directory: adapter)
             stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
         } else {
             stderrPrint(String(format: "loaded %@ in %.2f s", lm.path, Date().timeIntervalSince(start)))
         }
         let check = try lm.prompts.selfCheck(checkPrompt, chat: false)
-        let (tokens, reference) = try decoder.teacherForcedLogits(prompt: check.prompt, then: check.then)
-        if adapter != nil { try decoder.mergeActiveAdapter() }
+        let (tokens, reference) = try exportable.teacherForcedLogits(prompt: check.prompt, then: check.then)
+        if adapter != nil { try exportable.mergeActiveAdapter() }
 
         // The tokenizer as the source GGUF describes it, else as written from tokenizer.json.
         let tokenizerMetadata: [(key: String, value: GGUFValue)]
@@ -86,11 +87,11 @@ struct Export: ParsableCommand {
             let source = try GGUFFile(path: lm.path)
             tokenizerMetadata = source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, source.metadata[$0]!) }
         } else {
-            tokenizerMetadata = try lm.tokenizer.ggufMetadata(pre: ggufPre)
+            tokenizerMetadata = try lm.tokenizer.ggufMetadata(pre: ggufPre, vocabSize: exportable.vocabSize)
         }
         start = Date()
         let fileName = ((output as NSString).lastPathComponent as NSString).deletingPathExtension
-        let result = try decoder.saveGGUF(to: output, tokenizer: tokenizerMetadata, type: exportType, name: name ?? fileName)
+        let result = try exportable.saveGGUF(to: output, tokenizer: tokenizerMetadata, type: exportType, name: name ?? fileName)
         let seconds = Date().timeIntervalSince(start)
         let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
         print("wrote \(output) (\(result.architecture), \(exportType.rawValue), \(result.tensorCount) tensors, "
@@ -100,8 +101,9 @@ struct Export: ParsableCommand {
         try writeModelfile(from: "./" + (output as NSString).lastPathComponent, adapter: nil, tokenizer: lm.tokenizer,
                            source: ModelStore.displayName(of: model, path: lm.path))
 
-        let reloaded = try LoadedModel.load(output, dtype: .f32, backend: modelSource.backend)
-        let again = try reloaded.model.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
+        // The weights read back (the tokenizer is the source's: Finch does not read every GGUF vocabulary).
+        let reloaded = try ModelRegistry.model(gguf: GGUFFile(path: output), dtype: .f32).model
+        let again = try reloaded.teacherForcedLogits(prompt: check.prompt, then: check.then).logits
         let diff = maxAbsDiff(reference.joined(), again.joined())
         print(String(format: "self-check on %d prompt tokens, max |logit diff| of the file read back vs the %@ model: %.3g%@",
                      tokens.count, adapter == nil ? "base" : "adapter", diff,

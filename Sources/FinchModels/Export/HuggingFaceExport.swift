@@ -36,6 +36,8 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
     case outOfRange(path: String, tensor: String, value: Float, dtype: ExportDType)
     /// An argument is out of range.
     case badArgument(String)
+    /// The model's architecture has no GGUF writer (see `GGUFExportable`).
+    case noGGUFWriter(path: String, architecture: String)
 
     public var description: String {
         switch self {
@@ -48,6 +50,8 @@ public enum ExportError: Error, CustomStringConvertible, Sendable {
         case .outOfRange(let p, let t, let v, let d):
             return "\(p): tensor '\(t)' holds \(v), which \(d.rawValue) cannot represent; export as bf16 or f32 instead"
         case .badArgument(let what): return "bad argument: \(what)"
+        case .noGGUFWriter(let p, let arch):
+            return "\(p): cannot export as GGUF: Finch has no GGUF writer for the \(arch) architecture (it writes llama, mistral, qwen2, qwen3, gemma3, gpt2 and t5); export it as a Hugging Face directory with finch merge"
         }
     }
 }

@@ -71,14 +71,7 @@ public final class LoadedModel: @unchecked Sendable {
             return LoadedModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path, family: config.family)
         }
         let file = try GGUFFile(path: path)
-        let arch = file.metadata["general.architecture"]?.stringValue ?? "(none)"
-        let supported = ModelRegistry.families.filter { $0.readGGUF != nil }
-        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let read = family.readGGUF else {
-            throw ModelError.unsupportedArchitecture(path: path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
-        }
-        let config = try read(file)
-        let source = GGUFWeightSource(file: file, names: config.names, spec: config.decoderSpec)
-        let model = try DecoderModel.load(from: source, config: config, dtype: dtype, quantization: quantization)
+        let (model, family) = try ModelRegistry.model(gguf: file, dtype: dtype, quantization: quantization)
         model.backend = compute
         return LoadedModel(model: model, tokenizer: try Tokenizer(gguf: file), path: path, family: family)
     }

@@ -20,6 +20,8 @@ public struct ModelFamily: Sendable {
     let readConfig: (@Sendable (_ json: Data, _ path: String) throws -> any DecoderConfig)?
     /// Reads and validates the family's GGUF metadata (decoder families that load from GGUF).
     let readGGUF: (@Sendable (_ file: GGUFFile) throws -> any DecoderConfig)?
+    /// Builds the model from a GGUF file of one of `ggufArchitectures` (nil: the family reads none).
+    let loadGGUF: (@Sendable (_ file: GGUFFile, _ dtype: WeightDType, _ quantization: QuantizationConfig?) throws -> any LanguageModel)?
     /// Builds the model from `config.json` (bytes, path) and a Hugging Face directory's weights.
     let loadHuggingFace: @Sendable (_ json: Data, _ path: String, _ source: WeightSource, _ dtype: WeightDType,
                                     _ quantization: QuantizationConfig?) throws -> any LanguageModel
@@ -33,13 +35,26 @@ public struct ModelFamily: Sendable {
         loadHuggingFace = { json, path, source, dtype, quantization in
             try DecoderModel.load(from: source, config: try readConfig(json, path), dtype: dtype, quantization: quantization)
         }
+        if let readGGUF {
+            loadGGUF = { (file: GGUFFile, dtype: WeightDType, quantization: QuantizationConfig?) throws -> any LanguageModel in
+                let config = try readGGUF(file)
+                return try DecoderModel.load(from: GGUFWeightSource(file: file, config: config), config: config,
+                                             dtype: dtype, quantization: quantization)
+            }
+        } else {
+            loadGGUF = nil
+        }
     }
 
-    /// A family of another kind, loaded from Hugging Face directories by `load`.
+    /// A family of another kind, loaded from Hugging Face directories by `load` and, when given,
+    /// from GGUF files of `ggufArchitectures` by `loadGGUF`.
     public init(name: String, kind: ModelKind, modelTypes: [String], architectures: [String],
+                ggufArchitectures: [String] = [],
+                loadGGUF: (@Sendable (GGUFFile, WeightDType, QuantizationConfig?) throws -> any LanguageModel)? = nil,
                 load: @escaping @Sendable (Data, String, WeightSource, WeightDType, QuantizationConfig?) throws -> any LanguageModel) {
         self.name = name; self.kind = kind; self.modelTypes = modelTypes; self.architectures = architectures
-        self.ggufArchitectures = []; self.readConfig = nil; self.readGGUF = nil; self.loadHuggingFace = load
+        self.ggufArchitectures = ggufArchitectures; self.readConfig = nil; self.readGGUF = nil; self.loadHuggingFace = load
+        self.loadGGUF = loadGGUF
     }
 }
 
@@ -97,6 +112,17 @@ public enum ModelRegistry {
             throw ModelError.notForKind(what: "this command", kind: c.family.kind, advice: "\(c.path) is a \(c.family.name) model; use a decoder-only model")
         }
         return try read(c.data, c.path)
+    }
+
+    /// The model of a GGUF file, of any kind, built by the family of its `general.architecture`.
+    public static func model(gguf file: GGUFFile, dtype: WeightDType = .f32,
+                             quantization: QuantizationConfig? = nil) throws -> (model: any LanguageModel, family: ModelFamily) {
+        let arch = file.metadata["general.architecture"]?.stringValue ?? "(none)"
+        let supported = families.filter { $0.loadGGUF != nil }
+        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let load = family.loadGGUF else {
+            throw ModelError.unsupportedArchitecture(path: file.path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
+        }
+        return (try load(file, dtype, quantization), family)
     }
 
     /// Reads a GGUF file's config through the family of its `general.architecture`.

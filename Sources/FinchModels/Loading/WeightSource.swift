@@ -120,6 +120,17 @@ public struct GGUFWeightSource: WeightSource {
             ? Set((0..<spec.numLayers).flatMap { i in spec.linears.map { names.module($0, layer: i) + ".weight" } }) : []
     }
 
+    /// A source reading `file` under `ggufNames` (Hugging Face name → GGUF name, one GGUF name
+    /// per Hugging Face name), stored as Hugging Face stores them but for the reversed dimensions
+    /// (T5: no permuted rows, no shifted norms, no Conv1D).
+    public init(file: GGUFFile, ggufNames: [String: String]) {
+        self.file = file
+        ggufName = ggufNames.filter { file.tensor(named: $0.value) != nil }
+        permutedHeads = [:]
+        normShift = 0
+        conv1D = []
+    }
+
     public var tensorNames: [String] {
         let hfOf = Dictionary(uniqueKeysWithValues: ggufName.map { ($0.value, $0.key) })
         return file.tensors.map { hfOf[$0.name] ?? $0.name }

@@ -10,7 +10,11 @@ extension Tokenizer {
     /// tokenizer's pre-tokenizer (GPT-2, SmolLM, Llama 3, Qwen2).
     /// - Throws: ``TokenizerError/unsupported(model:reason:)`` for a vocabulary that is not
     ///   byte-level, has gaps in its ids, or a pre-tokenizer llama.cpp would not reproduce.
-    public func ggufMetadata(pre: String? = nil) throws -> [(key: String, value: GGUFValue)] {
+    /// A SentencePiece Unigram vocabulary (T5's) is written as llama.cpp's `t5` tokenizer
+    /// instead: see `ggufUnigramMetadata(vocabSize:)`, which `vocabSize` (the model's, when it
+    /// has more rows than the tokenizer has ids) pads; byte-level BPE ignores it.
+    public func ggufMetadata(pre: String? = nil, vocabSize modelVocabSize: Int? = nil) throws -> [(key: String, value: GGUFValue)] {
+        if model is UnigramModel { return try ggufUnigramMetadata(vocabSize: modelVocabSize) }
         guard model.byteLevel, let bpe = model as? BPEModel else {
             throw TokenizerError.unsupported(model: "BPE", reason: "only byte-level BPE vocabularies are written to GGUF from a tokenizer.json (a SentencePiece vocabulary needs its scores: export from the GGUF the model came from)")
         }
@@ -43,6 +47,87 @@ extension Tokenizer {
         if let b = bosTokenId { m.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(b)))) }
         if let e = eosTokenId { m.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(e)))) }
         if let u = unknownTokenId { m.append(("tokenizer.ggml.unknown_token_id", .uint32(UInt32(u)))) }
+        if let p = padTokenId { m.append(("tokenizer.ggml.padding_token_id", .uint32(UInt32(p)))) }
+        m.append(("tokenizer.ggml.add_bos_token", .bool(addsBOS)))
+        m.append(("tokenizer.ggml.add_eos_token", .bool(addsEOS)))
+        if let t = chatTemplate { m.append(("tokenizer.chat_template", .string(t))) }
+        return m
+    }
+
+    /// llama.cpp's `t5` tokenizer (its UGM vocabulary) as its converter writes it from T5's
+    /// SentencePiece model: every piece with its score and type (normal 1, unknown 2 for the
+    /// unknown piece, control 3 for special pieces of the model, user-defined 4 for added ones,
+    /// byte 6 for `<0xXX>` pieces with byte fallback), ids past the tokenizer's up to `vocabSize`
+    /// as `[PADi]` (unused 5, score -10000, as the converter pads), pre-tokenizer `default`,
+    /// `add_space_prefix` / `remove_extra_whitespaces` from the Metaspace / WhitespaceSplit
+    /// pre-tokenizer, the precompiled charsmap (SentencePiece's normalization) as bytes, the special
+    /// ids and the add-BOS / add-EOS flags (T5 appends `</s>`).
+    /// - Throws: ``TokenizerError/unsupported(model:reason:)`` for a normalizer or pre-tokenizer
+    ///   llama.cpp's UGM tokenizer would not reproduce, or a `vocabSize` below the tokenizer's.
+    public func ggufUnigramMetadata(vocabSize modelVocabSize: Int? = nil) throws -> [(key: String, value: GGUFValue)] {
+        guard let unigram = model as? UnigramModel else {
+            throw TokenizerError.unsupported(model: "BPE", reason: "llama.cpp's t5 tokenizer holds a SentencePiece Unigram vocabulary; this one is not")
+        }
+        let n = modelVocabSize ?? vocabSize
+        guard n >= vocabSize else {
+            throw TokenizerError.unsupported(model: "Unigram", reason: "the model has \(n) vocabulary rows but the tokenizer \(vocabSize) ids; a GGUF vocabulary must cover every id")
+        }
+        // llama.cpp's UGM tokenizer normalizes with the charsmap only, then (optionally) collapses
+        // whitespace and puts ▁ before the text and for each space.
+        var charsmap: [UInt8] = []
+        switch normalizer {
+        case nil: break
+        case .sequence(let steps)? where steps.isEmpty: break
+        case .precompiled(let map)?: charsmap = map.blob
+        default:
+            throw TokenizerError.unsupported(model: "Unigram", reason: "the normalizer is not a SentencePiece precompiled charsmap, the only normalization llama.cpp's t5 tokenizer applies")
+        }
+        let addSpacePrefix: Bool, removeExtraWhitespaces: Bool
+        func metaspacePrefix(_ p: PreTokenizer) -> Bool? {
+            guard case let .metaspace(replacement, scheme, _) = p, replacement == "\u{2581}" else { return nil }
+            return scheme != "never"
+        }
+        switch preTokenizer {
+        case .sequence(let steps)? where steps.count == 2 && { if case .whitespaceSplit = steps[0] { return true } else { return false } }()
+                                         && metaspacePrefix(steps[1]) != nil:
+            addSpacePrefix = metaspacePrefix(steps[1])!; removeExtraWhitespaces = true
+        case let p? where metaspacePrefix(p) != nil:
+            addSpacePrefix = metaspacePrefix(p)!; removeExtraWhitespaces = false
+        default:
+            throw TokenizerError.unsupported(model: "Unigram", reason: "the pre-tokenizer is not SentencePiece's (Metaspace with ▁, optionally after WhitespaceSplit), which llama.cpp's t5 tokenizer reproduces")
+        }
+        let added = Dictionary(addedTokens.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var tokens: [GGUFValue] = [], scores: [GGUFValue] = [], types: [GGUFValue] = []
+        for id in 0..<n {
+            let piece = id < unigram.idToToken.count ? unigram.idToToken[id] : nil
+            if id == Int(unigram.unkId), let piece {
+                tokens.append(.string(piece)); scores.append(.float32(Float(unigram.scores[id]))); types.append(.int32(2))
+            } else if let a = added[id] {
+                tokens.append(.string(a.content))
+                scores.append(.float32(piece != nil ? Float(unigram.scores[id]) : -1000))
+                // The converter: control for SentencePiece's own special pieces (<pad>, </s>),
+                // user-defined for added ones (T5's <extra_id_N>, which llama.cpp then matches in text as tokenizers does).
+                types.append(.int32(piece != nil && a.special ? 3 : 4))
+            } else if let piece {
+                let isByte = unigram.byteFallback && piece.utf8.count == 6 && piece.hasPrefix("<0x") && piece.hasSuffix(">")
+                tokens.append(.string(piece)); scores.append(.float32(Float(unigram.scores[id]))); types.append(.int32(isByte ? 6 : 1))
+            } else {
+                tokens.append(.string("[PAD\(id)]")); scores.append(.float32(-10000)); types.append(.int32(5))
+            }
+        }
+        var m: [(key: String, value: GGUFValue)] = [
+            ("tokenizer.ggml.model", .string("t5")),
+            ("tokenizer.ggml.pre", .string("default")),
+            ("tokenizer.ggml.tokens", .array(tokens)),
+            ("tokenizer.ggml.scores", .array(scores)),
+            ("tokenizer.ggml.token_type", .array(types)),
+            ("tokenizer.ggml.add_space_prefix", .bool(addSpacePrefix)),
+            ("tokenizer.ggml.remove_extra_whitespaces", .bool(removeExtraWhitespaces)),
+        ]
+        if !charsmap.isEmpty { m.append(("tokenizer.ggml.precompiled_charsmap", .array(charsmap.map { .uint8($0) }))) }
+        if let b = bosTokenId { m.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(b)))) }
+        if let e = eosTokenId { m.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(e)))) }
+        m.append(("tokenizer.ggml.unknown_token_id", .uint32(UInt32(unigram.unkId))))
         if let p = padTokenId { m.append(("tokenizer.ggml.padding_token_id", .uint32(UInt32(p)))) }
         m.append(("tokenizer.ggml.add_bos_token", .bool(addsBOS)))
         m.append(("tokenizer.ggml.add_eos_token", .bool(addsEOS)))
