@@ -11,7 +11,22 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
     /// Tensors the checkpoint holds that the model does not use.
     case unusedWeights(path: String, names: [String])
     case badWeightShape(path: String, name: String, expected: [Int], actual: [Int])
-    case badInput(String)
+    /// Token `token` (in `place`) is not an id of the model's vocabulary of `vocab`.
+    case tokenOutOfVocabulary(token: Int, vocab: Int, place: String)
+    /// A sequence (`what`: "source 2", "training sequence 0", …) with no tokens where some are needed.
+    case emptySequence(what: String)
+    /// Two sequences of one call share a state (each needs its own from `start`).
+    case sharedSequenceState
+    /// A training sequence that cannot be trained on: which one, and why.
+    case badTrainingSequence(index: Int, reason: String)
+    /// A position past those a model with learned positions has.
+    case positionPastLimit(position: Int, limit: Int)
+    /// A generation or sampling setting outside its range (`name`, the value, what it takes).
+    case badSetting(name: String, value: String, allowed: String)
+    /// A padded batch whose attention mask row does not match its tokens.
+    case maskMismatch(row: Int, entries: Int, tokens: Int)
+    /// An adapter or per-row adapter request that cannot be applied: why, and what to do.
+    case adapterProblem(String)
     /// Prompt `index` of a call has no tokens.
     case emptyPrompt(index: Int)
     /// A sequence state made by one kind of model was stepped by another.
@@ -36,7 +51,17 @@ public enum ModelError: Error, CustomStringConvertible, Sendable {
                 + "it was probably made for another architecture or with options Finch does not implement"
         case .badWeightShape(let path, let name, let expected, let actual):
             return "\(path): weight '\(name)' has shape \(actual), expected \(expected) from the config"
-        case .badInput(let what): return "bad input: \(what)"
+        case .tokenOutOfVocabulary(let t, let v, let place):
+            return "token id \(t) \(place) is outside the vocabulary (0..<\(v)); were the ids made by another model's tokenizer?"
+        case .emptySequence(let what): return "\(what) has no tokens; give at least one token"
+        case .sharedSequenceState: return "two sequences in one batch share a cache; start each sequence with its own state"
+        case .badTrainingSequence(let i, let reason): return "training sequence \(i): \(reason)"
+        case .positionPastLimit(let p, let limit):
+            return "position \(p) is past the \(limit) positions this model has learned; shorten the sequence (--max-seq-len) or the generation"
+        case .badSetting(let name, let value, let allowed): return "\(name) must be \(allowed) (got \(value))"
+        case .maskMismatch(let row, let entries, let tokens):
+            return "attention mask row \(row) has \(entries) entries for \(tokens) tokens; give one 0/1 entry per token"
+        case .adapterProblem(let what): return what
         case .emptyPrompt(let i):
             return "prompt \(i) has no tokens; give at least one token"
         case .foreignSequenceState(let model):

@@ -31,7 +31,7 @@ public final class ServedModel: @unchecked Sendable {
                              contextLength: Int? = nil, name: String, observer: (any EngineObserver)? = nil) throws -> ServedModel {
         var paths: [String: String] = [:]
         for (adapter, dir) in adapters {
-            if let problem = adapterNameProblem(adapter, base: name, taken: paths) { throw ModelError.badInput(problem) }
+            if let problem = adapterNameProblem(adapter, base: name, taken: paths) { throw ModelError.adapterProblem(problem) }
             try lm.model.loadAdapter(directory: dir, name: adapter)
             paths[adapter] = dir
         }

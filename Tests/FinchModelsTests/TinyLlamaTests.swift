@@ -132,7 +132,7 @@ final class TinyLlamaTests: XCTestCase {
     func testBadTokenIsATypedError() throws {
         let m = try loadHF()
         XCTAssertThrowsError(try m.forward([SequenceInput(tokens: [m.vocabSize], cache: m.makeCache())])) { e in
-            guard case ModelError.badInput = e else { return XCTFail("\(e)") }
+            guard case ModelError.tokenOutOfVocabulary(let t, let v, _) = e, t == m.vocabSize, v == m.vocabSize else { return XCTFail("\(e)") }
         }
     }
 

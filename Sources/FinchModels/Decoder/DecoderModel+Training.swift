@@ -18,12 +18,12 @@ extension DecoderModel {
     func pack(_ batch: [TrainingSequence]) throws -> PackedBatch {
         var tokens: [Int] = [], labels: [Int32] = [], sequences: [Range<Int>] = [], positions: [Int32] = []
         for (i, s) in batch.enumerated() {
-            guard !s.tokens.isEmpty else { throw ModelError.badInput("training sequence \(i) has no tokens") }
+            guard !s.tokens.isEmpty else { throw ModelError.emptySequence(what: "training sequence \(i)") }
             guard s.labels.count == s.tokens.count else {
-                throw ModelError.badInput("training sequence \(i) has \(s.tokens.count) tokens but \(s.labels.count) labels")
+                throw ModelError.badTrainingSequence(index: i, reason: "\(s.tokens.count) tokens but \(s.labels.count) labels; give one label per token")
             }
             for t in s.tokens where t < 0 || Int(t) >= spec.vocabSize {
-                throw ModelError.badInput("token id \(t) in training sequence \(i) is outside the vocabulary (0..<\(spec.vocabSize))")
+                throw ModelError.tokenOutOfVocabulary(token: Int(t), vocab: spec.vocabSize, place: "in training sequence \(i)")
             }
             sequences.append(tokens.count..<(tokens.count + s.tokens.count))
             tokens += s.tokens.map(Int.init)

@@ -143,12 +143,12 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         var positions: [Int32] = []
         var segments: [CachedSegment] = []
         for input in inputs {
-            guard !input.tokens.isEmpty else { throw ModelError.badInput("a sequence in the batch has no new tokens") }
+            guard !input.tokens.isEmpty else { throw ModelError.emptySequence(what: "a sequence's new input in the batch") }
             for t in input.tokens where t < 0 || t >= vocab {
-                throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(vocab))")
+                throw ModelError.tokenOutOfVocabulary(token: t, vocab: vocab, place: "in the input")
             }
             if segments.contains(where: { $0.cache === input.cache }) {
-                throw ModelError.badInput("two sequences in one batch share a cache")
+                throw ModelError.sharedSequenceState
             }
             let past = input.cache.length
             segments.append(CachedSegment(start: tokens.count, count: input.tokens.count, cache: input.cache))
@@ -205,8 +205,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             let rows = Buffer<Float>(count: positions.count * c)   // [N, C] the positions' rows, added in one pass
             for (i, p) in positions.enumerated() {
                 guard Int(p) < spec.maxPositions else {
-                    throw ModelError.badInput("position \(p) is past the \(spec.maxPositions) positions this model has learned; "
-                        + "shorten the sequence (--max-seq-len) or the generation")
+                    throw ModelError.positionPastLimit(position: Int(p), limit: spec.maxPositions)
                 }
                 Self.copyRow(Int(p), of: pe, to: rows.pointer + i * c)
             }

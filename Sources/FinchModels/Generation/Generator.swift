@@ -24,9 +24,9 @@ extension GenerationOptions {
     /// Checks the options and the prompts (none may be empty; `what` names them in the error).
     func validate(_ prompts: [[Int]], what: String = "prompt") throws {
         try sampling.validate()
-        guard maxNewTokens >= 0 else { throw ModelError.badInput("max new tokens must be ≥ 0") }
+        guard maxNewTokens >= 0 else { throw ModelError.badSetting(name: "max new tokens", value: "\(maxNewTokens)", allowed: "≥ 0") }
         for (i, p) in prompts.enumerated() where p.isEmpty {
-            throw ModelError.badInput("\(what) \(i) is empty; give at least one token")
+            throw ModelError.emptySequence(what: "\(what) \(i)")
         }
     }
 

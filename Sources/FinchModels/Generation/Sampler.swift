@@ -21,11 +21,11 @@ public struct SamplingOptions: Sendable, Equatable {
 
     /// Throws a readable error for values outside their range.
     public func validate() throws {
-        if temperature < 0 || !temperature.isFinite { throw ModelError.badInput("temperature must be ≥ 0 (got \(temperature))") }
-        if topK < 0 { throw ModelError.badInput("top-k must be ≥ 0 (got \(topK))") }
-        if !(topP > 0 && topP <= 1) { throw ModelError.badInput("top-p must be in (0, 1] (got \(topP))") }
-        if !(minP >= 0 && minP <= 1) { throw ModelError.badInput("min-p must be in [0, 1] (got \(minP))") }
-        if !(repetitionPenalty > 0) || !repetitionPenalty.isFinite { throw ModelError.badInput("repetition penalty must be > 0 (got \(repetitionPenalty))") }
+        if temperature < 0 || !temperature.isFinite { throw ModelError.badSetting(name: "temperature", value: "\(temperature)", allowed: "≥ 0") }
+        if topK < 0 { throw ModelError.badSetting(name: "top-k", value: "\(topK)", allowed: "≥ 0") }
+        if !(topP > 0 && topP <= 1) { throw ModelError.badSetting(name: "top-p", value: "\(topP)", allowed: "in (0, 1]") }
+        if !(minP >= 0 && minP <= 1) { throw ModelError.badSetting(name: "min-p", value: "\(minP)", allowed: "in [0, 1]") }
+        if !(repetitionPenalty > 0) || !repetitionPenalty.isFinite { throw ModelError.badSetting(name: "repetition penalty", value: "\(repetitionPenalty)", allowed: "> 0") }
     }
 }
 

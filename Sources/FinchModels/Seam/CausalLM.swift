@@ -56,7 +56,7 @@ extension CausalLM {
         for (b, row) in tokens.enumerated() {
             let mask = attentionMask?[b] ?? Array(repeating: 1, count: row.count)
             guard mask.count == row.count else {
-                throw ModelError.badInput("attention mask row \(b) has \(mask.count) entries for \(row.count) tokens")
+                throw ModelError.maskMismatch(row: b, entries: mask.count, tokens: row.count)
             }
             let idx = row.indices.filter { mask[$0] != 0 }
             kept.append(idx)

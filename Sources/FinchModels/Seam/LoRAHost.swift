@@ -62,7 +62,7 @@ extension LoRAHost {
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
     public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") throws {
         if adapter.config.fanInFanOut != linearsFanInFanOut {
-            throw ModelError.badInput("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
+            throw ModelError.adapterProblem("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
                 + "linear layers \(linearsFanInFanOut ? "are" : "are not") Conv1D ([in, out]); it was made for another architecture")
         }
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
@@ -95,18 +95,18 @@ extension LoRAHost {
 
     /// Checks per-row adapters (`PassContext.rowAdapters`) for a call over `rows` rows: every
     /// named adapter is loaded, none is merged, and every span lies within the rows.
-    /// - Throws: ``ModelError/badInput(_:)`` naming the adapter or span at fault.
+    /// - Throws: ``ModelError/adapterProblem(_:)`` naming the adapter or span at fault.
     public func checkRowAdapters(_ spans: [AdapterSpan], rows: Int) throws {
         let loaded = Set(adapterNames)
         for s in spans {
-            if let a = s.adapter, !loaded.contains(a) { throw ModelError.badInput("no adapter named '\(a)' is loaded") }
+            if let a = s.adapter, !loaded.contains(a) { throw ModelError.adapterProblem("no adapter named '\(a)' is loaded; load it first (POST /v1/adapters, --adapter)") }
             guard s.rows.lowerBound >= 0, s.rows.upperBound <= rows else {
-                throw ModelError.badInput("adapter span \(s.rows) lies outside the call's \(rows) rows")
+                throw ModelError.adapterProblem("adapter span \(s.rows) lies outside the call's \(rows) rows")
             }
         }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
-        if mergedAny { throw ModelError.badInput("an adapter is merged into the base; unmerge it before serving adapters per request") }
+        if mergedAny { throw ModelError.adapterProblem("an adapter is merged into the base; unmerge it before serving adapters per request") }
     }
 
     /// Folds the active adapter into the base weights (forward then skips the adapter products).

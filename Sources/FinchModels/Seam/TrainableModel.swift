@@ -55,13 +55,13 @@ extension TrainableModel {
 
     /// Replaces every quantized linear by its dequantized values stored as `dtype` (before an
     /// adapter is attached: merging into full precision instead of requantizing).
-    /// - Throws: ``ModelError/badInput(_:)`` when an adapter is attached to a quantized layer
+    /// - Throws: ``ModelError/adapterProblem(_:)`` when an adapter is attached to a quantized layer
     ///   (checked first, so a refused call leaves every layer as it was).
     public func dequantizeLinears() throws {
         let slots = linearSlots
         for s in slots where !(s.get() is LinearWeight) {
             if case .quantized = baseWeight(s.get()).storage {
-                throw ModelError.badInput("dequantize the base before loading an adapter")
+                throw ModelError.adapterProblem("an adapter is attached to a quantized layer; dequantize the base before loading an adapter")
             }
         }
         for s in slots {

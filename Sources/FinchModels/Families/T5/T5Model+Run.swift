@@ -33,7 +33,7 @@ extension T5Model {
     public func encode(_ sources: [[Int]], capacity: Int) throws -> [EncoderDecoderCache] {
         var tokens: [Int] = [], ranges: [Range<Int>] = []
         for (i, s) in sources.enumerated() {
-            guard !s.isEmpty else { throw ModelError.badInput("source \(i) has no tokens") }
+            guard !s.isEmpty else { throw ModelError.emptySequence(what: "source \(i)") }
             ranges.append(tokens.count..<(tokens.count + s.count)); tokens += s
         }
         let enc = try runEncoder(tokens: tokens, ranges: ranges, keep: nil).output
@@ -68,8 +68,8 @@ extension T5Model {
         let c = config.dModel, v = config.vocabSize
         var tokens: [Int] = [], segments: [T5SelfSegment] = []
         for (i, input) in inputs.enumerated() {
-            guard !input.tokens.isEmpty else { throw ModelError.badInput("decoder sequence \(i) has no new tokens") }
-            if inputs[..<i].contains(where: { $0.cache === input.cache }) { throw ModelError.badInput("two sequences in one batch share a cache") }
+            guard !input.tokens.isEmpty else { throw ModelError.emptySequence(what: "the new decoder input of sequence \(i)") }
+            if inputs[..<i].contains(where: { $0.cache === input.cache }) { throw ModelError.sharedSequenceState }
             let past = input.cache.length, r = tokens.count..<(tokens.count + input.tokens.count)
             input.cache.reserve(past + r.count)
             segments.append(T5SelfSegment(rows: r, bias: positionBias(decoder: true, queries: r.count, keys: past + r.count, firstQuery: past),

@@ -23,13 +23,13 @@ extension T5Model: TrainableModel {
         var p = PackedPairs()
         for (i, s) in batch.enumerated() {
             guard let src = s.source, !src.isEmpty else {
-                throw ModelError.badInput("training pair \(i) has no source tokens: T5 is an encoder-decoder model and trains on (source, target) pairs")
+                throw ModelError.badTrainingSequence(index: i, reason: "no source tokens: T5 is an encoder-decoder model and trains on (source, target) pairs")
             }
             guard s.tokens.count >= 2, s.labels.count == s.tokens.count else {
-                throw ModelError.badInput("training pair \(i) needs the decoder start id and at least one target token, with one label per token")
+                throw ModelError.badTrainingSequence(index: i, reason: "needs the decoder start id and at least one target token, with one label per token")
             }
             for t in src + s.tokens where t < 0 || Int(t) >= config.vocabSize {
-                throw ModelError.badInput("token id \(t) in training pair \(i) is outside the vocabulary (0..<\(config.vocabSize))")
+                throw ModelError.tokenOutOfVocabulary(token: Int(t), vocab: config.vocabSize, place: "in training pair \(i)")
             }
             p.sourceRanges.append(p.source.count..<(p.source.count + src.count))
             p.source += src.map(Int.init)
@@ -170,6 +170,6 @@ extension T5Model: TrainableModel {
     public var linearsFanInFanOut: Bool { false }
     public var peftTaskType: String { "SEQ_2_SEQ_LM" }
     public func ggufLoRAAdapter(path: String) throws -> LoRAAdapter {
-        throw ModelError.badInput("\(path): llama.cpp LoRA adapters are for decoder-only models; a T5 adapter is a PEFT directory")
+        throw ModelError.notForKind(what: "\(path): a llama.cpp LoRA adapter", kind: .encoderDecoder, advice: "a T5 adapter is a PEFT directory")
     }
 }

@@ -234,7 +234,7 @@ public final class T5Model: @unchecked Sendable {
         let c = config.dModel
         for (i, t) in tokens.enumerated() {
             guard t >= 0 && t < config.vocabSize else {
-                throw ModelError.badInput("token id \(t) is outside the vocabulary (0..<\(config.vocabSize))")
+                throw ModelError.tokenOutOfVocabulary(token: t, vocab: config.vocabSize, place: "in the input")
             }
             DecoderModel.copyRow(t, of: shared, to: x + i * c)
         }
