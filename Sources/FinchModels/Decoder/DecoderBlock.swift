@@ -32,20 +32,43 @@ final class DecoderActivations {
     let attnOut, mlpOut: Buffer<Float>    // [N, C] outputs of o and down before their norms (sandwich norms only)
     let rstd3, rstd4: Buffer<Float>       // [N·S] (sandwich norms only)
 
-    /// Floats of each buffer for `n` rows, in declaration order.
-    static func sizes(rows n: Int, spec s: DecoderSpec) -> [Int] {
-        let qk = s.qkNorm ? 1 : 0, sw = s.sandwichNorms ? 1 : 0, gated = s.mlp.isGated ? 1 : 0, st = s.normStats
-        return [n * s.queryWidth, n * s.kvWidth, n * s.kvWidth, n * s.queryWidth, n * s.numHeads, n * s.hiddenSize,
-                gated * n * s.intermediateSize, n * s.intermediateSize, st * n, st * n,
-                qk * n * s.queryWidth, qk * n * s.kvWidth, qk * n * s.numHeads, qk * n * s.numKVHeads,
-                sw * n * s.hiddenSize, sw * n * s.hiddenSize, sw * st * n, sw * st * n]
+    /// The buffers by name, each with its size: the one table allocation and the memory
+    /// prediction read (llm.c's `fill_in_activation_sizes`, with names instead of positions).
+    enum Slot: CaseIterable {
+        case q, k, v, att, lse, xMid, gate, up, rstd1, rstd2, qRaw, kRaw, rstdQ, rstdK, attnOut, mlpOut, rstd3, rstd4
+
+        /// Floats of this buffer for `n` rows (0 when the spec has no use for it).
+        func floats(rows n: Int, spec s: DecoderSpec) -> Int {
+            let qk = s.qkNorm ? 1 : 0, sw = s.sandwichNorms ? 1 : 0, st = s.normStats
+            switch self {
+            case .q, .att: return n * s.queryWidth
+            case .k, .v: return n * s.kvWidth
+            case .lse: return n * s.numHeads
+            case .xMid: return n * s.hiddenSize
+            case .gate: return s.mlp.isGated ? n * s.intermediateSize : 0
+            case .up: return n * s.intermediateSize
+            case .rstd1, .rstd2: return st * n
+            case .qRaw: return qk * n * s.queryWidth
+            case .kRaw: return qk * n * s.kvWidth
+            case .rstdQ: return qk * n * s.numHeads
+            case .rstdK: return qk * n * s.numKVHeads
+            case .attnOut, .mlpOut: return sw * n * s.hiddenSize
+            case .rstd3, .rstd4: return sw * st * n
+            }
+        }
+    }
+
+    /// Floats of every buffer for `n` rows.
+    static func floats(rows n: Int, spec: DecoderSpec) -> Int {
+        Slot.allCases.reduce(0) { $0 + $1.floats(rows: n, spec: spec) }
     }
 
     init(rows n: Int, spec: DecoderSpec) {
-        let b = Self.sizes(rows: n, spec: spec).map { Buffer<Float>(count: $0) }
-        q = b[0]; k = b[1]; v = b[2]; att = b[3]; lse = b[4]; xMid = b[5]; gate = b[6]; up = b[7]
-        rstd1 = b[8]; rstd2 = b[9]; qRaw = b[10]; kRaw = b[11]; rstdQ = b[12]; rstdK = b[13]
-        attnOut = b[14]; mlpOut = b[15]; rstd3 = b[16]; rstd4 = b[17]
+        func buffer(_ slot: Slot) -> Buffer<Float> { Buffer(count: slot.floats(rows: n, spec: spec)) }
+        q = buffer(.q); k = buffer(.k); v = buffer(.v); att = buffer(.att); lse = buffer(.lse); xMid = buffer(.xMid)
+        gate = buffer(.gate); up = buffer(.up); rstd1 = buffer(.rstd1); rstd2 = buffer(.rstd2)
+        qRaw = buffer(.qRaw); kRaw = buffer(.kRaw); rstdQ = buffer(.rstdQ); rstdK = buffer(.rstdK)
+        attnOut = buffer(.attnOut); mlpOut = buffer(.mlpOut); rstd3 = buffer(.rstd3); rstd4 = buffer(.rstd4)
     }
 }
 
@@ -74,15 +97,31 @@ final class DecoderWorkspace {
     let dOut: Buffer<Float>                                 // [N, C] ∂ of o's / down's output (sandwich norms only)
     let qkv, dqkv: Buffer<Float>                            // [N, Q + 2K] fused q/k/v product and its gradient
 
-    /// Floats of the buffers after `layers` (xn … dqkv), in declaration order; xnBF16 is counted in `byteCount`.
-    static func sizes(rows n: Int, spec s: DecoderSpec, mode: Mode) -> [Int] {
-        let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0, sw = s.sandwichNorms ? train : 0
-        let c = s.hiddenSize, f = s.intermediateSize, q = s.queryWidth, k = s.kvWidth
-        let gated = s.mlp.isGated ? train : 0, fused = s.fusedQKV ? 1 : 0
-        return [n * c, n * f, train * n * c, train * s.normStats * n,
-                train * n * c, train * n * c, train * n * q, train * n * k, train * n * k, train * n * q,
-                train * n * f, gated * n * f, train * n * f, qk * n * q, qk * n * k, sw * n * c,
-                fused * n * (q + 2 * k), fused * train * n * (q + 2 * k)]
+    /// The buffers after `layers` by name, each with its size (xnBF16 is counted in `byteCount`).
+    enum Slot: CaseIterable {
+        case xn, h, finalNormed, finalRstd, dx, dxn, dq, dk, dv, datt, dh, dgate, dup, dqRaw, dkRaw, dOut, qkv, dqkv
+
+        /// Floats of this buffer for `n` rows in `mode` (0 when the mode or spec has no use for it).
+        func floats(rows n: Int, spec s: DecoderSpec, mode: Mode) -> Int {
+            let train = mode == .inference ? 0 : 1, qk = s.qkNorm ? train : 0, sw = s.sandwichNorms ? train : 0
+            let c = s.hiddenSize, f = s.intermediateSize, q = s.queryWidth, k = s.kvWidth
+            let fused = s.fusedQKV ? 1 : 0
+            switch self {
+            case .xn: return n * c
+            case .h: return n * f
+            case .finalNormed, .dx, .dxn: return train * n * c
+            case .finalRstd: return train * s.normStats * n
+            case .dq, .datt: return train * n * q
+            case .dk, .dv: return train * n * k
+            case .dh, .dup: return train * n * f
+            case .dgate: return s.mlp.isGated ? train * n * f : 0
+            case .dqRaw: return qk * n * q
+            case .dkRaw: return qk * n * k
+            case .dOut: return sw * n * c
+            case .qkv: return fused * n * (q + 2 * k)
+            case .dqkv: return fused * train * n * (q + 2 * k)
+            }
+        }
     }
 
     static func residualCount(spec: DecoderSpec, mode: Mode) -> Int { mode == .inference ? 1 : spec.numLayers + 1 }
@@ -95,8 +134,8 @@ final class DecoderWorkspace {
     /// Bytes this workspace allocates for `n` rows.
     static func byteCount(rows n: Int, spec: DecoderSpec, mode: Mode) -> Int {
         var floats = residualCount(spec: spec, mode: mode) * n * spec.hiddenSize
-        floats += activationSets(spec: spec, mode: mode) * DecoderActivations.sizes(rows: n, spec: spec).reduce(0, +)
-        floats += sizes(rows: n, spec: spec, mode: mode).reduce(0, +)
+        floats += activationSets(spec: spec, mode: mode) * DecoderActivations.floats(rows: n, spec: spec)
+        floats += Slot.allCases.reduce(0) { $0 + $1.floats(rows: n, spec: spec, mode: mode) }
         return floats * 4 + n * spec.hiddenSize * 2
     }
 
@@ -104,10 +143,11 @@ final class DecoderWorkspace {
         rows = n; self.mode = mode
         residual = (0..<Self.residualCount(spec: spec, mode: mode)).map { _ in Buffer(count: n * spec.hiddenSize) }
         layers = (0..<Self.activationSets(spec: spec, mode: mode)).map { _ in DecoderActivations(rows: n, spec: spec) }
-        let b = Self.sizes(rows: n, spec: spec, mode: mode).map { Buffer<Float>(count: $0) }
-        xn = b[0]; h = b[1]; finalNormed = b[2]; finalRstd = b[3]; dx = b[4]; dxn = b[5]
-        dq = b[6]; dk = b[7]; dv = b[8]; datt = b[9]; dh = b[10]; dgate = b[11]; dup = b[12]; dqRaw = b[13]; dkRaw = b[14]
-        dOut = b[15]; qkv = b[16]; dqkv = b[17]
+        func buffer(_ slot: Slot) -> Buffer<Float> { Buffer(count: slot.floats(rows: n, spec: spec, mode: mode)) }
+        xn = buffer(.xn); h = buffer(.h); finalNormed = buffer(.finalNormed); finalRstd = buffer(.finalRstd)
+        dx = buffer(.dx); dxn = buffer(.dxn); dq = buffer(.dq); dk = buffer(.dk); dv = buffer(.dv); datt = buffer(.datt)
+        dh = buffer(.dh); dgate = buffer(.dgate); dup = buffer(.dup); dqRaw = buffer(.dqRaw); dkRaw = buffer(.dkRaw)
+        dOut = buffer(.dOut); qkv = buffer(.qkv); dqkv = buffer(.dqkv)
         xnBF16 = Buffer(count: n * spec.hiddenSize)
     }
 
