@@ -13,6 +13,9 @@ public protocol DecoderConfig: Sendable {
     func huggingFaceConfigJSON(torchDType: String, tieWordEmbeddings: Bool) -> JSONValue
     /// `generation_config.json`.
     func generationConfigJSON() -> JSONValue
+    /// llama.cpp's architecture name and `<arch>.*` hyperparameters for GGUF export; what llama.cpp
+    /// would compute differently is refused, naming why (each family in its folder).
+    func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)])
     /// What training this model does differently from transformers' training mode, said to the
     /// user when a run starts (e.g. dropout inside the base model, which Finch does not apply).
     var trainingCaveats: [String] { get }

@@ -74,93 +74,9 @@ public struct GGUFExport: Sendable {
 }
 
 extension DecoderConfig {
-    /// llama.cpp's architecture and `<arch>.*` hyperparameters; families llama.cpp cannot run
-    /// as Finch does refuse, naming why.
+    /// A family without a GGUF writer says so (families implement `ggufHyperparameters` in their folder).
     public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
-        switch self {
-        case let c as LlamaConfig:
-            return ("llama", try c.ggufKeys(arch: "llama", path: path))
-        case let c as MistralConfig:
-            if let w = c.slidingWindow, w < c.base.maxPositionEmbeddings {
-                throw ExportError.unsupported(path: path, reason: "this Mistral model attends within a sliding window of \(w) tokens, which llama.cpp's llama architecture does not keep (it would attend to all \(c.base.maxPositionEmbeddings) positions)")
-            }
-            return ("llama", try c.base.ggufKeys(arch: "llama", path: path))
-        case let c as QwenConfig:
-            if c.layerWindows.contains(where: { $0 != nil }) {
-                throw ExportError.unsupported(path: path, reason: "sliding-window layers (use_sliding_window) are not kept by llama.cpp's \(c.family.rawValue) architecture")
-            }
-            var base = c.base
-            base.attentionBias = false   // qwen2's q/k/v biases are part of the architecture
-            return (c.family.rawValue, try base.ggufKeys(arch: c.family.rawValue, path: path))
-        case let c as Gemma3Config:
-            return ("gemma3", try c.ggufKeys(path: path))
-        case let c as GPT2Config:
-            return ("gpt2", try c.ggufKeys(path: path))
-        default:
-            throw ExportError.unsupported(path: path, reason: "GGUF export of the \(decoderSpec.family) family is not implemented yet (llama, mistral, qwen2, qwen3, gemma3 and gpt2 are)")
-        }
-    }
-}
-
-extension Gemma3Config {
-    /// The `gemma3.*` keys llama.cpp reads. llama.cpp fixes what the file cannot say — every sixth
-    /// layer global, the others sliding with rotary base 10000, attention scaled by 1/√head_dim
-    /// (27B: 1/√(hidden/heads)) — so a model that differs is refused by name.
-    func ggufKeys(path: String) throws -> [(key: String, value: GGUFValue)] {
-        func refuse(_ what: String) -> ExportError {
-            .unsupported(path: path, reason: "\(what), which llama.cpp's gemma3 architecture fixes otherwise")
-        }
-        let pattern = (0..<numHiddenLayers).map { ($0 + 1) % 6 != 0 ? "sliding_attention" : "full_attention" }
-        if layerTypes != pattern { throw refuse("layer_types is not every sixth layer global") }
-        if localRopeTheta != 10_000 { throw refuse("the sliding layers' rotary base is \(localRopeTheta) (not 10000)") }
-        let scale = numHiddenLayers == 62 ? Float(hiddenSize / numAttentionHeads) : Float(headDim)
-        if queryPreAttnScalar != scale { throw refuse("query_pre_attn_scalar is \(queryPreAttnScalar) (not \(scale))") }
-        if attentionBias { throw refuse("attention_bias is set") }
-        var m: [(key: String, value: GGUFValue)] = [
-            ("gemma3.context_length", .uint32(UInt32(maxPositionEmbeddings))),
-            ("gemma3.embedding_length", .uint32(UInt32(hiddenSize))),
-            ("gemma3.block_count", .uint32(UInt32(numHiddenLayers))),
-            ("gemma3.feed_forward_length", .uint32(UInt32(intermediateSize))),
-            ("gemma3.attention.head_count", .uint32(UInt32(numAttentionHeads))),
-            ("gemma3.attention.head_count_kv", .uint32(UInt32(numKeyValueHeads))),
-            ("gemma3.attention.key_length", .uint32(UInt32(headDim))),
-            ("gemma3.attention.value_length", .uint32(UInt32(headDim))),
-            ("gemma3.attention.layer_norm_rms_epsilon", .float32(rmsNormEps)),
-            ("gemma3.rope.freq_base", .float32(globalRope.ropeTheta ?? 1_000_000)),
-            ("gemma3.attention.sliding_window", .uint32(UInt32(slidingWindow ?? 4096))),
-        ]
-        if globalRope.ropeType == "linear", let f = globalRope.factor {
-            m += [("gemma3.rope.scaling.type", .string("linear")), ("gemma3.rope.scaling.factor", .float32(f))]
-        }
-        return m
-    }
-}
-
-extension LlamaConfig {
-    /// The `<arch>.*` keys llama.cpp reads for the LLaMA layout.
-    func ggufKeys(arch: String, path: String) throws -> [(key: String, value: GGUFValue)] {
-        guard hiddenAct == "silu" else {
-            throw ExportError.unsupported(path: path, reason: "hidden_act '\(hiddenAct)': llama.cpp's \(arch) architecture uses SiLU")
-        }
-        if attentionBias || mlpBias {
-            throw ExportError.unsupported(path: path, reason: "attention_bias / mlp_bias: llama.cpp's \(arch) architecture would not apply every bias Finch does")
-        }
-        var m: [(key: String, value: GGUFValue)] = [
-            ("\(arch).vocab_size", .uint32(UInt32(vocabSize))),
-            ("\(arch).context_length", .uint32(UInt32(maxPositionEmbeddings))),
-            ("\(arch).embedding_length", .uint32(UInt32(hiddenSize))),
-            ("\(arch).block_count", .uint32(UInt32(numHiddenLayers))),
-            ("\(arch).feed_forward_length", .uint32(UInt32(intermediateSize))),
-            ("\(arch).rope.dimension_count", .uint32(UInt32(headDim))),
-            ("\(arch).attention.head_count", .uint32(UInt32(numAttentionHeads))),
-            ("\(arch).attention.head_count_kv", .uint32(UInt32(numKeyValueHeads))),
-            ("\(arch).rope.freq_base", .float32(ropeTheta)),
-            ("\(arch).attention.layer_norm_rms_epsilon", .float32(rmsNormEps)),
-        ]
-        if headDim * numAttentionHeads != hiddenSize {
-            m += [("\(arch).attention.key_length", .uint32(UInt32(headDim))), ("\(arch).attention.value_length", .uint32(UInt32(headDim)))]
-        }
-        return m   // scaled rotary frequencies travel as a rope_freqs tensor (see saveGGUF)
+        throw ExportError.unsupported(path: path, reason: "GGUF export of the \(decoderSpec.family) family is not implemented yet")
     }
 }
 

@@ -193,3 +193,9 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         ConfigChecks.generationConfigJSON(bos: bosTokenId, eos: eosTokenId.map { [$0] } ?? [])
     }
 }
+
+extension GPT2Config {
+    public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
+        ("gpt2", try ggufKeys(path: path))
+    }
+}

@@ -49,3 +49,13 @@ public struct MistralConfig: DecoderConfig, Equatable {
 
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 }
+
+extension MistralConfig {
+    /// llama.cpp's `llama` architecture, which keeps no sliding window: a model that uses one is refused.
+    public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
+        if let w = slidingWindow, w < base.maxPositionEmbeddings {
+            throw ExportError.unsupported(path: path, reason: "this Mistral model attends within a sliding window of \(w) tokens, which llama.cpp's llama architecture does not keep (it would attend to all \(base.maxPositionEmbeddings) positions)")
+        }
+        return ("llama", try base.ggufKeys(arch: "llama", path: path))
+    }
+}

@@ -77,3 +77,15 @@ public struct QwenConfig: DecoderConfig, Equatable {
 
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 }
+
+extension QwenConfig {
+    /// llama.cpp's `qwen2` / `qwen3` architecture, which keeps no sliding-window layers.
+    public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
+        if layerWindows.contains(where: { $0 != nil }) {
+            throw ExportError.unsupported(path: path, reason: "sliding-window layers (use_sliding_window) are not kept by llama.cpp's \(family.rawValue) architecture")
+        }
+        var base = self.base
+        base.attentionBias = false   // qwen2's q/k/v biases are part of the architecture
+        return (family.rawValue, try base.ggufKeys(arch: family.rawValue, path: path))
+    }
+}
