@@ -25,8 +25,10 @@ public enum Perplexity {
         public var perplexity: Double { Foundation.exp(meanNLL) }
         /// The perplexity's standard error by the delta method (perplexity × standard error), as llama.cpp reports it.
         public var perplexityError: Double { perplexity * standardError }
-        /// Windows the model read.
+        /// Windows the model read (or, scoring pairs, the pairs).
         public var windows: Int
+        /// Whether (context, continuation) pairs were scored rather than windows of one stream.
+        public var pairs = false
     }
 
     /// The (start, end, first scored index within the window) of every window.
@@ -92,7 +94,9 @@ public enum Perplexity {
             i += batch.count
             progress?(i, pairs.count)
         }
-        return result(nlls, windows: pairs.count)
+        var r = result(nlls, windows: pairs.count)
+        r.pairs = true
+        return r
     }
 
     /// Perplexity of a file for `lm`: a plain-text file is tokenized whole (with the tokenizer's

@@ -44,8 +44,8 @@ struct EvalPerplexity: ParsableCommand {
         let seconds = Date().timeIntervalSince(start)
         let fields: [(String, String)] = [
             ("data", JSONValue.quoted(data)), ("model", JSONValue.quoted(lm.path)), ("adapter", model.adapter.map { JSONValue.quoted($0) } ?? "null"),
-            ("protocol", stride == nil ? "\"windows\"" : "\"strided\""), ("max_seq_len", "\(maxSeqLen)"),
-            ("stride", stride.map(String.init) ?? "null"), ("tokens", "\(r.tokens)"), ("windows", "\(r.windows)"),
+            ("protocol", r.pairs ? "\"pairs\"" : stride == nil ? "\"windows\"" : "\"strided\""), ("max_seq_len", "\(maxSeqLen)"),
+            ("stride", stride.map(String.init) ?? "null"), ("tokens", "\(r.tokens)"), (r.pairs ? "pairs" : "windows", "\(r.windows)"),
             ("mean_nll", "\(r.meanNLL)"), ("stderr", "\(r.standardError)"), ("perplexity", "\(r.perplexity)"),
             ("perplexity_error", "\(r.perplexityError)"), ("tokens_per_s", String(format: "%.1f", Double(r.tokens) / seconds)),
         ]
