@@ -70,7 +70,7 @@ final class OptimTests: XCTestCase {
         XCTAssertEqual(try TrainingConfig.load(yamlAt: try yaml("bits: 8\n")).quantization, .int8(threshold: 6))
         XCTAssertEqual(try TrainingConfig.load(yamlAt: try yaml("quant_type: int8\nllm_int8_threshold: 0\n")).quantization, .int8(threshold: 0))
         XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("bits: 2\n"))) { XCTAssertTrue("\($0)".contains("bits")) }
-        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("quant_type: int4\n"))) { XCTAssertTrue("\($0)".contains("quantize must be nf4, fp4 or int8"), "\($0)") }
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: try yaml("quant_type: int4\n"))) { XCTAssertTrue("\($0)".contains("'quantize' should be one of nf4, fp4, int8 (got \"int4\")"), "\($0)") }
         var bad = TrainingConfig(); bad.quantize = .nf4; bad.quantBlocksize = 100
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("quant_blocksize")) }
     }

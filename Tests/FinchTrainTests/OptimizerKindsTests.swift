@@ -122,6 +122,6 @@ final class OptimizerKindsTests: XCTestCase {
         let c = try TrainingConfig.load(yamlAt: yaml, over: TrainingConfig())
         XCTAssertEqual(c.optimizer, .pagedAdamW8bit)
         try "optim: sgd\n".write(toFile: yaml, atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: yaml)) { XCTAssertTrue("\($0)".contains("optimizer must be"), "\($0)") }
+        XCTAssertThrowsError(try TrainingConfig.load(yamlAt: yaml)) { XCTAssertTrue("\($0)".contains("'optimizer' should be one of adamw, paged_adamw, adamw_8bit, paged_adamw_8bit"), "\($0)") }
     }
 }
