@@ -114,8 +114,8 @@ enum Harness: String, CaseIterable {
 
     static func config(_ data: [UInt8]) {
         let bytes = Data(data)
-        if let family = try? ModelRegistry.family(configJSON: bytes, path: "config.json") {
-            if let c = try? family.readConfig(bytes, "config.json") {
+        if let json = try? JSONParser.parse(data), let family = try? ModelRegistry.family(config: json, path: "config.json") {
+            if let read = family.readConfig, let c = try? read(bytes, "config.json") {
                 _ = c.decoderSpec
                 _ = c.huggingFaceConfigJSON(torchDType: "float32", tieWordEmbeddings: true)
             }

@@ -1,6 +1,5 @@
 import FinchCore
 import FinchLoRA
-import FinchModels
 import FinchTokenizer
 import Foundation
 

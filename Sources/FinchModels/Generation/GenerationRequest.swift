@@ -1,5 +1,4 @@
 import FinchCore
-import FinchModels
 import Foundation
 
 /// What one sequence of a server request asks the engine for: a tokenized prompt and how to continue it.
