@@ -132,10 +132,7 @@ extension DecoderModel {
                 var v = values()
                 if let heads { v = GGUFWeightSource.reorderRotaryRows(v, heads: heads, rowLength: ne.count > 1 ? ne[0] : 1, toGGUF: true) }
                 if shift != 0 { for i in 0..<v.count { v[i] += shift } }
-                if gt == .f16, let bad = (0..<v.count).first(where: { v[$0].isFinite && abs(v[$0]) > 65504 }) {
-                    throw ExportError.unsupported(path: path, reason: "tensor '\(t.name)' holds \(v[bad]), which f16 cannot represent; export as bf16 or f32")
-                }
-                GGMLQuantizer.quantize(v.pointer, count: v.count, to: gt, into: out)
+                try GGUFExport.encode(v, as: gt, tensor: t.name, path: path, into: out)
             })
         }
         if let f = ropeFactors {
@@ -144,17 +141,7 @@ extension DecoderModel {
             })
             counts[.f32, default: 0] += 1
         }
-        var metadata: [(key: String, value: GGUFValue)] = [
-            ("general.architecture", .string(arch)),
-            ("general.type", .string("model")),
-            ("general.name", .string(name ?? "finch-export")),
-            ("general.file_type", .uint32(type.fileType)),
-            ("general.quantization_version", .uint32(2)),
-        ]
-        metadata += hyper
-        metadata += tokenizer.filter { $0.key.hasPrefix("tokenizer.") }
-        try GGUFWriter.write(to: path, metadata: metadata, tensors: tensors)
-        return GGUFExport(path: path, architecture: arch, tensorCount: tensors.count,
-                          bytes: tensors.reduce(0) { $0 + $1.byteCount }, typeCounts: counts, adapters: exportedAdapters)
+        return try GGUFExport.writeModel(to: path, architecture: arch, type: type, name: name, hyperparameters: hyper,
+                                         tokenizer: tokenizer, tensors: tensors, counts: counts, adapters: exportedAdapters)
     }
 }

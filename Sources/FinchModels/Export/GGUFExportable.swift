@@ -1,3 +1,4 @@
+import FinchCore
 import FinchFormats
 import FinchTokenizer
 
@@ -27,3 +28,35 @@ extension LanguageModel {
 }
 
 extension DecoderModel: GGUFExportable {}
+
+extension GGUFExport {
+    /// Encodes one model tensor's values `v` as `type` into `out`, refusing a value f16 cannot
+    /// hold (`tensor`: its Hugging Face name, `path`: the file, for the message).
+    static func encode(_ v: Buffer<Float>, as type: GGMLType, tensor: String, path: String,
+                       into out: UnsafeMutableRawBufferPointer) throws {
+        if type == .f16, let bad = (0..<v.count).first(where: { v[$0].isFinite && abs(v[$0]) > 65504 }) {
+            throw ExportError.unsupported(path: path, reason: "tensor '\(tensor)' holds \(v[bad]), which f16 cannot represent; export as bf16 or f32")
+        }
+        GGMLQuantizer.quantize(v.pointer, count: v.count, to: type, into: out)
+    }
+
+    /// Writes a model GGUF (every architecture's): the `general.*` keys, `hyperparameters`, the
+    /// tokenizer's `tokenizer.*` keys and `tensors` (`counts`: how many of each type), and says
+    /// what was written.
+    static func writeModel(to path: String, architecture: String, type: GGUFExportType, name: String?,
+                           hyperparameters: [(key: String, value: GGUFValue)], tokenizer: [(key: String, value: GGUFValue)],
+                           tensors: [GGUFWriter.Tensor], counts: [GGMLType: Int], adapters: [String]) throws -> GGUFExport {
+        var metadata: [(key: String, value: GGUFValue)] = [
+            ("general.architecture", .string(architecture)),
+            ("general.type", .string("model")),
+            ("general.name", .string(name ?? "finch-export")),
+            ("general.file_type", .uint32(type.fileType)),
+            ("general.quantization_version", .uint32(2)),
+        ]
+        metadata += hyperparameters
+        metadata += tokenizer.filter { $0.key.hasPrefix("tokenizer.") }
+        try GGUFWriter.write(to: path, metadata: metadata, tensors: tensors)
+        return GGUFExport(path: path, architecture: architecture, tensorCount: tensors.count,
+                          bytes: tensors.reduce(0) { $0 + $1.byteCount }, typeCounts: counts, adapters: adapters)
+    }
+}

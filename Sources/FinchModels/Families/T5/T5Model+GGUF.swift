@@ -111,24 +111,11 @@ extension T5Model: GGUFExportable {
             let values = t.values
             tensors.append(GGUFWriter.Tensor(name: g, type: gt, dimensions: ne) { out in
                 let v = values()
-                if gt == .f16, let bad = (0..<v.count).first(where: { v[$0].isFinite && abs(v[$0]) > 65504 }) {
-                    throw ExportError.unsupported(path: path, reason: "tensor '\(t.name)' holds \(v[bad]), which f16 cannot represent; export as bf16 or f32")
-                }
-                GGMLQuantizer.quantize(v.pointer, count: v.count, to: gt, into: out)
+                try GGUFExport.encode(v, as: gt, tensor: t.name, path: path, into: out)
             })
         }
-        var metadata: [(key: String, value: GGUFValue)] = [
-            ("general.architecture", .string("t5")),
-            ("general.type", .string("model")),
-            ("general.name", .string(name ?? "finch-export")),
-            ("general.file_type", .uint32(type.fileType)),
-            ("general.quantization_version", .uint32(2)),
-        ]
-        metadata += hyper
-        metadata += tokenizer.filter { $0.key.hasPrefix("tokenizer.") }
-        try GGUFWriter.write(to: path, metadata: metadata, tensors: tensors)
-        return GGUFExport(path: path, architecture: "t5", tensorCount: tensors.count,
-                          bytes: tensors.reduce(0) { $0 + $1.byteCount }, typeCounts: counts, adapters: exportedAdapters)
+        return try GGUFExport.writeModel(to: path, architecture: "t5", type: type, name: name, hyperparameters: hyper,
+                                         tokenizer: tokenizer, tensors: tensors, counts: counts, adapters: exportedAdapters)
     }
 
     /// The config a `t5` GGUF file describes, as transformers would write it for the same model:
