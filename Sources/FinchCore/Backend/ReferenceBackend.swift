@@ -61,40 +61,31 @@ public final class ReferenceBackend: ComputeBackend {
     @inline(__always)
     static func bf16(_ x: Float) -> Float { BFloat16.toFloat(BFloat16.from(x)) }
 
+    /// `m · k` values of `x`, rounded to bf16 when `round` (the operand a bf16 product multiplies).
+    private static func operand(_ x: UnsafePointer<Float>, count: Int, round: Bool) -> Buffer<Float> {
+        let out = Buffer<Float>(copying: x, count: count)
+        if round { for e in 0..<count { out[e] = bf16(out[e]) } }
+        return out
+    }
+
     public func linearForward(_ w: LinearWeight, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                               xBF16: UnsafePointer<BF16Bits>?, rows m: Int, accumulate: Bool, scratch: Scratch) {
         let o = w.outFeatures, i = w.inFeatures
         let (values, roundInput) = operands(w)
-        let wv = values.pointer
-        for r in 0..<m {
-            for c in 0..<o {
-                var s = 0.0
-                for e in 0..<i {
-                    let xv = roundInput ? Self.bf16(x[r * i + e]) : x[r * i + e]
-                    s += Double(xv) * Double(wv[c * i + e])
-                }
-                let dst = y + r * o + c
-                dst.pointee = Float(accumulate ? Double(dst.pointee) + s : s)
-            }
-        }
+        let a = Self.operand(x, count: m * i, round: roundInput)
+        // y [M, O] (+)= x [M, I] · Wᵀ
+        matmul(m: m, n: o, k: i, a: a.pointer, lda: i, aTransposed: false, b: values.pointer, ldb: i, bTransposed: true,
+               c: y, ldc: o, accumulate: accumulate)
     }
 
     public func linearBackwardInput(_ w: LinearWeight, dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int,
                                     accumulate: Bool, scratch: Scratch) {
         let o = w.outFeatures, i = w.inFeatures
         let (values, roundInput) = operands(w)
-        let wv = values.pointer
-        for r in 0..<m {
-            for e in 0..<i {
-                var s = 0.0
-                for c in 0..<o {
-                    let g = roundInput ? Self.bf16(dy[r * o + c]) : dy[r * o + c]
-                    s += Double(g) * Double(wv[c * i + e])
-                }
-                let dst = dx + r * i + e
-                dst.pointee = Float(accumulate ? Double(dst.pointee) + s : s)
-            }
-        }
+        let a = Self.operand(dy, count: m * o, round: roundInput)
+        // dx [M, I] (+)= dy [M, O] · W
+        matmul(m: m, n: i, k: o, a: a.pointer, lda: o, aTransposed: false, b: values.pointer, ldb: i, bTransposed: false,
+               c: dx, ldc: i, accumulate: accumulate)
     }
 
     // MARK: Norms
