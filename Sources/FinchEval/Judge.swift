@@ -125,8 +125,7 @@ public final class ModelJudge: PairwiseJudge {
                     throw EvalError(item: "judge", "a judging prompt of \(p.count) tokens is longer than the judge's \(model.maxPositions) positions",
                                     advice: "use a judge with a longer context, or shorter answers (--max-tokens when generating them)")
                 }
-                let started = try model.start(prompts, capacity: 1)
-                let logits = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
+                let logits = try model.nextTokenLogits(prompts)
                 for b in batch.indices {
                     let row = logits.row(logits.rows[b].lowerBound)
                     let scores = digits.map { Double(row[$0]) }

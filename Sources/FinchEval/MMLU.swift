@@ -229,8 +229,7 @@ public enum MMLU {
         }
         if !simple.isEmpty {
             for b in simple { try checkLength(model, pairs[b][0].context.count) }
-            let started = try model.start(simple.map { pairs[$0][0].context }, capacity: 1)
-            let out = try model.step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
+            let out = try model.nextTokenLogits(simple.map { pairs[$0][0].context })
             for (k, b) in simple.enumerated() {
                 let row = out.row(out.rows[k].lowerBound)
                 scores[b] = pairs[b].map { logProb(row, $0.continuation[0]) }

@@ -117,21 +117,22 @@ public enum ModelRegistry {
     /// The model of a GGUF file, of any kind, built by the family of its `general.architecture`.
     public static func model(gguf file: GGUFFile, dtype: WeightDType = .f32,
                              quantization: QuantizationConfig? = nil) throws -> (model: any LanguageModel, family: ModelFamily) {
-        let arch = file.metadata["general.architecture"]?.stringValue ?? "(none)"
-        let supported = families.filter { $0.loadGGUF != nil }
-        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let load = family.loadGGUF else {
-            throw ModelError.unsupportedArchitecture(path: file.path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
-        }
-        return (try load(file, dtype, quantization), family)
+        let family = try family(gguf: file, among: families.filter { $0.loadGGUF != nil })
+        return (try family.loadGGUF!(file, dtype, quantization), family)
     }
 
-    /// Reads a GGUF file's config through the family of its `general.architecture`.
+    /// Reads a GGUF file's config through the decoder family of its `general.architecture`.
     public static func config(gguf: GGUFFile) throws -> any DecoderConfig {
-        let arch = gguf.metadata["general.architecture"]?.stringValue ?? "(none)"
-        let supported = families.filter { $0.readGGUF != nil }
-        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }), let read = family.readGGUF else {
-            throw ModelError.unsupportedArchitecture(path: gguf.path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
+        try family(gguf: gguf, among: families.filter { $0.readGGUF != nil }).readGGUF!(gguf)
+    }
+
+    /// The family among `supported` whose GGUF architectures hold the file's `general.architecture`;
+    /// another is refused by name, with the supported list.
+    static func family(gguf file: GGUFFile, among supported: [ModelFamily]) throws -> ModelFamily {
+        let arch = file.metadata["general.architecture"]?.stringValue ?? "(none)"
+        guard let family = supported.first(where: { $0.ggufArchitectures.contains(arch) }) else {
+            throw ModelError.unsupportedArchitecture(path: file.path, architecture: arch, supported: supported.flatMap(\.ggufArchitectures))
         }
-        return try read(gguf)
+        return family
     }
 }

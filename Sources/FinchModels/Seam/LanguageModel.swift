@@ -82,6 +82,13 @@ extension LanguageModel {
                                                               overwrite: overwrite, dequantize: dequantize))
     }
 
+    /// The logits [V] of the token after each prompt (row `rows[s].lowerBound` for prompt s), in
+    /// one pass: what a choice among single tokens reads (MMLU, the judge).
+    public func nextTokenLogits(_ prompts: [[Int]]) throws -> Logits {
+        let started = try start(prompts, capacity: 1)
+        return try step(started.map { StepInput(tokens: $0.input, state: $0.state) }, logits: .last)
+    }
+
     /// Teacher-forced logits of one sequence: the decoder reads what `start` gives it for `prompt`
     /// (a decoder-only model's prompt; T5's start id, the prompt encoded) and then `tokens`.
     /// Returns the tokens the decoder read and one row of logits [V] per token. What merge,
