@@ -65,38 +65,37 @@ enum AlpacaReader: DatasetReader {
     }
 }
 
-/// `{input, output}`.
-enum InputOutputReader: DatasetReader {
-    static let format = DatasetFormat.inputOutput
-    static let requiredKeys = ["input", "output"]
-    static func matches(_ record: DataRecord) -> Bool { record.value["input"] != nil && record.value["output"] != nil }
+/// A format that is one (source, target) pair of string fields per record.
+protocol PairReader: DatasetReader {
+    static var sourceKey: String { get }
+    static var targetKey: String { get }
+}
+
+extension PairReader {
+    static var requiredKeys: [String] { [sourceKey, targetKey] }
+    static func matches(_ record: DataRecord) -> Bool { record.value[sourceKey] != nil && record.value[targetKey] != nil }
 
     static func add(_ record: DataRecord, path: String, builder: ExampleBuilder, to result: inout LoadedDataset) throws(DataError) {
-        let input = try record.string("input", path: path, format: format)
-        result.add(builder.sourceTarget(source: input, target: try record.string("output", path: path, format: format)))
+        let source = try record.string(sourceKey, path: path, format: format)
+        result.add(builder.sourceTarget(source: source, target: try record.string(targetKey, path: path, format: format)))
     }
 
     static func prompt(of record: DataRecord, path: String, tokenizer: Tokenizer) throws(DataError) -> RecordPrompt {
-        .text(question: try record.string("input", path: path, format: format),
-              reference: try record.optionalString("output", path: path, format: format))
+        .text(question: try record.string(sourceKey, path: path, format: format),
+              reference: try record.optionalString(targetKey, path: path, format: format))
     }
 }
 
+/// `{input, output}`.
+enum InputOutputReader: PairReader {
+    static let format = DatasetFormat.inputOutput
+    static let sourceKey = "input", targetKey = "output"
+}
+
 /// `{prompt, completion}`.
-enum SelfInstructReader: DatasetReader {
+enum SelfInstructReader: PairReader {
     static let format = DatasetFormat.selfInstruct
-    static let requiredKeys = ["prompt", "completion"]
-    static func matches(_ record: DataRecord) -> Bool { record.value["prompt"] != nil && record.value["completion"] != nil }
-
-    static func add(_ record: DataRecord, path: String, builder: ExampleBuilder, to result: inout LoadedDataset) throws(DataError) {
-        let prompt = try record.string("prompt", path: path, format: format)
-        result.add(builder.sourceTarget(source: prompt, target: try record.string("completion", path: path, format: format)))
-    }
-
-    static func prompt(of record: DataRecord, path: String, tokenizer: Tokenizer) throws(DataError) -> RecordPrompt {
-        .text(question: try record.string("prompt", path: path, format: format),
-              reference: try record.optionalString("completion", path: path, format: format))
-    }
+    static let sourceKey = "prompt", targetKey = "completion"
 }
 
 /// `{text: "### Human: … ### Assistant: …"}`: human turns masked, assistant replies trained.
