@@ -12,84 +12,109 @@ extension AdapterConfig {
     /// Reads PEFT's `adapter_config.json`.
     public static func load(path: String) throws -> AdapterConfig {
         guard let data = FileManager.default.contents(atPath: path) else { throw AdapterError.notFound(path: path) }
-        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw AdapterError.invalidConfig(path: path, reason: "not a JSON object")
+        let value: JSONValue
+        do { value = try JSONParser.parse([UInt8](data)) } catch {
+            throw AdapterError.invalidConfig(path: path, reason: "not valid JSON (\(error))")
         }
-        return try AdapterConfig(json: obj, path: path)
+        return try AdapterConfig(json: value, path: path)
     }
 
-    init(json obj: [String: Any], path: String) throws {
+    init(json value: JSONValue, path: String) throws {
         func fail(_ r: String) -> AdapterError { .invalidConfig(path: path, reason: r) }
-        if let t = obj["peft_type"] as? String, t != "LORA" { throw fail("peft_type \(t) is not LORA") }
-        if let m = obj["modules_to_save"], !(m is NSNull), (m as? [Any])?.isEmpty == false {
+        guard let members = value.objectValue else { throw fail("not a JSON object") }
+        let obj = value
+        /// A key that must be absent, null, or of the kind asked for.
+        func field<T>(_ key: String, _ kind: String, _ read: (JSONValue) -> T?) throws -> T? {
+            guard let v = obj[key], !v.isNull else { return nil }
+            guard let t = read(v) else { throw fail("'\(key)' must be \(kind), not \(v.kindName)") }
+            return t
+        }
+        if let t = try field("peft_type", "a string", \.stringValue), t != "LORA" { throw fail("peft_type \(t) is not LORA") }
+        if let m = obj["modules_to_save"], !m.isNull, m.arrayValue?.isEmpty != true {
             throw fail("modules_to_save (fully trained extra modules) is not supported yet")
         }
-        guard let r = (obj["r"] as? NSNumber)?.intValue else { throw fail("missing integer 'r'") }
-        guard let alpha = (obj["lora_alpha"] as? NSNumber)?.doubleValue else { throw fail("missing number 'lora_alpha'") }
+        guard let r = obj["r"]?.wholeNumberValue else { throw fail("missing integer 'r'") }
+        guard let alpha = obj["lora_alpha"]?.doubleValue else { throw fail("missing number 'lora_alpha'") }
         let targets: Targets
         switch obj["target_modules"] {
-        case let s as String: targets = s == "all-linear" ? .allLinear : .regex(s)
-        case let list as [Any]:
-            let names = list.compactMap { $0 as? String }
+        case .string(let s)?: targets = s == "all-linear" ? .allLinear : .regex(s)
+        case .array(let list)?:
+            let names = list.compactMap(\.stringValue)
             guard names.count == list.count, !names.isEmpty else { throw fail("target_modules must be a list of names") }
             targets = names == ["all-linear"] ? .allLinear : .names(names)
         default: throw fail("missing target_modules")
         }
         self.init(r: r, loraAlpha: alpha, targetModules: targets)
-        loraDropout = (obj["lora_dropout"] as? NSNumber)?.doubleValue ?? 0
+        loraDropout = try field("lora_dropout", "a number", \.doubleValue) ?? 0
         switch obj["layers_to_transform"] {
-        case let n as NSNumber: layersToTransform = [n.intValue]
-        case let l as [NSNumber]: layersToTransform = l.map(\.intValue)
-        default: layersToTransform = nil
+        case nil, .null?: layersToTransform = nil
+        case .number?: layersToTransform = [try field("layers_to_transform", "an integer", \.wholeNumberValue)!]
+        case .array(let l)?:
+            let layers = l.compactMap(\.wholeNumberValue)
+            guard layers.count == l.count else { throw fail("layers_to_transform must be a list of layer indices") }
+            layersToTransform = layers
+        case let v?: throw fail("'layers_to_transform' must be an integer or a list, not \(v.kindName)")
         }
-        bias = obj["bias"] as? String ?? "none"
-        fanInFanOut = obj["fan_in_fan_out"] as? Bool ?? false
-        useRSLoRA = obj["use_rslora"] as? Bool ?? false
-        useDoRA = obj["use_dora"] as? Bool ?? false
+        bias = try field("bias", "a string", \.stringValue) ?? "none"
+        fanInFanOut = try field("fan_in_fan_out", "true or false", \.boolValue) ?? false
+        useRSLoRA = try field("use_rslora", "true or false", \.boolValue) ?? false
+        useDoRA = try field("use_dora", "true or false", \.boolValue) ?? false
         switch obj["init_lora_weights"] {
-        case let b as Bool: initLoRAWeights = b ? "true" : "false"
-        case let s as String: initLoRAWeights = s
+        case .bool(let b)?: initLoRAWeights = b ? "true" : "false"
+        case .string(let s)?: initLoRAWeights = s
         default: initLoRAWeights = "true"
         }
-        rankPattern = (obj["rank_pattern"] as? [String: NSNumber])?.mapValues(\.intValue) ?? [:]
-        alphaPattern = (obj["alpha_pattern"] as? [String: NSNumber])?.mapValues(\.doubleValue) ?? [:]
-        baseModelNameOrPath = obj["base_model_name_or_path"] as? String
-        taskType = obj["task_type"] as? String ?? "CAUSAL_LM"
-        for (k, v) in obj where !Self.knownKeys.contains(k) { extra[k] = JSONValueBox(v) }
+        func pattern<T>(_ key: String, _ kind: String, _ read: (JSONValue) -> T?) throws -> [String: T] {
+            guard let entries = try field(key, "an object", \.objectValue) else { return [:] }
+            var out: [String: T] = [:]
+            for (k, v) in entries {
+                guard let t = read(v) else { throw fail("\(key)[\(k)] must be \(kind), not \(v.kindName)") }
+                out[k] = t
+            }
+            return out
+        }
+        rankPattern = try pattern("rank_pattern", "an integer", \.wholeNumberValue)
+        alphaPattern = try pattern("alpha_pattern", "a number", \.doubleValue)
+        baseModelNameOrPath = try field("base_model_name_or_path", "a string", \.stringValue)
+        taskType = try field("task_type", "a string", \.stringValue) ?? "CAUSAL_LM"
+        for (k, v) in members where !Self.knownKeys.contains(k) { extra[k] = v }
         try validate(path: path)
     }
 
-    /// The config as PEFT writes it.
-    public func jsonObject() -> [String: Any] {
-        var o: [String: Any] = [:]
-        for (k, v) in extra { o[k] = v.value }
-        o["peft_type"] = "LORA"
-        o["task_type"] = taskType
-        o["r"] = r
-        o["lora_alpha"] = loraAlpha == loraAlpha.rounded() ? Int(loraAlpha) as Any : loraAlpha as Any
-        o["lora_dropout"] = loraDropout
+    /// The config as PEFT writes it (keys sorted, as `json.dumps(sort_keys=True)`).
+    public func json() -> JSONValue {
+        var o: [String: JSONValue] = extra
+        o["peft_type"] = .string("LORA")
+        o["task_type"] = .string(taskType)
+        o["r"] = .int(r)
+        o["lora_alpha"] = loraAlpha == loraAlpha.rounded() && abs(loraAlpha) < 9e18 ? .int(Int(loraAlpha)) : .double(loraAlpha)
+        o["lora_dropout"] = .double(loraDropout)
         switch targetModules {
-        case .allLinear: o["target_modules"] = "all-linear"
-        case .regex(let s): o["target_modules"] = s
-        case .names(let n): o["target_modules"] = n
+        case .allLinear: o["target_modules"] = .string("all-linear")
+        case .regex(let s): o["target_modules"] = .string(s)
+        case .names(let n): o["target_modules"] = .array(n.map(JSONValue.string))
         }
-        o["layers_to_transform"] = layersToTransform.map { $0 as Any } ?? NSNull()
-        o["bias"] = bias
-        o["use_rslora"] = useRSLoRA
-        o["use_dora"] = useDoRA
-        o["init_lora_weights"] = initLoRAWeights == "true" ? true as Any : (initLoRAWeights == "false" ? false as Any : initLoRAWeights as Any)
-        o["rank_pattern"] = rankPattern
-        o["alpha_pattern"] = alphaPattern
-        o["base_model_name_or_path"] = baseModelNameOrPath.map { $0 as Any } ?? NSNull()
-        o["fan_in_fan_out"] = fanInFanOut
-        o["inference_mode"] = true
-        o["modules_to_save"] = NSNull()
-        return o
+        o["layers_to_transform"] = layersToTransform.map { .array($0.map(JSONValue.int)) } ?? .null
+        o["bias"] = .string(bias)
+        o["use_rslora"] = .bool(useRSLoRA)
+        o["use_dora"] = .bool(useDoRA)
+        switch initLoRAWeights {
+        case "true": o["init_lora_weights"] = .bool(true)
+        case "false": o["init_lora_weights"] = .bool(false)
+        default: o["init_lora_weights"] = .string(initLoRAWeights)
+        }
+        o["rank_pattern"] = .sortedObject(rankPattern.mapValues(JSONValue.int))
+        o["alpha_pattern"] = .sortedObject(alphaPattern.mapValues(JSONValue.double))
+        o["base_model_name_or_path"] = baseModelNameOrPath.map(JSONValue.string) ?? .null
+        o["fan_in_fan_out"] = .bool(fanInFanOut)
+        o["inference_mode"] = .bool(true)
+        o["modules_to_save"] = .null
+        return .sortedObject(o)
     }
 
-    /// Writes `adapter_config.json` (pretty-printed, sorted keys, as PEFT does).
+    /// Writes `adapter_config.json` (indented by 2, keys sorted, as PEFT does).
     public func write(to path: String) throws {
-        let data = try JSONSerialization.data(withJSONObject: jsonObject(), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try AtomicFile.write(to: path) { try $0.write([UInt8](data)) }   // fsynced, renamed into place
+        let text = json().serialized(indent: 2)
+        try AtomicFile.write(to: path) { try $0.write(Array(text.utf8)) }   // fsynced, renamed into place
     }
 }

@@ -1,3 +1,4 @@
+import FinchFormats
 import Foundation
 
 /// A LoRA adapter's settings, read from and written to PEFT's `adapter_config.json`.
@@ -36,7 +37,7 @@ public struct AdapterConfig: Sendable, Equatable {
     public var baseModelNameOrPath: String? = nil
     public var taskType: String = "CAUSAL_LM"
     /// Keys of the file this config was read from that Finch does not interpret (written back unchanged).
-    public var extra: [String: JSONValueBox] = [:]
+    public var extra: [String: JSONValue] = [:]
 
     public init(r: Int, loraAlpha: Double, targetModules: Targets, loraDropout: Double = 0,
                 useRSLoRA: Bool = false, useDoRA: Bool = false) {
@@ -99,16 +100,6 @@ public struct AdapterConfig: Sendable, Equatable {
         if !(loraDropout >= 0 && loraDropout < 1) { throw fail("lora_dropout must be in [0, 1) (got \(loraDropout))") }
         if !["none", "lora_only", "all"].contains(bias) { throw fail("bias must be none, lora_only or all (got \(bias))") }
         for (k, v) in rankPattern where v <= 0 { throw fail("rank_pattern[\(k)] must be positive") }
-    }
-}
-
-/// A JSON value kept as-is (for config keys Finch passes through).
-public struct JSONValueBox: @unchecked Sendable, Equatable {
-    public let value: Any
-    public init(_ value: Any) { self.value = value }
-    public static func == (a: JSONValueBox, b: JSONValueBox) -> Bool {
-        (try? JSONSerialization.data(withJSONObject: [a.value], options: .sortedKeys))
-            == (try? JSONSerialization.data(withJSONObject: [b.value], options: .sortedKeys))
     }
 }
 

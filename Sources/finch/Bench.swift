@@ -1,5 +1,6 @@
 import ArgumentParser
 import FinchCore
+import FinchFormats
 import FinchModels
 import FinchQuant
 import Foundation
@@ -81,17 +82,15 @@ struct BenchGenerate: ParsableCommand {
             precondition(r[0].tokens.count == decodeTokens)
             decode.append(Date().timeIntervalSince(t))
         }
-        let out: [String: Any] = (CPUInfo.summary as [String: Any]).merging([
-            "engine": "finch", "dtype": dt.rawValue, "threads": Parallel.threadCount,
-            "block_linears": m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue,
-            "weight_mib": (Double(m.weightBytes) / 1_048_576).rounded(),
-            "gemm_f32": GEMM.f32Backend.rawValue,
-            "prefill\(promptTokens)_tok_s": (Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10,
-            "decode\(decodeTokens)_tok_s": (Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10,
-            "peak_rss_mib": Memory.peakRSSMiB().rounded(),
-        ] as [String: Any]) { _, new in new }.merging(profile) { _, new in new }
-        let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
-        print(String(decoding: data, as: UTF8.self))
+        printResultLine(machineSummary().merging([
+            "engine": .string("finch"), "dtype": .string(dt.rawValue), "threads": .int(Parallel.threadCount),
+            "block_linears": .string(m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue),
+            "weight_mib": .double((Double(m.weightBytes) / 1_048_576).rounded()),
+            "gemm_f32": .string(GEMM.f32Backend.rawValue),
+            "prefill\(promptTokens)_tok_s": .double((Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10),
+            "decode\(decodeTokens)_tok_s": .double((Double(decodeTokens) / median(Array(decode.dropFirst())) * 10).rounded() / 10),
+            "peak_rss_mib": .double(Memory.peakRSSMiB().rounded()),
+        ]) { _, new in new }.merging(profile) { _, new in new })
     }
 }
 
@@ -103,12 +102,13 @@ struct BenchGEMM: ParsableCommand {
 
     func run() throws {
         let peakF32 = CPUInfo.measuredPeak(bf16: false), peakBF16 = CPUInfo.measuredPeak(bf16: true)
-        var machine: [String: Any] = CPUInfo.summary
-        machine["peak_f32_gflops"] = peakF32.map { ($0 * 10).rounded() / 10 } ?? NSNull()
-        machine["peak_bf16_gflops"] = peakBF16.map { ($0 * 10).rounded() / 10 } ?? NSNull()
-        machine["isa"] = ["dnnl_f32": "oneDNN (JIT: its best ISA here)", "openblas_f32": "OpenBLAS " + GEMM.openBLASCore.inUse,
-                          "dnnl_bf16": peakBF16 == nil ? "oneDNN (no bf16 instructions: emulated)" : "oneDNN avx512_bf16"]
-        print(String(decoding: try JSONSerialization.data(withJSONObject: machine, options: [.sortedKeys]), as: UTF8.self))
+        var machine = machineSummary()
+        machine["peak_f32_gflops"] = peakF32.map { .double(($0 * 10).rounded() / 10) } ?? .null
+        machine["peak_bf16_gflops"] = peakBF16.map { .double(($0 * 10).rounded() / 10) } ?? .null
+        machine["isa"] = .sortedObject([
+            "dnnl_f32": .string("oneDNN (JIT: its best ISA here)"), "openblas_f32": .string("OpenBLAS " + GEMM.openBLASCore.inUse),
+            "dnnl_bf16": .string(peakBF16 == nil ? "oneDNN (no bf16 instructions: emulated)" : "oneDNN avx512_bf16")])
+        printResultLine(machine)
         let shapes = [(512, 576, 576), (512, 192, 576), (512, 1536, 576), (512, 576, 1536),
                       (1024, 1536, 576), (1024, 576, 1536), (1024, 49152, 576), (2048, 2048, 2048)]
         for (m, n, k) in shapes {
@@ -126,7 +126,7 @@ struct BenchGEMM: ParsableCommand {
                 return b
             }
             let flop = 2.0 * Double(m) * Double(n) * Double(k)
-            func gf(_ t: Double) -> Double { (flop / t / 1e8).rounded() / 10 }
+            func gf(_ t: Double) -> JSONValue { .double((flop / t / 1e8).rounded() / 10) }
             let dnnl = best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: k, bTransposed: true,
                                       c: c.pointer, ldc: n, accumulate: false, backend: .dnnl) }
             let blas = GEMM.withOpenBLASThreads(Parallel.threadCount) {
@@ -145,15 +145,14 @@ struct BenchGEMM: ParsableCommand {
                                        c: c.pointer, ldc: n, accumulate: false) } }
             let dnnlKN = best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                                         c: c.pointer, ldc: n, accumulate: false, backend: .dnnl) }
-            func share(_ t: Double, _ peak: Double?) -> Any { peak.map { (flop / t / 1e9 / $0 * 1000).rounded() / 1000 } ?? NSNull() }
-            let out: [String: Any] = ["m": m, "n": n, "k": k, "threads": Parallel.threadCount, "cpu": CPUInfo.model,
-                                      "dnnl_f32_gflops": gf(dnnl), "openblas_f32_gflops": gf(blas), "dnnl_bf16_gflops": gf(bf),
-                                      "dnnl_f32_of_peak": share(dnnl, peakF32), "openblas_f32_of_peak": share(blas, peakF32),
-                                      "dnnl_bf16_of_peak": share(bf, peakBF16 ?? peakF32),
-                                      "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN),
-                                      "bf16_linear_gflops": gf(bfUsed), "bf16_compute": GEMM.bf16Compute.rawValue]
-            let data = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            func share(_ t: Double, _ peak: Double?) -> JSONValue { peak.map { .double((flop / t / 1e9 / $0 * 1000).rounded() / 1000) } ?? .null }
+            printResultLine([
+                "m": .int(m), "n": .int(n), "k": .int(k), "threads": .int(Parallel.threadCount), "cpu": .string(CPUInfo.model),
+                "dnnl_f32_gflops": gf(dnnl), "openblas_f32_gflops": gf(blas), "dnnl_bf16_gflops": gf(bf),
+                "dnnl_f32_of_peak": share(dnnl, peakF32), "openblas_f32_of_peak": share(blas, peakF32),
+                "dnnl_bf16_of_peak": share(bf, peakBF16 ?? peakF32),
+                "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN),
+                "bf16_linear_gflops": gf(bfUsed), "bf16_compute": .string(GEMM.bf16Compute.rawValue)])
         }
     }
 }
@@ -162,15 +161,15 @@ struct BenchGEMM: ParsableCommand {
 /// measured peak for the frozen products' compute type (`gemm_at_peak_share`: the share of a
 /// step the products would take at that peak); dequantization, bf16 conversions, attention,
 /// and the rest (elementwise kernels, optimizer, data, waits).
-func profileBreakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType, prefix: String = "") -> [String: Any] {
+func profileBreakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType, prefix: String = "") -> [String: JSONValue] {
     guard seconds > 0 else { return [:] }
     let nativeBF16 = dtype == .bf16 && GEMM.bf16Compute == .native
     let peak = CPUInfo.measuredPeak(bf16: nativeBF16) ?? CPUInfo.measuredPeak(bf16: false) ?? 0
-    func share(_ x: Double) -> Double { (x / seconds * 1000).rounded() / 1000 }
-    var out: [String: Any] = [
-        prefix + "gemm_gflops": t[.gemm] > 0 ? (t.gemmFlops / t[.gemm] / 1e9).rounded() : 0,
-        prefix + "peak_gflops": peak.rounded(), prefix + "peak_kind": nativeBF16 ? "bf16" : "f32",
-        prefix + "gemm_at_peak_share": peak > 0 ? share(t.gemmFlops / (peak * 1e9)) : 0,
+    func share(_ x: Double) -> JSONValue { .double((x / seconds * 1000).rounded() / 1000) }
+    var out: [String: JSONValue] = [
+        prefix + "gemm_gflops": .double(t[.gemm] > 0 ? (t.gemmFlops / t[.gemm] / 1e9).rounded() : 0),
+        prefix + "peak_gflops": .double(peak.rounded()), prefix + "peak_kind": .string(nativeBF16 ? "bf16" : "f32"),
+        prefix + "gemm_at_peak_share": peak > 0 ? share(t.gemmFlops / (peak * 1e9)) : .int(0),
     ]
     var rest = seconds
     for r in Profile.Region.allCases {
@@ -179,4 +178,12 @@ func profileBreakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType, 
     }
     out[prefix + "other_share"] = share(rest)
     return out
+}
+
+/// The machine's facts (`CPUInfo.summary`) as members of a result line.
+func machineSummary() -> [String: JSONValue] { CPUInfo.summary.mapValues(JSONValue.string) }
+
+/// Prints one raw result line: a JSON object, members sorted by key, on one line.
+func printResultLine(_ members: [String: JSONValue]) {
+    print(JSONValue.sortedObject(members).serialized())
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FinchCore
+import FinchFormats
 import FinchModels
 import FinchQuant
 import FinchTrain
@@ -62,17 +63,16 @@ struct BenchTrain: ParsableCommand {
         Profile.stop()
         let med = median(times)
         let profile = profileBreakdown(Profile.totals, seconds: times.reduce(0, +), dtype: dt)
-        let out: [String: Any] = (CPUInfo.summary as [String: Any]).merging([
-            "engine": "finch", "dtype": dt.rawValue, "targets": targets, "r": r, "batch": batch, "seq": seq,
-            "steps": steps, "gradient_checkpointing": gradientCheckpointing, "threads": Parallel.threadCount,
-            "qlora": qlora, "weight_mib": (Double(lm.model.weightBytes) / 1_048_576).rounded(),
-            "gemm_f32": GEMM.f32Backend.rawValue,
-            "tokens_per_s": (Double(batch * seq) / med * 10).rounded() / 10,
-            "s_per_step": (med * 1000).rounded() / 1000, "min_s": ((times.min() ?? 0) * 1000).rounded() / 1000,
-            "max_s": ((times.max() ?? 0) * 1000).rounded() / 1000, "peak_rss_mib": Memory.peakRSSMiB().rounded(),
-            "trainable_params": trainer.trainableParameterCount, "first_loss": (firstLoss * 1e4).rounded() / 1e4,
-        ] as [String: Any]) { _, new in new }.merging(profile) { _, new in new }
-        let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys])
-        print(String(decoding: json, as: UTF8.self))
+        printResultLine(machineSummary().merging([
+            "engine": .string("finch"), "dtype": .string(dt.rawValue), "targets": .string(targets), "r": .int(r),
+            "batch": .int(batch), "seq": .int(seq), "steps": .int(steps),
+            "gradient_checkpointing": .bool(gradientCheckpointing), "threads": .int(Parallel.threadCount),
+            "qlora": .bool(qlora), "weight_mib": .double((Double(lm.model.weightBytes) / 1_048_576).rounded()),
+            "gemm_f32": .string(GEMM.f32Backend.rawValue),
+            "tokens_per_s": .double((Double(batch * seq) / med * 10).rounded() / 10),
+            "s_per_step": .double((med * 1000).rounded() / 1000), "min_s": .double(((times.min() ?? 0) * 1000).rounded() / 1000),
+            "max_s": .double(((times.max() ?? 0) * 1000).rounded() / 1000), "peak_rss_mib": .double(Memory.peakRSSMiB().rounded()),
+            "trainable_params": .int(trainer.trainableParameterCount), "first_loss": .double((Double(firstLoss) * 1e4).rounded() / 1e4),
+        ]) { _, new in new }.merging(profile) { _, new in new })
     }
 }

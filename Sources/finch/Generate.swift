@@ -1,5 +1,6 @@
 import ArgumentParser
 import FinchCore
+import FinchFormats
 import FinchEval
 import FinchModels
 import FinchTokenizer
@@ -76,9 +77,9 @@ struct Generate: ParsableCommand {
         let elapsed = Date().timeIntervalSince(start)
         if !single {
             for (p, r) in zip(prompts, results) {
-                let obj: [String: String] = ["prompt": p, "text": r.text, "finish_reason": r.finishReason.rawValue]
-                let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-                stdoutWrite(String(decoding: data, as: UTF8.self) + "\n")
+                let line = JSONValue.sortedObject(["prompt": .string(p), "text": .string(r.text),
+                                                   "finish_reason": .string(r.finishReason.rawValue)])
+                stdoutWrite(line.serialized() + "\n")
             }
         }
         let newTokens = results.reduce(0) { $0 + $1.tokens.count }

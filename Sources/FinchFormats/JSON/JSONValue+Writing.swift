@@ -3,6 +3,10 @@ extension JSONValue {
     public static func int(_ v: Int) -> JSONValue { .number(String(v)) }
     /// A number, or null when it is not finite (JSON has no NaN).
     public static func double(_ v: Double) -> JSONValue { v.isFinite ? .number("\(v)") : .null }
+    /// An object with its members sorted by key (as `json.dumps(sort_keys=True)` writes one).
+    public static func sortedObject(_ members: [String: JSONValue]) -> JSONValue {
+        .object(members.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) })
+    }
 
     /// The value as JSON text, members in their order.
     ///

@@ -50,17 +50,17 @@ public struct GPT2Config: DecoderConfig, Decodable, Equatable {
         let m = gguf.metadata
         func int(_ k: String) throws -> Int { try gguf.requiredInt("gpt2.\(k)") }
         let embd = try int("embedding_length")
-        var o: [String: Any] = [
-            "n_embd": embd, "n_layer": try int("block_count"), "n_head": try int("attention.head_count"),
-            "n_positions": try int("context_length"), "n_inner": try int("feed_forward_length"),
-            "vocab_size": m["gpt2.vocab_size"]?.intValue ?? m["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0,
-            "layer_norm_epsilon": m["gpt2.attention.layer_norm_epsilon"]?.doubleValue ?? 1e-5,
-            "tie_word_embeddings": gguf.tensor(named: "output.weight") == nil,
-            "resid_pdrop": 0, "embd_pdrop": 0, "attn_pdrop": 0,
+        var o: [(key: String, value: JSONValue)] = [
+            ("n_embd", .int(embd)), ("n_layer", .int(try int("block_count"))), ("n_head", .int(try int("attention.head_count"))),
+            ("n_positions", .int(try int("context_length"))), ("n_inner", .int(try int("feed_forward_length"))),
+            ("vocab_size", .int(m["gpt2.vocab_size"]?.intValue ?? m["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0)),
+            ("layer_norm_epsilon", .double(m["gpt2.attention.layer_norm_epsilon"]?.doubleValue ?? 1e-5)),
+            ("tie_word_embeddings", .bool(gguf.tensor(named: "output.weight") == nil)),
+            ("resid_pdrop", .int(0)), ("embd_pdrop", .int(0)), ("attn_pdrop", .int(0)),
         ]
-        if let b = m["tokenizer.ggml.bos_token_id"]?.intValue { o["bos_token_id"] = b }
-        if let e = m["tokenizer.ggml.eos_token_id"]?.intValue { o["eos_token_id"] = e }
-        try self.init(json: JSONSerialization.data(withJSONObject: o), path: gguf.path)
+        if let b = m["tokenizer.ggml.bos_token_id"]?.intValue { o.append(("bos_token_id", .int(b))) }
+        if let e = m["tokenizer.ggml.eos_token_id"]?.intValue { o.append(("eos_token_id", .int(e))) }
+        try self.init(json: Data(JSONValue.object(o).serialized().utf8), path: gguf.path)
     }
 
     /// The `gpt2.*` keys llama.cpp reads; it computes GELU with the tanh approximation only.

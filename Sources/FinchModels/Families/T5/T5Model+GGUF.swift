@@ -128,20 +128,21 @@ extension T5Model: GGUFExportable {
         let eps = file.metadata["t5.attention.layer_norm_rms_epsilon"]?.doubleValue ?? 1e-6
         let layers = try int("t5.block_count")
         let decoderLayers = file.metadata["t5.decoder_block_count"]?.intValue ?? layers
-        let json: [String: Any] = [
-            "model_type": "t5", "vocab_size": vocab, "d_model": try int("t5.embedding_length"),
-            "d_kv": try int("t5.attention.key_length"), "d_ff": try int("t5.feed_forward_length"),
-            "num_layers": layers, "num_decoder_layers": decoderLayers, "num_heads": try int("t5.attention.head_count"),
-            "relative_attention_num_buckets": try int("t5.attention.relative_buckets_count"),
-            "relative_attention_max_distance": ggufMaxDistance, "layer_norm_epsilon": eps,
-            "feed_forward_proj": file.tensor(named: "enc.blk.0.ffn_gate.weight") != nil ? "gated-gelu" : "relu",
-            "tie_word_embeddings": file.tensor(named: "output.weight") == nil, "scale_decoder_outputs": false,
-            "decoder_start_token_id": file.metadata["t5.decoder_start_token_id"]?.intValue ?? 0,
-            "eos_token_id": file.metadata["tokenizer.ggml.eos_token_id"]?.intValue ?? 1,
-            "pad_token_id": file.metadata["tokenizer.ggml.padding_token_id"]?.intValue ?? 0,
-            "dropout_rate": 0.0,
+        let json: [(key: String, value: JSONValue)] = [
+            ("model_type", .string("t5")), ("vocab_size", .int(vocab)), ("d_model", .int(try int("t5.embedding_length"))),
+            ("d_kv", .int(try int("t5.attention.key_length"))), ("d_ff", .int(try int("t5.feed_forward_length"))),
+            ("num_layers", .int(layers)), ("num_decoder_layers", .int(decoderLayers)),
+            ("num_heads", .int(try int("t5.attention.head_count"))),
+            ("relative_attention_num_buckets", .int(try int("t5.attention.relative_buckets_count"))),
+            ("relative_attention_max_distance", .int(ggufMaxDistance)), ("layer_norm_epsilon", .double(eps)),
+            ("feed_forward_proj", .string(file.tensor(named: "enc.blk.0.ffn_gate.weight") != nil ? "gated-gelu" : "relu")),
+            ("tie_word_embeddings", .bool(file.tensor(named: "output.weight") == nil)), ("scale_decoder_outputs", .bool(false)),
+            ("decoder_start_token_id", .int(file.metadata["t5.decoder_start_token_id"]?.intValue ?? 0)),
+            ("eos_token_id", .int(file.metadata["tokenizer.ggml.eos_token_id"]?.intValue ?? 1)),
+            ("pad_token_id", .int(file.metadata["tokenizer.ggml.padding_token_id"]?.intValue ?? 0)),
+            ("dropout_rate", .double(0)),
         ]
-        let data = try JSONSerialization.data(withJSONObject: json)
+        let data = Data(JSONValue.object(json).serialized().utf8)
         return try T5Config(json: data, path: file.path)
     }
 
