@@ -25,4 +25,22 @@ final class TrainingMemoryTests: XCTestCase {
             }
         }
     }
+
+    /// T5 (both stacks, gated and not): the prediction for `rows` rows in each stack is the
+    /// training workspace allocated for a batch of that many decoder and encoder rows.
+    func testT5SavedBytesMatchTheWorkspace() throws {
+        for variant in try FileManager.default.contentsOfDirectory(atPath: Fixtures.path("tiny-t5")).sorted()
+        where FileManager.default.fileExists(atPath: Fixtures.path("tiny-t5/\(variant)/hf/config.json")) {
+            let lm = try LoadedModel.load(Fixtures.path("tiny-t5/\(variant)/hf"))
+            let t5 = try XCTUnwrap(lm.model as? T5Model)
+            for checkpointing in [false, true] {
+                for rows in [1, 37, 300] {
+                    let w = t5.trainingWorkspace(rows: rows, sourceRows: rows, checkpointing: checkpointing)
+                    let predicted = lm.model.trainingActivationBytes(rows: rows, checkpointing: checkpointing, loraRank: 8)
+                    XCTAssertEqual(predicted.saved, bufferBytes(w), "\(variant) rows \(rows) checkpointing \(checkpointing)")
+                    lm.model.releaseTrainingMemory()
+                }
+            }
+        }
+    }
 }

@@ -6,24 +6,27 @@ import Foundation
 // V vocabulary.
 
 extension T5Model {
-    /// The encoder over `rows` packed rows of tokens (sequences `ranges`): the final-normed output
-    /// [N, C]; with `acts`, each block's activations (and the final norm's input and statistics).
-    /// `context` goes to every block (training: the dropout key).
-    func runEncoder(tokens: [Int], ranges: [Range<Int>], keep: ((Int, T5BlockActs) -> Void)?,
-                    checkpointing: Bool = false, context: PassContext? = nil) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>) {
-        let n = tokens.count, c = config.dModel
-        let x = Buffer<Float>(uninitializedCount: max(1, n * c))
-        try embed(tokens, into: x.pointer)
-        let segments = ranges.map { T5SelfSegment(rows: $0, bias: positionBias(decoder: false, queries: $0.count, keys: $0.count, firstQuery: 0), cache: nil) }
+    /// The encoder over packed `tokens` (sequences `ranges`) in `w`: the final-normed output in
+    /// `w.encoderOutput` [M, C], the last block's output and the final norm's statistics in
+    /// `w.encoderStream` and `w.encoderRstd`, each block's buffers (or, under checkpointing, its
+    /// input) kept in `w`. Returns the sequences' self-attention segments.
+    @discardableResult
+    func runEncoder(tokens: [Int], ranges: [Range<Int>], in w: T5Workspace, context: PassContext) throws -> [T5SelfSegment] {
+        let m = tokens.count, c = config.dModel
+        try embed(tokens, into: w.encoderStream.pointer)
+        let segments = selfSegments(ranges, decoder: false)
         for (li, block) in encoder.enumerated() {
-            let acts = keep.map { _ in T5BlockActs(rows: n, x: Buffer(copying: x.pointer, count: n * c)) }
-            blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: false, cross: nil,
-                         acts: checkpointing ? nil : acts, context: context ?? PassContext(backend: backend))
-            if let acts { keep!(li, acts) }
+            if w.checkpointing { w.encoderInputs[li].pointer.update(from: w.encoderStream.pointer, count: m * c) }
+            blockForward(block, layer: li, x: w.encoderStream.pointer, rows: m, selfSegments: segments, causal: false, cross: nil,
+                         acts: w.acts(decoder: false, layer: li), context: context)
         }
-        let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
-        norm(out.pointer, rstd: rstd.pointer, x.pointer, encoderFinalNorm, rows: n)
-        return (out, x, rstd)
+        norm(w.encoderOutput.pointer, rstd: w.encoderRstd.pointer, w.encoderStream.pointer, encoderFinalNorm, rows: m)
+        return segments
+    }
+
+    /// Each packed sequence's self-attention segment with its position bias (no cache).
+    func selfSegments(_ ranges: [Range<Int>], decoder isDecoder: Bool) -> [T5SelfSegment] {
+        ranges.map { T5SelfSegment(rows: $0, bias: positionBias(decoder: isDecoder, queries: $0.count, keys: $0.count, firstQuery: 0), cache: nil) }
     }
 
     // MARK: - Generation
@@ -36,8 +39,10 @@ extension T5Model {
             guard !s.isEmpty else { throw ModelError.emptySequence(what: "source \(i)") }
             ranges.append(tokens.count..<(tokens.count + s.count)); tokens += s
         }
-        let enc = try runEncoder(tokens: tokens, ranges: ranges, keep: nil).output
-        let inner = config.innerDim, m = tokens.count
+        let m = tokens.count, inner = config.innerDim
+        let w = workspace(rows: 0, sourceRows: m, mode: .inference)
+        try runEncoder(tokens: tokens, ranges: ranges, in: w, context: PassContext(backend: backend))
+        let enc = w.encoderOutput
         var ks: [Buffer<Float>] = [], vs: [Buffer<Float>] = []
         for block in decoder {
             let k = Buffer<Float>(uninitializedCount: max(1, m * inner)), v = Buffer<Float>(uninitializedCount: max(1, m * inner))
@@ -57,8 +62,9 @@ extension T5Model {
 
     /// The encoder's output [S, C] for one source (final norm applied), row-major.
     public func encoderOutput(_ source: [Int]) throws -> [Float] {
-        let r = try runEncoder(tokens: source, ranges: [0..<source.count], keep: nil)
-        return Array(r.output.array.prefix(source.count * config.dModel))
+        let w = workspace(rows: 0, sourceRows: source.count, mode: .inference)
+        try runEncoder(tokens: source, ranges: [0..<source.count], in: w, context: PassContext(backend: backend))
+        return Array(UnsafeBufferPointer(start: w.encoderOutput.pointer, count: source.count * config.dModel))
     }
 
     /// Runs new decoder tokens of each sequence (appended after what its cache holds) and returns
@@ -78,11 +84,13 @@ extension T5Model {
         }
         let n = tokens.count
         if let spans = context.rowAdapters { try checkRowAdapters(spans, rows: n) }
-        let x = Buffer<Float>(uninitializedCount: max(1, n * c))
+        let w = workspace(rows: n, sourceRows: 0, mode: .inference)
+        let x = w.decoderStream
         try embed(tokens, into: x.pointer)
         for (li, block) in decoder.enumerated() {
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
-                         cross: .cached(inputs.map(\.cache)), acts: nil, context: PassContext(backend: backend, rowAdapters: context.rowAdapters))
+                         cross: .cached(inputs.map(\.cache)), acts: w.acts(decoder: true, layer: li),
+                         context: PassContext(backend: backend, rowAdapters: context.rowAdapters))
         }
         for input in inputs { input.cache.advance(by: input.tokens.count) }
         var picked: [Int] = [], ranges: [Range<Int>] = []

@@ -41,29 +41,27 @@ extension T5Model: TrainableModel {
         return p
     }
 
-    func selfSegments(_ ranges: [Range<Int>], decoder isDecoder: Bool) -> [T5SelfSegment] {
-        ranges.map { T5SelfSegment(rows: $0, bias: positionBias(decoder: isDecoder, queries: $0.count, keys: $0.count, firstQuery: 0), cache: nil) }
+    /// The decoder over the batch's packed rows after the encoder (whose output is in `w`): the
+    /// final-normed (and rescaled) output in `w.decoderOutput`, the last block's output and the
+    /// final norm's statistics in `w.decoderStream` and `w.decoderRstd`, each block's buffers (or,
+    /// under checkpointing, its input) kept in `w`.
+    func runDecoder(_ p: PackedPairs, segments: [T5SelfSegment], in w: T5Workspace, context: PassContext) throws {
+        let n = p.decoder.count, c = config.dModel
+        let y = w.decoderStream
+        try embed(p.decoder, into: y.pointer)
+        for (li, block) in decoder.enumerated() {
+            if w.checkpointing { w.decoderInputs[li].pointer.update(from: y.pointer, count: n * c) }
+            blockForward(block, layer: li, x: y.pointer, rows: n, selfSegments: segments, causal: true,
+                         cross: .compute(encoderOutput: w.encoderOutput.pointer, rows: p.source.count, ranges: p.sourceRanges),
+                         acts: w.acts(decoder: true, layer: li), context: context)
+        }
+        norm(w.decoderOutput.pointer, rstd: w.decoderRstd.pointer, y.pointer, decoderFinalNorm, rows: n)
+        if let s = outputScale { for i in 0..<(n * c) { w.decoderOutput[i] *= s } }
     }
 
-    /// The decoder over packed rows after the encoder: its final-normed (and rescaled) output,
-    /// its pre-norm rows and statistics, and each block's activations.
-    func runDecoder(_ p: PackedPairs, encoderOutput: Buffer<Float>, segments: [T5SelfSegment], keep: Bool,
-                    checkpointing: Bool, context: PassContext) throws -> (output: Buffer<Float>, preNorm: Buffer<Float>, rstd: Buffer<Float>, acts: [T5BlockActs]) {
-        let n = p.decoder.count, c = config.dModel
-        let y = Buffer<Float>(uninitializedCount: max(1, n * c))
-        try embed(p.decoder, into: y.pointer)
-        var acts: [T5BlockActs] = []
-        for (li, block) in decoder.enumerated() {
-            let a = keep ? T5BlockActs(rows: n, x: Buffer(copying: y.pointer, count: n * c)) : nil
-            blockForward(block, layer: li, x: y.pointer, rows: n, selfSegments: segments, causal: true,
-                         cross: .compute(encoderOutput: encoderOutput.pointer, rows: p.source.count, ranges: p.sourceRanges),
-                         acts: checkpointing ? nil : a, context: context)
-            if let a { acts.append(a) }
-        }
-        let out = Buffer<Float>(uninitializedCount: max(1, n * c)), rstd = Buffer<Float>(uninitializedCount: max(1, n))
-        norm(out.pointer, rstd: rstd.pointer, y.pointer, decoderFinalNorm, rows: n)
-        if let s = outputScale { for i in 0..<(n * c) { out[i] *= s } }
-        return (out, y, rstd, acts)
+    /// A training workspace for a batch of `rows` decoder and `sourceRows` encoder rows.
+    func trainingWorkspace(rows n: Int, sourceRows m: Int, checkpointing: Bool) -> T5Workspace {
+        workspace(rows: n, sourceRows: m, mode: .training(checkpointing: checkpointing))
     }
 
     public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum {
@@ -73,57 +71,57 @@ extension T5Model: TrainableModel {
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
         let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
-        let checkpointing = options.checkpointing
+        let w = trainingWorkspace(rows: n, sourceRows: m, checkpointing: options.checkpointing)
 
         // Forward.
-        let encSegments = selfSegments(p.sourceRanges, decoder: false)
-        var encActs: [T5BlockActs] = []
-        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: { encActs.append($1) }, checkpointing: checkpointing,
-                                 context: context)
+        let encSegments = try runEncoder(tokens: p.source, ranges: p.sourceRanges, in: w, context: context)
         let decSegments = selfSegments(p.decoderRanges, decoder: true)
-        let dec = try runDecoder(p, encoderOutput: enc.output, segments: decSegments, keep: true, checkpointing: checkpointing,
-                                 context: context)
+        try runDecoder(p, segments: decSegments, in: w, context: context)
 
         // Loss and the LM head's backward (chunked), then the decoder's final norm (and rescale).
-        let dOut = Buffer<Float>(count: max(1, n * c))
+        let dOut = w.dOutput, dy = w.dDecoder
+        dOut.pointer.update(repeating: 0, count: n * c)   // the loss, the norms and cross-attention accumulate
+        dy.pointer.update(repeating: 0, count: n * c)
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForwardBackward(dx: dOut.pointer, x: dec.output.pointer, head: lmHead, targets: t.baseAddress!,
+            try backend.crossEntropyForwardBackward(dx: dOut.pointer, x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!,
                                                    rows: n, scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
         }
         if let s = outputScale { for i in 0..<(n * c) { dOut[i] *= s } }
-        let dy = Buffer<Float>(count: max(1, n * c))
-        backend.rmsNormBackward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: dec.preNorm.pointer, weight: decoderFinalNorm.pointer,
-                         rstd: dec.rstd.pointer, rows: n, channels: c)
+        backend.rmsNormBackward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: w.decoderStream.pointer, weight: decoderFinalNorm.pointer,
+                         rstd: w.decoderRstd.pointer, rows: n, channels: c)
 
-        // Decoder blocks, last to first; the encoder output's gradient gathers from every cross-attention.
-        let dEnc = Buffer<Float>(count: max(1, m * c))
+        // Decoder blocks, last to first (under checkpointing each forward is repeated first, in the
+        // decoder's stream, which the final norm no longer needs); the encoder output's gradient
+        // gathers from every cross-attention.
+        let dEnc = w.dEncoderOutput
+        dEnc.pointer.update(repeating: 0, count: m * c)
+        let crossKeys = T5CrossKeys.compute(encoderOutput: w.encoderOutput.pointer, rows: m, ranges: p.sourceRanges)
         for li in stride(from: decoder.count - 1, through: 0, by: -1) {
-            var acts = dec.acts[li]
-            if checkpointing {
-                let x = Buffer(copying: acts.x.pointer, count: n * c)
-                acts = T5BlockActs(rows: n, x: acts.x)
-                blockForward(decoder[li], layer: li, x: x.pointer, rows: n, selfSegments: decSegments, causal: true,
-                             cross: .compute(encoderOutput: enc.output.pointer, rows: m, ranges: p.sourceRanges), acts: acts,
-                             context: context)
+            let acts = w.acts(decoder: true, layer: li)
+            if w.checkpointing {
+                w.decoderStream.pointer.update(from: w.decoderInputs[li].pointer, count: n * c)
+                blockForward(decoder[li], layer: li, x: w.decoderStream.pointer, rows: n, selfSegments: decSegments, causal: true,
+                             cross: crossKeys, acts: acts, context: context)
             }
-            blockBackward(decoder[li], acts: acts, dx: dy.pointer, selfSegments: decSegments, causal: true,
-                          cross: (UnsafePointer(enc.output.pointer), m, p.sourceRanges, dEnc.pointer), context: context)
+            blockBackward(decoder[li], acts: acts, rows: n, dx: dy.pointer, selfSegments: decSegments, causal: true,
+                          cross: (UnsafePointer(w.encoderOutput.pointer), m, p.sourceRanges, dEnc.pointer), buffers: w.back,
+                          context: context)
         }
 
         // The encoder's final norm, then its blocks.
-        let dx = Buffer<Float>(count: max(1, m * c))
-        backend.rmsNormBackward(dx: dx.pointer, dweight: nil, dout: dEnc.pointer, x: enc.preNorm.pointer, weight: encoderFinalNorm.pointer,
-                         rstd: enc.rstd.pointer, rows: m, channels: c)
+        let dx = w.dEncoder
+        dx.pointer.update(repeating: 0, count: m * c)
+        backend.rmsNormBackward(dx: dx.pointer, dweight: nil, dout: dEnc.pointer, x: w.encoderStream.pointer, weight: encoderFinalNorm.pointer,
+                         rstd: w.encoderRstd.pointer, rows: m, channels: c)
         for li in stride(from: encoder.count - 1, through: 0, by: -1) {
-            var acts = encActs[li]
-            if checkpointing {
-                let x = Buffer(copying: acts.x.pointer, count: m * c)
-                acts = T5BlockActs(rows: m, x: acts.x)
-                blockForward(encoder[li], layer: li, x: x.pointer, rows: m, selfSegments: encSegments, causal: false, cross: nil, acts: acts,
-                             context: context)
+            let acts = w.acts(decoder: false, layer: li)
+            if w.checkpointing {
+                w.encoderStream.pointer.update(from: w.encoderInputs[li].pointer, count: m * c)
+                blockForward(encoder[li], layer: li, x: w.encoderStream.pointer, rows: m, selfSegments: encSegments, causal: false,
+                             cross: nil, acts: acts, context: context)
             }
-            blockBackward(encoder[li], acts: acts, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil,
-                          context: context)
+            blockBackward(encoder[li], acts: acts, rows: m, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil,
+                          buffers: w.back, context: context)
         }
         return LossSum(sum: loss.sum, count: loss.count)
     }
@@ -133,29 +131,26 @@ extension T5Model: TrainableModel {
         let n = p.decoder.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
-        let enc = try runEncoder(tokens: p.source, ranges: p.sourceRanges, keep: nil, context: PassContext(backend: backend))
-        let dec = try runDecoder(p, encoderOutput: enc.output, segments: selfSegments(p.decoderRanges, decoder: true),
-                                 keep: false, checkpointing: false, context: PassContext(backend: backend))
+        let w = workspace(rows: n, sourceRows: p.source.count, mode: .inference)
+        let context = PassContext(backend: backend)
+        try runEncoder(tokens: p.source, ranges: p.sourceRanges, in: w, context: context)
+        try runDecoder(p, segments: selfSegments(p.decoderRanges, decoder: true), in: w, context: context)
         let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForward(x: dec.output.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
+            try backend.crossEntropyForward(x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
         }
         return LossSum(sum: loss.sum, count: loss.count)
     }
 
-    public func releaseTrainingMemory() {}
+    public func releaseTrainingMemory() { trainingWork = nil; work = nil }
 
-    /// An estimate for `rows` rows in each stack: every block's kept activations (one block's
-    /// under checkpointing, plus each block's input), the loss's logits chunk and the LoRA scratch.
+    /// What a training pass over `rows` rows in each stack allocates (see `TrainingActivationBytes`):
+    /// the workspace from the same size tables that allocate it (`T5Workspace.byteCount`); per
+    /// call, the two stacks' position biases [H, N, N], the loss's logits chunk and the LoRA scratch.
     public func trainingActivationBytes(rows n: Int, checkpointing: Bool, loraRank r: Int) -> TrainingActivationBytes {
         let c = config.dModel, inner = config.innerDim, f = config.dFf, h = config.numHeads
-        let encoderBlock = n * (4 * c + 5 * inner + 3 * f + 3 * h) + h * n * n
-        let decoderBlock = encoderBlock + n * (2 * c + 4 * inner + 2 * h) + h * n * n
-        let blocks = checkpointing
-            ? (encoder.count + decoder.count) * n * c + max(encoderBlock, decoderBlock)
-            : encoder.count * encoderBlock + decoder.count * decoderBlock
-        let saved = 4 * (blocks + 6 * n * c)
+        let saved = T5Workspace.byteCount(rows: n, sourceRows: n, config: config, mode: .training(checkpointing: checkpointing))
         let chunk = min(256, n)
-        let transient = 4 * (chunk * (config.vocabSize + c) + n * (max(c, f) + r + 3 * max(c, f, inner)))
+        let transient = 4 * (2 * h * n * n + chunk * (config.vocabSize + c) + n * (max(c, f) + r + 3 * max(c, f, inner)))
         return TrainingActivationBytes(saved: saved, transient: transient)
     }
 

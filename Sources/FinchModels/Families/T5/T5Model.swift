@@ -77,6 +77,9 @@ public final class T5Model: @unchecked Sendable {
     let encoder: [T5Block]
     let decoder: [T5Block]
     let scratch = Scratch()
+    /// Buffers of the last inference pass and of the last training pass, reused while they fit.
+    var work: T5Workspace?
+    var trainingWork: T5Workspace?
     public var backend: any ComputeBackend = CPUBackend.shared
     public var adapterConfigs: [String: AdapterConfig] = [:]
     public let linearSlots: [LinearSlot]
