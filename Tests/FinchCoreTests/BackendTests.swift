@@ -232,6 +232,43 @@ final class BackendTests: XCTestCase {
         check("adamw", adam, outputs: [0, 2, 3], tolerance: Self.elementwiseTolerance)
     }
 
+    /// bitsandbytes' 8-bit AdamW, f32 moments and blockwise 8-bit moments, three steps from the
+    /// same state: parameters and f32 moments within the elementwise bound; the 8-bit moments'
+    /// codes equal except where f64 and f32 arithmetic fall on two sides of a table entry's edge
+    /// (measured: all 2000 equal here; the bound allows 1%), their absmax within the elementwise bound.
+    func testAdamW8bitUpdate() {
+        let n = 1000, bs = 256, blocks = (n + bs - 1) / bs
+        let full = both([random(n, seed: 102), random(n, seed: 103), random(n, seed: 104, scale: 0.1),
+                         random(n, seed: 105).map { $0 * $0 * 0.01 }]) { b, p in
+            for t in 1...3 {
+                let h = AdamW8bitStep(lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, step: t)
+                b.adamW8bitUpdate(value: p[0], grad: p[1], moments: .full(m: p[2], v: p[3]), count: n, step: h)
+            }
+        }
+        check("adamw8bit f32 moments", full, outputs: [0, 2, 3], tolerance: Self.elementwiseTolerance)
+
+        func run(_ b: any ComputeBackend) -> (value: [Float], codes: [UInt8], absmax: [Float]) {
+            let x = Buffer(random(n, seed: 106)), g = Buffer(random(n, seed: 107))
+            let mq = Buffer<UInt8>(count: n), vq = Buffer<UInt8>(count: n)
+            let ma = Buffer<Float>(count: blocks), va = Buffer<Float>(count: blocks)
+            for t in 1...3 {
+                let h = AdamW8bitStep(lr: 1e-3, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01, step: t)
+                b.adamW8bitUpdate(value: x.pointer, grad: g.pointer,
+                                  moments: .blockwise(m: mq.pointer, mAbsmax: ma.pointer, v: vq.pointer, vAbsmax: va.pointer, blocksize: bs),
+                                  count: n, step: h)
+            }
+            return (x.array, mq.array + vq.array, ma.array + va.array)
+        }
+        let c = run(cpu), r = run(ref)
+        let valueError = error(c.value, r.value)
+        print("[backend] adamw8bit blockwise value: \(valueError)")
+        XCTAssertLessThanOrEqual(valueError, Self.elementwiseTolerance)
+        let same = zip(c.codes, r.codes).filter { $0 == $1 }.count, absmaxError = error(c.absmax, r.absmax)
+        print("[backend] adamw8bit blockwise codes equal: \(same) / \(2 * n); absmax: \(absmaxError)")
+        XCTAssertGreaterThanOrEqual(same, 2 * n * 99 / 100)
+        XCTAssertLessThanOrEqual(absmaxError, Self.elementwiseTolerance)
+    }
+
     /// Backend names: the enum's raw values, an unknown name a typed error naming it and where it came from.
     func testBackendSelection() throws {
         XCTAssertEqual(try BackendKind.named("reference", source: "test"), .reference)

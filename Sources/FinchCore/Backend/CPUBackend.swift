@@ -171,4 +171,45 @@ public final class CPUBackend: ComputeBackend {
             }
         }
     }
+
+    public func adamW8bitUpdate(value x: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>, moments: AdamW8bitMoments,
+                                count n: Int, step h: AdamW8bitStep) {
+        switch moments {
+        case let .full(m, v):
+            Parallel.forEachRange(n, costPerItem: 16) { range in
+                for i in range {
+                    m[i] = (m[i] * h.beta1).addingProduct(g[i], h.oneMinusBeta1)
+                    v[i] = (v[i] * h.beta2).addingProduct(h.oneMinusBeta2 * g[i], g[i])
+                    if let decay = h.decay { x[i] *= decay }
+                    x[i] = x[i].addingProduct(m[i] / (v[i].squareRoot() + h.fullEpsilon), h.fullStepSize)
+                }
+            }
+        case let .blockwise(mq, ma, vq, va, bs):
+            let blocks = (n + bs - 1) / bs
+            let sCode = DynamicMap.signed, uCode = DynamicMap.unsigned
+            BlockwiseCodes.signedLUT.withUnsafeBufferPointer { sl in
+                BlockwiseCodes.unsignedLUT.withUnsafeBufferPointer { ul in
+                    Parallel.forEachRange(blocks, costPerItem: bs * 24) { range in
+                        let mBlock = UnsafeMutablePointer<Float>.allocate(capacity: bs), vBlock = UnsafeMutablePointer<Float>.allocate(capacity: bs)
+                        defer { mBlock.deallocate(); vBlock.deallocate() }
+                        for b in range {
+                            let start = b * bs, count = min(bs, n - start)
+                            let am = ma[b], av = va[b]
+                            for j in 0..<count {
+                                let i = start + j
+                                var m = sCode[Int(mq[i])] * am, v = uCode[Int(vq[i])] * av
+                                m = (m * h.beta1).addingProduct(g[i], h.oneMinusBeta1)
+                                v = (v * h.beta2).addingProduct(h.oneMinusBeta2 * g[i], g[i])
+                                if let decay = h.decay { x[i] *= decay }
+                                x[i] += (h.stepSize * m) / (v.squareRoot() / h.bc2 + h.epsilon)
+                                mBlock[j] = m; vBlock[j] = v
+                            }
+                            BlockwiseCodes.quantizeBlock(mBlock, count: count, lut: sl.baseAddress!, codes: mq + start, absmax: &ma[b])
+                            BlockwiseCodes.quantizeBlock(vBlock, count: count, lut: ul.baseAddress!, codes: vq + start, absmax: &va[b])
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

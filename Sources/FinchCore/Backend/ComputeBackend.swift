@@ -1,3 +1,4 @@
+import Foundation
 // Dimension letters: M rows of a product, N columns, K the summed dimension; R rows (tokens),
 // C channels, H query heads, G key/value heads, D head dim, F features of an elementwise op,
 // V vocabulary, O output features.
@@ -137,6 +138,10 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// One AdamW update of `count` parameters (see `AdamWStep`), in place on value and both moments.
     func adamWUpdate(value: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>, expAvg: UnsafeMutablePointer<Float>,
                      expAvgSq: UnsafeMutablePointer<Float>, count: Int, step: AdamWStep)
+    /// One step of bitsandbytes' 8-bit AdamW (see `AdamW8bitStep`) on `count` parameters, in
+    /// place on value and moments.
+    func adamW8bitUpdate(value: UnsafeMutablePointer<Float>, grad: UnsafePointer<Float>, moments: AdamW8bitMoments,
+                         count: Int, step: AdamW8bitStep)
 }
 
 /// The constants of one AdamW step (PyTorch's `torch.optim.AdamW`, single-tensor path):
@@ -149,6 +154,39 @@ public struct AdamWStep: Sendable, Equatable {
                 epsilon: Float) {
         self.decay = decay; self.oneMinusBeta1 = oneMinusBeta1; self.beta2 = beta2; self.oneMinusBeta2 = oneMinusBeta2
         self.stepSize = stepSize; self.bc2 = bc2; self.epsilon = epsilon
+    }
+}
+
+/// One parameter's moments in bitsandbytes' 8-bit AdamW.
+public enum AdamW8bitMoments {
+    /// m and v [N] as 8-bit codes (m with `DynamicMap.signed`, v with `DynamicMap.unsigned`) in
+    /// blocks of `blocksize`, with an f32 absmax [⌈N / blocksize⌉] each.
+    case blockwise(m: UnsafeMutablePointer<UInt8>, mAbsmax: UnsafeMutablePointer<Float>,
+                   v: UnsafeMutablePointer<UInt8>, vAbsmax: UnsafeMutablePointer<Float>, blocksize: Int)
+    /// m and v [N] in f32 (parameters below bitsandbytes' `min_8bit_size`).
+    case full(m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)
+}
+
+/// The constants of one step of bitsandbytes' 8-bit AdamW (`bnb.optim.AdamW8bit`, CPU update
+/// `_optimizer_update_8bit_blockwise_cpu`), per element, in f32 (FMA where PyTorch's vectorized
+/// kernels fuse): m ← m·β1 + (1−β1)·g, v ← v·β2 + (1−β2)·g·g, p ← p·(1 − lr·λ); blockwise moments:
+/// p ← p + (−lr/c1 · m) / (√v / c2 + ε), then m and v requantized; f32 moments (bitsandbytes'
+/// 32-bit update): p ← p − lr·c2/c1 · m / (√v + ε·c2); c1 = 1 − β1ᵗ, c2 = √(1 − β2ᵗ).
+public struct AdamW8bitStep: Sendable, Equatable {
+    public var beta1, oneMinusBeta1, beta2, oneMinusBeta2: Float
+    /// 1 − lr·λ, or nil without weight decay.
+    public var decay: Float?
+    /// −lr/c1, c2 and ε (blockwise moments); −lr·c2/c1 and ε·c2 (f32 moments).
+    public var stepSize, bc2, epsilon: Float
+    public var fullStepSize, fullEpsilon: Float
+
+    /// The constants of step `t` (from 1).
+    public init(lr: Double, beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double, step t: Int) {
+        let c1 = 1 - pow(beta1, Double(t)), c2 = (1 - pow(beta2, Double(t))).squareRoot()
+        self.beta1 = Float(beta1); oneMinusBeta1 = Float(1 - beta1); self.beta2 = Float(beta2); oneMinusBeta2 = Float(1 - beta2)
+        decay = weightDecay > 0 ? Float(1 - lr * weightDecay) : nil
+        stepSize = Float(-lr / c1); bc2 = Float(c2); self.epsilon = Float(epsilon)
+        fullStepSize = Float(-lr * c2 / c1); fullEpsilon = Float(epsilon * c2)
     }
 }
 

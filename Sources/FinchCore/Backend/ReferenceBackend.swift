@@ -521,4 +521,39 @@ public final class ReferenceBackend: ComputeBackend {
             v[i] = Float(p); m[i] = Float(mi); s[i] = Float(si)
         }
     }
+
+    /// In f64, each value rounded to f32 where the state holds it; the moments requantized with
+    /// the same tables as the CPU backend.
+    public func adamW8bitUpdate(value x: UnsafeMutablePointer<Float>, grad g: UnsafePointer<Float>, moments: AdamW8bitMoments,
+                                count n: Int, step h: AdamW8bitStep) {
+        let b1 = Double(h.beta1), w1 = Double(h.oneMinusBeta1), b2 = Double(h.beta2), w2 = Double(h.oneMinusBeta2)
+        let decay = Double(h.decay ?? 1)
+        switch moments {
+        case let .full(m, v):
+            for i in 0..<n {
+                let gi = Double(g[i])
+                let mi = Double(m[i]) * b1 + w1 * gi, vi = Double(v[i]) * b2 + w2 * gi * gi
+                let p = Double(x[i]) * decay + Double(h.fullStepSize) * mi / (vi.squareRoot() + Double(h.fullEpsilon))
+                x[i] = Float(p); m[i] = Float(mi); v[i] = Float(vi)
+            }
+        case let .blockwise(mq, ma, vq, va, bs):
+            var mBlock = [Float](repeating: 0, count: bs), vBlock = [Float](repeating: 0, count: bs)
+            for b in 0..<((n + bs - 1) / bs) {
+                let start = b * bs, count = min(bs, n - start)
+                for j in 0..<count {
+                    let i = start + j, gi = Double(g[i])
+                    let mi = Double(DynamicMap.signed[Int(mq[i])]) * Double(ma[b]) * b1 + w1 * gi
+                    let vi = Double(DynamicMap.unsigned[Int(vq[i])]) * Double(va[b]) * b2 + w2 * gi * gi
+                    let p = Double(x[i]) * decay + Double(h.stepSize) * mi / (vi.squareRoot() / Double(h.bc2) + Double(h.epsilon))
+                    x[i] = Float(p); mBlock[j] = Float(mi); vBlock[j] = Float(vi)
+                }
+                BlockwiseCodes.signedLUT.withUnsafeBufferPointer {
+                    BlockwiseCodes.quantizeBlock(mBlock, count: count, lut: $0.baseAddress!, codes: mq + start, absmax: &ma[b])
+                }
+                BlockwiseCodes.unsignedLUT.withUnsafeBufferPointer {
+                    BlockwiseCodes.quantizeBlock(vBlock, count: count, lut: $0.baseAddress!, codes: vq + start, absmax: &va[b])
+                }
+            }
+        }
+    }
 }

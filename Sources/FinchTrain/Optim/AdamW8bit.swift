@@ -12,10 +12,8 @@ import Foundation
 /// fewer than 4096 elements (`min_8bit_size`) keep f32 moments and bitsandbytes' 32-bit update.
 /// State: ~2 bytes per parameter instead of 8.
 ///
-/// Each step, per element (f32; FMA where PyTorch's vectorized kernels fuse):
-/// m ← m·β1 + (1−β1)·g, v ← v·β2 + (1−β2)·g·g, p ← p·(1 − lr·λ),
-/// 8-bit: p ← p + (−lr/c1 · m) / (√v / c2 + ε); 32-bit: p ← p − lr·c2/c1 · m / (√v + ε·c2),
-/// with c1 = 1 − β1ᵗ, c2 = √(1 − β2ᵗ); then the moments are requantized.
+/// The update itself is `ComputeBackend.adamW8bitUpdate` (see `AdamW8bitStep`), on the trained
+/// model's backend.
 /// Against bitsandbytes 0.50.2 on CPU (five steps, OptimizerKindsTests): the 8-bit codes and
 /// absmax are identical; parameters agree to 1-2 ulp (PyTorch takes √ from MKL, ±1 ulp).
 public final class AdamW8bit: Optimizer, @unchecked Sendable {
@@ -36,8 +34,8 @@ public final class AdamW8bit: Optimizer, @unchecked Sendable {
     public let paged: Bool
     public private(set) var step = 0
     let moments: [Moments]
-    private let signedLUT = Blockwise8.lookupTable(DynamicMap.signed)
-    private let unsignedLUT = Blockwise8.lookupTable(DynamicMap.unsigned)
+    /// Where the update runs (the trained model's backend).
+    public var backend: any ComputeBackend = CPUBackend.shared
 
     public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: AdamW.Hyperparameters,
                 paged: Bool = false) throws {
@@ -66,57 +64,16 @@ public final class AdamW8bit: Optimizer, @unchecked Sendable {
 
     public func update(lr: Double) {
         step += 1
-        let t = Double(step)
-        let c1 = 1 - pow(hyper.beta1, t), c2 = (1 - pow(hyper.beta2, t)).squareRoot()
-        let b1 = Float(hyper.beta1), w1 = Float(1 - hyper.beta1), b2 = Float(hyper.beta2), w2 = Float(1 - hyper.beta2)
-        let decay: Float? = hyper.weightDecay > 0 ? Float(1 - lr * hyper.weightDecay) : nil
+        let h = AdamW8bitStep(lr: lr, beta1: hyper.beta1, beta2: hyper.beta2, epsilon: hyper.epsilon,
+                              weightDecay: hyper.weightDecay, step: step)
         for (k, p) in parameters.enumerated() {
-            let x = p.value.pointer, g = p.grad.pointer, n = p.value.count
+            let state: AdamW8bitMoments
             switch moments[k] {
-            case .full(let mb, let vb):
-                let m = mb.pointer, v = vb.pointer
-                let stepSize = Float(-lr * c2 / c1), epsC2 = Float(hyper.epsilon * c2)
-                Parallel.forEachRange(n, costPerItem: 16) { range in
-                    for i in range {
-                        m[i] = (m[i] * b1).addingProduct(g[i], w1)
-                        v[i] = (v[i] * b2).addingProduct(w2 * g[i], g[i])
-                        if let decay { x[i] *= decay }
-                        x[i] = x[i].addingProduct(m[i] / (v[i].squareRoot() + epsC2), stepSize)
-                    }
-                }
+            case .full(let m, let v): state = .full(m: m.pointer, v: v.pointer)
             case .quantized(let mq, let ma, let vq, let va):
-                let stepSize = Float(-lr / c1), c2f = Float(c2), eps = Float(hyper.epsilon)
-                let bs = Self.blocksize, blocks = ma.count
-                let sCode = DynamicMap.signed, uCode = DynamicMap.unsigned
-                signedLUT.withUnsafeBufferPointer { sl in
-                    unsignedLUT.withUnsafeBufferPointer { ul in
-                        Parallel.forEachRange(blocks, costPerItem: bs * 24) { range in
-                            var mBlock = [Float](repeating: 0, count: bs), vBlock = [Float](repeating: 0, count: bs)
-                            for b in range {
-                                let start = b * bs, count = min(bs, n - start)
-                                let am = ma[b], av = va[b]
-                                for j in 0..<count {
-                                    let i = start + j
-                                    var m = sCode[Int(mq[i])] * am, v = uCode[Int(vq[i])] * av
-                                    m = (m * b1).addingProduct(g[i], w1)
-                                    v = (v * b2).addingProduct(w2 * g[i], g[i])
-                                    if let decay { x[i] *= decay }
-                                    x[i] += (stepSize * m) / (v.squareRoot() / c2f + eps)
-                                    mBlock[j] = m; vBlock[j] = v
-                                }
-                                mBlock.withUnsafeBufferPointer {
-                                    Blockwise8.quantizeBlock($0.baseAddress!, count: count, lut: sl.baseAddress!,
-                                                             codes: mq.pointer + start, absmax: &ma.pointer[b])
-                                }
-                                vBlock.withUnsafeBufferPointer {
-                                    Blockwise8.quantizeBlock($0.baseAddress!, count: count, lut: ul.baseAddress!,
-                                                             codes: vq.pointer + start, absmax: &va.pointer[b])
-                                }
-                            }
-                        }
-                    }
-                }
+                state = .blockwise(m: mq.pointer, mAbsmax: ma.pointer, v: vq.pointer, vAbsmax: va.pointer, blocksize: Self.blocksize)
             }
+            backend.adamW8bitUpdate(value: p.value.pointer, grad: p.grad.pointer, moments: state, count: p.value.count, step: h)
         }
     }
 

@@ -61,9 +61,7 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
         }
     }
 
-    /// Builds the optimizer over `parameters`.
-    /// The optimizer over `parameters`; the 32-bit AdamW updates on `backend` (the trained
-    /// model's), the 8-bit one on the host.
+    /// The optimizer over `parameters`, updating on `backend` (the trained model's).
     public func make(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)],
                      hyper: AdamW.Hyperparameters, backend: any ComputeBackend = CPUBackend.shared) throws -> any Optimizer {
         func adamW(paged: Bool) throws -> AdamW {
@@ -71,11 +69,16 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
             a.backend = backend
             return a
         }
+        func adamW8bit(paged: Bool) throws -> AdamW8bit {
+            let a = try AdamW8bit(parameters: parameters, hyper: hyper, paged: paged)
+            a.backend = backend
+            return a
+        }
         switch self {
         case .adamw: return try adamW(paged: false)
         case .pagedAdamW: return try adamW(paged: true)
-        case .adamw8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: false)
-        case .pagedAdamW8bit: return try AdamW8bit(parameters: parameters, hyper: hyper, paged: true)
+        case .adamw8bit: return try adamW8bit(paged: false)
+        case .pagedAdamW8bit: return try adamW8bit(paged: true)
         }
     }
 }
