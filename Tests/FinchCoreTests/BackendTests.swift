@@ -133,6 +133,14 @@ final class BackendTests: XCTestCase {
             }
             check("gelu \(a)", g, outputs: [3, 4], tolerance: Self.elementwiseTolerance)
         }
+        for a in [Activation.relu, .silu, .gelu(.tanh), .gelu(.erf)] {
+            let r = both(inputs) { b, p in
+                b.activationForward(y: p[3], x: p[0], count: n, activation: a)
+                b.activationBackward(dx: p[4], dy: p[2], x: p[0], count: n, activation: a)
+                b.multiply(out: p[5], p[3], p[1], count: n)
+            }
+            check("activation \(a)", r, outputs: [3, 4, 5], tolerance: Self.elementwiseTolerance)
+        }
     }
 
     /// Cached attention (two sequences, one decoding a row, a window) and packed training attention

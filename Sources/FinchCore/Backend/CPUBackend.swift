@@ -82,6 +82,19 @@ public final class CPUBackend: ComputeBackend {
         GELU.backward(dx: dx, dy: dy, x: x, count: count, approximation: approximation)
     }
 
+    public func activationForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int, activation: Activation) {
+        Activation.forward(activation, y: y, x: x, count: count)
+    }
+
+    public func activationBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
+                                   activation: Activation) {
+        Activation.backward(activation, dx: dx, dy: dy, x: x, count: count)
+    }
+
+    public func multiply(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        Parallel.forEachRange(count, costPerItem: 1) { r in for i in r { out[i] = a[i] * b[i] } }
+    }
+
     public func attentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, segments: [AttentionSegment],
                                  heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int?) {
         Attention.forward(out: out, q: q, segments: segments, heads: heads, kvHeads: kvHeads, headDim: headDim,

@@ -63,6 +63,13 @@ public protocol ComputeBackend: AnyObject, Sendable {
 
     // MARK: Activations
 
+    /// y [N] = act(x [N]) for the activations without a fused kernel (see `Activation`). y may be x.
+    func activationForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int, activation: Activation)
+    /// dx [N] += dy · act′(x).
+    func activationBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
+                            activation: Activation)
+    /// out [N] = a [N] · b [N], elementwise (out may be a or b).
+    func multiply(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int)
     /// h [F] = silu(gate) · up.
     func swiGLUForward(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int)
     /// dgate [F] += dh · up · silu'(gate), dup [F] += dh · silu(gate).

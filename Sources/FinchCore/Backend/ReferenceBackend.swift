@@ -242,6 +242,30 @@ public final class ReferenceBackend: ComputeBackend {
         }
     }
 
+    /// act(x) and act′(x) in f64 (GELU as `gelu(_:_:)`).
+    static func activation(_ x: Double, _ a: Activation) -> (value: Double, derivative: Double) {
+        switch a {
+        case .gelu(let approx): return gelu(x, approx)
+        case .relu: return (max(x, 0), x > 0 ? 1 : 0)
+        case .silu:
+            let s = 1 / (1 + Foundation.exp(-x))
+            return (x * s, s * (1 + x * (1 - s)))
+        }
+    }
+
+    public func activationForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int, activation: Activation) {
+        for i in 0..<count { y[i] = Float(Self.activation(Double(x[i]), activation).value) }
+    }
+
+    public func activationBackward(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
+                                   activation: Activation) {
+        for i in 0..<count { dx[i] = Float(Double(dx[i]) + Double(dy[i]) * Self.activation(Double(x[i]), activation).derivative) }
+    }
+
+    public func multiply(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = a[i] * b[i] }
+    }
+
     // MARK: Attention
 
     /// out [D] = Σ_j p_j · v_j with p = softmax(scores) over `keys` keys, in f64; returns log Σ e^score.

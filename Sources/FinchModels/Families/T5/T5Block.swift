@@ -1,6 +1,5 @@
 import FinchCore
 import FinchLoRA
-import Foundation
 
 // Dimension letters: N rows of the call, M encoder rows, C d_model, I inner width (H · D),
 // F d_ff, H heads, D d_kv.
@@ -160,42 +159,31 @@ extension T5Model {
     }
 }
 
-/// T5's FFN activations, plain (`act(g)`) or gated (`act(g) · up`), with their backward.
+/// T5's FFN activations, plain (`act(g)`) or gated (`act(g) · up`), with their backward, on the
+/// model's backend.
 enum T5FeedForward {
     /// a [count] = act(g) (· up when gated).
     static func activate(_ a: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, up: UnsafePointer<Float>?,
-                         count: Int, activation: T5Activation, backend: any ComputeBackend) {
-        switch activation {
-        case .relu: for i in 0..<count { a[i] = max(g[i], 0) }
-        case .gelu(let approx): backend.geluForward(y: a, x: g, count: count, approximation: approx)
-        case .silu: for i in 0..<count { a[i] = g[i] / (1 + expf(-g[i])) }
-        }
-        if let up { for i in 0..<count { a[i] *= up[i] } }
+                         count: Int, activation: Activation, backend: any ComputeBackend) {
+        backend.activationForward(y: a, x: g, count: count, activation: activation)
+        if let up { backend.multiply(out: a, a, up, count: count) }
     }
 
     /// dg (= ∂/∂g) and, when gated, du (= ∂/∂up), overwritten, from da = ∂loss/∂a; `act` (gated)
     /// and `dact` [count] are the caller's temporaries.
     static func activateBackward(dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>?, da: UnsafePointer<Float>,
-                                 g: UnsafePointer<Float>, up: UnsafePointer<Float>?, count: Int, activation: T5Activation,
+                                 g: UnsafePointer<Float>, up: UnsafePointer<Float>?, count: Int, activation: Activation,
                                  act: UnsafeMutablePointer<Float>, dact: UnsafeMutablePointer<Float>,
                                  backend: any ComputeBackend) {
         // The gradient reaching act(g): da · up when gated.
+        var reaching = da
         if let up, let du {
-            activate(act, g, up: nil, count: count, activation: activation, backend: backend)
-            for i in 0..<count { du[i] = da[i] * act[i]; dact[i] = da[i] * up[i] }
-        } else {
-            dact.update(from: da, count: count)
+            backend.activationForward(y: act, x: g, count: count, activation: activation)
+            backend.multiply(out: du, da, act, count: count)
+            backend.multiply(out: dact, da, up, count: count)
+            reaching = UnsafePointer(dact)
         }
-        switch activation {
-        case .relu: for i in 0..<count { dg[i] = g[i] > 0 ? dact[i] : 0 }
-        case .gelu(let approx):
-            dg.update(repeating: 0, count: count)
-            backend.geluBackward(dx: dg, dy: dact, x: g, count: count, approximation: approx)
-        case .silu:
-            for i in 0..<count {
-                let s = 1 / (1 + expf(-g[i]))
-                dg[i] = dact[i] * s * (1 + g[i] * (1 - s))
-            }
-        }
+        dg.update(repeating: 0, count: count)
+        backend.activationBackward(dx: dg, dy: reaching, x: g, count: count, activation: activation)
     }
 }

@@ -72,7 +72,7 @@ public struct T5Config: Decodable, Equatable, Sendable {
     public var isGated: Bool { feedForwardProj.hasPrefix("gated-") }
 
     /// The FFN's activation, as transformers maps `feed_forward_proj` (`gated-gelu` is gelu_new).
-    public var activation: T5Activation {
+    public var activation: Activation {
         get throws {
             let name = feedForwardProj == "gated-gelu" ? "gelu_new" : String(feedForwardProj.split(separator: "-").last ?? "")
             switch name {
@@ -152,13 +152,6 @@ public struct T5Config: Decodable, Equatable, Sendable {
             * Float(buckets - maxExact)
         return result + min(maxExact + Int(min(scaled, Float(buckets))), buckets - 1)
     }
-}
-
-/// The FFN activation of a T5 model.
-public enum T5Activation: Sendable, Equatable {
-    case relu
-    case gelu(GELU.Approximation)
-    case silu
 }
 
 extension ModelFamily {

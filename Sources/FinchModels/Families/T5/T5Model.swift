@@ -67,7 +67,7 @@ final class T5Block: @unchecked Sendable {
 public final class T5Model: @unchecked Sendable {
     public let config: T5Config
     public let dtype: WeightDType
-    let activation: T5Activation
+    let activation: Activation
     let shared: LinearWeight            // [V, C]
     let lmHead: LinearWeight            // [V, C], the same object as `shared` when the head is tied
     let encoderBias: Buffer<Float>      // [B, H]
