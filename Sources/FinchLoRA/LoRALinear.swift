@@ -111,10 +111,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             // s ⊙ (W·x + t·Bᵀ), stored or added.
             base.forward(y: z, x: x, xBF16: xBF16, rows: m, accumulate: false, scratch: scratch, context: context)
             lora.bLinear.forward(y: z, x: t, xBF16: nil, rows: m, accumulate: true, scratch: scratch, context: context)
-            for row in 0..<m {
-                let src = z + row * o, dst = y + row * o
-                if accumulate { for c in 0..<o { dst[c] += scale[c] * src[c] } }
-                else { for c in 0..<o { dst[c] = scale[c] * src[c] } }
+            scale.withUnsafeBufferPointer {
+                context.backend.scaleColumns(out: y, x: z, scale: $0.baseAddress!, rows: m, columns: o, accumulate: accumulate)
             }
             return
         }
@@ -123,9 +121,12 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         let lb = scratch.floats(m * o, slot: Slot.w)
         base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
         lora.bLinear.forward(y: lb, x: t, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
-        for row in 0..<m {
-            let w = z + row * o, l = lb + row * o, dst = y + row * o
-            for c in 0..<o { dst[c] += (scale[c] - 1) * w[c] + scale[c] * l[c] }
+        let scaleMinusOne = scale.map { $0 - 1 }
+        scaleMinusOne.withUnsafeBufferPointer {
+            context.backend.scaleColumns(out: y, x: z, scale: $0.baseAddress!, rows: m, columns: o, accumulate: true)
+        }
+        scale.withUnsafeBufferPointer {
+            context.backend.scaleColumns(out: y, x: lb, scale: $0.baseAddress!, rows: m, columns: o, accumulate: true)
         }
     }
 
@@ -151,8 +152,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             var doraRows = [Bool](repeating: false, count: m)
             for r in routed where r.lora.magnitude != nil { for row in r.rows { doraRows[row] = true } }
             for row in 0..<m where !doraRows[row] {           // y += W·x, as forward's accumulating product
-                let src = z + row * o, dst = y + row * o
-                for c in 0..<o { dst[c] += src[c] }
+                context.backend.add(y + row * o, z + row * o, count: o)
             }
         } else {
             base.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
@@ -167,10 +167,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             let scale = dora(r.name, r.lora).scale
             let zs = z + first * o
             r.lora.bLinear.forward(y: zs, x: t, xBF16: nil, rows: n, accumulate: true, scratch: scratch, context: context)
-            for row in 0..<n {
-                let src = zs + row * o, dst = y + (first + row) * o
-                if z != y { for c in 0..<o { dst[c] += scale[c] * src[c] } }
-                else { for c in 0..<o { dst[c] = scale[c] * src[c] } }
+            scale.withUnsafeBufferPointer {
+                context.backend.scaleColumns(out: y + first * o, x: zs, scale: $0.baseAddress!, rows: n, columns: o, accumulate: z != y)
             }
         }
     }
@@ -196,20 +194,24 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             let z = scratch.floats(m * o, slot: Slot.z)
             base.forward(y: z, x: xd, xBF16: nil, rows: m, accumulate: false, scratch: scratch, context: context)
             lora.bLinear.forward(y: z, x: t, xBF16: nil, rows: m, accumulate: true, scratch: scratch, context: context)
-            for c in 0..<o {
-                var s: Float = 0
-                for row in 0..<m { s += dy[row * o + c] * z[row * o + c] }
-                gm[c] += s / norm[c]
+            let dots = [Float](unsafeUninitializedCapacity: o) { buf, count in
+                buf.initialize(repeating: 0); count = o
+                context.backend.columnDots(out: buf.baseAddress!, dy, z, rows: m, columns: o)
             }
+            for c in 0..<o { gm[c] += dots[c] / norm[c] }
             let ds = scratch.floats(m * o, slot: Slot.w)          // dy ⊙ s
-            for row in 0..<m { for c in 0..<o { ds[row * o + c] = dy[row * o + c] * scale[c] } }
+            scale.withUnsafeBufferPointer {
+                context.backend.scaleColumns(out: ds, x: dy, scale: $0.baseAddress!, rows: m, columns: o, accumulate: false)
+            }
             dyLoRA = UnsafePointer(ds)
             if !dropped {
                 dyBase = UnsafePointer(ds)                        // y = s ⊙ (W·x + t·Bᵀ)
             } else {
                 // y = W·x + (s − 1) ⊙ W·xd + …: the W·xd path's gradient goes to xd.
                 let d1 = scratch.floats(m * o, slot: Slot.d1)
-                for row in 0..<m { for c in 0..<o { d1[row * o + c] = dy[row * o + c] * (scale[c] - 1) } }
+                scale.map { $0 - 1 }.withUnsafeBufferPointer {
+                    context.backend.scaleColumns(out: d1, x: dy, scale: $0.baseAddress!, rows: m, columns: o, accumulate: false)
+                }
                 base.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch, context: context)
                 let dxd = scratch.floats(m * i, slot: Slot.dxd)
                 base.backward(dx: dxd, dy: d1, x: xd, rows: m, accumulate: false, scratch: scratch, context: context)

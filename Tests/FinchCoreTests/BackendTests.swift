@@ -228,6 +228,13 @@ final class BackendTests: XCTestCase {
             b.scale(p[3], count: 120, by: 0.7)
         }
         check("bias/add/scale", misc, outputs: [0, 2, 3], tolerance: Self.elementwiseTolerance)
+        let columns = both([random(6 * 20, seed: 110), random(20, seed: 111), random(6 * 20, seed: 112), random(20, seed: 113),
+                            random(6 * 20, seed: 114)]) { b, p in
+            b.scaleColumns(out: p[2], x: p[0], scale: p[1], rows: 6, columns: 20, accumulate: true)
+            b.scaleColumns(out: p[4], x: p[0], scale: p[1], rows: 6, columns: 20, accumulate: false)
+            b.columnDots(out: p[3], p[0], p[2], rows: 6, columns: 20)
+        }
+        check("scaleColumns/columnDots", columns, outputs: [2, 3, 4], tolerance: Self.elementwiseTolerance)
         let x = random(n, seed: 97)
         let ss = x.withUnsafeBufferPointer { (cpu.sumOfSquares($0.baseAddress!, count: n), ref.sumOfSquares($0.baseAddress!, count: n)) }
         XCTAssertEqual(ss.0, ss.1, accuracy: 1e-12 * ss.1)

@@ -95,6 +95,28 @@ public final class CPUBackend: ComputeBackend {
         Parallel.forEachRange(count, costPerItem: 1) { r in for i in r { out[i] = a[i] * b[i] } }
     }
 
+    public func scaleColumns(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, rows: Int,
+                             columns o: Int, accumulate: Bool) {
+        Parallel.forEachRange(rows, costPerItem: o) { range in
+            for row in range {
+                let src = x + row * o, dst = out + row * o
+                if accumulate { for c in 0..<o { dst[c] += scale[c] * src[c] } } else { for c in 0..<o { dst[c] = scale[c] * src[c] } }
+            }
+        }
+    }
+
+    /// Rows summed in order per column, in f32 (as the DoRA code did before it moved here).
+    public func columnDots(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows: Int,
+                           columns o: Int) {
+        Parallel.forEachRange(o, costPerItem: rows) { range in
+            for c in range {
+                var s: Float = 0
+                for row in 0..<rows { s += a[row * o + c] * b[row * o + c] }
+                out[c] += s
+            }
+        }
+    }
+
     public func attentionForward(out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, segments: [AttentionSegment],
                                  heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int?) {
         Attention.forward(out: out, q: q, segments: segments, heads: heads, kvHeads: kvHeads, headDim: headDim,

@@ -70,6 +70,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
                             activation: Activation)
     /// out [N] = a [N] · b [N], elementwise (out may be a or b).
     func multiply(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int)
+    /// out [R, C] (+)= x [R, C] · scale [C] per column (out may be x): DoRA's magnitude rescale.
+    func scaleColumns(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, rows: Int,
+                      columns: Int, accumulate: Bool)
+    /// out [C] += Σ_rows a [R, C] · b [R, C]: a per-column dot product (DoRA's magnitude gradient).
+    func columnDots(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, columns: Int)
     /// h [F] = silu(gate) · up.
     func swiGLUForward(h: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int)
     /// dgate [F] += dh · up · silu'(gate), dup [F] += dh · silu(gate).

@@ -266,6 +266,25 @@ public final class ReferenceBackend: ComputeBackend {
         for i in 0..<count { out[i] = a[i] * b[i] }
     }
 
+    public func scaleColumns(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, rows: Int,
+                             columns o: Int, accumulate: Bool) {
+        for row in 0..<rows {
+            for c in 0..<o {
+                let v = Double(scale[c]) * Double(x[row * o + c])
+                out[row * o + c] = Float(accumulate ? Double(out[row * o + c]) + v : v)
+            }
+        }
+    }
+
+    public func columnDots(out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, rows: Int,
+                           columns o: Int) {
+        for c in 0..<o {
+            var s = 0.0
+            for row in 0..<rows { s += Double(a[row * o + c]) * Double(b[row * o + c]) }
+            out[c] = Float(Double(out[c]) + s)
+        }
+    }
+
     // MARK: Attention
 
     /// out [D] = Σ_j p_j · v_j with p = softmax(scores) over `keys` keys, in f64; returns log Σ e^score.

@@ -198,9 +198,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     func embedRows(_ tokens: [Int], positions: [Int32], into x: UnsafeMutablePointer<Float>) throws {
         let c = spec.hiddenSize
         for (i, t) in tokens.enumerated() { Self.copyRow(t, of: embedding, to: x + i * c) }
-        if let s = embeddingScale {
-            for i in 0..<(tokens.count * c) { x[i] *= s }
-        }
+        if let s = embeddingScale { backend.scale(x, count: tokens.count * c, by: s) }
         if let pe = positionEmbedding {
             let rows = Buffer<Float>(count: positions.count * c)   // [N, C] the positions' rows, added in one pass
             for (i, p) in positions.enumerated() {

@@ -105,7 +105,7 @@ extension T5Model {
         let sel = Buffer<Float>(count: max(1, picked.count * c))
         for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x.pointer + row * c, count: c) }
         norm(sel.pointer, rstd: nil, sel.pointer, decoderFinalNorm, rows: picked.count)
-        if let s = outputScale { for i in 0..<(picked.count * c) { sel[i] *= s } }
+        if let s = outputScale { backend.scale(sel.pointer, count: picked.count * c, by: s) }
         let out = Buffer<Float>(count: max(1, picked.count * v))
         backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
                               scratch: scratch)

@@ -56,7 +56,7 @@ extension T5Model: TrainableModel {
                          acts: w.acts(decoder: true, layer: li), context: context)
         }
         norm(w.decoderOutput.pointer, rstd: w.decoderRstd.pointer, y.pointer, decoderFinalNorm, rows: n)
-        if let s = outputScale { for i in 0..<(n * c) { w.decoderOutput[i] *= s } }
+        if let s = outputScale { backend.scale(w.decoderOutput.pointer, count: n * c, by: s) }
     }
 
     /// A training workspace for a batch of `rows` decoder and `sourceRows` encoder rows.
@@ -86,7 +86,7 @@ extension T5Model: TrainableModel {
             try backend.crossEntropyForwardBackward(dx: dOut.pointer, x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!,
                                                    rows: n, scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
         }
-        if let s = outputScale { for i in 0..<(n * c) { dOut[i] *= s } }
+        if let s = outputScale { backend.scale(dOut.pointer, count: n * c, by: s) }
         backend.rmsNormBackward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: w.decoderStream.pointer, weight: decoderFinalNorm.pointer,
                          rstd: w.decoderRstd.pointer, rows: n, channels: c)
 
