@@ -12,8 +12,8 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     func dequantizeRoundedToBF16(into out: UnsafeMutablePointer<Float>)
     /// Replaces the contents by the quantization of `values` [rows, columns] with the same
     /// settings (merging an adapter into a quantized base); returns max |W_new − values|,
-    /// the rounding error of the merge.
-    func requantize(from values: UnsafePointer<Float>) -> Float
+    /// the rounding error of the merge. Throws for a format Finch cannot write.
+    func requantize(from values: UnsafePointer<Float>) throws -> Float
     /// y[M, rows] (+)= x[M, columns] · Wᵀ for the few rows of decoding, straight from the
     /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
     /// then expands it and runs the float kernel).

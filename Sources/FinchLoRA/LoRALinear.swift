@@ -265,7 +265,7 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
             throw AdapterError.unsupported("\(self.name): adapter '\(m.name)' is merged; unmerge it before merging '\(name)'")
         }
         let scale = lora.magnitude == nil ? nil : dora(name, lora).scale
-        updateBase { o, row in fold(lora, scale: scale, row: o, row) }
+        try updateBase { o, row in fold(lora, scale: scale, row: o, row) }
         merged = (name, scale)
         doraCache.removeAll()   // norms depend on the base weight, which changed
     }
@@ -290,9 +290,9 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     }
 
     /// Undoes `merge()`: W ← W / scale − scaling·B·A (exact in f32 up to rounding).
-    public func unmerge() {
+    public func unmerge() throws {
         guard let m = merged, let lora = adapters[m.name] else { return }
-        updateBase { o, row in
+        try updateBase { o, row in
             if let s = m.doraScale { for c in 0..<inFeatures { row[c] /= s[o] } }
             lora.adaptedRow(o, base: row, into: row, sign: -1)
         }
@@ -306,13 +306,13 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
 
     /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
     /// rounded back; a quantized weight is dequantized, updated and quantized again).
-    private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) {
+    private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         let i = inFeatures
         switch base.storage {
         case .quantized(let q, _):
             let w = base.floatValues()
             Parallel.forEach(outFeatures, costPerItem: i * 8) { o in f(o, w.pointer + o * i) }
-            lastMergeRoundingError = q.requantize(from: w.pointer)
+            lastMergeRoundingError = try q.requantize(from: w.pointer)
         case .f32(let w):
             Parallel.forEach(outFeatures, costPerItem: i * 8) { o in f(o, w.pointer + o * i) }
         case .bf16(let w):

@@ -6,10 +6,8 @@ extension FourBitTensor: QuantizedMatrix {
 
     public func dequantizeRoundedToBF16(into out: UnsafeMutablePointer<Float>) { dequantizeAll(into: out, roundedToBF16: true) }
 
-    public func requantize(from values: UnsafePointer<Float>) -> Float {
-        // `quantize` throws only for a blocksize outside `blocksizes`, which every way of making
-        // this tensor (quantizing, reading bitsandbytes' layout) has already refused.
-        let fresh = try! FourBitTensor.quantize(UnsafeBufferPointer(start: values, count: count), shape: shape,
+    public func requantize(from values: UnsafePointer<Float>) throws -> Float {
+        let fresh = try FourBitTensor.quantize(UnsafeBufferPointer(start: values, count: count), shape: shape,
                                                 type: type, blocksize: blocksize, doubleQuant: isDoubleQuantized)
         packed.pointer.update(from: fresh.packed.pointer, count: packed.count)
         scales = fresh.scales

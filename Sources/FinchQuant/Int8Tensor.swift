@@ -85,7 +85,7 @@ public final class Int8Tensor: QuantizedMatrix, @unchecked Sendable {
         BFloat16.round(out, to: out, count: rows * columns)
     }
 
-    public func requantize(from values: UnsafePointer<Float>) -> Float {
+    public func requantize(from values: UnsafePointer<Float>) throws -> Float {
         let q = Int8Tensor.quantize(UnsafeBufferPointer(start: values, count: rows * columns), rows: rows, columns: columns,
                                     threshold: threshold)
         data = q.data; scb = q.scb

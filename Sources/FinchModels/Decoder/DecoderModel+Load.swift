@@ -12,6 +12,8 @@ extension DecoderModel {
     /// leave them. Linears the source already holds in 4 bits (a checkpoint in bitsandbytes'
     /// layout) are used as stored, with products in `quantization?.computeDType ?? dtype`; asking
     /// for other 4-bit settings than the stored ones is an error (a model is quantized once).
+    /// Without `quantization`, linears a GGUF source keeps in their blocks stay in them
+    /// (`WeightSource.blockWeight`), products in `dtype`.
     public static func load(from source: WeightSource, config: any DecoderConfig, dtype: WeightDType,
                             quantization: QuantizationConfig? = nil) throws -> DecoderModel {
         var spec = config.decoderSpec
@@ -34,6 +36,9 @@ extension DecoderModel {
             return transposed(try scope.tensor("weight", shape: [inp, out]), rows: inp, columns: out)
         }
         func blockLinear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
+            if quantization == nil, let blocks = try scope.blocks("weight", shape: [out, inp]) {
+                return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(blocks, compute: dtype))
+            }
             if let stored = try scope.quantized("weight") {
                 let name = scope.name("weight")
                 guard stored.shape == [out, inp] else {

@@ -50,8 +50,10 @@ public final class LoadedModel: @unchecked Sendable {
     /// quantized as they load. A directory saved quantized (`finch quantize`, or transformers +
     /// bitsandbytes) loads its quantized layers as stored, products in
     /// `quantization?.computeDType ?? dtype`. The path is resolved and `config.json` read once.
-    /// The model computes on `backend` (nil: `FINCH_BACKEND`, else the CPU).
-    public static func load(_ spec: String?, dtype: WeightDType = .f32,
+    /// The model computes on `backend` (nil: `FINCH_BACKEND`, else the CPU). A GGUF's linear
+    /// weights of llama.cpp's quantized types stay in their blocks with `ggufBlocks` (and no
+    /// `quantization`), products in `dtype`; without it they are dequantized to `dtype` as they load.
+    public static func load(_ spec: String?, dtype: WeightDType = .f32, ggufBlocks: Bool = false,
                             quantization: QuantizationConfig? = nil, backend: BackendKind? = nil) throws -> LoadedModel {
         let compute = try BackendKind.resolve(backend)
         let path = try ModelStore.resolve(spec)
@@ -71,7 +73,7 @@ public final class LoadedModel: @unchecked Sendable {
             return LoadedModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path, family: config.family)
         }
         let file = try GGUFFile(path: path)
-        let (model, family) = try ModelRegistry.model(gguf: file, dtype: dtype, quantization: quantization)
+        let (model, family) = try ModelRegistry.model(gguf: file, dtype: dtype, quantization: quantization, keepBlocks: ggufBlocks)
         model.backend = compute
         return LoadedModel(model: model, tokenizer: try Tokenizer(gguf: file), path: path, family: family)
     }

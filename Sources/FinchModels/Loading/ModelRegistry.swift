@@ -20,8 +20,10 @@ public struct ModelFamily: Sendable {
     let readConfig: (@Sendable (_ json: Data, _ path: String) throws -> any DecoderConfig)?
     /// Reads and validates the family's GGUF metadata (decoder families that load from GGUF).
     let readGGUF: (@Sendable (_ file: GGUFFile) throws -> any DecoderConfig)?
-    /// Builds the model from a GGUF file of one of `ggufArchitectures` (nil: the family reads none).
-    let loadGGUF: (@Sendable (_ file: GGUFFile, _ dtype: WeightDType, _ quantization: QuantizationConfig?) throws -> any LanguageModel)?
+    /// Builds the model from a GGUF file of one of `ggufArchitectures` (nil: the family reads none);
+    /// `keepBlocks`: linear weights of llama.cpp's quantized types stay in their blocks.
+    let loadGGUF: (@Sendable (_ file: GGUFFile, _ dtype: WeightDType, _ quantization: QuantizationConfig?,
+                              _ keepBlocks: Bool) throws -> any LanguageModel)?
     /// Builds the model from `config.json` (bytes, path) and a Hugging Face directory's weights.
     let loadHuggingFace: @Sendable (_ json: Data, _ path: String, _ source: WeightSource, _ dtype: WeightDType,
                                     _ quantization: QuantizationConfig?) throws -> any LanguageModel
@@ -36,9 +38,9 @@ public struct ModelFamily: Sendable {
             try DecoderModel.load(from: source, config: try readConfig(json, path), dtype: dtype, quantization: quantization)
         }
         if let readGGUF {
-            loadGGUF = { (file: GGUFFile, dtype: WeightDType, quantization: QuantizationConfig?) throws -> any LanguageModel in
+            loadGGUF = { (file: GGUFFile, dtype: WeightDType, quantization: QuantizationConfig?, keepBlocks: Bool) throws -> any LanguageModel in
                 let config = try readGGUF(file)
-                return try DecoderModel.load(from: GGUFWeightSource(file: file, config: config), config: config,
+                return try DecoderModel.load(from: GGUFWeightSource(file: file, config: config, keepsBlocks: keepBlocks), config: config,
                                              dtype: dtype, quantization: quantization)
             }
         } else {
@@ -50,7 +52,7 @@ public struct ModelFamily: Sendable {
     /// from GGUF files of `ggufArchitectures` by `loadGGUF`.
     public init(name: String, kind: ModelKind, modelTypes: [String], architectures: [String],
                 ggufArchitectures: [String] = [],
-                loadGGUF: (@Sendable (GGUFFile, WeightDType, QuantizationConfig?) throws -> any LanguageModel)? = nil,
+                loadGGUF: (@Sendable (GGUFFile, WeightDType, QuantizationConfig?, Bool) throws -> any LanguageModel)? = nil,
                 load: @escaping @Sendable (Data, String, WeightSource, WeightDType, QuantizationConfig?) throws -> any LanguageModel) {
         self.name = name; self.kind = kind; self.modelTypes = modelTypes; self.architectures = architectures
         self.ggufArchitectures = ggufArchitectures; self.readConfig = nil; self.readGGUF = nil; self.loadHuggingFace = load
@@ -114,11 +116,13 @@ public enum ModelRegistry {
         return try read(c.data, c.path)
     }
 
-    /// The model of a GGUF file, of any kind, built by the family of its `general.architecture`.
-    public static func model(gguf file: GGUFFile, dtype: WeightDType = .f32,
-                             quantization: QuantizationConfig? = nil) throws -> (model: any LanguageModel, family: ModelFamily) {
+    /// The model of a GGUF file, of any kind, built by the family of its `general.architecture`;
+    /// with `keepBlocks` (and no `quantization`), linear weights of llama.cpp's quantized types
+    /// stay in their blocks (`GGUFBlockMatrix`), products in `dtype`.
+    public static func model(gguf file: GGUFFile, dtype: WeightDType = .f32, quantization: QuantizationConfig? = nil,
+                             keepBlocks: Bool = false) throws -> (model: any LanguageModel, family: ModelFamily) {
         let family = try family(gguf: file, among: families.filter { $0.loadGGUF != nil })
-        return (try family.loadGGUF!(file, dtype, quantization), family)
+        return (try family.loadGGUF!(file, dtype, quantization, keepBlocks), family)
     }
 
     /// Reads a GGUF file's config through the decoder family of its `general.architecture`.

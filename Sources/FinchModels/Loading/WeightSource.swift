@@ -18,11 +18,15 @@ public protocol WeightSource: Sendable {
     func ropeFrequencyFactors() throws -> [Float]?
     /// `name` as stored 4-bit or int8 (bitsandbytes' serialized layouts), or nil when it is stored as plain values.
     func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)?
+    /// `name` kept in the quantized blocks a GGUF stores it in (a linear weight [out, in]), or nil
+    /// when the source does not keep blocks or stores it otherwise.
+    func blockWeight(_ name: String) throws -> GGUFBlockMatrix?
 }
 
 extension WeightSource {
     public func ropeFrequencyFactors() throws -> [Float]? { nil }
     public func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? { nil }
+    public func blockWeight(_ name: String) throws -> GGUFBlockMatrix? { nil }
 
     /// Loads `name`, checking its shape.
     func load(_ name: String, shape expected: [Int]) throws -> Buffer<Float> {
@@ -80,6 +84,18 @@ public struct WeightScope {
         return q
     }
 
+    /// This scope's `tensor` kept in a GGUF's quantized blocks, checked to be `shape` [out, in],
+    /// or nil (see `WeightSource.blockWeight`).
+    public func blocks(_ tensor: String, shape: [Int]) throws -> GGUFBlockMatrix? {
+        let n = name(tensor)
+        guard let m = try source.blockWeight(n) else { return nil }
+        guard [m.rows, m.columns] == shape else {
+            throw ModelError.badWeightShape(path: source.path, name: n, expected: shape, actual: [m.rows, m.columns])
+        }
+        ledger.used.insert(n)
+        return m
+    }
+
     /// Marks a tensor as used by something other than `tensor(_:shape:)` (e.g. rotary factors).
     public func take(_ fullName: String) { ledger.used.insert(fullName) }
 
@@ -94,9 +110,13 @@ public struct WeightScope {
 
 /// Weights of a llama.cpp GGUF file, dequantized to f32 and mapped back to Hugging Face
 /// names and layout (q/k rows un-permuted from llama.cpp's interleaved rotary order where the
-/// family's converter permuted them), exactly as transformers does when it loads a GGUF.
+/// family's converter permuted them), exactly as transformers does when it loads a GGUF. With
+/// `keepsBlocks`, linear weights of llama.cpp's quantized types are given as they are stored
+/// (`blockWeight`: mapped blocks, rows put back in the model's order as they are expanded).
 public struct GGUFWeightSource: WeightSource {
     public let file: GGUFFile
+    /// Whether `blockWeight` gives quantized linear weights as blocks.
+    public var keepsBlocks = false
     /// Hugging Face name → GGUF name.
     let ggufName: [String: String]
     /// Hugging Face names of the q / k weights and biases llama.cpp stored with interleaved
@@ -139,6 +159,20 @@ public struct GGUFWeightSource: WeightSource {
     public func shape(of name: String) -> [Int]? {
         guard let g = ggufName[name], let t = file.tensor(named: g) else { return nil }
         return conv1D.contains(name) ? t.dimensions : t.dimensions.reversed()
+    }
+
+    public func blockWeight(_ name: String) throws -> GGUFBlockMatrix? {
+        guard keepsBlocks, let g = ggufName[name], let t = file.tensor(named: g), t.dimensions.count == 2,
+              GGUFBlockMatrix.keptTypes.contains(t.type), t.dimensions[0] % t.type.blockSize == 0 else { return nil }
+        var order: [Int]? = nil
+        if let heads = permutedHeads[name] {
+            // GGUF row h·D + 2j + t holds model row h·D + t·D/2 + j (see `reorderRotaryRows`).
+            let rows = t.dimensions[1], d = rows / heads
+            var o = [Int](repeating: 0, count: rows)
+            for h in 0..<heads { for j in 0..<(d / 2) { for tt in 0..<2 { o[h * d + tt * d / 2 + j] = h * d + 2 * j + tt } } }
+            order = o
+        }
+        return try GGUFBlockMatrix(file: file, tensor: t, rowOrder: order)
     }
 
     public func ropeFrequencyFactors() throws -> [Float]? {
@@ -214,7 +248,8 @@ public struct SafeTensorsWeightSource: WeightSource {
 
 extension GGUFWeightSource {
     /// A source reading `file` under the names of `config`'s family.
-    public init(file: GGUFFile, config: any DecoderConfig) {
+    public init(file: GGUFFile, config: any DecoderConfig, keepsBlocks: Bool = false) {
         self.init(file: file, names: config.names, spec: config.decoderSpec)
+        self.keepsBlocks = keepsBlocks
     }
 }

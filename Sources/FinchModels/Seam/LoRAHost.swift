@@ -121,7 +121,7 @@ extension LoRAHost {
     }
 
     /// Restores the base weights of a merged adapter (f32 exactly up to rounding; bf16 re-rounds).
-    public func unmergeAdapter() { forEachLoRALinear { $0.unmerge() } }
+    public func unmergeAdapter() throws { try forEachLoRALinear { try $0.unmerge() } }
 
     /// The active adapter's trainable tensors with their gradient buffers (allocated here), in a
     /// fixed order (by module name, then A, B, magnitude), named as in PEFT's

@@ -158,11 +158,11 @@ extension ModelFamily {
     public static let t5 = ModelFamily(
         name: "t5", kind: .encoderDecoder, modelTypes: ["t5"], architectures: ["T5ForConditionalGeneration"],
         ggufArchitectures: ["t5"],
-        loadGGUF: { file, dtype, quantization in
+        loadGGUF: { file, dtype, quantization, keepBlocks in
             guard quantization == nil else {
-                throw ModelError.invalidConfig(path: file.path, reason: "a t5 GGUF file loads as stored (dequantized); leave out --quantize")
+                throw ModelError.invalidConfig(path: file.path, reason: "a t5 GGUF file loads as stored; leave out --quantize")
             }
-            return try T5Model.load(gguf: file, dtype: dtype)
+            return try T5Model.load(gguf: file, dtype: dtype, keepBlocks: keepBlocks)
         },
         load: { json, path, source, dtype, quantization in
             try T5Model.load(from: source, config: try T5Config(json: json, path: path), dtype: dtype, quantization: quantization)

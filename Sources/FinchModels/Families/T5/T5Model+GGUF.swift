@@ -148,10 +148,11 @@ extension T5Model: GGUFExportable {
 
     /// Loads a `t5` GGUF file's weights (dequantized to f32, then held in `dtype`) under the
     /// names `ggufNames` maps, with the config it describes (see `config(gguf:)`).
-    public static func load(gguf file: GGUFFile, dtype: WeightDType = .f32) throws -> T5Model {
+    public static func load(gguf file: GGUFFile, dtype: WeightDType = .f32, keepBlocks: Bool = false) throws -> T5Model {
         let config = try config(gguf: file)
         let names = ggufNames(encoderLayers: config.numLayers, decoderLayers: config.decoderLayers, gated: config.isGated)
-        let source = GGUFWeightSource(file: file, ggufNames: names)
+        var source = GGUFWeightSource(file: file, ggufNames: names)
+        source.keepsBlocks = keepBlocks
         return try load(from: source, config: config, dtype: dtype)
     }
 }

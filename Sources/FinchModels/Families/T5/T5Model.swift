@@ -141,6 +141,9 @@ public final class T5Model: @unchecked Sendable {
         // transformers keeps T5's `wo` in full precision when it loads a model in 4 or 8 bits
         // (`_keep_in_fp32_modules`), and so does Finch: QLoRA on T5 trains the same model as qlora.
         func linear(_ scope: WeightScope, _ out: Int, _ inp: Int, quantize: Bool = true) throws -> LinearWeight {
+            if quantization == nil, let blocks = try scope.blocks("weight", shape: [out, inp]) {
+                return LinearWeight(outFeatures: out, inFeatures: inp, storage: .quantized(blocks, compute: dtype))
+            }
             if let stored = try scope.quantized("weight") {
                 guard stored.shape == [out, inp] else {
                     throw ModelError.badWeightShape(path: source.path, name: scope.name("weight"), expected: [out, inp], actual: stored.shape)
