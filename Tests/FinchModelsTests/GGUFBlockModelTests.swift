@@ -1,0 +1,65 @@
+import FinchCore
+import FinchFormats
+import FinchLoRA
+@testable import FinchModels
+import FinchTestSupport
+import XCTest
+
+/// A quantized GGUF base kept in its blocks (`LoadedModel.load(ggufBlocks: true)`) against the
+/// same file dequantized as it loads, on the real files: SmolLM2 (Q4_1) and Gemma 3 270M
+/// (Q4_K_M: Q4_K, Q6_K, Q5_0, Q8_0 …). The blocks are expanded to exactly the dequantized values
+/// and multiplied by the same kernels, so every figure must be equal bit for bit: the prompt's
+/// logits, a decoding step's, the loss and every LoRA gradient (gradient checkpointing too).
+final class GGUFBlockModelTests: XCTestCase {
+    static let batch: [TrainingSequence] = [
+        TrainingSequence(tokens: (0..<40).map { Int32(($0 * 7919 + 13) % 49152) }),
+        TrainingSequence(tokens: (0..<23).map { Int32(($0 * 104729 + 5) % 49152) }),
+    ]
+
+    func check(_ path: String, minimumRatio: Int) throws {
+        let blocks = try XCTUnwrap(try LoadedModel.load(path, ggufBlocks: true).model as? DecoderModel)
+        let dense = try XCTUnwrap(try LoadedModel.load(path, ggufBlocks: false).model as? DecoderModel)
+        var kept: [GGMLType: Int] = [:]
+        for layer in blocks.layers {
+            for l in blocks.spec.linears {
+                guard case .quantized(let q as GGUFBlockMatrix, _) = layer[l].frozenWeight.storage else {
+                    return XCTFail("\(path): \(l) of a block is not kept in its GGUF blocks")
+                }
+                kept[q.type, default: 0] += 1
+            }
+        }
+        print("[gguf blocks] \(path): kept \(kept.map { "\($0.key.name) ×\($0.value)" }.sorted().joined(separator: ", ")); weights \(blocks.weightBytes >> 20) MiB vs \(dense.weightBytes >> 20) MiB dequantized")
+        let blockLinears = blocks.linearSlots.reduce(0) { $0 + $1.get().frozenWeight.byteCount }
+        let denseLinears = dense.linearSlots.reduce(0) { $0 + $1.get().frozenWeight.byteCount }
+        XCTAssertLessThanOrEqual(blockLinears * minimumRatio, denseLinears, "the blocks' linears take a fraction of f32's")
+
+        let prompt = Array(Self.batch[0].tokens.prefix(20)).map(Int.init)
+        XCTAssertEqual(try blocks.logits(tokens: [prompt])[0].flatMap { $0 }, try dense.logits(tokens: [prompt])[0].flatMap { $0 },
+                       "prompt logits")
+        let one = [Int(Self.batch[1].tokens[0])]
+        XCTAssertEqual(try blocks.logits(tokens: [one])[0][0], try dense.logits(tokens: [one])[0][0], "a decoding step's logits")
+
+        var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .allLinear)
+        config.loraDropout = 0
+        for m in [blocks, dense] {
+            try m.createAdapter(config: config, name: "a", seed: 3)
+            var rng = SeededRandom(seed: 11)
+            for p in m.trainableParameters() where p.name.contains("lora_B") {
+                for i in 0..<p.value.count { p.value[i] = 0.01 * rng.nextGaussian() }
+            }
+            m.adapterParametersChanged()
+        }
+        for checkpointing in [false, true] {
+            for m in [blocks, dense] { m.zeroGradients() }
+            let lb = try blocks.forwardBackward(Self.batch, checkpointing: checkpointing)
+            let ld = try dense.forwardBackward(Self.batch, checkpointing: checkpointing)
+            XCTAssertEqual(lb.sum, ld.sum, "loss, checkpointing \(checkpointing)")
+            for (a, b) in zip(blocks.trainableParameters(), dense.trainableParameters()) {
+                XCTAssertEqual(a.grad.array, b.grad.array, "\(a.name), checkpointing \(checkpointing)")
+            }
+        }
+    }
+
+    func testSmolLM2Q4_1() throws { try check(try Fixtures.smolLM2(), minimumRatio: 5) }
+    func testGemma3Q4_K_M() throws { try check(try Fixtures.gemma3(), minimumRatio: 5) }
+}
