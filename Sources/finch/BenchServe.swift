@@ -43,7 +43,7 @@ struct BenchBatch: ParsableCommand {
                 if r.prefilling == 0 && r.sequences == b { decode.append(dt) }
             }
             let step = median(decode)
-            print("{\"bench\": \"batch\", \"model\": \"\(lm.path.split(separator: "/").last!)\", \"dtype\": \"\(modelOptions.dtype.rawValue)\", "
+            print("{\"bench\": \"batch\", \"model\": \"\(lm.path.split(separator: "/").last!)\", \"weights\": \"\(lm.model.weightSummary)\", "
                   + "\"adapters\": \(names.count - 1), \"batch\": \(b), \"step_ms\": \(String(format: "%.2f", step * 1000)), "
                   + "\"tokens_per_s\": \(String(format: "%.1f", Double(b) / step)), \"steps\": \(decode.count), "
                   + "\"cpu\": \"\(CPUInfo.model)\", \"cores\": \(ProcessInfo.processInfo.activeProcessorCount)}")

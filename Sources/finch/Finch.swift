@@ -27,8 +27,8 @@ struct BaseModelOptions: ParsableArguments {
     @OptionGroup var modelSource: ModelSource
     var model: String? { modelSource.model }
 
-    @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory).")
-    var dtype: WeightDType = .f32
+    @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory). Without it a quantized GGUF's linear weights stay in their blocks (products in f32); with it they are dequantized to this type.")
+    var dtype: WeightDType?
 
     @Option(name: .long, help: "Quantized inference: quantize the block linears on load to nf4 or fp4 (4-bit) or int8 (LLM.int8); products in --dtype.")
     var quantize: QuantMethod?
@@ -45,16 +45,16 @@ struct BaseModelOptions: ParsableArguments {
 
     /// The quantization the flags ask for (products in --dtype), if any.
     var quantization: QuantizationConfig? {
-        quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dtype, int8Threshold: int8Threshold) }
+        quantize.map { QuantizationConfig(method: $0, doubleQuant: doubleQuant, computeDType: dtype ?? .f32, int8Threshold: int8Threshold) }
     }
 
     func load() throws -> LoadedModel {
-        let dt = dtype
+        let dt = dtype ?? .f32
         let start = Date()
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization, backend: modelSource.backend)
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quantization, backend: modelSource.backend)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
         stderrPrint(String(format: "loaded %@ (%@, %@, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.family.name, lm.model.kind.rawValue,
-                           dt.rawValue, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
+                           lm.model.weightSummary, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm
     }
 }

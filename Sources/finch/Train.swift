@@ -140,11 +140,8 @@ struct Train: ParsableCommand {
         let run = try TrainingRun.prepare(config: c)
         let lm = run.model, loaded = run.dataset, train = run.train, eval = run.eval
         let model = run.trainable
-        stderrPrint(String(format: "loaded %@ (%@, %@, %@%@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
-                           lm.model.kind.rawValue, c.dtype.rawValue,
-                           c.quantization.map { "; block linears " + $0.summary }
-                               ?? (model.isQuantized ? "; block linears stored in 4 bits" : ""), run.loadSeconds,
-                           Double(model.weightBytes) / 1_048_576))
+        stderrPrint(String(format: "loaded %@ (%@, %@, block linears %@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
+                           lm.model.kind.rawValue, lm.model.weightSummary, run.loadSeconds, Double(model.weightBytes) / 1_048_576))
         stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
                     + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
                     + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))

@@ -1,5 +1,7 @@
 import FinchCore
+import FinchFormats
 import FinchLoRA
+import FinchQuant
 import FinchTokenizer
 
 // Dimension letters: R selected rows, V vocabulary.
@@ -51,6 +53,30 @@ extension TrainableModel {
     /// Whether any linear the adapters can wrap is held quantized (4 bits or int8).
     public var isQuantized: Bool {
         linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }
+    }
+
+    /// How the adapters' base linears are held, in a few words: "f32", "bf16", "Q4_K blocks +
+    /// Q6_K blocks (products in f32)", "nf4 (products in bf16)", "int8 (products in f32)".
+    public var weightSummary: String {
+        var kinds: [String] = [], computes: Set<WeightDType> = []
+        for s in linearSlots {
+            let kind: String
+            switch baseWeight(s.get()).storage {
+            case .f32: kind = "f32"
+            case .bf16: kind = "bf16"
+            case .quantized(let q, let compute):
+                computes.insert(compute)
+                switch q {
+                case let b as GGUFBlockMatrix: kind = "\(b.type.name) blocks"
+                case let f as FourBitTensor: kind = f.type.rawValue
+                case is Int8Tensor: kind = "int8"
+                default: kind = "quantized"
+                }
+            }
+            if !kinds.contains(kind) { kinds.append(kind) }
+        }
+        let products = computes.isEmpty ? "" : " (products in \(computes.map(\.rawValue).sorted().joined(separator: ", ")))"
+        return kinds.joined(separator: " + ") + products
     }
 
     /// Replaces every quantized linear by its dequantized values stored as `dtype` (before an

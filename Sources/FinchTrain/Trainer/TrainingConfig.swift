@@ -22,7 +22,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var evalFraction: Double = 0
     public var output: String? = nil
     /// Storage / compute type of the frozen weights: f32, or bf16 (bf16 products, f32 accumulation and adapters).
-    public var dtype: WeightDType = .f32
+    public var dtype: WeightDType? = nil
     /// A Jinja chat template file used instead of the model's own (for models whose files carry none).
     public var chatTemplate: String? = nil
     /// The compute backend (nil: `FINCH_BACKEND`, else cpu).
@@ -106,7 +106,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("eval_fraction", \.evalFraction, help: "Hold out this fraction of --data for evaluation when there is no --eval-data.",
               check: { v, _ in v >= 0 && v < 1 ? nil : "eval_fraction must be in [0, 1)" }),
         .make("output", \.output, aliases: ["output_dir"], flags: ["output", "output_dir"], help: "Run directory (the adapter lands here)."),
-        .make("dtype", \.dtype, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters)."),
+        .make("dtype", \.dtype, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters). Without it a quantized GGUF's linear weights stay in their blocks (products in f32); with it they are dequantized to this type."),
         .make("backend", \.backend,
               help: "Compute backend: cpu (Finch's kernels) or reference (plain Swift, float64 sums: slow, for checking); default FINCH_BACKEND, else cpu."),
         .make("chat_template", \.chatTemplate,
@@ -291,7 +291,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var quantization: QuantizationConfig? {
         guard let method = quantize else { return nil }
         return QuantizationConfig(method: method, blocksize: quantBlocksize, doubleQuant: doubleQuant,
-                                  computeDType: computeDType ?? dtype, int8Threshold: int8Threshold)
+                                  computeDType: computeDType ?? dtype ?? .f32, int8Threshold: int8Threshold)
     }
 
     /// The PEFT adapter config these settings describe.
