@@ -33,6 +33,22 @@ int finch_cpu_avx512_level(void) {
 #endif
 }
 
+int finch_cpu_int8_dot(void) {
+    if (forced >= 0 && forced < 2) return 0;
+#if defined(__x86_64__)
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = 0;
+        if (__builtin_cpu_supports("avxvnni")) level = 1;
+        if (finch_cpu_avx512_level() > 0 && __builtin_cpu_supports("avx512vnni")) level = 2;
+    }
+    return level;
+#else
+    return 0;
+#endif
+}
+
 int finch_cpu_has_avx2(void) {
     if (forced >= 0) return forced >= 1;
 #if defined(__x86_64__)

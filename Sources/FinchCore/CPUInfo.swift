@@ -41,21 +41,31 @@ public enum CPUInfo {
     /// has no such instructions.
     public static func measuredPeak(bf16: Bool) -> Double? { bf16 ? peakBF16 : peakF32 }
 
-    private static let peakF32 = measure(bf16: false), peakBF16 = measure(bf16: true)
+    /// The peak int8 GOP/s (a multiply and an add per u8 × s8 pair) of all of Finch's threads,
+    /// measured as `measuredPeak`: VNNI dot products where the CPU has them, else AVX2's; nil
+    /// without AVX2.
+    public static var measuredInt8Peak: Double? { peakInt8 }
 
-    private static func measure(bf16: Bool) -> Double? {
-        if finch_peak_probe(bf16 ? 1 : 0, 1) == 0 { return nil }
+    /// The CPU's integer dot-product instructions: "avx512_vnni", "avx_vnni" or "none".
+    public static var int8Dot: String { ["none", "avx_vnni", "avx512_vnni"][Int(finch_cpu_int8_dot())] }
+
+    private static let peakF32 = measure { finch_peak_probe(0, $0) }, peakBF16 = measure { finch_peak_probe(1, $0) }
+    private static let peakInt8 = measure { finch_peak_probe_int8($0) }
+
+    /// The best of three timed rounds of `probe` (operations done for an iteration count) on every thread.
+    private static func measure(_ probe: @escaping @Sendable (Int) -> Double) -> Double? {
+        if probe(1) == 0 { return nil }
         let threads = Parallel.threadCount
         let iterations = 8_000_000   // ~20 ms a round
         var best = 0.0
-        Parallel.forEachRange(threads, costPerItem: 1, grain: 0) { _ in _ = finch_peak_probe(bf16 ? 1 : 0, iterations / 8) }   // wake the team
+        Parallel.forEachRange(threads, costPerItem: 1, grain: 0) { _ in _ = probe(iterations / 8) }   // wake the team
         for _ in 0..<3 {
             let flops = UnsafeMutablePointer<Double>.allocate(capacity: threads)
             defer { flops.deallocate() }
             flops.initialize(repeating: 0, count: threads)
             let t0 = Date()
             Parallel.forEachRange(threads, costPerItem: 1, grain: 0) { r in
-                for t in r { flops[t] = finch_peak_probe(bf16 ? 1 : 0, iterations) }
+                for t in r { flops[t] = probe(iterations) }
             }
             let seconds = Date().timeIntervalSince(t0)
             best = max(best, (0..<threads).reduce(0) { $0 + flops[$1] } / seconds / 1e9)
@@ -66,7 +76,7 @@ public enum CPUInfo {
     /// The machine for a benchmark line: CPU, threads, kernel path, OpenBLAS cores, OPENBLAS_CORETYPE.
     public static var summary: [String: String] {
         let blas = GEMM.openBLASCore
-        return ["cpu": model, "vendor": vendor, "threads": String(Parallel.threadCount), "kernels": kernelPath,
+        return ["cpu": model, "vendor": vendor, "threads": String(Parallel.threadCount), "kernels": kernelPath, "int8_dot": int8Dot,
                 "bf16_compute": GEMM.bf16Compute.rawValue,
                 "features": features.joined(separator: " "), "openblas_core": blas.inUse,
                 "openblas_core_at_load": blas.atLoad,

@@ -13,6 +13,8 @@ public enum GEMMType: Sendable, Hashable {
     case f32
     /// bfloat16 operands, float32 accumulation and output.
     case bf16
+    /// int8 operands (signed), int32 sums and output.
+    case int8
 }
 
 /// Matrix products through oneDNN (f32 and bf16) or OpenBLAS (f32).
@@ -158,6 +160,27 @@ public enum GEMM {
         if features.contains("amx_bf16") { return .native }
         if features.contains("avx512_bf16") && vendor == "AuthenticAMD" { return .native }
         return .f32
+    }
+
+    /// C[M, N] (+)= A[M, K] · op(B) in integers: int8 × int8 → int32 sums (oneDNN's int8 matmul,
+    /// VNNI where the CPU has it); transposes as in `f32`. Exact (no rounding) while a sum fits
+    /// 32 bits (K < 2¹⁷ for any int8 values).
+    /// - Throws: ``CoreError/dnnl(call:status:)`` when oneDNN cannot run it (there is no fallback:
+    ///   callers choose integer products only where oneDNN runs them).
+    public static func int8(m: Int, n: Int, k: Int, a: UnsafePointer<Int8>, lda: Int, aTransposed: Bool = false,
+                            b: UnsafePointer<Int8>, ldb: Int, bTransposed: Bool,
+                            c: UnsafeMutablePointer<Int32>, ldc: Int, accumulate: Bool) throws(CoreError) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
+        }
+        let failure = Profile.measure(.int8Gemm, flops: 2 * Double(m) * Double(n) * Double(k)) {
+            DNNL.shared.run(.init(m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, aTransposed: aTransposed,
+                                  bTransposed: bTransposed, type: .int8, accumulate: accumulate),
+                            a: UnsafeMutableRawPointer(mutating: a), b: UnsafeMutableRawPointer(mutating: b), c: UnsafeMutableRawPointer(c))
+        }
+        if let failure { throw failure }
     }
 
     /// bf16 × bf16 → f32 product (f32 accumulation), computed as `bf16Compute` says. Transposes as in `f32`.
@@ -322,7 +345,7 @@ final class DNNL: @unchecked Sendable {
 
     /// Runs the product of `key`; nil on success, else the failure (C may be partly written only
     /// when execution itself failed; creation failures leave it untouched).
-    func run(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutablePointer<Float>) -> CoreError? {
+    func run(_ key: Key, a: UnsafeMutableRawPointer, b: UnsafeMutableRawPointer, c: UnsafeMutableRawPointer) -> CoreError? {
         if let setupFailure { return setupFailure }
         do {
             try running.withLock { _ throws(CoreError) in
@@ -373,12 +396,12 @@ final class DNNL: @unchecked Sendable {
     }
 
     private func make(_ key: Key) throws(CoreError) -> Entry {
-        let t: dnnl_data_type_t = key.type == .f32 ? dnnl_f32 : dnnl_bf16
+        let t: dnnl_data_type_t = switch key.type { case .f32: dnnl_f32; case .bf16: dnnl_bf16; case .int8: dnnl_s8 }
         // op(A) is [M,K]: stored [K,M] (transposed) → strides (1, lda); stored [M,K] → (lda, 1).
         var aMD = try key.aTransposed ? desc(key.m, key.k, 1, key.lda, t) : desc(key.m, key.k, key.lda, 1, t)
         // op(B) is [K,N]: stored [N,K] (transposed) → strides (1, ldb); stored [K,N] → (ldb, 1).
         var bMD = try key.bTransposed ? desc(key.k, key.n, 1, key.ldb, t) : desc(key.k, key.n, key.ldb, 1, t)
-        var cMD = try desc(key.m, key.n, key.ldc, 1, dnnl_f32)
+        var cMD = try desc(key.m, key.n, key.ldc, 1, key.type == .int8 ? dnnl_s32 : dnnl_f32)
         var op = dnnl_matmul_desc_t()
         try check(dnnl_matmul_desc_init(&op, &aMD, &bMD, nil, &cMD), "dnnl_matmul_desc_init")
         var attr: dnnl_primitive_attr_t?

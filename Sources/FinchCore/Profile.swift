@@ -15,6 +15,10 @@ public enum Profile {
     public enum Region: Int, CaseIterable, Sendable {
         /// Whole-matrix products (oneDNN / OpenBLAS), widening of bf16 operands excluded.
         case gemm
+        /// Integer products (int8 × int8 → int32).
+        case int8Gemm
+        /// Quantizing activations to int8 for an integer product, and scaling its sums back.
+        case int8Convert
         /// Expanding a quantized weight for a product.
         case dequantize
         /// bf16 conversions and rounding of operands.
@@ -25,6 +29,8 @@ public enum Profile {
         public var name: String {
             switch self {
             case .gemm: "gemm"
+            case .int8Gemm: "int8_gemm"
+            case .int8Convert: "int8_convert"
             case .dequantize: "dequantize"
             case .bf16Convert: "bf16_convert"
             case .attention: "attention"
@@ -38,6 +44,8 @@ public enum Profile {
         /// Multiply-adds × 2 of the products.
         public var gemmFlops = 0.0
         public var gemmCalls = 0
+        /// Multiply-adds × 2 of the integer products.
+        public var int8Ops = 0.0
 
         public subscript(_ r: Region) -> Double { seconds[r.rawValue] }
 
@@ -47,6 +55,7 @@ public enum Profile {
             t.seconds = zip(seconds, earlier.seconds).map { $0 - $1 }
             t.gemmFlops = gemmFlops - earlier.gemmFlops
             t.gemmCalls = gemmCalls - earlier.gemmCalls
+            t.int8Ops = int8Ops - earlier.int8Ops
             return t
         }
     }
@@ -96,6 +105,7 @@ public enum Profile {
                 let total = end &- open.start
                 s.totals.seconds[open.region.rawValue] += Double(total &- min(open.inner, total)) * 1e-9
                 if open.region == .gemm { s.totals.gemmFlops += flops; s.totals.gemmCalls += 1 }
+                if open.region == .int8Gemm { s.totals.int8Ops += flops }
                 if !s.stack.isEmpty { s.stack[s.stack.count - 1].inner &+= total }
             }
         }

@@ -98,16 +98,19 @@ struct BenchGEMM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gemm",
         abstract: "GFLOP/s of the matrix-product backends on LLaMA-step shapes (how Finch chose its GEMM).",
-        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN's bf16 kernels, and as a bf16 linear runs it here (GEMM.bf16Compute: native, or widened to f32). Every backend uses every core. The first line names the machine: CPU, features, Finch's kernel path, the OpenBLAS kernels (chosen at load and in use), and the f32 / bf16 peaks measured here; each shape's line gives GFLOP/s and the share of that peak.")
+        discussion: "y[M,N] = x[M,K]·Wᵀ as a linear layer computes it; best of 7 after 3 warm-ups. f32 through oneDNN and OpenBLAS, bf16 (f32 accumulation) through oneDNN's bf16 kernels, and as a bf16 linear runs it here (GEMM.bf16Compute: native, or widened to f32). Every backend uses every core. The first line names the machine: CPU, features, Finch's kernel path, the OpenBLAS kernels (chosen at load and in use), and the f32 / bf16 / int8 peaks measured here; each shape's line gives GFLOP/s (int8: GOP/s of oneDNN's s8 × s8 → s32 product, with B as a forward and as an input gradient reads it) and the share of that peak.")
 
     func run() throws {
         let peakF32 = CPUInfo.measuredPeak(bf16: false), peakBF16 = CPUInfo.measuredPeak(bf16: true)
+        let peakInt8 = CPUInfo.measuredInt8Peak
         var machine = machineSummary()
         machine["peak_f32_gflops"] = peakF32.map { .double(($0 * 10).rounded() / 10) } ?? .null
         machine["peak_bf16_gflops"] = peakBF16.map { .double(($0 * 10).rounded() / 10) } ?? .null
+        machine["peak_int8_gops"] = peakInt8.map { .double(($0 * 10).rounded() / 10) } ?? .null
         machine["isa"] = .sortedObject([
             "dnnl_f32": .string("oneDNN (JIT: its best ISA here)"), "openblas_f32": .string("OpenBLAS " + GEMM.openBLASCore.inUse),
-            "dnnl_bf16": .string(peakBF16 == nil ? "oneDNN (no bf16 instructions: emulated)" : "oneDNN avx512_bf16")])
+            "dnnl_bf16": .string(peakBF16 == nil ? "oneDNN (no bf16 instructions: emulated)" : "oneDNN avx512_bf16"),
+            "dnnl_int8": .string("oneDNN s8 × s8 → s32 (the CPU's integer dot products: \(CPUInfo.int8Dot))")])
         printResultLine(machine)
         let shapes = [(512, 576, 576), (512, 192, 576), (512, 1536, 576), (512, 576, 1536),
                       (1024, 1536, 576), (1024, 576, 1536), (1024, 49152, 576), (2048, 2048, 2048)]
@@ -119,10 +122,13 @@ struct BenchGEMM: ParsableCommand {
             let ab = Buffer<BF16Bits>(count: m * k), wb = Buffer<BF16Bits>(count: n * k)
             BFloat16.convert(a.pointer, to: ab.pointer, count: m * k)
             BFloat16.convert(w.pointer, to: wb.pointer, count: n * k)
-            func best(_ f: () -> Void) -> Double {
-                for _ in 0..<3 { f() }
+            let ai = Buffer<Int8>(count: m * k), wi = Buffer<Int8>(count: n * k), ci = Buffer<Int32>(count: m * n)
+            for i in 0..<(m * k) { ai[i] = Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
+            for i in 0..<(n * k) { wi[i] = Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
+            func best(_ f: () throws -> Void) rethrows -> Double {
+                for _ in 0..<3 { try f() }
                 var b = Double.infinity
-                for _ in 0..<7 { let t = Date(); f(); b = min(b, Date().timeIntervalSince(t)) }
+                for _ in 0..<7 { let t = Date(); try f(); b = min(b, Date().timeIntervalSince(t)) }
                 return b
             }
             let flop = 2.0 * Double(m) * Double(n) * Double(k)
@@ -145,6 +151,11 @@ struct BenchGEMM: ParsableCommand {
                                        c: c.pointer, ldc: n, accumulate: false) } }
             let dnnlKN = best { GEMM.f32(m: m, n: n, k: k, a: a.pointer, lda: k, b: w.pointer, ldb: n, bTransposed: false,
                                         c: c.pointer, ldc: n, accumulate: false, backend: .dnnl) }
+            let int8 = try best { try GEMM.int8(m: m, n: n, k: k, a: ai.pointer, lda: k, b: wi.pointer, ldb: k, bTransposed: true,
+                                                c: ci.pointer, ldc: n, accumulate: false) }
+            // The input gradient's layout: B stored [K, N].
+            let int8KN = try best { try GEMM.int8(m: m, n: n, k: k, a: ai.pointer, lda: k, b: wi.pointer, ldb: n, bTransposed: false,
+                                                  c: ci.pointer, ldc: n, accumulate: false) }
             func share(_ t: Double, _ peak: Double?) -> JSONValue { peak.map { .double((flop / t / 1e9 / $0 * 1000).rounded() / 1000) } ?? .null }
             printResultLine([
                 "m": .int(m), "n": .int(n), "k": .int(k), "threads": .int(Parallel.threadCount), "cpu": .string(CPUInfo.model),
@@ -152,7 +163,8 @@ struct BenchGEMM: ParsableCommand {
                 "dnnl_f32_of_peak": share(dnnl, peakF32), "openblas_f32_of_peak": share(blas, peakF32),
                 "dnnl_bf16_of_peak": share(bf, peakBF16 ?? peakF32),
                 "dnnl_f32_b_kn_gflops": gf(dnnlKN), "dnnl_bf16_b_kn_gflops": gf(bfKN),
-                "bf16_linear_gflops": gf(bfUsed), "bf16_compute": .string(GEMM.bf16Compute.rawValue)])
+                "bf16_linear_gflops": gf(bfUsed), "bf16_compute": .string(GEMM.bf16Compute.rawValue),
+                "dnnl_int8_gops": gf(int8), "dnnl_int8_b_kn_gops": gf(int8KN), "dnnl_int8_of_peak": share(int8, peakInt8)])
         }
     }
 }

@@ -20,8 +20,8 @@ struct BenchTrain: ParsableCommand {
 
     @OptionGroup var modelSource: ModelSource
     var model: String? { modelSource.model }
-    @Option(name: .long, help: "f32, or bf16 (bf16 weights and products, f32 accumulation and adapters).")
-    var dtype: WeightDType = .f32
+    @Option(name: .long, help: "f32, or bf16 (bf16 weights and products, f32 accumulation and adapters). Omitted: as train does, a quantized GGUF's linears stay in their blocks (products in f32).")
+    var dtype: WeightDType?
     @Option(name: .long, help: "all (all-linear) or qv (q_proj, v_proj).")
     var targets: String = "all"
     @Option(name: .long, help: "LoRA rank.")
@@ -38,10 +38,10 @@ struct BenchTrain: ParsableCommand {
     var qlora = false
 
     func run() throws {
-        let dt = dtype
+        let dt = dtype ?? .f32
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quant, backend: modelSource.backend)
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quant, backend: modelSource.backend)
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
         c.targetModules = targets == "qv" ? lm.model.defaultTargetModules : ["all-linear"]
@@ -64,7 +64,7 @@ struct BenchTrain: ParsableCommand {
         let med = median(times)
         let profile = profileBreakdown(Profile.totals, seconds: times.reduce(0, +), dtype: dt)
         printResultLine(machineSummary().merging([
-            "engine": .string("finch"), "dtype": .string(dt.rawValue), "targets": .string(targets), "r": .int(r),
+            "engine": .string("finch"), "dtype": .string(dt.rawValue), "weights": .string(lm.model.weightSummary), "targets": .string(targets), "r": .int(r),
             "batch": .int(batch), "seq": .int(seq), "steps": .int(steps),
             "gradient_checkpointing": .bool(gradientCheckpointing), "threads": .int(Parallel.threadCount),
             "qlora": .bool(qlora), "weight_mib": .double((Double(lm.model.weightBytes) / 1_048_576).rounded()),

@@ -9,6 +9,9 @@
 int finch_cpu_avx512_level(void);
 /// 1 when the CPU has AVX2 and FMA (or the forced kernel path allows them).
 int finch_cpu_has_avx2(void);
+/// The CPU's integer dot-product instructions (`vpdpbusd`: u8 × s8 pairs summed into s32):
+/// 2 AVX512-VNNI, 1 AVX-VNNI (256-bit), 0 none (AVX2's vpmaddubsw / vpmaddwd pair instead).
+int finch_cpu_int8_dot(void);
 /// Makes every kernel use a narrower code path ("portable", "avx2", "avx512", "avx512bf16"),
 /// for tests of the fallbacks; NULL restores detection. The caller must only force a path
 /// the CPU supports (see finch_kernel_path / finch_cpu_avx512_level). Returns 0 for an unknown name.
@@ -22,6 +25,10 @@ const char *finch_openblas_select_core(void);
 /// Flops of a multiply-add loop on this thread for `iterations` rounds, to be timed by the caller: f32
 /// (AVX-512 or AVX2 FMA) or, with `bf16`, AVX512-BF16 dot products (0 when the CPU has none).
 double finch_peak_probe(int bf16, long iterations);
+/// Integer operations (a multiply and an add per u8 × s8 pair) of a dot-product loop on this
+/// thread for `iterations` rounds: AVX512-VNNI or AVX-VNNI `vpdpbusd`, else AVX2's
+/// `vpmaddubsw` + `vpmaddwd` + `vpaddd` (0 without AVX2).
+double finch_peak_probe_int8(long iterations);
 /// The core OpenBLAS chose by itself when it loaded.
 const char *finch_openblas_core_at_load(void);
 
