@@ -21,6 +21,9 @@ public final class LinearWeight: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     public let storage: Storage
+    /// The weight's int8 form, when its products run in integers (`useInt8Products`): then the
+    /// forward over more than `smallBatchRows` rows and every input gradient multiply it.
+    public private(set) var int8: Int8Product?
 
     /// Rows at or below this use the decode kernel instead of a GEMM.
     public static let smallBatchRows = 4
@@ -49,13 +52,23 @@ public final class LinearWeight: @unchecked Sendable {
         switch storage { case .f32: .f32; case .bf16: .bf16; case .quantized(_, let c): c }
     }
 
-    /// Bytes held by the weight.
+    /// Bytes held by the weight (its int8 form included).
     public var byteCount: Int {
-        switch storage {
+        let own = switch storage {
         case .f32(let b): b.byteCount
         case .bf16(let b): b.byteCount
         case .quantized(let q, _): q.byteCount
         }
+        return own + (int8?.byteCount ?? 0)
+    }
+
+    /// Makes the weight's products run in integers (`Int8Product`, built from its values), or in
+    /// its own precision again. Decoding (up to `smallBatchRows` rows) keeps its float kernels.
+    public func useInt8Products(_ on: Bool = true) {
+        guard on else { int8 = nil; return }
+        if int8 != nil { return }
+        let values = floatValues()
+        int8 = Int8Product(values: values.pointer, rows: outFeatures, columns: inFeatures)
     }
 
     /// The weight as f32 values `[out, in]` (a copy for bf16 and quantized weights).
@@ -111,6 +124,10 @@ public final class LinearWeight: @unchecked Sendable {
                         xBF16: UnsafePointer<BF16Bits>? = nil, rows m: Int,
                         accumulate: Bool = false, scratch: Scratch) {
         let n = outFeatures, k = inFeatures
+        if let int8, m > Self.smallBatchRows {
+            do { try int8.forward(y: y, x: x, rows: m, accumulate: accumulate, scratch: scratch); return }
+            catch { GEMM.recordDNNLFailure(error) }   // then the float product below
+        }
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
             if q.multiply(y: y, x: x, rows: m, accumulate: accumulate, scratch: scratch) { return }
@@ -158,6 +175,10 @@ extension LinearWeight {
     public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int,
                               accumulate: Bool = true, scratch: Scratch) {
         let n = inFeatures, k = outFeatures
+        if let int8 {
+            do { try int8.backwardInput(dx: dx, dy: dy, rows: m, accumulate: accumulate, scratch: scratch); return }
+            catch { GEMM.recordDNNLFailure(error) }
+        }
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {
             if compute == .bf16 && GEMM.bf16Compute == .f32 {   // as in `forward`

@@ -182,6 +182,7 @@ func profileBreakdown(_ t: Profile.Totals, seconds: Double, dtype: WeightDType, 
         prefix + "gemm_gflops": .double(t[.gemm] > 0 ? (t.gemmFlops / t[.gemm] / 1e9).rounded() : 0),
         prefix + "peak_gflops": .double(peak.rounded()), prefix + "peak_kind": .string(nativeBF16 ? "bf16" : "f32"),
         prefix + "gemm_at_peak_share": peak > 0 ? share(t.gemmFlops / (peak * 1e9)) : .int(0),
+        prefix + "int8_gops": .double(t[.int8Gemm] > 0 ? (t.int8Ops / t[.int8Gemm] / 1e9).rounded() : 0),
     ]
     var rest = seconds
     for r in Profile.Region.allCases {

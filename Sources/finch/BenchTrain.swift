@@ -34,6 +34,8 @@ struct BenchTrain: ParsableCommand {
     var steps: Int = 6
     @Flag(name: .customLong("gradient-checkpointing"), help: "Recompute each block in backward.")
     var gradientCheckpointing = false
+    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact or int8.")
+    var quantCompute: QuantCompute = .exact
     @Flag(name: .long, help: "QLoRA: block linears in NF4 with double quantization, products in --dtype.")
     var qlora = false
 
@@ -42,6 +44,7 @@ struct BenchTrain: ParsableCommand {
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
         let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quant, backend: modelSource.backend)
+        if quantCompute == .int8 { lm.model.useInt8Products() }
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
         c.targetModules = targets == "qv" ? lm.model.defaultTargetModules : ["all-linear"]

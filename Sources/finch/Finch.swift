@@ -30,6 +30,9 @@ struct BaseModelOptions: ParsableArguments {
     @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory). Without it a quantized GGUF's linear weights stay in their blocks (products in f32); with it they are dequantized to this type.")
     var dtype: WeightDType?
 
+    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact (their own precision) or int8 (int8 weights, activations quantized per row: prompts and batches; decoding keeps float kernels).")
+    var quantCompute: QuantCompute = .exact
+
     @Option(name: .long, help: "Quantized inference: quantize the block linears on load to nf4 or fp4 (4-bit) or int8 (LLM.int8); products in --dtype.")
     var quantize: QuantMethod?
 
@@ -53,6 +56,7 @@ struct BaseModelOptions: ParsableArguments {
         let start = Date()
         let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quantization, backend: modelSource.backend)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
+        if quantCompute == .int8 { lm.model.useInt8Products() }
         stderrPrint(String(format: "loaded %@ (%@, %@, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.family.name, lm.model.kind.rawValue,
                            lm.model.weightSummary, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm

@@ -8,6 +8,7 @@ import FinchTrain
 // (which names the allowed values in its error), declared once here.
 extension WeightDType: ExpressibleByArgument {}
 extension BackendKind: ExpressibleByArgument {}
+extension QuantCompute: ExpressibleByArgument {}
 extension FourBitType: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension DatasetFormat: ExpressibleByArgument {}

@@ -31,6 +31,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.output), help: .setting(\.output)) var output: String?
     @Option(name: .setting(\.dtype), help: .setting(\.dtype)) var dtype: WeightDType?
     @Option(name: .setting(\.backend), help: .setting(\.backend)) var backend: BackendKind?
+    @Option(name: .setting(\.quantCompute), help: .setting(\.quantCompute)) var quantCompute: QuantCompute?
     @Flag(name: .customLong("bf16"), help: "Same as --dtype bf16.")
     var bf16 = false
 
@@ -83,6 +84,7 @@ struct Train: ParsableCommand {
     var overrides: [SettingOverride] {
         [.value(\.model, model), .value(\.data, data), .value(\.chatTemplate, chatTemplate), .value(\.format, format),
          .value(\.evalData, evalData), .value(\.evalFraction, evalFraction), .value(\.output, output), .value(\.dtype, dtype), .value(\.backend, backend),
+         .value(\.quantCompute, quantCompute),
          .flag(\.dtype, bf16, means: .bf16),
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),

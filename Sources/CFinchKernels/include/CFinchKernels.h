@@ -29,6 +29,13 @@ double finch_peak_probe(int bf16, long iterations);
 /// thread for `iterations` rounds: AVX512-VNNI or AVX-VNNI `vpdpbusd`, else AVX2's
 /// `vpmaddubsw` + `vpmaddwd` + `vpaddd` (0 without AVX2).
 double finch_peak_probe_int8(long iterations);
+
+/// q [R, C] = round(x ⊙ factors / s[r]) (to nearest even, within ±127) with s[r] = max |x[r, :] ⊙
+/// factors| / 127 written to scales [R] (factors [C] may be NULL; an all-zero row: scale 1, zeros).
+void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factors, int8_t *q, float *scales);
+/// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL).
+void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
+                      float *out, int accumulate);
 /// The core OpenBLAS chose by itself when it loaded.
 const char *finch_openblas_core_at_load(void);
 

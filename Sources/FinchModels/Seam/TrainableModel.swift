@@ -75,8 +75,16 @@ extension TrainableModel {
             }
             if !kinds.contains(kind) { kinds.append(kind) }
         }
-        let products = computes.isEmpty ? "" : " (products in \(computes.map(\.rawValue).sorted().joined(separator: ", ")))"
+        let int8 = linearSlots.contains { baseWeight($0.get()).int8 != nil }
+        let products = int8 ? " (int8 products)"
+            : computes.isEmpty ? "" : " (products in \(computes.map(\.rawValue).sorted().joined(separator: ", ")))"
         return kinds.joined(separator: " + ") + products
+    }
+
+    /// Makes every base linear the adapters can wrap multiply in integers (`Int8Product`), or in
+    /// its own precision again.
+    public func useInt8Products(_ on: Bool = true) {
+        for s in linearSlots { baseWeight(s.get()).useInt8Products(on) }
     }
 
     /// Replaces every quantized linear by its dequantized values stored as `dtype` (before an

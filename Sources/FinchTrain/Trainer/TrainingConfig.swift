@@ -27,6 +27,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var chatTemplate: String? = nil
     /// The compute backend (nil: `FINCH_BACKEND`, else cpu).
     public var backend: BackendKind? = nil
+    /// The frozen base's products: in its own precision, or int8 (`Int8Product`).
+    public var quantCompute: QuantCompute = .exact
 
     // QLoRA (bitsandbytes' BitsAndBytesConfig): 4-bit or LLM.int8 frozen block linears.
     /// nf4 or fp4 (4-bit), int8 (LLM.int8); nil = no quantization.
@@ -107,6 +109,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v >= 0 && v < 1 ? nil : "eval_fraction must be in [0, 1)" }),
         .make("output", \.output, aliases: ["output_dir"], flags: ["output", "output_dir"], help: "Run directory (the adapter lands here)."),
         .make("dtype", \.dtype, help: "f32, or bf16 (bf16 weights and products with f32 accumulation; f32 adapters). Without it a quantized GGUF's linear weights stay in their blocks (products in f32); with it they are dequantized to this type."),
+        .make("quant_compute", \.quantCompute,
+              help: "The frozen base's products: exact (in the weights' own precision; quantized weights expanded to f32) or int8 (int8 weights with a scale per output feature, activations quantized per row as each product runs, int32 sums: SwitchBack's scheme; decoding keeps float kernels)."),
         .make("backend", \.backend,
               help: "Compute backend: cpu (Finch's kernels) or reference (plain Swift, float64 sums: slow, for checking); default FINCH_BACKEND, else cpu."),
         .make("chat_template", \.chatTemplate,

@@ -127,6 +127,7 @@ extension SettingChoice {
 
 extension WeightDType: SettingChoice {}
 extension BackendKind: SettingChoice {}
+extension QuantCompute: SettingChoice {}
 extension QuantMethod: SettingChoice {}
 extension DatasetFormat: SettingChoice {}
 extension OptimizerKind: SettingChoice {

@@ -1,0 +1,105 @@
+// Dimension letters: R rows, C columns.
+//
+// The conversions around an integer product (Int8Product): rows quantized to int8 with one scale
+// each (symmetric, ±127, round to nearest even: the results of the portable code and of the
+// AVX-512 path are the same), and int32 sums scaled back to float.
+#include "CFinchKernels.h"
+#include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// The row's largest |value|, or NaN when it holds a NaN (so that it reaches the output).
+static float row_absmax(const float *x, const float *f, int c) {
+    float m = 0;
+    int nan = 0;
+    for (int j = 0; j < c; j++) {
+        float v = fabsf(f ? x[j] * f[j] : x[j]);
+        nan |= v != v;
+        if (v > m) m = v;
+    }
+    return nan ? NAN : m;
+}
+
+static void quantize_portable(const float *x, const float *f, int c, float inv, int8_t *q) {
+    for (int j = 0; j < c; j++) {
+        float v = nearbyintf((f ? x[j] * f[j] : x[j]) * inv);
+        q[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static float row_absmax_avx512(const float *x, const float *f, int c) {
+    __m512 m = _mm512_setzero_ps();
+    __mmask16 nan = 0;
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        if (f) v = _mm512_mul_ps(v, _mm512_loadu_ps(f + j));
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    }
+    float r = _mm512_reduce_max_ps(m), tail = row_absmax(x + j, f ? f + j : 0, c - j);
+    if (nan || tail != tail) return NAN;
+    return tail > r ? tail : r;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void quantize_avx512(const float *x, const float *f, int c, float inv, int8_t *q) {
+    const __m512 s = _mm512_set1_ps(inv), hi = _mm512_set1_ps(127), lo = _mm512_set1_ps(-127);
+    int j = 0;
+    for (; j + 16 <= c; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        if (f) v = _mm512_mul_ps(v, _mm512_loadu_ps(f + j));
+        v = _mm512_roundscale_ps(_mm512_mul_ps(v, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm_storeu_si128((__m128i *)(q + j), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(v)));
+    }
+    quantize_portable(x + j, f ? f + j : 0, c - j, inv, q + j);
+}
+#endif
+
+void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factors, int8_t *q, float *scales) {
+#if defined(__x86_64__)
+    int wide = finch_cpu_avx512_level() > 0;
+#else
+    int wide = 0;
+#endif
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * c;
+        int8_t *out = q + (size_t)r * c;
+#if defined(__x86_64__)
+        float m = wide ? row_absmax_avx512(row, factors, c) : row_absmax(row, factors, c);
+#else
+        float m = row_absmax(row, factors, c);
+#endif
+        if (!(m > 0) || !isfinite(m)) {
+            scales[r] = isfinite(m) ? 1.0f : m;
+            for (int j = 0; j < c; j++) out[j] = 0;
+            continue;
+        }
+        scales[r] = m / 127;
+        float inv = 127 / m;
+#if defined(__x86_64__)
+        if (wide) { quantize_avx512(row, factors, c, inv, out); continue; }
+#endif
+        quantize_portable(row, factors, c, inv, out);
+    }
+}
+
+void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
+                      float *out, int accumulate) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *src = sums + (size_t)r * c;
+        float *dst = out + (size_t)r * c;
+        const float s = row_scales[r];
+        if (column_scales) {
+            if (accumulate) for (int j = 0; j < c; j++) dst[j] += (float)src[j] * s * column_scales[j];
+            else for (int j = 0; j < c; j++) dst[j] = (float)src[j] * s * column_scales[j];
+        } else {
+            if (accumulate) for (int j = 0; j < c; j++) dst[j] += (float)src[j] * s;
+            else for (int j = 0; j < c; j++) dst[j] = (float)src[j] * s;
+        }
+    }
+}
