@@ -40,24 +40,87 @@ public final class Int8Product: @unchecked Sendable {
         }
     }
 
-    /// y [M, O] (+)= x [M, I] · Wᵀ in integers.
+    /// A column of an operand whose largest |value| exceeds this many times the median column's
+    /// is an outlier: its products run in f32 (LLM.int8's decomposition, Dettmers et al. 2022, with
+    /// the threshold relative to the operand instead of bitsandbytes' absolute 6), so that a few
+    /// large features (LLMs' hidden states have them) do not set every row's scale.
+    public static let outlierRatio: Float = 3
+    /// At most this share of the columns are outliers (the largest ones).
+    public static let maxOutlierShare = 16
+
+    /// The outlier columns of a [R, C] (values ⊙ factors), ascending.
+    static func outlierColumns(_ a: UnsafePointer<Float>, rows: Int, columns c: Int, factors: UnsafePointer<Float>?) -> [Int] {
+        var colMax = [Float](repeating: 0, count: c)
+        colMax.withUnsafeMutableBufferPointer { cm in
+            let out = cm.baseAddress!
+            Parallel.forEachRange(c, costPerItem: rows) { range in
+                for r in 0..<rows {
+                    let row = a + r * c
+                    if let f = factors { for j in range { out[j] = max(out[j], abs(row[j] * f[j])) } }
+                    else { for j in range { out[j] = max(out[j], abs(row[j])) } }
+                }
+            }
+        }
+        let median = colMax.sorted()[c / 2]
+        guard median > 0 else { return [] }
+        var picked = (0..<c).filter { colMax[$0] > Self.outlierRatio * median }
+        if picked.count > c / Self.maxOutlierShare {
+            picked = Array(picked.sorted { colMax[$0] > colMax[$1] }.prefix(c / Self.maxOutlierShare)).sorted()
+        }
+        return picked
+    }
+
+    /// y [M, O] (+)= x [M, I] · Wᵀ: the int8 product of x without its outlier columns, plus theirs in f32.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                         scratch: Scratch) throws(CoreError) {
         let (xq, sx, c) = scratch.int8Operands(input: m * columns, rows: m, output: m * rows)
-        Profile.measure(.int8Convert) { Self.quantizeRows(x, rows: m, columns: columns, columnFactors: nil, into: xq, scales: sx) }
+        let outliers = Profile.measure(.int8Convert) { Self.outlierColumns(x, rows: m, columns: columns, factors: nil) }
+        var mask = [Float]()
+        if !outliers.isEmpty {
+            mask = [Float](repeating: 1, count: columns)
+            for j in outliers { mask[j] = 0 }
+        }
+        Profile.measure(.int8Convert) {
+            mask.withUnsafeBufferPointer {
+                Self.quantizeRows(x, rows: m, columns: columns, columnFactors: mask.isEmpty ? nil : $0.baseAddress, into: xq, scales: sx)
+            }
+        }
         try GEMM.int8(m: m, n: rows, k: columns, a: xq, lda: columns, b: weight.pointer, ldb: columns, bTransposed: true,
                       c: c, ldc: rows, accumulate: false)
         Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate) }
+        guard !outliers.isEmpty else { return }
+        // y += x[:, J] · W[:, J]ᵀ, W's columns J from its int8 form.
+        let k = outliers.count
+        let xo = scratch.floats(m * k, slot: Self.outlierInputSlot), wo = scratch.floats(rows * k, slot: Self.outlierWeightSlot)
+        for r in 0..<m { for (t, j) in outliers.enumerated() { xo[r * k + t] = x[r * columns + j] } }
+        for o in 0..<rows { for (t, j) in outliers.enumerated() { wo[o * k + t] = Float(weight[o * columns + j]) * scale[o] } }
+        GEMM.f32(m: m, n: rows, k: k, a: xo, lda: k, b: wo, ldb: k, bTransposed: true, c: y, ldc: rows, accumulate: true)
     }
 
-    /// dx [M, I] (+)= dy [M, O] · W in integers (dy ⊙ the weight's scales, quantized per row).
+    /// dx [M, I] (+)= dy [M, O] · W: dy ⊙ the weight's scales, without its outlier columns,
+    /// quantized per row and multiplied in integers, plus the outlier columns' part in f32.
     public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                               scratch: Scratch) throws(CoreError) {
         let (gq, sg, c) = scratch.int8Operands(input: m * rows, rows: m, output: m * columns)
-        Profile.measure(.int8Convert) { Self.quantizeRows(dy, rows: m, columns: rows, columnFactors: scale.pointer, into: gq, scales: sg) }
+        let outliers = Profile.measure(.int8Convert) { Self.outlierColumns(dy, rows: m, columns: rows, factors: scale.pointer) }
+        var factors = Array(UnsafeBufferPointer(start: scale.pointer, count: rows))
+        for o in outliers { factors[o] = 0 }
+        Profile.measure(.int8Convert) {
+            factors.withUnsafeBufferPointer { Self.quantizeRows(dy, rows: m, columns: rows, columnFactors: $0.baseAddress, into: gq, scales: sg) }
+        }
         try GEMM.int8(m: m, n: columns, k: rows, a: gq, lda: rows, b: weight.pointer, ldb: columns, bTransposed: false,
                       c: c, ldc: columns, accumulate: false)
         Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate) }
+        guard !outliers.isEmpty else { return }
+        // dx += dy[:, J] · W[J, :], W's rows J from its int8 form.
+        let k = outliers.count
+        let go = scratch.floats(m * k, slot: Self.outlierInputSlot), wo = scratch.floats(k * columns, slot: Self.outlierWeightSlot)
+        for r in 0..<m { for (t, o) in outliers.enumerated() { go[r * k + t] = dy[r * rows + o] } }
+        for (t, o) in outliers.enumerated() {
+            let s = scale[o]
+            for j in 0..<columns { wo[t * columns + j] = Float(weight[o * columns + j]) * s }
+        }
+        GEMM.f32(m: m, n: columns, k: k, a: go, lda: k, b: wo, ldb: columns, bTransposed: false, c: dx, ldc: columns, accumulate: true)
     }
 
     /// out [R, C] (+)= sums [R, C] · rowScales[r] (· columnScales[c]).
@@ -70,6 +133,11 @@ public final class Int8Product: @unchecked Sendable {
     }
 }
 
+extension Int8Product {
+    static var outlierInputSlot: Int { Scratch.outlierInputSlot }
+    static var outlierWeightSlot: Int { Scratch.outlierWeightSlot }
+}
+
 extension Scratch {
     /// int8 activations [count], their row scales [rows] and the int32 sums [output] of one integer product.
     func int8Operands(input: Int, rows: Int, output: Int) -> (UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) {
@@ -80,5 +148,5 @@ extension Scratch {
     }
 
     /// Float slots the integer products use (above those the LoRA layers use).
-    static let int8InputSlot = 16, int8ScaleSlot = 17, int8SumSlot = 18
+    static let int8InputSlot = 16, int8ScaleSlot = 17, int8SumSlot = 18, outlierInputSlot = 19, outlierWeightSlot = 20
 }
