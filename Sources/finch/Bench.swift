@@ -35,6 +35,10 @@ struct BenchGenerate: ParsableCommand {
     var doubleQuant = false
     @Option(name: .long, help: "Tokens to decode.")
     var decodeTokens: Int = 128
+    @Flag(name: .long, help: "A quantized GGUF's linears kept in their blocks (what generate, serve and train do without --dtype), products in --dtype.")
+    var blocks = false
+    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact or int8 (prefill; decoding keeps float kernels).")
+    var quantCompute: QuantCompute = .exact
 
     func run() throws {
         guard let dtype else {
@@ -46,6 +50,8 @@ struct BenchGenerate: ParsableCommand {
                             "--decode-tokens", "\(decodeTokens)"]
                 if let model { args += ["--model", model] }
                 if let quantize { args += ["--quantize", quantize.rawValue] + (doubleQuant ? ["--double-quant"] : []) }
+                if blocks { args.append("--blocks") }
+                args += ["--quant-compute", quantCompute.rawValue]
                 p.arguments = args
                 try p.run()
                 p.waitUntilExit()
@@ -58,7 +64,8 @@ struct BenchGenerate: ParsableCommand {
         if let quantize {
             quantization = QuantizationConfig(method: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
-        let lm = try LoadedModel.load(model, dtype: dt, quantization: quantization, backend: modelSource.backend)
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: blocks, quantization: quantization, backend: modelSource.backend)
+        if quantCompute == .int8 { lm.model.useInt8Products() }
         let m = lm.model
         var rng = SeededRandom(seed: 3)
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }
@@ -84,7 +91,7 @@ struct BenchGenerate: ParsableCommand {
         }
         printResultLine(machineSummary().merging([
             "engine": .string("finch"), "dtype": .string(dt.rawValue), "threads": .int(Parallel.threadCount),
-            "block_linears": .string(m.isQuantized ? (quantization?.summary ?? "4-bit, as stored") : dt.rawValue),
+            "block_linears": .string(m.weightSummary),
             "weight_mib": .double((Double(m.weightBytes) / 1_048_576).rounded()),
             "gemm_f32": .string(GEMM.f32Backend.rawValue),
             "prefill\(promptTokens)_tok_s": .double((Double(promptTokens) / median(Array(prefill.dropFirst())) * 10).rounded() / 10),
