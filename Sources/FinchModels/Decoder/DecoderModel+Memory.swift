@@ -12,12 +12,17 @@ extension DecoderModel {
         let saved = DecoderWorkspace.byteCount(rows: n, spec: spec, mode: .training(checkpointing: checkpointing))
         let chunk = min(256, n)
         var transient = (chunk * v + chunk * c) * 4                    // logits [chunk, V] + gathered rows
-        var maxIn = 0, maxOut = 0, maxWeight = 0, quantized = false
+        var maxIn = 0, maxOut = 0, maxWeight = 0, quantized = false, int8 = false
         for slot in linearSlots {
             let w = baseWeight(slot.get())
             maxIn = max(maxIn, w.inFeatures); maxOut = max(maxOut, w.outFeatures)
             maxWeight = max(maxWeight, w.outFeatures * w.inFeatures)
             if case .quantized = w.storage { quantized = true }
+            if w.int8 != nil { int8 = true }
+        }
+        if int8 {   // Int8Product's operands: int8 activations, int32 sums, row scales, the outlier columns in f32
+            let wide = max(maxIn, maxOut), outliers = wide / Int8Product.maxOutlierShare
+            transient += n * wide + n * wide * 4 + n * 4 + (n + wide) * outliers * 4
         }
         transient += (n * maxIn + n * r + 3 * n * maxOut) * 4         // LoRA scratch: xd, t, z / w / d1
         if quantized { transient += maxWeight * (dtype == .bf16 ? 6 : 4) }   // one layer expanded
