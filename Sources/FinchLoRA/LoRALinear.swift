@@ -305,7 +305,8 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     public private(set) var lastMergeRoundingError: Float = 0
 
     /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
-    /// rounded back; a quantized weight is dequantized, updated and quantized again).
+    /// rounded back; a quantized weight is dequantized, updated and quantized again; an int8 form
+    /// for integer products is made again from the result).
     private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         let i = inFeatures
         switch base.storage {
@@ -326,5 +327,6 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
                 }
             }
         }
+        if base.int8 != nil { base.useInt8Products(false); base.useInt8Products() }   // its int8 form follows the new weights
     }
 }

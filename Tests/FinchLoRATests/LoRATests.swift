@@ -99,6 +99,20 @@ final class LoRALinearTests: XCTestCase {
         return (l, w, mod)
     }
 
+    /// A base multiplying in integers keeps an int8 form of its weights: merging and unmerging an
+    /// adapter make it again from the new weights.
+    func testMergeRemakesTheInt8Form() throws {
+        let (l, w, _) = make(dora: false)
+        l.base.useInt8Products()
+        try l.merge()
+        let merged = l.base.floatValues()
+        XCTAssertEqual(l.base.int8!.weight.array, Int8Product(values: merged.pointer, rows: o, columns: i).weight.array)
+        try l.unmerge()
+        let restored = Int8Product(values: w, rows: o, columns: i)
+        XCTAssertEqual(l.base.int8!.scale.array.count, restored.scale.array.count)
+        for (a, b) in zip(l.base.int8!.scale.array, restored.scale.array) { XCTAssertEqual(a, b, accuracy: 1e-6 * abs(b)) }
+    }
+
     /// Naive PEFT math in Double: W' = W + s·B·A; DoRA scales row o by m_o / ‖W'_o‖.
     func reference(_ w: [Float], _ mod: LoRAModule, x: [Float], dora: Bool) -> [Double] {
         var wp = [Double](repeating: 0, count: o * i)
