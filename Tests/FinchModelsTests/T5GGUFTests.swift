@@ -210,6 +210,25 @@ final class T5GGUFTests: XCTestCase {
         }
     }
 
+    /// A quantized T5 file kept in its blocks computes what it computes dequantized, bit for bit.
+    func testQuantizedFileKeptInItsBlocksEqualsItDequantized() throws {
+        let lm = try model128()
+        let e = try expected()
+        for type in [GGUFExportType.q8_0, .q4_0] {
+            let (path, _) = try export(lm, type)
+            let blocks = try ModelRegistry.model(gguf: GGUFFile(path: path), keepBlocks: true).model
+            let dense = try ModelRegistry.model(gguf: GGUFFile(path: path)).model
+            XCTAssertTrue(blocks.weightSummary.contains("blocks"), blocks.weightSummary)
+            XCTAssertLessThan(blocks.weightBytes, dense.weightBytes)
+            for p in e.pairs {
+                let a = try blocks.teacherForcedLogits(prompt: p.source, then: Array(p.target.dropLast())).logits
+                let b = try dense.teacherForcedLogits(prompt: p.source, then: Array(p.target.dropLast())).logits
+                XCTAssertEqual(a, b, type.rawValue)
+                XCTAssertEqual(try greedy(blocks, p.source), try greedy(dense, p.source), type.rawValue)
+            }
+        }
+    }
+
     /// ~5x the 2.0e-4 llama.cpp's f32 logits are from transformers' (the fixture's `measured`; ggml's GELU
     /// reads an f16 table).
     static let bound: [GGUFExportType: Float] = [.f32: 1e-3]
