@@ -6,8 +6,9 @@ import XCTest
 
 /// `--quant-compute int8` on real bases (SmolLM2 kept in its Q4_1 blocks, and dequantized to f32):
 /// the loss of a LoRA batch and its gradients against the exact products of the same base.
-/// Measured here (printed): loss 0.39% apart, gradients' cosine 0.9957, norm ratio 0.995 (the
-/// same for both bases: their int8 forms are made from the same values); bounds ~3x.
+/// Measured here (printed; the head's products in int8 too): loss 0.31% apart, gradients' cosine
+/// 0.9956, norm ratio 0.988 (the same for both bases: their int8 forms are made from the same
+/// values); bounds ~3x.
 final class Int8ComputeModelTests: XCTestCase {
     func check(ggufBlocks: Bool) throws {
         let path = try Fixtures.smolLM2()
@@ -39,7 +40,7 @@ final class Int8ComputeModelTests: XCTestCase {
         print("[int8 compute] blocks \(ggufBlocks): loss \(le.sum / Double(le.count)) exact vs \(li.sum / Double(li.count)) int8 (relative \(lossError)); gradients cosine \(cosine), norm ratio \(normRatio)")
         XCTAssertLessThan(lossError, 0.012)
         XCTAssertGreaterThan(cosine, 0.987)
-        XCTAssertEqual(normRatio, 1, accuracy: 0.02)
+        XCTAssertEqual(normRatio, 1, accuracy: 0.035)
     }
 
     func testSmolLM2BlocksInt8() throws { try check(ggufBlocks: true) }

@@ -24,6 +24,9 @@ extension DecoderModel {
             let wide = max(maxIn, maxOut), outliers = wide / Int8Product.maxOutlierShare
             transient += n * wide + n * wide * 4 + n * 4 + (n + wide) * outliers * 4
         }
+        if lmHead.int8 != nil {   // the head's, a chunk of rows at a time (its input gradient's outliers: up to V/16 columns)
+            transient += chunk * v * 5 + chunk * 4 + (chunk + c) * (v / Int8Product.maxOutlierShare) * 4
+        }
         transient += (n * maxIn + n * r + 3 * n * maxOut) * 4         // LoRA scratch: xd, t, z / w / d1
         if quantized { transient += maxWeight * (dtype == .bf16 ? 6 : 4) }   // one layer expanded
         if dtype == .bf16 { transient += n * max(maxIn, maxOut) * 2 }  // bf16 copy of x / dy

@@ -95,6 +95,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
 
     /// Bytes held by the weights.
     public var weightBytes: Int { weightSizes.bytes }
+    public var outputHead: LinearWeight { lmHead }
 
     /// Values of the frozen weights (parameters).
     public var parameterCount: Int { weightSizes.values }

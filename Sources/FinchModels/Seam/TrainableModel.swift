@@ -40,6 +40,8 @@ public protocol TrainableModel: LoRAHost {
 
     /// Bytes held by the weights.
     var weightBytes: Int { get }
+    /// The frozen output head [V, C] (the embedding when they are tied).
+    var outputHead: LinearWeight { get }
     /// Values of the frozen weights (parameters).
     var parameterCount: Int { get }
     /// The most memory loading this model holds at once, beyond the process before loading, when
@@ -81,10 +83,12 @@ extension TrainableModel {
         return kinds.joined(separator: " + ") + products
     }
 
-    /// Makes every base linear the adapters can wrap multiply in integers (`Int8Product`), or in
-    /// its own precision again.
+    /// Makes every base linear the adapters can wrap, and the output head, multiply in integers
+    /// (`Int8Product`), or in their own precision again. (A tied embedding still looks its rows up
+    /// in its own values.)
     public func useInt8Products(_ on: Bool = true) {
         for s in linearSlots { baseWeight(s.get()).useInt8Products(on) }
+        outputHead.useInt8Products(on)
     }
 
     /// Replaces every quantized linear by its dequantized values stored as `dtype` (before an

@@ -254,6 +254,7 @@ public final class T5Model: @unchecked Sendable {
 
     /// Bytes held by the weights.
     public var weightBytes: Int { weightSizes.bytes }
+    public var outputHead: LinearWeight { lmHead }
     /// Values of the frozen weights.
     public var parameterCount: Int { weightSizes.values }
 
