@@ -70,28 +70,35 @@ public final class Int8Product: @unchecked Sendable {
         return picked
     }
 
+    /// `quantizeRows` of a [R, C] ⊙ factors with its outlier columns left out (factor 0); returns
+    /// those columns, whose products the caller runs in f32.
+    static func quantizeRowsWithoutOutliers(_ a: UnsafePointer<Float>, rows: Int, columns c: Int, factors: UnsafePointer<Float>?,
+                                            into q: UnsafeMutablePointer<Int8>, scales s: UnsafeMutablePointer<Float>) -> [Int] {
+        Profile.measure(.int8Convert) {
+            let outliers = outlierColumns(a, rows: rows, columns: c, factors: factors)
+            guard !outliers.isEmpty else {
+                quantizeRows(a, rows: rows, columns: c, columnFactors: factors, into: q, scales: s)
+                return []
+            }
+            var kept = factors.map { Array(UnsafeBufferPointer(start: $0, count: c)) } ?? [Float](repeating: 1, count: c)
+            for j in outliers { kept[j] = 0 }
+            kept.withUnsafeBufferPointer { quantizeRows(a, rows: rows, columns: c, columnFactors: $0.baseAddress, into: q, scales: s) }
+            return outliers
+        }
+    }
+
     /// y [M, O] (+)= x [M, I] · Wᵀ: the int8 product of x without its outlier columns, plus theirs in f32.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                         scratch: Scratch) throws(CoreError) {
         let (xq, sx, c) = scratch.int8Operands(input: m * columns, rows: m, output: m * rows)
-        let outliers = Profile.measure(.int8Convert) { Self.outlierColumns(x, rows: m, columns: columns, factors: nil) }
-        var mask = [Float]()
-        if !outliers.isEmpty {
-            mask = [Float](repeating: 1, count: columns)
-            for j in outliers { mask[j] = 0 }
-        }
-        Profile.measure(.int8Convert) {
-            mask.withUnsafeBufferPointer {
-                Self.quantizeRows(x, rows: m, columns: columns, columnFactors: mask.isEmpty ? nil : $0.baseAddress, into: xq, scales: sx)
-            }
-        }
+        let outliers = Self.quantizeRowsWithoutOutliers(x, rows: m, columns: columns, factors: nil, into: xq, scales: sx)
         try GEMM.int8(m: m, n: rows, k: columns, a: xq, lda: columns, b: weight.pointer, ldb: columns, bTransposed: true,
                       c: c, ldc: rows, accumulate: false)
         Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate) }
         guard !outliers.isEmpty else { return }
         // y += x[:, J] · W[:, J]ᵀ, W's columns J from its int8 form.
         let k = outliers.count
-        let xo = scratch.floats(m * k, slot: Self.outlierInputSlot), wo = scratch.floats(rows * k, slot: Self.outlierWeightSlot)
+        let xo = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(rows * k, slot: Scratch.outlierWeightSlot)
         for r in 0..<m { for (t, j) in outliers.enumerated() { xo[r * k + t] = x[r * columns + j] } }
         for o in 0..<rows { for (t, j) in outliers.enumerated() { wo[o * k + t] = Float(weight[o * columns + j]) * scale[o] } }
         GEMM.f32(m: m, n: rows, k: k, a: xo, lda: k, b: wo, ldb: k, bTransposed: true, c: y, ldc: rows, accumulate: true)
@@ -102,19 +109,14 @@ public final class Int8Product: @unchecked Sendable {
     public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                               scratch: Scratch) throws(CoreError) {
         let (gq, sg, c) = scratch.int8Operands(input: m * rows, rows: m, output: m * columns)
-        let outliers = Profile.measure(.int8Convert) { Self.outlierColumns(dy, rows: m, columns: rows, factors: scale.pointer) }
-        var factors = Array(UnsafeBufferPointer(start: scale.pointer, count: rows))
-        for o in outliers { factors[o] = 0 }
-        Profile.measure(.int8Convert) {
-            factors.withUnsafeBufferPointer { Self.quantizeRows(dy, rows: m, columns: rows, columnFactors: $0.baseAddress, into: gq, scales: sg) }
-        }
+        let outliers = Self.quantizeRowsWithoutOutliers(dy, rows: m, columns: rows, factors: scale.pointer, into: gq, scales: sg)
         try GEMM.int8(m: m, n: columns, k: rows, a: gq, lda: rows, b: weight.pointer, ldb: columns, bTransposed: false,
                       c: c, ldc: columns, accumulate: false)
         Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate) }
         guard !outliers.isEmpty else { return }
         // dx += dy[:, J] · W[J, :], W's rows J from its int8 form.
         let k = outliers.count
-        let go = scratch.floats(m * k, slot: Self.outlierInputSlot), wo = scratch.floats(k * columns, slot: Self.outlierWeightSlot)
+        let go = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(k * columns, slot: Scratch.outlierWeightSlot)
         for r in 0..<m { for (t, o) in outliers.enumerated() { go[r * k + t] = dy[r * rows + o] } }
         for (t, o) in outliers.enumerated() {
             let s = scale[o]
@@ -131,11 +133,6 @@ public final class Int8Product: @unchecked Sendable {
                              out + r.lowerBound * c, accumulate ? 1 : 0)
         }
     }
-}
-
-extension Int8Product {
-    static var outlierInputSlot: Int { Scratch.outlierInputSlot }
-    static var outlierWeightSlot: Int { Scratch.outlierWeightSlot }
 }
 
 extension Scratch {
