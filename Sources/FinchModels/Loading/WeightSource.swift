@@ -164,14 +164,7 @@ public struct GGUFWeightSource: WeightSource {
     public func blockWeight(_ name: String) throws -> GGUFBlockMatrix? {
         guard keepsBlocks, let g = ggufName[name], let t = file.tensor(named: g), t.dimensions.count == 2,
               GGUFBlockMatrix.keptTypes.contains(t.type), t.dimensions[0] % t.type.blockSize == 0 else { return nil }
-        var order: [Int]? = nil
-        if let heads = permutedHeads[name] {
-            // GGUF row h·D + 2j + t holds model row h·D + t·D/2 + j (see `reorderRotaryRows`).
-            let rows = t.dimensions[1], d = rows / heads
-            var o = [Int](repeating: 0, count: rows)
-            for h in 0..<heads { for j in 0..<(d / 2) { for tt in 0..<2 { o[h * d + tt * d / 2 + j] = h * d + 2 * j + tt } } }
-            order = o
-        }
+        let order = permutedHeads[name].map { Self.rotaryRowOrder(rows: t.dimensions[1], heads: $0) }
         return try GGUFBlockMatrix(file: file, tensor: t, rowOrder: order)
     }
 
@@ -203,18 +196,22 @@ public struct GGUFWeightSource: WeightSource {
     /// rows of `w` from Hugging Face's order to llama.cpp's (`toGGUF`, as an export writes them)
     /// or back (as loading reads them).
     static func reorderRotaryRows(_ w: Buffer<Float>, heads: Int, rowLength: Int, toGGUF: Bool) -> Buffer<Float> {
-        let rows = w.count / rowLength
-        let d = rows / heads, half = d / 2
+        let order = rotaryRowOrder(rows: w.count / rowLength, heads: heads)
         let out = Buffer<Float>(count: w.count)
-        for h in 0..<heads {
-            for j in 0..<half {
-                for t in 0..<2 {
-                    let gguf = (h * d + 2 * j + t) * rowLength, hf = (h * d + t * half + j) * rowLength
-                    (out.pointer + (toGGUF ? gguf : hf)).update(from: w.pointer + (toGGUF ? hf : gguf), count: rowLength)
-                }
-            }
+        for (hf, gguf) in order.enumerated() {
+            let (to, from) = toGGUF ? (gguf, hf) : (hf, gguf)
+            (out.pointer + to * rowLength).update(from: w.pointer + from * rowLength, count: rowLength)
         }
         return out
+    }
+
+    /// For each Hugging Face row of a q / k weight of `heads` heads, the llama.cpp row holding it:
+    /// HF row h·D + t·D/2 + j is GGUF row h·D + 2j + t.
+    static func rotaryRowOrder(rows: Int, heads: Int) -> [Int] {
+        let d = rows / heads, half = d / 2
+        var order = [Int](repeating: 0, count: rows)
+        for h in 0..<heads { for j in 0..<half { for t in 0..<2 { order[h * d + t * half + j] = h * d + 2 * j + t } } }
+        return order
     }
 }
 
