@@ -39,16 +39,7 @@ final class GGUFBlockModelTests: XCTestCase {
         let one = [Int(Self.batch[1].tokens[0])]
         XCTAssertEqual(try blocks.logits(tokens: [one])[0][0], try dense.logits(tokens: [one])[0][0], "a decoding step's logits")
 
-        var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .allLinear)
-        config.loraDropout = 0
-        for m in [blocks, dense] {
-            try m.createAdapter(config: config, name: "a", seed: 3)
-            var rng = SeededRandom(seed: 11)
-            for p in m.trainableParameters() where p.name.contains("lora_B") {
-                for i in 0..<p.value.count { p.value[i] = 0.01 * rng.nextGaussian() }
-            }
-            m.adapterParametersChanged()
-        }
+        for m in [blocks, dense] { try m.attachRandomizedAdapter(r: 4, name: "a") }
         for checkpointing in [false, true] {
             for m in [blocks, dense] { m.zeroGradients() }
             let lb = try blocks.forwardBackward(Self.batch, checkpointing: checkpointing)

@@ -16,17 +16,7 @@ final class Int8ComputeModelTests: XCTestCase {
         let int8 = try XCTUnwrap(try LoadedModel.load(path, ggufBlocks: ggufBlocks).model as? DecoderModel)
         int8.useInt8Products()
         XCTAssertTrue(int8.weightSummary.contains("int8 products"), int8.weightSummary)
-        var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .allLinear)
-        config.loraDropout = 0
-        for m in [exact, int8] {
-            try m.createAdapter(config: config, name: "a", seed: 3)
-            var rng = SeededRandom(seed: 11)
-            for p in m.trainableParameters() where p.name.contains("lora_B") {
-                for i in 0..<p.value.count { p.value[i] = 0.01 * rng.nextGaussian() }
-            }
-            m.adapterParametersChanged()
-            m.zeroGradients()
-        }
+        for m in [exact, int8] { try m.attachRandomizedAdapter(r: 4, name: "a") }
         let batch = GGUFBlockModelTests.batch
         let le = try exact.forwardBackward(batch), li = try int8.forwardBackward(batch)
         let lossError = abs(li.sum - le.sum) / abs(le.sum)

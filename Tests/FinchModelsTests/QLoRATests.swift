@@ -71,17 +71,7 @@ final class QLoRATests: XCTestCase {
             XCTAssertEqual(d, try f32Products.logits(tokens: [one])[0][0], "bf16 decode")
         }
         // Training: an all-linear LoRA (B randomized so every gradient is non-trivial) on both.
-        var config = AdapterConfig(r: 8, loraAlpha: 16, targetModules: .allLinear)
-        config.loraDropout = 0
-        for m in [quantized, reference] {
-            try m.createAdapter(config: config, name: "qlora", seed: 3)
-            var rng = SeededRandom(seed: 11)
-            for p in m.trainableParameters() where p.name.contains("lora_B") {
-                for i in 0..<p.value.count { p.value[i] = 0.01 * rng.nextGaussian() }
-            }
-            m.adapterParametersChanged()
-            m.zeroGradients()
-        }
+        for m in [quantized, reference] { try m.attachRandomizedAdapter(r: 8, name: "qlora") }
         let lq = try quantized.forwardBackward(Self.batch)
         let lr = try reference.forwardBackward(Self.batch)
         XCTAssertEqual(lq.sum, lr.sum)
