@@ -19,9 +19,8 @@ OUT_DIR="${OUT_DIR:-$(mktemp -d)}"
 FINCH_BENCH_NO_REF=1 source Scripts/bench/common.sh
 bench_start qlora-loss
 LR="${LR:-2e-4}"
-common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear
-        --learning-rate "$LR" --warmup-steps 10 --batch-size 4 --max-seq-len 256 --max-steps "$STEPS"
-        --eval-steps $((STEPS / 4)) --save-steps 100000 --logging-steps 10 --seed 42)
+source Scripts/checks/training/loss_recipe.sh
+loss_recipe "$DATA" "$STEPS" "$LR"
 if [ "${PARALLEL:-0}" = 1 ]; then
   "$FINCH" train "${common[@]}" --output "$OUT_DIR/lora-f32" > "$OUT_DIR/lora-f32.log" 2>&1 &
   "$FINCH" train "${common[@]}" --quantize nf4 --double-quant --output "$OUT_DIR/qlora-nf4-dq" > "$OUT_DIR/qlora-nf4-dq.log" 2>&1

@@ -19,9 +19,8 @@ CASES="${CASES:-blocks f32 nf4}"
 [ "$FINCH" = .build/release/finch ] || FINCH_BENCH_NO_BUILD=1
 FINCH_BENCH_NO_REF=1 source Scripts/bench/common.sh
 bench_start quant-compute-quality steps="$STEPS" cases="$CASES"
-common=(--data "$DATA" --eval-fraction 0.05 --lora-r 16 --lora-alpha 32 --target-modules all-linear
-        --learning-rate 2e-4 --warmup-steps 10 --batch-size 4 --max-seq-len 256 --max-steps "$STEPS"
-        --eval-steps $((STEPS / 4)) --save-steps 100000 --logging-steps 10 --seed 42)
+source Scripts/checks/training/loss_recipe.sh
+loss_recipe "$DATA" "$STEPS"
 declare -A BASE=([blocks]="" [f32]="--dtype f32" [nf4]="--dtype f32 --quantize nf4 --double-quant"
                  [gemma3]="--model $(Scripts/fetch-model.sh gemma3-270m 2>/dev/null || echo gemma3-270m)")
 for c in $CASES; do
