@@ -1,5 +1,6 @@
 import ArgumentParser
 import FinchCore
+import FinchFormats
 import FinchModels
 import FinchServe
 import Foundation
@@ -43,10 +44,11 @@ struct BenchBatch: ParsableCommand {
                 if r.prefilling == 0 && r.sequences == b { decode.append(dt) }
             }
             let step = median(decode)
-            print("{\"bench\": \"batch\", \"model\": \"\(lm.path.split(separator: "/").last!)\", \"weights\": \"\(lm.model.weightSummary)\", "
-                  + "\"adapters\": \(names.count - 1), \"batch\": \(b), \"step_ms\": \(String(format: "%.2f", step * 1000)), "
-                  + "\"tokens_per_s\": \(String(format: "%.1f", Double(b) / step)), \"steps\": \(decode.count), "
-                  + "\"cpu\": \"\(CPUInfo.model)\", \"cores\": \(ProcessInfo.processInfo.activeProcessorCount)}")
+            printResultLine([
+                "bench": .string("batch"), "model": .string(String(lm.path.split(separator: "/").last!)),
+                "weights": .string(lm.model.weightSummary), "adapters": .int(names.count - 1), "batch": .int(b),
+                "step_ms": .number(String(format: "%.2f", step * 1000)), "tokens_per_s": .number(String(format: "%.1f", Double(b) / step)),
+                "steps": .int(decode.count), "cpu": .string(CPUInfo.model), "cores": .int(ProcessInfo.processInfo.activeProcessorCount)])
         }
     }
 }

@@ -42,14 +42,14 @@ struct EvalPerplexity: ParsableCommand {
             if w % 10 == 0 || w == n { stderrPrint("window \(w)/\(n)") }
         }
         let seconds = Date().timeIntervalSince(start)
-        let fields: [(String, String)] = [
-            ("data", JSONValue.quoted(data)), ("model", JSONValue.quoted(lm.path)), ("adapter", model.adapter.map { JSONValue.quoted($0) } ?? "null"),
-            ("protocol", r.pairs ? "\"pairs\"" : stride == nil ? "\"windows\"" : "\"strided\""), ("max_seq_len", "\(maxSeqLen)"),
-            ("stride", stride.map(String.init) ?? "null"), ("tokens", "\(r.tokens)"), (r.pairs ? "pairs" : "windows", "\(r.windows)"),
-            ("mean_nll", "\(r.meanNLL)"), ("stderr", "\(r.standardError)"), ("perplexity", "\(r.perplexity)"),
-            ("perplexity_error", "\(r.perplexityError)"), ("tokens_per_s", String(format: "%.1f", Double(r.tokens) / seconds)),
-        ]
-        print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+        let line: JSONValue = .object([
+            ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map(JSONValue.string) ?? .null),
+            ("protocol", .string(r.pairs ? "pairs" : stride == nil ? "windows" : "strided")), ("max_seq_len", .int(maxSeqLen)),
+            ("stride", stride.map(JSONValue.int) ?? .null), ("tokens", .int(r.tokens)), (r.pairs ? "pairs" : "windows", .int(r.windows)),
+            ("mean_nll", .double(r.meanNLL)), ("stderr", .double(r.standardError)), ("perplexity", .double(r.perplexity)),
+            ("perplexity_error", .double(r.perplexityError)), ("tokens_per_s", .number(String(format: "%.1f", Double(r.tokens) / seconds))),
+        ])
+        print(line.serialized())
     }
 }
 
