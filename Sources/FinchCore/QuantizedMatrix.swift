@@ -25,6 +25,16 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
 }
 
 extension QuantizedMatrix {
+    /// max |W − values| over the `count` values of W [rows, columns], W as it is held now: the
+    /// rounding `requantize` reports.
+    public func maxError(against values: UnsafePointer<Float>, count: Int) -> Float {
+        let back = Buffer<Float>(uninitializedCount: count)
+        dequantize(into: back.pointer)
+        var err: Float = 0
+        for i in 0..<count { err = max(err, abs(back[i] - values[i])) }
+        return err
+    }
+
     public func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         false
     }

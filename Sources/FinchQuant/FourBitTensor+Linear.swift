@@ -11,10 +11,7 @@ extension FourBitTensor: QuantizedMatrix {
                                                 type: type, blocksize: blocksize, doubleQuant: isDoubleQuantized)
         packed.pointer.update(from: fresh.packed.pointer, count: packed.count)
         scales = fresh.scales
-        let back = dequantize()
-        var err: Float = 0
-        for i in 0..<count { err = max(err, abs(back[i] - values[i])) }
-        return err
+        return maxError(against: values, count: count)
     }
 
     /// The fused 4-bit product of `finch_linear4_small` (a 2-D weight whose rows start on a block):

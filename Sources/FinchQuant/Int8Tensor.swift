@@ -89,11 +89,7 @@ public final class Int8Tensor: QuantizedMatrix, @unchecked Sendable {
         let q = Int8Tensor.quantize(UnsafeBufferPointer(start: values, count: rows * columns), rows: rows, columns: columns,
                                     threshold: threshold)
         data = q.data; scb = q.scb
-        let back = Buffer<Float>(uninitializedCount: rows * columns)
-        dequantize(into: back.pointer)
-        var err: Float = 0
-        for i in 0..<back.count { err = max(err, abs(back[i] - values[i])) }
-        return err
+        return maxError(against: values, count: rows * columns)
     }
 
     /// y[M, N] (+)= LLM.int8(x[M, K], W) (see the type's description).

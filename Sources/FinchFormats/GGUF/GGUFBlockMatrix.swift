@@ -124,10 +124,6 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
         }
         owned?.deallocate()
         owned = fresh; blocks = UnsafeRawPointer(fresh)
-        let back = Buffer<Float>(uninitializedCount: rows * columns)
-        dequantize(into: back.pointer)
-        var err: Float = 0
-        for i in 0..<(rows * columns) { err = max(err, abs(back[i] - values[i])) }
-        return err
+        return maxError(against: values, count: rows * columns)
     }
 }
