@@ -64,8 +64,8 @@ struct BenchGenerate: ParsableCommand {
         if let quantize {
             quantization = QuantizationConfig(method: quantize, doubleQuant: doubleQuant, computeDType: dt)
         }
-        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: blocks, quantization: quantization, backend: modelSource.backend)
-        if quantCompute == .int8 { lm.model.useInt8Products() }
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: blocks, quantization: quantization, quantCompute: quantCompute,
+                                      backend: modelSource.backend)
         let m = lm.model
         var rng = SeededRandom(seed: 3)
         let ids = (0..<promptTokens).map { _ in 100 + Int(rng.next() % 39_900) }

@@ -43,8 +43,8 @@ struct BenchTrain: ParsableCommand {
         let dt = dtype ?? .f32
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
-        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quant, backend: modelSource.backend)
-        if quantCompute == .int8 { lm.model.useInt8Products() }
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quant, quantCompute: quantCompute,
+                                      backend: modelSource.backend)
         var c = TrainingConfig()
         c.loraR = r; c.loraAlpha = Double(2 * r); c.loraDropout = 0.05
         c.targetModules = targets == "qv" ? lm.model.defaultTargetModules : ["all-linear"]

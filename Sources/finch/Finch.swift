@@ -54,9 +54,9 @@ struct BaseModelOptions: ParsableArguments {
     func load() throws -> LoadedModel {
         let dt = dtype ?? .f32
         let start = Date()
-        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quantization, backend: modelSource.backend)
+        let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quantization, quantCompute: quantCompute,
+                                      backend: modelSource.backend)
         if let chatTemplate { try lm.useChatTemplate(file: chatTemplate) }
-        if quantCompute == .int8 { lm.model.useInt8Products() }
         stderrPrint(String(format: "loaded %@ (%@, %@, %@, %.0f MiB of weights) in %.2f s", lm.path, lm.family.name, lm.model.kind.rawValue,
                            lm.model.weightSummary, Double(lm.model.weightBytes) / 1_048_576, Date().timeIntervalSince(start)))
         return lm

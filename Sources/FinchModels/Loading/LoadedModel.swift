@@ -53,8 +53,10 @@ public final class LoadedModel: @unchecked Sendable {
     /// The model computes on `backend` (nil: `FINCH_BACKEND`, else the CPU). A GGUF's linear
     /// weights of llama.cpp's quantized types stay in their blocks with `ggufBlocks` (and no
     /// `quantization`), products in `dtype`; without it they are dequantized to `dtype` as they load.
+    /// `quantCompute` `.int8`: the base's products run in integers (`useInt8Products`).
     public static func load(_ spec: String?, dtype: WeightDType = .f32, ggufBlocks: Bool = false,
-                            quantization: QuantizationConfig? = nil, backend: BackendKind? = nil) throws -> LoadedModel {
+                            quantization: QuantizationConfig? = nil, quantCompute: QuantCompute = .exact,
+                            backend: BackendKind? = nil) throws -> LoadedModel {
         let compute = try BackendKind.resolve(backend)
         let path = try ModelStore.resolve(spec)
         var isDir: ObjCBool = false
@@ -70,11 +72,13 @@ public final class LoadedModel: @unchecked Sendable {
             let source = try SafeTensorsWeightSource(directory: path)
             let model = try config.family.loadHuggingFace(config.data, config.path, source, dtype, quantization)
             model.backend = compute
+            if quantCompute == .int8 { model.useInt8Products() }
             return LoadedModel(model: model, tokenizer: try Tokenizer(huggingFaceDirectory: path), path: path, family: config.family)
         }
         let file = try GGUFFile(path: path)
         let (model, family) = try ModelRegistry.model(gguf: file, dtype: dtype, quantization: quantization, keepBlocks: ggufBlocks)
         model.backend = compute
+        if quantCompute == .int8 { model.useInt8Products() }
         return LoadedModel(model: model, tokenizer: try Tokenizer(gguf: file), path: path, family: family)
     }
 }

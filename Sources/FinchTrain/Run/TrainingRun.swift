@@ -62,8 +62,7 @@ public struct TrainingRun {
         var options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
         let lm = try LoadedModel.load(c.model, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil, quantization: c.quantization,
-                                      backend: c.backend)
-        if c.quantCompute == .int8 { lm.model.useInt8Products() }
+                                      quantCompute: c.quantCompute, backend: c.backend)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         options.decoderStartTokenId = lm.prompts.decoderStartTokenId.map(Int32.init)
         let trainable = lm.model, tokenizer = lm.tokenizer, path = lm.path
