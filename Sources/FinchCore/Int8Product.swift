@@ -28,6 +28,16 @@ public final class Int8Product: @unchecked Sendable {
         Self.quantizeRows(values, rows: o, columns: i, columnFactors: nil, into: weight.pointer, scales: scale.pointer)
     }
 
+    /// y [M, O] (+)= x [M, I] · Wᵀ for decoding (M ≤ `LinearWeight.smallBatchRows`): x quantized in
+    /// groups of 32 with a scale each (`QuantizedActivations`), the int8 weight read once (a quarter
+    /// of an f32 weight's bytes) by the integer block kernel. False when I is not a multiple of 32.
+    public func forwardSmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
+        QuantizedActivations.with(x, rows: m, columns: columns) { q in
+            finch_block_gemv_q8(FINCH_BLOCK_S8_ROWS, weight.pointer, columns, nil, scale.pointer, Int32(m), Int32(rows),
+                                Int32(columns), q.values, q.scales, q.sums, y, rows, accumulate ? 1 : 0) != 0
+        } ?? false
+    }
+
     /// Bytes held.
     public var byteCount: Int { weight.byteCount + scale.byteCount }
 
@@ -146,4 +156,26 @@ extension Scratch {
 
     /// Float slots the integer products use (above those the LoRA layers use).
     static let int8InputSlot = 16, int8ScaleSlot = 17, int8SumSlot = 18, outlierInputSlot = 19, outlierWeightSlot = 20
+}
+
+/// Activation rows quantized for the integer block kernels of decoding (`finch_block_gemv_q8`): int8
+/// values [M, I] and, per group of 32, a scale d and the sum d·Σq (llama.cpp's Q8 activations).
+public struct QuantizedActivations {
+    public let values: UnsafePointer<Int8>
+    public let scales: UnsafePointer<Float>
+    public let sums: UnsafePointer<Float>
+
+    /// Runs `body` on x [M, I] quantized in stack memory; nil when I is not a multiple of 32.
+    public static func with<R>(_ x: UnsafePointer<Float>, rows m: Int, columns c: Int,
+                               _ body: (QuantizedActivations) -> R) -> R? {
+        guard c % 32 == 0 else { return nil }
+        let groups = m * c / 32
+        return withUnsafeTemporaryAllocation(of: Int8.self, capacity: m * c) { q in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * groups) { f in
+                let (qp, fp) = (q.baseAddress!, f.baseAddress!)
+                Profile.measure(.int8Convert) { finch_quantize_q8_groups(x, c, Int32(m), Int32(c), qp, fp, fp + groups) }
+                return body(QuantizedActivations(values: qp, scales: fp, sums: fp + groups))
+            }
+        }
+    }
 }

@@ -21,8 +21,8 @@ public final class LinearWeight: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     public let storage: Storage
-    /// The weight's int8 form, when its products run in integers (`useInt8Products`): then the
-    /// forward over more than `smallBatchRows` rows and every input gradient multiply it.
+    /// The weight's int8 form, when its products run in integers (`useInt8Products`): then every
+    /// forward and input gradient runs in integers (decoding on the GGUF blocks when it has them).
     public private(set) var int8: Int8Product?
 
     /// Rows at or below this use the decode kernel instead of a GEMM.
@@ -63,7 +63,8 @@ public final class LinearWeight: @unchecked Sendable {
     }
 
     /// Makes the weight's products run in integers (`Int8Product`, built from its values), or in
-    /// its own precision again. Decoding (up to `smallBatchRows` rows) keeps its float kernels.
+    /// its own precision again. Decoding (up to `smallBatchRows` rows) multiplies a GGUF weight's
+    /// own blocks in integers where the type has a kernel, else the int8 form.
     public func useInt8Products(_ on: Bool = true) {
         guard on else { int8 = nil; return }
         if int8 != nil { return }
@@ -124,9 +125,15 @@ public final class LinearWeight: @unchecked Sendable {
                         xBF16: UnsafePointer<BF16Bits>? = nil, rows m: Int,
                         accumulate: Bool = false, scratch: Scratch) {
         let n = outFeatures, k = inFeatures
-        if let int8, m > Self.smallBatchRows {
-            do { try int8.forward(y: y, x: x, rows: m, accumulate: accumulate, scratch: scratch); return }
-            catch { GEMM.recordDNNLFailure(error) }   // then the float product below
+        if let int8 {
+            if m <= Self.smallBatchRows {
+                // Decoding: integer dots on the weight's own blocks where it has them, else on its int8 form.
+                if case .quantized(let q, _) = storage, q.multiplySmallInt8(y: y, x: x, rows: m, accumulate: accumulate) { return }
+                if int8.forwardSmall(y: y, x: x, rows: m, accumulate: accumulate) { return }
+            } else {
+                do { try int8.forward(y: y, x: x, rows: m, accumulate: accumulate, scratch: scratch); return }
+                catch { GEMM.recordDNNLFailure(error) }   // then the float product below
+            }
         }
         var storage = self.storage
         if case .quantized(let q, let compute) = storage {

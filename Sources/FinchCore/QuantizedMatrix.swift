@@ -18,6 +18,10 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
     /// then expands it and runs the float kernel).
     func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
+    /// y[M, rows] (+)= x[M, columns] · Wᵀ for the few rows of decoding in integers (x quantized in
+    /// groups of 32, `QuantizedActivations`), straight from the compressed form; false when the
+    /// format has no integer kernel (the caller then runs its other products).
+    func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
     /// y[M, rows] (+)= x[M, columns] · Wᵀ computed the format's own way (LLM.int8 quantizes x
     /// too), for every M; false for formats whose product is the expanded weight's (the caller
     /// then runs that). The input gradient always multiplies by the expanded weight.
@@ -36,6 +40,9 @@ extension QuantizedMatrix {
     }
 
     public func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
+        false
+    }
+    public func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         false
     }
     public func multiply(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,

@@ -113,6 +113,23 @@ void finch_quant4_blocks(uint8_t *packed, float *absmax, const float *src, size_
 /// reference quantizers do, writing the blocks back to back into `out`. Returns 0 (and writes
 /// nothing) for another type.
 int finch_ggml_quantize(int type, const float *x, uint8_t *out, int64_t blocks);
+/// The `type` of finch_block_gemv_q8 for int8 rows [N, K] with one f32 scale per row (Int8Product's form).
+#define FINCH_BLOCK_S8_ROWS (-1)
+/// Activation rows x [M, K] (row stride ldx, K a multiple of 32) quantized for finch_block_gemv_q8 in
+/// groups of 32: q [M, K] = round(x / d) within ±127, d [M, K/32] = max |group| / 127, s [M, K/32] =
+/// d · Σ q (the group's sum, for the weights' minimum terms). A group holding a NaN or infinity gets d = s = NaN.
+void finch_quantize_q8_groups(const float *x, size_t ldx, int M, int K, int8_t *q, float *d, float *s);
+/// 1 when finch_block_gemv_q8 multiplies ggml type `type` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K,
+/// or FINCH_BLOCK_S8_ROWS).
+int finch_block_dot_supported(int type);
+/// y[M, N] (+)= x · Wᵀ for decoding (1 ≤ M ≤ 4) in integers: W [N, K] in ggml `type` blocks (stored rows
+/// row_bytes apart; model row n is stored row row_order[n], or n when row_order is NULL; for
+/// FINCH_BLOCK_S8_ROWS int8 values with row_scales [stored rows]), x as finch_quantize_q8_groups wrote
+/// it. u8 × s8 sums in int32 (AVX512-VNNI / AVX-VNNI / AVX2 / portable), block scales in f32; parallel
+/// over N. Returns 0 (and does nothing) for a type, M or K it has no kernel for.
+int finch_block_gemv_q8(int type, const void *w, size_t row_bytes, const int64_t *row_order, const float *row_scales,
+                        int M, int N, int K, const int8_t *xq, const float *xd, const float *xs,
+                        float *y, size_t ldy, int accumulate);
 /// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte
 /// e/2 when e is even, else the low one): out[i] = code[nibble(start+i)] · absmax[(start+i)/blocksize]
 /// for i < count. `code` has 16 entries; `absmax` is indexed by the block of the whole tensor.

@@ -23,6 +23,8 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
     public let rowOrder: [Int]?
     /// Bytes of one stored row.
     let rowBytes: Int
+    /// `rowOrder` for the C kernels (empty when nil).
+    private let storedRows64: [Int64]
     let kernel: GGMLDequantizer.Kernel
     /// The file the blocks are mapped from (kept open while the blocks are used).
     let file: GGUFFile
@@ -48,6 +50,7 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
             throw FormatError.invalidShape(path: file.path, tensor: t.name, reason: "the row order given is not a permutation of its \(n) rows")
         }
         type = t.type; self.rowOrder = rowOrder; self.kernel = kernel; self.file = file
+        storedRows64 = rowOrder.map { $0.map(Int64.init) } ?? []
         rowBytes = columns / t.type.blockSize * t.type.typeSize
         guard let base = file.rawBytes(t).baseAddress else {
             throw FormatError.invalidShape(path: file.path, tensor: t.name, reason: "it holds no data")
@@ -103,6 +106,20 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
             }
         }
         return true
+    }
+
+    /// y [M, O] (+)= x [M, I] · Wᵀ in integers, as llama.cpp decodes: x quantized in groups of 32
+    /// (`QuantizedActivations`), each block's weights unpacked in registers and multiplied as u8 × s8
+    /// (`finch_block_gemv_q8`), the block scales applied in f32. False for Q2_K / Q3_K (the float
+    /// tiles of `multiplySmall` then) and for more rows than the kernel takes.
+    public func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
+        guard finch_block_dot_supported(Int32(type.rawValue)) != 0, m <= 4 else { return false }
+        return QuantizedActivations.with(x, rows: m, columns: columns) { q in
+            storedRows64.withUnsafeBufferPointer { order in
+                finch_block_gemv_q8(Int32(type.rawValue), blocks, rowBytes, rowOrder == nil ? nil : order.baseAddress, nil,
+                                    Int32(m), Int32(rows), Int32(columns), q.values, q.scales, q.sums, y, rows, accumulate ? 1 : 0) != 0
+            }
+        } ?? false
     }
 
     /// Whether `requantize` can write this type (llama.cpp's reference quantizers Finch has).
