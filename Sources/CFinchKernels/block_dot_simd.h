@@ -43,16 +43,18 @@ static inline float BD_NAME(hsum)(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-__attribute__((target(BD_TARGET)))
-static void BD_NAME(rows_simd)(const struct block_args *a, int n0, int n1) {
-    const int G = a->K / 32, M = a->M, K = a->K;
+// The rows [n0, n1) for M activation rows, M a constant where it is inlined (so the
+// accumulators stay in registers).
+__attribute__((target(BD_TARGET), always_inline))
+static inline void BD_NAME(rows_simd_m)(const struct block_args *a, int n0, int n1, const int M) {
+    const int G = a->K / 32, K = a->K;
     const __m256i low4 = _mm256_set1_epi8(15);
     for (int n = n0; n < n1; n++) {
         const size_t stored = (size_t)(a->order ? a->order[n] : n);
         const uint8_t *row = a->w + stored * a->row_bytes;
         __m256 acc[4];
         float off[4] = {0, 0, 0, 0};
-        for (int m = 0; m < 4; m++) acc[m] = _mm256_setzero_ps();
+        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
         switch (a->type) {
         case T_Q4_0:
             for (int g = 0; g < G; g++) {
@@ -140,6 +142,16 @@ static void BD_NAME(rows_simd)(const struct block_args *a, int n0, int n1) {
         float sum[4];
         for (int m = 0; m < M; m++) sum[m] = BD_NAME(hsum)(acc[m]) + off[m];
         store_rows(a, n, sum);
+    }
+}
+
+__attribute__((target(BD_TARGET)))
+static void BD_NAME(rows_simd)(const struct block_args *a, int n0, int n1) {
+    switch (a->M) {
+    case 1: BD_NAME(rows_simd_m)(a, n0, n1, 1); break;
+    case 2: BD_NAME(rows_simd_m)(a, n0, n1, 2); break;
+    case 3: BD_NAME(rows_simd_m)(a, n0, n1, 3); break;
+    default: BD_NAME(rows_simd_m)(a, n0, n1, 4); break;
     }
 }
 
