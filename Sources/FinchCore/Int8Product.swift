@@ -38,6 +38,21 @@ public final class Int8Product: @unchecked Sendable {
         } ?? false
     }
 
+    /// The int8 form of a weight too large to expand whole: `fill(range, out)` writes rows
+    /// `range` as f32 into `out` [range.count, I], `rowsPerChunk` rows at a time.
+    public init(rows o: Int, columns i: Int, rowsPerChunk: Int,
+                fill: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) {
+        rows = o; columns = i
+        weight = Buffer(uninitializedCount: o * i); scale = Buffer(uninitializedCount: o)
+        let chunk = Buffer<Float>(uninitializedCount: min(o, rowsPerChunk) * i)
+        for r0 in stride(from: 0, to: o, by: rowsPerChunk) {
+            let rc = min(rowsPerChunk, o - r0)
+            fill(r0..<(r0 + rc), chunk.pointer)
+            Self.quantizeRows(chunk.pointer, rows: rc, columns: i, columnFactors: nil, into: weight.pointer + r0 * i,
+                              scales: scale.pointer + r0)
+        }
+    }
+
     /// Bytes held.
     public var byteCount: Int { weight.byteCount + scale.byteCount }
 

@@ -27,6 +27,10 @@ public final class LinearWeight: @unchecked Sendable {
 
     /// Rows at or below this use the decode kernel instead of a GEMM.
     public static let smallBatchRows = 4
+    /// A quantized weight of more values than this (an embedding-sized head kept in GGUF blocks)
+    /// is expanded for its f32 products, and for its int8 form, this many values at a time
+    /// (64 MiB of scratch) instead of whole.
+    public static let expansionChunkValues = 1 << 24
 
     public init(outFeatures: Int, inFeatures: Int, storage: Storage) {
         self.outFeatures = outFeatures
@@ -68,8 +72,41 @@ public final class LinearWeight: @unchecked Sendable {
     public func useInt8Products(_ on: Bool = true) {
         guard on else { int8 = nil; return }
         if int8 != nil { return }
+        if let (q, rowsPerChunk) = chunkedExpansion {
+            int8 = Int8Product(rows: outFeatures, columns: inFeatures, rowsPerChunk: rowsPerChunk) { range, out in
+                _ = q.expandRows(range, into: out)
+            }
+            return
+        }
         let values = floatValues()
         int8 = Int8Product(values: values.pointer, rows: outFeatures, columns: inFeatures)
+    }
+
+    /// A quantized weight too large to expand whole that can expand a range of its rows, and the
+    /// rows of one chunk (see `expansionChunkValues`); nil otherwise.
+    public var chunkedExpansion: (any QuantizedMatrix, Int)? {
+        guard case .quantized(let q, _) = storage, outFeatures * inFeatures > Self.expansionChunkValues,
+              q.expandsRows else { return nil }
+        return (q, max(16, Self.expansionChunkValues / inFeatures))
+    }
+
+    /// y[M, out] (+)= x[M, in] · Wᵀ (`transposed`: dx[M, in] (+)= dy[M, out] · W) with W expanded
+    /// to f32 a chunk of its rows at a time. Each forward output sums over `in` as the whole
+    /// product does; the input gradient sums the chunks' products in turn.
+    private func chunkedProduct(_ q: any QuantizedMatrix, rowsPerChunk: Int, a: UnsafePointer<Float>, rows m: Int,
+                                transposed: Bool, c: UnsafeMutablePointer<Float>, accumulate: Bool, scratch: Scratch) {
+        let w = scratch.weightF32(rowsPerChunk * inFeatures)
+        for r0 in stride(from: 0, to: outFeatures, by: rowsPerChunk) {
+            let rc = min(rowsPerChunk, outFeatures - r0)
+            Profile.measure(.dequantize) { _ = q.expandRows(r0..<(r0 + rc), into: w.pointer) }
+            if transposed {
+                GEMM.f32(m: m, n: inFeatures, k: rc, a: a + r0, lda: outFeatures, b: w.pointer, ldb: inFeatures, bTransposed: false,
+                         c: c, ldc: inFeatures, accumulate: accumulate || r0 > 0)
+            } else {
+                GEMM.f32(m: m, n: rc, k: inFeatures, a: a, lda: inFeatures, b: w.pointer, ldb: inFeatures, bTransposed: true,
+                         c: c + r0, ldc: outFeatures, accumulate: accumulate)
+            }
+        }
     }
 
     /// The weight as f32 values `[out, in]` (a copy for bf16 and quantized weights).
@@ -145,6 +182,10 @@ public final class LinearWeight: @unchecked Sendable {
                 roundedProduct(q, a: x, rows: m, k: k, n: n, weightTransposed: true, c: y, accumulate: accumulate, scratch: scratch)
                 return
             }
+            if compute == .f32, let (q, rowsPerChunk) = chunkedExpansion {
+                chunkedProduct(q, rowsPerChunk: rowsPerChunk, a: x, rows: m, transposed: false, c: y, accumulate: accumulate, scratch: scratch)
+                return
+            }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)
         }
         switch storage {
@@ -190,6 +231,10 @@ extension LinearWeight {
         if case .quantized(let q, let compute) = storage {
             if compute == .bf16 && GEMM.bf16Compute == .f32 {   // as in `forward`
                 roundedProduct(q, a: dy, rows: m, k: k, n: n, weightTransposed: false, c: dx, accumulate: accumulate, scratch: scratch)
+                return
+            }
+            if compute == .f32, let (q, rowsPerChunk) = chunkedExpansion {
+                chunkedProduct(q, rowsPerChunk: rowsPerChunk, a: dy, rows: m, transposed: true, c: dx, accumulate: accumulate, scratch: scratch)
                 return
             }
             storage = expanded(q, bf16: compute == .bf16, scratch: scratch)

@@ -18,6 +18,11 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
     /// then expands it and runs the float kernel).
     func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
+    /// Whether `expandRows` expands part of W (else only `dequantize` expands it, whole).
+    var expandsRows: Bool { get }
+    /// Rows `range` of W as f32 into `out` [range.count, columns]; false when the format cannot
+    /// expand part of itself.
+    func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool
     /// y[M, rows] (+)= x[M, columns] · Wᵀ for the few rows of decoding in integers (x quantized in
     /// groups of 32, `QuantizedActivations`), straight from the compressed form; false when the
     /// format has no integer kernel (the caller then runs its other products).
@@ -42,6 +47,8 @@ extension QuantizedMatrix {
     public func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         false
     }
+    public var expandsRows: Bool { false }
+    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool { false }
     public func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         false
     }

@@ -75,6 +75,15 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
         }
     }
 
+    public var expandsRows: Bool { true }
+
+    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool {
+        Parallel.forEachRange(range.count, costPerItem: columns * 2) { r in
+            expand((range.lowerBound + r.lowerBound)..<(range.lowerBound + r.upperBound), into: out + r.lowerBound * columns)
+        }
+        return true
+    }
+
     public func dequantize(into out: UnsafeMutablePointer<Float>) {
         Parallel.forEachRange(rows, costPerItem: columns * 2) { r in expand(r, into: out + r.lowerBound * columns) }
     }

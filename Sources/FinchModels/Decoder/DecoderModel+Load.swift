@@ -12,8 +12,8 @@ extension DecoderModel {
     /// leave them. Linears the source already holds in 4 bits (a checkpoint in bitsandbytes'
     /// layout) are used as stored, with products in `quantization?.computeDType ?? dtype`; asking
     /// for other 4-bit settings than the stored ones is an error (a model is quantized once).
-    /// Without `quantization`, linears a GGUF source keeps in their blocks stay in them
-    /// (`WeightSource.blockWeight`), products in `dtype`.
+    /// Without `quantization`, linears, the embedding and the LM head a GGUF source keeps in their
+    /// blocks stay in them (`WeightSource.blockWeight`), products in `dtype`.
     public static func load(from source: WeightSource, config: any DecoderConfig, dtype: WeightDType,
                             quantization: QuantizationConfig? = nil) throws -> DecoderModel {
         var spec = config.decoderSpec
@@ -62,11 +62,19 @@ extension DecoderModel {
             return Buffer(w.array.map { $0 + spec.normWeightOffset })
         }
 
-        let embedding = try linear(root.scoped(names.embedding), spec.vocabSize, c)
+        /// The embedding or LM head: in its GGUF blocks when they are kept (rows expanded as they
+        /// are looked up, products a chunk of rows at a time), else in `dtype`.
+        func vocabularyMatrix(_ scope: WeightScope) throws -> LinearWeight {
+            if quantization == nil, let blocks = try scope.blocks("weight", shape: [spec.vocabSize, c]) {
+                return LinearWeight(outFeatures: spec.vocabSize, inFeatures: c, storage: .quantized(blocks, compute: dtype))
+            }
+            return try linear(scope, spec.vocabSize, c)
+        }
+        let embedding = try vocabularyMatrix(root.scoped(names.embedding))
         var lmHead = embedding
         let head = root.scoped(names.head)
         if head.has("weight") {
-            lmHead = try linear(head, spec.vocabSize, c)
+            lmHead = try vocabularyMatrix(head)
         } else if !spec.tieWordEmbeddings {
             throw ModelError.missingWeight(path: source.path, name: head.name("weight"))
         }

@@ -1,4 +1,5 @@
 import FinchCore
+import FinchFormats
 import FinchLoRA
 
 // Dimension letters: N packed rows of a micro-batch, C hidden size, V vocabulary, R LoRA rank.
@@ -27,6 +28,10 @@ extension DecoderModel {
         if lmHead.int8 != nil {   // the head's, a chunk of rows at a time (its input gradient's outliers: up to V/16 columns)
             transient += chunk * v * 5 + chunk * 4 + (chunk + c) * (v / Int8Product.maxOutlierShare) * 4
         }
+        if case .quantized = lmHead.storage, lmHead.int8 == nil {       // a head in GGUF blocks: expanded a chunk of rows at a time
+            quantized = true
+            maxWeight = max(maxWeight, lmHead.chunkedExpansion.map { $0.1 * c } ?? v * c)
+        }
         transient += (n * maxIn + n * r + 3 * n * maxOut) * 4         // LoRA scratch: xd, t, z / w / d1
         if quantized { transient += maxWeight * (dtype == .bf16 ? 6 : 4) }   // one layer expanded
         if dtype == .bf16 { transient += n * max(maxIn, maxOut) * 2 }  // bf16 copy of x / dy
@@ -42,16 +47,21 @@ extension DecoderModel {
     /// largest of: the embedding in flight; the embedding kept and the head in flight; all the
     /// weights kept and one block linear in flight.
     public func loadPeakBytes(sourceBytesPerValue s: Double) -> Int {
-        func inFlight(_ values: Int, _ kept: Int) -> Int { 4 * values + max(Int(Double(values) * s), kept) }
-        let embValues = embedding.outFeatures * embedding.inFeatures
-        var peak = inFlight(embValues, embedding.byteCount)
-        if lmHead !== embedding {
-            peak = max(peak, embedding.byteCount + inFlight(lmHead.outFeatures * lmHead.inFeatures, lmHead.byteCount))
+        /// A weight's bytes while it loads: its f32 values with its source bytes or what it
+        /// becomes; GGUF blocks stay mapped (no f32 copy) unless an int8 form is made from them
+        /// (from f32 values, a chunk of rows at a time for an embedding-sized matrix).
+        func inFlight(_ w: LinearWeight) -> Int {
+            let values = w.outFeatures * w.inFeatures
+            guard case .quantized(_ as GGUFBlockMatrix, _) = w.storage else { return 4 * values + max(Int(Double(values) * s), w.byteCount) }
+            guard w.int8 != nil else { return w.byteCount }
+            return w.byteCount + 4 * (w.chunkedExpansion.map { $0.1 * w.inFeatures } ?? values)
         }
+        var peak = inFlight(embedding)
+        if lmHead !== embedding { peak = max(peak, embedding.byteCount + inFlight(lmHead)) }
         var extra = 0
         for slot in linearSlots {
             let w = baseWeight(slot.get())
-            extra = max(extra, inFlight(w.outFeatures * w.inFeatures, w.byteCount) - w.byteCount)
+            extra = max(extra, inFlight(w) - w.byteCount)
         }
         return max(peak, weightBytes + extra)
     }
