@@ -37,7 +37,7 @@ struct BenchGenerate: ParsableCommand {
     var decodeTokens: Int = 128
     @Flag(name: .long, help: "A quantized GGUF's linears kept in their blocks (what generate, serve and train do without --dtype), products in --dtype.")
     var blocks = false
-    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact or int8 (prefill; decoding keeps float kernels).")
+    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact or int8 (prefill in int8 with per-row activation scales; decoding in integers on a GGUF's blocks or the int8 weights).")
     var quantCompute: QuantCompute = .exact
 
     func run() throws {

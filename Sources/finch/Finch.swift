@@ -27,10 +27,10 @@ struct BaseModelOptions: ParsableArguments {
     @OptionGroup var modelSource: ModelSource
     var model: String? { modelSource.model }
 
-    @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory). Without it a quantized GGUF's linear weights stay in their blocks (products in f32); with it they are dequantized to this type.")
+    @Option(name: .long, help: "Storage type of the weights: f32 or bf16 (bf16 halves memory). Without it a quantized GGUF's linear weights, embedding and head stay in their blocks (products in f32); with it they are dequantized to this type.")
     var dtype: WeightDType?
 
-    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact (their own precision) or int8 (int8 weights, activations quantized per row: prompts and batches; decoding keeps float kernels).")
+    @Option(name: .customLong("quant-compute"), help: "The base linears' products: exact (their own precision) or int8 (int8 weights, activations quantized per row for prompts and batches; decoding multiplies a GGUF's own blocks, else the int8 weights, with activations quantized in groups of 32 as llama.cpp does).")
     var quantCompute: QuantCompute = .exact
 
     @Option(name: .long, help: "Quantized inference: quantize the block linears on load to nf4 or fp4 (4-bit) or int8 (LLM.int8); products in --dtype.")
