@@ -103,3 +103,48 @@ void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_sca
         }
     }
 }
+
+// --- column maxima (the outlier columns of Int8Product) ---
+
+static void column_absmax_portable(const float *x, int rows, int c, size_t ld, const float *f, float *out) {
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * ld;
+        for (int j = 0; j < c; j++) {
+            float v = fabsf(f ? row[j] * f[j] : row[j]);
+            out[j] = v > out[j] ? v : out[j];
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void column_absmax_avx512(const float *x, int rows, int c, size_t ld, const float *f, float *out) {
+    int j = 0;
+    for (; j + 64 <= c; j += 64) {   // 64 columns in registers across all rows
+        __m512 m0 = _mm512_loadu_ps(out + j), m1 = _mm512_loadu_ps(out + j + 16);
+        __m512 m2 = _mm512_loadu_ps(out + j + 32), m3 = _mm512_loadu_ps(out + j + 48);
+        for (int r = 0; r < rows; r++) {
+            const float *row = x + (size_t)r * ld + j;
+            __m512 v0 = _mm512_loadu_ps(row), v1 = _mm512_loadu_ps(row + 16);
+            __m512 v2 = _mm512_loadu_ps(row + 32), v3 = _mm512_loadu_ps(row + 48);
+            if (f) {
+                v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(f + j)); v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(f + j + 16));
+                v2 = _mm512_mul_ps(v2, _mm512_loadu_ps(f + j + 32)); v3 = _mm512_mul_ps(v3, _mm512_loadu_ps(f + j + 48));
+            }
+            // max(v, m) with m second: a NaN value leaves m (as the portable loop does)
+            m0 = _mm512_max_ps(_mm512_abs_ps(v0), m0); m1 = _mm512_max_ps(_mm512_abs_ps(v1), m1);
+            m2 = _mm512_max_ps(_mm512_abs_ps(v2), m2); m3 = _mm512_max_ps(_mm512_abs_ps(v3), m3);
+        }
+        _mm512_storeu_ps(out + j, m0); _mm512_storeu_ps(out + j + 16, m1);
+        _mm512_storeu_ps(out + j + 32, m2); _mm512_storeu_ps(out + j + 48, m3);
+    }
+    if (j < c) column_absmax_portable(x + j, rows, c - j, ld, f ? f + j : 0, out + j);
+}
+#endif
+
+void finch_column_absmax(const float *x, int rows, int c, size_t ld, const float *factors, float *out) {
+#if defined(__x86_64__)
+    if (finch_cpu_avx512_level() > 0) { column_absmax_avx512(x, rows, c, ld, factors, out); return; }
+#endif
+    column_absmax_portable(x, rows, c, ld, factors, out);
+}

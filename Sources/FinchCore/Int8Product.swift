@@ -79,11 +79,8 @@ public final class Int8Product: @unchecked Sendable {
         colMax.withUnsafeMutableBufferPointer { cm in
             let out = cm.baseAddress!
             Parallel.forEachRange(c, costPerItem: rows) { range in
-                for r in 0..<rows {
-                    let row = a + r * c
-                    if let f = factors { for j in range { out[j] = max(out[j], abs(row[j] * f[j])) } }
-                    else { for j in range { out[j] = max(out[j], abs(row[j])) } }
-                }
+                finch_column_absmax(a + range.lowerBound, Int32(rows), Int32(range.count), c, factors.map { $0 + range.lowerBound },
+                                    out + range.lowerBound)
             }
         }
         let median = colMax.sorted()[c / 2]

@@ -33,6 +33,9 @@ double finch_peak_probe_int8(long iterations);
 /// q [R, C] = round(x ⊙ factors / s[r]) (to nearest even, within ±127) with s[r] = max |x[r, :] ⊙
 /// factors| / 127 written to scales [R] (factors [C] may be NULL; an all-zero row: scale 1, zeros).
 void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factors, int8_t *q, float *scales);
+/// out[j] = max(out[j], max over rows r of |x[r, j] · factors[j]|) for the C columns of x [R, ·] (row stride ld;
+/// factors [C] may be NULL); a NaN value is passed over.
+void finch_column_absmax(const float *x, int rows, int c, size_t ld, const float *factors, float *out);
 /// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL).
 void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
                       float *out, int accumulate);
