@@ -3,7 +3,8 @@
 # data, batches and schedule: STEPS steps of LoRA (r 16 all-linear, alpha 32, lr 2e-4, B 4, T ≤ 256),
 # eval every STEPS/4 on a 5% split. Pairs (exact, int8): SmolLM2 Q4_1 kept in its blocks (the
 # default), SmolLM2 dequantized to f32, SmolLM2 quantized to NF4; with CASES="... gemma3" also Gemma 3
-# 270M Q4_K_M in its blocks. The bound: the int8 run's final eval loss within 1% of the exact one's.
+# 270M Q4_K_M in its blocks, with "q8_0" / "q4_k_m" SmolLM2 written to those types by `finch export`
+# (from the Q4_1 file: the same weights in another file type, llama-quantize's mix and quantizers). The bound: the int8 run's final eval loss within 1% of the exact one's.
 #   Scripts/checks/training/quant_compute_check.sh [FINCH] [STEPS] [DATA]
 # FINCH defaults to .build/release/finch, STEPS to 200, DATA to Tests/Fixtures/datasets/oa_questions.jsonl.
 # One JSON line per run and one per pair, appended (after a quiet-machine check and the machine line)
@@ -23,6 +24,12 @@ source Scripts/checks/training/loss_recipe.sh
 loss_recipe "$DATA" "$STEPS"
 declare -A BASE=([blocks]="" [f32]="--dtype f32" [nf4]="--dtype f32 --quantize nf4 --double-quant"
                  [gemma3]="--model $(Scripts/fetch-model.sh gemma3-270m 2>/dev/null || echo gemma3-270m)")
+for t in q8_0 q4_k_m; do
+  if [[ " $CASES " == *" $t "* ]]; then
+    [ -f "$OUT_DIR/smollm2-$t.gguf" ] || "$FINCH" export --type "$t" --output "$OUT_DIR/smollm2-$t.gguf" >&2
+    BASE[$t]="--model $OUT_DIR/smollm2-$t.gguf"
+  fi
+done
 for c in $CASES; do
   for q in exact int8; do
     # shellcheck disable=SC2086
