@@ -9,12 +9,14 @@
 # blocks-int8). Appends raw JSON lines to Scripts/results/bench/quant-compute-DATE.jsonl
 # (FINCH_BENCH_OUT to override) and prints medians and ratios to f32 computed from them.
 #   Scripts/bench/quant_compute.sh [ROUNDS]
+# ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN's kernels (a host without VNNI or AVX-512 for every GEMM, f32 and
+# int8; Finch's own small kernels keep the CPU's widest path); the machine line records it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS="${1:-3}"
 GGUF="$(Scripts/fetch-model.sh smollm2-135m)"
 FINCH_BENCH_NO_REF=1 source Scripts/bench/common.sh
-bench_start quant-compute
+bench_start quant-compute onednn_max_cpu_isa="${ONEDNN_MAX_CPU_ISA:-unset}"
 F=.build/release/finch
 declare -A TRAIN=(
   [f32]="--dtype f32" [bf16]="--dtype bf16" [blocks]="" [blocks-int8]="--quant-compute int8"
