@@ -89,7 +89,7 @@ struct block_args {
     int type;
     const uint8_t *w;
     size_t row_bytes;
-    const int64_t *order;
+    const ptrdiff_t *order;
     const float *row_scales;
     int M, N, K;
     const int8_t *xq;
@@ -110,7 +110,7 @@ static inline void store_rows(const struct block_args *a, int n, const float *su
 
 // Group g of a stored row as integers v[32] (offsets of Q4_0 / Q5_0 / Q6_K applied), their
 // scales (sc[0] for v[0..15], sc[1] for v[16..31]) and the minimum term mn (w = sc·v + mn).
-static void group_portable(int type, const uint8_t *row, int K, int g, float rs, int v[32], float sc[2], float *mn) {
+static void group_portable(int type, const uint8_t *row, int g, float rs, int v[32], float sc[2], float *mn) {
     *mn = 0;
     switch (type) {
     case T_Q4_0: case T_Q4_1: {
@@ -173,7 +173,6 @@ static void group_portable(int type, const uint8_t *row, int K, int g, float rs,
         const int8_t *r = (const int8_t *)row + 32 * g;
         for (int j = 0; j < 32; j++) v[j] = r[j];
         sc[0] = sc[1] = rs;
-        (void)K;
         return;
     }
     }
@@ -189,7 +188,7 @@ static void rows_portable(const struct block_args *a, int n0, int n1) {
         for (int g = 0; g < G; g++) {
             int v[32];
             float sc[2], mn;
-            group_portable(a->type, row, a->K, g, rs, v, sc, &mn);
+            group_portable(a->type, row, g, rs, v, sc, &mn);
             for (int m = 0; m < a->M; m++) {
                 const int8_t *xq = a->xq + (size_t)m * a->K + 32 * g;
                 int s0 = 0, s1 = 0;
@@ -243,7 +242,7 @@ static void block_worker(void *ctx, int tid, int nt) {
     rows_portable(a, n0, n1);
 }
 
-int finch_block_gemv_q8(int type, const void *w, size_t row_bytes, const int64_t *row_order, const float *row_scales,
+int finch_block_gemv_q8(int type, const void *w, size_t row_bytes, const ptrdiff_t *row_order, const float *row_scales,
                         int M, int N, int K, const int8_t *xq, const float *xd, const float *xs,
                         float *y, size_t ldy, int accumulate) {
     if (!finch_block_dot_supported(type) || M < 1 || M > 4 || K % 32 != 0) return 0;

@@ -74,7 +74,7 @@ public final class LinearWeight: @unchecked Sendable {
         if int8 != nil { return }
         if let (q, rowsPerChunk) = chunkedExpansion {
             int8 = Int8Product(rows: outFeatures, columns: inFeatures, rowsPerChunk: rowsPerChunk) { range, out in
-                _ = q.expandRows(range, into: out)
+                q.expandRows(range, into: out)
             }
             return
         }
@@ -84,7 +84,7 @@ public final class LinearWeight: @unchecked Sendable {
 
     /// A quantized weight too large to expand whole that can expand a range of its rows, and the
     /// rows of one chunk (see `expansionChunkValues`); nil otherwise.
-    public var chunkedExpansion: (any QuantizedMatrix, Int)? {
+    public var chunkedExpansion: (matrix: any QuantizedMatrix, rowsPerChunk: Int)? {
         guard case .quantized(let q, _) = storage, outFeatures * inFeatures > Self.expansionChunkValues,
               q.expandsRows else { return nil }
         return (q, max(16, Self.expansionChunkValues / inFeatures))
@@ -98,7 +98,7 @@ public final class LinearWeight: @unchecked Sendable {
         let w = scratch.weightF32(rowsPerChunk * inFeatures)
         for r0 in stride(from: 0, to: outFeatures, by: rowsPerChunk) {
             let rc = min(rowsPerChunk, outFeatures - r0)
-            Profile.measure(.dequantize) { _ = q.expandRows(r0..<(r0 + rc), into: w.pointer) }
+            Profile.measure(.dequantize) { q.expandRows(r0..<(r0 + rc), into: w.pointer) }
             if transposed {
                 GEMM.f32(m: m, n: inFeatures, k: rc, a: a + r0, lda: outFeatures, b: w.pointer, ldb: inFeatures, bTransposed: false,
                          c: c, ldc: inFeatures, accumulate: accumulate || r0 > 0)

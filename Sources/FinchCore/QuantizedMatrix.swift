@@ -18,11 +18,11 @@ public protocol QuantizedMatrix: AnyObject, Sendable {
     /// compressed form (no expanded copy); false when this matrix has no such kernel (the caller
     /// then expands it and runs the float kernel).
     func multiplySmall(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool
-    /// Whether `expandRows` expands part of W (else only `dequantize` expands it, whole).
+    /// Whether the format expands a range of its rows (`expandRows`); else only `dequantize` expands it, whole.
     var expandsRows: Bool { get }
-    /// Rows `range` of W as f32 into `out` [range.count, columns]; false when the format cannot
-    /// expand part of itself.
-    func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool
+    /// Rows `range` of W as f32 into `out` [range.count, columns]; only for a format whose
+    /// `expandsRows` is true (callers check it: a GGUF embedding or an embedding-sized head).
+    func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>)
     /// y[M, rows] (+)= x[M, columns] · Wᵀ for the few rows of decoding in integers (x quantized in
     /// groups of 32, `QuantizedActivations`), straight from the compressed form; false when the
     /// format has no integer kernel (the caller then runs its other products).
@@ -48,7 +48,9 @@ extension QuantizedMatrix {
         false
     }
     public var expandsRows: Bool { false }
-    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool { false }
+    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        preconditionFailure("\(Self.self) does not expand a range of its rows (its expandsRows is false)")
+    }
     public func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         false
     }

@@ -44,7 +44,7 @@ final class BlockDotTests: XCTestCase {
     /// the worst error against the exact product, relative to the largest |y|.
     func check(type: Int32, name: String, blocks: [UInt8], rowBytes: Int, rowScales: [Float]?, weights w: [Float],
                rows n: Int, columns k: Int, seed: UInt64) -> Double {
-        let order = (0..<n).map { Int64(n - 1 - $0) }
+        let order = (0..<n).map { n - 1 - $0 }
         var gen = Generator(g: SplitMix64(seed: seed))
         var activationError = 0.0
         for m in 1...4 {
@@ -54,7 +54,7 @@ final class BlockDotTests: XCTestCase {
             var wantQ = [Double](repeating: 0, count: m * n), wantX = wantQ, magnitude = wantQ
             for r in 0..<m {
                 for o in 0..<n {
-                    let row = Int(order[o]) * k
+                    let row = order[o] * k
                     for i in 0..<k {
                         wantQ[r * n + o] += Double(w[row + i]) * xq[r * k + i]
                         wantX[r * n + o] += Double(w[row + i]) * Double(x[r * k + i])

@@ -130,7 +130,7 @@ int finch_block_dot_supported(int type);
 /// FINCH_BLOCK_S8_ROWS int8 values with row_scales [stored rows]), x as finch_quantize_q8_groups wrote
 /// it. u8 × s8 sums in int32 (AVX512-VNNI / AVX-VNNI / AVX2 / portable), block scales in f32; parallel
 /// over N. Returns 0 (and does nothing) for a type, M or K it has no kernel for.
-int finch_block_gemv_q8(int type, const void *w, size_t row_bytes, const int64_t *row_order, const float *row_scales,
+int finch_block_gemv_q8(int type, const void *w, size_t row_bytes, const ptrdiff_t *row_order, const float *row_scales,
                         int M, int N, int K, const int8_t *xq, const float *xd, const float *xs,
                         float *y, size_t ldy, int accumulate);
 /// Blockwise 4-bit dequantization (bitsandbytes' packing: element e is the high nibble of byte

@@ -23,8 +23,6 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
     public let rowOrder: [Int]?
     /// Bytes of one stored row.
     let rowBytes: Int
-    /// `rowOrder` for the C kernels (empty when nil).
-    private let storedRows64: [Int64]
     let kernel: GGMLDequantizer.Kernel
     /// The file the blocks are mapped from (kept open while the blocks are used).
     let file: GGUFFile
@@ -50,7 +48,6 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
             throw FormatError.invalidShape(path: file.path, tensor: t.name, reason: "the row order given is not a permutation of its \(n) rows")
         }
         type = t.type; self.rowOrder = rowOrder; self.kernel = kernel; self.file = file
-        storedRows64 = rowOrder.map { $0.map(Int64.init) } ?? []
         rowBytes = columns / t.type.blockSize * t.type.typeSize
         guard let base = file.rawBytes(t).baseAddress else {
             throw FormatError.invalidShape(path: file.path, tensor: t.name, reason: "it holds no data")
@@ -77,11 +74,10 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
 
     public var expandsRows: Bool { true }
 
-    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) -> Bool {
+    public func expandRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         Parallel.forEachRange(range.count, costPerItem: columns * 2) { r in
             expand((range.lowerBound + r.lowerBound)..<(range.lowerBound + r.upperBound), into: out + r.lowerBound * columns)
         }
-        return true
     }
 
     public func dequantize(into out: UnsafeMutablePointer<Float>) {
@@ -124,7 +120,7 @@ public final class GGUFBlockMatrix: QuantizedMatrix, @unchecked Sendable {
     public func multiplySmallInt8(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool) -> Bool {
         guard finch_block_dot_supported(Int32(type.rawValue)) != 0, m <= 4 else { return false }
         return QuantizedActivations.with(x, rows: m, columns: columns) { q in
-            storedRows64.withUnsafeBufferPointer { order in
+            (rowOrder ?? []).withUnsafeBufferPointer { order in
                 finch_block_gemv_q8(Int32(type.rawValue), blocks, rowBytes, rowOrder == nil ? nil : order.baseAddress, nil,
                                     Int32(m), Int32(rows), Int32(columns), q.values, q.scales, q.sums, y, rows, accumulate ? 1 : 0) != 0
             }

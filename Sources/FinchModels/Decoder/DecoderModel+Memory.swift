@@ -30,7 +30,7 @@ extension DecoderModel {
         }
         if case .quantized = lmHead.storage, lmHead.int8 == nil {       // a head in GGUF blocks: expanded a chunk of rows at a time
             quantized = true
-            maxWeight = max(maxWeight, lmHead.chunkedExpansion.map { $0.1 * c } ?? v * c)
+            maxWeight = max(maxWeight, lmHead.chunkedExpansion.map { $0.rowsPerChunk * c } ?? v * c)
         }
         transient += (n * maxIn + n * r + 3 * n * maxOut) * 4         // LoRA scratch: xd, t, z / w / d1
         if quantized { transient += maxWeight * (dtype == .bf16 ? 6 : 4) }   // one layer expanded
@@ -54,7 +54,7 @@ extension DecoderModel {
             let values = w.outFeatures * w.inFeatures
             guard case .quantized(_ as GGUFBlockMatrix, _) = w.storage else { return 4 * values + max(Int(Double(values) * s), w.byteCount) }
             guard w.int8 != nil else { return w.byteCount }
-            return w.byteCount + 4 * (w.chunkedExpansion.map { $0.1 * w.inFeatures } ?? values)
+            return w.byteCount + 4 * (w.chunkedExpansion.map { $0.rowsPerChunk * w.inFeatures } ?? values)
         }
         var peak = inFlight(embedding)
         if lmHead !== embedding { peak = max(peak, embedding.byteCount + inFlight(lmHead)) }

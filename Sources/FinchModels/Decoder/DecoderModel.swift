@@ -218,8 +218,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         switch m.storage {
         case .f32(let e): out.update(from: e.pointer + r * c, count: c)
         case .bf16(let e): BFloat16.convert(e.pointer + r * c, to: out, count: c)
-        case .quantized(let q, _):   // a GGUF embedding kept in its blocks
-            guard q.expandRows(r..<(r + 1), into: out) else { preconditionFailure("an embedding held in a form that cannot expand a row") }
+        case .quantized(let q, _): q.expandRows(r..<(r + 1), into: out)   // a GGUF embedding kept in its blocks
         }
     }
 
