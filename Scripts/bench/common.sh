@@ -30,7 +30,12 @@ rows() { python3 Scripts/bench/rawline.py rows "$OUT" "$RUN_ID"; }
 # The tensor dtypes of each side, recorded in its lines (Finch's from DecoderModel+Load.swift:
 # linears and the embedding / tied head in --dtype, norms and LoRA A/B in f32; with --qlora the block
 # linears in NF4 with products in --dtype, the rest as without).
-finch_dtypes() {  # DTYPE [qlora]
-  local lin="$1"; [ "${2:-}" = qlora ] && lin="nf4 (products in $1)"
-  echo "tensor_dtypes={\"linears\": \"$lin\", \"embedding_head\": \"$1\", \"norms\": \"f32\", \"lora\": \"f32\", \"autocast\": false}"
+finch_dtypes() {  # DTYPE [qlora|blocks|-] [int8]: the base's storage and, with int8, its products
+  local lin="$1" emb="$1"
+  case "${2:-}" in
+    qlora) lin="nf4 (products in $1)" ;;
+    blocks) lin="GGUF blocks (products in $1)"; emb="GGUF blocks" ;;
+  esac
+  [ "${3:-}" = int8 ] && lin="${lin%% (*} (int8 products)"
+  echo "tensor_dtypes={\"linears\": \"$lin\", \"embedding_head\": \"$emb\", \"norms\": \"f32\", \"lora\": \"f32\", \"autocast\": false}"
 }

@@ -78,13 +78,15 @@ for round in $(seq 1 "$ROUNDS"); do
     ran=$((ran + 1))
     case "$side" in
       finch*)
-        dtype=f32; quant=""
+        # A quantized GGUF without --dtype keeps its blocks (Finch's default model is Q4_1).
+        dtype=f32; quant=""; products=""; [ "$MODEL" = smollm2 ] && quant=blocks
         for ((i = 0; i < ${#args[@]}; i++)); do
-          [ "${args[i]}" = --dtype ] && dtype="${args[i + 1]}"
+          [ "${args[i]}" = --dtype ] && { dtype="${args[i + 1]}"; [ "$quant" = blocks ] && quant=-; }
           [ "${args[i]}" = --qlora ] && quant=qlora
+          [ "${args[i]}" = --quant-compute ] && products="${args[i + 1]}"
         done
         "$FINCH" bench train "${finch_model[@]}" "${args[@]}" --steps "$STEPS" \
-          | raw side="$side" case="$name" round="$round" "${TAGS[@]}" "$(finch_dtypes "$dtype" $quant)" ;;
+          | raw side="$side" case="$name" round="$round" "${TAGS[@]}" "$(finch_dtypes "$dtype" "$quant" "$products")" ;;
       peft*)
         "$VENV/bin/python" "$REF/bench_peft.py" "${ref_model[@]}" "${args[@]}" --steps "$STEPS" \
           | raw engine=peft side="$side" case="$name" round="$round" "${TAGS[@]}"
