@@ -193,16 +193,24 @@ final class BackendTests: XCTestCase {
         for dtype in WeightDType.allCases {
             let head = LinearWeight(outFeatures: vocab, inFeatures: c, values: Buffer(random(vocab * c, seed: 81)), dtype: dtype)
             var sums: [Double] = []
-            let r = try both([random(rows * c, seed: 82, scale: 2), random(rows * c, seed: 83)]) { b, p in
+            // Inputs, dx, and the per-row losses of both passes (filled with garbage first: they are written).
+            let r = try both([random(rows * c, seed: 82, scale: 2), random(rows * c, seed: 83), random(rows, seed: 84),
+                              random(rows, seed: 85)]) { b, p in
                 try targets.withUnsafeBufferPointer { t in
-                    let f = try b.crossEntropyForward(x: p[0], head: head, targets: t.baseAddress!, rows: rows, scratch: Scratch())
+                    let f = try b.crossEntropyForward(x: p[0], head: head, targets: t.baseAddress!, rows: rows, losses: p[2],
+                                                      scratch: Scratch())
                     let fb = try b.crossEntropyForwardBackward(dx: p[1], x: p[0], head: head, targets: t.baseAddress!, rows: rows,
-                                                               scale: 0.2, scratch: Scratch())
+                                                               scale: 0.2, losses: p[3], scratch: Scratch())
                     XCTAssertEqual(f.count, 5); XCTAssertEqual(fb.count, 5)
                     XCTAssertEqual(f.sum, fb.sum, accuracy: 1e-9 * abs(f.sum))
+                    for l in [p[2], p[3]] {
+                        XCTAssertEqual(l[1], 0, "an ignored row's loss is 0")
+                        XCTAssertEqual((0..<rows).reduce(0.0) { $0 + Double(l[$1]) }, f.sum, accuracy: 1e-9 * abs(f.sum))
+                    }
                     sums.append(f.sum)
                 }
             }
+            check("cross-entropy \(dtype) per-row losses", r, outputs: [2, 3], tolerance: Self.reductionTolerance)
             let e = Float(abs(sums[0] - sums[1]) / abs(sums[1]))
             print("[backend] cross-entropy \(dtype) loss: \(e)")
             XCTAssertLessThanOrEqual(e, Self.reductionTolerance, "\(dtype) loss")

@@ -156,14 +156,14 @@ public final class CPUBackend: ComputeBackend {
     }
 
     public func crossEntropyForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
-                                    scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
-        try CrossEntropy.linearForward(x: x, head: head, targets: targets, rows: rows, scratch: scratch)
+                                    losses: UnsafeMutablePointer<Float>?, scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
+        try CrossEntropy.linearForward(x: x, head: head, targets: targets, rows: rows, losses: losses, scratch: scratch)
     }
 
     public func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
-                                            targets: UnsafePointer<Int32>, rows: Int, scale: Float,
+                                            targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
                                             scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
-        try CrossEntropy.linearForwardBackward(dx: dx, x: x, head: head, targets: targets, rows: rows, scale: scale,
+        try CrossEntropy.linearForwardBackward(dx: dx, x: x, head: head, targets: targets, rows: rows, scale: scale, losses: losses,
                                                scratch: scratch)
     }
 

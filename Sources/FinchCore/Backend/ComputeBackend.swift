@@ -120,12 +120,13 @@ public protocol ComputeBackend: AnyObject, Sendable {
     // MARK: Loss
 
     /// The LM head (x [R, C] · headᵀ) and the cross-entropy of rows whose target is not -100:
-    /// their loss sum and count (see `CrossEntropy.linearForward`).
+    /// their loss sum and count (see `CrossEntropy.linearForward`); losses [R] (optional): every
+    /// row's loss as stored in f32, 0 where the target is -100.
     func crossEntropyForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
-                             scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int)
+                             losses: UnsafeMutablePointer<Float>?, scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int)
     /// As `crossEntropyForward`, and dx [R, C] += ∂(scale · Σ losses)/∂x.
     func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
-                                     targets: UnsafePointer<Int32>, rows: Int, scale: Float,
+                                     targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
                                      scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int)
 
     // MARK: Elementwise

@@ -464,13 +464,16 @@ public final class ReferenceBackend: ComputeBackend {
     }
 
     public func crossEntropyForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
-                                    scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
+                                    losses: UnsafeMutablePointer<Float>?, scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         try CrossEntropy.validate(targets: targets, rows: rows, vocab: head.outFeatures)
+        losses?.update(repeating: 0, count: rows)
         var sum = 0.0, count = 0
         for r in 0..<rows where targets[r] != CrossEntropy.ignoreIndex {
             let logits = rowLogits(x, head: head, row: r, scratch: scratch)
             // Stored as f32 per row, as the CPU path stores each row's loss before summing.
-            sum += Double(Float(Self.logSumExp(logits) - logits[Int(targets[r])]))
+            let loss = Float(Self.logSumExp(logits) - logits[Int(targets[r])])
+            losses?[r] = loss
+            sum += Double(loss)
             count += 1
         }
         return (sum, count)
@@ -478,16 +481,19 @@ public final class ReferenceBackend: ComputeBackend {
 
     /// dlogits = scale · (softmax − onehot(target)), then dx += dlogits · head (`linearBackwardInput`).
     public func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
-                                            targets: UnsafePointer<Int32>, rows: Int, scale: Float,
+                                            targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
                                             scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         try CrossEntropy.validate(targets: targets, rows: rows, vocab: head.outFeatures)
         let c = head.inFeatures
+        losses?.update(repeating: 0, count: rows)
         var sum = 0.0, count = 0
         var dlogits = [Float](repeating: 0, count: head.outFeatures)
         for r in 0..<rows where targets[r] != CrossEntropy.ignoreIndex {
             let logits = rowLogits(x, head: head, row: r, scratch: scratch), t = Int(targets[r])
             let lse = Self.logSumExp(logits)
-            sum += Double(Float(lse - logits[t]))
+            let loss = Float(lse - logits[t])
+            losses?[r] = loss
+            sum += Double(loss)
             count += 1
             for j in 0..<logits.count { dlogits[j] = Float(Double(scale) * Foundation.exp(logits[j] - lse)) }
             dlogits[t] = Float(Double(dlogits[t]) - Double(scale))

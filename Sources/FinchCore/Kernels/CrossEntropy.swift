@@ -136,15 +136,19 @@ public enum CrossEntropy {
 
     /// The LM head and the loss over chunks of rows, without a gradient (evaluation): the loss
     /// sum and count of the counted rows, as `forward` returns them, never holding [N, V] logits.
-    /// x [N, C] the head's input (after the final norm); `head` W [V, C]; targets [N].
+    /// x [N, C] the head's input (after the final norm); `head` W [V, C]; targets [N]; losses [N]
+    /// (optional): every row's loss, 0 where the target is -100 (per-sequence log-probabilities).
     public static func linearForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>,
-                                     rows: Int, chunkRows: Int = 256,
+                                     rows: Int, losses: UnsafeMutablePointer<Float>? = nil, chunkRows: Int = 256,
                                      scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         let v = head.outFeatures
+        losses?.update(repeating: 0, count: rows)
+        let lc = losses.map { _ in Buffer<Float>(count: max(1, min(chunkRows, rows))) }   // [chunk] a chunk's losses
         var sum = 0.0
         let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
-                                            scratch: scratch) { (logits, tc, _, m) throws(CoreError) in
-            sum += try forward(losses: nil, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+                                            scratch: scratch) { (logits, tc, picked, m) throws(CoreError) in
+            sum += try forward(losses: lc?.pointer, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+            if let losses, let lc { for (i, r) in picked.enumerated() { losses[r] = lc[i] } }
         }
         return (sum, count)
     }
@@ -155,18 +159,22 @@ public enum CrossEntropy {
     ///
     /// dx [N, C] += ∂(scale · Σ losses)/∂x; x [N, C] the head's input (after the final norm);
     /// `head` W [V, C] frozen (for tied embeddings, the embedding matrix); targets [N].
-    /// Returns the loss sum and count of the counted rows, as `forward` does.
+    /// Returns the loss sum and count of the counted rows, as `forward` does; losses [N] (optional):
+    /// every row's loss, 0 where the target is -100.
     @discardableResult
     public static func linearForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                              head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
-                                             scale: Float, chunkRows: Int = 256,
+                                             scale: Float, losses: UnsafeMutablePointer<Float>? = nil, chunkRows: Int = 256,
                                              scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         let v = head.outFeatures, c = head.inFeatures
         let dxc = Buffer<Float>(count: max(1, min(chunkRows, rows)) * c)   // [chunk, C] the gradient of a chunk's inputs
+        losses?.update(repeating: 0, count: rows)
+        let lc = losses.map { _ in Buffer<Float>(count: max(1, min(chunkRows, rows))) }   // [chunk] a chunk's losses
         var sum = 0.0
         let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
                                             scratch: scratch) { (logits, tc, picked, m) throws(CoreError) in
-            sum += try forward(losses: nil, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+            sum += try forward(losses: lc?.pointer, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
+            if let losses, let lc { for (i, r) in picked.enumerated() { losses[r] = lc[i] } }
             backward(dlogits: logits, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v, scale: scale)
             head.backwardInput(dx: dxc.pointer, dy: logits, rows: m, accumulate: false, scratch: scratch)
             for (i, r) in picked.enumerated() {

@@ -48,10 +48,39 @@ extension DecoderModel {
 
     public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum {
         let p = try pack(batch)
-        let n = p.tokens.count, c = spec.hiddenSize, checkpointing = options.checkpointing
+        let n = p.tokens.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: spec.vocabSize)
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
+        var loss = LossSum()
+        try trainingPass(p, options: options) { dxn, xn in
+            let l = try p.targets.withUnsafeBufferPointer { t in
+                try backend.crossEntropyForwardBackward(dx: dxn, x: xn, head: lmHead, targets: t.baseAddress!, rows: n,
+                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil, scratch: scratch)
+            }
+            loss = LossSum(sum: l.sum, count: l.count)
+        }
+        return loss
+    }
+
+    public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions,
+                                objective: SequenceObjective) throws -> SequenceLogProbs {
+        let p = try pack(batch)
+        try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
+        var scores = SequenceLogProbs()
+        try trainingPass(p, options: options) { dxn, xn in
+            scores = try SequenceLogProbs.headBackward(dx: dxn, x: xn, head: lmHead, targets: p.targets, sequences: p.sequences,
+                                                       backend: backend, scratch: scratch, objective: objective)
+        }
+        return scores
+    }
+
+    /// Forward with saved activations (or recomputed per block under checkpointing), the final
+    /// norm, `head` (which writes dxn [N, C] = ∂loss/∂(final norm's output) from that output [N, C];
+    /// dxn is zeroed first), and backward through the blocks into the active adapter's gradients.
+    private func trainingPass(_ p: PackedBatch, options: TrainingPassOptions,
+                              head: (_ dxn: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>) throws -> Void) throws {
+        let n = p.tokens.count, c = spec.hiddenSize, checkpointing = options.checkpointing
         let w = trainingWorkspace(rows: n, checkpointing: checkpointing)
         let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
         let tables = RotaryTables(spec: spec, positions: p.positions)
@@ -69,11 +98,7 @@ extension DecoderModel {
         normForward(out: w.finalNormed.pointer, stats: w.finalRstd.pointer, x: xL, weight: finalNorm, bias: finalNormBias,
                     rows: n)
         w.dxn.pointer.update(repeating: 0, count: n * c)
-        let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForwardBackward(dx: w.dxn.pointer, x: w.finalNormed.pointer, head: lmHead,
-                                                   targets: t.baseAddress!, rows: n,
-                                                   scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
-        }
+        try head(w.dxn.pointer, w.finalNormed.pointer)
         w.dx.pointer.update(repeating: 0, count: n * c)
         normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: xL, weight: finalNorm, stats: w.finalRstd.pointer, rows: n)
 
@@ -88,14 +113,29 @@ extension DecoderModel {
             blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
                           rope: tables[li], context: context)
         }
-        return LossSum(sum: loss.sum, count: loss.count)
     }
 
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
         let p = try pack(batch)
+        try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
+        if CrossEntropy.countTargets(p.targets, rows: p.tokens.count) == 0 { return LossSum() }
+        let loss = try evaluationPass(p, losses: nil)
+        return LossSum(sum: loss.sum, count: loss.count)
+    }
+
+    public func sequenceLogProbs(_ batch: [TrainingSequence]) throws -> SequenceLogProbs {
+        let p = try pack(batch)
         let n = p.tokens.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: spec.vocabSize)
-        if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
+        let losses = Buffer<Float>(count: n)
+        if CrossEntropy.countTargets(p.targets, rows: n) > 0 { _ = try evaluationPass(p, losses: losses.pointer) }
+        return SequenceLogProbs(rowLosses: losses.pointer, targets: p.targets, sequences: p.sequences)
+    }
+
+    /// The forward without gradients (adapters' dropout off) and the loss of every counted row
+    /// (written to losses [N] when given).
+    private func evaluationPass(_ p: PackedBatch, losses: UnsafeMutablePointer<Float>?) throws -> (sum: Double, count: Int) {
+        let n = p.tokens.count
         let w = trainingWorkspace(rows: n, checkpointing: true)
         let tables = RotaryTables(spec: spec, positions: p.positions)
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
@@ -105,10 +145,9 @@ extension DecoderModel {
         }
         normForward(out: w.finalNormed.pointer, stats: nil, x: w.residual[layers.count].pointer, weight: finalNorm,
                     bias: finalNormBias, rows: n)
-        let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n,
+        return try p.targets.withUnsafeBufferPointer { t in
+            try backend.crossEntropyForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n, losses: losses,
                                            scratch: scratch)
         }
-        return LossSum(sum: loss.sum, count: loss.count)
     }
 }

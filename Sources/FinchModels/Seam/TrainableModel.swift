@@ -33,6 +33,16 @@ public protocol TrainableModel: LoRAHost {
     func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum
     /// The summed loss of a batch without gradients (evaluation; adapters' dropout off).
     func evaluate(_ batch: [TrainingSequence]) throws -> LossSum
+    /// Forward and backward under a sequence-level objective (preference training): the forward
+    /// gives every sequence's summed label log-probability, `objective` turns them into ∂loss/∂(each),
+    /// and backward adds that gradient to the active adapter's gradients; the same single pass as
+    /// `forwardBackward` (`options.lossScale` is unused: the objective's gradient carries the scale).
+    /// Returns the log-probabilities the objective saw.
+    func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions,
+                         objective: SequenceObjective) throws -> SequenceLogProbs
+    /// Every sequence's summed label log-probability without gradients (reference passes,
+    /// evaluation; adapters' dropout off), with the adapters as they are set.
+    func sequenceLogProbs(_ batch: [TrainingSequence]) throws -> SequenceLogProbs
     /// Frees the training buffers (kept between steps otherwise).
     func releaseTrainingMemory()
     /// What a training pass over `rows` packed rows allocates beyond weights and adapters.

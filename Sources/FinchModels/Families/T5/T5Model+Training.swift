@@ -66,10 +66,38 @@ extension T5Model: TrainableModel {
 
     public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions) throws -> LossSum {
         let p = try pack(batch)
-        let n = p.decoder.count, m = p.source.count, c = config.dModel
+        let n = p.decoder.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
+        var loss = LossSum()
+        try trainingPass(p, options: options) { dOut, xn in
+            let l = try p.targets.withUnsafeBufferPointer { t in
+                try backend.crossEntropyForwardBackward(dx: dOut, x: xn, head: lmHead, targets: t.baseAddress!, rows: n,
+                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil, scratch: scratch)
+            }
+            loss = LossSum(sum: l.sum, count: l.count)
+        }
+        return loss
+    }
+
+    public func forwardBackward(_ batch: [TrainingSequence], options: TrainingPassOptions,
+                                objective: SequenceObjective) throws -> SequenceLogProbs {
+        let p = try pack(batch)
+        try CrossEntropy.validate(targets: p.targets, rows: p.decoder.count, vocab: config.vocabSize)
+        var scores = SequenceLogProbs()
+        try trainingPass(p, options: options) { dOut, xn in
+            scores = try SequenceLogProbs.headBackward(dx: dOut, x: xn, head: lmHead, targets: p.targets, sequences: p.decoderRanges,
+                                                       backend: backend, scratch: scratch, objective: objective)
+        }
+        return scores
+    }
+
+    /// Both stacks forward, `head` (which writes dOut [N, C] = ∂loss/∂(the decoder's final output)
+    /// from that output [N, C]; dOut is zeroed first), and backward through both stacks.
+    private func trainingPass(_ p: PackedPairs, options: TrainingPassOptions,
+                              head: (_ dOut: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>) throws -> Void) throws {
+        let n = p.decoder.count, m = p.source.count, c = config.dModel
         let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
         let w = trainingWorkspace(rows: n, sourceRows: m, checkpointing: options.checkpointing)
 
@@ -82,10 +110,7 @@ extension T5Model: TrainableModel {
         let dOut = w.dOutput, dy = w.dDecoder
         dOut.pointer.update(repeating: 0, count: n * c)   // the loss, the norms and cross-attention accumulate
         dy.pointer.update(repeating: 0, count: n * c)
-        let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForwardBackward(dx: dOut.pointer, x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!,
-                                                   rows: n, scale: options.lossScale ?? 1 / Float(count), scratch: scratch)
-        }
+        try head(dOut.pointer, w.decoderOutput.pointer)
         if let s = outputScale { backend.scale(dOut.pointer, count: n * c, by: s) }
         backend.rmsNormBackward(dx: dy.pointer, dweight: nil, dout: dOut.pointer, x: w.decoderStream.pointer, weight: decoderFinalNorm.pointer,
                          rstd: w.decoderRstd.pointer, rows: n, channels: c)
@@ -123,7 +148,6 @@ extension T5Model: TrainableModel {
             blockBackward(encoder[li], acts: acts, rows: m, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil,
                           buffers: w.back, context: context)
         }
-        return LossSum(sum: loss.sum, count: loss.count)
     }
 
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
@@ -131,14 +155,30 @@ extension T5Model: TrainableModel {
         let n = p.decoder.count
         try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: n) == 0 { return LossSum() }
+        let loss = try evaluationPass(p, losses: nil)
+        return LossSum(sum: loss.sum, count: loss.count)
+    }
+
+    public func sequenceLogProbs(_ batch: [TrainingSequence]) throws -> SequenceLogProbs {
+        let p = try pack(batch)
+        let n = p.decoder.count
+        try CrossEntropy.validate(targets: p.targets, rows: n, vocab: config.vocabSize)
+        let losses = Buffer<Float>(count: max(1, n))
+        if CrossEntropy.countTargets(p.targets, rows: n) > 0 { _ = try evaluationPass(p, losses: losses.pointer) }
+        return SequenceLogProbs(rowLosses: losses.pointer, targets: p.targets, sequences: p.decoderRanges)
+    }
+
+    /// Both stacks without gradients and the loss of every counted decoder row (into losses [N] when given).
+    private func evaluationPass(_ p: PackedPairs, losses: UnsafeMutablePointer<Float>?) throws -> (sum: Double, count: Int) {
+        let n = p.decoder.count
         let w = workspace(rows: n, sourceRows: p.source.count, mode: .inference)
         let context = PassContext(backend: backend)
         try runEncoder(tokens: p.source, ranges: p.sourceRanges, in: w, context: context)
         try runDecoder(p, segments: selfSegments(p.decoderRanges, decoder: true), in: w, context: context)
-        let loss = try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForward(x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!, rows: n, scratch: scratch)
+        return try p.targets.withUnsafeBufferPointer { t in
+            try backend.crossEntropyForward(x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!, rows: n, losses: losses,
+                                           scratch: scratch)
         }
-        return LossSum(sum: loss.sum, count: loss.count)
     }
 
     public func releaseTrainingMemory() { trainingWork = nil; work = nil }
