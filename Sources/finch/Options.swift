@@ -12,6 +12,9 @@ extension QuantCompute: ExpressibleByArgument {}
 extension FourBitType: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension DatasetFormat: ExpressibleByArgument {}
+extension TrainingMethod: ExpressibleByArgument {}
+extension DPOLossType: ExpressibleByArgument {}
+extension TruncationMode: ExpressibleByArgument {}
 extension ExportDType: ExpressibleByArgument {}
 
 extension OptimizerKind: ExpressibleByArgument {

@@ -41,6 +41,16 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.quantBlocksize), help: .setting(\.quantBlocksize)) var quantBlocksize: Int?
     @Option(name: .setting(\.computeDType), help: .setting(\.computeDType)) var computeDType: WeightDType?
 
+    @Option(name: .setting(\.method), help: .setting(\.method)) var method: TrainingMethod?
+    @Option(name: .setting(\.beta), help: .setting(\.beta)) var beta: Double?
+    @Option(name: .setting(\.lossType), help: .setting(\.lossType)) var lossType: DPOLossType?
+    @Option(name: .setting(\.labelSmoothing), help: .setting(\.labelSmoothing)) var labelSmoothing: Double?
+    @Flag(name: .setting(\.referenceFree), help: .setting(\.referenceFree)) var referenceFree = false
+    @Flag(name: .setting(\.precomputeRefLogProbs), help: .setting(\.precomputeRefLogProbs)) var precomputeRefLogProbs = false
+    @Option(name: .setting(\.refAdapter), help: .setting(\.refAdapter)) var refAdapter: String?
+    @Option(name: .setting(\.maxLength), help: .setting(\.maxLength)) var maxLength: Int?
+    @Option(name: .setting(\.truncationMode), help: .setting(\.truncationMode)) var truncationMode: TruncationMode?
+
     @Option(name: .setting(\.loraR), help: .setting(\.loraR)) var loraR: Int?
     @Option(name: .setting(\.loraAlpha), help: .setting(\.loraAlpha)) var loraAlpha: Double?
     @Option(name: .setting(\.loraDropout), help: .setting(\.loraDropout)) var loraDropout: Double?
@@ -88,6 +98,9 @@ struct Train: ParsableCommand {
          .flag(\.dtype, bf16, means: .bf16),
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),
+         .value(\.method, method), .value(\.beta, beta), .value(\.lossType, lossType), .value(\.labelSmoothing, labelSmoothing),
+         .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
+         .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
          .text(\.targetModules, targetModules), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
          .value(\.initLoRAWeights, initLoRAWeights),
@@ -144,15 +157,26 @@ struct Train: ParsableCommand {
         let model = run.trainable
         stderrPrint(String(format: "loaded %@ (%@, %@, block linears %@) in %.1f s, weights %.0f MiB", run.modelPath, model.architecture,
                            lm.model.kind.rawValue, lm.model.weightSummary, run.loadSeconds, Double(model.weightBytes) / 1_048_576))
-        stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
-                    + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
-                    + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
-        if case .heldOut = run.evalSource { stderrPrint("held out \(eval.count) examples for evaluation") }
+        if let loaded {
+            stderrPrint("data \(dataPath): \(loaded.format.rawValue), \(loaded.examples.count) examples, \(loaded.tokenCount) tokens (\(loaded.lossTokenCount) with loss)"
+                        + (loaded.droppedCount > 0 ? ", \(loaded.droppedCount) dropped (no response tokens left after truncation)" : "")
+                        + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
+        }
+        if let p = run.preferences {
+            stderrPrint("data \(dataPath): \(c.method.rawValue) preference pairs (\(p.conversational ? "conversations through the chat template" : "text")), \(p.pairs.count) pairs"
+                        + (p.droppedCount > 0 ? ", \(p.droppedCount) dropped (the prompt fills max_length)" : "")
+                        + (p.truncatedCount > 0 ? ", \(p.truncatedCount) cut to max_length \(c.maxLength ?? 0)" : ""))
+            stderrPrint(c.referenceFree ? "reference: none (reference_free)"
+                        : "reference: \(c.refAdapter.map { "the adapter \($0), frozen" } ?? "the base model (adapters off)")"
+                            + (c.precomputeRefLogProbs ? ", log-probabilities computed before training" : ", one pass per micro-batch"))
+        }
+        if case .heldOut = run.evalSource { stderrPrint("held out \(run.preferences == nil ? eval.count : run.evalPairs.count) \(run.preferences == nil ? "examples" : "pairs") for evaluation") }
         for caveat in model.trainingCaveats { stderrPrint("note: \(caveat)") }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
-            _ = try model.evaluate(Array(train.prefix(1)))
+            if train.isEmpty { _ = try model.sequenceLogProbs(Array(run.pairs.prefix(1).map { [$0.sequences(maxLength: c.maxLength, truncation: c.truncationMode).chosen] }.joined())) }
+            else { _ = try model.evaluate(Array(train.prefix(1))) }
             model.releaseTrainingMemory()
             let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
             let trainer = try run.trainer(runDirectory: nil)
@@ -214,13 +238,20 @@ final class ProgressBar: @unchecked Sendable {
             let eta = done > 0 ? Date().timeIntervalSince(started) / Double(done) * Double(total - m.step) : 0
             let width = 24, filled = total > 0 ? width * m.step / total : 0
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let line = String(format: "%@ %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %@", bar, m.step, total,
+            var line = String(format: "%@ %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  ETA %@", bar, m.step, total,
                               m.loss, m.learningRate, m.gradNorm, m.tokensPerSecond, Self.duration(eta))
+            if let acc = m.objective["rewards/accuracies"], let margin = m.objective["rewards/margins"] {
+                line += String(format: "  acc %.2f  margin %.3f", acc, margin)
+            }
             if tty { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8)) } else { stderrPrint(line) }
         case .evaluation(let e):
             clearLine()
             var parts: [String] = []
             if let l = e.loss, let p = e.perplexity { parts.append(String(format: "eval loss %.4f, perplexity %.2f (%d tokens)", l, p, e.tokens)) }
+            if let l = e.loss, e.perplexity == nil, let acc = e.scores["eval_rewards/accuracies"] {
+                parts.append(String(format: "eval loss %.4f, reward accuracy %.3f, margin %.4f (%d pairs)", l, acc,
+                                    e.scores["eval_rewards/margins"] ?? .nan, Int(e.scores["eval_pairs"] ?? 0)))
+            }
             if let a = e.scores["mmlu_eval_accuracy"] {
                 parts.append(String(format: "MMLU accuracy %.2f%% (subject mean; items %.2f%%), mmlu_loss %.4f", 100 * a,
                                     100 * (e.scores["mmlu_eval_item_accuracy"] ?? .nan), e.scores["mmlu_loss"] ?? .nan))

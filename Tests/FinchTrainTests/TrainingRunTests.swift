@@ -15,8 +15,8 @@ final class TrainingRunTests: XCTestCase {
             c.evalFraction = 0.25
             let run = try TrainingRun.prepare(config: c)
             XCTAssertEqual(run.trainable.architecture, family)
-            XCTAssertEqual(run.dataset.format, .inputOutput)
-            XCTAssertEqual(run.train.count + run.eval.count, run.dataset.examples.count, family)
+            XCTAssertEqual(run.dataset?.format, .inputOutput)
+            XCTAssertEqual(run.train.count + run.eval.count, run.dataset?.examples.count, family)
             XCTAssertGreaterThan(run.eval.count, 0, family)
             XCTAssertEqual(run.evalSource, .heldOut(fraction: 0.25))
             let trainer = try run.trainer(runDirectory: nil)

@@ -136,7 +136,8 @@ extension DecoderModel {
     /// (written to losses [N] when given).
     private func evaluationPass(_ p: PackedBatch, losses: UnsafeMutablePointer<Float>?) throws -> (sum: Double, count: Int) {
         let n = p.tokens.count
-        let w = trainingWorkspace(rows: n, checkpointing: true)
+        // Any training workspace holds what a forward needs (a pass between training steps reuses it).
+        let w = trainingWork.flatMap { $0.rows >= n ? $0 : nil } ?? trainingWorkspace(rows: n, checkpointing: true)
         let tables = RotaryTables(spec: spec, positions: p.positions)
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
         for li in 0..<layers.count {

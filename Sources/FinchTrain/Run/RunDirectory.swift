@@ -38,7 +38,7 @@ public final class RunDirectory: @unchecked Sendable {
 
     private func appendLine(_ value: some Encodable) {
         let e = JSONEncoder()
-        e.outputFormatting = .sortedKeys
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var data = try? e.encode(value) else { return }
         data.append(0x0A)
         let url = URL(fileURLWithPath: file("metrics.jsonl"))

@@ -15,10 +15,15 @@ public struct TrainingRun {
     public var tokenizer: Tokenizer { model.tokenizer }
     /// Where the model was loaded from.
     public var modelPath: String { model.path }
-    /// The training file as read (format, counts of dropped and truncated examples).
-    public let dataset: LoadedDataset
+    /// The training file as read (format, counts of dropped and truncated examples); for a
+    /// preference method, `preferences` instead (and `train` / `eval` are empty).
+    public let dataset: LoadedDataset?
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
+    /// Preference training: the file as read, and the training and held-out pairs.
+    public let preferences: LoadedPreferences?
+    public let pairs: [PreferencePair]
+    public let evalPairs: [PreferencePair]
     /// Where `eval` came from.
     public let evalSource: EvalSource
     /// Seconds spent loading the model.
@@ -71,6 +76,24 @@ public struct TrainingRun {
         let perValue = files > 0 ? Double(files) / Double(max(1, trainable.parameterCount)) : 4
         let predictedLoadPeak = before + trainable.loadPeakBytes(sourceBytesPerValue: perValue)
         let loadSeconds = Date().timeIntervalSince(t0)
+        if c.method.isPreference {
+            if options.decoderStartTokenId != nil {
+                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models here (TRL 1.16's DPOTrainer has no encoder-decoder path); \(path) is an encoder-decoder model")
+            }
+            let prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode)
+            var pairs = prefs.pairs, evalPairs: [PreferencePair] = []
+            var source = EvalSource.none
+            if let e = c.evalData {
+                evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode).pairs
+                source = .file(e)
+            } else if c.evalFraction > 0 {
+                (pairs, evalPairs) = TrainingSplit.holdOut(pairs, fraction: c.evalFraction, seed: c.seed)
+                source = .heldOut(fraction: c.evalFraction)
+            }
+            return TrainingRun(config: c, model: lm, dataset: nil, train: [], eval: [], preferences: prefs, pairs: pairs,
+                               evalPairs: evalPairs, evalSource: source, loadSeconds: loadSeconds, residentBeforeLoading: before,
+                               measuredLoadPeak: loadPeak, predictedLoadPeak: predictedLoadPeak)
+        }
         let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: tokenizer)
         var train = loaded.examples
         var eval: [TrainingSequence] = []
@@ -83,7 +106,7 @@ public struct TrainingRun {
             source = .heldOut(fraction: c.evalFraction)
         }
         return TrainingRun(config: c, model: lm,
-                           dataset: loaded, train: train, eval: eval, evalSource: source,
+                           dataset: loaded, train: train, eval: eval, preferences: nil, pairs: [], evalPairs: [], evalSource: source,
                            loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
                            predictedLoadPeak: predictedLoadPeak)
     }
@@ -91,6 +114,9 @@ public struct TrainingRun {
     /// A trainer for this run, writing into `runDirectory` when given.
     /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
     public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
-        try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
+        if preferences != nil {
+            return try Trainer(model: trainable, config: config, pairs: pairs, evalPairs: evalPairs, runDirectory: runDirectory, world: world)
+        }
+        return try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
     }
 }

@@ -2,6 +2,8 @@
 public enum TrainError: Error, CustomStringConvertible, Sendable {
     /// The data gave no training example (every record empty, or cut away).
     case noTrainingExamples
+    /// `method` and the data given do not go together (pairs for sft, sequences for a preference method).
+    case methodDataMismatch(method: String)
     case badCheckpoint(path: String, reason: String)
     /// `ranks`: in a distributed run, the ranks whose own values were not finite before the sum
     /// (every rank stops at the same step: the sum carries the NaN to all).
@@ -17,6 +19,9 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .noTrainingExamples:
             return "there are no training examples; check that --data has records of its format and that --max-seq-len leaves room for them"
+        case .methodDataMismatch(let m):
+            return m == "sft" ? "method sft trains on sequences, but preference pairs were given; set method: dpo (--method dpo) to train on them"
+                : "method \(m) trains on preference pairs ({prompt, chosen, rejected}), but sequences were given"
         case .badCheckpoint(let p, let r): return "\(p): cannot resume from this checkpoint: \(r)"
         case .nonFiniteLoss(let step, let loss, let last, let ranks):
             return "step \(step): the loss became \(loss)\(ranks.map { " (\($0))" } ?? ""); training stopped without applying this update. "

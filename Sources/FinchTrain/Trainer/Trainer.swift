@@ -16,16 +16,23 @@ public final class Trainer: @unchecked Sendable {
     public let config: TrainingConfig
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
+    /// Preference training (`method` dpo): the training and held-out pairs (`train` and `eval` are
+    /// empty), and the objective.
+    public private(set) var pairs: [PreferencePair]
+    public private(set) var evalPairs: [PreferencePair]
+    public let preference: PreferenceObjective?
     public let run: RunDirectory?
     /// Evaluations run with the held-out loss at every evaluation (an evaluation happens when
     /// there is held-out data or an evaluator).
     public var evaluators: [any TrainingEvaluator] = []
-    var evaluates: Bool { !eval.isEmpty || !evaluators.isEmpty }
+    var evaluates: Bool { !eval.isEmpty || !evalPairs.isEmpty || !evaluators.isEmpty }
+    /// Training examples: sequences, or pairs.
+    public var exampleCount: Int { preference == nil ? train.count : pairs.count }
     /// The trained adapter's name in the model and its PEFT config.
     public let adapterName: String
     public let adapterConfig: AdapterConfig
     public let optimizer: any Optimizer
-    private var sampler: BatchSampler
+    var sampler: BatchSampler
     /// The processes training together (`mpirun`), nil for one process. Every rank draws the same
     /// global batch of world × grad_accum micro-batches and takes its own block of grad_accum;
     /// the gradients and losses are summed across ranks in rank order before clipping and the
@@ -44,12 +51,40 @@ public final class Trainer: @unchecked Sendable {
     public let stepsPerEpoch: Int
     public let totalSteps: Int
 
-    public init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
-                runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
+    /// A supervised fine-tuning run (`method` sft) on `train`, evaluated on `eval`.
+    public convenience init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
+                            runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
+        try self.init(model: model, config: config, train: train, eval: eval, pairs: [], evalPairs: [], runDirectory: runDirectory,
+                      world: world)
+    }
+
+    /// A preference run (`method` dpo) on `pairs`, evaluated on `evalPairs`. With `ref_adapter`, that
+    /// adapter is loaded twice: frozen as the reference ("ref") and as the adapter trained.
+    public convenience init(model: any TrainableModel, config: TrainingConfig, pairs: [PreferencePair], evalPairs: [PreferencePair] = [],
+                            runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
+        try self.init(model: model, config: config, train: [], eval: [], pairs: pairs, evalPairs: evalPairs, runDirectory: runDirectory,
+                      world: world)
+    }
+
+    private init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence],
+                 pairs: [PreferencePair], evalPairs: [PreferencePair], runDirectory: String?, world: (any TrainingWorld)?) throws {
         try config.validate()
         self.world = world
-        guard !train.isEmpty else { throw TrainError.noTrainingExamples }
+        guard config.method.isPreference == !pairs.isEmpty || (train.isEmpty && pairs.isEmpty) else {
+            throw TrainError.methodDataMismatch(method: config.method.rawValue)
+        }
+        guard !train.isEmpty || !pairs.isEmpty else { throw TrainError.noTrainingExamples }
         self.model = model; self.config = config; self.train = train; self.eval = eval
+        self.pairs = pairs; self.evalPairs = evalPairs
+        var referenceAdapter: String?
+        if config.method.isPreference, let ref = config.refAdapter, !config.referenceFree {
+            if !model.adapterNames.contains(Self.referenceAdapterName) {
+                try model.loadAdapter(directory: ref, name: Self.referenceAdapterName)
+                try model.loadAdapter(directory: ref, name: "default")
+            }
+            referenceAdapter = Self.referenceAdapterName
+        }
+        preference = config.method.isPreference ? PreferenceObjective(config: config, referenceAdapter: referenceAdapter) : nil
         if let a = model.activeAdapter {
             adapterName = a
             var c = config.adapterConfig
@@ -66,7 +101,8 @@ public final class Trainer: @unchecked Sendable {
             hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
                          weightDecay: config.weightDecay),
             backend: model.backend)
-        sampler = try BatchSampler(lengths: train.map(\.tokens.count), batchSize: config.batchSize, seed: config.seed,
+        let lengths = preference.map { p in pairs.map { p.rows($0) } } ?? train.map(\.tokens.count)
+        sampler = try BatchSampler(lengths: lengths, batchSize: config.batchSize, seed: config.seed,
                                    shuffle: true, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
         totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
@@ -75,6 +111,9 @@ public final class Trainer: @unchecked Sendable {
 
     /// A copy of the batch sampler at the run's start (for planning; the run's own is untouched).
     var samplerForPlanning: BatchSampler { sampler }
+
+    /// The name under which `ref_adapter` is loaded as the reference (TRL's "ref").
+    public static let referenceAdapterName = "ref"
 
     /// Asks a running `train` to stop after the current step, write a checkpoint and return
     /// (safe to call from a signal handler's queue).
@@ -97,12 +136,15 @@ public final class Trainer: @unchecked Sendable {
             h.combine(Int32(s.tokens.count)); s.tokens.forEach { h.combine($0) }; s.labels.forEach { h.combine($0) }
             if let src = s.source { h.combine(Int32(-1)); h.combine(Int32(src.count)); src.forEach { h.combine($0) } }   // encoder-decoder pairs
         }
+        for p in pairs {
+            for part in [p.prompt, p.chosen, p.rejected] { h.combine(Int32(-2)); h.combine(Int32(part.count)); part.forEach { h.combine($0) } }
+        }
         return String(h.value, radix: 16)
     }()
 
     /// The dropout key of micro-batch `micro` of step `step`.
     func dropoutKey(step: Int, micro: Int) -> UInt64? {
-        guard adapterConfig.loraDropout > 0 else { return nil }
+        guard adapterConfig.loraDropout > 0, !(preference != nil && config.disableDropout) else { return nil }
         return SplitMix64.mix(config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) << 16 &+ UInt64(micro))
     }
 
@@ -123,7 +165,12 @@ public final class Trainer: @unchecked Sendable {
             Checkpoint.removeLeftovers(runDirectory: run.path)
             try run.writeConfig(config)
         }
-        progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: train.count, evalExamples: eval.count,
+        if let p = preference, config.precomputeRefLogProbs, !p.referenceFree {
+            try p.precomputeReference(model: model, pairs: &pairs, batchSize: config.batchSize, trained: adapterName)
+            try p.precomputeReference(model: model, pairs: &evalPairs, batchSize: config.batchSize, trained: adapterName)
+        }
+        progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: exampleCount,
+                          evalExamples: preference == nil ? eval.count : evalPairs.count,
                           trainableParameters: trainableParameterCount))
         let buffers = StepBuffers(optimizer: optimizer, gradAccum: config.gradAccum, ranks: world?.size ?? 1)
         var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
@@ -138,7 +185,7 @@ public final class Trainer: @unchecked Sendable {
             let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: done.loss, learningRate: done.learningRate,
                                 gradNorm: done.gradNorm, tokens: done.tokens, seconds: seconds,
                                 tokensPerSecond: Double(done.tokens) / seconds, peakRSSMiB: Memory.peakRSSMiB(),
-                                commSeconds: done.ranks?.seconds, commBytes: done.ranks?.bytes)
+                                commSeconds: done.ranks?.seconds, commBytes: done.ranks?.bytes, objective: done.objective)
             if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
                 run?.append(m)
                 run?.drawLossCurve()
@@ -191,6 +238,8 @@ public final class Trainer: @unchecked Sendable {
         var tokens: Int
         /// The sum across the ranks (nil for one process).
         var ranks: RankSum?
+        /// Preference training: TRL's metrics of the step (means over its pairs).
+        var objective: [String: Double] = [:]
     }
 
     /// Buffers a step reuses, allocated once for the run: the optimizer's gradients, the running sum
@@ -211,55 +260,93 @@ public final class Trainer: @unchecked Sendable {
     /// summed in order, the sum across the ranks, clipping, the non-finite check, and the update.
     /// The sampler moves on by one global batch. `lastCheckpoint` is named by the error of a non-finite step.
     func step(_ step: Int, buffers: StepBuffers, lastCheckpoint: String?) throws -> StepOutcome {
-        let grads = buffers.grads
         // The global batch: world × grad_accum micro-batches; this rank takes its block.
         let ranks = world?.size ?? 1, rank = world?.rank ?? 0
-        var micro: [[TrainingSequence]] = []
-        for _ in 0..<(config.gradAccum * ranks) { micro.append(sampler.next().indices.map { train[$0] }) }
-        let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.lossTokenCount } }
+        var micro: [[Int]] = []
+        for _ in 0..<(config.gradAccum * ranks) { micro.append(sampler.next().indices) }
         let mine = Array(micro[(rank * config.gradAccum)..<((rank + 1) * config.gradAccum)])
         model.zeroGradients()
+        if let p = preference { return try preferenceStep(step, objective: p, micro: micro, mine: mine, buffers: buffers, lastCheckpoint: lastCheckpoint) }
+        let counted = micro.reduce(0) { $0 + $1.reduce(0) { $0 + train[$1].lossTokenCount } }
         var loss = LossSum()
         if counted > 0 {
-            // Each micro-batch's gradients are computed alone and added to the sum in order
-            // (as autograd accumulates .grad), so that one process with grad_accum N·k and N
-            // ranks with k add the same numbers the same way (exactly when k = 1).
             for (k, batch) in mine.enumerated() {
                 if k > 0 { model.zeroGradients() }
-                loss = loss + (try model.forwardBackward(batch, lossScale: 1 / Float(counted),
+                loss = loss + (try model.forwardBackward(batch.map { train[$0] }, lossScale: 1 / Float(counted),
                                                         checkpointing: config.gradientCheckpointing,
                                                         dropoutKey: dropoutKey(step: step, micro: rank * config.gradAccum + k)))
-                if let sums = buffers.sums {
-                    for (s, g) in zip(sums, grads) {
-                        if k == 0 { s.pointer.update(from: g.pointer, count: g.count) } else { for i in 0..<g.count { s[i] += g[i] } }
-                    }
-                }
+                accumulate(microBatch: k, buffers: buffers)
             }
-            if let sums = buffers.sums { for (s, g) in zip(sums, grads) { g.pointer.update(from: s.pointer, count: g.count) } }
+            finishAccumulation(buffers)
         }
-        afterGradients?(step + 1, rank, grads)
+        var none: [Double] = []
+        let (summedLoss, norm, lr, summed) = try update(step, loss: loss, extra: &none, counted: counted > 0, buffers: buffers,
+                                                        lastCheckpoint: lastCheckpoint)
+        return StepOutcome(loss: counted > 0 ? summedLoss.mean : .nan, learningRate: lr, gradNorm: norm,
+                           tokens: micro.reduce(0) { $0 + $1.reduce(0) { $0 + train[$1].tokens.count } }, ranks: summed)
+    }
+
+    /// Adds micro-batch `k`'s gradients to the step's sum (with grad_accum > 1). Each micro-batch's
+    /// gradients are computed alone and added to the sum in order (as autograd accumulates .grad),
+    /// so that one process with grad_accum N·k and N ranks with k add the same numbers the same way
+    /// (exactly when k = 1).
+    func accumulate(microBatch k: Int, buffers: StepBuffers) {
+        guard let sums = buffers.sums else { return }
+        for (s, g) in zip(sums, buffers.grads) {
+            if k == 0 { s.pointer.update(from: g.pointer, count: g.count) } else { for i in 0..<g.count { s[i] += g[i] } }
+        }
+    }
+
+    /// Puts the step's summed gradients back where the optimizer reads them.
+    func finishAccumulation(_ buffers: StepBuffers) {
+        if let sums = buffers.sums { for (s, g) in zip(sums, buffers.grads) { g.pointer.update(from: s.pointer, count: g.count) } }
+    }
+
+    /// The end of a step: the fault-injection seam, the sum across the ranks (of the gradients, the
+    /// loss and `extra`, which every rank then holds summed), clipping, the non-finite check (when
+    /// anything `counted`), and the optimizer's update.
+    func update(_ step: Int, loss: LossSum, extra: inout [Double], counted: Bool, buffers: StepBuffers,
+                lastCheckpoint: String?) throws -> (loss: LossSum, norm: Double, lr: Double, ranks: RankSum?) {
+        let grads = buffers.grads
+        afterGradients?(step + 1, world?.rank ?? 0, grads)
+        var loss = loss
         var summed: RankSum?
         if let world, world.size > 1, let flat = buffers.flat {
             let s = try world.sumGradients(grads, loss: loss, through: flat)
             loss = s.loss
             summed = s
+            if !extra.isEmpty { try world.sum(&extra, count: extra.count) }
         }
         let norm = config.maxGradNorm > 0 ? GradientNorm.clip(grads, maxNorm: config.maxGradNorm, backend: model.backend)
             : GradientNorm.total(grads, backend: model.backend)
-        if counted > 0 && (!loss.mean.isFinite || !norm.isFinite) {
+        if counted && (!loss.mean.isFinite || !norm.isFinite) {
             throw TrainError.nonFiniteLoss(step: step + 1, loss: loss.mean.isFinite ? norm : loss.mean, lastCheckpoint: lastCheckpoint,
                                            ranks: summed?.report)
         }
         let lr = schedule.rate(at: step)
         optimizer.update(lr: lr)
         model.adapterParametersChanged()
-        return StepOutcome(loss: counted > 0 ? loss.mean : .nan, learningRate: lr, gradNorm: norm,
-                           tokens: micro.reduce(0) { $0 + $1.reduce(0) { $0 + $1.tokens.count } }, ranks: summed)
+        return (loss, norm, lr, summed)
     }
 
     /// Mean loss and perplexity on the evaluation examples (in batches of `batch_size`, no dropout),
-    /// and the evaluators' scores.
+    /// and the evaluators' scores. Preference training: the mean loss over the held-out pairs and
+    /// TRL's metrics as `eval_rewards/chosen` etc. (no perplexity).
     public func evaluate(step: Int) throws -> EvalMetrics {
+        if let p = preference, !evalPairs.isEmpty {
+            var loss = 0.0, count = 0, tokens = 0, sums: [String: Double] = [:], i = 0
+            while i < evalPairs.count {
+                let b = try p.evaluate(model: model, pairs: Array(evalPairs[i..<min(i + config.batchSize, evalPairs.count)]), trained: adapterName)
+                loss += b.loss * Double(b.pairs); count += b.pairs; tokens += b.tokens
+                sums.merge(b.metricSums, uniquingKeysWith: +)
+                i += config.batchSize
+            }
+            var scores: [String: Double] = [:]
+            for (k, v) in sums { scores["eval_" + k] = v / Double(count) }
+            for e in evaluators { scores.merge(try e.evaluate(step: step)) { _, new in new } }
+            scores["eval_pairs"] = Double(count)
+            return EvalMetrics(step: step, loss: loss / Double(count), perplexity: nil, tokens: tokens, scores: scores)
+        }
         var total = LossSum()
         var i = 0
         while i < eval.count {
@@ -275,7 +362,7 @@ public final class Trainer: @unchecked Sendable {
 
     func saveCheckpoint(run: RunDirectory, step: Int, losses: [Double], seconds: Double) throws -> String {
         let state = TrainerState(globalStep: step, totalSteps: totalSteps, sampler: sampler.state,
-                                 dataFingerprint: dataFingerprint, trainExamples: train.count, losses: losses,
+                                 dataFingerprint: dataFingerprint, trainExamples: exampleCount, losses: losses,
                                  seconds: seconds, config: config, worldSize: (world?.size ?? 1) > 1 ? world!.size : nil,
                                  bf16Compute: GEMM.bf16Compute.rawValue)
         let path = try Checkpoint.write(runDirectory: run.path, step: step,
@@ -310,8 +397,8 @@ public final class Trainer: @unchecked Sendable {
             }
             if GEMM.bf16ComputeFromEnvironment == nil { GEMM.setBF16Compute(mode) }
         }
-        if state.trainExamples != train.count || state.dataFingerprint != dataFingerprint {
-            throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(train.count) now)")
+        if state.trainExamples != exampleCount || state.dataFingerprint != dataFingerprint {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(exampleCount) now)")
         }
         let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules)
         let live = model.adapter(named: adapterName, config: adapterConfig)

@@ -19,10 +19,46 @@ public struct StepMetrics: Sendable, Codable, Equatable {
     /// communication, waiting for slower ranks included) and the bytes of gradients it sent.
     public var commSeconds: Double? = nil
     public var commBytes: Int? = nil
+    /// Preference training: TRL's metrics of the step under their names (`rewards/chosen`, …).
+    public var objective: [String: Double] = [:]
 
     enum CodingKeys: String, CodingKey {
         case step, epoch, loss, learningRate = "lr", gradNorm = "grad_norm", tokens, seconds
         case tokensPerSecond = "tokens_per_s", peakRSSMiB = "peak_rss_mib", commSeconds = "comm_seconds", commBytes = "comm_bytes"
+    }
+
+    public init(step: Int, epoch: Double, loss: Double, learningRate: Double, gradNorm: Double, tokens: Int, seconds: Double,
+                tokensPerSecond: Double, peakRSSMiB: Double, commSeconds: Double? = nil, commBytes: Int? = nil,
+                objective: [String: Double] = [:]) {
+        self.step = step; self.epoch = epoch; self.loss = loss; self.learningRate = learningRate; self.gradNorm = gradNorm
+        self.tokens = tokens; self.seconds = seconds; self.tokensPerSecond = tokensPerSecond; self.peakRSSMiB = peakRSSMiB
+        self.commSeconds = commSeconds; self.commBytes = commBytes; self.objective = objective
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(step, forKey: .step); try c.encode(epoch, forKey: .epoch); try c.encode(loss, forKey: .loss)
+        try c.encode(learningRate, forKey: .learningRate); try c.encode(gradNorm, forKey: .gradNorm); try c.encode(tokens, forKey: .tokens)
+        try c.encode(seconds, forKey: .seconds); try c.encode(tokensPerSecond, forKey: .tokensPerSecond)
+        try c.encode(peakRSSMiB, forKey: .peakRSSMiB)
+        try c.encodeIfPresent(commSeconds, forKey: .commSeconds); try c.encodeIfPresent(commBytes, forKey: .commBytes)
+        var extra = encoder.container(keyedBy: EvalMetrics.Key.self)
+        for (k, v) in objective where v.isFinite { try extra.encode(v, forKey: EvalMetrics.Key(k)) }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        step = try c.decode(Int.self, forKey: .step); epoch = try c.decode(Double.self, forKey: .epoch)
+        loss = try c.decode(Double.self, forKey: .loss); learningRate = try c.decode(Double.self, forKey: .learningRate)
+        gradNorm = try c.decode(Double.self, forKey: .gradNorm); tokens = try c.decode(Int.self, forKey: .tokens)
+        seconds = try c.decode(Double.self, forKey: .seconds); tokensPerSecond = try c.decode(Double.self, forKey: .tokensPerSecond)
+        peakRSSMiB = try c.decode(Double.self, forKey: .peakRSSMiB)
+        commSeconds = try c.decodeIfPresent(Double.self, forKey: .commSeconds); commBytes = try c.decodeIfPresent(Int.self, forKey: .commBytes)
+        let extra = try decoder.container(keyedBy: EvalMetrics.Key.self)
+        let known = Set(["step", "epoch", "loss", "lr", "grad_norm", "tokens", "seconds", "tokens_per_s", "peak_rss_mib", "comm_seconds", "comm_bytes"])
+        for k in extra.allKeys where !known.contains(k.stringValue) {
+            if let v = try? extra.decode(Double.self, forKey: k) { objective[k.stringValue] = v }
+        }
     }
 }
 

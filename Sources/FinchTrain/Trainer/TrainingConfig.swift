@@ -47,6 +47,23 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var trainOnSource: Bool = false
     public var groupByLength: Bool = false
 
+    // Preference training (TRL's DPOConfig).
+    /// sft (the default) or dpo.
+    public var method: TrainingMethod = .sft
+    public var beta: Double = 0.1
+    public var lossType: DPOLossType = .sigmoid
+    public var labelSmoothing: Double = 0
+    /// log π_ref = 0 (no reference pass).
+    public var referenceFree: Bool = false
+    public var precomputeRefLogProbs: Bool = false
+    /// A PEFT adapter (an SFT run's) to continue training from and to use as the reference.
+    public var refAdapter: String? = nil
+    /// Longest prompt + answer in tokens (nil: no limit).
+    public var maxLength: Int? = 1024
+    public var truncationMode: TruncationMode = .keepStart
+    /// Preference methods train without the adapters' dropout, as TRL's `disable_dropout` (default true).
+    public var disableDropout: Bool = true
+
     // LoRA (PEFT's LoraConfig).
     public var loraR: Int = 8
     public var loraAlpha: Double = 16
@@ -138,6 +155,29 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               help: "Also take the loss on the prompt."),
         .make("group_by_length", \.groupByLength, flags: ["group-by-length", "group_by_length"],
               help: "Batch sequences of similar length together."),
+
+        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default) or dpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
+        .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ).",
+              check: { v, _ in v > 0 ? nil : "beta must be positive (got \(v))" }),
+        .make("loss_type", \.lossType, help: "DPO's loss, as TRL defines it: sigmoid (the default), hinge, ipo or robust."),
+        .make("label_smoothing", \.labelSmoothing,
+              help: "Robust DPO: the probability that a preference label is flipped, in [0, 0.5).",
+              check: { v, c in
+                  !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
+                      : v > 0 && c.lossType != .robust ? "label_smoothing is used by loss_type robust only (loss_type is \(c.lossType.rawValue))" : nil
+              }),
+        .make("reference_free", \.referenceFree, help: "Preference training without a reference model (log π_ref = 0)."),
+        .make("precompute_ref_log_probs", \.precomputeRefLogProbs,
+              help: "Compute the reference's log-probabilities of every pair once before training instead of at each step."),
+        .make("ref_adapter", \.refAdapter,
+              help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference."),
+        .make("max_length", \.maxLength,
+              help: "Preference training: longest prompt + answer in tokens (TRL's default 1024; null: no limit).",
+              check: { v, _ in v.map { $0 >= 2 ? nil : "max_length must be at least 2 (got \($0))" } ?? nil }),
+        .make("truncation_mode", \.truncationMode,
+              help: "Preference training: keep_start (the default; a pair whose prompt fills max_length is dropped) or keep_end."),
+        .make("disable_dropout", \.disableDropout,
+              help: "Preference training without the adapters' dropout (TRL's default true)."),
 
         .make("lora_r", \.loraR, aliases: ["lora_rank", "r"], flags: ["lora-r", "lora_r"], help: "LoRA rank.",
               check: { v, _ in v >= 1 ? nil : "lora_r must be at least 1 (got \(v))" }),

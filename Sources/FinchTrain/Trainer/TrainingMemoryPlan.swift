@@ -49,14 +49,19 @@ extension Trainer {
         var s = samplerForPlanning
         var rows = 0
         for _ in 0..<(totalSteps * config.gradAccum) {
-            rows = max(rows, s.next().indices.reduce(0) { $0 + train[$1].tokens.count })
+            rows = max(rows, s.next().indices.reduce(0) { sum, i in sum + (preference.map { $0.rows(pairs[i]) } ?? train[i].tokens.count) })
         }
         return rows
     }
 
-    /// Rows of the largest evaluation batch.
+    /// Rows of the largest evaluation batch (a preference batch packs both answers of its pairs).
     var largestEvalRows: Int {
-        stride(from: 0, to: eval.count, by: config.batchSize).map { start in
+        if let p = preference {
+            return stride(from: 0, to: evalPairs.count, by: config.batchSize).map { start in
+                evalPairs[start..<min(start + config.batchSize, evalPairs.count)].reduce(0) { $0 + p.rows($1) }
+            }.max() ?? 0
+        }
+        return stride(from: 0, to: eval.count, by: config.batchSize).map { start in
             eval[start..<min(start + config.batchSize, eval.count)].reduce(0) { $0 + $1.tokens.count }
         }.max() ?? 0
     }
@@ -67,7 +72,7 @@ extension Trainer {
         let params = optimizer.parameters.reduce(0) { $0 + $1.value.byteCount }
         let trainRows = largestMicroBatchRows
         var acts = model.trainingActivationBytes(rows: trainRows, checkpointing: checkpointing, loraRank: adapterConfig.r)
-        if !eval.isEmpty {
+        if !eval.isEmpty || !evalPairs.isEmpty {
             // Evaluation runs the checkpointing workspace; its buffers replace the training ones.
             let e = model.trainingActivationBytes(rows: largestEvalRows, checkpointing: true, loraRank: adapterConfig.r)
             acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)

@@ -1,0 +1,197 @@
+import FinchCore
+import FinchFormats
+import FinchModels
+import FinchTokenizer
+
+/// How a preference sequence longer than `max_length` is cut (TRL's `truncation_mode`).
+public enum TruncationMode: String, SettingChoice, Sendable {
+    /// Keep the first `max_length` tokens (TRL's default); a pair whose prompt alone fills it is dropped.
+    case keepStart = "keep_start"
+    /// Keep the last `max_length` tokens.
+    case keepEnd = "keep_end"
+}
+
+/// One preference record tokenized as TRL's `DPOTrainer` tokenizes it (trl 1.16 `_prepare_dataset`):
+/// the prompt, and the tokens by which prompt + chosen and prompt + rejected continue it.
+public struct PreferencePair: Sendable, Equatable {
+    public var prompt: [Int32]
+    public var chosen: [Int32]
+    public var rejected: [Int32]
+    /// The reference model's log-probabilities of the two answers, when computed before training
+    /// (`precompute_ref_log_probs`).
+    public var referenceChosen: Double?
+    public var referenceRejected: Double?
+
+    public init(prompt: [Int32], chosen: [Int32], rejected: [Int32]) {
+        self.prompt = prompt; self.chosen = chosen; self.rejected = rejected
+    }
+
+    /// One answer as the model sees it (TRL's `DataCollatorForPreference`): prompt + completion,
+    /// labels on the completion only, cut to `maxLength` per `truncation`; and how many completion
+    /// tokens it kept.
+    public static func sequence(prompt: [Int32], completion: [Int32], maxLength: Int?,
+                                truncation: TruncationMode) -> (sequence: TrainingSequence, completionTokens: Int) {
+        var tokens = prompt + completion
+        var labels = [Int32](repeating: CrossEntropy.ignoreIndex, count: prompt.count) + completion
+        if let maxLength, tokens.count > maxLength {
+            switch truncation {
+            case .keepStart: tokens.removeLast(tokens.count - maxLength); labels.removeLast(labels.count - maxLength)
+            case .keepEnd: tokens.removeFirst(tokens.count - maxLength); labels.removeFirst(labels.count - maxLength)
+            }
+        }
+        return (TrainingSequence(tokens: tokens, labels: labels), labels.filter { $0 != CrossEntropy.ignoreIndex }.count)
+    }
+
+    /// Both answers as sequences (see `sequence`).
+    public func sequences(maxLength: Int?, truncation: TruncationMode)
+        -> (chosen: TrainingSequence, rejected: TrainingSequence, chosenTokens: Int, rejectedTokens: Int) {
+        let c = Self.sequence(prompt: prompt, completion: chosen, maxLength: maxLength, truncation: truncation)
+        let r = Self.sequence(prompt: prompt, completion: rejected, maxLength: maxLength, truncation: truncation)
+        return (c.sequence, r.sequence, c.completionTokens, r.completionTokens)
+    }
+}
+
+/// A preference file as read: its pairs and what became of its records.
+public struct LoadedPreferences: Sendable {
+    public var pairs: [PreferencePair] = []
+    public var recordCount = 0
+    /// Records left out because their prompt alone fills `max_length` (keep_start).
+    public var droppedCount = 0
+    /// Pairs of which an answer is cut by `max_length`.
+    public var truncatedCount = 0
+    /// Whether the records are conversations (message lists through the chat template).
+    public var conversational = false
+}
+
+/// Reads TRL's preference formats from a JSON / JSON-lines file:
+/// - standard: `{"prompt": text, "chosen": text, "rejected": text}` (EOS text appended to each
+///   answer that lacks it; the tokenizer's special tokens, e.g. BOS, added as `tokenizer(text)` adds them);
+/// - conversational: the same keys holding message lists (`[{"role", "content"}]`), rendered by
+///   the chat template (the prompt with the generation prompt, prompt + answer without);
+/// - implicit prompt: only `chosen` and `rejected`, whole conversations (or texts) whose shared
+///   start is the prompt (TRL's `extract_prompt`).
+/// The answer's tokens start where the tokenized prompt and prompt + answer part (TRL's
+/// `common_prefix_length`). A record whose chosen equals its rejected, or that lacks a key, is an
+/// error naming its line.
+public enum PreferenceData {
+    public static func load(path: String, tokenizer: Tokenizer, maxLength: Int?, truncation: TruncationMode) throws -> LoadedPreferences {
+        let records = try DataFileReader.records(path: path)
+        var out = LoadedPreferences()
+        out.recordCount = records.count
+        for (i, record) in records.enumerated() {
+            let pair = try self.pair(record, path: path, tokenizer: tokenizer, conversational: &out.conversational, first: i == 0)
+            if let maxLength, truncation == .keepStart, pair.prompt.count >= maxLength { out.droppedCount += 1; continue }
+            if let maxLength, pair.prompt.count + max(pair.chosen.count, pair.rejected.count) > maxLength { out.truncatedCount += 1 }
+            out.pairs.append(pair)
+        }
+        if out.pairs.isEmpty { throw DataError.emptyDataset(path: path, dropped: out.droppedCount) }
+        return out
+    }
+
+    /// A record's value under `key`: text or a message list.
+    enum Part { case text(String), messages([ChatMessage]) }
+
+    static func part(_ record: DataRecord, _ key: String, path: String) throws -> Part {
+        guard let v = record.value[key] else {
+            throw record.malformed(path, "missing key \"\(key)\"; a preference record needs \"chosen\" and \"rejected\" "
+                + "(and \"prompt\" unless they are whole conversations sharing it) (keys here: \(record.keys.joined(separator: ", ")))")
+        }
+        if let s = v.stringValue { return .text(s) }
+        if v.arrayValue != nil {
+            let conversation = try ChatConversation(record: DataRecord(value: .object([("messages", v)]), line: record.line,
+                                                                       arrayIndex: record.arrayIndex), path: path)
+            return .messages(conversation.messages)
+        }
+        throw record.malformed(path, "key \"\(key)\" is \(v.kindName); it must be text or a list of messages")
+    }
+
+    static func pair(_ record: DataRecord, path: String, tokenizer: Tokenizer, conversational: inout Bool, first: Bool) throws -> PreferencePair {
+        guard record.value.objectValue != nil else { throw record.malformed(path, "a preference record must be an object") }
+        var chosen = try part(record, "chosen", path: path), rejected = try part(record, "rejected", path: path)
+        var prompt: Part
+        if record.value["prompt"] != nil {
+            prompt = try part(record, "prompt", path: path)
+        } else {
+            (prompt, chosen, rejected) = try extractPrompt(chosen, rejected, record: record, path: path)
+        }
+        let isConversation: Bool
+        switch (prompt, chosen, rejected) {
+        case (.text, .text, .text): isConversation = false
+        case (.messages, .messages, .messages): isConversation = true
+        default:
+            throw record.malformed(path, "\"prompt\", \"chosen\" and \"rejected\" must all be text or all be message lists")
+        }
+        if first { conversational = isConversation } else if isConversation != conversational {
+            throw record.malformed(path, "this record is \(isConversation ? "a conversation" : "text") but the first was \(conversational ? "a conversation" : "text"); use one format per file")
+        }
+        let ids: (prompt: [Int32], chosen: [Int32], rejected: [Int32])
+        switch (prompt, chosen, rejected) {
+        case let (.text(p), .text(c), .text(r)):
+            guard let eos = tokenizer.eosToken else {
+                throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to end the answers of \(path) with")
+            }
+            if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
+            let ce = c.hasSuffix(eos) ? c : c + eos, re = r.hasSuffix(eos) ? r : r + eos
+            ids = (tokenizer.encode32(p, addSpecialTokens: true), tokenizer.encode32(p + ce, addSpecialTokens: true),
+                   tokenizer.encode32(p + re, addSpecialTokens: true))
+        case let (.messages(p), .messages(c), .messages(r)):
+            if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
+            guard tokenizer.chatTemplate != nil else { throw DataError.noChatTemplate(path: path) }
+            func render(_ m: [ChatMessage], _ generationPrompt: Bool) throws -> [Int32] {
+                do { return tokenizer.encode32(try tokenizer.applyChatTemplate(m, addGenerationPrompt: generationPrompt)) } catch {
+                    throw DataError.chatTemplate(path: path, line: record.line, reason: record.place + "\(error)")
+                }
+            }
+            ids = (try render(p, true), try render(p + c, false), try render(p + r, false))
+        default: fatalError("checked above")
+        }
+        let start = min(commonPrefix(ids.prompt, ids.chosen), commonPrefix(ids.prompt, ids.rejected))
+        let pair = PreferencePair(prompt: Array(ids.prompt.prefix(start)), chosen: Array(ids.chosen.dropFirst(start)),
+                                  rejected: Array(ids.rejected.dropFirst(start)))
+        if pair.chosen == pair.rejected {
+            throw record.malformed(path, "\"chosen\" and \"rejected\" give the same tokens; a preference pair needs two different answers")
+        }
+        if pair.chosen.isEmpty || pair.rejected.isEmpty {
+            throw record.malformed(path, "an answer has no tokens after the prompt; give each of \"chosen\" and \"rejected\" some text")
+        }
+        return pair
+    }
+
+    static func commonPrefix(_ a: [Int32], _ b: [Int32]) -> Int {
+        var n = 0
+        while n < a.count && n < b.count && a[n] == b[n] { n += 1 }
+        return n
+    }
+
+    /// TRL's `extract_prompt`: the chosen and rejected parts up to their first difference (a
+    /// space before it goes with the answers) are the prompt. As TRL's loop does, when one is a
+    /// prefix of the other the prompt stops one element short of the shorter.
+    static func extractPrompt(_ chosen: Part, _ rejected: Part, record: DataRecord, path: String) throws -> (Part, Part, Part) {
+        func split<T: Equatable>(_ c: [T], _ r: [T], space: T?) -> Int {
+            var idx = 0
+            let n = min(c.count, r.count)
+            guard n > 0 else { return 0 }
+            for i in 0..<n {
+                idx = i
+                if c[i] != r[i] {
+                    if let space, i > 0, c[i - 1] == space { idx -= 1 }
+                    return idx
+                }
+            }
+            return idx
+        }
+        switch (chosen, rejected) {
+        case let (.messages(c), .messages(r)):
+            let k = split(c, r, space: nil)
+            return (.messages(Array(c[..<k])), .messages(Array(c[k...])), .messages(Array(r[k...])))
+        case let (.text(c), .text(r)):
+            // By code point, as Python indexes a str.
+            let cc = Array(c.unicodeScalars), rc = Array(r.unicodeScalars)
+            let k = split(cc, rc, space: " ")
+            func text(_ s: ArraySlice<Unicode.Scalar>) -> String { var t = String.UnicodeScalarView(); t.append(contentsOf: s); return String(t) }
+            return (.text(text(cc[..<k])), .text(text(cc[k...])), .text(text(rc[k...])))
+        default:
+            throw record.malformed(path, "\"chosen\" and \"rejected\" must both be text or both be message lists")
+        }
+    }
+}
