@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Finch next to a reference trainer, in the same run on the same machine: `finch bench train` against
-# PyTorch + PEFT (+ bitsandbytes for QLoRA; Scripts/reference/bench_peft.py, which it mirrors). Each
+# PyTorch + PEFT (+ bitsandbytes for QLoRA; Scripts/reference/bench_peft.py, which it mirrors), or against TRL's
+# DPOTrainer + PEFT (Scripts/reference/bench_dpo.py, for `finch bench train --method dpo`). Each
 # measurement is a fresh process (tokens/s: median of STEPS steps after 2 warm-ups; peak RSS), the sides
 # alternate in the config's order, ROUNDS rounds, after a quiet-machine check.
 #   Scripts/bench/vs_reference.sh CONFIG [VENV] [STEPS] [ROUNDS]
@@ -94,7 +95,10 @@ for round in $(seq 1 "$ROUNDS"); do
           "$VENV/bin/python" "$REF/bench_peft.py" "${ref_model[@]}" "${args[@]/--bf16/--bf16-autocast}" --steps "$STEPS" \
             | raw engine=peft side=peft-autocast case="$name" round="$round" "${TAGS[@]}"
         fi ;;
-      *) echo "vs_reference.sh: $CONFIG: case '$name' has side '$side'; a side starts with finch or peft" >&2; exit 2 ;;
+      trl*)
+        "$VENV/bin/python" "$REF/bench_dpo.py" "${ref_model[@]}" "${args[@]}" --steps "$STEPS" \
+          | raw engine=trl side="$side" case="$name" round="$round" "${TAGS[@]}" ;;
+      *) echo "vs_reference.sh: $CONFIG: case '$name' has side '$side'; a side starts with finch, peft or trl" >&2; exit 2 ;;
     esac
   done
 done

@@ -10,12 +10,16 @@ import Foundation
 struct BenchTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "LoRA training tokens/s and peak RSS on SmolLM2 (one JSON line).",
+        abstract: "LoRA training tokens/s and peak RSS on SmolLM2, SFT or DPO (one JSON line).",
         discussion: """
         Mirrors Scripts/reference/bench_peft.py (PyTorch + PEFT): B×T random token ids (labels = inputs),
         LoRA alpha = 2r, dropout 0.05, AdamW lr 2e-4 without clipping; tokens/s = B·T / the median
         step time over --steps steps after 2 warm-ups, each step a full forward, backward and update
         through the trainer. Run each configuration in a fresh process (peak RSS is per process).
+        --method dpo mirrors Scripts/reference/bench_dpo.py (TRL's DPOTrainer + PEFT): B pairs, each a prompt
+        of T/2 random tokens and two answers of T/2, so that each answer's sequence has T tokens; the
+        reference is the base with the adapters off, dropout off (TRL's defaults); tokens/s counts both
+        answers' tokens, 2·B·T per step.
         """)
 
     @OptionGroup var modelSource: ModelSource
@@ -38,6 +42,8 @@ struct BenchTrain: ParsableCommand {
     var quantCompute: QuantCompute = .exact
     @Flag(name: .long, help: "QLoRA: block linears in NF4 with double quantization, products in --dtype.")
     var qlora = false
+    @Option(name: .long, help: "sft (labels = inputs) or dpo (preference pairs).")
+    var method: TrainingMethod = .sft
 
     func run() throws {
         let dt = dtype ?? .f32
@@ -52,8 +58,16 @@ struct BenchTrain: ParsableCommand {
         c.maxSteps = steps + 2; c.gradientCheckpointing = gradientCheckpointing; c.loggingSteps = 0
         var rng = SeededRandom(seed: 1)
         let vocab = UInt64(lm.model.vocabSize)
-        let data = (0..<batch).map { _ in TrainingSequence(tokens: (0..<seq).map { _ in Int32(rng.next() % vocab) }) }
-        let trainer = try Trainer(model: lm.model, config: c, train: data)
+        func tokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % vocab) } }
+        let trainer: Trainer
+        if method == .dpo {
+            c.method = .dpo; c.maxLength = nil
+            let pairs = (0..<batch).map { _ in PreferencePair(prompt: tokens(seq / 2), chosen: tokens(seq - seq / 2), rejected: tokens(seq - seq / 2)) }
+            trainer = try Trainer(model: lm.model, config: c, pairs: pairs)
+        } else {
+            trainer = try Trainer(model: lm.model, config: c, train: (0..<batch).map { _ in TrainingSequence(tokens: tokens(seq)) })
+        }
+        let stepTokens = (method == .dpo ? 2 : 1) * batch * seq
         var times: [Double] = []
         var firstLoss = Double.nan
         try trainer.train { event in
@@ -67,12 +81,12 @@ struct BenchTrain: ParsableCommand {
         let med = median(times)
         let profile = profileBreakdown(Profile.totals, seconds: times.reduce(0, +), dtype: dt)
         printResultLine(machineSummary().merging([
-            "engine": .string("finch"), "dtype": .string(dt.rawValue), "weights": .string(lm.model.weightSummary), "targets": .string(targets), "r": .int(r),
+            "engine": .string("finch"), "method": .string(method.rawValue), "dtype": .string(dt.rawValue), "weights": .string(lm.model.weightSummary), "targets": .string(targets), "r": .int(r),
             "batch": .int(batch), "seq": .int(seq), "steps": .int(steps),
             "gradient_checkpointing": .bool(gradientCheckpointing), "threads": .int(Parallel.threadCount),
             "qlora": .bool(qlora), "weight_mib": .double((Double(lm.model.weightBytes) / 1_048_576).rounded()),
             "gemm_f32": .string(GEMM.f32Backend.rawValue),
-            "tokens_per_s": .double((Double(batch * seq) / med * 10).rounded() / 10),
+            "tokens_per_s": .double((Double(stepTokens) / med * 10).rounded() / 10),
             "s_per_step": .double((med * 1000).rounded() / 1000), "min_s": .double(((times.min() ?? 0) * 1000).rounded() / 1000),
             "max_s": .double(((times.max() ?? 0) * 1000).rounded() / 1000), "peak_rss_mib": .double(Memory.peakRSSMiB().rounded()),
             "trainable_params": .int(trainer.trainableParameterCount), "first_loss": .double((Double(firstLoss) * 1e4).rounded() / 1e4),

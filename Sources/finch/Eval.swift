@@ -7,8 +7,8 @@ import Foundation
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a model (and adapter): perplexity, MMLU.",
-        subcommands: [EvalPerplexity.self, EvalMMLU.self])
+        abstract: "Evaluate a model (and adapter): perplexity, MMLU, preference pairs.",
+        subcommands: [EvalPerplexity.self, EvalMMLU.self, EvalPreference.self])
 }
 
 struct EvalPerplexity: ParsableCommand {
@@ -109,3 +109,57 @@ struct EvalMMLU: ParsableCommand {
 }
 
 extension MMLU.Style: ExpressibleByArgument {}
+
+struct EvalPreference: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "preference",
+        abstract: "DPO's loss and TRL's reward metrics of an adapter against its reference on held-out preference pairs; a JSON summary on stdout.",
+        discussion: """
+            Reads preference pairs as finch train --method dpo does (TRL's formats). The policy is the model with \
+            --adapter (or the base alone); the reference is the base with the adapters off, or --ref-adapter. \
+            rewards/accuracies is the share of pairs whose chosen answer gains more log-probability over the \
+            reference than the rejected one (β·log-ratio, TRL's implicit reward).
+            """)
+
+    @OptionGroup var model: ModelOptions
+    @Option(name: .long, help: "Preference pairs (JSON / JSONL: prompt, chosen, rejected).")
+    var data: String
+    @Option(name: .long, help: "The reference adapter (default: the base, adapters off).")
+    var refAdapter: String?
+    @Option(name: .long, help: "DPO's β.")
+    var beta = 0.1
+    @Option(name: .long, help: "DPO's loss: sigmoid, hinge, ipo or robust.")
+    var lossType: DPOLossType = .sigmoid
+    @Option(name: .long, help: "Robust DPO's label smoothing.")
+    var labelSmoothing = 0.0
+    @Option(name: .long, help: "Longest prompt + answer in tokens.")
+    var maxLength = 1024
+    @Option(name: .long, help: "Pairs per pass.")
+    var batchSize = 4
+
+    func run() throws {
+        let lm = try model.load()
+        let policy = lm.model.activeAdapter
+        var c = TrainingConfig()
+        c.method = .dpo; c.beta = beta; c.lossType = lossType; c.labelSmoothing = labelSmoothing; c.maxLength = maxLength
+        try c.validate()
+        if let refAdapter { try lm.model.loadAdapter(directory: refAdapter, name: Trainer.referenceAdapterName) }
+        lm.model.setActiveAdapter(policy)
+        let objective = PreferenceObjective(config: c, referenceAdapter: refAdapter == nil ? nil : Trainer.referenceAdapterName)
+        let pairs = try PreferenceData.load(path: data, tokenizer: lm.tokenizer, maxLength: maxLength, truncation: c.truncationMode).pairs
+        var loss = 0.0, sums: [String: Double] = [:], i = 0
+        while i < pairs.count {
+            let b = try objective.evaluate(model: lm.model, pairs: Array(pairs[i..<min(i + batchSize, pairs.count)]), trained: policy)
+            loss += b.loss * Double(b.pairs)
+            sums.merge(b.metricSums, uniquingKeysWith: +)
+            i += batchSize
+            stderrPrint("pairs \(i < pairs.count ? i : pairs.count)/\(pairs.count)")
+        }
+        var fields: [(String, JSONValue)] = [
+            ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map(JSONValue.string) ?? .null),
+            ("reference", .string(refAdapter ?? "base")), ("pairs", .int(pairs.count)), ("beta", .double(beta)),
+            ("loss_type", .string(lossType.rawValue)), ("loss", .double(loss / Double(pairs.count)))]
+        for name in PreferenceObjective.metricNames { fields.append((name, .double((sums[name] ?? 0) / Double(pairs.count)))) }
+        print(JSONValue.object(fields).serialized())
+    }
+}

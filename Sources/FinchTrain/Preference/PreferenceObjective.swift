@@ -20,6 +20,8 @@ public final class PreferenceObjective: @unchecked Sendable {
     public static let metricNames = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                                      "logps/chosen", "logps/rejected"]
 
+    /// The objective `c` describes (`method`, `beta`, `loss_type`, `label_smoothing`, `reference_free`,
+    /// `max_length`, `truncation_mode`), with the reference adapter loaded under `referenceAdapter` (nil: the base).
     public init(config c: TrainingConfig, referenceAdapter: String?) {
         method = c.method
         loss = DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
@@ -49,7 +51,7 @@ public final class PreferenceObjective: @unchecked Sendable {
     /// carry them): one pass without gradients, the trained adapter switched off (or the reference
     /// adapter on) and back.
     func referenceLogProbs(model: any TrainableModel, pairs: [PreferencePair], sequences: [TrainingSequence],
-                           trained: String) throws -> (chosen: [Double], rejected: [Double]) {
+                           trained: String?) throws -> (chosen: [Double], rejected: [Double]) {
         let n = pairs.count
         if referenceFree { return ([Double](repeating: 0, count: n), [Double](repeating: 0, count: n)) }
         if pairs.allSatisfy({ $0.referenceChosen != nil && $0.referenceRejected != nil }) {
@@ -77,11 +79,11 @@ public final class PreferenceObjective: @unchecked Sendable {
     }
 
     /// What a micro-batch did: its mean loss and the sums of TRL's metrics over its pairs.
-    struct MicroBatch {
-        var loss: Double
-        var pairs: Int
-        var metricSums: [String: Double]
-        var tokens: Int
+    public struct MicroBatch: Sendable {
+        public var loss: Double
+        public var pairs: Int
+        public var metricSums: [String: Double]
+        public var tokens: Int
     }
 
     /// One micro-batch of training: the reference pass, then forward and backward under the loss,
@@ -101,8 +103,9 @@ public final class PreferenceObjective: @unchecked Sendable {
         return MicroBatch(loss: outcome!.loss, pairs: n, metricSums: outcome!.metricSums, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
     }
 
-    /// One batch of evaluation (no gradients): the policy's and the reference's passes.
-    func evaluate(model: any TrainableModel, pairs: [PreferencePair], trained: String) throws -> MicroBatch {
+    /// One batch of evaluation (no gradients): the policy's (the `trained` adapter, or the base when
+    /// nil) and the reference's passes: the mean loss and the sums of TRL's metrics over the pairs.
+    public func evaluate(model: any TrainableModel, pairs: [PreferencePair], trained: String?) throws -> MicroBatch {
         let (seqs, ct, rt) = sequences(pairs)
         let ref = try referenceLogProbs(model: model, pairs: pairs, sequences: seqs, trained: trained)
         let n = pairs.count
