@@ -5,7 +5,7 @@ these wrote, never from a hand edit.
                                          append the machine line: commit, date, CPU model, vendor,
                                          ISA flags, cores, threads (OMP_NUM_THREADS), OPENBLAS_CORETYPE,
                                          Finch's bf16 path, the versions of the reference tools in the
-                                         venv (torch, transformers, peft, bitsandbytes, llama-cpp-python)
+                                         venv (torch, transformers, peft, trl, bitsandbytes, llama-cpp-python)
                                          and the given keys
   rawline.py quiet [--seconds S] [--max-busy F] [--out FILE] [KEY=VALUE...]
                                          check that the machine is quiet: the share of CPU time
@@ -47,7 +47,7 @@ def versions(venv):
         return {}
     code = ("import importlib.metadata as m, json\n"
             "out = {}\n"
-            "for p in ['torch', 'transformers', 'peft', 'bitsandbytes', 'accelerate', 'llama_cpp_python', 'gguf', 'numpy', 'lm_eval']:\n"
+            "for p in ['torch', 'transformers', 'peft', 'trl', 'bitsandbytes', 'accelerate', 'llama_cpp_python', 'gguf', 'numpy', 'lm_eval']:\n"
             "    try: out[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: pass\n"
             "print(json.dumps(out))")

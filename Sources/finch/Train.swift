@@ -175,8 +175,12 @@ struct Train: ParsableCommand {
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
-            if train.isEmpty { _ = try model.sequenceLogProbs(Array(run.pairs.prefix(1).map { [$0.sequences(maxLength: c.maxLength, truncation: c.truncationMode).chosen] }.joined())) }
-            else { _ = try model.evaluate(Array(train.prefix(1))) }
+            if let pair = run.pairs.first {
+                let s = pair.sequences(maxLength: c.maxLength, truncation: c.truncationMode)
+                _ = try model.sequenceLogProbs([s.chosen, s.rejected])
+            } else {
+                _ = try model.evaluate(Array(train.prefix(1)))
+            }
             model.releaseTrainingMemory()
             let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
             let trainer = try run.trainer(runDirectory: nil)

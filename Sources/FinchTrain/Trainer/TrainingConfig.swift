@@ -166,11 +166,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                   !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
                       : v > 0 && c.lossType != .robust ? "label_smoothing is used by loss_type robust only (loss_type is \(c.lossType.rawValue))" : nil
               }),
-        .make("reference_free", \.referenceFree, help: "Preference training without a reference model (log π_ref = 0)."),
+        .make("reference_free", \.referenceFree, help: "Preference training without a reference model (log π_ref = 0).",
+              check: { v, c in v && !c.method.isPreference ? "reference_free is a setting of preference training (method dpo)" : nil }),
         .make("precompute_ref_log_probs", \.precomputeRefLogProbs,
-              help: "Compute the reference's log-probabilities of every pair once before training instead of at each step."),
+              help: "Compute the reference's log-probabilities of every pair once before training instead of at each step.",
+              check: { v, c in v && !c.method.isPreference ? "precompute_ref_log_probs is a setting of preference training (method dpo)" : nil }),
         .make("ref_adapter", \.refAdapter,
-              help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference."),
+              help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference.",
+              check: { v, c in
+                  v == nil ? nil : !c.method.isPreference ? "ref_adapter is a setting of preference training (method dpo)"
+                      : c.referenceFree ? "ref_adapter and reference_free exclude each other: a reference-free run has no reference" : nil
+              }),
         .make("max_length", \.maxLength,
               help: "Preference training: longest prompt + answer in tokens (TRL's default 1024; null: no limit).",
               check: { v, _ in v.map { $0 >= 2 ? nil : "max_length must be at least 2 (got \($0))" } ?? nil }),
