@@ -1,17 +1,20 @@
 """Writes the preference set of the DPO demo (Scripts/demo-dpo.sh): answer the question, then stop.
 
-Each record is a conversation in TRL's conversational preference format: a user question, a chosen answer that
-is one correct sentence, and a rejected answer that is the same sentence followed by the padding small chat models
-add (offers of more help, restated context, sign-offs). The only difference between the two is that padding, so a
-model that learns the preference learns to end its turn after the answer. Questions come from five kinds (capitals,
-sums, colours, animal sounds, opposites); a fixed shuffle puts 66 pairs in Examples/concise-prefs.jsonl and 32 in
-Examples/concise-prefs-eval.jsonl (held out, for reward accuracy), and the held-out questions with their chosen
-answers as chat records in Examples/concise-questions.jsonl (for greedy answers before and after).
+Questions of five kinds (capitals, sums, colours, animal sounds, opposites), each with a one-sentence correct
+answer. The default model (SmolLM2-135M-Instruct) answers every question greedily (`finch generate`, at most 64
+new tokens); its answer becomes the rejected one and the one-sentence answer the chosen one, in TRL's
+conversational preference format. On-policy rejected answers, as DPO is usually run: the model rambles on after
+the answer (or misses it), and the pairs teach it to give the answer and end its turn. A question the model
+already answers with exactly the chosen sentence gives no pair. A fixed shuffle holds 32 questions out:
+Examples/concise-prefs-eval.jsonl (their pairs, for reward accuracy) and Examples/concise-questions.jsonl
+(them as chat records with the expected answer, for greedy answers before and after); the others' pairs are
+Examples/concise-prefs.jsonl.
 
-    python3 Scripts/examples/make_concise_preferences.py
-Deterministic (no dependencies, Python's random with a fixed seed).
+    python3 Scripts/examples/make_concise_preferences.py [FINCH]     # FINCH: the finch binary (.build/release/finch)
+Deterministic for a given build of finch (greedy decoding; Python's random with a fixed seed). The committed files
+were made by the finch built from the commit that added them, on the AMD EPYC host of docs/benchmarks.md.
 """
-import json, os, random
+import json, os, random, subprocess, sys, tempfile
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 CAPITALS = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"), ("Portugal", "Lisbon"),
@@ -29,16 +32,6 @@ SOUNDS = [("a dog", "barks"), ("a cat", "meows"), ("a cow", "moos"), ("a duck", 
 OPPOSITES = [("hot", "cold"), ("up", "down"), ("big", "small"), ("fast", "slow"), ("happy", "sad"), ("light", "dark"),
              ("early", "late"), ("full", "empty"), ("open", "closed"), ("strong", "weak"), ("young", "old"),
              ("wet", "dry"), ("hard", "soft"), ("loud", "quiet"), ("near", "far"), ("rich", "poor")]
-PADDING = [
-    " I hope this helps! Let me know if you have any other questions.",
-    " This is a common question, and it is great that you asked it. Feel free to ask me anything else you would like to know!",
-    " If you want, I can also tell you more about this topic, its history, and some interesting facts related to it.",
-    " Please note that I am an AI assistant, and you may want to double-check this information with other sources.",
-    " Is there anything else I can help you with today? I am always happy to answer more questions.",
-    " To sum up, that is the answer to your question. Thank you for asking, and have a wonderful day!",
-    " Many people find this interesting to learn about, so you are not alone in wondering about it.",
-    " Let me know if you would like a more detailed explanation, some examples, or a summary of the key points.",
-]
 
 
 def items():
@@ -57,25 +50,32 @@ def items():
 
 
 def main():
-    rng = random.Random(2026)
-    rows = []
-    for k, (q, a) in enumerate(items()):
-        pad = PADDING[rng.randrange(len(PADDING))]
-        user = [{"role": "user", "content": q}]
-        rows.append({"prompt": user, "chosen": [{"role": "assistant", "content": a}],
-                     "rejected": [{"role": "assistant", "content": a + pad}]})
-    rng.shuffle(rows)
+    finch = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, ".build", "release", "finch")
+    rows = [(q, a) for q, a in items()]
+    random.Random(2026).shuffle(rows)
     held = 32
-    train, evaluation = rows[:-held], rows[-held:]
     ex = os.path.join(ROOT, "Examples")
     def write(name, records):
         with open(os.path.join(ex, name), "w") as f:
             for r in records:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    write("concise-prefs.jsonl", train)
-    write("concise-prefs-eval.jsonl", evaluation)
-    write("concise-questions.jsonl", [{"messages": r["prompt"] + r["chosen"]} for r in evaluation])
-    print(len(train), "training pairs,", len(evaluation), "held out")
+    chat = lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+    with tempfile.TemporaryDirectory() as tmp:
+        questions, answers = os.path.join(tmp, "questions.jsonl"), os.path.join(tmp, "answers.jsonl")
+        with open(questions, "w") as f:
+            for q, a in rows:
+                f.write(json.dumps(chat(q, a), ensure_ascii=False) + "\n")
+        subprocess.run([finch, "generate", "--data", questions, "--output", answers, "--max-new-tokens", "64"], check=True)
+        said = [json.loads(l)["output"] for l in open(answers) if l.strip()]
+    pairs = []
+    for (q, a), s in zip(rows, said):
+        pairs.append(None if s.strip() == a else {"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": a}],
+                                                  "rejected": [{"role": "assistant", "content": s.strip()}]})
+    train, evaluation = pairs[:-held], pairs[-held:]
+    write("concise-prefs.jsonl", [p for p in train if p])
+    write("concise-prefs-eval.jsonl", [p for p in evaluation if p])
+    write("concise-questions.jsonl", [chat(q, a) for q, a in rows[-held:]])
+    print(sum(p is not None for p in train), "training pairs,", sum(p is not None for p in evaluation), "held-out pairs")
 
 
 if __name__ == "__main__":
