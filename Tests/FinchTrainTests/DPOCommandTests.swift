@@ -1,0 +1,77 @@
+import FinchTestSupport
+import Foundation
+import XCTest
+
+/// `finch train --method dpo` and `finch eval preference` as a user runs them (the release binary):
+/// a run file, TRL's metrics in metrics.jsonl, the resolved settings, `--dry-run`, the held-out
+/// scores of the trained adapter, and the refusals (an encoder-decoder model; a preference setting
+/// under sft).
+final class DPOCommandTests: XCTestCase {
+    func run(_ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: try Fixtures.finchBinary())
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out; p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func testTrainEvaluateAndRefuse() throws {
+        _ = try Fixtures.required("dpo")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("finch-dpo-cli-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = Fixtures.path("tiny-llama/hf"), data = Fixtures.path("dpo/data/conversational.jsonl")
+        let yaml = """
+            model: \(model)
+            data: \(Fixtures.path("dpo/data/standard.jsonl"))
+            eval_data: \(data)
+            output: \(dir)/run
+            method: dpo
+            loss_type: robust
+            label_smoothing: 0.1
+            beta: 0.2
+            batch_size: 2
+            max_steps: 3
+            learning_rate: 5.0e-3
+            """
+        try yaml.write(toFile: dir + "/run.yaml", atomically: true, encoding: .utf8)
+        let dry = try run(["train", "--config", dir + "/run.yaml", "--dry-run"])
+        XCTAssertEqual(dry.status, 0, dry.output)
+        XCTAssertTrue(dry.output.contains("dry run:") && dry.output.contains("predicted peak memory"), dry.output)
+        let train = try run(["train", "--config", dir + "/run.yaml"])
+        XCTAssertEqual(train.status, 0, train.output)
+        XCTAssertTrue(train.output.contains("dpo preference pairs") && train.output.contains("reference: the base model"), train.output)
+        let lines = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        let steps = lines.filter { $0["lr"] != nil }, evals = lines.filter { $0["eval_loss"] != nil }
+        XCTAssertEqual(steps.count, 3)
+        for key in ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+            XCTAssertNotNil(steps.last?[key], key)
+            XCTAssertNotNil(evals.last?["eval_" + key], "eval_" + key)
+        }
+        let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/train_config.json"))) as? [String: Any])
+        XCTAssertEqual(config["method"] as? String, "dpo"); XCTAssertEqual(config["loss_type"] as? String, "robust")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/adapter_model.safetensors"))
+
+        // The trained adapter on held-out pairs, against the base.
+        let eval = try run(["eval", "preference", "--model", model, "--adapter", dir + "/run", "--data", data, "--beta", "0.2"])
+        XCTAssertEqual(eval.status, 0, eval.output)
+        let json = try XCTUnwrap(eval.output.split(separator: "\n").last.map(String.init))
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        XCTAssertEqual(summary["pairs"] as? Int, 2)
+        let margin = try XCTUnwrap(summary["rewards/margins"] as? Double)
+        XCTAssertTrue(margin.isFinite && margin != 0, "the adapter moved away from the base: \(margin)")
+
+        // Refusals, by name.
+        let t5 = try run(["train", "--model", Fixtures.path("tiny-t5/v1_1/hf"), "--method", "dpo", "--data", data, "--output", dir + "/t5"])
+        XCTAssertNotEqual(t5.status, 0)
+        XCTAssertTrue(t5.output.contains("encoder-decoder"), t5.output)
+        let sft = try run(["train", "--model", model, "--data", data, "--ref-adapter", dir + "/run", "--output", dir + "/sft"])
+        XCTAssertNotEqual(sft.status, 0)
+        XCTAssertTrue(sft.output.contains("ref_adapter is a setting of preference training"), sft.output)
+    }
+}
