@@ -159,7 +159,7 @@ struct EvalPreference: ParsableCommand {
             ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map(JSONValue.string) ?? .null),
             ("reference", .string(refAdapter ?? "base")), ("pairs", .int(pairs.count)), ("beta", .double(beta)),
             ("loss_type", .string(lossType.rawValue)), ("loss", .double(loss / Double(pairs.count)))]
-        for name in PreferenceObjective.metricNames { fields.append((name, .double((sums[name] ?? 0) / Double(pairs.count)))) }
+        for name in objective.metricNames { fields.append((name, .double((sums[name] ?? 0) / Double(pairs.count)))) }
         print(JSONValue.object(fields).serialized())
     }
 }

@@ -45,6 +45,8 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.beta), help: .setting(\.beta)) var beta: Double?
     @Option(name: .setting(\.lossType), help: .setting(\.lossType)) var lossType: DPOLossType?
     @Option(name: .setting(\.labelSmoothing), help: .setting(\.labelSmoothing)) var labelSmoothing: Double?
+    @Option(name: .setting(\.simpoGamma), help: .setting(\.simpoGamma)) var simpoGamma: Double?
+    @Option(name: .setting(\.cpoAlpha), help: .setting(\.cpoAlpha)) var cpoAlpha: Double?
     @Flag(name: .setting(\.referenceFree), help: .setting(\.referenceFree)) var referenceFree = false
     @Flag(name: .setting(\.precomputeRefLogProbs), help: .setting(\.precomputeRefLogProbs)) var precomputeRefLogProbs = false
     @Option(name: .setting(\.refAdapter), help: .setting(\.refAdapter)) var refAdapter: String?
@@ -99,6 +101,7 @@ struct Train: ParsableCommand {
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),
          .value(\.method, method), .value(\.beta, beta), .value(\.lossType, lossType), .value(\.labelSmoothing, labelSmoothing),
+         .value(\.simpoGamma, simpoGamma), .value(\.cpoAlpha, cpoAlpha),
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
@@ -166,7 +169,7 @@ struct Train: ParsableCommand {
             stderrPrint("data \(dataPath): \(c.method.rawValue) preference pairs (\(p.conversational ? "conversations through the chat template" : "text")), \(p.pairs.count) pairs"
                         + (p.droppedCount > 0 ? ", \(p.droppedCount) dropped (the prompt fills max_length)" : "")
                         + (p.truncatedCount > 0 ? ", \(p.truncatedCount) cut to max_length \(c.maxLength ?? 0)" : ""))
-            stderrPrint(c.referenceFree ? "reference: none (reference_free)"
+            stderrPrint(c.method == .simpo ? "reference: none (simpo)" : c.referenceFree ? "reference: none (reference_free)"
                         : "reference: \(c.refAdapter.map { "the adapter \($0), frozen" } ?? "the base model (adapters off)")"
                             + (c.precomputeRefLogProbs ? ", log-probabilities computed before training" : ", one pass per micro-batch"))
         }

@@ -66,6 +66,17 @@ final class DPOCommandTests: XCTestCase {
         let margin = try XCTUnwrap(summary["rewards/margins"] as? Double)
         XCTAssertTrue(margin.isFinite && margin != 0, "the adapter moved away from the base: \(margin)")
 
+        // SimPO: no reference pass; ref_adapter refused by name.
+        let simpo = try run(["train", "--model", model, "--method", "simpo", "--data", data, "--output", dir + "/simpo", "--max-steps", "2",
+                             "--cpo-alpha", "0.5"])
+        XCTAssertEqual(simpo.status, 0, simpo.output)
+        XCTAssertTrue(simpo.output.contains("reference: none (simpo)"), simpo.output)
+        let simpoMetrics = try String(contentsOfFile: dir + "/simpo/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(simpoMetrics.contains("\"nll_loss\"") && simpoMetrics.contains("\"rewards/margins\""), simpoMetrics)
+        let simpoRef = try run(["train", "--model", model, "--method", "simpo", "--data", data, "--ref-adapter", dir + "/run", "--output", dir + "/s2"])
+        XCTAssertNotEqual(simpoRef.status, 0)
+        XCTAssertTrue(simpoRef.output.contains("simpo has no reference model"), simpoRef.output)
+
         // Refusals, by name.
         let t5 = try run(["train", "--model", Fixtures.path("tiny-t5/v1_1/hf"), "--method", "dpo", "--data", data, "--output", dir + "/t5"])
         XCTAssertNotEqual(t5.status, 0)

@@ -99,7 +99,7 @@ final class DPOReferenceTests: XCTestCase {
                 XCTAssertLessThanOrEqual(lossError, Self.lossTolerance, "\(family) \(lossType) loss \(b.loss)")
                 let metrics = try XCTUnwrap(first["metrics"] as? [String: Double])
                 var worstMetric = 0.0
-                for name in PreferenceObjective.metricNames {
+                for name in p.metricNames {
                     let w = try XCTUnwrap(metrics[name], name), g = b.metricSums[name]! / Double(b.pairs)
                     worstMetric = max(worstMetric, Self.relative(g, w))
                 }

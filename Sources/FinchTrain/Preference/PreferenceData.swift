@@ -11,20 +11,43 @@ public enum TruncationMode: String, SettingChoice, Sendable {
     case keepEnd = "keep_end"
 }
 
-/// One preference record tokenized as TRL's `DPOTrainer` tokenizes it (trl 1.16 `_prepare_dataset`):
-/// the prompt, and the tokens by which prompt + chosen and prompt + rejected continue it.
+/// How preference records become tokens: as TRL 1.16's `DPOTrainer` does, or as its `CPOTrainer`
+/// and `ORPOTrainer` do (the older pipeline, kept by those trainers).
+public enum PreferenceTokenization: Sendable {
+    /// `DPOTrainer._prepare_dataset`: prompt and prompt + answer tokenized with the tokenizer's special
+    /// tokens (conversations through the chat template), the answer where they part.
+    case dpo
+    /// `CPOTrainer.tokenize_row`: conversations rendered to text first (`maybe_apply_chat_template`:
+    /// the prompt is the text prompt + answer share), prompt and prompt + answer tokenized without
+    /// special tokens, the answer where they part (one token earlier when the prompt's last token
+    /// merged), BOS put before each prompt and EOS after each answer when missing; the chosen and
+    /// rejected prompts may then differ in their last token.
+    case legacy
+
+    /// The tokenization of a method's trainer in TRL.
+    public init(method: TrainingMethod) { self = method == .simpo ? .legacy : .dpo }
+}
+
+/// One preference record tokenized as TRL's trainer for the method tokenizes it: the prompt, and the
+/// tokens by which prompt + chosen and prompt + rejected continue it.
 public struct PreferencePair: Sendable, Equatable {
     public var prompt: [Int32]
     public var chosen: [Int32]
     public var rejected: [Int32]
+    /// The rejected answer's prompt when it differs from the chosen one's (`.legacy` tokenization,
+    /// a token merged across the boundary); nil when it is `prompt`.
+    public var rejectedPrompt: [Int32]?
     /// The reference model's log-probabilities of the two answers, when computed before training
     /// (`precompute_ref_log_probs`).
     public var referenceChosen: Double?
     public var referenceRejected: Double?
 
-    public init(prompt: [Int32], chosen: [Int32], rejected: [Int32]) {
-        self.prompt = prompt; self.chosen = chosen; self.rejected = rejected
+    public init(prompt: [Int32], chosen: [Int32], rejected: [Int32], rejectedPrompt: [Int32]? = nil) {
+        self.prompt = prompt; self.chosen = chosen; self.rejected = rejected; self.rejectedPrompt = rejectedPrompt
     }
+
+    /// The longer of the two prompts.
+    var longestPrompt: Int { max(prompt.count, rejectedPrompt?.count ?? 0) }
 
     /// One answer as the model sees it (TRL's `DataCollatorForPreference`): prompt + completion,
     /// labels on the completion only, cut to `maxLength` per `truncation`; and how many completion
@@ -46,7 +69,7 @@ public struct PreferencePair: Sendable, Equatable {
     public func sequences(maxLength: Int?, truncation: TruncationMode)
         -> (chosen: TrainingSequence, rejected: TrainingSequence, chosenTokens: Int, rejectedTokens: Int) {
         let c = Self.sequence(prompt: prompt, completion: chosen, maxLength: maxLength, truncation: truncation)
-        let r = Self.sequence(prompt: prompt, completion: rejected, maxLength: maxLength, truncation: truncation)
+        let r = Self.sequence(prompt: rejectedPrompt ?? prompt, completion: rejected, maxLength: maxLength, truncation: truncation)
         return (c.sequence, r.sequence, c.completionTokens, r.completionTokens)
     }
 }
@@ -74,14 +97,16 @@ public struct LoadedPreferences: Sendable {
 /// `common_prefix_length`). A record whose chosen equals its rejected, or that lacks a key, is an
 /// error naming its line.
 public enum PreferenceData {
-    public static func load(path: String, tokenizer: Tokenizer, maxLength: Int?, truncation: TruncationMode) throws -> LoadedPreferences {
+    public static func load(path: String, tokenizer: Tokenizer, maxLength: Int?, truncation: TruncationMode,
+                            tokenization: PreferenceTokenization = .dpo) throws -> LoadedPreferences {
         let records = try DataFileReader.records(path: path)
         var out = LoadedPreferences()
         out.recordCount = records.count
         for (i, record) in records.enumerated() {
-            let pair = try self.pair(record, path: path, tokenizer: tokenizer, conversational: &out.conversational, first: i == 0)
-            if let maxLength, truncation == .keepStart, pair.prompt.count >= maxLength { out.droppedCount += 1; continue }
-            if let maxLength, pair.prompt.count + max(pair.chosen.count, pair.rejected.count) > maxLength { out.truncatedCount += 1 }
+            let pair = try self.pair(record, path: path, tokenizer: tokenizer, tokenization: tokenization,
+                                     conversational: &out.conversational, first: i == 0)
+            if let maxLength, truncation == .keepStart, pair.longestPrompt >= maxLength { out.droppedCount += 1; continue }
+            if let maxLength, pair.longestPrompt + max(pair.chosen.count, pair.rejected.count) > maxLength { out.truncatedCount += 1 }
             out.pairs.append(pair)
         }
         if out.pairs.isEmpty { throw DataError.emptyDataset(path: path, dropped: out.droppedCount) }
@@ -105,7 +130,8 @@ public enum PreferenceData {
         throw record.malformed(path, "key \"\(key)\" is \(v.kindName); it must be text or a list of messages")
     }
 
-    static func pair(_ record: DataRecord, path: String, tokenizer: Tokenizer, conversational: inout Bool, first: Bool) throws -> PreferencePair {
+    static func pair(_ record: DataRecord, path: String, tokenizer: Tokenizer, tokenization: PreferenceTokenization,
+                     conversational: inout Bool, first: Bool) throws -> PreferencePair {
         guard record.value.objectValue != nil else { throw record.malformed(path, "a preference record must be an object") }
         var chosen = try part(record, "chosen", path: path), rejected = try part(record, "rejected", path: path)
         var prompt: Part
@@ -123,6 +149,9 @@ public enum PreferenceData {
         }
         if first { conversational = isConversation } else if isConversation != conversational {
             throw record.malformed(path, "this record is \(isConversation ? "a conversation" : "text") but the first was \(conversational ? "a conversation" : "text"); use one format per file")
+        }
+        if tokenization == .legacy {
+            return try legacyPair(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
         }
         let ids: (prompt: [Int32], chosen: [Int32], rejected: [Int32])
         switch (prompt, chosen, rejected) {
@@ -155,6 +184,64 @@ public enum PreferenceData {
             throw record.malformed(path, "an answer has no tokens after the prompt; give each of \"chosen\" and \"rejected\" some text")
         }
         return pair
+    }
+
+    /// `CPOTrainer`'s pipeline (see `PreferenceTokenization.legacy`).
+    static func legacyPair(_ prompt: Part, _ chosen: Part, _ rejected: Part, record: DataRecord, path: String,
+                           tokenizer: Tokenizer) throws -> PreferencePair {
+        let p: String, c: String, r: String
+        switch (prompt, chosen, rejected) {
+        case let (.text(pt), .text(ct), .text(rt)):
+            (p, c, r) = (pt, ct, rt)
+        case let (.messages(pm), .messages(cm), .messages(rm)):
+            guard tokenizer.chatTemplate != nil else { throw DataError.noChatTemplate(path: path) }
+            guard pm.last?.role == "user" else {
+                throw record.malformed(path, "the prompt's last message is \(pm.last.map { "from \"\($0.role)\"" } ?? "missing"); simpo (TRL's CPOTrainer) needs a prompt ending with a user message")
+            }
+            func render(_ m: [ChatMessage], _ generationPrompt: Bool) throws -> [Unicode.Scalar] {
+                do { return Array(try tokenizer.applyChatTemplate(m, addGenerationPrompt: generationPrompt).unicodeScalars) } catch {
+                    throw DataError.chatTemplate(path: path, line: record.line, reason: record.place + "\(error)")
+                }
+            }
+            // maybe_apply_chat_template: the prompt is what the rendered prompt and prompt + answer share.
+            let pt = try render(pm, true), pc = try render(pm + cm, false), pr = try render(pm + rm, false)
+            var n = 0
+            while n < pt.count && n < pc.count && pt[n] == pc[n] { n += 1 }
+            var k = 0
+            while k < n && k < pr.count && pt[k] == pr[k] { k += 1 }
+            func text(_ s: ArraySlice<Unicode.Scalar>) -> String { var t = String.UnicodeScalarView(); t.append(contentsOf: s); return String(t) }
+            (p, c, r) = (text(pt[..<k]), text(pc[k...]), text(pr[k...]))
+        default: fatalError("checked by the caller")
+        }
+        if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
+        guard let eos = tokenizer.eosTokenId.map(Int32.init) else {
+            throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to end the answers of \(path) with")
+        }
+        let promptIds = tokenizer.encode32(p)
+        func split(_ answer: String) throws -> (prompt: [Int32], answer: [Int32]) {
+            let full = tokenizer.encode32(p + answer)
+            guard full.count >= promptIds.count else {
+                throw record.malformed(path, "the prompt gives more tokens alone than with its answer; the answer cannot be told apart")
+            }
+            var start = promptIds.count
+            if Array(full.prefix(start)) != promptIds { start -= 1 }   // the prompt's last token merged with the answer
+            return (Array(full[..<max(0, start)]), Array(full[max(0, start)...]))
+        }
+        var ch = try split(c), rj = try split(r)
+        let differing = zip(ch.prompt, rj.prompt).filter { $0 != $1 }.count
+        if differing > 1 || abs(ch.prompt.count - rj.prompt.count) > 1 {
+            throw record.malformed(path, "the chosen and rejected prompts tokenize differently beyond their last token")
+        }
+        if let bos = tokenizer.bosTokenId.map(Int32.init) {
+            if ch.prompt.first != bos { ch.prompt.insert(bos, at: 0) }
+            if rj.prompt.first != bos { rj.prompt.insert(bos, at: 0) }
+        }
+        if ch.answer.last != eos { ch.answer.append(eos) }
+        if rj.answer.last != eos { rj.answer.append(eos) }
+        if ch.answer == rj.answer && ch.prompt == rj.prompt {
+            throw record.malformed(path, "\"chosen\" and \"rejected\" give the same tokens; a preference pair needs two different answers")
+        }
+        return PreferencePair(prompt: ch.prompt, chosen: ch.answer, rejected: rj.answer, rejectedPrompt: rj.prompt == ch.prompt ? nil : rj.prompt)
     }
 
     static func commonPrefix(_ a: [Int32], _ b: [Int32]) -> Int {

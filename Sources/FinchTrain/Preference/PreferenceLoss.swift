@@ -7,6 +7,9 @@ public enum TrainingMethod: String, SettingChoice, Sendable {
     case sft
     /// Direct Preference Optimization (Rafailov et al., 2023), as TRL's `DPOTrainer` computes it.
     case dpo
+    /// Simple Preference Optimization (Meng et al., 2024): length-averaged log-probabilities, a target
+    /// margin, no reference; TRL's `CPOTrainer` with `loss_type="simpo"` (and `cpo_alpha`, 0 for SimPO).
+    case simpo
 
     /// Whether the data are preference pairs.
     public var isPreference: Bool { self != .sft }
@@ -47,10 +50,30 @@ public struct PairLogProbs: Sendable, Equatable {
     public var count: Int { chosen.count }
 }
 
+/// What a preference loss gives for a micro-batch of pairs.
+public struct PairLossOutcome: Sendable, Equatable {
+    /// The loss of the micro-batch (the mean per-pair loss, plus any term over the batch).
+    public var loss: Double
+    /// [P] ∂loss/∂ log π(chosen), ∂loss/∂ log π(rejected) (of the summed log-probabilities).
+    public var dChosen: [Double]
+    public var dRejected: [Double]
+    /// Sums over the pairs of TRL's per-pair metrics (divide by the pairs for TRL's means).
+    public var metricSums: [String: Double]
+}
+
+/// A preference loss over a micro-batch of pairs, from their summed log-probabilities.
+public protocol PairLoss: Sendable {
+    /// Whether it reads the reference's log-probabilities (SimPO does not: no reference pass).
+    var usesReference: Bool { get }
+    /// The metrics it logs, in TRL's names.
+    var metricNames: [String] { get }
+    func evaluate(_ s: PairLogProbs) -> PairLossOutcome
+}
+
 /// DPO's loss over a micro-batch of pairs, TRL's definition (trl 1.16 `DPOTrainer._compute_loss`,
 /// `f_divergence_type` reverse_kl): the mean over the pairs of the per-pair loss of `lossType`,
 /// its gradient with respect to every summed log-probability, and the metrics TRL logs.
-public struct DPOLoss: Sendable, Equatable {
+public struct DPOLoss: PairLoss, Equatable {
     public var beta: Double
     public var lossType: DPOLossType
     /// ε of the robust loss (the probability that a label is flipped), in [0, 0.5).
@@ -60,24 +83,18 @@ public struct DPOLoss: Sendable, Equatable {
         self.beta = beta; self.lossType = lossType; self.labelSmoothing = labelSmoothing
     }
 
-    /// A micro-batch's loss, ∂loss/∂(each policy log-probability) and metrics.
-    public struct Outcome: Sendable, Equatable {
-        /// The mean per-pair loss.
-        public var loss: Double
-        /// [P] ∂loss/∂ log π(chosen), ∂loss/∂ log π(rejected).
-        public var dChosen: [Double]
-        public var dRejected: [Double]
-        /// Sums over the pairs of TRL's per-pair metrics (divide by the pairs for TRL's means):
-        /// `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`, `rewards/margins`,
-        /// `logps/chosen`, `logps/rejected`.
-        public var metricSums: [String: Double]
+    public var usesReference: Bool { true }
+    /// `rewards/chosen`, `rewards/rejected` (β · log-ratio), `rewards/accuracies`, `rewards/margins`,
+    /// `logps/chosen`, `logps/rejected`.
+    public var metricNames: [String] {
+        ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"]
     }
 
     /// log σ(x), stable for large |x|.
     static func logSigmoid(_ x: Double) -> Double { x >= 0 ? -log1p(exp(-x)) : x - log1p(exp(x)) }
     static func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
 
-    public func evaluate(_ s: PairLogProbs) -> Outcome {
+    public func evaluate(_ s: PairLogProbs) -> PairLossOutcome {
         let p = s.count, b = beta, eps = labelSmoothing
         var loss = 0.0
         var dc = [Double](repeating: 0, count: p), dr = [Double](repeating: 0, count: p)
@@ -113,6 +130,55 @@ public struct DPOLoss: Sendable, Equatable {
             m["logps/chosen"]! += s.chosen[i]
             m["logps/rejected"]! += s.rejected[i]
         }
-        return Outcome(loss: p > 0 ? loss / Double(p) : 0, dChosen: dc, dRejected: dr, metricSums: m)
+        return PairLossOutcome(loss: p > 0 ? loss / Double(p) : 0, dChosen: dc, dRejected: dr, metricSums: m)
+    }
+}
+
+/// SimPO's loss as TRL 1.16's `CPOTrainer` computes it with `loss_type="simpo"`: per pair
+/// −(1−ε)·log σ(z) − ε·log σ(−z), z = β·(ā_chosen − ā_rejected) − γ, ā the log-probability averaged
+/// over the answer's tokens; the mean over the pairs, plus `cpoAlpha` times the mean negative
+/// log-likelihood of the chosen answers' tokens (CPO's term; 0 is SimPO itself). No reference.
+public struct SimPOLoss: PairLoss, Equatable {
+    public var beta: Double
+    /// γ, the target reward margin (TRL's `simpo_gamma`, default 0.5).
+    public var gamma: Double
+    public var labelSmoothing: Double
+    /// The weight of the chosen answers' NLL (TRL's `cpo_alpha`).
+    public var cpoAlpha: Double
+
+    public init(beta: Double = 0.1, gamma: Double = 0.5, labelSmoothing: Double = 0, cpoAlpha: Double = 0) {
+        self.beta = beta; self.gamma = gamma; self.labelSmoothing = labelSmoothing; self.cpoAlpha = cpoAlpha
+    }
+
+    public var usesReference: Bool { false }
+    /// As CPO logs them: rewards are β · ā, `logps/*` the averaged log-probabilities, and `nll_loss`.
+    public var metricNames: [String] {
+        ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "nll_loss"]
+    }
+
+    public func evaluate(_ s: PairLogProbs) -> PairLossOutcome {
+        let p = s.count, b = beta, eps = labelSmoothing
+        var loss = 0.0
+        var dc = [Double](repeating: 0, count: p), dr = [Double](repeating: 0, count: p)
+        var m: [String: Double] = Dictionary(uniqueKeysWithValues: metricNames.map { ($0, 0) })
+        let chosenTokens = Double(s.chosenTokens.reduce(0, +))
+        let nll = chosenTokens > 0 ? -s.chosen.reduce(0, +) / chosenTokens : 0
+        for i in 0..<p {
+            let nc = Double(s.chosenTokens[i]), nr = Double(s.rejectedTokens[i])
+            let ac = s.chosen[i] / nc, ar = s.rejected[i] / nr
+            let z = b * (ac - ar) - gamma
+            loss += -(1 - eps) * DPOLoss.logSigmoid(z) - eps * DPOLoss.logSigmoid(-z)
+            let dz = (-(1 - eps) * DPOLoss.sigmoid(-z) + eps * DPOLoss.sigmoid(z)) / Double(p)
+            dc[i] = dz * b / nc - (chosenTokens > 0 ? cpoAlpha / chosenTokens : 0)
+            dr[i] = -dz * b / nr
+            m["rewards/chosen"]! += b * ac
+            m["rewards/rejected"]! += b * ar
+            m["rewards/accuracies"]! += b * ac > b * ar ? 1 : 0
+            m["rewards/margins"]! += b * ac - b * ar
+            m["logps/chosen"]! += ac
+            m["logps/rejected"]! += ar
+            m["nll_loss"]! += cpoAlpha == 0 ? 0 : nll   // TRL logs 0 when the term is off
+        }
+        return PairLossOutcome(loss: p > 0 ? loss / Double(p) + cpoAlpha * nll : 0, dChosen: dc, dRejected: dr, metricSums: m)
     }
 }

@@ -1,7 +1,7 @@
 import FinchModels
 import Foundation
 
-/// Preference training's part of a run (`method` dpo): the loss, where the reference's
+/// Preference training's part of a run (`method` dpo or simpo): the loss, where the reference's
 /// log-probabilities come from, and the passes of a micro-batch of pairs.
 ///
 /// The reference is the base model with the adapters switched off (no second copy of the model),
@@ -10,22 +10,24 @@ import Foundation
 /// one packed pass, chosen first, as TRL concatenates them.
 public final class PreferenceObjective: @unchecked Sendable {
     public let method: TrainingMethod
-    public let loss: DPOLoss
+    public let loss: any PairLoss
+    /// No reference pass: `reference_free`, or a loss that reads none (SimPO).
     public let referenceFree: Bool
     /// The adapter that is the reference (nil: the base, adapters off).
     public let referenceAdapter: String?
     public let maxLength: Int?
     public let truncation: TruncationMode
     /// The metrics a step logs, in TRL's names.
-    public static let metricNames = ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-                                     "logps/chosen", "logps/rejected"]
+    public var metricNames: [String] { loss.metricNames }
 
     /// The objective `c` describes (`method`, `beta`, `loss_type`, `label_smoothing`, `reference_free`,
     /// `max_length`, `truncation_mode`), with the reference adapter loaded under `referenceAdapter` (nil: the base).
     public init(config c: TrainingConfig, referenceAdapter: String?) {
         method = c.method
-        loss = DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
-        referenceFree = c.referenceFree
+        loss = c.method == .simpo
+            ? SimPOLoss(beta: c.beta, gamma: c.simpoGamma, labelSmoothing: c.labelSmoothing, cpoAlpha: c.cpoAlpha)
+            : DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
+        referenceFree = c.referenceFree || !loss.usesReference
         self.referenceAdapter = referenceAdapter
         maxLength = c.maxLength
         truncation = c.truncationMode
@@ -93,7 +95,7 @@ public final class PreferenceObjective: @unchecked Sendable {
         let (seqs, ct, rt) = sequences(pairs)
         let ref = try referenceLogProbs(model: model, pairs: pairs, sequences: seqs, trained: trained)
         let n = pairs.count
-        var outcome: DPOLoss.Outcome?
+        var outcome: PairLossOutcome?
         _ = try model.forwardBackward(seqs, options: options) { lp in
             let o = loss.evaluate(PairLogProbs(chosen: Array(lp.sums[..<n]), rejected: Array(lp.sums[n...]), referenceChosen: ref.chosen,
                                                referenceRejected: ref.rejected, chosenTokens: ct, rejectedTokens: rt))

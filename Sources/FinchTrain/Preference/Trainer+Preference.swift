@@ -10,7 +10,7 @@ extension Trainer {
     func preferenceStep(_ step: Int, objective p: PreferenceObjective, micro: [[Int]], mine: [[Int]], buffers: StepBuffers,
                         lastCheckpoint: String?) throws -> StepOutcome {
         let ranks = world?.size ?? 1, rank = world?.rank ?? 0
-        let names = PreferenceObjective.metricNames
+        let names = p.metricNames
         var loss = LossSum()
         var extra = [Double](repeating: 0, count: names.count + 1)   // metric sums, then pairs
         for (k, batch) in mine.enumerated() {

@@ -78,13 +78,16 @@ public struct TrainingRun {
         let loadSeconds = Date().timeIntervalSince(t0)
         if c.method.isPreference {
             if options.decoderStartTokenId != nil {
-                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models here (TRL 1.16's DPOTrainer has no encoder-decoder path); \(path) is an encoder-decoder model")
+                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models here (TRL 1.16's DPOTrainer has no encoder-decoder path, and Finch does not implement CPOTrainer's yet); \(path) is an encoder-decoder model")
             }
-            let prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode)
+            let tokenization = PreferenceTokenization(method: c.method)
+            let prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
+                                                tokenization: tokenization)
             var pairs = prefs.pairs, evalPairs: [PreferencePair] = []
             var source = EvalSource.none
             if let e = c.evalData {
-                evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode).pairs
+                evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
+                                                    tokenization: tokenization).pairs
                 source = .file(e)
             } else if c.evalFraction > 0 {
                 (pairs, evalPairs) = TrainingSplit.holdOut(pairs, fraction: c.evalFraction, seed: c.seed)

@@ -48,11 +48,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var groupByLength: Bool = false
 
     // Preference training (TRL's DPOConfig).
-    /// sft (the default) or dpo.
+    /// sft (the default), dpo or simpo.
     public var method: TrainingMethod = .sft
     public var beta: Double = 0.1
     public var lossType: DPOLossType = .sigmoid
     public var labelSmoothing: Double = 0
+    /// SimPO's target margin γ (TRL's `simpo_gamma`).
+    public var simpoGamma: Double = 0.5
+    /// SimPO: the weight of the chosen answers' NLL (TRL's `cpo_alpha`; 0 = SimPO itself).
+    public var cpoAlpha: Double = 0
     /// log π_ref = 0 (no reference pass).
     public var referenceFree: Bool = false
     public var precomputeRefLogProbs: Bool = false
@@ -156,16 +160,21 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("group_by_length", \.groupByLength, flags: ["group-by-length", "group_by_length"],
               help: "Batch sequences of similar length together."),
 
-        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default) or dpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
+        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo or simpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
         .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ).",
               check: { v, _ in v > 0 ? nil : "beta must be positive (got \(v))" }),
         .make("loss_type", \.lossType, help: "DPO's loss, as TRL defines it: sigmoid (the default), hinge, ipo or robust."),
         .make("label_smoothing", \.labelSmoothing,
-              help: "Robust DPO: the probability that a preference label is flipped, in [0, 0.5).",
+              help: "Robust DPO and SimPO: the probability that a preference label is flipped, in [0, 0.5).",
               check: { v, c in
                   !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
-                      : v > 0 && c.lossType != .robust ? "label_smoothing is used by loss_type robust only (loss_type is \(c.lossType.rawValue))" : nil
+                      : v > 0 && c.method == .dpo && c.lossType != .robust
+                          ? "label_smoothing is used by DPO's loss_type robust only (loss_type is \(c.lossType.rawValue))" : nil
               }),
+        .make("simpo_gamma", \.simpoGamma, help: "SimPO: the target reward margin γ (TRL's default 0.5)."),
+        .make("cpo_alpha", \.cpoAlpha,
+              help: "SimPO: the weight of the NLL of the chosen answers added to the loss (TRL's cpo_alpha; 0, the default, is SimPO itself).",
+              check: { v, _ in v >= 0 ? nil : "cpo_alpha must be ≥ 0 (got \(v))" }),
         .make("reference_free", \.referenceFree, help: "Preference training without a reference model (log π_ref = 0).",
               check: { v, c in v && !c.method.isPreference ? "reference_free is a setting of preference training (method dpo)" : nil }),
         .make("precompute_ref_log_probs", \.precomputeRefLogProbs,
@@ -175,13 +184,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference.",
               check: { v, c in
                   v == nil ? nil : !c.method.isPreference ? "ref_adapter is a setting of preference training (method dpo)"
+                      : c.method != .dpo ? "ref_adapter is a setting of DPO (method dpo); \(c.method.rawValue) has no reference model"
                       : c.referenceFree ? "ref_adapter and reference_free exclude each other: a reference-free run has no reference" : nil
               }),
         .make("max_length", \.maxLength,
               help: "Preference training: longest prompt + answer in tokens (TRL's default 1024; null: no limit).",
               check: { v, _ in v.map { $0 >= 2 ? nil : "max_length must be at least 2 (got \($0))" } ?? nil }),
         .make("truncation_mode", \.truncationMode,
-              help: "Preference training: keep_start (the default; a pair whose prompt fills max_length is dropped) or keep_end."),
+              help: "Preference training: keep_start (the default; a pair whose prompt fills max_length is dropped) or keep_end (DPO only).",
+              check: { v, c in v == .keepEnd && c.method == .simpo ? "truncation_mode keep_end is DPO's; simpo cuts the answer (keep_start), as TRL's CPOTrainer does" : nil }),
         .make("disable_dropout", \.disableDropout,
               help: "Preference training without the adapters' dropout (TRL's default true)."),
 
