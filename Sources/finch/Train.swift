@@ -169,7 +169,7 @@ struct Train: ParsableCommand {
             stderrPrint("data \(dataPath): \(c.method.rawValue) preference pairs (\(p.conversational ? "conversations through the chat template" : "text")), \(p.pairs.count) pairs"
                         + (p.droppedCount > 0 ? ", \(p.droppedCount) dropped (the prompt fills max_length)" : "")
                         + (p.truncatedCount > 0 ? ", \(p.truncatedCount) cut to max_length \(c.maxLength ?? 0)" : ""))
-            stderrPrint(c.method == .simpo ? "reference: none (simpo)" : c.referenceFree ? "reference: none (reference_free)"
+            stderrPrint(c.method == .simpo || c.method == .orpo ? "reference: none (\(c.method.rawValue))" : c.referenceFree ? "reference: none (reference_free)"
                         : "reference: \(c.refAdapter.map { "the adapter \($0), frozen" } ?? "the base model (adapters off)")"
                             + (c.precomputeRefLogProbs ? ", log-probabilities computed before training" : ", one pass per micro-batch"))
         }

@@ -2,7 +2,7 @@ import FinchTestSupport
 import Foundation
 import XCTest
 
-/// `finch train --method dpo` and `finch eval preference` as a user runs them (the release binary):
+/// `finch train --method dpo|simpo|orpo` and `finch eval preference` as a user runs them (the release binary):
 /// a run file, TRL's metrics in metrics.jsonl, the resolved settings, `--dry-run`, the held-out
 /// scores of the trained adapter, and the refusals (an encoder-decoder model; a preference setting
 /// under sft).
@@ -73,6 +73,11 @@ final class DPOCommandTests: XCTestCase {
         XCTAssertTrue(simpo.output.contains("reference: none (simpo)"), simpo.output)
         let simpoMetrics = try String(contentsOfFile: dir + "/simpo/metrics.jsonl", encoding: .utf8)
         XCTAssertTrue(simpoMetrics.contains("\"nll_loss\"") && simpoMetrics.contains("\"rewards/margins\""), simpoMetrics)
+        let orpo = try run(["train", "--model", model, "--method", "orpo", "--data", data, "--output", dir + "/orpo", "--max-steps", "2"])
+        XCTAssertEqual(orpo.status, 0, orpo.output)
+        XCTAssertTrue(orpo.output.contains("reference: none (orpo)"), orpo.output)
+        let orpoMetrics = try String(contentsOfFile: dir + "/orpo/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(orpoMetrics.contains("\"log_odds_ratio\"") && orpoMetrics.contains("\"nll_loss\""), orpoMetrics)
         let simpoRef = try run(["train", "--model", model, "--method", "simpo", "--data", data, "--ref-adapter", dir + "/run", "--output", dir + "/s2"])
         XCTAssertNotEqual(simpoRef.status, 0)
         XCTAssertTrue(simpoRef.output.contains("simpo has no reference model"), simpoRef.output)

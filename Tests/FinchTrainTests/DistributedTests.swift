@@ -8,7 +8,7 @@ import XCTest
 /// `mpirun -np 2 finch train` (one thread per rank) against one process with `--grad-accum 2`
 /// and the same global batch: every step's loss and the final adapter file identical to the
 /// bit, for LoRA, QLoRA (NF4), DoRA with gradient checkpointing and 8-bit AdamW, and bf16 with
-/// paged AdamW and LoRA dropout, and DPO, on the tiny LLaMA; and QLoRA on the tiny T5 (encoder-decoder). Runs the release `finch` binary under Open
+/// paged AdamW and LoRA dropout, DPO and ORPO, on the tiny LLaMA; and QLoRA on the tiny T5 (encoder-decoder). Runs the release `finch` binary under Open
 /// MPI's mpirun (Scripts/setup.sh installs openmpi-bin); skipped where either is missing, except
 /// on CI.
 final class DistributedTests: XCTestCase {
@@ -57,6 +57,7 @@ final class DistributedTests: XCTestCase {
             ("bf16 + paged_adamw + dropout", llama + ["--dtype", "bf16", "--optimizer", "paged_adamw", "--lora-dropout", "0.1"]),
             ("t5 (encoder-decoder) qlora", t5 + ["--quantize", "nf4", "--double-quant", "--target-modules", "all-linear"]),
             ("dpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "dpo"]),
+            ("orpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "orpo"]),
         ]
         for (name, extra) in cases {
             let common = ["train", "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",

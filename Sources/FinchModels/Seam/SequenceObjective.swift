@@ -10,6 +10,10 @@ public struct SequenceLogProbs: Sendable, Equatable {
     public var sums: [Double] = []
     /// [S] the counted rows (labels that are not -100) of each sequence.
     public var counts: [Int] = []
+    /// [N] each row's log-probability of its target, −(its cross-entropy) as stored in f32 (0 where
+    /// the target is -100), and [S] each sequence's rows: for objectives that weigh rows apart (ORPO).
+    public var rows: [Float] = []
+    public var ranges: [Range<Int>] = []
 
     public init(sums: [Double] = [], counts: [Int] = []) { self.sums = sums; self.counts = counts }
 
@@ -20,6 +24,8 @@ public struct SequenceLogProbs: Sendable, Equatable {
             for r in s where targets[r] != CrossEntropy.ignoreIndex { sum -= Double(rowLosses[r]); count += 1 }
             sums.append(sum); counts.append(count)
         }
+        rows = (0..<targets.count).map { -rowLosses[$0] }
+        ranges = sequences
     }
 
     /// The LM head's part of a training pass under a sequence objective: every row's cross-entropy
@@ -37,16 +43,35 @@ public struct SequenceLogProbs: Sendable, Equatable {
                                                     losses: losses.pointer, scratch: scratch)
         }
         let scores = SequenceLogProbs(rowLosses: losses.pointer, targets: targets, sequences: sequences)
-        let gradient = try objective(scores)
-        precondition(gradient.count == sequences.count, "a sequence objective returns one gradient per sequence")
-        for (s, rows) in sequences.enumerated() where !rows.isEmpty {
-            backend.scale(dx + rows.lowerBound * c, count: rows.count * c, by: Float(-gradient[s]))
+        switch try objective(scores) {
+        case .perSequence(let g):
+            precondition(g.count == sequences.count, "a sequence objective returns one gradient per sequence")
+            for (s, rows) in sequences.enumerated() where !rows.isEmpty {
+                backend.scale(dx + rows.lowerBound * c, count: rows.count * c, by: Float(-g[s]))
+            }
+        case .perRow(let g):
+            precondition(g.count == n, "a row objective returns one gradient per row")
+            var r = 0
+            while r < n {   // runs of equal weights scaled together
+                var e = r + 1
+                while e < n && g[e] == g[r] { e += 1 }
+                backend.scale(dx + r * c, count: (e - r) * c, by: Float(-g[r]))
+                r = e
+            }
         }
         return scores
     }
 }
 
-/// A training objective over whole sequences: given the batch's `SequenceLogProbs`, returns
-/// ∂loss/∂(each sequence's summed log-probability), one entry per sequence in batch order (the
-/// loss's scale included: with gradient accumulation, the share of the step this micro-batch is).
-public typealias SequenceObjective = (SequenceLogProbs) throws -> [Double]
+/// A training objective over whole sequences: given the batch's `SequenceLogProbs`, returns the
+/// loss's gradient with respect to the log-probabilities (the loss's scale included: with gradient
+/// accumulation, the share of the step this micro-batch is).
+public typealias SequenceObjective = (SequenceLogProbs) throws -> SequenceGradient
+
+/// ∂loss/∂(log-probabilities), as a sequence objective gives it.
+public enum SequenceGradient: Sendable {
+    /// [S] ∂loss/∂(each sequence's summed log-probability), in batch order.
+    case perSequence([Double])
+    /// [N] ∂loss/∂(each row's log-probability of its target); rows whose target is -100 take none.
+    case perRow([Double])
+}

@@ -25,7 +25,7 @@ public enum PreferenceTokenization: Sendable {
     case legacy
 
     /// The tokenization of a method's trainer in TRL.
-    public init(method: TrainingMethod) { self = method == .simpo ? .legacy : .dpo }
+    public init(method: TrainingMethod) { self = method == .simpo || method == .orpo ? .legacy : .dpo }
 }
 
 /// One preference record tokenized as TRL's trainer for the method tokenizes it: the prompt, and the
@@ -50,25 +50,30 @@ public struct PreferencePair: Sendable, Equatable {
     var longestPrompt: Int { max(prompt.count, rejectedPrompt?.count ?? 0) }
 
     /// One answer as the model sees it (TRL's `DataCollatorForPreference`): prompt + completion,
-    /// labels on the completion only, cut to `maxLength` per `truncation`; and how many completion
-    /// tokens it kept.
-    public static func sequence(prompt: [Int32], completion: [Int32], maxLength: Int?,
-                                truncation: TruncationMode) -> (sequence: TrainingSequence, completionTokens: Int) {
+    /// labels on the completion only (on every token with `labelPrompt`, ORPO's chosen sequences),
+    /// cut to `maxLength` per `truncation`; and how many completion tokens it kept.
+    public static func sequence(prompt: [Int32], completion: [Int32], maxLength: Int?, truncation: TruncationMode,
+                                labelPrompt: Bool = false) -> (sequence: TrainingSequence, completionTokens: Int) {
         var tokens = prompt + completion
-        var labels = [Int32](repeating: CrossEntropy.ignoreIndex, count: prompt.count) + completion
+        var labels = (labelPrompt ? prompt : [Int32](repeating: CrossEntropy.ignoreIndex, count: prompt.count)) + completion
+        var kept = completion.count
         if let maxLength, tokens.count > maxLength {
             switch truncation {
-            case .keepStart: tokens.removeLast(tokens.count - maxLength); labels.removeLast(labels.count - maxLength)
-            case .keepEnd: tokens.removeFirst(tokens.count - maxLength); labels.removeFirst(labels.count - maxLength)
+            case .keepStart:
+                tokens.removeLast(tokens.count - maxLength); labels.removeLast(labels.count - maxLength)
+                kept = max(0, maxLength - prompt.count)
+            case .keepEnd:
+                tokens.removeFirst(tokens.count - maxLength); labels.removeFirst(labels.count - maxLength)
+                kept = min(completion.count, maxLength)
             }
         }
-        return (TrainingSequence(tokens: tokens, labels: labels), labels.filter { $0 != CrossEntropy.ignoreIndex }.count)
+        return (TrainingSequence(tokens: tokens, labels: labels), kept)
     }
 
     /// Both answers as sequences (see `sequence`).
-    public func sequences(maxLength: Int?, truncation: TruncationMode)
+    public func sequences(maxLength: Int?, truncation: TruncationMode, labelChosenPrompt: Bool = false)
         -> (chosen: TrainingSequence, rejected: TrainingSequence, chosenTokens: Int, rejectedTokens: Int) {
-        let c = Self.sequence(prompt: prompt, completion: chosen, maxLength: maxLength, truncation: truncation)
+        let c = Self.sequence(prompt: prompt, completion: chosen, maxLength: maxLength, truncation: truncation, labelPrompt: labelChosenPrompt)
         let r = Self.sequence(prompt: rejectedPrompt ?? prompt, completion: rejected, maxLength: maxLength, truncation: truncation)
         return (c.sequence, r.sequence, c.completionTokens, r.completionTokens)
     }

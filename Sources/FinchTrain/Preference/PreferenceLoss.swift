@@ -1,3 +1,4 @@
+import FinchModels
 import Foundation
 
 // Dimension letters: P pairs of a micro-batch.
@@ -10,6 +11,9 @@ public enum TrainingMethod: String, SettingChoice, Sendable {
     /// Simple Preference Optimization (Meng et al., 2024): length-averaged log-probabilities, a target
     /// margin, no reference; TRL's `CPOTrainer` with `loss_type="simpo"` (and `cpo_alpha`, 0 for SimPO).
     case simpo
+    /// Odds Ratio Preference Optimization (Hong et al., 2024): the chosen answers' NLL plus an odds-ratio
+    /// term on length-averaged log-probabilities, no reference; TRL's `ORPOTrainer`.
+    case orpo
 
     /// Whether the data are preference pairs.
     public var isPreference: Bool { self != .sft }
@@ -61,19 +65,41 @@ public struct PairLossOutcome: Sendable, Equatable {
     public var metricSums: [String: Double]
 }
 
-/// A preference loss over a micro-batch of pairs, from their summed log-probabilities.
+/// A preference loss over a micro-batch of pairs (sequences packed chosen first, then rejected).
 public protocol PairLoss: Sendable {
-    /// Whether it reads the reference's log-probabilities (SimPO does not: no reference pass).
+    /// Whether it reads the reference's log-probabilities (SimPO and ORPO do not: no reference pass).
     var usesReference: Bool { get }
+    /// Whether the chosen sequences carry labels on their prompt too (ORPO's NLL covers the whole
+    /// chosen sequence); otherwise only answers are labelled.
+    var labelsChosenPrompt: Bool { get }
     /// The metrics it logs, in TRL's names.
     var metricNames: [String] { get }
+    /// The micro-batch's loss, metrics and gradient from the pass's log-probabilities, the
+    /// reference's summed ones, and each answer's tokens.
+    func outcome(_ lp: SequenceLogProbs, reference: (chosen: [Double], rejected: [Double]), chosenTokens: [Int],
+                 rejectedTokens: [Int]) -> (PairLossOutcome, SequenceGradient)
+}
+
+/// A preference loss that is a function of each answer's summed log-probability (DPO, SimPO).
+public protocol SummedPairLoss: PairLoss {
     func evaluate(_ s: PairLogProbs) -> PairLossOutcome
+}
+
+extension SummedPairLoss {
+    public var labelsChosenPrompt: Bool { false }
+    public func outcome(_ lp: SequenceLogProbs, reference: (chosen: [Double], rejected: [Double]), chosenTokens: [Int],
+                        rejectedTokens: [Int]) -> (PairLossOutcome, SequenceGradient) {
+        let n = chosenTokens.count
+        let o = evaluate(PairLogProbs(chosen: Array(lp.sums[..<n]), rejected: Array(lp.sums[n...]), referenceChosen: reference.chosen,
+                                      referenceRejected: reference.rejected, chosenTokens: chosenTokens, rejectedTokens: rejectedTokens))
+        return (o, .perSequence(o.dChosen + o.dRejected))
+    }
 }
 
 /// DPO's loss over a micro-batch of pairs, TRL's definition (trl 1.16 `DPOTrainer._compute_loss`,
 /// `f_divergence_type` reverse_kl): the mean over the pairs of the per-pair loss of `lossType`,
 /// its gradient with respect to every summed log-probability, and the metrics TRL logs.
-public struct DPOLoss: PairLoss, Equatable {
+public struct DPOLoss: SummedPairLoss, Equatable {
     public var beta: Double
     public var lossType: DPOLossType
     /// ε of the robust loss (the probability that a label is flipped), in [0, 0.5).
@@ -138,7 +164,7 @@ public struct DPOLoss: PairLoss, Equatable {
 /// −(1−ε)·log σ(z) − ε·log σ(−z), z = β·(ā_chosen − ā_rejected) − γ, ā the log-probability averaged
 /// over the answer's tokens; the mean over the pairs, plus `cpoAlpha` times the mean negative
 /// log-likelihood of the chosen answers' tokens (CPO's term; 0 is SimPO itself). No reference.
-public struct SimPOLoss: PairLoss, Equatable {
+public struct SimPOLoss: SummedPairLoss, Equatable {
     public var beta: Double
     /// γ, the target reward margin (TRL's `simpo_gamma`, default 0.5).
     public var gamma: Double
@@ -180,5 +206,64 @@ public struct SimPOLoss: PairLoss, Equatable {
             m["nll_loss"]! += cpoAlpha == 0 ? 0 : nll   // TRL logs 0 when the term is off
         }
         return PairLossOutcome(loss: p > 0 ? loss / Double(p) + cpoAlpha * nll : 0, dChosen: dc, dRejected: dr, metricSums: m)
+    }
+}
+
+/// ORPO's loss as TRL 1.16's `ORPOTrainer` computes it: the mean NLL of every token of the chosen
+/// sequences (prompt included, as TRL takes it) minus β times the mean over the pairs of log σ(L),
+/// L = (ā_c − ā_r) − (log(1 − e^ā_c) − log(1 − e^ā_r)) the log odds ratio of the answers'
+/// length-averaged log-probabilities ā. No reference. Its gradient reaches the chosen prompt rows
+/// (the NLL), so it is given per row.
+public struct ORPOLoss: PairLoss, Equatable {
+    /// λ of the paper (TRL's `beta`, default 0.1).
+    public var beta: Double
+    public init(beta: Double = 0.1) { self.beta = beta }
+
+    public var usesReference: Bool { false }
+    public var labelsChosenPrompt: Bool { true }
+    public var metricNames: [String] {
+        ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected",
+         "nll_loss", "log_odds_ratio", "log_odds_chosen"]
+    }
+
+    /// log(1 − eˣ) for x < 0, as TRL's `log1mexp` branches at −ln 2.
+    static func log1mexp(_ x: Double) -> Double { x < -0.6931471805599453 ? log1p(-exp(x)) : log(-expm1(x)) }
+
+    public func outcome(_ lp: SequenceLogProbs, reference: (chosen: [Double], rejected: [Double]), chosenTokens: [Int],
+                        rejectedTokens: [Int]) -> (PairLossOutcome, SequenceGradient) {
+        let n = chosenTokens.count, b = beta
+        var grad = [Double](repeating: 0, count: lp.rows.count)
+        var m: [String: Double] = Dictionary(uniqueKeysWithValues: metricNames.map { ($0, 0) })
+        // The NLL over every counted row of the chosen sequences (their last row predicts nothing).
+        let nllRows = lp.counts[..<n].reduce(0, +)
+        let nll = -lp.sums[..<n].reduce(0, +) / Double(max(1, nllRows))
+        var ratioSum = 0.0
+        for i in 0..<n {
+            let chosenRows = lp.ranges[i], rejected = n + i
+            // The chosen answer's rows: the last chosenTokens[i] counted rows (before the final row).
+            let answer = (chosenRows.upperBound - 1 - chosenTokens[i])..<(chosenRows.upperBound - 1)
+            let ac = answer.reduce(0.0) { $0 + Double(lp.rows[$1]) } / Double(chosenTokens[i])
+            let ar = lp.sums[rejected] / Double(lp.counts[rejected])
+            let logOdds = (ac - ar) - (Self.log1mexp(ac) - Self.log1mexp(ar))
+            let ratio = DPOLoss.logSigmoid(logOdds)
+            ratioSum += ratio
+            // ∂(−β·mean log σ(L))/∂L, then through ā_c and ā_r to their rows.
+            let dL = -b * DPOLoss.sigmoid(-logOdds) / Double(n)
+            let dc = dL / (1 - exp(ac)) / Double(chosenTokens[i]), dr = -dL / (1 - exp(ar)) / Double(lp.counts[rejected])
+            for r in answer { grad[r] += dc }
+            for r in lp.ranges[rejected].dropLast() { grad[r] += dr }   // the rejected sequence's labels are its answer
+            m["rewards/chosen"]! += b * ac
+            m["rewards/rejected"]! += b * ar
+            m["rewards/accuracies"]! += b * ac > b * ar ? 1 : 0
+            m["rewards/margins"]! += b * ac - b * ar
+            m["logps/chosen"]! += ac
+            m["logps/rejected"]! += ar
+            m["nll_loss"]! += nll
+            m["log_odds_ratio"]! += ratio
+            m["log_odds_chosen"]! += logOdds
+        }
+        for i in 0..<n { for r in lp.ranges[i].dropLast() { grad[r] += -1 / Double(max(1, nllRows)) } }
+        let loss = nll - b * ratioSum / Double(max(1, n))
+        return (PairLossOutcome(loss: loss, dChosen: [], dRejected: [], metricSums: m), .perRow(grad))
     }
 }

@@ -1,7 +1,7 @@
 import FinchModels
 import Foundation
 
-/// Preference training's part of a run (`method` dpo or simpo): the loss, where the reference's
+/// Preference training's part of a run (`method` dpo, simpo or orpo): the loss, where the reference's
 /// log-probabilities come from, and the passes of a micro-batch of pairs.
 ///
 /// The reference is the base model with the adapters switched off (no second copy of the model),
@@ -24,9 +24,11 @@ public final class PreferenceObjective: @unchecked Sendable {
     /// `max_length`, `truncation_mode`), with the reference adapter loaded under `referenceAdapter` (nil: the base).
     public init(config c: TrainingConfig, referenceAdapter: String?) {
         method = c.method
-        loss = c.method == .simpo
-            ? SimPOLoss(beta: c.beta, gamma: c.simpoGamma, labelSmoothing: c.labelSmoothing, cpoAlpha: c.cpoAlpha)
-            : DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
+        switch c.method {
+        case .simpo: loss = SimPOLoss(beta: c.beta, gamma: c.simpoGamma, labelSmoothing: c.labelSmoothing, cpoAlpha: c.cpoAlpha)
+        case .orpo: loss = ORPOLoss(beta: c.beta)
+        case .dpo, .sft: loss = DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
+        }
         referenceFree = c.referenceFree || !loss.usesReference
         self.referenceAdapter = referenceAdapter
         maxLength = c.maxLength
@@ -43,7 +45,7 @@ public final class PreferenceObjective: @unchecked Sendable {
     func sequences(_ pairs: [PreferencePair]) -> (sequences: [TrainingSequence], chosenTokens: [Int], rejectedTokens: [Int]) {
         var chosen: [TrainingSequence] = [], rejected: [TrainingSequence] = [], ct: [Int] = [], rt: [Int] = []
         for p in pairs {
-            let s = p.sequences(maxLength: maxLength, truncation: truncation)
+            let s = p.sequences(maxLength: maxLength, truncation: truncation, labelChosenPrompt: loss.labelsChosenPrompt)
             chosen.append(s.chosen); rejected.append(s.rejected); ct.append(s.chosenTokens); rt.append(s.rejectedTokens)
         }
         return (chosen + rejected, ct, rt)
@@ -94,15 +96,16 @@ public final class PreferenceObjective: @unchecked Sendable {
                trained: String) throws -> MicroBatch {
         let (seqs, ct, rt) = sequences(pairs)
         let ref = try referenceLogProbs(model: model, pairs: pairs, sequences: seqs, trained: trained)
-        let n = pairs.count
         var outcome: PairLossOutcome?
         _ = try model.forwardBackward(seqs, options: options) { lp in
-            let o = loss.evaluate(PairLogProbs(chosen: Array(lp.sums[..<n]), rejected: Array(lp.sums[n...]), referenceChosen: ref.chosen,
-                                               referenceRejected: ref.rejected, chosenTokens: ct, rejectedTokens: rt))
+            let (o, gradient) = loss.outcome(lp, reference: ref, chosenTokens: ct, rejectedTokens: rt)
             outcome = o
-            return (o.dChosen + o.dRejected).map { $0 * scale }
+            switch gradient {
+            case .perSequence(let g): return .perSequence(g.map { $0 * scale })
+            case .perRow(let g): return .perRow(g.map { $0 * scale })
+            }
         }
-        return MicroBatch(loss: outcome!.loss, pairs: n, metricSums: outcome!.metricSums, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
+        return MicroBatch(loss: outcome!.loss, pairs: pairs.count, metricSums: outcome!.metricSums, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
     }
 
     /// One batch of evaluation (no gradients): the policy's (the `trained` adapter, or the base when
@@ -110,10 +113,7 @@ public final class PreferenceObjective: @unchecked Sendable {
     public func evaluate(model: any TrainableModel, pairs: [PreferencePair], trained: String?) throws -> MicroBatch {
         let (seqs, ct, rt) = sequences(pairs)
         let ref = try referenceLogProbs(model: model, pairs: pairs, sequences: seqs, trained: trained)
-        let n = pairs.count
-        let lp = try model.sequenceLogProbs(seqs)
-        let o = loss.evaluate(PairLogProbs(chosen: Array(lp.sums[..<n]), rejected: Array(lp.sums[n...]), referenceChosen: ref.chosen,
-                                           referenceRejected: ref.rejected, chosenTokens: ct, rejectedTokens: rt))
-        return MicroBatch(loss: o.loss, pairs: n, metricSums: o.metricSums, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
+        let (o, _) = loss.outcome(try model.sequenceLogProbs(seqs), reference: ref, chosenTokens: ct, rejectedTokens: rt)
+        return MicroBatch(loss: o.loss, pairs: pairs.count, metricSums: o.metricSums, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
     }
 }

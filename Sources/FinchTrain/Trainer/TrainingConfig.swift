@@ -48,7 +48,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var groupByLength: Bool = false
 
     // Preference training (TRL's DPOConfig).
-    /// sft (the default), dpo or simpo.
+    /// sft (the default), dpo, simpo or orpo.
     public var method: TrainingMethod = .sft
     public var beta: Double = 0.1
     public var lossType: DPOLossType = .sigmoid
@@ -160,8 +160,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("group_by_length", \.groupByLength, flags: ["group-by-length", "group_by_length"],
               help: "Batch sequences of similar length together."),
 
-        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo or simpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
-        .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ).",
+        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo, simpo or orpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
+        .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ; for orpo the odds-ratio term's weight λ).",
               check: { v, _ in v > 0 ? nil : "beta must be positive (got \(v))" }),
         .make("loss_type", \.lossType, help: "DPO's loss, as TRL defines it: sigmoid (the default), hinge, ipo or robust."),
         .make("label_smoothing", \.labelSmoothing,
@@ -169,7 +169,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, c in
                   !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
                       : v > 0 && c.method == .dpo && c.lossType != .robust
-                          ? "label_smoothing is used by DPO's loss_type robust only (loss_type is \(c.lossType.rawValue))" : nil
+                          ? "label_smoothing is used by DPO's loss_type robust only (loss_type is \(c.lossType.rawValue))"
+                          : v > 0 && c.method == .orpo ? "label_smoothing is not a setting of ORPO (TRL's ORPOTrainer has none)" : nil
               }),
         .make("simpo_gamma", \.simpoGamma, help: "SimPO: the target reward margin γ (TRL's default 0.5)."),
         .make("cpo_alpha", \.cpoAlpha,
@@ -192,7 +193,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v.map { $0 >= 2 ? nil : "max_length must be at least 2 (got \($0))" } ?? nil }),
         .make("truncation_mode", \.truncationMode,
               help: "Preference training: keep_start (the default; a pair whose prompt fills max_length is dropped) or keep_end (DPO only).",
-              check: { v, c in v == .keepEnd && c.method == .simpo ? "truncation_mode keep_end is DPO's; simpo cuts the answer (keep_start), as TRL's CPOTrainer does" : nil }),
+              check: { v, c in
+                  v == .keepEnd && (c.method == .simpo || c.method == .orpo)
+                      ? "truncation_mode keep_end is DPO's; \(c.method.rawValue) cuts the answer (keep_start), as TRL's \(c.method == .orpo ? "ORPOTrainer" : "CPOTrainer") does" : nil
+              }),
         .make("disable_dropout", \.disableDropout,
               help: "Preference training without the adapters' dropout (TRL's default true)."),
 
