@@ -45,6 +45,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.beta), help: .setting(\.beta)) var beta: Double?
     @Option(name: .setting(\.lossType), help: .setting(\.lossType)) var lossType: DPOLossType?
     @Option(name: .setting(\.labelSmoothing), help: .setting(\.labelSmoothing)) var labelSmoothing: Double?
+    @Option(name: .setting(\.discopopTau), help: .setting(\.discopopTau)) var discopopTau: Double?
     @Option(name: .setting(\.simpoGamma), help: .setting(\.simpoGamma)) var simpoGamma: Double?
     @Option(name: .setting(\.cpoAlpha), help: .setting(\.cpoAlpha)) var cpoAlpha: Double?
     @Flag(name: .setting(\.referenceFree), help: .setting(\.referenceFree)) var referenceFree = false
@@ -101,7 +102,7 @@ struct Train: ParsableCommand {
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),
          .value(\.method, method), .value(\.beta, beta), .value(\.lossType, lossType), .value(\.labelSmoothing, labelSmoothing),
-         .value(\.simpoGamma, simpoGamma), .value(\.cpoAlpha, cpoAlpha),
+         .value(\.discopopTau, discopopTau), .value(\.simpoGamma, simpoGamma), .value(\.cpoAlpha, cpoAlpha),
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),

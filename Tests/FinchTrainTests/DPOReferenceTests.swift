@@ -10,19 +10,21 @@ import XCTest
 
 /// Finch's DPO against TRL 1.16's DPOTrainer on the tiny llama and qwen2 checkpoints
 /// (Scripts/fixtures/make_dpo_reference.py writes Tests/Fixtures/dpo): tokenization of TRL's four
-/// preference formats, and for each loss type (sigmoid, hinge, ipo, robust) on the first batch the
+/// preference formats, and for each of the 13 loss types on the first batch the
 /// per-answer log-probabilities of the policy (the initial adapter) and of the base (adapters off),
 /// the loss, TRL's metrics and the LoRA gradients, then a 10-step curve. As TRL does for a model that
 /// already carries an adapter, the reference of training is a frozen copy of the initial adapter
 /// (Finch's `ref_adapter`), so the first step's log-ratios are 0 and the curve carries the rest.
 final class DPOReferenceTests: XCTestCase {
     /// Tolerances, about three times the worst measured (printed as one JSON line per case; measured
-    /// on the default product path: log-probabilities 5.4e-8, loss 1.9e-9, metrics 7.3e-8, gradients
-    /// 1.45e-6, curve 1.5e-6, qwen2 ipo):
+    /// on the default product path over the 13 loss types: log-probabilities 5.4e-8, loss 6.0e-8 (sft),
+    /// metrics 7.3e-8, gradients 1.61e-6, curve 1.5e-6 (qwen2 ipo); the curves of sppo_hard, whose
+    /// squared loss falls from 50 to 0.3 in ten steps, and sigmoid_norm move more: 1.1e-5 and 7.4e-6):
     static let logProbTolerance = 2e-7      // relative, each summed log-probability
     static let lossTolerance = 3e-7         // relative (absolute below 1), first batch loss and metrics
     static let gradientTolerance = 5e-6     // ‖Δ‖ / ‖TRL‖ per tensor
     static let curveTolerance = 5e-6        // relative (absolute below 1), loss and reward margins of every step
+    static let curveTolerances: [DPOLossType: Double] = [.sppoHard: 3.5e-5, .sigmoidNorm: 2.5e-5]
 
     static let dir = Fixtures.path("dpo")
 
@@ -130,7 +132,7 @@ final class DPOReferenceTests: XCTestCase {
                     worstCurve = max(worstCurve, Self.relative(m.loss, wantLoss[i]), Self.relative(m.objective["rewards/margins"] ?? .nan, wantMargin[i]))
                     XCTAssertEqual(m.objective["rewards/accuracies"], curve["rewards/accuracies"]?[i], "\(family) \(lossType) step \(i + 1) accuracy")
                 }
-                XCTAssertLessThanOrEqual(worstCurve, Self.curveTolerance, "\(family) \(lossType) curve")
+                XCTAssertLessThanOrEqual(worstCurve, Self.curveTolerances[lossType] ?? Self.curveTolerance, "\(family) \(lossType) curve")
                 report.append("{\"family\": \"\(family)\", \"loss_type\": \"\(lossType.rawValue)\", \"logp_rel\": \(worstLogProb), \"loss_rel\": \(lossError), \"metric_rel\": \(worstMetric), \"grad_rel\": \(worstGradient), \"curve_rel\": \(worstCurve)}")
             }
         }

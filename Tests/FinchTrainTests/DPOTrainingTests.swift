@@ -18,7 +18,7 @@ final class DPOTrainingTests: XCTestCase {
         let s = PairLogProbs(chosen: [-12.5, -30.25, -7.0], rejected: [-14.0, -29.5, -9.75], referenceChosen: [-13.0, -30.0, -7.5],
                              referenceRejected: [-13.5, -29.0, -9.0], chosenTokens: [5, 9, 3], rejectedTokens: [6, 8, 4])
         for type in DPOLossType.allCases {
-            let loss = DPOLoss(beta: 0.3, lossType: type, labelSmoothing: type == .robust ? 0.2 : 0)
+            let loss = DPOLoss(beta: 0.3, lossType: type, labelSmoothing: type == .robust || type == .exoPair ? 0.2 : 0)
             let o = loss.evaluate(s)
             let h = 1e-6
             for i in 0..<s.count {

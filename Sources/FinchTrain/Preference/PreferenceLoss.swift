@@ -29,6 +29,24 @@ public enum DPOLossType: String, SettingChoice, Sendable {
     case ipo
     /// (−(1−ε)·log σ(β·Δ) + ε·log σ(−β·Δ)) / (1 − 2ε), ε = `label_smoothing` (robust DPO).
     case robust
+    /// EXO's pairwise form: KL of softmax(β·log-ratios) to [1−ε, ε], ε = `label_smoothing` (> 0).
+    case exoPair = "exo_pair"
+    /// NCA's pairwise form: −log σ(r_c) − ½·log σ(−r_c) − ½·log σ(−r_r), r = β·log-ratio.
+    case ncaPair = "nca_pair"
+    /// BCO's pairwise form: −log σ(r_c) − log σ(−r_r).
+    case bcoPair = "bco_pair"
+    /// SPPO with hard labels: (log-ratio_c − 1/(2β))² + (log-ratio_r + 1/(2β))².
+    case sppoHard = "sppo_hard"
+    /// APO-zero: 1 − σ(r_c) + σ(r_r).
+    case apoZero = "apo_zero"
+    /// APO-down: σ(r_c) + 1 − σ(β·Δ).
+    case apoDown = "apo_down"
+    /// DiscoPOP: the logistic and exponential losses of β·Δ mixed by σ(β·Δ / τ), τ = `discopop_tau`.
+    case discopop
+    /// −log σ(β·Δ̄), Δ̄ the difference of the length-averaged log-ratios.
+    case sigmoidNorm = "sigmoid_norm"
+    /// The mean negative log-likelihood of the chosen answers' tokens (no preference term).
+    case sft
 }
 
 /// The policy's and the reference's summed log-probabilities of a micro-batch's pairs, and each
@@ -102,11 +120,13 @@ extension SummedPairLoss {
 public struct DPOLoss: SummedPairLoss, Equatable {
     public var beta: Double
     public var lossType: DPOLossType
-    /// ε of the robust loss (the probability that a label is flipped), in [0, 0.5).
+    /// ε of the robust and EXO losses (the probability that a label is flipped), in [0, 0.5).
     public var labelSmoothing: Double
+    /// τ of DiscoPOP (TRL's `discopop_tau`, default 0.05).
+    public var discopopTau: Double
 
-    public init(beta: Double = 0.1, lossType: DPOLossType = .sigmoid, labelSmoothing: Double = 0) {
-        self.beta = beta; self.lossType = lossType; self.labelSmoothing = labelSmoothing
+    public init(beta: Double = 0.1, lossType: DPOLossType = .sigmoid, labelSmoothing: Double = 0, discopopTau: Double = 0.05) {
+        self.beta = beta; self.lossType = lossType; self.labelSmoothing = labelSmoothing; self.discopopTau = discopopTau
     }
 
     public var usesReference: Bool { true }
@@ -126,10 +146,13 @@ public struct DPOLoss: SummedPairLoss, Equatable {
         var dc = [Double](repeating: 0, count: p), dr = [Double](repeating: 0, count: p)
         var m: [String: Double] = ["rewards/chosen": 0, "rewards/rejected": 0, "rewards/accuracies": 0, "rewards/margins": 0,
                                    "logps/chosen": 0, "logps/rejected": 0]
+        let chosenTokens = Double(s.chosenTokens.reduce(0, +))
+        let sftLoss = -s.chosen.reduce(0, +) / max(1, chosenTokens)
         for i in 0..<p {
             let cr = s.chosen[i] - s.referenceChosen[i], rr = s.rejected[i] - s.referenceRejected[i]
             let delta = cr - rr
-            var l: Double, dDelta = 0.0   // the pair's loss and ∂l/∂Δ (IPO sets dc / dr itself)
+            var l: Double, dDelta = 0.0   // the pair's loss and ∂l/∂Δ (the losses not of Δ alone set dc / dr themselves)
+            var own: (dc: Double, dr: Double)?   // ∂l/∂(log-ratio) of chosen and rejected, for those
             switch lossType {
             case .sigmoid:
                 l = -Self.logSigmoid(b * delta)
@@ -145,8 +168,48 @@ public struct DPOLoss: SummedPairLoss, Equatable {
             case .robust:
                 l = (-(1 - eps) * Self.logSigmoid(b * delta) + eps * Self.logSigmoid(-b * delta)) / (1 - 2 * eps)
                 dDelta = (-(1 - eps) * b * Self.sigmoid(-b * delta) - eps * b * Self.sigmoid(b * delta)) / (1 - 2 * eps)
+            case .exoPair:
+                let x = b * delta, qw = Self.sigmoid(x), ql = Self.sigmoid(-x), lqw = Self.logSigmoid(x), lql = Self.logSigmoid(-x)
+                let lpw = log1p(-eps), lpl = log(eps)
+                l = qw * (lqw - lpw) + ql * (lql - lpl)
+                dDelta = b * qw * ql * ((lqw - lpw) - (lql - lpl))
+            case .ncaPair:
+                let rc = b * cr, rj = b * rr
+                l = -Self.logSigmoid(rc) - 0.5 * Self.logSigmoid(-rc) - 0.5 * Self.logSigmoid(-rj)
+                own = (b * (-Self.sigmoid(-rc) + 0.5 * Self.sigmoid(rc)), b * 0.5 * Self.sigmoid(rj))
+            case .bcoPair:
+                let rc = b * cr, rj = b * rr
+                l = -Self.logSigmoid(rc) - Self.logSigmoid(-rj)
+                own = (-b * Self.sigmoid(-rc), b * Self.sigmoid(rj))
+            case .sppoHard:
+                l = (cr - 0.5 / b) * (cr - 0.5 / b) + (rr + 0.5 / b) * (rr + 0.5 / b)
+                own = (2 * (cr - 0.5 / b), 2 * (rr + 0.5 / b))
+            case .apoZero:
+                let sc = Self.sigmoid(b * cr), sr = Self.sigmoid(b * rr)
+                l = 1 - sc + sr
+                own = (-b * sc * (1 - sc), b * sr * (1 - sr))
+            case .apoDown:
+                let sc = Self.sigmoid(b * cr), sd = Self.sigmoid(b * delta)
+                l = sc + 1 - sd
+                own = (b * sc * (1 - sc) - b * sd * (1 - sd), b * sd * (1 - sd))
+            case .discopop:
+                let x = b * delta, tau = discopopTau, mix = Self.sigmoid(x / tau)
+                let logistic = -Self.logSigmoid(x), expo = exp(-x)
+                l = logistic * (1 - mix) + expo * mix
+                let dMix = mix * (1 - mix) / tau
+                dDelta = b * (-Self.sigmoid(-x) * (1 - mix) - logistic * dMix - expo * mix + expo * dMix)
+            case .sigmoidNorm:
+                let nc = Double(max(1, s.chosenTokens[i])), nr = Double(max(1, s.rejectedTokens[i]))
+                let d = cr / nc - rr / nr
+                l = -Self.logSigmoid(b * d)
+                let g = -b * Self.sigmoid(-b * d)
+                dc[i] = g / nc / Double(p); dr[i] = -g / nr / Double(p)
+            case .sft:
+                l = sftLoss   // the batch's mean NLL of the chosen tokens, the same for every pair
+                dc[i] = -1 / max(1, chosenTokens)
             }
-            if lossType != .ipo { dc[i] = dDelta / Double(p); dr[i] = -dDelta / Double(p) }
+            if let own { dc[i] = own.dc / Double(p); dr[i] = own.dr / Double(p) }
+            else if ![.ipo, .sigmoidNorm, .sft].contains(lossType) { dc[i] = dDelta / Double(p); dr[i] = -dDelta / Double(p) }
             loss += l
             let rc = b * cr, rj = b * rr
             m["rewards/chosen"]! += rc

@@ -27,7 +27,7 @@ public final class PreferenceObjective: @unchecked Sendable {
         switch c.method {
         case .simpo: loss = SimPOLoss(beta: c.beta, gamma: c.simpoGamma, labelSmoothing: c.labelSmoothing, cpoAlpha: c.cpoAlpha)
         case .orpo: loss = ORPOLoss(beta: c.beta)
-        case .dpo, .sft: loss = DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing)
+        case .dpo, .sft: loss = DPOLoss(beta: c.beta, lossType: c.lossType, labelSmoothing: c.labelSmoothing, discopopTau: c.discopopTau)
         }
         referenceFree = c.referenceFree || !loss.usesReference
         self.referenceAdapter = referenceAdapter

@@ -53,6 +53,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var beta: Double = 0.1
     public var lossType: DPOLossType = .sigmoid
     public var labelSmoothing: Double = 0
+    /// DiscoPOP's τ (TRL's `discopop_tau`).
+    public var discopopTau: Double = 0.05
     /// SimPO's target margin γ (TRL's `simpo_gamma`).
     public var simpoGamma: Double = 0.5
     /// SimPO: the weight of the chosen answers' NLL (TRL's `cpo_alpha`; 0 = SimPO itself).
@@ -163,13 +165,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo, simpo or orpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
         .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ; for orpo the odds-ratio term's weight λ).",
               check: { v, _ in v > 0 ? nil : "beta must be positive (got \(v))" }),
-        .make("loss_type", \.lossType, help: "DPO's loss, as TRL defines it: sigmoid (the default), hinge, ipo or robust."),
+        .make("loss_type", \.lossType,
+              help: "DPO's loss, as TRL 1.16 defines it: sigmoid (the default), hinge, ipo, robust, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop, sigmoid_norm or sft.",
+              check: { v, c in v == .exoPair && c.method == .dpo && c.labelSmoothing == 0 ? "loss_type exo_pair needs label_smoothing > 0 (its ε; EXO's authors use 1e-3)" : nil }),
+        .make("discopop_tau", \.discopopTau, help: "DPO's discopop loss: τ (TRL's default 0.05).",
+              check: { v, _ in v > 0 ? nil : "discopop_tau must be positive (got \(v))" }),
         .make("label_smoothing", \.labelSmoothing,
               help: "Robust DPO and SimPO: the probability that a preference label is flipped, in [0, 0.5).",
               check: { v, c in
                   !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
-                      : v > 0 && c.method == .dpo && c.lossType != .robust
-                          ? "label_smoothing is used by DPO's loss_type robust only (loss_type is \(c.lossType.rawValue))"
+                      : v > 0 && c.method == .dpo && c.lossType != .robust && c.lossType != .exoPair
+                          ? "label_smoothing is used by DPO's loss_types robust and exo_pair only (loss_type is \(c.lossType.rawValue))"
                           : v > 0 && c.method == .orpo ? "label_smoothing is not a setting of ORPO (TRL's ORPOTrainer has none)" : nil
               }),
         .make("simpo_gamma", \.simpoGamma, help: "SimPO: the target reward margin γ (TRL's default 0.5)."),
