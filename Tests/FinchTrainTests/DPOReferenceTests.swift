@@ -28,11 +28,8 @@ final class DPOReferenceTests: XCTestCase {
 
     static let dir = Fixtures.path("dpo")
 
-    static func json(_ path: String) throws -> [String: Any] {
-        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-    }
-
-    static func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(1, abs(b)) }
+    static func json(_ path: String) throws -> [String: Any] { try PreferenceReference.json(path) }
+    static func relative(_ a: Double, _ b: Double) -> Double { PreferenceReference.relative(a, b) }
 
     func testTokenizationEqualsTRL() throws {
         _ = try Fixtures.required("dpo")
@@ -95,43 +92,16 @@ final class DPOReferenceTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worstLogProb, Self.logProbTolerance, "\(family) \(lossType) log-probabilities")
 
                 // The first batch: loss, metrics, gradients (the reference is the frozen copy of the adapter).
-                model.zeroGradients()
-                let b = try p.train(model: model, pairs: pairs, scale: 1, options: TrainingPassOptions(), trained: trainer.adapterName)
-                let lossError = Self.relative(b.loss, first["loss"] as! Double)
-                XCTAssertLessThanOrEqual(lossError, Self.lossTolerance, "\(family) \(lossType) loss \(b.loss)")
-                let metrics = try XCTUnwrap(first["metrics"] as? [String: Double])
-                var worstMetric = 0.0
-                for name in p.metricNames {
-                    let w = try XCTUnwrap(metrics[name], name), g = b.metricSums[name]! / Double(b.pairs)
-                    worstMetric = max(worstMetric, Self.relative(g, w))
-                }
+                let (lossError, worstMetric, worstGradient) = try PreferenceReference.firstBatchErrors(
+                    model: model, objective: p, pairs: pairs, adapter: trainer.adapterName, first: first, grads: grads, prefix: lossType.rawValue)
+                XCTAssertLessThanOrEqual(lossError, Self.lossTolerance, "\(family) \(lossType) loss")
                 XCTAssertLessThanOrEqual(worstMetric, Self.lossTolerance, "\(family) \(lossType) metrics")
-                var worstGradient = 0.0, checked = 0
-                for (name, _, grad) in model.trainableParameters() {
-                    let k = "\(lossType.rawValue).\(name).grad"
-                    let want = try grads.floats(k)
-                    XCTAssertEqual(want.count, grad.count, k)
-                    var d = 0.0, w = 0.0
-                    for i in 0..<min(want.count, grad.count) { d += pow(Double(grad[i] - want[i]), 2); w += pow(Double(want[i]), 2) }
-                    worstGradient = max(worstGradient, w > 0 ? (d / w).squareRoot() : d.squareRoot())
-                    checked += 1
-                }
-                XCTAssertEqual(checked, grads.tensorNames.filter { $0.hasPrefix(lossType.rawValue + ".") }.count, "every LoRA gradient compared")
                 XCTAssertLessThanOrEqual(worstGradient, Self.gradientTolerance, "\(family) \(lossType) gradients")
 
                 // Ten steps of training (a fresh model and trainer: the same as `finch train`).
                 let lm2 = try LoadedModel.load(Fixtures.path("tiny-\(family)/hf"))
-                let t2 = try Trainer(model: lm2.model, config: c, pairs: pairs)
-                var steps: [StepMetrics] = []
-                try t2.train { if case .step(let m, _) = $0 { steps.append(m) } }
-                let curve = try XCTUnwrap(x["curve"] as? [String: [Double]])
-                let wantLoss = try XCTUnwrap(curve["loss"]), wantMargin = try XCTUnwrap(curve["rewards/margins"])
-                XCTAssertEqual(steps.count, wantLoss.count)
-                var worstCurve = 0.0
-                for (i, m) in steps.enumerated() where i < wantLoss.count {
-                    worstCurve = max(worstCurve, Self.relative(m.loss, wantLoss[i]), Self.relative(m.objective["rewards/margins"] ?? .nan, wantMargin[i]))
-                    XCTAssertEqual(m.objective["rewards/accuracies"], curve["rewards/accuracies"]?[i], "\(family) \(lossType) step \(i + 1) accuracy")
-                }
+                let worstCurve = try PreferenceReference.curveError(try Trainer(model: lm2.model, config: c, pairs: pairs),
+                                                                    curve: try XCTUnwrap(x["curve"] as? [String: [Double]]), label: "\(family) \(lossType)")
                 XCTAssertLessThanOrEqual(worstCurve, Self.curveTolerances[lossType] ?? Self.curveTolerance, "\(family) \(lossType) curve")
                 report.append("{\"family\": \"\(family)\", \"loss_type\": \"\(lossType.rawValue)\", \"logp_rel\": \(worstLogProb), \"loss_rel\": \(lossError), \"metric_rel\": \(worstMetric), \"grad_rel\": \(worstGradient), \"curve_rel\": \(worstCurve)}")
             }

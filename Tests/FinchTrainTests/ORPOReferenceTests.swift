@@ -25,11 +25,8 @@ final class ORPOReferenceTests: XCTestCase {
 
     static let dir = Fixtures.path("orpo"), data = Fixtures.path("dpo/data")
 
-    static func json(_ path: String) throws -> [String: Any] {
-        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
-    }
-
-    static func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(1, abs(b)) }
+    static func json(_ path: String) throws -> [String: Any] { try PreferenceReference.json(path) }
+    static func relative(_ a: Double, _ b: Double) -> Double { PreferenceReference.relative(a, b) }
 
     func testTokenizationEqualsORPOTrainer() throws {
         _ = try Fixtures.required("orpo")
@@ -92,40 +89,16 @@ final class ORPOReferenceTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worstLogProb, Self.logProbTolerance, "\(family) \(name) log-probabilities")
 
                 // The first batch.
-                lm.model.zeroGradients()
-                let b = try p.train(model: lm.model, pairs: pairs, scale: 1, options: TrainingPassOptions(), trained: trainer.adapterName)
-                let lossError = Self.relative(b.loss, first["loss"] as! Double)
-                XCTAssertLessThanOrEqual(lossError, Self.lossTolerance, "\(family) \(name) loss \(b.loss)")
-                let metrics = try XCTUnwrap(first["metrics"] as? [String: Double])
-                var worstMetric = 0.0
-                for m in p.metricNames {
-                    worstMetric = max(worstMetric, Self.relative(b.metricSums[m]! / Double(b.pairs), try XCTUnwrap(metrics[m], m)))
-                }
+                let (lossError, worstMetric, worstGradient) = try PreferenceReference.firstBatchErrors(
+                    model: lm.model, objective: p, pairs: pairs, adapter: trainer.adapterName, first: first, grads: grads, prefix: name)
+                XCTAssertLessThanOrEqual(lossError, Self.lossTolerance, "\(family) \(name) loss")
                 XCTAssertLessThanOrEqual(worstMetric, Self.metricTolerance, "\(family) \(name) metrics")
-                var worstGradient = 0.0, checked = 0
-                for (param, _, grad) in lm.model.trainableParameters() {
-                    let want = try grads.floats("\(name).\(param).grad")
-                    XCTAssertEqual(want.count, grad.count)
-                    var d = 0.0, w = 0.0
-                    for i in 0..<min(want.count, grad.count) { d += pow(Double(grad[i] - want[i]), 2); w += pow(Double(want[i]), 2) }
-                    worstGradient = max(worstGradient, (d / w).squareRoot())
-                    checked += 1
-                }
-                XCTAssertEqual(checked, grads.tensorNames.filter { $0.hasPrefix(name + ".") }.count, "every LoRA gradient compared")
                 XCTAssertLessThanOrEqual(worstGradient, Self.gradientTolerance, "\(family) \(name) gradients")
 
                 // Ten steps, a fresh model.
                 let (lm2, pairs2) = try start()
-                var steps: [StepMetrics] = []
-                try Trainer(model: lm2.model, config: c, pairs: pairs2).train { if case .step(let m, _) = $0 { steps.append(m) } }
-                let curve = try XCTUnwrap(x["curve"] as? [String: [Double]])
-                let wantLoss = try XCTUnwrap(curve["loss"]), wantMargin = try XCTUnwrap(curve["rewards/margins"])
-                XCTAssertEqual(steps.count, wantLoss.count)
-                var worstCurve = 0.0
-                for (i, m) in steps.enumerated() where i < wantLoss.count {
-                    worstCurve = max(worstCurve, Self.relative(m.loss, wantLoss[i]), Self.relative(m.objective["rewards/margins"] ?? .nan, wantMargin[i]))
-                    XCTAssertEqual(m.objective["rewards/accuracies"], curve["rewards/accuracies"]?[i], "\(family) \(name) step \(i + 1) accuracy")
-                }
+                let worstCurve = try PreferenceReference.curveError(try Trainer(model: lm2.model, config: c, pairs: pairs2),
+                                                                    curve: try XCTUnwrap(x["curve"] as? [String: [Double]]), label: "\(family) \(name)")
                 XCTAssertLessThanOrEqual(worstCurve, Self.curveTolerance, "\(family) \(name) curve")
                 report.append("{\"family\": \"\(family)\", \"variant\": \"\(name)\", \"logp_rel\": \(worstLogProb), \"loss_rel\": \(lossError), \"metric_rel\": \(worstMetric), \"grad_rel\": \(worstGradient), \"curve_rel\": \(worstCurve)}")
             }
