@@ -47,6 +47,9 @@ struct BenchTrain: ParsableCommand {
 
     func run() throws {
         let dt = dtype ?? .f32
+        guard method == .sft || method == .dpo else {
+            throw ValidationError("--method \(method.rawValue): the training benchmark measures sft and dpo (a step of simpo or orpo is dpo's passes without the reference; kto's is measured by finch train's own lines)")
+        }
         guard ["all", "qv"].contains(targets) else { throw ValidationError("--targets must be all or qv") }
         let quant = qlora ? QuantizationConfig(type: .nf4, blocksize: 64, doubleQuant: true, computeDType: dt) : nil
         let lm = try LoadedModel.load(model, dtype: dt, ggufBlocks: dtype == nil, quantization: quant, quantCompute: quantCompute,

@@ -141,17 +141,17 @@ struct EvalPreference: ParsableCommand {
         let lm = try model.load()
         let policy = lm.model.activeAdapter
         var c = TrainingConfig()
-        c.method = .dpo; c.beta = beta; c.lossType = lossType; c.labelSmoothing = labelSmoothing; c.maxLength = maxLength
+        c.method = .dpo; c.beta = beta; c.lossType = lossType.rawValue; c.labelSmoothing = labelSmoothing; c.maxLength = maxLength
         try c.validate()
         if let refAdapter { try lm.model.loadAdapter(directory: refAdapter, name: Trainer.referenceAdapterName) }
         lm.model.setActiveAdapter(policy)
         let objective = PreferenceObjective(config: c, referenceAdapter: refAdapter == nil ? nil : Trainer.referenceAdapterName)
         let pairs = try PreferenceData.load(path: data, tokenizer: lm.tokenizer, maxLength: maxLength, truncation: c.truncationMode).pairs
-        var loss = 0.0, sums: [String: Double] = [:], i = 0
+        var loss = 0.0, sums: [String: MetricSum] = [:], i = 0
         while i < pairs.count {
-            let b = try objective.evaluate(model: lm.model, pairs: Array(pairs[i..<min(i + batchSize, pairs.count)]), trained: policy)
-            loss += b.loss * Double(b.pairs)
-            sums.merge(b.metricSums, uniquingKeysWith: +)
+            let b = try objective.evaluate(model: lm.model, examples: .pairs(Array(pairs[i..<min(i + batchSize, pairs.count)])), trained: policy)
+            loss += b.loss * Double(b.examples)
+            sums.merge(b.metrics) { MetricSum(sum: $0.sum + $1.sum, count: $0.count + $1.count) }
             i += batchSize
             stderrPrint("pairs \(i < pairs.count ? i : pairs.count)/\(pairs.count)")
         }
@@ -159,7 +159,7 @@ struct EvalPreference: ParsableCommand {
             ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map(JSONValue.string) ?? .null),
             ("reference", .string(refAdapter ?? "base")), ("pairs", .int(pairs.count)), ("beta", .double(beta)),
             ("loss_type", .string(lossType.rawValue)), ("loss", .double(loss / Double(pairs.count)))]
-        for name in objective.metricNames { fields.append((name, .double((sums[name] ?? 0) / Double(pairs.count)))) }
+        for name in objective.metricNames { fields.append((name, .double(sums[name]?.mean ?? 0))) }
         print(JSONValue.object(fields).serialized())
     }
 }

@@ -43,7 +43,9 @@ struct Train: ParsableCommand {
 
     @Option(name: .setting(\.method), help: .setting(\.method)) var method: TrainingMethod?
     @Option(name: .setting(\.beta), help: .setting(\.beta)) var beta: Double?
-    @Option(name: .setting(\.lossType), help: .setting(\.lossType)) var lossType: DPOLossType?
+    @Option(name: .setting(\.lossType), help: .setting(\.lossType)) var lossType: String?
+    @Option(name: .setting(\.desirableWeight), help: .setting(\.desirableWeight)) var desirableWeight: Double?
+    @Option(name: .setting(\.undesirableWeight), help: .setting(\.undesirableWeight)) var undesirableWeight: Double?
     @Option(name: .setting(\.labelSmoothing), help: .setting(\.labelSmoothing)) var labelSmoothing: Double?
     @Option(name: .setting(\.discopopTau), help: .setting(\.discopopTau)) var discopopTau: Double?
     @Option(name: .setting(\.simpoGamma), help: .setting(\.simpoGamma)) var simpoGamma: Double?
@@ -101,7 +103,8 @@ struct Train: ParsableCommand {
          .flag(\.dtype, bf16, means: .bf16),
          .value(\.quantize, quantize), .value(\.int8Threshold, int8Threshold), .flag(\.doubleQuant, doubleQuant),
          .value(\.quantBlocksize, quantBlocksize), .value(\.computeDType, computeDType),
-         .value(\.method, method), .value(\.beta, beta), .value(\.lossType, lossType), .value(\.labelSmoothing, labelSmoothing),
+         .value(\.method, method), .value(\.beta, beta), .value(\.lossType, lossType), .value(\.desirableWeight, desirableWeight),
+         .value(\.undesirableWeight, undesirableWeight), .value(\.labelSmoothing, labelSmoothing),
          .value(\.discopopTau, discopopTau), .value(\.simpoGamma, simpoGamma), .value(\.cpoAlpha, cpoAlpha),
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode),
@@ -167,21 +170,26 @@ struct Train: ParsableCommand {
                         + (loaded.truncatedCount > 0 ? ", \(loaded.truncatedCount) truncated" : ""))
         }
         if let p = run.preferences {
-            stderrPrint("data \(dataPath): \(c.method.rawValue) preference pairs (\(p.conversational ? "conversations through the chat template" : "text")), \(p.pairs.count) pairs"
+            let what = c.method == .kto
+                ? "\(p.unpaired.count) examples (\(p.unpaired.filter(\.desirable).count) desirable, \(p.unpaired.filter { !$0.desirable }.count) undesirable)"
+                : "\(p.pairs.count) pairs"
+            stderrPrint("data \(dataPath): \(c.method.rawValue) preference \(c.method == .kto ? "examples" : "pairs") (\(p.conversational ? "conversations through the chat template" : "text")), \(what)"
                         + (p.droppedCount > 0 ? ", \(p.droppedCount) dropped (the prompt fills max_length)" : "")
                         + (p.truncatedCount > 0 ? ", \(p.truncatedCount) cut to max_length \(c.maxLength ?? 0)" : ""))
             stderrPrint(c.method == .simpo || c.method == .orpo ? "reference: none (\(c.method.rawValue))" : c.referenceFree ? "reference: none (reference_free)"
                         : "reference: \(c.refAdapter.map { "the adapter \($0), frozen" } ?? "the base model (adapters off)")"
                             + (c.precomputeRefLogProbs ? ", log-probabilities computed before training" : ", one pass per micro-batch"))
         }
-        if case .heldOut = run.evalSource { stderrPrint("held out \(run.preferences == nil ? eval.count : run.evalPairs.count) \(run.preferences == nil ? "examples" : "pairs") for evaluation") }
+        if case .heldOut = run.evalSource { stderrPrint("held out \(run.preferences == nil ? eval.count : run.evalExamples.count) \(run.preferences == nil || c.method == .kto ? "examples" : "pairs") for evaluation") }
         for caveat in model.trainingCaveats { stderrPrint("note: \(caveat)") }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.
-            if let pair = run.pairs.first {
+            if case .pairs(let pairs) = run.examples, let pair = pairs.first {
                 let s = pair.sequences(maxLength: c.maxLength, truncation: c.truncationMode)
                 _ = try model.sequenceLogProbs([s.chosen, s.rejected])
+            } else if case .unpaired(let examples) = run.examples, let e = examples.first {
+                _ = try model.sequenceLogProbs([e.sequence(maxLength: c.maxLength)])
             } else {
                 _ = try model.evaluate(Array(train.prefix(1)))
             }

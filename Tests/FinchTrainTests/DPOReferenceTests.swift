@@ -50,7 +50,7 @@ final class DPOReferenceTests: XCTestCase {
     func config(family: String, lossType: DPOLossType, labelSmoothing: Double, e: [String: Any]) -> TrainingConfig {
         var c = TrainingConfig()
         c.model = Fixtures.path("tiny-\(family)/hf")
-        c.method = .dpo; c.lossType = lossType; c.labelSmoothing = labelSmoothing; c.beta = e["beta"] as! Double
+        c.method = .dpo; c.lossType = lossType.rawValue; c.labelSmoothing = labelSmoothing; c.beta = e["beta"] as! Double
         c.refAdapter = Self.dir + "/\(family)/adapter"
         c.learningRate = e["learning_rate"] as! Double; c.lrScheduler = .linear; c.warmupSteps = 0; c.warmupRatio = 0
         c.maxSteps = e["steps"] as? Int; c.batchSize = e["batch"] as! Int; c.maxGradNorm = 1; c.weightDecay = 0

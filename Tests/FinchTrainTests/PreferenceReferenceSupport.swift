@@ -20,13 +20,23 @@ enum PreferenceReference {
     static func firstBatchErrors(model: any TrainableModel, objective p: PreferenceObjective, pairs: [PreferencePair], adapter: String,
                                  first: [String: Any], grads: SafeTensorsFile, prefix: String,
                                  file: StaticString = #filePath, line: UInt = #line) throws -> (loss: Double, metric: Double, gradient: Double) {
+        try firstBatchErrors(model: model, objective: p, examples: .pairs(pairs), adapter: adapter, first: first, grads: grads, prefix: prefix,
+                             file: file, line: line)
+    }
+
+    /// The same for any preference examples (pairs or KTO's); every metric TRL logged for the batch is compared.
+    static func firstBatchErrors(model: any TrainableModel, objective p: PreferenceObjective, examples: PreferenceExamples, adapter: String,
+                                 first: [String: Any], grads: SafeTensorsFile, prefix: String,
+                                 file: StaticString = #filePath, line: UInt = #line) throws -> (loss: Double, metric: Double, gradient: Double) {
         model.zeroGradients()
-        let b = try p.train(model: model, pairs: pairs, scale: 1, options: TrainingPassOptions(), trained: adapter)
+        let b = try p.train(model: model, examples: examples, scale: 1, options: TrainingPassOptions(), trained: adapter)
         let loss = relative(b.loss, try XCTUnwrap(first["loss"] as? Double, file: file, line: line))
         let metrics = try XCTUnwrap(first["metrics"] as? [String: Double], file: file, line: line)
         var metric = 0.0
         for name in p.metricNames {
-            metric = max(metric, relative(b.metricSums[name]! / Double(b.pairs), try XCTUnwrap(metrics[name], name, file: file, line: line)))
+            let want = metrics[name]
+            XCTAssertEqual(b.metrics[name] == nil, want == nil, "\(name) logged by both or neither", file: file, line: line)
+            if let got = b.metrics[name], let want { metric = max(metric, relative(got.mean, want)) }
         }
         var gradient = 0.0, checked = 0
         for (name, _, grad) in model.trainableParameters() {
@@ -43,8 +53,9 @@ enum PreferenceReference {
     }
 
     /// Trains with `trainer` and compares every step with TRL's `curve` ("loss", "rewards/margins",
-    /// "rewards/accuracies"): the accuracies equal, and the worst relative error of loss and margins.
-    static func curveError(_ trainer: Trainer, curve: [String: [Double]], label: String,
+    /// "rewards/accuracies" when logged, and the metrics `also`): the accuracies equal, and the worst
+    /// relative error of loss, margins and `also`.
+    static func curveError(_ trainer: Trainer, curve: [String: [Double]], label: String, also: [String] = [],
                            file: StaticString = #filePath, line: UInt = #line) throws -> Double {
         var steps: [StepMetrics] = []
         try trainer.train { if case .step(let m, _) = $0 { steps.append(m) } }
@@ -54,7 +65,10 @@ enum PreferenceReference {
         var worst = 0.0
         for (i, m) in steps.enumerated() where i < wantLoss.count {
             worst = max(worst, relative(m.loss, wantLoss[i]), relative(m.objective["rewards/margins"] ?? .nan, wantMargin[i]))
-            XCTAssertEqual(m.objective["rewards/accuracies"], curve["rewards/accuracies"]?[i], "\(label) step \(i + 1) accuracy", file: file, line: line)
+            for key in also { worst = max(worst, relative(m.objective[key] ?? .nan, try XCTUnwrap(curve[key]?[i], key, file: file, line: line))) }
+            if let accuracies = curve["rewards/accuracies"] {
+                XCTAssertEqual(m.objective["rewards/accuracies"], accuracies[i], "\(label) step \(i + 1) accuracy", file: file, line: line)
+            }
         }
         return worst
     }

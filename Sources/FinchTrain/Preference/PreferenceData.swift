@@ -82,6 +82,8 @@ public struct PreferencePair: Sendable, Equatable {
 /// A preference file as read: its pairs and what became of its records.
 public struct LoadedPreferences: Sendable {
     public var pairs: [PreferencePair] = []
+    /// KTO's examples (`loadUnpaired`; `pairs` is then empty).
+    public var unpaired: [UnpairedExample] = []
     public var recordCount = 0
     /// Records left out because their prompt alone fills `max_length` (keep_start).
     public var droppedCount = 0
@@ -135,8 +137,10 @@ public enum PreferenceData {
         throw record.malformed(path, "key \"\(key)\" is \(v.kindName); it must be text or a list of messages")
     }
 
-    static func pair(_ record: DataRecord, path: String, tokenizer: Tokenizer, tokenization: PreferenceTokenization,
-                     conversational: inout Bool, first: Bool) throws -> PreferencePair {
+    /// A paired record's prompt and answers (the prompt extracted when implicit), all text or all
+    /// message lists, in the file's one format.
+    static func pairParts(_ record: DataRecord, path: String, conversational: inout Bool, first: Bool) throws
+        -> (prompt: Part, chosen: Part, rejected: Part) {
         guard record.value.objectValue != nil else { throw record.malformed(path, "a preference record must be an object") }
         var chosen = try part(record, "chosen", path: path), rejected = try part(record, "rejected", path: path)
         var prompt: Part
@@ -145,43 +149,62 @@ public enum PreferenceData {
         } else {
             (prompt, chosen, rejected) = try extractPrompt(chosen, rejected, record: record, path: path)
         }
-        let isConversation: Bool
-        switch (prompt, chosen, rejected) {
-        case (.text, .text, .text): isConversation = false
-        case (.messages, .messages, .messages): isConversation = true
-        default:
-            throw record.malformed(path, "\"prompt\", \"chosen\" and \"rejected\" must all be text or all be message lists")
-        }
+        try checkFormat([prompt, chosen, rejected], keys: "\"prompt\", \"chosen\" and \"rejected\"", record: record, path: path,
+                        conversational: &conversational, first: first)
+        return (prompt, chosen, rejected)
+    }
+
+    /// Checks that `parts` are all text or all message lists, and of the format of the file's first record.
+    static func checkFormat(_ parts: [Part], keys: String, record: DataRecord, path: String, conversational: inout Bool, first: Bool) throws {
+        let texts = parts.filter { if case .text = $0 { return true } else { return false } }.count
+        guard texts == 0 || texts == parts.count else { throw record.malformed(path, "\(keys) must all be text or all be message lists") }
+        let isConversation = texts == 0
         if first { conversational = isConversation } else if isConversation != conversational {
             throw record.malformed(path, "this record is \(isConversation ? "a conversation" : "text") but the first was \(conversational ? "a conversation" : "text"); use one format per file")
         }
-        if tokenization == .legacy {
-            return try legacyPair(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
-        }
-        let ids: (prompt: [Int32], chosen: [Int32], rejected: [Int32])
-        switch (prompt, chosen, rejected) {
-        case let (.text(p), .text(c), .text(r)):
+    }
+
+    /// An answer tokenized as TRL 1.16's DPO and KTO trainers tokenize it: the prompt alone and the
+    /// prompt followed by the answer (text: with the tokenizer's special tokens, EOS text appended to
+    /// an answer that lacks it; messages: through the chat template, the prompt with the generation prompt).
+    static func tokenize(prompt: Part, answer: Part, record: DataRecord, path: String, tokenizer: Tokenizer) throws
+        -> (prompt: [Int32], full: [Int32]) {
+        switch (prompt, answer) {
+        case let (.text(p), .text(a)):
             guard let eos = tokenizer.eosToken else {
                 throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to end the answers of \(path) with")
             }
-            if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
-            let ce = c.hasSuffix(eos) ? c : c + eos, re = r.hasSuffix(eos) ? r : r + eos
-            ids = (tokenizer.encode32(p, addSpecialTokens: true), tokenizer.encode32(p + ce, addSpecialTokens: true),
-                   tokenizer.encode32(p + re, addSpecialTokens: true))
-        case let (.messages(p), .messages(c), .messages(r)):
-            if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
+            return (tokenizer.encode32(p, addSpecialTokens: true), tokenizer.encode32(p + (a.hasSuffix(eos) ? a : a + eos), addSpecialTokens: true))
+        case let (.messages(p), .messages(a)):
             guard tokenizer.chatTemplate != nil else { throw DataError.noChatTemplate(path: path) }
             func render(_ m: [ChatMessage], _ generationPrompt: Bool) throws -> [Int32] {
                 do { return tokenizer.encode32(try tokenizer.applyChatTemplate(m, addGenerationPrompt: generationPrompt)) } catch {
                     throw DataError.chatTemplate(path: path, line: record.line, reason: record.place + "\(error)")
                 }
             }
-            ids = (try render(p, true), try render(p + c, false), try render(p + r, false))
-        default: fatalError("checked above")
+            return (try render(p, true), try render(p + a, false))
+        default: fatalError("checked by checkFormat")
         }
-        let start = min(commonPrefix(ids.prompt, ids.chosen), commonPrefix(ids.prompt, ids.rejected))
-        let pair = PreferencePair(prompt: Array(ids.prompt.prefix(start)), chosen: Array(ids.chosen.dropFirst(start)),
-                                  rejected: Array(ids.rejected.dropFirst(start)))
+    }
+
+    static func pair(_ record: DataRecord, path: String, tokenizer: Tokenizer, tokenization: PreferenceTokenization,
+                     conversational: inout Bool, first: Bool) throws -> PreferencePair {
+        let (prompt, chosen, rejected) = try pairParts(record, path: path, conversational: &conversational, first: first)
+        if tokenization == .legacy {
+            return try legacyPair(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
+        }
+        switch (chosen, rejected) {
+        case let (.text(c), .text(r)) where c == r:
+            throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers")
+        case let (.messages(c), .messages(r)) where c == r:
+            throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers")
+        default: break
+        }
+        let c = try tokenize(prompt: prompt, answer: chosen, record: record, path: path, tokenizer: tokenizer)
+        let r = try tokenize(prompt: prompt, answer: rejected, record: record, path: path, tokenizer: tokenizer)
+        let start = min(commonPrefix(c.prompt, c.full), commonPrefix(c.prompt, r.full))
+        let pair = PreferencePair(prompt: Array(c.prompt.prefix(start)), chosen: Array(c.full.dropFirst(start)),
+                                  rejected: Array(r.full.dropFirst(start)))
         if pair.chosen == pair.rejected {
             throw record.malformed(path, "\"chosen\" and \"rejected\" give the same tokens; a preference pair needs two different answers")
         }

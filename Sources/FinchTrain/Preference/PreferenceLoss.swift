@@ -14,8 +14,11 @@ public enum TrainingMethod: String, SettingChoice, Sendable {
     /// Odds Ratio Preference Optimization (Hong et al., 2024): the chosen answers' NLL plus an odds-ratio
     /// term on length-averaged log-probabilities, no reference; TRL's `ORPOTrainer`.
     case orpo
+    /// Kahneman-Tversky Optimization (Ethayarajh et al., 2024): unpaired completions labelled
+    /// desirable or not, a KL estimate from mismatched completions; TRL's `KTOTrainer`.
+    case kto
 
-    /// Whether the data are preference pairs.
+    /// Whether the data are preference examples (pairs, or KTO's unpaired completions).
     public var isPreference: Bool { self != .sft }
 }
 

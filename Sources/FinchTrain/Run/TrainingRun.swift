@@ -20,10 +20,11 @@ public struct TrainingRun {
     public let dataset: LoadedDataset?
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
-    /// Preference training: the file as read, and the training and held-out pairs.
+    /// Preference training: the file as read, and the training and held-out pairs (or KTO's
+    /// examples, their KL completions assigned per batch).
     public let preferences: LoadedPreferences?
-    public let pairs: [PreferencePair]
-    public let evalPairs: [PreferencePair]
+    public let examples: PreferenceExamples
+    public let evalExamples: PreferenceExamples
     /// Where `eval` came from.
     public let evalSource: EvalSource
     /// Seconds spent loading the model.
@@ -80,21 +81,38 @@ public struct TrainingRun {
             if options.decoderStartTokenId != nil {
                 throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models here (TRL 1.16's DPOTrainer has no encoder-decoder path, and Finch does not implement CPOTrainer's yet); \(path) is an encoder-decoder model")
             }
-            let tokenization = PreferenceTokenization(method: c.method)
-            let prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
-                                                tokenization: tokenization)
-            var pairs = prefs.pairs, evalPairs: [PreferencePair] = []
             var source = EvalSource.none
-            if let e = c.evalData {
-                evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
-                                                    tokenization: tokenization).pairs
-                source = .file(e)
-            } else if c.evalFraction > 0 {
-                (pairs, evalPairs) = TrainingSplit.holdOut(pairs, fraction: c.evalFraction, seed: c.seed)
-                source = .heldOut(fraction: c.evalFraction)
+            let prefs: LoadedPreferences, examples: PreferenceExamples, evalExamples: PreferenceExamples
+            if c.method == .kto {
+                prefs = try PreferenceData.loadUnpaired(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength)
+                var train = prefs.unpaired, eval: [UnpairedExample] = []
+                if let e = c.evalData {
+                    eval = try PreferenceData.loadUnpaired(path: e, tokenizer: tokenizer, maxLength: c.maxLength).unpaired
+                    source = .file(e)
+                } else if c.evalFraction > 0 {
+                    (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
+                    source = .heldOut(fraction: c.evalFraction)
+                }
+                UnpairedExample.assignKLCompletions(&train, batchSize: c.batchSize)
+                UnpairedExample.assignKLCompletions(&eval, batchSize: c.batchSize)
+                (examples, evalExamples) = (.unpaired(train), .unpaired(eval))
+            } else {
+                let tokenization = PreferenceTokenization(method: c.method)
+                prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
+                                                tokenization: tokenization)
+                var pairs = prefs.pairs, evalPairs: [PreferencePair] = []
+                if let e = c.evalData {
+                    evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
+                                                        tokenization: tokenization).pairs
+                    source = .file(e)
+                } else if c.evalFraction > 0 {
+                    (pairs, evalPairs) = TrainingSplit.holdOut(pairs, fraction: c.evalFraction, seed: c.seed)
+                    source = .heldOut(fraction: c.evalFraction)
+                }
+                (examples, evalExamples) = (.pairs(pairs), .pairs(evalPairs))
             }
-            return TrainingRun(config: c, model: lm, dataset: nil, train: [], eval: [], preferences: prefs, pairs: pairs,
-                               evalPairs: evalPairs, evalSource: source, loadSeconds: loadSeconds, residentBeforeLoading: before,
+            return TrainingRun(config: c, model: lm, dataset: nil, train: [], eval: [], preferences: prefs, examples: examples,
+                               evalExamples: evalExamples, evalSource: source, loadSeconds: loadSeconds, residentBeforeLoading: before,
                                measuredLoadPeak: loadPeak, predictedLoadPeak: predictedLoadPeak)
         }
         let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: tokenizer)
@@ -109,7 +127,7 @@ public struct TrainingRun {
             source = .heldOut(fraction: c.evalFraction)
         }
         return TrainingRun(config: c, model: lm,
-                           dataset: loaded, train: train, eval: eval, preferences: nil, pairs: [], evalPairs: [], evalSource: source,
+                           dataset: loaded, train: train, eval: eval, preferences: nil, examples: .pairs([]), evalExamples: .pairs([]), evalSource: source,
                            loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
                            predictedLoadPeak: predictedLoadPeak)
     }
@@ -118,7 +136,7 @@ public struct TrainingRun {
     /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
     public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
         if preferences != nil {
-            return try Trainer(model: trainable, config: config, pairs: pairs, evalPairs: evalPairs, runDirectory: runDirectory, world: world)
+            return try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
         }
         return try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
     }

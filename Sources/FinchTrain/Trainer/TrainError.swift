@@ -20,8 +20,9 @@ public enum TrainError: Error, CustomStringConvertible, Sendable {
         case .noTrainingExamples:
             return "there are no training examples; check that --data has records of its format and that --max-seq-len leaves room for them"
         case .methodDataMismatch(let m):
-            return m == "sft" ? "method sft trains on sequences, but preference pairs were given; set method: dpo (--method dpo) to train on them"
-                : "method \(m) trains on preference pairs ({prompt, chosen, rejected}), but sequences were given"
+            return m == "sft" ? "method sft trains on sequences, but preference examples were given; set method: dpo (--method dpo) to train on pairs"
+                : m == "kto" ? "method kto trains on unpaired examples ({prompt, completion, label}, or pairs unpaired as TRL does: PreferenceData.loadUnpaired), but sequences or pairs were given"
+                : "method \(m) trains on preference pairs ({prompt, chosen, rejected}), but sequences or unpaired examples were given"
         case .badCheckpoint(let p, let r): return "\(p): cannot resume from this checkpoint: \(r)"
         case .nonFiniteLoss(let step, let loss, let last, let ranks):
             return "step \(step): the loss became \(loss)\(ranks.map { " (\($0))" } ?? ""); training stopped without applying this update. "

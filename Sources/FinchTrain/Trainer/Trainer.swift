@@ -16,18 +16,18 @@ public final class Trainer: @unchecked Sendable {
     public let config: TrainingConfig
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
-    /// Preference training (`method` dpo): the training and held-out pairs (`train` and `eval` are
-    /// empty), and the objective.
-    public private(set) var pairs: [PreferencePair]
-    public private(set) var evalPairs: [PreferencePair]
+    /// Preference training (`method` dpo, simpo, orpo, kto): the training and held-out pairs or
+    /// KTO examples (`train` and `eval` are empty), and the objective.
+    public private(set) var examples: PreferenceExamples
+    public private(set) var evalExamples: PreferenceExamples
     public let preference: PreferenceObjective?
     public let run: RunDirectory?
     /// Evaluations run with the held-out loss at every evaluation (an evaluation happens when
     /// there is held-out data or an evaluator).
     public var evaluators: [any TrainingEvaluator] = []
-    var evaluates: Bool { !eval.isEmpty || !evalPairs.isEmpty || !evaluators.isEmpty }
-    /// Training examples: sequences, or pairs.
-    public var exampleCount: Int { preference == nil ? train.count : pairs.count }
+    var evaluates: Bool { !eval.isEmpty || !evalExamples.isEmpty || !evaluators.isEmpty }
+    /// Training examples: sequences, pairs or KTO's examples.
+    public var exampleCount: Int { preference == nil ? train.count : examples.count }
     /// The trained adapter's name in the model and its PEFT config.
     public let adapterName: String
     public let adapterConfig: AdapterConfig
@@ -54,28 +54,41 @@ public final class Trainer: @unchecked Sendable {
     /// A supervised fine-tuning run (`method` sft) on `train`, evaluated on `eval`.
     public convenience init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence] = [],
                             runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
-        try self.init(model: model, config: config, train: train, eval: eval, pairs: [], evalPairs: [], runDirectory: runDirectory,
+        try self.init(model: model, config: config, train: train, eval: eval, examples: .pairs([]), evalExamples: .pairs([]),
+                      runDirectory: runDirectory, world: world)
+    }
+
+    /// A preference run (`method` dpo, simpo or orpo) on `pairs`, evaluated on `evalPairs`.
+    public convenience init(model: any TrainableModel, config: TrainingConfig, pairs: [PreferencePair], evalPairs: [PreferencePair] = [],
+                            runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
+        try self.init(model: model, config: config, examples: .pairs(pairs), evalExamples: .pairs(evalPairs), runDirectory: runDirectory,
                       world: world)
     }
 
-    /// A preference run (`method` dpo) on `pairs`, evaluated on `evalPairs`. With `ref_adapter`, that
-    /// adapter is loaded twice: frozen as the reference ("ref") and as the adapter trained.
-    public convenience init(model: any TrainableModel, config: TrainingConfig, pairs: [PreferencePair], evalPairs: [PreferencePair] = [],
-                            runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
-        try self.init(model: model, config: config, train: [], eval: [], pairs: pairs, evalPairs: evalPairs, runDirectory: runDirectory,
-                      world: world)
+    /// A preference run on `examples` (pairs, or KTO's unpaired examples with their KL completions
+    /// assigned), evaluated on `evalExamples`. With `ref_adapter`, that adapter is loaded twice:
+    /// frozen as the reference ("ref") and as the adapter trained.
+    public convenience init(model: any TrainableModel, config: TrainingConfig, examples: PreferenceExamples,
+                            evalExamples: PreferenceExamples? = nil, runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
+        let none: PreferenceExamples = if case .unpaired = examples { .unpaired([]) } else { .pairs([]) }
+        try self.init(model: model, config: config, train: [], eval: [], examples: examples, evalExamples: evalExamples ?? none,
+                      runDirectory: runDirectory, world: world)
     }
 
     private init(model: any TrainableModel, config: TrainingConfig, train: [TrainingSequence], eval: [TrainingSequence],
-                 pairs: [PreferencePair], evalPairs: [PreferencePair], runDirectory: String?, world: (any TrainingWorld)?) throws {
+                 examples: PreferenceExamples, evalExamples: PreferenceExamples, runDirectory: String?, world: (any TrainingWorld)?) throws {
         try config.validate()
         self.world = world
-        guard config.method.isPreference == !pairs.isEmpty || (train.isEmpty && pairs.isEmpty) else {
+        guard config.method.isPreference == !examples.isEmpty || (train.isEmpty && examples.isEmpty) else {
             throw TrainError.methodDataMismatch(method: config.method.rawValue)
         }
-        guard !train.isEmpty || !pairs.isEmpty else { throw TrainError.noTrainingExamples }
+        guard !train.isEmpty || !examples.isEmpty else { throw TrainError.noTrainingExamples }
+        let unpaired: Bool = if case .unpaired = examples { true } else { false }
+        guard examples.isEmpty || unpaired == (config.method == .kto) else {
+            throw TrainError.methodDataMismatch(method: config.method.rawValue)
+        }
         self.model = model; self.config = config; self.train = train; self.eval = eval
-        self.pairs = pairs; self.evalPairs = evalPairs
+        self.examples = examples; self.evalExamples = evalExamples
         var referenceAdapter: String?
         if config.method.isPreference, let ref = config.refAdapter, !config.referenceFree {
             if !model.adapterNames.contains(Self.referenceAdapterName) {
@@ -101,9 +114,11 @@ public final class Trainer: @unchecked Sendable {
             hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
                          weightDecay: config.weightDecay),
             backend: model.backend)
-        let lengths = preference.map { p in pairs.map { p.rows($0) } } ?? train.map(\.tokens.count)
+        let lengths = preference.map { p in (0..<examples.count).map { p.rows(examples, $0) } } ?? train.map(\.tokens.count)
+        // KTO takes its batches in order (TRL's sequential sampling): each example's KL completion
+        // was assigned from its batch.
         sampler = try BatchSampler(lengths: lengths, batchSize: config.batchSize, seed: config.seed,
-                                   shuffle: true, groupByLength: config.groupByLength)
+                                   shuffle: config.method != .kto, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
         totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
         run = try runDirectory.map { try RunDirectory(path: $0) }
@@ -136,9 +151,7 @@ public final class Trainer: @unchecked Sendable {
             h.combine(Int32(s.tokens.count)); s.tokens.forEach { h.combine($0) }; s.labels.forEach { h.combine($0) }
             if let src = s.source { h.combine(Int32(-1)); h.combine(Int32(src.count)); src.forEach { h.combine($0) } }   // encoder-decoder pairs
         }
-        for p in pairs {
-            for part in [p.prompt, p.chosen, p.rejected] { h.combine(Int32(-2)); h.combine(Int32(part.count)); part.forEach { h.combine($0) } }
-        }
+        examples.fingerprint(into: &h)
         return String(h.value, radix: 16)
     }()
 
@@ -166,11 +179,11 @@ public final class Trainer: @unchecked Sendable {
             try run.writeConfig(config)
         }
         if let p = preference, config.precomputeRefLogProbs, !p.referenceFree {
-            try p.precomputeReference(model: model, pairs: &pairs, batchSize: config.batchSize, trained: adapterName)
-            try p.precomputeReference(model: model, pairs: &evalPairs, batchSize: config.batchSize, trained: adapterName)
+            try p.precomputeReference(model: model, examples: &examples, batchSize: config.batchSize, trained: adapterName)
+            try p.precomputeReference(model: model, examples: &evalExamples, batchSize: config.batchSize, trained: adapterName)
         }
         progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: exampleCount,
-                          evalExamples: preference == nil ? eval.count : evalPairs.count,
+                          evalExamples: preference == nil ? eval.count : evalExamples.count,
                           trainableParameters: trainableParameterCount))
         let buffers = StepBuffers(optimizer: optimizer, gradAccum: config.gradAccum, ranks: world?.size ?? 1)
         var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
@@ -333,18 +346,18 @@ public final class Trainer: @unchecked Sendable {
     /// and the evaluators' scores. Preference training: the mean loss over the held-out pairs and
     /// TRL's metrics as `eval_rewards/chosen` etc. (no perplexity).
     public func evaluate(step: Int) throws -> EvalMetrics {
-        if let p = preference, !evalPairs.isEmpty {
-            var loss = 0.0, count = 0, tokens = 0, sums: [String: Double] = [:], i = 0
-            while i < evalPairs.count {
-                let b = try p.evaluate(model: model, pairs: Array(evalPairs[i..<min(i + config.batchSize, evalPairs.count)]), trained: adapterName)
-                loss += b.loss * Double(b.pairs); count += b.pairs; tokens += b.tokens
-                sums.merge(b.metricSums, uniquingKeysWith: +)
+        if let p = preference, !evalExamples.isEmpty {
+            var loss = 0.0, count = 0, tokens = 0, sums: [String: MetricSum] = [:], i = 0
+            while i < evalExamples.count {
+                let b = try p.evaluate(model: model, examples: evalExamples[i..<min(i + config.batchSize, evalExamples.count)], trained: adapterName)
+                loss += b.loss * Double(b.examples); count += b.examples; tokens += b.tokens
+                sums.merge(b.metrics) { MetricSum(sum: $0.sum + $1.sum, count: $0.count + $1.count) }
                 i += config.batchSize
             }
             var scores: [String: Double] = [:]
-            for (k, v) in sums { scores["eval_" + k] = v / Double(count) }
+            for (k, v) in sums { scores["eval_" + k] = v.mean }
             for e in evaluators { scores.merge(try e.evaluate(step: step)) { _, new in new } }
-            scores["eval_pairs"] = Double(count)
+            scores[config.method == .kto ? "eval_examples" : "eval_pairs"] = Double(count)
             return EvalMetrics(step: step, loss: loss / Double(count), perplexity: nil, tokens: tokens, scores: scores)
         }
         var total = LossSum()

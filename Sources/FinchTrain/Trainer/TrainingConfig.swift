@@ -47,11 +47,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var trainOnSource: Bool = false
     public var groupByLength: Bool = false
 
-    // Preference training (TRL's DPOConfig).
-    /// sft (the default), dpo, simpo or orpo.
+    // Preference training (TRL's DPOConfig, KTOConfig, CPOConfig, ORPOConfig).
+    /// sft (the default), dpo, simpo, orpo or kto.
     public var method: TrainingMethod = .sft
     public var beta: Double = 0.1
-    public var lossType: DPOLossType = .sigmoid
+    /// The method's `loss_type` (nil: its default, sigmoid for dpo and kto for kto); see
+    /// `dpoLossType` and `ktoLossType`.
+    public var lossType: String? = nil
+    /// KTO: the weights of desirable and undesirable completions' losses.
+    public var desirableWeight: Double = 1
+    public var undesirableWeight: Double = 1
     public var labelSmoothing: Double = 0
     /// DiscoPOP's τ (TRL's `discopop_tau`).
     public var discopopTau: Double = 0.05
@@ -162,21 +167,49 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("group_by_length", \.groupByLength, flags: ["group-by-length", "group_by_length"],
               help: "Batch sequences of similar length together."),
 
-        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo, simpo or orpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats)."),
+        .make("method", \.method, help: "The objective: sft (supervised fine-tuning, the default), dpo, simpo or orpo (preference pairs: {prompt, chosen, rejected} as text or message lists, TRL's formats), or kto (unpaired {prompt, completion, label}, or pairs).",
+              check: { v, c in
+                  guard v == .kto else { return nil }
+                  if c.groupByLength { return "method kto takes its batches in file order (TRL's sequential sampling: each example's KL completion comes from its batch); remove group_by_length" }
+                  if c.referenceFree { return "reference_free is not a setting of KTO (TRL's KTOTrainer always has a reference)" }
+                  if c.ktoLossType == .kto && c.batchSize < 2 { return "method kto needs batch_size ≥ 2: the KL estimate pairs each prompt with another completion of its batch (TRL refuses 1 too)" }
+                  return nil
+              }),
         .make("beta", \.beta, help: "Preference training: β, how far the policy may move from the reference (TRL's default 0.1; for ipo its τ; for orpo the odds-ratio term's weight λ).",
               check: { v, _ in v > 0 ? nil : "beta must be positive (got \(v))" }),
         .make("loss_type", \.lossType,
-              help: "DPO's loss, as TRL 1.16 defines it: sigmoid (the default), hinge, ipo, robust, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop, sigmoid_norm or sft.",
-              check: { v, c in v == .exoPair && c.method == .dpo && c.labelSmoothing == 0 ? "loss_type exo_pair needs label_smoothing > 0 (its ε; EXO's authors use 1e-3)" : nil }),
+              help: "The loss, as TRL 1.16 defines it. dpo: sigmoid (the default), hinge, ipo, robust, exo_pair, nca_pair, bco_pair, sppo_hard, apo_zero, apo_down, discopop, sigmoid_norm or sft; kto: kto (the default) or apo_zero_unpaired.",
+              check: { v, c in
+                  guard let v else { return nil }
+                  switch c.method {
+                  case .dpo:
+                      guard let t = DPOLossType(rawValue: v) else {
+                          return "loss_type \(v) is not one of DPO's: \(DPOLossType.allCases.map(\.rawValue).joined(separator: ", "))"
+                      }
+                      return t == .exoPair && c.labelSmoothing == 0 ? "loss_type exo_pair needs label_smoothing > 0 (its ε; EXO's authors use 1e-3)" : nil
+                  case .kto:
+                      return KTOLossType(rawValue: v) == nil
+                          ? "loss_type \(v) is not one of KTO's: \(KTOLossType.allCases.map(\.rawValue).joined(separator: ", "))" : nil
+                  case .sft, .simpo, .orpo:
+                      return "loss_type is a setting of dpo and kto; method \(c.method.rawValue) has one loss"
+                  }
+              }),
+        .make("desirable_weight", \.desirableWeight,
+              help: "KTO: the weight of desirable completions' losses (TRL's default 1; raise it when they are fewer).",
+              check: { v, c in v <= 0 ? "desirable_weight must be positive (got \(v))" : v != 1 && c.method != .kto ? "desirable_weight is a setting of KTO (method kto)" : nil }),
+        .make("undesirable_weight", \.undesirableWeight,
+              help: "KTO: the weight of undesirable completions' losses (TRL's default 1).",
+              check: { v, c in v <= 0 ? "undesirable_weight must be positive (got \(v))" : v != 1 && c.method != .kto ? "undesirable_weight is a setting of KTO (method kto)" : nil }),
         .make("discopop_tau", \.discopopTau, help: "DPO's discopop loss: τ (TRL's default 0.05).",
               check: { v, _ in v > 0 ? nil : "discopop_tau must be positive (got \(v))" }),
         .make("label_smoothing", \.labelSmoothing,
               help: "Robust DPO and SimPO: the probability that a preference label is flipped, in [0, 0.5).",
               check: { v, c in
                   !(v >= 0 && v < 0.5) ? "label_smoothing must be in [0, 0.5) (got \(v))"
-                      : v > 0 && c.method == .dpo && c.lossType != .robust && c.lossType != .exoPair
-                          ? "label_smoothing is used by DPO's loss_types robust and exo_pair only (loss_type is \(c.lossType.rawValue))"
-                          : v > 0 && c.method == .orpo ? "label_smoothing is not a setting of ORPO (TRL's ORPOTrainer has none)" : nil
+                      : v > 0 && c.method == .dpo && c.dpoLossType != .robust && c.dpoLossType != .exoPair
+                          ? "label_smoothing is used by DPO's loss_types robust and exo_pair only (loss_type is \(c.dpoLossType.rawValue))"
+                          : v > 0 && (c.method == .orpo || c.method == .kto)
+                              ? "label_smoothing is not a setting of \(c.method == .orpo ? "ORPO (TRL's ORPOTrainer" : "KTO (TRL's KTOTrainer") has none)" : nil
               }),
         .make("simpo_gamma", \.simpoGamma, help: "SimPO: the target reward margin γ (TRL's default 0.5)."),
         .make("cpo_alpha", \.cpoAlpha,
@@ -191,7 +224,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference.",
               check: { v, c in
                   v == nil ? nil : !c.method.isPreference ? "ref_adapter is a setting of preference training (method dpo)"
-                      : c.method != .dpo ? "ref_adapter is a setting of DPO (method dpo); \(c.method.rawValue) has no reference model"
+                      : c.method != .dpo && c.method != .kto ? "ref_adapter is a setting of DPO and KTO; \(c.method.rawValue) has no reference model"
                       : c.referenceFree ? "ref_adapter and reference_free exclude each other: a reference-free run has no reference" : nil
               }),
         .make("max_length", \.maxLength,
@@ -200,8 +233,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("truncation_mode", \.truncationMode,
               help: "Preference training: keep_start (the default; a pair whose prompt fills max_length is dropped) or keep_end (DPO only).",
               check: { v, c in
-                  v == .keepEnd && (c.method == .simpo || c.method == .orpo)
-                      ? "truncation_mode keep_end is DPO's; \(c.method.rawValue) cuts the answer (keep_start), as TRL's \(c.method == .orpo ? "ORPOTrainer" : "CPOTrainer") does" : nil
+                  v == .keepEnd && (c.method == .simpo || c.method == .orpo || c.method == .kto)
+                      ? "truncation_mode keep_end is DPO's; \(c.method.rawValue) cuts the answer (keep_start), as TRL's \(c.method == .orpo ? "ORPOTrainer" : c.method == .kto ? "KTOTrainer" : "CPOTrainer") does" : nil
               }),
         .make("disable_dropout", \.disableDropout,
               help: "Preference training without the adapters' dropout (TRL's default true)."),
@@ -384,3 +417,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 }
 
+
+extension TrainingConfig {
+    /// DPO's loss type (`loss_type`, sigmoid when unset; checked by `validate`).
+    public var dpoLossType: DPOLossType { lossType.flatMap(DPOLossType.init(rawValue:)) ?? .sigmoid }
+    /// KTO's loss type (`loss_type`, kto when unset; checked by `validate`).
+    public var ktoLossType: KTOLossType { lossType.flatMap(KTOLossType.init(rawValue:)) ?? .kto }
+}

@@ -49,7 +49,7 @@ extension Trainer {
         var s = samplerForPlanning
         var rows = 0
         for _ in 0..<(totalSteps * config.gradAccum) {
-            rows = max(rows, s.next().indices.reduce(0) { sum, i in sum + (preference.map { $0.rows(pairs[i]) } ?? train[i].tokens.count) })
+            rows = max(rows, s.next().indices.reduce(0) { sum, i in sum + (preference.map { $0.rows(examples, i) } ?? train[i].tokens.count) })
         }
         return rows
     }
@@ -57,8 +57,8 @@ extension Trainer {
     /// Rows of the largest evaluation batch (a preference batch packs both answers of its pairs).
     var largestEvalRows: Int {
         if let p = preference {
-            return stride(from: 0, to: evalPairs.count, by: config.batchSize).map { start in
-                evalPairs[start..<min(start + config.batchSize, evalPairs.count)].reduce(0) { $0 + p.rows($1) }
+            return stride(from: 0, to: evalExamples.count, by: config.batchSize).map { start in
+                (start..<min(start + config.batchSize, evalExamples.count)).reduce(0) { $0 + p.rows(evalExamples, $1) }
             }.max() ?? 0
         }
         return stride(from: 0, to: eval.count, by: config.batchSize).map { start in
@@ -72,7 +72,7 @@ extension Trainer {
         let params = optimizer.parameters.reduce(0) { $0 + $1.value.byteCount }
         let trainRows = largestMicroBatchRows
         var acts = model.trainingActivationBytes(rows: trainRows, checkpointing: checkpointing, loraRank: adapterConfig.r)
-        if !eval.isEmpty || !evalPairs.isEmpty {
+        if !eval.isEmpty || !evalExamples.isEmpty {
             // Evaluation runs the checkpointing workspace; its buffers replace the training ones.
             let e = model.trainingActivationBytes(rows: largestEvalRows, checkpointing: true, loraRank: adapterConfig.r)
             acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)
