@@ -258,6 +258,8 @@ final class ProgressBar: @unchecked Sendable {
                               m.loss, m.learningRate, m.gradNorm, m.tokensPerSecond, Self.duration(eta))
             if let acc = m.objective["rewards/accuracies"], let margin = m.objective["rewards/margins"] {
                 line += String(format: "  acc %.2f  margin %.3f", acc, margin)
+            } else if let kl = m.objective["kl"] {
+                line += String(format: "  kl %.3f  margin %.3f", kl, m.objective["rewards/margins"] ?? .nan)
             }
             if tty { FileHandle.standardError.write(Data(("\r\u{1B}[2K" + line).utf8)) } else { stderrPrint(line) }
         case .evaluation(let e):
@@ -267,6 +269,10 @@ final class ProgressBar: @unchecked Sendable {
             if let l = e.loss, e.perplexity == nil, let acc = e.scores["eval_rewards/accuracies"] {
                 parts.append(String(format: "eval loss %.4f, reward accuracy %.3f, margin %.4f (%d pairs)", l, acc,
                                     e.scores["eval_rewards/margins"] ?? .nan, Int(e.scores["eval_pairs"] ?? 0)))
+            } else if let l = e.loss, e.perplexity == nil, let kl = e.scores["eval_kl"] {
+                parts.append(String(format: "eval loss %.4f, kl %.4f, rewards %.4f (desirable) %.4f (undesirable) (%d examples)", l, kl,
+                                    e.scores["eval_rewards/chosen"] ?? .nan, e.scores["eval_rewards/rejected"] ?? .nan,
+                                    Int(e.scores["eval_examples"] ?? 0)))
             }
             if let a = e.scores["mmlu_eval_accuracy"] {
                 parts.append(String(format: "MMLU accuracy %.2f%% (subject mean; items %.2f%%), mmlu_loss %.4f", 100 * a,

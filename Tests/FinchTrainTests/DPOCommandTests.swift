@@ -2,7 +2,7 @@ import FinchTestSupport
 import Foundation
 import XCTest
 
-/// `finch train --method dpo|simpo|orpo` and `finch eval preference` as a user runs them (the release binary):
+/// `finch train --method dpo|simpo|orpo|kto` and `finch eval preference` as a user runs them (the release binary):
 /// a run file, TRL's metrics in metrics.jsonl, the resolved settings, `--dry-run`, the held-out
 /// scores of the trained adapter, and the refusals (an encoder-decoder model; a preference setting
 /// under sft).
@@ -78,6 +78,24 @@ final class DPOCommandTests: XCTestCase {
         XCTAssertTrue(orpo.output.contains("reference: none (orpo)"), orpo.output)
         let orpoMetrics = try String(contentsOfFile: dir + "/orpo/metrics.jsonl", encoding: .utf8)
         XCTAssertTrue(orpoMetrics.contains("\"log_odds_ratio\"") && orpoMetrics.contains("\"nll_loss\""), orpoMetrics)
+        // KTO: unpaired examples (a held-out share evaluated), and pairs unpaired as TRL does, from a reference adapter.
+        let kto = try run(["train", "--model", model, "--method", "kto", "--data", Fixtures.path("kto/data/unpaired.jsonl"), "--output", dir + "/kto",
+                           "--max-steps", "2", "--batch-size", "3", "--eval-fraction", "0.25", "--desirable-weight", "1.2", "--logging-steps", "1"])
+        XCTAssertEqual(kto.status, 0, kto.output)
+        XCTAssertTrue(kto.output.contains("kto preference examples (text), 8 examples (4 desirable, 4 undesirable)")
+                      && kto.output.contains("held out 2 examples"), kto.output)
+        let ktoLines = try String(contentsOfFile: dir + "/kto/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertNotNil(ktoLines.first { $0["lr"] != nil }?["kl"], "\(ktoLines)")
+        XCTAssertNotNil(ktoLines.first { $0["eval_loss"] != nil }?["eval_kl"], "\(ktoLines)")
+        let ktoPairs = try run(["train", "--model", model, "--method", "kto", "--data", Fixtures.path("dpo/data/standard.jsonl"), "--output", dir + "/kto2",
+                                "--max-steps", "1", "--ref-adapter", dir + "/run", "--loss-type", "apo_zero_unpaired"])
+        XCTAssertEqual(ktoPairs.status, 0, ktoPairs.output)
+        XCTAssertTrue(ktoPairs.output.contains("8 examples (4 desirable, 4 undesirable)") && ktoPairs.output.contains("reference: the adapter"), ktoPairs.output)
+        let ktoBad = try run(["train", "--model", model, "--method", "kto", "--data", data, "--output", dir + "/kto3", "--loss-type", "sigmoid"])
+        XCTAssertNotEqual(ktoBad.status, 0)
+        XCTAssertTrue(ktoBad.output.contains("loss_type sigmoid is not one of KTO's"), ktoBad.output)
+
         let simpoRef = try run(["train", "--model", model, "--method", "simpo", "--data", data, "--ref-adapter", dir + "/run", "--output", dir + "/s2"])
         XCTAssertNotEqual(simpoRef.status, 0)
         XCTAssertTrue(simpoRef.output.contains("simpo has no reference model"), simpoRef.output)

@@ -58,6 +58,7 @@ final class DistributedTests: XCTestCase {
             ("t5 (encoder-decoder) qlora", t5 + ["--quantize", "nf4", "--double-quant", "--target-modules", "all-linear"]),
             ("dpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "dpo"]),
             ("orpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "orpo"]),
+            ("kto", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("kto/data/unpaired.jsonl"), "--method", "kto"]),
         ]
         for (name, extra) in cases {
             let common = ["train", "--batch-size", "2", "--max-steps", "20", "--seed", "1", "--save-steps", "0", "--logging-steps", "1",

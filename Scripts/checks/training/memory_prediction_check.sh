@@ -2,7 +2,8 @@
 # `finch train --dry-run`'s predicted peak memory against the measured peak RSS of the same run
 # (8 steps + one evaluation on Tests/Fixtures/datasets/oa_questions.jsonl, SmolLM2, r=16 all-linear,
 # B=4, T≤256) for LoRA / QLoRA, f32 / bf16, with and without gradient checkpointing, and the
-# 8-bit / paged optimizers; and DPO / ORPO on Examples/concise-prefs.jsonl (the reference pass included).
+# 8-bit / paged optimizers; and DPO / ORPO / KTO on Examples/concise-prefs.jsonl (the reference pass included;
+# KTO unpairs the pairs and scores its KL completions).
 # After a quiet-machine check, appends one JSON line per configuration to
 # Scripts/results/bench/memory-prediction-DATE.jsonl (FINCH_BENCH_OUT to override) and prints it.
 #   Scripts/checks/training/memory_prediction_check.sh [FINCH] [DATA]      (ONLY=REGEX: only the matching configurations)
@@ -40,4 +41,6 @@ dpo-f32 PREFS --method dpo
 dpo-f32-ckpt PREFS --method dpo --gradient-checkpointing
 dpo-qlora-nf4-dq PREFS --method dpo --quantize nf4 --double-quant
 orpo-f32 PREFS --method orpo
+kto-f32 PREFS --method kto
+kto-f32-ckpt PREFS --method kto --gradient-checkpointing
 CONFIGS
