@@ -55,6 +55,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.refAdapter), help: .setting(\.refAdapter)) var refAdapter: String?
     @Option(name: .setting(\.maxLength), help: .setting(\.maxLength)) var maxLength: Int?
     @Option(name: .setting(\.truncationMode), help: .setting(\.truncationMode)) var truncationMode: TruncationMode?
+    @Option(name: .setting(\.maxCompletionLength), help: .setting(\.maxCompletionLength)) var maxCompletionLength: Int?
 
     @Option(name: .setting(\.loraR), help: .setting(\.loraR)) var loraR: Int?
     @Option(name: .setting(\.loraAlpha), help: .setting(\.loraAlpha)) var loraAlpha: Double?
@@ -107,7 +108,7 @@ struct Train: ParsableCommand {
          .value(\.undesirableWeight, undesirableWeight), .value(\.labelSmoothing, labelSmoothing),
          .value(\.discopopTau, discopopTau), .value(\.simpoGamma, simpoGamma), .value(\.cpoAlpha, cpoAlpha),
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
-         .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode),
+         .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode), .value(\.maxCompletionLength, maxCompletionLength),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
          .text(\.targetModules, targetModules), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
          .value(\.initLoRAWeights, initLoRAWeights),

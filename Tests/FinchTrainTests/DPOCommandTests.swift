@@ -103,7 +103,15 @@ final class DPOCommandTests: XCTestCase {
         // Refusals, by name.
         let t5 = try run(["train", "--model", Fixtures.path("tiny-t5/v1_1/hf"), "--method", "dpo", "--data", data, "--output", dir + "/t5"])
         XCTAssertNotEqual(t5.status, 0)
-        XCTAssertTrue(t5.output.contains("encoder-decoder"), t5.output)
+        XCTAssertTrue(t5.output.contains("has no encoder-decoder path") && t5.output.contains("simpo and orpo train it"), t5.output)
+        // ORPO trains T5 (the prompt into the encoder); max_completion_length is for encoder-decoder models only.
+        let t5orpo = try run(["train", "--model", Fixtures.path("tiny-t5/v1_1/hf"), "--method", "orpo", "--data", Fixtures.path("dpo/data/standard.jsonl"),
+                              "--output", dir + "/t5orpo", "--max-steps", "2", "--max-completion-length", "8", "--target-modules", "all-linear"])
+        XCTAssertEqual(t5orpo.status, 0, t5orpo.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/t5orpo/adapter_model.safetensors"))
+        let decoderCut = try run(["train", "--model", model, "--method", "orpo", "--data", data, "--output", dir + "/cut", "--max-completion-length", "8"])
+        XCTAssertNotEqual(decoderCut.status, 0)
+        XCTAssertTrue(decoderCut.output.contains("max_completion_length applies to encoder-decoder models"), decoderCut.output)
         let sft = try run(["train", "--model", model, "--data", data, "--ref-adapter", dir + "/run", "--output", dir + "/sft"])
         XCTAssertNotEqual(sft.status, 0)
         XCTAssertTrue(sft.output.contains("ref_adapter is a setting of preference training"), sft.output)

@@ -58,6 +58,8 @@ final class DistributedTests: XCTestCase {
             ("t5 (encoder-decoder) qlora", t5 + ["--quantize", "nf4", "--double-quant", "--target-modules", "all-linear"]),
             ("dpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "dpo"]),
             ("orpo", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "orpo"]),
+            ("t5 orpo", ["--model", Fixtures.path("tiny-t5/v1_1/hf"), "--data", Fixtures.path("dpo/data/standard.jsonl"), "--method", "orpo",
+                         "--target-modules", "all-linear"]),
             ("kto", ["--model", Fixtures.path("tiny-llama/hf"), "--data", Fixtures.path("kto/data/unpaired.jsonl"), "--method", "kto"]),
         ]
         for (name, extra) in cases {

@@ -115,7 +115,7 @@ final class ORPOReferenceTests: XCTestCase {
         for r in counted { rows[r] = -Float(r % 5 + 1) * 0.37 }
         func lp(_ rows: [Float]) -> SequenceLogProbs {
             var s = SequenceLogProbs()
-            s.rows = rows; s.ranges = ranges
+            s.rows = rows; s.ranges = ranges; s.counted = (0..<rows.count).map { counted.contains($0) }
             for range in ranges {
                 let c = range.filter { counted.contains($0) }
                 s.sums.append(c.reduce(0.0) { $0 + Double(rows[$1]) }); s.counts.append(c.count)

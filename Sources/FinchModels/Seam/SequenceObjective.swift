@@ -14,6 +14,9 @@ public struct SequenceLogProbs: Sendable, Equatable {
     /// the target is -100), and [S] each sequence's rows: for objectives that weigh rows apart (ORPO).
     public var rows: [Float] = []
     public var ranges: [Range<Int>] = []
+    /// [N] whether each row has a target (is not -100): which rows a sequence's labels are, in either
+    /// layout (a decoder's last row predicts nothing; an encoder-decoder's rows all predict).
+    public var counted: [Bool] = []
 
     public init(sums: [Double] = [], counts: [Int] = []) { self.sums = sums; self.counts = counts }
 
@@ -25,6 +28,7 @@ public struct SequenceLogProbs: Sendable, Equatable {
             sums.append(sum); counts.append(count)
         }
         rows = (0..<targets.count).map { -rowLosses[$0] }
+        counted = targets.map { $0 != CrossEntropy.ignoreIndex }
         ranges = sequences
     }
 

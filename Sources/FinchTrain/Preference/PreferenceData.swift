@@ -13,7 +13,7 @@ public enum TruncationMode: String, SettingChoice, Sendable {
 
 /// How preference records become tokens: as TRL 1.16's `DPOTrainer` does, or as its `CPOTrainer`
 /// and `ORPOTrainer` do (the older pipeline, kept by those trainers).
-public enum PreferenceTokenization: Sendable {
+public enum PreferenceTokenization: Sendable, Equatable {
     /// `DPOTrainer._prepare_dataset`: prompt and prompt + answer tokenized with the tokenizer's special
     /// tokens (conversations through the chat template), the answer where they part.
     case dpo
@@ -23,6 +23,11 @@ public enum PreferenceTokenization: Sendable {
     /// merged), BOS put before each prompt and EOS after each answer when missing; the chosen and
     /// rejected prompts may then differ in their last token.
     case legacy
+    /// `CPOTrainer` / `ORPOTrainer` on an encoder-decoder model: conversations rendered to text as for
+    /// `legacy`, the prompt tokenized with the tokenizer's special tokens (T5: EOS at the end) as the
+    /// encoder's input, each answer likewise as the decoder's labels, cut to `maxCompletionLength`
+    /// tokens (EOS kept), after the decoder start token `start`.
+    case encoderDecoder(start: Int32, maxCompletionLength: Int)
 
     /// The tokenization of a method's trainer in TRL.
     public init(method: TrainingMethod) { self = method == .simpo || method == .orpo ? .legacy : .dpo }
@@ -37,6 +42,9 @@ public struct PreferencePair: Sendable, Equatable {
     /// The rejected answer's prompt when it differs from the chosen one's (`.legacy` tokenization,
     /// a token merged across the boundary); nil when it is `prompt`.
     public var rejectedPrompt: [Int32]?
+    /// An encoder-decoder pair's decoder start token: `prompt` is then the encoder's input and each
+    /// answer the decoder's labels (nil: a decoder-only pair, prompt + answer in one sequence).
+    public var decoderStart: Int32?
     /// The reference model's log-probabilities of the two answers, when computed before training
     /// (`precompute_ref_log_probs`).
     public var referenceChosen: Double?
@@ -70,9 +78,16 @@ public struct PreferencePair: Sendable, Equatable {
         return (TrainingSequence(tokens: tokens, labels: labels), kept)
     }
 
-    /// Both answers as sequences (see `sequence`).
+    /// Both answers as sequences (see `sequence`); an encoder-decoder pair's as (prompt → answer)
+    /// sequences, the answers already cut at loading (`maxLength` and `truncation` do not apply).
     public func sequences(maxLength: Int?, truncation: TruncationMode, labelChosenPrompt: Bool = false)
         -> (chosen: TrainingSequence, rejected: TrainingSequence, chosenTokens: Int, rejectedTokens: Int) {
+        if let start = decoderStart {
+            func seq(_ answer: [Int32]) -> TrainingSequence {
+                TrainingSequence(tokens: [start] + answer, labels: [CrossEntropy.ignoreIndex] + answer, source: prompt)
+            }
+            return (seq(chosen), seq(rejected), chosen.count, rejected.count)
+        }
         let c = Self.sequence(prompt: prompt, completion: chosen, maxLength: maxLength, truncation: truncation, labelPrompt: labelChosenPrompt)
         let r = Self.sequence(prompt: rejectedPrompt ?? prompt, completion: rejected, maxLength: maxLength, truncation: truncation)
         return (c.sequence, r.sequence, c.completionTokens, r.completionTokens)
@@ -112,8 +127,10 @@ public enum PreferenceData {
         for (i, record) in records.enumerated() {
             let pair = try self.pair(record, path: path, tokenizer: tokenizer, tokenization: tokenization,
                                      conversational: &out.conversational, first: i == 0)
-            if let maxLength, truncation == .keepStart, pair.longestPrompt >= maxLength { out.droppedCount += 1; continue }
-            if let maxLength, pair.longestPrompt + max(pair.chosen.count, pair.rejected.count) > maxLength { out.truncatedCount += 1 }
+            if pair.decoderStart == nil {
+                if let maxLength, truncation == .keepStart, pair.longestPrompt >= maxLength { out.droppedCount += 1; continue }
+                if let maxLength, pair.longestPrompt + max(pair.chosen.count, pair.rejected.count) > maxLength { out.truncatedCount += 1 }
+            }
             out.pairs.append(pair)
         }
         if out.pairs.isEmpty { throw DataError.emptyDataset(path: path, dropped: out.droppedCount) }
@@ -193,6 +210,10 @@ public enum PreferenceData {
         if tokenization == .legacy {
             return try legacyPair(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
         }
+        if case let .encoderDecoder(start, most) = tokenization {
+            return try encoderDecoderPair(prompt, chosen, rejected, start: start, maxCompletionLength: most, record: record, path: path,
+                                          tokenizer: tokenizer)
+        }
         switch (chosen, rejected) {
         case let (.text(c), .text(r)) where c == r:
             throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers")
@@ -214,9 +235,28 @@ public enum PreferenceData {
         return pair
     }
 
-    /// `CPOTrainer`'s pipeline (see `PreferenceTokenization.legacy`).
-    static func legacyPair(_ prompt: Part, _ chosen: Part, _ rejected: Part, record: DataRecord, path: String,
-                           tokenizer: Tokenizer) throws -> PreferencePair {
+    /// `CPOTrainer`'s encoder-decoder pipeline (see `PreferenceTokenization.encoderDecoder`).
+    static func encoderDecoderPair(_ prompt: Part, _ chosen: Part, _ rejected: Part, start: Int32, maxCompletionLength: Int,
+                                   record: DataRecord, path: String, tokenizer: Tokenizer) throws -> PreferencePair {
+        let (p, c, r) = try legacyTexts(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
+        if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
+        guard let eos = tokenizer.eosTokenId.map(Int32.init) else {
+            throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to end the prompts and answers of \(path) with")
+        }
+        func answer(_ text: String) throws -> [Int32] {
+            let ids = Array(tokenizer.encode32(text).prefix(max(0, maxCompletionLength - 1))) + [eos]
+            if ids.count < 2 { throw record.malformed(path, "an answer has no tokens; give each of \"chosen\" and \"rejected\" some text") }
+            return ids
+        }
+        var pair = PreferencePair(prompt: tokenizer.encode32(p) + [eos], chosen: try answer(c), rejected: try answer(r))
+        pair.decoderStart = start
+        return pair
+    }
+
+    /// A record's prompt and answers as text, as `maybe_apply_chat_template` makes them (conversations
+    /// rendered by the chat template; the prompt is what the rendered prompt and prompt + answer share).
+    static func legacyTexts(_ prompt: Part, _ chosen: Part, _ rejected: Part, record: DataRecord, path: String,
+                            tokenizer: Tokenizer) throws -> (String, String, String) {
         let p: String, c: String, r: String
         switch (prompt, chosen, rejected) {
         case let (.text(pt), .text(ct), .text(rt)):
@@ -241,6 +281,13 @@ public enum PreferenceData {
             (p, c, r) = (text(pt[..<k]), text(pc[k...]), text(pr[k...]))
         default: fatalError("checked by the caller")
         }
+        return (p, c, r)
+    }
+
+    /// `CPOTrainer`'s pipeline (see `PreferenceTokenization.legacy`).
+    static func legacyPair(_ prompt: Part, _ chosen: Part, _ rejected: Part, record: DataRecord, path: String,
+                           tokenizer: Tokenizer) throws -> PreferencePair {
+        let (p, c, r) = try legacyTexts(prompt, chosen, rejected, record: record, path: path, tokenizer: tokenizer)
         if c == r { throw record.malformed(path, "\"chosen\" equals \"rejected\"; a preference pair needs two different answers") }
         guard let eos = tokenizer.eosTokenId.map(Int32.init) else {
             throw DataError.invalidOptions(reason: "the tokenizer has no EOS token to end the answers of \(path) with")

@@ -300,14 +300,16 @@ public struct ORPOLoss: PairLoss, Equatable {
         let n = chosenTokens.count, b = beta
         var grad = [Double](repeating: 0, count: lp.rows.count)
         var m: [String: Double] = Dictionary(uniqueKeysWithValues: metricNames.map { ($0, 0) })
-        // The NLL over every counted row of the chosen sequences (their last row predicts nothing).
+        // The NLL over every counted row of the chosen sequences (prompt rows included for a decoder;
+        // an encoder-decoder's chosen rows are its answer).
         let nllRows = lp.counts[..<n].reduce(0, +)
         let nll = -lp.sums[..<n].reduce(0, +) / Double(max(1, nllRows))
+        func countedRows(_ s: Int) -> [Int] { lp.ranges[s].filter { lp.counted.isEmpty ? true : lp.counted[$0] } }
         var ratioSum = 0.0
         for i in 0..<n {
-            let chosenRows = lp.ranges[i], rejected = n + i
-            // The chosen answer's rows: the last chosenTokens[i] counted rows (before the final row).
-            let answer = (chosenRows.upperBound - 1 - chosenTokens[i])..<(chosenRows.upperBound - 1)
+            let rejected = n + i
+            // The chosen answer's rows: the last chosenTokens[i] counted rows.
+            let answer = countedRows(i).suffix(chosenTokens[i])
             let ac = answer.reduce(0.0) { $0 + Double(lp.rows[$1]) } / Double(chosenTokens[i])
             let ar = lp.sums[rejected] / Double(lp.counts[rejected])
             let logOdds = (ac - ar) - (Self.log1mexp(ac) - Self.log1mexp(ar))
@@ -317,7 +319,7 @@ public struct ORPOLoss: PairLoss, Equatable {
             let dL = -b * DPOLoss.sigmoid(-logOdds) / Double(n)
             let dc = dL / (1 - exp(ac)) / Double(chosenTokens[i]), dr = -dL / (1 - exp(ar)) / Double(lp.counts[rejected])
             for r in answer { grad[r] += dc }
-            for r in lp.ranges[rejected].dropLast() { grad[r] += dr }   // the rejected sequence's labels are its answer
+            for r in countedRows(rejected) { grad[r] += dr }   // the rejected sequence's labels are its answer
             m["rewards/chosen"]! += b * ac
             m["rewards/rejected"]! += b * ar
             m["rewards/accuracies"]! += b * ac > b * ar ? 1 : 0
@@ -328,7 +330,7 @@ public struct ORPOLoss: PairLoss, Equatable {
             m["log_odds_ratio"]! += ratio
             m["log_odds_chosen"]! += logOdds
         }
-        for i in 0..<n { for r in lp.ranges[i].dropLast() { grad[r] += -1 / Double(max(1, nllRows)) } }
+        for i in 0..<n { for r in countedRows(i) { grad[r] += -1 / Double(max(1, nllRows)) } }
         let loss = nll - b * ratioSum / Double(max(1, n))
         return (PairLossOutcome(loss: loss, dChosen: [], dRejected: [], metricSums: m), .perRow(grad))
     }

@@ -88,7 +88,8 @@ public final class PreferenceObjective: @unchecked Sendable {
     /// The packed rows of a pair (both answers, truncated).
     func rows(_ pair: PreferencePair) -> Int {
         let s = pair.sequences(maxLength: maxLength, truncation: truncation)
-        return s.chosen.tokens.count + s.rejected.tokens.count
+        let decoder = s.chosen.tokens.count + s.rejected.tokens.count
+        return pair.decoderStart == nil ? decoder : max(decoder, 2 * pair.prompt.count)   // an encoder-decoder's larger stack
     }
 
     /// The sequences of a micro-batch (all chosen answers, then all rejected) and their completion lengths.

@@ -78,8 +78,11 @@ public struct TrainingRun {
         let predictedLoadPeak = before + trainable.loadPeakBytes(sourceBytesPerValue: perValue)
         let loadSeconds = Date().timeIntervalSince(t0)
         if c.method.isPreference {
-            if options.decoderStartTokenId != nil {
-                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models here (TRL 1.16's DPOTrainer has no encoder-decoder path, and Finch does not implement CPOTrainer's yet); \(path) is an encoder-decoder model")
+            if options.decoderStartTokenId != nil && c.method != .simpo && c.method != .orpo {
+                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models (TRL 1.16's \(c.method == .kto ? "KTOTrainer" : "DPOTrainer") has no encoder-decoder path); \(path) is an encoder-decoder model: simpo and orpo train it")
+            }
+            if options.decoderStartTokenId == nil && c.maxCompletionLength != nil {
+                throw SettingError.invalid(key: "max_completion_length", reason: "max_completion_length applies to encoder-decoder models; \(path) is decoder-only: max_length cuts prompt + answer")
             }
             var source = EvalSource.none
             let prefs: LoadedPreferences, examples: PreferenceExamples, evalExamples: PreferenceExamples
@@ -97,7 +100,8 @@ public struct TrainingRun {
                 UnpairedExample.assignKLCompletions(&eval, batchSize: c.batchSize)
                 (examples, evalExamples) = (.unpaired(train), .unpaired(eval))
             } else {
-                let tokenization = PreferenceTokenization(method: c.method)
+                let tokenization = options.decoderStartTokenId.map { .encoderDecoder(start: $0, maxCompletionLength: c.maxCompletionLength ?? 128) }
+                    ?? PreferenceTokenization(method: c.method)
                 prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
                                                 tokenization: tokenization)
                 var pairs = prefs.pairs, evalPairs: [PreferencePair] = []

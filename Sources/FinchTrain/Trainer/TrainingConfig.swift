@@ -72,6 +72,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Longest prompt + answer in tokens (nil: no limit).
     public var maxLength: Int? = 1024
     public var truncationMode: TruncationMode = .keepStart
+    /// Encoder-decoder preference training (simpo, orpo): longest answer in tokens (nil: TRL's 128).
+    public var maxCompletionLength: Int? = nil
     /// Preference methods train without the adapters' dropout, as TRL's `disable_dropout` (default true).
     public var disableDropout: Bool = true
 
@@ -235,6 +237,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, c in
                   v == .keepEnd && (c.method == .simpo || c.method == .orpo || c.method == .kto)
                       ? "truncation_mode keep_end is DPO's; \(c.method.rawValue) cuts the answer (keep_start), as TRL's \(c.method == .orpo ? "ORPOTrainer" : c.method == .kto ? "KTOTrainer" : "CPOTrainer") does" : nil
+              }),
+        .make("max_completion_length", \.maxCompletionLength,
+              help: "Encoder-decoder preference training (simpo, orpo on T5): longest answer in tokens, EOS included (TRL's default 128).",
+              check: { v, c in
+                  v.map { $0 < 2 ? "max_completion_length must be at least 2 (got \($0))"
+                      : c.method != .simpo && c.method != .orpo ? "max_completion_length is a setting of encoder-decoder simpo and orpo" : nil } ?? nil
               }),
         .make("disable_dropout", \.disableDropout,
               help: "Preference training without the adapters' dropout (TRL's default true)."),
