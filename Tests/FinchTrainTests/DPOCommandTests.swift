@@ -56,6 +56,8 @@ final class DPOCommandTests: XCTestCase {
         let config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/run/train_config.json"))) as? [String: Any])
         XCTAssertEqual(config["method"] as? String, "dpo"); XCTAssertEqual(config["loss_type"] as? String, "robust")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/adapter_model.safetensors"))
+        let chart = try String(contentsOfFile: dir + "/run/loss.svg", encoding: .utf8)
+        XCTAssertTrue(chart.contains("eval reward accuracy (right axis)"), "loss.svg plots the held-out reward accuracy")
 
         // The trained adapter on held-out pairs, against the base.
         let eval = try run(["eval", "preference", "--model", model, "--adapter", dir + "/run", "--data", data, "--beta", "0.2"])

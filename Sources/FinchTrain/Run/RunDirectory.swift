@@ -51,8 +51,17 @@ public final class RunDirectory: @unchecked Sendable {
 
     /// Rewrites loss.svg from the metrics so far.
     func drawLossCurve() {
+        // The right axis: MMLU's accuracy when evaluated; for DPO, SimPO and ORPO the held-out reward
+        // accuracy, or without evaluations the training one of each step.
+        var accuracy = evals.compactMap { e in e.scores["mmlu_eval_accuracy"].map { (e.step, $0) } }, label = "MMLU accuracy"
+        if accuracy.isEmpty {
+            accuracy = evals.compactMap { e in e.scores["eval_rewards/accuracies"].map { (e.step, $0) } }; label = "eval reward accuracy"
+        }
+        if accuracy.isEmpty {
+            accuracy = steps.compactMap { m in m.objective["rewards/accuracies"].map { (m.step, $0) } }; label = "reward accuracy"
+        }
         let svg = LossCurve.svg(train: steps.map { ($0.step, $0.loss) }, eval: evals.compactMap { e in e.loss.map { (e.step, $0) } },
-                                accuracy: evals.compactMap { e in e.scores["mmlu_eval_accuracy"].map { (e.step, $0) } })
+                                accuracy: accuracy, accuracyLabel: label)
         try? svg.write(toFile: file("loss.svg"), atomically: true, encoding: .utf8)
     }
 }
