@@ -113,53 +113,71 @@ extension MMLU.Style: ExpressibleByArgument {}
 struct EvalPreference: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "preference",
-        abstract: "DPO's loss and TRL's reward metrics of an adapter against its reference on held-out preference pairs; a JSON summary on stdout.",
+        abstract: "A preference method's loss and TRL's metrics of an adapter (against its reference) on held-out data; a JSON summary on stdout.",
         discussion: """
-            Reads preference pairs as finch train --method dpo does (TRL's formats). The policy is the model with \
-            --adapter (or the base alone); the reference is the base with the adapters off, or --ref-adapter. \
-            rewards/accuracies is the share of pairs whose chosen answer gains more log-probability over the \
-            reference than the rejected one (β·log-ratio, TRL's implicit reward).
+            Reads the data as finch train --method does (pairs in TRL's formats; for kto unpaired examples or pairs, \
+            KL completions rotated within each batch). The policy is the model with --adapter (or the base alone); \
+            the reference (dpo, kto) is the base with the adapters off, or --ref-adapter. For dpo, rewards/accuracies \
+            is the share of pairs whose chosen answer gains more log-probability over the reference than the \
+            rejected one (β·log-ratio, TRL's implicit reward); simpo and orpo score averaged log-probabilities with \
+            no reference; kto reports kl and the rewards of desirable and undesirable completions.
             """)
 
     @OptionGroup var model: ModelOptions
-    @Option(name: .long, help: "Preference pairs (JSON / JSONL: prompt, chosen, rejected).")
+    @Option(name: .long, help: "Held-out data (JSON / JSONL): pairs {prompt, chosen, rejected}, or for kto {prompt, completion, label} too.")
     var data: String
-    @Option(name: .long, help: "The reference adapter (default: the base, adapters off).")
+    @Option(name: .long, help: "dpo (the default), simpo, orpo or kto.")
+    var method: TrainingMethod = .dpo
+    @Option(name: .long, help: "The reference adapter (dpo, kto; default: the base, adapters off).")
     var refAdapter: String?
-    @Option(name: .long, help: "DPO's β.")
+    @Option(name: .long, help: "β.")
     var beta = 0.1
-    @Option(name: .long, help: "DPO's loss: sigmoid, hinge, ipo or robust.")
-    var lossType: DPOLossType = .sigmoid
-    @Option(name: .long, help: "Robust DPO's label smoothing.")
+    @Option(name: .long, help: "The method's loss_type (dpo: sigmoid by default; kto: kto).")
+    var lossType: String?
+    @Option(name: .long, help: "Robust / EXO DPO's and SimPO's label smoothing.")
     var labelSmoothing = 0.0
+    @Option(name: .long, help: "SimPO's γ.")
+    var simpoGamma = 0.5
+    @Option(name: .long, help: "KTO's weights of desirable and undesirable completions.")
+    var desirableWeight = 1.0
+    @Option(name: .long, help: "KTO's weight of undesirable completions.")
+    var undesirableWeight = 1.0
     @Option(name: .long, help: "Longest prompt + answer in tokens.")
     var maxLength = 1024
-    @Option(name: .long, help: "Pairs per pass.")
+    @Option(name: .long, help: "Examples per pass (for kto also the batch its KL completions rotate in).")
     var batchSize = 4
 
     func run() throws {
+        guard method.isPreference else { throw ValidationError("--method sft: finch eval perplexity scores sequences") }
         let lm = try model.load()
         let policy = lm.model.activeAdapter
         var c = TrainingConfig()
-        c.method = .dpo; c.beta = beta; c.lossType = lossType.rawValue; c.labelSmoothing = labelSmoothing; c.maxLength = maxLength
+        c.method = method; c.beta = beta; c.lossType = lossType; c.labelSmoothing = labelSmoothing; c.simpoGamma = simpoGamma
+        c.desirableWeight = desirableWeight; c.undesirableWeight = undesirableWeight; c.maxLength = maxLength; c.batchSize = batchSize
+        c.refAdapter = refAdapter
         try c.validate()
         if let refAdapter { try lm.model.loadAdapter(directory: refAdapter, name: Trainer.referenceAdapterName) }
         lm.model.setActiveAdapter(policy)
         let objective = PreferenceObjective(config: c, referenceAdapter: refAdapter == nil ? nil : Trainer.referenceAdapterName)
-        let pairs = try PreferenceData.load(path: data, tokenizer: lm.tokenizer, maxLength: maxLength, truncation: c.truncationMode).pairs
+        let examples = try PreferenceData.load(path: data, config: c, tokenizer: lm.tokenizer, decoderStart: lm.prompts.decoderStartTokenId.map(Int32.init),
+                                               model: lm.path).examples.assigningKLCompletions(batchSize: batchSize)
         var loss = 0.0, sums: [String: MetricSum] = [:], i = 0
-        while i < pairs.count {
-            let b = try objective.evaluate(model: lm.model, examples: .pairs(Array(pairs[i..<min(i + batchSize, pairs.count)])), trained: policy)
+        while i < examples.count {
+            let b = try objective.evaluate(model: lm.model, examples: examples[i..<min(i + batchSize, examples.count)], trained: policy)
             loss += b.loss * Double(b.examples)
             sums.merge(b.metrics) { MetricSum(sum: $0.sum + $1.sum, count: $0.count + $1.count) }
             i += batchSize
-            stderrPrint("pairs \(i < pairs.count ? i : pairs.count)/\(pairs.count)")
+            stderrPrint("\(method == .kto ? "examples" : "pairs") \(min(i, examples.count))/\(examples.count)")
         }
         var fields: [(String, JSONValue)] = [
             ("data", .string(data)), ("model", .string(lm.path)), ("adapter", model.adapter.map(JSONValue.string) ?? .null),
-            ("reference", .string(refAdapter ?? "base")), ("pairs", .int(pairs.count)), ("beta", .double(beta)),
-            ("loss_type", .string(lossType.rawValue)), ("loss", .double(loss / Double(pairs.count)))]
-        for name in objective.metricNames { fields.append((name, .double(sums[name]?.mean ?? 0))) }
+            ("method", .string(method.rawValue)),
+            ("reference", objective.referenceFree ? .null : .string(refAdapter ?? "base")),
+            (method == .kto ? "examples" : "pairs", .int(examples.count)), ("beta", .double(beta))]
+        if method == .dpo { fields.append(("loss_type", .string(c.dpoLossType.rawValue))) }
+        if method == .kto { fields.append(("loss_type", .string(c.ktoLossType.rawValue))) }
+        fields.append(("loss", .double(loss / Double(examples.count))))
+        for name in objective.metricNames { if let m = sums[name] { fields.append((name, .double(m.mean))) } }
         print(JSONValue.object(fields).serialized())
     }
 }

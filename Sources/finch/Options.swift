@@ -13,7 +13,6 @@ extension FourBitType: ExpressibleByArgument {}
 extension QuantMethod: ExpressibleByArgument {}
 extension DatasetFormat: ExpressibleByArgument {}
 extension TrainingMethod: ExpressibleByArgument {}
-extension DPOLossType: ExpressibleByArgument {}
 extension TruncationMode: ExpressibleByArgument {}
 extension ExportDType: ExpressibleByArgument {}
 

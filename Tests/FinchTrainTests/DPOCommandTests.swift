@@ -90,6 +90,15 @@ final class DPOCommandTests: XCTestCase {
             .map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
         XCTAssertNotNil(ktoLines.first { $0["lr"] != nil }?["kl"], "\(ktoLines)")
         XCTAssertNotNil(ktoLines.first { $0["eval_loss"] != nil }?["eval_kl"], "\(ktoLines)")
+        let ktoEval = try run(["eval", "preference", "--method", "kto", "--model", model, "--adapter", dir + "/kto",
+                               "--data", Fixtures.path("kto/data/unpaired.jsonl"), "--batch-size", "4"])
+        XCTAssertEqual(ktoEval.status, 0, ktoEval.output)
+        let ktoSummary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(try XCTUnwrap(ktoEval.output.split(separator: "\n").last).utf8)) as? [String: Any])
+        XCTAssertEqual(ktoSummary["examples"] as? Int, 8); XCTAssertEqual(ktoSummary["loss_type"] as? String, "kto")
+        XCTAssertNotNil(ktoSummary["kl"]); XCTAssertNotNil(ktoSummary["rewards/margins"])
+        let orpoEval = try run(["eval", "preference", "--method", "orpo", "--model", model, "--adapter", dir + "/orpo", "--data", data])
+        XCTAssertEqual(orpoEval.status, 0, orpoEval.output)
+        XCTAssertTrue(orpoEval.output.contains("\"reference\":null") && orpoEval.output.contains("\"log_odds_ratio\""), orpoEval.output)
         let ktoPairs = try run(["train", "--model", model, "--method", "kto", "--data", Fixtures.path("dpo/data/standard.jsonl"), "--output", dir + "/kto2",
                                 "--max-steps", "1", "--ref-adapter", dir + "/run", "--loss-type", "apo_zero_unpaired"])
         XCTAssertEqual(ktoPairs.status, 0, ktoPairs.output)

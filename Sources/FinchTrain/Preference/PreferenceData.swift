@@ -137,6 +137,29 @@ public enum PreferenceData {
         return out
     }
 
+    /// A preference file read as `method` of `config` reads it: KTO's unpaired examples (their KL
+    /// completions not yet assigned), or pairs tokenized as the method's TRL trainer does (for an
+    /// encoder-decoder model, whose decoder starts with `decoderStart`, as `CPOTrainer` / `ORPOTrainer` do).
+    /// `model` names the model in errors: DPO and KTO refuse an encoder-decoder model (TRL's trainers
+    /// have no such path), and `max_completion_length` is refused for a decoder-only one.
+    public static func load(path: String, config c: TrainingConfig, tokenizer: Tokenizer, decoderStart: Int32?, model: String) throws
+        -> (file: LoadedPreferences, examples: PreferenceExamples) {
+        if decoderStart != nil && c.method != .simpo && c.method != .orpo {
+            throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models (TRL 1.16's \(c.method == .kto ? "KTOTrainer" : "DPOTrainer") has no encoder-decoder path); \(model) is an encoder-decoder model: simpo and orpo train it")
+        }
+        if decoderStart == nil && c.maxCompletionLength != nil {
+            throw SettingError.invalid(key: "max_completion_length", reason: "max_completion_length applies to encoder-decoder models; \(model) is decoder-only: max_length cuts prompt + answer")
+        }
+        if c.method == .kto {
+            let file = try loadUnpaired(path: path, tokenizer: tokenizer, maxLength: c.maxLength)
+            return (file, .unpaired(file.unpaired))
+        }
+        let tokenization = decoderStart.map { .encoderDecoder(start: $0, maxCompletionLength: c.maxCompletionLength ?? 128) }
+            ?? PreferenceTokenization(method: c.method)
+        let file = try load(path: path, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode, tokenization: tokenization)
+        return (file, .pairs(file.pairs))
+    }
+
     /// A record's value under `key`: text or a message list.
     enum Part { case text(String), messages([ChatMessage]) }
 

@@ -20,6 +20,26 @@ public enum PreferenceExamples: Sendable, Equatable {
         }
     }
 
+    /// None of the same kind.
+    public var emptied: PreferenceExamples {
+        switch self { case .pairs: .pairs([]); case .unpaired: .unpaired([]) }
+    }
+
+    /// A held-out share (`TrainingSplit.holdOut`): the examples kept for training, and those held out.
+    public func holdOut(fraction: Double, seed: UInt64) -> (train: PreferenceExamples, eval: PreferenceExamples) {
+        switch self {
+        case .pairs(let p): let (t, e) = TrainingSplit.holdOut(p, fraction: fraction, seed: seed); return (.pairs(t), .pairs(e))
+        case .unpaired(let u): let (t, e) = TrainingSplit.holdOut(u, fraction: fraction, seed: seed); return (.unpaired(t), .unpaired(e))
+        }
+    }
+
+    /// KTO's examples with their KL completions assigned in batches of `batchSize` (pairs unchanged).
+    public func assigningKLCompletions(batchSize: Int) -> PreferenceExamples {
+        guard case .unpaired(var u) = self else { return self }
+        UnpairedExample.assignKLCompletions(&u, batchSize: batchSize)
+        return .unpaired(u)
+    }
+
     /// Folds every token of the examples (and KTO's labels) into `h`.
     func fingerprint(into h: inout FNV1a) {
         func part(_ ids: [Int32]) { h.combine(Int32(-2)); h.combine(Int32(ids.count)); ids.forEach { h.combine($0) } }

@@ -78,43 +78,19 @@ public struct TrainingRun {
         let predictedLoadPeak = before + trainable.loadPeakBytes(sourceBytesPerValue: perValue)
         let loadSeconds = Date().timeIntervalSince(t0)
         if c.method.isPreference {
-            if options.decoderStartTokenId != nil && c.method != .simpo && c.method != .orpo {
-                throw SettingError.invalid(key: "method", reason: "\(c.method.rawValue) trains decoder-only models (TRL 1.16's \(c.method == .kto ? "KTOTrainer" : "DPOTrainer") has no encoder-decoder path); \(path) is an encoder-decoder model: simpo and orpo train it")
-            }
-            if options.decoderStartTokenId == nil && c.maxCompletionLength != nil {
-                throw SettingError.invalid(key: "max_completion_length", reason: "max_completion_length applies to encoder-decoder models; \(path) is decoder-only: max_length cuts prompt + answer")
-            }
             var source = EvalSource.none
-            let prefs: LoadedPreferences, examples: PreferenceExamples, evalExamples: PreferenceExamples
-            if c.method == .kto {
-                prefs = try PreferenceData.loadUnpaired(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength)
-                var train = prefs.unpaired, eval: [UnpairedExample] = []
-                if let e = c.evalData {
-                    eval = try PreferenceData.loadUnpaired(path: e, tokenizer: tokenizer, maxLength: c.maxLength).unpaired
-                    source = .file(e)
-                } else if c.evalFraction > 0 {
-                    (train, eval) = TrainingSplit.holdOut(train, fraction: c.evalFraction, seed: c.seed)
-                    source = .heldOut(fraction: c.evalFraction)
-                }
-                UnpairedExample.assignKLCompletions(&train, batchSize: c.batchSize)
-                UnpairedExample.assignKLCompletions(&eval, batchSize: c.batchSize)
-                (examples, evalExamples) = (.unpaired(train), .unpaired(eval))
-            } else {
-                let tokenization = options.decoderStartTokenId.map { .encoderDecoder(start: $0, maxCompletionLength: c.maxCompletionLength ?? 128) }
-                    ?? PreferenceTokenization(method: c.method)
-                prefs = try PreferenceData.load(path: dataPath, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
-                                                tokenization: tokenization)
-                var pairs = prefs.pairs, evalPairs: [PreferencePair] = []
-                if let e = c.evalData {
-                    evalPairs = try PreferenceData.load(path: e, tokenizer: tokenizer, maxLength: c.maxLength, truncation: c.truncationMode,
-                                                        tokenization: tokenization).pairs
-                    source = .file(e)
-                } else if c.evalFraction > 0 {
-                    (pairs, evalPairs) = TrainingSplit.holdOut(pairs, fraction: c.evalFraction, seed: c.seed)
-                    source = .heldOut(fraction: c.evalFraction)
-                }
-                (examples, evalExamples) = (.pairs(pairs), .pairs(evalPairs))
+            let start = options.decoderStartTokenId
+            let (prefs, all) = try PreferenceData.load(path: dataPath, config: c, tokenizer: tokenizer, decoderStart: start, model: path)
+            var examples = all, evalExamples = all.emptied
+            if let e = c.evalData {
+                evalExamples = try PreferenceData.load(path: e, config: c, tokenizer: tokenizer, decoderStart: start, model: path).examples
+                source = .file(e)
+            } else if c.evalFraction > 0 {
+                (examples, evalExamples) = all.holdOut(fraction: c.evalFraction, seed: c.seed)
+                source = .heldOut(fraction: c.evalFraction)
             }
+            examples = examples.assigningKLCompletions(batchSize: c.batchSize)
+            evalExamples = evalExamples.assigningKLCompletions(batchSize: c.batchSize)
             return TrainingRun(config: c, model: lm, dataset: nil, train: [], eval: [], preferences: prefs, examples: examples,
                                evalExamples: evalExamples, evalSource: source, loadSeconds: loadSeconds, residentBeforeLoading: before,
                                measuredLoadPeak: loadPeak, predictedLoadPeak: predictedLoadPeak)
