@@ -219,9 +219,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v >= 0 ? nil : "cpo_alpha must be ≥ 0 (got \(v))" }),
         .make("reference_free", \.referenceFree, help: "Preference training without a reference model (log π_ref = 0).",
               check: { v, c in v && !c.method.isPreference ? "reference_free is a setting of preference training (method dpo)" : nil }),
-        .make("precompute_ref_log_probs", \.precomputeRefLogProbs,
+        .make("precompute_ref_log_probs", \.precomputeRefLogProbs, flags: ["precompute-ref-log-probs", "precompute-ref-logps"],
               help: "Compute the reference's log-probabilities of every pair once before training instead of at each step.",
-              check: { v, c in v && !c.method.isPreference ? "precompute_ref_log_probs is a setting of preference training (method dpo)" : nil }),
+              check: { v, c in v && (!c.method.isPreference || c.method == .simpo || c.method == .orpo) ? "precompute_ref_log_probs is a setting of preference training (dpo, kto)" : nil }),
         .make("ref_adapter", \.refAdapter,
               help: "A PEFT adapter directory (an SFT run's) that the preference run continues from and that serves, frozen, as the reference.",
               check: { v, c in
