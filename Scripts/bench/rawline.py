@@ -119,6 +119,7 @@ def main():
                 "cpu": model, "vendor": vendor, "isa": isa, "cores": os.cpu_count(),
                 "threads": os.environ.get("OMP_NUM_THREADS", "unset (all cores)"),
                 "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset"),
+                "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "unset"),
                 "finch_bf16_compute": finch_bf16_path(vendor, isa), "versions": versions(opts.get("--venv"))}
         line.update(extra)
         with open(out, "a") as f:

@@ -73,13 +73,15 @@ public enum CPUInfo {
         return best
     }
 
-    /// The machine for a benchmark line: CPU, threads, kernel path, OpenBLAS cores, OPENBLAS_CORETYPE.
+    /// The machine for a benchmark line: CPU, threads, kernel path, OpenBLAS cores, OPENBLAS_CORETYPE,
+    /// ONEDNN_MAX_CPU_ISA (a cap on oneDNN's instruction set: its GEMMs' path).
     public static var summary: [String: String] {
         let blas = GEMM.openBLASCore
         return ["cpu": model, "vendor": vendor, "threads": String(Parallel.threadCount), "kernels": kernelPath, "int8_dot": int8Dot,
                 "bf16_compute": GEMM.bf16Compute.rawValue,
                 "features": features.joined(separator: " "), "openblas_core": blas.inUse,
                 "openblas_core_at_load": blas.atLoad,
-                "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"]
+                "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset",
+                "onednn_max_cpu_isa": ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"] ?? "unset"]
     }
 }
