@@ -104,6 +104,88 @@ void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_sca
     }
 }
 
+// --- the outlier columns' f32 part, added as the sums are scaled back (one pass over the output) ---
+
+// Dimension letters here: K outlier columns.
+
+static void scale_sums_outliers_portable(const int32_t *sums, int rows, int c, const float *rs, const float *cs,
+                                         const float *xo, int k, const float *wo, float *out, int accumulate) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *src = sums + (size_t)r * c;
+        float *dst = out + (size_t)r * c;
+        for (int j = 0; j < c; j++) {
+            float v = (float)src[j] * rs[r] * (cs ? cs[j] : 1.0f);
+            for (int t = 0; t < k; t++) v += xo[(size_t)r * k + t] * wo[(size_t)t * c + j];
+            dst[j] = accumulate ? dst[j] + v : v;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+// Eight rows at a time, 16 columns in registers: the K outlier weights of those columns are read once per
+// eight rows, the output written once.
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void scale_sums_outliers_avx512(const int32_t *sums, int rows, int c, const float *rs, const float *cs,
+                                       const float *xo, int k, const float *wo, float *out, int accumulate) {
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        const int nr = rows - r0 < 8 ? rows - r0 : 8;
+        for (int j = 0; j < c; j += 16) {
+            const __mmask16 m = j + 16 <= c ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - j)) - 1);
+            const __m512 cv = cs ? _mm512_maskz_loadu_ps(m, cs + j) : _mm512_set1_ps(1.0f);
+            __m512 acc[8];
+            for (int i = 0; i < nr; i++) {
+                const __m512 sv = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, sums + (size_t)(r0 + i) * c + j));
+                acc[i] = _mm512_mul_ps(_mm512_mul_ps(sv, _mm512_set1_ps(rs[r0 + i])), cv);
+            }
+            for (int t = 0; t < k; t++) {
+                const __m512 w = _mm512_maskz_loadu_ps(m, wo + (size_t)t * c + j);
+                for (int i = 0; i < nr; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(xo[(size_t)(r0 + i) * k + t]), w, acc[i]);
+            }
+            for (int i = 0; i < nr; i++) {
+                float *dst = out + (size_t)(r0 + i) * c + j;
+                __m512 v = acc[i];
+                if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), v);
+                _mm512_mask_storeu_ps(dst, m, v);
+            }
+        }
+    }
+}
+#endif
+
+void finch_scale_sums_outliers(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
+                               const float *xo, int k, const float *wo, float *out, int accumulate) {
+#if defined(__x86_64__)
+    if (finch_cpu_avx512_level() > 0) {
+        scale_sums_outliers_avx512(sums, rows, c, row_scales, column_scales, xo, k, wo, out, accumulate);
+        return;
+    }
+#endif
+    scale_sums_outliers_portable(sums, rows, c, row_scales, column_scales, xo, k, wo, out, accumulate);
+}
+
+void finch_gather_columns(const float *x, int rows, size_t ld, const int32_t *columns, int k, float *out) {
+    for (int r = 0; r < rows; r++) {
+        const float *row = x + (size_t)r * ld;
+        for (int t = 0; t < k; t++) out[(size_t)r * k + t] = row[columns[t]];
+    }
+}
+
+void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k, float *out) {
+    for (int o = 0; o < rows; o++) {
+        const int8_t *row = w + (size_t)o * c;
+        for (int t = 0; t < k; t++) out[(size_t)t * rows + o] = (float)row[columns[t]] * scales[o];
+    }
+}
+
+void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, float *out) {
+    for (int t = 0; t < k; t++) {
+        const int8_t *row = w + (size_t)rows[t] * c;
+        const float s = scales[rows[t]];
+        float *dst = out + (size_t)t * c;
+        for (int j = 0; j < c; j++) dst[j] = (float)row[j] * s;
+    }
+}
+
 // --- column maxima (the outlier columns of Int8Product) ---
 
 static void column_absmax_portable(const float *x, int rows, int c, size_t ld, const float *f, float *out) {

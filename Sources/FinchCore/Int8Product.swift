@@ -109,21 +109,28 @@ public final class Int8Product: @unchecked Sendable {
         }
     }
 
-    /// y [M, O] (+)= x [M, I] · Wᵀ: the int8 product of x without its outlier columns, plus theirs in f32.
+    /// y [M, O] (+)= x [M, I] · Wᵀ: the int8 product of x without its outlier columns, plus theirs in f32
+    /// (added as the integer sums are scaled back: one pass over y).
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                         scratch: Scratch) throws(CoreError) {
         let (xq, sx, c) = scratch.int8Operands(input: m * columns, rows: m, output: m * rows)
         let outliers = Self.quantizeRowsWithoutOutliers(x, rows: m, columns: columns, factors: nil, into: xq, scales: sx)
         try GEMM.int8(m: m, n: rows, k: columns, a: xq, lda: columns, b: weight.pointer, ldb: columns, bTransposed: true,
                       c: c, ldc: rows, accumulate: false)
-        Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate) }
-        guard !outliers.isEmpty else { return }
+        guard !outliers.isEmpty else {
+            Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate) }
+            return
+        }
         // y += x[:, J] · W[:, J]ᵀ, W's columns J from its int8 form.
         let k = outliers.count
-        let xo = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(rows * k, slot: Scratch.outlierWeightSlot)
-        for r in 0..<m { for (t, j) in outliers.enumerated() { xo[r * k + t] = x[r * columns + j] } }
-        for o in 0..<rows { for (t, j) in outliers.enumerated() { wo[o * k + t] = Float(weight[o * columns + j]) * scale[o] } }
-        GEMM.f32(m: m, n: rows, k: k, a: xo, lda: k, b: wo, ldb: k, bTransposed: true, c: y, ldc: rows, accumulate: true)
+        let xo = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(k * rows, slot: Scratch.outlierWeightSlot)
+        outliers.map(Int32.init).withUnsafeBufferPointer { j in
+            finch_gather_columns(x, Int32(m), columns, j.baseAddress!, Int32(k), xo)
+            finch_gather_weight_columns(weight.pointer, Int32(rows), Int32(columns), scale.pointer, j.baseAddress!, Int32(k), wo)
+        }
+        Profile.measure(.int8Convert) {
+            scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate, outliers: (xo, k, wo))
+        }
     }
 
     /// dx [M, I] (+)= dy [M, O] · W: dy ⊙ the weight's scales, without its outlier columns,
@@ -134,22 +141,34 @@ public final class Int8Product: @unchecked Sendable {
         let outliers = Self.quantizeRowsWithoutOutliers(dy, rows: m, columns: rows, factors: scale.pointer, into: gq, scales: sg)
         try GEMM.int8(m: m, n: columns, k: rows, a: gq, lda: rows, b: weight.pointer, ldb: columns, bTransposed: false,
                       c: c, ldc: columns, accumulate: false)
-        Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate) }
-        guard !outliers.isEmpty else { return }
+        guard !outliers.isEmpty else {
+            Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate) }
+            return
+        }
         // dx += dy[:, J] · W[J, :], W's rows J from its int8 form.
         let k = outliers.count
         let go = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(k * columns, slot: Scratch.outlierWeightSlot)
-        for r in 0..<m { for (t, o) in outliers.enumerated() { go[r * k + t] = dy[r * rows + o] } }
-        for (t, o) in outliers.enumerated() {
-            let s = scale[o]
-            for j in 0..<columns { wo[t * columns + j] = Float(weight[o * columns + j]) * s }
+        outliers.map(Int32.init).withUnsafeBufferPointer { o in
+            finch_gather_columns(dy, Int32(m), rows, o.baseAddress!, Int32(k), go)
+            finch_gather_weight_rows(weight.pointer, Int32(columns), scale.pointer, o.baseAddress!, Int32(k), wo)
         }
-        GEMM.f32(m: m, n: columns, k: k, a: go, lda: k, b: wo, ldb: columns, bTransposed: false, c: dx, ldc: columns, accumulate: true)
+        Profile.measure(.int8Convert) {
+            scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate, outliers: (go, k, wo))
+        }
     }
 
     /// out [R, C] (+)= sums [R, C] · rowScales[r] (· columnScales[c]).
+    /// With `outliers` (xo [R, K], K, wo [K, C]), plus xo · wo in the same pass.
     private func scaleBack(_ sums: UnsafePointer<Int32>, rows: Int, columns c: Int, rowScales: UnsafePointer<Float>,
-                           columnScales: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+                           columnScales: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+                           outliers: (UnsafeMutablePointer<Float>, Int, UnsafeMutablePointer<Float>)? = nil) {
+        if let (xo, k, wo) = outliers {
+            Parallel.forEachRange(rows, costPerItem: c * (k + 1)) { r in
+                finch_scale_sums_outliers(sums + r.lowerBound * c, Int32(r.count), Int32(c), rowScales + r.lowerBound, columnScales,
+                                          xo + r.lowerBound * k, Int32(k), wo, out + r.lowerBound * c, accumulate ? 1 : 0)
+            }
+            return
+        }
         Parallel.forEachRange(rows, costPerItem: c) { r in
             finch_scale_sums(sums + r.lowerBound * c, Int32(r.count), Int32(c), rowScales + r.lowerBound, columnScales,
                              out + r.lowerBound * c, accumulate ? 1 : 0)

@@ -78,6 +78,54 @@ final class Int8ProductTests: XCTestCase {
         XCTAssertLessThan(e, 0.015)
     }
 
+    /// With outlier columns in both operands, forward and input gradient are exactly the scaled integer
+    /// sums of the other columns plus the outlier columns' f32 products (float64 reference of the same
+    /// operands: f32 rounding only), whether the output is overwritten or added to.
+    func testOutlierSplitIsTheIntegerSumsPlusTheFloatColumns() throws {
+        try outlierSplit(m: m, o: o, i: i)
+        try outlierSplit(m: 200, o: 200, i: 152)   // rows over both threads, columns not a multiple of 16
+    }
+
+    func outlierSplit(m: Int, o: Int, i: Int) throws {
+        let w = random(o * i, seed: 7, scale: 0.05)
+        var x = random(m * i, seed: 8), dy = random(m * o, seed: 9, scale: 0.01)
+        for r in 0..<m { x[r * i + 3] *= 40; x[r * i + 61] *= 25; dy[r * o + 11] *= 50 }
+        let p = Int8Product(values: w, rows: o, columns: i)
+        let jx = Int8Product.outlierColumns(x, rows: m, columns: i, factors: nil)
+        let jg = Int8Product.outlierColumns(dy, rows: m, columns: o, factors: p.scale.pointer)
+        XCTAssertEqual(jx, [3, 61]); XCTAssertEqual(jg, [11])
+        let start = random(m * max(o, i), seed: 10)
+        for accumulate in [false, true] {
+            var y = Array(start.prefix(m * o)), dx = Array(start.prefix(m * i))
+            try p.forward(y: &y, x: x, rows: m, accumulate: accumulate, scratch: Scratch())
+            try p.backwardInput(dx: &dx, dy: dy, rows: m, accumulate: accumulate, scratch: Scratch())
+            var fx = [Float](repeating: 1, count: i), fg = (0..<o).map { p.scale[$0] }
+            for j in jx { fx[j] = 0 }
+            for j in jg { fg[j] = 0 }
+            var xq = [Int8](repeating: 0, count: m * i), sx = [Float](repeating: 0, count: m)
+            Int8Product.quantizeRows(x, rows: m, columns: i, columnFactors: fx, into: &xq, scales: &sx)
+            var gq = [Int8](repeating: 0, count: m * o), sg = [Float](repeating: 0, count: m)
+            Int8Product.quantizeRows(dy, rows: m, columns: o, columnFactors: fg, into: &gq, scales: &sg)
+            var wantY = [Double](repeating: 0, count: m * o), wantDx = [Double](repeating: 0, count: m * i)
+            for r in 0..<m {
+                for a in 0..<o {
+                    var s = 0, f = 0.0
+                    for b in 0..<i { s += Int(xq[r * i + b]) * Int(p.weight[a * i + b]) }
+                    for b in jx { f += Double(x[r * i + b]) * Double(p.weight[a * i + b]) * Double(p.scale[a]) }
+                    wantY[r * o + a] = Double(s) * Double(sx[r]) * Double(p.scale[a]) + f + (accumulate ? Double(start[r * o + a]) : 0)
+                }
+                for b in 0..<i {
+                    var s = 0, f = 0.0
+                    for a in 0..<o { s += Int(gq[r * o + a]) * Int(p.weight[a * i + b]) }
+                    for a in jg { f += Double(dy[r * o + a]) * Double(p.weight[a * i + b]) * Double(p.scale[a]) }
+                    wantDx[r * i + b] = Double(s) * Double(sg[r]) + f + (accumulate ? Double(start[r * i + b]) : 0)
+                }
+            }
+            XCTAssertLessThan(error(y, wantY), 1e-6, "forward, accumulate \(accumulate)")
+            XCTAssertLessThan(error(dx, wantDx), 1e-6, "input gradient, accumulate \(accumulate)")
+        }
+    }
+
     func testRowsOfZerosAndNonFiniteValues() {
         var q = [Int8](repeating: 5, count: 6), s = [Float](repeating: 0, count: 2)
         Int8Product.quantizeRows([0, 0, 0, 1, .nan, 2], rows: 2, columns: 3, columnFactors: nil, into: &q, scales: &s)

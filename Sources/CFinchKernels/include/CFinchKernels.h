@@ -39,6 +39,16 @@ void finch_column_absmax(const float *x, int rows, int c, size_t ld, const float
 /// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL).
 void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
                       float *out, int accumulate);
+/// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL) + xo [R, K] · wo [K, C]: the
+/// outlier columns' f32 part of an integer product added in the same pass over the output.
+void finch_scale_sums_outliers(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
+                               const float *xo, int k, const float *wo, float *out, int accumulate);
+/// out [R, K] = x [R, ·] (row stride ld) at the K columns `columns`.
+void finch_gather_columns(const float *x, int rows, size_t ld, const int32_t *columns, int k, float *out);
+/// out [K, O] = (w [O, C] at the K columns `columns`)ᵀ · scales[o]: an int8 weight's columns in f32, transposed.
+void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k, float *out);
+/// out [K, C] = w [·, C] at the K rows `rows`, each times scales[row].
+void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, float *out);
 /// The core OpenBLAS chose by itself when it loaded.
 const char *finch_openblas_core_at_load(void);
 
