@@ -165,7 +165,7 @@ struct EvalPreference: ParsableCommand {
         while i < examples.count {
             let b = try objective.evaluate(model: lm.model, examples: examples[i..<min(i + batchSize, examples.count)], trained: policy)
             loss += b.loss * Double(b.examples)
-            sums.merge(b.metrics) { MetricSum(sum: $0.sum + $1.sum, count: $0.count + $1.count) }
+            sums.merge(b.metrics, uniquingKeysWith: +)
             i += batchSize
             stderrPrint("\(method == .kto ? "examples" : "pairs") \(min(i, examples.count))/\(examples.count)")
         }

@@ -97,11 +97,7 @@ final class DPOTrainingTests: XCTestCase {
         XCTAssertNotEqual(try lm.model.sequenceLogProbs(seqs).sums, base.sums, "the trained adapter is active again")
     }
 
-    func write(_ lines: [String]) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("prefs-\(UUID().uuidString).jsonl").path
-        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    func write(_ lines: [String]) throws -> String { try PreferenceReference.writeLines(lines, prefix: "prefs") }
 
     func testDataErrorsNameTheRecord() throws {
         _ = try Fixtures.required("dpo")

@@ -107,11 +107,7 @@ final class KTOTrainingTests: XCTestCase {
         XCTAssertNotEqual(try lm.model.sequenceLogProbs(seqs).sums, ref.completions, "the trained adapter is active again")
     }
 
-    func write(_ lines: [String]) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kto-\(UUID().uuidString).jsonl").path
-        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    func write(_ lines: [String]) throws -> String { try PreferenceReference.writeLines(lines, prefix: "kto") }
 
     func testDataErrorsNameTheRecord() throws {
         _ = try Fixtures.required("kto")

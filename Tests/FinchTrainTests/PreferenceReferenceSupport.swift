@@ -11,6 +11,13 @@ enum PreferenceReference {
         try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
     }
 
+    /// A temporary JSON-lines file of `lines` (the data-error tests' records).
+    static func writeLines(_ lines: [String], prefix: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString).jsonl").path
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// |a − b| / max(1, |b|).
     static func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(1, abs(b)) }
 

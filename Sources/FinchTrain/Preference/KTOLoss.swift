@@ -18,6 +18,8 @@ public struct MetricSum: Sendable, Equatable {
     public var count: Double
     public init(sum: Double, count: Double) { self.sum = sum; self.count = count }
     public var mean: Double { sum / count }
+    /// Two micro-batches' (or batches') share of a metric together.
+    public static func + (a: MetricSum, b: MetricSum) -> MetricSum { MetricSum(sum: a.sum + b.sum, count: a.count + b.count) }
 }
 
 /// KTO's loss over a micro-batch of unpaired completions, TRL 1.16's definition

@@ -155,6 +155,17 @@ public final class PreferenceObjective: @unchecked Sendable {
         return (try model.sequenceLogProbs(sequences).sums, kl.isEmpty ? [] : try model.sequenceLogProbs(kl).sums)
     }
 
+    /// What a KTO batch needs before the policy's pass over its completions: their sequences, the
+    /// reference's log-probabilities of them, and the batch's KL estimate (the policy's and the
+    /// reference's passes over the mismatched completions, without gradients).
+    func ktoPasses(model: any TrainableModel, batch: [UnpairedExample], trained: String?) throws
+        -> (sequences: [TrainingSequence], reference: [Double], kl: Double) {
+        let (seqs, klSeqs) = sequences(batch)
+        let ref = try referenceLogProbs(model: model, examples: batch, sequences: seqs, kl: klSeqs, trained: trained)
+        let kl = kto!.klEstimate(policy: klSeqs.isEmpty ? [] : try model.sequenceLogProbs(klSeqs).sums, reference: ref.kl)
+        return (seqs, ref.completions, kl)
+    }
+
     /// Every example's reference log-probabilities, computed once before training in batches of
     /// `batchSize` (`precompute_ref_log_probs`).
     func precomputeReference(model: any TrainableModel, examples: inout PreferenceExamples, batchSize: Int, trained: String) throws {
@@ -215,12 +226,10 @@ public final class PreferenceObjective: @unchecked Sendable {
                               tokens: seqs.reduce(0) { $0 + $1.tokens.count })
         case .unpaired(let batch):
             let kto = kto!
-            let (seqs, klSeqs) = sequences(batch)
-            let ref = try referenceLogProbs(model: model, examples: batch, sequences: seqs, kl: klSeqs, trained: trained)
-            let kl = kto.klEstimate(policy: klSeqs.isEmpty ? [] : try model.sequenceLogProbs(klSeqs).sums, reference: ref.kl)
+            let (seqs, ref, kl) = try ktoPasses(model: model, batch: batch, trained: trained)
             var outcome: (loss: Double, gradient: [Double], metrics: [String: MetricSum])?
             _ = try model.forwardBackward(seqs, options: options) { lp in
-                outcome = kto.evaluate(logps: lp.sums, reference: ref.completions, desirable: batch.map(\.desirable), kl: kl)
+                outcome = kto.evaluate(logps: lp.sums, reference: ref, desirable: batch.map(\.desirable), kl: kl)
                 return .perSequence(outcome!.gradient.map { $0 * scale })
             }
             return MicroBatch(loss: outcome!.loss, examples: batch.count, metrics: outcome!.metrics, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
@@ -238,11 +247,8 @@ public final class PreferenceObjective: @unchecked Sendable {
             return MicroBatch(loss: o.loss, examples: pairs.count, metrics: Self.perPair(o.metricSums, pairs: pairs.count),
                               tokens: seqs.reduce(0) { $0 + $1.tokens.count })
         case .unpaired(let batch):
-            let kto = kto!
-            let (seqs, klSeqs) = sequences(batch)
-            let ref = try referenceLogProbs(model: model, examples: batch, sequences: seqs, kl: klSeqs, trained: trained)
-            let kl = kto.klEstimate(policy: klSeqs.isEmpty ? [] : try model.sequenceLogProbs(klSeqs).sums, reference: ref.kl)
-            let o = kto.evaluate(logps: try model.sequenceLogProbs(seqs).sums, reference: ref.completions, desirable: batch.map(\.desirable), kl: kl)
+            let (seqs, ref, kl) = try ktoPasses(model: model, batch: batch, trained: trained)
+            let o = kto!.evaluate(logps: try model.sequenceLogProbs(seqs).sums, reference: ref, desirable: batch.map(\.desirable), kl: kl)
             return MicroBatch(loss: o.loss, examples: batch.count, metrics: o.metrics, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
         }
     }

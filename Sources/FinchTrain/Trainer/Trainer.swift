@@ -70,8 +70,7 @@ public final class Trainer: @unchecked Sendable {
     /// frozen as the reference ("ref") and as the adapter trained.
     public convenience init(model: any TrainableModel, config: TrainingConfig, examples: PreferenceExamples,
                             evalExamples: PreferenceExamples? = nil, runDirectory: String? = nil, world: (any TrainingWorld)? = nil) throws {
-        let none: PreferenceExamples = if case .unpaired = examples { .unpaired([]) } else { .pairs([]) }
-        try self.init(model: model, config: config, train: [], eval: [], examples: examples, evalExamples: evalExamples ?? none,
+        try self.init(model: model, config: config, train: [], eval: [], examples: examples, evalExamples: evalExamples ?? examples.emptied,
                       runDirectory: runDirectory, world: world)
     }
 
@@ -351,7 +350,7 @@ public final class Trainer: @unchecked Sendable {
             while i < evalExamples.count {
                 let b = try p.evaluate(model: model, examples: evalExamples[i..<min(i + config.batchSize, evalExamples.count)], trained: adapterName)
                 loss += b.loss * Double(b.examples); count += b.examples; tokens += b.tokens
-                sums.merge(b.metrics) { MetricSum(sum: $0.sum + $1.sum, count: $0.count + $1.count) }
+                sums.merge(b.metrics, uniquingKeysWith: +)
                 i += config.batchSize
             }
             var scores: [String: Double] = [:]
