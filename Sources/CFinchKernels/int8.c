@@ -60,51 +60,35 @@ static void quantize_avx512(const float *x, const float *f, int c, float inv, in
 }
 #endif
 
+static void quantize_row(const float *row, const float *kept, int c, int wide, int8_t *out, float *scale) {
+#if defined(__x86_64__)
+    float m = wide ? row_absmax_avx512(row, kept, c) : row_absmax(row, kept, c);
+#else
+    (void)wide;
+    float m = row_absmax(row, kept, c);
+#endif
+    if (!(m > 0) || !isfinite(m)) {
+        *scale = isfinite(m) ? 1.0f : m;
+        for (int j = 0; j < c; j++) out[j] = 0;
+        return;
+    }
+    *scale = m / 127;
+#if defined(__x86_64__)
+    if (wide) { quantize_avx512(row, kept, c, 127 / m, out); return; }
+#endif
+    quantize_portable(row, kept, c, 127 / m, out);
+}
+
 void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factors, int8_t *q, float *scales) {
 #if defined(__x86_64__)
     int wide = finch_cpu_avx512_level() > 0;
 #else
     int wide = 0;
 #endif
-    for (int r = 0; r < rows; r++) {
-        const float *row = x + (size_t)r * c;
-        int8_t *out = q + (size_t)r * c;
-#if defined(__x86_64__)
-        float m = wide ? row_absmax_avx512(row, factors, c) : row_absmax(row, factors, c);
-#else
-        float m = row_absmax(row, factors, c);
-#endif
-        if (!(m > 0) || !isfinite(m)) {
-            scales[r] = isfinite(m) ? 1.0f : m;
-            for (int j = 0; j < c; j++) out[j] = 0;
-            continue;
-        }
-        scales[r] = m / 127;
-        float inv = 127 / m;
-#if defined(__x86_64__)
-        if (wide) { quantize_avx512(row, factors, c, inv, out); continue; }
-#endif
-        quantize_portable(row, factors, c, inv, out);
-    }
+    for (int r = 0; r < rows; r++) quantize_row(x + (size_t)r * c, factors, c, wide, q + (size_t)r * c, scales + r);
 }
 
-void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
-                      float *out, int accumulate) {
-    for (int r = 0; r < rows; r++) {
-        const int32_t *src = sums + (size_t)r * c;
-        float *dst = out + (size_t)r * c;
-        const float s = row_scales[r];
-        if (column_scales) {
-            if (accumulate) for (int j = 0; j < c; j++) dst[j] += (float)src[j] * s * column_scales[j];
-            else for (int j = 0; j < c; j++) dst[j] = (float)src[j] * s * column_scales[j];
-        } else {
-            if (accumulate) for (int j = 0; j < c; j++) dst[j] += (float)src[j] * s;
-            else for (int j = 0; j < c; j++) dst[j] = (float)src[j] * s;
-        }
-    }
-}
-
-// --- the outlier columns' f32 part, added as the sums are scaled back (one pass over the output) ---
+// --- scaling the sums back, with the outlier columns' f32 part added in the same pass over the output ---
 
 // Dimension letters here: K outlier columns.
 
@@ -163,27 +147,54 @@ void finch_scale_sums_outliers(const int32_t *sums, int rows, int c, const float
     scale_sums_outliers_portable(sums, rows, c, row_scales, column_scales, xo, k, wo, out, accumulate);
 }
 
-void finch_gather_columns(const float *x, int rows, size_t ld, const int32_t *columns, int k, float *out) {
+void finch_quantize_rows_s8_split(const float *x, int rows, int c, const float *kept, const int32_t *columns, int k,
+                                  int8_t *q, float *scales, float *xo) {
+#if defined(__x86_64__)
+    int wide = finch_cpu_avx512_level() > 0;
+#else
+    int wide = 0;
+#endif
     for (int r = 0; r < rows; r++) {
-        const float *row = x + (size_t)r * ld;
-        for (int t = 0; t < k; t++) out[(size_t)r * k + t] = row[columns[t]];
+        const float *row = x + (size_t)r * c;
+        quantize_row(row, kept, c, wide, q + (size_t)r * c, scales + r);
+        for (int t = 0; t < k; t++) xo[(size_t)r * k + t] = row[columns[t]];   // the row is in cache
     }
 }
 
-void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k, float *out) {
+void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k,
+                                 float *out, size_t ldo) {
     for (int o = 0; o < rows; o++) {
         const int8_t *row = w + (size_t)o * c;
-        for (int t = 0; t < k; t++) out[(size_t)t * rows + o] = (float)row[columns[t]] * scales[o];
+        for (int t = 0; t < k; t++) out[(size_t)t * ldo + o] = (float)row[columns[t]] * scales[o];
     }
 }
 
-void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, float *out) {
+void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, int c0, int c1, float *out) {
     for (int t = 0; t < k; t++) {
         const int8_t *row = w + (size_t)rows[t] * c;
         const float s = scales[rows[t]];
         float *dst = out + (size_t)t * c;
-        for (int j = 0; j < c; j++) dst[j] = (float)row[j] * s;
+        for (int j = c0; j < c1; j++) dst[j] = (float)row[j] * s;
     }
+}
+
+// --- the median column maximum (Hoare's selection, in place) ---
+
+float finch_select_nth(float *a, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const float pivot = a[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { float t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break;
+    }
+    return a[k];
 }
 
 // --- column maxima (the outlier columns of Int8Product) ---

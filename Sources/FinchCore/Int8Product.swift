@@ -83,7 +83,8 @@ public final class Int8Product: @unchecked Sendable {
                                     out + range.lowerBound)
             }
         }
-        let median = colMax.sorted()[c / 2]
+        var order = colMax
+        let median = finch_select_nth(&order, Int32(c), Int32(c / 2))
         guard median > 0 else { return [] }
         var picked = (0..<c).filter { colMax[$0] > Self.outlierRatio * median }
         if picked.count > c / Self.maxOutlierShare {
@@ -92,101 +93,136 @@ public final class Int8Product: @unchecked Sendable {
         return picked
     }
 
-    /// `quantizeRows` of a [R, C] ⊙ factors with its outlier columns left out (factor 0); returns
-    /// those columns, whose products the caller runs in f32.
-    static func quantizeRowsWithoutOutliers(_ a: UnsafePointer<Float>, rows: Int, columns c: Int, factors: UnsafePointer<Float>?,
-                                            into q: UnsafeMutablePointer<Int8>, scales s: UnsafeMutablePointer<Float>) -> [Int] {
+    /// An operand a [R, C] ⊙ factors for an integer product: its int8 rows without the outlier
+    /// columns (`quantizeRows` with those columns' factors 0), and a's values at those columns [R, K],
+    /// gathered as each row is quantized (`finch_quantize_rows_s8_split`), in the scratch slots `slots`.
+    static func quantizeSplit(_ a: UnsafePointer<Float>, rows: Int, columns c: Int, factors: UnsafePointer<Float>?,
+                              scratch: Scratch, slots: Scratch.Int8Slots) -> Int8Operand {
         Profile.measure(.int8Convert) {
-            let outliers = outlierColumns(a, rows: rows, columns: c, factors: factors)
+            let q = scratch.bytes(rows * c, slot: slots.values), s = scratch.floats(rows, slot: slots.scales)
+            let outliers = outlierColumns(a, rows: rows, columns: c, factors: factors).map(Int32.init)
             guard !outliers.isEmpty else {
                 quantizeRows(a, rows: rows, columns: c, columnFactors: factors, into: q, scales: s)
-                return []
+                return Int8Operand(values: q, scales: s, outliers: [], outlierValues: nil, rows: rows, columns: c)
             }
             var kept = factors.map { Array(UnsafeBufferPointer(start: $0, count: c)) } ?? [Float](repeating: 1, count: c)
-            for j in outliers { kept[j] = 0 }
-            kept.withUnsafeBufferPointer { quantizeRows(a, rows: rows, columns: c, columnFactors: $0.baseAddress, into: q, scales: s) }
-            return outliers
+            for j in outliers { kept[Int(j)] = 0 }
+            let k = outliers.count
+            let xo = scratch.floats(rows * k, slot: slots.outlierValues)
+            kept.withUnsafeBufferPointer { kp in
+                outliers.withUnsafeBufferPointer { j in
+                    Parallel.forEachRange(rows, costPerItem: c * 2) { r in
+                        let lo = r.lowerBound
+                        finch_quantize_rows_s8_split(a + lo * c, Int32(r.count), Int32(c), kp.baseAddress!, j.baseAddress!,
+                                                     Int32(k), q + lo * c, s + lo, xo + lo * k)
+                    }
+                }
+            }
+            return Int8Operand(values: q, scales: s, outliers: outliers, outlierValues: xo, rows: rows, columns: c)
         }
     }
 
     /// y [M, O] (+)= x [M, I] · Wᵀ: the int8 product of x without its outlier columns, plus theirs in f32
-    /// (added as the integer sums are scaled back: one pass over y).
+    /// (added as the integer sums are scaled back: one pass over y). Inside `Scratch.sharingInput(x)`
+    /// the int8 form of x the first product made is reused.
     public func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                         scratch: Scratch) throws(CoreError) {
-        let (xq, sx, c) = scratch.int8Operands(input: m * columns, rows: m, output: m * rows)
-        let outliers = Self.quantizeRowsWithoutOutliers(x, rows: m, columns: columns, factors: nil, into: xq, scales: sx)
-        try GEMM.int8(m: m, n: rows, k: columns, a: xq, lda: columns, b: weight.pointer, ldb: columns, bTransposed: true,
+        let operand: Int8Operand
+        if scratch.sharedInput == x, let shared = scratch.sharedInt8, shared.rows == m, shared.columns == columns {
+            operand = shared
+        } else {
+            let slots = scratch.sharedInput == x ? Scratch.Int8Slots.shared : .product
+            operand = Self.quantizeSplit(x, rows: m, columns: columns, factors: nil, scratch: scratch, slots: slots)
+            if slots == .shared { scratch.sharedInt8 = operand }
+        }
+        let c = scratch.sums(m * rows)
+        try GEMM.int8(m: m, n: rows, k: columns, a: operand.values, lda: columns, b: weight.pointer, ldb: columns, bTransposed: true,
                       c: c, ldc: rows, accumulate: false)
-        guard !outliers.isEmpty else {
-            Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate) }
-            return
-        }
-        // y += x[:, J] · W[:, J]ᵀ, W's columns J from its int8 form.
-        let k = outliers.count
-        let xo = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(k * rows, slot: Scratch.outlierWeightSlot)
-        outliers.map(Int32.init).withUnsafeBufferPointer { j in
-            finch_gather_columns(x, Int32(m), columns, j.baseAddress!, Int32(k), xo)
-            finch_gather_weight_columns(weight.pointer, Int32(rows), Int32(columns), scale.pointer, j.baseAddress!, Int32(k), wo)
-        }
         Profile.measure(.int8Convert) {
-            scaleBack(c, rows: m, columns: rows, rowScales: sx, columnScales: scale.pointer, into: y, accumulate: accumulate, outliers: (xo, k, wo))
+            // y += x[:, J] · W[:, J]ᵀ, W's columns J [K, O] from its int8 form.
+            let k = operand.outliers.count
+            let wo = scratch.floats(k * rows, slot: Scratch.outlierWeightSlot)
+            if k > 0 {
+                operand.outliers.withUnsafeBufferPointer { j in
+                    Parallel.forEachRange(rows, costPerItem: k * 8) { r in
+                        finch_gather_weight_columns(weight.pointer + r.lowerBound * columns, Int32(r.count), Int32(columns),
+                                                    scale.pointer + r.lowerBound, j.baseAddress!, Int32(k), wo + r.lowerBound, rows)
+                    }
+                }
+            }
+            scaleBack(c, rows: m, columns: rows, rowScales: operand.scales, columnScales: scale.pointer, into: y,
+                      accumulate: accumulate, outliers: (operand.outlierValues, k, wo))
         }
     }
 
-    /// dx [M, I] (+)= dy [M, O] · W: dy ⊙ the weight's scales, without its outlier columns,
-    /// quantized per row and multiplied in integers, plus the outlier columns' part in f32.
+    /// dx [M, I] (+)= dy [M, O] · W: dy ⊙ the weight's scales, without its outlier columns, quantized
+    /// per row and multiplied in integers, plus the outlier columns' part in f32.
     public func backwardInput(dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, rows m: Int, accumulate: Bool,
                               scratch: Scratch) throws(CoreError) {
-        let (gq, sg, c) = scratch.int8Operands(input: m * rows, rows: m, output: m * columns)
-        let outliers = Self.quantizeRowsWithoutOutliers(dy, rows: m, columns: rows, factors: scale.pointer, into: gq, scales: sg)
-        try GEMM.int8(m: m, n: columns, k: rows, a: gq, lda: rows, b: weight.pointer, ldb: columns, bTransposed: false,
+        let operand = Self.quantizeSplit(dy, rows: m, columns: rows, factors: scale.pointer, scratch: scratch, slots: .product)
+        let c = scratch.sums(m * columns)
+        try GEMM.int8(m: m, n: columns, k: rows, a: operand.values, lda: rows, b: weight.pointer, ldb: columns, bTransposed: false,
                       c: c, ldc: columns, accumulate: false)
-        guard !outliers.isEmpty else {
-            Profile.measure(.int8Convert) { scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate) }
-            return
-        }
-        // dx += dy[:, J] · W[J, :], W's rows J from its int8 form.
-        let k = outliers.count
-        let go = scratch.floats(m * k, slot: Scratch.outlierInputSlot), wo = scratch.floats(k * columns, slot: Scratch.outlierWeightSlot)
-        outliers.map(Int32.init).withUnsafeBufferPointer { o in
-            finch_gather_columns(dy, Int32(m), rows, o.baseAddress!, Int32(k), go)
-            finch_gather_weight_rows(weight.pointer, Int32(columns), scale.pointer, o.baseAddress!, Int32(k), wo)
-        }
         Profile.measure(.int8Convert) {
-            scaleBack(c, rows: m, columns: columns, rowScales: sg, columnScales: nil, into: dx, accumulate: accumulate, outliers: (go, k, wo))
+            // dx += dy[:, J] · W[J, :], W's rows J [K, I] from its int8 form.
+            let k = operand.outliers.count
+            let wo = scratch.floats(k * columns, slot: Scratch.outlierWeightSlot)
+            if k > 0 {
+                operand.outliers.withUnsafeBufferPointer { j in
+                    Parallel.forEachRange(columns, costPerItem: k) { r in
+                        finch_gather_weight_rows(weight.pointer, Int32(columns), scale.pointer, j.baseAddress!, Int32(k),
+                                                 Int32(r.lowerBound), Int32(r.upperBound), wo)
+                    }
+                }
+            }
+            scaleBack(c, rows: m, columns: columns, rowScales: operand.scales, columnScales: nil, into: dx, accumulate: accumulate,
+                      outliers: (operand.outlierValues, k, wo))
         }
     }
 
-    /// out [R, C] (+)= sums [R, C] · rowScales[r] (· columnScales[c]).
-    /// With `outliers` (xo [R, K], K, wo [K, C]), plus xo · wo in the same pass.
+    /// out [R, C] (+)= sums [R, C] · rowScales[r] (· columnScales[c]) + xo [R, K] · wo [K, C] (K may be 0).
     private func scaleBack(_ sums: UnsafePointer<Int32>, rows: Int, columns c: Int, rowScales: UnsafePointer<Float>,
                            columnScales: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
-                           outliers: (UnsafeMutablePointer<Float>, Int, UnsafeMutablePointer<Float>)? = nil) {
-        if let (xo, k, wo) = outliers {
-            Parallel.forEachRange(rows, costPerItem: c * (k + 1)) { r in
-                finch_scale_sums_outliers(sums + r.lowerBound * c, Int32(r.count), Int32(c), rowScales + r.lowerBound, columnScales,
-                                          xo + r.lowerBound * k, Int32(k), wo, out + r.lowerBound * c, accumulate ? 1 : 0)
-            }
-            return
-        }
-        Parallel.forEachRange(rows, costPerItem: c) { r in
-            finch_scale_sums(sums + r.lowerBound * c, Int32(r.count), Int32(c), rowScales + r.lowerBound, columnScales,
-                             out + r.lowerBound * c, accumulate ? 1 : 0)
+                           outliers: (xo: UnsafeMutablePointer<Float>?, k: Int, wo: UnsafeMutablePointer<Float>)) {
+        let k = outliers.k
+        Parallel.forEachRange(rows, costPerItem: c * (k + 1)) { r in
+            let lo = r.lowerBound
+            finch_scale_sums_outliers(sums + lo * c, Int32(r.count), Int32(c), rowScales + lo, columnScales,
+                                      outliers.xo.map { $0 + lo * k }, Int32(k), outliers.wo, out + lo * c, accumulate ? 1 : 0)
         }
     }
 }
 
+/// An activation operand of an integer product: int8 rows [R, C] with their scales [R], its outlier
+/// columns (ascending) and its values there [R, K] (nil without outliers).
+struct Int8Operand {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+    let outliers: [Int32]
+    let outlierValues: UnsafeMutablePointer<Float>?
+    let rows: Int, columns: Int
+}
+
 extension Scratch {
-    /// int8 activations [count], their row scales [rows] and the int32 sums [output] of one integer product.
-    func int8Operands(input: Int, rows: Int, output: Int) -> (UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int32>) {
-        let q = UnsafeMutableRawPointer(floats((input + 3) / 4, slot: Self.int8InputSlot)).bindMemory(to: Int8.self, capacity: input)
-        let s = floats(rows, slot: Self.int8ScaleSlot)
-        let c = UnsafeMutableRawPointer(floats(output, slot: Self.int8SumSlot)).bindMemory(to: Int32.self, capacity: output)
-        return (q, s, c)
+    /// Where an operand's int8 form lives: the product's own slots, or those kept while `sharingInput` runs.
+    struct Int8Slots: Equatable {
+        let values: Int, scales: Int, outlierValues: Int
+        static let product = Int8Slots(values: 16, scales: 17, outlierValues: 19)
+        static let shared = Int8Slots(values: 21, scales: 22, outlierValues: 23)
     }
 
-    /// Float slots the integer products use (above those the LoRA layers use).
-    static let int8InputSlot = 16, int8ScaleSlot = 17, int8SumSlot = 18, outlierInputSlot = 19, outlierWeightSlot = 20
+    /// At least `count` bytes in a float slot.
+    func bytes(_ count: Int, slot: Int) -> UnsafeMutablePointer<Int8> {
+        UnsafeMutableRawPointer(floats((count + 3) / 4, slot: slot)).bindMemory(to: Int8.self, capacity: count)
+    }
+
+    /// The int32 sums [count] of one integer product.
+    func sums(_ count: Int) -> UnsafeMutablePointer<Int32> {
+        UnsafeMutableRawPointer(floats(count, slot: Self.int8SumSlot)).bindMemory(to: Int32.self, capacity: count)
+    }
+
+    /// Float slots the integer products use (above those the LoRA layers use): see also `Int8Slots`.
+    static let int8SumSlot = 18, outlierWeightSlot = 20
 }
 
 /// Activation rows quantized for the integer block kernels of decoding (`finch_block_gemv_q8`): int8

@@ -261,6 +261,18 @@ public final class Scratch: @unchecked Sendable {
     private var floatBuffers: [Buffer<Float>] = []
     private var weightF32Buffer = Buffer<Float>(count: 0)
     private var weightBF16Buffer = Buffer<BF16Bits>(count: 0)
+    /// The input of `sharingInput`, and its int8 form once the first integer product made it.
+    var sharedInput: UnsafePointer<Float>?
+    var sharedInt8: Int8Operand?
+
+    /// Runs `body`, in which several weights multiply the same input x in turn (a block's normed
+    /// hidden states into q, k and v, or gate and up) and x does not change: the first integer
+    /// product quantizes x, the others reuse its int8 form (`Int8Product.forward`).
+    public func sharingInput<R>(_ x: UnsafePointer<Float>, _ body: () throws -> R) rethrows -> R {
+        sharedInput = x; sharedInt8 = nil
+        defer { sharedInput = nil; sharedInt8 = nil }
+        return try body()
+    }
 
     /// A quantized weight expanded to f32 (one layer's worth; reused by every layer).
     public func weightF32(_ count: Int) -> Buffer<Float> {

@@ -1,4 +1,5 @@
 @testable import FinchCore
+import CFinchKernels
 import XCTest
 
 // Dimension letters: M rows, O output features, I input features.
@@ -80,10 +81,16 @@ final class Int8ProductTests: XCTestCase {
 
     /// With outlier columns in both operands, forward and input gradient are exactly the scaled integer
     /// sums of the other columns plus the outlier columns' f32 products (float64 reference of the same
-    /// operands: f32 rounding only), whether the output is overwritten or added to.
+    /// operands: f32 rounding only), whether the output is overwritten or added to, on every kernel
+    /// path this CPU has (AVX-512, portable C).
     func testOutlierSplitIsTheIntegerSumsPlusTheFloatColumns() throws {
-        try outlierSplit(m: m, o: o, i: i)
-        try outlierSplit(m: 200, o: 200, i: 152)   // rows over both threads, columns not a multiple of 16
+        let paths = ["portable"] + (finch_cpu_avx512_level() > 0 ? ["avx512"] : [])
+        defer { finch_force_kernel_path(nil) }
+        for path in paths {
+            XCTAssertEqual(finch_force_kernel_path(path), 1)
+            try outlierSplit(m: m, o: o, i: i)
+            try outlierSplit(m: 200, o: 200, i: 152)   // rows over both threads, columns not a multiple of 16
+        }
     }
 
     func outlierSplit(m: Int, o: Int, i: Int) throws {
@@ -124,6 +131,39 @@ final class Int8ProductTests: XCTestCase {
             XCTAssertLessThan(error(y, wantY), 1e-6, "forward, accumulate \(accumulate)")
             XCTAssertLessThan(error(dx, wantDx), 1e-6, "input gradient, accumulate \(accumulate)")
         }
+    }
+
+    /// Weights multiplying one input in turn inside `sharingInput` (q, k, v) reuse its int8 form and
+    /// give the same outputs bit for bit as each quantizing it; another input, or fewer rows of it, is
+    /// quantized anew.
+    func testSharedInputIsQuantizedOnceWithTheSameResults() throws {
+        let weights = (0..<3).map { Int8Product(values: random((o + $0) * i, seed: 20 + UInt64($0), scale: 0.05), rows: o + $0, columns: i) }
+        var x = random(m * i, seed: 23)
+        for r in 0..<m { x[r * i + 5] *= 30 }   // with an outlier column
+        let other = random(m * i, seed: 24)
+        func run(_ p: Int8Product, _ input: [Float], rows: Int, _ scratch: Scratch) throws -> [Float] {
+            var y = [Float](repeating: 0, count: rows * p.rows)
+            try input.withUnsafeBufferPointer { try p.forward(y: &y, x: $0.baseAddress!, rows: rows, accumulate: false, scratch: scratch) }
+            return y
+        }
+        let alone = try weights.map { try run($0, x, rows: m, Scratch()) }
+        let scratch = Scratch()
+        try x.withUnsafeBufferPointer { xp in
+            try scratch.sharingInput(xp.baseAddress!) {
+                for (p, want) in zip(weights, alone) {
+                    var y = [Float](repeating: 0, count: m * p.rows)
+                    try p.forward(y: &y, x: xp.baseAddress!, rows: m, accumulate: false, scratch: scratch)
+                    XCTAssertEqual(y, want)
+                    XCTAssertEqual(scratch.sharedInt8?.outliers, [5])
+                    // another input in between does not disturb the shared form
+                    XCTAssertEqual(try run(p, other, rows: m, scratch), try run(p, other, rows: m, Scratch()))
+                }
+                var y = [Float](repeating: 0, count: 3 * o)
+                try weights[0].forward(y: &y, x: xp.baseAddress!, rows: 3, accumulate: false, scratch: scratch)
+                XCTAssertEqual(y, try run(weights[0], Array(x.prefix(3 * i)), rows: 3, Scratch()))
+            }
+        }
+        XCTAssertNil(scratch.sharedInput)
     }
 
     func testRowsOfZerosAndNonFiniteValues() {

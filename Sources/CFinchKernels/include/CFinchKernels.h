@@ -36,19 +36,22 @@ void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factor
 /// out[j] = max(out[j], max over rows r of |x[r, j] · factors[j]|) for the C columns of x [R, ·] (row stride ld;
 /// factors [C] may be NULL); a NaN value is passed over.
 void finch_column_absmax(const float *x, int rows, int c, size_t ld, const float *factors, float *out);
-/// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL).
-void finch_scale_sums(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
-                      float *out, int accumulate);
-/// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL) + xo [R, K] · wo [K, C]: the
-/// outlier columns' f32 part of an integer product added in the same pass over the output.
+/// out [R, C] (+)= sums [R, C] · row_scales[r] (· column_scales[c] when not NULL) + xo [R, K] · wo [K, C]: an
+/// integer product's sums scaled back, with its outlier columns' f32 part added in the same pass (K may be 0).
 void finch_scale_sums_outliers(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
                                const float *xo, int k, const float *wo, float *out, int accumulate);
-/// out [R, K] = x [R, ·] (row stride ld) at the K columns `columns`.
-void finch_gather_columns(const float *x, int rows, size_t ld, const int32_t *columns, int k, float *out);
-/// out [K, O] = (w [O, C] at the K columns `columns`)ᵀ · scales[o]: an int8 weight's columns in f32, transposed.
-void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k, float *out);
-/// out [K, C] = w [·, C] at the K rows `rows`, each times scales[row].
-void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, float *out);
+/// finch_quantize_rows_s8 of x ⊙ kept (kept: factors, 0 at the K outlier `columns`), and x's values at those
+/// columns gathered as each row is quantized: xo [R, K].
+void finch_quantize_rows_s8_split(const float *x, int rows, int c, const float *kept, const int32_t *columns, int k,
+                                  int8_t *q, float *scales, float *xo);
+/// out [K, ·] (row stride ldo) = (w [O, C] at the K columns `columns`)ᵀ · scales[o]: an int8 weight's columns in
+/// f32, transposed.
+void finch_gather_weight_columns(const int8_t *w, int rows, int c, const float *scales, const int32_t *columns, int k,
+                                 float *out, size_t ldo);
+/// out [K, C] columns c0 ..< c1 = w [·, C] at the K rows `rows`, each times scales[row].
+void finch_gather_weight_rows(const int8_t *w, int c, const float *scales, const int32_t *rows, int k, int c0, int c1, float *out);
+/// The k-th smallest of a [N] (0-based; no NaN), reordering a.
+float finch_select_nth(float *a, int n, int k);
 /// The core OpenBLAS chose by itself when it loaded.
 const char *finch_openblas_core_at_load(void);
 

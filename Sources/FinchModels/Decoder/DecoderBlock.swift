@@ -219,9 +219,11 @@ extension DecoderModel {
             }
         } else {
             let xb = w.sharedBF16(for: layer[.q], rows: n, channels: c)
-            linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, Q]
-            linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, K]
-            linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)    // [N, K]
+            scratch.sharingInput(w.xn.pointer) {
+                linear(.q, layer, y: qOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, Q]
+                linear(.k, layer, y: kOut.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)   // [N, K]
+                linear(.v, layer, y: a.v.pointer, x: w.xn.pointer, xBF16: xb, rows: n, accumulate: false, context: context)    // [N, K]
+            }
         }
         if s.qkNorm {
             backend.rmsNormForward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
@@ -264,10 +266,12 @@ extension DecoderModel {
         normForward(out: w.xn.pointer, stats: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
                     bias: layer.normBiases[.mlp], rows: n)
         let xb2 = w.sharedBF16(for: layer[.up], rows: n, channels: c)
-        if s.mlp.isGated {
-            linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)  // [N, F]
+        scratch.sharingInput(w.xn.pointer) {
+            if s.mlp.isGated {
+                linear(.gate, layer, y: a.gate.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)  // [N, F]
+            }
+            linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)      // [N, F]
         }
-        linear(.up, layer, y: a.up.pointer, x: w.xn.pointer, xBF16: xb2, rows: n, accumulate: false, context: context)      // [N, F]
         if recompute && !s.sandwichNorms { return }
         activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
         if s.sandwichNorms {
