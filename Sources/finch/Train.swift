@@ -78,6 +78,9 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.epochs), help: .setting(\.epochs)) var epochs: Double?
     @Option(name: .setting(\.maxGradNorm), help: .setting(\.maxGradNorm)) var maxGradNorm: Double?
     @Option(name: .setting(\.weightDecay), help: .setting(\.weightDecay)) var weightDecay: Double?
+    @Option(name: .setting(\.loraPlusLRRatio), help: .setting(\.loraPlusLRRatio)) var loraPlusLRRatio: Double?
+    @Option(name: .setting(\.loraPlusLREmbedding), help: .setting(\.loraPlusLREmbedding)) var loraPlusLREmbedding: Double?
+    @Option(name: .setting(\.loraPlusWeightDecay), help: .setting(\.loraPlusWeightDecay)) var loraPlusWeightDecay: Double?
     @Option(name: .setting(\.optimizer), help: .setting(\.optimizer)) var optimizer: OptimizerKind?
     @Flag(name: [.customLong("dry-run"), .customLong("dry_run")], help: "Load the model and data, print the predicted peak memory by part (with and without gradient checkpointing), and stop without training.")
     var dryRun = false
@@ -116,7 +119,8 @@ struct Train: ParsableCommand {
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),
          .value(\.maxSeqLen, maxSeqLen), .value(\.sourceMaxLen, sourceMaxLen), .value(\.targetMaxLen, targetMaxLen),
          .value(\.epochs, epochs), .clear(\.maxSteps, when: epochs != nil && maxSteps == nil), .value(\.maxSteps, maxSteps),
-         .value(\.maxGradNorm, maxGradNorm), .value(\.weightDecay, weightDecay), .value(\.optimizer, optimizer),
+         .value(\.maxGradNorm, maxGradNorm), .value(\.weightDecay, weightDecay), .value(\.loraPlusLRRatio, loraPlusLRRatio),
+         .value(\.loraPlusLREmbedding, loraPlusLREmbedding), .value(\.loraPlusWeightDecay, loraPlusWeightDecay), .value(\.optimizer, optimizer),
          .value(\.evalSteps, evalSteps), .value(\.saveSteps, saveSteps), .value(\.saveTotalLimit, saveTotalLimit),
          .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
          .flag(\.groupByLength, groupByLength), .flag(\.trainOnSource, trainOnSource),

@@ -34,6 +34,11 @@ public final class AdamW: Optimizer, @unchecked Sendable {
 
     /// Where the update runs (the trained model's backend).
     public var backend: any ComputeBackend = CPUBackend.shared
+    /// Each parameter's group (learning-rate factor, weight decay); nil: all at the learning rate
+    /// with `hyper.weightDecay`.
+    public var groups: [ParameterGroup]? {
+        didSet { precondition(groups == nil || groups!.count == parameters.count, "one group per parameter") }
+    }
 
     public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: Hyperparameters) {
         self.parameters = parameters
@@ -65,11 +70,12 @@ public final class AdamW: Optimizer, @unchecked Sendable {
         step += 1
         let t = Double(step)
         let bc1 = 1 - pow(hyper.beta1, t), bc2Sqrt = (1 - pow(hyper.beta2, t)).squareRoot()
-        let decay = Float(1 - lr * hyper.weightDecay)
         let w1 = Float(1 - hyper.beta1), b2 = Float(hyper.beta2), w2 = Float(1 - hyper.beta2)
-        let stepSize = Float(lr / bc1), bc2 = Float(bc2Sqrt), eps = Float(hyper.epsilon)
-        let h = AdamWStep(decay: decay, oneMinusBeta1: w1, beta2: b2, oneMinusBeta2: w2, stepSize: stepSize, bc2: bc2, epsilon: eps)
+        let bc2 = Float(bc2Sqrt), eps = Float(hyper.epsilon)
         for (k, p) in parameters.enumerated() {
+            let g = groups?[k], plr = lr * (g?.lrFactor ?? 1)
+            let h = AdamWStep(decay: Float(1 - plr * (g?.weightDecay ?? hyper.weightDecay)), oneMinusBeta1: w1, beta2: b2,
+                              oneMinusBeta2: w2, stepSize: Float(plr / bc1), bc2: bc2, epsilon: eps)
             backend.adamWUpdate(value: p.value.pointer, grad: p.grad.pointer, expAvg: expAvg[k].pointer,
                                 expAvgSq: expAvgSq[k].pointer, count: p.value.count, step: h)
         }

@@ -36,6 +36,11 @@ public final class AdamW8bit: Optimizer, @unchecked Sendable {
     let moments: [Moments]
     /// Where the update runs (the trained model's backend).
     public var backend: any ComputeBackend = CPUBackend.shared
+    /// Each parameter's group (learning-rate factor, weight decay); nil: all at the learning rate
+    /// with `hyper.weightDecay`.
+    public var groups: [ParameterGroup]? {
+        didSet { precondition(groups == nil || groups!.count == parameters.count, "one group per parameter") }
+    }
 
     public init(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)], hyper: AdamW.Hyperparameters,
                 paged: Bool = false) throws {
@@ -64,9 +69,10 @@ public final class AdamW8bit: Optimizer, @unchecked Sendable {
 
     public func update(lr: Double) {
         step += 1
-        let h = AdamW8bitStep(lr: lr, beta1: hyper.beta1, beta2: hyper.beta2, epsilon: hyper.epsilon,
-                              weightDecay: hyper.weightDecay, step: step)
         for (k, p) in parameters.enumerated() {
+            let g = groups?[k]
+            let h = AdamW8bitStep(lr: lr * (g?.lrFactor ?? 1), beta1: hyper.beta1, beta2: hyper.beta2, epsilon: hyper.epsilon,
+                                  weightDecay: g?.weightDecay ?? hyper.weightDecay, step: step)
             let state: AdamW8bitMoments
             switch moments[k] {
             case .full(let m, let v): state = .full(m: m.pointer, v: v.pointer)

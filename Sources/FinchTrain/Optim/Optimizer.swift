@@ -61,17 +61,19 @@ public enum OptimizerKind: String, Sendable, CaseIterable, Codable {
         }
     }
 
-    /// The optimizer over `parameters`, updating on `backend` (the trained model's).
+    /// The optimizer over `parameters`, updating on `backend` (the trained model's), with each
+    /// parameter's `groups` entry (nil: all at the learning rate with `hyper.weightDecay`).
     public func make(parameters: [(name: String, value: Buffer<Float>, grad: Buffer<Float>)],
-                     hyper: AdamW.Hyperparameters, backend: any ComputeBackend = CPUBackend.shared) throws -> any Optimizer {
+                     hyper: AdamW.Hyperparameters, groups: [ParameterGroup]? = nil,
+                     backend: any ComputeBackend = CPUBackend.shared) throws -> any Optimizer {
         func adamW(paged: Bool) throws -> AdamW {
             let a = try AdamW(parameters: parameters, hyper: hyper, paged: paged)
-            a.backend = backend
+            a.backend = backend; a.groups = groups
             return a
         }
         func adamW8bit(paged: Bool) throws -> AdamW8bit {
             let a = try AdamW8bit(parameters: parameters, hyper: hyper, paged: paged)
-            a.backend = backend
+            a.backend = backend; a.groups = groups
             return a
         }
         switch self {

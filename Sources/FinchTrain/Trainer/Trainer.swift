@@ -108,10 +108,12 @@ public final class Trainer: @unchecked Sendable {
             try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
         }
         model.zeroGradients()
+        let trainable = model.trainableParameters()
         optimizer = try config.optimizer.make(
-            parameters: model.trainableParameters(),
+            parameters: trainable,
             hyper: .init(beta1: config.adamBeta1, beta2: config.adamBeta2, epsilon: config.adamEpsilon,
                          weightDecay: config.weightDecay),
+            groups: config.loraPlus?.groups(names: trainable.map(\.name), learningRate: config.learningRate),
             backend: model.backend)
         let lengths = preference.map { p in (0..<examples.count).map { p.rows(examples, $0) } } ?? train.map(\.tokens.count)
         // KTO takes its batches in order (TRL's sequential sampling): each example's KL completion

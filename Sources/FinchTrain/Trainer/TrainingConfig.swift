@@ -101,9 +101,19 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// 0 = no clipping.
     public var maxGradNorm: Double = 1.0
     public var weightDecay: Double = 0
+    /// LoRA+ (`loraplus_lr_ratio`): B's learning rate this many times A's; nil = plain LoRA. See `LoRAPlus`.
+    public var loraPlusLRRatio: Double? = nil
+    /// LoRA+: the embedding adapters' learning rate (PEFT's default 1e-6).
+    public var loraPlusLREmbedding: Double = 1e-6
+    /// LoRA+: the groups' weight decay (PEFT's `loraplus_weight_decay`); nil = `weightDecay`.
+    public var loraPlusWeightDecay: Double? = nil
     public var adamBeta1: Double = 0.9
     public var adamBeta2: Double = 0.999
     public var adamEpsilon: Double = 1e-8
+    /// LoRA+'s grouping of the adapter's tensors, when `loraPlusLRRatio` is set.
+    public var loraPlus: LoRAPlus? {
+        loraPlusLRRatio.map { LoRAPlus(lrRatio: $0, embeddingLearningRate: loraPlusLREmbedding, weightDecay: loraPlusWeightDecay ?? weightDecay) }
+    }
     /// adamw, paged_adamw, adamw_8bit or paged_adamw_8bit (`OptimizerKind`).
     public var optimizer: OptimizerKind = .adamw
     public var seed: UInt64 = 42
@@ -280,6 +290,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("max_grad_norm", \.maxGradNorm, flags: ["max-grad-norm", "max_grad_norm"], help: "Clip the gradient norm (0 = off).",
               check: { v, _ in v >= 0 ? nil : "max_grad_norm must be ≥ 0 (0 = no clipping)" }),
         .make("weight_decay", \.weightDecay, flags: ["weight-decay", "weight_decay"], help: "AdamW weight decay."),
+        .make("loraplus_lr_ratio", \.loraPlusLRRatio, flags: ["loraplus-lr-ratio", "loraplus_lr_ratio"],
+              help: "LoRA+: B's learning rate this many times A's (PEFT's create_loraplus_optimizer; the paper suggests 16).",
+              check: { v, _ in v.map { $0 > 0 } ?? true ? nil : "loraplus_lr_ratio must be positive (got \(v!))" }),
+        .make("loraplus_lr_embedding", \.loraPlusLREmbedding, flags: ["loraplus-lr-embedding", "loraplus_lr_embedding"],
+              help: "LoRA+: the learning rate of adapters on embeddings (PEFT's default 1e-6).",
+              check: { v, c in v < 0 ? "loraplus_lr_embedding must be ≥ 0 (got \(v))"
+                  : v != 1e-6 && c.loraPlusLRRatio == nil ? "loraplus_lr_embedding is a setting of LoRA+: set loraplus_lr_ratio" : nil }),
+        .make("loraplus_weight_decay", \.loraPlusWeightDecay, flags: ["loraplus-weight-decay", "loraplus_weight_decay"],
+              help: "LoRA+: the adapter groups' weight decay (PEFT's loraplus_weight_decay); default: weight_decay.",
+              check: { v, c in v.map { $0 < 0 } ?? false ? "loraplus_weight_decay must be ≥ 0"
+                  : v != nil && c.loraPlusLRRatio == nil ? "loraplus_weight_decay is a setting of LoRA+: set loraplus_lr_ratio" : nil }),
         .make("adam_beta1", \.adamBeta1, help: "AdamW β1."),
         .make("adam_beta2", \.adamBeta2, help: "AdamW β2."),
         .make("adam_epsilon", \.adamEpsilon, help: "AdamW ε."),
