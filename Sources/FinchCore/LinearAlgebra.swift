@@ -1,0 +1,85 @@
+import COpenBLAS
+
+// Dimension letters: M rows, N columns, K = min(M, N).
+
+/// Matrix factorizations in float64 through LAPACK (OpenBLAS's), on row-major matrices: the
+/// decompositions that PEFT's initializations take of a weight (`torch.linalg.qr` / `svd`, which call
+/// the same LAPACK routines, geqrf + orgqr and gesdd).
+public enum LinearAlgebra {
+    /// A LAPACK routine reported `info` ≠ 0.
+    public struct Failure: Error, CustomStringConvertible {
+        public let routine: String
+        public let info: Int32
+        public var description: String {
+            "LAPACK \(routine) failed (info \(info))" + (info > 0 ? ": it did not converge" : ": an argument was invalid")
+        }
+    }
+
+    /// The reduced QR decomposition a [M, N] = Q [M, K] · R [K, N] (Householder, LAPACK's signs:
+    /// R's diagonal may be negative), both row-major.
+    public static func qr(_ a: [Double], rows m: Int, columns n: Int) throws(Failure) -> (q: [Double], r: [Double]) {
+        precondition(a.count == m * n && m > 0 && n > 0)
+        let k = min(m, n)
+        var cm = columnMajor(a, rows: m, columns: n)   // [N][M]: column j at j·M
+        var tau = [Double](repeating: 0, count: k)
+        var mm = Int32(m), nn = Int32(n), kk = Int32(k), lda = Int32(m)
+        try withWork(routine: "dgeqrf") { work, lwork in
+            var info: Int32 = 0
+            dgeqrf_(&mm, &nn, &cm, &lda, &tau, work, lwork, &info)
+            return info
+        }
+        var r = [Double](repeating: 0, count: k * n)
+        for i in 0..<k { for j in i..<n { r[i * n + j] = cm[j * m + i] } }
+        // Q: the first K columns of the reflectors' product.
+        var qc = Array(cm.prefix(m * k))
+        try withWork(routine: "dorgqr") { work, lwork in
+            var info: Int32 = 0
+            dorgqr_(&mm, &kk, &kk, &qc, &lda, &tau, work, lwork, &info)
+            return info
+        }
+        return (rowMajor(qc, rows: m, columns: k), r)
+    }
+
+    /// The thin singular value decomposition a [M, N] = U [M, K] · diag(s) [K] · Vᵀ [K, N] (gesdd),
+    /// singular values descending; U and Vᵀ row-major.
+    public static func svd(_ a: [Double], rows m: Int, columns n: Int) throws(Failure) -> (u: [Double], s: [Double], vt: [Double]) {
+        precondition(a.count == m * n && m > 0 && n > 0)
+        let k = min(m, n)
+        var cm = columnMajor(a, rows: m, columns: n)
+        var s = [Double](repeating: 0, count: k), u = [Double](repeating: 0, count: m * k), vt = [Double](repeating: 0, count: k * n)
+        var iwork = [Int32](repeating: 0, count: 8 * k)
+        var mm = Int32(m), nn = Int32(n), lda = Int32(m), ldu = Int32(m), ldvt = Int32(k)
+        var jobz: CChar = 0x53   // "S": the first K columns of U and rows of Vᵀ
+        try withWork(routine: "dgesdd") { work, lwork in
+            var info: Int32 = 0
+            dgesdd_(&jobz, &mm, &nn, &cm, &lda, &s, &u, &ldu, &vt, &ldvt, work, lwork, &iwork, &info, 1)
+            return info
+        }
+        return (rowMajor(u, rows: m, columns: k), s, rowMajor(vt, rows: k, columns: n))
+    }
+
+    /// Runs `call` (returning LAPACK's info) once with lwork = −1 (the size query) and again with
+    /// the work it asked for.
+    private static func withWork(routine: String,
+                                 _ call: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Int32>) -> Int32) throws(Failure) {
+        var size = 0.0, lwork: Int32 = -1
+        var info = call(&size, &lwork)
+        guard info == 0 else { throw Failure(routine: routine, info: info) }
+        var work = [Double](repeating: 0, count: max(1, Int(size)))
+        lwork = Int32(work.count)
+        info = work.withUnsafeMutableBufferPointer { call($0.baseAddress!, &lwork) }
+        guard info == 0 else { throw Failure(routine: routine, info: info) }
+    }
+
+    private static func columnMajor(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { out[j * m + i] = a[i * n + j] } }
+        return out
+    }
+
+    private static func rowMajor(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { out[i * n + j] = a[j * m + i] } }
+        return out
+    }
+}

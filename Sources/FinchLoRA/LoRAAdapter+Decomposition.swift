@@ -1,0 +1,63 @@
+import FinchCore
+
+// Dimension letters: O output features, I input features, R rank, K = min(O, I).
+
+/// PEFT's initializations that move the base weight's leading directions into the adapter
+/// (`init_lora_weights` "olora" and "pissa"): A and B from a factorization of W [O, I] (in float64,
+/// LAPACK's geqrf / gesdd, as `torch.linalg` calls them), and the residual base W − scaling · B·A
+/// that the adapter is trained on top of (so that base + adapter starts as W). Values f32.
+public enum DecompositionInit {
+    public struct Result: Sendable {
+        /// A [R, I], B [O, R], the residual base [O, I].
+        public let a: [Float], b: [Float], residual: [Float]
+    }
+
+    /// OLoRA (Büyükakyüz, 2024; PEFT's `olora_init`): W = Q·R, A = R[:R] (its first R rows),
+    /// B = Q[:, :R] (its first R columns).
+    /// - Throws: ``AdapterError/unsupported(_:)`` when W holds a NaN or an infinity or R > min(O, I);
+    ///   `LinearAlgebra.Failure` when LAPACK fails.
+    public static func olora(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) throws -> Result {
+        try check(w, out: o, in: i, rank: r, method: "olora")
+        let (q, rr) = try LinearAlgebra.qr(w.map(Double.init), rows: o, columns: i)
+        let k = min(o, i)
+        let a = (0..<(r * i)).map { Float(rr[($0 / i) * i + $0 % i]) }
+        let b = (0..<(o * r)).map { Float(q[($0 / r) * k + $0 % r]) }
+        return Result(a: a, b: b, residual: residual(w, a: a, b: b, out: o, in: i, rank: r, scaling: scaling))
+    }
+
+    /// PiSSA (Meng et al., 2024; PEFT's `pissa_init` with the full SVD): W = V·diag(S)·Uh,
+    /// S_R = S[:R] / scaling, A = diag(√S_R)·Uh[:R], B = V[:, :R]·diag(√S_R).
+    /// - Throws: as `olora`.
+    public static func pissa(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) throws -> Result {
+        try check(w, out: o, in: i, rank: r, method: "pissa")
+        let (v, s, uh) = try LinearAlgebra.svd(w.map(Double.init), rows: o, columns: i)
+        let k = min(o, i)
+        let root = (0..<r).map { (Double(Float(Double(Float(s[$0])) / scaling))).squareRoot() }   // f32 values, as PEFT's
+        let a = (0..<(r * i)).map { e in Float(root[e / i] * Double(Float(uh[(e / i) * i + e % i]))) }
+        let b = (0..<(o * r)).map { e in Float(Double(Float(v[(e / r) * k + e % r])) * root[e % r]) }
+        return Result(a: a, b: b, residual: residual(w, a: a, b: b, out: o, in: i, rank: r, scaling: scaling))
+    }
+
+    private static func check(_ w: [Float], out o: Int, in i: Int, rank r: Int, method: String) throws {
+        precondition(w.count == o * i)
+        guard r <= min(o, i) else {
+            throw AdapterError.unsupported("init_lora_weights \(method): rank \(r) exceeds the weight's smaller side (\(o) × \(i))")
+        }
+        guard w.allSatisfy(\.isFinite) else {
+            throw AdapterError.unsupported("init_lora_weights \(method): the base weight (\(o) × \(i)) holds a NaN or an infinity")
+        }
+    }
+
+    /// W − scaling · B·A, summed in float64 and rounded once.
+    static func residual(_ w: [Float], a: [Float], b: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) -> [Float] {
+        var out = [Float](repeating: 0, count: o * i)
+        for row in 0..<o {
+            for c in 0..<i {
+                var sum = 0.0
+                for k in 0..<r { sum += Double(b[row * r + k]) * Double(a[k * i + c]) }
+                out[row * i + c] = Float(Double(w[row * i + c]) - scaling * sum)
+            }
+        }
+        return out
+    }
+}
