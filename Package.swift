@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "FinchCLITests", dependencies: ["finch", "FinchTrain", "FinchTestSupport"]),
         .testTarget(name: "FinchFormatsTests", dependencies: ["FinchFormats", "FinchTestSupport"]),
         .testTarget(name: "FinchTokenizerTests", dependencies: ["FinchTokenizer", "FinchTestSupport"]),
-        .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA", "FinchFormats"]),
+        .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA", "FinchFormats", "FinchTestSupport"]),
         .testTarget(name: "FinchQuantTests", dependencies: ["FinchQuant", "FinchFormats", "FinchTestSupport"]),
         // Fixture paths shared by the test targets (Tests/Fixtures, the real models), and the CI-aware skip.
         .target(name: "FinchTestSupport", dependencies: ["FinchModels"], path: "Tests/FinchTestSupport"),
