@@ -10,40 +10,60 @@ extension LoRAAdapter {
     /// `"gaussian"` draws A from N(0, 1/R) and sets B = 0. DoRA's magnitude starts as the base weight's row norms (‖W‖ per output),
     /// which `baseRowNorms` provides. Values come from one generator seeded with `seed`,
     /// consumed module by module in sorted name order, so the same seed gives the same adapter.
-    /// `linears`: every linear layer of the model (module name → (out, in)); `outputHead`: the
-    /// name of the LM head, which "all-linear" excludes.
+    /// `"olora"` and `"pissa"` take A and B from a factorization of the base weight
+    /// (`DecompositionInit`) and return the residual base each module's weight must become
+    /// (`residuals`; the caller writes them), the modules keeping their initial factors (`initial`).
+    /// `linears`: every linear layer of the model (module name → (out, in)); `baseValues`: a module's
+    /// base weight [O, I] as f32.
     public static func initialized(config: AdapterConfig, linears: [String: (out: Int, in: Int)], seed: UInt64,
-                                   baseRowNorms: (String) -> [Float]) throws -> LoRAAdapter {
+                                   baseValues: (String) -> [Float]) throws -> (adapter: LoRAAdapter, residuals: [String: [Float]]) {
         try config.validate(path: "adapter config")
+        let method = config.initLoRAWeights.lowercased()
+        let decomposed = Self.decompositionInits.contains(method)
+        if decomposed && config.useDoRA {
+            throw AdapterError.unsupported("init_lora_weights \(method) with use_dora: start DoRA from true or gaussian")
+        }
         var rng = SeededRandom(seed: seed)
-        var modules: [String: LoRAModule] = [:]
+        var modules: [String: LoRAModule] = [:], residuals: [String: [Float]] = [:]
         for name in linears.keys.sorted() where config.targets(name) {
             let (o, i) = linears[name]!
-            let r = config.rank(for: name)
-            let a = Buffer<Float>(count: r * i), b = Buffer<Float>(count: o * r)
-            switch config.initLoRAWeights.lowercased() {
+            let r = config.rank(for: name), scaling = config.scaling(for: name)
+            var a = Buffer<Float>(count: r * i), b = Buffer<Float>(count: o * r)
+            switch method {
             case "true":
                 let bound = 1 / Float(i).squareRoot()
                 for e in 0..<a.count { a[e] = (2 * rng.nextUnit() - 1) * bound }
             case "gaussian":
                 for e in 0..<a.count { a[e] = rng.nextGaussian() / Float(r) }
+            case "olora", "pissa":
+                let w = baseValues(name)
+                let d = method == "olora" ? try DecompositionInit.olora(weight: w, out: o, in: i, rank: r, scaling: scaling)
+                                          : try DecompositionInit.pissa(weight: w, out: o, in: i, rank: r, scaling: scaling)
+                a = Buffer(d.a); b = Buffer(d.b)
+                residuals[name] = d.residual
             case let other:
-                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true or gaussian)")
+                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora or pissa)")
             }
             var magnitude: Buffer<Float>?
             if config.useDoRA {
-                let norms = baseRowNorms(name)
-                precondition(norms.count == o)
-                magnitude = Buffer(norms)
+                let w = baseValues(name)
+                magnitude = Buffer((0..<o).map { row in
+                    var ss = 0.0
+                    for c in 0..<i { ss += Double(w[row * i + c]) * Double(w[row * i + c]) }
+                    return Float(ss.squareRoot())
+                })
             }
-            let m = LoRAModule(rank: r, scaling: Float(config.scaling(for: name)), a: a, b: b, magnitude: magnitude,
-                               inFeatures: i, outFeatures: o)
+            let m = LoRAModule(rank: r, scaling: Float(scaling), a: a, b: b, magnitude: magnitude, inFeatures: i, outFeatures: o)
             m.dropout = Float(config.loraDropout)
+            if decomposed { m.initial = (a.array, b.array) }
             modules[name] = m
         }
         if modules.isEmpty {
             throw AdapterError.invalidConfig(path: "adapter config", reason: "target_modules matches no linear layer of this model")
         }
-        return LoRAAdapter(config: config, modules: modules)
+        return (LoRAAdapter(config: config, modules: modules), residuals)
     }
+
+    /// The `init_lora_weights` values that move part of the base weight into the adapter.
+    public static let decompositionInits: Set<String> = ["olora", "pissa"]
 }

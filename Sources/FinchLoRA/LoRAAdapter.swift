@@ -74,8 +74,13 @@ public final class LoRAAdapter: @unchecked Sendable {
     }
 
     /// Writes the adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
-    /// (f32, metadata `format: pt`), each replaced atomically.
+    /// (f32, metadata `format: pt`), each replaced atomically. An adapter from an OLoRA / PiSSA
+    /// initialization is written relative to the original base (`relativeToOriginalBase`).
     public func save(to directory: String) throws {
+        if modules.values.contains(where: { $0.initial != nil }) {
+            try relativeToOriginalBase().save(to: directory)
+            return
+        }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var entries: [SafeTensorsWriter.Entry] = []
         for name in modules.keys.sorted() {
@@ -89,5 +94,37 @@ public final class LoRAAdapter: @unchecked Sendable {
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],
                                     to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
         try config.write(to: (directory as NSString).appendingPathComponent("adapter_config.json"))
+    }
+
+    /// The adapter trained from an OLoRA / PiSSA start (A₀, B₀; the base holding W − s·B₀A₀) as a
+    /// plain LoRA on the original W, as PEFT's `save_pretrained(path_initial_model_for_weight_conversion=…)`
+    /// converts it: W − s·B₀A₀ + s·BA = W + s·[B, −B₀]·[A; A₀], so rank 2r with A = [A; A₀], B = [B, −B₀],
+    /// lora_alpha × 2 (× √2 with rsLoRA: the same scaling), init_lora_weights true.
+    public func relativeToOriginalBase() -> LoRAAdapter {
+        var c = config
+        c.r *= 2
+        c.rankPattern = c.rankPattern.mapValues { $0 * 2 }
+        let factor = c.useRSLoRA ? 2.0.squareRoot() : 2
+        c.loraAlpha *= factor
+        c.alphaPattern = c.alphaPattern.mapValues { $0 * factor }
+        c.initLoRAWeights = "true"
+        var out: [String: LoRAModule] = [:]
+        for (name, m) in modules {
+            guard let (a0, b0) = m.initial else { out[name] = m; continue }
+            let r = m.rank, i = m.inFeatures, o = m.outFeatures
+            let a = Buffer<Float>(m.a.array + a0)
+            let b = Buffer<Float>(count: o * 2 * r)
+            for row in 0..<o {
+                for k in 0..<r {
+                    b[row * 2 * r + k] = m.b[row * r + k]
+                    b[row * 2 * r + r + k] = -b0[row * r + k]
+                }
+            }
+            precondition(a.count == 2 * r * i)
+            let converted = LoRAModule(rank: 2 * r, scaling: m.scaling, a: a, b: b, magnitude: nil, inFeatures: i, outFeatures: o)
+            converted.dropout = m.dropout
+            out[name] = converted
+        }
+        return LoRAAdapter(config: c, modules: out)
     }
 }

@@ -307,6 +307,16 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
     /// rounded back; a quantized weight is dequantized, updated and quantized again; an int8 form
     /// for integer products is made again from the result).
+    /// Replaces the base weight's values by `values` [O, I] (an OLoRA / PiSSA residual), in the base's
+    /// own storage (rounded to bf16, or requantized); its int8 form follows.
+    public func replaceBase(with values: [Float]) throws {
+        precondition(values.count == outFeatures * inFeatures && merged == nil)
+        try values.withUnsafeBufferPointer { v in
+            try updateBase { o, row in row.update(from: v.baseAddress! + o * inFeatures, count: inFeatures) }
+        }
+        doraCache.removeAll()
+    }
+
     private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         let i = inFeatures
         switch base.storage {

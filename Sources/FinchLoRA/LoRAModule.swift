@@ -16,6 +16,10 @@ public final class LoRAModule: @unchecked Sendable {
     public let inFeatures: Int, outFeatures: Int
     /// Probability of zeroing an input element on the adapter's path while training (PEFT `lora_dropout`).
     public var dropout: Float = 0
+    /// A and B as an OLoRA / PiSSA initialization made them, when it moved part of the base weight into
+    /// them (the base then holds the residual): `LoRAAdapter.save` writes the adapter relative to the
+    /// original base from these.
+    public var initial: (a: [Float], b: [Float])?
 
     /// Gradients, [R, I], [O, R], [O]; allocated by `enableGradients()`.
     public private(set) var gradA: Buffer<Float>?

@@ -154,16 +154,27 @@ extension LoRAHost {
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
-        let adapter = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
-            let base = baseWeight(slots[module]!.get())
-            let w = base.floatValues(), i = base.inFeatures
-            return (0..<base.outFeatures).map { o in
-                var ss = 0.0
-                for c in 0..<i { ss += Double(w[o * i + c]) * Double(w[o * i + c]) }
-                return Float(ss.squareRoot())
-            }
+        if LoRAAdapter.decompositionInits.contains(config.initLoRAWeights.lowercased()),
+           let q = linearSlots.first(where: { s in
+               guard config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
+               return true
+           }) {
+            throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+        }
+        let (adapter, residuals) = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
+            baseWeight(slots[module]!.get()).floatValues().array
+        }
+        if !residuals.isEmpty, let other = adapterNames.first {
+            throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) rewrites the base weights, which adapter '\(other)' (already loaded) is relative to")
         }
         try addAdapter(adapter, name: name)
+        // OLoRA / PiSSA: the base keeps W − scaling·B₀A₀ (requantized for a quantized base, as PEFT does for bitsandbytes').
+        var failure: Error?
+        forEachLoRALinear { l in
+            guard failure == nil, let residual = residuals[l.name] else { return }
+            do { try l.replaceBase(with: residual) } catch { failure = error }
+        }
+        if let failure { throw failure }
         return adapter
     }
 

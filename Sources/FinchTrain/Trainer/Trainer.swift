@@ -417,6 +417,18 @@ public final class Trainer: @unchecked Sendable {
         let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules)
         let live = model.adapter(named: adapterName, config: adapterConfig)
         for (name, m) in live.modules {
+            if let (a0, b0) = m.initial {
+                // Saved relative to the original base (`LoRAAdapter.relativeToOriginalBase`): A = [A; A₀], B = [B, −B₀].
+                let r = m.rank, o = m.outFeatures
+                guard let s = saved.modules[name], s.rank == 2 * r, s.a.count == 2 * m.a.count,
+                      Array(s.a.array[m.a.count...]) == a0,
+                      (0..<o).allSatisfy({ row in (0..<r).allSatisfy { s.b[row * 2 * r + r + $0] == -b0[row * r + $0] } }) else {
+                    throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter for \(name) was not trained from this run's \(adapterConfig.initLoRAWeights) start (init_lora_weights, lora_r and the base must be the same)")
+                }
+                m.a.pointer.update(from: s.a.pointer, count: m.a.count)
+                for row in 0..<o { for k in 0..<r { m.b[row * r + k] = s.b[row * 2 * r + k] } }
+                continue
+            }
             guard let s = saved.modules[name], s.a.count == m.a.count, s.b.count == m.b.count else {
                 throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no matching factors for \(name)")
             }

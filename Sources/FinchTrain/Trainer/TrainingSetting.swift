@@ -140,10 +140,13 @@ extension LRSchedule.Kind: SettingChoice {
     }
 }
 
-/// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B) or `gaussian`.
+/// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B), `gaussian`, or
+/// `olora` / `pissa` (A and B from the base weight's QR / SVD, the base keeping the residual).
 public enum LoRAInit: String, SettingChoice {
     case kaimingUniform = "true"
     case gaussian
+    case olora
+    case pissa
 
     /// YAML's `init_lora_weights: true` is a boolean; as text it is the name.
     public init?(setting json: JSONValue) {
