@@ -58,6 +58,49 @@ public enum LinearAlgebra {
         return (rowMajor(u, rows: m, columns: k), s, rowMajor(vt, rows: k, columns: n))
     }
 
+    /// A rank-q approximation of a [M, N]'s leading singular triplets by randomized subspace iteration, as
+    /// `torch.svd_lowrank(a, q, niter)` computes it (Halko et al., 2009, algorithm 5.1; the random start a
+    /// [N, q] (or [M, q] for a wide a) Gaussian from `random`): U [M, q], s [q], V [N, q], row-major.
+    public static func svdLowRank(_ a: [Double], rows m: Int, columns n: Int, rank q: Int, iterations: Int,
+                                  random: inout SeededRandom) throws(Failure) -> (u: [Double], s: [Double], v: [Double]) {
+        precondition(a.count == m * n && q >= 1 && q <= min(m, n))
+        // Work on the tall one of a and aᵀ.
+        let tall = m >= n
+        let (tm, tn) = tall ? (m, n) : (n, m)
+        let t = tall ? a : transpose(a, rows: m, columns: n)
+        let tt = transpose(t, rows: tm, columns: tn)
+        let r = (0..<(tn * q)).map { _ in Double(random.nextGaussian()) }
+        var basis = try qr(multiply(t, r, m: tm, k: tn, n: q), rows: tm, columns: q).q
+        for _ in 0..<iterations {
+            let back = try qr(multiply(tt, basis, m: tn, k: tm, n: q), rows: tn, columns: q).q
+            basis = try qr(multiply(t, back, m: tm, k: tn, n: q), rows: tm, columns: q).q
+        }
+        let b = multiply(transpose(basis, rows: tm, columns: q), t, m: q, k: tm, n: tn)   // [q, tn]
+        let (ub, s, vt) = try svd(b, rows: q, columns: tn)
+        let u = multiply(basis, ub, m: tm, k: q, n: q)                                   // [tm, q]
+        let v = transpose(vt, rows: q, columns: tn)                                      // [tn, q]
+        return tall ? (u, s, v) : (v, s, u)
+    }
+
+    /// c [M, N] = a [M, K] · b [K, N], row-major, in float64.
+    static func multiply(_ a: [Double], _ b: [Double], m: Int, k: Int, n: Int) -> [Double] {
+        var c = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for p in 0..<k {
+                let x = a[i * k + p]
+                if x == 0 { continue }
+                for j in 0..<n { c[i * n + j] += x * b[p * n + j] }
+            }
+        }
+        return c
+    }
+
+    public static func transpose(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { out[j * m + i] = a[i * n + j] } }
+        return out
+    }
+
     /// Runs `call` (returning LAPACK's info) once with lwork = −1 (the size query) and again with
     /// the work it asked for.
     private static func withWork(routine: String,

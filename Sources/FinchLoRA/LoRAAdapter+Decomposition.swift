@@ -27,11 +27,20 @@ public enum DecompositionInit {
 
     /// PiSSA (Meng et al., 2024; PEFT's `pissa_init` with the full SVD): W = V·diag(S)·Uh,
     /// S_R = S[:R] / scaling, A = diag(√S_R)·Uh[:R], B = V[:, :R]·diag(√S_R).
+    /// `iterations` (PEFT's `pissa_niter_K`): the leading triplets by `LinearAlgebra.svdLowRank`
+    /// (torch's `svd_lowrank` with K subspace iterations, its random start from `random`) instead of the full SVD.
     /// - Throws: as `olora`.
-    public static func pissa(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) throws -> Result {
+    public static func pissa(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double,
+                             iterations: Int? = nil, random: inout SeededRandom) throws -> Result {
         try check(w, out: o, in: i, rank: r, method: "pissa")
-        let (v, s, uh) = try LinearAlgebra.svd(w.map(Double.init), rows: o, columns: i)
-        let k = min(o, i)
+        let v: [Double], s: [Double], uh: [Double], k: Int
+        if let iterations {
+            let low = try LinearAlgebra.svdLowRank(w.map(Double.init), rows: o, columns: i, rank: r, iterations: iterations, random: &random)
+            v = low.u; s = low.s; uh = LinearAlgebra.transpose(low.v, rows: i, columns: r); k = r
+        } else {
+            (v, s, uh) = try LinearAlgebra.svd(w.map(Double.init), rows: o, columns: i)
+            k = min(o, i)
+        }
         let root = (0..<r).map { (Double(Float(Double(Float(s[$0])) / scaling))).squareRoot() }   // f32 values, as PEFT's
         let a = (0..<(r * i)).map { e in Float(root[e / i] * Double(Float(uh[(e / i) * i + e % i]))) }
         let b = (0..<(o * r)).map { e in Float(Double(Float(v[(e / r) * k + e % r])) * root[e % r]) }
@@ -46,6 +55,12 @@ public enum DecompositionInit {
         guard w.allSatisfy(\.isFinite) else {
             throw AdapterError.unsupported("init_lora_weights \(method): the base weight (\(o) × \(i)) holds a NaN or an infinity")
         }
+    }
+
+    /// PiSSA with the full SVD.
+    public static func pissa(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) throws -> Result {
+        var unused = SeededRandom(seed: 0)
+        return try pissa(weight: w, out: o, in: i, rank: r, scaling: scaling, random: &unused)
     }
 
     /// W − scaling · B·A, summed in float64 and rounded once.

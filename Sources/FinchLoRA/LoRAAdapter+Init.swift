@@ -19,7 +19,7 @@ extension LoRAAdapter {
                                    baseValues: (String) -> [Float]) throws -> (adapter: LoRAAdapter, residuals: [String: [Float]]) {
         try config.validate(path: "adapter config")
         let method = config.initLoRAWeights.lowercased()
-        let decomposed = Self.decompositionInits.contains(method)
+        let decomposed = Self.isDecompositionInit(method)
         if decomposed && config.useDoRA {
             throw AdapterError.unsupported("init_lora_weights \(method) with use_dora: start DoRA from true or gaussian")
         }
@@ -35,14 +35,16 @@ extension LoRAAdapter {
                 for e in 0..<a.count { a[e] = (2 * rng.nextUnit() - 1) * bound }
             case "gaussian":
                 for e in 0..<a.count { a[e] = rng.nextGaussian() / Float(r) }
-            case "olora", "pissa":
+            case _ where decomposed:
                 let w = baseValues(name)
-                let d = method == "olora" ? try DecompositionInit.olora(weight: w, out: o, in: i, rank: r, scaling: scaling)
-                                          : try DecompositionInit.pissa(weight: w, out: o, in: i, rank: r, scaling: scaling)
+                let d = method == "olora"
+                    ? try DecompositionInit.olora(weight: w, out: o, in: i, rank: r, scaling: scaling)
+                    : try DecompositionInit.pissa(weight: w, out: o, in: i, rank: r, scaling: scaling,
+                                                  iterations: Int(method.dropFirst("pissa_niter_".count)), random: &rng)
                 a = Buffer(d.a); b = Buffer(d.b)
                 residuals[name] = d.residual
             case let other:
-                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora or pissa)")
+                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora, pissa or pissa_niter_K)")
             }
             var magnitude: Buffer<Float>?
             if config.useDoRA {
@@ -64,6 +66,10 @@ extension LoRAAdapter {
         return (LoRAAdapter(config: config, modules: modules), residuals)
     }
 
-    /// The `init_lora_weights` values that move part of the base weight into the adapter.
-    public static let decompositionInits: Set<String> = ["olora", "pissa"]
+    /// Whether an `init_lora_weights` value moves part of the base weight into the adapter: olora,
+    /// pissa, pissa_niter_K.
+    public static func isDecompositionInit(_ method: String) -> Bool {
+        let m = method.lowercased()
+        return m == "olora" || m == "pissa" || (m.hasPrefix("pissa_niter_") && Int(m.dropFirst("pissa_niter_".count)) != nil)
+    }
 }

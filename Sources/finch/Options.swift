@@ -24,7 +24,9 @@ extension OptimizerKind: ExpressibleByArgument {
 extension LRSchedule.Kind: ExpressibleByArgument {
     public init?(argument: String) { self.init(settingName: argument) }
 }
-extension LoRAInit: ExpressibleByArgument {}
+extension LoRAInit: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+}
 
 // A setting's flag names and help, from its entry in TrainingConfig.settings.
 extension NameSpecification {

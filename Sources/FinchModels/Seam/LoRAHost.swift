@@ -154,7 +154,7 @@ extension LoRAHost {
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
-        if LoRAAdapter.decompositionInits.contains(config.initLoRAWeights.lowercased()),
+        if LoRAAdapter.isDecompositionInit(config.initLoRAWeights),
            let q = linearSlots.first(where: { s in
                guard config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
                return true

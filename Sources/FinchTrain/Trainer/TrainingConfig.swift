@@ -268,9 +268,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
-              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR) or pissa (from its SVD: the principal directions); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it.",
+              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR), pissa (from its SVD: the principal directions) or pissa_niter_K (from K iterations of the randomized SVD); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it.",
               check: { v, c in
-                  guard v == .olora || v == .pissa else { return nil }
+                  guard v.isDecomposition else { return nil }
                   if c.useDoRA { return "init_lora_weights \(v.rawValue) with use_dora: start DoRA from true or gaussian" }
                   if c.method == .dpo || c.method == .kto {
                       return "init_lora_weights \(v.rawValue) with method \(c.method.rawValue): the reference (the base with the adapter off) would be the residual base, not the model; use true or gaussian"

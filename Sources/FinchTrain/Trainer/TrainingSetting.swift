@@ -140,25 +140,47 @@ extension LRSchedule.Kind: SettingChoice {
     }
 }
 
-/// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B), `gaussian`, or
-/// `olora` / `pissa` (A and B from the base weight's QR / SVD, the base keeping the residual).
-public enum LoRAInit: String, SettingChoice {
-    case kaimingUniform = "true"
-    case gaussian
-    case olora
-    case pissa
+/// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B), `gaussian`,
+/// `olora` / `pissa` (A and B from the base weight's QR / SVD, the base keeping the residual), or
+/// `pissa_niter_K` (PiSSA from K iterations of the randomized SVD).
+public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
+    public let rawValue: String
+    public static let kaimingUniform = LoRAInit(checked: "true")
+    public static let gaussian = LoRAInit(checked: "gaussian")
+    public static let olora = LoRAInit(checked: "olora")
+    public static let pissa = LoRAInit(checked: "pissa")
+    public static func pissa(iterations: Int) -> LoRAInit { LoRAInit(checked: "pissa_niter_\(iterations)") }
+
+    private init(checked: String) { rawValue = checked }
+
+    public init?(rawValue: String) {
+        let v = rawValue.lowercased()
+        if ["true", "gaussian", "olora", "pissa"].contains(v) {
+            self.rawValue = v
+        } else if v.hasPrefix("pissa_niter_"), let k = Int(v.dropFirst("pissa_niter_".count)), k >= 0 {
+            self.rawValue = "pissa_niter_\(k)"
+        } else {
+            return nil
+        }
+    }
+
+    /// Whether it moves part of the base weight into the adapter (OLoRA, PiSSA).
+    public var isDecomposition: Bool { self == .olora || rawValue.hasPrefix("pissa") }
 
     /// YAML's `init_lora_weights: true` is a boolean; as text it is the name.
     public init?(setting json: JSONValue) {
         if let b = json.boolValue {
             guard b else { return nil }
             self = .kaimingUniform
-        } else if let s = json.stringValue, let v = LoRAInit(rawValue: s.lowercased()) {
+        } else if let s = json.stringValue, let v = LoRAInit(rawValue: s) {
             self = v
         } else {
             return nil
         }
     }
+    public var settingJSON: JSONValue { .string(rawValue) }
+    public static var settingKind: String { "one of true, gaussian, olora, pissa, pissa_niter_K (K iterations)" }
+    public var description: String { rawValue }
 }
 
 /// One training setting, declared once: its key in run files and `train_config.json`, the other
