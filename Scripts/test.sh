@@ -35,7 +35,7 @@ as_root() {
 }
 Scripts/checks/serve/e2e.sh
 as_root Scripts/checks/distributed/two_hosts.sh
-Scripts/hardening/kill_test.sh 20
+Scripts/hardening/kill_test.sh 30
 as_root Scripts/hardening/full_disk.sh
 FINCH_FUZZ_RESULTS=.build-fuzz/ci-fuzz.jsonl Scripts/hardening/fuzz_campaign.sh 2 -1 "${FINCH_FUZZ_SECONDS:-30}"
 echo "test.sh: every check ran and passed" >&2

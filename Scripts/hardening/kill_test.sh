@@ -11,7 +11,7 @@
 #   Scripts/hardening/kill_test.sh [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-KILLS="${1:-20}"
+KILLS="${1:-30}"
 FINCH="${FINCH:-.build/release/finch}"
 [ -x "$FINCH" ] || swift build -c release --product finch >&2
 OUT="$(mktemp -d)"
@@ -23,10 +23,18 @@ killed=0; finished_early=0; in_checkpoint=0; in_rotation=0; in_final_save=0
 for k in $(seq 1 "$KILLS"); do
   resume=()
   ls "$OUT/broken"/checkpoint-* >/dev/null 2>&1 && resume=(--resume "$OUT/broken")
+  before=$(stat -c %s "$OUT/broken/metrics.jsonl" 2>/dev/null || echo 0)
   OMP_NUM_THREADS=1 "$FINCH" "${args[@]}" --output "$OUT/broken" "${resume[@]}" >/dev/null 2>&1 &
   pid=$!
-  # A random moment 0.1 - 0.7 s after the start (loading takes ~0.1 s; a step ~10 ms).
-  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.1 + 0.6 * r / 32767 }')"
+  # Once the run is stepping (its metrics.jsonl grows: loading took ~0.1 s, or several on a busy machine,
+  # where a fixed delay then killed it while loading, every time), a random moment up to 0.6 s later (a step
+  # ~10 ms, each followed by a checkpoint).
+  for _ in $(seq 1 200); do
+    [ "$(stat -c %s "$OUT/broken/metrics.jsonl" 2>/dev/null || echo 0)" -gt "$before" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.3f", 0.6 * r / 32767 }')"
   if kill -9 "$pid" 2>/dev/null; then killed=$((killed + 1)); else finished_early=$((finished_early + 1)); fi
   wait "$pid" 2>/dev/null || true
   ls -a "$OUT/broken" 2>/dev/null | grep -q '^\.checkpoint-[0-9]*\.tmp-' && in_checkpoint=$((in_checkpoint + 1))
