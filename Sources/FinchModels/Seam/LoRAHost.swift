@@ -154,27 +154,24 @@ extension LoRAHost {
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
-        if LoRAAdapter.isDecompositionInit(config.initLoRAWeights),
-           let q = linearSlots.first(where: { s in
-               guard config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
-               return true
-           }) {
-            throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+        if LoRAAdapter.isDecompositionInit(config.initLoRAWeights) {
+            // OLoRA / PiSSA rewrite the base weights: refused where that cannot be done faithfully.
+            if let q = linearSlots.first(where: { s in
+                guard config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
+                return true
+            }) {
+                throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+            }
+            if let other = adapterNames.first {
+                throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) rewrites the base weights, which adapter '\(other)' (already loaded) is relative to")
+            }
         }
         let (adapter, residuals) = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
             baseWeight(slots[module]!.get()).floatValues().array
         }
-        if !residuals.isEmpty, let other = adapterNames.first {
-            throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) rewrites the base weights, which adapter '\(other)' (already loaded) is relative to")
-        }
         try addAdapter(adapter, name: name)
-        // OLoRA / PiSSA: the base keeps W − scaling·B₀A₀ (requantized for a quantized base, as PEFT does for bitsandbytes').
-        var failure: Error?
-        forEachLoRALinear { l in
-            guard failure == nil, let residual = residuals[l.name] else { return }
-            do { try l.replaceBase(with: residual) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        // OLoRA / PiSSA: the base keeps W − scaling·B₀A₀.
+        try forEachLoRALinear { l in if let residual = residuals[l.name] { try l.replaceBase(with: residual) } }
         return adapter
     }
 
