@@ -80,12 +80,7 @@ static void quantize_row(const float *row, const float *kept, int c, int wide, i
 }
 
 void finch_quantize_rows_s8(const float *x, int rows, int c, const float *factors, int8_t *q, float *scales) {
-#if defined(__x86_64__)
-    int wide = finch_cpu_avx512_level() > 0;
-#else
-    int wide = 0;
-#endif
-    for (int r = 0; r < rows; r++) quantize_row(x + (size_t)r * c, factors, c, wide, q + (size_t)r * c, scales + r);
+    finch_quantize_rows_s8_split(x, rows, c, factors, NULL, 0, q, scales, NULL);
 }
 
 // --- scaling the sums back, with the outlier columns' f32 part added in the same pass over the output ---

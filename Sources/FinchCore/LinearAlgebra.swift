@@ -20,7 +20,7 @@ public enum LinearAlgebra {
     public static func qr(_ a: [Double], rows m: Int, columns n: Int) throws(Failure) -> (q: [Double], r: [Double]) {
         precondition(a.count == m * n && m > 0 && n > 0)
         let k = min(m, n)
-        var cm = columnMajor(a, rows: m, columns: n)   // [N][M]: column j at j·M
+        var cm = transpose(a, rows: m, columns: n)   // column-major: column j at j·M
         var tau = [Double](repeating: 0, count: k)
         var mm = Int32(m), nn = Int32(n), kk = Int32(k), lda = Int32(m)
         try withWork(routine: "dgeqrf") { work, lwork in
@@ -37,7 +37,7 @@ public enum LinearAlgebra {
             dorgqr_(&mm, &kk, &kk, &qc, &lda, &tau, work, lwork, &info)
             return info
         }
-        return (rowMajor(qc, rows: m, columns: k), r)
+        return (transpose(qc, rows: k, columns: m), r)   // from column-major [M, K]
     }
 
     /// The thin singular value decomposition a [M, N] = U [M, K] · diag(s) [K] · Vᵀ [K, N] (gesdd),
@@ -45,7 +45,7 @@ public enum LinearAlgebra {
     public static func svd(_ a: [Double], rows m: Int, columns n: Int) throws(Failure) -> (u: [Double], s: [Double], vt: [Double]) {
         precondition(a.count == m * n && m > 0 && n > 0)
         let k = min(m, n)
-        var cm = columnMajor(a, rows: m, columns: n)
+        var cm = transpose(a, rows: m, columns: n)   // column-major
         var s = [Double](repeating: 0, count: k), u = [Double](repeating: 0, count: m * k), vt = [Double](repeating: 0, count: k * n)
         var iwork = [Int32](repeating: 0, count: 8 * k)
         var mm = Int32(m), nn = Int32(n), lda = Int32(m), ldu = Int32(m), ldvt = Int32(k)
@@ -55,7 +55,7 @@ public enum LinearAlgebra {
             dgesdd_(&jobz, &mm, &nn, &cm, &lda, &s, &u, &ldu, &vt, &ldvt, work, lwork, &iwork, &info, 1)
             return info
         }
-        return (rowMajor(u, rows: m, columns: k), s, rowMajor(vt, rows: k, columns: n))
+        return (transpose(u, rows: k, columns: m), s, transpose(vt, rows: n, columns: k))   // from column-major
     }
 
     /// A rank-q approximation of a [M, N]'s leading singular triplets by randomized subspace iteration, as
@@ -95,6 +95,7 @@ public enum LinearAlgebra {
         return c
     }
 
+    /// aᵀ [N, M] of a [M, N], row-major (also the column-major form of a, and back).
     public static func transpose(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
         var out = [Double](repeating: 0, count: m * n)
         for i in 0..<m { for j in 0..<n { out[j * m + i] = a[i * n + j] } }
@@ -112,17 +113,5 @@ public enum LinearAlgebra {
         lwork = Int32(work.count)
         info = work.withUnsafeMutableBufferPointer { call($0.baseAddress!, &lwork) }
         guard info == 0 else { throw Failure(routine: routine, info: info) }
-    }
-
-    private static func columnMajor(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n { out[j * m + i] = a[i * n + j] } }
-        return out
-    }
-
-    private static func rowMajor(_ a: [Double], rows m: Int, columns n: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n { out[i * n + j] = a[j * m + i] } }
-        return out
     }
 }

@@ -63,15 +63,12 @@ public enum DecompositionInit {
         return try pissa(weight: w, out: o, in: i, rank: r, scaling: scaling, random: &unused)
     }
 
-    /// W − scaling · B·A, summed in float64 and rounded once.
+    /// W − scaling · B·A: the adapter's fold (`LoRAModule.adaptedRow`) with sign −1.
     static func residual(_ w: [Float], a: [Float], b: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double) -> [Float] {
-        var out = [Float](repeating: 0, count: o * i)
-        for row in 0..<o {
-            for c in 0..<i {
-                var sum = 0.0
-                for k in 0..<r { sum += Double(b[row * r + k]) * Double(a[k * i + c]) }
-                out[row * i + c] = Float(Double(w[row * i + c]) - scaling * sum)
-            }
+        let m = LoRAModule(rank: r, scaling: Float(scaling), a: Buffer(a), b: Buffer(b), magnitude: nil, inFeatures: i, outFeatures: o)
+        var out = w
+        out.withUnsafeMutableBufferPointer { p in
+            for row in 0..<o { m.adaptedRow(row, base: p.baseAddress! + row * i, into: p.baseAddress! + row * i, sign: -1) }
         }
         return out
     }

@@ -7,8 +7,8 @@ extension LoRAAdapter {
     ///
     /// PEFT's `init_lora_weights`: `true` (its default) draws A [R, I] from kaiming-uniform with
     /// a = √5, i.e. U(−1/√I, 1/√I), and sets B = 0, so the adapter starts as a no-op;
-    /// `"gaussian"` draws A from N(0, 1/R) and sets B = 0. DoRA's magnitude starts as the base weight's row norms (‖W‖ per output),
-    /// which `baseRowNorms` provides. Values come from one generator seeded with `seed`,
+    /// `"gaussian"` draws A from N(0, 1/R) and sets B = 0. DoRA's magnitude starts as the base weight's row norms (‖W‖ per output,
+    /// from `baseValues`). Values come from one generator seeded with `seed`,
     /// consumed module by module in sorted name order, so the same seed gives the same adapter.
     /// `"olora"` and `"pissa"` take A and B from a factorization of the base weight
     /// (`DecompositionInit`) and return the residual base each module's weight must become

@@ -304,9 +304,6 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
     /// (the rounding a 4-bit merge costs; 0 for f32 and bf16 rounding is not tracked).
     public private(set) var lastMergeRoundingError: Float = 0
 
-    /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
-    /// rounded back; a quantized weight is dequantized, updated and quantized again; an int8 form
-    /// for integer products is made again from the result).
     /// Replaces the base weight's values by `values` [O, I] (an OLoRA / PiSSA residual), in the base's
     /// own storage (rounded to bf16, or requantized); its int8 form follows.
     public func replaceBase(with values: [Float]) throws {
@@ -317,6 +314,9 @@ public final class LoRALinear: LinearLayer, @unchecked Sendable {
         doraCache.removeAll()
     }
 
+    /// Rewrites every row of the base weight through `f` (on f32 values; bf16 is widened and
+    /// rounded back; a quantized weight is dequantized, updated and quantized again; an int8 form
+    /// for integer products is made again from the result).
     private func updateBase(_ f: (Int, UnsafeMutablePointer<Float>) -> Void) throws {
         let i = inFeatures
         switch base.storage {

@@ -40,8 +40,8 @@ void finch_column_absmax(const float *x, int rows, int c, size_t ld, const float
 /// integer product's sums scaled back, with its outlier columns' f32 part added in the same pass (K may be 0).
 void finch_scale_sums_outliers(const int32_t *sums, int rows, int c, const float *row_scales, const float *column_scales,
                                const float *xo, int k, const float *wo, float *out, int accumulate);
-/// finch_quantize_rows_s8 of x ⊙ kept (kept: factors, 0 at the K outlier `columns`), and x's values at those
-/// columns gathered as each row is quantized: xo [R, K].
+/// finch_quantize_rows_s8 of x ⊙ kept (kept: factors, 0 at the K outlier `columns`; may be NULL), and x's values
+/// at those columns gathered as each row is quantized: xo [R, K] (K may be 0).
 void finch_quantize_rows_s8_split(const float *x, int rows, int c, const float *kept, const int32_t *columns, int k,
                                   int8_t *q, float *scales, float *xo);
 /// out [K, ·] (row stride ldo) = (w [O, C] at the K columns `columns`)ᵀ · scales[o]: an int8 weight's columns in

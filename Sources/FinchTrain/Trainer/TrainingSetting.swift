@@ -1,5 +1,6 @@
 import FinchCore
 import FinchFormats
+import FinchLoRA
 import FinchQuant
 import Foundation
 
@@ -165,7 +166,7 @@ public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
     }
 
     /// Whether it moves part of the base weight into the adapter (OLoRA, PiSSA).
-    public var isDecomposition: Bool { self == .olora || rawValue.hasPrefix("pissa") }
+    public var isDecomposition: Bool { LoRAAdapter.isDecompositionInit(rawValue) }
 
     /// YAML's `init_lora_weights: true` is a boolean; as text it is the name.
     public init?(setting json: JSONValue) {
