@@ -78,6 +78,15 @@ extension AdapterConfig {
         baseModelNameOrPath = try field("base_model_name_or_path", "a string", \.stringValue)
         taskType = try field("task_type", "a string", \.stringValue) ?? "CAUSAL_LM"
         for (k, v) in members where !Self.knownKeys.contains(k) { extra[k] = v }
+        // Kept in `extra` too (written back as read); read here for a LoftQ start.
+        if let l = try field("loftq_config", "an object", \.objectValue), !l.isEmpty {
+            func whole(_ key: String, _ fallback: Int) throws -> Int {
+                guard let v = l.first(where: { $0.key == key })?.value, !v.isNull else { return fallback }
+                guard let n = v.wholeNumberValue else { throw fail("loftq_config.\(key) must be an integer, not \(v.kindName)") }
+                return n
+            }
+            loftq = LoftQSettings(bits: try whole("loftq_bits", 4), iterations: try whole("loftq_iter", 1))
+        }
         try validate(path: path)
     }
 
@@ -109,6 +118,7 @@ extension AdapterConfig {
         o["fan_in_fan_out"] = .bool(fanInFanOut)
         o["inference_mode"] = .bool(true)
         o["modules_to_save"] = .null
+        if let l = loftq { o["loftq_config"] = .sortedObject(["loftq_bits": .int(l.bits), "loftq_iter": .int(l.iterations)]) }
         return .sortedObject(o)
     }
 

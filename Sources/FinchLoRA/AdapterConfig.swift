@@ -29,8 +29,11 @@ public struct AdapterConfig: Sendable, Equatable {
     public var useRSLoRA = false
     /// Weight-decomposed LoRA (a trainable magnitude per output feature).
     public var useDoRA = false
-    /// PEFT's `init_lora_weights`: true (kaiming-uniform A, zero B) or "gaussian".
+    /// PEFT's `init_lora_weights`: true (kaiming-uniform A, zero B), "gaussian", "olora", "pissa",
+    /// "pissa_niter_K" or "loftq".
     public var initLoRAWeights: String = "true"
+    /// PEFT's `loftq_config` of an adapter initialized with LoftQ (nil: none, PEFT's `{}`).
+    public var loftq: LoftQSettings? = nil
     /// Per-module rank / alpha overrides (PEFT `rank_pattern`, `alpha_pattern`): key is a regex on the module name.
     public var rankPattern: [String: Int] = [:]
     public var alphaPattern: [String: Double] = [:]
@@ -38,6 +41,14 @@ public struct AdapterConfig: Sendable, Equatable {
     public var taskType: String = "CAUSAL_LM"
     /// Keys of the file this config was read from that Finch does not interpret (written back unchanged).
     public var extra: [String: JSONValue] = [:]
+
+    /// PEFT's `LoftQConfig`: the bits the base is quantized to (4: nf4, 8: LLM.int8) and the
+    /// number of alternating quantization / SVD rounds.
+    public struct LoftQSettings: Sendable, Equatable {
+        public var bits: Int
+        public var iterations: Int
+        public init(bits: Int, iterations: Int) { self.bits = bits; self.iterations = iterations }
+    }
 
     public init(r: Int, loraAlpha: Double, targetModules: Targets, loraDropout: Double = 0,
                 useRSLoRA: Bool = false, useDoRA: Bool = false) {

@@ -47,6 +47,37 @@ public enum DecompositionInit {
         return Result(a: a, b: b, residual: residual(w, a: a, b: b, out: o, in: i, rank: r, scaling: scaling))
     }
 
+    /// LoftQ (Li et al., 2023; PEFT's `loftq_init`): the base quantized so that it and the adapter
+    /// together approximate W better than the quantization alone. `iterations` (PEFT's `loftq_iter`,
+    /// ≥ 1) times: Q = `quantize`(T) (T = W first), then the rank-R truncated SVD of W − deq(Q)
+    /// (in float64) gives B = U_R·diag(√S_R), A = diag(√S_R)·Vh_R, and the next T = W − B·A.
+    /// Returns A, B and the last Q (the base the adapter is trained on).
+    ///
+    /// PEFT leaves out the adapter's scaling (huggingface/peft#1982): its base + scaling·B·A
+    /// approximates W only when lora_alpha = r (scaling 1). Here S_R is divided by `scaling`, as
+    /// PiSSA does, so that Q + scaling·B·A is the LoftQ approximation for every alpha; at scaling
+    /// 1 this is PEFT's result.
+    /// - Throws: as `olora`; `AdapterError/unsupported(_:)` when `iterations` < 1; what `quantize` throws.
+    public static func loftq(weight w: [Float], out o: Int, in i: Int, rank r: Int, scaling: Double, iterations: Int,
+                             quantize: ([Float]) throws -> LinearWeight) throws -> (a: [Float], b: [Float], base: LinearWeight) {
+        try check(w, out: o, in: i, rank: r, method: "loftq")
+        guard iterations >= 1 else { throw AdapterError.unsupported("loftq_iter \(iterations): LoftQ needs at least one iteration") }
+        var target = w
+        var a: [Float] = [], b: [Float] = [], base: LinearWeight!
+        for it in 0..<iterations {
+            base = try quantize(target)
+            let q = base.floatValues()
+            let rest = (0..<(o * i)).map { Double(w[$0] - q[$0]) }   // W − deq(Q) in f32, as torch subtracts
+            let (u, s, vh) = try LinearAlgebra.svd(rest, rows: o, columns: i)
+            let k = min(o, i)
+            let root = (0..<r).map { (Double(Float(Double(Float(s[$0])) / scaling))).squareRoot() }
+            a = (0..<(r * i)).map { e in Float(root[e / i] * Double(Float(vh[(e / i) * i + e % i]))) }
+            b = (0..<(o * r)).map { e in Float(Double(Float(u[(e / r) * k + e % r])) * root[e % r]) }
+            if it + 1 < iterations { target = residual(w, a: a, b: b, out: o, in: i, rank: r, scaling: scaling) }
+        }
+        return (a, b, base)
+    }
+
     private static func check(_ w: [Float], out o: Int, in i: Int, rank r: Int, method: String) throws {
         precondition(w.count == o * i)
         guard r <= min(o, i) else {

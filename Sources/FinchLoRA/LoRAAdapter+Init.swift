@@ -13,18 +13,23 @@ extension LoRAAdapter {
     /// `"olora"` and `"pissa"` take A and B from a factorization of the base weight
     /// (`DecompositionInit`) and return the residual base each module's weight must become
     /// (`residuals`; the caller writes them), the modules keeping their initial factors (`initial`).
+    /// `"loftq"` quantizes each module's base with `quantize` (values [O, I], out, in → the quantized
+    /// weight) in `loftq.iterations` rounds against an SVD of what the quantization lost
+    /// (`DecompositionInit.loftq`) and returns the quantized base each module must take (`bases`).
     /// `linears`: every linear layer of the model (module name → (out, in)); `baseValues`: a module's
     /// base weight [O, I] as f32.
     public static func initialized(config: AdapterConfig, linears: [String: (out: Int, in: Int)], seed: UInt64,
-                                   baseValues: (String) -> [Float]) throws -> (adapter: LoRAAdapter, residuals: [String: [Float]]) {
+                                   quantize: ((_ values: [Float], _ out: Int, _ in: Int) throws -> LinearWeight)? = nil,
+                                   baseValues: (String) -> [Float]) throws
+        -> (adapter: LoRAAdapter, residuals: [String: [Float]], bases: [String: LinearWeight]) {
         try config.validate(path: "adapter config")
         let method = config.initLoRAWeights.lowercased()
         let decomposed = Self.isDecompositionInit(method)
-        if decomposed && config.useDoRA {
+        if (decomposed || method == "loftq") && config.useDoRA {
             throw AdapterError.unsupported("init_lora_weights \(method) with use_dora: start DoRA from true or gaussian")
         }
         var rng = SeededRandom(seed: seed)
-        var modules: [String: LoRAModule] = [:], residuals: [String: [Float]] = [:]
+        var modules: [String: LoRAModule] = [:], residuals: [String: [Float]] = [:], bases: [String: LinearWeight] = [:]
         for name in linears.keys.sorted() where config.targets(name) {
             let (o, i) = linears[name]!
             let r = config.rank(for: name), scaling = config.scaling(for: name)
@@ -43,8 +48,16 @@ extension LoRAAdapter {
                                                   iterations: Int(method.dropFirst("pissa_niter_".count)), random: &rng)
                 a = Buffer(d.a); b = Buffer(d.b)
                 residuals[name] = d.residual
+            case "loftq":
+                guard let quantize else {
+                    throw AdapterError.unsupported("init_lora_weights loftq quantizes the base weights, and no quantization was given (--quantize nf4 or int8)")
+                }
+                let d = try DecompositionInit.loftq(weight: baseValues(name), out: o, in: i, rank: r, scaling: scaling,
+                                                    iterations: config.loftq?.iterations ?? 1) { try quantize($0, o, i) }
+                a = Buffer(d.a); b = Buffer(d.b)
+                bases[name] = d.base
             case let other:
-                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora, pissa or pissa_niter_K)")
+                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora, pissa, pissa_niter_K or loftq)")
             }
             var magnitude: Buffer<Float>?
             if config.useDoRA {
@@ -63,7 +76,7 @@ extension LoRAAdapter {
         if modules.isEmpty {
             throw AdapterError.invalidConfig(path: "adapter config", reason: "target_modules matches no linear layer of this model")
         }
-        return (LoRAAdapter(config: config, modules: modules), residuals)
+        return (LoRAAdapter(config: config, modules: modules), residuals, bases)
     }
 
     /// Whether an `init_lora_weights` value moves part of the base weight into the adapter: olora,

@@ -75,10 +75,18 @@ public final class LoRAAdapter: @unchecked Sendable {
 
     /// Writes the adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
     /// (f32, metadata `format: pt`), each replaced atomically. An adapter from an OLoRA / PiSSA
-    /// initialization is written relative to the original base (`relativeToOriginalBase`).
+    /// initialization is written relative to the original base (`relativeToOriginalBase`); one from
+    /// a LoftQ start with `init_lora_weights` true (its base is the LoftQ-quantized one, saved
+    /// beside it; loading must not run LoftQ again, as PEFT's LoftQ example writes it).
     public func save(to directory: String) throws {
         if modules.values.contains(where: { $0.initial != nil }) {
             try relativeToOriginalBase().save(to: directory)
+            return
+        }
+        if config.initLoRAWeights.lowercased() == "loftq" {
+            var c = config
+            c.initLoRAWeights = "true"
+            try LoRAAdapter(config: c, modules: modules).save(to: directory)
             return
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -64,6 +64,7 @@ struct Train: ParsableCommand {
     @Flag(name: .setting(\.useRSLoRA), help: .setting(\.useRSLoRA)) var useRSLoRA = false
     @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
     @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
+    @Option(name: .setting(\.loftqIter), help: .setting(\.loftqIter)) var loftqIter: Int?
 
     @Option(name: .setting(\.learningRate), help: .setting(\.learningRate)) var learningRate: Double?
     @Option(name: .setting(\.lrScheduler), help: .setting(\.lrScheduler)) var lrScheduler: LRSchedule.Kind?
@@ -114,7 +115,7 @@ struct Train: ParsableCommand {
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode), .value(\.maxCompletionLength, maxCompletionLength),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
          .text(\.targetModules, targetModules), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
-         .value(\.initLoRAWeights, initLoRAWeights),
+         .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter),
          .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),
          .value(\.maxSeqLen, maxSeqLen), .value(\.sourceMaxLen, sourceMaxLen), .value(\.targetMaxLen, targetMaxLen),
@@ -236,7 +237,9 @@ struct Train: ParsableCommand {
         if summary.interrupted {
             print("stopped at step \(summary.steps)/\(summary.totalSteps); continue with: finch train --resume \(out)")
         } else {
-            print("adapter written to \(out) (PEFT format); try it: finch generate --adapter \(out) \"...\"")
+            // The base the adapter is relative to: the model trained on, or LoftQ's quantized one.
+            let base = c.initLoRAWeights == .loftq ? Trainer.loftqBase(runDirectory: out) : c.model
+            print("adapter written to \(out) (PEFT format); try it: finch generate \(base.map { "--model \($0) " } ?? "")--adapter \(out) \"...\"")
         }
     }
 }

@@ -1,5 +1,6 @@
 import FinchCore
 import FinchLoRA
+import FinchQuant
 import Foundation
 
 /// One adaptable linear layer of a model: its full module name (as PEFT names it), the layer
@@ -30,10 +31,14 @@ public protocol LoRAHost: AnyObject {
     /// PEFT's `task_type` for adapters of this model (`CAUSAL_LM`; `SEQ_2_SEQ_LM` for T5), which
     /// decides the model class PEFT wraps the base in.
     var peftTaskType: String { get }
+    /// Whether loading with a quantization quantizes this layer (every one but T5's FFN output,
+    /// which transformers keeps unquantized).
+    func quantizesAtLoad(_ slot: String) -> Bool
 }
 
 extension LoRAHost {
     public var peftTaskType: String { "CAUSAL_LM" }
+    public func quantizesAtLoad(_ slot: String) -> Bool { true }
 
     /// Every adaptable linear layer: full module name → (out, in) features.
     public var linearModules: [String: (out: Int, in: Int)] {
@@ -147,27 +152,66 @@ extension LoRAHost {
     public func adapterParametersChanged() { forEachLoRALinear { $0.parametersChanged() } }
 
     /// Adds a freshly initialized adapter (PEFT's init, seeded; see `LoRAAdapter.initialized`)
-    /// under `name` and makes it active.
+    /// under `name` and makes it active. OLoRA / PiSSA leave the residual W − scaling·B₀A₀ as each
+    /// target's base. LoftQ (`init_lora_weights` loftq) needs the model loaded unquantized and
+    /// `quantization` (nf4 / fp4, or LLM.int8): each target's base becomes its LoftQ quantization,
+    /// every other layer the load would have quantized is quantized as the load would have.
     @discardableResult
-    public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64) throws -> LoRAAdapter {
+    public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64,
+                              quantization: QuantizationConfig? = nil) throws -> LoRAAdapter {
         var config = config
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
-        if LoRAAdapter.isDecompositionInit(config.initLoRAWeights) {
-            // OLoRA / PiSSA rewrite the base weights: refused where that cannot be done faithfully.
+        let loftq = config.initLoRAWeights.lowercased() == "loftq"
+        if LoRAAdapter.isDecompositionInit(config.initLoRAWeights) || loftq {
+            // They rewrite the base weights: refused where that cannot be done faithfully.
             if let q = linearSlots.first(where: { s in
-                guard config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
+                guard loftq || config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
                 return true
             }) {
-                throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+                throw AdapterError.unsupported(loftq
+                    ? "init_lora_weights loftq quantizes the base itself, and \(q.name) is quantized already: load the model unquantized (finch train does so for loftq)"
+                    : "init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
             }
             if let other = adapterNames.first {
                 throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) rewrites the base weights, which adapter '\(other)' (already loaded) is relative to")
             }
         }
-        let (adapter, residuals) = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed) { module in
+        var quantize: ((_ values: [Float], _ out: Int, _ in: Int) throws -> LinearWeight)?
+        if loftq {
+            guard let quantization else {
+                throw AdapterError.unsupported("init_lora_weights loftq quantizes the base weights, and no quantization was given (--quantize nf4 or int8)")
+            }
+            let bits = quantization.isInt8 ? 8 : 4
+            if let l = config.loftq, l.bits != bits {
+                throw AdapterError.unsupported("loftq_bits \(l.bits) but the base is quantized to \(quantization.summary) (\(bits) bits): make them agree")
+            }
+            config.loftq = AdapterConfig.LoftQSettings(bits: bits, iterations: config.loftq?.iterations ?? 1)
+            quantize = { values, o, i in try quantization.linear(outFeatures: o, inFeatures: i, values: Buffer(values)) }
+        }
+        let (adapter, residuals, bases) = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed,
+                                                                      quantize: quantize) { module in
             baseWeight(slots[module]!.get()).floatValues().array
+        }
+        if let quantization, loftq {
+            // LoftQ: the targets take their quantized bases (a layer the load keeps unquantized takes
+            // those values unquantized, as transformers would load PEFT's saved LoftQ base); the rest
+            // is quantized as the load would have.
+            for s in linearSlots {
+                let old = s.get().frozenWeight
+                let new: LinearWeight
+                if let q = bases[s.name] {
+                    new = quantizesAtLoad(s.name) ? q : LinearWeight(outFeatures: old.outFeatures, inFeatures: old.inFeatures,
+                                                                     values: q.floatValues(), dtype: old.dtype)
+                } else if quantizesAtLoad(s.name) {
+                    new = try quantization.linear(outFeatures: old.outFeatures, inFeatures: old.inFeatures, values: old.floatValues())
+                } else {
+                    continue
+                }
+                if old.int8 != nil { new.useInt8Products() }
+                s.set(new)
+            }
         }
         try addAdapter(adapter, name: name)
         // OLoRA / PiSSA: the base keeps W − scaling·B₀A₀.

@@ -67,8 +67,10 @@ public struct TrainingRun {
         let before = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
         var options = DatasetOptions(format: c.format, maxSeqLen: c.maxSeqLen, sourceMaxLen: c.sourceMaxLen,
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
-        let lm = try LoadedModel.load(c.model, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil, quantization: c.quantization,
-                                      quantCompute: c.quantCompute, backend: c.backend)
+        // LoftQ quantizes the base itself, against the adapter it initializes (`LoRAHost.createAdapter`).
+        let loftq = c.initLoRAWeights == .loftq
+        let lm = try LoadedModel.load(c.model, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil && !loftq,
+                                      quantization: loftq ? nil : c.quantization, quantCompute: c.quantCompute, backend: c.backend)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         options.decoderStartTokenId = lm.prompts.decoderStartTokenId.map(Int32.init)
         let trainable = lm.model, tokenizer = lm.tokenizer, path = lm.path
@@ -114,10 +116,19 @@ public struct TrainingRun {
 
     /// A trainer for this run, writing into `runDirectory` when given.
     /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
+    /// With `init_lora_weights` loftq, rank 0 saves the LoftQ-quantized base (and the tokenizer)
+    /// under `Trainer.loftqBase(runDirectory:)`, which the adapter's `base_model_name_or_path` names.
     public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
-        if preferences != nil {
-            return try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
+        let t = preferences != nil
+            ? try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
+            : try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
+        if config.initLoRAWeights == .loftq, let runDirectory, (world?.rank ?? 0) == 0 {
+            let active = model.model.activeAdapter
+            model.model.setActiveAdapter(nil)   // the base alone
+            defer { model.model.setActiveAdapter(active) }
+            try model.model.saveHuggingFace(to: Trainer.loftqBase(runDirectory: runDirectory), tokenizer: model.tokenizer,
+                                            dtype: config.dtype == .bf16 ? .bf16 : .f32, overwrite: true)
         }
-        return try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
+        return t
     }
 }

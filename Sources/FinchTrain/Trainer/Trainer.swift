@@ -104,8 +104,12 @@ public final class Trainer: @unchecked Sendable {
             adapterConfig = c
         } else {
             adapterName = "default"
-            adapterConfig = config.adapterConfig
-            try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed)
+            var c = config.adapterConfig
+            // LoftQ: the adapter is relative to the LoftQ-quantized base the run saves (`TrainingRun.trainer`).
+            if config.initLoRAWeights == .loftq, let runDirectory { c.baseModelNameOrPath = Self.loftqBase(runDirectory: runDirectory) }
+            adapterConfig = c
+            try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed,
+                                    quantization: config.initLoRAWeights == .loftq ? config.quantization : nil)
         }
         model.zeroGradients()
         let trainable = model.trainableParameters()
@@ -123,6 +127,12 @@ public final class Trainer: @unchecked Sendable {
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
         totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
         run = try runDirectory.map { try RunDirectory(path: $0) }
+    }
+
+    /// Where a LoftQ run saves the quantized base its adapter is relative to (absolute, as the
+    /// adapter's `base_model_name_or_path` names it).
+    public static func loftqBase(runDirectory: String) -> String {
+        URL(fileURLWithPath: runDirectory).appendingPathComponent("loftq-base").standardizedFileURL.path
     }
 
     /// A copy of the batch sampler at the run's start (for planning; the run's own is untouched).

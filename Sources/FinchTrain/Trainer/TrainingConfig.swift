@@ -86,6 +86,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
     public var initLoRAWeights: LoRAInit = .kaimingUniform
+    /// LoftQ's rounds (`init_lora_weights` loftq).
+    public var loftqIter: Int = 1
     public var layersToTransform: [Int]? = nil
 
     // Optimization (HF TrainingArguments).
@@ -268,8 +270,16 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
-              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR), pissa (from its SVD: the principal directions) or pissa_niter_K (from K iterations of the randomized SVD); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it.",
+              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR), pissa (from its SVD: the principal directions) or pissa_niter_K (from K iterations of the randomized SVD); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it. loftq (with --quantize nf4, fp4 or int8): the base quantized in loftq_iter rounds against the adapter fitted by SVD to what quantization lost; the quantized base is saved beside the adapter (loftq-base/).",
               check: { v, c in
+                  if v == .loftq {
+                      if c.quantize == nil { return "init_lora_weights loftq quantizes the base: give --quantize nf4 (PEFT's LoftQ), fp4 or int8" }
+                      if c.useDoRA { return "init_lora_weights loftq with use_dora: start DoRA from true or gaussian" }
+                      if c.method == .dpo || c.method == .kto {
+                          return "init_lora_weights loftq with method \(c.method.rawValue): the reference (the base with the adapter off) would be the LoftQ-quantized base, not the model; use true or gaussian"
+                      }
+                      return nil
+                  }
                   guard v.isDecomposition else { return nil }
                   if c.useDoRA { return "init_lora_weights \(v.rawValue) with use_dora: start DoRA from true or gaussian" }
                   if c.method == .dpo || c.method == .kto {
@@ -277,6 +287,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                   }
                   return nil
               }),
+        .make("loftq_iter", \.loftqIter, flags: ["loftq-iter", "loftq_iter"],
+              help: "Rounds of LoftQ's alternating quantization and SVD (init_lora_weights loftq; PEFT's LoftQConfig.loftq_iter).",
+              check: { v, _ in v >= 1 ? nil : "loftq_iter must be at least 1 (got \(v))" }),
         .make("layers_to_transform", \.layersToTransform, help: "Only these layer indices get adapters (default: all)."),
 
         .make("learning_rate", \.learningRate, flags: ["learning-rate", "learning_rate"], help: "Peak learning rate.",
@@ -441,6 +454,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         var c = AdapterConfig(r: loraR, loraAlpha: loraAlpha, targetModules: targets, loraDropout: loraDropout,
                               useRSLoRA: useRSLoRA, useDoRA: useDoRA)
         c.initLoRAWeights = initLoRAWeights.rawValue
+        if initLoRAWeights == .loftq { c.loftq = .init(bits: quantize == .int8 ? 8 : 4, iterations: loftqIter) }
         c.layersToTransform = layersToTransform
         c.baseModelNameOrPath = model ?? ModelStore.defaultModelName
         return c

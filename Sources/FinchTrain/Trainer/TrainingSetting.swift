@@ -143,7 +143,8 @@ extension LRSchedule.Kind: SettingChoice {
 
 /// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B), `gaussian`,
 /// `olora` / `pissa` (A and B from the base weight's QR / SVD, the base keeping the residual), or
-/// `pissa_niter_K` (PiSSA from K iterations of the randomized SVD).
+/// `pissa_niter_K` (PiSSA from K iterations of the randomized SVD), or `loftq` (the base quantized
+/// against an adapter fitted to the quantization error).
 public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
     public let rawValue: String
     public static let kaimingUniform = LoRAInit(checked: "true")
@@ -151,12 +152,13 @@ public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
     public static let olora = LoRAInit(checked: "olora")
     public static let pissa = LoRAInit(checked: "pissa")
     public static func pissa(iterations: Int) -> LoRAInit { LoRAInit(checked: "pissa_niter_\(iterations)") }
+    public static let loftq = LoRAInit(checked: "loftq")
 
     private init(checked: String) { rawValue = checked }
 
     public init?(rawValue: String) {
         let v = rawValue.lowercased()
-        if ["true", "gaussian", "olora", "pissa"].contains(v) {
+        if ["true", "gaussian", "olora", "pissa", "loftq"].contains(v) {
             self.rawValue = v
         } else if v.hasPrefix("pissa_niter_"), let k = Int(v.dropFirst("pissa_niter_".count)), k >= 0 {
             self.rawValue = "pissa_niter_\(k)"
@@ -180,7 +182,7 @@ public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
         }
     }
     public var settingJSON: JSONValue { .string(rawValue) }
-    public static var settingKind: String { "one of true, gaussian, olora, pissa, pissa_niter_K (K iterations)" }
+    public static var settingKind: String { "one of true, gaussian, olora, pissa, pissa_niter_K (K iterations), loftq" }
     public var description: String { rawValue }
 }
 

@@ -103,6 +103,9 @@ public final class T5Model: @unchecked Sendable {
     }
 
     public var architecture: String { "t5" }
+
+    /// The FFN's output (`wo`) stays unquantized, as transformers loads T5 (`_keep_in_fp32_modules`).
+    public func quantizesAtLoad(_ slot: String) -> Bool { !slot.hasSuffix("DenseReluDense.wo") }
     public var vocabSize: Int { config.vocabSize }
     /// The id generation stops at.
     public var eosTokenIds: [Int] { config.eosTokenId.map { [$0] } ?? [] }
