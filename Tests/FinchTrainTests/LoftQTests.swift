@@ -221,3 +221,64 @@ private func frobenius(_ x: [Float], _ y: [Float]) -> Double {
     return sum.squareRoot()
 }
 
+
+/// Adapters PEFT saved from an OLoRA / PiSSA / LoftQ start without converting them (Tests/Fixtures/lora-init-saved
+/// from Scripts/fixtures/make_unconverted_adapters.py: the tiny LLaMA, factors moved off their start): Finch loads
+/// them as PEFT does — initialized again on the original model (the base rewritten), the saved factors over the
+/// initial ones — with PEFT's logits; saved again, they are plain LoRAs on the original base (OLoRA / PiSSA) with
+/// the same logits; a pissa_niter_K one is refused (its start was a random draw).
+final class UnconvertedAdapterTests: XCTestCase {
+    /// Measured (max |Δ| / max |logit|): olora 6.9e-7, pissa 5.3e-6 (the residual base from LAPACK's float64 SVD
+    /// against torch's float32 one), loftq 5.4e-7. Held to ~3×.
+    static let tolerance: [String: Double] = ["olora": 2e-6, "pissa": 1.6e-5, "loftq": 1.6e-6]
+
+    func testLoadsAsPEFTLoadsThem() throws {
+        let dir = try Fixtures.required("lora-init-saved")
+        let f = try SafeTensorsFile(path: dir + "/logits.safetensors")
+        let ids = try f.floats("input_ids").map { Int($0) }
+        for method in ["olora", "pissa", "loftq"] {
+            let model = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
+            try model.loadAdapter(directory: dir + "/" + method)
+            let logits = try model.logits(tokens: [ids])[0].flatMap { $0 }
+            let e = maxRelative(logits, try f.floats("\(method).logits"))
+            print("[unconverted \(method)] logits vs PEFT's: \(e)")
+            XCTAssertLessThanOrEqual(e, Self.tolerance[method]!, method)
+            XCTAssertEqual(model.adapterConfigs["default"]?.initLoRAWeights, method)
+            XCTAssertThrowsError(try model.createAdapter(config: AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"])),
+                                                         name: "second", seed: 1)) {
+                XCTAssertTrue("\($0)".contains("rewrote the base weights"), "\($0)")
+            }
+            guard method != "loftq" else { continue }
+            // saved by Finch: converted, and right on the original weights
+            let out = NSTemporaryDirectory() + "finch-unconverted-\(UUID().uuidString)"
+            addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
+            try model.adapter(named: "default", config: model.adapterConfigs["default"]!).save(to: out)
+            let fresh = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
+            try fresh.loadAdapter(directory: out)
+            XCTAssertEqual(fresh.adapterConfigs["default"]?.r, 8)
+            XCTAssertLessThanOrEqual(maxRelative(try fresh.logits(tokens: [ids])[0].flatMap { $0 }, logits), 2e-6, method)
+        }
+        // a model whose base is already rewritten or quantized cannot take one
+        let quantized = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf"), quantization: QuantizationConfig()).model as? DecoderModel)
+        XCTAssertThrowsError(try quantized.loadAdapter(directory: dir + "/pissa")) { XCTAssertTrue("\($0)".contains("is quantized"), "\($0)") }
+    }
+
+    func testARandomizedPiSSAStartIsRefused() throws {
+        let dir = try Fixtures.required("lora-init-saved")
+        let copy = NSTemporaryDirectory() + "finch-unconverted-niter-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: copy) }
+        try FileManager.default.copyItem(atPath: dir + "/pissa", toPath: copy)
+        let configPath = copy + "/adapter_config.json"
+        let text = try String(contentsOfFile: configPath, encoding: .utf8).replacingOccurrences(of: "\"pissa\"", with: "\"pissa_niter_4\"")
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let model = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
+        XCTAssertThrowsError(try model.loadAdapter(directory: copy)) {
+            XCTAssertTrue("\($0)".contains("path_initial_model_for_weight_conversion"), "\($0)")
+        }
+    }
+}
+
+private func maxRelative(_ a: [Float], _ b: [Float]) -> Double {
+    let scale = b.map { abs(Double($0)) }.max() ?? 1
+    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
+}

@@ -3,6 +3,11 @@ import FinchLoRA
 import FinchQuant
 import Foundation
 
+/// How `LoRAHost.createAdapter` leaves LoftQ's bases: quantized (training: every layer the load
+/// would quantize is quantized), or their values unquantized in the layers' own type with the other
+/// layers untouched (what PEFT's `loftq_init` leaves when it loads a LoftQ adapter).
+public enum LoftQBases: Sendable { case quantized, dequantized }
+
 /// One adaptable linear layer of a model: its full module name (as PEFT names it), the layer
 /// in place now (frozen, or wrapped with adapters), and how to swap it.
 public struct LinearSlot {
@@ -55,13 +60,37 @@ extension LoRAHost {
     }
 
     /// Loads a PEFT adapter directory (or a llama.cpp LoRA adapter `.gguf` file) under `name`
-    /// and makes it active.
+    /// and makes it active. An adapter saved with `init_lora_weights` olora, pissa or loftq (not
+    /// converted to a plain LoRA) loads as PEFT loads it: initialized again, which rewrites the base
+    /// as at the start of its training, then its saved factors over the initial ones.
     public func loadAdapter(directory: String, name: String = "default") throws {
         var isDir: ObjCBool = false
         let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
             ? try ggufLoRAAdapter(path: directory)
             : try LoRAAdapter.load(directory: directory, linears: linearModules)
-        try addAdapter(adapter, name: name)
+        let method = adapter.config.initLoRAWeights.lowercased()
+        guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
+        if method.hasPrefix("pissa_niter_") {
+            throw AdapterError.unsupported("\(directory): the adapter was saved with init_lora_weights \(method) and not converted: it is relative to a base PEFT made from a random draw it did not save; convert it in PEFT (save_pretrained(path_initial_model_for_weight_conversion=…)) or train with pissa (Finch's runs save converted adapters)")
+        }
+        var quantization: QuantizationConfig?
+        if method == "loftq" {
+            switch adapter.config.loftq?.bits ?? 4 {
+            case 4: quantization = QuantizationConfig(type: .nf4, blocksize: 64)   // what PEFT's loftq_init quantizes with
+            case 8: quantization = .int8()
+            case let b: throw AdapterError.unsupported("\(directory): loftq_config.loftq_bits \(b) (PEFT's LoftQ quantizes to 4 or 8 bits)")
+            }
+        }
+        let start = try createAdapter(config: adapter.config, name: name, seed: 0, quantization: quantization, loftqBases: .dequantized)
+        for (module, m) in start.modules {
+            guard let saved = adapter.modules[module], saved.a.count == m.a.count, saved.b.count == m.b.count else {
+                throw AdapterError.invalidConfig(path: directory, reason: "its factors for \(module) do not have the shapes its config gives")
+            }
+            m.a.pointer.update(from: saved.a.pointer, count: m.a.count)
+            m.b.pointer.update(from: saved.b.pointer, count: m.b.count)
+        }
+        adapterConfigs[name] = adapter.config
+        adapterParametersChanged()
     }
 
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
@@ -69,6 +98,9 @@ extension LoRAHost {
         if adapter.config.fanInFanOut != linearsFanInFanOut {
             throw ModelError.adapterProblem("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
                 + "linear layers \(linearsFanInFanOut ? "are" : "are not") Conv1D ([in, out]); it was made for another architecture")
+        }
+        if let (other, c) = adapterConfigs.first(where: { $0.key != name && Self.rewritesBase($0.value.initLoRAWeights) }) {
+            throw ModelError.adapterProblem("adapter '\(other)' (init_lora_weights \(c.initLoRAWeights)) rewrote the base weights, which another adapter is not relative to: load them in separate processes, or convert '\(other)' to a plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=…); Finch saves its own runs converted)")
         }
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         for (module, lora) in adapter.modules {
@@ -85,6 +117,10 @@ extension LoRAHost {
         adapterConfigs[name] = adapter.config
         setActiveAdapter(name)
     }
+
+    /// Whether an adapter of this `init_lora_weights` rewrote the base when it was created or loaded
+    /// (olora, pissa, pissa_niter_K, loftq).
+    static func rewritesBase(_ method: String) -> Bool { LoRAAdapter.isDecompositionInit(method) || method.lowercased() == "loftq" }
 
     /// Makes `name` the adapter every wrapped layer applies; nil disables adapters (the base model answers).
     public func setActiveAdapter(_ name: String?) {
@@ -158,7 +194,7 @@ extension LoRAHost {
     /// every other layer the load would have quantized is quantized as the load would have.
     @discardableResult
     public func createAdapter(config: AdapterConfig, name: String = "default", seed: UInt64,
-                              quantization: QuantizationConfig? = nil) throws -> LoRAAdapter {
+                              quantization: QuantizationConfig? = nil, loftqBases: LoftQBases = .quantized) throws -> LoRAAdapter {
         var config = config
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
@@ -202,9 +238,9 @@ extension LoRAHost {
                 let old = s.get().frozenWeight
                 let new: LinearWeight
                 if let q = bases[s.name] {
-                    new = quantizesAtLoad(s.name) ? q : LinearWeight(outFeatures: old.outFeatures, inFeatures: old.inFeatures,
-                                                                     values: q.floatValues(), dtype: old.dtype)
-                } else if quantizesAtLoad(s.name) {
+                    new = quantizesAtLoad(s.name) && loftqBases == .quantized
+                        ? q : LinearWeight(outFeatures: old.outFeatures, inFeatures: old.inFeatures, values: q.floatValues(), dtype: old.dtype)
+                } else if quantizesAtLoad(s.name) && loftqBases == .quantized {
                     new = try quantization.linear(outFeatures: old.outFeatures, inFeatures: old.inFeatures, values: old.floatValues())
                 } else {
                     continue
