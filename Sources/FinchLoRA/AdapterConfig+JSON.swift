@@ -30,8 +30,11 @@ extension AdapterConfig {
             return t
         }
         if let t = try field("peft_type", "a string", \.stringValue), t != "LORA" { throw fail("peft_type \(t) is not LORA") }
-        if let m = obj["modules_to_save"], !m.isNull, m.arrayValue?.isEmpty != true {
-            throw fail("modules_to_save (fully trained extra modules) is not supported yet")
+        if let t = obj["trainable_token_indices"], !t.isNull {
+            throw fail("trainable_token_indices (PEFT's trainable tokens) is not supported yet; train the whole embedding with modules_to_save instead")
+        }
+        if let ensure = obj["ensure_weight_tying"]?.boolValue, ensure {
+            throw fail("ensure_weight_tying is not supported yet (Finch keeps tied embeddings' copies apart, as PEFT does without it)")
         }
         guard let r = obj["r"]?.wholeNumberValue else { throw fail("missing integer 'r'") }
         guard let alpha = obj["lora_alpha"]?.doubleValue else { throw fail("missing number 'lora_alpha'") }
@@ -72,6 +75,14 @@ extension AdapterConfig {
                 out[k] = t
             }
             return out
+        }
+        switch obj["modules_to_save"] {
+        case nil, .null?: modulesToSave = []
+        case .array(let l)?:
+            let names = l.compactMap(\.stringValue)
+            guard names.count == l.count else { throw fail("modules_to_save must be a list of module names") }
+            modulesToSave = names
+        case let v?: throw fail("'modules_to_save' must be a list of module names, not \(v.kindName)")
         }
         rankPattern = try pattern("rank_pattern", "an integer", \.wholeNumberValue)
         alphaPattern = try pattern("alpha_pattern", "a number", \.doubleValue)
@@ -117,7 +128,7 @@ extension AdapterConfig {
         o["base_model_name_or_path"] = baseModelNameOrPath.map(JSONValue.string) ?? .null
         o["fan_in_fan_out"] = .bool(fanInFanOut)
         o["inference_mode"] = .bool(true)
-        o["modules_to_save"] = .null
+        o["modules_to_save"] = modulesToSave.isEmpty ? .null : .array(modulesToSave.map(JSONValue.string))
         if let l = loftq { o["loftq_config"] = .sortedObject(["loftq_bits": .int(l.bits), "loftq_iter": .int(l.iterations)]) }
         return .sortedObject(o)
     }

@@ -32,6 +32,9 @@ public struct AdapterConfig: Sendable, Equatable {
     /// PEFT's `init_lora_weights`: true (kaiming-uniform A, zero B), "gaussian", "olora", "pissa",
     /// "pissa_niter_K" or "loftq".
     public var initLoRAWeights: String = "true"
+    /// PEFT's `modules_to_save`: modules trained in full beside the adapter (a trainable copy of each
+    /// that the adapter carries); an entry matches a module whose name equals it or ends with `.entry`.
+    public var modulesToSave: [String] = []
     /// PEFT's `loftq_config` of an adapter initialized with LoftQ (nil: none, PEFT's `{}`).
     public var loftq: LoftQSettings? = nil
     /// Per-module rank / alpha overrides (PEFT `rank_pattern`, `alpha_pattern`): key is a regex on the module name.
@@ -54,6 +57,11 @@ public struct AdapterConfig: Sendable, Equatable {
                 useRSLoRA: Bool = false, useDoRA: Bool = false) {
         self.r = r; self.loraAlpha = loraAlpha; self.targetModules = targetModules
         self.loraDropout = loraDropout; self.useRSLoRA = useRSLoRA; self.useDoRA = useDoRA
+    }
+
+    /// Whether `modules_to_save` names `module` (PEFT's match: equal, or ending with `.entry`).
+    public func savesModule(_ module: String) -> Bool {
+        modulesToSave.contains { module == $0 || module.hasSuffix("." + $0) }
     }
 
     /// Rank of one module (after `rank_pattern`).

@@ -10,17 +10,23 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var config: AdapterConfig
     /// Module name (e.g. `model.layers.0.self_attn.q_proj`) → factors.
     public var modules: [String: LoRAModule]
+    /// Module name (e.g. `model.embed_tokens`, `lm_head`) → its trained copy (`modules_to_save`).
+    public var copies: [String: ModuleCopy]
 
-    public init(config: AdapterConfig, modules: [String: LoRAModule]) {
+    public init(config: AdapterConfig, modules: [String: LoRAModule], copies: [String: ModuleCopy] = [:]) {
         self.config = config
         self.modules = modules
+        self.copies = copies
     }
 
     static let prefix = "base_model.model."
 
     /// Loads a PEFT adapter directory. `linears` maps each linear layer of the base model to
-    /// its (out, in) features; every tensor must name one of them with matching shapes.
-    public static func load(directory: String, linears: [String: (out: Int, in: Int)]) throws -> LoRAAdapter {
+    /// its (out, in) features; every tensor must name one of them with matching shapes, or be the
+    /// copy of a module `modules_to_save` names (`base_model.model.<module>.weight`) among
+    /// `copyable` (module name → (rows, columns): the modules the model can train in full).
+    public static func load(directory: String, linears: [String: (out: Int, in: Int)],
+                            copyable: [String: (rows: Int, columns: Int)] = [:]) throws -> LoRAAdapter {
         let cfgPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
         guard FileManager.default.fileExists(atPath: cfgPath), FileManager.default.fileExists(atPath: wPath) else {
@@ -31,10 +37,15 @@ public final class LoRAAdapter: @unchecked Sendable {
         let config = try AdapterConfig.load(path: cfgPath)
         let file = try SafeTensorsFile(path: wPath)
         // Group tensors by module; accept PEFT's saved names and the in-memory ones with ".default".
-        var parts: [String: [String: String]] = [:]
+        var parts: [String: [String: String]] = [:], copyNames: [String: String] = [:]
+        let saved = try savedModules(config, copyable: copyable, path: cfgPath)
         for key in file.tensorNames {
             var k = key
             if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
+            if let m = saved.first(where: { k == $0 + ".weight" || k == $0 + ".modules_to_save.default.weight" }) {
+                copyNames[m] = key
+                continue
+            }
             let kinds = ["lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_A.default.weight",
                          "lora_B.default.weight", "lora_magnitude_vector.default.weight", "lora_magnitude_vector.weight"]
             guard let kind = kinds.first(where: { k.hasSuffix("." + $0) }) else {
@@ -70,7 +81,33 @@ public final class LoRAAdapter: @unchecked Sendable {
             modules[module] = lora
         }
         if modules.isEmpty { throw AdapterError.invalidConfig(path: wPath, reason: "the adapter has no LoRA tensors") }
-        return LoRAAdapter(config: config, modules: modules)
+        var copies: [String: ModuleCopy] = [:]
+        for m in saved {
+            guard let n = copyNames[m] else { throw AdapterError.missingTensor(path: wPath, name: prefix + m + ".weight") }
+            let (rows, columns) = copyable[m]!
+            guard let info = file.info(n), info.shape == [rows, columns] else {
+                throw AdapterError.badShape(path: wPath, name: n, expected: [rows, columns], actual: file.info(n)?.shape ?? [])
+            }
+            copies[m] = ModuleCopy(rows: rows, columns: columns, values: Buffer(try file.floats(n)))
+        }
+        return LoRAAdapter(config: config, modules: modules, copies: copies)
+    }
+
+    /// The modules `config.modulesToSave` names among `copyable`, sorted.
+    /// - Throws: ``AdapterError/unsupported(_:)`` for an entry that names none of them (Finch trains
+    ///   only the embedding and the LM head in full).
+    public static func savedModules(_ config: AdapterConfig, copyable: [String: (rows: Int, columns: Int)], path: String) throws -> [String] {
+        var found: [String] = []
+        for entry in config.modulesToSave {
+            let matched = copyable.keys.filter { $0 == entry || $0.hasSuffix("." + entry) }
+            guard !matched.isEmpty else {
+                let can = copyable.keys.sorted()
+                throw AdapterError.unsupported("\(path): modules_to_save names '\(entry)', which is not a module Finch trains in full for this model"
+                    + (can.isEmpty ? " (it trains none for this architecture)" : " (it trains \(can.joined(separator: ", ")))"))
+            }
+            found += matched
+        }
+        return Array(Set(found)).sorted()
     }
 
     /// Writes the adapter as PEFT does: `adapter_config.json` and `adapter_model.safetensors`
@@ -86,7 +123,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         if config.initLoRAWeights.lowercased() == "loftq" {
             var c = config
             c.initLoRAWeights = "true"
-            try LoRAAdapter(config: c, modules: modules).save(to: directory)
+            try LoRAAdapter(config: c, modules: modules, copies: copies).save(to: directory)
             return
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -98,6 +135,10 @@ public final class LoRAAdapter: @unchecked Sendable {
             if let mag = m.magnitude {
                 entries.append(.float32(name: Self.prefix + name + ".lora_magnitude_vector", shape: [m.outFeatures], values: mag.array))
             }
+        }
+        for name in copies.keys.sorted() {
+            let m = copies[name]!
+            entries.append(.float32(name: Self.prefix + name + ".weight", shape: [m.rows, m.columns], values: m.value.array))
         }
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],
                                     to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
@@ -133,6 +174,6 @@ public final class LoRAAdapter: @unchecked Sendable {
             converted.dropout = m.dropout
             out[name] = converted
         }
-        return LoRAAdapter(config: c, modules: out)
+        return LoRAAdapter(config: c, modules: out, copies: copies)
     }
 }

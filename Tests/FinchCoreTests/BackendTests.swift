@@ -194,13 +194,14 @@ final class BackendTests: XCTestCase {
             let head = LinearWeight(outFeatures: vocab, inFeatures: c, values: Buffer(random(vocab * c, seed: 81)), dtype: dtype)
             var sums: [Double] = []
             // Inputs, dx, and the per-row losses of both passes (filled with garbage first: they are written).
+            // and the head's gradient (a trained head), accumulated onto what it holds
             let r = try both([random(rows * c, seed: 82, scale: 2), random(rows * c, seed: 83), random(rows, seed: 84),
-                              random(rows, seed: 85)]) { b, p in
+                              random(rows, seed: 85), random(vocab * c, seed: 86)]) { b, p in
                 try targets.withUnsafeBufferPointer { t in
                     let f = try b.crossEntropyForward(x: p[0], head: head, targets: t.baseAddress!, rows: rows, losses: p[2],
                                                       scratch: Scratch())
                     let fb = try b.crossEntropyForwardBackward(dx: p[1], x: p[0], head: head, targets: t.baseAddress!, rows: rows,
-                                                               scale: 0.2, losses: p[3], scratch: Scratch())
+                                                               scale: 0.2, losses: p[3], headGrad: p[4], scratch: Scratch())
                     XCTAssertEqual(f.count, 5); XCTAssertEqual(fb.count, 5)
                     XCTAssertEqual(f.sum, fb.sum, accuracy: 1e-9 * abs(f.sum))
                     for l in [p[2], p[3]] {
@@ -215,6 +216,7 @@ final class BackendTests: XCTestCase {
             print("[backend] cross-entropy \(dtype) loss: \(e)")
             XCTAssertLessThanOrEqual(e, Self.reductionTolerance, "\(dtype) loss")
             check("cross-entropy \(dtype) dx", r, outputs: [1], tolerance: Self.reductionTolerance)
+            check("cross-entropy \(dtype) head gradient", r, outputs: [4], tolerance: Self.reductionTolerance)
         }
     }
 

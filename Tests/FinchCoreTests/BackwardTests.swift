@@ -499,6 +499,12 @@ final class CrossEntropyTests: XCTestCase {
             for r in 0..<rows where targets[r] == -100 {
                 XCTAssertTrue(dx.array[(r * c)..<((r + 1) * c)].allSatisfy { $0 == 2 })
             }
+            // a trained head (modules_to_save): its gradient, added to what the buffer holds
+            let dw = Buffer<Float>(Array(repeating: 1, count: vocab * c)), unused = Buffer<Float>(count: rows * c)
+            _ = try CrossEntropy.linearForwardBackward(dx: unused.pointer, x: x, head: head, targets: targets,
+                                                       rows: rows, scale: scale, headGrad: dw.pointer, chunkRows: chunk, scratch: Scratch())
+            checkGradient("dW chunk \(chunk)", got: { dw[$0] - 1 }, f: { Double(scale) * lossOf(params, $0) }, at: wd,
+                          indices: Array(0..<(vocab * c)))
         }
         // bf16 head: x and dlogits are rounded to bf16 (f32 accumulation), so compare loosely.
         let wb = wv.map { BFloat16.toFloat(BFloat16.from($0)) }

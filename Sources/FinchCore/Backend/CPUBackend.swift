@@ -162,9 +162,10 @@ public final class CPUBackend: ComputeBackend {
 
     public func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
                                             targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
+                                            headGrad: UnsafeMutablePointer<Float>?,
                                             scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         try CrossEntropy.linearForwardBackward(dx: dx, x: x, head: head, targets: targets, rows: rows, scale: scale, losses: losses,
-                                               scratch: scratch)
+                                               headGrad: headGrad, scratch: scratch)
     }
 
     public func dropout(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, count: Int, p: Float, key: UInt64,

@@ -124,9 +124,11 @@ public protocol ComputeBackend: AnyObject, Sendable {
     /// row's loss as stored in f32, 0 where the target is -100.
     func crossEntropyForward(x: UnsafePointer<Float>, head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
                              losses: UnsafeMutablePointer<Float>?, scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int)
-    /// As `crossEntropyForward`, and dx [R, C] += ∂(scale · Σ losses)/∂x.
+    /// As `crossEntropyForward`, and dx [R, C] += ∂(scale · Σ losses)/∂x; with `headGrad` [V, C]
+    /// (a trained head: PEFT's `modules_to_save`), also headGrad += ∂(scale · Σ losses)/∂head.
     func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
                                      targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
+                                     headGrad: UnsafeMutablePointer<Float>?,
                                      scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int)
 
     // MARK: Elementwise
@@ -204,6 +206,14 @@ public struct AdamW8bitStep: Sendable, Equatable {
 }
 
 extension ComputeBackend {
+    /// `crossEntropyForwardBackward` with a frozen head (no head gradient).
+    public func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
+                                            targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
+                                            scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
+        try crossEntropyForwardBackward(dx: dx, x: x, head: head, targets: targets, rows: rows, scale: scale, losses: losses,
+                                        headGrad: nil, scratch: scratch)
+    }
+
     /// y [M, O] (+)= x [M, I] · weightᵀ for a trainable f32 weight [O, I] (LoRA's factors).
     public func denseForward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                              rows m: Int, outFeatures o: Int, inFeatures i: Int, accumulate: Bool) {

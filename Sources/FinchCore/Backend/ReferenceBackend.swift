@@ -479,9 +479,11 @@ public final class ReferenceBackend: ComputeBackend {
         return (sum, count)
     }
 
-    /// dlogits = scale · (softmax − onehot(target)), then dx += dlogits · head (`linearBackwardInput`).
+    /// dlogits = scale · (softmax − onehot(target)), then dx += dlogits · head (`linearBackwardInput`)
+    /// and headGrad [V, C] += dlogitsᵀ · x, row by row in f64.
     public func crossEntropyForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight,
                                             targets: UnsafePointer<Int32>, rows: Int, scale: Float, losses: UnsafeMutablePointer<Float>?,
+                                            headGrad: UnsafeMutablePointer<Float>?,
                                             scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         try CrossEntropy.validate(targets: targets, rows: rows, vocab: head.outFeatures)
         let c = head.inFeatures
@@ -499,6 +501,11 @@ public final class ReferenceBackend: ComputeBackend {
             dlogits[t] = Float(Double(dlogits[t]) - Double(scale))
             dlogits.withUnsafeBufferPointer { d in
                 linearBackwardInput(head, dx: dx + r * c, dy: d.baseAddress!, rows: 1, accumulate: true, scratch: scratch)
+            }
+            if let headGrad {
+                for j in 0..<dlogits.count where dlogits[j] != 0 {
+                    for e in 0..<c { headGrad[j * c + e] = Float(Double(headGrad[j * c + e]) + Double(dlogits[j]) * Double(x[r * c + e])) }
+                }
             }
         }
         return (sum, count)

@@ -104,12 +104,13 @@ public enum CrossEntropy {
     }
 
     /// Runs `body` over chunks of up to `chunkRows` counted rows (target not -100) with the
-    /// chunk's logits = x·Wᵀ computed: body(logits [m, V], targets [m], the chunk's rows, m).
+    /// chunk's logits = x·Wᵀ computed: body(logits [m, V], the chunk's inputs [m, C], targets [m],
+    /// the chunk's rows, m).
     /// Only [chunk, V] logits exist at a time.
     private static func forEachCountedChunk(x: UnsafePointer<Float>, head: LinearWeight,
                                             targets: UnsafePointer<Int32>, rows: Int, chunkRows: Int,
                                             scratch: Scratch,
-                                            _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Int32>, ArraySlice<Int>, Int) throws(CoreError) -> Void)
+                                            _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Int32>, ArraySlice<Int>, Int) throws(CoreError) -> Void)
                                             throws(CoreError) -> Int {
         let v = head.outFeatures, c = head.inFeatures
         try validate(targets: targets, rows: rows, vocab: v)
@@ -128,7 +129,7 @@ public enum CrossEntropy {
                 tc[i] = targets[r]
             }
             head.forward(y: logits.pointer, x: xc.pointer, rows: m, scratch: scratch)
-            try body(logits.pointer, UnsafePointer(tc.pointer), picked, m)
+            try body(logits.pointer, UnsafePointer(xc.pointer), UnsafePointer(tc.pointer), picked, m)
             first += m
         }
         return counted.count
@@ -146,7 +147,7 @@ public enum CrossEntropy {
         let lc = losses.map { _ in Buffer<Float>(count: max(1, min(chunkRows, rows))) }   // [chunk] a chunk's losses
         var sum = 0.0
         let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
-                                            scratch: scratch) { (logits, tc, picked, m) throws(CoreError) in
+                                            scratch: scratch) { (logits, _, tc, picked, m) throws(CoreError) in
             sum += try forward(losses: lc?.pointer, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
             if let losses, let lc { for (i, r) in picked.enumerated() { losses[r] = lc[i] } }
         }
@@ -164,7 +165,8 @@ public enum CrossEntropy {
     @discardableResult
     public static func linearForwardBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                              head: LinearWeight, targets: UnsafePointer<Int32>, rows: Int,
-                                             scale: Float, losses: UnsafeMutablePointer<Float>? = nil, chunkRows: Int = 256,
+                                             scale: Float, losses: UnsafeMutablePointer<Float>? = nil,
+                                             headGrad: UnsafeMutablePointer<Float>? = nil, chunkRows: Int = 256,
                                              scratch: Scratch) throws(CoreError) -> (sum: Double, count: Int) {
         let v = head.outFeatures, c = head.inFeatures
         let dxc = Buffer<Float>(count: max(1, min(chunkRows, rows)) * c)   // [chunk, C] the gradient of a chunk's inputs
@@ -172,11 +174,15 @@ public enum CrossEntropy {
         let lc = losses.map { _ in Buffer<Float>(count: max(1, min(chunkRows, rows))) }   // [chunk] a chunk's losses
         var sum = 0.0
         let count = try forEachCountedChunk(x: x, head: head, targets: targets, rows: rows, chunkRows: chunkRows,
-                                            scratch: scratch) { (logits, tc, picked, m) throws(CoreError) in
+                                            scratch: scratch) { (logits, xc, tc, picked, m) throws(CoreError) in
             sum += try forward(losses: lc?.pointer, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v).sum
             if let losses, let lc { for (i, r) in picked.enumerated() { losses[r] = lc[i] } }
             backward(dlogits: logits, logsumexp: nil, logits: logits, targets: tc, rows: m, vocab: v, scale: scale)
             head.backwardInput(dx: dxc.pointer, dy: logits, rows: m, accumulate: false, scratch: scratch)
+            if let headGrad {   // headGrad [V, C] += dlogitsᵀ [V, m] · xc [m, C]
+                GEMM.f32(m: v, n: c, k: m, a: logits, lda: v, aTransposed: true, b: xc, ldb: c, bTransposed: false,
+                         c: headGrad, ldc: c, accumulate: true)
+            }
             for (i, r) in picked.enumerated() {
                 let d = dx + r * c, s = dxc.pointer + i * c
                 for e in 0..<c { d[e] += s[e] }

@@ -56,8 +56,8 @@ extension DecoderModel {
             guard w.int8 != nil else { return w.byteCount }
             return w.byteCount + 4 * (w.chunkedExpansion.map { $0.rowsPerChunk * w.inFeatures } ?? values)
         }
-        var peak = inFlight(embedding)
-        if lmHead !== embedding { peak = max(peak, embedding.byteCount + inFlight(lmHead)) }
+        var peak = inFlight(baseEmbedding)
+        if baseHead !== baseEmbedding { peak = max(peak, baseEmbedding.byteCount + inFlight(baseHead)) }
         var extra = 0
         for slot in linearSlots {
             let w = baseWeight(slot.get())

@@ -56,7 +56,8 @@ extension DecoderModel {
         try trainingPass(p, options: options) { dxn, xn in
             let l = try p.targets.withUnsafeBufferPointer { t in
                 try backend.crossEntropyForwardBackward(dx: dxn, x: xn, head: lmHead, targets: t.baseAddress!, rows: n,
-                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil, scratch: scratch)
+                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil,
+                                                       headGrad: activeModuleCopies[names.head]?.grad?.pointer, scratch: scratch)
             }
             loss = LossSum(sum: l.sum, count: l.count)
         }
@@ -67,6 +68,9 @@ extension DecoderModel {
                                 objective: SequenceObjective) throws -> SequenceLogProbs {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
+        if !activeModuleCopies.isEmpty {
+            throw ModelError.adapterProblem("modules_to_save (\(activeModuleCopies.keys.sorted().joined(separator: ", "))) with a sequence objective (dpo, simpo, orpo, kto) is not supported yet; train the adapter alone")
+        }
         var scores = SequenceLogProbs()
         try trainingPass(p, options: options) { dxn, xn in
             scores = try SequenceLogProbs.headBackward(dx: dxn, x: xn, head: lmHead, targets: p.targets, sequences: p.sequences,
@@ -112,6 +116,16 @@ extension DecoderModel {
             }
             blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
                           rope: tables[li], context: context)
+        }
+
+        // A trained embedding (modules_to_save): each row's gradient into its token's row, scaled as
+        // the forward scaled the rows (dx is now ∂loss/∂(the embedded rows)).
+        if let e = activeModuleCopies[names.embedding], let g = e.grad {
+            let s = embeddingScale ?? 1
+            for (i, t) in p.tokens.enumerated() {
+                let d = g.pointer + t * c, src = w.dx.pointer + i * c
+                for k in 0..<c { d[k] += s * src[k] }
+            }
         }
     }
 

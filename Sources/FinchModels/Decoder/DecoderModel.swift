@@ -49,8 +49,12 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public let config: any DecoderConfig
     /// Storage type of the linear and embedding weights.
     public let dtype: WeightDType
-    let embedding: LinearWeight          // [V, C]
-    let lmHead: LinearWeight             // [V, C], the same object as `embedding` when tied
+    /// [V, C] in use: the frozen one, or the active adapter's trained copy (`modules_to_save`).
+    private(set) var embedding: LinearWeight
+    /// [V, C] in use: the same object as `embedding` when tied (and neither is a copy).
+    private(set) var lmHead: LinearWeight
+    /// The frozen ones, as loaded.
+    let baseEmbedding: LinearWeight, baseHead: LinearWeight
     let finalNorm: Buffer<Float>         // [C] as applied
     let finalNormStored: Buffer<Float>   // [C] as the checkpoint holds it
     let finalNormBias: Buffer<Float>?    // [C] (LayerNorm)
@@ -64,6 +68,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     /// Training buffers, kept between steps (see DecoderModel+Training.swift).
     var trainingWork: DecoderWorkspace?
     public var adapterConfigs: [String: AdapterConfig] = [:]
+    public var moduleCopies: [String: [String: ModuleCopy]] = [:]
     /// Every block linear, in checkpoint order (the slots read and swap the layers' entries, so
     /// they are made once).
     public let linearSlots: [LinearSlot]
@@ -73,6 +78,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
          positionEmbedding: LinearWeight?, layers: [DecoderLayer]) {
         self.config = config; self.spec = spec; self.names = names; self.dtype = dtype
         self.embedding = embedding; self.lmHead = lmHead; self.finalNorm = finalNorm
+        baseEmbedding = embedding; baseHead = lmHead
         self.finalNormStored = finalNormStored; self.finalNormBias = finalNormBias
         self.positionEmbedding = positionEmbedding; self.layers = layers
         var slots: [LinearSlot] = []
@@ -93,6 +99,14 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public func ggufLoRAAdapter(path: String) throws -> LoRAAdapter { try config.ggufLoRAAdapter(path: path) }
     public var trainingCaveats: [String] { config.trainingCaveats }
 
+    /// The embedding and the LM head (one module each, also when tied: PEFT copies them apart).
+    public var copyableModules: [String: LinearWeight] { [names.embedding: baseEmbedding, names.head: baseHead] }
+
+    public func useModuleCopies(_ copies: [String: ModuleCopy]) {
+        embedding = copies[names.embedding]?.weight ?? baseEmbedding
+        lmHead = copies[names.head]?.weight ?? baseHead
+    }
+
     /// Bytes held by the weights.
     public var weightBytes: Int { weightSizes.bytes }
     public var outputHead: LinearWeight { lmHead }
@@ -101,15 +115,15 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     public var parameterCount: Int { weightSizes.values }
 
     /// Values and bytes of every frozen tensor: embedding, LM head when untied, norms, biases,
-    /// block linears.
+    /// block linears (an adapter's trained copies of the embedding and head are its own).
     private var weightSizes: (values: Int, bytes: Int) {
         var values = 0, bytes = 0
         func add(_ v: Int, _ b: Int) { values += v; bytes += b }
         func add(_ w: LinearWeight) { add(w.outFeatures * w.inFeatures, w.byteCount) }
         func add(_ t: Buffer<Float>?) { if let t { add(t.count, t.byteCount) } }
-        add(embedding); add(finalNorm); add(finalNormBias)
+        add(baseEmbedding); add(finalNorm); add(finalNormBias)
         if let p = positionEmbedding { add(p) }
-        if lmHead !== embedding { add(lmHead) }
+        if baseHead !== baseEmbedding { add(baseHead) }
         for l in layers {
             for n in spec.norms { add(l.norm(n)); add(l.normBiases[n]) }
             for b in l.biases.values { add(b) }

@@ -39,11 +39,23 @@ public protocol LoRAHost: AnyObject {
     /// Whether loading with a quantization quantizes this layer (every one but T5's FFN output,
     /// which transformers keeps unquantized).
     func quantizesAtLoad(_ slot: String) -> Bool
+    /// The modules an adapter may train in full (PEFT's `modules_to_save`): module name → its
+    /// frozen weight (a decoder's embedding and LM head; none by default).
+    var copyableModules: [String: LinearWeight] { get }
+    /// Each adapter's trained copies (module name → copy), by adapter name.
+    var moduleCopies: [String: [String: ModuleCopy]] { get set }
+    /// Puts the active adapter's copies in use in place of the frozen modules (empty: the frozen ones).
+    func useModuleCopies(_ copies: [String: ModuleCopy])
 }
 
 extension LoRAHost {
     public var peftTaskType: String { "CAUSAL_LM" }
     public func quantizesAtLoad(_ slot: String) -> Bool { true }
+    public var copyableModules: [String: LinearWeight] { [:] }
+    public func useModuleCopies(_ copies: [String: ModuleCopy]) {}
+
+    /// (rows, columns) of each module an adapter may train in full.
+    public var copyableShapes: [String: (rows: Int, columns: Int)] { copyableModules.mapValues { ($0.outFeatures, $0.inFeatures) } }
 
     /// Every adaptable linear layer: full module name → (out, in) features.
     public var linearModules: [String: (out: Int, in: Int)] {
@@ -67,7 +79,7 @@ extension LoRAHost {
         var isDir: ObjCBool = false
         let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
             ? try ggufLoRAAdapter(path: directory)
-            : try LoRAAdapter.load(directory: directory, linears: linearModules)
+            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: copyableShapes)
         let method = adapter.config.initLoRAWeights.lowercased()
         guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
         if method.hasPrefix("pissa_niter_") {
@@ -89,6 +101,7 @@ extension LoRAHost {
             m.a.pointer.update(from: saved.a.pointer, count: m.a.count)
             m.b.pointer.update(from: saved.b.pointer, count: m.b.count)
         }
+        for (module, copy) in start.copies { copy.value.pointer.update(from: adapter.copies[module]!.value.pointer, count: copy.value.count) }
         adapterConfigs[name] = adapter.config
         adapterParametersChanged()
     }
@@ -115,6 +128,7 @@ extension LoRAHost {
             wrapped.add(lora, as: name)
         }
         adapterConfigs[name] = adapter.config
+        moduleCopies[name] = adapter.copies.isEmpty ? nil : adapter.copies
         setActiveAdapter(name)
     }
 
@@ -125,6 +139,7 @@ extension LoRAHost {
     /// Makes `name` the adapter every wrapped layer applies; nil disables adapters (the base model answers).
     public func setActiveAdapter(_ name: String?) {
         forEachLoRALinear { $0.active = (name != nil && $0.adapters[name!] != nil) ? name : nil }
+        useModuleCopies(name.flatMap { moduleCopies[$0] } ?? [:])
     }
 
     /// The adapter in use, if any.
@@ -144,6 +159,12 @@ extension LoRAHost {
             guard s.rows.lowerBound >= 0, s.rows.upperBound <= rows else {
                 throw ModelError.adapterProblem("adapter span \(s.rows) lies outside the call's \(rows) rows")
             }
+        }
+        if let active = activeAdapter, let copies = moduleCopies[active], spans.contains(where: { $0.adapter != active }) {
+            throw ModelError.adapterProblem("the active adapter '\(active)' trains whole modules (modules_to_save: \(copies.keys.sorted().joined(separator: ", "))), which are in use for every row of a call: rows cannot ask for another adapter or the base")
+        }
+        if let s = spans.first(where: { $0.adapter.map { moduleCopies[$0] != nil } ?? false }), let a = s.adapter, a != activeAdapter {
+            throw ModelError.adapterProblem("adapter '\(a)' trains whole modules (modules_to_save: \(moduleCopies[a]!.keys.sorted().joined(separator: ", "))), which Finch cannot apply to some rows of a call only; serve it as the active adapter (--adapter) instead")
         }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
@@ -176,13 +197,24 @@ extension LoRAHost {
             m.enableGradients()
             for p in m.parameters { out.append(("base_model.model.\(l.name).\(p.suffix)", p.value, p.grad)) }
         }
+        // modules_to_save: named as PEFT saves them
+        if let a = activeAdapter, let copies = moduleCopies[a] {
+            for (module, c) in copies.sorted(by: { $0.key < $1.key }) {
+                c.enableGradients()
+                out.append(("base_model.model.\(module).weight", c.value, c.grad!))
+            }
+        }
         return out
     }
 
     /// Sets the active adapter's gradients to zero.
     public func zeroGradients() {
         forEachLoRALinear { l in if let a = l.active, let m = l.adapters[a] { m.enableGradients(); m.zeroGradients() } }
+        if let a = activeAdapter { for c in (moduleCopies[a] ?? [:]).values { c.enableGradients(); c.zeroGradients() } }
     }
+
+    /// The active adapter's trained copies (`modules_to_save`), by module name.
+    public var activeModuleCopies: [String: ModuleCopy] { activeAdapter.flatMap { moduleCopies[$0] } ?? [:] }
 
     /// Tells the wrapped layers that adapter values changed (after an optimizer step or a restore).
     public func adapterParametersChanged() { forEachLoRALinear { $0.parametersChanged() } }
@@ -230,6 +262,10 @@ extension LoRAHost {
                                                                       quantize: quantize) { module in
             baseWeight(slots[module]!.get()).floatValues().array
         }
+        // modules_to_save: a trainable copy of each, as PEFT starts them
+        for module in try LoRAAdapter.savedModules(config, copyable: copyableShapes, path: "adapter config") {
+            adapter.copies[module] = ModuleCopy(copying: copyableModules[module]!)
+        }
         if let quantization, loftq {
             // LoftQ: the targets take their quantized bases (a layer the load keeps unquantized takes
             // those values unquantized, as transformers would load PEFT's saved LoftQ base); the rest
@@ -263,7 +299,7 @@ extension LoRAHost {
         config.taskType = peftTaskType
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
-        return LoRAAdapter(config: config, modules: modules)
+        return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:])
     }
 
     /// Calls `body` with every wrapped layer.

@@ -424,7 +424,7 @@ public final class Trainer: @unchecked Sendable {
         if state.trainExamples != exampleCount || state.dataFingerprint != dataFingerprint {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(exampleCount) now)")
         }
-        let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules)
+        let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules, copyable: model.copyableShapes)
         let live = model.adapter(named: adapterName, config: adapterConfig)
         for (name, m) in live.modules {
             if let (a0, b0) = m.initial {
@@ -445,6 +445,12 @@ public final class Trainer: @unchecked Sendable {
             m.a.pointer.update(from: s.a.pointer, count: m.a.count)
             m.b.pointer.update(from: s.b.pointer, count: m.b.count)
             if let mm = m.magnitude, let sm = s.magnitude { mm.pointer.update(from: sm.pointer, count: mm.count) }
+        }
+        for (module, c) in live.copies {
+            guard let s = saved.copies[module], s.value.count == c.value.count else {
+                throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no trained copy of \(module) (modules_to_save)")
+            }
+            c.value.pointer.update(from: s.value.pointer, count: c.value.count)
         }
         model.adapterParametersChanged()
         try optimizer.load(from: (checkpoint as NSString).appendingPathComponent("optimizer.safetensors"))

@@ -83,6 +83,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var loraDropout: Double = 0.05
     /// Module names, or ["all-linear"].
     public var targetModules: [String] = ["all-linear"]
+    /// PEFT's `modules_to_save`: modules trained in full beside the adapter (embed_tokens, lm_head).
+    public var modulesToSave: [String] = []
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
     public var initLoRAWeights: LoRAInit = .kaimingUniform
@@ -267,6 +269,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v >= 0 && v < 1 ? nil : "lora_dropout must be in [0, 1) (got \(v))" }),
         .make("target_modules", \.targetModules, flags: ["target-modules", "target_modules"],
               help: "Comma-separated module names, or all-linear.", check: { v, _ in v.isEmpty ? "target_modules is empty" : nil }),
+        .make("modules_to_save", \.modulesToSave, aliases: ["lora_modules_to_save"], flags: ["modules-to-save", "modules_to_save"],
+              help: "Comma-separated modules trained in full beside the adapter, as PEFT's modules_to_save: embed_tokens, lm_head (the embedding and the head; a trainable copy of each is saved in the adapter).",
+              check: { v, c in
+                  if !v.isEmpty && c.method.isPreference {
+                      return "modules_to_save with method \(c.method.rawValue) is not supported yet; train the adapter alone"
+                  }
+                  return nil
+              }),
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
@@ -454,6 +464,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         var c = AdapterConfig(r: loraR, loraAlpha: loraAlpha, targetModules: targets, loraDropout: loraDropout,
                               useRSLoRA: useRSLoRA, useDoRA: useDoRA)
         c.initLoRAWeights = initLoRAWeights.rawValue
+        c.modulesToSave = modulesToSave
         if initLoRAWeights == .loftq { c.loftq = .init(bits: quantize == .int8 ? 8 : 4, iterations: loftqIter) }
         c.layersToTransform = layersToTransform
         c.baseModelNameOrPath = model ?? ModelStore.defaultModelName

@@ -82,6 +82,8 @@ public final class T5Model: @unchecked Sendable {
     var trainingWork: T5Workspace?
     public var backend: any ComputeBackend = CPUBackend.shared
     public var adapterConfigs: [String: AdapterConfig] = [:]
+    /// Always empty: T5 trains no module in full yet (`copyableModules` is empty).
+    public var moduleCopies: [String: [String: ModuleCopy]] = [:]
     public let linearSlots: [LinearSlot]
 
     init(config: T5Config, dtype: WeightDType, shared: LinearWeight, lmHead: LinearWeight, encoderBias: Buffer<Float>,

@@ -1,0 +1,157 @@
+import FinchCore
+import FinchFormats
+@testable import FinchLoRA
+import FinchModels
+@testable import FinchTrain
+import FinchTestSupport
+import XCTest
+
+/// PEFT's `modules_to_save` (embed_tokens and lm_head trained in full beside the adapter) against PEFT 0.21
+/// (Tests/Fixtures/modules-to-save from Scripts/fixtures/make_modules_to_save_reference.py): tiny llama (untied head)
+/// and qwen2 (tied: the two copies apart, as PEFT keeps them). Finch loads PEFT's adapter with its logits, the first
+/// step's gradients of every tensor and 10 AdamW steps are PEFT's; a run saves the copies as PEFT does, they load back,
+/// switch off with the adapter and are in the merged export; what cannot work is refused.
+final class ModulesToSaveTests: XCTestCase {
+    static let dir = Fixtures.path("modules-to-save")
+    /// Measured (max over both families, relative to each tensor's largest value): logits 6.0e-7, gradients 9.4e-7
+    /// (the copies' 7.4e-7), losses 1.4e-7, tensors after 10 steps 4.4e-5 (qwen2's head copy: rows of tokens that never
+    /// occur get gradients near AdamW's epsilon, where float rounding moves the update most). Held to ~3×.
+    static let tolerance: [String: Double] = ["logits": 2e-6, "gradients": 3e-6, "losses": 5e-7, "final": 1.3e-4]
+
+    func batch(_ family: String) throws -> (e: [String: Any], tokens: [[Int]]) {
+        let e = try PreferenceReference.json(Self.dir + "/\(family)/expected.json")
+        return (e, try XCTUnwrap(e["batch"] as? [[Int]]))
+    }
+
+    func testLoadsPEFTsAdapterWithItsLogitsAndGradients() throws {
+        _ = try Fixtures.required("modules-to-save")
+        var worst: [String: Double] = [:]
+        for family in ["llama", "qwen2"] {
+            let (_, tokens) = try batch(family)
+            let lm = try LoadedModel.load(Fixtures.path("tiny-\(family)/hf"))
+            try lm.model.loadAdapter(directory: Self.dir + "/\(family)/adapter")
+            XCTAssertEqual(lm.model.moduleCopies["default"]?.keys.sorted(), ["lm_head", "model.embed_tokens"])
+            let logits = try lm.causal.logits(tokens: tokens).flatMap { $0.flatMap { $0 } }
+            let want = try SafeTensorsFile(path: Self.dir + "/\(family)/logits.safetensors").floats("logits")
+            worst["logits"] = max(worst["logits"] ?? 0, maxRelative(logits, want))
+
+            let grads = try SafeTensorsFile(path: Self.dir + "/\(family)/gradients.safetensors")
+            lm.model.zeroGradients()
+            let params = lm.model.trainableParameters()
+            XCTAssertEqual(Set(params.map(\.name)), Set(grads.tensorNames), family)
+            _ = try lm.model.forwardBackward(tokens.map { TrainingSequence(tokens: $0.map(Int32.init)) }, options: TrainingPassOptions())
+            for p in params {
+                let e = maxRelative(p.grad.array, try grads.floats(p.name))
+                worst["gradients"] = max(worst["gradients"] ?? 0, e)
+                if !p.name.contains("lora") { print("[modules_to_save] \(family) \(p.name) gradient: \(e)") }
+            }
+        }
+        print("[modules_to_save]", worst)
+        for (k, v) in worst { XCTAssertLessThanOrEqual(v, Self.tolerance[k]!, k) }
+    }
+
+    func testTenStepsEqualPEFT() throws {
+        _ = try Fixtures.required("modules-to-save")
+        var worst: [String: Double] = [:]
+        for family in ["llama", "qwen2"] {
+            let (e, tokens) = try batch(family)
+            let want = try XCTUnwrap(e["losses"] as? [Double])
+            let lm = try LoadedModel.load(Fixtures.path("tiny-\(family)/hf"))
+            try lm.model.loadAdapter(directory: Self.dir + "/\(family)/adapter")
+            var c = TrainingConfig()
+            c.learningRate = e["learning_rate"] as! Double; c.lrScheduler = .linear; c.warmupSteps = e["warmup_steps"] as! Int
+            c.maxSteps = e["steps"] as? Int; c.maxGradNorm = 0; c.weightDecay = 0; c.loggingSteps = 0; c.batchSize = tokens.count
+            let summary = try Trainer(model: lm.model, config: c, train: tokens.map { TrainingSequence(tokens: $0.map(Int32.init)) }).train()
+            XCTAssertEqual(summary.losses.count, want.count)
+            worst["losses"] = max(worst["losses"] ?? 0, zip(summary.losses, want).map { abs($0 - $1) / abs($1) }.max()!)
+            let final = try SafeTensorsFile(path: Self.dir + "/\(family)/final.safetensors")
+            var compared = 0
+            for p in lm.model.trainableParameters() {
+                let e = maxRelative(p.value.array, try final.floats(p.name))
+                if e > 1e-5 { print("[modules_to_save] \(family) \(p.name) after 10 steps: \(e)") }
+                worst["final"] = max(worst["final"] ?? 0, e)
+                compared += 1
+            }
+            XCTAssertEqual(compared, final.tensorNames.count, family)
+        }
+        print("[modules_to_save]", worst)
+        for (k, v) in worst { XCTAssertLessThanOrEqual(v, Self.tolerance[k]!, k) }
+    }
+
+    /// `modules_to_save: [embed_tokens, lm_head]` from the settings on the tied qwen2: the copies start as the
+    /// base, train, are saved under PEFT's names, load back with the same logits, are off with the adapter
+    /// off, and the merged export (a separate head: the copies are apart) reloads with the trained logits.
+    func testARunSavesItsCopiesAndTheyLoadBack() throws {
+        let out = NSTemporaryDirectory() + "finch-mts-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
+        let lm = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        let ids = [[1, 17, 42, 99, 7, 250, 3, 64, 128, 5, 300, 11]]
+        let before = try lm.causal.logits(tokens: ids)
+        var c = TrainingConfig()
+        c.loraR = 4; c.loraAlpha = 8; c.targetModules = ["q_proj", "v_proj"]; c.modulesToSave = ["embed_tokens", "lm_head"]
+        c.learningRate = 1e-2; c.lrScheduler = .constant; c.batchSize = 1; c.maxSteps = 3; c.loggingSteps = 0; c.loraDropout = 0
+        let trainer = try Trainer(model: lm.model, config: c, train: ids.map { TrainingSequence(tokens: $0.map(Int32.init)) })
+        XCTAssertEqual(try lm.causal.logits(tokens: ids), before, "the copies start as the base")
+        let summary = try trainer.train()
+        XCTAssertLessThan(summary.losses.last!, summary.losses.first!)
+        let trained = try lm.causal.logits(tokens: ids)
+        try lm.model.adapter(named: trainer.adapterName, config: trainer.adapterConfig).save(to: out + "/adapter")
+        let file = try SafeTensorsFile(path: out + "/adapter/adapter_model.safetensors")
+        XCTAssertTrue(file.contains("base_model.model.model.embed_tokens.weight"))
+        XCTAssertTrue(file.contains("base_model.model.lm_head.weight"))
+        XCTAssertEqual(try AdapterConfig.load(path: out + "/adapter/adapter_config.json").modulesToSave, ["embed_tokens", "lm_head"])
+
+        let fresh = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        try fresh.model.loadAdapter(directory: out + "/adapter")
+        XCTAssertLessThanOrEqual(maxRelative(try fresh.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
+                                             trained.flatMap { $0.flatMap { $0 } }), 1e-6)
+        fresh.model.setActiveAdapter(nil)
+        XCTAssertEqual(try fresh.causal.logits(tokens: ids), before, "adapter off: the frozen embedding and head")
+        fresh.model.setActiveAdapter("default")
+        try fresh.model.saveHuggingFace(to: out + "/merged", tokenizer: fresh.tokenizer)
+        let merged = try LoadedModel.load(out + "/merged")
+        XCTAssertLessThanOrEqual(maxRelative(try merged.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
+                                             trained.flatMap { $0.flatMap { $0 } }), 1e-5)
+    }
+
+    func testWhatCannotWorkIsRefused() throws {
+        let lm = try LoadedModel.load(try Fixtures.required("tiny-llama/hf"))
+        var a = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
+        a.modulesToSave = ["norm"]
+        XCTAssertThrowsError(try lm.model.createAdapter(config: a, seed: 1)) {
+            XCTAssertTrue("\($0)".contains("modules_to_save names 'norm'") && "\($0)".contains("lm_head"), "\($0)")
+        }
+        let t5 = try LoadedModel.load(try Fixtures.required("tiny-t5/v1_1/hf"))
+        a.targetModules = .names(["q"]); a.modulesToSave = ["shared"]
+        XCTAssertThrowsError(try t5.model.createAdapter(config: a, seed: 1)) { XCTAssertTrue("\($0)".contains("trains none"), "\($0)") }
+        var c = TrainingConfig()
+        c.modulesToSave = ["lm_head"]; c.method = .dpo
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("modules_to_save"), "\($0)") }
+        // served per request, an adapter with copies cannot apply to some rows only
+        a.targetModules = .names(["q_proj"]); a.modulesToSave = ["lm_head"]
+        try lm.model.createAdapter(config: a, name: "copies", seed: 1)
+        XCTAssertThrowsError(try lm.model.checkRowAdapters([AdapterSpan(rows: 0..<2, adapter: nil)], rows: 4)) {
+            XCTAssertTrue("\($0)".contains("modules_to_save"), "\($0)")
+        }
+        lm.model.setActiveAdapter(nil)
+        XCTAssertThrowsError(try lm.model.checkRowAdapters([AdapterSpan(rows: 0..<2, adapter: "copies")], rows: 4)) {
+            XCTAssertTrue("\($0)".contains("modules_to_save"), "\($0)")
+        }
+        XCTAssertNoThrow(try lm.model.checkRowAdapters([AdapterSpan(rows: 0..<2, adapter: nil)], rows: 4))
+        // trainable tokens are not read yet: refused, not ignored
+        let dir = NSTemporaryDirectory() + "finch-mts-tokens-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try #"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "trainable_token_indices": [3, 5]}"#
+            .write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try AdapterConfig.load(path: dir + "/adapter_config.json")) {
+            XCTAssertTrue("\($0)".contains("trainable_token_indices"), "\($0)")
+        }
+    }
+}
+
+private func maxRelative(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count, "\(a.count) values vs \(b.count)")
+    let scale = b.map { abs(Double($0)) }.max() ?? 1
+    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
+}
