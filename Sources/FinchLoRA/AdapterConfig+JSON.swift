@@ -6,7 +6,7 @@ extension AdapterConfig {
     static let knownKeys: Set<String> = [
         "r", "lora_alpha", "lora_dropout", "target_modules", "layers_to_transform", "bias", "use_rslora",
         "use_dora", "init_lora_weights", "rank_pattern", "alpha_pattern", "base_model_name_or_path",
-        "task_type", "peft_type", "fan_in_fan_out", "inference_mode", "modules_to_save",
+        "task_type", "peft_type", "fan_in_fan_out", "inference_mode", "modules_to_save", "trainable_token_indices",
     ]
 
     /// Reads PEFT's `adapter_config.json`.
@@ -30,9 +30,6 @@ extension AdapterConfig {
             return t
         }
         if let t = try field("peft_type", "a string", \.stringValue), t != "LORA" { throw fail("peft_type \(t) is not LORA") }
-        if let t = obj["trainable_token_indices"], !t.isNull {
-            throw fail("trainable_token_indices (PEFT's trainable tokens) is not supported yet; train the whole embedding with modules_to_save instead")
-        }
         if let ensure = obj["ensure_weight_tying"]?.boolValue, ensure {
             throw fail("ensure_weight_tying is not supported yet (Finch keeps tied embeddings' copies apart, as PEFT does without it)")
         }
@@ -84,6 +81,22 @@ extension AdapterConfig {
             modulesToSave = names
         case let v?: throw fail("'modules_to_save' must be a list of module names, not \(v.kindName)")
         }
+        func ids(_ v: JSONValue, _ key: String) throws -> [Int] {
+            guard let l = v.arrayValue else { throw fail("\(key) must be a list of token ids, not \(v.kindName)") }
+            let out = l.compactMap(\.wholeNumberValue)
+            guard out.count == l.count else { throw fail("\(key) must be a list of token ids") }
+            return out
+        }
+        switch obj["trainable_token_indices"] {
+        case nil, .null?: break
+        case .object(let entries)?:
+            guard entries.count == 1 else {
+                throw fail("trainable_token_indices names \(entries.count) modules; Finch trains the rows of one embedding")
+            }
+            trainableTokenModule = entries[0].key
+            trainableTokenIndices = try ids(entries[0].value, "trainable_token_indices.\(entries[0].key)")
+        case let v?: trainableTokenIndices = try ids(v, "trainable_token_indices")
+        }
         rankPattern = try pattern("rank_pattern", "an integer", \.wholeNumberValue)
         alphaPattern = try pattern("alpha_pattern", "a number", \.doubleValue)
         baseModelNameOrPath = try field("base_model_name_or_path", "a string", \.stringValue)
@@ -129,6 +142,10 @@ extension AdapterConfig {
         o["fan_in_fan_out"] = .bool(fanInFanOut)
         o["inference_mode"] = .bool(true)
         o["modules_to_save"] = modulesToSave.isEmpty ? .null : .array(modulesToSave.map(JSONValue.string))
+        if let t = trainableTokenIndices {
+            let list = JSONValue.array(t.map(JSONValue.int))
+            o["trainable_token_indices"] = trainableTokenModule.map { .sortedObject([$0: list]) } ?? list
+        }
         if let l = loftq { o["loftq_config"] = .sortedObject(["loftq_bits": .int(l.bits), "loftq_iter": .int(l.iterations)]) }
         return .sortedObject(o)
     }

@@ -35,6 +35,11 @@ public struct AdapterConfig: Sendable, Equatable {
     /// PEFT's `modules_to_save`: modules trained in full beside the adapter (a trainable copy of each
     /// that the adapter carries); an entry matches a module whose name equals it or ends with `.entry`.
     public var modulesToSave: [String] = []
+    /// PEFT's `trainable_token_indices`: rows of the input embedding trained (`TokenRows`); nil: none.
+    public var trainableTokenIndices: [Int]? = nil
+    /// The embedding module the indices were given for (PEFT's dict form `{module: [ids]}`); nil: the
+    /// list form (the model's input embedding).
+    public var trainableTokenModule: String? = nil
     /// PEFT's `loftq_config` of an adapter initialized with LoftQ (nil: none, PEFT's `{}`).
     public var loftq: LoftQSettings? = nil
     /// Per-module rank / alpha overrides (PEFT `rank_pattern`, `alpha_pattern`): key is a regex on the module name.

@@ -12,11 +12,14 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var modules: [String: LoRAModule]
     /// Module name (e.g. `model.embed_tokens`, `lm_head`) → its trained copy (`modules_to_save`).
     public var copies: [String: ModuleCopy]
+    /// Trained rows of the embedding (`trainable_token_indices`).
+    public var tokenRows: TokenRows?
 
-    public init(config: AdapterConfig, modules: [String: LoRAModule], copies: [String: ModuleCopy] = [:]) {
+    public init(config: AdapterConfig, modules: [String: LoRAModule], copies: [String: ModuleCopy] = [:], tokenRows: TokenRows? = nil) {
         self.config = config
         self.modules = modules
         self.copies = copies
+        self.tokenRows = tokenRows
     }
 
     static let prefix = "base_model.model."
@@ -25,8 +28,10 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// its (out, in) features; every tensor must name one of them with matching shapes, or be the
     /// copy of a module `modules_to_save` names (`base_model.model.<module>.weight`) among
     /// `copyable` (module name → (rows, columns): the modules the model can train in full).
+    /// With `trainable_token_indices`, the rows' values (`base_model.model.<embedding>.token_adapter.trainable_tokens_delta`)
+    /// for `inputEmbedding`, one of `copyable`.
     public static func load(directory: String, linears: [String: (out: Int, in: Int)],
-                            copyable: [String: (rows: Int, columns: Int)] = [:]) throws -> LoRAAdapter {
+                            copyable: [String: (rows: Int, columns: Int)] = [:], inputEmbedding: String? = nil) throws -> LoRAAdapter {
         let cfgPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
         guard FileManager.default.fileExists(atPath: cfgPath), FileManager.default.fileExists(atPath: wPath) else {
@@ -39,9 +44,15 @@ public final class LoRAAdapter: @unchecked Sendable {
         // Group tensors by module; accept PEFT's saved names and the in-memory ones with ".default".
         var parts: [String: [String: String]] = [:], copyNames: [String: String] = [:]
         let saved = try savedModules(config, copyable: copyable, path: cfgPath)
+        let tokenModule = try trainedTokenModule(config, inputEmbedding: inputEmbedding, path: cfgPath)
+        var tokenName: String?
         for key in file.tensorNames {
             var k = key
             if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
+            if let t = tokenModule, k == t + TokenRows.savedSuffix || k == t + TokenRows.savedSuffix + ".default" {
+                tokenName = key
+                continue
+            }
             if let m = saved.first(where: { k == $0 + ".weight" || k == $0 + ".modules_to_save.default.weight" }) {
                 copyNames[m] = key
                 continue
@@ -90,7 +101,34 @@ public final class LoRAAdapter: @unchecked Sendable {
             }
             copies[m] = ModuleCopy(rows: rows, columns: columns, values: Buffer(try file.floats(n)))
         }
-        return LoRAAdapter(config: config, modules: modules, copies: copies)
+        var tokenRows: TokenRows?
+        if let t = tokenModule, let indices = config.trainableTokenIndices {
+            guard let n = tokenName else { throw AdapterError.missingTensor(path: wPath, name: prefix + t + TokenRows.savedSuffix) }
+            let (rows, columns) = copyable[t]!
+            guard let info = file.info(n), info.shape == [indices.count, columns] else {
+                throw AdapterError.badShape(path: wPath, name: n, expected: [indices.count, columns], actual: file.info(n)?.shape ?? [])
+            }
+            tokenRows = try TokenRows(module: t, indices: indices, values: Buffer(try file.floats(n)), vocabulary: rows, columns: columns)
+        }
+        return LoRAAdapter(config: config, modules: modules, copies: copies, tokenRows: tokenRows)
+    }
+
+    /// The embedding `config.trainableTokenIndices` trains rows of: the model's input embedding
+    /// (PEFT's dict form must name it); nil without trainable tokens.
+    /// - Throws: ``AdapterError/unsupported(_:)`` when the model has no embedding Finch trains rows
+    ///   of, or the config names another module, or modules_to_save trains the embedding in full too.
+    public static func trainedTokenModule(_ config: AdapterConfig, inputEmbedding: String?, path: String) throws -> String? {
+        guard config.trainableTokenIndices != nil else { return nil }
+        guard let e = inputEmbedding else {
+            throw AdapterError.unsupported("\(path): trainable_token_indices: Finch trains no embedding rows for this architecture")
+        }
+        if let m = config.trainableTokenModule, !(e == m || e.hasSuffix("." + m)) {
+            throw AdapterError.unsupported("\(path): trainable_token_indices names '\(m)'; Finch trains rows of the input embedding (\(e)) only")
+        }
+        if config.savesModule(e) {
+            throw AdapterError.unsupported("\(path): trainable_token_indices and modules_to_save both train \(e); keep one")
+        }
+        return e
     }
 
     /// The modules `config.modulesToSave` names among `copyable`, sorted.
@@ -123,7 +161,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         if config.initLoRAWeights.lowercased() == "loftq" {
             var c = config
             c.initLoRAWeights = "true"
-            try LoRAAdapter(config: c, modules: modules, copies: copies).save(to: directory)
+            try LoRAAdapter(config: c, modules: modules, copies: copies, tokenRows: tokenRows).save(to: directory)
             return
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -139,6 +177,10 @@ public final class LoRAAdapter: @unchecked Sendable {
         for name in copies.keys.sorted() {
             let m = copies[name]!
             entries.append(.float32(name: Self.prefix + name + ".weight", shape: [m.rows, m.columns], values: m.value.array))
+        }
+        if let t = tokenRows {
+            entries.append(.float32(name: Self.prefix + t.module + TokenRows.savedSuffix, shape: [t.indices.count, t.columns],
+                                    values: t.value.array))
         }
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],
                                     to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
@@ -174,6 +216,6 @@ public final class LoRAAdapter: @unchecked Sendable {
             converted.dropout = m.dropout
             out[name] = converted
         }
-        return LoRAAdapter(config: c, modules: out, copies: copies)
+        return LoRAAdapter(config: c, modules: out, copies: copies, tokenRows: tokenRows)
     }
 }

@@ -122,8 +122,10 @@ struct Export: ParsableCommand {
         _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         let config = isDir.boolValue ? try ModelRegistry.config(directory: path) : try ModelRegistry.config(gguf: GGUFFile(path: path))
         let settings = try AdapterConfig.load(path: (adapter as NSString).appendingPathComponent("adapter_config.json"))
-        if !settings.modulesToSave.isEmpty {
-            throw ValidationError("\(adapter): the adapter also trains \(settings.modulesToSave.joined(separator: ", ")) in full (modules_to_save), which a llama.cpp LoRA GGUF cannot hold: export the merged model instead (finch export --adapter \(adapter), without --format gguf-lora)")
+        if !settings.modulesToSave.isEmpty || settings.trainableTokenIndices != nil {
+            let what = settings.modulesToSave.isEmpty ? "rows of the embedding (trainable_token_indices)"
+                : "\(settings.modulesToSave.joined(separator: ", ")) in full (modules_to_save)"
+            throw ValidationError("\(adapter): the adapter also trains \(what), which a llama.cpp LoRA GGUF cannot hold: export the merged model instead (finch export --adapter \(adapter), without --format gguf-lora)")
         }
         if LoRAAdapter.isDecompositionInit(settings.initLoRAWeights) || settings.initLoRAWeights.lowercased() == "loftq" {
             throw ValidationError("\(adapter): the adapter was saved from an init_lora_weights \(settings.initLoRAWeights) start without converting it, so it is relative to a rewritten base a llama.cpp LoRA cannot carry: export the merged model instead (finch export --adapter \(adapter)), or convert it first")

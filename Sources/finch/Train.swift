@@ -62,6 +62,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.loraDropout), help: .setting(\.loraDropout)) var loraDropout: Double?
     @Option(name: .setting(\.targetModules), help: .setting(\.targetModules)) var targetModules: String?
     @Option(name: .setting(\.modulesToSave), help: .setting(\.modulesToSave)) var modulesToSave: String?
+    @Option(name: .setting(\.trainableTokenIndices), help: .setting(\.trainableTokenIndices)) var trainableTokenIndices: String?
     @Flag(name: .setting(\.useRSLoRA), help: .setting(\.useRSLoRA)) var useRSLoRA = false
     @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
     @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
@@ -115,7 +116,7 @@ struct Train: ParsableCommand {
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode), .value(\.maxCompletionLength, maxCompletionLength),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
-         .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
+         .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .text(\.trainableTokenIndices, trainableTokenIndices), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
          .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter),
          .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),

@@ -6,36 +6,38 @@ import FinchModels
 import FinchTestSupport
 import XCTest
 
-/// PEFT's `modules_to_save` (embed_tokens and lm_head trained in full beside the adapter) against PEFT 0.21
-/// (Tests/Fixtures/modules-to-save from Scripts/fixtures/make_modules_to_save_reference.py): tiny llama (untied head)
-/// and qwen2 (tied: the two copies apart, as PEFT keeps them). Finch loads PEFT's adapter with its logits, the first
-/// step's gradients of every tensor and 10 AdamW steps are PEFT's; a run saves the copies as PEFT does, they load back,
-/// switch off with the adapter and are in the merged export; what cannot work is refused.
+/// PEFT's `modules_to_save` (embed_tokens and lm_head trained in full beside the adapter) and
+/// `trainable_token_indices` (rows 3, 5, 7, 250 of the embedding trained) against PEFT 0.21 (Tests/Fixtures/modules-to-save
+/// and trainable-tokens from Scripts/fixtures/make_modules_to_save_reference.py): tiny llama (untied head) and qwen2
+/// (tied: modules_to_save's two copies apart, as PEFT keeps them; the trained rows also the head's). Finch loads PEFT's
+/// adapter with its logits, the first step's gradients of every tensor and 10 AdamW steps are PEFT's; a run saves the
+/// copies as PEFT does, they load back, switch off with the adapter and are in the merged export; what cannot work is refused.
 final class ModulesToSaveTests: XCTestCase {
-    static let dir = Fixtures.path("modules-to-save")
-    /// Measured (max over both families, relative to each tensor's largest value): logits 6.0e-7, gradients 9.4e-7
-    /// (the copies' 7.4e-7), losses 1.4e-7, tensors after 10 steps 4.4e-5 (qwen2's head copy: rows of tokens that never
-    /// occur get gradients near AdamW's epsilon, where float rounding moves the update most). Held to ~3×.
+    static let cases = ["modules-to-save", "trainable-tokens"]
+    /// Measured (max over both families and cases, relative to each tensor's largest value): logits 4.9e-7, gradients
+    /// 1.1e-6, losses 1.4e-7, tensors after 10 steps 3.9e-5 (modules_to_save's qwen2 head copy: rows of tokens that
+    /// never occur get gradients near AdamW's epsilon, where float rounding moves the update most). Held to ~3×.
     static let tolerance: [String: Double] = ["logits": 2e-6, "gradients": 3e-6, "losses": 5e-7, "final": 1.3e-4]
 
-    func batch(_ family: String) throws -> (e: [String: Any], tokens: [[Int]]) {
-        let e = try PreferenceReference.json(Self.dir + "/\(family)/expected.json")
+    func batch(_ dir: String) throws -> (e: [String: Any], tokens: [[Int]]) {
+        let e = try PreferenceReference.json(dir + "/expected.json")
         return (e, try XCTUnwrap(e["batch"] as? [[Int]]))
     }
 
     func testLoadsPEFTsAdapterWithItsLogitsAndGradients() throws {
-        _ = try Fixtures.required("modules-to-save")
         var worst: [String: Double] = [:]
-        for family in ["llama", "qwen2"] {
-            let (_, tokens) = try batch(family)
+        for fixture in Self.cases { for family in ["llama", "qwen2"] {
+            let dir = try Fixtures.required(fixture) + "/\(family)"
+            let (_, tokens) = try batch(dir)
             let lm = try LoadedModel.load(Fixtures.path("tiny-\(family)/hf"))
-            try lm.model.loadAdapter(directory: Self.dir + "/\(family)/adapter")
-            XCTAssertEqual(lm.model.moduleCopies["default"]?.keys.sorted(), ["lm_head", "model.embed_tokens"])
+            try lm.model.loadAdapter(directory: dir + "/adapter")
+            XCTAssertEqual(lm.model.activeModuleCopies.keys.sorted(),
+                           fixture == "modules-to-save" || family == "qwen2" ? ["lm_head", "model.embed_tokens"] : ["model.embed_tokens"])
             let logits = try lm.causal.logits(tokens: tokens).flatMap { $0.flatMap { $0 } }
-            let want = try SafeTensorsFile(path: Self.dir + "/\(family)/logits.safetensors").floats("logits")
+            let want = try SafeTensorsFile(path: dir + "/logits.safetensors").floats("logits")
             worst["logits"] = max(worst["logits"] ?? 0, maxRelative(logits, want))
 
-            let grads = try SafeTensorsFile(path: Self.dir + "/\(family)/gradients.safetensors")
+            let grads = try SafeTensorsFile(path: dir + "/gradients.safetensors")
             lm.model.zeroGradients()
             let params = lm.model.trainableParameters()
             XCTAssertEqual(Set(params.map(\.name)), Set(grads.tensorNames), family)
@@ -43,37 +45,37 @@ final class ModulesToSaveTests: XCTestCase {
             for p in params {
                 let e = maxRelative(p.grad.array, try grads.floats(p.name))
                 worst["gradients"] = max(worst["gradients"] ?? 0, e)
-                if !p.name.contains("lora") { print("[modules_to_save] \(family) \(p.name) gradient: \(e)") }
+                if !p.name.contains("lora") { print("[modules_to_save] \(fixture) \(family) \(p.name) gradient: \(e)") }
             }
-        }
+        } }
         print("[modules_to_save]", worst)
         for (k, v) in worst { XCTAssertLessThanOrEqual(v, Self.tolerance[k]!, k) }
     }
 
     func testTenStepsEqualPEFT() throws {
-        _ = try Fixtures.required("modules-to-save")
         var worst: [String: Double] = [:]
-        for family in ["llama", "qwen2"] {
-            let (e, tokens) = try batch(family)
+        for fixture in Self.cases { for family in ["llama", "qwen2"] {
+            let dir = try Fixtures.required(fixture) + "/\(family)"
+            let (e, tokens) = try batch(dir)
             let want = try XCTUnwrap(e["losses"] as? [Double])
             let lm = try LoadedModel.load(Fixtures.path("tiny-\(family)/hf"))
-            try lm.model.loadAdapter(directory: Self.dir + "/\(family)/adapter")
+            try lm.model.loadAdapter(directory: dir + "/adapter")
             var c = TrainingConfig()
             c.learningRate = e["learning_rate"] as! Double; c.lrScheduler = .linear; c.warmupSteps = e["warmup_steps"] as! Int
             c.maxSteps = e["steps"] as? Int; c.maxGradNorm = 0; c.weightDecay = 0; c.loggingSteps = 0; c.batchSize = tokens.count
             let summary = try Trainer(model: lm.model, config: c, train: tokens.map { TrainingSequence(tokens: $0.map(Int32.init)) }).train()
             XCTAssertEqual(summary.losses.count, want.count)
             worst["losses"] = max(worst["losses"] ?? 0, zip(summary.losses, want).map { abs($0 - $1) / abs($1) }.max()!)
-            let final = try SafeTensorsFile(path: Self.dir + "/\(family)/final.safetensors")
+            let final = try SafeTensorsFile(path: dir + "/final.safetensors")
             var compared = 0
             for p in lm.model.trainableParameters() {
                 let e = maxRelative(p.value.array, try final.floats(p.name))
-                if e > 1e-5 { print("[modules_to_save] \(family) \(p.name) after 10 steps: \(e)") }
+                if e > 1e-5 { print("[modules_to_save] \(fixture) \(family) \(p.name) after 10 steps: \(e)") }
                 worst["final"] = max(worst["final"] ?? 0, e)
                 compared += 1
             }
             XCTAssertEqual(compared, final.tensorNames.count, family)
-        }
+        } }
         print("[modules_to_save]", worst)
         for (k, v) in worst { XCTAssertLessThanOrEqual(v, Self.tolerance[k]!, k) }
     }
@@ -114,6 +116,42 @@ final class ModulesToSaveTests: XCTestCase {
                                              trained.flatMap { $0.flatMap { $0 } }), 1e-5)
     }
 
+    /// `trainable_token_indices` from the settings on the tied qwen2: only those rows move (in the embedding and
+    /// the head alike), they are saved under PEFT's name, load back with the trained logits, and resume bit for bit.
+    func testARunTrainsOnlyItsTokenRows() throws {
+        let out = NSTemporaryDirectory() + "finch-tokens-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
+        let ids = [[1, 17, 42, 99, 7, 250, 3, 64, 128, 5, 300, 11]]
+        var c = TrainingConfig()
+        c.loraR = 4; c.loraAlpha = 8; c.targetModules = ["q_proj"]; c.trainableTokenIndices = [17, 42, 301]
+        c.learningRate = 1e-2; c.lrScheduler = .constant; c.batchSize = 1; c.maxSteps = 4; c.loggingSteps = 0; c.loraDropout = 0
+        let data = ids.map { TrainingSequence(tokens: $0.map(Int32.init)) }
+        let lm = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        let base = lm.model.copyableModules["model.embed_tokens"]!.floatValues().array
+        let trainer = try Trainer(model: lm.model, config: c, train: data)
+        let straight = try trainer.train().losses
+        let merged = try XCTUnwrap(lm.model.activeTokenRows?.merged).value.array
+        for t in 0..<320 {
+            let moved = merged[(t * 64)..<((t + 1) * 64)] != base[(t * 64)..<((t + 1) * 64)]
+            XCTAssertEqual(moved, [17, 42, 301].contains(t), "row \(t)")
+        }
+        XCTAssertTrue(lm.model.activeModuleCopies["lm_head"] === lm.model.activeModuleCopies["model.embed_tokens"], "the tied head takes the rows")
+        let trained = try lm.causal.logits(tokens: ids)
+        try lm.model.adapter(named: trainer.adapterName, config: trainer.adapterConfig).save(to: out + "/adapter")
+        XCTAssertTrue(try SafeTensorsFile(path: out + "/adapter/adapter_model.safetensors")
+            .contains("base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"))
+        let fresh = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        try fresh.model.loadAdapter(directory: out + "/adapter")
+        XCTAssertEqual(try fresh.causal.logits(tokens: ids), trained)
+
+        var first = c; first.maxSteps = 2; first.saveSteps = 2
+        try Trainer(model: try LoadedModel.load(Fixtures.path("tiny-qwen2/hf")).model, config: first, train: data, runDirectory: out + "/run").train()
+        first.maxSteps = 4
+        let resumed = try Trainer(model: try LoadedModel.load(Fixtures.path("tiny-qwen2/hf")).model, config: first, train: data,
+                                  runDirectory: out + "/run").train(resumeFrom: out + "/run/checkpoint-2").losses
+        XCTAssertEqual(resumed, straight)
+    }
+
     func testWhatCannotWorkIsRefused() throws {
         let lm = try LoadedModel.load(try Fixtures.required("tiny-llama/hf"))
         var a = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
@@ -138,15 +176,22 @@ final class ModulesToSaveTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("modules_to_save"), "\($0)")
         }
         XCTAssertNoThrow(try lm.model.checkRowAdapters([AdapterSpan(rows: 0..<2, adapter: nil)], rows: 4))
-        // trainable tokens are not read yet: refused, not ignored
+        // trainable tokens: rows of the input embedding only, in the vocabulary, not beside its modules_to_save copy
         let dir = NSTemporaryDirectory() + "finch-mts-tokens-\(UUID().uuidString)"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try #"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "trainable_token_indices": [3, 5]}"#
+        try #"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "trainable_token_indices": {"embed_tokens": [3], "lm_head": [5]}}"#
             .write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try AdapterConfig.load(path: dir + "/adapter_config.json")) {
-            XCTAssertTrue("\($0)".contains("trainable_token_indices"), "\($0)")
+            XCTAssertTrue("\($0)".contains("trainable_token_indices names 2 modules"), "\($0)")
         }
+        var t = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
+        t.trainableTokenIndices = [3, 320]
+        XCTAssertThrowsError(try lm.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("outside the vocabulary"), "\($0)") }
+        t.trainableTokenIndices = [3]; t.trainableTokenModule = "lm_head"
+        XCTAssertThrowsError(try lm.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("input embedding"), "\($0)") }
+        t.trainableTokenModule = nil; t.modulesToSave = ["embed_tokens"]
+        XCTAssertThrowsError(try lm.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("keep one"), "\($0)") }
     }
 }
 

@@ -127,6 +127,7 @@ extension DecoderModel {
                 for k in 0..<c { d[k] += s * src[k] }
             }
         }
+        activeTokenRows?.gatherGradient()   // trainable tokens: their rows of the embedding's (and a tied head's) gradient
     }
 
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {

@@ -69,6 +69,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
     var trainingWork: DecoderWorkspace?
     public var adapterConfigs: [String: AdapterConfig] = [:]
     public var moduleCopies: [String: [String: ModuleCopy]] = [:]
+    public var tokenRows: [String: TokenRows] = [:]
     /// Every block linear, in checkpoint order (the slots read and swap the layers' entries, so
     /// they are made once).
     public let linearSlots: [LinearSlot]
@@ -101,6 +102,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
 
     /// The embedding and the LM head (one module each, also when tied: PEFT copies them apart).
     public var copyableModules: [String: LinearWeight] { [names.embedding: baseEmbedding, names.head: baseHead] }
+    public var inputEmbeddingName: String? { names.embedding }
 
     public func useModuleCopies(_ copies: [String: ModuleCopy]) {
         embedding = copies[names.embedding]?.weight ?? baseEmbedding

@@ -44,6 +44,10 @@ public protocol LoRAHost: AnyObject {
     var copyableModules: [String: LinearWeight] { get }
     /// Each adapter's trained copies (module name → copy), by adapter name.
     var moduleCopies: [String: [String: ModuleCopy]] { get set }
+    /// Each adapter's trained embedding rows (`trainable_token_indices`), by adapter name.
+    var tokenRows: [String: TokenRows] { get set }
+    /// The embedding `trainable_token_indices` trains rows of (nil: none for this architecture).
+    var inputEmbeddingName: String? { get }
     /// Puts the active adapter's copies in use in place of the frozen modules (empty: the frozen ones).
     func useModuleCopies(_ copies: [String: ModuleCopy])
 }
@@ -52,7 +56,19 @@ extension LoRAHost {
     public var peftTaskType: String { "CAUSAL_LM" }
     public func quantizesAtLoad(_ slot: String) -> Bool { true }
     public var copyableModules: [String: LinearWeight] { [:] }
+    public var inputEmbeddingName: String? { nil }
     public func useModuleCopies(_ copies: [String: ModuleCopy]) {}
+
+    /// The weights adapter `name` puts in place of frozen modules: its `modules_to_save` copies, and
+    /// for trainable tokens the embedding with its rows in place (also as a head tied to it).
+    public func trainedCopies(of name: String?) -> [String: ModuleCopy] {
+        guard let name else { return [:] }
+        var out = moduleCopies[name] ?? [:]
+        if let t = tokenRows[name], let merged = t.merged, let base = copyableModules[t.module] {
+            for (module, w) in copyableModules where w === base { out[module] = merged }
+        }
+        return out
+    }
 
     /// (rows, columns) of each module an adapter may train in full.
     public var copyableShapes: [String: (rows: Int, columns: Int)] { copyableModules.mapValues { ($0.outFeatures, $0.inFeatures) } }
@@ -79,7 +95,7 @@ extension LoRAHost {
         var isDir: ObjCBool = false
         let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
             ? try ggufLoRAAdapter(path: directory)
-            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: copyableShapes)
+            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: copyableShapes, inputEmbedding: inputEmbeddingName)
         let method = adapter.config.initLoRAWeights.lowercased()
         guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
         if method.hasPrefix("pissa_niter_") {
@@ -102,6 +118,7 @@ extension LoRAHost {
             m.b.pointer.update(from: saved.b.pointer, count: m.b.count)
         }
         for (module, copy) in start.copies { copy.value.pointer.update(from: adapter.copies[module]!.value.pointer, count: copy.value.count) }
+        if let t = start.tokenRows, let saved = adapter.tokenRows { t.value.pointer.update(from: saved.value.pointer, count: t.value.count) }
         adapterConfigs[name] = adapter.config
         adapterParametersChanged()
     }
@@ -129,6 +146,8 @@ extension LoRAHost {
         }
         adapterConfigs[name] = adapter.config
         moduleCopies[name] = adapter.copies.isEmpty ? nil : adapter.copies
+        if let t = adapter.tokenRows, t.merged == nil, let base = copyableModules[t.module] { t.attach(to: base) }
+        tokenRows[name] = adapter.tokenRows
         setActiveAdapter(name)
     }
 
@@ -139,7 +158,7 @@ extension LoRAHost {
     /// Makes `name` the adapter every wrapped layer applies; nil disables adapters (the base model answers).
     public func setActiveAdapter(_ name: String?) {
         forEachLoRALinear { $0.active = (name != nil && $0.adapters[name!] != nil) ? name : nil }
-        useModuleCopies(name.flatMap { moduleCopies[$0] } ?? [:])
+        useModuleCopies(trainedCopies(of: name))
     }
 
     /// The adapter in use, if any.
@@ -160,11 +179,11 @@ extension LoRAHost {
                 throw ModelError.adapterProblem("adapter span \(s.rows) lies outside the call's \(rows) rows")
             }
         }
-        if let active = activeAdapter, let copies = moduleCopies[active], spans.contains(where: { $0.adapter != active }) {
-            throw ModelError.adapterProblem("the active adapter '\(active)' trains whole modules (modules_to_save: \(copies.keys.sorted().joined(separator: ", "))), which are in use for every row of a call: rows cannot ask for another adapter or the base")
+        if let active = activeAdapter, case let copies = trainedCopies(of: active), !copies.isEmpty, spans.contains(where: { $0.adapter != active }) {
+            throw ModelError.adapterProblem("the active adapter '\(active)' changes whole modules (modules_to_save or trainable tokens: \(copies.keys.sorted().joined(separator: ", "))), which are in use for every row of a call: rows cannot ask for another adapter or the base")
         }
-        if let s = spans.first(where: { $0.adapter.map { moduleCopies[$0] != nil } ?? false }), let a = s.adapter, a != activeAdapter {
-            throw ModelError.adapterProblem("adapter '\(a)' trains whole modules (modules_to_save: \(moduleCopies[a]!.keys.sorted().joined(separator: ", "))), which Finch cannot apply to some rows of a call only; serve it as the active adapter (--adapter) instead")
+        if let s = spans.first(where: { !trainedCopies(of: $0.adapter).isEmpty }), let a = s.adapter, a != activeAdapter {
+            throw ModelError.adapterProblem("adapter '\(a)' changes whole modules (modules_to_save or trainable tokens: \(trainedCopies(of: a).keys.sorted().joined(separator: ", "))), which Finch cannot apply to some rows of a call only; serve it as the active adapter (--adapter) instead")
         }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
@@ -204,20 +223,33 @@ extension LoRAHost {
                 out.append(("base_model.model.\(module).weight", c.value, c.grad!))
             }
         }
+        if let a = activeAdapter, let t = tokenRows[a] {
+            t.enableGradients()
+            out.append(("base_model.model.\(t.module)\(TokenRows.savedSuffix)", t.value, t.grad!))
+        }
         return out
     }
 
     /// Sets the active adapter's gradients to zero.
     public func zeroGradients() {
         forEachLoRALinear { l in if let a = l.active, let m = l.adapters[a] { m.enableGradients(); m.zeroGradients() } }
-        if let a = activeAdapter { for c in (moduleCopies[a] ?? [:]).values { c.enableGradients(); c.zeroGradients() } }
+        if let a = activeAdapter {
+            for c in (moduleCopies[a] ?? [:]).values { c.enableGradients(); c.zeroGradients() }
+            if let t = tokenRows[a] { t.enableGradients(); t.zeroGradients() }
+        }
     }
 
-    /// The active adapter's trained copies (`modules_to_save`), by module name.
-    public var activeModuleCopies: [String: ModuleCopy] { activeAdapter.flatMap { moduleCopies[$0] } ?? [:] }
+    /// The weights the active adapter puts in place of frozen modules (`trainedCopies(of:)`), by module name.
+    public var activeModuleCopies: [String: ModuleCopy] { trainedCopies(of: activeAdapter) }
+
+    /// The active adapter's trained embedding rows.
+    public var activeTokenRows: TokenRows? { activeAdapter.flatMap { tokenRows[$0] } }
 
     /// Tells the wrapped layers that adapter values changed (after an optimizer step or a restore).
-    public func adapterParametersChanged() { forEachLoRALinear { $0.parametersChanged() } }
+    public func adapterParametersChanged() {
+        forEachLoRALinear { $0.parametersChanged() }
+        activeTokenRows?.apply()   // the trained rows into the embedding in use
+    }
 
     /// Adds a freshly initialized adapter (PEFT's init, seeded; see `LoRAAdapter.initialized`)
     /// under `name` and makes it active. OLoRA / PiSSA leave the residual W − scaling·B₀A₀ as each
@@ -266,6 +298,10 @@ extension LoRAHost {
         for module in try LoRAAdapter.savedModules(config, copyable: copyableShapes, path: "adapter config") {
             adapter.copies[module] = ModuleCopy(copying: copyableModules[module]!)
         }
+        if let module = try LoRAAdapter.trainedTokenModule(config, inputEmbedding: inputEmbeddingName, path: "adapter config"),
+           let indices = config.trainableTokenIndices {
+            adapter.tokenRows = try TokenRows(module: module, indices: indices, base: copyableModules[module]!)
+        }
         if let quantization, loftq {
             // LoftQ: the targets take their quantized bases (a layer the load keeps unquantized takes
             // those values unquantized, as transformers would load PEFT's saved LoftQ base); the rest
@@ -299,7 +335,7 @@ extension LoRAHost {
         config.taskType = peftTaskType
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
-        return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:])
+        return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:], tokenRows: tokenRows[name])
     }
 
     /// Calls `body` with every wrapped layer.

@@ -424,7 +424,8 @@ public final class Trainer: @unchecked Sendable {
         if state.trainExamples != exampleCount || state.dataFingerprint != dataFingerprint {
             throw TrainError.badCheckpoint(path: checkpoint, reason: "the training data differs from the data it was made with (\(state.trainExamples) examples then, \(exampleCount) now)")
         }
-        let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules, copyable: model.copyableShapes)
+        let saved = try LoRAAdapter.load(directory: checkpoint, linears: model.linearModules, copyable: model.copyableShapes,
+                                         inputEmbedding: model.inputEmbeddingName)
         let live = model.adapter(named: adapterName, config: adapterConfig)
         for (name, m) in live.modules {
             if let (a0, b0) = m.initial {
@@ -451,6 +452,12 @@ public final class Trainer: @unchecked Sendable {
                 throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no trained copy of \(module) (modules_to_save)")
             }
             c.value.pointer.update(from: s.value.pointer, count: c.value.count)
+        }
+        if let t = live.tokenRows {
+            guard let s = saved.tokenRows, s.indices == t.indices else {
+                throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter does not train the rows of tokens \(t.indices) (trainable_token_indices)")
+            }
+            t.value.pointer.update(from: s.value.pointer, count: t.value.count)
         }
         model.adapterParametersChanged()
         try optimizer.load(from: (checkpoint as NSString).appendingPathComponent("optimizer.safetensors"))

@@ -85,6 +85,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var targetModules: [String] = ["all-linear"]
     /// PEFT's `modules_to_save`: modules trained in full beside the adapter (embed_tokens, lm_head).
     public var modulesToSave: [String] = []
+    /// PEFT's `trainable_token_indices`: rows of the embedding trained (token ids).
+    public var trainableTokenIndices: [Int]? = nil
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
     public var initLoRAWeights: LoRAInit = .kaimingUniform
@@ -277,6 +279,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                   }
                   return nil
               }),
+        .make("trainable_token_indices", \.trainableTokenIndices, flags: ["trainable-token-indices", "trainable_token_indices"],
+              help: "Comma-separated token ids whose embedding rows are trained (and a tied head's), as PEFT's trainable_token_indices; saved in the adapter.",
+              check: { v, c in
+                  guard let v else { return nil }
+                  if v.isEmpty { return "trainable_token_indices is empty" }
+                  if c.method.isPreference { return "trainable_token_indices with method \(c.method.rawValue) is not supported yet; train the adapter alone" }
+                  return nil
+              }),
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
@@ -465,6 +475,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                               useRSLoRA: useRSLoRA, useDoRA: useDoRA)
         c.initLoRAWeights = initLoRAWeights.rawValue
         c.modulesToSave = modulesToSave
+        c.trainableTokenIndices = trainableTokenIndices
         if initLoRAWeights == .loftq { c.loftq = .init(bits: quantize == .int8 ? 8 : 4, iterations: loftqIter) }
         c.layersToTransform = layersToTransform
         c.baseModelNameOrPath = model ?? ModelStore.defaultModelName

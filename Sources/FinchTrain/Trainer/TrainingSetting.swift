@@ -79,21 +79,26 @@ extension String: SettingValue {
 }
 
 extension Array: SettingValue where Element: SettingValue {
-    /// A list; for a list of names also one comma-separated text (`q_proj, v_proj`, as the flag takes it).
+    /// A list; also one comma-separated text (`q_proj, v_proj` or `3, 5, 7`, as the flag takes it).
     public init?(setting json: JSONValue) {
-        if let items = json.arrayValue {
-            var out: [Element] = []
-            for item in items {
-                guard let v = Element(setting: item) else { return nil }
-                out.append(v)
+        var items: [JSONValue]
+        if let list = json.arrayValue {
+            items = list
+        } else if let s = json.stringValue {
+            items = s.split(separator: ",").map { part in
+                let t = part.trimmingCharacters(in: .whitespaces)
+                return Int(t).map(JSONValue.int) ?? .string(t)
             }
-            self = out
-        } else if let s = json.stringValue,
-                  let names = s.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) as? [Element] {
-            self = names
+            if Element.self == String.self { items = items.map { $0.wholeNumberValue.map { .string(String($0)) } ?? $0 } }
         } else {
             return nil
         }
+        var out: [Element] = []
+        for item in items {
+            guard let v = Element(setting: item) else { return nil }
+            out.append(v)
+        }
+        self = out
     }
     public var settingJSON: JSONValue { .array(map(\.settingJSON)) }
     public static var settingKind: String { "a list of \(Element.settingKind) values" }

@@ -84,6 +84,7 @@ public final class T5Model: @unchecked Sendable {
     public var adapterConfigs: [String: AdapterConfig] = [:]
     /// Always empty: T5 trains no module in full yet (`copyableModules` is empty).
     public var moduleCopies: [String: [String: ModuleCopy]] = [:]
+    public var tokenRows: [String: TokenRows] = [:]
     public let linearSlots: [LinearSlot]
 
     init(config: T5Config, dtype: WeightDType, shared: LinearWeight, lmHead: LinearWeight, encoderBias: Buffer<Float>,
