@@ -182,7 +182,16 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             work = w
         }
         let x = w.residual[0].pointer   // [N, C], updated in place block by block
-        try embedRows(tokens, positions: positions, into: x)
+        // Per-row adapters: each row's embedding and head are its adapter's (a modules_to_save copy, or
+        // trainable tokens' rows in place), else the frozen ones, as the layers route their products.
+        var rowCopies: [[String: ModuleCopy]]?
+        if let spans = context.rowAdapters {
+            var perRow = [[String: ModuleCopy]](repeating: [:], count: n)
+            for s in spans { let copies = trainedCopies(of: s.adapter); for r in s.rows { perRow[r] = copies } }
+            if perRow.contains(where: { !$0.isEmpty }) || embedding !== baseEmbedding || lmHead !== baseHead { rowCopies = perRow }
+        }
+        try embedRows(tokens, positions: positions, into: x,
+                      table: rowCopies.map { rc in { [names, baseEmbedding] r in rc[r][names.embedding]?.weight ?? baseEmbedding } })
         let tables = RotaryTables(spec: spec, positions: positions)
         for li in 0..<layers.count {
             blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
@@ -206,15 +215,32 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x + row * c, count: c) }
         normForward(out: sel.pointer, stats: nil, x: sel.pointer, weight: finalNorm, bias: finalNormBias, rows: r)
         let out = Buffer<Float>(count: r * vocab)
-        backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: r, accumulate: false, scratch: scratch)
+        guard let rowCopies else {
+            backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: r, accumulate: false, scratch: scratch)
+            return Logits(values: out, vocabSize: vocab, rows: ranges)
+        }
+        // Per-row heads: the selected rows grouped by the head they use, one product per group.
+        var groups: [(head: LinearWeight, rows: [Int])] = []
+        for (i, row) in picked.enumerated() {
+            let head = rowCopies[row][names.head]?.weight ?? baseHead
+            if let g = groups.firstIndex(where: { $0.head === head }) { groups[g].rows.append(i) } else { groups.append((head, [i])) }
+        }
+        for g in groups {
+            let xs = Buffer<Float>(count: g.rows.count * c), ys = Buffer<Float>(count: g.rows.count * vocab)
+            for (k, i) in g.rows.enumerated() { (xs.pointer + k * c).update(from: sel.pointer + i * c, count: c) }
+            backend.linearForward(g.head, y: ys.pointer, x: xs.pointer, xBF16: nil, rows: g.rows.count, accumulate: false, scratch: scratch)
+            for (k, i) in g.rows.enumerated() { (out.pointer + i * vocab).update(from: ys.pointer + k * vocab, count: vocab) }
+        }
         return Logits(values: out, vocabSize: vocab, rows: ranges)
     }
 
     /// x [N, C] = rows of the embedding matrix (scaled where the family scales them), plus the
     /// learned position embedding of each row's position where the family has one.
-    func embedRows(_ tokens: [Int], positions: [Int32], into x: UnsafeMutablePointer<Float>) throws {
+    /// `table` (per row): the embedding a row looks up (default: the one in use).
+    func embedRows(_ tokens: [Int], positions: [Int32], into x: UnsafeMutablePointer<Float>,
+                   table: ((Int) -> LinearWeight)? = nil) throws {
         let c = spec.hiddenSize
-        for (i, t) in tokens.enumerated() { Self.copyRow(t, of: embedding, to: x + i * c) }
+        for (i, t) in tokens.enumerated() { Self.copyRow(t, of: table?(i) ?? embedding, to: x + i * c) }
         if let s = embeddingScale { backend.scale(x, count: tokens.count * c, by: s) }
         if let pe = positionEmbedding {
             let rows = Buffer<Float>(count: positions.count * c)   // [N, C] the positions' rows, added in one pass

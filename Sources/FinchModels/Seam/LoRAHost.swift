@@ -179,12 +179,6 @@ extension LoRAHost {
                 throw ModelError.adapterProblem("adapter span \(s.rows) lies outside the call's \(rows) rows")
             }
         }
-        if let active = activeAdapter, case let copies = trainedCopies(of: active), !copies.isEmpty, spans.contains(where: { $0.adapter != active }) {
-            throw ModelError.adapterProblem("the active adapter '\(active)' changes whole modules (modules_to_save or trainable tokens: \(copies.keys.sorted().joined(separator: ", "))), which are in use for every row of a call: rows cannot ask for another adapter or the base")
-        }
-        if let s = spans.first(where: { !trainedCopies(of: $0.adapter).isEmpty }), let a = s.adapter, a != activeAdapter {
-            throw ModelError.adapterProblem("adapter '\(a)' changes whole modules (modules_to_save or trainable tokens: \(trainedCopies(of: a).keys.sorted().joined(separator: ", "))), which Finch cannot apply to some rows of a call only; serve it as the active adapter (--adapter) instead")
-        }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
         if mergedAny { throw ModelError.adapterProblem("an adapter is merged into the base; unmerge it before serving adapters per request") }
