@@ -9,7 +9,8 @@ import Foundation
 public struct TrainingMemoryPlan: Sendable {
     /// Frozen base weights (4-bit blocks, or f32 / bf16).
     public var baseWeights: Int
-    /// Adapter values (LoRA A and B, DoRA magnitudes), f32.
+    /// Adapter values (LoRA A and B, DoRA magnitudes, modules_to_save copies, trainable tokens'
+    /// rows and the embedding holding them with its gradient), f32.
     public var adapters: Int
     /// Their gradients, f32.
     public var gradients: Int
@@ -70,6 +71,8 @@ extension Trainer {
     /// and data (before the trainer allocated its adapter and optimizer).
     public func memoryPlan(residentAfterLoading: Int, checkpointing: Bool) -> TrainingMemoryPlan {
         let params = optimizer.parameters.reduce(0) { $0 + $1.value.byteCount }
+        // Trainable tokens compute with an f32 embedding holding their rows, and its gradient.
+        let tokenEmbedding = model.activeTokenRows?.merged.map { 2 * $0.value.byteCount } ?? 0
         let trainRows = largestMicroBatchRows
         var acts = model.trainingActivationBytes(rows: trainRows, checkpointing: checkpointing, loraRank: adapterConfig.r)
         if !eval.isEmpty || !evalExamples.isEmpty {
@@ -78,7 +81,7 @@ extension Trainer {
             acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)
         }
         let weights = model.weightBytes
-        return TrainingMemoryPlan(baseWeights: weights, adapters: params, gradients: params,
+        return TrainingMemoryPlan(baseWeights: weights, adapters: params + tokenEmbedding, gradients: params,
                                   optimizerState: optimizer.stateBytes, activations: acts,
                                   processBaseline: max(0, residentAfterLoading - weights),
                                   maxRows: trainRows, checkpointing: checkpointing)
