@@ -176,7 +176,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         }
         for name in copies.keys.sorted() {
             let m = copies[name]!
-            entries.append(.float32(name: Self.prefix + name + ".weight", shape: [m.rows, m.columns], values: m.value.array))
+            entries.append(.float32(name: Self.prefix + name + ".weight", shape: [m.rows, m.columns], values: UnsafeBufferPointer(m.value.buffer)))
         }
         if let t = tokenRows {
             entries.append(.float32(name: Self.prefix + t.module + TokenRows.savedSuffix, shape: [t.indices.count, t.columns],

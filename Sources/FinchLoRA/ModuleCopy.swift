@@ -26,8 +26,9 @@ public final class ModuleCopy: @unchecked Sendable {
 
     /// A fresh copy of a frozen weight's values (how PEFT starts one).
     public convenience init(copying base: LinearWeight) {
-        let v = base.floatValues()
-        self.init(rows: base.outFeatures, columns: base.inFeatures, values: Buffer(copying: v.pointer, count: v.count))
+        let v = base.floatValues()   // already a fresh buffer unless the weight is stored in f32
+        let fresh: Buffer<Float> = if case .f32 = base.storage { Buffer(copying: v.pointer, count: v.count) } else { v }
+        self.init(rows: base.outFeatures, columns: base.inFeatures, values: fresh)
     }
 
     public func enableGradients() { if grad == nil { grad = Buffer(count: value.count) } }

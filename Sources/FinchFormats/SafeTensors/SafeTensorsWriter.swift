@@ -47,6 +47,11 @@ public enum SafeTensorsWriter {
             return Entry(name: name, dtype: .f32, shape: shape, bytes: bytes)
         }
 
+        /// An F32 tensor holding the `values` buffer (copied once, straight into the entry's bytes).
+        public static func float32(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) -> Entry {
+            Entry(name: name, dtype: .f32, shape: shape, bytes: [UInt8](UnsafeRawBufferPointer(values)))
+        }
+
         /// An F16 tensor holding `values` rounded to nearest-even.
         public static func float16(name: String, shape: [Int], values: [Float]) -> Entry {
             let bits = values.map(\.f16Bits)

@@ -18,6 +18,8 @@ public struct TrainingMemoryPlan: Sendable {
     public var optimizerState: Int
     /// Saved activations and backward buffers, and the largest temporaries of a step.
     public var activations: TrainingActivationBytes
+    /// Writing the adapter (a checkpoint, the output): its tensors' bytes, held while the file is written.
+    public var saving: Int = 0
     /// Measured resident memory after loading, less the base weights.
     public var processBaseline: Int
     /// Rows (tokens) of the largest micro-batch the run will see.
@@ -25,7 +27,7 @@ public struct TrainingMemoryPlan: Sendable {
     public var checkpointing: Bool
 
     public var total: Int {
-        baseWeights + adapters + gradients + optimizerState + activations.total + processBaseline
+        baseWeights + adapters + gradients + optimizerState + activations.total + saving + processBaseline
     }
 
     /// A small table in MiB.
@@ -37,6 +39,7 @@ public struct TrainingMemoryPlan: Sendable {
               gradients          \(mib(gradients))
               optimizer state    \(mib(optimizerState))
               activations        \(mib(activations.total))  (saved \(mib(activations.saved).trimmingCharacters(in: .whitespaces)), temporaries \(mib(activations.transient).trimmingCharacters(in: .whitespaces)); largest micro-batch \(maxRows) tokens)
+              saving the adapter \(mib(saving))  (its tensors, held while a checkpoint or the output is written)
               process baseline   \(mib(processBaseline))  (runtime, libraries, tokenizer, data, mapped model file)
               predicted peak     \(mib(total))
             """
@@ -81,9 +84,12 @@ extension Trainer {
             acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)
         }
         let weights = model.weightBytes
-        return TrainingMemoryPlan(baseWeights: weights, adapters: params + tokenEmbedding, gradients: params,
+        var plan = TrainingMemoryPlan(baseWeights: weights, adapters: params + tokenEmbedding, gradients: params,
                                   optimizerState: optimizer.stateBytes, activations: acts,
                                   processBaseline: max(0, residentAfterLoading - weights),
                                   maxRows: trainRows, checkpointing: checkpointing)
+        // The safetensors writer holds a file's tensors as bytes: the adapter's, and with checkpoints the optimizer state's.
+        plan.saving = config.saveSteps > 0 ? max(params, optimizer.stateBytes) : params
+        return plan
     }
 }
