@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Check that adapters Finch trains with PEFT's extra kinds of state load in PEFT with Finch's logits: a
 `modules_to_save` adapter (embed_tokens, lm_head), a `trainable_token_indices` one, and an OLoRA / PiSSA one (saved
-converted to a plain LoRA on the original base), on the tiny llama (untied head) and qwen2 (tied) checkpoints.
+converted to a plain LoRA on the original base), on the tiny llama (untied head) and qwen2 (tied) checkpoints; and a
+LoftQ run on SmolLM2-135M (the quantized base Finch saves, in bitsandbytes' 4-bit layout, read by transformers +
+bitsandbytes and dequantized, with the adapter on it).
 
 For each: `finch train` (3 steps on Examples/brindlewick.jsonl), `finch merge --save-check` (Finch's adapter model's
 logits on its self-check prompt), then `PeftModel.from_pretrained(base, adapter)` on the same ids; prints one JSON
@@ -40,6 +42,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--finch", default=os.path.join(ROOT, ".build", "release", "finch"))
     ap.add_argument("--tolerance", type=float, default=1e-5)
+    ap.add_argument("--no-loftq", action="store_true", help="leave out the LoftQ run on SmolLM2 (a few minutes)")
+    ap.add_argument("--loftq-tolerance", type=float, default=1e-5)
     args = ap.parse_args()
     torch.set_num_threads(2)
     out_path = os.path.join(ROOT, "Scripts", "results", "checks", f"peft-loads-finch-{datetime.date.today().isoformat()}.jsonl")
@@ -69,6 +73,33 @@ def main() -> int:
                 failed |= not line["passed"]
                 print(json.dumps(line))
                 out.write(json.dumps(line) + "\n")
+        if not args.no_loftq:
+            model_path = subprocess.run([os.path.join(ROOT, "Scripts", "fetch-model.sh"), "smollm2-135m"], check=True,
+                                        capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            run = os.path.join(tmp, "smollm2-loftq")
+            subprocess.run([args.finch, "train", "--model", model_path, "--data", os.path.join(ROOT, "Examples", "brindlewick.jsonl"),
+                            "--max-steps", "3", "--max-seq-len", "256", "--quantize", "nf4", "--init-lora-weights", "loftq",
+                            "--lora-r", "8", "--lora-alpha", "8", "--output", run], check=True, capture_output=True)
+            base = os.path.join(run, "loftq-base")
+            check = os.path.join(tmp, "smollm2-loftq.safetensors")
+            subprocess.run([args.finch, "merge", "--model", base, "--adapter", run, "--output", run + "-merged",
+                            "--save-check", check], check=True, capture_output=True)
+            saved = load_file(check)
+            # transformers + bitsandbytes read Finch's 4-bit checkpoint; its CPU 4-bit product runs in lower precision
+            # (0.3% from x·deq(W)ᵀ here), so the read weights are dequantized (the same values, 1e-6) and the adapter
+            # applied in f32, as Finch computes.
+            quantized = AutoModelForCausalLM.from_pretrained(base)
+            model = peft.PeftModel.from_pretrained(quantized.dequantize(), run)
+            model.eval()
+            with torch.no_grad():
+                logits = model(saved["input_ids"][None]).logits[0].float()
+            want = saved["logits.adapter"]
+            rel = ((logits - want).abs().max() / want.abs().max()).item()
+            line = {"check": "peft-loads-finch", "commit": commit, "family": "smollm2-135m", "case": "loftq-nf4", "logits_rel": rel,
+                    "peft": peft.__version__, "torch": torch.__version__, "passed": rel <= args.loftq_tolerance}
+            failed |= not line["passed"]
+            print(json.dumps(line))
+            out.write(json.dumps(line) + "\n")
     print(f"appended to {out_path}", file=sys.stderr)
     return 1 if failed else 0
 
