@@ -202,8 +202,11 @@ struct Train: ParsableCommand {
                 _ = try model.evaluate(Array(train.prefix(1)))
             }
             model.releaseTrainingMemory()
-            let resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
+            var resident = Memory.currentRSSBytes(releasingFreeMemory: true) ?? 0
+            let loadedWeights = model.weightBytes
             let trainer = try run.trainer(runDirectory: nil)
+            // LoftQ quantizes the base as the trainer starts: the unquantized weights measured above are not the run's.
+            resident -= max(0, loadedWeights - model.weightBytes)
             print("dry run: \(trainer.trainableParameterCount) trainable parameters, optimizer \(trainer.optimizer.name), "
                   + "\(trainer.totalSteps) steps of \(c.batchSize) × \(c.gradAccum) sequences")
             print(String(format: "loading: predicted peak %.1f MiB, measured in this dry run %.1f MiB (%.1f MiB before loading)",

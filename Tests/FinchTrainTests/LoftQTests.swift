@@ -223,10 +223,10 @@ private func frobenius(_ x: [Float], _ y: [Float]) -> Double {
 
 
 /// Adapters PEFT saved from an OLoRA / PiSSA / LoftQ start without converting them (Tests/Fixtures/lora-init-saved
-/// from Scripts/fixtures/make_unconverted_adapters.py: the tiny LLaMA, factors moved off their start): Finch loads
-/// them as PEFT does — initialized again on the original model (the base rewritten), the saved factors over the
-/// initial ones — with PEFT's logits; saved again, they are plain LoRAs on the original base (OLoRA / PiSSA) with
-/// the same logits; a pissa_niter_K one is refused (its start was a random draw).
+/// from Scripts/fixtures/make_unconverted_adapters.py: the tiny LLaMA, factors moved off their start) give PEFT's
+/// logits in Finch: OLoRA / PiSSA converted as they load (their start computed again from the base weights; the
+/// base untouched), LoftQ as PEFT loads it (initialized again, the base rewritten, then the saved factors); a
+/// pissa_niter_K one is refused (its start was a random draw).
 final class UnconvertedAdapterTests: XCTestCase {
     /// Measured (max |Δ| / max |logit|): olora 6.9e-7, pissa 5.3e-6 (the residual base from LAPACK's float64 SVD
     /// against torch's float32 one), loftq 5.4e-7. Held to ~3×.
@@ -236,6 +236,8 @@ final class UnconvertedAdapterTests: XCTestCase {
         let dir = try Fixtures.required("lora-init-saved")
         let f = try SafeTensorsFile(path: dir + "/logits.safetensors")
         let ids = try f.floats("input_ids").map { Int($0) }
+        let plain = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
+        let baseLogits = try plain.logits(tokens: [ids])
         for method in ["olora", "pissa", "loftq"] {
             let model = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
             try model.loadAdapter(directory: dir + "/" + method)
@@ -243,12 +245,26 @@ final class UnconvertedAdapterTests: XCTestCase {
             let e = maxRelative(logits, try f.floats("\(method).logits"))
             print("[unconverted \(method)] logits vs PEFT's: \(e)")
             XCTAssertLessThanOrEqual(e, Self.tolerance[method]!, method)
-            XCTAssertEqual(model.adapterConfigs["default"]?.initLoRAWeights, method)
-            XCTAssertThrowsError(try model.createAdapter(config: AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"])),
-                                                         name: "second", seed: 1)) {
-                XCTAssertTrue("\($0)".contains("rewrote the base weights"), "\($0)")
+            let second = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
+            if method == "loftq" {
+                // PEFT's way: the base is now the LoftQ one; nothing else may rely on the base
+                XCTAssertEqual(model.adapterConfigs["default"]?.initLoRAWeights, "loftq")
+                XCTAssertThrowsError(try model.createAdapter(config: second, name: "second", seed: 1)) {
+                    XCTAssertTrue("\($0)".contains("rewrote the base weights"), "\($0)")
+                }
+                XCTAssertThrowsError(try model.checkRowAdapters([AdapterSpan(rows: 0..<1, adapter: nil)], rows: 2)) {
+                    XCTAssertTrue("\($0)".contains("rewrote the base weights"), "\($0)")
+                }
+                continue
             }
-            guard method != "loftq" else { continue }
+            // OLoRA / PiSSA: converted as it loads (rank 2r, a plain LoRA on the model's own base), so the base is
+            // untouched: the adapter off gives the model, and another adapter may be loaded beside it
+            XCTAssertEqual(model.adapterConfigs["default"]?.initLoRAWeights, "true")
+            XCTAssertEqual(model.adapterConfigs["default"]?.r, 8)
+            model.setActiveAdapter(nil)
+            XCTAssertEqual(try model.logits(tokens: [ids]), baseLogits, "\(method): the base is the model's own")
+            XCTAssertNoThrow(try model.createAdapter(config: second, name: "second", seed: 1))
+            model.setActiveAdapter("default")
             // saved by Finch: converted, and right on the original weights
             let out = NSTemporaryDirectory() + "finch-unconverted-\(UUID().uuidString)"
             addTeardownBlock { try? FileManager.default.removeItem(atPath: out) }
@@ -258,7 +274,7 @@ final class UnconvertedAdapterTests: XCTestCase {
             XCTAssertEqual(fresh.adapterConfigs["default"]?.r, 8)
             XCTAssertLessThanOrEqual(maxRelative(try fresh.logits(tokens: [ids])[0].flatMap { $0 }, logits), 2e-6, method)
         }
-        // a model whose base is already rewritten or quantized cannot take one
+        // a quantized base cannot give the start again
         let quantized = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf"), quantization: QuantizationConfig()).model as? DecoderModel)
         XCTAssertThrowsError(try quantized.loadAdapter(directory: dir + "/pissa")) { XCTAssertTrue("\($0)".contains("is quantized"), "\($0)") }
     }

@@ -219,6 +219,11 @@ final class ModulesToSaveTests: XCTestCase {
         XCTAssertThrowsError(try lm.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("input embedding"), "\($0)") }
         t.trainableTokenModule = nil; t.modulesToSave = ["embed_tokens"]
         XCTAssertThrowsError(try lm.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("keep one"), "\($0)") }
+        // on a tied model the head shares the rows: a head copy beside them would never be used
+        t.modulesToSave = ["lm_head"]
+        XCTAssertNoThrow(try LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model.createAdapter(config: t, name: "rows", seed: 1))
+        let tied = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
+        XCTAssertThrowsError(try tied.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("shares (tied)"), "\($0)") }
     }
 }
 

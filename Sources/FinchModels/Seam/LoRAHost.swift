@@ -88,9 +88,12 @@ extension LoRAHost {
     }
 
     /// Loads a PEFT adapter directory (or a llama.cpp LoRA adapter `.gguf` file) under `name`
-    /// and makes it active. An adapter saved with `init_lora_weights` olora, pissa or loftq (not
-    /// converted to a plain LoRA) loads as PEFT loads it: initialized again, which rewrites the base
-    /// as at the start of its training, then its saved factors over the initial ones.
+    /// and makes it active. An adapter saved with `init_lora_weights` olora or pissa (not converted
+    /// to a plain LoRA) is relative to the residual base PEFT's initialization leaves: its start
+    /// (A₀, B₀) is computed again from the base weights and the adapter converted here, as PEFT's
+    /// `path_initial_model_for_weight_conversion` converts it, so the base stays the model's own.
+    /// One saved with loftq loads as PEFT loads it: initialized again, which rewrites each target's
+    /// base to its LoftQ quantization (the layers' own type holding the values), then its factors.
     public func loadAdapter(directory: String, name: String = "default") throws {
         var isDir: ObjCBool = false
         let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
@@ -100,6 +103,30 @@ extension LoRAHost {
         guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
         if method.hasPrefix("pissa_niter_") {
             throw AdapterError.unsupported("\(directory): the adapter was saved with init_lora_weights \(method) and not converted: it is relative to a base PEFT made from a random draw it did not save; convert it in PEFT (save_pretrained(path_initial_model_for_weight_conversion=…)) or train with pissa (Finch's runs save converted adapters)")
+        }
+        // The saved factors against the modules the config targets, before anything changes.
+        let targets = linearModules.filter { adapter.config.targets($0.key) }
+        guard Set(targets.keys) == Set(adapter.modules.keys) else {
+            throw AdapterError.invalidConfig(path: directory, reason: "its factors name other modules than its target_modules select in this model (init_lora_weights \(method) is computed again for the selected ones)")
+        }
+        for (module, m) in adapter.modules where m.rank != adapter.config.rank(for: module) {
+            throw AdapterError.invalidConfig(path: directory, reason: "its factors for \(module) have rank \(m.rank), its config gives \(adapter.config.rank(for: module))")
+        }
+        if method != "loftq" {
+            if let q = linearSlots.first(where: { s in
+                guard targets[s.name] != nil, case .quantized = baseWeight(s.get()).storage else { return false }
+                return true
+            }) {
+                throw AdapterError.unsupported("\(directory): the adapter was saved from an init_lora_weights \(method) start, which is computed again from the base weights, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+            }
+            var c = adapter.config
+            c.fanInFanOut = linearsFanInFanOut
+            let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
+            let start = try LoRAAdapter.initialized(config: c, linears: linearModules, seed: 0) { module in
+                baseWeight(slots[module]!.get()).floatValues().array
+            }.adapter
+            for (module, m) in adapter.modules { m.initial = (start.modules[module]!.a.array, start.modules[module]!.b.array) }
+            return try addAdapter(adapter.relativeToOriginalBase(), name: name)
         }
         var quantization: QuantizationConfig?
         if method == "loftq" {
@@ -111,9 +138,7 @@ extension LoRAHost {
         }
         let start = try createAdapter(config: adapter.config, name: name, seed: 0, quantization: quantization, loftqBases: .dequantized)
         for (module, m) in start.modules {
-            guard let saved = adapter.modules[module], saved.a.count == m.a.count, saved.b.count == m.b.count else {
-                throw AdapterError.invalidConfig(path: directory, reason: "its factors for \(module) do not have the shapes its config gives")
-            }
+            let saved = adapter.modules[module]!   // the same modules and ranks (checked above)
             m.a.pointer.update(from: saved.a.pointer, count: m.a.count)
             m.b.pointer.update(from: saved.b.pointer, count: m.b.count)
         }
@@ -132,6 +157,7 @@ extension LoRAHost {
         if let (other, c) = adapterConfigs.first(where: { $0.key != name && Self.rewritesBase($0.value.initLoRAWeights) }) {
             throw ModelError.adapterProblem("adapter '\(other)' (init_lora_weights \(c.initLoRAWeights)) rewrote the base weights, which another adapter is not relative to: load them in separate processes, or convert '\(other)' to a plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=…); Finch saves its own runs converted)")
         }
+        try checkTokenRowsAgainstCopies(adapter)
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         for (module, lora) in adapter.modules {
             let slot = slots[module]!   // LoRAAdapter.load / initialized only name modules of `linearModules`
@@ -149,6 +175,15 @@ extension LoRAHost {
         if let t = adapter.tokenRows, t.merged == nil, let base = copyableModules[t.module] { t.attach(to: base) }
         tokenRows[name] = adapter.tokenRows
         setActiveAdapter(name)
+    }
+
+    /// Refuses trainable tokens beside a modules_to_save copy of a module sharing the embedding's
+    /// weight (a tied head): the copy would never be used.
+    func checkTokenRowsAgainstCopies(_ adapter: LoRAAdapter) throws {
+        if let t = adapter.tokenRows, let base = copyableModules[t.module],
+           let clash = adapter.copies.keys.sorted().first(where: { copyableModules[$0] === base }) {
+            throw AdapterError.unsupported("trainable_token_indices trains rows of \(t.module), which \(clash) shares (tied), and modules_to_save trains \(clash) in full too; keep one")
+        }
     }
 
     /// Whether an adapter of this `init_lora_weights` rewrote the base when it was created or loaded
@@ -178,6 +213,10 @@ extension LoRAHost {
             guard s.rows.lowerBound >= 0, s.rows.upperBound <= rows else {
                 throw ModelError.adapterProblem("adapter span \(s.rows) lies outside the call's \(rows) rows")
             }
+        }
+        if let (other, c) = adapterConfigs.first(where: { Self.rewritesBase($0.value.initLoRAWeights) }),
+           spans.contains(where: { $0.adapter == nil }) {
+            throw ModelError.adapterProblem("adapter '\(other)' (init_lora_weights \(c.initLoRAWeights)) rewrote the base weights, so rows without an adapter would not get the base model; serve the base from another process")
         }
         var mergedAny = false
         forEachLoRALinear { if $0.merged != nil { mergedAny = true } }
@@ -296,6 +335,7 @@ extension LoRAHost {
            let indices = config.trainableTokenIndices {
             adapter.tokenRows = try TokenRows(module: module, indices: indices, base: copyableModules[module]!)
         }
+        try checkTokenRowsAgainstCopies(adapter)
         if let quantization, loftq {
             // LoftQ: the targets take their quantized bases (a layer the load keeps unquantized takes
             // those values unquantized, as transformers would load PEFT's saved LoftQ base); the rest

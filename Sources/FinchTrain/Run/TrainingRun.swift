@@ -117,7 +117,9 @@ public struct TrainingRun {
     /// A trainer for this run, writing into `runDirectory` when given.
     /// `world`: the ranks of a distributed run (give rank 0 alone the run directory).
     /// With `init_lora_weights` loftq, rank 0 saves the LoftQ-quantized base (and the tokenizer)
-    /// under `Trainer.loftqBase(runDirectory:)`, which the adapter's `base_model_name_or_path` names.
+    /// under `Trainer.loftqBase(runDirectory:)`, which the adapter's `base_model_name_or_path` names:
+    /// in bitsandbytes' 4-bit / int8 layout, or dequantized in f32 for a family whose quantized
+    /// layers transformers cannot read as stored (T5, GPT-2).
     public func trainer(runDirectory: String?, world: (any TrainingWorld)? = nil) throws -> Trainer {
         let t = preferences != nil
             ? try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
@@ -126,8 +128,14 @@ public struct TrainingRun {
             let active = model.model.activeAdapter
             model.model.setActiveAdapter(nil)   // the base alone
             defer { model.model.setActiveAdapter(active) }
-            try model.model.saveHuggingFace(to: Trainer.loftqBase(runDirectory: runDirectory), tokenizer: model.tokenizer,
-                                            dtype: config.dtype == .bf16 ? .bf16 : .f32, overwrite: true)
+            let path = Trainer.loftqBase(runDirectory: runDirectory), dtype: ExportDType = config.dtype == .bf16 ? .bf16 : .f32
+            do {
+                try model.model.saveHuggingFace(to: path, tokenizer: model.tokenizer, dtype: dtype, overwrite: true)
+            } catch ExportError.unsupported {
+                // A family whose quantized layers transformers cannot read as stored (T5, GPT-2's Conv1D): the
+                // quantized values dequantized, in f32 (as PEFT's LoftQ example saves its base).
+                try model.model.saveHuggingFace(to: path, tokenizer: model.tokenizer, dtype: .f32, overwrite: true, dequantize: true)
+            }
         }
         return t
     }

@@ -12,7 +12,8 @@ public struct TrainingMemoryPlan: Sendable {
     /// Adapter values (LoRA A and B, DoRA magnitudes, modules_to_save copies, trainable tokens'
     /// rows and the embedding holding them with its gradient), f32.
     public var adapters: Int
-    /// Their gradients, f32.
+    /// Their gradients, f32 (with the per-step sums of grad_accum > 1 and the flat buffer the
+    /// ranks of a distributed run sum: one more copy each).
     public var gradients: Int
     /// Optimizer state (paged state counts too: its pages are resident until the OS evicts them).
     public var optimizerState: Int
@@ -84,7 +85,8 @@ extension Trainer {
             acts.saved = max(acts.saved, e.saved); acts.transient = max(acts.transient, e.transient)
         }
         let weights = model.weightBytes
-        var plan = TrainingMemoryPlan(baseWeights: weights, adapters: params + tokenEmbedding, gradients: params,
+        let gradientCopies = 1 + (config.gradAccum > 1 ? 1 : 0) + ((world?.size ?? 1) > 1 ? 1 : 0)   // StepBuffers
+        var plan = TrainingMemoryPlan(baseWeights: weights, adapters: params + tokenEmbedding, gradients: params * gradientCopies,
                                   optimizerState: optimizer.stateBytes, activations: acts,
                                   processBaseline: max(0, residentAfterLoading - weights),
                                   maxRows: trainRows, checkpointing: checkpointing)
