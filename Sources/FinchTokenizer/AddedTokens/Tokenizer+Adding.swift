@@ -1,0 +1,32 @@
+extension Tokenizer {
+    /// A copy with `tokens` added, as Hugging Face's `add_special_tokens` / `add_tokens` add them
+    /// (`tokenizers.Tokenizer.add_special_tokens` / `add_tokens`): a text the vocabulary already holds
+    /// keeps its id (and becomes an added token, matched whole); a new one gets the next id (the size
+    /// at that moment), in order; `normalized` is `!special`; the other flags false. A text that is
+    /// already an added token is left as it is. `added`: the id of each of `tokens`.
+    /// - Throws: ``TokenizerError/invalidField(field:source:reason:)`` for an empty token.
+    public func adding(_ tokens: [String], special: Bool) throws -> (tokenizer: Tokenizer, added: [Int]) {
+        var all = addedTokens
+        var contents = Dictionary(uniqueKeysWithValues: all.map { ($0.content, $0.id) })
+        var next = vocabSize
+        var ids: [Int] = []
+        for t in tokens {
+            guard !t.isEmpty else { throw TokenizerError.invalidField(field: "added token", source: "tokens to add", reason: "an added token is empty") }
+            if let id = contents[t] { ids.append(id); continue }
+            let id: Int
+            if let known = model.vocab[TokenText(t)].map(Int.init) {
+                id = known
+            } else {
+                id = next
+                next += 1
+            }
+            all.append(AddedToken(id: id, content: t, special: special))
+            contents[t] = id
+            ids.append(id)
+        }
+        let extended = Tokenizer(model: model, addedTokens: all, normalizer: normalizer, preTokenizer: preTokenizer,
+                                 decoder: decoder, postProcessor: postProcessor, settings: settings)
+        extended.chatTemplate = chatTemplate
+        return (extended, ids)
+    }
+}
