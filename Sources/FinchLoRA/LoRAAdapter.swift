@@ -66,17 +66,17 @@ public final class LoRAAdapter: @unchecked Sendable {
             let short = kind.hasPrefix("lora_A") ? "A" : kind.hasPrefix("lora_B") ? "B" : "m"
             parts[module, default: [:]][short] = key
         }
+        func tensor(_ n: String, _ shape: [Int]) throws -> Buffer<Float> {
+            guard let info = file.info(n) else { throw AdapterError.missingTensor(path: wPath, name: n) }
+            guard info.shape == shape else { throw AdapterError.badShape(path: wPath, name: n, expected: shape, actual: info.shape) }
+            return Buffer(try file.floats(n))
+        }
         var modules: [String: LoRAModule] = [:]
         for (module, names) in parts {
             guard let dims = linears[module] else { throw AdapterError.unknownModule(path: wPath, name: module) }
             guard let aName = names["A"] else { throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_A.weight") }
             guard let bName = names["B"] else { throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_B.weight") }
             let r = config.rank(for: module)
-            func tensor(_ n: String, _ shape: [Int]) throws -> Buffer<Float> {
-                guard let info = file.info(n) else { throw AdapterError.missingTensor(path: wPath, name: n) }
-                guard info.shape == shape else { throw AdapterError.badShape(path: wPath, name: n, expected: shape, actual: info.shape) }
-                return Buffer(try file.floats(n))
-            }
             let a = try tensor(aName, [r, dims.in])
             let b = try tensor(bName, [dims.out, r])
             var mag: Buffer<Float>?
@@ -96,19 +96,13 @@ public final class LoRAAdapter: @unchecked Sendable {
         for m in saved {
             guard let n = copyNames[m] else { throw AdapterError.missingTensor(path: wPath, name: prefix + m + ".weight") }
             let (rows, columns) = copyable[m]!
-            guard let info = file.info(n), info.shape == [rows, columns] else {
-                throw AdapterError.badShape(path: wPath, name: n, expected: [rows, columns], actual: file.info(n)?.shape ?? [])
-            }
-            copies[m] = ModuleCopy(rows: rows, columns: columns, values: Buffer(try file.floats(n)))
+            copies[m] = ModuleCopy(rows: rows, columns: columns, values: try tensor(n, [rows, columns]))
         }
         var tokenRows: TokenRows?
         if let t = tokenModule, let indices = config.trainableTokenIndices {
             guard let n = tokenName else { throw AdapterError.missingTensor(path: wPath, name: prefix + t + TokenRows.savedSuffix) }
             let (rows, columns) = copyable[t]!
-            guard let info = file.info(n), info.shape == [indices.count, columns] else {
-                throw AdapterError.badShape(path: wPath, name: n, expected: [indices.count, columns], actual: file.info(n)?.shape ?? [])
-            }
-            tokenRows = try TokenRows(module: t, indices: indices, values: Buffer(try file.floats(n)), vocabulary: rows, columns: columns)
+            tokenRows = try TokenRows(module: t, indices: indices, values: try tensor(n, [indices.count, columns]), vocabulary: rows, columns: columns)
         }
         return LoRAAdapter(config: config, modules: modules, copies: copies, tokenRows: tokenRows)
     }

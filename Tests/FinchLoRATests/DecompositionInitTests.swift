@@ -41,17 +41,17 @@ final class DecompositionInitTests: XCTestCase {
                     for k in 0..<r {
                         let ga = Array(got.a[(k * i)..<((k + 1) * i)]), wa = Array(a[(k * i)..<((k + 1) * i)])
                         let sign: Float = zip(ga, wa).map { $0 * $1 }.reduce(0, +) < 0 ? -1 : 1
-                        note("\(method) A", relative(ga.map { $0 * sign }, wa))
-                        note("\(method) B", relative((0..<o).map { got.b[$0 * r + k] * sign }, (0..<o).map { b[$0 * r + k] }))
+                        note("\(method) A", maxRelativeError(ga.map { $0 * sign }, wa))
+                        note("\(method) B", maxRelativeError((0..<o).map { got.b[$0 * r + k] * sign }, (0..<o).map { b[$0 * r + k] }))
                     }
-                    note("\(method) residual", relative(got.residual, residual))
+                    note("\(method) residual", maxRelativeError(got.residual, residual))
                     if method == "pissa" {
                         let s = try f.floats("pissa.\(module).singular_values")
                         let (_, sv, _) = try LinearAlgebra.svd(w.map(Double.init), rows: o, columns: i)
                         note("pissa singular values", zip(sv, s).map { abs($0 - Double($1)) / Double($1) }.max()!)
                         // the adapter carries the leading R directions: base + scaling·B·A is W again
                         let back = DecompositionInit.residual(got.residual, a: got.a, b: got.b, out: o, in: i, rank: r, scaling: -Self.scaling)
-                        note("pissa W restored", relative(back, w))
+                        note("pissa W restored", maxRelativeError(back, w))
                     }
                 }
             }
@@ -80,19 +80,13 @@ final class DecompositionInitTests: XCTestCase {
         for k in [1, 4] {
             var random = SeededRandom(seed: 5)
             let d = try DecompositionInit.pissa(weight: w, out: o, in: i, rank: r, scaling: Self.scaling, iterations: k, random: &random)
-            errors.append(relative(product(d), exact))
+            errors.append(maxRelativeError(product(d), exact))
             let back = DecompositionInit.residual(d.residual, a: d.a, b: d.b, out: o, in: i, rank: r, scaling: -Self.scaling)
-            XCTAssertLessThan(relative(back, w), 1e-6, "base + adapter is W")
+            XCTAssertLessThan(maxRelativeError(back, w), 1e-6, "base + adapter is W")
         }
         print("[pissa_niter] s·B·A against the full PiSSA after 1 and 4 iterations: \(errors)")
         XCTAssertLessThan(errors[1], errors[0])
         XCTAssertLessThan(errors[1], 1.5e-7)   // measured 4.2e-8
-    }
-
-    /// max |a − b| / max |b|.
-    func relative(_ a: [Float], _ b: [Float]) -> Double {
-        let scale = b.map { abs(Double($0)) }.max() ?? 1
-        return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
     }
 }
 

@@ -84,6 +84,14 @@ public func relativeError(_ a: [Float], _ b: [Float]) -> Double {
     return (num / max(den, 1e-300)).squareRoot()
 }
 
+/// max |a − b| / max |b| (in Double), the relative error by the largest value that output and
+/// factor comparisons use.
+public func maxRelativeError(_ a: [Float], _ b: [Float]) -> Double {
+    precondition(a.count == b.count, "\(a.count) values vs \(b.count)")
+    let scale = b.map { abs(Double($0)) }.max() ?? 1
+    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
+}
+
 extension LoadedModel {
     /// The model as the decoder-only model a test of a decoder family loaded (its `forward`,
     /// `makeCache` and padded `logits`); stops the test run for another kind.

@@ -57,11 +57,11 @@ final class LoftQTests: XCTestCase {
                     for k in 0..<r {
                         let ga = Array(m.a.array[(k * i)..<((k + 1) * i)]), wa = Array(a[(k * i)..<((k + 1) * i)])
                         let sign: Float = zip(ga, wa).map { $0 * $1 }.reduce(0, +) < 0 ? -1 : 1
-                        note("A", relative(ga.map { $0 * sign }, wa))
-                        note("B", relative((0..<o).map { m.b[$0 * r + k] * sign }, (0..<o).map { b[$0 * r + k] }))
+                        note("A", maxRelativeError(ga.map { $0 * sign }, wa))
+                        note("B", maxRelativeError((0..<o).map { m.b[$0 * r + k] * sign }, (0..<o).map { b[$0 * r + k] }))
                     }
-                    note("B·A", relative(product(m.b.array, m.a.array, o, i, r), product(b, a, o, i, r)))
-                    note("base", relative(model.linearWeightValues(module), try f.floats("\(run.name).\(module).base")))
+                    note("B·A", maxRelativeError(product(m.b.array, m.a.array, o, i, r), product(b, a, o, i, r)))
+                    note("base", maxRelativeError(model.linearWeightValues(module), try f.floats("\(run.name).\(module).base")))
                     var quantized = false
                     model.forEachLoRALinear { l in if l.name == module, case .quantized = l.base.storage { quantized = true } }
                     XCTAssertTrue(quantized, "\(module): the base is held quantized")
@@ -69,7 +69,7 @@ final class LoftQTests: XCTestCase {
                 // PEFT's LoftQ model multiplies the dequantized base in f32; Finch's LLM.int8 base multiplies in
                 // integers (the activations quantized too), so its logits are compared apart.
                 let logits = try model.logits(tokens: [ids])[0].flatMap { $0 }
-                note(run.bits == 8 ? "logits int8 products" : "logits", relative(logits, try f.floats("\(run.name).logits")))
+                note(run.bits == 8 ? "logits int8 products" : "logits", maxRelativeError(logits, try f.floats("\(run.name).logits")))
             }
         }
         print("[loftq]", worst.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
@@ -172,7 +172,7 @@ final class LoftQTests: XCTestCase {
         XCTAssertEqual(saved.baseModelNameOrPath, base)
         let reloaded = try XCTUnwrap(LoadedModel.load(base).model as? DecoderModel)
         try reloaded.loadAdapter(directory: dir)
-        let e = relative(try reloaded.logits(tokens: [ids]).flatMap { $0.flatMap { $0 } }, trained.flatMap { $0.flatMap { $0 } })
+        let e = maxRelativeError(try reloaded.logits(tokens: [ids]).flatMap { $0.flatMap { $0 } }, trained.flatMap { $0.flatMap { $0 } })
         print("[loftq] adapter on the saved LoftQ base vs the trained model: \(e)")
         XCTAssertLessThan(e, 1e-6)
     }
@@ -202,12 +202,6 @@ final class LoftQTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("quantized already"), "\($0)")
         }
     }
-}
-
-/// max |a − b| / max |b|.
-private func relative(_ a: [Float], _ b: [Float]) -> Double {
-    let scale = b.map { abs(Double($0)) }.max() ?? 1
-    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
 }
 
 /// B·A [O, I] in float64.
@@ -242,7 +236,7 @@ final class UnconvertedAdapterTests: XCTestCase {
             let model = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
             try model.loadAdapter(directory: dir + "/" + method)
             let logits = try model.logits(tokens: [ids])[0].flatMap { $0 }
-            let e = maxRelative(logits, try f.floats("\(method).logits"))
+            let e = maxRelativeError(logits, try f.floats("\(method).logits"))
             print("[unconverted \(method)] logits vs PEFT's: \(e)")
             XCTAssertLessThanOrEqual(e, Self.tolerance[method]!, method)
             let second = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
@@ -272,7 +266,7 @@ final class UnconvertedAdapterTests: XCTestCase {
             let fresh = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf")).model as? DecoderModel)
             try fresh.loadAdapter(directory: out)
             XCTAssertEqual(fresh.adapterConfigs["default"]?.r, 8)
-            XCTAssertLessThanOrEqual(maxRelative(try fresh.logits(tokens: [ids])[0].flatMap { $0 }, logits), 2e-6, method)
+            XCTAssertLessThanOrEqual(maxRelativeError(try fresh.logits(tokens: [ids])[0].flatMap { $0 }, logits), 2e-6, method)
         }
         // a quantized base cannot give the start again
         let quantized = try XCTUnwrap(LoadedModel.load(try Fixtures.required("tiny-llama/hf"), quantization: QuantizationConfig()).model as? DecoderModel)
@@ -292,9 +286,4 @@ final class UnconvertedAdapterTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("path_initial_model_for_weight_conversion"), "\($0)")
         }
     }
-}
-
-private func maxRelative(_ a: [Float], _ b: [Float]) -> Double {
-    let scale = b.map { abs(Double($0)) }.max() ?? 1
-    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
 }

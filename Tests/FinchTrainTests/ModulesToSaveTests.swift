@@ -38,7 +38,7 @@ final class ModulesToSaveTests: XCTestCase {
                            fixture == "modules-to-save" || tied ? ["lm_head", embedding].sorted() : [embedding], family)
             let logits = try lm.causal.logits(tokens: tokens).flatMap { $0.flatMap { $0 } }
             let want = try SafeTensorsFile(path: dir + "/logits.safetensors").floats("logits")
-            worst["logits"] = max(worst["logits"] ?? 0, maxRelative(logits, want))
+            worst["logits"] = max(worst["logits"] ?? 0, maxRelativeError(logits, want))
 
             let grads = try SafeTensorsFile(path: dir + "/gradients.safetensors")
             lm.model.zeroGradients()
@@ -46,7 +46,7 @@ final class ModulesToSaveTests: XCTestCase {
             XCTAssertEqual(Set(params.map(\.name)), Set(grads.tensorNames), family)
             _ = try lm.model.forwardBackward(tokens.map { TrainingSequence(tokens: $0.map(Int32.init)) }, options: TrainingPassOptions())
             for p in params {
-                let e = maxRelative(p.grad.array, try grads.floats(p.name))
+                let e = maxRelativeError(p.grad.array, try grads.floats(p.name))
                 worst["gradients"] = max(worst["gradients"] ?? 0, e)
                 if !p.name.contains("lora") { print("[modules_to_save] \(fixture) \(family) \(p.name) gradient: \(e)") }
             }
@@ -72,7 +72,7 @@ final class ModulesToSaveTests: XCTestCase {
             let final = try SafeTensorsFile(path: dir + "/final.safetensors")
             var compared = 0
             for p in lm.model.trainableParameters() {
-                let e = maxRelative(p.value.array, try final.floats(p.name))
+                let e = maxRelativeError(p.value.array, try final.floats(p.name))
                 if e > 1e-5 { print("[modules_to_save] \(fixture) \(family) \(p.name) after 10 steps: \(e)") }
                 worst["final"] = max(worst["final"] ?? 0, e)
                 compared += 1
@@ -108,14 +108,14 @@ final class ModulesToSaveTests: XCTestCase {
 
         let fresh = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
         try fresh.model.loadAdapter(directory: out + "/adapter")
-        XCTAssertLessThanOrEqual(maxRelative(try fresh.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
+        XCTAssertLessThanOrEqual(maxRelativeError(try fresh.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
                                              trained.flatMap { $0.flatMap { $0 } }), 1e-6)
         fresh.model.setActiveAdapter(nil)
         XCTAssertEqual(try fresh.causal.logits(tokens: ids), before, "adapter off: the frozen embedding and head")
         fresh.model.setActiveAdapter("default")
         try fresh.model.saveHuggingFace(to: out + "/merged", tokenizer: fresh.tokenizer)
         let merged = try LoadedModel.load(out + "/merged")
-        XCTAssertLessThanOrEqual(maxRelative(try merged.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
+        XCTAssertLessThanOrEqual(maxRelativeError(try merged.causal.logits(tokens: ids).flatMap { $0.flatMap { $0 } },
                                              trained.flatMap { $0.flatMap { $0 } }), 1e-5)
     }
 
@@ -184,7 +184,7 @@ final class ModulesToSaveTests: XCTestCase {
         var offset = 0
         for (i, w) in want.enumerated() {
             let part = Array(got.values.array[(offset * v)..<(offset * v + w.count)])
-            XCTAssertLessThanOrEqual(maxRelative(part, w), 1e-6, "\(names[i] ?? "base")")
+            XCTAssertLessThanOrEqual(maxRelativeError(part, w), 1e-6, "\(names[i] ?? "base")")
             offset += prompts[i].count
         }
         XCTAssertNotEqual(want[0], try alone(nil, prompts[0]), "the copies change the logits")
@@ -225,10 +225,4 @@ final class ModulesToSaveTests: XCTestCase {
         let tied = try LoadedModel.load(try Fixtures.required("tiny-qwen2/hf"))
         XCTAssertThrowsError(try tied.model.createAdapter(config: t, name: "rows", seed: 1)) { XCTAssertTrue("\($0)".contains("shares (tied)"), "\($0)") }
     }
-}
-
-private func maxRelative(_ a: [Float], _ b: [Float]) -> Double {
-    precondition(a.count == b.count, "\(a.count) values vs \(b.count)")
-    let scale = b.map { abs(Double($0)) }.max() ?? 1
-    return zip(a, b).map { abs(Double($0) - Double($1)) }.max()! / max(scale, 1e-30)
 }

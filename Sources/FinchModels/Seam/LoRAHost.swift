@@ -113,28 +113,20 @@ extension LoRAHost {
             throw AdapterError.invalidConfig(path: directory, reason: "its factors for \(module) have rank \(m.rank), its config gives \(adapter.config.rank(for: module))")
         }
         if method != "loftq" {
-            if let q = linearSlots.first(where: { s in
-                guard targets[s.name] != nil, case .quantized = baseWeight(s.get()).storage else { return false }
-                return true
-            }) {
-                throw AdapterError.unsupported("\(directory): the adapter was saved from an init_lora_weights \(method) start, which is computed again from the base weights, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+            if let q = firstQuantizedSlot(where: { targets[$0] != nil }) {
+                throw AdapterError.unsupported("\(directory): the adapter was saved from an init_lora_weights \(method) start, which is computed again from the base weights, and \(q) is quantized: load the model with --dtype f32 or bf16")
             }
             var c = adapter.config
             c.fanInFanOut = linearsFanInFanOut
-            let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
-            let start = try LoRAAdapter.initialized(config: c, linears: linearModules, seed: 0) { module in
-                baseWeight(slots[module]!.get()).floatValues().array
-            }.adapter
+            let start = try LoRAAdapter.initialized(config: c, linears: linearModules, seed: 0, baseValues: baseValueReader()).adapter
             for (module, m) in adapter.modules { m.initial = (start.modules[module]!.a.array, start.modules[module]!.b.array) }
             return try addAdapter(adapter.relativeToOriginalBase(), name: name)
         }
-        var quantization: QuantizationConfig?
-        if method == "loftq" {
-            switch adapter.config.loftq?.bits ?? 4 {
-            case 4: quantization = QuantizationConfig(type: .nf4, blocksize: 64)   // what PEFT's loftq_init quantizes with
-            case 8: quantization = .int8()
-            case let b: throw AdapterError.unsupported("\(directory): loftq_config.loftq_bits \(b) (PEFT's LoftQ quantizes to 4 or 8 bits)")
-            }
+        let quantization: QuantizationConfig
+        switch adapter.config.loftq?.bits ?? 4 {
+        case 4: quantization = QuantizationConfig(type: .nf4, blocksize: 64)   // what PEFT's loftq_init quantizes with
+        case 8: quantization = .int8()
+        case let b: throw AdapterError.unsupported("\(directory): loftq_config.loftq_bits \(b) (PEFT's LoftQ quantizes to 4 or 8 bits)")
         }
         let start = try createAdapter(config: adapter.config, name: name, seed: 0, quantization: quantization, loftqBases: .dequantized)
         for (module, m) in start.modules {
@@ -175,6 +167,21 @@ extension LoRAHost {
         if let t = adapter.tokenRows, t.merged == nil, let base = copyableModules[t.module] { t.attach(to: base) }
         tokenRows[name] = adapter.tokenRows
         setActiveAdapter(name)
+    }
+
+    /// The name of the first linear layer among those `selected` (by name) whose base is quantized.
+    func firstQuantizedSlot(where selected: (String) -> Bool) -> String? {
+        linearSlots.first { s in
+            guard selected(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
+            return true
+        }?.name
+    }
+
+    /// Reads a linear layer's base weight [O, I] as f32 by module name (what an initialization from
+    /// the base weights reads).
+    func baseValueReader() -> (String) -> [Float] {
+        let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
+        return { module in baseWeight(slots[module]!.get()).floatValues().array }
     }
 
     /// Refuses trainable tokens beside a modules_to_save copy of a module sharing the embedding's
@@ -295,17 +302,13 @@ extension LoRAHost {
         var config = config
         config.fanInFanOut = linearsFanInFanOut
         config.taskType = peftTaskType
-        let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         let loftq = config.initLoRAWeights.lowercased() == "loftq"
         if LoRAAdapter.isDecompositionInit(config.initLoRAWeights) || loftq {
             // They rewrite the base weights: refused where that cannot be done faithfully.
-            if let q = linearSlots.first(where: { s in
-                guard loftq || config.targets(s.name), case .quantized = baseWeight(s.get()).storage else { return false }
-                return true
-            }) {
+            if let q = firstQuantizedSlot(where: { loftq || config.targets($0) }) {
                 throw AdapterError.unsupported(loftq
-                    ? "init_lora_weights loftq quantizes the base itself, and \(q.name) is quantized already: load the model unquantized (finch train does so for loftq)"
-                    : "init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q.name) is quantized: load the model with --dtype f32 or bf16")
+                    ? "init_lora_weights loftq quantizes the base itself, and \(q) is quantized already: load the model unquantized (finch train does so for loftq)"
+                    : "init_lora_weights \(config.initLoRAWeights) moves part of each base weight into the adapter, and \(q) is quantized: load the model with --dtype f32 or bf16")
             }
             if let other = adapterNames.first {
                 throw AdapterError.unsupported("init_lora_weights \(config.initLoRAWeights) rewrites the base weights, which adapter '\(other)' (already loaded) is relative to")
@@ -324,9 +327,7 @@ extension LoRAHost {
             quantize = { values, o, i in try quantization.linear(outFeatures: o, inFeatures: i, values: Buffer(values)) }
         }
         let (adapter, residuals, bases) = try LoRAAdapter.initialized(config: config, linears: linearModules, seed: seed,
-                                                                      quantize: quantize) { module in
-            baseWeight(slots[module]!.get()).floatValues().array
-        }
+                                                                      quantize: quantize, baseValues: baseValueReader())
         // modules_to_save: a trainable copy of each, as PEFT starts them
         for module in try LoRAAdapter.savedModules(config, copyable: copyableShapes, path: "adapter config") {
             adapter.copies[module] = ModuleCopy(copying: copyableModules[module]!)

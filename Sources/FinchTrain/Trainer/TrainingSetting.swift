@@ -81,22 +81,20 @@ extension String: SettingValue {
 extension Array: SettingValue where Element: SettingValue {
     /// A list; also one comma-separated text (`q_proj, v_proj` or `3, 5, 7`, as the flag takes it).
     public init?(setting json: JSONValue) {
-        var items: [JSONValue]
-        if let list = json.arrayValue {
-            items = list
-        } else if let s = json.stringValue {
-            items = s.split(separator: ",").map { part in
-                let t = part.trimmingCharacters(in: .whitespaces)
-                return Int(t).map(JSONValue.int) ?? .string(t)
+        var out: [Element] = []
+        if let items = json.arrayValue {
+            for item in items {
+                guard let v = Element(setting: item) else { return nil }
+                out.append(v)
             }
-            if Element.self == String.self { items = items.map { $0.wholeNumberValue.map { .string(String($0)) } ?? $0 } }
+        } else if let s = json.stringValue {
+            for part in s.split(separator: ",") {   // each part as text, else as a number (`3, 5, 7`)
+                let t = part.trimmingCharacters(in: .whitespaces)
+                guard let v = Element(setting: .string(t)) ?? Int(t).flatMap({ Element(setting: .int($0)) }) else { return nil }
+                out.append(v)
+            }
         } else {
             return nil
-        }
-        var out: [Element] = []
-        for item in items {
-            guard let v = Element(setting: item) else { return nil }
-            out.append(v)
         }
         self = out
     }
