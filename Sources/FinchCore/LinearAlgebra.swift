@@ -82,6 +82,21 @@ public enum LinearAlgebra {
         return tall ? (u, s, v) : (v, s, u)
     }
 
+    /// The Cholesky factor of a symmetric positive definite a [N, N]: the lower triangular L with
+    /// a = L·Lᵀ (potrf), row-major (zeros above the diagonal); nil when a is not positive definite
+    /// (a leading minor is not), as `torch.linalg.cholesky_ex` reports it.
+    public static func cholesky(_ a: [Double], size n: Int) throws(Failure) -> [Double]? {
+        precondition(a.count == n * n && n > 0)
+        // Row-major lower = column-major upper of the same memory: factor "U" and read it back as L.
+        var m = a, nn = Int32(n), lda = Int32(n), info: Int32 = 0
+        var uplo: CChar = 0x55   // "U"
+        dpotrf_(&uplo, &nn, &m, &lda, &info, 1)
+        if info > 0 { return nil }
+        guard info == 0 else { throw Failure(routine: "dpotrf", info: info) }
+        for i in 0..<n { for j in (i + 1)..<n { m[i * n + j] = 0 } }
+        return m
+    }
+
     /// c [M, N] = a [M, K] · b [K, N], row-major, in float64.
     static func multiply(_ a: [Double], _ b: [Double], m: Int, k: Int, n: Int) -> [Double] {
         var c = [Double](repeating: 0, count: m * n)

@@ -14,12 +14,18 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var copies: [String: ModuleCopy]
     /// Trained rows of the embedding (`trainable_token_indices`).
     public var tokenRows: TokenRows?
+    /// The frozen embedding and LM head (module name → weight [V, C]; a tied head the same object)
+    /// of a model whose vocabulary grew, saved with the adapter as PEFT's `save_embedding_layers`
+    /// saves them when the vocabulary changed: the new tokens' rows are part of the adapter.
+    public var baseLayers: [String: LinearWeight]
 
-    public init(config: AdapterConfig, modules: [String: LoRAModule], copies: [String: ModuleCopy] = [:], tokenRows: TokenRows? = nil) {
+    public init(config: AdapterConfig, modules: [String: LoRAModule], copies: [String: ModuleCopy] = [:], tokenRows: TokenRows? = nil,
+                baseLayers: [String: LinearWeight] = [:]) {
         self.config = config
         self.modules = modules
         self.copies = copies
         self.tokenRows = tokenRows
+        self.baseLayers = baseLayers
     }
 
     static let prefix = "base_model.model."
@@ -46,6 +52,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         let saved = try savedModules(config, copyable: copyable, path: cfgPath)
         let tokenModule = try trainedTokenModule(config, inputEmbedding: inputEmbedding, path: cfgPath)
         var tokenName: String?
+        var baseNames: [String: String] = [:]
         for key in file.tensorNames {
             var k = key
             if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
@@ -53,8 +60,14 @@ public final class LoRAAdapter: @unchecked Sendable {
                 tokenName = key
                 continue
             }
-            if let m = saved.first(where: { k == $0 + ".weight" || k == $0 + ".modules_to_save.default.weight" }) {
+            if let m = saved.first(where: { k == $0 + ".weight" || k == $0 + ".modules_to_save.weight" || k == $0 + ".modules_to_save.default.weight" }) {
                 copyNames[m] = key
+                continue
+            }
+            if let (m, role) = baseLayerKey(k, copyable: copyable) {
+                // A head tied to the embedding carries the embedding's trained rows again: the same values.
+                if role == .tiedTokenRows { continue }
+                baseNames[m] = key
                 continue
             }
             let kinds = ["lora_A.weight", "lora_B.weight", "lora_magnitude_vector", "lora_A.default.weight",
@@ -104,7 +117,52 @@ public final class LoRAAdapter: @unchecked Sendable {
             let (rows, columns) = copyable[t]!
             tokenRows = try TokenRows(module: t, indices: indices, values: try tensor(n, [indices.count, columns]), vocabulary: rows, columns: columns)
         }
-        return LoRAAdapter(config: config, modules: modules, copies: copies, tokenRows: tokenRows)
+        var baseLayers: [String: LinearWeight] = [:]
+        for (m, n) in baseNames {
+            let (rows, columns) = copyable[m]!
+            baseLayers[m] = LinearWeight(outFeatures: rows, inFeatures: columns, storage: .f32(try tensor(n, [rows, columns])))
+        }
+        return LoRAAdapter(config: config, modules: modules, copies: copies, tokenRows: tokenRows, baseLayers: baseLayers)
+    }
+
+    /// What a saved tensor of a frozen embedding or head is, in PEFT's `save_embedding_layers` layout.
+    enum BaseLayerRole { case base, tiedTokenRows }
+
+    /// The module and role of key `k` (the prefix removed) when it holds a frozen embedding or head
+    /// saved with the adapter: `<m>.weight` (a module not in modules_to_save), `<m>.original_module.weight`
+    /// (beside a modules_to_save copy), `<m>.token_adapter.base_layer.weight` (under trainable tokens),
+    /// and a tied head's `<m>.token_adapter.trainable_tokens_delta`.
+    static func baseLayerKey(_ k: String, copyable: [String: (rows: Int, columns: Int)]) -> (String, BaseLayerRole)? {
+        for suffix in [".original_module.weight", ".token_adapter.base_layer.weight", ".weight"] where k.hasSuffix(suffix) {
+            let m = String(k.dropLast(suffix.count))
+            if copyable[m] != nil { return (m, .base) }
+        }
+        for suffix in [TokenRows.savedSuffix, TokenRows.savedSuffix + ".default"] where k.hasSuffix(suffix) {
+            let m = String(k.dropLast(suffix.count))
+            if copyable[m] != nil { return (m, .tiedTokenRows) }
+        }
+        return nil
+    }
+
+    /// The vocabulary an adapter directory's saved embedding, head or copies of them have (their rows),
+    /// nil when it saves none; read from the file's header alone.
+    /// - Throws: ``AdapterError/invalidConfig(path:reason:)`` when they disagree.
+    public static func savedVocabulary(directory: String, copyable: [String: (rows: Int, columns: Int)]) throws -> Int? {
+        let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
+        guard !copyable.isEmpty, FileManager.default.fileExists(atPath: wPath) else { return nil }
+        let file = try SafeTensorsFile(path: wPath)
+        var found: Int?
+        for key in file.tensorNames {
+            var k = key
+            if k.hasPrefix(prefix) { k.removeFirst(prefix.count) }
+            let full = [".modules_to_save.weight", ".modules_to_save.default.weight"].contains { k.hasSuffix($0) }
+            guard full || baseLayerKey(k, copyable: copyable)?.1 == .base, let rows = file.info(key)?.shape.first else { continue }
+            if let f = found, f != rows {
+                throw AdapterError.invalidConfig(path: wPath, reason: "its saved embedding / head tensors have \(f) and \(rows) rows; they must hold one vocabulary")
+            }
+            found = rows
+        }
+        return found
     }
 
     /// The embedding `config.trainableTokenIndices` trains rows of: the model's input embedding
@@ -155,7 +213,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         if config.initLoRAWeights.lowercased() == "loftq" {
             var c = config
             c.initLoRAWeights = "true"
-            try LoRAAdapter(config: c, modules: modules, copies: copies, tokenRows: tokenRows).save(to: directory)
+            try LoRAAdapter(config: c, modules: modules, copies: copies, tokenRows: tokenRows, baseLayers: baseLayers).save(to: directory)
             return
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -175,6 +233,23 @@ public final class LoRAAdapter: @unchecked Sendable {
         if let t = tokenRows {
             entries.append(.float32(name: Self.prefix + t.module + TokenRows.savedSuffix, shape: [t.indices.count, t.columns],
                                     values: t.value.array))
+        }
+        // A grown vocabulary: the frozen embedding and head too, named as PEFT names them for each wrapper.
+        for name in baseLayers.keys.sorted() {
+            let w = baseLayers[name]!
+            let values = w.floatValues()   // copied into the entries below
+            let shape = [w.outFeatures, w.inFeatures], all = UnsafeBufferPointer(values.buffer)
+            if let copy = copies[name] {
+                entries.append(.float32(name: Self.prefix + name + ".modules_to_save.weight", shape: shape, values: UnsafeBufferPointer(copy.value.buffer)))
+                entries.append(.float32(name: Self.prefix + name + ".original_module.weight", shape: shape, values: all))
+            } else if let t = tokenRows, t.module == name || baseLayers[t.module] === w {
+                entries.append(.float32(name: Self.prefix + name + ".token_adapter.base_layer.weight", shape: shape, values: all))
+                if t.module != name {
+                    entries.append(.float32(name: Self.prefix + name + TokenRows.savedSuffix, shape: [t.indices.count, t.columns], values: t.value.array))
+                }
+            } else {
+                entries.append(.float32(name: Self.prefix + name + ".weight", shape: shape, values: all))
+            }
         }
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],
                                     to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
@@ -210,6 +285,6 @@ public final class LoRAAdapter: @unchecked Sendable {
             converted.dropout = m.dropout
             out[name] = converted
         }
-        return LoRAAdapter(config: c, modules: out, copies: copies, tokenRows: tokenRows)
+        return LoRAAdapter(config: c, modules: out, copies: copies, tokenRows: tokenRows, baseLayers: baseLayers)
     }
 }

@@ -32,7 +32,7 @@ public final class ServedModel: @unchecked Sendable {
         var paths: [String: String] = [:]
         for (adapter, dir) in adapters {
             if let problem = adapterNameProblem(adapter, base: name, taken: paths) { throw ModelError.adapterProblem(problem) }
-            try lm.model.loadAdapter(directory: dir, name: adapter)
+            try lm.loadAdapter(directory: dir, name: adapter)
             paths[adapter] = dir
         }
         lm.model.setActiveAdapter(nil)
@@ -79,7 +79,11 @@ public final class ServedModel: @unchecked Sendable {
         }
         do {
             try await engine.exclusive { lm in
-                try lm.model.loadAdapter(directory: directory, name: name)
+                // Requests read the tokenizer while this runs: an adapter that adds tokens loads at startup only.
+                if let v = try LoRAAdapter.savedVocabulary(directory: directory, copyable: lm.model.copyableShapes), v > lm.model.vocabSize {
+                    throw ModelError.adapterProblem("the adapter adds tokens (its vocabulary has \(v), the model \(lm.model.vocabSize)); load it when the server starts (--adapter)")
+                }
+                try lm.model.loadAdapter(directory: directory, name: name, tokenizerSize: lm.tokenizer.vocabSize)
                 lm.model.setActiveAdapter(nil)
             }
         } catch {

@@ -72,7 +72,7 @@ struct Export: ParsableCommand {
         let exportable = try lm.model.ggufExportable(path: lm.path)
         if exportable.isQuantized { try exportable.dequantizeLinears() }
         if let adapter {
-            try exportable.loadAdapter(directory: adapter)
+            try lm.loadAdapter(directory: adapter)
             stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
         } else {
             stderrPrint(String(format: "loaded %@ in %.2f s", lm.path, Date().timeIntervalSince(start)))
@@ -85,7 +85,8 @@ struct Export: ParsableCommand {
         let tokenizerMetadata: [(key: String, value: GGUFValue)]
         if lm.path.hasSuffix(".gguf") {
             let source = try GGUFFile(path: lm.path)
-            tokenizerMetadata = source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, source.metadata[$0]!) }
+            tokenizerMetadata = try lm.tokenizer.extendingGGUFMetadata(
+                source.metadataKeys.filter { $0.hasPrefix("tokenizer.") }.map { ($0, source.metadata[$0]!) })
         } else {
             tokenizerMetadata = try lm.tokenizer.ggufMetadata(pre: ggufPre, vocabSize: exportable.vocabSize)
         }
@@ -129,6 +130,10 @@ struct Export: ParsableCommand {
         }
         if LoRAAdapter.isDecompositionInit(settings.initLoRAWeights) || settings.initLoRAWeights.lowercased() == "loftq" {
             throw ValidationError("\(adapter): the adapter was saved from an init_lora_weights \(settings.initLoRAWeights) start without converting it, so it is relative to a rewritten base a llama.cpp LoRA cannot carry: export the merged model instead (finch export --adapter \(adapter)), or convert it first")
+        }
+        let weights = try SafeTensorsFile(path: (adapter as NSString).appendingPathComponent("adapter_model.safetensors"))
+        if let other = weights.tensorNames.first(where: { !$0.contains(".lora_") }) {
+            throw ValidationError("\(adapter): the adapter also saves \(other) (the embedding or head of a vocabulary grown by added tokens), which a llama.cpp LoRA GGUF cannot hold: export the merged model instead (finch export --adapter \(adapter), without --format gguf-lora)")
         }
         let lora = try LoRAAdapter.load(directory: adapter, linears: config.linearModules)
         let tokenizer = try isDir.boolValue ? Tokenizer(huggingFaceDirectory: path) : Tokenizer(gguf: GGUFFile(path: path))

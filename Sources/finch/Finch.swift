@@ -73,7 +73,7 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> LoadedModel {
         let lm = try base.load()
         if let adapter {
-            try lm.model.loadAdapter(directory: adapter)
+            try lm.loadAdapter(directory: adapter)
             stderrPrint("adapter \(adapter): \(lm.model.adapterNames.joined(separator: ", ")) active")
         }
         return lm

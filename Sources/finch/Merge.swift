@@ -54,7 +54,7 @@ struct Merge: ParsableCommand {
         let quantizedBase = lm.model.isQuantized
         // PEFT's advice for QLoRA: merge into the dequantized base, not back into 4 bits.
         if quantizedBase && !keep4bit { try lm.model.dequantizeLinears() }
-        try lm.model.loadAdapter(directory: adapter)
+        try lm.loadAdapter(directory: adapter)
         stderrPrint(String(format: "loaded %@ + adapter %@ in %.2f s", lm.path, adapter, Date().timeIntervalSince(start)))
 
         let check = try lm.prompts.selfCheck(checkPrompt, chat: checkChat)

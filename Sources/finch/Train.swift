@@ -63,6 +63,9 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.targetModules), help: .setting(\.targetModules)) var targetModules: String?
     @Option(name: .setting(\.modulesToSave), help: .setting(\.modulesToSave)) var modulesToSave: String?
     @Option(name: .setting(\.trainableTokenIndices), help: .setting(\.trainableTokenIndices)) var trainableTokenIndices: String?
+    @Option(name: .setting(\.addSpecialTokens), help: .setting(\.addSpecialTokens)) var addSpecialTokens: String?
+    @Option(name: .setting(\.addTokens), help: .setting(\.addTokens)) var addTokens: String?
+    @Flag(name: .setting(\.addChatTemplateTokens), help: .setting(\.addChatTemplateTokens)) var noChatTemplateTokens = false
     @Flag(name: .setting(\.useRSLoRA), help: .setting(\.useRSLoRA)) var useRSLoRA = false
     @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
     @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
@@ -116,7 +119,8 @@ struct Train: ParsableCommand {
          .flag(\.referenceFree, referenceFree), .flag(\.precomputeRefLogProbs, precomputeRefLogProbs), .value(\.refAdapter, refAdapter),
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode), .value(\.maxCompletionLength, maxCompletionLength),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
-         .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .text(\.trainableTokenIndices, trainableTokenIndices), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
+         .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .text(\.trainableTokenIndices, trainableTokenIndices),
+         .text(\.addSpecialTokens, addSpecialTokens), .text(\.addTokens, addTokens), .flag(\.addChatTemplateTokens, noChatTemplateTokens, means: false), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
          .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter),
          .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),
@@ -190,6 +194,15 @@ struct Train: ParsableCommand {
         }
         if case .heldOut = run.evalSource { stderrPrint("held out \(run.preferences == nil ? eval.count : run.evalExamples.count) \(run.preferences == nil || c.method == .kto ? "examples" : "pairs") for evaluation") }
         for caveat in model.trainingCaveats { stderrPrint("note: \(caveat)") }
+        if !run.addedTokens.isEmpty {
+            stderrPrint("added tokens: " + run.addedTokens.map { "\($0.token) (\($0.id))" }.joined(separator: ", ")
+                        + (run.vocabularyBefore.map { "; vocabulary \($0) → \(model.vocabSize) (new rows around the mean, as resize_token_embeddings)" } ?? ""))
+            let trained = Set(c.trainableTokenIndices ?? [])
+            if c.modulesToSave.isEmpty && !run.addedTokens.allSatisfy({ trained.contains($0.id) }) {
+                stderrPrint("note: the added tokens' rows are not trained: add --modules-to-save embed_tokens,lm_head (the embedding and head in full) or --trainable-token-indices "
+                            + run.addedTokens.map { String($0.id) }.joined(separator: ","))
+            }
+        }
 
         if dryRun {
             // Warm the math libraries up (threads, GEMM buffers) with a short pass, as the run's first step will.

@@ -7,6 +7,9 @@ public protocol DecoderConfig: Sendable {
     var decoderSpec: DecoderSpec { get }
     /// The checkpoint's names.
     var names: DecoderNames { get }
+    /// `vocab_size`: rows of the embedding and the LM head (set when the vocabulary grows,
+    /// `DecoderModel.growVocabulary`).
+    var vocabSize: Int { get set }
     /// PEFT's default `target_modules` for the family.
     var defaultTargetModules: [String] { get }
     /// `config.json` as transformers writes it for this family (keys sorted).

@@ -43,18 +43,20 @@ final class DecoderLayer: @unchecked Sendable {
 ///
 /// Not thread-safe: one forward pass at a time (each pass uses every core).
 public final class DecoderModel: CausalLM, @unchecked Sendable {
-    public let spec: DecoderSpec
+    public internal(set) var spec: DecoderSpec
     public let names: DecoderNames
     /// The family's config, which writes `config.json` on export.
-    public let config: any DecoderConfig
+    public internal(set) var config: any DecoderConfig
     /// Storage type of the linear and embedding weights.
     public let dtype: WeightDType
     /// [V, C] in use: the frozen one, or the active adapter's trained copy (`modules_to_save`).
     private(set) var embedding: LinearWeight
     /// [V, C] in use: the same object as `embedding` when tied (and neither is a copy).
     private(set) var lmHead: LinearWeight
-    /// The frozen ones, as loaded.
-    let baseEmbedding: LinearWeight, baseHead: LinearWeight
+    /// The frozen ones, as loaded (or grown, `growVocabulary`).
+    var baseEmbedding: LinearWeight, baseHead: LinearWeight
+    /// The vocabulary as loaded, when `growVocabulary` grew it.
+    public internal(set) var vocabularyBeforeGrowth: Int?
     let finalNorm: Buffer<Float>         // [C] as applied
     let finalNormStored: Buffer<Float>   // [C] as the checkpoint holds it
     let finalNormBias: Buffer<Float>?    // [C] (LayerNorm)

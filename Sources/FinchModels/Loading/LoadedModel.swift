@@ -9,7 +9,9 @@ import Foundation
 /// registry, when the model loads.
 public final class LoadedModel: @unchecked Sendable {
     public let model: any LanguageModel
-    public let tokenizer: Tokenizer
+    /// The tokenizer in use: the model's, or the one an adapter that added tokens was saved with
+    /// (`loadAdapter`), or one with tokens added (`addTokens`).
+    public private(set) var tokenizer: Tokenizer
     /// Where it was loaded from.
     public let path: String
     /// The registry family it was loaded as.
@@ -27,6 +29,42 @@ public final class LoadedModel: @unchecked Sendable {
         var s = Set(model.eosTokenIds)
         if let e = tokenizer.eosTokenId { s.insert(e) }
         return s
+    }
+
+    /// Loads a PEFT adapter directory (or a llama.cpp LoRA `.gguf`) under `name` and makes it active
+    /// (`LoRAHost.loadAdapter`), with the tokenizer it was saved with when that one has more tokens
+    /// than the tokenizer in use (tokens added in training, whose rows the adapter brings): it is put
+    /// in use, keeping the chat template in use when it has none. Call it before the model is shared
+    /// (a server swaps no tokenizer under running requests).
+    public func loadAdapter(directory: String, name: String = "default") throws {
+        var larger: Tokenizer?
+        if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("tokenizer.json")) {
+            let t = try Tokenizer(huggingFaceDirectory: directory)
+            if t.vocabSize > tokenizer.vocabSize { larger = t }
+        }
+        try model.loadAdapter(directory: directory, name: name, tokenizerSize: larger?.vocabSize)
+        if let t = larger {
+            if t.chatTemplate == nil { t.chatTemplate = tokenizer.chatTemplate }
+            tokenizer = t
+        }
+    }
+
+    /// Adds `special` tokens (as special tokens) and then `plain` ones to the tokenizer in use, as
+    /// transformers' `add_special_tokens` and `add_tokens` add them (`Tokenizer.adding`), and grows
+    /// the model's vocabulary to the tokenizer's as `resize_token_embeddings(len(tokenizer))` does
+    /// (new rows drawn around the old rows' mean with `seed`, `MeanResizing`), never shrinking it: a
+    /// vocabulary already larger than the tokenizer (Qwen's padded one) holds the new ids as it is.
+    /// Returns the id of each token, in order.
+    /// - Throws: the tokenizer's errors (an empty token); ``FinchLoRA/AdapterError/unsupported(_:)`` for a
+    ///   model whose vocabulary Finch does not grow (T5).
+    @discardableResult
+    public func addTokens(special: [String], plain: [String], seed: UInt64) throws -> [Int] {
+        var t = tokenizer, ids: [Int] = []
+        if !special.isEmpty { let r = try t.adding(special, special: true); t = r.tokenizer; ids += r.added }
+        if !plain.isEmpty { let r = try t.adding(plain, special: false); t = r.tokenizer; ids += r.added }
+        if t.vocabSize > model.vocabSize { try model.growVocabulary(to: t.vocabSize, rows: [:], seed: seed) }
+        tokenizer = t
+        return ids
     }
 
     /// Uses the Jinja chat template in `file` instead of the tokenizer's own (models whose files

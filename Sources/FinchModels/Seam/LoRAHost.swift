@@ -50,6 +50,13 @@ public protocol LoRAHost: AnyObject {
     var inputEmbeddingName: String? { get }
     /// Puts the active adapter's copies in use in place of the frozen modules (empty: the frozen ones).
     func useModuleCopies(_ copies: [String: ModuleCopy])
+    /// Grows the vocabulary (the rows of the embedding and the LM head) to `size`, new rows from
+    /// `rows` (module name → [size − V, C]) where given, else transformers' mean resizing (`seed` nil:
+    /// the mean alone). See `DecoderModel.growVocabulary`.
+    func growVocabulary(to size: Int, rows: [String: Buffer<Float>], seed: UInt64?) throws
+    /// The vocabulary before `growVocabulary` grew it (nil: as loaded). An adapter of a grown model
+    /// carries the grown embedding and head (PEFT's `save_embedding_layers`).
+    var vocabularyBeforeGrowth: Int? { get }
 }
 
 extension LoRAHost {
@@ -58,6 +65,10 @@ extension LoRAHost {
     public var copyableModules: [String: LinearWeight] { [:] }
     public var inputEmbeddingName: String? { nil }
     public func useModuleCopies(_ copies: [String: ModuleCopy]) {}
+    public var vocabularyBeforeGrowth: Int? { nil }
+    public func growVocabulary(to size: Int, rows: [String: Buffer<Float>], seed: UInt64?) throws {
+        throw AdapterError.unsupported("adding tokens: Finch grows the vocabulary of decoder-only models only")
+    }
 
     /// The weights adapter `name` puts in place of frozen modules: its `modules_to_save` copies, and
     /// for trainable tokens the embedding with its rows in place (also as a head tied to it).
@@ -94,11 +105,30 @@ extension LoRAHost {
     /// `path_initial_model_for_weight_conversion` converts it, so the base stays the model's own.
     /// One saved with loftq loads as PEFT loads it: initialized again, which rewrites each target's
     /// base to its LoftQ quantization (the layers' own type holding the values), then its factors.
-    public func loadAdapter(directory: String, name: String = "default") throws {
+    ///
+    /// An adapter saved with the embedding and head of a grown vocabulary (PEFT's `save_embedding_layers`,
+    /// a run that added tokens) grows this model's vocabulary to theirs, the new rows theirs; their old
+    /// rows must equal the model's (it was trained on this base). `tokenizerSize`: the tokens of the
+    /// tokenizer the adapter is used with, which the vocabulary must cover.
+    public func loadAdapter(directory: String, name: String = "default", tokenizerSize: Int? = nil) throws {
         var isDir: ObjCBool = false
-        let adapter = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
+        let isGGUF = directory.hasSuffix(".gguf") && FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) && !isDir.boolValue
+        var shapes = copyableShapes
+        let vocabulary = copyableModules.first.map { $0.value.outFeatures } ?? 0
+        let saved = isGGUF ? nil : try LoRAAdapter.savedVocabulary(directory: directory, copyable: shapes)
+        if let t = tokenizerSize, t > max(vocabulary, saved ?? 0), !shapes.isEmpty {
+            throw AdapterError.invalidConfig(path: directory, reason: "its tokenizer has \(t) tokens but the model \(vocabulary) rows, and the adapter saves no embedding of \(t) rows; save it with the embedding layers (PEFT: save_embedding_layers=True)")
+        }
+        if let v = saved, v != vocabulary {
+            guard v > vocabulary else {
+                throw AdapterError.invalidConfig(path: directory, reason: "its saved embedding / head have \(v) rows but the model \(vocabulary): it was made for another vocabulary")
+            }
+            shapes = shapes.mapValues { (v, $0.columns) }
+        }
+        let adapter = isGGUF
             ? try ggufLoRAAdapter(path: directory)
-            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: copyableShapes, inputEmbedding: inputEmbeddingName)
+            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: shapes, inputEmbedding: inputEmbeddingName)
+        try adoptBaseLayers(of: adapter, directory: directory)
         let method = adapter.config.initLoRAWeights.lowercased()
         guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
         if method.hasPrefix("pissa_niter_") {
@@ -138,6 +168,30 @@ extension LoRAHost {
         if let t = start.tokenRows, let saved = adapter.tokenRows { t.value.pointer.update(from: saved.value.pointer, count: t.value.count) }
         adapterConfigs[name] = adapter.config
         adapterParametersChanged()
+    }
+
+    /// An adapter's saved embedding and head (`LoRAAdapter.baseLayers`) against the model's: the
+    /// vocabulary grown to theirs (the new rows theirs) when they have more rows; their old rows must
+    /// equal the model's, which PEFT would overwrite with them (this base is not the one it was
+    /// trained on otherwise).
+    func adoptBaseLayers(of adapter: LoRAAdapter, directory: String) throws {
+        guard let size = adapter.baseLayers.values.first?.outFeatures ?? adapter.copies.values.first?.rows else { return }
+        let frozen = copyableModules
+        let v = frozen.values.first?.outFeatures ?? size
+        for (module, w) in adapter.baseLayers.sorted(by: { $0.key < $1.key }) {
+            guard let mine = frozen[module] else { continue }
+            let a = w.floatValues(), b = mine.floatValues(), n = v * mine.inFeatures
+            if let i = (0..<n).first(where: { a[$0] != b[$0] }) {
+                throw AdapterError.unsupported("\(directory): the adapter's saved \(module) differs from this model's at row \(i / mine.inFeatures) (\(a[i]) against \(b[i])): it was trained on another copy of the base (another dtype or quantization); load it on that base")
+            }
+        }
+        guard size > v else { return }
+        var rows: [String: Buffer<Float>] = [:]
+        for (module, w) in adapter.baseLayers {
+            let c = w.inFeatures
+            rows[module] = Buffer(copying: w.floatValues().pointer + v * c, count: (size - v) * c)
+        }
+        try growVocabulary(to: size, rows: rows, seed: nil)
     }
 
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
@@ -370,7 +424,8 @@ extension LoRAHost {
         config.taskType = peftTaskType
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
-        return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:], tokenRows: tokenRows[name])
+        return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:], tokenRows: tokenRows[name],
+                           baseLayers: vocabularyBeforeGrowth == nil ? [:] : copyableModules)
     }
 
     /// Calls `body` with every wrapped layer.

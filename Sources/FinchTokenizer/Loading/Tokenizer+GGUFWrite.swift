@@ -155,3 +155,38 @@ extension Tokenizer {
         }
     }
 }
+
+extension Tokenizer {
+    /// A source GGUF's `tokenizer.*` metadata `m` with this tokenizer's added tokens past its
+    /// vocabulary appended (tokens added in training: their text, control type for special ones and
+    /// user-defined for the others, score 0 where the source has scores), and this tokenizer's chat
+    /// template when it has one. The source's entries are kept as they are (Finch does not rewrite
+    /// every vocabulary llama.cpp reads).
+    /// - Throws: ``TokenizerError/unsupported(model:reason:)`` when the source has no token list or
+    ///   an added id leaves a gap after it.
+    public func extendingGGUFMetadata(_ m: [(key: String, value: GGUFValue)]) throws -> [(key: String, value: GGUFValue)] {
+        guard let i = m.firstIndex(where: { $0.key == "tokenizer.ggml.tokens" }), case .array(var tokens) = m[i].value else {
+            throw TokenizerError.unsupported(model: "GGUF", reason: "the source GGUF has no tokenizer.ggml.tokens to add tokens to")
+        }
+        var out = m
+        let have = tokens.count
+        let added = addedTokens.filter { $0.id >= have }.sorted { $0.id < $1.id }
+        if !added.isEmpty {
+            for (k, a) in added.enumerated() where a.id != have + k {
+                throw TokenizerError.unsupported(model: "GGUF", reason: "added token '\(a.content)' has id \(a.id) but the vocabulary ends at \(have + k - 1)")
+            }
+            tokens += added.map { .string($0.content) }
+            out[i].value = .array(tokens)
+            if let j = out.firstIndex(where: { $0.key == "tokenizer.ggml.token_type" }), case .array(let types) = out[j].value {
+                out[j].value = .array(types + added.map { .int32($0.special ? 3 : 4) })
+            }
+            if let j = out.firstIndex(where: { $0.key == "tokenizer.ggml.scores" }), case .array(let scores) = out[j].value {
+                out[j].value = .array(scores + added.map { _ in .float32(0) })
+            }
+        }
+        if let t = chatTemplate {
+            if let j = out.firstIndex(where: { $0.key == "tokenizer.chat_template" }) { out[j].value = .string(t) } else { out.append(("tokenizer.chat_template", .string(t))) }
+        }
+        return out
+    }
+}

@@ -19,9 +19,12 @@ extension Tokenizer {
                   to: dir.appendingPathComponent("tokenizer_config.json").path)
     }
 
+    /// Replaces the file atomically (written to a temporary sibling, flushed, renamed).
     private func write(_ text: String, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
-            throw TokenizerError.io(path: path, reason: "cannot write file")
+        do {
+            try AtomicFile.write(to: path) { try $0.write([UInt8](text.utf8)) }
+        } catch {
+            throw TokenizerError.io(path: path, reason: "cannot write file: \(error)")
         }
     }
 

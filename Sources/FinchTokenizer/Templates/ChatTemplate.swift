@@ -124,3 +124,35 @@ public struct ChatTemplate: @unchecked Sendable {
         }
     }
 }
+
+extension ChatTemplate {
+    /// The `<|…|>` markers the template writes (`<|im_start|>`, `<|user|>`, `<|eot_id|>`: no
+    /// whitespace inside), in its text and string literals, distinct, in order of appearance: the
+    /// tokens a template of this style expects the vocabulary to hold whole.
+    public var markers: [String] {
+        var lexer = TemplateLexer(source)
+        guard let tokens = try? lexer.tokenize() else { return [] }
+        var seen = Set<String>(), out: [String] = []
+        for t in tokens {
+            let text: String
+            switch t.kind {
+            case .data(let s), .string(let s): text = s
+            default: continue
+            }
+            var rest = Substring(text)
+            while let open = rest.range(of: "<|") {
+                let after = rest[open.upperBound...]
+                guard let close = after.range(of: "|>") else { break }
+                let inner = after[..<close.lowerBound]
+                if !inner.isEmpty, !inner.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "|" }) {
+                    let m = "<|" + inner + "|>"
+                    if seen.insert(m).inserted { out.append(m) }
+                    rest = after[close.upperBound...]
+                } else {
+                    rest = after
+                }
+            }
+        }
+        return out
+    }
+}

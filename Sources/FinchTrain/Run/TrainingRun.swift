@@ -27,6 +27,10 @@ public struct TrainingRun {
     public let evalExamples: PreferenceExamples
     /// Where `eval` came from.
     public let evalSource: EvalSource
+    /// Tokens the run added to the tokenizer (`add_special_tokens`, `add_tokens`, a chat template's
+    /// markers) with their ids, and the vocabulary before it grew to hold them (nil: it did not grow).
+    public var addedTokens: [(token: String, id: Int)] = []
+    public var vocabularyBefore: Int?
     /// Seconds spent loading the model.
     public let loadSeconds: Double
     /// Resident bytes of the process before the model loaded, and its peak just after (the load's own peak).
@@ -72,6 +76,7 @@ public struct TrainingRun {
         let lm = try LoadedModel.load(c.model, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil && !loftq,
                                       quantization: loftq ? nil : c.quantization, quantCompute: c.quantCompute, backend: c.backend)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
+        let (added, vocabularyBefore) = try addTokens(to: lm, config: c)
         options.decoderStartTokenId = lm.prompts.decoderStartTokenId.map(Int32.init)
         let trainable = lm.model, tokenizer = lm.tokenizer, path = lm.path
         let loadPeak = Int(Memory.peakRSSMiB() * 1_048_576)
@@ -94,7 +99,8 @@ public struct TrainingRun {
             examples = examples.assigningKLCompletions(batchSize: c.batchSize)
             evalExamples = evalExamples.assigningKLCompletions(batchSize: c.batchSize)
             return TrainingRun(config: c, model: lm, dataset: nil, train: [], eval: [], preferences: prefs, examples: examples,
-                               evalExamples: evalExamples, evalSource: source, loadSeconds: loadSeconds, residentBeforeLoading: before,
+                               evalExamples: evalExamples, evalSource: source, addedTokens: added, vocabularyBefore: vocabularyBefore,
+                               loadSeconds: loadSeconds, residentBeforeLoading: before,
                                measuredLoadPeak: loadPeak, predictedLoadPeak: predictedLoadPeak)
         }
         let loaded = try TrainingData.loadDataset(path: dataPath, options: options, tokenizer: tokenizer)
@@ -110,8 +116,27 @@ public struct TrainingRun {
         }
         return TrainingRun(config: c, model: lm,
                            dataset: loaded, train: train, eval: eval, preferences: nil, examples: .pairs([]), evalExamples: .pairs([]), evalSource: source,
+                           addedTokens: added, vocabularyBefore: vocabularyBefore,
                            loadSeconds: loadSeconds, residentBeforeLoading: before, measuredLoadPeak: loadPeak,
                            predictedLoadPeak: predictedLoadPeak)
+    }
+
+    /// Adds the tokens `c` asks for to `lm` (`LoadedModel.addTokens`): `add_special_tokens`, then the
+    /// `<|…|>` markers of a `chat_template` file that the tokenizer does not read as one token
+    /// (unless `add_chat_template_tokens` is false), as special tokens; then `add_tokens`. The draw
+    /// of the new rows is seeded from `seed`.
+    static func addTokens(to lm: LoadedModel, config c: TrainingConfig) throws -> ([(token: String, id: Int)], Int?) {
+        var special = c.addSpecialTokens
+        if c.addChatTemplateTokens, c.chatTemplate != nil, let text = lm.tokenizer.chatTemplate {
+            for m in try ChatTemplate(text).markers where !special.contains(m) && !c.addTokens.contains(m)
+                && lm.tokenizer.encode(m, addSpecialTokens: false).count != 1 {
+                special.append(m)
+            }
+        }
+        guard !special.isEmpty || !c.addTokens.isEmpty else { return ([], nil) }
+        let v = lm.model.vocabSize
+        let ids = try lm.addTokens(special: special, plain: c.addTokens, seed: c.seed ^ 0x7E57_0CAB_5EED)
+        return (Array(zip(special + c.addTokens, ids)).map { ($0.0, $0.1) }, lm.model.vocabSize > v ? v : nil)
     }
 
     /// A trainer for this run, writing into `runDirectory` when given.
@@ -124,6 +149,7 @@ public struct TrainingRun {
         let t = preferences != nil
             ? try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
             : try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
+        if !addedTokens.isEmpty { t.tokenizer = model.tokenizer }
         if config.initLoRAWeights == .loftq, let runDirectory, (world?.rank ?? 0) == 0 {
             let active = model.model.activeAdapter
             model.model.setActiveAdapter(nil)   // the base alone

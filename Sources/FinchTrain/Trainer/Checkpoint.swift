@@ -1,6 +1,7 @@
 import FinchCore
 import FinchFormats
 import FinchLoRA
+import FinchTokenizer
 import Foundation
 
 /// What a checkpoint records besides the adapter and optimizer state (`trainer_state.json`).
@@ -40,13 +41,14 @@ public enum Checkpoint {
     /// ``AtomicDirectory`` publishes it whole: a failed write (a full disk) leaves the earlier checkpoints as
     /// they were and nothing else, and what a kill leaves is hidden (`.checkpoint-…`, see `removeLeftovers`).
     static func write(runDirectory: String, step: Int, adapter: LoRAAdapter, optimizer: any Optimizer,
-                      state: TrainerState) throws -> String {
+                      state: TrainerState, tokenizer: Tokenizer? = nil) throws -> String {
         let final = (runDirectory as NSString).appendingPathComponent(prefix + String(step))
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
         let stateBytes = try e.encode(state)
         try AtomicDirectory.write(to: final) { partial in
             try adapter.save(to: partial)
+            try tokenizer?.writeTokenizerJSON(to: partial)
             try optimizer.save(to: (partial as NSString).appendingPathComponent("optimizer.safetensors"))
             try AtomicFile.write(to: (partial as NSString).appendingPathComponent("trainer_state.json")) { try $0.write([UInt8](stateBytes)) }
         }

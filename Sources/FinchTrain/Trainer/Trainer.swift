@@ -1,6 +1,7 @@
 import FinchCore
 import FinchLoRA
 import FinchModels
+import FinchTokenizer
 import Foundation
 
 /// Trains the active LoRA adapter of a model (creating one from the settings if none is
@@ -14,6 +15,9 @@ import Foundation
 public final class Trainer: @unchecked Sendable {
     public let model: any TrainableModel
     public let config: TrainingConfig
+    /// Written beside the adapter (every checkpoint and the output) when set: the tokenizer of a run
+    /// that added tokens, which the adapter's grown embedding goes with (as TRL saves its tokenizer).
+    public var tokenizer: Tokenizer?
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
     /// Preference training (`method` dpo, simpo, orpo, kto): the training and held-out pairs or
@@ -242,6 +246,7 @@ public final class Trainer: @unchecked Sendable {
         var output: String? = lastCheckpoint
         if let run, !interrupted {
             try model.adapter(named: adapterName, config: adapterConfig).save(to: run.path)
+            try tokenizer?.writeTokenizerJSON(to: run.path)
             output = run.path
         }
         let summary = TrainingSummary(steps: step, totalSteps: totalSteps, losses: losses, lastEval: lastEval,
@@ -391,7 +396,7 @@ public final class Trainer: @unchecked Sendable {
                                  bf16Compute: GEMM.bf16Compute.rawValue)
         let path = try Checkpoint.write(runDirectory: run.path, step: step,
                                         adapter: model.adapter(named: adapterName, config: adapterConfig),
-                                        optimizer: optimizer, state: state)
+                                        optimizer: optimizer, state: state, tokenizer: tokenizer)
         Checkpoint.rotate(runDirectory: run.path, limit: config.saveTotalLimit)
         return path
     }
@@ -452,6 +457,13 @@ public final class Trainer: @unchecked Sendable {
                 throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no trained copy of \(module) (modules_to_save)")
             }
             c.value.pointer.update(from: s.value.pointer, count: c.value.count)
+        }
+        // A grown vocabulary: the checkpoint's embedding and head rows must be this run's (the same tokens added with the same seed).
+        guard Set(saved.baseLayers.keys) == Set(live.baseLayers.keys) else {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: live.baseLayers.isEmpty ? "its adapter was trained with tokens added (its embedding grew); add the same tokens" : "its adapter was trained without the tokens this run adds")
+        }
+        for (module, w) in live.baseLayers where w.floatValues().array != saved.baseLayers[module]!.floatValues().array {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: "its \(module) rows differ from this run's grown vocabulary (add the same tokens, in the same order, with the same seed)")
         }
         if let t = live.tokenRows {
             guard let s = saved.tokenRows, s.indices == t.indices else {

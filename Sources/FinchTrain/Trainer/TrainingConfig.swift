@@ -87,6 +87,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var modulesToSave: [String] = []
     /// PEFT's `trainable_token_indices`: rows of the embedding trained (token ids).
     public var trainableTokenIndices: [Int]? = nil
+    /// Tokens added to the tokenizer as special tokens (transformers' `add_special_tokens`) and as
+    /// plain ones (`add_tokens`); the embedding and head grow to hold them (`resize_token_embeddings`).
+    public var addSpecialTokens: [String] = []
+    public var addTokens: [String] = []
+    /// Whether the `<|…|>` markers of a `chat_template` file that the vocabulary lacks are added as special tokens.
+    public var addChatTemplateTokens: Bool = true
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
     public var initLoRAWeights: LoRAInit = .kaimingUniform
@@ -144,6 +150,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Every setting: key, other spellings, flags, help and check (the type and default are the
     /// properties above). A new setting is a property plus one entry here (and, to have a flag, one
     /// `@Option` in Sources/finch/Train.swift that names it by key path).
+    /// Why `tokens` cannot be added in a run of config `c` (nil: they can).
+    static func addedTokensProblem(_ tokens: [String], _ c: TrainingConfig) -> String? {
+        if tokens.contains(where: \.isEmpty) { return "an added token is empty" }
+        if !tokens.isEmpty && c.method.isPreference { return "adding tokens with method \(c.method.rawValue) is not supported yet; add them in a supervised run first" }
+        if !tokens.isEmpty && c.initLoRAWeights == .loftq { return "adding tokens with init_lora_weights loftq is not supported yet" }
+        return nil
+    }
+
     public static let settings: [TrainingSetting] = [
         .make("model", \.model, aliases: ["model_name_or_path"], flags: ["model", "model_name_or_path"],
               help: "Base model: GGUF file, HF directory or known name (default smollm2-135m)."),
@@ -287,6 +301,14 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                   if c.method.isPreference { return "trainable_token_indices with method \(c.method.rawValue) is not supported yet; train the adapter alone" }
                   return nil
               }),
+        .make("add_special_tokens", \.addSpecialTokens, flags: ["add-special-tokens", "add_special_tokens"],
+              help: "Comma-separated tokens added to the tokenizer as special tokens (transformers' add_special_tokens): the embedding and the head grow to hold them, new rows drawn around the old rows' mean as resize_token_embeddings does; the tokenizer and the grown rows are saved with the adapter. Train them with --modules-to-save embed_tokens,lm_head or --trainable-token-indices.",
+              check: { v, c in addedTokensProblem(v, c) }),
+        .make("add_tokens", \.addTokens, flags: ["add-tokens", "add_tokens"],
+              help: "Comma-separated tokens added to the tokenizer as plain (normalized, not special) tokens (transformers' add_tokens); the vocabulary grows as with --add-special-tokens.",
+              check: { v, c in addedTokensProblem(v, c) }),
+        .make("add_chat_template_tokens", \.addChatTemplateTokens, flags: ["no-chat-template-tokens"],
+              help: "Do not add the <|…|> markers of a --chat-template file that the vocabulary lacks (by default they are added as special tokens, growing the vocabulary)."),
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,

@@ -91,7 +91,12 @@ extension Trainer {
                                   processBaseline: max(0, residentAfterLoading - weights),
                                   maxRows: trainRows, checkpointing: checkpointing)
         // The safetensors writer holds a file's tensors as bytes: the adapter's, and with checkpoints the optimizer state's.
-        plan.saving = config.saveSteps > 0 ? max(params, optimizer.stateBytes) : params
+        // A grown vocabulary saves the frozen embedding and head too, in f32 (beside a copy, the copy a second time).
+        let copies = model.activeAdapter.flatMap { model.moduleCopies[$0] } ?? [:]
+        let grown = model.vocabularyBeforeGrowth == nil ? 0 : model.copyableModules.reduce(0) { sum, m in
+            sum + (copies[m.key] != nil ? 2 : 1) * m.value.outFeatures * m.value.inFeatures * MemoryLayout<Float>.size
+        }
+        plan.saving = config.saveSteps > 0 ? max(params + grown, optimizer.stateBytes) : params + grown
         return plan
     }
 }

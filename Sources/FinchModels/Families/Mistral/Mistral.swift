@@ -14,6 +14,10 @@ extension ModelFamily {
 /// `config.json` of a Mistral model: LLaMA's keys plus `sliding_window` (null = full attention).
 public struct MistralConfig: DecoderConfig, Equatable {
     public var base: LlamaConfig
+    public var vocabSize: Int {
+        get { base.vocabSize }
+        set { base.vocabSize = newValue }
+    }
     public var slidingWindow: Int?
 
     public init(json data: Data, path: String) throws {

@@ -17,6 +17,10 @@ public struct QwenConfig: DecoderConfig, Equatable {
     public enum Generation: String, Sendable { case qwen2, qwen3 }
     public var family: Generation
     public var base: LlamaConfig
+    public var vocabSize: Int {
+        get { base.vocabSize }
+        set { base.vocabSize = newValue }
+    }
     public var windows: LayerTypesConfig
     /// The window of each layer (nil = full attention).
     public var layerWindows: [Int?]
