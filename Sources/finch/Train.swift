@@ -66,6 +66,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.addSpecialTokens), help: .setting(\.addSpecialTokens)) var addSpecialTokens: String?
     @Option(name: .setting(\.addTokens), help: .setting(\.addTokens)) var addTokens: String?
     @Flag(name: .setting(\.addChatTemplateTokens), help: .setting(\.addChatTemplateTokens)) var noChatTemplateTokens = false
+    @Option(name: .setting(\.eosToken), help: .setting(\.eosToken)) var eosToken: String?
     @Flag(name: .setting(\.useRSLoRA), help: .setting(\.useRSLoRA)) var useRSLoRA = false
     @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
     @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
@@ -120,7 +121,7 @@ struct Train: ParsableCommand {
          .value(\.maxLength, maxLength), .value(\.truncationMode, truncationMode), .value(\.maxCompletionLength, maxCompletionLength),
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
          .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .text(\.trainableTokenIndices, trainableTokenIndices),
-         .text(\.addSpecialTokens, addSpecialTokens), .text(\.addTokens, addTokens), .flag(\.addChatTemplateTokens, noChatTemplateTokens, means: false), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
+         .text(\.addSpecialTokens, addSpecialTokens), .text(\.addTokens, addTokens), .flag(\.addChatTemplateTokens, noChatTemplateTokens, means: false), .value(\.eosToken, eosToken), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
          .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter),
          .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),

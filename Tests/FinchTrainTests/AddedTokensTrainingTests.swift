@@ -187,7 +187,8 @@ final class AddedTokensTrainingTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: tmp) }
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         let template = tmp + "/template.jinja"
-        try "{% for m in messages %}{{ '<|' + m['role'] + '|>' if false else '' }}{% if m['role'] == 'user' %}<|user|>{% elif m['role'] == 'assistant' %}<|assistant|>{% else %}<|system|>{% endif %}{{ m['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+        // The role markers are built from the roles' names: found by rendering.
+        try "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
             .write(toFile: template, atomically: true, encoding: .utf8)
         var c = TrainingConfig()
         c.model = Fixtures.path("tiny-llama/hf")
@@ -195,12 +196,14 @@ final class AddedTokensTrainingTests: XCTestCase {
         c.chatTemplate = template
         c.addTokens = ["zq"]
         c.maxSteps = 2; c.batchSize = 2; c.loggingSteps = 0; c.loraDropout = 0
+        c.eosToken = "<|end|>"
         c.trainableTokenIndices = [320, 321, 322, 323, 324]
         let run = try TrainingRun.prepare(config: c)
-        XCTAssertEqual(run.addedTokens.map(\.token), ["<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "zq"])
+        XCTAssertEqual(run.addedTokens.map(\.token), ["<|end|>", "<|assistant|>", "<|system|>", "<|user|>", "zq"])
         XCTAssertEqual(run.addedTokens.map(\.id), [320, 321, 322, 323, 324])
         XCTAssertEqual(run.vocabularyBefore, 320)
-        XCTAssertTrue(run.train.contains { $0.tokens.contains(320) }, "the data is read with the added tokens")
+        XCTAssertTrue(run.train.contains { $0.tokens.contains(323) }, "the data is read with the added tokens")
+        XCTAssertEqual(run.tokenizer.eosTokenId, 320)
         let out = tmp + "/run"
         let trainer = try run.trainer(runDirectory: out)
         _ = try trainer.train()
@@ -212,11 +215,12 @@ final class AddedTokensTrainingTests: XCTestCase {
         let again = try LoadedModel.load(Fixtures.path("tiny-llama/hf"))
         try again.loadAdapter(directory: out)
         XCTAssertEqual(again.tokenizer.encode("<|assistant|>zq", addSpecialTokens: false), [321, 324])
+        XCTAssertEqual(again.tokenizer.eosTokenId, 320, "the run's EOS is saved with its tokenizer")
         XCTAssertNotNil(again.tokenizer.chatTemplate)
         XCTAssertEqual(maxAbsDiff(want, try again.causal.logits(tokens: [ids]).flatMap { $0.flatMap { $0 } }), 0)
 
         // Without the markers: nothing added.
-        c.addChatTemplateTokens = false; c.addTokens = []; c.trainableTokenIndices = nil
+        c.addChatTemplateTokens = false; c.addTokens = []; c.trainableTokenIndices = nil; c.eosToken = nil
         let plain = try TrainingRun.prepare(config: c)
         XCTAssertTrue(plain.addedTokens.isEmpty)
         XCTAssertEqual(plain.model.model.vocabSize, 320)

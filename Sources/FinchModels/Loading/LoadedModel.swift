@@ -67,6 +67,11 @@ public final class LoadedModel: @unchecked Sendable {
         return ids
     }
 
+    /// Makes `token` the end-of-sequence token of the tokenizer in use (`Tokenizer.withEOS`).
+    public func useEOSToken(_ token: String) throws {
+        tokenizer = try tokenizer.withEOS(token)
+    }
+
     /// Uses the Jinja chat template in `file` instead of the tokenizer's own (models whose files
     /// carry none, such as the Gemma 3 270M GGUF or T5). The template is parsed now, so a broken
     /// one fails here, naming the file.

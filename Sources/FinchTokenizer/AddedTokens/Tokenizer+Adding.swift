@@ -30,3 +30,22 @@ extension Tokenizer {
         return (extended, ids)
     }
 }
+
+extension Tokenizer {
+    /// A copy whose end-of-sequence token is `token` (a token of the vocabulary or an added one), as
+    /// `tokenizer.eos_token = token` sets it in transformers (TRL's `eos_token`): generation stops on it,
+    /// the data's EOS is it, and it is written with the tokenizer (`tokenizer_config.json`, GGUF's
+    /// `eos_token_id`). The other end-of-turn ids stay.
+    /// - Throws: ``TokenizerError/invalidField(field:source:reason:)`` when `token` is no single token.
+    public func withEOS(_ token: String) throws -> Tokenizer {
+        var s = settings
+        s.eosToken = token
+        let t = Tokenizer(model: model, addedTokens: addedTokens, normalizer: normalizer, preTokenizer: preTokenizer,
+                          decoder: decoder, postProcessor: postProcessor, settings: s)
+        t.chatTemplate = chatTemplate
+        guard t.eosTokenId != nil else {
+            throw TokenizerError.invalidField(field: "eos_token", source: "eos_token", reason: "'\(token)' is not a token of the vocabulary; add it first (add_special_tokens)")
+        }
+        return t
+    }
+}

@@ -159,8 +159,8 @@ extension Tokenizer {
 extension Tokenizer {
     /// A source GGUF's `tokenizer.*` metadata `m` with this tokenizer's added tokens past its
     /// vocabulary appended (tokens added in training: their text, control type for special ones and
-    /// user-defined for the others, score 0 where the source has scores), and this tokenizer's chat
-    /// template when it has one. The source's entries are kept as they are (Finch does not rewrite
+    /// user-defined for the others, score 0 where the source has scores), this tokenizer's EOS id
+    /// and its chat template when it has them. The source's entries are kept as they are (Finch does not rewrite
     /// every vocabulary llama.cpp reads).
     /// - Throws: ``TokenizerError/unsupported(model:reason:)`` when the source has no token list or
     ///   an added id leaves a gap after it.
@@ -183,6 +183,9 @@ extension Tokenizer {
             if let j = out.firstIndex(where: { $0.key == "tokenizer.ggml.scores" }), case .array(let scores) = out[j].value {
                 out[j].value = .array(scores + added.map { _ in .float32(0) })
             }
+        }
+        if let e = eosTokenId {
+            if let j = out.firstIndex(where: { $0.key == "tokenizer.ggml.eos_token_id" }) { out[j].value = .uint32(UInt32(e)) } else { out.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(e)))) }
         }
         if let t = chatTemplate {
             if let j = out.firstIndex(where: { $0.key == "tokenizer.chat_template" }) { out[j].value = .string(t) } else { out.append(("tokenizer.chat_template", .string(t))) }

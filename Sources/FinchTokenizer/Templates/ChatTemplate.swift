@@ -127,30 +127,41 @@ public struct ChatTemplate: @unchecked Sendable {
 
 extension ChatTemplate {
     /// The `<|…|>` markers the template writes (`<|im_start|>`, `<|user|>`, `<|eot_id|>`: no
-    /// whitespace inside), in its text and string literals, distinct, in order of appearance: the
-    /// tokens a template of this style expects the vocabulary to hold whole.
+    /// whitespace inside): those in its text and string literals, then those it renders for a
+    /// conversation of a system, a user and an assistant message with the generation prompt (markers
+    /// built from the role's name), distinct, in order of appearance: the tokens a template of this
+    /// style expects the vocabulary to hold whole.
     public var markers: [String] {
+        var texts: [String] = []
         var lexer = TemplateLexer(source)
-        guard let tokens = try? lexer.tokenize() else { return [] }
-        var seen = Set<String>(), out: [String] = []
-        for t in tokens {
-            let text: String
+        for t in (try? lexer.tokenize()) ?? [] {
             switch t.kind {
-            case .data(let s), .string(let s): text = s
+            case .data(let s), .string(let s): texts.append(s)
             default: continue
             }
-            var rest = Substring(text)
-            while let open = rest.range(of: "<|") {
-                let after = rest[open.upperBound...]
-                guard let close = after.range(of: "|>") else { break }
-                let inner = after[..<close.lowerBound]
-                if !inner.isEmpty, !inner.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "|" }) {
-                    let m = "<|" + inner + "|>"
-                    if seen.insert(m).inserted { out.append(m) }
-                    rest = after[close.upperBound...]
-                } else {
-                    rest = after
-                }
+        }
+        let conversation: [ChatMessage] = [.system("s"), .user("u"), .assistant("a")]
+        for messages in [conversation, Array(conversation.dropFirst())] {
+            if let r = try? render(messages: messages, addGenerationPrompt: true) { texts.append(r) }
+        }
+        var seen = Set<String>(), out: [String] = []
+        for m in texts.flatMap(Self.markers(in:)) where seen.insert(m).inserted { out.append(m) }
+        return out
+    }
+
+    /// The `<|…|>` markers in `text`, in order.
+    static func markers(in text: String) -> [String] {
+        var out: [String] = []
+        var rest = Substring(text)
+        while let open = rest.range(of: "<|") {
+            let after = rest[open.upperBound...]
+            guard let close = after.range(of: "|>") else { break }
+            let inner = after[..<close.lowerBound]
+            if !inner.isEmpty, !inner.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" || $0 == "|" }) {
+                out.append("<|" + inner + "|>")
+                rest = after[close.upperBound...]
+            } else {
+                rest = after
             }
         }
         return out

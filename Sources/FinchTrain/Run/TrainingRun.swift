@@ -124,7 +124,7 @@ public struct TrainingRun {
     /// Adds the tokens `c` asks for to `lm` (`LoadedModel.addTokens`): `add_special_tokens`, then the
     /// `<|…|>` markers of a `chat_template` file that the tokenizer does not read as one token
     /// (unless `add_chat_template_tokens` is false), as special tokens; then `add_tokens`. The draw
-    /// of the new rows is seeded from `seed`.
+    /// of the new rows is seeded from `seed`. Then `eos_token` becomes the tokenizer's EOS.
     static func addTokens(to lm: LoadedModel, config c: TrainingConfig) throws -> ([(token: String, id: Int)], Int?) {
         var special = c.addSpecialTokens
         if c.addChatTemplateTokens, c.chatTemplate != nil, let text = lm.tokenizer.chatTemplate {
@@ -133,10 +133,15 @@ public struct TrainingRun {
                 special.append(m)
             }
         }
-        guard !special.isEmpty || !c.addTokens.isEmpty else { return ([], nil) }
-        let v = lm.model.vocabSize
-        let ids = try lm.addTokens(special: special, plain: c.addTokens, seed: c.seed ^ 0x7E57_0CAB_5EED)
-        return (Array(zip(special + c.addTokens, ids)).map { ($0.0, $0.1) }, lm.model.vocabSize > v ? v : nil)
+        var added: [(token: String, id: Int)] = [], before: Int?
+        if !special.isEmpty || !c.addTokens.isEmpty {
+            let v = lm.model.vocabSize
+            let ids = try lm.addTokens(special: special, plain: c.addTokens, seed: c.seed ^ 0x7E57_0CAB_5EED)
+            added = Array(zip(special + c.addTokens, ids)).map { ($0.0, $0.1) }
+            before = lm.model.vocabSize > v ? v : nil
+        }
+        if let e = c.eosToken { try lm.useEOSToken(e) }
+        return (added, before)
     }
 
     /// A trainer for this run, writing into `runDirectory` when given.
@@ -149,7 +154,7 @@ public struct TrainingRun {
         let t = preferences != nil
             ? try Trainer(model: trainable, config: config, examples: examples, evalExamples: evalExamples, runDirectory: runDirectory, world: world)
             : try Trainer(model: trainable, config: config, train: train, eval: eval, runDirectory: runDirectory, world: world)
-        if !addedTokens.isEmpty { t.tokenizer = model.tokenizer }
+        if !addedTokens.isEmpty || config.eosToken != nil { t.tokenizer = model.tokenizer }
         if config.initLoRAWeights == .loftq, let runDirectory, (world?.rank ?? 0) == 0 {
             let active = model.model.activeAdapter
             model.model.setActiveAdapter(nil)   // the base alone

@@ -93,6 +93,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var addTokens: [String] = []
     /// Whether the `<|…|>` markers of a `chat_template` file that the vocabulary lacks are added as special tokens.
     public var addChatTemplateTokens: Bool = true
+    /// TRL's `eos_token`: the tokenizer's end-of-sequence token for the run (appended to examples, generation's stop),
+    /// saved with the adapter's tokenizer.
+    public var eosToken: String? = nil
     public var useRSLoRA: Bool = false
     public var useDoRA: Bool = false
     public var initLoRAWeights: LoRAInit = .kaimingUniform
@@ -309,6 +312,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, c in addedTokensProblem(v, c) }),
         .make("add_chat_template_tokens", \.addChatTemplateTokens, flags: ["no-chat-template-tokens"],
               help: "Do not add the <|…|> markers of a --chat-template file that the vocabulary lacks (by default they are added as special tokens, growing the vocabulary)."),
+        .make("eos_token", \.eosToken, flags: ["eos-token", "eos_token"],
+              help: "The end-of-sequence token for the run (TRL's eos_token), e.g. an added <|end|>: the data's EOS, generation's stop; saved with the adapter's tokenizer."),
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
