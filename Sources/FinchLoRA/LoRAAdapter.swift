@@ -237,18 +237,20 @@ public final class LoRAAdapter: @unchecked Sendable {
         // A grown vocabulary: the frozen embedding and head too, named as PEFT names them for each wrapper.
         for name in baseLayers.keys.sorted() {
             let w = baseLayers[name]!
-            let values = w.floatValues()   // copied into the entries below
-            let shape = [w.outFeatures, w.inFeatures], all = UnsafeBufferPointer(values.buffer)
-            if let copy = copies[name] {
-                entries.append(.float32(name: Self.prefix + name + ".modules_to_save.weight", shape: shape, values: UnsafeBufferPointer(copy.value.buffer)))
-                entries.append(.float32(name: Self.prefix + name + ".original_module.weight", shape: shape, values: all))
-            } else if let t = tokenRows, t.module == name || baseLayers[t.module] === w {
-                entries.append(.float32(name: Self.prefix + name + ".token_adapter.base_layer.weight", shape: shape, values: all))
-                if t.module != name {
-                    entries.append(.float32(name: Self.prefix + name + TokenRows.savedSuffix, shape: [t.indices.count, t.columns], values: t.value.array))
+            let values = w.floatValues(), shape = [w.outFeatures, w.inFeatures]
+            withExtendedLifetime(values) {   // its values are copied into the entries
+                let all = UnsafeBufferPointer(values.buffer)
+                if let copy = copies[name] {
+                    entries.append(.float32(name: Self.prefix + name + ".modules_to_save.weight", shape: shape, values: UnsafeBufferPointer(copy.value.buffer)))
+                    entries.append(.float32(name: Self.prefix + name + ".original_module.weight", shape: shape, values: all))
+                } else if let t = tokenRows, t.module == name || baseLayers[t.module] === w {
+                    entries.append(.float32(name: Self.prefix + name + ".token_adapter.base_layer.weight", shape: shape, values: all))
+                    if t.module != name {
+                        entries.append(.float32(name: Self.prefix + name + TokenRows.savedSuffix, shape: [t.indices.count, t.columns], values: t.value.array))
+                    }
+                } else {
+                    entries.append(.float32(name: Self.prefix + name + ".weight", shape: shape, values: all))
                 }
-            } else {
-                entries.append(.float32(name: Self.prefix + name + ".weight", shape: shape, values: all))
             }
         }
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"],

@@ -27,7 +27,7 @@ import tempfile
 import peft
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CASES = {
@@ -35,6 +35,10 @@ CASES = {
     "trainable_tokens": ["--trainable-token-indices", "1,17,42,300"],
     "olora": ["--init-lora-weights", "olora"],
     "pissa": ["--init-lora-weights", "pissa"],
+    # Tokens added (ids 320, 321): the grown embedding and head saved with the adapter, the tokenizer beside it.
+    "added_tokens": ["--add-special-tokens", "<|user|>,<|end|>"],
+    "added_tokens_modules_to_save": ["--add-special-tokens", "<|user|>,<|end|>", "--modules-to-save", "embed_tokens,lm_head"],
+    "added_tokens_trainable_tokens": ["--add-special-tokens", "<|user|>,<|end|>", "--trainable-token-indices", "320,321"],
 }
 
 
@@ -59,10 +63,16 @@ def main() -> int:
                                 "--max-steps", "3", "--max-seq-len", "256", "--learning-rate", "1e-2", "--lora-r", "4",
                                 "--target-modules", "q_proj,v_proj", "--output", run] + flags, check=True, capture_output=True)
                 check = os.path.join(tmp, f"{family}-{case}.safetensors")
+                added = case.startswith("added_tokens")
+                prompt = ["--check-prompt", "<|user|>Where is Brindlewick?<|end|>"] if added else []
                 subprocess.run([args.finch, "merge", "--model", base, "--adapter", run, "--output", run + "-merged",
-                                "--save-check", check], check=True, capture_output=True)
+                                "--save-check", check] + prompt, check=True, capture_output=True)
                 saved = load_file(check)
-                model = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), run)
+                hf = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+                if added:
+                    hf.resize_token_embeddings(len(AutoTokenizer.from_pretrained(run)))
+                    assert 320 in saved["input_ids"].tolist(), "the check prompt holds no added token"
+                model = peft.PeftModel.from_pretrained(hf, run)
                 model.eval()
                 with torch.no_grad():
                     logits = model(saved["input_ids"][None]).logits[0]

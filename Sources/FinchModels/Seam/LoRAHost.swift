@@ -188,8 +188,8 @@ extension LoRAHost {
         guard size > v else { return }
         var rows: [String: Buffer<Float>] = [:]
         for (module, w) in adapter.baseLayers {
-            let c = w.inFeatures
-            rows[module] = Buffer(copying: w.floatValues().pointer + v * c, count: (size - v) * c)
+            let c = w.inFeatures, values = w.floatValues()
+            rows[module] = withExtendedLifetime(values) { Buffer(copying: values.pointer + v * c, count: (size - v) * c) }
         }
         try growVocabulary(to: size, rows: rows, seed: nil)
     }

@@ -68,8 +68,8 @@ public enum MeanResizing {
 /// expanded), then `added` [K, C].
 func grownWeight(_ w: LinearWeight, added: Buffer<Float>, dtype: WeightDType) -> LinearWeight {
     let v = w.outFeatures, c = w.inFeatures, k = added.count / c
-    let all = Buffer<Float>(count: (v + k) * c)
-    all.pointer.update(from: w.floatValues().pointer, count: v * c)
+    let all = Buffer<Float>(count: (v + k) * c), old = w.floatValues()
+    withExtendedLifetime(old) { all.pointer.update(from: old.pointer, count: v * c) }
     (all.pointer + v * c).update(from: added.pointer, count: k * c)
     return LinearWeight(outFeatures: v + k, inFeatures: c, values: all, dtype: dtype)
 }
