@@ -8,7 +8,8 @@
 #   - the merged f32 GGUF (finch export --adapter), in Finch and in llama.cpp (llama-cpp-python's chat completion with
 #     the file's own template and EOS),
 # and Scripts/checks/training/added_tokens_check.py checks: the markers are single tokens in llama.cpp, the adapter and
-# both GGUF readers give the same text and stop on <|end|> (finish reason eos / stop), the base does not.
+# both GGUF readers give the same text and stop on <|end|> (finish reason eos / stop); the base's answers are recorded
+# beside them (its own <|im_end|> may end them).
 # Appends its raw lines to Scripts/results/checks/added-tokens-<date>.jsonl.
 #
 #   Scripts/checks/training/added_tokens_check.sh [VENV]
