@@ -111,6 +111,17 @@ extension AdapterConfig {
             }
             loftq = LoftQSettings(bits: try whole("loftq_bits", 4), iterations: try whole("loftq_iter", 1))
         }
+        if let e = try field("eva_config", "an object", \.objectValue), !e.isEmpty {
+            func value<T>(_ key: String, _ kind: String, _ fallback: T, _ read: (JSONValue) -> T?) throws -> T {
+                guard let v = e.first(where: { $0.key == key })?.value, !v.isNull else { return fallback }
+                guard let t = read(v) else { throw fail("eva_config.\(key) must be \(kind), not \(v.kindName)") }
+                return t
+            }
+            eva = EVASettings(rho: try value("rho", "a number", 2, \.doubleValue), tau: try value("tau", "a number", 0.99, \.doubleValue),
+                              useLabelMask: try value("use_label_mask", "true or false", true, \.boolValue),
+                              whiten: try value("whiten", "true or false", false, \.boolValue),
+                              adjustScalingFactors: try value("adjust_scaling_factors", "true or false", true, \.boolValue))
+        }
         try validate(path: path)
     }
 
@@ -145,6 +156,11 @@ extension AdapterConfig {
         if let t = trainableTokenIndices {
             let list = JSONValue.array(t.map(JSONValue.int))
             o["trainable_token_indices"] = trainableTokenModule.map { .sortedObject([$0: list]) } ?? list
+        }
+        if let e = eva {
+            o["eva_config"] = .sortedObject(["rho": .double(e.rho), "tau": .double(e.tau), "use_label_mask": .bool(e.useLabelMask),
+                                             "label_mask_value": .int(-100), "whiten": .bool(e.whiten),
+                                             "adjust_scaling_factors": .bool(e.adjustScalingFactors)])
         }
         if let l = loftq { o["loftq_config"] = .sortedObject(["loftq_bits": .int(l.bits), "loftq_iter": .int(l.iterations)]) }
         return .sortedObject(o)

@@ -42,6 +42,8 @@ public struct AdapterConfig: Sendable, Equatable {
     public var trainableTokenModule: String? = nil
     /// PEFT's `loftq_config` of an adapter initialized with LoftQ (nil: none, PEFT's `{}`).
     public var loftq: LoftQSettings? = nil
+    /// PEFT's `eva_config` (nil: none; EVA then runs with PEFT's defaults).
+    public var eva: EVASettings? = nil
     /// Per-module rank / alpha overrides (PEFT `rank_pattern`, `alpha_pattern`): key is a regex on the module name.
     public var rankPattern: [String: Int] = [:]
     public var alphaPattern: [String: Double] = [:]
@@ -56,6 +58,20 @@ public struct AdapterConfig: Sendable, Equatable {
         public var bits: Int
         public var iterations: Int
         public init(bits: Int, iterations: Int) { self.bits = bits; self.iterations = iterations }
+    }
+
+    /// PEFT's `EvaConfig`: the rank budget's spread (a layer's rank at most round(r·rho)), the cosine similarity
+    /// at which a layer's components count as settled, whether masked labels' tokens are left out, whitening
+    /// (A's rows divided by √(singular value)), and alpha scaled with a layer's rank.
+    public struct EVASettings: Sendable, Equatable {
+        public var rho: Double = 2
+        public var tau: Double = 0.99
+        public var useLabelMask = true
+        public var whiten = false
+        public var adjustScalingFactors = true
+        public init(rho: Double = 2, tau: Double = 0.99, useLabelMask: Bool = true, whiten: Bool = false, adjustScalingFactors: Bool = true) {
+            self.rho = rho; self.tau = tau; self.useLabelMask = useLabelMask; self.whiten = whiten; self.adjustScalingFactors = adjustScalingFactors
+        }
     }
 
     public init(r: Int, loraAlpha: Double, targetModules: Targets, loraDropout: Double = 0,
@@ -75,11 +91,15 @@ public struct AdapterConfig: Sendable, Equatable {
         return r
     }
 
+    /// lora_alpha of `module` (its `alpha_pattern` entry, else `loraAlpha`).
+    public func loraAlpha(for module: String) -> Double {
+        for (pattern, value) in alphaPattern.sorted(by: { $0.key < $1.key }) where Self.patternMatches(pattern, module) { return value }
+        return loraAlpha
+    }
+
     /// The factor the adapter's product is multiplied by: alpha / r, or alpha / sqrt(r) with rsLoRA.
     public func scaling(for module: String) -> Double {
-        let rank = Double(rank(for: module))
-        var alpha = loraAlpha
-        for (pattern, value) in alphaPattern.sorted(by: { $0.key < $1.key }) where Self.patternMatches(pattern, module) { alpha = value; break }
+        let rank = Double(rank(for: module)), alpha = loraAlpha(for: module)
         return useRSLoRA ? alpha / rank.squareRoot() : alpha / rank
     }
 

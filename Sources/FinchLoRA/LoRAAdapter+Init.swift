@@ -40,6 +40,8 @@ extension LoRAAdapter {
                 for e in 0..<a.count { a[e] = (2 * rng.nextUnit() - 1) * bound }
             case "gaussian":
                 for e in 0..<a.count { a[e] = rng.nextGaussian() / Float(r) }
+            case "eva":
+                break   // A is the caller's (the leading components of the layer's inputs: LoRAHost.eva), B zero
             case _ where decomposed:
                 let w = baseValues(name)
                 let d = method == "olora"
@@ -57,7 +59,7 @@ extension LoRAAdapter {
                 a = Buffer(d.a); b = Buffer(d.b)
                 bases[name] = d.base
             case let other:
-                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora, pissa, pissa_niter_K or loftq)")
+                throw AdapterError.unsupported("init_lora_weights '\(other)' (Finch initializes new adapters with true, gaussian, olora, pissa, pissa_niter_K, loftq or eva)")
             }
             var magnitude: Buffer<Float>?
             if config.useDoRA {

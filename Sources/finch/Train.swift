@@ -71,6 +71,8 @@ struct Train: ParsableCommand {
     @Flag(name: .setting(\.useDoRA), help: .setting(\.useDoRA)) var useDoRA = false
     @Option(name: .setting(\.initLoRAWeights), help: .setting(\.initLoRAWeights)) var initLoRAWeights: LoRAInit?
     @Option(name: .setting(\.loftqIter), help: .setting(\.loftqIter)) var loftqIter: Int?
+    @Option(name: .setting(\.evaRho), help: .setting(\.evaRho)) var evaRho: Double?
+    @Option(name: .setting(\.evaTau), help: .setting(\.evaTau)) var evaTau: Double?
 
     @Option(name: .setting(\.learningRate), help: .setting(\.learningRate)) var learningRate: Double?
     @Option(name: .setting(\.lrScheduler), help: .setting(\.lrScheduler)) var lrScheduler: LRSchedule.Kind?
@@ -122,7 +124,7 @@ struct Train: ParsableCommand {
          .value(\.loraR, loraR), .value(\.loraAlpha, loraAlpha), .value(\.loraDropout, loraDropout),
          .text(\.targetModules, targetModules), .text(\.modulesToSave, modulesToSave), .text(\.trainableTokenIndices, trainableTokenIndices),
          .text(\.addSpecialTokens, addSpecialTokens), .text(\.addTokens, addTokens), .flag(\.addChatTemplateTokens, noChatTemplateTokens, means: false), .value(\.eosToken, eosToken), .flag(\.useRSLoRA, useRSLoRA), .flag(\.useDoRA, useDoRA),
-         .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter),
+         .value(\.initLoRAWeights, initLoRAWeights), .value(\.loftqIter, loftqIter), .value(\.evaRho, evaRho), .value(\.evaTau, evaTau),
          .value(\.learningRate, learningRate), .value(\.lrScheduler, lrScheduler), .value(\.warmupSteps, warmupSteps),
          .value(\.warmupRatio, warmupRatio), .value(\.batchSize, batchSize), .value(\.gradAccum, gradAccum),
          .value(\.maxSeqLen, maxSeqLen), .value(\.sourceMaxLen, sourceMaxLen), .value(\.targetMaxLen, targetMaxLen),
@@ -238,6 +240,11 @@ struct Train: ParsableCommand {
         if rank == 0, let mmlu = try MMLUTrainingEvaluator.forRun(c, model: lm) {
             trainer.evaluators.append(mmlu)
             stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
+        }
+        if let passes = trainer.evaPasses {
+            let ranks = trainer.adapterConfig.rankPattern.values
+            stderrPrint("EVA: components settled after \(passes) passes over batches; \(model.linearSlots.filter { trainer.adapterConfig.targets($0.name) }.count) layers adapted"
+                        + (ranks.isEmpty ? ", every rank \(c.loraR)" : ", ranks \(ranks.min()!)…\(max(ranks.max()!, c.loraR)) redistributed"))
         }
         stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
                            Double(trainer.optimizer.stateBytes) / 1_048_576))

@@ -35,6 +35,7 @@ CASES = {
     "trainable_tokens": ["--trainable-token-indices", "1,17,42,300"],
     "olora": ["--init-lora-weights", "olora"],
     "pissa": ["--init-lora-weights", "pissa"],
+    "eva": ["--init-lora-weights", "eva"],
     # Tokens added (ids 320, 321): the grown embedding and head saved with the adapter, the tokenizer beside it.
     "added_tokens": ["--add-special-tokens", "<|user|>,<|end|>"],
     "added_tokens_modules_to_save": ["--add-special-tokens", "<|user|>,<|end|>", "--modules-to-save", "embed_tokens,lm_head"],

@@ -18,6 +18,8 @@ public final class Trainer: @unchecked Sendable {
     /// Written beside the adapter (every checkpoint and the output) when set: the tokenizer of a run
     /// that added tokens, which the adapter's grown embedding goes with (as TRL saves its tokenizer).
     public var tokenizer: Tokenizer?
+    /// The forward passes EVA ran over the batches (init_lora_weights eva), nil otherwise.
+    public private(set) var evaPasses: Int?
     public let train: [TrainingSequence]
     public let eval: [TrainingSequence]
     /// Preference training (`method` dpo, simpo, orpo, kto): the training and held-out pairs or
@@ -101,6 +103,11 @@ public final class Trainer: @unchecked Sendable {
             referenceAdapter = Self.referenceAdapterName
         }
         preference = config.method.isPreference ? PreferenceObjective(config: config, referenceAdapter: referenceAdapter) : nil
+        let lengths = preference.map { p in (0..<examples.count).map { p.rows(examples, $0) } } ?? train.map(\.tokens.count)
+        // KTO takes its batches in order (TRL's sequential sampling): each example's KL completion
+        // was assigned from its batch.
+        sampler = try BatchSampler(lengths: lengths, batchSize: config.batchSize, seed: config.seed,
+                                   shuffle: config.method != .kto, groupByLength: config.groupByLength)
         if let a = model.activeAdapter {
             adapterName = a
             var c = config.adapterConfig
@@ -111,9 +118,32 @@ public final class Trainer: @unchecked Sendable {
             var c = config.adapterConfig
             // LoftQ: the adapter is relative to the LoftQ-quantized base the run saves (`TrainingRun.trainer`).
             if config.initLoRAWeights == .loftq, let runDirectory { c.baseModelNameOrPath = Self.loftqBase(runDirectory: runDirectory) }
-            adapterConfig = c
-            try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed,
-                                    quantization: config.initLoRAWeights == .loftq ? config.quantization : nil)
+            if config.initLoRAWeights == .eva {
+                // EVA: A from the principal components of each target's inputs over the run's batches (in the order of
+                // its first epoch), the ranks redistributed; B zero.
+                if (world?.size ?? 1) > 1 {
+                    throw SettingError.invalid(key: "init_lora_weights", reason: "eva with several ranks (MPI) is not supported yet: each rank would analyse its own share of the data; train in one process, or start from true")
+                }
+                guard let causal = model as? any CausalLM else {
+                    throw SettingError.invalid(key: "init_lora_weights", reason: "eva for \(model.architecture) (an encoder-decoder model) is not supported yet; start from true")
+                }
+                var plan = sampler
+                let batches = (0..<plan.batchesPerEpoch).map { _ in plan.next().indices.map { train[$0] } }
+                let start = try model.eva(config: c, batches: batches) { batch in
+                    _ = try causal.forward(batch.map { SequenceInput(tokens: $0.tokens.map(Int.init), cache: causal.makeCache(capacity: $0.tokens.count)) },
+                                           logits: .last)
+                }
+                c = start.adapterConfig(c, modules: model.linearSlots.map(\.name))
+                adapterConfig = c
+                let adapter = try model.createAdapter(config: c, name: adapterName, seed: config.seed)
+                for (module, a) in start.a { adapter.modules[module]!.a.pointer.update(from: a, count: a.count) }
+                model.adapterParametersChanged()
+                evaPasses = start.passes
+            } else {
+                adapterConfig = c
+                try model.createAdapter(config: adapterConfig, name: adapterName, seed: config.seed,
+                                        quantization: config.initLoRAWeights == .loftq ? config.quantization : nil)
+            }
         }
         model.zeroGradients()
         let trainable = model.trainableParameters()
@@ -123,11 +153,6 @@ public final class Trainer: @unchecked Sendable {
                          weightDecay: config.weightDecay),
             groups: config.loraPlus?.groups(names: trainable.map(\.name), learningRate: config.learningRate),
             backend: model.backend)
-        let lengths = preference.map { p in (0..<examples.count).map { p.rows(examples, $0) } } ?? train.map(\.tokens.count)
-        // KTO takes its batches in order (TRL's sequential sampling): each example's KL completion
-        // was assigned from its batch.
-        sampler = try BatchSampler(lengths: lengths, batchSize: config.batchSize, seed: config.seed,
-                                   shuffle: config.method != .kto, groupByLength: config.groupByLength)
         stepsPerEpoch = max(1, sampler.batchesPerEpoch / (config.gradAccum * (world?.size ?? 1)))
         totalSteps = config.maxSteps ?? Int((config.epochs * Double(stepsPerEpoch)).rounded(.up))
         run = try runDirectory.map { try RunDirectory(path: $0) }

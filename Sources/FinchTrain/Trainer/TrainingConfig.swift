@@ -101,6 +101,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var initLoRAWeights: LoRAInit = .kaimingUniform
     /// LoftQ's rounds (`init_lora_weights` loftq).
     public var loftqIter: Int = 1
+    /// EVA's settings (`init_lora_weights` eva; PEFT's EvaConfig).
+    public var evaRho: Double = 2
+    public var evaTau: Double = 0.99
+    public var evaUseLabelMask: Bool = true
+    public var evaWhiten: Bool = false
+    public var evaAdjustScalingFactors: Bool = true
     public var layersToTransform: [Int]? = nil
 
     // Optimization (HF TrainingArguments).
@@ -317,8 +323,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("use_rslora", \.useRSLoRA, flags: ["use-rslora", "use_rslora"], help: "Scale by alpha / sqrt(r)."),
         .make("use_dora", \.useDoRA, flags: ["use-dora", "use_dora"], help: "Weight-decomposed LoRA (DoRA)."),
         .make("init_lora_weights", \.initLoRAWeights,
-              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR), pissa (from its SVD: the principal directions) or pissa_niter_K (from K iterations of the randomized SVD); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it. loftq (with --quantize nf4, fp4 or int8): the base quantized in loftq_iter rounds against the adapter fitted by SVD to what quantization lost; the quantized base is saved beside the adapter (loftq-base/).",
+              help: "How a new adapter starts: true (PEFT's default: kaiming-uniform A, zero B), gaussian (A from N(0, 1/r)), olora (A, B from the base weight's QR), pissa (from its SVD: the principal directions) or pissa_niter_K (from K iterations of the randomized SVD); with olora / pissa the base keeps the residual and the saved adapter is converted to a plain LoRA of rank 2r on the original base, as PEFT converts it. loftq (with --quantize nf4, fp4 or int8): the base quantized in loftq_iter rounds against the adapter fitted by SVD to what quantization lost; the quantized base is saved beside the adapter (loftq-base/). eva: A from the principal components of each layer's inputs over the training batches (an incremental PCA until they settle, eva_tau), the ranks redistributed by explained variance (up to lora_r · eva_rho, rank 0 drops a layer), B zero, as PEFT's EVA.",
               check: { v, c in
+                  if v == .eva {
+                      if c.method.isPreference { return "init_lora_weights eva with method \(c.method.rawValue) is not supported yet; start from true" }
+                      if c.useDoRA { return "init_lora_weights eva with use_dora: start DoRA from true or gaussian" }
+                      return nil
+                  }
                   if v == .loftq {
                       if c.quantize == nil { return "init_lora_weights loftq quantizes the base: give --quantize nf4 (PEFT's LoftQ), fp4 or int8" }
                       if c.useDoRA { return "init_lora_weights loftq with use_dora: start DoRA from true or gaussian" }
@@ -334,6 +345,18 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                   }
                   return nil
               }),
+        .make("eva_rho", \.evaRho, aliases: ["rho"], flags: ["eva-rho", "eva_rho"],
+              help: "EVA (init_lora_weights eva): a layer's rank is at most round(lora_r · rho) after the redistribution (PEFT's EvaConfig.rho, default 2; 1 keeps every rank).",
+              check: { v, _ in v >= 1 ? nil : "eva_rho must be at least 1 (got \(v))" }),
+        .make("eva_tau", \.evaTau, aliases: ["tau"], flags: ["eva-tau", "eva_tau"],
+              help: "EVA: a layer's components count as settled when each points within this cosine similarity of the previous batch's (default 0.99).",
+              check: { v, _ in v >= 0 && v <= 1 ? nil : "eva_tau must be in [0, 1] (got \(v))" }),
+        .make("eva_use_label_mask", \.evaUseLabelMask, aliases: ["use_label_mask"],
+              help: "EVA: only the tokens that take a loss feed the analysis (default true)."),
+        .make("eva_whiten", \.evaWhiten, aliases: ["whiten"],
+              help: "EVA: divide A's rows by the square root of their singular values (default false)."),
+        .make("eva_adjust_scaling_factors", \.evaAdjustScalingFactors, aliases: ["adjust_scaling_factors"],
+              help: "EVA: scale a layer's lora_alpha with its new rank (default true), so every layer keeps alpha / r."),
         .make("loftq_iter", \.loftqIter, flags: ["loftq-iter", "loftq_iter"],
               help: "Rounds of LoftQ's alternating quantization and SVD (init_lora_weights loftq; PEFT's LoftQConfig.loftq_iter).",
               check: { v, _ in v >= 1 ? nil : "loftq_iter must be at least 1 (got \(v))" }),
@@ -504,6 +527,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         c.modulesToSave = modulesToSave
         c.trainableTokenIndices = trainableTokenIndices
         if initLoRAWeights == .loftq { c.loftq = .init(bits: quantize == .int8 ? 8 : 4, iterations: loftqIter) }
+        if initLoRAWeights == .eva {
+            c.eva = .init(rho: evaRho, tau: evaTau, useLabelMask: evaUseLabelMask, whiten: evaWhiten, adjustScalingFactors: evaAdjustScalingFactors)
+        }
         c.layersToTransform = layersToTransform
         c.baseModelNameOrPath = model ?? ModelStore.defaultModelName
         return c

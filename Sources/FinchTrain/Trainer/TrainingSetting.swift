@@ -146,8 +146,9 @@ extension LRSchedule.Kind: SettingChoice {
 
 /// PEFT's `init_lora_weights` for a new adapter: `true` (kaiming-uniform A, zero B), `gaussian`,
 /// `olora` / `pissa` (A and B from the base weight's QR / SVD, the base keeping the residual), or
-/// `pissa_niter_K` (PiSSA from K iterations of the randomized SVD), or `loftq` (the base quantized
-/// against an adapter fitted to the quantization error).
+/// `pissa_niter_K` (PiSSA from K iterations of the randomized SVD), `loftq` (the base quantized
+/// against an adapter fitted to the quantization error), or `eva` (A from the principal components of
+/// each layer's inputs on the training data, ranks redistributed).
 public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
     public let rawValue: String
     public static let kaimingUniform = LoRAInit(checked: "true")
@@ -156,12 +157,13 @@ public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
     public static let pissa = LoRAInit(checked: "pissa")
     public static func pissa(iterations: Int) -> LoRAInit { LoRAInit(checked: "pissa_niter_\(iterations)") }
     public static let loftq = LoRAInit(checked: "loftq")
+    public static let eva = LoRAInit(checked: "eva")
 
     private init(checked: String) { rawValue = checked }
 
     public init?(rawValue: String) {
         let v = rawValue.lowercased()
-        if ["true", "gaussian", "olora", "pissa", "loftq"].contains(v) {
+        if ["true", "gaussian", "olora", "pissa", "loftq", "eva"].contains(v) {
             self.rawValue = v
         } else if v.hasPrefix("pissa_niter_"), let k = Int(v.dropFirst("pissa_niter_".count)), k >= 0 {
             self.rawValue = "pissa_niter_\(k)"
@@ -185,7 +187,7 @@ public struct LoRAInit: SettingValue, Hashable, CustomStringConvertible {
         }
     }
     public var settingJSON: JSONValue { .string(rawValue) }
-    public static var settingKind: String { "one of true, gaussian, olora, pissa, pissa_niter_K (K iterations), loftq" }
+    public static var settingKind: String { "one of true, gaussian, olora, pissa, pissa_niter_K (K iterations), loftq, eva" }
     public var description: String { rawValue }
 }
 
