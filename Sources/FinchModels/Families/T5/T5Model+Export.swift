@@ -37,6 +37,9 @@ extension T5Model: Seq2SeqLM {
 
     /// The tensors an export writes, in transformers' order, each a producer of its f32 values.
     func exportPlan(path: String) throws -> [ExportTensor] {
+        if !activeModuleCopies.isEmpty {
+            throw ExportError.unsupported(path: path, reason: "the active adapter trains \(activeModuleCopies.keys.sorted().joined(separator: ", ")) in full (modules_to_save), and a T5 checkpoint ties both stacks' embeddings (and an original T5's head) to `shared`: it cannot hold the trained copies; use the adapter with the base model instead of merging it")
+        }
         let c = config.dModel
         var plan: [ExportTensor] = [
             .init(name: "shared.weight", shape: [shared.outFeatures, c], values: { [shared] in shared.floatValues() })]

@@ -13,7 +13,7 @@ extension T5Model {
     @discardableResult
     func runEncoder(tokens: [Int], ranges: [Range<Int>], in w: T5Workspace, context: PassContext) throws -> [T5SelfSegment] {
         let m = tokens.count, c = config.dModel
-        try embed(tokens, into: w.encoderStream.pointer)
+        try embed(tokens, into: w.encoderStream.pointer, table: encoderEmbedding)
         let segments = selfSegments(ranges, decoder: false)
         for (li, block) in encoder.enumerated() {
             if w.checkpointing { w.encoderInputs[li].pointer.update(from: w.encoderStream.pointer, count: m * c) }
@@ -83,10 +83,15 @@ extension T5Model {
             tokens += input.tokens
         }
         let n = tokens.count
-        if let spans = context.rowAdapters { try checkRowAdapters(spans, rows: n) }
+        if let spans = context.rowAdapters {
+            try checkRowAdapters(spans, rows: n)
+            if let a = spans.compactMap(\.adapter).first(where: { moduleCopies[$0] != nil }) ?? (activeModuleCopies.isEmpty ? nil : activeAdapter) {
+                throw ModelError.adapterProblem("adapter '\(a)' trains T5's embeddings or head in full (modules_to_save), which Finch does not yet apply per request; serve it alone as the active adapter")
+            }
+        }
         let w = workspace(rows: n, sourceRows: 0, mode: .inference)
         let x = w.decoderStream
-        try embed(tokens, into: x.pointer)
+        try embed(tokens, into: x.pointer, table: decoderEmbedding)
         for (li, block) in decoder.enumerated() {
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
                          cross: .cached(inputs.map(\.cache)), acts: w.acts(decoder: true, layer: li),
@@ -107,7 +112,7 @@ extension T5Model {
         norm(sel.pointer, rstd: nil, sel.pointer, decoderFinalNorm, rows: picked.count)
         if let s = outputScale { backend.scale(sel.pointer, count: picked.count * c, by: s) }
         let out = Buffer<Float>(count: max(1, picked.count * v))
-        backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
+        backend.linearForward(head, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
                               scratch: scratch)
         return Logits(values: out, vocabSize: v, rows: ranges)
     }

@@ -48,7 +48,7 @@ extension T5Model: TrainableModel {
     func runDecoder(_ p: PackedPairs, segments: [T5SelfSegment], in w: T5Workspace, context: PassContext) throws {
         let n = p.decoder.count, c = config.dModel
         let y = w.decoderStream
-        try embed(p.decoder, into: y.pointer)
+        try embed(p.decoder, into: y.pointer, table: decoderEmbedding)
         for (li, block) in decoder.enumerated() {
             if w.checkpointing { w.decoderInputs[li].pointer.update(from: y.pointer, count: n * c) }
             blockForward(block, layer: li, x: y.pointer, rows: n, selfSegments: segments, causal: true,
@@ -73,8 +73,9 @@ extension T5Model: TrainableModel {
         var loss = LossSum()
         try trainingPass(p, options: options) { dOut, xn in
             let l = try p.targets.withUnsafeBufferPointer { t in
-                try backend.crossEntropyForwardBackward(dx: dOut, x: xn, head: lmHead, targets: t.baseAddress!, rows: n,
-                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil, scratch: scratch)
+                try backend.crossEntropyForwardBackward(dx: dOut, x: xn, head: head, targets: t.baseAddress!, rows: n,
+                                                       scale: options.lossScale ?? 1 / Float(count), losses: nil,
+                                                       headGrad: activeModuleCopies["lm_head"]?.grad?.pointer, scratch: scratch)
             }
             loss = LossSum(sum: l.sum, count: l.count)
         }
@@ -85,9 +86,12 @@ extension T5Model: TrainableModel {
                                 objective: SequenceObjective) throws -> SequenceLogProbs {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.decoder.count, vocab: config.vocabSize)
+        if !activeModuleCopies.isEmpty {
+            throw ModelError.adapterProblem("modules_to_save (\(activeModuleCopies.keys.sorted().joined(separator: ", "))) with a sequence objective (simpo, orpo) is not supported yet; train the adapter alone")
+        }
         var scores = SequenceLogProbs()
         try trainingPass(p, options: options) { dOut, xn in
-            scores = try SequenceLogProbs.headBackward(dx: dOut, x: xn, head: lmHead, targets: p.targets, sequences: p.decoderRanges,
+            scores = try SequenceLogProbs.headBackward(dx: dOut, x: xn, head: head, targets: p.targets, sequences: p.decoderRanges,
                                                        backend: backend, scratch: scratch, objective: objective)
         }
         return scores
@@ -133,6 +137,10 @@ extension T5Model: TrainableModel {
                           context: context)
         }
 
+        // A trained decoder embedding (modules_to_save): each row's gradient into its token's row (dy is now
+        // ∂loss/∂(the decoder's embedded rows)).
+        if let g = activeModuleCopies["decoder.embed_tokens"]?.grad { Self.scatter(dy.pointer, tokens: p.decoder, into: g, columns: c) }
+
         // The encoder's final norm, then its blocks.
         let dx = w.dEncoder
         dx.pointer.update(repeating: 0, count: m * c)
@@ -147,6 +155,15 @@ extension T5Model: TrainableModel {
             }
             blockBackward(encoder[li], acts: acts, rows: m, dx: dx.pointer, selfSegments: encSegments, causal: false, cross: nil,
                           buffers: w.back, context: context)
+        }
+        if let g = activeModuleCopies["encoder.embed_tokens"]?.grad { Self.scatter(dx.pointer, tokens: p.source, into: g, columns: c) }
+    }
+
+    /// Adds each row of `rows` [N, C] to the row of `grad` [V, C] its token names.
+    static func scatter(_ rows: UnsafePointer<Float>, tokens: [Int], into grad: Buffer<Float>, columns c: Int) {
+        for (i, t) in tokens.enumerated() {
+            let d = grad.pointer + t * c, src = rows + i * c
+            for k in 0..<c { d[k] += src[k] }
         }
     }
 
@@ -176,7 +193,7 @@ extension T5Model: TrainableModel {
         try runEncoder(tokens: p.source, ranges: p.sourceRanges, in: w, context: context)
         try runDecoder(p, segments: selfSegments(p.decoderRanges, decoder: true), in: w, context: context)
         return try p.targets.withUnsafeBufferPointer { t in
-            try backend.crossEntropyForward(x: w.decoderOutput.pointer, head: lmHead, targets: t.baseAddress!, rows: n, losses: losses,
+            try backend.crossEntropyForward(x: w.decoderOutput.pointer, head: head, targets: t.baseAddress!, rows: n, losses: losses,
                                            scratch: scratch)
         }
     }

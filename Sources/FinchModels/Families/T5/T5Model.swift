@@ -70,6 +70,9 @@ public final class T5Model: @unchecked Sendable {
     let activation: Activation
     let shared: LinearWeight            // [V, C]
     let lmHead: LinearWeight            // [V, C], the same object as `shared` when the head is tied
+    /// [V, C] in use by each stack and as the head: the frozen ones, or the active adapter's trained copies
+    /// (`modules_to_save`: PEFT copies `encoder.embed_tokens`, `decoder.embed_tokens` and `lm_head` apart).
+    private(set) var encoderEmbedding: LinearWeight, decoderEmbedding: LinearWeight, head: LinearWeight
     let encoderBias: Buffer<Float>      // [B, H]
     let decoderBias: Buffer<Float>      // [B, H]
     let encoderFinalNorm: Buffer<Float> // [C]
@@ -82,7 +85,6 @@ public final class T5Model: @unchecked Sendable {
     var trainingWork: T5Workspace?
     public var backend: any ComputeBackend = CPUBackend.shared
     public var adapterConfigs: [String: AdapterConfig] = [:]
-    /// Always empty: T5 trains no module in full yet (`copyableModules` is empty).
     public var moduleCopies: [String: [String: ModuleCopy]] = [:]
     public var tokenRows: [String: TokenRows] = [:]
     public let linearSlots: [LinearSlot]
@@ -92,6 +94,7 @@ public final class T5Model: @unchecked Sendable {
          encoder: [T5Block], decoder: [T5Block]) throws {
         self.config = config; self.dtype = dtype; activation = try config.activation
         self.shared = shared; self.lmHead = lmHead; self.encoderBias = encoderBias; self.decoderBias = decoderBias
+        encoderEmbedding = shared; decoderEmbedding = shared; head = lmHead
         self.encoderFinalNorm = encoderFinalNorm; self.decoderFinalNorm = decoderFinalNorm
         self.encoder = encoder; self.decoder = decoder
         var slots: [LinearSlot] = []
@@ -241,15 +244,27 @@ public final class T5Model: @unchecked Sendable {
 
     // MARK: - Pieces shared by training and generation
 
-    /// x [N, C] = rows of the shared embedding (T5 does not scale them).
-    func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>) throws {
+    /// x [N, C] = rows of the embedding `table` (the stack's in use; T5 does not scale them).
+    func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>, table: LinearWeight) throws {
         let c = config.dModel
         for (i, t) in tokens.enumerated() {
             guard t >= 0 && t < config.vocabSize else {
                 throw ModelError.tokenOutOfVocabulary(token: t, vocab: config.vocabSize, place: "in the input")
             }
-            DecoderModel.copyRow(t, of: shared, to: x + i * c)
+            DecoderModel.copyRow(t, of: table, to: x + i * c)
         }
+    }
+
+    /// The modules an adapter may train in full (PEFT's `modules_to_save` on T5): each stack's `embed_tokens`
+    /// (both the shared embedding: PEFT copies them apart) and the LM head.
+    public var copyableModules: [String: LinearWeight] {
+        ["encoder.embed_tokens": shared, "decoder.embed_tokens": shared, "lm_head": lmHead]
+    }
+
+    public func useModuleCopies(_ copies: [String: ModuleCopy]) {
+        encoderEmbedding = copies["encoder.embed_tokens"]?.weight ?? shared
+        decoderEmbedding = copies["decoder.embed_tokens"]?.weight ?? shared
+        head = copies["lm_head"]?.weight ?? lmHead
     }
 
     func norm(_ out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?, _ x: UnsafePointer<Float>,
