@@ -54,6 +54,18 @@ final class T5ModulesToSaveTests: XCTestCase {
             let final = try SafeTensorsFile(path: dir + "/final.safetensors")
             for p in m.trainableParameters() { worst["final"] = max(worst["final"] ?? 0, maxRelativeError(p.value.array, try final.floats(p.name))) }
 
+            // Saved under PEFT's names and shapes, and loaded back with the trained values.
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("finch-t5-mts-save-\(getpid())").path
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            try m.adapter(named: "default", config: m.adapterConfigs["default"]!).save(to: out)
+            let mine = try SafeTensorsFile(path: out + "/adapter_model.safetensors"), theirs = try SafeTensorsFile(path: dir + "/adapter/adapter_model.safetensors")
+            XCTAssertEqual(mine.tensorNames.sorted(), theirs.tensorNames.sorted(), variant)
+            for n in theirs.tensorNames { XCTAssertEqual(mine.info(n)?.shape, theirs.info(n)?.shape, n) }
+            let back = try T5Model.load(directory: Fixtures.path("tiny-t5/\(variant)/hf"))
+            try back.loadAdapter(directory: out)
+            let s0 = batch[1].source!.map(Int.init), d0 = batch[1].tokens.map(Int.init)
+            XCTAssertEqual(maxAbsDiff(try m.logits(source: s0, decoderInput: d0).flatMap { $0 }, try back.logits(source: s0, decoderInput: d0).flatMap { $0 }), 0)
+
             // Off with the adapter: the frozen embedding and head again.
             let plain = try T5Model.load(directory: Fixtures.path("tiny-t5/\(variant)/hf"))
             m.setActiveAdapter(nil)
