@@ -79,11 +79,16 @@ public final class ServedModel: @unchecked Sendable {
         }
         do {
             try await engine.exclusive { lm in
-                // Requests read the tokenizer while this runs: an adapter that adds tokens loads at startup only.
+                // Requests read the tokenizer while this runs: an adapter that adds tokens (or brings another
+                // tokenizer) loads at startup only.
+                let file = (directory as NSString).appendingPathComponent("tokenizer.json")
+                if FileManager.default.fileExists(atPath: file), !(try Tokenizer(huggingFaceDirectory: directory)).sameVocabulary(as: lm.tokenizer) {
+                    throw ModelError.adapterProblem("the adapter was saved with another tokenizer (tokens added, or another EOS); load it when the server starts (--adapter)")
+                }
                 if let v = try LoRAAdapter.savedVocabulary(directory: directory, copyable: lm.model.copyableShapes), v > lm.model.vocabSize {
                     throw ModelError.adapterProblem("the adapter adds tokens (its vocabulary has \(v), the model \(lm.model.vocabSize)); load it when the server starts (--adapter)")
                 }
-                try lm.model.loadAdapter(directory: directory, name: name, tokenizerSize: lm.tokenizer.vocabSize)
+                try lm.model.loadAdapter(directory: directory, name: name)
                 lm.model.setActiveAdapter(nil)
             }
         } catch {

@@ -179,6 +179,34 @@ final class AddedTokensTrainingTests: XCTestCase {
         XCTAssertEqual(fresh.model.vocabSize, 320)
     }
 
+    /// A refused adapter leaves the model as it was (its vocabulary not grown); an adapter saved with a tokenizer that
+    /// only changed the EOS puts that tokenizer in use.
+    func testARefusedAdapterLeavesTheModelAndAnEOSOnlyTokenizerIsUsed() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("finch-added-refused-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        try FileManager.default.copyItem(atPath: Fixtures.required("added-tokens/llama/lora"), toPath: tmp)
+        let config = tmp + "/adapter_config.json"
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: "\"fan_in_fan_out\": false", with: "\"fan_in_fan_out\": true")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        let lm = try LoadedModel.load(Fixtures.path("tiny-llama/hf"))
+        XCTAssertThrowsError(try lm.loadAdapter(directory: tmp)) { XCTAssertTrue("\($0)".contains("fan_in_fan_out"), "\($0)") }
+        XCTAssertEqual(lm.model.vocabSize, 320)
+        XCTAssertEqual(lm.tokenizer.vocabSize, 320)
+        XCTAssertTrue(lm.model.adapterNames.isEmpty)
+
+        let eos = FileManager.default.temporaryDirectory.appendingPathComponent("finch-added-eos-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: eos) }
+        let a = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .names(["q_proj"]))
+        try lm.model.createAdapter(config: a, name: "default", seed: 1)
+        try lm.model.adapter(named: "default", config: a).save(to: eos)
+        try lm.tokenizer.withEOS("<|im_start|>").writeTokenizerJSON(to: eos)
+        let other = try LoadedModel.load(Fixtures.path("tiny-llama/hf"))
+        XCTAssertNotEqual(other.tokenizer.eosToken, "<|im_start|>")
+        try other.loadAdapter(directory: eos)
+        XCTAssertEqual(other.tokenizer.eosToken, "<|im_start|>")
+        XCTAssertEqual(other.model.vocabSize, 320)
+    }
+
     /// A run with a chat template file whose markers the tokenizer lacks adds them as special tokens, grows the
     /// vocabulary, trains their rows (trainable tokens) and writes the tokenizer with the adapter; the adapter loads
     /// back into a fresh model with the run's logits.

@@ -32,19 +32,19 @@ public final class LoadedModel: @unchecked Sendable {
     }
 
     /// Loads a PEFT adapter directory (or a llama.cpp LoRA `.gguf`) under `name` and makes it active
-    /// (`LoRAHost.loadAdapter`), with the tokenizer it was saved with when that one has more tokens
-    /// than the tokenizer in use (tokens added in training, whose rows the adapter brings): it is put
-    /// in use, keeping the chat template in use when it has none. Call it before the model is shared
-    /// (a server swaps no tokenizer under running requests).
+    /// (`LoRAHost.loadAdapter`), with the tokenizer it was saved with when that one differs from the tokenizer in use
+    /// (`Tokenizer.sameVocabulary`: tokens added in training, whose rows the adapter brings, or another EOS): it is
+    /// put in use, its chat template replaced by one given with `useChatTemplate`, and kept from the tokenizer in use
+    /// when it has none. Call it before the model is shared (a server swaps no tokenizer under running requests).
     public func loadAdapter(directory: String, name: String = "default") throws {
-        var larger: Tokenizer?
+        var saved: Tokenizer?
         if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("tokenizer.json")) {
             let t = try Tokenizer(huggingFaceDirectory: directory)
-            if t.vocabSize > tokenizer.vocabSize { larger = t }
+            if !t.sameVocabulary(as: tokenizer) { saved = t }
         }
-        try model.loadAdapter(directory: directory, name: name, tokenizerSize: larger?.vocabSize)
-        if let t = larger {
-            if t.chatTemplate == nil { t.chatTemplate = tokenizer.chatTemplate }
+        try model.loadAdapter(directory: directory, name: name, tokenizerSize: saved?.vocabSize)
+        if let t = saved {
+            if let given = templateFile ?? (t.chatTemplate == nil ? tokenizer.chatTemplate : nil) { t.chatTemplate = given }
             tokenizer = t
         }
     }
@@ -55,8 +55,9 @@ public final class LoadedModel: @unchecked Sendable {
     /// (new rows drawn around the old rows' mean with `seed`, `MeanResizing`), never shrinking it: a
     /// vocabulary already larger than the tokenizer (Qwen's padded one) holds the new ids as it is.
     /// Returns the id of each token, in order.
-    /// - Throws: the tokenizer's errors (an empty token); ``FinchLoRA/AdapterError/unsupported(_:)`` for a
-    ///   model whose vocabulary Finch does not grow (T5).
+    /// - Throws: the tokenizer's errors (an empty token); ``FinchLoRA/AdapterError/unsupported(_:)`` when the
+    ///   vocabulary must grow and Finch does not grow it for the model (T5, whose 32128 rows hold a few more ids
+    ///   than its tokenizer has).
     @discardableResult
     public func addTokens(special: [String], plain: [String], seed: UInt64) throws -> [Int] {
         var t = tokenizer, ids: [Int] = []
@@ -86,7 +87,11 @@ public final class LoadedModel: @unchecked Sendable {
             throw ModelError.invalidConfig(path: file, reason: "the chat template does not parse: \(error)")
         }
         tokenizer.chatTemplate = text
+        templateFile = text
     }
+
+    /// The chat template given with `useChatTemplate` (it outlives a tokenizer an adapter brings).
+    private var templateFile: String?
 
     /// Loads a GGUF file, a Hugging Face directory, or a known short name (nil = the default model)
     /// of any family and kind the registry knows; with `quantization`, the linear layers are

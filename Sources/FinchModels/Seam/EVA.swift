@@ -4,13 +4,19 @@ import Foundation
 
 // Dimension letters: N rows of a batch (the tokens whose inputs count), I a layer's in features, R a layer's rank.
 
-/// A linear layer that records its input rows while it computes as before (EVA's passes over the data).
+/// A linear layer that computes as before and reads its input rows that count (`keep`, one flag per row of the
+/// pass): their hash (EVA's test for layers with equal inputs, as PEFT's), or the rows themselves in float64.
 final class InputRecorder: LinearLayer, @unchecked Sendable {
+    enum Mode { case hash, collect }
     let layer: any LinearLayer
-    /// The inputs of every call since the last `take()`, [rows, I] row-major.
-    private(set) var rows: [Float] = []
+    let mode: Mode
+    let keep: [Bool]
+    /// Rows seen (of `keep`), the counted rows [n, I] (collect), their hash (hash).
+    private(set) var seen = 0, counted = 0
+    private(set) var rows: [Double] = []
+    private(set) var hash = FNV1a()
 
-    init(_ layer: any LinearLayer) { self.layer = layer }
+    init(_ layer: any LinearLayer, mode: Mode, keep: [Bool]) { self.layer = layer; self.mode = mode; self.keep = keep }
 
     var inFeatures: Int { layer.inFeatures }
     var outFeatures: Int { layer.outFeatures }
@@ -19,7 +25,16 @@ final class InputRecorder: LinearLayer, @unchecked Sendable {
 
     func forward(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, xBF16: UnsafePointer<BF16Bits>?,
                  rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
-        rows.append(contentsOf: UnsafeBufferPointer(start: x, count: m * inFeatures))
+        let i = inFeatures
+        for r in 0..<m where seen + r < keep.count && keep[seen + r] {
+            let row = UnsafeBufferPointer(start: x + r * i, count: i)
+            switch mode {
+            case .hash: for v in row { hash.combine(UInt64(v.bitPattern)) }
+            case .collect: rows.append(contentsOf: row.lazy.map(Double.init))
+            }
+            counted += 1
+        }
+        seen += m
         layer.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
     }
 
@@ -27,8 +42,6 @@ final class InputRecorder: LinearLayer, @unchecked Sendable {
                   rows m: Int, accumulate: Bool, scratch: Scratch, context: PassContext) {
         layer.backward(dx: dx, dy: dy, x: x, rows: m, accumulate: accumulate, scratch: scratch, context: context)
     }
-
-    func take() -> [Float] { defer { rows = [] }; return rows }
 }
 
 /// What EVA found: each target's rank (0: no adapter on it) and its A [R, I] (the leading components of its inputs,
@@ -84,33 +97,25 @@ extension LoRAHost {
         func counted(_ batch: [TrainingSequence]) -> [Bool] {
             batch.flatMap { s in s.labels.map { !settings.useLabelMask || $0 != CrossEntropy.ignoreIndex } }
         }
-        // Records the inputs of `recorded` layers over one batch: layer → its counted rows [n, I] in float64.
-        func pass(_ batch: [TrainingSequence], recording recorded: [String]) throws -> [String: (rows: Int, x: [Double])] {
+        // Runs one batch with `recorded` layers read in `mode`; the recorders by layer.
+        func pass(_ batch: [TrainingSequence], recording recorded: Set<String>, mode: InputRecorder.Mode) throws -> [String: InputRecorder] {
             let keep = counted(batch)
             var recorders: [String: InputRecorder] = [:]
             for s in slots where recorded.contains(s.name) {
-                let r = InputRecorder(s.get()); recorders[s.name] = r; s.set(r)
+                let r = InputRecorder(s.get(), mode: mode, keep: keep); recorders[s.name] = r; s.set(r)
             }
             defer { for s in slots { if let r = recorders[s.name] { s.set(r.layer) } } }
             try forward(batch)
-            var out: [String: (Int, [Double])] = [:]
-            for (name, r) in recorders {
-                let all = r.take(), i = r.inFeatures
-                guard all.count == keep.count * i else {
-                    throw AdapterError.unsupported("init_lora_weights eva: \(name) saw \(all.count / max(1, i)) rows for \(keep.count) tokens")
-                }
-                var x: [Double] = [], n = 0
-                x.reserveCapacity(all.count)
-                for (row, k) in keep.enumerated() where k { x.append(contentsOf: all[(row * i)..<((row + 1) * i)].lazy.map(Double.init)); n += 1 }
-                out[name] = (n, x)
+            for (name, r) in recorders where r.seen != keep.count {
+                throw AdapterError.unsupported("init_lora_weights eva: \(name) saw \(r.seen) rows for \(keep.count) tokens")
             }
-            return out
+            return recorders
         }
-        // Layers whose inputs are equal (on the first batch) share the first one's analysis.
+        // Layers whose inputs are equal on the first batch (the same hash, as PEFT tells them) share the first one's analysis.
         var leaderOf: [String: String] = [:]
-        let first = try pass(batches[0], recording: names)
+        let first = try pass(batches[0], recording: Set(names), mode: .hash)
         for (i, n) in names.enumerated() {
-            if let l = names[..<i].first(where: { leaderOf[$0] == nil && first[$0]!.x == first[n]!.x }) { leaderOf[n] = l }
+            if let l = names[..<i].first(where: { leaderOf[$0] == nil && first[$0]!.hash.value == first[n]!.hash.value }) { leaderOf[n] = l }
         }
         let leaders = names.filter { leaderOf[$0] == nil }
         for n in names { if let l = leaderOf[n] { maxComponents[l] = max(maxComponents[l]!, maxComponents[n]!) } }
@@ -137,9 +142,9 @@ extension LoRAHost {
             }
             let batch = batches[index % batches.count]
             index += 1; passes += 1
-            let inputs = try pass(batch, recording: active)
+            let inputs = try pass(batch, recording: Set(active), mode: .collect)
             for l in active {
-                let (n, x) = inputs[l]!
+                let n = inputs[l]!.counted, x = inputs[l]!.rows
                 if n < maxComponents[l]! { continue }   // too few rows for the components (PEFT skips the batch)
                 let before = pca[l]!.isFitted ? pca[l]! : nil
                 try pca[l]!.partialFit(x, rows: n)

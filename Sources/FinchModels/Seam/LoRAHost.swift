@@ -128,9 +128,14 @@ extension LoRAHost {
         let adapter = isGGUF
             ? try ggufLoRAAdapter(path: directory)
             : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: shapes, inputEmbedding: inputEmbeddingName)
-        try adoptBaseLayers(of: adapter, directory: directory)
+        // Every check that can refuse the adapter runs before the vocabulary grows (`adoptBaseLayers`), so that a
+        // refused adapter leaves the model as it was.
+        try checkAddable(adapter, name: name)
         let method = adapter.config.initLoRAWeights.lowercased()
-        guard Self.rewritesBase(method) else { return try addAdapter(adapter, name: name) }
+        guard Self.rewritesBase(method) else {
+            try adoptBaseLayers(of: adapter, directory: directory)
+            return try addAdapter(adapter, name: name)
+        }
         if method.hasPrefix("pissa_niter_") {
             throw AdapterError.unsupported("\(directory): the adapter was saved with init_lora_weights \(method) and not converted: it is relative to a base PEFT made from a random draw it did not save; convert it in PEFT (save_pretrained(path_initial_model_for_weight_conversion=…)) or train with pissa (Finch's runs save converted adapters)")
         }
@@ -150,6 +155,7 @@ extension LoRAHost {
             c.fanInFanOut = linearsFanInFanOut
             let start = try LoRAAdapter.initialized(config: c, linears: linearModules, seed: 0, baseValues: baseValueReader()).adapter
             for (module, m) in adapter.modules { m.initial = (start.modules[module]!.a.array, start.modules[module]!.b.array) }
+            try adoptBaseLayers(of: adapter, directory: directory)
             return try addAdapter(adapter.relativeToOriginalBase(), name: name)
         }
         let quantization: QuantizationConfig
@@ -158,6 +164,7 @@ extension LoRAHost {
         case 8: quantization = .int8()
         case let b: throw AdapterError.unsupported("\(directory): loftq_config.loftq_bits \(b) (PEFT's LoftQ quantizes to 4 or 8 bits)")
         }
+        try adoptBaseLayers(of: adapter, directory: directory)
         let start = try createAdapter(config: adapter.config, name: name, seed: 0, quantization: quantization, loftqBases: .dequantized)
         for (module, m) in start.modules {
             let saved = adapter.modules[module]!   // the same modules and ranks (checked above)
@@ -182,7 +189,11 @@ extension LoRAHost {
             guard let mine = frozen[module] else { continue }
             let a = w.floatValues(), b = mine.floatValues(), n = v * mine.inFeatures
             if let i = (0..<n).first(where: { a[$0] != b[$0] }) {
-                throw AdapterError.unsupported("\(directory): the adapter's saved \(module) differs from this model's at row \(i / mine.inFeatures) (\(a[i]) against \(b[i])): it was trained on another copy of the base (another dtype or quantization); load it on that base")
+                let row = i / mine.inFeatures
+                if let before = vocabularyBeforeGrowth, row >= before {
+                    throw AdapterError.unsupported("\(directory): the adapter's rows of added token \(row) differ from those the tokens already added here have (another adapter that added tokens is loaded): load it alone")
+                }
+                throw AdapterError.unsupported("\(directory): the adapter's saved \(module) differs from this model's at row \(row) (\(a[i]) against \(b[i])): it was trained on another copy of the base (another dtype or quantization); load it on that base")
             }
         }
         guard size > v else { return }
@@ -196,14 +207,7 @@ extension LoRAHost {
 
     /// Adds an adapter under `name` (wrapping the layers it targets) and makes it active.
     public func addAdapter(_ adapter: LoRAAdapter, name: String = "default") throws {
-        if adapter.config.fanInFanOut != linearsFanInFanOut {
-            throw ModelError.adapterProblem("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
-                + "linear layers \(linearsFanInFanOut ? "are" : "are not") Conv1D ([in, out]); it was made for another architecture")
-        }
-        if let (other, c) = adapterConfigs.first(where: { $0.key != name && Self.rewritesBase($0.value.initLoRAWeights) }) {
-            throw ModelError.adapterProblem("adapter '\(other)' (init_lora_weights \(c.initLoRAWeights)) rewrote the base weights, which another adapter is not relative to: load them in separate processes, or convert '\(other)' to a plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=…); Finch saves its own runs converted)")
-        }
-        try checkTokenRowsAgainstCopies(adapter)
+        try checkAddable(adapter, name: name)
         let slots = Dictionary(uniqueKeysWithValues: linearSlots.map { ($0.name, $0) })
         for (module, lora) in adapter.modules {
             let slot = slots[module]!   // LoRAAdapter.load / initialized only name modules of `linearModules`
@@ -221,6 +225,19 @@ extension LoRAHost {
         if let t = adapter.tokenRows, t.merged == nil, let base = copyableModules[t.module] { t.attach(to: base) }
         tokenRows[name] = adapter.tokenRows
         setActiveAdapter(name)
+    }
+
+    /// Why `adapter` cannot be added under `name` (thrown): Conv1D layout that differs from the model's, an adapter
+    /// loaded that rewrote the base, trainable tokens beside a copy of the same weight.
+    func checkAddable(_ adapter: LoRAAdapter, name: String) throws {
+        if adapter.config.fanInFanOut != linearsFanInFanOut {
+            throw ModelError.adapterProblem("the adapter says fan_in_fan_out = \(adapter.config.fanInFanOut) but this model's "
+                + "linear layers \(linearsFanInFanOut ? "are" : "are not") Conv1D ([in, out]); it was made for another architecture")
+        }
+        if let (other, c) = adapterConfigs.first(where: { $0.key != name && Self.rewritesBase($0.value.initLoRAWeights) }) {
+            throw ModelError.adapterProblem("adapter '\(other)' (init_lora_weights \(c.initLoRAWeights)) rewrote the base weights, which another adapter is not relative to: load them in separate processes, or convert '\(other)' to a plain LoRA (PEFT: save_pretrained(path_initial_model_for_weight_conversion=…); Finch saves its own runs converted)")
+        }
+        try checkTokenRowsAgainstCopies(adapter)
     }
 
     /// The name of the first linear layer among those `selected` (by name) whose base is quantized.

@@ -49,3 +49,13 @@ extension Tokenizer {
         return t
     }
 }
+
+extension Tokenizer {
+    /// Whether `other` reads and ends text as this one does as far as a run can change it: the same number of ids,
+    /// the same added tokens (id, text, special) and the same end-of-sequence id. A tokenizer saved beside an adapter
+    /// that differs from the model's was changed by its run (tokens added, another EOS).
+    public func sameVocabulary(as other: Tokenizer) -> Bool {
+        func key(_ t: Tokenizer) -> [String] { t.addedTokens.map { "\($0.id)\u{0}\($0.content)\u{0}\($0.special)" } }
+        return vocabSize == other.vocabSize && eosTokenId == other.eosTokenId && key(self) == key(other)
+    }
+}

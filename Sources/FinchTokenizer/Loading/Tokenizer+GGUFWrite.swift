@@ -158,7 +158,7 @@ extension Tokenizer {
 
 extension Tokenizer {
     /// A source GGUF's `tokenizer.*` metadata `m` with this tokenizer's added tokens past its
-    /// vocabulary appended (tokens added in training: their text, control type for special ones and
+    /// vocabulary appended (and those inside it whose text differs, a padded vocabulary's `[PADi]`, put in place) (tokens added in training: their text, control type for special ones and
     /// user-defined for the others, score 0 where the source has scores), this tokenizer's EOS id
     /// and its chat template when it has them. The source's entries are kept as they are (Finch does not rewrite
     /// every vocabulary llama.cpp reads).
@@ -170,6 +170,19 @@ extension Tokenizer {
         }
         var out = m
         let have = tokens.count
+        // Tokens added inside the source's vocabulary (a padded one's `[PADi]` entries): their text and type in place.
+        let inside = addedTokens.filter { a in
+            guard a.id < have, case .string(let t) = tokens[a.id] else { return false }
+            return t != a.content
+        }
+        if !inside.isEmpty {
+            for a in inside { tokens[a.id] = .string(a.content) }
+            out[i].value = .array(tokens)
+            if let j = out.firstIndex(where: { $0.key == "tokenizer.ggml.token_type" }), case .array(var types) = out[j].value, types.count == have {
+                for a in inside { types[a.id] = .int32(a.special ? 3 : 4) }
+                out[j].value = .array(types)
+            }
+        }
         let added = addedTokens.filter { $0.id >= have }.sorted { $0.id < $1.id }
         if !added.isEmpty {
             for (k, a) in added.enumerated() where a.id != have + k {

@@ -97,6 +97,9 @@ public final class Trainer: @unchecked Sendable {
         var referenceAdapter: String?
         if config.method.isPreference, let ref = config.refAdapter, !config.referenceFree {
             if !model.adapterNames.contains(Self.referenceAdapterName) {
+                if let v = try LoRAAdapter.savedVocabulary(directory: ref, copyable: model.copyableShapes), v != model.vocabSize {
+                    throw SettingError.invalid(key: "ref_adapter", reason: "\(ref) was trained with tokens added (its vocabulary has \(v) tokens, the model \(model.vocabSize)); preference training from it is not supported yet (merge it first: finch merge, then train on the merged model)")
+                }
                 try model.loadAdapter(directory: ref, name: Self.referenceAdapterName)
                 try model.loadAdapter(directory: ref, name: "default")
             }
@@ -482,6 +485,10 @@ public final class Trainer: @unchecked Sendable {
                 throw TrainError.badCheckpoint(path: checkpoint, reason: "its adapter has no trained copy of \(module) (modules_to_save)")
             }
             c.value.pointer.update(from: s.value.pointer, count: c.value.count)
+        }
+        if state.config.addSpecialTokens != config.addSpecialTokens || state.config.addTokens != config.addTokens
+            || state.config.eosToken != config.eosToken || state.config.addChatTemplateTokens != config.addChatTemplateTokens {
+            throw TrainError.badCheckpoint(path: checkpoint, reason: "it was trained with other added tokens (add_special_tokens \(state.config.addSpecialTokens), add_tokens \(state.config.addTokens), eos_token \(state.config.eosToken ?? "none")): resume with the same")
         }
         // A grown vocabulary: the checkpoint's embedding and head rows must be this run's (the same tokens added with the same seed).
         guard Set(saved.baseLayers.keys) == Set(live.baseLayers.keys) else {
