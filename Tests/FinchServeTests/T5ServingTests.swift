@@ -44,6 +44,25 @@ final class T5ServingTests: XCTestCase, @unchecked Sendable {
         }
     }
 
+    /// A request's adapter runs in the encoder (and the cross-attention keys and values made there) too: its first
+    /// token's log-probabilities are the model's with that adapter active (before, the encoder ran without it).
+    func testARequestsAdapterRunsInTheEncoder() throws {
+        let lm = try LoadedModel.load(Fixtures.path("tiny-t5/v1_1/hf"))
+        try lm.model.loadAdapter(directory: Fixtures.path("tiny-t5/v1_1/peft"), name: "peft")
+        let t5 = try XCTUnwrap(lm.model as? T5Model)
+        for (i, p) in try Self.expected("v1_1").pairs.prefix(2).enumerated() {
+            lm.model.setActiveAdapter("peft")
+            let want = try t5.logits(source: p.source, decoderInput: [t5.config.startTokenId])[0]
+            lm.model.setActiveAdapter(nil)
+            let requests = [GenerationRequest(promptTokens: p.source, adapter: nil, maxTokens: 1, stopTokenIds: [], logprobs: 2),
+                            GenerationRequest(promptTokens: p.source, adapter: "peft", maxTokens: 1, stopTokenIds: [], logprobs: 2)]
+            let top = ServeFixtures.run(requests, lm: lm).events[1].tokenLogprobs[0].top[0]
+            let m = want.max()!, lse = m + log(want.map { exp($0 - m) }.reduce(0, +))
+            XCTAssertEqual(top.token, want.firstIndex(of: m)!, "pair \(i)")
+            XCTAssertEqual(Double(top.logprob), Double(m - lse), accuracy: 2e-5, "pair \(i)")
+        }
+    }
+
     func testCompletionsRouteAnswersWithTransformersGreedy() async throws {
         for variant in ["v1_1", "original"] {
             let lm = try LoadedModel.load(Fixtures.path("tiny-t5/\(variant)/hf"))

@@ -148,7 +148,8 @@ public final class BatchEngine {
         let pool = freeStates
         do {
             started = try lm.model.start(seqs.map(\.request.promptTokens),
-                                         capacity: min(seqs.map(\.request.maxTokens).max()!, 256), reusing: pool)
+                                         capacity: min(seqs.map(\.request.maxTokens).max()!, 256), reusing: pool,
+                                         adapters: adapters == .perRequest ? seqs.map(\.request.adapter) : nil)
         } catch {
             for s in seqs { s.emit(.failed("\(error)")) }
             return

@@ -23,7 +23,8 @@ extension CausalLM {
 
     public func forward(_ inputs: [SequenceInput]) throws -> Logits { try forward(inputs, logits: .last) }
 
-    public func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState]) throws -> [StartedSequence] {
+    /// A decoder-only model reads the prompts in `step` (with their adapters there): `adapters` is unused here.
+    public func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState], adapters: [String?]?) throws -> [StartedSequence] {
         var spare = reusing.compactMap { $0 as? KVCache }
         return try prompts.enumerated().map { i, p in
             guard !p.isEmpty else { throw ModelError.emptyPrompt(index: i) }

@@ -52,8 +52,10 @@ public protocol LanguageModel: TrainableModel {
     var maxPositions: Int { get }
     /// Starts one sequence per prompt with room for `capacity` generated tokens (states grow when
     /// a sequence runs longer). `reusing`: states the caller no longer needs, which the model may
-    /// recycle (their memory) instead of allocating.
-    func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState]) throws -> [StartedSequence]
+    /// recycle (their memory) instead of allocating. `adapters` (nil: the active adapter): each
+    /// prompt's own adapter (nil entry: the base model), for a model that reads the prompt here
+    /// (an encoder-decoder model encodes it).
+    func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState], adapters: [String?]?) throws -> [StartedSequence]
     /// Reads the new tokens of every sequence in one pass, appending them to the sequences'
     /// states, and returns the selected logits [R, V]. `adapters` (nil: the active adapter) gives
     /// each run of consecutive rows its own adapter, rows counted over the inputs in order.
@@ -66,7 +68,12 @@ public protocol LanguageModel: TrainableModel {
 
 extension LanguageModel {
     public func start(_ prompts: [[Int]], capacity: Int) throws -> [StartedSequence] {
-        try start(prompts, capacity: capacity, reusing: [])
+        try start(prompts, capacity: capacity, reusing: [], adapters: nil)
+    }
+
+    /// `start` with the active adapter.
+    public func start(_ prompts: [[Int]], capacity: Int, reusing: [any SequenceState]) throws -> [StartedSequence] {
+        try start(prompts, capacity: capacity, reusing: reusing, adapters: nil)
     }
 
     public func step(_ inputs: [StepInput], logits: LogitsSelection = .last) throws -> Logits {

@@ -33,23 +33,38 @@ extension T5Model {
 
     /// Runs the encoder over each source once and returns each sequence's cache (cross-attention
     /// keys and values of every decoder layer), ready for `decode`.
-    public func encode(_ sources: [[Int]], capacity: Int) throws -> [EncoderDecoderCache] {
+    public func encode(_ sources: [[Int]], capacity: Int, adapters: [String?]?) throws -> [EncoderDecoderCache] {
         var tokens: [Int] = [], ranges: [Range<Int>] = []
         for (i, s) in sources.enumerated() {
             guard !s.isEmpty else { throw ModelError.emptySequence(what: "source \(i)") }
             ranges.append(tokens.count..<(tokens.count + s.count)); tokens += s
         }
         let m = tokens.count, inner = config.innerDim
+        // Each source's rows with its adapter: one span per run of sources of the same adapter.
+        var spans: [AdapterSpan]?
+        if let adapters {
+            precondition(adapters.count == sources.count)
+            var out: [AdapterSpan] = []
+            for (r, a) in zip(ranges, adapters) {
+                if let last = out.last, last.adapter == a { out[out.count - 1].rows = last.rows.lowerBound..<r.upperBound } else { out.append(AdapterSpan(rows: r, adapter: a)) }
+            }
+            try checkRowAdapters(out, rows: m)
+            if let a = adapters.compactMap({ $0 }).first(where: { moduleCopies[$0] != nil }) {
+                throw ModelError.adapterProblem("adapter '\(a)' trains T5's embeddings or head in full (modules_to_save), which Finch does not yet apply per request; serve it alone as the active adapter")
+            }
+            spans = out
+        }
+        let context = PassContext(backend: backend, rowAdapters: spans)
         let w = workspace(rows: 0, sourceRows: m, mode: .inference)
-        try runEncoder(tokens: tokens, ranges: ranges, in: w, context: PassContext(backend: backend))
+        try runEncoder(tokens: tokens, ranges: ranges, in: w, context: context)
         let enc = w.encoderOutput
         var ks: [Buffer<Float>] = [], vs: [Buffer<Float>] = []
         for block in decoder {
             let k = Buffer<Float>(uninitializedCount: max(1, m * inner)), v = Buffer<Float>(uninitializedCount: max(1, m * inner))
             block[.crossK].forward(y: k.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
-                                  context: PassContext(backend: backend))
+                                  context: context)
             block[.crossV].forward(y: v.pointer, x: enc.pointer, xBF16: nil, rows: m, accumulate: false, scratch: scratch,
-                                  context: PassContext(backend: backend))
+                                  context: context)
             ks.append(k); vs.append(v)
         }
         return ranges.map { r in
