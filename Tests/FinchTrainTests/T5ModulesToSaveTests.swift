@@ -24,6 +24,26 @@ final class T5ModulesToSaveTests: XCTestCase {
         }
     }
 
+    /// Per request (a server's batch: one row the base model, one the adapter): each row's embeddings and head are its
+    /// adapter's copies, giving what the model gives with that adapter active, or without it.
+    func testPerRequestRowsUseTheirAdaptersCopies() throws {
+        for variant in ["original", "v1_1"] {
+            let m = try T5Model.load(directory: Fixtures.path("tiny-t5/\(variant)/hf"))
+            try m.loadAdapter(directory: Fixtures.required("t5-modules-to-save/\(variant)") + "/adapter", name: "mts")
+            let batch = try pairs(variant, start: Int32(m.config.startTokenId))
+            let src = batch[0].source!.map(Int.init), dec = Array(batch[0].tokens.map(Int.init).prefix(3))
+            let adapted = try m.logits(source: src, decoderInput: dec).last!
+            m.setActiveAdapter(nil)
+            let plain = try m.logits(source: src, decoderInput: dec).last!
+            XCTAssertGreaterThan(maxAbsDiff(adapted, plain), 1e-3, "the copies change the logits")
+            let started = try m.start([src, src], capacity: dec.count, reusing: [], adapters: [nil, "mts"])
+            let out = try m.step([StepInput(tokens: dec, state: started[0].state), StepInput(tokens: dec, state: started[1].state)], logits: .last,
+                                 adapters: [AdapterSpan(rows: 0..<dec.count, adapter: nil), AdapterSpan(rows: dec.count..<(2 * dec.count), adapter: "mts")])
+            XCTAssertLessThanOrEqual(maxAbsDiff(Array(out.row(0)), plain), 2e-5, variant)
+            XCTAssertLessThanOrEqual(maxAbsDiff(Array(out.row(1)), adapted), 2e-5, variant)
+        }
+    }
+
     func testGradientsAndTenStepsEqualPEFT() throws {
         var worst: [String: Double] = [:]
         for variant in ["original", "v1_1"] {

@@ -11,9 +11,12 @@ extension T5Model {
     /// `w.encoderStream` and `w.encoderRstd`, each block's buffers (or, under checkpointing, its
     /// input) kept in `w`. Returns the sequences' self-attention segments.
     @discardableResult
-    func runEncoder(tokens: [Int], ranges: [Range<Int>], in w: T5Workspace, context: PassContext) throws -> [T5SelfSegment] {
+    func runEncoder(tokens: [Int], ranges: [Range<Int>], in w: T5Workspace, context: PassContext,
+                    table: ((Int) -> LinearWeight)? = nil) throws -> [T5SelfSegment] {
         let m = tokens.count, c = config.dModel
-        try embed(tokens, into: w.encoderStream.pointer, table: encoderEmbedding)
+        if let table { try embed(tokens, into: w.encoderStream.pointer, table: table) } else {
+            try embed(tokens, into: w.encoderStream.pointer, table: encoderEmbedding)
+        }
         let segments = selfSegments(ranges, decoder: false)
         for (li, block) in encoder.enumerated() {
             if w.checkpointing { w.encoderInputs[li].pointer.update(from: w.encoderStream.pointer, count: m * c) }
@@ -49,14 +52,13 @@ extension T5Model {
                 if let last = out.last, last.adapter == a { out[out.count - 1].rows = last.rows.lowerBound..<r.upperBound } else { out.append(AdapterSpan(rows: r, adapter: a)) }
             }
             try checkRowAdapters(out, rows: m)
-            if let a = adapters.compactMap({ $0 }).first(where: { moduleCopies[$0] != nil }) {
-                throw ModelError.adapterProblem("adapter '\(a)' trains T5's embeddings or head in full (modules_to_save), which Finch does not yet apply per request; serve it alone as the active adapter")
-            }
             spans = out
         }
         let context = PassContext(backend: backend, rowAdapters: spans)
         let w = workspace(rows: 0, sourceRows: m, mode: .inference)
-        try runEncoder(tokens: tokens, ranges: ranges, in: w, context: context)
+        let copies = rowCopies(spans, rows: m)
+        try runEncoder(tokens: tokens, ranges: ranges, in: w, context: context,
+                       table: copies.map { rc in { [shared] r in rc[r]["encoder.embed_tokens"]?.weight ?? shared } })
         let enc = w.encoderOutput
         var ks: [Buffer<Float>] = [], vs: [Buffer<Float>] = []
         for block in decoder {
@@ -98,15 +100,16 @@ extension T5Model {
             tokens += input.tokens
         }
         let n = tokens.count
-        if let spans = context.rowAdapters {
-            try checkRowAdapters(spans, rows: n)
-            if let a = spans.compactMap(\.adapter).first(where: { moduleCopies[$0] != nil }) ?? (activeModuleCopies.isEmpty ? nil : activeAdapter) {
-                throw ModelError.adapterProblem("adapter '\(a)' trains T5's embeddings or head in full (modules_to_save), which Finch does not yet apply per request; serve it alone as the active adapter")
-            }
-        }
+        if let spans = context.rowAdapters { try checkRowAdapters(spans, rows: n) }
         let w = workspace(rows: n, sourceRows: 0, mode: .inference)
         let x = w.decoderStream
-        try embed(tokens, into: x.pointer, table: decoderEmbedding)
+        // Per-request adapters: each row's embedding and head its adapter's copies where it has them.
+        let copies = rowCopies(context.rowAdapters, rows: n)
+        if let copies {
+            try embed(tokens, into: x.pointer) { [shared] r in copies[r]["decoder.embed_tokens"]?.weight ?? shared }
+        } else {
+            try embed(tokens, into: x.pointer, table: decoderEmbedding)
+        }
         for (li, block) in decoder.enumerated() {
             blockForward(block, layer: li, x: x.pointer, rows: n, selfSegments: segments, causal: true,
                          cross: .cached(inputs.map(\.cache)), acts: w.acts(decoder: true, layer: li),
@@ -127,8 +130,23 @@ extension T5Model {
         norm(sel.pointer, rstd: nil, sel.pointer, decoderFinalNorm, rows: picked.count)
         if let s = outputScale { backend.scale(sel.pointer, count: picked.count * c, by: s) }
         let out = Buffer<Float>(count: max(1, picked.count * v))
-        backend.linearForward(head, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
-                              scratch: scratch)
+        guard let copies else {
+            backend.linearForward(head, y: out.pointer, x: sel.pointer, xBF16: nil, rows: picked.count, accumulate: false,
+                                  scratch: scratch)
+            return Logits(values: out, vocabSize: v, rows: ranges)
+        }
+        // Per-row heads: the selected rows grouped by the head they use, one product per group.
+        var groups: [(head: LinearWeight, rows: [Int])] = []
+        for (i, row) in picked.enumerated() {
+            let h = copies[row]["lm_head"]?.weight ?? lmHead
+            if let g = groups.firstIndex(where: { $0.head === h }) { groups[g].rows.append(i) } else { groups.append((h, [i])) }
+        }
+        for g in groups {
+            let xs = Buffer<Float>(count: g.rows.count * c), ys = Buffer<Float>(count: g.rows.count * v)
+            for (k, i) in g.rows.enumerated() { (xs.pointer + k * c).update(from: sel.pointer + i * c, count: c) }
+            backend.linearForward(g.head, y: ys.pointer, x: xs.pointer, xBF16: nil, rows: g.rows.count, accumulate: false, scratch: scratch)
+            for (k, i) in g.rows.enumerated() { (out.pointer + i * v).update(from: ys.pointer + k * v, count: v) }
+        }
         return Logits(values: out, vocabSize: v, rows: ranges)
     }
 

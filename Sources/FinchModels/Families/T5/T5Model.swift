@@ -246,13 +246,28 @@ public final class T5Model: @unchecked Sendable {
 
     /// x [N, C] = rows of the embedding `table` (the stack's in use; T5 does not scale them).
     func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>, table: LinearWeight) throws {
+        try embed(tokens, into: x) { _ in table }
+    }
+
+    /// x [N, C] = each row from its own embedding (`table(row)`: per-request adapters' copies).
+    func embed(_ tokens: [Int], into x: UnsafeMutablePointer<Float>, table: (Int) -> LinearWeight) throws {
         let c = config.dModel
         for (i, t) in tokens.enumerated() {
             guard t >= 0 && t < config.vocabSize else {
                 throw ModelError.tokenOutOfVocabulary(token: t, vocab: config.vocabSize, place: "in the input")
             }
-            DecoderModel.copyRow(t, of: table, to: x + i * c)
+            DecoderModel.copyRow(t, of: table(i), to: x + i * c)
         }
+    }
+
+    /// Each row's trained copies under per-request adapters (`spans` over `rows` rows; rows outside them the
+    /// base model's); nil when no row uses a copy, nor does the model in use (then the weights in use serve every row).
+    func rowCopies(_ spans: [AdapterSpan]?, rows n: Int) -> [[String: ModuleCopy]]? {
+        guard let spans else { return nil }
+        var perRow = [[String: ModuleCopy]](repeating: [:], count: n)
+        for s in spans { let copies = trainedCopies(of: s.adapter); for r in s.rows { perRow[r] = copies } }
+        let inUse = encoderEmbedding !== shared || decoderEmbedding !== shared || head !== lmHead
+        return perRow.contains(where: { !$0.isEmpty }) || inUse ? perRow : nil
     }
 
     /// The modules an adapter may train in full (PEFT's `modules_to_save` on T5): each stack's `embed_tokens`
