@@ -16,6 +16,9 @@ final class InputRecorder: LinearLayer, @unchecked Sendable {
     private(set) var rows: [Double] = []
     private(set) var hash = FNV1a()
 
+    /// Called (collect mode) once every row of the pass has been read, with the counted rows; they are released after.
+    var complete: ((_ rows: [Double], _ count: Int) -> Void)?
+
     init(_ layer: any LinearLayer, mode: Mode, keep: [Bool]) { self.layer = layer; self.mode = mode; self.keep = keep }
 
     var inFeatures: Int { layer.inFeatures }
@@ -35,6 +38,10 @@ final class InputRecorder: LinearLayer, @unchecked Sendable {
             counted += 1
         }
         seen += m
+        if mode == .collect, seen >= keep.count, let complete {
+            complete(rows, counted)
+            rows = []
+        }
         layer.forward(y: y, x: x, xBF16: xBF16, rows: m, accumulate: accumulate, scratch: scratch, context: context)
     }
 
@@ -97,15 +104,26 @@ extension LoRAHost {
         func counted(_ batch: [TrainingSequence]) -> [Bool] {
             batch.flatMap { s in s.labels.map { !settings.useLabelMask || $0 != CrossEntropy.ignoreIndex } }
         }
-        // Runs one batch with `recorded` layers read in `mode`; the recorders by layer.
-        func pass(_ batch: [TrainingSequence], recording recorded: Set<String>, mode: InputRecorder.Mode) throws -> [String: InputRecorder] {
+        // Runs one batch with `recorded` layers read in `mode`; the recorders by layer. In collect mode each layer's
+        // counted rows go to `fit` as soon as the layer has read the batch (one layer's rows held at a time).
+        func pass(_ batch: [TrainingSequence], recording recorded: Set<String>, mode: InputRecorder.Mode,
+                  fit: ((_ layer: String, _ rows: [Double], _ count: Int) throws -> Void)? = nil) throws -> [String: InputRecorder] {
             let keep = counted(batch)
             var recorders: [String: InputRecorder] = [:]
+            var failure: (any Error)?
             for s in slots where recorded.contains(s.name) {
                 let r = InputRecorder(s.get(), mode: mode, keep: keep); recorders[s.name] = r; s.set(r)
+                if let fit {
+                    let name = s.name
+                    r.complete = { rows, n in
+                        guard failure == nil else { return }
+                        do { try fit(name, rows, n) } catch { failure = error }
+                    }
+                }
             }
             defer { for s in slots { if let r = recorders[s.name] { s.set(r.layer) } } }
             try forward(batch)
+            if let failure { throw failure }
             for (name, r) in recorders where r.seen != keep.count {
                 throw AdapterError.unsupported("init_lora_weights eva: \(name) saw \(r.seen) rows for \(keep.count) tokens")
             }
@@ -142,13 +160,11 @@ extension LoRAHost {
             }
             let batch = batches[index % batches.count]
             index += 1; passes += 1
-            let inputs = try pass(batch, recording: Set(active), mode: .collect)
-            for l in active {
-                let n = inputs[l]!.counted, x = inputs[l]!.rows
-                if n < maxComponents[l]! { continue }   // too few rows for the components (PEFT skips the batch)
+            _ = try pass(batch, recording: Set(active), mode: .collect) { l, x, n in
+                if n < maxComponents[l]! { return }   // too few rows for the components (PEFT skips the batch)
                 let before = pca[l]!.isFitted ? pca[l]! : nil
                 try pca[l]!.partialFit(x, rows: n)
-                guard let before else { continue }
+                guard let before else { return }
                 let now = pca[l]!
                 converged[l] = (0..<now.found).map { k in
                     let a = now.component(k), b = before.component(min(k, before.found - 1))
