@@ -68,13 +68,11 @@ extension DecoderModel {
                                 objective: SequenceObjective) throws -> SequenceLogProbs {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
-        if !activeModuleCopies.isEmpty {
-            throw ModelError.adapterProblem("modules_to_save (\(activeModuleCopies.keys.sorted().joined(separator: ", "))) with a sequence objective (dpo, simpo, orpo, kto) is not supported yet; train the adapter alone")
-        }
         var scores = SequenceLogProbs()
         try trainingPass(p, options: options) { dxn, xn in
             scores = try SequenceLogProbs.headBackward(dx: dxn, x: xn, head: lmHead, targets: p.targets, sequences: p.sequences,
-                                                       backend: backend, scratch: scratch, objective: objective)
+                                                       backend: backend, scratch: scratch, objective: objective,
+                                                       headGrad: activeModuleCopies[names.head]?.grad?.pointer)
         }
         return scores
     }

@@ -39,7 +39,7 @@ public struct SequenceLogProbs: Sendable, Equatable {
     /// dx = ∂loss/∂x. Returns the log-probabilities the objective saw.
     static func headBackward(dx: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, head: LinearWeight, targets: [Int32],
                              sequences: [Range<Int>], backend: any ComputeBackend, scratch: Scratch,
-                             objective: SequenceObjective) throws -> SequenceLogProbs {
+                             objective: SequenceObjective, headGrad: UnsafeMutablePointer<Float>? = nil) throws -> SequenceLogProbs {
         let n = targets.count, c = head.inFeatures
         let losses = Buffer<Float>(count: max(1, n))
         _ = try targets.withUnsafeBufferPointer { t in
@@ -47,20 +47,33 @@ public struct SequenceLogProbs: Sendable, Equatable {
                                                     losses: losses.pointer, scratch: scratch)
         }
         let scores = SequenceLogProbs(rowLosses: losses.pointer, targets: targets, sequences: sequences)
+        // Runs of rows with one weight: ∂loss/∂(their log-probabilities).
+        var runs: [(rows: Range<Int>, weight: Double)] = []
         switch try objective(scores) {
         case .perSequence(let g):
             precondition(g.count == sequences.count, "a sequence objective returns one gradient per sequence")
-            for (s, rows) in sequences.enumerated() where !rows.isEmpty {
-                backend.scale(dx + rows.lowerBound * c, count: rows.count * c, by: Float(-g[s]))
-            }
+            for (s, rows) in sequences.enumerated() where !rows.isEmpty { runs.append((rows, g[s])) }
         case .perRow(let g):
             precondition(g.count == n, "a row objective returns one gradient per row")
             var r = 0
             while r < n {   // runs of equal weights scaled together
                 var e = r + 1
                 while e < n && g[e] == g[r] { e += 1 }
-                backend.scale(dx + r * c, count: (e - r) * c, by: Float(-g[r]))
+                runs.append((r..<e, g[r]))
                 r = e
+            }
+        }
+        for run in runs { backend.scale(dx + run.rows.lowerBound * c, count: run.rows.count * c, by: Float(-run.weight)) }
+        // A trained head (modules_to_save): its gradient needs each row's weight inside the product, so the loss's
+        // backward runs again per run of rows, scaled, into `headGrad` (its input gradient discarded).
+        if let headGrad {
+            try targets.withUnsafeBufferPointer { t in
+                for run in runs where run.weight != 0 {
+                    let discard = Buffer<Float>(count: run.rows.count * c)
+                    _ = try backend.crossEntropyForwardBackward(dx: discard.pointer, x: x + run.rows.lowerBound * c, head: head,
+                                                                targets: t.baseAddress! + run.rows.lowerBound, rows: run.rows.count,
+                                                                scale: Float(-run.weight), losses: nil, headGrad: headGrad, scratch: scratch)
+                }
             }
         }
         return scores

@@ -162,7 +162,6 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Why `tokens` cannot be added in a run of config `c` (nil: they can).
     static func addedTokensProblem(_ tokens: [String], _ c: TrainingConfig) -> String? {
         if tokens.contains(where: \.isEmpty) { return "an added token is empty" }
-        if !tokens.isEmpty && c.method.isPreference { return "adding tokens with method \(c.method.rawValue) is not supported yet; add them in a supervised run first" }
         if !tokens.isEmpty && c.initLoRAWeights == .loftq { return "adding tokens with init_lora_weights loftq is not supported yet" }
         return nil
     }
@@ -295,19 +294,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         .make("target_modules", \.targetModules, flags: ["target-modules", "target_modules"],
               help: "Comma-separated module names, or all-linear.", check: { v, _ in v.isEmpty ? "target_modules is empty" : nil }),
         .make("modules_to_save", \.modulesToSave, aliases: ["lora_modules_to_save"], flags: ["modules-to-save", "modules_to_save"],
-              help: "Comma-separated modules trained in full beside the adapter, as PEFT's modules_to_save: embed_tokens, lm_head (the embedding and the head; a trainable copy of each is saved in the adapter).",
-              check: { v, c in
-                  if !v.isEmpty && c.method.isPreference {
-                      return "modules_to_save with method \(c.method.rawValue) is not supported yet; train the adapter alone"
-                  }
-                  return nil
-              }),
+              help: "Comma-separated modules trained in full beside the adapter, as PEFT's modules_to_save: embed_tokens, lm_head (the embedding and the head; a trainable copy of each is saved in the adapter)."),
         .make("trainable_token_indices", \.trainableTokenIndices, flags: ["trainable-token-indices", "trainable_token_indices"],
               help: "Comma-separated token ids whose embedding rows are trained (and a tied head's), as PEFT's trainable_token_indices; saved in the adapter.",
               check: { v, c in
                   guard let v else { return nil }
                   if v.isEmpty { return "trainable_token_indices is empty" }
-                  if c.method.isPreference { return "trainable_token_indices with method \(c.method.rawValue) is not supported yet; train the adapter alone" }
                   return nil
               }),
         .make("add_special_tokens", \.addSpecialTokens, flags: ["add-special-tokens", "add_special_tokens"],

@@ -86,13 +86,11 @@ extension T5Model: TrainableModel {
                                 objective: SequenceObjective) throws -> SequenceLogProbs {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.decoder.count, vocab: config.vocabSize)
-        if !activeModuleCopies.isEmpty {
-            throw ModelError.adapterProblem("modules_to_save (\(activeModuleCopies.keys.sorted().joined(separator: ", "))) with a sequence objective (simpo, orpo) is not supported yet; train the adapter alone")
-        }
         var scores = SequenceLogProbs()
         try trainingPass(p, options: options) { dOut, xn in
             scores = try SequenceLogProbs.headBackward(dx: dOut, x: xn, head: head, targets: p.targets, sequences: p.decoderRanges,
-                                                       backend: backend, scratch: scratch, objective: objective)
+                                                       backend: backend, scratch: scratch, objective: objective,
+                                                       headGrad: activeModuleCopies["lm_head"]?.grad?.pointer)
         }
         return scores
     }
