@@ -198,10 +198,10 @@ final class ModulesToSaveTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("modules_to_save names 'norm'") && "\($0)".contains("lm_head"), "\($0)")
         }
         let t5 = try LoadedModel.load(try Fixtures.required("tiny-t5/v1_1/hf"))
-        a.targetModules = .names(["q"]); a.modulesToSave = ["shared"]
-        // T5: each stack's embed_tokens and lm_head (PEFT's copy of `shared` itself would never be used).
+        a.targetModules = .names(["q"]); a.modulesToSave = ["final_layer_norm"]
+        // T5: shared, each stack's embed_tokens and lm_head.
         XCTAssertThrowsError(try t5.model.createAdapter(config: a, seed: 1)) {
-            XCTAssertTrue("\($0)".contains("modules_to_save names 'shared'") && "\($0)".contains("encoder.embed_tokens"), "\($0)")
+            XCTAssertTrue("\($0)".contains("modules_to_save names 'final_layer_norm'") && "\($0)".contains("encoder.embed_tokens"), "\($0)")
         }
         var c = TrainingConfig()
         c.modulesToSave = ["lm_head"]; c.method = .dpo

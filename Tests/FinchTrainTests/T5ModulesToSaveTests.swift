@@ -24,6 +24,46 @@ final class T5ModulesToSaveTests: XCTestCase {
         }
     }
 
+    /// PEFT's trainable tokens on the original T5 (rows of `shared`: both stacks' and the tied head's;
+    /// Tests/Fixtures/t5-trainable-tokens from Scripts/fixtures/make_t5_trainable_tokens_reference.py): the first
+    /// step's gradients and 10 AdamW steps. On v1.1 (untied head) the rows are the embedding's only (PEFT 0.21 puts
+    /// them into the untied head too, changing the logits at the start; Finch does not): the start is the base model.
+    func testTrainableTokensEqualPEFT() throws {
+        let dir = try Fixtures.required("t5-trainable-tokens/original")
+        let e = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/expected.json")))
+        let m = try T5Model.load(directory: Fixtures.path("tiny-t5/original/hf"))
+        try m.loadAdapter(directory: dir + "/adapter")
+        XCTAssertEqual(m.activeTokenRows?.indices, [3, 9, 37, 61])
+        let batch = try pairs("original", start: Int32(m.config.startTokenId))
+        let grads = try SafeTensorsFile(path: dir + "/gradients.safetensors")
+        m.zeroGradients()
+        let params = m.trainableParameters()
+        XCTAssertEqual(Set(params.map(\.name)), Set(grads.tensorNames))
+        let loss = try m.forwardBackward(batch, options: TrainingPassOptions())
+        var worst = ["loss": abs(loss.mean - e.losses[0]) / e.losses[0]]
+        for p in params { worst["gradients"] = max(worst["gradients"] ?? 0, maxRelativeError(p.grad.array, try grads.floats(p.name))) }
+        var c = TrainingConfig()
+        c.learningRate = e.learning_rate; c.lrScheduler = .constant; c.maxSteps = e.steps; c.maxGradNorm = 0; c.weightDecay = 0
+        c.loggingSteps = 0; c.batchSize = batch.count; c.loraDropout = 0
+        let summary = try Trainer(model: m, config: c, train: batch).train()
+        worst["losses"] = zip(summary.losses, e.losses).map { abs($0 - $1) / $1 }.max()!
+        let final = try SafeTensorsFile(path: dir + "/final.safetensors")
+        for p in m.trainableParameters() { worst["final"] = max(worst["final"] ?? 0, maxRelativeError(p.value.array, try final.floats(p.name))) }
+        print("[t5 trainable tokens]", worst)
+        // Measured: loss 6.3e-8, gradients 1.1e-6, losses 1.1e-7, final 2.7e-6; held to ~3×.
+        for (k, v) in worst { XCTAssertLessThanOrEqual(v, ["loss": 2e-7, "gradients": 3.5e-6, "losses": 3.3e-7, "final": 8e-6][k]!, k) }
+
+        // v1.1: the rows' start is the base model itself.
+        let v11 = try T5Model.load(directory: Fixtures.path("tiny-t5/v1_1/hf"))
+        let plain = try T5Model.load(directory: Fixtures.path("tiny-t5/v1_1/hf"))
+        var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .names(["q", "v"]))
+        config.trainableTokenIndices = [3, 9]
+        try v11.createAdapter(config: config, name: "default", seed: 1)
+        let b = try pairs("v1_1", start: Int32(v11.config.startTokenId))
+        let src = b[0].source!.map(Int.init), dec = b[0].tokens.map(Int.init)
+        XCTAssertEqual(maxAbsDiff(try v11.logits(source: src, decoderInput: dec).flatMap { $0 }, try plain.logits(source: src, decoderInput: dec).flatMap { $0 }), 0)
+    }
+
     /// Per request (a server's batch: one row the base model, one the adapter): each row's embeddings and head are its
     /// adapter's copies, giving what the model gives with that adapter active, or without it.
     func testPerRequestRowsUseTheirAdaptersCopies() throws {

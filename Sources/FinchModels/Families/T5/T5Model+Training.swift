@@ -155,6 +155,7 @@ extension T5Model: TrainableModel {
                           buffers: w.back, context: context)
         }
         if let g = activeModuleCopies["encoder.embed_tokens"]?.grad { Self.scatter(dx.pointer, tokens: p.source, into: g, columns: c) }
+        activeTokenRows?.gatherGradient()   // trainable tokens: their rows of both stacks' (and a tied head's) gradient
     }
 
     /// Adds each row of `rows` [N, C] to the row of `grad` [V, C] its token names.

@@ -271,10 +271,15 @@ public final class T5Model: @unchecked Sendable {
     }
 
     /// The modules an adapter may train in full (PEFT's `modules_to_save` on T5): each stack's `embed_tokens`
-    /// (both the shared embedding: PEFT copies them apart) and the LM head.
+    /// (both the shared embedding: PEFT copies them apart) and the LM head; and `shared` itself, whose copy, as in
+    /// PEFT, no stack reads (they read their `embed_tokens`), but whose rows trainable tokens train (PEFT's
+    /// `shared.token_adapter`): both stacks', and an original T5's head tied to it.
     public var copyableModules: [String: LinearWeight] {
-        ["encoder.embed_tokens": shared, "decoder.embed_tokens": shared, "lm_head": lmHead]
+        ["shared": shared, "encoder.embed_tokens": shared, "decoder.embed_tokens": shared, "lm_head": lmHead]
     }
+
+    /// Trainable tokens train rows of `shared`.
+    public var inputEmbeddingName: String? { "shared" }
 
     public func useModuleCopies(_ copies: [String: ModuleCopy]) {
         encoderEmbedding = copies["encoder.embed_tokens"]?.weight ?? shared
