@@ -186,12 +186,7 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         let x = w.residual[0].pointer   // [N, C], updated in place block by block
         // Per-row adapters: each row's embedding and head are its adapter's (a modules_to_save copy, or
         // trainable tokens' rows in place), else the frozen ones, as the layers route their products.
-        var rowCopies: [[String: ModuleCopy]]?
-        if let spans = context.rowAdapters {
-            var perRow = [[String: ModuleCopy]](repeating: [:], count: n)
-            for s in spans { let copies = trainedCopies(of: s.adapter); for r in s.rows { perRow[r] = copies } }
-            if perRow.contains(where: { !$0.isEmpty }) || embedding !== baseEmbedding || lmHead !== baseHead { rowCopies = perRow }
-        }
+        let rowCopies = rowCopies(context.rowAdapters, rows: n)
         try embedRows(tokens, positions: positions, into: x,
                       table: rowCopies.map { rc in { [names, baseEmbedding] r in rc[r][names.embedding]?.weight ?? baseEmbedding } })
         let tables = RotaryTables(spec: spec, positions: positions)
@@ -221,18 +216,8 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
             backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: r, accumulate: false, scratch: scratch)
             return Logits(values: out, vocabSize: vocab, rows: ranges)
         }
-        // Per-row heads: the selected rows grouped by the head they use, one product per group.
-        var groups: [(head: LinearWeight, rows: [Int])] = []
-        for (i, row) in picked.enumerated() {
-            let head = rowCopies[row][names.head]?.weight ?? baseHead
-            if let g = groups.firstIndex(where: { $0.head === head }) { groups[g].rows.append(i) } else { groups.append((head, [i])) }
-        }
-        for g in groups {
-            let xs = Buffer<Float>(count: g.rows.count * c), ys = Buffer<Float>(count: g.rows.count * vocab)
-            for (k, i) in g.rows.enumerated() { (xs.pointer + k * c).update(from: sel.pointer + i * c, count: c) }
-            backend.linearForward(g.head, y: ys.pointer, x: xs.pointer, xBF16: nil, rows: g.rows.count, accumulate: false, scratch: scratch)
-            for (k, i) in g.rows.enumerated() { (out.pointer + i * vocab).update(from: ys.pointer + k * vocab, count: vocab) }
-        }
+        backend.linearForward(rowWeights: picked.map { rowCopies[$0][names.head]?.weight ?? baseHead }, y: out.pointer, x: sel.pointer,
+                              scratch: scratch)
         return Logits(values: out, vocabSize: vocab, rows: ranges)
     }
 

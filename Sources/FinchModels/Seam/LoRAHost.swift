@@ -81,6 +81,16 @@ extension LoRAHost {
         return out
     }
 
+    /// Each row's trained copies under per-request adapters (`spans` over `rows` rows, `trainedCopies`; rows outside
+    /// them the base model's); nil without spans, or when no row uses a copy and neither does the model in use (then
+    /// the weights in use serve every row).
+    func rowCopies(_ spans: [AdapterSpan]?, rows n: Int) -> [[String: ModuleCopy]]? {
+        guard let spans else { return nil }
+        var perRow = [[String: ModuleCopy]](repeating: [:], count: n)
+        for s in spans { let copies = trainedCopies(of: s.adapter); for r in s.rows { perRow[r] = copies } }
+        return perRow.contains(where: { !$0.isEmpty }) || !activeModuleCopies.isEmpty ? perRow : nil
+    }
+
     /// (rows, columns) of each module an adapter may train in full.
     public var copyableShapes: [String: (rows: Int, columns: Int)] { copyableModules.mapValues { ($0.outFeatures, $0.inFeatures) } }
 
@@ -468,4 +478,23 @@ public func baseWeight(_ layer: any LinearLayer) -> LinearWeight { layer.frozenW
 /// (folded into a copy; the layer is not changed).
 public func effectiveWeight(_ layer: any LinearLayer) -> Buffer<Float> {
     (layer as? LoRALinear)?.effectiveWeight() ?? baseWeight(layer).floatValues()
+}
+
+extension ComputeBackend {
+    /// y [R, O] = x [R, I] · Wᵣᵀ with each row's own weight `weights[r]` (per-request heads): the rows grouped by
+    /// weight, one product per group.
+    func linearForward(rowWeights weights: [LinearWeight], y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, scratch: Scratch) {
+        guard let first = weights.first else { return }
+        let c = first.inFeatures, o = first.outFeatures
+        var groups: [(weight: LinearWeight, rows: [Int])] = []
+        for (i, w) in weights.enumerated() {
+            if let g = groups.firstIndex(where: { $0.weight === w }) { groups[g].rows.append(i) } else { groups.append((w, [i])) }
+        }
+        for g in groups {
+            let xs = Buffer<Float>(count: g.rows.count * c), ys = Buffer<Float>(count: g.rows.count * o)
+            for (k, i) in g.rows.enumerated() { (xs.pointer + k * c).update(from: x + i * c, count: c) }
+            linearForward(g.weight, y: ys.pointer, x: xs.pointer, xBF16: nil, rows: g.rows.count, accumulate: false, scratch: scratch)
+            for (k, i) in g.rows.enumerated() { (y + i * o).update(from: ys.pointer + k * o, count: o) }
+        }
+    }
 }

@@ -135,18 +135,8 @@ extension T5Model {
                                   scratch: scratch)
             return Logits(values: out, vocabSize: v, rows: ranges)
         }
-        // Per-row heads: the selected rows grouped by the head they use, one product per group.
-        var groups: [(head: LinearWeight, rows: [Int])] = []
-        for (i, row) in picked.enumerated() {
-            let h = copies[row]["lm_head"]?.weight ?? lmHead
-            if let g = groups.firstIndex(where: { $0.head === h }) { groups[g].rows.append(i) } else { groups.append((h, [i])) }
-        }
-        for g in groups {
-            let xs = Buffer<Float>(count: g.rows.count * c), ys = Buffer<Float>(count: g.rows.count * v)
-            for (k, i) in g.rows.enumerated() { (xs.pointer + k * c).update(from: sel.pointer + i * c, count: c) }
-            backend.linearForward(g.head, y: ys.pointer, x: xs.pointer, xBF16: nil, rows: g.rows.count, accumulate: false, scratch: scratch)
-            for (k, i) in g.rows.enumerated() { (out.pointer + i * v).update(from: ys.pointer + k * v, count: v) }
-        }
+        backend.linearForward(rowWeights: picked.map { copies[$0]["lm_head"]?.weight ?? lmHead }, y: out.pointer, x: sel.pointer,
+                              scratch: scratch)
         return Logits(values: out, vocabSize: v, rows: ranges)
     }
 

@@ -260,16 +260,6 @@ public final class T5Model: @unchecked Sendable {
         }
     }
 
-    /// Each row's trained copies under per-request adapters (`spans` over `rows` rows; rows outside them the
-    /// base model's); nil when no row uses a copy, nor does the model in use (then the weights in use serve every row).
-    func rowCopies(_ spans: [AdapterSpan]?, rows n: Int) -> [[String: ModuleCopy]]? {
-        guard let spans else { return nil }
-        var perRow = [[String: ModuleCopy]](repeating: [:], count: n)
-        for s in spans { let copies = trainedCopies(of: s.adapter); for r in s.rows { perRow[r] = copies } }
-        let inUse = encoderEmbedding !== shared || decoderEmbedding !== shared || head !== lmHead
-        return perRow.contains(where: { !$0.isEmpty }) || inUse ? perRow : nil
-    }
-
     /// The modules an adapter may train in full (PEFT's `modules_to_save` on T5): each stack's `embed_tokens`
     /// (both the shared embedding: PEFT copies them apart) and the LM head; and `shared` itself, whose copy, as in
     /// PEFT, no stack reads (they read their `embed_tokens`), but whose rows trainable tokens train (PEFT's
