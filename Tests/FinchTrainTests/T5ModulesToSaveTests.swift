@@ -25,7 +25,7 @@ final class T5ModulesToSaveTests: XCTestCase {
     }
 
     /// PEFT's trainable tokens on the original T5 (rows of `shared`: both stacks' and the tied head's;
-    /// Tests/Fixtures/t5-trainable-tokens from Scripts/fixtures/make_t5_trainable_tokens_reference.py): the first
+    /// Tests/Fixtures/t5-trainable-tokens from Scripts/fixtures/make_t5_modules_to_save_reference.py): the first
     /// step's gradients and 10 AdamW steps. On v1.1 (untied head) the rows are the embedding's only (PEFT 0.21 puts
     /// them into the untied head too, changing the logits at the start; Finch does not): the start is the base model.
     func testTrainableTokensEqualPEFT() throws {
