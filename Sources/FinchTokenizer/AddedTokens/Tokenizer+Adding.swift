@@ -24,10 +24,7 @@ extension Tokenizer {
             contents[t] = id
             ids.append(id)
         }
-        let extended = Tokenizer(model: model, addedTokens: all, normalizer: normalizer, preTokenizer: preTokenizer,
-                                 decoder: decoder, postProcessor: postProcessor, settings: settings)
-        extended.chatTemplate = chatTemplate
-        return (extended, ids)
+        return (rebuilt(addedTokens: all, settings: settings), ids)
     }
 }
 
@@ -40,9 +37,7 @@ extension Tokenizer {
     public func withEOS(_ token: String) throws -> Tokenizer {
         var s = settings
         s.eosToken = token
-        let t = Tokenizer(model: model, addedTokens: addedTokens, normalizer: normalizer, preTokenizer: preTokenizer,
-                          decoder: decoder, postProcessor: postProcessor, settings: s)
-        t.chatTemplate = chatTemplate
+        let t = rebuilt(addedTokens: addedTokens, settings: s)
         guard t.eosTokenId != nil else {
             throw TokenizerError.invalidField(field: "eos_token", source: "eos_token", reason: "'\(token)' is not a token of the vocabulary; add it first (add_special_tokens)")
         }
@@ -57,5 +52,16 @@ extension Tokenizer {
     public func sameVocabulary(as other: Tokenizer) -> Bool {
         func key(_ t: Tokenizer) -> [String] { t.addedTokens.map { "\($0.id)\u{0}\($0.content)\u{0}\($0.special)" } }
         return vocabSize == other.vocabSize && eosTokenId == other.eosTokenId && key(self) == key(other)
+    }
+}
+
+extension Tokenizer {
+    /// This tokenizer with other added tokens and settings (the same model, normalizer, pre-tokenizer, decoder and
+    /// post-processor), its chat template kept.
+    func rebuilt(addedTokens: [AddedToken], settings: TokenizerSettings) -> Tokenizer {
+        let t = Tokenizer(model: model, addedTokens: addedTokens, normalizer: normalizer, preTokenizer: preTokenizer,
+                          decoder: decoder, postProcessor: postProcessor, settings: settings)
+        t.chatTemplate = chatTemplate
+        return t
     }
 }
