@@ -4,6 +4,7 @@
 #   Scripts/reference-venv.sh             # "reference": PyTorch, transformers, PEFT, bitsandbytes,
 #                                         # gguf-py, jinja2 (Scripts/reference/requirements.txt)
 #   Scripts/reference-venv.sh llama-cpp   # llama-cpp-python (Scripts/reference/requirements-llama-cpp.txt)
+#   Scripts/reference-venv.sh integrations # TensorBoard, huggingface_hub (Scripts/reference/requirements-integrations.txt)
 # at $FINCH_HOME/venvs/NAME (default ~/.cache/finch/venvs/NAME); FINCH_REFERENCE_VENV=DIR names
 # the folder of the default one. Versions are pinned in those files; a venv whose pins changed is remade.
 # Installs python3-venv (Debian) when `python3 -m venv` cannot make a venv, as root or with sudo.
@@ -14,7 +15,8 @@ home="${FINCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/finch}"
 case "$name" in
   reference) req=Scripts/reference/requirements.txt; venv="${FINCH_REFERENCE_VENV:-$home/venvs/reference}" ;;
   llama-cpp) req=Scripts/reference/requirements-llama-cpp.txt; venv="$home/venvs/llama-cpp" ;;
-  *) echo "reference-venv: unknown venv '$name' (reference, llama-cpp)" >&2; exit 2 ;;
+  integrations) req=Scripts/reference/requirements-integrations.txt; venv="$home/venvs/integrations" ;;
+  *) echo "reference-venv: unknown venv '$name' (reference, llama-cpp, integrations)" >&2; exit 2 ;;
 esac
 stamp="$venv/.finch-requirements"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then echo "$venv"; exit 0; fi

@@ -96,6 +96,7 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.evalSteps), help: .setting(\.evalSteps)) var evalSteps: Int?
     @Option(name: .setting(\.saveSteps), help: .setting(\.saveSteps)) var saveSteps: Int?
     @Option(name: .setting(\.saveTotalLimit), help: .setting(\.saveTotalLimit)) var saveTotalLimit: Int?
+    @Option(name: .setting(\.reportTo), help: .setting(\.reportTo)) var reportTo: String?
     @Option(name: .setting(\.loggingSteps), help: .setting(\.loggingSteps)) var loggingSteps: Int?
     @Option(name: .setting(\.seed), help: .setting(\.seed)) var seed: UInt64?
     @Flag(name: .setting(\.gradientCheckpointing), help: .setting(\.gradientCheckpointing)) var gradientCheckpointing = false
@@ -132,7 +133,7 @@ struct Train: ParsableCommand {
          .value(\.maxGradNorm, maxGradNorm), .value(\.weightDecay, weightDecay), .value(\.loraPlusLRRatio, loraPlusLRRatio),
          .value(\.loraPlusLREmbedding, loraPlusLREmbedding), .value(\.loraPlusWeightDecay, loraPlusWeightDecay), .value(\.optimizer, optimizer),
          .value(\.evalSteps, evalSteps), .value(\.saveSteps, saveSteps), .value(\.saveTotalLimit, saveTotalLimit),
-         .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
+         .text(\.reportTo, reportTo), .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
          .flag(\.groupByLength, groupByLength), .flag(\.trainOnSource, trainOnSource),
          .flag(\.mmluEval, mmluEval), .value(\.mmluData, mmluData), .value(\.maxMMLUSamples, maxMMLUSamples)]
     }

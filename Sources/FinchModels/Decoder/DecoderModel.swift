@@ -186,9 +186,9 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         let x = w.residual[0].pointer   // [N, C], updated in place block by block
         // Per-row adapters: each row's embedding and head are its adapter's (a modules_to_save copy, or
         // trainable tokens' rows in place), else the frozen ones, as the layers route their products.
-        let rowCopies = rowCopies(context.rowAdapters, rows: n)
+        let perRow = rowCopies(context.rowAdapters, rows: n)
         try embedRows(tokens, positions: positions, into: x,
-                      table: rowCopies.map { rc in { [names, baseEmbedding] r in rc[r][names.embedding]?.weight ?? baseEmbedding } })
+                      table: perRow.map { rc in { [names, baseEmbedding] r in rc[r][names.embedding]?.weight ?? baseEmbedding } })
         let tables = RotaryTables(spec: spec, positions: positions)
         for li in 0..<layers.count {
             blockForward(li, x: x, out: x, acts: w.layers[0], w: w, rows: n, attention: .cached(segments),
@@ -212,11 +212,11 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         for (i, row) in picked.enumerated() { (sel.pointer + i * c).update(from: x + row * c, count: c) }
         normForward(out: sel.pointer, stats: nil, x: sel.pointer, weight: finalNorm, bias: finalNormBias, rows: r)
         let out = Buffer<Float>(count: r * vocab)
-        guard let rowCopies else {
+        guard let perRow else {
             backend.linearForward(lmHead, y: out.pointer, x: sel.pointer, xBF16: nil, rows: r, accumulate: false, scratch: scratch)
             return Logits(values: out, vocabSize: vocab, rows: ranges)
         }
-        backend.linearForward(rowWeights: picked.map { rowCopies[$0][names.head]?.weight ?? baseHead }, y: out.pointer, x: sel.pointer,
+        backend.linearForward(rowWeights: picked.map { perRow[$0][names.head]?.weight ?? baseHead }, y: out.pointer, x: sel.pointer,
                               scratch: scratch)
         return Logits(values: out, vocabSize: vocab, rows: ranges)
     }

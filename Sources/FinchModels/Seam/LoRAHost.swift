@@ -67,7 +67,7 @@ extension LoRAHost {
     public func useModuleCopies(_ copies: [String: ModuleCopy]) {}
     public var vocabularyBeforeGrowth: Int? { nil }
     public func growVocabulary(to size: Int, rows: [String: Buffer<Float>], seed: UInt64?) throws {
-        throw AdapterError.unsupported("adding tokens: Finch grows the vocabulary of decoder-only models only")
+        throw AdapterError.unsupported("adding tokens: \(size) tokens need more rows than this model's embedding has; Finch grows the vocabulary of decoder-only models only (an encoder-decoder takes added tokens within its embedding's spare rows: add fewer)")
     }
 
     /// The weights adapter `name` puts in place of frozen modules: its `modules_to_save` copies, and

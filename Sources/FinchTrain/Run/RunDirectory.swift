@@ -2,11 +2,14 @@ import Foundation
 
 /// The files of a training run's directory besides checkpoints: the resolved settings
 /// (`train_config.json`), one JSON line per logged step and evaluation (`metrics.jsonl`), and
-/// the loss curve (`loss.svg`), rewritten as the run goes.
+/// the loss curve (`loss.svg`), rewritten as the run goes; with `report_to: tensorboard`, the same
+/// figures as TensorBoard event files (`TensorBoardLog`). Like metrics.jsonl, the logs are written
+/// as well as they can be: a failure to write one does not stop training.
 public final class RunDirectory: @unchecked Sendable {
     public let path: String
     private(set) var steps: [StepMetrics] = []
     private(set) var evals: [EvalMetrics] = []
+    private var tensorBoard: TensorBoardLog?
 
     public init(path: String) throws {
         self.path = path
@@ -33,8 +36,20 @@ public final class RunDirectory: @unchecked Sendable {
             .write(toFile: file("metrics.jsonl"), atomically: true, encoding: .utf8)
     }
 
-    func append(_ m: StepMetrics) { steps.append(m); appendLine(m) }
-    func append(_ e: EvalMetrics) { evals.append(e); appendLine(e) }
+    /// Starts the TensorBoard log of a run that goes on after `step` (0: from the start).
+    func startTensorBoard(after step: Int, config: TrainingConfig) throws {
+        tensorBoard = try TensorBoardLog(runDirectory: path, resumingAfter: step,
+                                         settingsJSON: String(decoding: try config.jsonData(), as: UTF8.self))
+    }
+
+    func append(_ m: StepMetrics) {
+        steps.append(m); appendLine(m)
+        try? tensorBoard?.log(step: m.step, TensorBoardLog.scalars(m))
+    }
+    func append(_ e: EvalMetrics) {
+        evals.append(e); appendLine(e)
+        try? tensorBoard?.log(step: e.step, TensorBoardLog.scalars(e))
+    }
 
     private func appendLine(_ value: some Encodable) {
         let e = JSONEncoder()

@@ -220,6 +220,7 @@ public final class Trainer: @unchecked Sendable {
         if let run {
             Checkpoint.removeLeftovers(runDirectory: run.path)
             try run.writeConfig(config)
+            if config.reportsToTensorBoard { try run.startTensorBoard(after: step, config: config) }
         }
         if let p = preference, config.precomputeRefLogProbs, !p.referenceFree {
             try p.precomputeReference(model: model, examples: &examples, batchSize: config.batchSize, trained: adapterName)

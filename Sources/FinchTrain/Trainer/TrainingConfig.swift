@@ -146,6 +146,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var saveSteps: Int = 0
     /// Checkpoints kept (oldest deleted first); nil = all.
     public var saveTotalLimit: Int? = nil
+    /// Where metrics go besides metrics.jsonl and loss.svg (transformers' `report_to`): `tensorboard`
+    /// (or `all`); `none` or empty: nowhere else.
+    public var reportTo: [String] = []
+    /// `report_to` names TensorBoard.
+    public var reportsToTensorBoard: Bool { reportTo.contains { $0 == "tensorboard" || $0 == "all" } }
+    static let reportTargets = ["tensorboard", "all", "none"]
 
     // MMLU at every evaluation (qlora's --do_mmlu_eval); run by the evaluator the caller attaches.
     public var mmluEval: Bool = false
@@ -401,6 +407,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
               check: { v, _ in v >= 0 ? nil : "logging_steps, eval_steps and save_steps must be ≥ 0" }),
         .make("save_total_limit", \.saveTotalLimit, flags: ["save-total-limit", "save_total_limit"], help: "Keep only the last N checkpoints.",
               check: { v, _ in v.map { $0 >= 1 ? nil : "save_total_limit must be at least 1" } ?? nil }),
+        .make("report_to", \.reportTo, flags: ["report-to", "report_to"],
+              help: "Also write the metrics for: tensorboard (event files under OUTPUT/runs; `tensorboard --logdir OUTPUT`), all (the same), or none.",
+              check: { v, _ in
+                  guard let other = v.first(where: { !reportTargets.contains($0) }) else { return nil }
+                  return "report_to \(other) is not supported: Finch reports to tensorboard (or none); metrics.jsonl and loss.svg are always written"
+              }),
 
         .make("mmlu_eval", \.mmluEval, aliases: ["do_mmlu_eval"], flags: ["mmlu-eval", "do_mmlu_eval"],
               help: "MMLU accuracy (qlora's style) at every evaluation, into metrics.jsonl and loss.svg.",
