@@ -22,6 +22,7 @@ let checked: [SwiftSetting] = uncheckedEverywhere ? [.unsafeFlags(["-Ounchecked"
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
 ///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain -> FinchEval -> FinchServe
+///   FinchFormats -> FinchNet (HTTP with retries) -> FinchEval
 ///   -> finch (CLI)
 let package = Package(
     name: "Finch",
@@ -45,6 +46,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto", exact: "3.12.3"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
@@ -88,9 +91,19 @@ let package = Package(
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: checked
         ),
+        // HTTP with retries (AsyncHTTPClient): the judge over OpenAI-compatible APIs, the Hugging Face Hub.
+        .target(
+            name: "FinchNet",
+            dependencies: ["FinchFormats",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: checked
+        ),
         .target(
             name: "FinchEval",
-            dependencies: ["FinchCore", "FinchModels", "FinchTokenizer", "FinchTrain", "FinchFormats"],
+            dependencies: ["FinchCore", "FinchModels", "FinchTokenizer", "FinchTrain", "FinchFormats", "FinchNet"],
             swiftSettings: checked
         ),
         .target(
@@ -105,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "finch",
             dependencies: [
-                "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA",
+                "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -121,7 +134,7 @@ let package = Package(
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
         .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTrain", "FinchTestSupport"]),
         .testTarget(name: "FinchServeTests",
-                    dependencies: ["FinchServe", "FinchEval", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
+                    dependencies: ["FinchServe", "FinchEval", "FinchNet", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
                                    .product(name: "HummingbirdTesting", package: "hummingbird")]),
         // Test-only: `finch train` with an injected fault (DistributedTests); not part of the shipped `finch`.
         .executableTarget(name: "finch-fault-injection", dependencies: ["FinchTrain", "FinchCore"], path: "Tests/FaultInjection"),

@@ -4,7 +4,8 @@
 #     switches adapters and gets OpenAI's errors (openai_client_check.py);
 #   - headless Chromium drives the chat page: streamed text, Stop, Clear, adapter switch, compare
 #     mode, the conversation log (page_check.py chat; --screenshot FILE saves the page);
-#   - headless Chromium rates three pairs on the human-evaluation page /eval (page_check.py eval).
+#   - headless Chromium rates three pairs on the human-evaluation page /eval (page_check.py eval);
+#   - `finch judge --judge-url` judges two answer files with the server as its API, then again from its cache.
 # Installs what it needs: Debian's chromium + chromium-driver, and a venv with openai + selenium
 # under $FINCH_HOME/venvs (outside the repository).
 #   Scripts/checks/serve/e2e.sh [--screenshot FILE [EVAL_FILE]]
@@ -55,4 +56,14 @@ curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "e2e: the server d
   --log "$work/conversations.jsonl" ${screenshot:+--screenshot "$screenshot"}
 "$venv/bin/python" Scripts/checks/serve/page_check.py eval --url "http://127.0.0.1:$port/eval" --log "$work/ratings.jsonl" \
   ${eval_screenshot:+--screenshot "$eval_screenshot"}
+# `finch judge` with the server as its OpenAI-compatible API: 3 questions × 2 orders asked, then a
+# rerun that reads every reply from the cache and writes the same judgements.
+judge=(judge --judge-url "http://127.0.0.1:$port/v1" --judge-model smollm2-135m --max-new-tokens 32 --judge-cache "$work/judge-cache.jsonl"
+       --answers base=Tests/Fixtures/eval/answers_base.jsonl --answers tuned=Tests/Fixtures/eval/answers_tuned.jsonl)
+"$FINCH" "${judge[@]}" --output "$work/judged1.jsonl" > "$work/judge1.txt" 2>&1 || { cat "$work/judge1.txt" >&2; exit 1; }
+grep -q "(explain mode), 6 asked, 0 from the cache" "$work/judge1.txt" || { echo "e2e: the API judge did not ask 6 cases" >&2; cat "$work/judge1.txt" >&2; exit 1; }
+"$FINCH" "${judge[@]}" --output "$work/judged2.jsonl" > "$work/judge2.txt" 2>&1 || { cat "$work/judge2.txt" >&2; exit 1; }
+grep -q "0 asked, 6 from the cache" "$work/judge2.txt" || { echo "e2e: the rerun did not read the cache" >&2; cat "$work/judge2.txt" >&2; exit 1; }
+cmp -s "$work/judged1.jsonl" "$work/judged2.jsonl" || { echo "e2e: the rerun's judgements differ" >&2; exit 1; }
+echo "e2e: finch judge over the server's API: 6 asked, then 6 from the cache" >&2
 echo "e2e: all checks passed" >&2
