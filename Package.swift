@@ -22,7 +22,7 @@ let checked: [SwiftSetting] = uncheckedEverywhere ? [.unsafeFlags(["-Ounchecked"
 /// Layers (lower know nothing of higher):
 ///   CDNNL, COpenBLAS (system libraries) -> CFinchKernels (SIMD C kernels)
 ///   -> FinchCore -> FinchFormats -> FinchTokenizer, FinchQuant, FinchLoRA -> FinchModels -> FinchTrain -> FinchEval -> FinchServe
-///   FinchFormats -> FinchNet (HTTP with retries) -> FinchEval
+///   FinchFormats -> FinchNet (HTTP with retries, the Hugging Face Hub and cache) -> FinchModels
 ///   -> finch (CLI)
 let package = Package(
     name: "Finch",
@@ -82,7 +82,7 @@ let package = Package(
         ),
         .target(
             name: "FinchModels",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA"],
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchNet"],
             swiftSettings: checked
         ),
         .target(
@@ -133,6 +133,10 @@ let package = Package(
         .target(name: "FinchTestSupport", dependencies: ["FinchModels"], path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
         .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTrain", "FinchTestSupport"]),
+        .testTarget(name: "FinchNetTests",
+                    dependencies: ["FinchNet", "FinchModels", "FinchFormats", "FinchTestSupport",
+                                   .product(name: "Crypto", package: "swift-crypto"),
+                                   .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "FinchServeTests",
                     dependencies: ["FinchServe", "FinchEval", "FinchNet", "FinchModels", "FinchLoRA", "FinchTokenizer", "FinchTestSupport",
                                    .product(name: "HummingbirdTesting", package: "hummingbird")]),

@@ -60,12 +60,20 @@ public enum HTTP {
         c.timeout.connect = .seconds(15)
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: c)
     }()
+    /// The same without following redirects (the Hub's HEAD requests read the redirect itself).
+    static let clientNoRedirects: HTTPClient = {
+        var c = HTTPClient.Configuration.singletonConfiguration
+        c.connectionPool.retryConnectionEstablishment = false
+        c.timeout.connect = .seconds(15)
+        c.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: c)
+    }()
 
     /// Sends a request and returns the answer of the last try: a success, a status that is not retried,
     /// or the last retried one when the tries run out. `onRetry` hears of each wait (status or error, seconds).
     /// - Throws: ``NetError`` when no try got an answer (the last connection error).
     public static func send(method: HTTPMethod = .GET, url: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
-                            timeout: Double = 300, maxBytes: Int = 64 << 20, policy: RetryPolicy = RetryPolicy(),
+                            timeout: Double = 300, maxBytes: Int = 64 << 20, policy: RetryPolicy = RetryPolicy(), followRedirects: Bool = true,
                             onRetry: (@Sendable (_ reason: String, _ seconds: Double) -> Void)? = nil) async throws -> HTTPAnswer {
         var attempt = 0
         while true {
@@ -76,7 +84,7 @@ public enum HTTP {
             if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
             let reason: String, retryAfter: String?
             do {
-                let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
+                let response = try await (followRedirects ? client : clientNoRedirects).execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
                 var buffer = try await response.body.collect(upTo: maxBytes)
                 let answer = HTTPAnswer(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
                                         body: buffer.readBytes(length: buffer.readableBytes) ?? [])

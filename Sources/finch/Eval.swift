@@ -156,7 +156,7 @@ struct EvalPreference: ParsableCommand {
         c.desirableWeight = desirableWeight; c.undesirableWeight = undesirableWeight; c.maxLength = maxLength; c.batchSize = batchSize
         c.refAdapter = refAdapter
         try c.validate()
-        if let refAdapter { try lm.model.loadAdapter(directory: refAdapter, name: Trainer.referenceAdapterName) }
+        if let refAdapter { try lm.model.loadAdapter(directory: try ModelStore.resolveAdapter(refAdapter), name: Trainer.referenceAdapterName) }
         lm.model.setActiveAdapter(policy)
         let objective = PreferenceObjective(config: c, referenceAdapter: refAdapter == nil ? nil : Trainer.referenceAdapterName)
         let examples = try PreferenceData.load(path: data, config: c, tokenizer: lm.tokenizer, decoderStart: lm.prompts.decoderStartTokenId.map(Int32.init),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FinchCore
 import FinchModels
+import FinchNet
 import FinchQuant
 import FinchTokenizer
 import Foundation
@@ -11,12 +12,38 @@ struct Finch: AsyncParsableCommand {
         commandName: "finch",
         abstract: "LoRA and QLoRA fine-tuning of large language models, in Swift.",
         subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Export.self, Quantize.self])
+
+    /// Parses and runs the command, with the Hub's downloads shown on stderr.
+    static func main() async {
+        HubTerminal.install()
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--model`, declared once for every command that loads a model.
 struct ModelSource: ParsableArguments {
-    @Option(name: .long, help: "A GGUF file, a Hugging Face model directory, or a known name (default: smollm2-135m).")
-    var model: String?
+    @Option(name: .customLong("model"), help: "A GGUF file, a Hugging Face model directory, a Hugging Face Hub id (ORG/NAME[@REVISION]: from the Hugging Face cache, else downloaded into it), or a known name (default: smollm2-135m).")
+    var modelOption: String?
+
+    @Option(name: .customLong("gguf-file"), help: "For a Hub id whose repository holds several GGUF files: the one to load, by name or quant type (e.g. Q4_K_M).")
+    var ggufFile: String?
+
+    /// What to load: --model, with --gguf-file as the Hub id's `:FILE`.
+    var model: String? {
+        guard let ggufFile, let modelOption else { return modelOption }
+        return modelOption + ":" + ggufFile
+    }
+
+    func validate() throws {
+        if ggufFile != nil && modelOption.flatMap(HubRepoID.init) == nil {
+            throw ValidationError("--gguf-file chooses a file of a Hub repository: give --model ORG/NAME")
+        }
+    }
 
     @Option(name: .long, help: "Compute backend: cpu (Finch's kernels) or reference (plain Swift, float64 sums: slow, for checking); default FINCH_BACKEND, else cpu.")
     var backend: BackendKind?

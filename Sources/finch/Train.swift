@@ -23,6 +23,7 @@ struct Train: ParsableCommand {
     // Every setting's flag names and help come from its entry in TrainingConfig.settings (by key
     // path); the option declares only that the command takes it, and `overrides` binds it to the setting.
     @Option(name: .setting(\.model), help: .setting(\.model)) var model: String?
+    @Option(name: .setting(\.ggufFile), help: .setting(\.ggufFile)) var ggufFile: String?
     @Option(name: .setting(\.data), help: .setting(\.data)) var data: String?
     @Option(name: .setting(\.chatTemplate), help: .setting(\.chatTemplate)) var chatTemplate: String?
     @Option(name: .setting(\.format), help: .setting(\.format)) var format: DatasetFormat?
@@ -111,7 +112,7 @@ struct Train: ParsableCommand {
     /// The flags given, each bound to its setting. A flag (a Bool option) only ever turns its setting
     /// on; `--epochs` without `--max-steps` also clears a max_steps from --config or the resumed run.
     var overrides: [SettingOverride] {
-        [.value(\.model, model), .value(\.data, data), .value(\.chatTemplate, chatTemplate), .value(\.format, format),
+        [.value(\.model, model), .value(\.ggufFile, ggufFile), .value(\.data, data), .value(\.chatTemplate, chatTemplate), .value(\.format, format),
          .value(\.evalData, evalData), .value(\.evalFraction, evalFraction), .value(\.output, output), .value(\.dtype, dtype), .value(\.backend, backend),
          .value(\.quantCompute, quantCompute),
          .flag(\.dtype, bf16, means: .bf16),

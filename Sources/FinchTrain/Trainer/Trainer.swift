@@ -95,7 +95,8 @@ public final class Trainer: @unchecked Sendable {
         self.model = model; self.config = config; self.train = train; self.eval = eval
         self.examples = examples; self.evalExamples = evalExamples
         var referenceAdapter: String?
-        if config.method.isPreference, let ref = config.refAdapter, !config.referenceFree {
+        if config.method.isPreference, let refSpec = config.refAdapter, !config.referenceFree {
+            let ref = try ModelStore.resolveAdapter(refSpec)
             if !model.adapterNames.contains(Self.referenceAdapterName) {
                 if let v = try LoRAAdapter.savedVocabulary(directory: ref, copyable: model.copyableShapes), v != model.vocabSize {
                     throw SettingError.invalid(key: "ref_adapter", reason: "\(ref) was trained with tokens added (its vocabulary has \(v) tokens, the model \(model.vocabSize)); preference training from it is not supported yet (merge it first: finch merge, then train on the merged model)")

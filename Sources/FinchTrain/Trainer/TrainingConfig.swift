@@ -3,6 +3,7 @@ import FinchLoRA
 import FinchModels
 import FinchQuant
 import FinchFormats
+import FinchNet
 import Foundation
 
 /// Every setting of a training run, with the snake_case keys of its YAML file (`finch train
@@ -14,6 +15,13 @@ import Foundation
 public struct TrainingConfig: Codable, Sendable, Equatable {
     // What to train on.
     public var model: String? = nil
+    /// A Hub repository's GGUF file (its name or quant type) when `model` is a Hub id.
+    public var ggufFile: String? = nil
+    /// `model` as ModelStore resolves it: with `ggufFile` as a Hub id's `:FILE`.
+    public var modelSpec: String? {
+        guard let ggufFile, let model else { return model }
+        return model + ":" + ggufFile
+    }
     public var data: String? = nil
     /// The data format (nil = detected from the file).
     public var format: DatasetFormat? = nil
@@ -174,7 +182,10 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     public static let settings: [TrainingSetting] = [
         .make("model", \.model, aliases: ["model_name_or_path"], flags: ["model", "model_name_or_path"],
-              help: "Base model: GGUF file, HF directory or known name (default smollm2-135m)."),
+              help: "Base model: GGUF file, HF directory, Hugging Face Hub id (ORG/NAME[@REVISION], from the Hugging Face cache or downloaded into it) or known name (default smollm2-135m)."),
+        .make("gguf_file", \.ggufFile, flags: ["gguf-file", "gguf_file"],
+              help: "For a Hub id whose repository holds several GGUF files: the one to use, by name or quant type (e.g. Q4_K_M).",
+              check: { v, c in v == nil || c.model.map { HubRepoID($0) != nil } == true ? nil : "gguf_file chooses a file of a Hub repository: give model as ORG/NAME" }),
         .make("data", \.data, aliases: ["dataset"], flags: ["data", "dataset"], help: "Training data file (.json, .jsonl, .txt)."),
         .make("format", \.format, aliases: ["dataset_format"], flags: ["format", "dataset_format"],
               help: "alpaca | input-output | oasst | self-instruct | chat | text (default: detected)."),
