@@ -215,3 +215,24 @@ final class Notices: @unchecked Sendable {
     func add(_ s: String) { lock.withLock { items.append(s) } }
     var all: [String] { lock.withLock { items } }
 }
+
+/// A cache huggingface_hub wrote (Scripts/fixtures/make_hub_cache.py: its snapshot_download from the fake Hub).
+final class PythonHubCacheTests: XCTestCase {
+    func testACacheHuggingFaceHubWroteIsReadAsItIs() async throws {
+        let cache = try Fixtures.required("hub-cache/hub")
+        let client = HubTests.client(port: nil, cache: cache, offline: true)
+        let model = try await HubModel.resolveAsync(HubRepoID("finch-test/tiny-llama")!, kind: .model, client: client)
+        XCTAssertEqual(model, cache + "/models--finch-test--tiny-llama/snapshots/" + HubTests.commit)
+        let adapter = try await HubModel.resolveAsync(HubRepoID("finch-test/tiny-llama-lora")!, kind: .adapter, client: client)
+        // The model and the adapter from the cache compute what they compute from their own folders.
+        func logits(_ model: String, _ adapter: String) throws -> [Float] {
+            let lm = try LoadedModel.load(model)
+            try lm.loadAdapter(directory: adapter)
+            let l = try lm.model.nextTokenLogits([lm.tokenizer.encode("Hello there, Brindlewick")])
+            return Array(l.row(l.rows[0].lowerBound))
+        }
+        let direct = try logits(HubTests.tiny, Fixtures.path("tiny-llama/peft-trained/trained"))
+        XCTAssertEqual(try logits(model, adapter), direct)
+        XCTAssertNotEqual(try HubTests.logits(HubTests.tiny), direct, "the adapter should change the logits")
+    }
+}

@@ -66,7 +66,11 @@ public final class HubClient: @unchecked Sendable {
         let url = settings.endpoint + "/api/models/" + repo.id + "/revision/" + Self.escape(repo.revision, keepSlashes: false)
         let answer: HTTPAnswer
         do {
-            answer = try await HTTP.send(url: url, headers: authorization + [("Accept", "application/json")], timeout: 60, policy: policy,
+            // With the revision cached, one try: a Hub that cannot be reached falls back to the cache at once (as
+            // huggingface_hub does); without it, the retries.
+            let cached = cache.commit(repo) != nil
+            answer = try await HTTP.send(url: url, headers: authorization + [("Accept", "application/json")], timeout: cached ? 10 : 60,
+                                         policy: cached ? RetryPolicy(attempts: 1) : policy,
                                          onRetry: { [notice] r, s in notice?("the Hub: \(r); trying again in \(Int(s.rounded())) s") })
         } catch let e as NetError where e.status == nil {
             if cache.commit(repo) != nil {
@@ -75,6 +79,10 @@ public final class HubClient: @unchecked Sendable {
             }
             throw HubError(.notCached, repo.description, "the Hub (\(settings.endpoint)) could not be reached and the model is not in the cache \(settings.cacheDirectory)",
                            advice: "check the network (HF_ENDPOINT for a mirror), or copy the model into the cache")
+        }
+        if RetryPolicy.retries(status: answer.status), cache.commit(repo) != nil {
+            notice?("the Hub answered HTTP \(answer.status); using the cached \(repo)")
+            return try cachedListing(repo, why: "the Hub is failing")
         }
         guard answer.status == 200 else { throw failure(answer, repo: repo, file: nil) }
         guard let json = try? JSONParser.parse(answer.text), let sha = json["sha"]?.stringValue, HubRepoID.isCommitHash(sha),
