@@ -120,6 +120,7 @@ let package = Package(
             dependencies: [
                 "FinchEval", "FinchServe", "FinchTrain", "FinchModels", "FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "FinchCoreTests", dependencies: ["FinchCore"]),

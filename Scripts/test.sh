@@ -4,7 +4,7 @@
 # test arguments were given (e.g. --filter), the end-to-end checks of `finch serve` with real
 # clients (the openai package, headless Chromium on the chat page), TensorBoard's own reader on a
 # killed and resumed `--report-to tensorboard` run, models by Hub id against a local Hub with
-# huggingface_hub reading Finch's cache, the two-host MPI run, and the
+# huggingface_hub reading Finch's cache, headless Chromium on the live training page, the two-host MPI run, and the
 # hardening checks: 20 SIGKILLs of a training run resumed to the same adapter, a full disk while
 # checkpointing, and every fuzz harness for FINCH_FUZZ_SECONDS (default 30) each, two at a time.
 #
@@ -38,6 +38,7 @@ as_root() {
 Scripts/checks/serve/e2e.sh
 Scripts/checks/integrations/tensorboard_check.sh
 Scripts/checks/integrations/hub_check.sh
+Scripts/checks/integrations/training_page_check.sh
 as_root Scripts/checks/distributed/two_hosts.sh
 Scripts/hardening/kill_test.sh 30
 as_root Scripts/hardening/full_disk.sh

@@ -11,7 +11,7 @@ struct Finch: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finch",
         abstract: "LoRA and QLoRA fine-tuning of large language models, in Swift.",
-        subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Export.self, Quantize.self])
+        subcommands: [Train.self, Generate.self, Chat.self, Serve.self, Eval.self, Judge.self, Inspect.self, Bench.self, Merge.self, Export.self, Quantize.self, UI.self])
 
     /// Parses and runs the command, with the Hub's downloads shown on stderr.
     static func main() async {

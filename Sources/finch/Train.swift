@@ -3,8 +3,10 @@ import FinchCore
 import FinchEval
 import FinchModels
 import FinchQuant
+import FinchServe
 import FinchTrain
 import Foundation
+import Logging
 
 /// `finch train`: LoRA fine-tuning of a model on a data file; the adapter lands in --output.
 struct Train: ParsableCommand {
@@ -98,6 +100,8 @@ struct Train: ParsableCommand {
     @Option(name: .setting(\.saveSteps), help: .setting(\.saveSteps)) var saveSteps: Int?
     @Option(name: .setting(\.saveTotalLimit), help: .setting(\.saveTotalLimit)) var saveTotalLimit: Int?
     @Option(name: .setting(\.reportTo), help: .setting(\.reportTo)) var reportTo: String?
+    @Option(name: .setting(\.samplePrompts), help: .setting(\.samplePrompts)) var samplePrompts: String?
+    @Option(name: .setting(\.sampleMaxTokens), help: .setting(\.sampleMaxTokens)) var sampleMaxTokens: Int?
     @Option(name: .setting(\.loggingSteps), help: .setting(\.loggingSteps)) var loggingSteps: Int?
     @Option(name: .setting(\.seed), help: .setting(\.seed)) var seed: UInt64?
     @Flag(name: .setting(\.gradientCheckpointing), help: .setting(\.gradientCheckpointing)) var gradientCheckpointing = false
@@ -105,6 +109,10 @@ struct Train: ParsableCommand {
     @Flag(name: .setting(\.trainOnSource), help: .setting(\.trainOnSource)) var trainOnSource = false
     @Option(name: .long, help: "Continue from a checkpoint directory, or a run directory's latest checkpoint.")
     var resume: String?
+    @Flag(name: .long, help: "Serve a live page of the run on 127.0.0.1 (--ui-port): loss, eval loss, learning rate, gradient norm, throughput, memory, progress and ETA, the settings, the --sample-prompts answers. It stays up after the run until Ctrl-C.")
+    var ui = false
+    @Option(name: .customLong("ui-port"), help: "The live page's port (default 6070).")
+    var uiPort = 6070
     @Flag(name: .setting(\.mmluEval), help: .setting(\.mmluEval)) var mmluEval = false
     @Option(name: .setting(\.mmluData), help: .setting(\.mmluData)) var mmluData: String?
     @Option(name: .setting(\.maxMMLUSamples), help: .setting(\.maxMMLUSamples)) var maxMMLUSamples: Int?
@@ -134,7 +142,7 @@ struct Train: ParsableCommand {
          .value(\.maxGradNorm, maxGradNorm), .value(\.weightDecay, weightDecay), .value(\.loraPlusLRRatio, loraPlusLRRatio),
          .value(\.loraPlusLREmbedding, loraPlusLREmbedding), .value(\.loraPlusWeightDecay, loraPlusWeightDecay), .value(\.optimizer, optimizer),
          .value(\.evalSteps, evalSteps), .value(\.saveSteps, saveSteps), .value(\.saveTotalLimit, saveTotalLimit),
-         .text(\.reportTo, reportTo), .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
+         .text(\.reportTo, reportTo), .value(\.samplePrompts, samplePrompts), .value(\.sampleMaxTokens, sampleMaxTokens), .value(\.loggingSteps, loggingSteps), .value(\.seed, seed), .flag(\.gradientCheckpointing, gradientCheckpointing),
          .flag(\.groupByLength, groupByLength), .flag(\.trainOnSource, trainOnSource),
          .flag(\.mmluEval, mmluEval), .value(\.mmluData, mmluData), .value(\.maxMMLUSamples, maxMMLUSamples)]
     }
@@ -243,6 +251,10 @@ struct Train: ParsableCommand {
             trainer.evaluators.append(mmlu)
             stderrPrint("MMLU (qlora style) at every evaluation: \(mmlu.items.count) items of \(c.mmluData ?? "")")
         }
+        if rank == 0, let samples = try SampleAnswersEvaluator.forRun(c, model: lm, runDirectory: out) {
+            trainer.evaluators.append(samples)
+            stderrPrint("samples: \(samples.items.count) prompts answered at every evaluation, into \(out)/\(SampleAnswersEvaluator.fileName)")
+        }
         if let passes = trainer.evaPasses {
             let ranks = trainer.adapterConfig.rankPattern.values
             stderrPrint("EVA: components settled after \(passes) passes over batches; \(model.linearSlots.filter { trainer.adapterConfig.targets($0.name) }.count) layers adapted"
@@ -250,9 +262,15 @@ struct Train: ParsableCommand {
         }
         stderrPrint(String(format: "optimizer %@, state %.1f MiB", trainer.optimizer.name,
                            Double(trainer.optimizer.stateBytes) / 1_048_576))
+        if ui && rank == 0 { try startLivePage(runDirectory: out) }
         let bar = ProgressBar()
+        // After the run, with --ui, Ctrl-C stops serving the page (one handler for the whole process:
+        // libdispatch installs its signal handler once).
+        let pageServed = DispatchSemaphore(value: 0), trainingEnded = LockedFlag()
         let interrupts = InterruptHandler { [trainer] count in
-            if count == 1 {
+            if trainingEnded.value {
+                pageServed.signal()
+            } else if count == 1 {
                 stderrPrint("\nstopping after this step and writing a checkpoint (Ctrl-C again to quit at once)")
                 trainer.requestStop()
             } else {
@@ -269,6 +287,25 @@ struct Train: ParsableCommand {
             let base = c.initLoRAWeights == .loftq ? Trainer.loftqBase(runDirectory: out) : c.model
             print("adapter written to \(out) (PEFT format); try it: finch generate \(base.map { "--model \($0) " } ?? "")--adapter \(out) \"...\"")
         }
+        if ui && rank == 0 {
+            trainingEnded.value = true
+            stderrPrint("the live page stays at http://127.0.0.1:\(uiPort)/ until Ctrl-C (later: finch ui \(out))")
+            pageServed.wait()
+        }
+    }
+
+    /// Serves the live training page on loopback while the run goes on (`--ui`).
+    func startLivePage(runDirectory: String) throws {
+        var logger = Logger(label: "finch.ui")
+        logger.logLevel = .error
+        let app = TrainingMonitor.application(runDirectory: runDirectory, port: uiPort, logger: logger)
+        let port = uiPort
+        Task.detached {
+            do { try await app.runService(gracefulShutdownSignals: []) } catch {
+                FileHandle.standardError.write(Data("error: the live page cannot be served on 127.0.0.1:\(port): \(error) (choose another --ui-port)\n".utf8))
+            }
+        }
+        FileHandle.standardError.write(Data("live training page: http://127.0.0.1:\(uiPort)/\n".utf8))
     }
 }
 
@@ -336,6 +373,16 @@ final class ProgressBar: @unchecked Sendable {
 
 /// Ctrl-C (SIGINT) delivered on a dispatch queue instead of killing the process; the handler
 /// gets how many times it was pressed.
+/// A Bool shared between threads.
+final class LockedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    var value: Bool {
+        get { lock.withLock { flag } }
+        set { lock.withLock { flag = newValue } }
+    }
+}
+
 final class InterruptHandler: @unchecked Sendable {
     private let source: DispatchSourceSignal
     private var count = 0

@@ -12,6 +12,10 @@ public struct PromptItem: Sendable, Equatable {
     public var tokens: [Int]
     /// The dataset's answer (the training target), if the record has one.
     public var reference: String?
+
+    public init(id: JSONValue, question: String, tokens: [Int], reference: String?) {
+        self.id = id; self.question = question; self.tokens = tokens; self.reference = reference
+    }
 }
 
 extension TrainingData {

@@ -18,6 +18,18 @@ public final class RunDirectory: @unchecked Sendable {
 
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
+    /// Rewrites progress.json (by rename: a reader sees the old or the new one), at most every quarter
+    /// second unless `force`.
+    func writeProgress(_ p: RunProgress, force: Bool = false) {
+        let now = Date()
+        guard force || now.timeIntervalSince(lastProgress) >= 0.25 else { return }
+        lastProgress = now
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        try? e.encode(p).write(to: URL(fileURLWithPath: file(RunProgress.fileName)), options: .atomic)
+    }
+    private var lastProgress = Date.distantPast
+
     func writeConfig(_ config: TrainingConfig) throws {
         try config.jsonData().write(to: URL(fileURLWithPath: file("train_config.json")), options: .atomic)
     }
@@ -78,5 +90,33 @@ public final class RunDirectory: @unchecked Sendable {
         let svg = LossCurve.svg(train: steps.map { ($0.step, $0.loss) }, eval: evals.compactMap { e in e.loss.map { (e.step, $0) } },
                                 accuracy: accuracy, accuracyLabel: label)
         try? svg.write(toFile: file("loss.svg"), atomically: true, encoding: .utf8)
+    }
+}
+
+/// Where a run is (`progress.json` in its directory, rewritten as it goes): what the live training page
+/// reads for the step counter, the progress bar and the ETA.
+public struct RunProgress: Codable, Sendable, Equatable {
+    public static let fileName = "progress.json"
+    public enum Status: String, Codable, Sendable { case running, finished, interrupted, failed }
+    public var status: Status
+    public var step: Int
+    public var totalSteps: Int
+    /// The step this process started at (0, or the step resumed from).
+    public var startStep: Int
+    /// Seconds since 1970 when this process started training, and of this update.
+    public var startedAt: Double
+    public var updatedAt: Double
+    public var etaSeconds: Double?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case status, step, totalSteps = "total_steps", startStep = "start_step", startedAt = "started_at", updatedAt = "updated_at"
+        case etaSeconds = "eta_seconds", error
+    }
+
+    public init(status: Status, step: Int, totalSteps: Int, startStep: Int, startedAt: Double, updatedAt: Double,
+                etaSeconds: Double? = nil, error: String? = nil) {
+        self.status = status; self.step = step; self.totalSteps = totalSteps; self.startStep = startStep
+        self.startedAt = startedAt; self.updatedAt = updatedAt; self.etaSeconds = etaSeconds; self.error = error
     }
 }

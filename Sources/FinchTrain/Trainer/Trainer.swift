@@ -230,60 +230,75 @@ public final class Trainer: @unchecked Sendable {
         progress(.started(totalSteps: totalSteps, startStep: step, trainExamples: exampleCount,
                           evalExamples: preference == nil ? eval.count : evalExamples.count,
                           trainableParameters: trainableParameterCount))
-        let buffers = StepBuffers(optimizer: optimizer, gradAccum: config.gradAccum, ranks: world?.size ?? 1)
-        var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
-        var lastEval: EvalMetrics?
-        var interrupted = false
-        while step < totalSteps {
-            let t0 = Date()
-            let done = try self.step(step, buffers: buffers, lastCheckpoint: lastCheckpoint)
-            step += 1
-            losses.append(done.loss)
-            let seconds = Date().timeIntervalSince(t0)
-            let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: done.loss, learningRate: done.learningRate,
-                                gradNorm: done.gradNorm, tokens: done.tokens, seconds: seconds,
-                                tokensPerSecond: Double(done.tokens) / seconds, peakRSSMiB: Memory.peakRSSMiB(),
-                                commSeconds: done.ranks?.seconds, commBytes: done.ranks?.bytes, objective: done.objective)
-            if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
-                run?.append(m)
-                run?.drawLossCurve()
+        let startStep = step, startedAt = Date().timeIntervalSince1970
+        func progressFile(_ status: RunProgress.Status, force: Bool, error: String? = nil) {
+            let now = Date().timeIntervalSince1970, done = step - startStep
+            let eta = done > 0 && status == .running ? (now - startedAt) / Double(done) * Double(totalSteps - step) : nil
+            run?.writeProgress(RunProgress(status: status, step: step, totalSteps: totalSteps, startStep: startStep, startedAt: startedAt,
+                                           updatedAt: now, etaSeconds: eta, error: error), force: force)
+        }
+        progressFile(.running, force: true)
+        do {
+            let buffers = StepBuffers(optimizer: optimizer, gradAccum: config.gradAccum, ranks: world?.size ?? 1)
+            var lastCheckpoint: String? = run.flatMap { Checkpoint.list(runDirectory: $0.path).last?.path }
+            var lastEval: EvalMetrics?
+            var interrupted = false
+            while step < totalSteps {
+                let t0 = Date()
+                let done = try self.step(step, buffers: buffers, lastCheckpoint: lastCheckpoint)
+                step += 1
+                losses.append(done.loss)
+                let seconds = Date().timeIntervalSince(t0)
+                let m = StepMetrics(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: done.loss, learningRate: done.learningRate,
+                                    gradNorm: done.gradNorm, tokens: done.tokens, seconds: seconds,
+                                    tokensPerSecond: Double(done.tokens) / seconds, peakRSSMiB: Memory.peakRSSMiB(),
+                                    commSeconds: done.ranks?.seconds, commBytes: done.ranks?.bytes, objective: done.objective)
+                if config.loggingSteps > 0 && (step % config.loggingSteps == 0 || step == totalSteps) {
+                    run?.append(m)
+                    run?.drawLossCurve()
+                }
+                progress(.step(m, totalSteps: totalSteps))
+                progressFile(.running, force: step == totalSteps)
+                if evaluates && (world?.rank ?? 0) == 0 && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
+                    let e = try evaluate(step: step)
+                    lastEval = e
+                    run?.append(e); run?.drawLossCurve()
+                    progress(.evaluation(e))
+                }
+                interrupted = shouldStop && step < totalSteps
+                if let run, (config.saveSteps > 0 && step % config.saveSteps == 0) || interrupted {
+                    do {
+                        lastCheckpoint = try saveCheckpoint(run: run, step: step, losses: losses,
+                                                            seconds: secondsBefore + Date().timeIntervalSince(started))
+                    } catch {
+                        throw TrainError.checkpointFailed(step: step, reason: "\(error)", lastCheckpoint: lastCheckpoint)
+                    }
+                    progress(.checkpoint(step: step, path: lastCheckpoint!))
+                }
+                if interrupted { break }
             }
-            progress(.step(m, totalSteps: totalSteps))
-            if evaluates && (world?.rank ?? 0) == 0 && config.evalSteps > 0 && (step % config.evalSteps == 0 || step == totalSteps) {
-                let e = try evaluate(step: step)
+            if evaluates && (world?.rank ?? 0) == 0 && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
+                let e = try evaluate(step: step)   // one evaluation at the end when none was scheduled
                 lastEval = e
                 run?.append(e); run?.drawLossCurve()
                 progress(.evaluation(e))
             }
-            interrupted = shouldStop && step < totalSteps
-            if let run, (config.saveSteps > 0 && step % config.saveSteps == 0) || interrupted {
-                do {
-                    lastCheckpoint = try saveCheckpoint(run: run, step: step, losses: losses,
-                                                        seconds: secondsBefore + Date().timeIntervalSince(started))
-                } catch {
-                    throw TrainError.checkpointFailed(step: step, reason: "\(error)", lastCheckpoint: lastCheckpoint)
-                }
-                progress(.checkpoint(step: step, path: lastCheckpoint!))
+            var output: String? = lastCheckpoint
+            if let run, !interrupted {
+                try model.adapter(named: adapterName, config: adapterConfig).save(to: run.path)
+                try tokenizer?.writeTokenizerJSON(to: run.path)
+                output = run.path
             }
-            if interrupted { break }
+            let summary = TrainingSummary(steps: step, totalSteps: totalSteps, losses: losses, lastEval: lastEval,
+                                          interrupted: interrupted, outputPath: output,
+                                          seconds: secondsBefore + Date().timeIntervalSince(started))
+            progressFile(interrupted ? .interrupted : .finished, force: true)
+            progress(.finished(summary))
+            return summary
+        } catch {
+            progressFile(.failed, force: true, error: "\(error)")
+            throw error
         }
-        if evaluates && (world?.rank ?? 0) == 0 && lastEval?.step != step && !interrupted && config.evalSteps == 0 {
-            let e = try evaluate(step: step)   // one evaluation at the end when none was scheduled
-            lastEval = e
-            run?.append(e); run?.drawLossCurve()
-            progress(.evaluation(e))
-        }
-        var output: String? = lastCheckpoint
-        if let run, !interrupted {
-            try model.adapter(named: adapterName, config: adapterConfig).save(to: run.path)
-            try tokenizer?.writeTokenizerJSON(to: run.path)
-            output = run.path
-        }
-        let summary = TrainingSummary(steps: step, totalSteps: totalSteps, losses: losses, lastEval: lastEval,
-                                      interrupted: interrupted, outputPath: output,
-                                      seconds: secondsBefore + Date().timeIntervalSince(started))
-        progress(.finished(summary))
-        return summary
     }
 
     /// What one optimizer step did.

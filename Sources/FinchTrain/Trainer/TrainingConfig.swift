@@ -161,6 +161,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var reportsToTensorBoard: Bool { reportTo.contains { $0 == "tensorboard" || $0 == "all" } }
     static let reportTargets = ["tensorboard", "all", "none"]
 
+    /// Prompts the model answers at every evaluation, into samples.jsonl (the live page shows them);
+    /// run by the evaluator the caller attaches (FinchEval's `SampleAnswersEvaluator`).
+    public var samplePrompts: String? = nil
+    public var sampleMaxTokens: Int = 64
+
     // MMLU at every evaluation (qlora's --do_mmlu_eval); run by the evaluator the caller attaches.
     public var mmluEval: Bool = false
     /// qlora's MMLU file (e.g. data/mmlu/zero_shot_mmlu_val.json).
@@ -432,6 +437,11 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                       ? "mmlu_eval needs mmlu_data: a qlora MMLU file of {subject, input, output} lines "
                           + "(qlora's data/mmlu/zero_shot_mmlu_val.json) (--mmlu-data FILE)" : nil
               }),
+        .make("sample_prompts", \.samplePrompts, flags: ["sample-prompts", "sample_prompts"],
+              help: "Prompts the model answers at every evaluation (greedy), into samples.jsonl and the live page (--ui): a text file of one prompt a line, or a data file in a training format."),
+        .make("sample_max_tokens", \.sampleMaxTokens, flags: ["sample-max-tokens", "sample_max_tokens"],
+              help: "Tokens each sample answer may have (default 64).",
+              check: { v, _ in v >= 1 ? nil : "sample_max_tokens must be at least 1 (got \(v))" }),
         .make("mmlu_data", \.mmluData, help: "qlora MMLU file for --mmlu-eval (e.g. qlora's data/mmlu/zero_shot_mmlu_val.json)."),
         .make("max_mmlu_samples", \.maxMMLUSamples, flags: ["max-mmlu-samples", "max_mmlu_samples"],
               help: "Score only the first N MMLU items.",
