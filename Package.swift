@@ -108,7 +108,7 @@ let package = Package(
         ),
         .target(
             name: "FinchServe",
-            dependencies: ["FinchCore", "FinchEval", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
+            dependencies: ["FinchCore", "FinchEval", "FinchNet", "FinchLoRA", "FinchTokenizer", "FinchModels", "FinchFormats", "FinchQuant",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOCore", package: "swift-nio"),

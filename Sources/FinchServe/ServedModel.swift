@@ -1,5 +1,6 @@
 import FinchLoRA
 import FinchModels
+import FinchNet
 import FinchTokenizer
 import Foundation
 
@@ -71,12 +72,20 @@ public final class ServedModel: @unchecked Sendable {
         return model
     }
 
-    /// Loads a PEFT adapter directory under `name`, between two forward passes.
-    public func loadAdapter(name: String, directory: String) async throws {
+    /// Loads a PEFT adapter directory (or a Hub id's adapter, through the Hugging Face cache) under `name`,
+    /// between two forward passes.
+    public func loadAdapter(name: String, directory spec: String) async throws {
         if let problem = Self.adapterNameProblem(name, base: self.name, taken: adapters) {
             throw adapters[name] != nil ? APIError(.conflict, problem, param: "name", code: "adapter_exists")
                 : APIError.invalid("name", problem)
         }
+        var resolved = spec
+        if !FileManager.default.fileExists(atPath: spec), let repo = HubRepoID(spec), repo.file == nil {
+            do { resolved = try await HubModel.resolveAsync(repo, kind: .adapter, client: HubModel.client) } catch {
+                throw APIError(.badRequest, "Cannot fetch the adapter \(spec) from the Hub: \(error)", param: "path", code: "adapter_load_failed")
+            }
+        }
+        let directory = resolved
         do {
             try await engine.exclusive { lm in
                 // Requests read the tokenizer while this runs: an adapter that adds tokens (or brings another

@@ -2,7 +2,8 @@
 # Models by Hub id end to end, against the fake Hub (fake_hub.py, the Hub's API on loopback) and the real
 # huggingface_hub package:
 #   - `finch train --model finch-test/tiny-llama` downloads the model into a fresh Hugging Face cache
-#     (HF_HOME) and trains; `finch generate --adapter finch-test/tiny-llama-lora` downloads an adapter;
+#     (HF_HOME) and trains; `finch serve` loads an adapter by Hub id at run time (POST /v1/adapters),
+#     downloading it, and serves it; `finch generate --adapter finch-test/tiny-llama-lora` uses it;
 #   - with the Hub gone, the same commands run from the cache, with HF_HUB_OFFLINE=1 and without (a notice);
 #   - huggingface_hub reads the cache Finch wrote, offline: the same snapshots, every file's bytes, and
 #     scan_cache_dir without a warning.
@@ -26,9 +27,19 @@ fail() { echo "hub_check: $*" >&2; exit 1; }
   || { cat "$work/train.log" >&2; fail "training on a Hub id failed"; }
 grep -q "downloading finch-test/tiny-llama/model-00002-of-00003.safetensors" "$work/train.log" || { cat "$work/train.log" >&2; fail "no download shown"; }
 [ -f "$work/run/adapter_model.safetensors" ] || fail "the run wrote no adapter"
+# finch serve loads an adapter by Hub id at run time (POST /v1/adapters), downloading it, and serves it.
+sport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$FINCH" serve --model finch-test/tiny-llama --port "$sport" > "$work/serve.log" 2>&1 &
+serve=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$sport/health" >/dev/null && break; sleep 0.1; done
+code=$(curl -s -o "$work/adapter.json" -w '%{http_code}' "http://127.0.0.1:$sport/v1/adapters" -d '{"name": "lora", "path": "finch-test/tiny-llama-lora"}')
+[ "$code" = 201 ] || { cat "$work/adapter.json" "$work/serve.log" >&2; kill $serve; fail "POST /v1/adapters with a Hub id: HTTP $code"; }
+code=$(curl -s -o "$work/completion.json" -w '%{http_code}' "http://127.0.0.1:$sport/v1/completions" -d '{"model": "lora", "prompt": "Hello", "max_tokens": 4}')
+kill $serve; wait $serve 2>/dev/null || true
+[ "$code" = 200 ] || { cat "$work/completion.json" >&2; fail "a completion with the Hub adapter: HTTP $code"; }
+grep -q "downloading finch-test/tiny-llama-lora/adapter_model.safetensors" "$work/serve.log" || { cat "$work/serve.log" >&2; fail "the server did not download the adapter"; }
 gen=(generate --model finch-test/tiny-llama --adapter finch-test/tiny-llama-lora --max-new-tokens 6 "Who is the mayor of Brindlewick?")
 online=$("$FINCH" "${gen[@]}" 2>"$work/gen.log") || { cat "$work/gen.log" >&2; fail "generate with a Hub adapter failed"; }
-grep -q "downloading finch-test/tiny-llama-lora/adapter_model.safetensors" "$work/gen.log" || { cat "$work/gen.log" >&2; fail "the adapter was not downloaded"; }
 
 kill $hub; wait $hub 2>/dev/null || true
 offline=$(HF_HUB_OFFLINE=1 "$FINCH" "${gen[@]}" 2>"$work/offline.log") || { cat "$work/offline.log" >&2; fail "HF_HUB_OFFLINE=1 failed"; }

@@ -24,7 +24,7 @@ public enum HubModel {
         return try HTTP.wait { try await resolveAsync(repo, kind: kind, client: client) }
     }
 
-    static func resolveAsync(_ repo: HubRepoID, kind: Kind, client: HubClient) async throws -> String {
+    public static func resolveAsync(_ repo: HubRepoID, kind: Kind, client: HubClient) async throws -> String {
         let listing = try await client.listing(repo)
         let present = Set(listing.files)
         func lacking(_ what: String, _ advice: String) -> HubError {

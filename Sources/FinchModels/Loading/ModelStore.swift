@@ -46,6 +46,7 @@ public enum ModelStore {
     public static func displayName(of spec: String?, path: String) -> String {
         let s = spec ?? defaultModelName
         if let k = known.first(where: { $0.name == s.lowercased() }) { return k.name }
+        if let repo = HubRepoID(s), !FileManager.default.fileExists(atPath: s) { return repo.id }
         let last = URL(fileURLWithPath: path).lastPathComponent
         if let k = known.first(where: { $0.fileName == last }) { return k.name }
         return last.hasSuffix(".gguf") ? String(last.dropLast(5)) : last
