@@ -79,8 +79,8 @@ public enum ModelStore {
     private static func hub(_ repo: HubRepoID, kind: HubModel.Kind, spec: String) throws -> String {
         do {
             return try HubModel.resolve(repo, kind: kind)
-        } catch var e as HubError where e.kind == .repositoryNotFound {
-            e.message = "no such local file or folder, nor a model on the Hub: " + e.message
+        } catch var e as HubError where e.kind == .repositoryNotFound || e.kind == .notCached {
+            e.message = "no such local file or folder; as a Hub id: " + e.message
             throw e
         }
     }
