@@ -196,7 +196,7 @@ public final class HubClient: @unchecked Sendable {
 
     func downloadBlob(_ repo: HubRepoID, path: String, meta: FileMetadata, to blob: String) async throws {
         let partial = blob + ".incomplete"
-        if !FileManager.default.fileExists(atPath: partial) { FileManager.default.createFile(atPath: partial, contents: nil) }
+        if !FileManager.default.fileExists(atPath: partial) { _ = FileManager.default.createFile(atPath: partial, contents: nil) }
         guard let handle = FileHandle(forUpdatingAtPath: partial) else { throw HubError.io(partial, "cannot open for writing") }
         defer { try? handle.close() }
         var hasher = SHA256()
