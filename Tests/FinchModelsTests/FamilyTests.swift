@@ -26,11 +26,11 @@ final class FamilyTests: XCTestCase {
         let loss: Double
     }
 
-    static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2"]
+    static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2", "mixtral"]
     /// ~3x the largest figures measured over the families (each printed by the tests).
     static let logitTolerance: Float = 3.5e-5, gradientTolerance = 8e-6, lossTolerance = 4e-7
     /// Linear layers per block.
-    static let linearsPerBlock = ["mistral": 7, "qwen2": 7, "qwen3": 7, "gemma3": 7, "gpt2": 4]
+    static let linearsPerBlock = ["mistral": 7, "qwen2": 7, "qwen3": 7, "gemma3": 7, "gpt2": 4, "mixtral": 4 + 1 + 4 * 3]
 
     static func dir(_ family: String) -> String { Fixtures.path("tiny-\(family)") }
 

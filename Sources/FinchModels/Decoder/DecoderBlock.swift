@@ -31,6 +31,8 @@ final class DecoderActivations {
     let rstdQ, rstdK: Buffer<Float>       // [N·H], [N·G] (q/k norm only)
     let attnOut, mlpOut: Buffer<Float>    // [N, C] outputs of o and down before their norms (sandwich norms only)
     let rstd3, rstd4: Buffer<Float>       // [N·S] (sandwich norms only)
+    /// The routing of the block's mixture of experts, set by the forward (a recomputed one too).
+    var moe: SparseMoE.Saved?
 
     /// The buffers by name, each with its size: the one table allocation and the memory
     /// prediction read (llm.c's `fill_in_activation_sizes`, with names instead of positions).
@@ -265,6 +267,16 @@ extension DecoderModel {
         // MLP.
         normForward(out: w.xn.pointer, stats: a.rstd2.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
                     bias: layer.normBiases[.mlp], rows: n)
+        if let moe = layer.moe {
+            // out = xMid + the experts' mixture of xn; a recomputed forward needs only the routing.
+            if recompute {
+                a.moe = moe.route(x: w.xn.pointer, rows: n, scratch: scratch, context: context)
+                return
+            }
+            out.update(from: a.xMid.pointer, count: n * c)
+            a.moe = moe.forward(out: out, x: w.xn.pointer, rows: n, accumulate: true, scratch: scratch, context: context)
+            return
+        }
         let xb2 = w.sharedBF16(for: layer[.up], rows: n, channels: c)
         scratch.sharingInput(w.xn.pointer) {
             if s.mlp.isGated {
@@ -317,33 +329,39 @@ extension DecoderModel {
         // MLP: recompute xn = norm(xMid) and h; dh = dx·Wdown; dgate, dup; dxn; dx += norm backward.
         normForward(out: w.xn.pointer, stats: nil, x: a.xMid.pointer, weight: layer.norm(.mlp),
                     bias: layer.normBiases[.mlp], rows: n)
-        activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
-        var dDown = UnsafePointer(w.dx.pointer)   // ∂loss/∂(down's output)
-        if s.sandwichNorms {
-            w.dOut.pointer.update(repeating: 0, count: n * c)
-            normBackward(dx: w.dOut.pointer, dout: w.dx.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
-                         stats: a.rstd4.pointer, rows: n)
-            dDown = UnsafePointer(w.dOut.pointer)
+        if let moe = layer.moe {
+            guard let saved = a.moe else { preconditionFailure("block \(li): backward without the forward's routing") }
+            moe.backward(dx: w.dxn.pointer, dOut: w.dx.pointer, x: w.xn.pointer, rows: n, saved: saved, accumulate: false,
+                         scratch: scratch, context: context)
+        } else {
+            activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
+            var dDown = UnsafePointer(w.dx.pointer)   // ∂loss/∂(down's output)
+            if s.sandwichNorms {
+                w.dOut.pointer.update(repeating: 0, count: n * c)
+                normBackward(dx: w.dOut.pointer, dout: w.dx.pointer, x: a.mlpOut.pointer, weight: layer.norm(.postMLP),
+                             stats: a.rstd4.pointer, rows: n)
+                dDown = UnsafePointer(w.dOut.pointer)
+            }
+            layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
+            w.dup.pointer.update(repeating: 0, count: n * f)
+            switch s.mlp {
+            case .swiGLU:
+                w.dgate.pointer.update(repeating: 0, count: n * f)
+                backend.swiGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+                                up: a.up.pointer, count: n * f)
+            case .geGLU:
+                w.dgate.pointer.update(repeating: 0, count: n * f)
+                backend.geGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
+                               up: a.up.pointer, count: n * f)
+            case .gelu(let approximation):
+                backend.geluBackward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
+            }
+            if s.mlp.isGated {
+                layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
+            }
+            layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: s.mlp.isGated,
+                                scratch: scratch, context: context)
         }
-        layer[.down].backward(dx: w.dh.pointer, dy: dDown, x: w.h.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
-        w.dup.pointer.update(repeating: 0, count: n * f)
-        switch s.mlp {
-        case .swiGLU:
-            w.dgate.pointer.update(repeating: 0, count: n * f)
-            backend.swiGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
-                            up: a.up.pointer, count: n * f)
-        case .geGLU:
-            w.dgate.pointer.update(repeating: 0, count: n * f)
-            backend.geGLUBackward(dgate: w.dgate.pointer, dup: w.dup.pointer, dh: w.dh.pointer, gate: a.gate.pointer,
-                           up: a.up.pointer, count: n * f)
-        case .gelu(let approximation):
-            backend.geluBackward(dx: w.dup.pointer, dy: w.dh.pointer, x: a.up.pointer, count: n * f, approximation: approximation)
-        }
-        if s.mlp.isGated {
-            layer[.gate].backward(dx: w.dxn.pointer, dy: w.dgate.pointer, x: w.xn.pointer, rows: n, accumulate: false, scratch: scratch, context: context)
-        }
-        layer[.up].backward(dx: w.dxn.pointer, dy: w.dup.pointer, x: w.xn.pointer, rows: n, accumulate: s.mlp.isGated,
-                            scratch: scratch, context: context)
         normBackward(dx: w.dx.pointer, dout: w.dxn.pointer, x: a.xMid.pointer, weight: layer.norm(.mlp),
                      stats: a.rstd2.pointer, rows: n)
         // Attention: datt = dx·Wo; attention backward; un-rotate dq, dk; q/k norm backward; dxn; dx += norm backward.

@@ -107,6 +107,21 @@ extension DecoderModel {
                     plan.append(ExportTensor(name: module + ".bias", shape: [b.count], values: { b }))
                 }
             }
+            if let moe = layer.moe {
+                // The router and each expert's linears, in the per-expert layout transformers writes.
+                func add(_ module: String, _ l: any LinearLayer) throws {
+                    if keepQuantized, case .quantized = baseWeight(l).storage {
+                        throw ExportError.unsupported(path: path, reason: "a quantized mixture of experts cannot be written in bitsandbytes' layout yet; export dequantized (finch merge without --keep-4bit)")
+                    }
+                    plan.append(ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures], values: { effectiveWeight(l) }))
+                }
+                try add(names.router(layer: i), moe.router)
+                for (e, ex) in moe.experts.enumerated() {
+                    try add(names.expert(e, .gate, layer: i), ex.gate)
+                    try add(names.expert(e, .down, layer: i), ex.down)
+                    try add(names.expert(e, .up, layer: i), ex.up)
+                }
+            }
             norm(.mlp)
         }
         plan.append(ExportTensor(name: "\(names.finalNorm).weight", shape: [c], values: { [finalNormStored] in finalNormStored }))

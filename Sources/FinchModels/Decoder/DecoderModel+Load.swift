@@ -98,7 +98,19 @@ extension DecoderModel {
                 linears[l] = try blockLinear(scope, o, inp)
                 if spec.hasBias(l) { biases[l] = try scope.tensor("bias", shape: [o]) }
             }
-            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored, normBiases: normBiases))
+            var moe: SparseMoE?
+            if let m = spec.moe {
+                guard let mn = names.moe else { throw ModelError.invalidConfig(path: source.path, reason: "the family has experts but names none") }
+                let scope = block.scoped(mn.block), f = spec.intermediateSize
+                let router = try blockLinear(scope.scoped(mn.router), m.experts, c)
+                let experts = try (0..<m.experts).map { e -> SparseMoE.Expert in
+                    let ex = scope.scoped(mn.experts).scoped(e)
+                    return SparseMoE.Expert(gate: try blockLinear(ex.scoped(mn.gate), f, c), up: try blockLinear(ex.scoped(mn.up), f, c),
+                                            down: try blockLinear(ex.scoped(mn.down), c, f))
+                }
+                moe = SparseMoE(router: router, experts: experts, topK: m.topK, normalize: m.normalize)
+            }
+            layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored, normBiases: normBiases, moe: moe))
         }
         let norm = try root.scoped(names.finalNorm).tensor("weight", shape: [c])
         var normBias: Buffer<Float>?

@@ -20,12 +20,14 @@ final class DecoderLayer: @unchecked Sendable {
     let storedNorms: [DecoderNorm: Buffer<Float>]
     /// [C] per norm, for LayerNorm.
     let normBiases: [DecoderNorm: Buffer<Float>]
+    /// The block's mixture of experts, in place of its MLP linears (`DecoderSpec.moe`).
+    let moe: SparseMoE?
 
     init(linears: [DecoderLinear: any LinearLayer], biases: [DecoderLinear: Buffer<Float>],
          norms: [DecoderNorm: Buffer<Float>], storedNorms: [DecoderNorm: Buffer<Float>],
-         normBiases: [DecoderNorm: Buffer<Float>]) {
+         normBiases: [DecoderNorm: Buffer<Float>], moe: SparseMoE? = nil) {
         self.linears = linears; self.biases = biases; self.norms = norms; self.storedNorms = storedNorms
-        self.normBiases = normBiases
+        self.normBiases = normBiases; self.moe = moe
     }
 
     subscript(_ l: DecoderLinear) -> any LinearLayer {
@@ -88,6 +90,16 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         for (i, layer) in layers.enumerated() {
             for l in spec.linears {
                 slots.append(LinearSlot(name: names.module(l, layer: i), get: { layer[l] }, set: { layer[l] = $0 }))
+            }
+            if let moe = layer.moe {
+                // The router and every expert's linears, under the checkpoint's per-expert names (PEFT's
+                // target modules in that layout).
+                slots.append(LinearSlot(name: names.router(layer: i), get: { moe.router }, set: { moe.router = $0 }))
+                for e in moe.experts.indices {
+                    slots.append(LinearSlot(name: names.expert(e, .gate, layer: i), get: { moe.experts[e].gate }, set: { moe.experts[e].gate = $0 }))
+                    slots.append(LinearSlot(name: names.expert(e, .up, layer: i), get: { moe.experts[e].up }, set: { moe.experts[e].up = $0 }))
+                    slots.append(LinearSlot(name: names.expert(e, .down, layer: i), get: { moe.experts[e].down }, set: { moe.experts[e].down = $0 }))
+                }
             }
         }
         linearSlots = slots

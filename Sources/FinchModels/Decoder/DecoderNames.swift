@@ -32,6 +32,28 @@ public struct DecoderNames: Sendable {
     /// What llama.cpp's converter added to every norm weight (Gemma: 1); loading a GGUF subtracts
     /// it, as transformers does.
     public var ggufNormShift: Float = 0
+    /// A mixture-of-experts MLP's names, relative to the block (`block_sparse_moe`, its router `gate`,
+    /// expert `e`'s `experts.e.w1` / `w3` / `w2` for gate / up / down), when the family has one.
+    public var moe: MoENames? = nil
+
+    public struct MoENames: Sendable {
+        public var block: String
+        public var router: String
+        public var experts: String
+        public var gate: String, up: String, down: String
+        /// Mixtral's per-expert checkpoint layout (transformers writes it so).
+        public static let mixtral = MoENames(block: "block_sparse_moe", router: "gate", experts: "experts", gate: "w1", up: "w3", down: "w2")
+    }
+
+    /// Full module name of block `i`'s router (`model.layers.3.block_sparse_moe.gate`).
+    public func router(layer i: Int) -> String { "\(layerPrefix).\(i).\(moe!.block).\(moe!.router)" }
+
+    /// Full module name of block `i`'s expert `e` linear (`model.layers.3.block_sparse_moe.experts.5.w1`).
+    public func expert(_ e: Int, _ l: DecoderLinear, layer i: Int) -> String {
+        let m = moe!
+        let part = l == .gate ? m.gate : l == .up ? m.up : m.down
+        return "\(layerPrefix).\(i).\(m.block).\(m.experts).\(e).\(part)"
+    }
 
     /// The names of LLaMA and of the families that kept its layout (Mistral, Qwen2, Qwen3).
     public static let llamaLayout = DecoderNames(

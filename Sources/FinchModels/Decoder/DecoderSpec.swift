@@ -49,6 +49,17 @@ public struct DecoderSpec: Sendable, Equatable {
     public var slidingWindows: [Int?]
     /// Scale of the attention scores (1/√D unless the family says otherwise).
     public var attentionScale: Float
+    /// A sparse mixture of experts in place of every block's MLP (Mixtral); nil: a dense MLP.
+    public var moe: MixtureOfExperts? = nil
+
+    /// A mixture-of-experts MLP (`SparseMoE`): `experts` SwiGLU experts of `intermediateSize` each, `topK` of
+    /// them per token, their weights renormalized when `normalize`.
+    public struct MixtureOfExperts: Sendable, Equatable {
+        public var experts: Int
+        public var topK: Int
+        public var normalize: Bool
+        public init(experts: Int, topK: Int, normalize: Bool) { self.experts = experts; self.topK = topK; self.normalize = normalize }
+    }
 
     public enum Norm: Sendable, Equatable {
         /// `x / √(mean(x²) + eps) · w`.
@@ -92,7 +103,7 @@ public struct DecoderSpec: Sendable, Equatable {
 
     /// The linear layers of one block, in checkpoint order.
     public var linears: [DecoderLinear] {
-        (fusedQKV ? [.qkv, .o] : [.q, .k, .v, .o]) + (mlp.isGated ? [.gate, .up, .down] : [.up, .down])
+        (fusedQKV ? [.qkv, .o] : [.q, .k, .v, .o]) + (moe != nil ? [] : mlp.isGated ? [.gate, .up, .down] : [.up, .down])
     }
 
     /// The norms of one block.

@@ -34,21 +34,27 @@ final class SparseMoE: @unchecked Sendable {
     /// What backward needs of a forward: the routing of its rows.
     struct Saved { var routes: MoERouting.Routes }
 
+    /// The routing of x [N, C] (what a recomputed forward needs for backward).
+    func route(x: UnsafePointer<Float>, rows n: Int, scratch: Scratch, context: PassContext) -> Saved {
+        let e = experts.count
+        let logits = Buffer<Float>(count: n * e)
+        router.forward(y: logits.pointer, x: x, xBF16: nil, rows: n, accumulate: false, scratch: scratch, context: context)
+        return Saved(routes: MoERouting.route(logits: logits.pointer, rows: n, experts: e, topK: topK, normalize: normalize))
+    }
+
     /// out [N, C] (+)= the block of x [N, C]; returns the routing (for backward and the auxiliary loss).
     @discardableResult
     func forward(out: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, rows n: Int, accumulate: Bool,
                  scratch: Scratch, context: PassContext) -> Saved {
-        let c = hiddenSize, e = experts.count
+        let c = hiddenSize
         if !accumulate { out.update(repeating: 0, count: n * c) }
-        let logits = Buffer<Float>(count: n * e)
-        router.forward(y: logits.pointer, x: x, xBF16: nil, rows: n, accumulate: false, scratch: scratch, context: context)
-        let routes = MoERouting.route(logits: logits.pointer, rows: n, experts: e, topK: topK, normalize: normalize)
+        let saved = route(x: x, rows: n, scratch: scratch, context: context), routes = saved.routes
         let groups = MoERouting.groups(routes)
         for ex in groups.used {
             let entries = groups.entries(of: ex), m = entries.count
             let xg = gather(x, entries: entries, columns: c)
             let y = Buffer<Float>(count: m * c)
-            expertForward(experts[ex], y: y.pointer, x: xg.pointer, rows: m, scratch: scratch, context: context)
+            expertForward(experts[ex], y: y.pointer, x: xg.pointer, rows: m, scratch: scratch, context: gathered(context, entries))
             for (i, entry) in entries.enumerated() {
                 let w = routes.weights[Int(entry)], row = Int(entry) / topK
                 let src = y.pointer + i * c, dst = out + row * c
@@ -64,7 +70,7 @@ final class SparseMoE: @unchecked Sendable {
                 for j in 0..<c { dst[j] += s * src[j] }
             }
         }
-        return Saved(routes: routes)
+        return saved
     }
 
     /// dx [N, C] (+)= the gradient of the block given dOut [N, C] for the forward of x that saved `saved`, with the
@@ -82,7 +88,8 @@ final class SparseMoE: @unchecked Sendable {
             let dy = Buffer<Float>(count: m * c), y = Buffer<Float>(count: m * c)
             let f = experts[ex].gate.outFeatures
             let gate = Buffer<Float>(count: m * f), up = Buffer<Float>(count: m * f), h = Buffer<Float>(count: m * f)
-            expertForward(experts[ex], y: y.pointer, x: xg.pointer, rows: m, scratch: scratch, context: context,
+            let rowContext = gathered(context, entries)
+            expertForward(experts[ex], y: y.pointer, x: xg.pointer, rows: m, scratch: scratch, context: rowContext,
                           keep: (gate.pointer, up.pointer, h.pointer))
             for (i, entry) in entries.enumerated() {
                 let row = Int(entry) / k, w = routes.weights[Int(entry)]
@@ -93,7 +100,7 @@ final class SparseMoE: @unchecked Sendable {
             }
             let dxg = Buffer<Float>(count: m * c)
             expertBackward(experts[ex], dx: dxg.pointer, dy: dy.pointer, x: xg.pointer, rows: m, gate: gate.pointer, up: up.pointer,
-                           h: h.pointer, scratch: scratch, context: context)
+                           h: h.pointer, scratch: scratch, context: rowContext)
             for (i, entry) in entries.enumerated() {
                 let row = Int(entry) / k
                 context.backend.add(dx + row * c, dxg.pointer + i * c, count: c)
@@ -121,6 +128,24 @@ final class SparseMoE: @unchecked Sendable {
                            scratch: scratch, context: context, accumulate: true)
             sharedGate.backward(dx: dx, dy: dg.pointer, x: x, rows: n, accumulate: true, scratch: scratch, context: context)
         }
+    }
+
+    /// The context of an expert's gathered rows: per-row adapters (batched serving) follow their rows.
+    private func gathered(_ context: PassContext, _ entries: ArraySlice<Int32>) -> PassContext {
+        guard let spans = context.rowAdapters else { return context }
+        var out: [AdapterSpan] = []
+        for (i, entry) in entries.enumerated() {
+            let row = Int(entry) / topK
+            let adapter = spans.first { $0.rows.contains(row) }.map { $0.adapter } ?? nil
+            if let last = out.last, last.adapter == adapter, last.rows.upperBound == i {
+                out[out.count - 1].rows = last.rows.lowerBound..<(i + 1)
+            } else if adapter != nil || spans.contains(where: { $0.rows.contains(row) }) {
+                out.append(AdapterSpan(rows: i..<(i + 1), adapter: adapter))
+            }
+        }
+        var c = context
+        c.rowAdapters = out
+        return c
     }
 
     /// Rows of x [N, C] for the entries (row · K + slot) of one expert: [M, C].

@@ -66,6 +66,7 @@ public enum ModelRegistry {
     public static let families: [ModelFamily] = [
         .llama,
         .mistral,
+        .mixtral,
         .qwen2,
         .qwen3,
         .gemma3,
