@@ -24,13 +24,21 @@ final class FamilyTests: XCTestCase {
         let peft_target_modules: [String]
         let batch: [[Int32]]
         let loss: Double
+        /// Mixture-of-experts families: transformers' load-balancing loss over `batch`.
+        let aux_loss: Double?
     }
 
-    static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2", "mixtral"]
+    static let families = ["mistral", "qwen2", "qwen3", "gemma3", "gpt2", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe"]
+    static let moeFamilies = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe"]
     /// ~3x the largest figures measured over the families (each printed by the tests).
     static let logitTolerance: Float = 3.5e-5, gradientTolerance = 8e-6, lossTolerance = 4e-7
-    /// Linear layers per block.
-    static let linearsPerBlock = ["mistral": 7, "qwen2": 7, "qwen3": 7, "gemma3": 7, "gpt2": 4, "mixtral": 4 + 1 + 4 * 3]
+    /// Linear layers of the model an adapter can wrap ("all-linear"): attention and MLP, or attention, the
+    /// router, every expert's gate / up / down and the shared expert's (and its gate).
+    static let linearCount = ["mistral": 14, "qwen2": 14, "qwen3": 14, "gemma3": 14, "gpt2": 8,
+                              "mixtral": 2 * (4 + 1 + 4 * 3),
+                              "qwen2_moe": 2 * (4 + 1 + 4 * 3 + 3 + 1) + 7,   // layer 1 dense
+                              "qwen3_moe": 7 + (4 + 1 + 8 * 3),               // layer 0 dense
+                              "olmoe": 2 * (4 + 1 + 4 * 3)]
 
     static func dir(_ family: String) -> String { Fixtures.path("tiny-\(family)") }
 
@@ -96,7 +104,8 @@ final class FamilyTests: XCTestCase {
             XCTAssertEqual(loss.mean, e.loss, accuracy: Self.lossTolerance * e.loss, f)
             print("[family \(f)] loss within \(abs(loss.mean - e.loss) / e.loss) (relative) of PEFT")
             let params = m.trainableParameters()
-            XCTAssertEqual(params.count, 2 * 2 * e.peft_target_modules.count, "\(f): A and B of each target in two layers")
+            let layerCount = try XCTUnwrap(m as? DecoderModel).spec.numLayers
+            XCTAssertEqual(params.count, 2 * layerCount * e.peft_target_modules.count, "\(f): A and B of each target in every layer")
             var worstGradient = 0.0
             defer { print("[family \(f)] LoRA gradients within \(worstGradient) (relative, by norm) of PEFT") }
             for p in params {
@@ -137,6 +146,39 @@ final class FamilyTests: XCTestCase {
         }
     }
 
+    /// Mixture-of-experts families: every sparse layer's router probabilities (softmax of transformers' router
+    /// logits) and choices for each sequence, and the load-balancing loss over the batch (measured: probabilities
+    /// within 2.4e-7, aux loss 5.9e-8 relative; with output_router_logits (Qwen2-MoE, OLMoE) the training loss
+    /// and gradients of testPEFTAdapterLogitsGradientsAndMerge include its coefficient times the loss).
+    func testRoutersAndLoadBalancingLossMatchTransformers() throws {
+        for f in Self.moeFamilies {
+            let (e, ref) = try Self.expected(f)
+            let m = try XCTUnwrap(try LoadedModel.load(Self.dir(f) + "/hf").model as? DecoderModel)
+            var worst: Float = 0
+            for (i, ids) in e.sequences.enumerated() {
+                let routes = try m.routes([TrainingSequence(tokens: ids.map(Int32.init))])
+                XCTAssertEqual(routes.count, m.layers.filter { $0.moe != nil }.count, f)
+                for (l, r) in routes.enumerated() {
+                    let logits = try ref.floats("seq\(i).router\(l).logits"), x = r.experts
+                    XCTAssertEqual(logits.count, r.rows * x, "\(f) seq\(i) router \(l)")
+                    for row in 0..<r.rows {
+                        let z = logits[(row * x)..<((row + 1) * x)], top = z.max()!
+                        let ex = z.map { expf($0 - top) }, sum = ex.reduce(0, +)
+                        for j in 0..<x { worst = max(worst, abs(ex[j] / sum - r.probabilities[row * x + j])) }
+                        // The chosen experts: transformers' top-k of the logits (the order of equal ones aside).
+                        let theirs = Set(z.indices.sorted { z[$0] > z[$1] }.prefix(r.topK).map { $0 - z.startIndex })
+                        XCTAssertEqual(Set(r.chosen[(row * r.topK)..<((row + 1) * r.topK)].map(Int.init)), theirs, "\(f) seq\(i) router \(l) row \(row)")
+                    }
+                }
+            }
+            XCTAssertLessThan(worst, 7.5e-7, "\(f) router probabilities")
+            let aux = MoERouting.loadBalancingLoss(try m.routes(e.batch.map { TrainingSequence(tokens: $0) }))
+            let theirs = try XCTUnwrap(e.aux_loss, f)
+            XCTAssertEqual(aux, theirs, accuracy: 2e-7 * theirs, "\(f) load-balancing loss")
+            print("[family \(f)] router probabilities within \(worst), load-balancing loss within \(abs(aux - theirs) / theirs) (relative) of transformers")
+        }
+    }
+
     /// "all-linear" and the family default resolve to the family's module names.
     func testTargetModulesResolve() throws {
         for f in Self.families {
@@ -148,7 +190,7 @@ final class FamilyTests: XCTestCase {
             XCTAssertEqual(defaults.config.fanInFanOut, peft.config.fanInFanOut, f)
             c.targetModules = .allLinear
             let all = try lm.model.createAdapter(config: c, name: "all", seed: 1)
-            XCTAssertEqual(all.modules.count, 2 * Self.linearsPerBlock[f]!, f)
+            XCTAssertEqual(all.modules.count, Self.linearCount[f]!, f)
         }
     }
 }

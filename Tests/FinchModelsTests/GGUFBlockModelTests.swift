@@ -24,8 +24,8 @@ final class GGUFBlockModelTests: XCTestCase {
         let blocks = try XCTUnwrap(try LoadedModel.load(path, ggufBlocks: true).model as? DecoderModel)
         let dense = try XCTUnwrap(try LoadedModel.load(path, ggufBlocks: false).model as? DecoderModel)
         var kept: [GGMLType: Int] = [:]
-        for layer in blocks.layers {
-            for l in blocks.spec.linears {
+        for (i, layer) in blocks.layers.enumerated() {
+            for l in blocks.spec.linears(layer: i) {
                 guard case .quantized(let q as GGUFBlockMatrix, _) = layer[l].frozenWeight.storage else {
                     return XCTFail("\(path): \(l) of a block is not kept in its GGUF blocks")
                 }

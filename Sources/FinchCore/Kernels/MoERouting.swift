@@ -120,38 +120,64 @@ public enum MoERouting {
     /// The load-balancing loss of several layers' routes (every row counts):
     /// E · Σ_e (Σ_layers tokens routed to e / Σ rows) · (Σ_layers Σ_rows p_e / Σ rows).
     public static func loadBalancingLoss(_ layers: [Routes]) -> Double {
-        let (f, p, e) = loadBalancingParts(layers)
-        var s = 0.0
-        for j in 0..<e { s += f[j] * p[j] }
-        return s * Double(e)
-    }
-
-    /// (tokens routed to each expert / rows, mean p of each expert, E).
-    static func loadBalancingParts(_ layers: [Routes]) -> ([Double], [Double], Int) {
-        guard let e = layers.first?.experts else { return ([], [], 0) }
-        var f = [Double](repeating: 0, count: e), p = [Double](repeating: 0, count: e), rows = 0
-        for l in layers {
-            precondition(l.experts == e)
-            for x in l.chosen { f[Int(x)] += 1 }
-            for r in 0..<l.rows { for j in 0..<e { p[j] += Double(l.probabilities[r * e + j]) } }
-            rows += l.rows
-        }
-        guard rows > 0 else { return (f, p, e) }
-        return (f.map { $0 / Double(rows) }, p.map { $0 / Double(rows) }, e)
+        guard let e = layers.first?.experts else { return 0 }
+        var tally = LoadBalancingTally(experts: e)
+        for l in layers { tally.add(l) }
+        return tally.loss
     }
 
     /// dLogits of each layer [N_l, E] (+)= `scale` × the gradient of `loadBalancingLoss(layers)`: through the
     /// mean p only (the counts are not differentiable): dL/dp_{r,e} = E · f_e / rows, then the softmax.
     public static func loadBalancingBackward(_ layers: [Routes], scale: Float, dLogits: [UnsafeMutablePointer<Float>], accumulate: Bool) {
         precondition(dLogits.count == layers.count)
-        let (f, _, e) = loadBalancingParts(layers)
-        let rows = layers.reduce(0) { $0 + $1.rows }
-        guard rows > 0 else { return }
-        let dp = f.map { Float(Double(scale) * Double(e) * $0 / Double(rows)) }
-        for (l, routes) in layers.enumerated() {
-            for r in 0..<routes.rows {
-                softmaxBackward(dLogits: dLogits[l] + r * e, dp: dp, p: routes.probabilities, row: r, experts: e, accumulate: accumulate)
-            }
+        guard let e = layers.first?.experts else { return }
+        var tally = LoadBalancingTally(experts: e)
+        for l in layers { tally.add(l) }
+        let dp = tally.dProbabilities(scale: scale)
+        for (l, routes) in layers.enumerated() { loadBalancingBackward(routes, dProbabilities: dp, dLogits: dLogits[l], accumulate: accumulate) }
+    }
+
+    /// One layer's share of the load-balancing loss's gradient: dLogits [N, E] (+)= the softmax backward of
+    /// `dProbabilities` (`LoadBalancingTally.dProbabilities`, the same for every row of every layer).
+    public static func loadBalancingBackward(_ routes: Routes, dProbabilities dp: [Float], dLogits: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        precondition(dp.count == routes.experts)
+        for r in 0..<routes.rows {
+            softmaxBackward(dLogits: dLogits + r * routes.experts, dp: dp, p: routes.probabilities, row: r, experts: routes.experts,
+                            accumulate: accumulate)
+        }
+    }
+
+    /// The load-balancing loss gathered one layer at a time (so a pass need not keep every layer's
+    /// routes): tokens routed to each expert, each expert's summed p, rows.
+    public struct LoadBalancingTally: Sendable {
+        public private(set) var counts: [Double]
+        public private(set) var probabilitySums: [Double]
+        public private(set) var rows = 0
+        public init(experts: Int) {
+            counts = Array(repeating: 0, count: experts); probabilitySums = Array(repeating: 0, count: experts)
+        }
+        public var experts: Int { counts.count }
+
+        public mutating func add(_ routes: Routes) {
+            precondition(routes.experts == experts, "layers with different numbers of experts")
+            for x in routes.chosen { counts[Int(x)] += 1 }
+            for r in 0..<routes.rows { for j in 0..<experts { probabilitySums[j] += Double(routes.probabilities[r * experts + j]) } }
+            rows += routes.rows
+        }
+
+        /// E · Σ_e (tokens routed to e / rows) · (mean p_e).
+        public var loss: Double {
+            guard rows > 0 else { return 0 }
+            var s = 0.0
+            for j in 0..<experts { s += counts[j] * probabilitySums[j] }
+            return s * Double(experts) / (Double(rows) * Double(rows))
+        }
+
+        /// `scale` × ∂loss/∂p_{r,e} for any row of any layer: E · (tokens routed to e / rows) / rows.
+        public func dProbabilities(scale: Float) -> [Float] {
+            guard rows > 0 else { return Array(repeating: 0, count: experts) }
+            let r = Double(rows)
+            return counts.map { Float(Double(scale) * Double(experts) * ($0 / r) / r) }
         }
     }
 }

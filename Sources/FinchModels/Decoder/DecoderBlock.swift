@@ -228,10 +228,12 @@ extension DecoderModel {
             }
         }
         if s.qkNorm {
+            // Per head (rows N·H of D), or over the whole projection (rows N of H·D: OLMoE).
+            let whole = s.qkNormOverProjection
             backend.rmsNormForward(out: a.q.pointer, rstd: a.rstdQ.pointer, x: a.qRaw.pointer, weight: layer.norm(.q).pointer,
-                            rows: n * hq, channels: d, eps: s.normEps)
+                            rows: whole ? n : n * hq, channels: whole ? qd : d, eps: s.normEps)
             backend.rmsNormForward(out: a.k.pointer, rstd: a.rstdK.pointer, x: a.kRaw.pointer, weight: layer.norm(.k).pointer,
-                            rows: n * g, channels: d, eps: s.normEps)
+                            rows: whole ? n : n * g, channels: whole ? kvd : d, eps: s.normEps)
         }
         if let rope {
             backend.ropeApply(s.ropes[li], x: a.q.pointer, heads: hq, table: rope, inverse: false)
@@ -320,9 +322,10 @@ extension DecoderModel {
 
     /// Backward of `blockForward` (over packed sequences): on entry w.dx holds ∂loss/∂out, on exit
     /// ∂loss/∂x; the block's adapters add their parameter gradients. Biases are frozen and pass
-    /// gradients through unchanged. `context` is the forward's.
+    /// gradients through unchanged. `context` is the forward's. `auxGradient` [E]: ∂(weighted load-balancing
+    /// loss)/∂p of every row's router probabilities (`MoERouting.LoadBalancingTally`), nil without that loss.
     func blockBackward(_ li: Int, x: UnsafePointer<Float>, acts a: DecoderActivations, w: DecoderWorkspace,
-                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table?, context: PassContext) {
+                       rows n: Int, sequences: [Range<Int>], rope: RoPE.Table?, context: PassContext, auxGradient: [Float]? = nil) {
         let s = spec, layer = layers[li]
         let c = s.hiddenSize, hq = s.numHeads, g = s.numKVHeads, d = s.headDim
         let f = s.intermediateSize, qd = s.queryWidth, kvd = s.kvWidth
@@ -331,8 +334,15 @@ extension DecoderModel {
                     bias: layer.normBiases[.mlp], rows: n)
         if let moe = layer.moe {
             guard let saved = a.moe else { preconditionFailure("block \(li): backward without the forward's routing") }
+            var auxDLogits: Buffer<Float>?
+            if let auxGradient {
+                let d = Buffer<Float>(count: n * saved.routes.experts)
+                MoERouting.loadBalancingBackward(saved.routes, dProbabilities: auxGradient, dLogits: d.pointer, accumulate: false)
+                auxDLogits = d
+            }
             moe.backward(dx: w.dxn.pointer, dOut: w.dx.pointer, x: w.xn.pointer, rows: n, saved: saved, accumulate: false,
-                         scratch: scratch, context: context)
+                         routerDLogits: auxDLogits.map { UnsafePointer($0.pointer) }, scratch: scratch, context: context)
+            withExtendedLifetime(auxDLogits) {}
         } else {
             activation(h: w.h.pointer, gate: a.gate.pointer, up: a.up.pointer, count: n * f)
             var dDown = UnsafePointer(w.dx.pointer)   // ∂loss/∂(down's output)
@@ -388,10 +398,11 @@ extension DecoderModel {
         if s.qkNorm {
             w.dqRaw.pointer.update(repeating: 0, count: n * qd)
             w.dkRaw.pointer.update(repeating: 0, count: n * kvd)
+            let whole = s.qkNormOverProjection
             backend.rmsNormBackward(dx: w.dqRaw.pointer, dweight: nil, dout: w.dq.pointer, x: a.qRaw.pointer,
-                             weight: layer.norm(.q).pointer, rstd: a.rstdQ.pointer, rows: n * hq, channels: d)
+                             weight: layer.norm(.q).pointer, rstd: a.rstdQ.pointer, rows: whole ? n : n * hq, channels: whole ? qd : d)
             backend.rmsNormBackward(dx: w.dkRaw.pointer, dweight: nil, dout: w.dk.pointer, x: a.kRaw.pointer,
-                             weight: layer.norm(.k).pointer, rstd: a.rstdK.pointer, rows: n * g, channels: d)
+                             weight: layer.norm(.k).pointer, rstd: a.rstdK.pointer, rows: whole ? n : n * g, channels: whole ? kvd : d)
             dqOut = w.dqRaw; dkOut = w.dkRaw
         }
         normForward(out: w.xn.pointer, stats: nil, x: x, weight: layer.norm(.attention), bias: layer.normBiases[.attention],

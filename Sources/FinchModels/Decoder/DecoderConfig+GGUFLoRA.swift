@@ -27,7 +27,8 @@ extension DecoderConfig {
         let spec = decoderSpec
         var out: [String: (out: Int, in: Int)] = [:]
         for i in 0..<spec.numLayers {
-            for l in spec.linears { out[names.module(l, layer: i)] = spec.shape(of: l) }
+            for l in spec.linears(layer: i) { out[names.module(l, layer: i)] = spec.shape(of: l) }
+            for m in names.expertModules(spec: spec, layer: i) { out[m.name] = m.shape }
         }
         return out
     }
@@ -64,7 +65,7 @@ extension DecoderConfig {
         let shapes = linearModules
         // In checkpoint order (block by block); a module that is no block linear is named below.
         var order: [String] = []
-        for i in 0..<spec.numLayers { for l in spec.linears { order.append(names.module(l, layer: i)) } }
+        for i in 0..<spec.numLayers { for l in spec.linears(layer: i) { order.append(names.module(l, layer: i)) } }
         let rank = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
         let modules = adapter.modules.sorted { (rank[$0.key] ?? .max, $0.key) < (rank[$1.key] ?? .max, $1.key) }
         // One alpha for the file: the first module's scale × its rank; a zero scale (alpha 0)

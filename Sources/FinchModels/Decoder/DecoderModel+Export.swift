@@ -82,7 +82,7 @@ extension DecoderModel {
                 }
             }
             for n in spec.norms where n != .mlp { norm(n) }
-            for lin in spec.linears {
+            for lin in spec.linears(layer: i) {
                 let l = layer[lin]
                 let module = names.module(lin, layer: i)
                 // Conv1D weights are written back [in, out].
@@ -108,18 +108,13 @@ extension DecoderModel {
                 }
             }
             if let moe = layer.moe {
-                // The router and each expert's linears, in the per-expert layout transformers writes.
-                func add(_ module: String, _ l: any LinearLayer) throws {
+                // The router's, each expert's and the shared expert's linears, in the per-expert layout transformers writes.
+                for slot in Self.expertSlots(moe, layer: i, names: names) {
+                    let l = slot.get()
                     if keepQuantized, case .quantized = baseWeight(l).storage {
                         throw ExportError.unsupported(path: path, reason: "a quantized mixture of experts cannot be written in bitsandbytes' layout yet; export dequantized (finch merge without --keep-4bit)")
                     }
-                    plan.append(ExportTensor(name: module + ".weight", shape: [l.outFeatures, l.inFeatures], values: { effectiveWeight(l) }))
-                }
-                try add(names.router(layer: i), moe.router)
-                for (e, ex) in moe.experts.enumerated() {
-                    try add(names.expert(e, .gate, layer: i), ex.gate)
-                    try add(names.expert(e, .down, layer: i), ex.down)
-                    try add(names.expert(e, .up, layer: i), ex.up)
+                    plan.append(ExportTensor(name: slot.name + ".weight", shape: [l.outFeatures, l.inFeatures], values: { effectiveWeight(l) }))
                 }
             }
             norm(.mlp)

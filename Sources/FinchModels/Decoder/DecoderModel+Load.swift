@@ -92,23 +92,28 @@ extension DecoderModel {
                 norms[n] = applied(w)
                 if case .layer = spec.norm { normBiases[n] = try scope.tensor("bias", shape: [spec.channels(of: n)]) }
             }
-            for l in spec.linears {
+            for l in spec.linears(layer: i) {
                 let scope = block.scoped(names.linears[l]!.hf)
                 let (o, inp) = spec.shape(of: l)
                 linears[l] = try blockLinear(scope, o, inp)
                 if spec.hasBias(l) { biases[l] = try scope.tensor("bias", shape: [o]) }
             }
             var moe: SparseMoE?
-            if let m = spec.moe {
+            if let m = spec.moe(layer: i) {
                 guard let mn = names.moe else { throw ModelError.invalidConfig(path: source.path, reason: "the family has experts but names none") }
-                let scope = block.scoped(mn.block), f = spec.intermediateSize
-                let router = try blockLinear(scope.scoped(mn.router), m.experts, c)
-                let experts = try (0..<m.experts).map { e -> SparseMoE.Expert in
-                    let ex = scope.scoped(mn.experts).scoped(e)
-                    return SparseMoE.Expert(gate: try blockLinear(ex.scoped(mn.gate), f, c), up: try blockLinear(ex.scoped(mn.up), f, c),
-                                            down: try blockLinear(ex.scoped(mn.down), c, f))
+                let scope = block.scoped(mn.block)
+                func expert(_ ex: WeightScope, _ f: Int) throws -> SparseMoE.Expert {
+                    SparseMoE.Expert(gate: try blockLinear(ex.scoped(mn.gate), f, c), up: try blockLinear(ex.scoped(mn.up), f, c),
+                                     down: try blockLinear(ex.scoped(mn.down), c, f))
                 }
-                moe = SparseMoE(router: router, experts: experts, topK: m.topK, normalize: m.normalize)
+                let router = try blockLinear(scope.scoped(mn.router), m.experts, c)
+                let experts = try (0..<m.experts).map { e in try expert(scope.scoped(mn.experts).scoped(e), m.expertSize) }
+                var shared: SparseMoE.Expert?, sharedGate: (any LinearLayer)?
+                if let s = m.sharedExpertSize, let sn = mn.sharedExpert, let gn = mn.sharedExpertGate {
+                    shared = try expert(scope.scoped(sn), s)
+                    sharedGate = try blockLinear(scope.scoped(gn), 1, c)
+                }
+                moe = SparseMoE(router: router, experts: experts, shared: shared, sharedGate: sharedGate, topK: m.topK, normalize: m.normalize)
             }
             layers.append(DecoderLayer(linears: linears, biases: biases, norms: norms, storedNorms: stored, normBiases: normBiases, moe: moe))
         }

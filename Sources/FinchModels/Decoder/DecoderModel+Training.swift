@@ -53,7 +53,7 @@ extension DecoderModel {
         let count = CrossEntropy.countTargets(p.targets, rows: n)
         if count == 0 { return LossSum() }
         var loss = LossSum()
-        try trainingPass(p, options: options) { dxn, xn in
+        let aux = try trainingPass(p, options: options) { dxn, xn in
             let l = try p.targets.withUnsafeBufferPointer { t in
                 try backend.crossEntropyForwardBackward(dx: dxn, x: xn, head: lmHead, targets: t.baseAddress!, rows: n,
                                                        scale: options.lossScale ?? 1 / Float(count), losses: nil,
@@ -61,6 +61,8 @@ extension DecoderModel {
             }
             loss = LossSum(sum: l.sum, count: l.count)
         }
+        // The mean is transformers' loss: cross-entropy + router_aux_loss_coef · the load-balancing loss.
+        loss.sum += aux * Double(loss.count)
         return loss
     }
 
@@ -69,7 +71,7 @@ extension DecoderModel {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
         var scores = SequenceLogProbs()
-        try trainingPass(p, options: options) { dxn, xn in
+        _ = try trainingPass(p, options: options) { dxn, xn in
             scores = try SequenceLogProbs.headBackward(dx: dxn, x: xn, head: lmHead, targets: p.targets, sequences: p.sequences,
                                                        backend: backend, scratch: scratch, objective: objective,
                                                        headGrad: activeModuleCopies[names.head]?.grad?.pointer)
@@ -80,8 +82,11 @@ extension DecoderModel {
     /// Forward with saved activations (or recomputed per block under checkpointing), the final
     /// norm, `head` (which writes dxn [N, C] = ∂loss/∂(final norm's output) from that output [N, C];
     /// dxn is zeroed first), and backward through the blocks into the active adapter's gradients.
+    /// A mixture of experts with `auxLossCoef` adds coef × the load-balancing loss of every layer's
+    /// routing (as transformers adds it to each micro-batch's loss; its gradient through the routers);
+    /// returns that term (0 without).
     private func trainingPass(_ p: PackedBatch, options: TrainingPassOptions,
-                              head: (_ dxn: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>) throws -> Void) throws {
+                              head: (_ dxn: UnsafeMutablePointer<Float>, _ xn: UnsafePointer<Float>) throws -> Void) throws -> Double {
         let n = p.tokens.count, c = spec.hiddenSize, checkpointing = options.checkpointing
         let w = trainingWorkspace(rows: n, checkpointing: checkpointing)
         let context = PassContext(backend: backend, dropoutKey: options.dropoutKey)
@@ -89,10 +94,19 @@ extension DecoderModel {
 
         // Forward, keeping each block's input (and, without checkpointing, its activations).
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
+        let auxCoef = spec.moe?.auxLossCoef
+        var tally = spec.moe.map { MoERouting.LoadBalancingTally(experts: $0.experts) }
         for li in 0..<layers.count {
+            let acts = w.layers[checkpointing ? 0 : li]
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer,
-                         acts: w.layers[checkpointing ? 0 : li], w: w, rows: n, attention: .packed(p.sequences),
+                         acts: acts, w: w, rows: n, attention: .packed(p.sequences),
                          rope: tables[li], context: context)
+            if auxCoef != nil, layers[li].moe != nil, let routes = acts.moe?.routes { tally?.add(routes) }
+        }
+        var aux = 0.0, auxGradient: [Float]?
+        if let auxCoef, let tally {
+            aux = Double(auxCoef) * tally.loss
+            auxGradient = tally.dProbabilities(scale: auxCoef)
         }
 
         // Final norm, LM head, loss and its backward (chunked: [N, V] logits never exist at once).
@@ -113,7 +127,7 @@ extension DecoderModel {
                              attention: .packed(p.sequences), rope: tables[li], context: context, recompute: true)
             }
             blockBackward(li, x: w.residual[li].pointer, acts: acts, w: w, rows: n, sequences: p.sequences,
-                          rope: tables[li], context: context)
+                          rope: tables[li], context: context, auxGradient: auxGradient)
         }
 
         // A trained embedding (modules_to_save): each row's gradient into its token's row, scaled as
@@ -126,6 +140,7 @@ extension DecoderModel {
             }
         }
         activeTokenRows?.gatherGradient()   // trainable tokens: their rows of the embedding's (and a tied head's) gradient
+        return aux
     }
 
     public func evaluate(_ batch: [TrainingSequence]) throws -> LossSum {
@@ -133,7 +148,8 @@ extension DecoderModel {
         try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
         if CrossEntropy.countTargets(p.targets, rows: p.tokens.count) == 0 { return LossSum() }
         let loss = try evaluationPass(p, losses: nil)
-        return LossSum(sum: loss.sum, count: loss.count)
+        // As transformers' evaluation loss, with the load-balancing term when the model adds it.
+        return LossSum(sum: loss.sum + loss.aux * Double(loss.count), count: loss.count)
     }
 
     public func sequenceLogProbs(_ batch: [TrainingSequence]) throws -> SequenceLogProbs {
@@ -147,21 +163,37 @@ extension DecoderModel {
 
     /// The forward without gradients (adapters' dropout off) and the loss of every counted row
     /// (written to losses [N] when given).
-    private func evaluationPass(_ p: PackedBatch, losses: UnsafeMutablePointer<Float>?) throws -> (sum: Double, count: Int) {
+    /// The routing of every sparse layer of the model's forward over `batch` (packed), in layer order: what
+    /// transformers' `output_router_logits` returns, as probabilities and choices.
+    func routes(_ batch: [TrainingSequence]) throws -> [MoERouting.Routes] {
+        let p = try pack(batch)
+        var out: [MoERouting.Routes] = []
+        _ = try evaluationPass(p, losses: nil, routes: { out.append($0) })
+        return out
+    }
+
+    /// With `auxLossCoef`, `aux` is coef × the load-balancing loss of the pass (else 0); `routes` sees each
+    /// sparse layer's routing.
+    private func evaluationPass(_ p: PackedBatch, losses: UnsafeMutablePointer<Float>?,
+                                routes: ((MoERouting.Routes) -> Void)? = nil) throws -> (sum: Double, count: Int, aux: Double) {
         let n = p.tokens.count
         // Any training workspace holds what a forward needs (a pass between training steps reuses it).
         let w = trainingWork.flatMap { $0.rows >= n ? $0 : nil } ?? trainingWorkspace(rows: n, checkpointing: true)
         let tables = RotaryTables(spec: spec, positions: p.positions)
         try embedRows(p.tokens, positions: p.positions, into: w.residual[0].pointer)
+        var tally = spec.moe?.auxLossCoef == nil ? nil : spec.moe.map { MoERouting.LoadBalancingTally(experts: $0.experts) }
         for li in 0..<layers.count {
             blockForward(li, x: w.residual[li].pointer, out: w.residual[li + 1].pointer, acts: w.layers[0],
                          w: w, rows: n, attention: .packed(p.sequences), rope: tables[li], context: PassContext(backend: backend))
+            if layers[li].moe != nil, let r = w.layers[0].moe?.routes { tally?.add(r); routes?(r) }
         }
+        let aux = tally.map { Double(spec.moe!.auxLossCoef!) * $0.loss } ?? 0
         normForward(out: w.finalNormed.pointer, stats: nil, x: w.residual[layers.count].pointer, weight: finalNorm,
                     bias: finalNormBias, rows: n)
-        return try p.targets.withUnsafeBufferPointer { t in
+        let l = try p.targets.withUnsafeBufferPointer { t in
             try backend.crossEntropyForward(x: w.finalNormed.pointer, head: lmHead, targets: t.baseAddress!, rows: n, losses: losses,
                                            scratch: scratch)
         }
+        return (l.sum, l.count, aux)
     }
 }

@@ -88,21 +88,30 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         self.positionEmbedding = positionEmbedding; self.layers = layers
         var slots: [LinearSlot] = []
         for (i, layer) in layers.enumerated() {
-            for l in spec.linears {
+            for l in spec.linears(layer: i) {
                 slots.append(LinearSlot(name: names.module(l, layer: i), get: { layer[l] }, set: { layer[l] = $0 }))
             }
-            if let moe = layer.moe {
-                // The router and every expert's linears, under the checkpoint's per-expert names (PEFT's
-                // target modules in that layout).
-                slots.append(LinearSlot(name: names.router(layer: i), get: { moe.router }, set: { moe.router = $0 }))
-                for e in moe.experts.indices {
-                    slots.append(LinearSlot(name: names.expert(e, .gate, layer: i), get: { moe.experts[e].gate }, set: { moe.experts[e].gate = $0 }))
-                    slots.append(LinearSlot(name: names.expert(e, .up, layer: i), get: { moe.experts[e].up }, set: { moe.experts[e].up = $0 }))
-                    slots.append(LinearSlot(name: names.expert(e, .down, layer: i), get: { moe.experts[e].down }, set: { moe.experts[e].down = $0 }))
-                }
-            }
+            if let moe = layer.moe { slots += Self.expertSlots(moe, layer: i, names: names) }
         }
         linearSlots = slots
+    }
+
+    /// The router's, every expert's and the shared expert's linears (and its gate), under the checkpoint's
+    /// per-expert names (PEFT's target modules in that layout), in `DecoderNames.expertModules`' order.
+    static func expertSlots(_ moe: SparseMoE, layer i: Int, names: DecoderNames) -> [LinearSlot] {
+        var slots = [LinearSlot(name: names.router(layer: i), get: { moe.router }, set: { moe.router = $0 })]
+        for e in moe.experts.indices {
+            slots.append(LinearSlot(name: names.expert(e, .gate, layer: i), get: { moe.experts[e].gate }, set: { moe.experts[e].gate = $0 }))
+            slots.append(LinearSlot(name: names.expert(e, .up, layer: i), get: { moe.experts[e].up }, set: { moe.experts[e].up = $0 }))
+            slots.append(LinearSlot(name: names.expert(e, .down, layer: i), get: { moe.experts[e].down }, set: { moe.experts[e].down = $0 }))
+        }
+        if moe.shared != nil {
+            slots.append(LinearSlot(name: names.sharedExpert(.gate, layer: i), get: { moe.shared!.gate }, set: { moe.shared!.gate = $0 }))
+            slots.append(LinearSlot(name: names.sharedExpert(.up, layer: i), get: { moe.shared!.up }, set: { moe.shared!.up = $0 }))
+            slots.append(LinearSlot(name: names.sharedExpert(.down, layer: i), get: { moe.shared!.down }, set: { moe.shared!.down = $0 }))
+            slots.append(LinearSlot(name: names.sharedExpertGate(layer: i), get: { moe.sharedGate! }, set: { moe.sharedGate = $0 }))
+        }
+        return slots
     }
 
     public var architecture: String { spec.family }

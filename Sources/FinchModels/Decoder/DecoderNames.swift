@@ -41,8 +41,17 @@ public struct DecoderNames: Sendable {
         public var router: String
         public var experts: String
         public var gate: String, up: String, down: String
+        /// The shared expert (its linears named as the experts') and its sigmoid gate (Qwen2-MoE).
+        public var sharedExpert: String? = nil, sharedExpertGate: String? = nil
         /// Mixtral's per-expert checkpoint layout (transformers writes it so).
         public static let mixtral = MoENames(block: "block_sparse_moe", router: "gate", experts: "experts", gate: "w1", up: "w3", down: "w2")
+        /// Qwen2-MoE's, Qwen3-MoE's and OLMoE's (`mlp.gate`, `mlp.experts.E.gate_proj` …; Qwen2-MoE's
+        /// `mlp.shared_expert.gate_proj` … and `mlp.shared_expert_gate`).
+        public static let qwen = MoENames(block: "mlp", router: "gate", experts: "experts", gate: "gate_proj", up: "up_proj", down: "down_proj")
+        public static let qwen2 = MoENames(block: "mlp", router: "gate", experts: "experts", gate: "gate_proj", up: "up_proj", down: "down_proj",
+                                           sharedExpert: "shared_expert", sharedExpertGate: "shared_expert_gate")
+
+        func part(_ l: DecoderLinear) -> String { l == .gate ? gate : l == .up ? up : down }
     }
 
     /// Full module name of block `i`'s router (`model.layers.3.block_sparse_moe.gate`).
@@ -51,8 +60,33 @@ public struct DecoderNames: Sendable {
     /// Full module name of block `i`'s expert `e` linear (`model.layers.3.block_sparse_moe.experts.5.w1`).
     public func expert(_ e: Int, _ l: DecoderLinear, layer i: Int) -> String {
         let m = moe!
-        let part = l == .gate ? m.gate : l == .up ? m.up : m.down
-        return "\(layerPrefix).\(i).\(m.block).\(m.experts).\(e).\(part)"
+        return "\(layerPrefix).\(i).\(m.block).\(m.experts).\(e).\(m.part(l))"
+    }
+
+    /// Full module name of block `i`'s shared-expert linear (`model.layers.3.mlp.shared_expert.gate_proj`).
+    public func sharedExpert(_ l: DecoderLinear, layer i: Int) -> String {
+        let m = moe!
+        return "\(layerPrefix).\(i).\(m.block).\(m.sharedExpert!).\(m.part(l))"
+    }
+
+    /// Full module name of block `i`'s shared expert's gate (`model.layers.3.mlp.shared_expert_gate`).
+    public func sharedExpertGate(layer i: Int) -> String { "\(layerPrefix).\(i).\(moe!.block).\(moe!.sharedExpertGate!)" }
+
+    /// Block `i`'s linears inside its mixture of experts (none where it has a dense MLP), by full module
+    /// name with their (out, in) features: the router, each expert's gate, up and down, the shared
+    /// expert's and its gate.
+    public func expertModules(spec: DecoderSpec, layer i: Int) -> [(name: String, shape: (out: Int, in: Int))] {
+        guard let m = spec.moe(layer: i) else { return [] }
+        let c = spec.hiddenSize, f = m.expertSize
+        var out = [(router(layer: i), (m.experts, c))]
+        for e in 0..<m.experts {
+            out += [(expert(e, .gate, layer: i), (f, c)), (expert(e, .up, layer: i), (f, c)), (expert(e, .down, layer: i), (c, f))]
+        }
+        if let s = m.sharedExpertSize {
+            out += [(sharedExpert(.gate, layer: i), (s, c)), (sharedExpert(.up, layer: i), (s, c)), (sharedExpert(.down, layer: i), (c, s)),
+                    (sharedExpertGate(layer: i), (1, c))]
+        }
+        return out.map { (name: $0.0, shape: (out: $0.1.0, in: $0.1.1)) }
     }
 
     /// The names of LLaMA and of the families that kept its layout (Mistral, Qwen2, Qwen3).
@@ -91,7 +125,7 @@ public struct DecoderNames: Sendable {
                    "\(finalNorm).bias": "output_norm.bias", "\(head).weight": "output.weight"]
         if let p = positions { map["\(p).weight"] = "position_embd.weight" }
         for i in 0..<spec.numLayers {
-            for l in spec.linears {
+            for l in spec.linears(layer: i) {
                 map["\(module(l, layer: i)).weight"] = "blk.\(i).\(linears[l]!.gguf).weight"
                 map["\(module(l, layer: i)).bias"] = "blk.\(i).\(linears[l]!.gguf).bias"
             }

@@ -32,6 +32,9 @@ public struct DecoderSpec: Sendable, Equatable {
     public var mlpBias: Bool = false
     /// RMSNorm over each head of q and k before the rotation (Qwen3, Gemma 3).
     public var qkNorm: Bool = false
+    /// With `qkNorm`: one RMSNorm over the whole q projection [H·D] and one over k [G·D] instead of
+    /// one per head (OLMoE).
+    public var qkNormOverProjection: Bool = false
     /// Norms on the outputs of attention and of the MLP before they join the residual (Gemma 3).
     public var sandwichNorms: Bool = false
     /// Added to every norm weight as the norm applies it (Gemma: the checkpoint holds w, the norm multiplies by 1 + w).
@@ -49,16 +52,32 @@ public struct DecoderSpec: Sendable, Equatable {
     public var slidingWindows: [Int?]
     /// Scale of the attention scores (1/√D unless the family says otherwise).
     public var attentionScale: Float
-    /// A sparse mixture of experts in place of every block's MLP (Mixtral); nil: a dense MLP.
+    /// A sparse mixture of experts in place of the MLP of the blocks it names (Mixtral, Qwen-MoE, OLMoE);
+    /// nil: a dense MLP in every block.
     public var moe: MixtureOfExperts? = nil
 
-    /// A mixture-of-experts MLP (`SparseMoE`): `experts` SwiGLU experts of `intermediateSize` each, `topK` of
-    /// them per token, their weights renormalized when `normalize`.
+    /// A mixture-of-experts MLP (`SparseMoE`): `experts` SwiGLU experts of `expertSize` each, `topK` of
+    /// them per token, their weights renormalized when `normalize`; a shared expert of `sharedExpertSize`
+    /// with a sigmoid gate (Qwen2-MoE); `denseLayers` keep a dense MLP of `intermediateSize`
+    /// (Qwen-MoE's `mlp_only_layers` and `decoder_sparse_step`). `auxLossCoef`: the load-balancing loss is
+    /// added in training with this weight (transformers' `output_router_logits`, `router_aux_loss_coef`).
     public struct MixtureOfExperts: Sendable, Equatable {
         public var experts: Int
         public var topK: Int
         public var normalize: Bool
-        public init(experts: Int, topK: Int, normalize: Bool) { self.experts = experts; self.topK = topK; self.normalize = normalize }
+        public var expertSize: Int
+        public var sharedExpertSize: Int? = nil
+        public var denseLayers: Set<Int> = []
+        public var auxLossCoef: Float? = nil
+        public init(experts: Int, topK: Int, normalize: Bool, expertSize: Int) {
+            self.experts = experts; self.topK = topK; self.normalize = normalize; self.expertSize = expertSize
+        }
+    }
+
+    /// The block's mixture of experts, or nil where it has a dense MLP.
+    public func moe(layer i: Int) -> MixtureOfExperts? {
+        guard let m = moe, !m.denseLayers.contains(i) else { return nil }
+        return m
     }
 
     public enum Norm: Sendable, Equatable {
@@ -101,9 +120,9 @@ public struct DecoderSpec: Sendable, Equatable {
     /// G·D: width of k and v.
     public var kvWidth: Int { numKVHeads * headDim }
 
-    /// The linear layers of one block, in checkpoint order.
-    public var linears: [DecoderLinear] {
-        (fusedQKV ? [.qkv, .o] : [.q, .k, .v, .o]) + (moe != nil ? [] : mlp.isGated ? [.gate, .up, .down] : [.up, .down])
+    /// The linear layers of block `i` outside its experts, in checkpoint order.
+    public func linears(layer i: Int) -> [DecoderLinear] {
+        (fusedQKV ? [.qkv, .o] : [.q, .k, .v, .o]) + (moe(layer: i) != nil ? [] : mlp.isGated ? [.gate, .up, .down] : [.up, .down])
     }
 
     /// The norms of one block.
@@ -141,7 +160,8 @@ public struct DecoderSpec: Sendable, Equatable {
     public func channels(of n: DecoderNorm) -> Int {
         switch n {
         case .attention, .mlp, .postAttention, .postMLP: hiddenSize
-        case .q, .k: headDim
+        case .q: qkNormOverProjection ? queryWidth : headDim
+        case .k: qkNormOverProjection ? kvWidth : headDim
         }
     }
 

@@ -137,7 +137,7 @@ public struct GGUFWeightSource: WeightSource {
         permutedHeads = names.ggufPermutedHeads(for: spec)
         normShift = names.ggufNormShift
         conv1D = names.linearsTransposed
-            ? Set((0..<spec.numLayers).flatMap { i in spec.linears.map { names.module($0, layer: i) + ".weight" } }) : []
+            ? Set((0..<spec.numLayers).flatMap { i in spec.linears(layer: i).map { names.module($0, layer: i) + ".weight" } }) : []
     }
 
     /// A source reading `file` under `ggufNames` (Hugging Face name → GGUF name, one GGUF name

@@ -57,10 +57,6 @@ public struct MixtralConfig: DecoderConfig, Equatable {
         }
         routerAuxLossCoef = e.routerAuxLossCoef ?? 0.001
         outputRouterLogits = e.outputRouterLogits ?? false
-        if outputRouterLogits {
-            throw ModelError.unsupportedOption(path: path, key: "output_router_logits", value: "true",
-                                               supported: "false (the load-balancing loss is not added in training yet)")
-        }
         if let w = e.slidingWindow, w <= 0 { throw ModelError.invalidConfig(path: path, reason: "sliding_window must be positive") }
         slidingWindow = e.slidingWindow
     }
@@ -68,7 +64,8 @@ public struct MixtralConfig: DecoderConfig, Equatable {
     public var decoderSpec: DecoderSpec {
         var s = base.layoutSpec(family: "mixtral")
         s.slidingWindows = Array(repeating: slidingWindow, count: base.numHiddenLayers)
-        s.moe = .init(experts: numLocalExperts, topK: numExpertsPerTok, normalize: true)
+        s.moe = .init(experts: numLocalExperts, topK: numExpertsPerTok, normalize: true, expertSize: base.intermediateSize)
+        if outputRouterLogits { s.moe!.auxLossCoef = Float(routerAuxLossCoef) }
         return s
     }
 

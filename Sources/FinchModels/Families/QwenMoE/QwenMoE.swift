@@ -1,0 +1,126 @@
+import FinchCore
+import FinchFormats
+import Foundation
+
+/// Qwen2-MoE (Qwen1.5-MoE, `Qwen2MoeForCausalLM`) and Qwen3-MoE (`Qwen3MoeForCausalLM`): the Qwen2 / Qwen3
+/// blocks with a sparse mixture of experts in place of the MLP (`SparseMoE`): `num_experts` SwiGLU experts of
+/// `moe_intermediate_size`, `num_experts_per_tok` per token, their softmax weights renormalized by
+/// `norm_topk_prob`; Qwen2-MoE adds a shared expert of `shared_expert_intermediate_size` scaled by
+/// sigmoid(`shared_expert_gate`). Layers in `mlp_only_layers`, or whose (index + 1) is no multiple of
+/// `decoder_sparse_step`, keep a dense MLP of `intermediate_size`. Checkpoints in the per-expert layout
+/// (`mlp.experts.E.gate_proj` …, as transformers writes them).
+extension ModelFamily {
+    public static let qwen2MoE = ModelFamily(
+        name: "qwen2_moe", modelTypes: ["qwen2_moe"], architectures: ["Qwen2MoeForCausalLM"], ggufArchitectures: [],
+        readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen2) },
+        readGGUF: nil)
+    public static let qwen3MoE = ModelFamily(
+        name: "qwen3_moe", modelTypes: ["qwen3_moe"], architectures: ["Qwen3MoeForCausalLM"], ggufArchitectures: [],
+        readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen3) },
+        readGGUF: nil)
+}
+
+/// `config.json` of a Qwen2-MoE or Qwen3-MoE model: LLaMA's keys, the sliding-window keys and the experts'.
+public struct QwenMoEConfig: DecoderConfig, Equatable {
+    public enum Generation: String, Sendable { case qwen2 = "qwen2_moe", qwen3 = "qwen3_moe" }
+    public var family: Generation
+    public var base: LlamaConfig
+    public var vocabSize: Int {
+        get { base.vocabSize }
+        set { base.vocabSize = newValue }
+    }
+    public var experts: ExpertsSettings
+    /// Qwen2-MoE's q / k / v biases (`qkv_bias`).
+    public var qkvBias: Bool
+    public var windows: LayerTypesConfig
+    /// The window of each layer (nil = full attention).
+    public var layerWindows: [Int?]
+
+    struct Keys: Decodable {
+        var qkvBias: Bool?
+        enum CodingKeys: String, CodingKey { case qkvBias = "qkv_bias" }
+    }
+
+    public init(json data: Data, path: String, family: Generation) throws {
+        self.family = family
+        base = try LlamaConfig(json: data, path: path)
+        let layers = base.numHiddenLayers
+        switch family {
+        case .qwen2:
+            if base.attentionBias || base.mlpBias {
+                throw ModelError.unsupportedOption(path: path, key: "attention_bias / mlp_bias", value: "true",
+                                                   supported: "absent (Qwen2-MoE's q/k/v biases are qkv_bias)")
+            }
+            qkvBias = try LlamaConfig.decode(Keys.self, from: data, path: path).qkvBias ?? true
+            experts = try ExpertsSettings(json: data, path: path, layers: layers, defaults: ExpertsSettings(
+                numExperts: 60, numExpertsPerTok: 4, expertSize: 1408, sharedExpertSize: 5632, normTopkProb: false,
+                routerAuxLossCoef: 0.001), sparseLayerKeys: true)
+        case .qwen3:
+            if base.mlpBias { throw ModelError.unsupportedOption(path: path, key: "mlp_bias", value: "true", supported: "false") }
+            qkvBias = false
+            experts = try ExpertsSettings(json: data, path: path, layers: layers, defaults: ExpertsSettings(
+                numExperts: 128, numExpertsPerTok: 8, expertSize: 768, normTopkProb: false, routerAuxLossCoef: 0.001),
+                sparseLayerKeys: true)
+        }
+        windows = try LlamaConfig.decode(LayerTypesConfig.self, from: data, path: path)
+        if windows.layerTypes == nil, windows.useSlidingWindow == true {
+            guard let w = windows.slidingWindow, w > 0 else {
+                throw ModelError.invalidConfig(path: path, reason: "use_sliding_window is true but sliding_window is not a positive number")
+            }
+            switch family {
+            case .qwen2:
+                // Qwen2-MoE slides on the even layers below max_window_layers (transformers' default layer_types).
+                let below = windows.maxWindowLayers ?? 28
+                layerWindows = (0..<layers).map { i in i % 2 == 0 && i < below ? w : nil }
+            case .qwen3:
+                layerWindows = Array(repeating: w, count: layers)   // every layer
+            }
+        } else {
+            layerWindows = try windows.qwenWindows(layers: layers, path: path)
+        }
+    }
+
+    public var decoderSpec: DecoderSpec {
+        var s = base.layoutSpec(family: family.rawValue)
+        switch family {
+        case .qwen2: s.qkvBias = qkvBias; s.outputBias = false
+        case .qwen3: s.qkNorm = true
+        }
+        s.slidingWindows = layerWindows
+        s.moe = experts.spec(layers: base.numHiddenLayers)
+        return s
+    }
+
+    public var names: DecoderNames {
+        var n = DecoderNames.llamaLayout
+        n.moe = family == .qwen2 ? .qwen2 : .qwen
+        return n
+    }
+
+    public var defaultTargetModules: [String] { ["q_proj", "v_proj"] }
+
+    public func huggingFaceConfigJSON(torchDType: String, tieWordEmbeddings: Bool) -> JSONValue {
+        let arch = family == .qwen2 ? "Qwen2MoeForCausalLM" : "Qwen3MoeForCausalLM"
+        let window = layerWindows.compactMap { $0 }.first ?? windows.slidingWindow
+        var set: [(String, JSONValue)] = [
+            ("architectures", .array([.string(arch)])), ("model_type", .string(family.rawValue)),
+            ("use_sliding_window", .bool(layerWindows.contains { $0 != nil })),
+            ("sliding_window", window.map { .number(String($0)) } ?? .null),
+        ] + experts.json(sparseLayerKeys: true)
+        var remove = ["mlp_bias", "pretraining_tp"]
+        switch family {
+        case .qwen2:
+            set += [("qkv_bias", .bool(qkvBias)), ("layer_types", LayerTypesConfig.layerTypesJSON(layerWindows))]
+            remove.append("attention_bias")
+        case .qwen3:
+            set.append(("attention_bias", .bool(base.attentionBias)))
+        }
+        return base.huggingFaceConfigJSON(torchDType: torchDType, tieWordEmbeddings: tieWordEmbeddings).patched(set: set, remove: remove)
+    }
+
+    public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
+
+    public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
+        throw ExportError.unsupported(path: path, reason: "GGUF export of a mixture of experts (llama.cpp's ffn_*_exps tensors) is not implemented yet; export the Hugging Face layout (finch merge)")
+    }
+}
