@@ -111,10 +111,15 @@ extension DecoderModel {
                 // The router's, each expert's and the shared expert's linears, in the per-expert layout transformers writes.
                 for slot in Self.expertSlots(moe, layer: i, names: names) {
                     let l = slot.get()
-                    if keepQuantized, case .quantized = baseWeight(l).storage {
-                        throw ExportError.unsupported(path: path, reason: "a quantized mixture of experts cannot be written in bitsandbytes' layout yet; export dequantized (finch merge without --keep-4bit)")
+                    var t = ExportTensor(name: slot.name + ".weight", shape: [l.outFeatures, l.inFeatures], values: { effectiveWeight(l) })
+                    if keepQuantized, case .quantized(let q, let compute) = baseWeight(l).storage, let four = q as? any StoredQuantizedMatrix {
+                        if let w = l as? LoRALinear, let a = w.active, w.adapters[a] != nil, w.merged?.name != a {
+                            throw ExportError.unsupported(path: path, reason: "adapter '\(a)' is active but not merged into the quantized "
+                                + "weights of \(t.name): merge it first (it is requantized and the rounding reported) or export dequantized")
+                        }
+                        t.quantized = (four, compute)
                     }
-                    plan.append(ExportTensor(name: slot.name + ".weight", shape: [l.outFeatures, l.inFeatures], values: { effectiveWeight(l) }))
+                    plan.append(t)
                 }
             }
             norm(.mlp)

@@ -1,19 +1,22 @@
 import FinchCore
 import FinchLoRA
+import FinchQuant
+import Foundation
 @testable import FinchModels
 import FinchTestSupport
 import XCTest
 
-/// Batched serving on a mixture-of-experts model with adapters on the experts: each expert runs
-/// over the rows routed to it gathered together, rows of different requests (and adapters) mixed,
-/// so the per-row adapters must follow their rows into every expert. A batch of three sequences
-/// (the base, adapter a, adapter b; all-linear, so the router and every expert's w1 / w2 / w3 carry
-/// LoRA) gives each sequence the logits it gets alone with its adapter active, for the prompt and
-/// for a decoded step.
-final class MixtralServingTests: XCTestCase {
+/// Mixture-of-experts models beyond FamilyTests' reference checks: batched serving with adapters on the
+/// experts, and 4-bit experts (QLoRA) saved in bitsandbytes' layout.
+final class MoEModelTests: XCTestCase {
     /// Measured 4.8e-7 (matrix products blocked differently for a different number of rows).
     static let tolerance: Float = 1.5e-6
 
+    /// Each expert runs over the rows routed to it gathered together, rows of different requests (and
+    /// adapters) mixed, so the per-row adapters must follow their rows into every expert. A batch of three
+    /// sequences (the base, adapter a, adapter b; all-linear, so the router and every expert's w1 / w2 / w3
+    /// carry LoRA) gives each sequence the logits it gets alone with its adapter active, for the prompt and
+    /// for a decoded step.
     func testPerRowAdaptersOnExpertsMatchEachAlone() throws {
         let lm = try LoadedModel.load(FamilyTests.dir("mixtral") + "/hf")
         let m = try XCTUnwrap(lm.model as? DecoderModel)
@@ -66,5 +69,40 @@ final class MixtralServingTests: XCTestCase {
             let with = try m.forward([SequenceInput(tokens: prompts[0], cache: m.makeCache())], logits: .all).values.array
             XCTAssertGreaterThan(maxAbsDiff(with, alone[0].prompt), 1e-3, "adapter \(a) changes the logits")
         }
+    }
+
+    /// NF4 on load quantizes the router, every expert and the shared expert as every other block linear;
+    /// the model saved in bitsandbytes' layout (`finch quantize`) reloads holding the same codes and gives
+    /// the same logits; a QLoRA adapter on the experts trains (non-zero gradients on every expert it reached).
+    func testFourBitExpertsSaveReloadAndTrain() throws {
+        let dir = FamilyTests.dir("qwen2_moe") + "/hf"
+        let lm = try LoadedModel.load(dir, dtype: .f32, quantization: QuantizationConfig(type: .nf4))
+        let m = try XCTUnwrap(lm.model as? DecoderModel)
+        var quantized = 0
+        for s in m.linearSlots where s.name.contains(".mlp.") {
+            if case .quantized = baseWeight(s.get()).storage { quantized += 1 } else { XCTFail("\(s.name) is not 4-bit") }
+        }
+        XCTAssertEqual(quantized, 2 * (1 + 4 * 3 + 3 + 1) + 3, "routers, experts, shared experts and gates of layers 0, 2; layer 1's MLP")
+        let (e, _) = try FamilyTests.expected("qwen2_moe")
+        let before = try FamilyTests.logits(m, e.sequences[1])
+        let scratch = NSTemporaryDirectory() + "finch-moe-nf4-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try m.saveHuggingFace(to: scratch, tokenizer: lm.tokenizer)
+        let reloaded = try XCTUnwrap(try LoadedModel.load(scratch).model as? DecoderModel)
+        XCTAssertTrue(reloaded.isQuantized)
+        XCTAssertEqual(try FamilyTests.logits(reloaded, e.sequences[1]), before, "reloaded 4-bit experts give the same logits")
+
+        try m.attachRandomizedAdapter(r: 2, name: "q")
+        try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
+        var reached = 0
+        for p in m.trainableParameters() where p.name.contains(".experts.") && p.name.contains("lora_A") {
+            if p.grad.array.contains(where: { $0 != 0 }) { reached += 1 }
+        }
+        // Every expert that serves a row with a target learns (its gate, up and down); the others are not touched.
+        // (A sequence's last row has no target and, attention being causal, reaches no other row's loss; the
+        // routing of the other rows is that of the sequence without it.)
+        let served = try m.routes(e.batch.map { TrainingSequence(tokens: Array($0.dropLast())) }).map { Set($0.chosen).count }.reduce(0, +)
+        XCTAssertGreaterThanOrEqual(served, 6, "most experts serve the batch")
+        XCTAssertEqual(reached, 3 * served, "a gradient on the gate, up and down of every expert that served a row, none elsewhere")
     }
 }
