@@ -37,7 +37,8 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// With `trainable_token_indices`, the rows' values (`base_model.model.<embedding>.token_adapter.trainable_tokens_delta`)
     /// for `inputEmbedding`, one of `copyable`.
     public static func load(directory: String, linears: [String: (out: Int, in: Int)],
-                            copyable: [String: (rows: Int, columns: Int)] = [:], inputEmbedding: String? = nil) throws -> LoRAAdapter {
+                            copyable: [String: (rows: Int, columns: Int)] = [:], inputEmbedding: String? = nil,
+                            fusedExperts: FusedExpertTargets? = nil) throws -> LoRAAdapter {
         let cfgPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         let wPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
         guard FileManager.default.fileExists(atPath: cfgPath), FileManager.default.fileExists(atPath: wPath) else {
@@ -45,7 +46,7 @@ public final class LoRAAdapter: @unchecked Sendable {
             if FileManager.default.fileExists(atPath: pickle) { throw FormatError.pickleCheckpoint(path: pickle) }
             throw AdapterError.notFound(path: directory)
         }
-        let config = try AdapterConfig.load(path: cfgPath)
+        var config = try AdapterConfig.load(path: cfgPath)
         let file = try SafeTensorsFile(path: wPath)
         // Group tensors by module; accept PEFT's saved names and the in-memory ones with ".default".
         var parts: [String: [String: String]] = [:], copyNames: [String: String] = [:]
@@ -85,6 +86,56 @@ public final class LoRAAdapter: @unchecked Sendable {
             return Buffer(try file.floats(n))
         }
         var modules: [String: LoRAModule] = [:]
+        // PEFT's target_parameters on fused experts: each expert's share as its own modules.
+        let targetParameters = config.extra["target_parameters"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if !targetParameters.isEmpty {
+            guard let fused = fusedExperts else {
+                throw AdapterError.unsupported("\(cfgPath): target_parameters \(targetParameters) (LoRA on parameters rather than modules) is supported on the fused experts of a mixture of experts only")
+            }
+            if config.useDoRA { throw AdapterError.unsupported("\(cfgPath): DoRA on target_parameters (PEFT has none)") }
+            var shortNames = Set<String>()
+            for (path, block) in fused.blocks {
+                for wrapped in [path + ".base_layer", path] {
+                    guard let names = parts.removeValue(forKey: wrapped) else { continue }
+                    guard let aName = names["A"], let bName = names["B"], let ai = file.info(aName), let bi = file.info(bName),
+                          ai.shape.count == 2, bi.shape.count == 2 else {
+                        throw AdapterError.invalidConfig(path: wPath, reason: "\(wrapped): a fused experts' LoRA needs a 2-D lora_A and lora_B")
+                    }
+                    let r = config.rank(for: path), e = block.experts, c = block.hidden, f = block.size
+                    let rows: [(name: String, count: Int)]
+                    let targets: [[String]]
+                    if ai.shape == [r * e, c] && bi.shape == [2 * f, r * e] {
+                        rows = [("gate", f), ("up", f)]; targets = [block.gate, block.up]
+                    } else if ai.shape == [r * e, f] && bi.shape == [c, r * e] {
+                        rows = [("down", c)]; targets = [block.down]
+                    } else {
+                        throw AdapterError.invalidConfig(path: wPath, reason: "\(wrapped): lora_A \(ai.shape) and lora_B \(bi.shape) are neither experts.gate_up_proj's ([\(r * e), \(c)], [\(2 * f), \(r * e)]) nor experts.down_proj's ([\(r * e), \(f)], [\(c), \(r * e)]) for rank \(r) and \(e) experts")
+                    }
+                    let inF = ai.shape[1]
+                    let pieces = FusedExpertTargets.split(a: try file.floats(aName), b: try file.floats(bName), rank: r, experts: e,
+                                                          inFeatures: inF, rows: rows)
+                    for p in pieces {
+                        let k = rows.firstIndex { $0.name == p.name }!
+                        let module = targets[k][p.expert], out = rows[k].count
+                        guard let dims = linears[module], dims.in == inF, dims.out == out else { throw AdapterError.unknownModule(path: wPath, name: module) }
+                        let lora = LoRAModule(rank: r, scaling: Float(config.scaling(for: path)), a: Buffer(p.a), b: Buffer(p.b),
+                                              magnitude: nil, inFeatures: inF, outFeatures: out)
+                        lora.dropout = Float(config.loraDropout)
+                        modules[module] = lora
+                        shortNames.insert(String(module.split(separator: ".").last!))
+                    }
+                }
+            }
+            // From here on the adapter is one on per-expert modules (as Finch saves it): its config says so.
+            for (from, to) in fused.aliases where parts[from] != nil {
+                parts[to] = parts.removeValue(forKey: from)
+                shortNames.insert(String(to.split(separator: ".").last!))
+            }
+            if case .names(let n) = config.targetModules {
+                config.targetModules = .names(Array(Set(n).union(shortNames)).sorted())
+            }
+            config.extra["target_parameters"] = nil
+        }
         for (module, names) in parts {
             guard let dims = linears[module] else { throw AdapterError.unknownModule(path: wPath, name: module) }
             guard let aName = names["A"] else { throw AdapterError.missingTensor(path: wPath, name: prefix + module + ".lora_A.weight") }

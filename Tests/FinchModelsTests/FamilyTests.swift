@@ -179,6 +179,71 @@ final class FamilyTests: XCTestCase {
         }
     }
 
+    /// Mixture-of-experts families: PEFT's LoRA on transformers 5's fused experts and the router
+    /// (`target_parameters`, peft-experts/) loads onto the per-expert linears with PEFT's logits, and the
+    /// gradients of its factors — each expert's share of the fused A and B gathered back, gate's and up's
+    /// shares of the A they share summed — are PEFT's (measured: logits within 1.6e-6, gradients 2.2e-6 relative).
+    func testPEFTFusedExpertAdapterLogitsAndGradients() throws {
+        for f in Self.moeFamilies {
+            let (e, ref) = try Self.expected(f)
+            let m = try XCTUnwrap(try LoadedModel.load(Self.dir(f) + "/hf").model as? DecoderModel)
+            try m.loadAdapter(directory: Self.dir(f) + "/peft-experts")
+            var worstLogits: Float = 0
+            for (i, ids) in e.sequences.enumerated() {
+                let d = maxAbsDiff(try Self.logits(m, ids), try ref.floats("experts.adapter.seq\(i).logits"))
+                worstLogits = max(worstLogits, d)
+                XCTAssertLessThan(d, Self.logitTolerance, "\(f) fused-experts adapter seq\(i)")
+            }
+            m.zeroGradients()
+            try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
+            var grads: [String: [Float]] = [:], shapes: [String: (Int, Int)] = [:]
+            for p in m.trainableParameters() { grads[p.name] = p.grad.array }
+            m.forEachLoRALinear { l in if let a = l.adapters["default"] { shapes[l.name] = (a.rank, l.inFeatures) } }
+            let prefix = "base_model.model."
+            let targets = try XCTUnwrap(m.fusedExpertTargets)
+            var worst = 0.0, compared = 0
+            for key in ref.tensorNames where key.hasPrefix("experts." + prefix) && key.hasSuffix(".grad") {
+                let theirs = try ref.floats(key)
+                let name = String(key.dropFirst("experts.".count).dropLast(".grad".count))
+                var module = String(name.dropFirst(prefix.count)), kind = "lora_A"
+                for k in ["lora_A", "lora_B"] where module.hasSuffix(".\(k).weight") { kind = k; module = String(module.dropLast(k.count + 8)) }
+                let path = module.hasSuffix(".base_layer") ? String(module.dropLast(".base_layer".count)) : module
+                let ours: [Float]
+                if let block = targets.blocks[path] {
+                    // Gather each expert's share back into PEFT's fused [R·E, in] / [out, R·E].
+                    let shape = try XCTUnwrap(ref.info(key)).shape, x = block.experts
+                    // gate_up's A reads the hidden size, down's the expert's (B's rows alone can agree: 2F = C).
+                    let aShape = try XCTUnwrap(ref.info(key.replacingOccurrences(of: "lora_B", with: "lora_A"))).shape
+                    let isGateUp = aShape[1] == block.hidden
+                    let r = kind == "lora_A" ? shape[0] / x : shape[1] / x
+                    var g = [Float](repeating: 0, count: shape[0] * shape[1])
+                    for ex in 0..<x {
+                        let parts = isGateUp ? [(block.gate[ex], 0), (block.up[ex], block.size)] : [(block.down[ex], 0)]
+                        for (mod, first) in parts {
+                            let pg = try XCTUnwrap(grads[prefix + mod + ".\(kind).weight"], mod)
+                            if kind == "lora_A" {
+                                for j in 0..<(r * shape[1]) { g[ex * r * shape[1] + j] += pg[j] }
+                            } else {
+                                let rows = pg.count / r
+                                for o in 0..<rows { for j in 0..<r { g[(first + o) * shape[1] + j * x + ex] = pg[o * r + j] } }
+                            }
+                        }
+                    }
+                    ours = g
+                } else {
+                    let mod = targets.aliases[module] ?? module
+                    ours = try XCTUnwrap(grads[prefix + mod + ".\(kind).weight"], "\(f): no gradient for \(mod)")
+                }
+                let err = relativeError(ours, theirs)
+                worst = max(worst, err)
+                compared += 1
+                XCTAssertLessThanOrEqual(err, Self.gradientTolerance, "\(f) \(key)")
+            }
+            XCTAssertGreaterThanOrEqual(compared, 8 * targets.blocks.count, "\(f): q_proj, router and both fused parameters' A and B per sparse layer")
+            print("[family \(f)] fused-experts adapter: logits within \(worstLogits), \(compared) gradients within \(worst) (relative) of PEFT")
+        }
+    }
+
     /// "all-linear" and the family default resolve to the family's module names.
     func testTargetModulesResolve() throws {
         for f in Self.families {

@@ -114,6 +114,24 @@ public final class DecoderModel: CausalLM, @unchecked Sendable {
         return slots
     }
 
+    /// transformers 5 keeps each layer's experts fused as `model.layers.L.mlp.experts` and its router as
+    /// `model.layers.L.mlp.gate` (every family; Mixtral's per-expert layout says `block_sparse_moe`).
+    public var fusedExpertTargets: FusedExpertTargets? {
+        guard spec.moe != nil else { return nil }
+        var blocks: [String: FusedExpertTargets.Block] = [:], aliases: [String: String] = [:]
+        for i in 0..<spec.numLayers {
+            guard let m = spec.moe(layer: i) else { continue }
+            let path = "\(names.layerPrefix).\(i).mlp"
+            let experts = 0..<m.experts
+            blocks[path + ".experts"] = .init(experts: m.experts, hidden: spec.hiddenSize, size: m.expertSize,
+                                              gate: experts.map { names.expert($0, .gate, layer: i) },
+                                              up: experts.map { names.expert($0, .up, layer: i) },
+                                              down: experts.map { names.expert($0, .down, layer: i) })
+            if names.router(layer: i) != path + ".gate" { aliases[path + ".gate"] = names.router(layer: i) }
+        }
+        return FusedExpertTargets(blocks: blocks, aliases: aliases)
+    }
+
     public var architecture: String { spec.family }
     public var vocabSize: Int { spec.vocabSize }
     public var eosTokenIds: [Int] { spec.eosTokenIds }

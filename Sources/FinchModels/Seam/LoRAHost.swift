@@ -57,9 +57,13 @@ public protocol LoRAHost: AnyObject {
     /// The vocabulary before `growVocabulary` grew it (nil: as loaded). An adapter of a grown model
     /// carries the grown embedding and head (PEFT's `save_embedding_layers`).
     var vocabularyBeforeGrowth: Int? { get }
+    /// How PEFT's LoRA on transformers 5's fused expert tensors (`target_parameters`) maps onto this
+    /// model's per-expert linears (nil: the model has no experts).
+    var fusedExpertTargets: FusedExpertTargets? { get }
 }
 
 extension LoRAHost {
+    public var fusedExpertTargets: FusedExpertTargets? { nil }
     public var peftTaskType: String { "CAUSAL_LM" }
     public func quantizesAtLoad(_ slot: String) -> Bool { true }
     public var copyableModules: [String: LinearWeight] { [:] }
@@ -137,7 +141,8 @@ extension LoRAHost {
         }
         let adapter = isGGUF
             ? try ggufLoRAAdapter(path: directory)
-            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: shapes, inputEmbedding: inputEmbeddingName)
+            : try LoRAAdapter.load(directory: directory, linears: linearModules, copyable: shapes, inputEmbedding: inputEmbeddingName,
+                                   fusedExperts: fusedExpertTargets)
         // Every check that can refuse the adapter runs before the vocabulary grows (`adoptBaseLayers`), so that a
         // refused adapter leaves the model as it was.
         try checkAddable(adapter, name: name)
