@@ -26,6 +26,26 @@ final class TrainingMemoryTests: XCTestCase {
         }
     }
 
+    /// A mixture of experts (Qwen2-MoE: sparse layers 0 and 2, layer 1 dense): after a training pass over
+    /// `rows` rows the workspace's buffers and every kept routing are what the prediction says is saved.
+    func testMoESavedBytesMatchTheWorkspaceAndRoutes() throws {
+        let lm = try LoadedModel.load(Fixtures.path("tiny-qwen2_moe/hf"))
+        let m = try XCTUnwrap(lm.model as? DecoderModel)
+        try m.attachRandomizedAdapter(r: 2, name: "t")
+        for checkpointing in [false, true] {
+            for rows in [2, 37, 120] {   // (one row has no target: no pass)
+                let tokens = (0..<rows).map { Int32(3 + $0 * 7 % 300) }
+                try m.forwardBackward([TrainingSequence(tokens: tokens)], checkpointing: checkpointing)
+                let w = m.trainingWorkspace(rows: rows, checkpointing: checkpointing)
+                let routes = w.layers.compactMap { $0.moe?.routes }
+                    .reduce(0) { $0 + ($1.probabilities.count + $1.chosen.count + $1.weights.count) * 4 }
+                let predicted = m.trainingActivationBytes(rows: rows, checkpointing: checkpointing, loraRank: 2)
+                XCTAssertEqual(predicted.saved, bufferBytes(w) + routes, "rows \(rows) checkpointing \(checkpointing)")
+                m.releaseTrainingMemory()
+            }
+        }
+    }
+
     /// T5 (both stacks, gated and not): the prediction for `rows` rows in each stack is the
     /// training workspace allocated for a batch of that many decoder and encoder rows.
     func testT5SavedBytesMatchTheWorkspace() throws {

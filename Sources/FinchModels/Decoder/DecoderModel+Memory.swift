@@ -10,7 +10,7 @@ extension DecoderModel {
     /// LoRA scratch slots and `CrossEntropy`'s chunked loss.
     public func trainingActivationBytes(rows n: Int, checkpointing: Bool, loraRank r: Int) -> TrainingActivationBytes {
         let c = spec.hiddenSize, v = spec.vocabSize
-        let saved = DecoderWorkspace.byteCount(rows: n, spec: spec, mode: .training(checkpointing: checkpointing))
+        var saved = DecoderWorkspace.byteCount(rows: n, spec: spec, mode: .training(checkpointing: checkpointing))
         let chunk = min(256, n)
         var transient = (chunk * v + chunk * c) * 4                    // logits [chunk, V] + gathered rows
         var maxIn = 0, maxOut = 0, maxWeight = 0, quantized = false, int8 = false
@@ -35,6 +35,16 @@ extension DecoderModel {
         transient += (n * maxIn + n * r + 3 * n * maxOut) * 4         // LoRA scratch: xd, t, z / w / d1
         if quantized { transient += maxWeight * (dtype == .bf16 ? 6 : 4) }   // one layer expanded
         if dtype == .bf16 { transient += n * max(maxIn, maxOut) * 2 }  // bf16 copy of x / dy
+        if let m = spec.moe {
+            // SparseMoE: each sparse layer's routing kept for backward (p [N, E], the chosen experts and their
+            // weights [N, K]; one layer's under checkpointing), and one expert's buffers at a time over at most
+            // N rows (gathered x, y, dy, dx [M, C]; gate, up, h, dh, dgate, dup [M, F]) with the router's
+            // logits and their gradient [N, E].
+            let sparse = (0..<spec.numLayers).filter { spec.moe(layer: $0) != nil }.count
+            saved += (checkpointing ? min(1, sparse) : sparse) * n * (m.experts + 2 * m.topK) * 4
+            let f = max(m.expertSize, m.sharedExpertSize ?? 0)
+            transient += (4 * n * c + 6 * n * f + 2 * n * m.experts + n * m.topK) * 4
+        }
         return TrainingActivationBytes(saved: saved, transient: transient)
     }
 }
