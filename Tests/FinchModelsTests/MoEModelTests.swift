@@ -1,4 +1,5 @@
 import FinchCore
+import FinchFormats
 import FinchLoRA
 import FinchQuant
 import Foundation
@@ -104,5 +105,53 @@ final class MoEModelTests: XCTestCase {
         let served = try m.routes(e.batch.map { TrainingSequence(tokens: Array($0.dropLast())) }).map { Set($0.chosen).count }.reduce(0, +)
         XCTAssertGreaterThanOrEqual(served, 6, "most experts serve the batch")
         XCTAssertEqual(reached, 3 * served, "a gradient on the gate, up and down of every expert that served a row, none elsewhere")
+    }
+
+    /// A Mixtral without a sliding window (as Mixtral-8x7B's config) exported to GGUF as llama.cpp stores it
+    /// (`llama` with `expert_count`, `ffn_gate_inp`, 3-D `ffn_gate_exps` / `ffn_up_exps` / `ffn_down_exps`)
+    /// reads back with the same logits (f32) and, q8_0, with each expert's slice kept in its blocks. With
+    /// the window the export is refused by name. (llama.cpp's own reading: Scripts/checks/export/llamacpp_check.sh.)
+    func testMixtralGGUFExportReadsBack() throws {
+        let scratch = NSTemporaryDirectory() + "finch-moe-gguf-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let windowed = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir("mixtral") + "/hf").model as? DecoderModel)
+        XCTAssertThrowsError(try windowed.saveGGUF(to: scratch + "/w.gguf", tokenizer: [], type: .f32)) {
+            XCTAssertTrue("\($0)".contains("sliding_window"), "\($0)")
+        }
+        // The fixture with sliding_window null.
+        let hf = scratch + "/hf"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: FamilyTests.dir("mixtral") + "/hf", toPath: hf)
+        let cfg = hf + "/config.json"
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: cfg))) as? [String: Any])
+        json["sliding_window"] = NSNull()
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: cfg))
+        let lm = try LoadedModel.load(hf)
+        let m = try XCTUnwrap(lm.model as? DecoderModel)
+        let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
+        let expected = try FamilyTests.logits(m, ids)
+        for (type, tolerance) in [(GGUFExportType.f32, Float(1e-6)), (.q8_0, 0.1)] {   // measured 0 and 0.035
+            let path = scratch + "/mixtral-\(type.rawValue).gguf"
+            let result = try m.saveGGUF(to: path, tokenizer: try lm.tokenizer.ggufMetadata(pre: nil), type: type)
+            XCTAssertEqual(result.architecture, "llama")
+            let file = try GGUFFile(path: path)
+            XCTAssertEqual(file.metadata["llama.expert_count"]?.intValue, 4)
+            XCTAssertEqual(file.metadata["llama.expert_used_count"]?.intValue, 2)
+            XCTAssertEqual(file.tensor(named: "blk.1.ffn_gate_exps.weight")?.dimensions, [64, 96, 4], "ggml [in, out, experts]")
+            XCTAssertEqual(file.tensor(named: "blk.1.ffn_down_exps.weight")?.dimensions, [96, 64, 4])
+            XCTAssertEqual(file.tensor(named: "blk.0.ffn_gate_inp.weight")?.dimensions, [64, 4])
+            let back = try LoadedModel.load(path, ggufBlocks: true)
+            XCTAssertEqual(back.model.architecture, "mixtral")
+            if type != .f32 {
+                let d = try XCTUnwrap(back.model as? DecoderModel)
+                guard case .quantized(let q as GGUFBlockMatrix, _) = baseWeight(d.layers[1].moe!.experts[3].down).storage else {
+                    return XCTFail("q8_0 experts are kept in their blocks")
+                }
+                XCTAssertEqual(q.type, .q8_0)
+            }
+            let diff = maxAbsDiff(try FamilyTests.logits(back.causal, ids), expected)
+            print("[mixtral gguf \(type.rawValue)] read back: max |logit diff| = \(diff)")
+            XCTAssertLessThanOrEqual(diff, tolerance, type.rawValue)
+        }
     }
 }

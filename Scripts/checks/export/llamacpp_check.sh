@@ -7,7 +7,8 @@
 # RSLORA_RUN), exported with --format gguf-lora, applied by llama.cpp to finch-f32.gguf
 # (lora_path), and merged into an f32 GGUF: logits on the check prompt within 1e-3 of Finch's with the
 # PEFT adapter, greedy continuations equal finch generate --adapter's (which differ from the base's).
-# Last, Gemma 3 270M and the tiny GPT-2 exported as f32: llama.cpp's next token and greedy text equal Finch's.
+# Last, Gemma 3 270M, the tiny GPT-2 and a tiny Mixtral (experts) exported as f32: llama.cpp's next token and
+# greedy text equal Finch's.
 #
 #   Scripts/checks/export/llamacpp_check.sh [VENV] [MODEL]
 #
@@ -50,6 +51,12 @@ GEMMA="${GEMMA:-$(Scripts/fetch-model.sh gemma3-270m)}"
 "$FINCH" export --model "$GEMMA" --type f32 --output "$OUT/family-gemma3.gguf" --save-check "$OUT/family-gemma3.check.safetensors" >&2
 "$FINCH" generate --model "$OUT/family-gemma3.gguf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-gemma3-greedy.jsonl"
 "$FINCH" export --model Tests/Fixtures/tiny-gpt2/hf --type f32 --output "$OUT/family-gpt2.gguf" --save-check "$OUT/family-gpt2.check.safetensors" >&2
+# A mixture of experts: the tiny Mixtral without its sliding window (llama.cpp's llama architecture has none, as
+# Mixtral-8x7B's config), exported with its experts as llama.cpp's 3-D ffn_*_exps tensors.
+cp -r Tests/Fixtures/tiny-mixtral/hf "$OUT/mixtral-hf"
+"$VENV/bin/python" -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['sliding_window']=None; json.dump(c, open(p, 'w'))" "$OUT/mixtral-hf/config.json"
+"$FINCH" export --model "$OUT/mixtral-hf" --type f32 --output "$OUT/family-mixtral.gguf" --save-check "$OUT/family-mixtral.check.safetensors" >&2
+"$FINCH" generate --model "$OUT/mixtral-hf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-mixtral-greedy.jsonl"
 echo "{\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
 # llama.cpp logs to stderr (every tensor it quantizes): kept in a file, shown when a check fails.
 "$VENV/bin/python" Scripts/checks/export/llamacpp_check.py "$OUT" 2>"$OUT/llama.log" || { tail -40 "$OUT/llama.log" >&2; exit 1; }

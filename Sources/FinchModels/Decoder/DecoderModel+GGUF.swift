@@ -113,11 +113,39 @@ extension DecoderModel {
         }
         let plan = try exportPlan(keepQuantized: false, path: path, linearsAsStored: false)
         let ggufOf = names.ggufNames(for: spec)
+        // Experts: each layer's gate / up / down of every expert in one 3-D tensor (ggml [in, out, E]).
+        let slices = names.ggufExpertSlices(for: spec)
+        if !slices.isEmpty && type == .q4_k_m {
+            throw ExportError.unsupported(path: path, reason: "q4_k_m of a mixture of experts (llama-quantize's rules for expert tensors are not reproduced); export f32, f16, bf16, q8_0 or q4_0")
+        }
+        var expertValues: [String: [Int: () -> Buffer<Float>]] = [:], expertShape: [String: [Int]] = [:]
+        for t in plan { if let (g, e) = slices[t.name] { expertValues[g, default: [:]][e] = t.values; expertShape[g] = t.shape } }
+        var written = Set<String>()
         let tied = lmHead === embedding
         let permuted = names.ggufPermutedHeads(for: spec)
         var tensors: [GGUFWriter.Tensor] = []
         var counts: [GGMLType: Int] = [:]
         for t in plan {
+            if let (g, _) = slices[t.name] {
+                guard written.insert(g).inserted else { continue }
+                let parts = expertValues[g]!, shape = expertShape[g]!, count = parts.count
+                guard parts.keys.sorted() == Array(0..<count) else {
+                    throw ExportError.unsupported(path: path, reason: "\(g): the experts' weights are not all in the model")
+                }
+                let layer = Int(g.dropFirst(4).prefix { $0.isNumber })
+                let ne = [shape[1], shape[0], count]
+                let gt = type.tensorType(ggufName: g, ne0: ne[0], rank: 3, layer: layer, layers: spec.numLayers, isOutput: false)
+                counts[gt, default: 0] += 1
+                tensors.append(GGUFWriter.Tensor(name: g, type: gt, dimensions: ne) { out in
+                    let per = ne[0] * ne[1], v = Buffer<Float>(count: per * count)
+                    for e in 0..<count {
+                        let w = parts[e]!()
+                        (v.pointer + e * per).update(from: w.pointer, count: per)
+                    }
+                    try GGUFExport.encode(v, as: gt, tensor: g, path: path, into: out)
+                })
+                continue
+            }
             guard let g = ggufOf[t.name] else {
                 throw ExportError.unsupported(path: path, reason: "tensor '\(t.name)' has no llama.cpp name in the \(arch) architecture")
             }

@@ -72,6 +72,35 @@ public struct DecoderNames: Sendable {
     /// Full module name of block `i`'s shared expert's gate (`model.layers.3.mlp.shared_expert_gate`).
     public func sharedExpertGate(layer i: Int) -> String { "\(layerPrefix).\(i).\(moe!.block).\(moe!.sharedExpertGate!)" }
 
+    /// llama.cpp's names of block `i`'s 2-D MoE tensors: the router (`ffn_gate_inp`), the shared expert's
+    /// linears (`ffn_gate_shexp` …) and its gate (`ffn_gate_inp_shexp`), by Hugging Face tensor name.
+    func ggufExpertNames2D(spec: DecoderSpec, layer i: Int) -> [String: String] {
+        guard let m = spec.moe(layer: i) else { return [:] }
+        var map = ["\(router(layer: i)).weight": "blk.\(i).ffn_gate_inp.weight"]
+        if m.sharedExpertSize != nil {
+            for (l, g) in [(DecoderLinear.gate, "ffn_gate_shexp"), (.up, "ffn_up_shexp"), (.down, "ffn_down_shexp")] {
+                map["\(sharedExpert(l, layer: i)).weight"] = "blk.\(i).\(g).weight"
+            }
+            map["\(sharedExpertGate(layer: i)).weight"] = "blk.\(i).ffn_gate_inp_shexp.weight"
+        }
+        return map
+    }
+
+    /// Each expert's gate / up / down weight (Hugging Face name) → llama.cpp's 3-D tensor holding every
+    /// expert's (`blk.<i>.ffn_gate_exps.weight`, ggml [in, out, E]) and the expert's index in it.
+    public func ggufExpertSlices(for spec: DecoderSpec) -> [String: (gguf: String, expert: Int)] {
+        var map: [String: (gguf: String, expert: Int)] = [:]
+        for i in 0..<spec.numLayers {
+            guard let m = spec.moe(layer: i) else { continue }
+            for e in 0..<m.experts {
+                for (l, g) in [(DecoderLinear.gate, "ffn_gate_exps"), (.up, "ffn_up_exps"), (.down, "ffn_down_exps")] {
+                    map["\(expert(e, l, layer: i)).weight"] = ("blk.\(i).\(g).weight", e)
+                }
+            }
+        }
+        return map
+    }
+
     /// Block `i`'s linears inside its mixture of experts (none where it has a dense MLP), by full module
     /// name with their (out, in) features: the router, each expert's gate, up and down, the shared
     /// expert's and its gate.
@@ -129,6 +158,7 @@ public struct DecoderNames: Sendable {
                 map["\(module(l, layer: i)).weight"] = "blk.\(i).\(linears[l]!.gguf).weight"
                 map["\(module(l, layer: i)).bias"] = "blk.\(i).\(linears[l]!.gguf).bias"
             }
+            map.merge(ggufExpertNames2D(spec: spec, layer: i)) { a, _ in a }
             for n in spec.norms {
                 map["\(module(n, layer: i)).weight"] = "blk.\(i).\(norms[n]!.gguf).weight"
                 map["\(module(n, layer: i)).bias"] = "blk.\(i).\(norms[n]!.gguf).bias"

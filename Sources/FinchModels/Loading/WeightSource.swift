@@ -127,7 +127,17 @@ public struct GGUFWeightSource: WeightSource {
     /// Hugging Face names of Conv1D weights (GPT-2), which a GGUF stores [out, in] like any
     /// linear and the checkpoint [in, out]: given back transposed.
     let conv1D: Set<String>
+    /// Each expert's weight (Hugging Face name) as its slice of llama.cpp's 3-D expert tensor
+    /// (`ffn_gate_exps` …: the experts' [out, in] matrices one after another).
+    let expertSlices: [String: GGUFTensorInfo]
     public var path: String { file.path }
+
+    /// The file's tensor holding `name`: its own, or its expert's slice of a 3-D expert tensor.
+    func tensor(for name: String) -> GGUFTensorInfo? {
+        if let t = expertSlices[name] { return t }
+        guard let g = ggufName[name] else { return nil }
+        return file.tensor(named: g)
+    }
 
     /// A source reading `file` under the names `names` declares for a model with `spec`.
     public init(file: GGUFFile, names: DecoderNames, spec: DecoderSpec) {
@@ -138,6 +148,14 @@ public struct GGUFWeightSource: WeightSource {
         normShift = names.ggufNormShift
         conv1D = names.linearsTransposed
             ? Set((0..<spec.numLayers).flatMap { i in spec.linears(layer: i).map { names.module($0, layer: i) + ".weight" } }) : []
+        var slices: [String: GGUFTensorInfo] = [:]
+        for (hf, (g, e)) in names.ggufExpertSlices(for: spec) {
+            guard let t = file.tensor(named: g), t.dimensions.count == 3, e < t.dimensions[2] else { continue }
+            let bytes = t.byteCount / t.dimensions[2]
+            slices[hf] = GGUFTensorInfo(name: "\(g)[\(e)]", type: t.type, dimensions: Array(t.dimensions.prefix(2)),
+                                        offset: t.offset + e * bytes, byteCount: bytes)
+        }
+        expertSlices = slices
     }
 
     /// A source reading `file` under `ggufNames` (Hugging Face name → GGUF name, one GGUF name
@@ -149,20 +167,23 @@ public struct GGUFWeightSource: WeightSource {
         permutedHeads = [:]
         normShift = 0
         conv1D = []
+        expertSlices = [:]
     }
 
     public var tensorNames: [String] {
         let hfOf = Dictionary(uniqueKeysWithValues: ggufName.map { ($0.value, $0.key) })
-        return file.tensors.map { hfOf[$0.name] ?? $0.name }
+        var slicesOf: [String: [String]] = [:]
+        for (hf, t) in expertSlices { slicesOf[String(t.name.prefix { $0 != "[" }), default: []].append(hf) }
+        return file.tensors.flatMap { slicesOf[$0.name]?.sorted() ?? [hfOf[$0.name] ?? $0.name] }
     }
 
     public func shape(of name: String) -> [Int]? {
-        guard let g = ggufName[name], let t = file.tensor(named: g) else { return nil }
+        guard let t = tensor(for: name) else { return nil }
         return conv1D.contains(name) ? t.dimensions : t.dimensions.reversed()
     }
 
     public func blockWeight(_ name: String) throws -> GGUFBlockMatrix? {
-        guard keepsBlocks, let g = ggufName[name], let t = file.tensor(named: g), t.dimensions.count == 2,
+        guard keepsBlocks, let t = tensor(for: name), t.dimensions.count == 2,
               GGUFBlockMatrix.keptTypes.contains(t.type), t.dimensions[0] % t.type.blockSize == 0 else { return nil }
         let order = permutedHeads[name].map { Self.rotaryRowOrder(rows: t.dimensions[1], heads: $0) }
         return try GGUFBlockMatrix(file: file, tensor: t, rowOrder: order)
@@ -174,9 +195,10 @@ public struct GGUFWeightSource: WeightSource {
     }
 
     public func load(_ name: String) throws -> Buffer<Float> {
-        guard let g = ggufName[name], let t = file.tensor(named: g) else {
+        guard let t = tensor(for: name) else {
             throw ModelError.missingWeight(path: path, name: name)
         }
+        let g = t.name
         let out = Buffer<Float>(count: t.elementCount)
         try file.dequantize(t, into: out.buffer)
         if normShift != 0 && g.hasSuffix("norm.weight") {

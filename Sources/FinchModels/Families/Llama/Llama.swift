@@ -7,7 +7,11 @@ extension ModelFamily {
     public static let llama = ModelFamily(
         name: "llama", modelTypes: ["llama"], architectures: ["LlamaForCausalLM"], ggufArchitectures: ["llama"],
         readConfig: { data, path in try LlamaConfig(json: data, path: path) },
-        readGGUF: { try LlamaConfig.load(gguf: $0) })
+        readGGUF: { g in
+            // llama.cpp stores Mixtral as llama with experts.
+            if (g.metadata["llama.expert_count"]?.intValue ?? 0) > 0 { return try MixtralConfig(gguf: g) }
+            return try LlamaConfig.load(gguf: g)
+        })
 }
 
 extension LlamaConfig: DecoderConfig {

@@ -5,7 +5,8 @@ import Foundation
 /// Mixtral (`MixtralForCausalLM`): the Mistral block with a sparse mixture of experts in place of the MLP —
 /// `num_local_experts` SwiGLU experts, `num_experts_per_tok` of them per token by the router `gate`, their
 /// softmax weights renormalized (`SparseMoE`). Checkpoints in the per-expert layout transformers writes
-/// (`block_sparse_moe.experts.E.w1 / w3 / w2`).
+/// (`block_sparse_moe.experts.E.w1 / w3 / w2`), and llama.cpp's GGUF files of it (its `llama` architecture
+/// with `llama.expert_count`: `ffn_gate_inp`, `ffn_gate_exps` …; read by the `llama` family's reader).
 extension ModelFamily {
     public static let mixtral = ModelFamily(
         name: "mixtral", modelTypes: ["mixtral"], architectures: ["MixtralForCausalLM"], ggufArchitectures: [],
@@ -40,6 +41,19 @@ public struct MixtralConfig: DecoderConfig, Equatable {
         }
     }
 
+    /// A llama.cpp GGUF of the `llama` architecture with experts (`llama.expert_count`, `expert_used_count`).
+    public init(gguf: GGUFFile) throws {
+        base = try LlamaConfig.load(gguf: gguf)
+        numLocalExperts = try gguf.requiredInt("llama.expert_count")
+        numExpertsPerTok = try gguf.requiredInt("llama.expert_used_count")
+        guard numLocalExperts >= 1, numExpertsPerTok >= 1, numExpertsPerTok <= numLocalExperts else {
+            throw ModelError.invalidConfig(path: gguf.path, reason: "llama.expert_used_count \(numExpertsPerTok) must be in 1 ... llama.expert_count \(numLocalExperts)")
+        }
+        slidingWindow = nil
+        routerAuxLossCoef = 0.001
+        outputRouterLogits = false
+    }
+
     public init(json data: Data, path: String) throws {
         base = try LlamaConfig(json: data, path: path)
         let e = try LlamaConfig.decode(Experts.self, from: data, path: path)
@@ -72,6 +86,7 @@ public struct MixtralConfig: DecoderConfig, Equatable {
     public var names: DecoderNames {
         var n = DecoderNames.llamaLayout
         n.moe = .mixtral
+        n.ggufPermutesQK = true   // llama.cpp's converter stores Mixtral as llama, q / k rows interleaved
         return n
     }
 
@@ -89,7 +104,12 @@ public struct MixtralConfig: DecoderConfig, Equatable {
 
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 
+    /// llama.cpp's `llama` architecture with experts (renormalized top-k, as Mixtral); it has no sliding window.
     public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
-        throw ExportError.unsupported(path: path, reason: "GGUF export of a mixture of experts (llama.cpp's ffn_*_exps tensors) is not implemented yet; export the Hugging Face layout (finch merge)")
+        if let w = slidingWindow, w < base.maxPositionEmbeddings {
+            throw ExportError.unsupported(path: path, reason: "sliding_window \(w): llama.cpp's llama architecture (which holds Mixtral) attends to every earlier position")
+        }
+        return ("llama", try base.ggufKeys(arch: "llama", path: path)
+                    + [("llama.expert_count", .uint32(UInt32(numLocalExperts))), ("llama.expert_used_count", .uint32(UInt32(numExpertsPerTok)))])
     }
 }
