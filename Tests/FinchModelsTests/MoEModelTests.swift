@@ -130,7 +130,7 @@ final class MoEModelTests: XCTestCase {
         let m = try XCTUnwrap(lm.model as? DecoderModel)
         let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
         let expected = try FamilyTests.logits(m, ids)
-        for (type, tolerance) in [(GGUFExportType.f32, Float(1e-6)), (.q8_0, 0.1)] {   // measured 0 and 0.035
+        for (type, tolerance) in [(GGUFExportType.f32, Float(1e-6)), (.q8_0, 0.15)] {   // measured 0 and 0.035
             let path = scratch + "/mixtral-\(type.rawValue).gguf"
             let result = try m.saveGGUF(to: path, tokenizer: try lm.tokenizer.ggufMetadata(pre: nil), type: type)
             XCTAssertEqual(result.architecture, "llama")
@@ -152,6 +152,56 @@ final class MoEModelTests: XCTestCase {
             let diff = maxAbsDiff(try FamilyTests.logits(back.causal, ids), expected)
             print("[mixtral gguf \(type.rawValue)] read back: max |logit diff| = \(diff)")
             XCTAssertLessThanOrEqual(diff, tolerance, type.rawValue)
+        }
+    }
+
+    /// Qwen3-MoE as Qwen3-30B-A3B is made (the tiny fixture) exported as llama.cpp's `qwen3moe` reads back with
+    /// the same logits (f32) and within q8_0's rounding; what that architecture does not compute is refused.
+    func testQwen3MoEGGUFExportReadsBack() throws {
+        let scratch = NSTemporaryDirectory() + "finch-qwen3moe-gguf-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let lm = try LoadedModel.load(FamilyTests.dir("qwen3_moe") + "/hf")
+        let m = try XCTUnwrap(lm.model as? DecoderModel)
+        let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
+        let expected = try FamilyTests.logits(m, ids)
+        for (type, tolerance) in [(GGUFExportType.f32, Float(1e-6)), (.q8_0, 0.15)] {   // measured 0 and 0.050
+            let path = scratch + "/qwen3moe-\(type.rawValue).gguf"
+            XCTAssertEqual(try m.saveGGUF(to: path, tokenizer: try lm.tokenizer.ggufMetadata(pre: nil), type: type).architecture, "qwen3moe")
+            let file = try GGUFFile(path: path)
+            XCTAssertEqual(file.metadata["qwen3moe.expert_count"]?.intValue, 8)
+            XCTAssertEqual(file.metadata["qwen3moe.expert_feed_forward_length"]?.intValue, 32)
+            XCTAssertEqual(file.tensor(named: "blk.1.ffn_up_exps.weight")?.dimensions, [64, 32, 8])
+            let back = try LoadedModel.load(path, ggufBlocks: true)
+            XCTAssertEqual(back.model.architecture, "qwen3_moe")
+            let diff = maxAbsDiff(try FamilyTests.logits(back.causal, ids), expected)
+            print("[qwen3_moe gguf \(type.rawValue)] read back: max |logit diff| = \(diff)")
+            XCTAssertLessThanOrEqual(diff, tolerance, type.rawValue)
+        }
+        // Qwen2-MoE (a dense layer here) and OLMoE are refused by name.
+        for f in ["qwen2_moe", "olmoe"] {
+            let other = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir(f) + "/hf").model as? DecoderModel)
+            XCTAssertThrowsError(try other.saveGGUF(to: scratch + "/\(f).gguf", tokenizer: [], type: .f32)) {
+                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
+            }
+        }
+    }
+
+    /// Qwen-MoE's sparse layers: those whose (index + 1) is a multiple of decoder_sparse_step, less mlp_only_layers.
+    func testSparseLayersFollowDecoderSparseStepAndMlpOnlyLayers() throws {
+        let path = FamilyTests.dir("qwen3_moe") + "/hf/config.json"
+        var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        json["num_hidden_layers"] = 6
+        for (step, only, sparse) in [(1, [Int](), [0, 1, 2, 3, 4, 5]), (2, [], [1, 3, 5]), (3, [5], [2]), (1, [0, 4], [1, 2, 3, 5])] {
+            json["decoder_sparse_step"] = step
+            json["mlp_only_layers"] = only
+            let c = try QwenMoEConfig(json: try JSONSerialization.data(withJSONObject: json), path: path, family: .qwen3)
+            let spec = c.decoderSpec
+            XCTAssertEqual((0..<6).filter { spec.moe(layer: $0) != nil }, sparse, "step \(step), mlp_only_layers \(only)")
+        }
+        json["mlp_only_layers"] = [6]
+        XCTAssertThrowsError(try QwenMoEConfig(json: try JSONSerialization.data(withJSONObject: json), path: path, family: .qwen3)) {
+            XCTAssertTrue("\($0)".contains("mlp_only_layers"), "\($0)")
         }
     }
 }

@@ -164,7 +164,7 @@ def main(d):
                                   "base": base_text.get(row["prompt"]), "adapter_changes_it": text != base_text.get(row["prompt"]),
                                   "ok": ok}))
     # 5. Other families.
-    for arch in ("gemma3", "gpt2", "mixtral"):
+    for arch in ("gemma3", "gpt2", "mixtral", "qwen3_moe"):
         gguf_path = os.path.join(d, f"family-{arch}.gguf")
         if not os.path.exists(gguf_path):
             continue

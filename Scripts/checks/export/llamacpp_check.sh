@@ -7,7 +7,7 @@
 # RSLORA_RUN), exported with --format gguf-lora, applied by llama.cpp to finch-f32.gguf
 # (lora_path), and merged into an f32 GGUF: logits on the check prompt within 1e-3 of Finch's with the
 # PEFT adapter, greedy continuations equal finch generate --adapter's (which differ from the base's).
-# Last, Gemma 3 270M, the tiny GPT-2 and a tiny Mixtral (experts) exported as f32: llama.cpp's next token and
+# Last, Gemma 3 270M, the tiny GPT-2, Mixtral and Qwen3-MoE (experts) exported as f32: llama.cpp's next token and
 # greedy text equal Finch's.
 #
 #   Scripts/checks/export/llamacpp_check.sh [VENV] [MODEL]
@@ -57,6 +57,9 @@ cp -r Tests/Fixtures/tiny-mixtral/hf "$OUT/mixtral-hf"
 "$VENV/bin/python" -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['sliding_window']=None; json.dump(c, open(p, 'w'))" "$OUT/mixtral-hf/config.json"
 "$FINCH" export --model "$OUT/mixtral-hf" --type f32 --output "$OUT/family-mixtral.gguf" --save-check "$OUT/family-mixtral.check.safetensors" >&2
 "$FINCH" generate --model "$OUT/mixtral-hf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-mixtral-greedy.jsonl"
+# Qwen3-MoE as Qwen3-30B-A3B is made (llama.cpp's qwen3moe).
+"$FINCH" export --model Tests/Fixtures/tiny-qwen3_moe/hf --type f32 --output "$OUT/family-qwen3_moe.gguf" --save-check "$OUT/family-qwen3_moe.check.safetensors" >&2
+"$FINCH" generate --model Tests/Fixtures/tiny-qwen3_moe/hf --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-qwen3_moe-greedy.jsonl"
 echo "{\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
 # llama.cpp logs to stderr (every tensor it quantizes): kept in a file, shown when a check fails.
 "$VENV/bin/python" Scripts/checks/export/llamacpp_check.py "$OUT" 2>"$OUT/llama.log" || { tail -40 "$OUT/llama.log" >&2; exit 1; }

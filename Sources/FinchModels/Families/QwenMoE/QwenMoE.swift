@@ -15,9 +15,9 @@ extension ModelFamily {
         readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen2) },
         readGGUF: nil)
     public static let qwen3MoE = ModelFamily(
-        name: "qwen3_moe", modelTypes: ["qwen3_moe"], architectures: ["Qwen3MoeForCausalLM"], ggufArchitectures: [],
+        name: "qwen3_moe", modelTypes: ["qwen3_moe"], architectures: ["Qwen3MoeForCausalLM"], ggufArchitectures: ["qwen3moe"],
         readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen3) },
-        readGGUF: nil)
+        readGGUF: { try QwenMoEConfig(gguf: $0) })
 }
 
 /// `config.json` of a Qwen2-MoE or Qwen3-MoE model: LLaMA's keys, the sliding-window keys and the experts'.
@@ -80,6 +80,23 @@ public struct QwenMoEConfig: DecoderConfig, Equatable {
         }
     }
 
+    /// A GGUF of llama.cpp's `qwen3moe` architecture: every layer sparse, the top-k weights renormalized,
+    /// no attention biases, full attention.
+    public init(gguf: GGUFFile) throws {
+        family = .qwen3
+        base = try LlamaConfig.load(gguf: gguf)
+        base.attentionBias = false
+        qkvBias = false
+        let experts = try gguf.requiredInt("qwen3moe.expert_count"), used = try gguf.requiredInt("qwen3moe.expert_used_count")
+        guard experts >= 1, used >= 1, used <= experts else {
+            throw ModelError.invalidConfig(path: gguf.path, reason: "qwen3moe.expert_used_count \(used) must be in 1 ... qwen3moe.expert_count \(experts)")
+        }
+        self.experts = ExpertsSettings(numExperts: experts, numExpertsPerTok: used, expertSize: try gguf.requiredInt("qwen3moe.expert_feed_forward_length"),
+                                       normTopkProb: true, routerAuxLossCoef: 0.001)
+        windows = LayerTypesConfig()
+        layerWindows = Array(repeating: nil, count: base.numHiddenLayers)
+    }
+
     public var decoderSpec: DecoderSpec {
         var s = base.layoutSpec(family: family.rawValue)
         switch family {
@@ -120,7 +137,23 @@ public struct QwenMoEConfig: DecoderConfig, Equatable {
 
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 
+    /// llama.cpp's `qwen3moe` (Qwen3-MoE as Qwen3-30B-A3B is made: experts in every layer, renormalized, no attention
+    /// biases, full attention). Qwen2-MoE's GGUF export is not written yet.
     public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
-        throw ExportError.unsupported(path: path, reason: "GGUF export of a mixture of experts (llama.cpp's ffn_*_exps tensors) is not implemented yet; export the Hugging Face layout (finch merge)")
+        guard family == .qwen3 else {
+            throw ExportError.unsupported(path: path, reason: "GGUF export of Qwen2-MoE (llama.cpp's qwen2moe) is not implemented yet; export the Hugging Face layout (finch merge)")
+        }
+        func refuse(_ what: String) -> Error { ExportError.unsupported(path: path, reason: "\(what): llama.cpp's qwen3moe architecture does not compute it") }
+        let spec = decoderSpec
+        if layerWindows.contains(where: { $0 != nil }) { throw refuse("sliding-window layers") }
+        if let dense = spec.moe?.denseLayers.sorted(), !dense.isEmpty { throw refuse("dense MLP layers \(dense) (mlp_only_layers / decoder_sparse_step)") }
+        if base.attentionBias { throw refuse("attention_bias") }
+        if !experts.normTopkProb { throw refuse("norm_topk_prob false (it renormalizes the chosen experts' weights)") }
+        var keys = base
+        keys.attentionBias = false
+        return ("qwen3moe", try keys.ggufKeys(arch: "qwen3moe", path: path)
+                    + [("qwen3moe.expert_count", .uint32(UInt32(experts.numExperts))),
+                       ("qwen3moe.expert_used_count", .uint32(UInt32(experts.numExpertsPerTok))),
+                       ("qwen3moe.expert_feed_forward_length", .uint32(UInt32(experts.expertSize)))])
     }
 }
