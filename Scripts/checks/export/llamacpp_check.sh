@@ -11,6 +11,7 @@
 # greedy text equal Finch's.
 #
 #   Scripts/checks/export/llamacpp_check.sh [VENV] [MODEL]
+#   MOE_ONLY=1 Scripts/checks/export/llamacpp_check.sh   # Mixtral and Qwen3-MoE alone
 #
 # VENV (default: Scripts/reference-venv.sh llama-cpp, made when missing) holds llama-cpp-python, gguf, numpy.
 set -euo pipefail
@@ -22,10 +23,11 @@ if [ -z "$FINCH" ]; then swift build -c release --product finch >/dev/null; FINC
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 margs=(); [ -n "$MODEL" ] && margs=(--model "$MODEL")
+printf '%s\n' "The capital of France is" "Here is a short poem about the sea:" "def fibonacci(n):" > "$OUT/prompts.txt"
+if [ -z "${MOE_ONLY:-}" ]; then   # MOE_ONLY=1: the mixtures of experts alone (the last part)
 for t in f32 f16 q8_0 q4_0 q4_k_m; do
   "$FINCH" export "${margs[@]}" --type "$t" --output "$OUT/finch-$t.gguf" --save-check "$OUT/finch-$t.check.safetensors" >&2
 done
-printf '%s\n' "The capital of France is" "Here is a short poem about the sea:" "def fibonacci(n):" > "$OUT/prompts.txt"
 "$FINCH" generate --model "$OUT/finch-f32.gguf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/finch-greedy.jsonl"
 # LoRA adapter GGUFs.
 train() {  # train DIR extra-flags...
@@ -51,6 +53,7 @@ GEMMA="${GEMMA:-$(Scripts/fetch-model.sh gemma3-270m)}"
 "$FINCH" export --model "$GEMMA" --type f32 --output "$OUT/family-gemma3.gguf" --save-check "$OUT/family-gemma3.check.safetensors" >&2
 "$FINCH" generate --model "$OUT/family-gemma3.gguf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-gemma3-greedy.jsonl"
 "$FINCH" export --model Tests/Fixtures/tiny-gpt2/hf --type f32 --output "$OUT/family-gpt2.gguf" --save-check "$OUT/family-gpt2.check.safetensors" >&2
+fi
 # A mixture of experts: the tiny Mixtral without its sliding window (llama.cpp's llama architecture has none, as
 # Mixtral-8x7B's config), exported with its experts as llama.cpp's 3-D ffn_*_exps tensors.
 cp -r Tests/Fixtures/tiny-mixtral/hf "$OUT/mixtral-hf"
@@ -60,6 +63,6 @@ cp -r Tests/Fixtures/tiny-mixtral/hf "$OUT/mixtral-hf"
 # Qwen3-MoE as Qwen3-30B-A3B is made (llama.cpp's qwen3moe).
 "$FINCH" export --model Tests/Fixtures/tiny-qwen3_moe/hf --type f32 --output "$OUT/family-qwen3_moe.gguf" --save-check "$OUT/family-qwen3_moe.check.safetensors" >&2
 "$FINCH" generate --model Tests/Fixtures/tiny-qwen3_moe/hf --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-qwen3_moe-greedy.jsonl"
-echo "{\"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
+echo "{\"commit\": \"$(git rev-parse --short HEAD)\", \"date\": \"$(date -u +%FT%TZ)\", \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
 # llama.cpp logs to stderr (every tensor it quantizes): kept in a file, shown when a check fails.
 "$VENV/bin/python" Scripts/checks/export/llamacpp_check.py "$OUT" 2>"$OUT/llama.log" || { tail -40 "$OUT/llama.log" >&2; exit 1; }
