@@ -204,4 +204,29 @@ final class MoEModelTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("mlp_only_layers"), "\($0)")
         }
     }
+
+    /// With output_router_logits (the tiny Qwen2-MoE: coefficient 0.02), a sequence objective's pass (preference
+    /// training) reports coef × the load-balancing loss of its routing, which TRL adds to the objective's loss,
+    /// and its gradient reaches the routers' adapters weighted by `auxLossScale`.
+    func testPreferencePassCarriesTheLoadBalancingLoss() throws {
+        let m = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir("qwen2_moe") + "/hf").model as? DecoderModel)
+        try m.attachRandomizedAdapter(r: 2, name: "p")
+        let (e, _) = try FamilyTests.expected("qwen2_moe")
+        let batch = e.batch.map { TrainingSequence(tokens: $0) }
+        let expected = 0.02 * MoERouting.loadBalancingLoss(try m.routes(batch))
+        func routerGradient(auxScale: Float) throws -> (Double, [Float]) {
+            m.zeroGradients()
+            var options = TrainingPassOptions()
+            options.auxLossScale = auxScale
+            // No objective gradient: what reaches the routers is the load-balancing loss's alone.
+            let scores = try m.forwardBackward(batch, options: options) { lp in .perSequence(lp.sums.map { _ in 0 }) }
+            let g = m.trainableParameters().filter { $0.name.contains(".mlp.gate.lora_B") }.flatMap { $0.grad.array }
+            return (scores.auxiliaryLoss, g)
+        }
+        let (aux, full) = try routerGradient(auxScale: 1)
+        XCTAssertEqual(aux, expected, accuracy: 1e-6 * expected)   // measured 2e-8 (the training pass's products against the evaluation's)
+        XCTAssertTrue(full.contains { $0 != 0 }, "the load-balancing loss's gradient reaches the routers")
+        let (_, half) = try routerGradient(auxScale: 0.5)
+        XCTAssertLessThanOrEqual(relativeError(half.map { 2 * $0 }, full), 1e-6, "auxLossScale weighs it")
+    }
 }

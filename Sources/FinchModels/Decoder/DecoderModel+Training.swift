@@ -71,11 +71,12 @@ extension DecoderModel {
         let p = try pack(batch)
         try CrossEntropy.validate(targets: p.targets, rows: p.tokens.count, vocab: spec.vocabSize)
         var scores = SequenceLogProbs()
-        _ = try trainingPass(p, options: options) { dxn, xn in
+        let aux = try trainingPass(p, options: options) { dxn, xn in
             scores = try SequenceLogProbs.headBackward(dx: dxn, x: xn, head: lmHead, targets: p.targets, sequences: p.sequences,
                                                        backend: backend, scratch: scratch, objective: objective,
                                                        headGrad: activeModuleCopies[names.head]?.grad?.pointer)
         }
+        scores.auxiliaryLoss = aux
         return scores
     }
 
@@ -106,7 +107,7 @@ extension DecoderModel {
         var aux = 0.0, auxGradient: [Float]?
         if let auxCoef, let tally {
             aux = Double(auxCoef) * tally.loss
-            auxGradient = tally.dProbabilities(scale: auxCoef)
+            auxGradient = tally.dProbabilities(scale: auxCoef * options.auxLossScale)
         }
 
         // Final norm, LM head, loss and its backward (chunked: [N, V] logits never exist at once).

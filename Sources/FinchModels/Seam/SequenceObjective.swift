@@ -17,6 +17,9 @@ public struct SequenceLogProbs: Sendable, Equatable {
     /// [N] whether each row has a target (is not -100): which rows a sequence's labels are, in either
     /// layout (a decoder's last row predicts nothing; an encoder-decoder's rows all predict).
     public var counted: [Bool] = []
+    /// A mixture of experts with the load-balancing loss in training: router_aux_loss_coef × that loss
+    /// of the pass (its gradient is in the pass's), which TRL adds to the objective's loss; 0 otherwise.
+    public var auxiliaryLoss: Double = 0
 
     public init(sums: [Double] = [], counts: [Int] = []) { self.sums = sums; self.counts = counts }
 

@@ -132,6 +132,9 @@ public struct TrainingPassOptions: Sendable {
     public var lossScale: Float?
     public var checkpointing: Bool
     public var dropoutKey: UInt64?
+    /// The weight of a mixture of experts' load-balancing loss gradient (its `router_aux_loss_coef` times
+    /// this): 1 for a micro-batch's own loss (as transformers adds it), a preference objective's scale there.
+    public var auxLossScale: Float = 1
     public init(lossScale: Float? = nil, checkpointing: Bool = false, dropoutKey: UInt64? = nil) {
         self.lossScale = lossScale; self.checkpointing = checkpointing; self.dropoutKey = dropoutKey
     }

@@ -214,7 +214,9 @@ public final class PreferenceObjective: @unchecked Sendable {
             let (seqs, ct, rt) = sequences(pairs)
             let ref = try referenceLogProbs(model: model, pairs: pairs, sequences: seqs, trained: trained)
             var outcome: PairLossOutcome?
-            _ = try model.forwardBackward(seqs, options: options) { lp in
+            var options = options
+            options.auxLossScale = Float(scale)   // TRL adds aux_loss_coef × the load-balancing loss to the mean loss
+            let scores = try model.forwardBackward(seqs, options: options) { lp in
                 let (o, gradient) = loss!.outcome(lp, reference: ref, chosenTokens: ct, rejectedTokens: rt)
                 outcome = o
                 switch gradient {
@@ -222,17 +224,20 @@ public final class PreferenceObjective: @unchecked Sendable {
                 case .perRow(let g): return .perRow(g.map { $0 * scale })
                 }
             }
-            return MicroBatch(loss: outcome!.loss, examples: pairs.count, metrics: Self.perPair(outcome!.metricSums, pairs: pairs.count),
-                              tokens: seqs.reduce(0) { $0 + $1.tokens.count })
+            return MicroBatch(loss: outcome!.loss + scores.auxiliaryLoss, examples: pairs.count,
+                              metrics: Self.perPair(outcome!.metricSums, pairs: pairs.count), tokens: seqs.reduce(0) { $0 + $1.tokens.count })
         case .unpaired(let batch):
             let kto = kto!
             let (seqs, ref, kl) = try ktoPasses(model: model, batch: batch, trained: trained)
             var outcome: (loss: Double, gradient: [Double], metrics: [String: MetricSum])?
-            _ = try model.forwardBackward(seqs, options: options) { lp in
+            var options = options
+            options.auxLossScale = Float(scale)
+            let scores = try model.forwardBackward(seqs, options: options) { lp in
                 outcome = kto.evaluate(logps: lp.sums, reference: ref, desirable: batch.map(\.desirable), kl: kl)
                 return .perSequence(outcome!.gradient.map { $0 * scale })
             }
-            return MicroBatch(loss: outcome!.loss, examples: batch.count, metrics: outcome!.metrics, tokens: seqs.reduce(0) { $0 + $1.tokens.count })
+            return MicroBatch(loss: outcome!.loss + scores.auxiliaryLoss, examples: batch.count, metrics: outcome!.metrics,
+                              tokens: seqs.reduce(0) { $0 + $1.tokens.count })
         }
     }
 
