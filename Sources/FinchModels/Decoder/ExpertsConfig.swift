@@ -1,13 +1,13 @@
 import FinchFormats
 import Foundation
 
-/// The mixture-of-experts keys of a Qwen2-MoE, Qwen3-MoE or OLMoE `config.json`: how many experts,
+/// The mixture-of-experts keys of a Mixtral, Qwen2-MoE, Qwen3-MoE or OLMoE `config.json`: how many experts,
 /// how many per token, their size, the shared expert's (Qwen2-MoE), which layers are sparse
 /// (`decoder_sparse_step`, `mlp_only_layers`), the router's options, and the load-balancing loss.
 /// Defaults are each family's, given by the caller.
 struct ExpertsConfig: Decodable, Equatable {
     var numExperts: Int?
-    /// What transformers 5 writes for Qwen3-MoE's `num_experts` (an alias).
+    /// Mixtral's name for it, and what transformers 5 writes for Qwen3-MoE's `num_experts` (an alias).
     var numLocalExperts: Int?
     var numExpertsPerTok: Int?
     var moeIntermediateSize: Int?

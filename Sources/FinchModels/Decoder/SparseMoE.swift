@@ -133,13 +133,14 @@ final class SparseMoE: @unchecked Sendable {
     /// The context of an expert's gathered rows: per-row adapters (batched serving) follow their rows.
     private func gathered(_ context: PassContext, _ entries: ArraySlice<Int32>) -> PassContext {
         guard let spans = context.rowAdapters else { return context }
+        // Runs of gathered rows with the same adapter; rows with none (the base) need no span.
         var out: [AdapterSpan] = []
         for (i, entry) in entries.enumerated() {
             let row = Int(entry) / topK
-            let adapter = spans.first { $0.rows.contains(row) }.map { $0.adapter } ?? nil
+            guard let adapter = spans.first(where: { $0.rows.contains(row) })?.adapter else { continue }
             if let last = out.last, last.adapter == adapter, last.rows.upperBound == i {
                 out[out.count - 1].rows = last.rows.lowerBound..<(i + 1)
-            } else if adapter != nil || spans.contains(where: { $0.rows.contains(row) }) {
+            } else {
                 out.append(AdapterSpan(rows: i..<(i + 1), adapter: adapter))
             }
         }

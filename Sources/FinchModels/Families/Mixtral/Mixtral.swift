@@ -22,64 +22,47 @@ public struct MixtralConfig: DecoderConfig, Equatable {
         set { base.vocabSize = newValue }
     }
     public var slidingWindow: Int?
-    public var numLocalExperts: Int
-    public var numExpertsPerTok: Int
-    public var routerAuxLossCoef: Double
-    public var outputRouterLogits: Bool
+    /// The experts' keys (`num_local_experts`, `num_experts_per_tok`, the load-balancing loss's): every layer sparse,
+    /// the experts `intermediate_size` wide, their weights always renormalized.
+    public var experts: ExpertsSettings
 
-    struct Experts: Decodable {
-        var numLocalExperts: Int?
-        var numExpertsPerTok: Int?
-        var routerAuxLossCoef: Double?
-        var outputRouterLogits: Bool?
-        var routerJitterNoise: Double?
+    struct Keys: Decodable {
         var slidingWindow: Int?
-        enum CodingKeys: String, CodingKey {
-            case numLocalExperts = "num_local_experts", numExpertsPerTok = "num_experts_per_tok"
-            case routerAuxLossCoef = "router_aux_loss_coef", outputRouterLogits = "output_router_logits"
-            case routerJitterNoise = "router_jitter_noise", slidingWindow = "sliding_window"
-        }
+        enum CodingKeys: String, CodingKey { case slidingWindow = "sliding_window" }
     }
 
     /// A llama.cpp GGUF of the `llama` architecture with experts (`llama.expert_count`, `expert_used_count`).
     public init(gguf: GGUFFile) throws {
         base = try LlamaConfig.load(gguf: gguf)
-        numLocalExperts = try gguf.requiredInt("llama.expert_count")
-        numExpertsPerTok = try gguf.requiredInt("llama.expert_used_count")
-        guard numLocalExperts >= 1, numExpertsPerTok >= 1, numExpertsPerTok <= numLocalExperts else {
-            throw ModelError.invalidConfig(path: gguf.path, reason: "llama.expert_used_count \(numExpertsPerTok) must be in 1 ... llama.expert_count \(numLocalExperts)")
+        let count = try gguf.requiredInt("llama.expert_count"), used = try gguf.requiredInt("llama.expert_used_count")
+        guard count >= 1, used >= 1, used <= count else {
+            throw ModelError.invalidConfig(path: gguf.path, reason: "llama.expert_used_count \(used) must be in 1 ... llama.expert_count \(count)")
         }
+        experts = ExpertsSettings(numExperts: count, numExpertsPerTok: used, expertSize: base.intermediateSize, normTopkProb: true,
+                                  routerAuxLossCoef: 0.001)
         slidingWindow = nil
-        routerAuxLossCoef = 0.001
-        outputRouterLogits = false
     }
 
     public init(json data: Data, path: String) throws {
         base = try LlamaConfig(json: data, path: path)
-        let e = try LlamaConfig.decode(Experts.self, from: data, path: path)
         if base.attentionBias || base.mlpBias {
             throw ModelError.unsupportedOption(path: path, key: "attention_bias / mlp_bias", value: "true", supported: "false (Mixtral has no biases)")
         }
-        numLocalExperts = e.numLocalExperts ?? 8
-        numExpertsPerTok = e.numExpertsPerTok ?? 2
-        guard numLocalExperts >= 1, numExpertsPerTok >= 1, numExpertsPerTok <= numLocalExperts else {
-            throw ModelError.invalidConfig(path: path, reason: "num_experts_per_tok \(numExpertsPerTok) must be in 1 ... num_local_experts \(numLocalExperts)")
-        }
-        if let j = e.routerJitterNoise, j != 0 {
-            throw ModelError.unsupportedOption(path: path, key: "router_jitter_noise", value: "\(j)",
-                                               supported: "0 (Finch does not jitter the router's input in training)")
-        }
-        routerAuxLossCoef = e.routerAuxLossCoef ?? 0.001
-        outputRouterLogits = e.outputRouterLogits ?? false
-        if let w = e.slidingWindow, w <= 0 { throw ModelError.invalidConfig(path: path, reason: "sliding_window must be positive") }
-        slidingWindow = e.slidingWindow
+        experts = try ExpertsSettings(json: data, path: path, layers: base.numHiddenLayers, defaults: ExpertsSettings(
+            numExperts: 8, numExpertsPerTok: 2, expertSize: base.intermediateSize, normTopkProb: true, routerAuxLossCoef: 0.001),
+            sparseLayerKeys: false)
+        // Mixtral's experts are `intermediate_size` wide and always renormalized (it has neither key).
+        experts.expertSize = base.intermediateSize
+        experts.normTopkProb = true
+        let window = try LlamaConfig.decode(Keys.self, from: data, path: path).slidingWindow
+        if let w = window, w <= 0 { throw ModelError.invalidConfig(path: path, reason: "sliding_window must be positive") }
+        slidingWindow = window
     }
 
     public var decoderSpec: DecoderSpec {
         var s = base.layoutSpec(family: "mixtral")
         s.slidingWindows = Array(repeating: slidingWindow, count: base.numHiddenLayers)
-        s.moe = .init(experts: numLocalExperts, topK: numExpertsPerTok, normalize: true, expertSize: base.intermediateSize)
-        if outputRouterLogits { s.moe!.auxLossCoef = Float(routerAuxLossCoef) }
+        s.moe = experts.spec(layers: base.numHiddenLayers)
         return s
     }
 
@@ -96,8 +79,8 @@ public struct MixtralConfig: DecoderConfig, Equatable {
         base.huggingFaceConfigJSON(torchDType: torchDType, tieWordEmbeddings: tieWordEmbeddings).patched(
             set: [("architectures", .array([.string("MixtralForCausalLM")])), ("model_type", .string("mixtral")),
                   ("sliding_window", slidingWindow.map { .number(String($0)) } ?? .null),
-                  ("num_local_experts", .int(numLocalExperts)), ("num_experts_per_tok", .int(numExpertsPerTok)),
-                  ("router_aux_loss_coef", .double(routerAuxLossCoef)), ("output_router_logits", .bool(outputRouterLogits)),
+                  ("num_local_experts", .int(experts.numExperts)), ("num_experts_per_tok", .int(experts.numExpertsPerTok)),
+                  ("router_aux_loss_coef", .double(experts.routerAuxLossCoef)), ("output_router_logits", .bool(experts.outputRouterLogits)),
                   ("router_jitter_noise", .double(0))],
             remove: ["attention_bias", "mlp_bias", "pretraining_tp"])
     }
@@ -110,6 +93,6 @@ public struct MixtralConfig: DecoderConfig, Equatable {
             throw ExportError.unsupported(path: path, reason: "sliding_window \(w): llama.cpp's llama architecture (which holds Mixtral) attends to every earlier position")
         }
         return ("llama", try base.ggufKeys(arch: "llama", path: path)
-                    + [("llama.expert_count", .uint32(UInt32(numLocalExperts))), ("llama.expert_used_count", .uint32(UInt32(numExpertsPerTok)))])
+                    + [("llama.expert_count", .uint32(UInt32(experts.numExperts))), ("llama.expert_used_count", .uint32(UInt32(experts.numExpertsPerTok)))])
     }
 }
