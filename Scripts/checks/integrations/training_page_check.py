@@ -13,7 +13,6 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 parser = argparse.ArgumentParser()
@@ -40,8 +39,10 @@ def check(ok, what):
         failures.append(what)
 
 
+# Every read is one script run in the page: the page redraws its charts and sample list as events
+# arrive, so an element found in one call may be gone by the next (a stale element reference).
 def text(i):
-    return driver.find_element(By.ID, i).text
+    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : '';", i)
 
 
 def step():
@@ -50,16 +51,23 @@ def step():
 
 
 def points(chart="loss"):
-    e = driver.find_elements(By.CSS_SELECTOR, f"#chart_{chart} svg")
-    return int(e[0].get_attribute("data-points") or 0) if e else 0
+    return driver.execute_script(
+        "const e = document.querySelector('#chart_' + arguments[0] + ' svg');"
+        "return e ? parseInt(e.getAttribute('data-points') || '0') : 0;", chart)
 
 
 def eval_points():
-    return len(driver.find_elements(By.CSS_SELECTOR, '#chart_loss g.series[data-key="eval_loss"] circle'))
+    return driver.execute_script(
+        "return document.querySelectorAll('#chart_loss g.series[data-key=\"eval_loss\"] circle').length;")
 
 
 def samples():
-    return driver.find_elements(By.CSS_SELECTOR, "#samples .sample")
+    """The sample list as one snapshot: [{prompt, answer, step}]."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#samples .sample')).map(s => ({"
+        "prompt: (s.querySelector('.prompt') || {}).innerText || '',"
+        "answer: (s.querySelector('.answer') || {}).innerText || '',"
+        "step: s.getAttribute('data-step')}));")
 
 
 try:
@@ -74,9 +82,9 @@ try:
             check(points(c) > 0, f"chart {c} has points")
         check(text("eta") not in ("", "–"), f"an ETA is shown ({text('eta')})")
         wait.until(lambda d: len(samples()) == len(prompts))
-        shown = [s.find_element(By.CSS_SELECTOR, ".prompt").text for s in samples()]
-        answers = [s.find_element(By.CSS_SELECTOR, ".answer").text for s in samples()]
-        check(shown == prompts and all(answers), f"the first evaluation's sample answers appear (step {samples()[0].get_attribute('data-step')})")
+        shown = samples()
+        check([s["prompt"] for s in shown] == prompts and all(s["answer"] for s in shown),
+              f"the first evaluation's sample answers appear (step {shown[0]['step']})")
         check(eval_points() >= 1, "the held-out loss is on the loss chart")
         before_step, before_points = step(), points()
         driver.refresh()
@@ -86,7 +94,7 @@ try:
         wait.until(lambda d: text("status") == "finished")
         total = text("total")
         check(text("step") == total, f"followed to the end: step {text('step')} of {total}, status finished")
-        check("settings" and "learning_rate" in text("settings"), "the settings are listed")
+        check("learning_rate" in text("settings"), "the settings are listed")
         if args.screenshot:
             driver.execute_script("window.scrollTo(0, 0)")
             time.sleep(0.3)
