@@ -113,6 +113,11 @@ public final class SafeTensorsCollection: @unchecked Sendable {
         try requireFile(name).floats(name, into: out)
     }
 
+    /// Elements `elements` of tensor `name` converted to Float into `out` (exactly `elements.count`).
+    public func floats(_ name: String, elements: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) throws {
+        try requireFile(name).floats(name, elements: elements, into: out)
+    }
+
     private func requireFile(_ name: String) throws -> SafeTensorsFile {
         guard let f = file(containing: name) else { throw FormatError.missingTensor(path: directory, name: name) }
         return f

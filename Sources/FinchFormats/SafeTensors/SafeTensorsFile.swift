@@ -92,6 +92,24 @@ public final class SafeTensorsFile: @unchecked Sendable {
         file.release(bytes(of: info))   // the source pages leave the resident set once converted
     }
 
+    /// Converts the elements `elements` of tensor `name` (row-major, as stored) to Float into `out`,
+    /// which must hold exactly `elements.count`: one expert's slice of a fused expert tensor.
+    /// - Throws: ``FormatError/missingTensor(path:name:)``, ``FormatError/outputSizeMismatch(path:tensor:expected:actual:)``.
+    public func floats(_ name: String, elements: Range<Int>, into out: UnsafeMutableBufferPointer<Float>) throws {
+        guard let i = index[name] else { throw FormatError.missingTensor(path: path, name: name) }
+        let info = tensors[i]
+        precondition(elements.lowerBound >= 0 && elements.upperBound <= info.elementCount,
+                     "\(path): elements \(elements) of '\(name)' are outside its \(info.elementCount)")
+        guard out.count == elements.count else {
+            throw FormatError.outputSizeMismatch(path: path, tensor: name, expected: elements.count, actual: out.count)
+        }
+        if elements.isEmpty { return }
+        let size = info.dtype.byteSize
+        let part = UnsafeRawBufferPointer(rebasing: bytes(of: info)[(elements.lowerBound * size)..<(elements.upperBound * size)])
+        Self.convert(part, info.dtype, into: out.baseAddress!, count: elements.count)
+        file.release(part)
+    }
+
     /// Parallel conversion of `count` elements.
     static func convert(_ src: UnsafeRawBufferPointer, _ dtype: SafeTensorsDType,
                         into dst: UnsafeMutablePointer<Float>, count: Int) {

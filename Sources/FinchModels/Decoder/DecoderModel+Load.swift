@@ -25,6 +25,7 @@ extension DecoderModel {
            names.embedding.hasPrefix(p + "."), source.shape(of: "\(names.embedding.dropFirst(p.count + 1)).weight") != nil {
             source = WithoutBasePrefix(base: source, prefix: p + ".")
         }
+        if spec.moe != nil, let fused = try FusedExpertWeights(base: source, spec: spec, names: names) { source = fused }
         let root = WeightScope(source)
 
         func linear(_ scope: WeightScope, _ out: Int, _ inp: Int) throws -> LinearWeight {
@@ -163,4 +164,61 @@ struct WithoutBasePrefix: WeightSource {
     func load(_ name: String) throws -> Buffer<Float> { try base.load(stripped(name)) }
     func ropeFrequencyFactors() throws -> [Float]? { try base.ropeFrequencyFactors() }
     func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? { try base.quantizedWeight(stripped(name)) }
+}
+
+/// A checkpoint in transformers 5's fused expert layout read under the per-expert names the families declare: each
+/// sparse layer's `mlp.experts.gate_up_proj` [E, 2F, C] (expert e's gate rows, then its up rows) and
+/// `mlp.experts.down_proj` [E, C, F] are given as each expert's gate, up and down [out, in] (slices read as they
+/// are asked for, no copy of the whole tensor), and the router `mlp.gate` under the family's name for it
+/// (Mixtral's per-expert layout says `block_sparse_moe`). Every other tensor passes through.
+struct FusedExpertWeights: WeightSource {
+    let base: WeightSource
+    /// Per-expert name → (fused tensor, its elements).
+    let slices: [String: (fused: String, elements: Range<Int>, shape: [Int])]
+    /// Per-expert router name → transformers 5's.
+    let renamed: [String: String]
+    var path: String { base.path }
+
+    /// Nil when `base` holds no fused expert tensor; throws when one has the wrong shape or only part of a layer is fused.
+    init?(base: WeightSource, spec: DecoderSpec, names: DecoderNames) throws {
+        var slices: [String: (fused: String, elements: Range<Int>, shape: [Int])] = [:], renamed: [String: String] = [:]
+        for i in 0..<spec.numLayers {
+            guard let m = spec.moe(layer: i) else { continue }
+            let block = "\(names.layerPrefix).\(i).mlp", gateUp = block + ".experts.gate_up_proj", down = block + ".experts.down_proj"
+            let has = (base.shape(of: gateUp), base.shape(of: down))
+            if has.0 == nil && has.1 == nil { continue }
+            let (x, f, c) = (m.experts, m.expertSize, spec.hiddenSize)
+            for (name, shape, expected) in [(gateUp, has.0, [x, 2 * f, c]), (down, has.1, [x, c, f])] {
+                guard let shape else { throw ModelError.missingWeight(path: base.path, name: name) }
+                guard shape == expected else { throw ModelError.badWeightShape(path: base.path, name: name, expected: expected, actual: shape) }
+            }
+            for e in 0..<x {
+                let start = e * 2 * f * c
+                slices[names.expert(e, .gate, layer: i) + ".weight"] = (gateUp, start..<(start + f * c), [f, c])
+                slices[names.expert(e, .up, layer: i) + ".weight"] = (gateUp, (start + f * c)..<(start + 2 * f * c), [f, c])
+                slices[names.expert(e, .down, layer: i) + ".weight"] = (down, (e * c * f)..<((e + 1) * c * f), [c, f])
+            }
+            let router = names.router(layer: i) + ".weight"
+            if router != block + ".gate.weight", base.shape(of: block + ".gate.weight") != nil { renamed[router] = block + ".gate.weight" }
+        }
+        if slices.isEmpty { return nil }
+        self.base = base; self.slices = slices; self.renamed = renamed
+    }
+
+    var tensorNames: [String] {
+        let fused = Set(slices.values.map(\.fused)), hidden = Set(renamed.values)
+        return base.tensorNames.filter { !fused.contains($0) && !hidden.contains($0) } + slices.keys + renamed.keys
+    }
+    func shape(of name: String) -> [Int]? {
+        if let s = slices[name] { return s.shape }
+        return base.shape(of: renamed[name] ?? name)
+    }
+    func load(_ name: String) throws -> Buffer<Float> {
+        if let s = slices[name] { return try base.load(s.fused, elements: s.elements) }
+        return try base.load(renamed[name] ?? name)
+    }
+    func ropeFrequencyFactors() throws -> [Float]? { try base.ropeFrequencyFactors() }
+    func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? {
+        slices[name] != nil ? nil : try base.quantizedWeight(renamed[name] ?? name)
+    }
 }

@@ -14,6 +14,8 @@ public protocol WeightSource: Sendable {
     func shape(of name: String) -> [Int]?
     /// The values, row-major in PyTorch order.
     func load(_ name: String) throws -> Buffer<Float>
+    /// The values `elements` of `name`, row-major in PyTorch order (a slice of a larger tensor).
+    func load(_ name: String, elements: Range<Int>) throws -> Buffer<Float>
     /// Per-frequency rotary divisors stored as a tensor (llama.cpp's `rope_freqs.weight`), if any.
     func ropeFrequencyFactors() throws -> [Float]?
     /// `name` as stored 4-bit or int8 (bitsandbytes' serialized layouts), or nil when it is stored as plain values.
@@ -27,6 +29,9 @@ extension WeightSource {
     public func ropeFrequencyFactors() throws -> [Float]? { nil }
     public func quantizedWeight(_ name: String) throws -> (any StoredQuantizedMatrix)? { nil }
     public func blockWeight(_ name: String) throws -> GGUFBlockMatrix? { nil }
+    public func load(_ name: String, elements: Range<Int>) throws -> Buffer<Float> {
+        Buffer(Array(try load(name).array[elements]))
+    }
 
     /// Loads `name`, checking its shape.
     func load(_ name: String, shape expected: [Int]) throws -> Buffer<Float> {
@@ -255,6 +260,12 @@ public struct SafeTensorsWeightSource: WeightSource {
         guard let info = collection.info(name) else { throw ModelError.missingWeight(path: path, name: name) }
         let out = Buffer<Float>(uninitializedCount: info.elementCount)   // every value is written
         try collection.floats(name, into: out.buffer)
+        return out
+    }
+
+    public func load(_ name: String, elements: Range<Int>) throws -> Buffer<Float> {
+        let out = Buffer<Float>(uninitializedCount: elements.count)   // every value is written
+        try collection.floats(name, elements: elements, into: out.buffer)
         return out
     }
 

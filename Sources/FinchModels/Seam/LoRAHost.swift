@@ -456,6 +456,13 @@ extension LoRAHost {
         config.taskType = peftTaskType
         var modules: [String: LoRAModule] = [:]
         forEachLoRALinear { l in if let m = l.adapters[name] { modules[l.name] = m } }
+        // PEFT on transformers 5 loads adapters on experts onto the fused expert tensors, whose wrapper refuses
+        // lora_dropout ≠ 0. Dropout does nothing outside training, so such an adapter is written with 0 (the
+        // run's own setting stays in its training config).
+        if config.loraDropout != 0, let fused = fusedExpertTargets {
+            let experts = Set(fused.blocks.values.flatMap { $0.gate + $0.up + $0.down })
+            if modules.keys.contains(where: experts.contains) { config.loraDropout = 0 }
+        }
         return LoRAAdapter(config: config, modules: modules, copies: moduleCopies[name] ?? [:], tokenRows: tokenRows[name],
                            baseLayers: vocabularyBeforeGrowth == nil ? [:] : copyableModules)
     }
