@@ -178,13 +178,83 @@ final class MoEModelTests: XCTestCase {
             print("[qwen3_moe gguf \(type.rawValue)] read back: max |logit diff| = \(diff)")
             XCTAssertLessThanOrEqual(diff, tolerance, type.rawValue)
         }
-        // Qwen2-MoE (a dense layer here) and OLMoE are refused by name.
-        for f in ["qwen2_moe", "olmoe"] {
-            let other = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir(f) + "/hf").model as? DecoderModel)
-            XCTAssertThrowsError(try other.saveGGUF(to: scratch + "/\(f).gguf", tokenizer: [], type: .f32)) {
-                XCTAssertTrue("\($0)".contains("not implemented"), "\($0)")
+    }
+
+    /// Qwen2-MoE (llama.cpp's `qwen2moe`: the shared expert's 1-D gate, its expert widths in the keys) and OLMoE
+    /// (`olmoe`; the tied head written again as `output`, which that architecture requires) read back with the same
+    /// logits (f32) and within q8_0's rounding. The fixtures themselves are refused by name: Qwen2-MoE's has a dense
+    /// layer, OLMoE's grouped-query attention (llama.cpp's olmoe normalizes k over the hidden size); the checkpoints
+    /// exported are derived as Scripts/checks/export/derive_moe_checkpoints.py derives them for llama.cpp's check.
+    func testQwen2MoEAndOLMoEGGUFExportReadsBack() throws {
+        let scratch = NSTemporaryDirectory() + "finch-moe2-gguf-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        for (f, arch, refusal) in [("qwen2_moe", "qwen2moe", "dense MLP layers [1]"), ("olmoe", "olmoe", "grouped-query attention")] {
+            let fixture = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir(f) + "/hf").model as? DecoderModel)
+            XCTAssertThrowsError(try fixture.saveGGUF(to: scratch + "/\(f).gguf", tokenizer: [], type: .f32)) {
+                XCTAssertTrue("\($0)".contains(refusal) && "\($0)".contains(arch), "\($0)")
+            }
+            let lm = try LoadedModel.load(try Self.derivedForLlamaCpp(f, into: scratch + "/\(f)-hf"))
+            let m = try XCTUnwrap(lm.model as? DecoderModel)
+            let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
+            let expected = try FamilyTests.logits(m, ids)
+            for (type, tolerance) in [(GGUFExportType.f32, Float(1e-6)), (.q8_0, 0.15)] {   // measured 0 and 0.041 (Qwen2-MoE), 0.052 (OLMoE)
+                let path = scratch + "/\(f)-\(type.rawValue).gguf"
+                XCTAssertEqual(try m.saveGGUF(to: path, tokenizer: try lm.tokenizer.ggufMetadata(pre: nil), type: type).architecture, arch)
+                let file = try GGUFFile(path: path)
+                XCTAssertEqual(file.metadata["\(arch).expert_count"]?.intValue, 4)
+                XCTAssertEqual(file.metadata["\(arch).expert_used_count"]?.intValue, 2)
+                XCTAssertNotNil(file.tensor(named: "output.weight"), "\(arch) requires output")
+                if f == "qwen2_moe" {
+                    XCTAssertEqual(file.metadata["qwen2moe.expert_feed_forward_length"]?.intValue, 48)
+                    XCTAssertEqual(file.metadata["qwen2moe.expert_shared_feed_forward_length"]?.intValue, 80)
+                    XCTAssertEqual(file.tensor(named: "blk.1.ffn_gate_inp_shexp.weight")?.dimensions, [64])
+                    XCTAssertEqual(file.tensor(named: "blk.1.ffn_up_exps.weight")?.dimensions, [64, 48, 4])
+                    XCTAssertNotNil(file.tensor(named: "blk.0.attn_q.bias"))
+                } else {
+                    XCTAssertEqual(file.tensor(named: "blk.1.attn_k_norm.weight")?.dimensions, [64])
+                }
+                let back = try LoadedModel.load(path, ggufBlocks: true)
+                XCTAssertEqual(back.model.architecture, f)
+                let diff = maxAbsDiff(try FamilyTests.logits(back.causal, ids), expected)
+                print("[\(f) gguf \(type.rawValue)] read back: max |logit diff| = \(diff)")
+                XCTAssertLessThanOrEqual(diff, tolerance, "\(f) \(type.rawValue)")
             }
         }
+    }
+
+    /// The tiny fixture made llama.cpp-shaped (see derive_moe_checkpoints.py): Qwen2-MoE's sparse layers 0 and 2 alone;
+    /// OLMoE's key/value heads repeated for the query heads that share them (the same model).
+    static func derivedForLlamaCpp(_ f: String, into dir: String) throws -> String {
+        try FileManager.default.copyItem(atPath: FamilyTests.dir(f) + "/hf", toPath: dir)
+        let file = try SafeTensorsFile(path: dir + "/model.safetensors")
+        var cfg = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/config.json"))) as? [String: Any])
+        var entries: [SafeTensorsWriter.Entry] = []
+        for n in file.tensorNames {
+            var name = n, shape = try XCTUnwrap(file.info(n)).shape, values = try file.floats(n)
+            if f == "qwen2_moe" {
+                if n.hasPrefix("model.layers.1.") { continue }
+                if n.hasPrefix("model.layers.2.") { name = "model.layers.1." + n.dropFirst("model.layers.2.".count) }
+            } else if ["self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.k_norm.weight"].contains(where: n.hasSuffix) {
+                let heads = 4, group = 2, d = 16, row = values.count / shape[0]
+                var repeated: [Float] = []
+                for h in 0..<heads {
+                    let first = (h / group) * d * row
+                    repeated += values[first..<(first + d * row)]
+                }
+                values = repeated
+                shape[0] = heads * d
+            }
+            entries.append(.float32(name: name, shape: shape, values: values))
+        }
+        try SafeTensorsWriter.write(entries, to: dir + "/model.safetensors")
+        if f == "qwen2_moe" {
+            cfg["num_hidden_layers"] = 2; cfg["mlp_only_layers"] = [Int](); cfg["layer_types"] = ["full_attention", "full_attention"]
+        } else {
+            cfg["num_key_value_heads"] = 4
+        }
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        return dir
     }
 
     /// Qwen-MoE's sparse layers: those whose (index + 1) is a multiple of decoder_sparse_step, less mlp_only_layers.

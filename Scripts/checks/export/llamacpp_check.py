@@ -164,7 +164,8 @@ def main(d):
                                   "base": base_text.get(row["prompt"]), "adapter_changes_it": text != base_text.get(row["prompt"]),
                                   "ok": ok}))
     # 5. Other families.
-    for arch in ("gemma3", "gpt2", "mixtral", "qwen3_moe"):
+    moe = ("mixtral", "qwen3_moe", "qwen2_moe", "olmoe")
+    for arch in ("gemma3", "gpt2") + moe:
         gguf_path = os.path.join(d, f"family-{arch}.gguf")
         if not os.path.exists(gguf_path):
             continue
@@ -182,7 +183,7 @@ def main(d):
             llm = llama_cpp.Llama(model_path=gguf_path, n_ctx=512, verbose=False, n_threads=os.cpu_count(), type_k=0, type_v=0)
             for line in open(greedy):
                 row = json.loads(line)
-                if arch in ("mixtral", "qwen3_moe"):
+                if arch in moe:
                     # The tiny random models emit lone bytes of multi-byte characters, which create_completion drops
                     # and Finch writes as U+FFFD: llama.cpp's greedy tokens, decoded as Finch decodes them.
                     ids = []

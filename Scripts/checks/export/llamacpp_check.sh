@@ -7,11 +7,11 @@
 # RSLORA_RUN), exported with --format gguf-lora, applied by llama.cpp to finch-f32.gguf
 # (lora_path), and merged into an f32 GGUF: logits on the check prompt within 1e-3 of Finch's with the
 # PEFT adapter, greedy continuations equal finch generate --adapter's (which differ from the base's).
-# Last, Gemma 3 270M, the tiny GPT-2, Mixtral and Qwen3-MoE (experts) exported as f32: llama.cpp's next token and
-# greedy text equal Finch's.
+# Last, Gemma 3 270M, the tiny GPT-2 and the mixtures of experts (Mixtral, Qwen3-MoE, Qwen2-MoE, OLMoE) exported as f32:
+# llama.cpp's next token and greedy text equal Finch's.
 #
 #   Scripts/checks/export/llamacpp_check.sh [VENV] [MODEL]
-#   MOE_ONLY=1 Scripts/checks/export/llamacpp_check.sh   # Mixtral and Qwen3-MoE alone
+#   MOE_ONLY=1 Scripts/checks/export/llamacpp_check.sh   # the mixtures of experts alone
 #
 # VENV (default: Scripts/reference-venv.sh llama-cpp, made when missing) holds llama-cpp-python, gguf, numpy.
 set -euo pipefail
@@ -63,6 +63,13 @@ cp -r Tests/Fixtures/tiny-mixtral/hf "$OUT/mixtral-hf"
 # Qwen3-MoE as Qwen3-30B-A3B is made (llama.cpp's qwen3moe).
 "$FINCH" export --model Tests/Fixtures/tiny-qwen3_moe/hf --type f32 --output "$OUT/family-qwen3_moe.gguf" --save-check "$OUT/family-qwen3_moe.check.safetensors" >&2
 "$FINCH" generate --model Tests/Fixtures/tiny-qwen3_moe/hf --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-qwen3_moe-greedy.jsonl"
+# Qwen2-MoE (llama.cpp's qwen2moe: experts and a shared expert in every layer) and OLMoE (olmoe: as many key/value
+# heads as query heads), derived from the tiny fixtures by derive_moe_checkpoints.py.
+for fam in qwen2_moe olmoe; do
+  "$VENV/bin/python" Scripts/checks/export/derive_moe_checkpoints.py "$fam" "Tests/Fixtures/tiny-$fam/hf" "$OUT/$fam-hf"
+  "$FINCH" export --model "$OUT/$fam-hf" --type f32 --output "$OUT/family-$fam.gguf" --save-check "$OUT/family-$fam.check.safetensors" >&2
+  "$FINCH" generate --model "$OUT/$fam-hf" --prompts-file "$OUT/prompts.txt" --max-new-tokens 32 --temperature 0 > "$OUT/family-$fam-greedy.jsonl"
+done
 echo "{\"commit\": \"$(git rev-parse --short HEAD)\", \"date\": \"$(date -u +%FT%TZ)\", \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\", \"llama_cpp_python\": \"$("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')\"}"
 # llama.cpp logs to stderr (every tensor it quantizes): kept in a file, shown when a check fails.
 "$VENV/bin/python" Scripts/checks/export/llamacpp_check.py "$OUT" 2>"$OUT/llama.log" || { tail -40 "$OUT/llama.log" >&2; exit 1; }

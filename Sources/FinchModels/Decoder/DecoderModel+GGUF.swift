@@ -150,7 +150,9 @@ extension DecoderModel {
                 throw ExportError.unsupported(path: path, reason: "tensor '\(t.name)' has no llama.cpp name in the \(arch) architecture")
             }
             let layer = g.hasPrefix("blk.") ? Int(g.dropFirst(4).prefix { $0.isNumber }) : nil
-            let ne = Array(t.shape.reversed())
+            var ne = Array(t.shape.reversed())
+            // The shared expert's gate [1, C] is a vector to llama.cpp (as its converter writes it).
+            if g.hasSuffix(".ffn_gate_inp_shexp.weight") { ne = [ne[0]] }
             let isOutput = g == "output.weight" || (tied && g == "token_embd.weight")
             let gt = type.tensorType(ggufName: g, ne0: ne[0], rank: ne.count, layer: layer, layers: spec.numLayers, isOutput: isOutput)
             counts[gt, default: 0] += 1
@@ -161,6 +163,15 @@ extension DecoderModel {
                 if let heads { v = GGUFWeightSource.reorderRotaryRows(v, heads: heads, rowLength: ne.count > 1 ? ne[0] : 1, toGGUF: true) }
                 if shift != 0 { for i in 0..<v.count { v[i] += shift } }
                 try GGUFExport.encode(v, as: gt, tensor: t.name, path: path, into: out)
+            })
+        }
+        // Architectures whose `output` is required get the tied embedding written again under that name.
+        if tied, ["qwen2moe", "olmoe"].contains(arch), let e = plan.first(where: { ggufOf[$0.name] == "token_embd.weight" }) {
+            let ne = Array(e.shape.reversed())
+            let gt = type.tensorType(ggufName: "output.weight", ne0: ne[0], rank: 2, layer: nil, layers: spec.numLayers, isOutput: true)
+            counts[gt, default: 0] += 1
+            tensors.append(GGUFWriter.Tensor(name: "output.weight", type: gt, dimensions: ne) { out in
+                try GGUFExport.encode(e.values(), as: gt, tensor: e.name, path: path, into: out)
             })
         }
         if let f = ropeFactors {

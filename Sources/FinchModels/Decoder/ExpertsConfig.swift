@@ -85,6 +85,30 @@ public struct ExpertsSettings: Sendable, Equatable {
         outputRouterLogits = false; self.routerAuxLossCoef = routerAuxLossCoef
     }
 
+    /// llama.cpp's expert keys of architecture `arch`: `expert_count` and `expert_used_count`, and where the
+    /// architecture has them `expert_feed_forward_length` (else `expertSize`) and `expert_shared_feed_forward_length`.
+    /// `normalized`: whether the architecture renormalizes the chosen experts' weights (fixed per architecture).
+    init(gguf: GGUFFile, arch: String, expertSize: Int?, shared: Bool, normalized: Bool) throws {
+        let count = try gguf.requiredInt("\(arch).expert_count"), used = try gguf.requiredInt("\(arch).expert_used_count")
+        guard count >= 1, used >= 1, used <= count else {
+            throw ModelError.invalidConfig(path: gguf.path, reason: "\(arch).expert_used_count \(used) must be in 1 ... \(arch).expert_count \(count)")
+        }
+        let size = try expertSize ?? gguf.requiredInt("\(arch).expert_feed_forward_length")
+        self.init(numExperts: count, numExpertsPerTok: used, expertSize: size,
+                  sharedExpertSize: shared ? try gguf.requiredInt("\(arch).expert_shared_feed_forward_length") : nil,
+                  normTopkProb: normalized, routerAuxLossCoef: 0.001)
+    }
+
+    /// The expert keys an export to llama.cpp's `arch` writes (see `init(gguf:…)`); `sizeKey`: the architecture
+    /// reads the experts' width from `expert_feed_forward_length` (not `feed_forward_length`).
+    func ggufKeys(arch: String, sizeKey: Bool) -> [(key: String, value: GGUFValue)] {
+        var m: [(key: String, value: GGUFValue)] = [("\(arch).expert_count", .uint32(UInt32(numExperts))),
+                                                    ("\(arch).expert_used_count", .uint32(UInt32(numExpertsPerTok)))]
+        if sizeKey { m.append(("\(arch).expert_feed_forward_length", .uint32(UInt32(expertSize)))) }
+        if let s = sharedExpertSize { m.append(("\(arch).expert_shared_feed_forward_length", .uint32(UInt32(s)))) }
+        return m
+    }
+
     /// The spec's mixture of experts for `layers` layers: a layer keeps a dense MLP when `mlp_only_layers`
     /// names it or (i + 1) is no multiple of `decoder_sparse_step`, as transformers' Qwen-MoE decides.
     func spec(layers: Int) -> DecoderSpec.MixtureOfExperts {

@@ -34,12 +34,7 @@ public struct MixtralConfig: DecoderConfig, Equatable {
     /// A llama.cpp GGUF of the `llama` architecture with experts (`llama.expert_count`, `expert_used_count`).
     public init(gguf: GGUFFile) throws {
         base = try LlamaConfig.load(gguf: gguf)
-        let count = try gguf.requiredInt("llama.expert_count"), used = try gguf.requiredInt("llama.expert_used_count")
-        guard count >= 1, used >= 1, used <= count else {
-            throw ModelError.invalidConfig(path: gguf.path, reason: "llama.expert_used_count \(used) must be in 1 ... llama.expert_count \(count)")
-        }
-        experts = ExpertsSettings(numExperts: count, numExpertsPerTok: used, expertSize: base.intermediateSize, normTopkProb: true,
-                                  routerAuxLossCoef: 0.001)
+        experts = try ExpertsSettings(gguf: gguf, arch: "llama", expertSize: base.intermediateSize, shared: false, normalized: true)
         slidingWindow = nil
     }
 
@@ -93,6 +88,6 @@ public struct MixtralConfig: DecoderConfig, Equatable {
             throw ExportError.unsupported(path: path, reason: "sliding_window \(w): llama.cpp's llama architecture (which holds Mixtral) attends to every earlier position")
         }
         return ("llama", try base.ggufKeys(arch: "llama", path: path)
-                    + [("llama.expert_count", .uint32(UInt32(experts.numExperts))), ("llama.expert_used_count", .uint32(UInt32(experts.numExpertsPerTok)))])
+                    + experts.ggufKeys(arch: "llama", sizeKey: false))
     }
 }

@@ -8,9 +8,9 @@ import Foundation
 /// is refused by name. Checkpoints in the per-expert layout (`mlp.experts.E.gate_proj` …).
 extension ModelFamily {
     public static let olmoe = ModelFamily(
-        name: "olmoe", modelTypes: ["olmoe"], architectures: ["OlmoeForCausalLM"], ggufArchitectures: [],
+        name: "olmoe", modelTypes: ["olmoe"], architectures: ["OlmoeForCausalLM"], ggufArchitectures: ["olmoe"],
         readConfig: { data, path in try OLMoEConfig(json: data, path: path) },
-        readGGUF: nil)
+        readGGUF: { try OLMoEConfig(gguf: $0) })
 }
 
 /// `config.json` of an OLMoE model: LLaMA's keys, `clip_qkv`, and the experts'.
@@ -47,6 +47,14 @@ public struct OLMoEConfig: DecoderConfig, Equatable {
         experts.expertSize = base.intermediateSize
     }
 
+    /// A GGUF of llama.cpp's `olmoe`: experts of `feed_forward_length` in every layer, the top-k weights as the
+    /// softmax gives them, q/k norms over the whole projections.
+    public init(gguf: GGUFFile) throws {
+        base = try LlamaConfig.load(gguf: gguf)
+        if base.attentionBias { throw ModelError.invalidConfig(path: gguf.path, reason: "attention biases in an olmoe GGUF (OLMoE has none)") }
+        experts = try ExpertsSettings(gguf: gguf, arch: "olmoe", expertSize: base.intermediateSize, shared: false, normalized: false)
+    }
+
     public var decoderSpec: DecoderSpec {
         var s = base.layoutSpec(family: "olmoe")
         s.qkNorm = true
@@ -76,7 +84,14 @@ public struct OLMoEConfig: DecoderConfig, Equatable {
 
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 
+    /// llama.cpp's `olmoe` (OLMoE-1B-7B's: experts in every layer, not renormalized). Its k norm spans the hidden
+    /// size, so grouped-query attention (a k projection narrower than that) cannot be written.
     public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
-        throw ExportError.unsupported(path: path, reason: "GGUF export of a mixture of experts (llama.cpp's ffn_*_exps tensors) is not implemented yet; export the Hugging Face layout (finch merge)")
+        func refuse(_ what: String) -> Error { ExportError.unsupported(path: path, reason: "\(what): llama.cpp's olmoe architecture does not compute it") }
+        if base.numKeyValueHeads != base.numAttentionHeads {
+            throw refuse("grouped-query attention (\(base.numKeyValueHeads) key/value heads of \(base.numAttentionHeads); its k norm spans hidden_size)")
+        }
+        if experts.normTopkProb { throw refuse("norm_topk_prob true (it renormalizes the chosen experts' weights)") }
+        return ("olmoe", try base.ggufKeys(arch: "olmoe", path: path) + experts.ggufKeys(arch: "olmoe", sizeKey: false))
     }
 }

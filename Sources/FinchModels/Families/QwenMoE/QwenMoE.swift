@@ -11,9 +11,9 @@ import Foundation
 /// (`mlp.experts.E.gate_proj` …, as transformers writes them).
 extension ModelFamily {
     public static let qwen2MoE = ModelFamily(
-        name: "qwen2_moe", modelTypes: ["qwen2_moe"], architectures: ["Qwen2MoeForCausalLM"], ggufArchitectures: [],
+        name: "qwen2_moe", modelTypes: ["qwen2_moe"], architectures: ["Qwen2MoeForCausalLM"], ggufArchitectures: ["qwen2moe"],
         readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen2) },
-        readGGUF: nil)
+        readGGUF: { try QwenMoEConfig(gguf: $0) })
     public static let qwen3MoE = ModelFamily(
         name: "qwen3_moe", modelTypes: ["qwen3_moe"], architectures: ["Qwen3MoeForCausalLM"], ggufArchitectures: ["qwen3moe"],
         readConfig: { data, path in try QwenMoEConfig(json: data, path: path, family: .qwen3) },
@@ -80,19 +80,16 @@ public struct QwenMoEConfig: DecoderConfig, Equatable {
         }
     }
 
-    /// A GGUF of llama.cpp's `qwen3moe` architecture: every layer sparse, the top-k weights renormalized,
-    /// no attention biases, full attention.
+    /// A GGUF of llama.cpp's `qwen2moe` (experts and a shared expert in every layer, the top-k weights as the softmax
+    /// gives them, q/k/v biases) or `qwen3moe` (every layer sparse, the top-k weights renormalized, q/k norms, no
+    /// attention biases); both attend to every earlier position.
     public init(gguf: GGUFFile) throws {
-        family = .qwen3
+        let arch = gguf.metadata["general.architecture"]?.stringValue ?? "?"
+        family = arch == "qwen2moe" ? .qwen2 : .qwen3
         base = try LlamaConfig.load(gguf: gguf)
+        qkvBias = family == .qwen2 && base.attentionBias
         base.attentionBias = false
-        qkvBias = false
-        let experts = try gguf.requiredInt("qwen3moe.expert_count"), used = try gguf.requiredInt("qwen3moe.expert_used_count")
-        guard experts >= 1, used >= 1, used <= experts else {
-            throw ModelError.invalidConfig(path: gguf.path, reason: "qwen3moe.expert_used_count \(used) must be in 1 ... qwen3moe.expert_count \(experts)")
-        }
-        self.experts = ExpertsSettings(numExperts: experts, numExpertsPerTok: used, expertSize: try gguf.requiredInt("qwen3moe.expert_feed_forward_length"),
-                                       normTopkProb: true, routerAuxLossCoef: 0.001)
+        experts = try ExpertsSettings(gguf: gguf, arch: arch, expertSize: nil, shared: family == .qwen2, normalized: family == .qwen3)
         windows = LayerTypesConfig()
         layerWindows = Array(repeating: nil, count: base.numHiddenLayers)
     }
@@ -138,22 +135,24 @@ public struct QwenMoEConfig: DecoderConfig, Equatable {
     public func generationConfigJSON() -> JSONValue { base.generationConfigJSON() }
 
     /// llama.cpp's `qwen3moe` (Qwen3-MoE as Qwen3-30B-A3B is made: experts in every layer, renormalized, no attention
-    /// biases, full attention). Qwen2-MoE's GGUF export is not written yet.
+    /// biases, full attention) or `qwen2moe` (Qwen1.5-MoE's: experts and the shared expert in every layer, not
+    /// renormalized, q/k/v biases, full attention). What the architecture does not compute is refused by name.
     public func ggufHyperparameters(path: String) throws -> (architecture: String, metadata: [(key: String, value: GGUFValue)]) {
-        guard family == .qwen3 else {
-            throw ExportError.unsupported(path: path, reason: "GGUF export of Qwen2-MoE (llama.cpp's qwen2moe) is not implemented yet; export the Hugging Face layout (finch merge)")
-        }
-        func refuse(_ what: String) -> Error { ExportError.unsupported(path: path, reason: "\(what): llama.cpp's qwen3moe architecture does not compute it") }
+        let arch = family == .qwen2 ? "qwen2moe" : "qwen3moe"
+        func refuse(_ what: String) -> Error { ExportError.unsupported(path: path, reason: "\(what): llama.cpp's \(arch) architecture does not compute it") }
         let spec = decoderSpec
         if layerWindows.contains(where: { $0 != nil }) { throw refuse("sliding-window layers") }
         if let dense = spec.moe?.denseLayers.sorted(), !dense.isEmpty { throw refuse("dense MLP layers \(dense) (mlp_only_layers / decoder_sparse_step)") }
-        if base.attentionBias { throw refuse("attention_bias") }
-        if !experts.normTopkProb { throw refuse("norm_topk_prob false (it renormalizes the chosen experts' weights)") }
+        switch family {
+        case .qwen2:
+            if experts.normTopkProb { throw refuse("norm_topk_prob true (it renormalizes the chosen experts' weights)") }
+            if experts.sharedExpertSize == nil { throw refuse("a Qwen2-MoE without a shared expert") }
+        case .qwen3:
+            if base.attentionBias { throw refuse("attention_bias") }
+            if !experts.normTopkProb { throw refuse("norm_topk_prob false (it leaves the chosen experts' weights unrenormalized)") }
+        }
         var keys = base
-        keys.attentionBias = false
-        return ("qwen3moe", try keys.ggufKeys(arch: "qwen3moe", path: path)
-                    + [("qwen3moe.expert_count", .uint32(UInt32(experts.numExperts))),
-                       ("qwen3moe.expert_used_count", .uint32(UInt32(experts.numExpertsPerTok))),
-                       ("qwen3moe.expert_feed_forward_length", .uint32(UInt32(experts.expertSize)))])
+        keys.attentionBias = false   // qwen2moe's q/k/v biases are tensors of the architecture
+        return (arch, try keys.ggufKeys(arch: arch, path: path) + experts.ggufKeys(arch: arch, sizeKey: true))
     }
 }
