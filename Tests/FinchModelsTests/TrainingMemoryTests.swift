@@ -46,6 +46,16 @@ final class TrainingMemoryTests: XCTestCase {
         }
     }
 
+    /// The experts' share of the base weights `--dry-run` reports: Qwen2-MoE's two sparse layers of 4 experts of 48
+    /// (gate, up, down over a hidden size of 64, f32), a token reading its top 2 of each; none for a dense model.
+    func testExpertWeightBytes() throws {
+        let m = try XCTUnwrap(try LoadedModel.load(Fixtures.path("tiny-qwen2_moe/hf")).model as? DecoderModel)
+        let all = 2 * 4 * 3 * 48 * 64 * 4
+        XCTAssertEqual(m.expertWeightBytes, ExpertWeightBytes(all: all, perToken: all / 2, mapped: false))
+        XCTAssertLessThan(all, m.weightBytes)
+        XCTAssertNil(try LoadedModel.load(Fixtures.path("tiny-qwen2/hf")).model.expertWeightBytes)
+    }
+
     /// T5 (both stacks, gated and not): the prediction for `rows` rows in each stack is the
     /// training workspace allocated for a batch of that many decoder and encoder rows.
     func testT5SavedBytesMatchTheWorkspace() throws {

@@ -61,7 +61,36 @@ public protocol TrainableModel: LoRAHost {
     var trainingCaveats: [String] { get }
 }
 
+/// A mixture of experts' expert weights, as `--dry-run` reports them.
+public struct ExpertWeightBytes: Sendable, Equatable {
+    /// Every sparse layer's experts (gate, up and down; not the routers or a shared expert).
+    public var all: Int
+    /// What one token reads of them: top-k of each layer's experts.
+    public var perToken: Int
+    /// Whether they stay in a GGUF file's mapped blocks (paged in as they are read) rather than copied in.
+    public var mapped: Bool
+}
+
 extension TrainableModel {
+    /// The experts' share of `weightBytes`, for a mixture of experts (nil otherwise).
+    public var expertWeightBytes: ExpertWeightBytes? {
+        guard let d = self as? DecoderModel else { return nil }
+        var all = 0, perToken = 0, mapped = true
+        for l in d.layers {
+            guard let moe = l.moe else { continue }
+            let layer = moe.experts.reduce(0) { sum, e in
+                sum + [e.gate, e.up, e.down].reduce(0) { s, w in
+                    let weight = baseWeight(w)
+                    if case .quantized(_ as GGUFBlockMatrix, _) = weight.storage {} else { mapped = false }
+                    return s + weight.byteCount
+                }
+            }
+            all += layer
+            perToken += layer * moe.topK / moe.experts.count
+        }
+        return all == 0 ? nil : ExpertWeightBytes(all: all, perToken: perToken, mapped: mapped)
+    }
+
     /// Whether any linear the adapters can wrap is held quantized (4 bits or int8).
     public var isQuantized: Bool {
         linearSlots.contains { if case .quantized = baseWeight($0.get()).storage { true } else { false } }

@@ -9,6 +9,8 @@ import Foundation
 public struct TrainingMemoryPlan: Sendable {
     /// Frozen base weights (4-bit blocks, or f32 / bf16).
     public var baseWeights: Int
+    /// A mixture of experts: the experts' share of `baseWeights` and what one token reads of it.
+    public var experts: ExpertWeightBytes? = nil
     /// Adapter values (LoRA A and B, DoRA magnitudes, modules_to_save copies, trainable tokens'
     /// rows and the embedding holding them with its gradient), f32.
     public var adapters: Int
@@ -34,8 +36,13 @@ public struct TrainingMemoryPlan: Sendable {
     /// A small table in MiB.
     public var summary: String {
         func mib(_ b: Int) -> String { String(format: "%8.1f MiB", Double(b) / 1_048_576) }
+        var expertLine = ""
+        if let e = experts {
+            expertLine = "\n    of which experts \(mib(e.all))  (a token reads \(mib(e.perToken).trimmingCharacters(in: .whitespaces)), its top-k; "
+                + (e.mapped ? "mapped from the GGUF file, experts no token picks are never read, counted in full here)" : "all held in memory)")
+        }
         return """
-              base weights       \(mib(baseWeights))
+              base weights       \(mib(baseWeights))\(expertLine)
               adapters           \(mib(adapters))
               gradients          \(mib(gradients))
               optimizer state    \(mib(optimizerState))
@@ -90,6 +97,7 @@ extension Trainer {
                                   optimizerState: optimizer.stateBytes, activations: acts,
                                   processBaseline: max(0, residentAfterLoading - weights),
                                   maxRows: trainRows, checkpointing: checkpointing)
+        plan.experts = model.expertWeightBytes
         // The safetensors writer holds a file's tensors as bytes: the adapter's, and with checkpoints the optimizer state's.
         // A grown vocabulary saves the frozen embedding and head too, in f32 (beside a copy, the copy a second time).
         let copies = model.activeAdapter.flatMap { model.moduleCopies[$0] } ?? [:]
