@@ -257,6 +257,36 @@ final class MoEModelTests: XCTestCase {
         return dir
     }
 
+    /// DoRA on every expert (and the router and shared expert) of Qwen2-MoE: the adapter's logits equal the merged
+    /// model's (each expert's magnitude and direction folded into its weight), and a training pass gives magnitude
+    /// gradients to exactly the experts that served a row. (PEFT 0.21 has no DoRA on transformers 5's fused experts;
+    /// on attention and routers it is the same DoRA as every linear's, checked against PEFT in PEFTGradientTests.)
+    func testDoRAOnExpertsMergesToTheSameLogits() throws {
+        let m = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir("qwen2_moe") + "/hf").model as? DecoderModel)
+        var config = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .allLinear, useDoRA: true)
+        config.loraDropout = 0
+        try m.createAdapter(config: config, name: "d", seed: 3)
+        var rng = SeededRandom(seed: 5)
+        for p in m.trainableParameters() where p.name.contains("lora_B") {
+            for i in 0..<p.value.count { p.value[i] = 0.05 * rng.nextGaussian() }
+        }
+        m.adapterParametersChanged()
+        let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
+        m.zeroGradients()
+        try m.forwardBackward([TrainingSequence(tokens: ids.map(Int32.init))])
+        let served = try m.routes([TrainingSequence(tokens: ids.dropLast().map(Int32.init))])
+        var withGradient = 0
+        for p in m.trainableParameters() where p.name.contains(".experts.") && p.name.hasSuffix("lora_magnitude_vector") {
+            if p.grad.array.contains(where: { $0 != 0 }) { withGradient += 1 }
+        }
+        XCTAssertEqual(withGradient, 3 * served.map { Set($0.chosen).count }.reduce(0, +), "gate, up and down of each expert that served a row")
+        let adapter = try FamilyTests.logits(m, ids)
+        try m.mergeActiveAdapter()
+        let d = maxAbsDiff(try FamilyTests.logits(m, ids), adapter)
+        print("[qwen2_moe DoRA on experts] merged logits within \(d) of the adapter's")
+        XCTAssertLessThan(d, FamilyTests.logitTolerance)
+    }
+
     /// Qwen-MoE's sparse layers: those whose (index + 1) is a multiple of decoder_sparse_step, less mlp_only_layers.
     func testSparseLayersFollowDecoderSparseStepAndMlpOnlyLayers() throws {
         let path = FamilyTests.dir("qwen3_moe") + "/hf/config.json"
