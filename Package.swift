@@ -87,7 +87,7 @@ let package = Package(
         ),
         .target(
             name: "FinchTrain",
-            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels", "CFinchMPI",
+            dependencies: ["FinchCore", "FinchFormats", "FinchTokenizer", "FinchQuant", "FinchLoRA", "FinchModels", "FinchNet", "CFinchMPI",
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: checked
         ),

@@ -1,6 +1,9 @@
 import FinchFormats
 @testable import FinchTrain
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 
 /// GRPO's rewards: `--reward` specs, the built-in checkers, and the external command protocol under faults (a
@@ -74,6 +77,96 @@ final class RewardTests: XCTestCase {
                 XCTAssertEqual(e?.sample, sample, "\(cmd): \(error)")
                 XCTAssertTrue("\(error)".contains(why) && "\(error)".contains("command:" + cmd), "\(cmd): \(error)")
             }
+        }
+    }
+
+    /// http:URL against a loopback server: the batch posted once, rewards in order (null kept), and an answer of
+    /// the wrong length, a non-number entry (naming its sample), or an error status is a RewardError.
+    func testHTTPRewardProtocolAndFaults() throws {
+        let server = try LoopbackServer()
+        defer { server.stop() }
+        let r = try RewardSpec(parsing: "http:http://127.0.0.1:\(server.port)/score=2")
+        XCTAssertEqual(r.weight, 2)
+        let f = try r.make(timeout: 5)
+        let batch = ["x", "yy", "zzz"].map { RewardInput(prompt: "p", completion: $0, completionTokens: $0.count, record: [("answer", .string("3"))]) }
+        server.answer = (200, #"{"rewards": [0.5, null, -1]}"#)
+        XCTAssertEqual(try f.scores(batch), [0.5, nil, -1])
+        let posted = try XCTUnwrap(try JSONParser.parse(server.lastBody).objectValue)
+        XCTAssertEqual(posted.first { $0.key == "completions" }?.value, .array(["x", "yy", "zzz"].map { .string($0) }))
+        XCTAssertEqual(posted.first { $0.key == "records" }?.value.arrayValue?.count, 3)
+        for (status, body, why, sample) in [(200, #"{"rewards": [1, 2]}"#, "2 rewards for 3 completions", nil),
+                                            (200, #"{"rewards": [1, "a", 2]}"#, "not a finite number", 1),
+                                            (404, "no such route", "HTTP 404", nil),
+                                            (200, "not json", "no \"rewards\" list", nil)] as [(Int, String, String, Int?)] {
+            server.answer = (status, body)
+            XCTAssertThrowsError(try f.scores(batch), body) { error in
+                XCTAssertEqual((error as? RewardError)?.sample, sample, "\(error)")
+                XCTAssertTrue("\(error)".contains(why) && "\(error)".contains("http://127.0.0.1"), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try RewardSpec(parsing: "http:ftp://x")) { XCTAssertTrue("\($0)".contains("not an http(s) URL"), "\($0)") }
+    }
+}
+
+/// A one-thread HTTP/1.1 server on 127.0.0.1 answering every request with `answer` (status, body), closing each
+/// connection after its answer; `lastBody` is the last request's body.
+final class LoopbackServer: @unchecked Sendable {
+    let fd: Int32
+    let port: Int
+    private let lock = NSLock()
+    private var _answer: (Int, String) = (200, "{}"), _lastBody: [UInt8] = []
+    private var thread: Thread?
+    var answer: (Int, String) {
+        get { lock.lock(); defer { lock.unlock() }; return _answer }
+        set { lock.lock(); _answer = newValue; lock.unlock() }
+    }
+    var lastBody: [UInt8] { lock.lock(); defer { lock.unlock() }; return _lastBody }
+
+    init() throws {
+        let sock = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, len) == 0 && listen(sock, 8) == 0 && getsockname(sock, $0, &len) == 0 }
+        }
+        guard ok else { throw NSError(domain: "LoopbackServer", code: Int(errno)) }
+        fd = sock
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        let t = Thread { self.serve() }   // holds the server until stop() ends the accept loop
+        thread = t
+        t.start()
+    }
+
+    func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+
+    private func serve() {
+        while true {
+            let c = accept(fd, nil, nil)
+            if c < 0 { return }
+            var data: [UInt8] = [], buf = [UInt8](repeating: 0, count: 65536)
+            var expected: Int?
+            while true {
+                let n = read(c, &buf, buf.count)
+                if n <= 0 { break }
+                data += buf[..<n]
+                if expected == nil, let end = data.firstRange(of: Array("\r\n\r\n".utf8)) {
+                    let head = String(decoding: data[..<end.lowerBound], as: UTF8.self).lowercased()
+                    let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+                        .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                    expected = end.upperBound + length
+                }
+                if let e = expected, data.count >= e { break }
+            }
+            if let e = expected, let end = data.firstRange(of: Array("\r\n\r\n".utf8)) {
+                lock.lock(); _lastBody = Array(data[end.upperBound..<e]); lock.unlock()
+            }
+            let (status, body) = answer
+            let reply = "HTTP/1.1 \(status) X\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+            _ = Array(reply.utf8).withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
+            close(c)
         }
     }
 }

@@ -1,4 +1,5 @@
 import FinchFormats
+import FinchNet
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -47,19 +48,23 @@ public protocol RewardFunction: AnyObject {
 ///   command:CMD        an external program (run by /bin/sh -c CMD, kept running) that reads one JSON line per
 ///                      completion on stdin — {"prompt", "completion", "completion_tokens", "record"} — and
 ///                      writes one line back: {"reward": number or null}
+///   http:URL           a reward model served anywhere: one POST per batch of
+///                      {"prompts", "completions", "completion_tokens", "records"} (lists, one entry per completion),
+///                      answered by {"rewards": [number or null, …]} of the same length
 public struct RewardSpec: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case answerMatch
         case format(String)
         case length(Int)
         case command(String)
+        case http(String)
     }
     public var kind: Kind
     public var weight: Double
     /// The text it was given (its name in logs and errors).
     public var text: String
 
-    public static let usage = "answer-match, format:REGEX, length:N or command:CMD, each optionally =WEIGHT"
+    public static let usage = "answer-match, format:REGEX, length:N, command:CMD or http:URL, each optionally =WEIGHT"
 
     /// Parses `NAME[=WEIGHT]`; the weight is the text after the last `=` when that is a number (a regex or a
     /// command may hold `=` of its own).
@@ -85,6 +90,12 @@ public struct RewardSpec: Sendable, Equatable {
             let cmd = String(body.dropFirst("command:".count))
             guard !cmd.trimmingCharacters(in: .whitespaces).isEmpty else { throw fail("command: needs a command") }
             kind = .command(cmd)
+        } else if body.hasPrefix("http:") || body.hasPrefix("https:") {
+            let url = body.hasPrefix("http:") && !body.hasPrefix("http://") ? String(body.dropFirst("http:".count)) : body
+            guard let u = URL(string: url), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+                throw fail("'\(url)' is not an http(s) URL")
+            }
+            kind = .http(url)
         } else {
             throw fail("unknown reward '\(body)'")
         }
@@ -99,6 +110,7 @@ public struct RewardSpec: Sendable, Equatable {
         case .format(let p): return try FormatReward(pattern: p, name: "format")
         case .length(let n): return LengthReward(limit: n)
         case .command(let c): return try CommandReward(command: c, name: "command", timeout: timeout)
+        case .http(let u): return HTTPReward(url: u, name: "http", timeout: timeout)
         }
     }
 }
@@ -277,5 +289,45 @@ public final class CommandReward: RewardFunction {
     func exitedReason() -> String {
         process.waitUntilExit()
         return "the program exited (status \(process.terminationStatus)) before answering"
+    }
+}
+
+/// http:URL (see `RewardSpec`): one POST per batch, retried on 429 / 5xx / a failed connection as every HTTP call
+/// of Finch is; an answer that is not a list of as many rewards is a `RewardError` (naming the sample whose entry
+/// is not a number or null).
+public final class HTTPReward: RewardFunction {
+    public let name: String
+    let url: String
+    let timeout: TimeInterval
+    public init(url: String, name: String, timeout: TimeInterval) { self.url = url; self.name = name; self.timeout = timeout }
+
+    public func scores(_ batch: [RewardInput]) throws -> [Double?] {
+        func fail(_ sample: Int?, _ why: String) -> RewardError {
+            RewardError(reward: "http:\(url)", sample: sample,
+                        reason: why + "; the server takes {\"prompts\", \"completions\", \"completion_tokens\", \"records\"} and answers {\"rewards\": [number or null, …]}")
+        }
+        let body = JSONValue.object([
+            ("prompts", .array(batch.map { .string($0.prompt) })), ("completions", .array(batch.map { .string($0.completion) })),
+            ("completion_tokens", .array(batch.map { .number(String($0.completionTokens)) })),
+            ("records", .array(batch.map { .object($0.record) })),
+        ]).serialized()
+        let (url, timeout) = (self.url, self.timeout)
+        let answer: HTTPAnswer
+        do {
+            answer = try HTTP.wait {
+                try await HTTP.send(method: .POST, url: url, headers: [("Content-Type", "application/json")], body: Array(body.utf8),
+                                    timeout: timeout, policy: RetryPolicy(attempts: 3))
+            }
+        } catch { throw fail(nil, "\(error)") }
+        guard answer.status == 200 else { throw fail(nil, "HTTP \(answer.status): \(answer.text.prefix(200))") }
+        guard let v = try? JSONParser.parse(answer.body), let rewards = v.objectValue?.first(where: { $0.key == "rewards" })?.value.arrayValue else {
+            throw fail(nil, "the answer '\(answer.text.prefix(200))' has no \"rewards\" list")
+        }
+        guard rewards.count == batch.count else { throw fail(nil, "\(rewards.count) rewards for \(batch.count) completions") }
+        return try rewards.enumerated().map { i, r in
+            if r.isNull { return nil }
+            guard let x = r.doubleValue, x.isFinite else { throw fail(i, "its reward \(r.serialized()) is not a finite number or null") }
+            return x
+        }
     }
 }
