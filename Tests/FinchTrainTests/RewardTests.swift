@@ -18,7 +18,7 @@ final class RewardTests: XCTestCase {
         XCTAssertEqual(f.weight, 0.5)
         XCTAssertEqual(try RewardSpec(parsing: "length:128=-1").kind, .length(128))
         XCTAssertEqual(try RewardSpec(parsing: "command:./score.sh --mode=strict").kind, .command("./score.sh --mode=strict"))
-        for bad in ["accuracy", "format:", "format:([", "length:0", "length:x", "command: "] {
+        for bad in ["accuracy", "format:", "format:([", "length:0", "length:x", "command: ", "json-schema:"] {
             XCTAssertThrowsError(try RewardSpec(parsing: bad), bad) { error in
                 XCTAssertTrue("\(error)".contains(bad) && "\(error)".contains("answer-match, format:REGEX"), "\(error)")
             }
@@ -51,6 +51,47 @@ final class RewardTests: XCTestCase {
         XCTAssertEqual(try f.scores(inputs), [1, 0, 0], "the whole completion must match, across lines")
         let l = try RewardSpec(parsing: "length:10").make()
         XCTAssertEqual(try l.scores([5, 10, 15, 30].map { RewardInput(prompt: "", completion: "", completionTokens: $0) }), [0, 0, -0.5, -2])
+    }
+
+    func testJSONSchema() throws {
+        let dir = NSTemporaryDirectory() + "finch-schema-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let schema = """
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "required": ["answer", "steps"],
+             "properties": {"answer": {"type": "integer", "minimum": 0},
+                            "steps": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 3},
+                            "unit": {"enum": ["kg", "m"]}},
+             "additionalProperties": false}
+            """
+        try schema.write(toFile: dir + "/s.json", atomically: true, encoding: .utf8)
+        let r = try RewardSpec(parsing: "json-schema:\(dir)/s.json=0.5").make()
+        let completions = [
+            #"  {"answer": 12, "steps": ["a", "b"]}  "#,            // whitespace around it is fine
+            #"{"answer": 12.0, "steps": [], "unit": "kg"}"#,         // 12.0 is an integer
+            #"{"answer": 1.5, "steps": []}"#,                         // not an integer
+            #"{"answer": -1, "steps": []}"#,                          // below the minimum
+            #"{"answer": 3}"#,                                        // steps missing
+            #"{"answer": 3, "steps": [""]}"#,                         // an empty step
+            #"{"answer": 3, "steps": [], "note": "x"}"#,              // an extra property
+            #"{"answer": 3, "steps": [], "unit": "lb"}"#,             // not in the enum
+            #"The answer is {"answer": 3, "steps": []}"#,             // not JSON as a whole
+        ].map { RewardInput(prompt: "", completion: $0, completionTokens: 0) }
+        XCTAssertEqual(try r.scores(completions), [1, 1, 0, 0, 0, 0, 0, 0, 0])
+        // What the validator does not implement is refused by name, with where it is.
+        try ##"{"type": "object", "properties": {"a": {"$ref": "#/defs/x"}}}"##.write(toFile: dir + "/ref.json", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try RewardSpec(parsing: "json-schema:\(dir)/ref.json").make()) {
+            XCTAssertTrue("\($0)".contains("'$ref' at #/properties/a is not implemented"), "\($0)")
+        }
+        XCTAssertThrowsError(try RewardSpec(parsing: "json-schema:\(dir)/missing.json").make()) {
+            XCTAssertTrue("\($0)".contains("missing.json") && "\($0)".contains("cannot read"), "\($0)")
+        }
+        // oneOf / not.
+        try #"{"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 10}], "not": {"const": 20}}"#
+            .write(toFile: dir + "/one.json", atomically: true, encoding: .utf8)
+        let one = try RewardSpec(parsing: "json-schema:\(dir)/one.json").make()
+        XCTAssertEqual(try one.scores(["5", "12", "10.5", "20"].map { RewardInput(prompt: "", completion: $0, completionTokens: 0) }),
+                       [1, 0, 1, 0], "12 matches both branches; 20 is excluded by not")
     }
 
     func testCommandProtocol() throws {

@@ -44,6 +44,7 @@ public protocol RewardFunction: AnyObject {
 ///                      equals the record's `answer` (its own final answer when it has one), numbers compared
 ///                      after normalization (`1,000` = `1000.0`, `$5` = `5`); 0 otherwise; nil without `answer`
 ///   format:REGEX       1 when the whole completion matches REGEX (`.` matches newlines), else 0
+///   json-schema:FILE   1 when the whole completion is JSON the schema accepts, else 0 (`JSONSchemaReward`)
 ///   length:N           0 up to N tokens, −(tokens − N) / N past them
 ///   command:CMD        an external program (run by /bin/sh -c CMD, kept running) that reads one JSON line per
 ///                      completion on stdin — {"prompt", "completion", "completion_tokens", "record"} — and
@@ -58,13 +59,14 @@ public struct RewardSpec: Sendable, Equatable {
         case length(Int)
         case command(String)
         case http(String)
+        case jsonSchema(String)
     }
     public var kind: Kind
     public var weight: Double
     /// The text it was given (its name in logs and errors).
     public var text: String
 
-    public static let usage = "answer-match, format:REGEX, length:N, command:CMD or http:URL, each optionally =WEIGHT"
+    public static let usage = "answer-match, format:REGEX, json-schema:FILE, length:N, command:CMD or http:URL, each optionally =WEIGHT"
 
     /// Parses `NAME[=WEIGHT]`; the weight is the text after the last `=` when that is a number (a regex or a
     /// command may hold `=` of its own).
@@ -83,6 +85,10 @@ public struct RewardSpec: Sendable, Equatable {
                 throw fail("'\(pattern)' is not a regular expression (\(error.localizedDescription))")
             }
             kind = .format(pattern)
+        } else if body.hasPrefix("json-schema:") {
+            let file = String(body.dropFirst("json-schema:".count))
+            guard !file.isEmpty else { throw fail("json-schema: needs a schema file") }
+            kind = .jsonSchema(file)
         } else if body.hasPrefix("length:") {
             guard let n = Int(body.dropFirst("length:".count)), n > 0 else { throw fail("length: needs a positive number of tokens") }
             kind = .length(n)
@@ -111,6 +117,7 @@ public struct RewardSpec: Sendable, Equatable {
         case .length(let n): return LengthReward(limit: n)
         case .command(let c): return try CommandReward(command: c, name: "command", timeout: timeout)
         case .http(let u): return HTTPReward(url: u, name: "http", timeout: timeout)
+        case .jsonSchema(let f): return try JSONSchemaReward(path: f)
         }
     }
 }
