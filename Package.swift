@@ -131,7 +131,7 @@ let package = Package(
         .testTarget(name: "FinchLoRATests", dependencies: ["FinchLoRA", "FinchFormats", "FinchTestSupport"]),
         .testTarget(name: "FinchQuantTests", dependencies: ["FinchQuant", "FinchFormats", "FinchTestSupport"]),
         // Fixture paths shared by the test targets (Tests/Fixtures, the real models), and the CI-aware skip.
-        .target(name: "FinchTestSupport", dependencies: ["FinchModels"], path: "Tests/FinchTestSupport"),
+        .target(name: "FinchTestSupport", dependencies: ["FinchCore", "FinchLoRA", "FinchModels"], path: "Tests/FinchTestSupport"),
         .testTarget(name: "FinchModelsTests", dependencies: ["FinchModels", "FinchLoRA", "FinchQuant", "FinchTestSupport"]),
         .testTarget(name: "FinchEvalTests", dependencies: ["FinchEval", "FinchModels", "FinchFormats", "FinchTrain", "FinchTestSupport"]),
         .testTarget(name: "FinchNetTests",

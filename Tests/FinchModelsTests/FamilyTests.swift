@@ -52,6 +52,18 @@ final class FamilyTests: XCTestCase {
         try m.forward([SequenceInput(tokens: ids, cache: m.makeCache())], logits: .all).values.array
     }
 
+    /// Checks the model's logits on every expected sequence against `<key>.seq<i>.logits` within `logitTolerance`;
+    /// returns the largest difference.
+    static func checkLogits(_ m: any CausalLM, _ e: Expected, _ ref: SafeTensorsFile, key: String, what: String) throws -> Float {
+        var worst: Float = 0
+        for (i, ids) in e.sequences.enumerated() {
+            let d = maxAbsDiff(try logits(m, ids), try ref.floats("\(key).seq\(i).logits"))
+            worst = max(worst, d)
+            XCTAssertLessThan(d, logitTolerance, "\(what) seq\(i)")
+        }
+        return worst
+    }
+
     func testLogitsMatchTransformers() throws {
         for f in Self.families {
             let (e, ref) = try Self.expected(f)
@@ -188,12 +200,7 @@ final class FamilyTests: XCTestCase {
             let (e, ref) = try Self.expected(f)
             let m = try XCTUnwrap(try LoadedModel.load(Self.dir(f) + "/hf").model as? DecoderModel)
             try m.loadAdapter(directory: Self.dir(f) + "/peft-experts")
-            var worstLogits: Float = 0
-            for (i, ids) in e.sequences.enumerated() {
-                let d = maxAbsDiff(try Self.logits(m, ids), try ref.floats("experts.adapter.seq\(i).logits"))
-                worstLogits = max(worstLogits, d)
-                XCTAssertLessThan(d, Self.logitTolerance, "\(f) fused-experts adapter seq\(i)")
-            }
+            let worstLogits = try Self.checkLogits(m, e, ref, key: "experts.adapter", what: "\(f) fused-experts adapter")
             m.zeroGradients()
             try m.forwardBackward(e.batch.map { TrainingSequence(tokens: $0) })
             var grads: [String: [Float]] = [:], shapes: [String: (Int, Int)] = [:]
@@ -254,12 +261,7 @@ final class FamilyTests: XCTestCase {
             let (e, ref) = try Self.expected(f)
             let m = try XCTUnwrap(try LoadedModel.load(Self.dir(f) + "/hf").model as? DecoderModel)
             try m.loadAdapter(directory: Self.dir(f) + "/finch-experts")
-            var worst: Float = 0
-            for (i, ids) in e.sequences.enumerated() {
-                let d = maxAbsDiff(try Self.logits(m, ids), try ref.floats("finch-experts.seq\(i).logits"))
-                worst = max(worst, d)
-                XCTAssertLessThan(d, Self.logitTolerance, "\(f) per-expert adapter seq\(i)")
-            }
+            let worst = try Self.checkLogits(m, e, ref, key: "finch-experts", what: "\(f) per-expert adapter")
             var config = try XCTUnwrap(m.adapterConfigs["default"])
             config.loraDropout = 0.05
             let scratch = NSTemporaryDirectory() + "finch-experts-\(f)-\(UInt32.random(in: 0...UInt32.max))"

@@ -265,12 +265,7 @@ final class MoEModelTests: XCTestCase {
         let m = try XCTUnwrap(try LoadedModel.load(FamilyTests.dir("qwen2_moe") + "/hf").model as? DecoderModel)
         var config = AdapterConfig(r: 2, loraAlpha: 4, targetModules: .allLinear, useDoRA: true)
         config.loraDropout = 0
-        try m.createAdapter(config: config, name: "d", seed: 3)
-        var rng = SeededRandom(seed: 5)
-        for p in m.trainableParameters() where p.name.contains("lora_B") {
-            for i in 0..<p.value.count { p.value[i] = 0.05 * rng.nextGaussian() }
-        }
-        m.adapterParametersChanged()
+        try m.attachRandomizedAdapter(config: config, name: "d", seed: 3, bScale: 0.05, bSeed: 5)
         let ids = [1, 17, 42, 99, 250, 7, 3, 55, 61, 80, 12, 9]
         m.zeroGradients()
         try m.forwardBackward([TrainingSequence(tokens: ids.map(Int32.init))])

@@ -91,12 +91,7 @@ final class QLoRATests: XCTestCase {
         let (quantized, _) = try models(compute: .f32)
         var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj", "v_proj"]))
         config.loraDropout = 0
-        try quantized.createAdapter(config: config, name: "m", seed: 5)
-        var rng = SeededRandom(seed: 2)
-        for p in quantized.trainableParameters() where p.name.contains("lora_B") {
-            for i in 0..<p.value.count { p.value[i] = 0.05 * rng.nextGaussian() }
-        }
-        quantized.adapterParametersChanged()
+        try quantized.attachRandomizedAdapter(config: config, name: "m", seed: 5, bScale: 0.05, bSeed: 2)
         let layer = quantized.layers[3][.q] as! LoRALinear
         let sum = effectiveWeight(layer)   // deq(W) + scaling·B·A, f32
         let tokens = [(0..<16).map { ($0 * 977 + 3) % 49152 }]

@@ -12,12 +12,7 @@ final class DropoutGradientTests: XCTestCase {
         let m = try TrainerTests.tinyModel()
         var c = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .allLinear, loraDropout: 0.3, useDoRA: dora)
         c.initLoRAWeights = "gaussian"
-        try m.createAdapter(config: c, seed: 2)
-        var rng = SeededRandom(seed: 9)
-        for p in m.trainableParameters() where p.name.contains("lora_B") {
-            for i in 0..<p.value.count { p.value[i] = 0.1 * rng.nextGaussian() }
-        }
-        m.adapterParametersChanged()
+        try m.attachRandomizedAdapter(config: c, seed: 2, bScale: 0.1, bSeed: 9)
         let data = TrainerTests.examples(3, vocab: m.vocabSize, seed: 4)
         let key: UInt64 = 12345
         m.zeroGradients()

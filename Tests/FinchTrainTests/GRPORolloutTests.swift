@@ -16,12 +16,7 @@ final class GRPORolloutTests: XCTestCase {
         let m = lm.model
         var config = AdapterConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj", "v_proj"]))
         config.loraDropout = 0
-        try m.createAdapter(config: config, name: "policy", seed: 1)
-        var rng = SeededRandom(seed: 2)
-        for p in m.trainableParameters() where p.name.contains("lora_B") {
-            for i in 0..<p.value.count { p.value[i] = 0.02 * rng.nextGaussian() }
-        }
-        m.adapterParametersChanged()
+        try m.attachRandomizedAdapter(config: config, name: "policy", seed: 1, bScale: 0.02, bSeed: 2)
         let prompts = [[1, 17, 42, 99], [1, 250, 7]]
         let sampling = SamplingOptions(temperature: 1, topK: 0, topP: 1)
         let rollouts = try GRPORollouts.sample(lm: lm, prompts: prompts, generations: 4, maxCompletionLength: 6,

@@ -82,14 +82,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// - Throws: ``FormatError/missingTensor(path:name:)``, ``FormatError/outputSizeMismatch(path:tensor:expected:actual:)``.
     public func floats(_ name: String, into out: UnsafeMutableBufferPointer<Float>) throws {
         guard let i = index[name] else { throw FormatError.missingTensor(path: path, name: name) }
-        let info = tensors[i]
-        let n = info.elementCount
-        guard out.count == n else {
-            throw FormatError.outputSizeMismatch(path: path, tensor: name, expected: n, actual: out.count)
-        }
-        if n == 0 { return }
-        Self.convert(bytes(of: info), info.dtype, into: out.baseAddress!, count: n)
-        file.release(bytes(of: info))   // the source pages leave the resident set once converted
+        try floats(name, elements: 0..<tensors[i].elementCount, into: out)
     }
 
     /// Converts the elements `elements` of tensor `name` (row-major, as stored) to Float into `out`,
@@ -107,7 +100,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         let size = info.dtype.byteSize
         let part = UnsafeRawBufferPointer(rebasing: bytes(of: info)[(elements.lowerBound * size)..<(elements.upperBound * size)])
         Self.convert(part, info.dtype, into: out.baseAddress!, count: elements.count)
-        file.release(part)
+        file.release(part)   // the source pages leave the resident set once converted
     }
 
     /// Parallel conversion of `count` elements.

@@ -151,8 +151,7 @@ extension DecoderModel {
             }
             let layer = g.hasPrefix("blk.") ? Int(g.dropFirst(4).prefix { $0.isNumber }) : nil
             var ne = Array(t.shape.reversed())
-            // The shared expert's gate [1, C] is a vector to llama.cpp (as its converter writes it).
-            if g.hasSuffix(".ffn_gate_inp_shexp.weight") { ne = [ne[0]] }
+            if DecoderNames.ggufStoresAsVector(g) { ne = [ne[0]] }
             let isOutput = g == "output.weight" || (tied && g == "token_embd.weight")
             let gt = type.tensorType(ggufName: g, ne0: ne[0], rank: ne.count, layer: layer, layers: spec.numLayers, isOutput: isOutput)
             counts[gt, default: 0] += 1
@@ -165,8 +164,7 @@ extension DecoderModel {
                 try GGUFExport.encode(v, as: gt, tensor: t.name, path: path, into: out)
             })
         }
-        // Architectures whose `output` is required get the tied embedding written again under that name.
-        if tied, ["qwen2moe", "olmoe"].contains(arch), let e = plan.first(where: { ggufOf[$0.name] == "token_embd.weight" }) {
+        if tied, names.ggufRequiresOutput, let e = plan.first(where: { ggufOf[$0.name] == "token_embd.weight" }) {
             let ne = Array(e.shape.reversed())
             let gt = type.tensorType(ggufName: "output.weight", ne0: ne[0], rank: 2, layer: nil, layers: spec.numLayers, isOutput: true)
             counts[gt, default: 0] += 1

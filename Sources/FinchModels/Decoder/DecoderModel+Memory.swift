@@ -76,3 +76,23 @@ extension DecoderModel {
         return max(peak, weightBytes + extra)
     }
 }
+
+extension DecoderModel {
+    /// The experts' share of `weightBytes` (every sparse layer's gate, up and down; nil without experts).
+    public var expertWeightBytes: ExpertWeightBytes? {
+        var all = 0, perToken = 0, mapped = true
+        for l in layers {
+            guard let moe = l.moe else { continue }
+            let layer = moe.experts.reduce(0) { sum, e in
+                sum + [e.gate, e.up, e.down].reduce(0) { s, w in
+                    let weight = baseWeight(w)
+                    if case .quantized(_ as GGUFBlockMatrix, _) = weight.storage {} else { mapped = false }
+                    return s + weight.byteCount
+                }
+            }
+            all += layer
+            perToken += layer * moe.topK / moe.experts.count
+        }
+        return all == 0 ? nil : ExpertWeightBytes(all: all, perToken: perToken, mapped: mapped)
+    }
+}

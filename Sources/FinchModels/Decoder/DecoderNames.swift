@@ -32,6 +32,9 @@ public struct DecoderNames: Sendable {
     /// What llama.cpp's converter added to every norm weight (Gemma: 1); loading a GGUF subtracts
     /// it, as transformers does.
     public var ggufNormShift: Float = 0
+    /// Whether the family's llama.cpp architecture requires an `output` tensor even when the head is tied to the
+    /// embedding (qwen2moe, olmoe): an export writes the embedding again under that name.
+    public var ggufRequiresOutput = false
     /// A mixture-of-experts MLP's names, relative to the block (`block_sparse_moe`, its router `gate`,
     /// expert `e`'s `experts.e.w1` / `w3` / `w2` for gate / up / down), when the family has one.
     public var moe: MoENames? = nil
@@ -85,6 +88,10 @@ public struct DecoderNames: Sendable {
         }
         return map
     }
+
+    /// Whether llama.cpp stores the linear `ggufName` [1, C] as a vector [C] (a shared expert's gate, as its
+    /// converter writes it): an export writes it so, loading reads it back as [1, C].
+    static func ggufStoresAsVector(_ ggufName: String) -> Bool { ggufName.hasSuffix(".ffn_gate_inp_shexp.weight") }
 
     /// Each expert's gate / up / down weight (Hugging Face name) → llama.cpp's 3-D tensor holding every
     /// expert's (`blk.<i>.ffn_gate_exps.weight`, ggml [in, out, E]) and the expert's index in it.

@@ -184,8 +184,7 @@ public struct GGUFWeightSource: WeightSource {
 
     public func shape(of name: String) -> [Int]? {
         guard let t = tensor(for: name) else { return nil }
-        // A shared expert's gate is a vector [C] to llama.cpp, a linear [1, C] to the model.
-        if t.dimensions.count == 1, t.name.hasSuffix(".ffn_gate_inp_shexp.weight") { return [1, t.dimensions[0]] }
+        if t.dimensions.count == 1, DecoderNames.ggufStoresAsVector(t.name) { return [1, t.dimensions[0]] }
         return conv1D.contains(name) ? t.dimensions : t.dimensions.reversed()
     }
 

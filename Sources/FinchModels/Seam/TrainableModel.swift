@@ -59,6 +59,8 @@ public protocol TrainableModel: LoRAHost {
     func loadPeakBytes(sourceBytesPerValue: Double) -> Int
     /// What training this model does differently from transformers' training mode (shown when a run starts).
     var trainingCaveats: [String] { get }
+    /// A mixture of experts: the experts' share of `weightBytes` (nil for other models).
+    var expertWeightBytes: ExpertWeightBytes? { get }
 }
 
 /// A mixture of experts' expert weights, as `--dry-run` reports them.
@@ -72,24 +74,7 @@ public struct ExpertWeightBytes: Sendable, Equatable {
 }
 
 extension TrainableModel {
-    /// The experts' share of `weightBytes`, for a mixture of experts (nil otherwise).
-    public var expertWeightBytes: ExpertWeightBytes? {
-        guard let d = self as? DecoderModel else { return nil }
-        var all = 0, perToken = 0, mapped = true
-        for l in d.layers {
-            guard let moe = l.moe else { continue }
-            let layer = moe.experts.reduce(0) { sum, e in
-                sum + [e.gate, e.up, e.down].reduce(0) { s, w in
-                    let weight = baseWeight(w)
-                    if case .quantized(_ as GGUFBlockMatrix, _) = weight.storage {} else { mapped = false }
-                    return s + weight.byteCount
-                }
-            }
-            all += layer
-            perToken += layer * moe.topK / moe.experts.count
-        }
-        return all == 0 ? nil : ExpertWeightBytes(all: all, perToken: perToken, mapped: mapped)
-    }
+    public var expertWeightBytes: ExpertWeightBytes? { nil }
 
     /// Whether any linear the adapters can wrap is held quantized (4 bits or int8).
     public var isQuantized: Bool {

@@ -122,6 +122,7 @@ public enum GRPOLoss {
     /// as PyTorch shares it (which gives the full gradient of r where it is not clipped).
     public static func microBatch(_ completions: [GRPOCompletion], settings s: GRPOSettings, accumulation: Int = 1,
                                   generationTokens: Int = 0, ranks: Int = 1) -> GRPOLossResult {
+        precondition(s.lossType != .dapo || generationTokens > 0, "dapo divides by the generation batch's tokens: give generationTokens")
         let low = 1 - s.epsilon, high = 1 + s.upperClip
         var perToken: [[Double]] = [], grads: [[Double]] = []
         var klSum = 0.0, lowCount = 0, highCount = 0, tokens = 0
@@ -166,9 +167,8 @@ public enum GRPOLoss {
             loss += perToken[i].reduce(0, +) * w
             grads[i] = grads[i].map { $0 * w }
         }
-        let d = Double(max(tokens, 1))
-        return GRPOLossResult(loss: loss, gradients: grads, meanKL: klSum / d, clipLow: Double(lowCount) / d,
-                              clipHigh: Double(highCount) / d, clipRegion: Double(lowCount + highCount) / d)
+        return GRPOLossResult(loss: loss, gradients: grads, meanKL: klSum / n, clipLow: Double(lowCount) / n,
+                              clipHigh: Double(highCount) / n, clipRegion: Double(lowCount + highCount) / n)
     }
 }
 

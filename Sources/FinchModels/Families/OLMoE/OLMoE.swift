@@ -66,6 +66,7 @@ public struct OLMoEConfig: DecoderConfig, Equatable {
     public var names: DecoderNames {
         var n = DecoderNames.llamaLayout
         n.moe = .qwen
+        n.ggufRequiresOutput = true
         return n
     }
 

@@ -108,6 +108,7 @@ public struct QwenMoEConfig: DecoderConfig, Equatable {
     public var names: DecoderNames {
         var n = DecoderNames.llamaLayout
         n.moe = family == .qwen2 ? .qwen2 : .qwen
+        n.ggufRequiresOutput = family == .qwen2   // llama.cpp's qwen2moe needs `output`; qwen3moe reuses the embedding
         return n
     }
 
